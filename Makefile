@@ -1,0 +1,52 @@
+# minewatch: `make up` runs the whole system here, `make test` runs the tests.
+# Both set up what is missing first: Debian's mosquitto, influxdb and chromium packages, and a
+# virtual environment in .venv with the package and its dev extras.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+APT_PACKAGES := mosquitto mosquitto-clients influxdb chromium
+PYTEST_ARGS ?=
+
+.PHONY: up test bench deps system-deps venv clean lint
+
+up: deps
+	$(VENV)/bin/minewatch up
+
+test: deps
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The detector kernels also run interpreted, checked against the same references.
+test-nojit: deps
+	NUMBA_DISABLE_JIT=1 $(PY) -m pytest tests/detectors $(PYTEST_ARGS)
+
+bench: deps
+	@for f in bench/*.py; do echo "# $$f"; $(PY) $$f || exit 1; done
+
+deps: system-deps venv
+
+system-deps:
+	@missing=""; \
+	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
+	command -v mosquitto_sub >/dev/null 2>&1 || missing="$$missing mosquitto-clients"; \
+	command -v influxd >/dev/null 2>&1 || [ -x /usr/bin/influxd ] || missing="$$missing influxdb"; \
+	command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null 2>&1; then SUDO="sudo"; \
+	  else echo "minewatch needs the Debian packages$$missing: install them as root (apt-get install$$missing)"; exit 1; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing \
+	    || { echo "could not install$$missing"; exit 1; }; \
+	fi
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) .minewatch .pytest_cache build *.egg-info

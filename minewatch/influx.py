@@ -1,0 +1,190 @@
+"""InfluxDB 1.x HTTP API: line protocol out, InfluxQL in.
+
+Speaks ``/write`` and ``/query`` only, which InfluxDB 1.x serves natively and 2.x / 3.x serve
+through their 1.x-compatibility endpoints. Measurements (database ``minewatch``):
+
+- ``telemetry``: tags ``scenario``, ``robot``, ``scenario_kind``; one float field per channel,
+  plus ``seq`` (integer), ``battery``, ``pos_m``, ``latency_ms``, ``rssi_dbm``; time = robot time.
+- ``vibration``: features computed from waveform blocks.
+- ``robot_status``, ``alert_events``, ``ingest_stats``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import httpx
+
+__all__ = ["InfluxClient", "InfluxError", "line", "escape_tag", "escape_key", "quote_str", "SyncInflux"]
+
+
+class InfluxError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"InfluxDB answered {status}: {message}")
+        self.status = status
+        self.message = message
+
+
+def escape_key(s: str) -> str:
+    return s.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+
+
+escape_tag = escape_key
+
+
+def escape_measurement(s: str) -> str:
+    return s.replace("\\", "\\\\").replace(",", "\\,").replace(" ", "\\ ")
+
+
+def quote_str(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def _field(v: Any) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return f"{v}i"
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return None
+        return repr(v)
+    return quote_str(str(v))
+
+
+def line(measurement: str, tags: Mapping[str, str], fields: Mapping[str, Any], ts_ns: int) -> str | None:
+    """One line of line protocol; ``None`` when no field has a value (InfluxDB needs one)."""
+    fs = []
+    for k, v in fields.items():
+        f = _field(v)
+        if f is not None:
+            fs.append(f"{escape_key(k)}={f}")
+    if not fs:
+        return None
+    tag_part = "".join(f",{escape_key(k)}={escape_tag(v)}" for k, v in sorted(tags.items()) if v not in (None, ""))
+    return f"{escape_measurement(measurement)}{tag_part} {','.join(fs)} {int(ts_ns)}"
+
+
+def _series_rows(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for result in payload.get("results", []):
+        if "error" in result:
+            raise InfluxError(400, result["error"])
+        for series in result.get("series", []) or []:
+            cols = series["columns"]
+            tags = series.get("tags") or {}
+            for values in series.get("values", []):
+                row = dict(zip(cols, values))
+                row.update(tags)
+                out.append(row)
+    return out
+
+
+class InfluxClient:
+    """Async client over httpx. ``write`` takes lines; ``query`` returns rows as dicts."""
+
+    def __init__(self, url: str, db: str, *, user: str | None = None, password: str | None = None,
+                 rp: str | None = None, timeout: float = 30.0, verify: bool | str = True) -> None:
+        self.url = url.rstrip("/")
+        self.db = db
+        self.rp = rp
+        self._auth = {"u": user, "p": password} if user else {}
+        self._http = httpx.AsyncClient(timeout=timeout, verify=verify)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> InfluxClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def ping(self) -> bool:
+        try:
+            r = await self._http.get(f"{self.url}/ping", timeout=2.0)
+            return r.status_code == 204
+        except httpx.HTTPError:
+            return False
+
+    async def write_body(self, body: bytes, *, gzipped: bool = False, precision: str = "ns") -> None:
+        params = {"db": self.db, "precision": precision, **self._auth}
+        if self.rp:
+            params["rp"] = self.rp
+        headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if gzipped:
+            headers["Content-Encoding"] = "gzip"
+        r = await self._http.post(f"{self.url}/write", params=params, content=body, headers=headers)
+        if r.status_code != 204:
+            raise InfluxError(r.status_code, _error_text(r))
+
+    async def write(self, lines: Iterable[str]) -> None:
+        body = "\n".join(lines).encode()
+        if not body:
+            return
+        if len(body) > 64 * 1024:
+            await self.write_body(gzip.compress(body, 1), gzipped=True)
+        else:
+            await self.write_body(body)
+
+    async def query(self, q: str, *, db: str | None = None, epoch: str = "ns", post: bool = False) -> list[dict[str, Any]]:
+        params = {"q": q, "db": db if db is not None else self.db, "epoch": epoch, **self._auth}
+        if post:
+            r = await self._http.post(f"{self.url}/query", data=params)
+        else:
+            r = await self._http.get(f"{self.url}/query", params=params)
+        if r.status_code != 200:
+            raise InfluxError(r.status_code, _error_text(r))
+        return _series_rows(r.json())
+
+    async def ensure_db(self) -> None:
+        await self.query(f'CREATE DATABASE "{self.db}"', db="", post=True)
+
+
+def _error_text(r: httpx.Response) -> str:
+    try:
+        return str(r.json().get("error", r.text))
+    except ValueError:
+        return r.text[:500]
+
+
+class SyncInflux:
+    """The same API, blocking: for tests, benchmarks and command-line tools."""
+
+    def __init__(self, url: str, db: str, *, user: str | None = None, password: str | None = None,
+                 timeout: float = 60.0) -> None:
+        self.url = url.rstrip("/")
+        self.db = db
+        self._auth = {"u": user, "p": password} if user else {}
+        self._http = httpx.Client(timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def write(self, lines: Iterable[str], *, db: str | None = None) -> None:
+        body = "\n".join(lines).encode()
+        if not body:
+            return
+        r = self._http.post(f"{self.url}/write", params={"db": db or self.db, "precision": "ns", **self._auth},
+                            content=gzip.compress(body, 1), headers={"Content-Encoding": "gzip"})
+        if r.status_code != 204:
+            raise InfluxError(r.status_code, _error_text(r))
+
+    def query(self, q: str, *, db: str | None = None, epoch: str = "ns", post: bool = False) -> list[dict[str, Any]]:
+        params = {"q": q, "db": db if db is not None else self.db, "epoch": epoch, **self._auth}
+        r = self._http.post(f"{self.url}/query", data=params) if post else self._http.get(f"{self.url}/query", params=params)
+        if r.status_code != 200:
+            raise InfluxError(r.status_code, _error_text(r))
+        return _series_rows(r.json())
+
+    def ensure_db(self, db: str | None = None) -> None:
+        self.query(f'CREATE DATABASE "{db or self.db}"', db="", post=True)
+
+    def count(self, measurement: str, field: str, where: str = "") -> int:
+        rows = self.query(f'SELECT count("{field}") FROM "{measurement}" {where}')
+        return int(rows[0]["count"]) if rows else 0

@@ -1,0 +1,178 @@
+"""The wire contract: telemetry frames from robots, robot status, and alert events.
+
+These pydantic models are the one definition of every payload; the AsyncAPI document and the
+API's OpenAPI schemas are generated from them. Times are integers in nanoseconds since the Unix
+epoch, UTC (``ts``), the robot's clock for telemetry.
+"""
+
+from __future__ import annotations
+
+import base64
+from enum import Enum
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = [
+    "ID_PATTERN",
+    "AlertEvent",
+    "AlertKind",
+    "AlertState",
+    "Link",
+    "RobotStatus",
+    "Severity",
+    "TelemetryFrame",
+    "Waveform",
+    "SEVERITY_RANK",
+]
+
+# Ids go into MQTT topic levels and InfluxDB tags: keep them to a safe alphabet.
+ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+RobotId = Annotated[str, Field(pattern=ID_PATTERN, examples=["r07"])]
+ScenarioId = Annotated[str, Field(pattern=ID_PATTERN, examples=["mf01"])]
+Nanos = Annotated[int, Field(ge=0, le=2**63 - 1, description="nanoseconds since the Unix epoch, UTC",
+                             examples=[1795852800000000000])]
+
+
+class Severity(str, Enum):
+    info = "info"
+    warning = "warning"
+    alarm = "alarm"
+    critical = "critical"
+
+
+SEVERITY_RANK = {Severity.info: 0, Severity.warning: 1, Severity.alarm: 2, Severity.critical: 3}
+
+
+class AlertState(str, Enum):
+    raised = "raised"
+    escalated = "escalated"
+    acknowledged = "acknowledged"
+    cleared = "cleared"
+
+
+class AlertKind(str, Enum):
+    gas = "gas"
+    vibration = "vibration"
+    ventilation = "ventilation"
+    sensor_health = "sensor-health"
+    robot_health = "robot-health"
+
+
+class Link(BaseModel):
+    """The robot's 5G link as the robot sees it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    latency_ms: float = Field(ge=0, examples=[14.2])
+    rssi_dbm: float = Field(ge=-150, le=0, examples=[-78.0])
+    loss: float = Field(default=0.0, ge=0, le=1, description="recent packet-loss ratio")
+
+
+class Waveform(BaseModel):
+    """A block of vibration samples (acceleration, m/s²), base64 of little-endian values."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rate_hz: float = Field(gt=0, le=1_000_000, examples=[10240.0])
+    dtype: Literal["f4", "i2"] = "f4"
+    scale: float = Field(default=1.0, gt=0, description="multiply decoded i2 samples by this to get m/s²")
+    rpm: float | None = Field(default=None, ge=0, description="shaft speed during the block, if measured")
+    data: str = Field(description="base64 of the samples")
+
+    def samples(self) -> np.ndarray:
+        raw = base64.b64decode(self.data, validate=True)
+        if self.dtype == "f4":
+            return np.frombuffer(raw, dtype="<f4").astype(np.float64)
+        return np.frombuffer(raw, dtype="<i2").astype(np.float64) * self.scale
+
+    @classmethod
+    def from_samples(cls, x: np.ndarray, rate_hz: float, rpm: float | None = None) -> Waveform:
+        data = base64.b64encode(np.asarray(x, dtype="<f4").tobytes()).decode("ascii")
+        return cls(rate_hz=rate_hz, dtype="f4", rpm=rpm, data=data)
+
+
+class TelemetryFrame(BaseModel):
+    """One robot's readings at one instant in one scenario.
+
+    A message on ``telemetry/{scenario_id}/{robot_id}`` carries one frame or a JSON array of
+    frames of that robot (a backlog after a coverage hole, or a fast sensor's samples).
+    """
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "robot_id": "r01", "scenario_id": "mf01", "seq": 4211, "ts": 1795852800000000000,
+        "pos_m": 118.5, "battery": 76.5, "link": {"latency_ms": 14.2, "rssi_dbm": -78.0, "loss": 0.0},
+        "readings": {"ch4_t0": 0.41, "ch4_t1": 0.38, "ch4_t2": 0.33, "co": 3.0, "o2": 20.7, "t": 23.4, "ws": 1.8},
+    }]})
+
+    robot_id: RobotId
+    scenario_id: ScenarioId
+    seq: int = Field(ge=0, le=2**63 - 1, description="monotonic per robot; gaps and repeats are counted")
+    ts: Nanos
+    pos_m: float | None = Field(default=None, description="position along the robot's route, metres")
+    battery: float | None = Field(default=None, ge=0, le=100, description="state of charge, %")
+    link: Link | None = None
+    readings: dict[str, float | None] = Field(
+        default_factory=dict, description="channel → value in the catalogue's unit; null when the sensor gave none")
+    waveforms: dict[str, Waveform] = Field(default_factory=dict)
+
+    @field_validator("readings")
+    @classmethod
+    def _finite(cls, v: dict[str, float | None]) -> dict[str, float | None]:
+        for k, x in v.items():
+            if x is not None and (x != x or x in (float("inf"), float("-inf"))):
+                raise ValueError(f"reading {k!r} is not a finite number")
+        return v
+
+
+class RobotStatus(BaseModel):
+    """Retained on ``status/{robot_id}``; the robot's MQTT will publishes ``online: false``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    robot_id: RobotId
+    online: bool
+    ts: Nanos | None = None
+    scenario_id: ScenarioId | None = None
+    pos_m: float | None = None
+    battery: float | None = Field(default=None, ge=0, le=100)
+    charging: bool = False
+    link: Link | None = None
+
+
+class AlertEvent(BaseModel):
+    """One step of an alert's life: raised, escalated, acknowledged or cleared.
+
+    ``alert_id`` is stable while the alert is active (same place, detector and channel); a new
+    alert after a clear gets a new id. ``severity`` is the alert's current severity.
+    """
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "alert_id": "mf01.ch4_t1.gas_limit.1795852800000", "kind": "gas", "detector": "gas_limit",
+        "severity": "critical", "state": "escalated", "scenario_id": "mf01", "robot_id": "r01",
+        "channel": "ch4_t1", "value": 1.62, "limit": 1.5, "unit": "%",
+        "first_ts": 1795852800000000000, "ts": 1795852804000000000,
+        "message": "Methane 1.62 % at methane, face T1 in mf01 (15101 fully-mechanised longwall) has reached the "
+                   "power-cut level 1.5 % (CMSR Art.498 methane settings, longwall face T1): cut power to the face "
+                   "and return roadway, withdraw people.",
+        "evidence": {"rule": "CMSR Art.498 methane settings, longwall face T1"},
+    }]})
+
+    alert_id: str = Field(pattern=ID_PATTERN)
+    kind: AlertKind
+    detector: str
+    severity: Severity
+    state: AlertState
+    scenario_id: ScenarioId
+    robot_id: RobotId | None = None
+    channel: str | None = None
+    value: float | None = None
+    limit: float | None = None
+    unit: str | None = None
+    first_ts: Nanos
+    ts: Nanos
+    message: str
+    evidence: dict[str, Any] = Field(default_factory=dict)
+    operator: str | None = Field(default=None, description="who acknowledged, on acknowledged events")
+    note: str | None = Field(default=None, description="the operator's note, on acknowledged events")

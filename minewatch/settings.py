@@ -1,0 +1,90 @@
+"""Settings, read once from the environment (``MINEWATCH_*``); CLI flags override them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from minewatch.topics import DEFAULT_PREFIX, Topics
+
+__all__ = ["Settings", "MqttTarget", "parse_mqtt_url"]
+
+
+class MqttTarget:
+    """A parsed ``mqtt://`` or ``mqtts://`` URL: host, port, credentials, TLS."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+            raise ValueError(f"MQTT URL must start with mqtt:// or mqtts://, got {url!r}")
+        if not parts.hostname:
+            raise ValueError(f"MQTT URL has no host: {url!r}")
+        self.url = url
+        self.tls = parts.scheme in ("mqtts", "ssl")
+        self.host = parts.hostname
+        self.port = parts.port or (8883 if self.tls else 1883)
+        self.username = parts.username
+        self.password = parts.password
+
+    def __repr__(self) -> str:
+        return f"MqttTarget({self.host}:{self.port}, tls={self.tls}, user={self.username!r})"
+
+
+def parse_mqtt_url(url: str) -> MqttTarget:
+    return MqttTarget(url)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MINEWATCH_", extra="ignore")
+
+    mqtt_url: str = Field(default="mqtt://127.0.0.1:1883", description="broker, mqtt://user:pass@host:port or mqtts://")
+    mqtt_ca: Path | None = Field(default=None, description="CA bundle for mqtts://")
+    mqtt_cert: Path | None = None
+    mqtt_key: Path | None = None
+    topic_prefix: str = DEFAULT_PREFIX
+    influx_url: str = Field(default="http://127.0.0.1:8086", description="InfluxDB 1.x HTTP API")
+    influx_db: str = "minewatch"
+    influx_user: str | None = None
+    influx_password: str | None = None
+    influx_rp: str | None = Field(default=None, description="retention policy to write raw data to (default: the database's)")
+    api_keys: str = Field(default="", description="comma-separated key:role pairs (operator, engineer, integrator)")
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_tls_cert: Path | None = None
+    api_tls_key: Path | None = None
+    data_dir: Path = Field(default=Path(".minewatch"), description="spool and local state")
+    metrics_port: int = Field(default=0, description="Prometheus metrics port of the ingestor; 0 = off")
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _mqtt(cls, v: str) -> str:
+        MqttTarget(v)
+        return v
+
+    @field_validator("influx_url")
+    @classmethod
+    def _influx(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"InfluxDB URL must be http(s)://host:port, got {v!r}")
+        return v.rstrip("/")
+
+    @property
+    def mqtt(self) -> MqttTarget:
+        return MqttTarget(self.mqtt_url)
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.topic_prefix)
+
+    def api_key_roles(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for pair in filter(None, (p.strip() for p in self.api_keys.split(","))):
+            key, sep, role = pair.rpartition(":")
+            if not sep or not key or role not in ("operator", "engineer", "integrator"):
+                raise ValueError(f"MINEWATCH_API_KEYS entry {pair!r} must be key:role with role operator, engineer or integrator")
+            out[key] = role
+        return out
