@@ -242,3 +242,35 @@ ROBOT_RULES: dict[str, Rule] = {
     "link_loss": _robot_rule("link_loss", "above", ((Severity.warning, 0.1),), 0.05, "5G packet loss",
                              2, "", "5G packet loss 10 % [P]", "check the robot's 5G link"),
 }
+
+
+# -- vibration, through the same kernel: the RMS velocity and the bearing-fault SNR of each block
+
+def vibration_rules(sc: Scenario) -> tuple[Rule, Rule] | None:
+    """(zone rule, bearing rule) for a scenario's machine, or None without one."""
+    m = sc.machine
+    if m is None:
+        return None
+    ab, bc, cd = m.zone_limits
+    from detectors.vibration import BEARING_SNR_DB
+
+    zone = Rule(
+        detector="vibration_zone", kind=AlertKind.vibration, direction="above",
+        levels=((Severity.warning, bc), (Severity.alarm, cd)), restore=round(0.95 * bc, 3), n_raise=(1, 1),
+        n_clear=DEFAULT_DEBOUNCE,
+        rule=f"ISO 10816-3 group {m.iso_group} {m.support}: zone C from {bc:g} mm/s, zone D from {cd:g} mm/s "
+             f"RMS velocity {m.band_low_hz:g}-1000 Hz (domain §4)",
+        actions=("zone C: not fit for long-term running, plan maintenance and watch the trend",
+                 "zone D: vibration severe enough to damage the machine, stop it at the next safe opportunity"),
+        level_names=("zone C boundary", "zone D boundary"), what="RMS vibration velocity", quantity="vib",
+        unit="mm/s", digits=2)
+    bearing = Rule(
+        detector="bearing_fault", kind=AlertKind.vibration, direction="above",
+        levels=((Severity.warning, BEARING_SNR_DB),), restore=BEARING_SNR_DB - 3.0, n_raise=(DEFAULT_DEBOUNCE,),
+        n_clear=DEFAULT_DEBOUNCE,
+        rule=f"envelope spectrum at the {m.bearing.name} bearing's fault frequencies at least {BEARING_SNR_DB:g} dB "
+             f"above its floor in two blocks running [P]",
+        actions=("plan a bearing change, check lubrication and the bearing temperature",),
+        level_names=("bearing-fault threshold",), what="Bearing-fault envelope peak", quantity="vib", unit="dB",
+        digits=1)
+    return zone, bearing

@@ -29,6 +29,7 @@ from minewatch.schema import AlertEvent, AlertKind, RobotStatus, Severity
 from minewatch.wire import Frame
 
 from detectors._state import StreamTable
+from detectors.change import CHANGE_ARGS, CHANGE_COLUMNS, change_kernel
 from detectors.engine import AlertEngine, Signal
 from detectors.health import HEALTH_ARGS, HEALTH_COLUMNS, health_kernel
 from detectors.health_rules import (HEALTH_DETECTORS, ROBOT_SILENCE_S, SILENCE_S, STUCK_S, health_message,
@@ -36,13 +37,19 @@ from detectors.health_rules import (HEALTH_DETECTORS, ROBOT_SILENCE_S, SILENCE_S
 from detectors.limits import LIMIT_COLUMNS, MAX_LEVELS, limit_kernel
 from detectors.overrides import Overrides
 from detectors.rise import RISE_ARGS, RISE_COLUMNS, RISE_DEFAULTS, rise_kernel
-from detectors.rules import ROBOT_RULES, Rule, channel_rules, fmt_thr, where_channel, where_robot
+from detectors.rules import ROBOT_RULES, Rule, channel_rules, decimals, fmt_thr, vibration_rules, where_channel, where_robot
+from detectors.vibration import VibrationFeatures, analyse_blocks
 
 __all__ = ["Detection", "DetectorSuite"]
 
 _NS = 1_000_000_000
 ROBOTS = "robots"  # the engine's place for robot-level alerts (a robot moves between scenarios)
-_NO_CHANNEL = Channel("", "ch4", "", (0.0, 0.0))
+# The change detector watches channels without fixed limits whose level does not jump with the
+# mine's routine (machines starting, production shifts) [P]: humidity, dust, bunker level, the
+# drainage pipe's methane. Its alerts are notices (info): "this has changed, look at it".
+CHANGE_QUANTITIES: dict[str, AlertKind] = {"rh": AlertKind.ventilation, "du": AlertKind.ventilation,
+                                           "level": AlertKind.sensor_health, "ch4_hr": AlertKind.gas}
+CHANGE_SETTINGS = {"c_warmup": 60, "c_h": 20.0, "c_spike": 10.0}
 
 
 @dataclass
@@ -68,6 +75,7 @@ class _Batch:
 
     lim: tuple[list[int], list[int], list[float], list[int]] = field(default_factory=lambda: ([], [], [], []))
     base: tuple[list[int], list[int], list[float], list[int]] = field(default_factory=lambda: ([], [], [], []))
+    blocks: list[tuple[int, object]] = field(default_factory=list)  # (frame index, WaveBlock)
 
     @staticmethod
     def arrays(cols: tuple[list[int], list[int], list[float], list[int]]):  # noqa: ANN205
@@ -75,6 +83,23 @@ class _Batch:
         t = np.asarray(cols[1], dtype=np.int64)
         order = np.lexsort((t, stream))
         return stream[order], t[order], np.asarray(cols[2], dtype=np.float64)[order], order
+
+
+def _samples(block) -> np.ndarray:  # noqa: ANN001 - a minewatch.wire.WaveBlock
+    import base64
+    import binascii
+
+    try:
+        raw = base64.b64decode(block.data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"waveform is not base64: {exc}") from None
+    if block.dtype == "f4":
+        if len(raw) % 4:
+            raise ValueError("f4 waveform length is not a multiple of 4 bytes")
+        return np.frombuffer(raw, dtype="<f4").astype(np.float64)
+    if len(raw) % 2:
+        raise ValueError("i2 waveform length is not a multiple of 2 bytes")
+    return np.frombuffer(raw, dtype="<i2").astype(np.float64) * block.scale
 
 
 class DetectorSuite:
@@ -99,12 +124,14 @@ class DetectorSuite:
         self._lim = StreamTable(LIMIT_COLUMNS)
         self._lim_rule: list[Rule] = []
         self._lim_meta: list[tuple[str | None, str, str]] = []  # (scenario or None for robot rules, robot, channel)
-        self._base = StreamTable({**HEALTH_COLUMNS, **RISE_COLUMNS})
+        self._base = StreamTable({**HEALTH_COLUMNS, **RISE_COLUMNS, **CHANGE_COLUMNS})
         self._base_meta: list[tuple[str, str, str, Channel | None]] = []
         self._base_rise: list[Rule | None] = []
         # (scenario, robot) -> channel -> (base stream, [(limit stream, signed)])
         self._routes: dict[tuple[str, str], dict[str, tuple[int, list[tuple[int, bool]]]]] = {}
         self._robots: dict[str, _Robot] = {}
+        self._vib_rules = {sid: r for sid, sc in self.scenarios.items() if (r := vibration_rules(sc)) is not None}
+        self._vib_feats: dict[tuple[int, int], VibrationFeatures] = {}
 
     # -- streams ---------------------------------------------------------------------------
     def _limit_stream(self, key: tuple[str, str, str, int], rule: Rule) -> int:
@@ -147,6 +174,10 @@ class DetectorSuite:
             q = QUANTITIES[c.quantity]
             b["h_lo"][s], b["h_hi"][s], b["h_tol"][s] = q.low, q.high, q.resolution / 2
             analog = c.quantity not in ("run", "sm")
+            if c.quantity in CHANGE_QUANTITIES and not c.limits:
+                b["c_on"][s] = True
+                for name, value in CHANGE_SETTINGS.items():
+                    b[name][s] = value
             b["h_stuck_on"][s] = analog
             b["h_spike_on"][s] = analog
             rise = self._ov.get(sc.id, c.name, "rise")
@@ -171,6 +202,7 @@ class DetectorSuite:
         if not frames:
             return Detection()
         batch = self._flatten(frames)
+        lines = self._vibration(batch, frames)
         pending: list[tuple[int, int, int, Signal]] = []
         self._run_limits(batch, frames, late, pending)
         self._run_base(batch, frames, late, pending)
@@ -182,7 +214,49 @@ class DetectorSuite:
             events.extend(self.engine.update(sig))
         events.extend(self.engine.advance(now))
         events.sort(key=lambda e: e.ts)
-        return Detection(events=events, lines=[])
+        self._vib_feats.clear()
+        return Detection(events=events, lines=lines)
+
+    def _vibration(self, batch: _Batch, frames: Sequence[Frame]) -> list[str]:
+        """Features of the batch's waveform blocks: line protocol, and samples for the zone and
+        bearing rules (through the limit kernel with the other limits)."""
+        if not batch.blocks:
+            return []
+        from minewatch.influx import line
+
+        xs, rates, rpms, bearings, groups, where = [], [], [], [], [], []
+        for fi, block in batch.blocks:
+            f = frames[fi]
+            m = self.scenarios[f.scenario_id].machine
+            assert m is not None
+            try:
+                x = _samples(block)
+            except ValueError:
+                continue  # a malformed block: the ingestor's validation reports it; nothing to analyse
+            if x.shape[0] < 16:
+                continue
+            xs.append(x), rates.append(block.rate_hz), rpms.append(block.rpm or m.rpm)
+            bearings.append(m.bearing), groups.append((m.iso_group, m.support)), where.append(fi)
+        lines = []
+        ls, lt, lx, lo = batch.lim
+        for fi, feats in zip(where, analyse_blocks(xs, rates, rpms, bearings, groups)):
+            f = frames[fi]
+            sc = self.scenarios[f.scenario_id]
+            assert sc.machine is not None
+            ln = line("vibration", {"scenario": sc.id, "robot": f.robot_id, "machine": sc.machine.name}, {
+                "rms_mm_s": feats.rms_mm_s, "zone": feats.zone, "kurtosis": feats.kurtosis, "crest": feats.crest,
+                "bpfo": feats.bpfo, "bpfi": feats.bpfi, "bsf": feats.bsf, "bpfo_snr_db": feats.bpfo_snr_db,
+                "bpfi_snr_db": feats.bpfi_snr_db, "bsf_snr_db": feats.bsf_snr_db, "one_x_share": feats.one_x_share,
+                "diagnosis": feats.diagnosis, "rpm": feats.rpm}, f.ts)
+            if ln:
+                lines.append(ln)
+            zone_rule, bearing_rule = self._vib_rules[sc.id]
+            snr = max(feats.bpfo_snr_db, feats.bpfi_snr_db, feats.bsf_snr_db)
+            for j, (rule, value) in enumerate(((zone_rule, feats.rms_mm_s), (bearing_rule, snr))):
+                s = self._limit_stream((sc.id, f.robot_id, sc.machine.channel, 100 + j), rule)
+                self._vib_feats[(s, f.ts)] = feats
+                ls.append(s), lt.append(f.ts), lx.append(float(value)), lo.append(fi)
+        return lines
 
     def _flatten(self, frames: Sequence[Frame]) -> _Batch:
         batch = _Batch()
@@ -211,6 +285,10 @@ class DetectorSuite:
                 bs.append(s), bt.append(ts), bx.append(v), bo.append(fi)
                 for ls_i, signed in lims:
                     ls.append(ls_i), lt.append(ts), lx.append(v if signed else abs(v)), lo.append(fi)
+            if f.waveforms and sc.machine is not None:
+                for wchan, block in f.waveforms.items():
+                    if wchan == sc.machine.channel:
+                        batch.blocks.append((fi, block))
             robot_vals = {"battery": f.battery}
             if f.link is not None:
                 robot_vals.update(link_latency_ms=f.link.latency_ms, link_rssi_dbm=f.link.rssi_dbm, link_loss=f.link.loss)
@@ -259,8 +337,20 @@ class DetectorSuite:
         sc = self.scenarios[scenario_id]
         c = sc.channel_map.get(channel)
         where = where_channel(sc, c) if c else f"{channel} in {sc.id} ({sc.name})"
+        message = rule.message(k, value, where)
+        feats = self._vib_feats.get((s, ts))
+        if feats is not None and sc.machine is not None:
+            where = f"the {sc.machine.name} in {sc.id} ({sc.name})"
+            message = rule.message(k, value, where)
+            diag = feats.diagnosis
+            message += (f" Diagnosis: {diag}; zone {feats.zone}, {feats.rms_mm_s:.2f} mm/s, kurtosis {feats.kurtosis:.1f}, "
+                        f"crest factor {feats.crest:.1f}.")
+            evidence.update(diagnosis=diag, zone=feats.zone, rms_mm_s=round(feats.rms_mm_s, 3),
+                            kurtosis=round(feats.kurtosis, 2), crest=round(feats.crest, 2),
+                            snr_db={"bpfo": round(feats.bpfo_snr_db, 1), "bpfi": round(feats.bpfi_snr_db, 1),
+                                    "bsf": round(feats.bsf_snr_db, 1)})
         return Signal(scenario_id=scenario_id, detector=rule.detector, subject=channel, kind=rule.kind, source=robot_id,
-                      severity=severity, ts=ts, message=rule.message(k, value, where), value=value, limit=limit,
+                      severity=severity, ts=ts, message=message, value=value, limit=limit,
                       unit=rule.unit, channel=channel, robot_id=robot_id, evidence=evidence)
 
     def _run_base(self, batch: _Batch, frames: Sequence[Frame], late: Sequence[bool] | None,
@@ -276,6 +366,15 @@ class DetectorSuite:
         raux = np.empty(x.shape[0])
         n_h = health_kernel(stream, t, x, *(b[name] for name in HEALTH_ARGS), hout, haux)
         n_r = rise_kernel(stream, t, x, *(b[name] for name in RISE_ARGS), rout, raux)
+        cscore = np.empty(x.shape[0])
+        cout = np.empty(x.shape[0], dtype=np.int8)
+        clevel = np.empty(x.shape[0])
+        if change_kernel(stream, x, *(b[name] for name in CHANGE_ARGS), cscore, cout, clevel):
+            for i in np.flatnonzero(cout >= 0):
+                fi = origin[int(order[i])]
+                pending.append((int(t[i]), 4, int(stream[i]),
+                                self._change_signal(int(stream[i]), int(cout[i]), float(x[i]), int(t[i]),
+                                                    float(cscore[i]), float(clevel[i]), bool(late[fi]) if late else False)))
         if n_h:
             for i, col in zip(*np.nonzero(hout >= 0)):
                 fi = origin[int(order[i])]
@@ -332,6 +431,30 @@ class DetectorSuite:
         return Signal(scenario_id=sid, detector="rate_of_rise", subject=chan, kind=rule.kind, source=rid,
                       severity=severity, ts=ts, message=msg, value=value, limit=limit, unit=c.unit, channel=chan,
                       robot_id=rid, evidence=evidence)
+
+    def _change_signal(self, s: int, code: int, value: float, ts: int, score: float, usual: float,
+                       is_late: bool) -> Signal:
+        sid, rid, chan, c = self._base_meta[s]
+        assert c is not None
+        sc = self.scenarios[sid]
+        b = self._base
+        where = where_channel(sc, c)
+        rule = (f"change detector: robust CUSUM, threshold {b['c_h'][s]:g}, after a {int(b['c_warmup'][s])}-value "
+                f"warm-up [P]")
+        v = f"{value:.{decimals(c.quantity)}f} {c.unit}".rstrip() if np.isfinite(value) else str(value)
+        if code:
+            msg = (f"{c.label[:1].upper() + c.label[1:]} at {where} has changed from its usual level "
+                   f"{usual:.{decimals(c.quantity)}f} {c.unit} to {v} (score {score:.2f}; {rule}): "
+                   f"check whether the change is real or the sensor is drifting.")
+        else:
+            msg = f"{c.label[:1].upper() + c.label[1:]} at {where} is steady again at {v} ({rule}): the notice is cleared."
+        evidence: dict[str, object] = {"rule": rule, "robot": rid, "score": round(score, 3)}
+        if is_late:
+            evidence["late"] = True
+        return Signal(scenario_id=sid, detector="change", subject=chan, kind=CHANGE_QUANTITIES[c.quantity], source=rid,
+                      severity=Severity.info if code else None, ts=ts, message=msg,
+                      value=value if np.isfinite(value) else None, unit=c.unit, channel=chan, robot_id=rid,
+                      evidence=evidence)
 
     # -- robots ------------------------------------------------------------------------------
     def _robot(self, rid: str) -> _Robot:

@@ -190,3 +190,96 @@ def health_changes(samples, cfg):
                 level += SPIKE_ALPHA * (x - level)
                 dev += SPIKE_ALPHA * (far - dev)
     return result
+
+
+def change_scores(values, warmup=30, k=0.5, h=12.0, spike=8.0, alpha=0.02):
+    """Reference for ``detectors.change.change_kernel`` on one stream.
+
+    Returns (scores, codes): the score of each value and the alert-state change there."""
+    from detectors.change import ALERT_OFF, ALERT_ON, LEARN_BELOW, SIGMA_PER_MAD, Z_CLIP
+
+    scores, codes = [], []
+    history = []  # warm-up values
+    level = scale = 0.0
+    up = down = 0.0
+    bad_run = 0
+    alerting = False
+    on = off = 0
+    for x in values:
+        score, code = 0.0, -1
+        if x != x:
+            scores.append(score)
+            codes.append(code)
+            continue
+        bad = False
+        if math.isinf(x):
+            score, bad = 1.0, True
+        elif len(history) < warmup:
+            history.append(x)
+            level = sum(history) / len(history)
+            devs = [abs(history[j] - sum(history[:j]) / j) for j in range(1, len(history))]
+            scale = sum(devs) / len(devs) if devs else 0.0
+        else:
+            sigma = max(SIGMA_PER_MAD * scale, 1e-6 * abs(level), 1e-300)
+            z = (x - level) / sigma
+            zc = max(-Z_CLIP, min(Z_CLIP, z))
+            up = max(0.0, up + zc - k)
+            down = max(0.0, down - zc - k)
+            evidence = max(max(up, down) / h, abs(z) / spike)
+            score = 1 - 2 ** -evidence
+            if evidence >= 1:
+                bad = True
+                bad_run += 1
+                if bad_run >= warmup:
+                    history, level, scale, up, down, bad_run = [], 0.0, 0.0, 0.0, 0.0, 0
+            else:
+                bad_run = 0
+                if evidence < LEARN_BELOW:
+                    far = abs(x - level)
+                    level += alpha * (x - level)
+                    scale += alpha * (far - scale)
+        if bad:
+            on, off = on + 1, 0
+            if not alerting and on >= ALERT_ON:
+                alerting, code = True, 1
+        else:
+            on, off = 0, off + 1
+            if alerting and off >= ALERT_OFF:
+                alerting, code = False, 0
+        scores.append(score)
+        codes.append(code)
+    return scores, codes
+
+
+def block_stats(block):
+    """Reference for ``detectors.vibration.block_stats`` on one block: (rms, kurtosis, crest)."""
+    vals = [v for v in block if math.isfinite(v)]
+    if not vals:
+        return (math.nan, math.nan, math.nan)
+    mean = sum(vals) / len(vals)
+    dev = [v - mean for v in vals]
+    m2 = sum(d * d for d in dev) / len(dev)
+    m4 = sum(d ** 4 for d in dev) / len(dev)
+    rms = math.sqrt(m2)
+    return (rms, m4 / m2 ** 2 if m2 > 0 else math.nan, max(abs(d) for d in dev) / rms if rms > 0 else math.nan)
+
+
+def band_velocity_rms(x, rate_hz, lo_hz, hi_hz):
+    """Velocity RMS (same unit as ``x`` times seconds) in a band, by an explicit DFT: each
+    acceleration component of amplitude ``A`` at ``f`` is a velocity component ``A / (2 pi f)``."""
+    n = len(x)
+    mean = sum(x) / n
+    x = [v - mean for v in x]
+    total = 0.0
+    for k in range(1, n // 2 + 1):
+        f = k * rate_hz / n
+        if not lo_hz <= f <= hi_hz:
+            continue
+        re = sum(x[j] * math.cos(2 * math.pi * k * j / n) for j in range(n))
+        im = -sum(x[j] * math.sin(2 * math.pi * k * j / n) for j in range(n))
+        amp = 2 * math.hypot(re, im) / n  # one-sided amplitude of the sinusoid
+        if k == n // 2 and n % 2 == 0:
+            amp /= 2
+        v_amp = amp / (2 * math.pi * f)
+        total += v_amp ** 2 / 2 if not (k == n // 2 and n % 2 == 0) else v_amp ** 2
+    return math.sqrt(total)

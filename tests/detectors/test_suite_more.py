@@ -140,3 +140,14 @@ def test_restore_health_and_robot_alerts() -> None:
     assert sorted((e.detector, e.state.value) for e in cleared if e.detector in ("robot_offline", "sensor_range")) == [
         ("robot_offline", "cleared"), ("sensor_range", "cleared")]
     assert all(e.severity is not Severity.info for e in cleared)
+
+
+def test_change_notice_on_a_channel_without_limits() -> None:
+    rng = np.random.default_rng(9)
+    values = np.round(np.r_[85 + rng.normal(0, 0.4, 200), 92 + rng.normal(0, 0.4, 100)], 1)
+    d = DetectorSuite().process(series("r01", "mf01", "rh", values, dt_s=5.0))
+    notices = [e for e in d.events if e.detector == "change"]
+    assert [(e.state.value, e.severity.value) for e in notices][:1] == [("raised", "info")]
+    assert 200 <= (notices[0].ts - T0) // (5 * S) < 215
+    assert "usual level 85" in notices[0].message and "relative humidity" in notices[0].message
+    assert DetectorSuite().process(series("r01", "mf01", "rh", values[:200], dt_s=5.0)).events == []
