@@ -19,7 +19,8 @@ TIMEOUT = 5.0
 class Session:
     """One connected paho client; ``connack`` is the broker's answer to the login."""
 
-    def __init__(self, url: str, *, ca: Path | None = None, protocol: int = paho.MQTTv5) -> None:
+    def __init__(self, url: str, *, ca: Path | None = None, protocol: int = paho.MQTTv5,
+                 timeout: float = TIMEOUT) -> None:
         target = MqttTarget(url)
         if protocol == paho.MQTTv5:
             self.client = paho_client(target, ca=ca)
@@ -38,7 +39,7 @@ class Session:
         self.client.on_message = self._on_message
         self.client.connect(target.host, target.port)
         self.client.loop_start()
-        if not self.connected.wait(TIMEOUT):
+        if not self.connected.wait(timeout):
             self.close()
             raise TimeoutError(f"no CONNACK from {url}")
 
