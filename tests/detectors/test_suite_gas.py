@@ -160,3 +160,21 @@ def test_parse_overrides_rejects_bad_keys(bad: list[str], why: str) -> None:
 def test_misordered_override_is_refused() -> None:
     with pytest.raises(ValueError, match="out of order"):
         DetectorSuite(overrides={"mf01.ch4_t1.alarm": 2.0})
+
+
+def test_flapping_alert_holds_its_clear() -> None:
+    suite = DetectorSuite()
+    # CO dithering about its limits: raised and cleared again and again, one sample apart
+    values = [3, 30, 30, 3, 3] * 6 + [3] * 5
+    d = suite.process(series("r01", "mf01", "co", values, dt_s=10.0))
+    co = only(d.events)
+    # three raises make it flapping: after that one alert stays up instead of a storm
+    assert states(co) == [("raised", "alarm"), ("cleared", "alarm")] * 2 + [("raised", "alarm")]
+    assert len({e.alert_id for e in co}) == 3
+    # the held clear is released by event time once the channel stays quiet for the hold
+    later = suite.process(series("r01", "mf01", "co", [3.0] * 20, dt_s=10.0, start=len(values)))
+    (cleared,) = only(later.events)
+    assert cleared.state.value == "cleared" and cleared.evidence["flapping"] is True
+    assert cleared.alert_id == co[-1].alert_id and "flapping" in cleared.message
+    first_quiet = T0 + (len(values) - 6) * 10 * S  # the last clear of the dithering
+    assert cleared.ts == first_quiet + 120 * S
