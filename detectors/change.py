@@ -7,8 +7,10 @@ Robust two-sided CUSUM on standardised residuals, plus a one-sample outlier test
   ``alpha``; values judged anomalous, or while the evidence is past half the threshold, are
   *not* learned ("protect"), so a slow climb cannot teach the detector that it is normal;
 * each value gives ``z = (x - m) / sigma`` with ``sigma = 1.2533 d`` (the Gaussian ratio of
-  standard to mean absolute deviation), floored at a millionth of the level, which makes the
-  detector scale-free: multiplying a series by any factor leaves its scores unchanged;
+  standard to mean absolute deviation), floored at half the finest step seen between two
+  values (a quantised sensor that barely moves is not infinitely precise) and at a millionth
+  of the level; everything is learned from the series itself, which makes the detector
+  scale-free: multiplying a series by any factor leaves its scores unchanged;
 * ``S+ = max(0, S+ + min(z, 4) - k)`` and ``S- = max(0, S- - max(z, -4) - k)`` accumulate
   small persistent shifts that a windowed z-score never sees (clipping ``z`` at 4 keeps one
   outlier from looking like a shift);
@@ -57,7 +59,7 @@ LEARN_BELOW = 0.5
 
 @jit
 def change_kernel(stream, x, on, warmup, k, h, spike, alpha,
-                  n, m, d, s_hi, s_lo, run_bad, state, on_count, off_count, score, code, level):  # noqa: ANN001, ANN201
+                  n, m, d, s_hi, s_lo, run_bad, state, on_count, off_count, last, step, score, code, level):  # noqa: ANN001, ANN201
     """Score a batch; ``score[i]`` in [0, 1) (1 for ±inf, 0 for NaN and warm-up), ``code[i]``
     the alert state change at ``i`` (1 raised, 0 cleared, -1 none), ``level[i]`` the learned
     level the value was compared with."""
@@ -71,6 +73,11 @@ def change_kernel(stream, x, on, warmup, k, h, spike, alpha,
         if not on[s] or v != v:
             continue
         bad = False
+        if np.isfinite(v):
+            jump = abs(v - last[s])
+            if jump > 0.0 and jump < step[s]:
+                step[s] = jump  # the finest step seen: the sensor's resolution, learned
+            last[s] = v
         if not np.isfinite(v):
             score[i] = 1.0
             bad = True
@@ -83,6 +90,8 @@ def change_kernel(stream, x, on, warmup, k, h, spike, alpha,
         else:
             sigma = SIGMA_PER_MAD * d[s]
             floor = 1e-6 * abs(m[s])
+            if 0.5 * step[s] > floor and np.isfinite(step[s]):
+                floor = 0.5 * step[s]
             if floor < 1e-300:
                 floor = 1e-300
             if sigma < floor:
@@ -142,6 +151,8 @@ CHANGE_COLUMNS = {
     "c_state": (np.int8, (), 0),
     "c_on_count": (np.int64, (), 0),
     "c_off_count": (np.int64, (), 0),
+    "c_last": (np.float64, (), np.nan),
+    "c_step": (np.float64, (), np.inf),
 }
 CHANGE_ARGS = tuple(CHANGE_COLUMNS)
 

@@ -26,8 +26,10 @@ __all__ = ["detect", "vibration"]
               help="CUSUM decision threshold h (higher: fewer, later alerts).")
 @click.option("--spike", default=8.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="A single value this many standard deviations away is anomalous on its own.")
+@click.option("--alpha", default=0.02, show_default=True, type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
+              help="How fast the learned level follows the data (higher: slow wander counts as normal).")
 def detect(input_path: Path, out_path: Path, time_column: str, value_column: str, warmup: int, threshold: float,
-           spike: float) -> None:
+           spike: float, alpha: float) -> None:
     """Run the change detector over a CSV, strictly in row order, with no look-ahead.
 
     Each row is scored from the rows before it only (robust CUSUM on standardised residuals
@@ -55,7 +57,7 @@ def detect(input_path: Path, out_path: Path, time_column: str, value_column: str
             times.append(row.get(time_column) or "")
             raw.append(row.get(value_column))
     values = np.array([_number(v) for v in raw], dtype=np.float64)
-    score, alert = ChangeDetector(warmup=warmup, h=threshold, spike=spike).score_many(values)
+    score, alert = ChangeDetector(warmup=warmup, h=threshold, spike=spike, alpha=alpha).score_many(values)
     try:
         dst = sys.stdout if str(out_path) == "-" else out_path.open("w", newline="", encoding="utf-8")
     except OSError as exc:

@@ -45,11 +45,11 @@ __all__ = ["Detection", "DetectorSuite"]
 _NS = 1_000_000_000
 ROBOTS = "robots"  # the engine's place for robot-level alerts (a robot moves between scenarios)
 # The change detector watches channels without fixed limits whose level does not jump with the
-# mine's routine (machines starting, production shifts) [P]: humidity, dust, bunker level, the
-# drainage pipe's methane. Its alerts are notices (info): "this has changed, look at it".
-CHANGE_QUANTITIES: dict[str, AlertKind] = {"rh": AlertKind.ventilation, "du": AlertKind.ventilation,
-                                           "level": AlertKind.sensor_health, "ch4_hr": AlertKind.gas}
-CHANGE_SETTINGS = {"c_warmup": 60, "c_h": 20.0, "c_spike": 10.0}
+# mine's routine (machines starting and stopping, pumps cycling, bunkers filling) [P]: humidity
+# and dust. It tracks the level closely (alpha 0.1) so the air's slow wander is normal and only
+# abrupt, unexplained changes alert, as notices (info): "this has changed, look at it".
+CHANGE_QUANTITIES: dict[str, AlertKind] = {"rh": AlertKind.ventilation, "du": AlertKind.ventilation}
+CHANGE_SETTINGS = {"c_warmup": 60, "c_h": 20.0, "c_spike": 10.0, "c_alpha": 0.1}
 
 
 @dataclass
@@ -130,6 +130,7 @@ class DetectorSuite:
         # (scenario, robot) -> channel -> (base stream, [(limit stream, signed)])
         self._routes: dict[tuple[str, str], dict[str, tuple[int, list[tuple[int, bool]]]]] = {}
         self._robots: dict[str, _Robot] = {}
+        self._robot_streams: dict[str, dict[str, int]] = {}
         self._vib_rules = {sid: r for sid, sc in self.scenarios.items() if (r := vibration_rules(sc)) is not None}
         self._vib_feats: dict[tuple[int, int], VibrationFeatures] = {}
 
@@ -150,9 +151,6 @@ class DetectorSuite:
 
     def _route(self, sid: str, rid: str, chan: str) -> tuple[int, list[tuple[int, bool]]]:
         routes = self._routes.setdefault((sid, rid), {})
-        r = routes.get(chan)
-        if r is not None:
-            return r
         sc = self.scenarios[sid]
         c = sc.channel_map.get(chan)
         s, new = self._base.add((sid, rid, chan))
@@ -260,9 +258,11 @@ class DetectorSuite:
 
     def _flatten(self, frames: Sequence[Frame]) -> _Batch:
         batch = _Batch()
-        ls, lt, lx, lo = batch.lim
-        bs, bt, bx, bo = batch.base
+        ls, lt, lx, lo = (c.append for c in batch.lim)
+        bs, bt, bx, bo = (c.append for c in batch.base)
         nan = float("nan")
+        all_routes = self._routes
+        robot_streams = self._robot_streams
         for fi, f in enumerate(frames):
             sid, rid, ts = f.scenario_id, f.robot_id, f.ts
             sc = self.scenarios.get(sid)
@@ -273,29 +273,38 @@ class DetectorSuite:
                 readings = dict(readings)
                 runs = [v for v in (readings.get("run_a"), readings.get("run_b")) if v is not None]
                 readings["fan"] = max(runs) if runs else None
-            routes = self._routes.get((sid, rid))
-            if routes:
-                for chan, (s, _) in routes.items():
+            routes = all_routes.get((sid, rid))
+            if routes is None:
+                routes = all_routes[(sid, rid)] = {}
+            elif not routes.keys() <= readings.keys() or None in readings.values():
+                for chan, (s, _) in routes.items():  # a channel this robot reports here is missing
                     if readings.get(chan) is None:
-                        bs.append(s), bt.append(ts), bx.append(nan), bo.append(fi)
+                        bs(s), bt(ts), bx(nan), bo(fi)
             for chan, v in readings.items():
                 if v is None:
                     continue
-                s, lims = self._route(sid, rid, chan)
-                bs.append(s), bt.append(ts), bx.append(v), bo.append(fi)
+                r = routes.get(chan)
+                if r is None:
+                    r = self._route(sid, rid, chan)
+                s, lims = r
+                bs(s), bt(ts), bx(v), bo(fi)
                 for ls_i, signed in lims:
-                    ls.append(ls_i), lt.append(ts), lx.append(v if signed else abs(v)), lo.append(fi)
+                    ls(ls_i), lt(ts), lx(v if signed else abs(v)), lo(fi)
             if f.waveforms and sc.machine is not None:
                 for wchan, block in f.waveforms.items():
                     if wchan == sc.machine.channel:
                         batch.blocks.append((fi, block))
-            robot_vals = {"battery": f.battery}
+            rs = robot_streams.get(rid)
+            if rs is None:
+                rs = robot_streams[rid] = {name: self._limit_stream(("", rid, name, 0), rule)
+                                           for name, rule in ROBOT_RULES.items()}
+            if f.battery is not None:
+                ls(rs["battery"]), lt(ts), lx(f.battery), lo(fi)
             if f.link is not None:
-                robot_vals.update(link_latency_ms=f.link.latency_ms, link_rssi_dbm=f.link.rssi_dbm, link_loss=f.link.loss)
-            for name, v in robot_vals.items():
-                if v is not None:
-                    ls.append(self._limit_stream(("", rid, name, 0), ROBOT_RULES[name]))
-                    lt.append(ts), lx.append(v), lo.append(fi)
+                link = f.link
+                for name, v in (("link_latency_ms", link.latency_ms), ("link_rssi_dbm", link.rssi_dbm),
+                                ("link_loss", link.loss)):
+                    ls(rs[name]), lt(ts), lx(v), lo(fi)
         return batch
 
     def _run_limits(self, batch: _Batch, frames: Sequence[Frame], late: Sequence[bool] | None,

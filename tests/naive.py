@@ -205,12 +205,17 @@ def change_scores(values, warmup=30, k=0.5, h=12.0, spike=8.0, alpha=0.02):
     bad_run = 0
     alerting = False
     on = off = 0
+    previous, finest = math.nan, math.inf
     for x in values:
         score, code = 0.0, -1
         if x != x:
             scores.append(score)
             codes.append(code)
             continue
+        if math.isfinite(x):
+            if 0 < abs(x - previous) < finest:
+                finest = abs(x - previous)
+            previous = x
         bad = False
         if math.isinf(x):
             score, bad = 1.0, True
@@ -220,7 +225,7 @@ def change_scores(values, warmup=30, k=0.5, h=12.0, spike=8.0, alpha=0.02):
             devs = [abs(history[j] - sum(history[:j]) / j) for j in range(1, len(history))]
             scale = sum(devs) / len(devs) if devs else 0.0
         else:
-            sigma = max(SIGMA_PER_MAD * scale, 1e-6 * abs(level), 1e-300)
+            sigma = max(SIGMA_PER_MAD * scale, 1e-6 * abs(level), 0.5 * finest if finest < math.inf else 0, 1e-300)
             z = (x - level) / sigma
             zc = max(-Z_CLIP, min(Z_CLIP, z))
             up = max(0.0, up + zc - k)
