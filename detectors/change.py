@@ -48,7 +48,7 @@ import numpy as np
 
 from detectors._jit import jit
 
-__all__ = ["CHANGE_ARGS", "CHANGE_COLUMNS", "ChangeDetector", "change_kernel"]
+__all__ = ["CHANGE_ARGS", "CHANGE_COLUMNS", "ChangeDetector", "change_kernel", "to_score"]
 
 SIGMA_PER_MAD = 1.2533
 Z_CLIP = 4.0
@@ -60,16 +60,17 @@ LEARN_BELOW = 0.5
 @jit
 def change_kernel(stream, x, on, warmup, k, h, spike, alpha,
                   n, m, d, s_hi, s_lo, run_bad, state, on_count, off_count, last, step, score, code, level):  # noqa: ANN001, ANN201
-    """Score a batch; ``score[i]`` in [0, 1) (1 for ±inf, 0 for NaN and warm-up), ``code[i]``
-    the alert state change at ``i`` (1 raised, 0 cleared, -1 none), ``level[i]`` the learned
-    level the value was compared with."""
+    """Score a batch. ``score[i]`` is the evidence ``T`` (0 for NaN and warm-up, inf for
+    ±inf; :func:`to_score` maps it to [0, 1]), ``code[i]`` the alert state change at ``i``
+    (1 raised, 0 cleared, -1 none), ``level[i]`` the learned level the value was compared with."""
     n_changes = 0
     for i in range(x.shape[0]):
         s = stream[i]
         v = x[i]
+        mean = m[s]
         score[i] = 0.0
         code[i] = -1
-        level[i] = m[s]
+        level[i] = mean
         if not on[s] or v != v:
             continue
         bad = False
@@ -78,57 +79,67 @@ def change_kernel(stream, x, on, warmup, k, h, spike, alpha,
             if jump > 0.0 and jump < step[s]:
                 step[s] = jump  # the finest step seen: the sensor's resolution, learned
             last[s] = v
-        if not np.isfinite(v):
-            score[i] = 1.0
-            bad = True
-        elif n[s] < warmup[s]:
-            n[s] += 1
-            dev = abs(v - m[s])
-            m[s] += (v - m[s]) / n[s]
-            if n[s] > 1:
-                d[s] += (dev - d[s]) / (n[s] - 1)
-        else:
-            sigma = SIGMA_PER_MAD * d[s]
-            floor = 1e-6 * abs(m[s])
-            if 0.5 * step[s] > floor and np.isfinite(step[s]):
-                floor = 0.5 * step[s]
-            if floor < 1e-300:
-                floor = 1e-300
-            if sigma < floor:
-                sigma = floor
-            z = (v - m[s]) / sigma
-            zc = min(max(z, -Z_CLIP), Z_CLIP)
-            s_hi[s] = max(0.0, s_hi[s] + zc - k[s])
-            s_lo[s] = max(0.0, s_lo[s] - zc - k[s])
-            t = max(max(s_hi[s], s_lo[s]) / h[s], abs(z) / spike[s])
-            score[i] = 1.0 - math.pow(2.0, -t)
-            if t >= 1.0:
-                bad = True
-                run_bad[s] += 1
-                if run_bad[s] >= warmup[s]:  # the change has lasted: it is the new normal
-                    n[s] = 0
-                    m[s] = 0.0
-                    d[s] = 0.0
-                    s_hi[s] = 0.0
-                    s_lo[s] = 0.0
-                    run_bad[s] = 0
+            seen = n[s]
+            if seen < warmup[s]:
+                seen += 1
+                n[s] = seen
+                dev = abs(v - mean)
+                m[s] = mean + (v - mean) / seen
+                if seen > 1:
+                    d[s] += (dev - d[s]) / (seen - 1)
             else:
-                run_bad[s] = 0
-                if t < LEARN_BELOW:  # evidence building up is not learned either
-                    dev = abs(v - m[s])
-                    m[s] += alpha[s] * (v - m[s])
-                    d[s] += alpha[s] * (dev - d[s])
+                sigma = SIGMA_PER_MAD * d[s]
+                floor = 1e-6 * abs(mean)
+                half_step = 0.5 * step[s]
+                if half_step > floor and half_step < np.inf:
+                    floor = half_step
+                if floor < 1e-300:
+                    floor = 1e-300
+                if sigma < floor:
+                    sigma = floor
+                z = (v - mean) / sigma
+                zc = min(max(z, -Z_CLIP), Z_CLIP)
+                kk = k[s]
+                up = max(0.0, s_hi[s] + zc - kk)
+                down = max(0.0, s_lo[s] - zc - kk)
+                s_hi[s] = up
+                s_lo[s] = down
+                ev = max(max(up, down) / h[s], abs(z) / spike[s])
+                score[i] = ev
+                if ev >= 1.0:
+                    bad = True
+                    run = run_bad[s] + 1
+                    run_bad[s] = run
+                    if run >= warmup[s]:  # the change has lasted: it is the new normal
+                        n[s] = 0
+                        m[s] = 0.0
+                        d[s] = 0.0
+                        s_hi[s] = 0.0
+                        s_lo[s] = 0.0
+                        run_bad[s] = 0
+                else:
+                    run_bad[s] = 0
+                    if ev < LEARN_BELOW:  # evidence building up is not learned either
+                        a = alpha[s]
+                        dev = abs(v - mean)
+                        m[s] = mean + a * (v - mean)
+                        d[s] += a * (dev - d[s])
+        else:
+            score[i] = np.inf
+            bad = True
         if bad:
-            on_count[s] += 1
+            on_n = on_count[s] + 1
+            on_count[s] = on_n
             off_count[s] = 0
-            if state[s] == 0 and on_count[s] >= ALERT_ON:
+            if state[s] == 0 and on_n >= ALERT_ON:
                 state[s] = 1
                 code[i] = 1
                 n_changes += 1
         else:
             on_count[s] = 0
-            off_count[s] += 1
-            if state[s] == 1 and off_count[s] >= ALERT_OFF:
+            off_n = off_count[s] + 1
+            off_count[s] = off_n
+            if state[s] == 1 and off_n >= ALERT_OFF:
                 state[s] = 0
                 code[i] = 0
                 n_changes += 1
@@ -155,6 +166,11 @@ CHANGE_COLUMNS = {
     "c_step": (np.float64, (), np.inf),
 }
 CHANGE_ARGS = tuple(CHANGE_COLUMNS)
+
+
+def to_score(evidence: np.ndarray) -> np.ndarray:
+    """Map the kernel's evidence ``T`` to the score ``1 - 2 ** -T`` in [0, 1] (vectorised)."""
+    return -np.expm1(-np.log(2.0) * np.asarray(evidence, dtype=np.float64))
 
 
 class ChangeDetector:
@@ -197,8 +213,8 @@ class ChangeDetector:
         level = np.empty(x.shape[0])
         change_kernel(np.zeros(x.shape[0], dtype=np.int64), x, *(self.state_[c] for c in CHANGE_ARGS), score, code,
                       level)
-        alert = (score >= 0.5).astype(np.int8)
-        return score, alert
+        alert = (score >= 1.0).astype(np.int8)
+        return to_score(score), alert
 
     def score_one(self, x: float) -> float:
         """Score one value (and learn from it, unless it is anomalous)."""

@@ -103,11 +103,9 @@ def health_kernel(stream, t, x, lo, hi, tol, stuck_on, stuck_s, spike_on, spike_
                 stuck[s] = 0
                 out[i, 1] = 0
                 n_changes += 1
-            elif stuck[s] == 0 and n_vals[s] >= STUCK_WARMUP:
+            elif stuck[s] == 0 and n_vals[s] >= STUCK_WARMUP and run[s] >= STUCK_MIN_RUN:
                 r = rep[s]
                 need = 1e18 if r >= 1.0 else STUCK_TAIL / math.log(r) if r > 0.0 else 0.0
-                if need < STUCK_MIN_RUN:
-                    need = STUCK_MIN_RUN
                 if run[s] >= need and (ti - run_t0[s]) * 1e-9 >= stuck_s[s]:
                     stuck[s] = 1
                     out[i, 1] = 1

@@ -41,7 +41,7 @@ GAP_S = 60.0
 
 @jit
 def rise_kernel(stream, t, x, on, rise, target, cut, horizon, tau_l, tau_b, warmup, gap_s, n_raise,
-                t_last, lvl, slope, n_seen, state, on_count, off_count, out, aux):  # noqa: ANN001, ANN201
+                t_last, lvl, slope, n_seen, state, on_count, off_count, last_dt, wa, wb, out, aux):  # noqa: ANN001, ANN201
     n_changes = 0
     for i in range(x.shape[0]):
         s = stream[i]
@@ -51,7 +51,9 @@ def rise_kernel(stream, t, x, on, rise, target, cut, horizon, tau_l, tau_b, warm
         if not on[s] or not np.isfinite(v):
             continue
         ti = t[i]
-        if t_last[s] < 0 or (ti - t_last[s]) * 1e-9 > gap_s[s]:
+        tl = t_last[s]
+        dt = (ti - tl) * 1e-9
+        if tl < 0 or dt > gap_s[s]:
             lvl[s] = v
             slope[s] = 0.0
             n_seen[s] = 1
@@ -63,45 +65,50 @@ def rise_kernel(stream, t, x, on, rise, target, cut, horizon, tau_l, tau_b, warm
                 out[i] = 0
                 n_changes += 1
             continue
-        dt = (ti - t_last[s]) * 1e-9
         if dt <= 0.0:
             continue
-        pred = lvl[s] + slope[s] * dt
-        a = 1.0 - math.exp(-dt / tau_l[s])
-        new_l = pred + a * (v - pred)
-        b = 1.0 - math.exp(-dt / tau_b[s])
-        slope[s] += b * ((new_l - lvl[s]) / dt - slope[s])
+        old_l = lvl[s]
+        b_now = slope[s]
+        pred = old_l + b_now * dt
+        if dt != last_dt[s]:  # regular sampling reuses the smoothing weights
+            last_dt[s] = dt
+            wa[s] = 1.0 - math.exp(-dt / tau_l[s])
+            wb[s] = 1.0 - math.exp(-dt / tau_b[s])
+        new_l = pred + wa[s] * (v - pred)
+        b_now += wb[s] * ((new_l - old_l) / dt - b_now)
         lvl[s] = new_l
+        slope[s] = b_now
         t_last[s] = ti
-        n_seen[s] += 1
-        if n_seen[s] < warmup[s]:
+        seen = n_seen[s] + 1
+        n_seen[s] = seen
+        if seen < warmup[s]:
             continue
-        proj = lvl[s] + slope[s] * horizon[s]
+        proj = new_l + b_now * horizon[s]
+        tgt = target[s]
         code = 0
-        if slope[s] >= rise[s] and proj >= target[s] and lvl[s] >= 0.5 * target[s]:
+        if b_now >= rise[s] and proj >= tgt and new_l >= 0.5 * tgt:
             code = 1
-            if cut[s] == cut[s] and proj >= cut[s]:
+            c = cut[s]
+            if c == c and proj >= c:
                 code = 2
+        st = state[s]
+        aux[i] = b_now
         if code > 0:
-            on_count[s] += 1
+            on_n = on_count[s] + 1
+            on_count[s] = on_n
             off_count[s] = 0
-        else:
-            on_count[s] = 0
-            off_count[s] += 1
-        aux[i] = slope[s]
-        if state[s] == 0:
-            if code > 0 and on_count[s] >= n_raise[s]:
+            if (st == 0 and on_n >= n_raise[s]) or (st > 0 and code > st):
                 state[s] = code
                 out[i] = code
                 n_changes += 1
-        elif code > state[s]:
-            state[s] = code
-            out[i] = code
-            n_changes += 1
-        elif code == 0 and off_count[s] >= 2:
-            state[s] = 0
-            out[i] = 0
-            n_changes += 1
+        else:
+            on_count[s] = 0
+            off_n = off_count[s] + 1
+            off_count[s] = off_n
+            if st > 0 and off_n >= 2:
+                state[s] = 0
+                out[i] = 0
+                n_changes += 1
     return n_changes
 
 
@@ -123,7 +130,10 @@ RISE_COLUMNS = {
     "rise_state": (np.int8, (), 0),
     "rise_on_count": (np.int32, (), 0),
     "rise_off_count": (np.int32, (), 0),
+    "rise_last_dt": (np.float64, (), -1.0),
+    "rise_wa": (np.float64, (), 0.0),
+    "rise_wb": (np.float64, (), 0.0),
 }
 RISE_ARGS = ("rise_on", "rise", "rise_target", "rise_cut", "rise_horizon", "rise_tau_l", "rise_tau_b", "rise_warmup",
              "rise_gap", "rise_n_raise", "rise_t_last", "rise_lvl", "rise_slope", "rise_n", "rise_state",
-             "rise_on_count", "rise_off_count")
+             "rise_on_count", "rise_off_count", "rise_last_dt", "rise_wa", "rise_wb")

@@ -29,7 +29,7 @@ from minewatch.schema import AlertEvent, AlertKind, RobotStatus, Severity
 from minewatch.wire import Frame
 
 from detectors._state import StreamTable
-from detectors.change import CHANGE_ARGS, CHANGE_COLUMNS, change_kernel
+from detectors.change import CHANGE_ARGS, CHANGE_COLUMNS, change_kernel, to_score
 from detectors.engine import AlertEngine, Signal
 from detectors.health import HEALTH_ARGS, HEALTH_COLUMNS, health_kernel
 from detectors.health_rules import (HEALTH_DETECTORS, ROBOT_SILENCE_S, SILENCE_S, STUCK_S, health_message,
@@ -383,7 +383,8 @@ class DetectorSuite:
                 fi = origin[int(order[i])]
                 pending.append((int(t[i]), 4, int(stream[i]),
                                 self._change_signal(int(stream[i]), int(cout[i]), float(x[i]), int(t[i]),
-                                                    float(cscore[i]), float(clevel[i]), bool(late[fi]) if late else False)))
+                                                    float(to_score(cscore[i])), float(clevel[i]),
+                                                    bool(late[fi]) if late else False)))
         if n_h:
             for i, col in zip(*np.nonzero(hout >= 0)):
                 fi = origin[int(order[i])]
