@@ -30,10 +30,10 @@ Examples
 --------
 >>> import numpy as np
 >>> rng = np.random.default_rng(1)
->>> x = np.r_[rng.normal(10, 1, 200), rng.normal(11.5, 1, 100)]
+>>> x = np.r_[rng.normal(10, 1, 200), rng.normal(12, 1, 100)]
 >>> det = ChangeDetector()
 >>> score, alert = det.score_many(x)
->>> bool(alert[:200].any()), int(np.argmax(alert)) - 200 < 30
+>>> bool(alert[:200].any()), int(np.argmax(alert)) - 200 < 40
 (False, True)
 >>> score2, _ = ChangeDetector().score_many(x * 1000.0)
 >>> bool(np.allclose(score, score2))
@@ -150,8 +150,8 @@ CHANGE_COLUMNS = {
     "c_on": (np.bool_, (), False),
     "c_warmup": (np.int64, (), 30),
     "c_k": (np.float64, (), 0.5),
-    "c_h": (np.float64, (), 12.0),
-    "c_spike": (np.float64, (), 8.0),
+    "c_h": (np.float64, (), 20.0),
+    "c_spike": (np.float64, (), 12.0),
     "c_alpha": (np.float64, (), 0.02),
     "c_n": (np.int64, (), 0),
     "c_m": (np.float64, (), 0.0),
@@ -190,7 +190,7 @@ class ChangeDetector:
         Smoothing of level and scale after the warm-up.
     """
 
-    def __init__(self, warmup: int = 30, k: float = 0.5, h: float = 12.0, spike: float = 8.0, alpha: float = 0.02) -> None:
+    def __init__(self, warmup: int = 30, k: float = 0.5, h: float = 20.0, spike: float = 12.0, alpha: float = 0.02) -> None:
         if warmup < 2:
             raise ValueError("warmup must be at least 2")
         if not (k >= 0 and h > 0 and spike > 0 and 0 < alpha < 1):

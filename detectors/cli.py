@@ -22,9 +22,9 @@ __all__ = ["detect", "vibration"]
 @click.option("--value-column", default="value", show_default=True, help="Column of numbers to score.")
 @click.option("--warmup", default=30, show_default=True, type=click.IntRange(min=2),
               help="Rows learned before any score (scores are 0 meanwhile).")
-@click.option("--threshold", default=12.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+@click.option("--threshold", default=20.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="CUSUM decision threshold h (higher: fewer, later alerts).")
-@click.option("--spike", default=8.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+@click.option("--spike", default=12.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="A single value this many standard deviations away is anomalous on its own.")
 @click.option("--alpha", default=0.02, show_default=True, type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
               help="How fast the learned level follows the data (higher: slow wander counts as normal).")

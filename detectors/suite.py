@@ -49,7 +49,7 @@ ROBOTS = "robots"  # the engine's place for robot-level alerts (a robot moves be
 # and dust. It tracks the level closely (alpha 0.1) so the air's slow wander is normal and only
 # abrupt, unexplained changes alert, as notices (info): "this has changed, look at it".
 CHANGE_QUANTITIES: dict[str, AlertKind] = {"rh": AlertKind.ventilation, "du": AlertKind.ventilation}
-CHANGE_SETTINGS = {"c_warmup": 60, "c_h": 20.0, "c_spike": 10.0, "c_alpha": 0.1}
+CHANGE_SETTINGS = {"c_warmup": 60, "c_h": 20.0, "c_spike": 12.0, "c_alpha": 0.1}
 
 
 @dataclass

@@ -192,7 +192,7 @@ def health_changes(samples, cfg):
     return result
 
 
-def change_scores(values, warmup=30, k=0.5, h=12.0, spike=8.0, alpha=0.02):
+def change_scores(values, warmup=30, k=0.5, h=20.0, spike=12.0, alpha=0.02):
     """Reference for ``detectors.change.change_kernel`` on one stream.
 
     Returns (scores, codes): the score of each value and the alert-state change there."""
