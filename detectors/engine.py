@@ -103,6 +103,9 @@ class AlertEngine:
         a = self._active.get(key)
         return a.last if a else None
 
+    def active_keys(self) -> list[Key]:
+        return list(self._active)
+
     def sources(self, key: Key) -> dict[str, Severity]:
         a = self._active.get(key)
         return dict(a.sources) if a else {}
