@@ -195,7 +195,10 @@ class AlertEngine:
         restored = []
         for ev in latest.values():
             place = place_of(ev) if place_of else ev.scenario_id
-            key = (place, ev.detector, ev.channel or ev.robot_id or "")
+            subject = ev.channel or ev.robot_id or ""
+            if "neighbour" in ev.evidence:  # a pair of sensors
+                subject = f"{ev.channel}.{ev.evidence['neighbour']}"
+            key = (place, ev.detector, subject)
             if ev.state is AlertState.cleared:
                 self._last_id[key] = ev.alert_id
                 continue

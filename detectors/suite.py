@@ -30,6 +30,7 @@ from minewatch.wire import Frame
 
 from detectors._state import StreamTable
 from detectors.change import CHANGE_ARGS, CHANGE_COLUMNS, change_kernel, to_score
+from detectors.drift import DRIFT_ARGS, DRIFT_COLUMNS, drift_kernel
 from detectors.engine import AlertEngine, Signal
 from detectors.health import HEALTH_ARGS, HEALTH_COLUMNS, health_kernel
 from detectors.health_rules import (HEALTH_DETECTORS, ROBOT_SILENCE_S, SILENCE_S, STUCK_S, health_message,
@@ -120,6 +121,8 @@ class _Batch:
     lim: tuple[list[int], list[int], list[float], list[int]] = field(default_factory=lambda: ([], [], [], []))
     base: tuple[list[int], list[int], list[float], list[int]] = field(default_factory=lambda: ([], [], [], []))
     blocks: list[tuple[int, object]] = field(default_factory=list)  # (frame index, WaveBlock)
+    pairs: tuple[list[int], list[int], list[float], list[float], list[int]] = field(
+        default_factory=lambda: ([], [], [], [], []))
     lim_sorted: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @staticmethod
@@ -180,6 +183,11 @@ class DetectorSuite:
         self._robot_streams: dict[str, dict[str, int]] = {}
         self._vib_rules = {sid: r for sid, sc in self.scenarios.items() if (r := vibration_rules(sc)) is not None}
         self._vib_feats: dict[tuple[int, int], VibrationFeatures] = {}
+        # neighbouring methane sensors of one place, compared for drift
+        self._pairs = {sid: [(a, b) for a, b in zip(ch4, ch4[1:])] for sid, sc in self.scenarios.items()
+                       if len(ch4 := [c for c in sc.channels if c.quantity == "ch4" and c.limits]) > 1}
+        self._drift = StreamTable(DRIFT_COLUMNS)
+        self._drift_meta: list[tuple[str, str, Channel, Channel]] = []
 
     # -- streams ---------------------------------------------------------------------------
     def _limit_stream(self, key: tuple[str, str, str, int], rule: Rule) -> int:
@@ -254,6 +262,7 @@ class DetectorSuite:
         pending: list[tuple[int, int, int, Signal]] = []
         self._run_limits(batch, frames, late, pending)
         self._run_base(batch, frames, late, pending)
+        self._run_drift(batch, late, pending)
         now = max(f.ts for f in frames)
         self._robot_frames(frames, now, pending)
         pending.sort(key=lambda p: p[:3])
@@ -345,6 +354,14 @@ class DetectorSuite:
                 bs(s), bt(ts), bx(v), bo(fi)
                 for ls_i, signed in lims:
                     ls(ls_i), lt(ts), lx(v if signed else abs(v)), lo(fi)
+            pairs = self._pairs.get(sid)
+            if pairs:
+                ps, pt, pa, pb, po = batch.pairs
+                for ca, cb in pairs:
+                    va, vb = readings.get(ca.name), readings.get(cb.name)
+                    if va is not None and vb is not None:
+                        ps.append(self._drift_stream(sid, rid, ca, cb)), pt.append(ts), pa.append(va), pb.append(vb)
+                        po.append(fi)
             if f.waveforms and sc.machine is not None:
                 for wchan, block in f.waveforms.items():
                     if wchan == sc.machine.channel:
@@ -416,6 +433,55 @@ class DetectorSuite:
                 level = np.where(pos >= 0, steps[np.maximum(pos, 0)], level_before[s])
                 for i in np.flatnonzero(past & np.isfinite(xs) & (level == 0)):
                     pending.append((int(t[a + i]), 5, s, _Evidence(self, key, s, int(t[a + i]), float(xs[i]), slices, t)))
+
+    def _drift_stream(self, sid: str, rid: str, ca: Channel, cb: Channel) -> int:
+        s, new = self._drift.add((sid, rid, ca.name, cb.name))
+        if new:
+            d = self._drift
+            d["tol"][s] = 0.5 * min(ca.normal[1] - ca.normal[0], cb.normal[1] - cb.normal[0])
+            d["gas_a"][s] = 0.8 * ca.limits[0].lowest
+            d["gas_b"][s] = 0.8 * cb.limits[0].lowest
+            self._drift_meta.append((sid, rid, ca, cb))
+        return s
+
+    def _run_drift(self, batch: _Batch, late: Sequence[bool] | None, pending: list) -> None:  # noqa: ANN001
+        ps, pt, pa, pb, po = batch.pairs
+        if not ps:
+            return
+        stream = np.asarray(ps, dtype=np.int64)
+        t = np.asarray(pt, dtype=np.int64)
+        order = np.lexsort((t, stream))
+        stream, t = stream[order], t[order]
+        xa, xb = np.asarray(pa)[order], np.asarray(pb)[order]
+        out = np.empty(stream.shape[0], dtype=np.int8)
+        aux = np.empty(stream.shape[0])
+        if not drift_kernel(stream, t, xa, xb, *(self._drift[c] for c in DRIFT_ARGS), out, aux):
+            return
+        for i in np.flatnonzero(out >= 0):
+            s, code, ts = int(stream[i]), int(out[i]), int(t[i])
+            sid, rid, ca, cb = self._drift_meta[s]
+            sc = self.scenarios[sid]
+            gap = float(aux[i])
+            tol = float(self._drift["tol"][s])
+            rule = (f"drift against a neighbouring sensor: the difference of two sensors of one place moved "
+                    f"{tol:g} {ca.unit} from its usual value for 5 min, outside gas events [P]")
+            if code:
+                msg = (f"The {ca.label} and {cb.label} sensors read by robot {rid} in {sid} ({sc.name}) have drifted "
+                       f"apart: now {xa[i]:.2f} and {xb[i]:.2f} {ca.unit}, {gap:+.2f} {ca.unit} off their usual "
+                       f"difference ({rule}): one of them is out of calibration; check both against a hand-held "
+                       f"detector and recalibrate.")
+            else:
+                msg = (f"The {ca.label} and {cb.label} sensors read by robot {rid} in {sid} ({sc.name}) agree again "
+                       f"({xa[i]:.2f} and {xb[i]:.2f} {ca.unit}; {rule}): the alert is cleared.")
+            fi = po[int(order[i])]
+            evidence: dict[str, object] = {"rule": rule, "robot": rid, "neighbour": cb.name,
+                                           "neighbour_value": float(xb[i]), "offset": round(gap, 4)}
+            if late and late[fi]:
+                evidence["late"] = True
+            pending.append((ts, 6, s, Signal(
+                scenario_id=sid, detector="sensor_drift", subject=f"{ca.name}.{cb.name}", kind=AlertKind.sensor_health,
+                source=rid, severity=health_severity(ca) if code else None, ts=ts, message=msg, value=float(xa[i]),
+                limit=tol, unit=ca.unit, channel=ca.name, robot_id=rid, evidence=evidence)))
 
     def _lim_after_batch(self, batch: _Batch) -> None:
         if batch.lim_sorted is None:
@@ -696,6 +762,13 @@ class DetectorSuite:
                 continue
             if ev.detector in HEALTH_DETECTORS or ev.detector == "rate_of_rise":
                 self._seed_base(ev)
+                continue
+            if ev.detector == "sensor_drift":
+                sc = self.scenarios.get(ev.scenario_id)
+                nb = ev.evidence.get("neighbour")
+                if sc is not None and ev.channel in sc.channel_map and nb in sc.channel_map:
+                    s = self._drift_stream(ev.scenario_id, ev.robot_id, sc.channel_map[ev.channel], sc.channel_map[nb])
+                    self._drift["state"][s] = 1
                 continue
             if ev.kind is AlertKind.robot_health:
                 for name, rule in ROBOT_RULES.items():
