@@ -195,7 +195,7 @@ class ActiveFault:
     amplitude: float | None = None  # decided at the start, from the value the fault finds
     related: list[tuple[int, float, float]] = field(default_factory=list)  # (channel, factor, delay s)
     stuck: dict[str, float] = field(default_factory=dict)  # robot -> held value
-    state: dict[str, Any] = field(default_factory=dict)
+    row: int = 1  # the mine twin's row that shows this fault alone
 
     @property
     def kind(self) -> str:
@@ -266,6 +266,13 @@ def resolve(specs: list[FaultSpec], run_start_ns: int, channel_index: Any, robot
         if spec.kind == "bearing_fault" and spec.params.get("defect", "outer") not in ("outer", "inner", "ball"):
             raise FaultError(f"{where}: defect must be outer, inner or ball")
         channel = spec.channel or _default_channel(spec.kind, sid)
+        needs = _NEEDS.get(spec.kind)
+        if needs is not None and sid is not None:
+            if channel is None:
+                raise FaultError(f"{where}: {sid} has no {' or '.join(needs) or 'such'} channel to apply it to")
+            quantity = SCENARIOS[sid].channel_map[channel].quantity if channel in SCENARIOS[sid].channel_map else None
+            if quantity is not None and needs and quantity not in needs:
+                raise FaultError(f"{where}: channel {channel!r} of {sid} measures {quantity}, not {' or '.join(needs)}")
         k = -1
         if channel is not None and sid is not None:
             try:
@@ -281,6 +288,13 @@ def resolve(specs: list[FaultSpec], run_start_ns: int, channel_index: Any, robot
         fid = spec.id or f"f{n + 1:02d}-{spec.kind}-{sid or robot}"
         out.append(ActiveFault(fid, spec, start, start + round(dur * NS), sid, channel, robot, k))
     return out
+
+
+# kinds that act on one channel -> the quantities it may measure (empty: any)
+_NEEDS: dict[str, tuple[str, ...]] = {
+    "methane_outburst": ("ch4",), "methane_buildup": ("ch4",), "co_rise": ("co",), "o2_depletion": ("o2",),
+    "belt_drum_overheating": ("t_hot",), "sensor_stuck": (), "sensor_drift": (), "sensor_out_of_range": (),
+}
 
 
 def _default_channel(kind: str, sid: str | None) -> str | None:
