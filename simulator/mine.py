@@ -203,6 +203,8 @@ class Mine:
         self.wander_sd = np.array([_DYN[m][1] for m in models]) * self.span
         self.is_gas = self.model == GAS
         self._gas = np.flatnonzero(self.is_gas)
+        self._ws = np.flatnonzero(self.model == WS)
+        self._ws_mid = self.lo[self._ws] + 0.55 * self.span[self._ws]
         self._alpha = np.where(self.tau > 0, 1.0 - np.exp(-dt / np.maximum(self.tau, 1e-9)), 1.0)
         quantity = [SCENARIOS[self.scenario_ids[p]].channels[k - self.slices[self.scenario_ids[p]].start].quantity
                     for k, p in enumerate(places)]
@@ -406,6 +408,8 @@ class Mine:
         a = math.exp(-self.dt / 600.0)
         self.wander = a * self.wander + math.sqrt(1.0 - a * a) * self.wander_sd * self.rng.standard_normal(self.K)
         out = self.value + self.wander
+        # airflow wanders in proportion: a starved roadway's velocity does not keep the full wobble
+        out[:, self._ws] = self.value[:, self._ws] * (1.0 + self.wander[self._ws] / self._ws_mid)
         out[1:] += eff.add_direct
         self._propagate(out)
         self.t_ns = t_ns

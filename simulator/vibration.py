@@ -99,7 +99,7 @@ def synthesize(machine: Machine, rate_hz: float, n: int, rng: np.random.Generato
         train = np.zeros(n)
         np.add.at(train, idx, amp)
         f_res = _resonance_hz(rate_hz)
-        decay_s = 6.0 / f_res * 2.0  # about a dozen cycles of ringing
+        decay_s = 1.4 / f_res  # damping ratio about 0.1: the ringing dies within a few cycles
         m = int(min(n, 5.0 * decay_s * rate_hz)) + 1
         tk = np.arange(m) / rate_hz
         kernel = np.exp(-tk / decay_s) * np.sin(2.0 * math.pi * f_res * tk)
