@@ -83,6 +83,7 @@ def simulate(mqtt_url: str | None, topic_prefix: str | None, output: Path | None
     """
     from simulator.engine import SimConfig, Simulation
     from simulator.faults import KINDS, LIBRARY, FaultError, load_faults
+    from simulator.runner import run
     from simulator.shifts import ShiftCalendar
     from simulator.sinks import FileSink, MqttSink, SinkError
     from simulator.timeutil import NS, iso_ns, parse_duration_s
@@ -139,29 +140,8 @@ def simulate(mqtt_url: str | None, topic_prefix: str | None, output: Path | None
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    wall0 = time.monotonic()
-    messages = 0
-    last_t = sim.t0
     try:
-        for tick in sim.ticks():
-            if speed_x is not None:
-                due = wall0 + (tick.t_ns - sim.t0) / NS / speed_x
-                while not stop["now"]:
-                    left = due - time.monotonic()
-                    if left <= 0:
-                        break
-                    if mqtt is not None:
-                        mqtt.pump(min(left, 0.05))
-                    else:
-                        time.sleep(min(left, 0.05))
-            for sink in sinks:
-                sink.write(tick)
-            messages += len(tick.messages)
-            last_t = tick.t_ns
-            if stop["now"]:
-                break
-        if mqtt is not None:
-            mqtt.drain()
+        summary = run(sim, sinks, speed_x, should_stop=lambda: stop["now"])
     except SinkError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
@@ -171,7 +151,4 @@ def simulate(mqtt_url: str | None, topic_prefix: str | None, output: Path | None
             with open(labels_out, "w") as fh:
                 for rec in sim.labels():
                     fh.write(json.dumps(rec, separators=(",", ":")) + "\n")
-    summary = {"frames": sim.frames_generated, "messages": messages, "readings": sim.readings_generated,
-               "seconds": round(time.monotonic() - wall0, 3), "simulated_s": round((last_t - sim.t0) / NS, 3),
-               "labels": len(sim.labels())}
-    sys.stdout.write(json.dumps(summary) + "\n")
+    sys.stdout.write(json.dumps({**summary.as_dict(), "labels": len(sim.labels())}) + "\n")
