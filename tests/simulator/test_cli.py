@@ -140,3 +140,59 @@ def test_mqtt_publishes_exactly_n_frames_with_status_and_will(mosquitto, prefix:
     assert {s.robot_id for s in statuses if s.online} == robots
     # the simulator leaves as robots do: each connection's will marks the robot offline
     assert {s.robot_id for s in statuses if not s.online} == robots
+
+
+@pytest.mark.integration
+def test_mqtt_offline_robot_and_outage_show_as_will_then_backlog(mosquitto, prefix: str, tmp_path: Path) -> None:
+    topics = Topics(prefix)
+    got: list[tuple[str, bytes]] = []
+    lock = threading.Lock()
+    sub = paho_client(MqttTarget(mosquitto.url), client_id=f"sub2-{prefix.replace('/', '-')}")
+    subscribed = threading.Event()
+
+    def on_message(client, userdata, msg) -> None:  # noqa: ANN001
+        with lock:
+            got.append((msg.topic, msg.payload))
+
+    sub.on_message = on_message
+    sub.on_subscribe = lambda *a: subscribed.set()
+    sub.connect(mosquitto.host, mosquitto.port)
+    sub.subscribe([(topics.all_telemetry, 1), (topics.all_status, 1)])
+    sub.loop_start()
+    faults = tmp_path / "faults.json"
+    faults.write_text(json.dumps([
+        {"kind": "robot_offline", "scenario": "gd01", "start": "+10s", "duration": "30s"},
+        {"kind": "link_outage", "scenario": "ss02", "start": "+10s", "duration": "30s"},
+    ]))
+    try:
+        assert subscribed.wait(10)
+        proc = subprocess.run([str(Path(sys.executable).parent / "minewatch"), "simulate", "--mqtt-url", mosquitto.url,
+                               "--topic-prefix", prefix, "--duration", "60s", "--scenarios", "gd01,ss02",
+                               "--speed", "max", "--start", START, "--faults", str(faults)],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        summary = json.loads(proc.stdout.strip().splitlines()[-1])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with lock:
+                n = sum(len(decode_frames(p)) for t, p in got if topics.parse_telemetry(t))
+            if n >= summary["frames"]:
+                break
+            time.sleep(0.05)
+    finally:
+        sub.loop_stop()
+        sub.disconnect()
+    assert summary["frames"] == 60 + 30  # r24 loses none, r29 is dead for 30 s
+    status = {}
+    for t, p in got:
+        rid = topics.parse_status(t)
+        if rid and p:
+            status.setdefault(rid, []).append(json.loads(p)["online"])
+    # dead robot and cut-off robot: online, will (offline), back online, will at the end
+    for rid in ("r29", "r24"):
+        flips = [s for i, s in enumerate(status[rid]) if i == 0 or s != status[rid][i - 1]]
+        assert flips == [True, False, True, False], (rid, status[rid])
+    arrays = [decode_frames(p) for t, p in got if topics.parse_telemetry(t) == ("ss02", "r24") and p.startswith(b"[")]
+    assert arrays and sum(len(a) for a in arrays) >= 29  # the backlog of the outage
+    seqs = sorted(f.seq for t, p in got if topics.parse_telemetry(t) == ("ss02", "r24") for f in decode_frames(p))
+    assert seqs == list(range(60))
