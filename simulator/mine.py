@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from minewatch.catalogue import QUANTITIES, SCENARIOS
+from simulator import _kernels as _k
 from simulator.layout import DOWNSTREAM, GROUPS, LOCAL_FANS, MAIN_FANS, PLACES, WORKS
 from simulator.shifts import ShiftCalendar
 from simulator.timeutil import NS
@@ -40,8 +41,6 @@ __all__ = ["Mine", "Effects", "SENSOR_NOISE", "channel_index"]
 NATURAL_DRAUGHT = 0.1  # flow left by natural draught when a main fan stops [U]
 REVERSED_FLOW = 0.5  # reversed volume, ≥ 40 % required by CMSR 2016 Art.159 (domain §2) [C]
 LOCAL_FAN_LEAK = 0.06  # diffusion into a heading whose local fan stopped [U]
-Q_FLOOR = 0.03  # gas equilibrium never divides by less than this
-AMBIENT_T = 22.0  # strata / chamber air temperature a stopped machine cools to [U]
 
 # Sensor noise (1 sigma) per quantity, in its unit, and a relative part [U]: catalytic CH4
 # repeats to about a resolution step, electrochemical CO to under 1 ppm, anemometers see
@@ -69,8 +68,10 @@ _DYN = {
 
 # How each model turns production into an equilibrium: ``target = lo + span * (a + b * p)``,
 # then a transform by airflow or running state.
-(F_NONE, F_INV_Q, F_MUL_Q, F_HEAT_Q, F_RUN_MUL, F_RUN_AMB, F_RUN2, F_STEP, F_STEP_MUL, F_STEP_ADD, F_PUMP_DP,
- F_FAN_DP, F_FAN_A, F_FAN_B, F_ZERO, F_STATE) = range(16)
+from simulator._kernels import (F_FAN_A, F_FAN_B, F_FAN_DP, F_HEAT_Q, F_INV_Q, F_MUL_Q, F_NONE,  # noqa: E402
+                                F_PUMP_DP, F_RUN2, F_RUN_AMB, F_RUN_MUL, F_STATE, F_STEP, F_STEP_ADD, F_STEP_MUL,
+                                F_ZERO)
+
 _FORM = {
     GAS: (0.2, 0.55, F_INV_Q),  # emission over airflow
     CO: (0.15, 0.35, F_INV_Q),
@@ -212,11 +213,9 @@ class Mine:
         self.c_in = np.where(np.array([q == "co2" for q in quantity]), 0.04, 0.02)
         self.c_in = np.minimum(self.c_in, self.lo * 0.5)
         self._mk = {m: np.flatnonzero(self.model == m) for m in set(models)}
-        forms = np.array([_FORM[m][2] for m in models])
+        self.forms = forms = np.array([_FORM[m][2] for m in models], dtype=np.int64)
         self.form_base = self.lo + self.span * np.array([_FORM[m][0] for m in models])
         self.form_gain = self.span * np.array([_FORM[m][1] for m in models])
-        self._forms = [(f, np.flatnonzero(forms == f)) for f in sorted(set(forms.tolist()))
-                       if f not in (F_NONE, F_STATE)]
 
         # place -> main fan, local fan, production source
         self.fan_of = np.array([MAIN_FANS.index(PLACES[s].fan) for s in self.scenario_ids])
@@ -333,42 +332,9 @@ class Mine:
     def _equilibrium(self, t_ns: int, eff: Effects) -> np.ndarray:
         q, p, run, fans = self._drivers(t_ns, eff)
         self._last = (q, p, run, fans)
-        target = self.form_base + self.form_gain * p[self.place_of]
         eq = np.empty((self.rows, self.K))
-        eq[:] = target
-        po = self.place_of
-        for form, i in self._forms:
-            if form == F_INV_Q:
-                aq = np.maximum(np.abs(q[:, po[i]]), Q_FLOOR)
-                eq[:, i] = self.c_in[i] + (target[i] - self.c_in[i]) / aq
-            elif form == F_MUL_Q:
-                eq[:, i] = target[i] * q[:, po[i]]
-            elif form == F_HEAT_Q:
-                eq[:, i] += 1.5 * (1.0 - np.minimum(np.abs(q[:, po[i]]), 1.0))
-            elif form == F_RUN_MUL:
-                eq[:, i] = target[i] * run[:, po[i]]
-            elif form == F_RUN_AMB:
-                eq[:, i] = AMBIENT_T + (target[i] - AMBIENT_T) * np.minimum(run[:, po[i]], 1.0)
-            elif form == F_RUN2:
-                eq[:, i] = target[i] * run[:, po[i]] ** 2
-            elif form == F_STEP:
-                eq[:, i] = run[:, po[i]] > 0.5
-            elif form == F_STEP_MUL:
-                eq[:, i] = np.where(run[:, po[i]] > 0.5, target[i], 0.0)
-            elif form == F_STEP_ADD:
-                eq[:, i] += 0.5 * self.span[i] * (run[:, po[i]] > 0.5)
-            elif form == F_PUMP_DP:
-                eq[:, i] = np.where(run[:, po[i]] > 0.5, target[i], 0.1 * self.lo[i])
-            elif form in (F_FAN_DP, F_FAN_A, F_FAN_B):
-                f = self.fan_index_of[i]
-                a, b, d = fans[0][:, f], fans[1][:, f], fans[2][:, f]
-                if form == F_FAN_DP:
-                    speed2 = np.maximum(a, b) ** 2
-                    eq[:, i] = target[i] * np.maximum(np.where(d > 0, speed2, 0.6 * speed2), 0.02)
-                else:
-                    eq[:, i] = (a if form == F_FAN_A else b) > 0.5
-            elif form == F_ZERO:
-                eq[:, i] = 0.0
+        _k.equilibrium(self.forms, self.form_base, self.form_gain, self.c_in, self.lo, self.span, self.place_of,
+                       self.fan_index_of, p, q, run, fans[0], fans[1], fans[2], eq)
         if len(self.sump_k):
             eq[:, self.sump_k] = self.sump
         if len(self.recv_k):
@@ -399,12 +365,7 @@ class Mine:
         with all of them (what the sensors see), rows 2.. with one fault each (for the labels)."""
         self._integrate()
         eq = self._equilibrium(t_ns, eff)
-        q = self._last[0]
-        alpha = np.empty((self.rows, self.K))
-        alpha[:] = self._alpha
-        g = self._gas
-        alpha[:, g] = 1.0 - np.exp(-self.dt * np.maximum(np.abs(q[:, self.place_of[g]]), 0.05) / self.tau[g])
-        self.value = self.value + (eq - self.value) * alpha
+        _k.relax(self.value, eq, self._alpha, self.tau, self.is_gas, self._last[0], self.place_of, self.dt)
         a = math.exp(-self.dt / 600.0)
         self.wander = a * self.wander + math.sqrt(1.0 - a * a) * self.wander_sd * self.rng.standard_normal(self.K)
         out = self.value + self.wander
