@@ -96,7 +96,7 @@ class Tick:
 
 
 class _RobotState:
-    __slots__ = ("seq", "backlog", "down_since", "will_sent", "retry", "loss", "charging", "hole_since",
+    __slots__ = ("seq", "backlog", "down_since", "will_sent", "retry", "charging", "hole_since",
                  "hole_last", "offline", "last_status")
 
     def __init__(self) -> None:
@@ -105,7 +105,6 @@ class _RobotState:
         self.down_since: int | None = None
         self.will_sent = False
         self.retry: Frame | None = None
-        self.loss = 0.0
         self.charging = False
         self.hole_since: int | None = None
         self.hole_last = 0
@@ -163,6 +162,8 @@ class Simulation:
                 self._holes[ri, j] = hole
         self._machine = {sid: sc.machine for sid, sc in SCENARIOS.items()}
         self._loss_a = 1.0 - math.exp(-self.dt / 60.0)  # the link's loss ratio: a 1-min moving average
+        self._loss = np.zeros(len(self.fleet))
+        self._phase = [ri * self.dt_ns // len(self.fleet) for ri in range(len(self.fleet))]
         self.frames_generated = 0
         self.readings_generated = 0
         self.finished = False
@@ -223,20 +224,22 @@ class Simulation:
                     self.tracker.observe_reading(f, t + ri * self.dt_ns // len(self.fleet), v)
         xs = x.tolist()
         offs = offsets.tolist()
-        dist, hole_a = self._geometry()
+        pos_a, dist, hole_a = self._geometry()
         up_a, latency_a, rssi_a, lost_a = self.link_model.sample(dist, hole_a)
-        up, latency, rssi, lost, hole = (up_a.tolist(), latency_a.tolist(), rssi_a.tolist(), lost_a.tolist(),
-                                         hole_a.tolist())
+        up, latency, rssi, lost = up_a.tolist(), latency_a.tolist(), rssi_a.tolist(), lost_a.tolist()
+        self._loss += self._loss_a * (lost_a - self._loss)  # each link's loss ratio over the last minute
+        loss = np.round(self._loss, 3).tolist()
+        pos = np.round(pos_a, 1).tolist()
+        battery = np.round(np.fromiter((r.battery for r in self.fleet), float, len(self.fleet)), 1).tolist()
+        phase = self._phase
         run = m.drivers[2][1]
         msgs: list[Message] = []
         statuses: list[StatusUpdate] = []
-        n_robots = len(self.fleet)
-        loss_a = self._loss_a
         offline, outages = self.injector.offline(t), self.injector.outage(t)
         for ri, r in enumerate(self.fleet):
             st = self.state[ri]
             sid = sids[ri]
-            ts = t + ri * self.dt_ns // n_robots
+            ts = t + phase[ri]
             off = offline.get(r.id)
             if off is not None:
                 self.tracker.observe_fleet(off, ts)
@@ -255,11 +258,9 @@ class Simulation:
             a, b = offs[ri], offs[ri + 1]
             outage = outages.get(r.id)
             link_up = up[ri] and outage is None
-            st.loss += loss_a * ((1.0 if lost[ri] else 0.0) - st.loss)
-            link = LinkInfo(latency_ms=latency[ri] if link_up else 0.0, rssi_dbm=rssi[ri], loss=round(st.loss, 3))
-            frame = Frame(robot_id=r.id, scenario_id=sid, seq=st.seq, ts=ts,
-                          readings=dict(zip(names, xs[a:b])), pos_m=round(r.pos, 1),
-                          battery=round(r.battery, 1), link=link)
+            link = LinkInfo(latency_ms=latency[ri] if link_up else 0.0, rssi_dbm=rssi[ri], loss=loss[ri])
+            frame = Frame(robot_id=r.id, scenario_id=sid, seq=st.seq, ts=ts, readings=dict(zip(names, xs[a:b])),
+                          pos_m=pos[ri], battery=battery[ri], link=link)
             if c.waveform_rate_hz and self._machine[sid] is not None and (i + ri) % c.waveform_every == 0:
                 frame.waveforms = {"vib": self._waveform(ri, i, t, sid, float(run[m.place_index[sid]]))}
             st.seq += 1
@@ -342,12 +343,12 @@ class Simulation:
         return Tick(t, msgs, statuses)
 
     # ------------------------------------------------------------------ helpers
-    def _geometry(self) -> tuple[np.ndarray, np.ndarray]:
-        """Distance of each robot to its nearest base station, and whether it is in a coverage hole."""
+    def _geometry(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Position, distance of each robot to its nearest base station, and whether it is in a coverage hole."""
         pos = np.fromiter((r.pos for r in self.fleet), float, len(self.fleet))
         dist = np.min(np.abs(pos[:, None] - self._stations), axis=1)
         hole = np.any((pos[:, None] >= self._holes[:, :, 0]) & (pos[:, None] < self._holes[:, :, 1]), axis=1)
-        return dist, hole
+        return pos, dist, hole
 
     def _waveform(self, ri: int, i: int, t: int, sid: str, running: float) -> WaveBlock:
         c = self.config
