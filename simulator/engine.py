@@ -19,7 +19,8 @@ from simulator.injector import Injector
 from simulator.labels import LabelTracker
 from simulator.link import LinkModel
 from simulator.mine import Mine, channel_index
-from simulator.shifts import ShiftCalendar
+from minewatch.shifts import ShiftCalendar, calendar_from_env
+from simulator.shifts import ShiftClock
 from simulator.timeutil import NS
 from simulator.vibration import encode_block, synthesize
 
@@ -49,8 +50,7 @@ class SimConfig:
     waveform_seconds: float = 0.5
     waveform_every: int = 10
     waveform_dtype: str = "f4"
-    shift_pattern: str = "3x8"
-    utc_offset_h: float = 8.0
+    calendar: ShiftCalendar | None = None  # default: minewatch.shifts.calendar_from_env()
     keepalive_s: float = 10.0
     backlog_chunk: int = 100
     backlog_messages_per_tick: int = 2
@@ -124,7 +124,7 @@ class Simulation:
         self.dt = 1.0 / c.rate_hz
         self.dt_ns = round(self.dt * NS)
         self.t0 = c.start_ns if c.start_ns is not None else (time.time_ns() // NS) * NS
-        self.calendar = ShiftCalendar(c.shift_pattern, c.utc_offset_h)
+        self.calendar = ShiftClock(c.calendar if c.calendar is not None else calendar_from_env())
         self.fleet: list[Robot] = build_fleet(c.robots, c.scenarios)
         ids = [r.id for r in self.fleet]
         self.robot_of: dict[str, str | None] = {}

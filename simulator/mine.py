@@ -33,7 +33,7 @@ import numpy as np
 from minewatch.catalogue import QUANTITIES, SCENARIOS
 from simulator import _kernels as _k
 from simulator.layout import DOWNSTREAM, GROUPS, LOCAL_FANS, MAIN_FANS, PLACES, WORKS
-from simulator.shifts import ShiftCalendar
+from simulator.shifts import ShiftClock
 from simulator.timeutil import NS
 
 __all__ = ["Mine", "Effects", "SENSOR_NOISE", "channel_index"]
@@ -159,7 +159,7 @@ class Effects:
 class Mine:
     """All 31 scenarios' channels in flat arrays, stepped ``dt`` seconds at a time."""
 
-    def __init__(self, calendar: ShiftCalendar, rng: np.random.Generator, dt: float, t0_ns: int,
+    def __init__(self, calendar: ShiftClock, rng: np.random.Generator, dt: float, t0_ns: int,
                  rows: int = 2) -> None:
         self.rows = rows
         self.calendar = calendar
@@ -300,8 +300,9 @@ class Mine:
         shift = self.calendar.at(t_ns)
         into = (t_ns - shift.start_ns) / NS
         run = np.ones(self.S)
-        run[self._district_belts] = 1.0 if shift.production and into >= 300.0 else 0.0
-        run[self._main_belts] = 1.0 if shift.production or into < 7200.0 else 0.0
+        production = shift.kind == "production"
+        run[self._district_belts] = 1.0 if production and into >= 300.0 else 0.0
+        run[self._main_belts] = 1.0 if production or into < 7200.0 else 0.0
         return run
 
     # ------------------------------------------------------------------ the step

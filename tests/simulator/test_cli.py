@@ -196,3 +196,30 @@ def test_mqtt_offline_robot_and_outage_show_as_will_then_backlog(mosquitto, pref
     assert arrays and sum(len(a) for a in arrays) >= 29  # the backlog of the outage
     seqs = sorted(f.seq for t, p in got if topics.parse_telemetry(t) == ("ss02", "r24") for f in decode_frames(p))
     assert seqs == list(range(60))
+
+
+def test_historical_shift_runs_its_whole_length_with_past_timestamps(tmp_path: Path) -> None:
+    out = tmp_path / "f.jsonl"
+    summary = run_cli("--output", str(out), "--start", "2026-11-27:day", "--scenarios", "ss01", "--rate", "0.01")
+    frames = read_frames(out)
+    start = 1795737600 * 10**9  # 2026-11-27T00:00:00Z = 08:00 local, the day shift
+    assert frames[0].ts == start
+    assert summary["simulated_s"] == pytest.approx(8 * 3600 - 100)
+    assert frames[-1].ts < start + 8 * 3600 * 10**9
+    out2 = tmp_path / "g.jsonl"
+    summary = run_cli("--output", str(out2), "--start", "shift:-1", "--scenarios", "ss01", "--rate", "0.01")
+    last = read_frames(out2)[-1]
+    assert last.ts < time.time_ns() and summary["frames"] == 288
+
+
+def test_more_robots_than_the_default_fleet_and_bad_flags(tmp_path: Path) -> None:
+    out = tmp_path / "f.jsonl"
+    run_cli("--output", str(out), "--robots", "70", "--frames", "140", "--start", START)
+    frames = read_frames(out)
+    assert len({f.robot_id for f in frames}) == 70
+    result = CliRunner().invoke(simulate, ["--output", str(out), "--frames", "1", "--scenarios", "mf01,xx9"])
+    assert result.exit_code == 2 and "unknown scenario" in result.output
+    result = CliRunner().invoke(simulate, ["--output", str(out), "--frames", "1", "--speed", "fast"])
+    assert result.exit_code == 2 and "--speed" in result.output
+    result = CliRunner().invoke(simulate, ["--output", str(out), "--frames", "1", "--start", "yesterday"])
+    assert result.exit_code == 2 and "ISO 8601" in result.output

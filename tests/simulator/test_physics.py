@@ -8,7 +8,7 @@ from minewatch.catalogue import SCENARIOS
 from simulator.engine import SimConfig, Simulation
 from simulator.faults import load_faults
 from simulator.labels import limit_severity
-from simulator.shifts import ShiftCalendar
+from simulator.shifts import ShiftClock
 from simulator.timeutil import NS, iso_ns
 
 NIGHT_SHIFT = iso_ns("2026-11-26T16:00:00Z")  # 00:00 local (UTC+8): the night production shift
@@ -46,7 +46,7 @@ def test_a_normal_production_shift_of_the_whole_mine_crosses_no_limit() -> None:
 
 
 def test_production_raises_methane_dust_and_runs_the_district_belts() -> None:
-    cal = ShiftCalendar()
+    cal = ShiftClock()
     day = iso_ns("2026-11-27T00:00:00Z")  # 08:00 local: the maintenance shift starts
     assert cal.at(day).kind == "maintenance" and cal.at(day - 1).kind == "production"
     sim = Simulation(SimConfig(seed=2, start_ns=day - 8 * 3600 * NS, duration_s=16 * 3600, rate_hz=0.05,
