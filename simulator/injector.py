@@ -16,7 +16,7 @@ from simulator.faults import (PHYSICS, SENSOR, ActiveFault, fan_index, hump_shap
 from simulator.layout import DOWNSTREAM, LOCAL_FANS, PLACES
 from simulator.mine import Effects, Mine
 from simulator.timeutil import NS
-from simulator.vibration import Health
+from simulator.vibration import Health, imbalance_for
 
 __all__ = ["Injector"]
 
@@ -158,12 +158,17 @@ class Injector:
 
     def health(self, sid: str, t_ns: int) -> Health:
         """The machine's condition in ``sid`` at ``t_ns`` (for its vibration)."""
+        h = Health()
         for f in self.physics:
-            if f.kind == "bearing_fault" and f.scenario == sid and f.active(t_ns):
+            if f.scenario != sid or not f.active(t_ns):
+                continue
+            if f.kind == "bearing_fault":
                 peak = f.spec.peak if f.spec.peak is not None else 25.0
                 # exponential growth from 10 % to 100 % of the final impact over the window
-                return Health(defect=f.spec.params.get("defect", "outer"), impact=peak * 0.1 * 10.0 ** f.u(t_ns))
-        return Health()
+                h.defect, h.impact = f.spec.params.get("defect", "outer"), peak * 0.1 * 10.0 ** f.u(t_ns)
+            elif f.kind == "imbalance":
+                h.imbalance = imbalance_peak(f) * min(1.0, f.u(t_ns) / 0.6)
+        return h
 
     # --------------------------------------------------------------- readings
     def sensor_active(self, t_ns: int) -> list[ActiveFault]:
@@ -188,6 +193,13 @@ class Injector:
     def outage(self, t_ns: int) -> dict[str, ActiveFault]:
         """Robots whose 5G link is out at ``t_ns``."""
         return {f.robot: f for f in self.link_outage if f.active(t_ns)}
+
+
+def imbalance_peak(f: ActiveFault) -> float:
+    """The imbalance an imbalance fault reaches (extra 1x), from its ``peak`` velocity RMS."""
+    machine = SCENARIOS[f.scenario].machine
+    v = f.spec.peak if f.spec.peak is not None else 1.1 * machine.zone_limits[2]
+    return imbalance_for(machine, v)
 
 
 def _seconds(v: Any) -> float:

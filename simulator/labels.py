@@ -32,8 +32,9 @@ import numpy as np
 from minewatch.catalogue import SCENARIOS, Limit
 from minewatch.schema import SEVERITY_RANK, Severity
 from simulator.faults import FLEET, PHYSICS, SENSOR, ActiveFault
+from simulator.injector import imbalance_peak
 from simulator.mine import Mine
-from simulator.vibration import DEFECT_ORDER, fault_frequency_hz
+from simulator.vibration import DEFECT_ORDER, Health, fault_frequency_hz, iso_zone, velocity_rms_mm_s
 
 __all__ = ["LabelTracker", "limit_severity", "quantity_kind"]
 
@@ -190,19 +191,32 @@ class LabelTracker:
             alerts.append({"kind": "ventilation", "detector": "fan_stoppage", "channel": "run_a", "severity": "critical"})
         elif f.kind == "local_fan_stoppage":
             alerts.append({"kind": "ventilation", "detector": "fan_stoppage", "channel": "run", "severity": "alarm"})
+        elif f.kind == "imbalance":
+            machine = SCENARIOS[f.scenario].machine
+            v = velocity_rms_mm_s(machine, Health(imbalance=imbalance_peak(f)))
+            zone = iso_zone(machine, v)
+            sev = {"A": "info", "B": "info", "C": "warning", "D": "alarm"}[zone]
+            alerts.append({"kind": "vibration", "detector": "iso_velocity", "channel": "vib", "severity": sev,
+                           "velocity_mm_s": round(v, 2), "zone": zone})
+            self._vib_channel(f, rec)
         elif f.kind == "bearing_fault":
             machine = SCENARIOS[f.scenario].machine
             defect = f.spec.params.get("defect", "outer")
             alerts.append({"kind": "vibration", "detector": "bearing_envelope", "channel": "vib", "severity": "warning",
                            "defect": defect, "fault_order": DEFECT_ORDER[defect],
                            "fault_hz": round(fault_frequency_hz(machine, defect), 3)})
-            if "vib" not in rec["channels"]:
-                rec["channels"].insert(0, "vib")
-                rec["channel_windows"]["vib"] = [f.start_ns, f.end_ns]
-                rec["start_ns"] = min(rec["start_ns"], f.start_ns)
-                rec["end_ns"] = max(rec["end_ns"], f.end_ns)
-                rec["visible"] = True
+            self._vib_channel(f, rec)
         self._finish(rec)
+
+    @staticmethod
+    def _vib_channel(f: ActiveFault, rec: dict[str, Any]) -> None:
+        """A machine fault shows in the waveforms (``vib``) for its whole window."""
+        if "vib" not in rec["channels"]:
+            rec["channels"].insert(0, "vib")
+            rec["channel_windows"]["vib"] = [f.start_ns, f.end_ns]
+            rec["start_ns"] = min(rec["start_ns"], f.start_ns)
+            rec["end_ns"] = max(rec["end_ns"], f.end_ns)
+            rec["visible"] = True
 
     @staticmethod
     def _window(rec: dict[str, Any]) -> None:

@@ -26,6 +26,7 @@ FAULTS = [
     {"kind": "local_fan_stoppage", "scenario": "lf03", "start": "+2m", "duration": "6m"},
     {"kind": "airflow_reversal", "scenario": "vf02", "start": "+24m", "duration": "4m"},
     {"kind": "bearing_fault", "scenario": "pr01", "start": "+1m", "duration": "20m"},
+    {"kind": "imbalance", "scenario": "lf04", "start": "+1m", "duration": "20m"},
     {"kind": "belt_drum_overheating", "scenario": "bc04", "start": "+2m", "duration": "20m"},
     {"kind": "sensor_stuck", "scenario": "ss01", "channel": "t", "start": "+3m", "duration": "5m"},
     {"kind": "sensor_drift", "scenario": "ac01", "channel": "p", "start": "+3m", "duration": "10m", "peak": 1.0},
@@ -120,6 +121,8 @@ def test_labels_carry_the_severity_the_catalogue_limits_demand(runs: tuple) -> N
     assert primary["methane_buildup"]["expected_severity"] == "alarm"  # 1.2 % >= 1.0 % heading alarm
     assert primary["belt_drum_overheating"]["expected_severity"] == "alarm"
     assert primary["sensor_stuck"]["expected_alerts"][0]["kind"] == "sensor-health"
+    imb = primary["imbalance"]["expected_alerts"][0]
+    assert imb["detector"] == "iso_velocity" and imb["zone"] == "D" and primary["imbalance"]["expected_severity"] == "alarm"
     bearing = primary["bearing_fault"]["expected_alerts"][0]
     assert bearing["detector"] == "bearing_envelope" and bearing["fault_hz"] > 0
     # the fan stoppage starves its split: air velocity at the face drops below the 0.25 m/s minimum

@@ -12,7 +12,7 @@ from minewatch.schema import Waveform
 from simulator.engine import SimConfig, Simulation
 from simulator.faults import load_faults
 from simulator.timeutil import NS, iso_ns
-from simulator.vibration import Health, encode_block, fault_frequency_hz, synthesize
+from simulator.vibration import Health, encode_block, fault_frequency_hz, imbalance_for, iso_zone, synthesize, velocity_rms_mm_s as model_velocity
 
 RATE = 10240.0
 
@@ -106,3 +106,26 @@ def test_simulated_bearing_fault_grows_in_the_frames() -> None:
     assert before and late
     assert max(before) < 8 < min(late)
     assert all(b.rpm == machine.rpm and b.rate_hz == RATE for _, b in blocks)
+
+
+@pytest.mark.parametrize("sid", ["vf01", "lf01", "pr01", "ac01", "gd01"])
+def test_imbalance_raises_the_iso_velocity_to_the_asked_zone(sid: str) -> None:
+    machine = SCENARIOS[sid].machine
+    healthy = synthesize(machine, RATE, int(RATE * 4), np.random.default_rng(3), Health())
+    target = 1.1 * machine.zone_limits[2]  # into zone D
+    imb = imbalance_for(machine, target)
+    x = synthesize(machine, RATE, int(RATE * 4), np.random.default_rng(3), Health(imbalance=imb))
+    measured = velocity_rms_mm_s(x.astype(np.float64), RATE, machine.band_low_hz, 1000.0)
+    assert measured == pytest.approx(target, rel=0.1)
+    assert model_velocity(machine, Health(imbalance=imb)) == pytest.approx(target, rel=1e-6)
+    assert iso_zone(machine, measured) == "D"
+    assert iso_zone(machine, velocity_rms_mm_s(healthy.astype(np.float64), RATE, machine.band_low_hz, 1000.0)) == "A"
+    # the rise is at 1x
+    spec = np.abs(np.fft.rfft(x.astype(np.float64))) - np.abs(np.fft.rfft(healthy.astype(np.float64)))
+    f = np.fft.rfftfreq(len(x), 1.0 / RATE)
+    assert abs(f[np.argmax(spec)] - machine.rpm / 60.0) < 0.5
+
+
+def test_imbalance_cannot_be_asked_of_a_slow_belt_drum() -> None:
+    with pytest.raises(ValueError, match="below the ISO band"):
+        imbalance_for(SCENARIOS["bc01"].machine, 10.0)
