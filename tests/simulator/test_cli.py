@@ -223,3 +223,24 @@ def test_more_robots_than_the_default_fleet_and_bad_flags(tmp_path: Path) -> Non
     assert result.exit_code == 2 and "--speed" in result.output
     result = CliRunner().invoke(simulate, ["--output", str(out), "--frames", "1", "--start", "yesterday"])
     assert result.exit_code == 2 and "ISO 8601" in result.output
+
+
+@pytest.mark.integration
+def test_a_broker_restart_mid_run_loses_no_acknowledgement(fresh_broker) -> None:  # noqa: ANN001
+    """The robots reconnect and re-send what was not acknowledged; the run still ends with every
+    publish acknowledged."""
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "minewatch"), "simulate", "--mqtt-url", fresh_broker.url,
+                             "--topic-prefix", "restart/v1", "--duration", "24s", "--scenarios", "mf01,vf01",
+                             "--speed", "8", "--start", START], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.5)
+        fresh_broker.stop()
+        time.sleep(1.0)
+        fresh_broker.start()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["frames"] == 48
