@@ -94,8 +94,9 @@ class InfluxClient:
         self.url = url.rstrip("/")
         self.db = db
         self.rp = rp
-        self._auth = {"u": user, "p": password} if user else {}
-        self._http = httpx.AsyncClient(timeout=timeout, verify=verify)
+        # HTTP basic auth: InfluxDB 1.x reads it on every endpoint (u/p form fields of a POST
+        # query are not read), and 2.x / 3.x accept it on their 1.x-compatibility API.
+        self._http = httpx.AsyncClient(timeout=timeout, verify=verify, auth=(user, password or "") if user else None)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -114,7 +115,7 @@ class InfluxClient:
             return False
 
     async def write_body(self, body: bytes, *, gzipped: bool = False, precision: str = "ns") -> None:
-        params = {"db": self.db, "precision": precision, **self._auth}
+        params = {"db": self.db, "precision": precision}
         if self.rp:
             params["rp"] = self.rp
         headers = {"Content-Type": "text/plain; charset=utf-8"}
@@ -134,7 +135,7 @@ class InfluxClient:
             await self.write_body(body)
 
     async def query(self, q: str, *, db: str | None = None, epoch: str = "ns", post: bool = False) -> list[dict[str, Any]]:
-        params = {"q": q, "db": db if db is not None else self.db, "epoch": epoch, **self._auth}
+        params = {"q": q, "db": db if db is not None else self.db, "epoch": epoch}
         if post:
             r = await self._http.post(f"{self.url}/query", data=params)
         else:
@@ -183,8 +184,7 @@ class SyncInflux:
                  timeout: float = 60.0) -> None:
         self.url = url.rstrip("/")
         self.db = db
-        self._auth = {"u": user, "p": password} if user else {}
-        self._http = httpx.Client(timeout=timeout)
+        self._http = httpx.Client(timeout=timeout, auth=(user, password or "") if user else None)
 
     def close(self) -> None:
         self._http.close()
@@ -193,13 +193,13 @@ class SyncInflux:
         body = "\n".join(lines).encode()
         if not body:
             return
-        r = self._http.post(f"{self.url}/write", params={"db": db or self.db, "precision": "ns", **self._auth},
+        r = self._http.post(f"{self.url}/write", params={"db": db or self.db, "precision": "ns"},
                             content=gzip.compress(body, 1), headers={"Content-Encoding": "gzip"})
         if r.status_code != 204:
             raise InfluxError(r.status_code, _error_text(r))
 
     def query(self, q: str, *, db: str | None = None, epoch: str = "ns", post: bool = False) -> list[dict[str, Any]]:
-        params = {"q": q, "db": db if db is not None else self.db, "epoch": epoch, **self._auth}
+        params = {"q": q, "db": db if db is not None else self.db, "epoch": epoch}
         r = self._http.post(f"{self.url}/query", data=params) if post else self._http.get(f"{self.url}/query", params=params)
         if r.status_code != 200:
             raise InfluxError(r.status_code, _error_text(r))
