@@ -152,7 +152,7 @@ class InfluxClient:
         """Stream a long query (``chunked=true``): yields ``(columns, tags, values)`` per series
         chunk as InfluxDB sends it, so a whole shift never sits in memory at once."""
         params = {"q": q, "db": db if db is not None else self.db, "epoch": epoch, "chunked": "true",
-                  "chunk_size": str(chunk_size), **self._auth}
+                  "chunk_size": str(chunk_size)}
         async with self._http.stream("GET", f"{self.url}/query", params=params) as r:
             if r.status_code != 200:
                 await r.aread()
