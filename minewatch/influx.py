@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import gzip
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 import httpx
+import orjson
 
 __all__ = ["InfluxClient", "InfluxError", "line", "escape_tag", "escape_key", "quote_str", "SyncInflux"]
 
@@ -145,6 +146,28 @@ class InfluxClient:
 
     async def ensure_db(self) -> None:
         await self.query(f'CREATE DATABASE "{self.db}"', db="", post=True)
+
+    async def query_chunks(self, q: str, *, db: str | None = None, epoch: str = "ns", chunk_size: int = 10_000
+                           ) -> AsyncIterator[tuple[list[str], dict[str, str], list[list[Any]]]]:
+        """Stream a long query (``chunked=true``): yields ``(columns, tags, values)`` per series
+        chunk as InfluxDB sends it, so a whole shift never sits in memory at once."""
+        params = {"q": q, "db": db if db is not None else self.db, "epoch": epoch, "chunked": "true",
+                  "chunk_size": str(chunk_size)}
+        async with self._http.stream("GET", f"{self.url}/query", params=params) as r:
+            if r.status_code != 200:
+                await r.aread()
+                raise InfluxError(r.status_code, _error_text(r))
+            async for text in r.aiter_lines():
+                if not text.strip():
+                    continue
+                payload = orjson.loads(text)
+                for result in payload.get("results", []):
+                    if "error" in result:
+                        raise InfluxError(400, result["error"])
+                    for series in result.get("series", []) or []:
+                        yield series["columns"], series.get("tags") or {}, series.get("values", [])
+                if "error" in payload:
+                    raise InfluxError(400, payload["error"])
 
 
 def _error_text(r: httpx.Response) -> str:

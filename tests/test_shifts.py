@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from minewatch.shifts import ShiftCalendar, parse_shifts
+
+
+def test_default_calendar_is_three_eight_hour_shifts_in_china_standard_time() -> None:
+    cal = ShiftCalendar()
+    night = cal.parse("2026-11-27:night")
+    assert night.start == datetime(2026, 11, 26, 16, tzinfo=timezone.utc)
+    assert (night.end - night.start).total_seconds() == 8 * 3600
+    assert night.kind == "production" and cal.parse("2026-11-27:day").kind == "maintenance"
+    assert cal.at(datetime(2026, 11, 27, 1, tzinfo=timezone.utc)).id == "2026-11-27:day"
+    assert cal.at_ns(night.start_ns).id == "2026-11-27:night"
+
+
+def test_between_lists_every_overlapping_shift_in_order() -> None:
+    cal = ShiftCalendar()
+    a, b = cal.parse("2026-11-27:night"), cal.parse("2026-11-27:swing")
+    got = cal.between(a.start, b.end)
+    assert [s.id for s in got] == ["2026-11-27:night", "2026-11-27:day", "2026-11-27:swing"]
+
+
+def test_custom_four_by_six_pattern_crossing_midnight() -> None:
+    cal = ShiftCalendar(parse_shifts("a@07:00-13:00/production,b@13:00-19:00/production,"
+                                     "c@19:00-01:00/maintenance,d@01:00-07:00/production"), tz_offset_h=0)
+    c = cal.parse("2026-01-01:c")
+    assert c.start.hour == 19 and c.end.day == 2 and c.end.hour == 1
+    assert cal.at(datetime(2026, 1, 2, 0, 30, tzinfo=timezone.utc)).id == "2026-01-01:c"
+
+
+@pytest.mark.parametrize("bad", ["2026-13-01:night", "2026-11-27", "2026-11-27:lunch"])
+def test_bad_shift_ids_say_what_is_wrong(bad: str) -> None:
+    with pytest.raises(ValueError, match=r"\S"):
+        ShiftCalendar().parse(bad)
