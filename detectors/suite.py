@@ -255,12 +255,15 @@ class DetectorSuite:
             q = QUANTITIES[c.quantity]
             b["h_lo"][s], b["h_hi"][s], b["h_tol"][s] = q.low, q.high, q.resolution / 2
             analog = c.quantity not in ("run", "sm")
+            # spikes only where the physics cannot jump (air, gas, temperatures); flows, currents
+            # and levels of machines that start and stop do
+            smooth = c.quantity in ("ch4", "ch4_hr", "co", "co2", "o2", "t", "t_hot", "rh")
             if c.quantity in CHANGE_QUANTITIES and not c.limits:
                 b["c_on"][s] = True
                 for name, value in CHANGE_SETTINGS.items():
                     b[name][s] = value
             b["h_stuck_on"][s] = analog
-            b["h_spike_on"][s] = analog
+            b["h_spike_on"][s] = smooth
             rise = self._ov.get(sc.id, c.name, "rise")
             rise = RISE_DEFAULTS.get(c.quantity) if rise is None else rise
             limit_rules = [r for r in self.rules.get((sc.id, chan), ()) if r.direction == "above"
