@@ -332,8 +332,8 @@ class Simulation:
             if st.hole_since is not None:
                 self._coverage_label(r, st.hole_since, st.hole_last)
                 st.hole_since = None
-            if st.retry is not None:
-                st.backlog.insert(0, st.retry) if st.backlog and st.backlog[0].seq > st.retry.seq else st.backlog.append(st.retry)
+            if st.retry is not None:  # the link was up at the last frame, so nothing is older than it
+                st.backlog.append(st.retry)
                 st.retry = None
             if st.will_sent and st.backlog:
                 st.will_sent = False

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import select
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -30,6 +31,7 @@ from simulator.engine import Message, Tick
 __all__ = ["FileSink", "MqttSink", "SinkError", "payload_of"]
 
 MAX_OUTSTANDING = 20_000  # publishes not yet acknowledged before the producer waits
+MAX_INFLIGHT = 100  # per robot connection, if the broker allows that many
 
 
 class SinkError(RuntimeError):
@@ -92,6 +94,8 @@ class MqttSink:
             client.on_publish = self._on_publish
             client.on_connect = self._on_connect
             client.on_disconnect = self._on_disconnect
+            client.on_socket_open = self._on_socket_open
+            client.max_inflight_messages_set(MAX_INFLIGHT)  # a window of 20 stalls a robot sending its backlog
             client.user_data_set(rid)
             self.robots[rid] = _Robot(rid, client)
         self._last_misc = 0.0
@@ -103,8 +107,21 @@ class MqttSink:
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
         if rc.is_failure:
             self.errors.append(f"{userdata}: connection refused: {rc}")
-        else:
-            self.robots[userdata].connected = True
+            return
+        self.robots[userdata].connected = True
+        # never more publishes in flight than the broker's MQTT 5 Receive Maximum (65535 if unsaid);
+        # paho has no public way to lower the window once connected
+        allowed = getattr(props, "ReceiveMaximum", 65535) if props is not None else 20
+        if allowed < client._max_inflight_messages:
+            client._max_inflight_messages = max(1, allowed)
+
+    @staticmethod
+    def _on_socket_open(client: paho.Client, userdata: Any, sock: Any) -> None:
+        # frames are small: send each at once rather than waiting for the previous one's TCP ack
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (OSError, AttributeError):
+            pass
 
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
         self.robots[userdata].connected = False
