@@ -150,6 +150,8 @@ class Simulation:
                                     spread_ns=(n - 1) * self.dt_ns // n)
         self.state = [_RobotState() for _ in self.fleet]
         self.coverage: list[dict[str, Any]] = []
+        self._coverage_sent = 0
+        self._last_t = self.t0
         self._sid_idx = {sid: np.arange(sl.start, sl.stop) for sid, sl in self.mine.slices.items()}
         self._names = {sid: self.mine.names[sl] for sid, sl in self.mine.slices.items()}
         n_st = max(len(r.route.stations_m) for r in self.fleet)
@@ -179,6 +181,15 @@ class Simulation:
         """Ground-truth records (see :mod:`simulator.labels`), complete once the run has ended."""
         return self.tracker.labels() + self.coverage
 
+    def finished_labels(self) -> list[dict[str, Any]]:
+        """Records that became final since the last call (all the rest once the run has ended)."""
+        if self.finished:
+            out = self.tracker.rest() + self.coverage[self._coverage_sent:]
+        else:
+            out = self.tracker.done(self._last_t) + self.coverage[self._coverage_sent:]
+        self._coverage_sent = len(self.coverage)
+        return out
+
     def ticks(self) -> Iterator[Tick]:
         c = self.config
         end_ns = self.t0 + round(c.duration_s * NS) if c.duration_s is not None else None
@@ -199,6 +210,7 @@ class Simulation:
     # ------------------------------------------------------------------ one step
     def _tick(self, i: int, t: int) -> Tick:
         c, m = self.config, self.mine
+        self._last_t = t
         if i:
             for r in self.fleet:
                 r.advance(self.dt)

@@ -9,6 +9,7 @@ loop API): one process drives hundreds of robots. Telemetry and status are publi
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import socket
@@ -26,9 +27,9 @@ from minewatch.schema import RobotStatus
 from minewatch.settings import MqttTarget
 from minewatch.topics import Topics
 from minewatch.wire import encode_frame, encode_frames
-from simulator.engine import Message, Tick
+from simulator.engine import Message, Simulation, Tick
 
-__all__ = ["FileSink", "MqttSink", "SinkError", "payload_of"]
+__all__ = ["FileSink", "LabelSink", "MqttSink", "SinkError", "payload_of"]
 
 MAX_OUTSTANDING = 20_000  # publishes not yet acknowledged before the producer waits
 MAX_INFLIGHT = 100  # per robot connection, if the broker allows that many
@@ -60,6 +61,37 @@ class FileSink:
             self.messages += len(tick.messages)
 
     def close(self) -> None:
+        self._f.close()
+
+
+class LabelSink:
+    """Writes each fault's ground-truth records (JSONL) as soon as they are final, the rest at close,
+    so a long live run's labels grow as it goes."""
+
+    def __init__(self, path: str | Path, sim: Simulation) -> None:
+        self.path = Path(path)
+        self.sim = sim
+        try:
+            self._f: IO[str] = open(self.path, "w")
+        except OSError as exc:
+            raise SinkError(f"cannot write {self.path}: {exc.strerror}") from None
+        self.records = 0
+
+    def write(self, tick: Tick) -> None:
+        self._put(self.sim.finished_labels())
+
+    def _put(self, records: list[dict[str, Any]]) -> None:
+        for rec in records:
+            self._f.write(json.dumps(rec, separators=(",", ":")) + "\n")
+        if records:
+            self._f.flush()
+            self.records += len(records)
+
+    def close(self) -> None:
+        if self.sim.finished:
+            self._put(self.sim.finished_labels())
+        else:  # interrupted: what is known so far
+            self._put(self.sim.tracker.rest() + self.sim.finished_labels())
         self._f.close()
 
 
