@@ -43,16 +43,20 @@ def payload_of(msg: Message) -> bytes:
     return encode_frame(msg.frames[0]) if len(msg.frames) == 1 else encode_frames(msg.frames)
 
 
+def _open(path: Path, mode: str) -> Any:
+    try:
+        return open(path, mode)
+    except OSError as exc:
+        raise SinkError(f"cannot write {path}: {exc.strerror}") from None
+
+
 class FileSink:
     """One line per MQTT message, exactly the payload that would be published (a frame object or
     an array of frames): ``minewatch.wire.decode_frames(line)`` reads it back."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        try:
-            self._f: IO[bytes] = open(self.path, "wb")
-        except OSError as exc:
-            raise SinkError(f"cannot write {self.path}: {exc.strerror}") from None
+        self._f: IO[bytes] = _open(self.path, "wb")
         self.messages = 0
 
     def write(self, tick: Tick) -> None:
@@ -71,10 +75,7 @@ class LabelSink:
     def __init__(self, path: str | Path, sim: Simulation) -> None:
         self.path = Path(path)
         self.sim = sim
-        try:
-            self._f: IO[str] = open(self.path, "w")
-        except OSError as exc:
-            raise SinkError(f"cannot write {self.path}: {exc.strerror}") from None
+        self._f: IO[str] = _open(self.path, "w")
         self.records = 0
 
     def write(self, tick: Tick) -> None:
