@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from minewatch.catalogue import QUANTITIES, SCENARIOS
 from simulator.cli import simulate
 from simulator.engine import SimConfig, Simulation
-from simulator.faults import FaultError, load_faults
+from simulator.faults import LIBRARY, FaultError, load_faults
 from simulator.timeutil import NS, iso_ns
 
 START = iso_ns("2026-11-27T00:00:00Z")  # 08:00 local: the maintenance shift begins
@@ -195,3 +195,9 @@ def test_labels_are_written_as_each_fault_finishes(tmp_path: Path) -> None:
     # written within a few minutes of the fault's end, long before the half-hour run ends
     assert written_at[outburst["fault_id"]] < START + 10 * 60 * NS
     assert written_at[next(r["fault_id"] for r in final if r["kind"] == "sensor_stuck")] < START + 2 * 60 * NS
+
+
+@pytest.mark.parametrize("name", sorted(LIBRARY))
+def test_every_built_in_fault_set_is_valid(name: str) -> None:
+    sim = Simulation(SimConfig(start_ns=START, frames=1, faults=load_faults(f"builtin:{name}")))
+    assert sim.faults and all(f.start_ns >= START for f in sim.faults)
