@@ -26,7 +26,7 @@ from simulator.vibration import encode_block, synthesize
 
 __all__ = ["SimConfig", "Simulation", "Message", "StatusUpdate", "Tick"]
 
-STATUS_EVERY_S = 60.0
+STATUS_EVERY_NS = 60 * NS  # a robot's retained status is refreshed every minute
 
 
 @dataclass
@@ -285,6 +285,11 @@ class Simulation:
 
     def _send(self, ri: int, r: Robot, st: _RobotState, frame: Frame, t: int, link_up: bool, lost: bool,
               hole: bool, msgs: list[Message], statuses: list[StatusUpdate]) -> None:
+        if (link_up and not lost and not hole and st.hole_since is None and st.down_since is None
+                and st.retry is None and not st.backlog and not st.will_sent and r.charging == st.charging
+                and t - st.last_status < STATUS_EVERY_NS):
+            msgs.append(Message(r.id, frame.scenario_id, [frame]))  # the usual case: sent as it is made
+            return
         c = self.config
         if hole:  # no signal here (a coverage hole): a label, so late frames are accounted for
             if st.hole_since is None:
@@ -309,7 +314,7 @@ class Simulation:
             st.will_sent = False
             statuses.append(StatusUpdate(r.id, "online", self._status(r, st, t, True, frame.link)))
             st.last_status = t
-        elif (t - st.last_status) >= STATUS_EVERY_S * NS or r.charging != st.charging:
+        elif (t - st.last_status) >= STATUS_EVERY_NS or r.charging != st.charging:
             statuses.append(StatusUpdate(r.id, "status", self._status(r, st, t, True, frame.link)))
             st.last_status = t
         st.charging = r.charging
@@ -373,10 +378,12 @@ class Simulation:
         return encode_block(x, c.waveform_rate_hz, round(machine.rpm * running, 1), c.waveform_dtype)
 
     def _status(self, r: Robot, st: _RobotState, t: int, online: bool, link: LinkInfo | None) -> RobotStatus:
-        return RobotStatus(robot_id=r.id, online=online, ts=t, scenario_id=r.scenario, pos_m=round(r.pos, 1),
-                           battery=round(r.battery, 1), charging=r.charging,
-                           link=Link(latency_ms=link.latency_ms, rssi_dbm=link.rssi_dbm, loss=link.loss)
-                           if link is not None else None)
+        # the values are valid by construction: skip pydantic's validation (a status a minute per robot)
+        return RobotStatus.model_construct(
+            robot_id=r.id, online=online, ts=t, scenario_id=r.scenario, pos_m=round(r.pos, 1),
+            battery=round(r.battery, 1), charging=r.charging,
+            link=Link.model_construct(latency_ms=link.latency_ms, rssi_dbm=link.rssi_dbm, loss=link.loss)
+            if link is not None else None)
 
     def _coverage_label(self, r: Robot, start: int, end: int) -> None:
         self.coverage.append({
