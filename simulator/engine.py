@@ -24,7 +24,7 @@ from simulator.shifts import ShiftClock
 from simulator.timeutil import NS
 from simulator.vibration import encode_block, synthesize
 
-__all__ = ["SimConfig", "Simulation", "Message", "StatusUpdate", "Tick"]
+__all__ = ["SimConfig", "Simulation", "Message", "StatusUpdate", "Tick", "Readings"]
 
 STATUS_EVERY_NS = 60 * NS  # a robot's retained status is refreshed every minute
 
@@ -86,6 +86,19 @@ class StatusUpdate:
     robot_id: str
     event: str
     status: RobotStatus
+
+
+@dataclass(slots=True)
+class Readings:
+    """Every robot's readings at one tick: robot ``i`` (fleet order) is in ``scenario_ids[i]`` and its
+    readings are ``values[offsets[i]:offsets[i + 1]]``, in catalogue channel order; ``channels`` holds
+    each value's index in the mine's flat channel arrays (:meth:`simulator.mine.Mine.names`)."""
+
+    t_ns: int
+    scenario_ids: list[str]
+    offsets: np.ndarray
+    channels: np.ndarray
+    values: np.ndarray
 
 
 @dataclass(slots=True)
@@ -208,8 +221,20 @@ class Simulation:
             yield tail
 
     # ------------------------------------------------------------------ one step
-    def _tick(self, i: int, t: int) -> Tick:
-        c, m = self.config, self.mine
+    def readings(self) -> Iterator[Readings]:
+        """The sensor readings of every robot, tick by tick, without building frames or running the
+        link: the numbers the frames would carry (for fast whole-shift checks)."""
+        c = self.config
+        end_ns = self.t0 + round(c.duration_s * NS) if c.duration_s is not None else None
+        i = 0
+        while end_ns is None or self.t0 + i * self.dt_ns < end_ns:
+            yield self._measure(i, self.t0 + i * self.dt_ns)
+            i += 1
+        self.finished = True
+
+    def _measure(self, i: int, t: int) -> Readings:
+        """Move the robots, step the mine, and read every robot's sensors (noise, resolution, faults)."""
+        m = self.mine
         self._last_t = t
         if i:
             for r in self.fleet:
@@ -234,7 +259,13 @@ class Simulation:
                     v = round(v * inv[pos]) / inv[pos]
                     x[pos] = v
                     self.tracker.observe_reading(f, t + ri * self.dt_ns // len(self.fleet), v)
-        xs = x.tolist()
+        return Readings(t, sids, offsets, idx, x)
+
+    def _tick(self, i: int, t: int) -> Tick:
+        c, m = self.config, self.mine
+        rd = self._measure(i, t)
+        sids, offsets = rd.scenario_ids, rd.offsets
+        xs = rd.values.tolist()
         offs = offsets.tolist()
         pos_a, dist, hole_a = self._geometry()
         up_a, latency_a, rssi_a, lost_a = self.link_model.sample(dist, hole_a)
