@@ -67,7 +67,7 @@ LIBRARY: dict[str, list[dict[str, Any]]] = {
     "outburst": [{"kind": "methane_outburst", "scenario": "mf01", "channel": "ch4_t1", "start": "+30s",
                   "duration": "90s", "peak": 1.8}],
     "demo": [
-        {"kind": "methane_outburst", "scenario": "mf01", "channel": "ch4_t1", "start": "+2m", "duration": "90s", "peak": 1.8},
+        {"kind": "methane_outburst", "scenario": "mf01", "channel": "ch4_t1", "start": "+45s", "duration": "90s", "peak": 1.8},
         {"kind": "local_fan_stoppage", "scenario": "lf02", "start": "+6m", "duration": "8m"},
         {"kind": "belt_drum_overheating", "scenario": "bc02", "start": "+5m", "duration": "40m", "peak": 75},
         {"kind": "sensor_stuck", "scenario": "ra01", "channel": "ch4", "start": "+10m", "duration": "10m"},
