@@ -160,7 +160,8 @@ class Simulation:
         self.injector = Injector(self.mine, faults)
         n = len(self.fleet)
         self.tracker = LabelTracker(self.mine, faults, self.robot_of, self.injector.reach,
-                                    spread_ns=(n - 1) * self.dt_ns // n)
+                                    spread_ns=(n - 1) * self.dt_ns // n,
+                                    will_after_ns=round(1.5 * c.keepalive_s * NS))
         self.state = [_RobotState() for _ in self.fleet]
         self.coverage: list[dict[str, Any]] = []
         self._coverage_sent = 0
