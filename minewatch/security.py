@@ -9,7 +9,7 @@ robot        its robot id (``r07``)                       write ``P/telemetry/+/
 simulator    ``simulator``                                write ``P/telemetry/#``, ``P/status/#`` (a stand-in
                                                           fleet identity: real robots get their own accounts)
 ingest       ``ingest``                                   read telemetry, status, alert acks; write alerts and
-                                                          ``P/deadletter/#``
+                                                          ``P/deadletter/#``; its own ``P/ingest/#``
 api          ``api``                                      read alerts, status, telemetry, dead letters;
                                                           write ``P/alerts/ack/#``
 integrator   its own name (``integrator``, ``scada``...)   read ``P/alerts/#`` only
@@ -50,6 +50,7 @@ __all__ = [
     "password_file_text",
     "verify_password",
     "write_broker_auth",
+    "write_deploy_secrets",
     "write_private",
 ]
 
@@ -132,6 +133,8 @@ def acl_text(prefix: str = DEFAULT_PREFIX, integrators: Iterable[str] = ("integr
         f"topic read {p}/status/#",
         f"topic readwrite {p}/alerts/#",
         f"topic write {p}/deadletter/#",
+        "# Its own scratch topics (the marker that ends its read of the retained active alerts).",
+        f"topic readwrite {p}/ingest/#",
         "",
         "# The API: reads alerts, status, live telemetry and dead letters; publishes operators'",
         "# acknowledgements.",
@@ -256,7 +259,9 @@ def _env_file(path: Path, values: dict[str, str]) -> None:
 
 def write_deploy_secrets(directory: Path, *, prefix: str = DEFAULT_PREFIX, robots: Iterable[str] = (),
                          integrators: Iterable[str] = ("integrator",), mqtt_host: str = "mosquitto",
-                         tls: bool = False, influx_db: str = "minewatch") -> dict[str, Path]:
+                         mqtt_port: int | None = None, tls: bool = False,
+                         influx_url: str = "http://influxdb:8086", influx_db: str = "minewatch",
+                         tls_dir: str = "/run/secrets/minewatch/tls") -> dict[str, Path]:
     """Everything a docker-compose deployment needs, in ``directory`` (``deploy/secrets``).
 
     The broker's files (:func:`write_broker_auth`); InfluxDB admin, ``ingest`` (all rights on the
@@ -278,10 +283,10 @@ def write_deploy_secrets(directory: Path, *, prefix: str = DEFAULT_PREFIX, robot
         creds["api_keys"].setdefault(role, f"{role[:3]}-{new_secret()}")
     save_credentials(directory, creds)
     influx = creds["influx"]
-    port = 8883 if tls else 1883
-    common = {"MINEWATCH_TOPIC_PREFIX": prefix, "MINEWATCH_INFLUX_DB": influx_db}
+    port = mqtt_port or (8883 if tls else 1883)
+    common = {"MINEWATCH_TOPIC_PREFIX": prefix, "MINEWATCH_INFLUX_URL": influx_url, "MINEWATCH_INFLUX_DB": influx_db}
     if tls:
-        common["MINEWATCH_MQTT_CA"] = "/run/secrets/minewatch/tls/ca.crt"
+        common["MINEWATCH_MQTT_CA"] = f"{tls_dir}/ca.crt"
     env = {
         "mosquitto": {"HEALTHCHECK_PASSWORD": auth["healthcheck"].password},
         "influxdb": {"INFLUXDB_HTTP_AUTH_ENABLED": "true", "INFLUXDB_DB": influx_db,
@@ -293,7 +298,9 @@ def write_deploy_secrets(directory: Path, *, prefix: str = DEFAULT_PREFIX, robot
                    "MINEWATCH_INFLUX_USER": "ingest", "MINEWATCH_INFLUX_PASSWORD": influx["ingest"]},
         "api": {**common, "MINEWATCH_MQTT_URL": auth.url("api", mqtt_host, port, tls=tls),
                 "MINEWATCH_INFLUX_USER": "api", "MINEWATCH_INFLUX_PASSWORD": influx["api"],
-                "MINEWATCH_API_KEYS": ",".join(f"{k}:{r}" for r, k in creds["api_keys"].items())},
+                "MINEWATCH_API_KEYS": ",".join(f"{k}:{r}" for r, k in creds["api_keys"].items()),
+                **({"MINEWATCH_API_TLS_CERT": f"{tls_dir}/server.crt", "MINEWATCH_API_TLS_KEY": f"{tls_dir}/server.key",
+                    "MINEWATCH_API_TLS_CA": f"{tls_dir}/ca.crt"} if tls else {})},
         "simulator": {**common, "MINEWATCH_MQTT_URL": auth.url("simulator", mqtt_host, port, tls=tls)},
     }
     out = {}
