@@ -195,10 +195,11 @@ def ensure_storage_sync(client: SyncInflux, *, raw_days: int = MIN_RAW_DAYS, lon
 
 
 def bootstrap_users_sync(url: str, db: str, *, admin: tuple[str, str],
-                         users: dict[str, tuple[str, str]] | None = None) -> SyncInflux:
+                         users: dict[str, tuple[str, str]] | None = None, setup: bool = True) -> SyncInflux:
     """On an InfluxDB with auth on: the admin account (created if the server has no user yet),
-    the database set up (:func:`ensure_storage_sync`), and ``users`` (name -> (password,
-    privilege on ``db``: READ, WRITE or ALL)) created or updated. Returns the admin's client."""
+    the database (set up by :func:`ensure_storage_sync` unless ``setup`` is false), and ``users``
+    (name -> (password, privilege on ``db``: READ, WRITE or ALL)) created or updated. Returns the
+    admin's client."""
     name, password = admin
     anon = SyncInflux(url, db)
     try:  # InfluxDB lets anyone create the first user, an admin, and nothing else
@@ -209,7 +210,10 @@ def bootstrap_users_sync(url: str, db: str, *, admin: tuple[str, str],
     finally:
         anon.close()
     client = SyncInflux(url, db, user=name, password=password)
-    ensure_storage_sync(client)
+    if setup:
+        ensure_storage_sync(client)
+    else:
+        client.ensure_db()
     existing = {r["user"] for r in client.query("SHOW USERS", db="")}
     for user, (pw, privilege) in (users or {}).items():
         if privilege not in ("READ", "WRITE", "ALL"):
