@@ -202,13 +202,15 @@ def save_credentials(directory: Path, data: dict) -> Path:
 
 def write_broker_auth(directory: Path, *, prefix: str = DEFAULT_PREFIX, robots: Iterable[str] = (),
                       integrators: Iterable[str] = ("integrator",),
-                      passwords: dict[str, str] | None = None) -> BrokerAuth:
+                      passwords: dict[str, str] | None = None, keep_accounts: bool = False) -> BrokerAuth:
     """Write ``mosquitto.passwd``, ``mosquitto.acl`` and ``credentials.json`` into ``directory``.
 
     Accounts: ``ingest``, ``api``, ``simulator``, ``healthcheck``, one per integrator name and
     one per robot id.
     Passwords come from ``passwords``, else from the ``credentials.json`` already in the
-    directory (so they survive a restart), else are drawn at random. ``credentials.json`` holds
+    directory (so they survive a restart), else are drawn at random. With ``keep_accounts`` the
+    robot and integrator accounts already in ``credentials.json`` stay too (to remove one, delete
+    its entry there and write again). ``credentials.json`` holds
     the plain passwords and is readable by its owner only; the password file holds salted
     PBKDF2 hashes of 192-bit random secrets and is world-readable, because the broker reads it
     after dropping root for its own user.
@@ -218,7 +220,11 @@ def write_broker_auth(directory: Path, *, prefix: str = DEFAULT_PREFIX, robots: 
     creds = load_credentials(directory)
     known = {name: entry["password"] for name, entry in creds["mqtt"].items()}
     known.update(passwords or {})
-    integrators = list(integrators)
+    robots, integrators = list(robots), list(integrators)
+    if keep_accounts:
+        had = {role: [n for n, a in creds["mqtt"].items() if a["role"] == role] for role in ("robot", "integrator")}
+        robots = list(dict.fromkeys([*had["robot"], *robots]))
+        integrators = list(dict.fromkeys([*had["integrator"], *integrators]))
     wanted: list[tuple[str, Role]] = [(r, r) for r in SERVICE_ROLES]
     wanted += [(name, "integrator") for name in integrators]
     wanted += [(rid, "robot") for rid in robots]
@@ -272,10 +278,7 @@ def write_deploy_secrets(directory: Path, *, prefix: str = DEFAULT_PREFIX, robot
     Returns the environment files by service.
     """
     directory = Path(directory)
-    known = load_credentials(directory)["mqtt"]
-    robots = list(dict.fromkeys([*(n for n, a in known.items() if a["role"] == "robot"), *robots]))
-    integrators = list(dict.fromkeys([*(n for n, a in known.items() if a["role"] == "integrator"), *integrators]))
-    auth = write_broker_auth(directory, prefix=prefix, robots=robots, integrators=integrators)
+    auth = write_broker_auth(directory, prefix=prefix, robots=robots, integrators=integrators, keep_accounts=True)
     creds = load_credentials(directory)
     for user in ("admin", "ingest", "api"):
         creds["influx"].setdefault(user, new_secret())
@@ -336,7 +339,8 @@ def _main() -> None:
             raise click.UsageError(str(exc)) from None
         click.echo(f"wrote the broker's password file, ACL and credentials.json in {directory}")
         click.echo("environment files: " + ", ".join(str(p) for p in files.values()))
-        if tuple(names) != ("integrator",) or prefix != DEFAULT_PREFIX:
+        if acl_text(prefix, [n for n, a in load_credentials(directory)["mqtt"].items() if a["role"] == "integrator"]) \
+                != acl_text():
             click.echo(f"this ACL differs from deploy/mosquitto.acl: copy {directory / 'mosquitto.acl'} over it")
 
     secrets_cmd(prog_name="python -m minewatch.security")

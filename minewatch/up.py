@@ -108,7 +108,9 @@ class System:
 
         secrets_dir = self.home / "secrets"
         prefix = Settings().topic_prefix
-        self.auth = write_broker_auth(secrets_dir, prefix=prefix)
+        # Robot and integrator accounts added with `python -m minewatch.security .minewatch/secrets
+        # --robot ID` are kept (and the ACL names every integrator).
+        self.auth = write_broker_auth(secrets_dir, prefix=prefix, keep_accounts=True)
         creds = load_credentials(secrets_dir)
         for user in ("admin", "ingest", "api"):
             creds["influx"].setdefault(user, new_secret())

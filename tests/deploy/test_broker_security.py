@@ -191,3 +191,14 @@ def test_password_hashes_are_mosquittos_own_format(tmp_path) -> None:  # noqa: A
     assert verify_password("s3cret", ours)
     _, kind, it, salt, digest = theirs.split("$")
     assert (kind, it) == ("7", "101") and len(salt) == len(ours.split("$")[3]) and len(digest) == 88
+
+
+def test_accounts_are_kept_across_writes_when_asked(tmp_path) -> None:  # noqa: ANN001
+    from minewatch.security import write_broker_auth
+
+    first = write_broker_auth(tmp_path, robots=["r07"], integrators=["integrator", "scada"])
+    again = write_broker_auth(tmp_path, keep_accounts=True)
+    assert again["r07"].password == first["r07"].password and "scada" in again.accounts
+    assert "user scada" in again.acl_file.read_text()
+    fresh = write_broker_auth(tmp_path)  # exactly what is asked for
+    assert "r07" not in fresh.accounts and fresh["ingest"].password == first["ingest"].password
