@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from minewatch.services import Mosquitto
 from tests.ingest.helpers import IngestProcess
 
 
@@ -28,15 +26,3 @@ def ingest_process(tmp_path: Path) -> Iterator[Callable[..., IngestProcess]]:
         if p.alive:
             p.kill()
 
-
-@pytest.fixture
-def durable_broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    """A broker of the test's own whose persistence file really is written.
-
-    Started as root, mosquitto drops to the ``mosquitto`` user and then cannot write its
-    database into a root-owned temporary directory; ``user root`` keeps it able to.
-    """
-    broker = Mosquitto(tmp_path / "mosquitto", extra="user root" if os.geteuid() == 0 else "")
-    broker.start()
-    yield broker
-    broker.stop()

@@ -126,19 +126,19 @@ def test_influxd_stopped_30s_mid_stream_spools_and_drains(mosquitto: Mosquitto, 
     db.close()
 
 
-def test_mosquitto_restarted_mid_stream(durable_broker: Mosquitto, influxd: Influxd, influx_db: SyncInflux,
+def test_mosquitto_restarted_mid_stream(fresh_broker: Mosquitto, influxd: Influxd, influx_db: SyncInflux,
                                         prefix: str, tmp_path: Path,
         ingest_process: Callable[..., IngestProcess]) -> None:
     topics = Topics(prefix)
-    proc = ingest_process(*_args(durable_broker.url, influxd.url, influx_db.db, prefix, tmp_path))
+    proc = ingest_process(*_args(fresh_broker.url, influxd.url, influx_db.db, prefix, tmp_path))
     wait_until(lambda: "connected to the broker" in proc.log(), 30, "ingest to connect")
-    pub = Publisher(durable_broker.url)
+    pub = Publisher(fresh_broker.url)
     stream = Stream(pub, topics, per_robot=1200, rate=200)   # 800 frames/s for 6 s
     stream.start()
     time.sleep(2)
-    durable_broker.stop()       # SIGTERM: mosquitto saves its persistence file on the way out
+    fresh_broker.stop()       # SIGTERM: mosquitto saves its persistence file on the way out
     time.sleep(1.0)
-    durable_broker.start()
+    fresh_broker.start()
     stream.finish()
     wait_until(lambda: telemetry_count(influx_db) >= stream.sent, 60, f"{stream.sent} points")
     assert proc.terminate() == 0, proc.log()
