@@ -75,31 +75,35 @@ class TelemetrySource:
         return "; ".join(stmts)
 
     async def _slice(self, t0: int, t1: int) -> tuple[list[Frame], list[bool]]:
-        out: list[tuple[int, int, Frame, bool]] = []
-        n = 0
+        frames: list[Frame] = []
+        late: list[bool] = []
+        for_ts: list[int] = []
         async for cols, tags, values in self.influx.query_chunks(self._query(t0, t1), chunk_size=20_000):
             robot, scenario = tags.get("robot", ""), tags.get("scenario", "")
             if not values or not robot or not scenario:
                 continue
             idx = {c: i for i, c in enumerate(cols)}
-            ti, si = idx["time"], idx.get("seq")
-            bi, pi = idx.get("battery"), idx.get("pos_m")
-            li, ri, lti = idx.get("latency_ms"), idx.get("rssi_dbm"), idx.get("late")
+            ti, si = idx["time"], idx.get("seq", -1)
+            bi, pi = idx.get("battery", -1), idx.get("pos_m", -1)
+            li, ri, lti = idx.get("latency_ms", -1), idx.get("rssi_dbm", -1), idx.get("late", -1)
             chans = [(c, i) for c, i in idx.items() if c not in _META and c != "time"]
             for v in values:
+                v.append(None)  # index -1: a column this statement did not return
                 link = None
-                if li is not None and ri is not None and v[li] is not None and v[ri] is not None:
-                    link = LinkInfo(latency_ms=float(v[li]), rssi_dbm=float(v[ri]))
-                f = Frame(robot_id=robot, scenario_id=scenario, ts=v[ti],
-                          seq=v[si] if si is not None and v[si] is not None else 0,
-                          readings={c: float(v[i]) for c, i in chans if v[i] is not None},
-                          battery=None if bi is None or v[bi] is None else float(v[bi]),
-                          pos_m=None if pi is None or v[pi] is None else float(v[pi]), link=link)
-                out.append((f.ts, n, f, bool(lti is not None and v[lti])))
-                n += 1
-        out.sort(key=lambda x: (x[0], x[1]))
-        self.rows += len(out)
-        return [x[2] for x in out], [x[3] for x in out]
+                lat, rssi = v[li], v[ri]
+                if lat is not None and rssi is not None:
+                    link = LinkInfo(latency_ms=float(lat), rssi_dbm=float(rssi))
+                b, p, s = v[bi], v[pi], v[si]
+                frames.append(Frame(robot_id=robot, scenario_id=scenario, ts=v[ti], seq=s if s is not None else 0,
+                                    readings={c: float(v[i]) for c, i in chans if v[i] is not None},
+                                    battery=None if b is None else float(b), pos_m=None if p is None else float(p),
+                                    link=link))
+                late.append(v[lti] is True)
+                for_ts.append(v[ti])
+        # each series comes in time order; put the series together in time order (stable)
+        order = sorted(range(len(frames)), key=for_ts.__getitem__)
+        self.rows += len(frames)
+        return [frames[i] for i in order], [late[i] for i in order]
 
     async def extent(self) -> tuple[int, int] | None:
         """First and last time with data in the window (None if there is none)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -43,11 +44,13 @@ class SseReader:
     def next(self) -> tuple[str, object]:
         return next(self._events)
 
-    def until(self, name: str) -> object:
+    def until(self, name: str, where: Callable[[Any], bool] = lambda data: True) -> Any:
+        seen = []
         for got, data in self._events:
-            if got == name:
+            if got == name and where(data):
                 return data
-        raise AssertionError(f"the stream ended before a {name!r} event")
+            seen.append((got, data))
+        raise AssertionError(f"the stream ended before a {name!r} event; it sent {seen}")
 
     def close(self) -> None:
         self._cm.__exit__(None, None, None)
