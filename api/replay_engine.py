@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from api.alertbook import AlertBook, event_from_row
+from api.alertbook import AlertBook, stored_events
 from minewatch.catalogue import SCENARIOS, Scenario
 from minewatch.schema import SEVERITY_RANK, AlertEvent, AlertKind
 from minewatch.wire import Frame, LinkInfo
@@ -317,7 +317,6 @@ def compare(replayed: Iterable[AlertEvent], live: Iterable[AlertEvent], start: i
 async def live_alerts(influx: InfluxClient, start: int, end: int) -> list[AlertEvent]:
     """Alert events recorded live in ``[start, end)`` (what the replay, which stops at ``end``,
     can be held against)."""
-    rows = await influx.query(f'SELECT * FROM "alert_events" WHERE time >= {start} AND time < {end}')
     book = AlertBook()
-    book.apply_all(e for e in map(event_from_row, rows) if e is not None)
+    book.apply_all(await stored_events(influx, f"time >= {start} AND time < {end}"))
     return [e for a in book for e in a.events]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Callable
-
 import httpx
 import pytest
 
@@ -37,7 +35,8 @@ def _body(**kw: object) -> dict:
     return {"start": iso(T0), "end": T0 + MINUTES * 60 * S, **kw}
 
 
-def test_only_engineers_start_or_cancel_replays(api: Api) -> None:
+def test_only_engineers_start_or_cancel_replays(shared_api: Api) -> None:
+    api = shared_api
     for role in ("integrator", "operator"):
         with api.client(role) as c:
             r = c.post("/replays", json=_body())
@@ -57,7 +56,8 @@ def test_only_engineers_start_or_cancel_replays(api: Api) -> None:
     ({"shift": "2026-11-27:night", "overrides": {"mf01.nothing.alarm": 1.0}}, "nothing"),
     ({"shift": "2026-11-27:night", "overrides": {"mf01.ch4_t1.loud": 1.0}}, "unknown field"),
 ])
-def test_bad_replay_requests_are_422_with_a_reason(api: Api, body: dict, word: str) -> None:
+def test_bad_replay_requests_are_422_with_a_reason(shared_api: Api, body: dict, word: str) -> None:
+    api = shared_api
     with api.client("engineer") as c:
         r = c.post("/replays", json=body)
         assert r.status_code == 422, r.text
@@ -130,6 +130,5 @@ def test_replay_command_writes_the_alerts_as_jsonl(stored: SyncInflux, settings:
     assert bad.returncode == 2 and "YYYY-MM-DD:NAME" in bad.stderr
 
 
-def test_replay_list_needs_a_key(start_api: Callable[..., Api]) -> None:
-    api = start_api(wait_mqtt=False)
-    assert httpx.get(f"{api.url}/replays").status_code == 401
+def test_replay_list_needs_a_key(shared_api: Api) -> None:
+    assert httpx.get(f"{shared_api.url}/replays").status_code == 401

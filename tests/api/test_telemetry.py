@@ -64,7 +64,8 @@ def test_history_is_downsampled_to_the_points_asked_for(stored: SyncInflux, api:
     ({"robot": "r'01"}, "robot id"),
     ({"points": 0}, "greater than or equal"),
 ])
-def test_history_refuses_bad_input_with_a_clear_422(api: Api, params: dict, word: str) -> None:
+def test_history_refuses_bad_input_with_a_clear_422(shared_api: Api, params: dict, word: str) -> None:
+    api = shared_api
     q = {"scenario": "mf01", "start": T0, "end": T0 + 60 * S, **params}
     with api.client("integrator") as c:
         r = c.get("/telemetry/history", params=q)
