@@ -34,10 +34,10 @@ def sse_events(resp: httpx.Response) -> Iterator[tuple[str, object]]:
 
 
 class SseReader:
-    """Reads an SSE response event by event; a read that waits more than 10 s fails the test."""
+    """Reads an SSE response event by event; a read that waits more than 30 s fails the test."""
 
     def __init__(self, client: httpx.Client, url: str, **kw: object) -> None:
-        self._cm = client.stream("GET", url, timeout=httpx.Timeout(10.0), **kw)  # type: ignore[arg-type]
+        self._cm = client.stream("GET", url, timeout=httpx.Timeout(30.0), **kw)  # type: ignore[arg-type]
         self.resp = self._cm.__enter__()
         self._events = sse_events(self.resp)
 
