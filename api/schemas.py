@@ -275,6 +275,8 @@ class TelemetryHistory(BaseModel):
     start: Nanos
     end: Nanos
     interval_ns: int = Field(description="width of a bucket (GROUP BY time())")
+    source: Literal["raw", "5m"] = Field(default="raw", description="raw readings, or the 5-minute statistics "
+                                         "kept for a year once the raw data has expired")
     series: list[SeriesPublic]
 
 
