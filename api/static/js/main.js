@@ -1,0 +1,121 @@
+// The control-room page: boot, the live stream, periodic refresh, and the views (#/, #/scenario/ID, #/replay).
+
+import { api, listOf, stream, takeKeyFromUrl, getKey, askKey, clearKey, onKey } from "./api.js";
+import { setScenarios, setActive, applyAlert, applyReading, setRobots, applyStatus, state, worstFor, isStale, on } from "./store.js";
+import { mountBoard } from "./board.js";
+import { mountAlerts } from "./alerts.js";
+import { mountRobots } from "./robots.js";
+import { mountScenario, openScenario, closeScenario } from "./scenario.js";
+import { mountReplay, enterReplay, leaveReplay } from "./replay.js";
+import { el, SEV_TEXT } from "./format.js";
+
+const REFRESH_MS = 10000; // scenarios and robots, besides what the stream pushes
+let live = null;
+let liveScenario = null;
+
+export function toast(text, ms = 4000) {
+  const t = document.getElementById("toast");
+  t.textContent = text;
+  t.hidden = false;
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => { t.hidden = true; }, ms);
+}
+
+function setConn(s) {
+  const c = document.getElementById("conn");
+  c.dataset.state = s;
+  c.querySelector(".label").textContent = { live: "live", connecting: "connecting…", down: "stream down" }[s] ?? s;
+  document.body.dataset.stream = s;
+}
+
+// One live stream: the active-alert snapshot, alert events, and readings (of the scenario open
+// in the scenario view, or of all when the API sends them for the board).
+function openLive(scenario = null) {
+  if (live && liveScenario === scenario) return;
+  if (live) live.close();
+  liveScenario = scenario;
+  const path = scenario ? `/stream?scenario=${encodeURIComponent(scenario)}` : "/stream";
+  live = stream(path, {
+    active: (d) => setActive(listOf(d.alerts ?? d)),
+    alert: (a) => applyAlert(a),
+    reading: (r) => applyReading(r),
+    status: (r) => applyStatus(r),
+    // the API closes a client that fell behind; reconnecting brings the active alerts again
+    lagged: () => live && live.reopen(),
+  }, setConn);
+}
+
+async function refresh() {
+  try {
+    const [scn, robots] = await Promise.all([api("/scenarios"), api("/robots")]);
+    setScenarios(listOf(scn));
+    setRobots(listOf(robots));
+  } catch (e) {
+    toast(`Refresh failed: ${e.message}`);
+  }
+}
+
+function summary() {
+  const counts = { critical: 0, alarm: 0, warning: 0, stale: 0 };
+  for (const s of state.scenarios.values()) {
+    const w = worstFor(s.id);
+    if (w && counts[w.severity] !== undefined) counts[w.severity]++;
+    else if (!w && isStale(s)) counts.stale++;
+  }
+  const unacked = [...state.alerts.values()].filter((a) => a.state === "raised" || a.state === "escalated").length;
+  document.getElementById("summary").replaceChildren(
+    ...["critical", "alarm", "warning", "stale"].filter((k) => counts[k]).map((k) =>
+      el("span", { class: `pill sev-${k}`, "data-count": k, text: `${counts[k]} ${SEV_TEXT[k]}` })),
+    unacked ? el("span", { class: "pill unacked", text: `${unacked} to acknowledge` }) : "");
+}
+
+function route() {
+  const hash = location.hash || "#/";
+  const m = hash.match(/^#\/scenario\/([^/?]+)/);
+  const view = m ? "scenario" : hash.startsWith("#/replay") ? "replay" : "board";
+  document.querySelectorAll(".view").forEach((v) => { v.hidden = v.dataset.view !== view; });
+  document.querySelectorAll("[data-nav]").forEach((a) => a.classList.toggle("active", a.dataset.nav === view));
+  document.body.dataset.view = view;
+  if (view !== "scenario") closeScenario();
+  if (view !== "replay") leaveReplay();
+  if (view === "scenario") {
+    const id = decodeURIComponent(m[1]);
+    openLive(id);
+    openScenario(id).catch((e) => toast(`Cannot open ${id}: ${e.message}`));
+  } else {
+    openLive(null);
+    if (view === "replay") enterReplay(hash);
+  }
+}
+
+function clock() {
+  const d = new Date();
+  document.getElementById("clock").textContent = d.toLocaleTimeString([], { hour12: false });
+}
+
+async function boot() {
+  takeKeyFromUrl();
+  if (!getKey()) await askKey();
+  mountBoard(document.getElementById("board"));
+  mountAlerts();
+  mountRobots();
+  mountScenario();
+  mountReplay(toast);
+  on("alerts", summary);
+  on("scenarios", summary);
+  document.getElementById("signout").addEventListener("click", async () => {
+    clearKey();
+    await askKey("Enter a new API key.");
+  });
+  onKey(() => { if (live) live.reopen(); refresh(); });
+  await refresh();
+  window.addEventListener("hashchange", route);
+  route();
+  setInterval(refresh, REFRESH_MS);
+  setInterval(summary, 5000);
+  setInterval(clock, 1000);
+  clock();
+  document.body.dataset.ready = "true";
+}
+
+boot();
