@@ -1,0 +1,60 @@
+"""``minewatch api``: serve the control-centre API (and the dashboard, when it is installed)."""
+
+from __future__ import annotations
+
+import secrets
+
+import click
+
+from minewatch.cli import influx_options, mqtt_option, settings_from
+
+__all__ = ["api"]
+
+
+@click.command("api")
+@mqtt_option
+@influx_options
+@click.option("--host", default=None, help="Address to listen on [env MINEWATCH_API_HOST; default 127.0.0.1].")
+@click.option("--port", type=int, default=None, help="Port [env MINEWATCH_API_PORT; default 8000].")
+@click.option("--topic-prefix", default=None, help="MQTT topic prefix [env MINEWATCH_TOPIC_PREFIX; default minewatch/v1].")
+@click.option("--api-keys", default=None,
+              help="Comma-separated key:role pairs, roles operator, engineer, integrator [env MINEWATCH_API_KEYS]. "
+                   "With none, a random operator key is made up and printed.")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Serve HTTPS with this certificate [env MINEWATCH_API_TLS_CERT].")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Private key of the certificate [env MINEWATCH_API_TLS_KEY].")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
+def api(mqtt_url: str | None, influx_url: str | None, influx_db: str | None, host: str | None, port: int | None,
+        topic_prefix: str | None, api_keys: str | None, tls_cert: str | None, tls_key: str | None,
+        log_level: str) -> None:
+    """Serve the control-centre API: live alerts and scenario state from the MQTT alert topics,
+    history from InfluxDB, shift replay through the detectors, SSE and WebSocket streams.
+
+    The OpenAPI document is at /openapi.json, interactive docs at /docs. Every endpoint but
+    /healthz and /metrics needs an API key (X-API-Key header, Authorization: Bearer, ?api_key=
+    or the minewatch_api_key cookie)."""
+    import uvicorn
+
+    from api.main import create_app
+
+    settings = settings_from(mqtt_url=mqtt_url, influx_url=influx_url, influx_db=influx_db, api_host=host,
+                             api_port=port, topic_prefix=topic_prefix, api_keys=api_keys, api_tls_cert=tls_cert,
+                             api_tls_key=tls_key)
+    try:
+        keys = settings.api_key_roles()
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if not keys:
+        key = secrets.token_urlsafe(18)
+        settings = settings.model_copy(update={"api_keys": f"{key}:operator"})
+        click.echo(f"no API keys configured (MINEWATCH_API_KEYS); this run's operator key: {key}", err=True)
+    if bool(settings.api_tls_cert) != bool(settings.api_tls_key):
+        raise click.UsageError("HTTPS needs both --tls-cert and --tls-key")
+    scheme = "https" if settings.api_tls_cert else "http"
+    click.echo(f"minewatch api on {scheme}://{settings.api_host}:{settings.api_port} "
+               f"(broker {settings.mqtt_url}, InfluxDB {settings.influx_url}/{settings.influx_db})", err=True)
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level=log_level,
+                ssl_certfile=str(settings.api_tls_cert) if settings.api_tls_cert else None,
+                ssl_keyfile=str(settings.api_tls_key) if settings.api_tls_key else None,
+                proxy_headers=False, ws="websockets-sansio")

@@ -1,0 +1,249 @@
+"""Live state from the broker: alerts, robot status and the latest telemetry.
+
+Two aiomqtt clients, each in its own reconnect loop:
+
+- the *alert* client subscribes QoS 1 to ``alerts/+/+`` (events, and the retained
+  ``alerts/active/+`` state) and to the retained ``status/+``; its queue is unbounded, because an
+  alert must never be dropped. It also publishes acknowledgement requests.
+- the *telemetry* client subscribes QoS 0 to ``telemetry/+/+`` with a bounded queue. It keeps
+  only the last raw payload per (scenario, robot) and decodes lazily when someone asks, so a
+  fast fleet costs a dictionary store per message; frames of a scenario that a stream client
+  watches are decoded and pushed at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import aiomqtt
+import orjson
+from pydantic import ValidationError
+
+from api.alertbook import AlertBook, event_from_row
+from api.hub import Hub
+from api.metrics import Metrics
+from minewatch.mqtt import aiomqtt_kwargs
+from minewatch.schema import AlertEvent, AlertState, RobotStatus
+from minewatch.wire import Frame, FrameError, decode_frames
+
+if TYPE_CHECKING:
+    from minewatch.influx import InfluxClient
+    from minewatch.settings import Settings
+
+__all__ = ["LiveState", "LOOKBACK_NS"]
+
+log = logging.getLogger("minewatch.api")
+LOOKBACK_NS = 7 * 24 * 3600 * 1_000_000_000  # alert_events loaded at start-up: one week
+_RETRY_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+class LiveState:
+    def __init__(self, settings: Settings, influx: InfluxClient, metrics: Metrics) -> None:
+        self.settings = settings
+        self.topics = settings.topics
+        self.influx = influx
+        self.metrics = metrics
+        self.book = AlertBook()
+        self.hub = Hub()
+        self.robots: dict[str, RobotStatus] = {}
+        self._raw: dict[tuple[str, str], bytes] = {}  # (scenario, robot) -> last telemetry payload
+        self._decoded: dict[tuple[str, str], Frame] = {}
+        self._robot_frame: dict[str, tuple[str, str]] = {}  # robot -> key of its latest payload
+        self._ack_waiters: dict[str, list[asyncio.Future[AlertEvent]]] = {}
+        self.client: aiomqtt.Client | None = None
+        self.mqtt_connected = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ------------------------------------------------------------------ life
+    async def start(self) -> None:
+        await self.load_alerts()
+        self._tasks = [asyncio.create_task(self._loop(self._alert_session, "alerts"), name="mqtt-alerts"),
+                       asyncio.create_task(self._loop(self._telemetry_session, "telemetry"), name="mqtt-telemetry")]
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down
+                pass
+        self._tasks = []
+
+    async def load_alerts(self, lookback_ns: int = LOOKBACK_NS) -> None:
+        """Fold ``alert_events`` of the look-back window into the book (retried until it works,
+        without holding up the start-up: the API serves while InfluxDB is still coming up)."""
+        since = time.time_ns() - lookback_ns
+        try:
+            rows = await self.influx.query(f'SELECT * FROM "alert_events" WHERE time >= {since}')
+        except Exception as exc:  # noqa: BLE001 - InfluxDB down or db missing: retry in the background
+            log.warning("could not load alert_events yet: %s", exc)
+            self._tasks.append(asyncio.create_task(self._retry_load(lookback_ns), name="alerts-load"))
+            return
+        self.book.apply_all(e for e in map(event_from_row, rows) if e is not None)
+        self.book.horizon_ns = since
+        self.book.loaded = True
+        self.metrics.active_alerts.set(len(self.book.active()))
+
+    async def _retry_load(self, lookback_ns: int) -> None:
+        for delay in (*_RETRY_S, *([5.0] * 1000)):
+            await asyncio.sleep(delay)
+            try:
+                rows = await self.influx.query(f'SELECT * FROM "alert_events" WHERE time >= '
+                                               f'{time.time_ns() - lookback_ns}')
+            except Exception:  # noqa: BLE001
+                continue
+            self.book.apply_all(e for e in map(event_from_row, rows) if e is not None)
+            self.book.horizon_ns = time.time_ns() - lookback_ns
+            self.book.loaded = True
+            return
+
+    async def _loop(self, session: Callable[[], Awaitable[None]], what: str) -> None:
+        attempt = 0
+        while True:
+            try:
+                await session()
+                attempt = 0
+            except aiomqtt.MqttError as exc:
+                if what == "alerts":
+                    self.mqtt_connected.clear()
+                    self.client = None
+                    self.metrics.mqtt_connected.set(0)
+                log.warning("MQTT %s connection lost: %s; reconnecting", what, exc)
+            await asyncio.sleep(_RETRY_S[min(attempt, len(_RETRY_S) - 1)])
+            attempt += 1
+
+    def _client(self, name: str, **kw: Any) -> aiomqtt.Client:
+        s = self.settings
+        return aiomqtt.Client(**aiomqtt_kwargs(s.mqtt, ca=s.mqtt_ca, cert=s.mqtt_cert, key=s.mqtt_key),
+                              identifier=f"minewatch-api-{name}-{uuid.uuid4().hex[:8]}", **kw)
+
+    async def _alert_session(self) -> None:
+        async with self._client("alerts") as client:
+            await client.subscribe(self.topics.all_alert_events, qos=1)
+            await client.subscribe(self.topics.all_status, qos=1)
+            self.client = client
+            self.mqtt_connected.set()
+            self.metrics.mqtt_connected.set(1)
+            async for msg in client.messages:
+                self.on_message(str(msg.topic), msg.payload if isinstance(msg.payload, bytes) else b"")
+
+    async def _telemetry_session(self) -> None:
+        async with self._client("telemetry", max_queued_incoming_messages=20000) as client:
+            await client.subscribe(self.topics.all_telemetry, qos=0)
+            async for msg in client.messages:
+                self.on_telemetry(str(msg.topic), msg.payload if isinstance(msg.payload, bytes) else b"")
+
+    # ------------------------------------------------------------------ inputs
+    def on_message(self, topic: str, payload: bytes) -> None:
+        alert = self.topics.parse_alert(topic)
+        if alert is not None:
+            what, ident, _ = alert
+            if what == "ack":
+                return
+            if what == "active" and not payload:
+                if self.book.vanish(ident):
+                    self.metrics.active_alerts.set(len(self.book.active()))
+                return
+            try:
+                ev = AlertEvent.model_validate_json(payload)
+            except ValidationError as exc:
+                self.metrics.bad_messages.labels("alert").inc()
+                log.warning("ignoring a bad alert event on %s: %s", topic, exc.errors()[:1])
+                return
+            self.on_event(ev)
+            return
+        robot = self.topics.parse_status(topic)
+        if robot is not None:
+            if not payload:
+                self.robots.pop(robot, None)
+                return
+            try:
+                st = RobotStatus.model_validate_json(payload)
+            except ValidationError:
+                self.metrics.bad_messages.labels("status").inc()
+                return
+            self.robots[robot] = st
+            self.hub.publish({"type": "status", "data": st.model_dump(mode="json")})
+
+    def on_event(self, ev: AlertEvent) -> None:
+        if not self.book.apply(ev):
+            return
+        self.metrics.alert_events.labels(ev.state.value).inc()
+        self.metrics.active_alerts.set(len(self.book.active()))
+        self.hub.publish({"type": "alert", "data": ev.model_dump(mode="json")})
+        if ev.state == AlertState.acknowledged:
+            for fut in self._ack_waiters.pop(ev.alert_id, []):
+                if not fut.done():
+                    fut.set_result(ev)
+
+    def on_telemetry(self, topic: str, payload: bytes) -> None:
+        key = self.topics.parse_telemetry(topic)
+        if key is None or not payload:
+            return
+        self._raw[key] = payload
+        self._decoded.pop(key, None)
+        self._robot_frame[key[1]] = key
+        if key[0] in self.hub.watched_scenarios():
+            try:
+                frames = decode_frames(payload)
+            except FrameError:
+                return
+            self._decoded[key] = frames[-1]
+            for f in frames:
+                self.hub.publish_reading(key[0], {"type": "reading", "data": _frame_json(f)})
+
+    # ------------------------------------------------------------------ queries
+    def frame(self, key: tuple[str, str]) -> Frame | None:
+        f = self._decoded.get(key)
+        if f is None and key in self._raw:
+            try:
+                f = decode_frames(self._raw[key])[-1]
+            except FrameError:
+                return None
+            self._decoded[key] = f
+        return f
+
+    def frames_of(self, scenario_id: str) -> list[Frame]:
+        out = [self.frame(k) for k in list(self._raw) if k[0] == scenario_id]
+        return [f for f in out if f is not None]
+
+    def robot_frame(self, robot_id: str) -> Frame | None:
+        key = self._robot_frame.get(robot_id)
+        return self.frame(key) if key else None
+
+    def robot_ids(self) -> set[str]:
+        return set(self.robots) | set(self._robot_frame)
+
+    # ------------------------------------------------------------------ acknowledging
+    async def request_ack(self, alert_id: str, scenario_id: str, operator: str, note: str, ts: int,
+                          wait_s: float) -> AlertEvent | None:
+        """Publish the ack request and wait up to ``wait_s`` for the acknowledged event."""
+        client = self.client
+        if client is None:
+            raise ConnectionError("not connected to the MQTT broker")
+        fut: asyncio.Future[AlertEvent] = asyncio.get_running_loop().create_future()
+        self._ack_waiters.setdefault(alert_id, []).append(fut)
+        payload = orjson.dumps({"alert_id": alert_id, "scenario_id": scenario_id, "operator": operator,
+                                "note": note, "ts": ts})
+        try:
+            await client.publish(self.topics.ack(alert_id), payload, qos=1)
+            return await asyncio.wait_for(fut, wait_s)
+        except aiomqtt.MqttError as exc:
+            raise ConnectionError(f"could not publish the acknowledgement: {exc}") from None
+        except TimeoutError:
+            return None
+        finally:
+            waiters = self._ack_waiters.get(alert_id, [])
+            if fut in waiters:
+                waiters.remove(fut)
+
+
+def _frame_json(f: Frame) -> dict[str, Any]:
+    return {"robot_id": f.robot_id, "scenario_id": f.scenario_id, "seq": f.seq, "ts": f.ts, "pos_m": f.pos_m,
+            "battery": f.battery, "readings": f.readings}

@@ -1,0 +1,132 @@
+"""The FastAPI application: ``create_app(settings)``.
+
+The lifespan opens the InfluxDB client, builds the alert view from ``alert_events`` and starts
+the MQTT subscribers (each in a reconnect loop); on the way out it cancels replay jobs and closes
+everything it opened.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from api.live import LiveState
+from api.metrics import Metrics
+from api.replay import ReplayManager
+from api.routes import api_router
+from api.state import AppState
+from minewatch import __version__
+from minewatch.influx import InfluxClient, InfluxError
+from minewatch.settings import Settings
+from minewatch.shifts import ShiftCalendar, calendar_from_env
+
+__all__ = ["create_app", "STATIC_DIR"]
+
+log = logging.getLogger("minewatch.api")
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+DESCRIPTION = """\
+The control-centre API of minewatch: the live state of the mine's 31 scenarios and its robots,
+alerts (filter, history, acknowledge), telemetry history and export, the shift calendar, shift
+replay through the detectors, and live streams (Server-Sent Events and WebSocket).
+
+**Authentication.** Every endpoint but `/healthz` and `/metrics` needs an API key, sent as an
+`X-API-Key` header, as `Authorization: Bearer KEY`, or - for browsers, whose `EventSource`
+cannot send headers - as the `api_key` query parameter or the `minewatch_api_key` cookie.
+Roles: *integrator* reads; *operator* also acknowledges alerts; *engineer* also runs replays with
+changed limits. No key or an unknown one: 401; a role that may not: 403.
+
+**Times** are nanoseconds since the Unix epoch (UTC) in responses; query parameters take ISO
+8601 or nanoseconds.
+"""
+
+TAGS = [
+    {"name": "health", "description": "Liveness and metrics (no key needed)."},
+    {"name": "scenarios", "description": "The 31 working scenarios with their live state."},
+    {"name": "robots", "description": "Patrol robots: online, battery, link, where."},
+    {"name": "telemetry", "description": "Latest readings, downsampled history and CSV export."},
+    {"name": "alerts", "description": "Alerts: live view, filters, history, acknowledgement."},
+    {"name": "shifts", "description": "The shift calendar."},
+    {"name": "replays", "description": "Re-run the detectors over a recorded shift or window."},
+    {"name": "stream", "description": "Live alert events and readings over SSE and WebSocket."},
+]
+
+
+class _Timing:
+    """Counts requests and their latency by route template (not by raw path)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        code = 500
+
+        async def send_wrapper(message: dict) -> None:  # type: ignore[type-arg]
+            nonlocal code
+            if message["type"] == "http.response.start":
+                code = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = getattr(scope.get("route"), "path", "other")
+            self.metrics.requests.labels(scope["method"], route, str(code)).inc()
+            self.metrics.latency.labels(route).observe(time.perf_counter() - t0)
+
+
+def create_app(settings: Settings | None = None, *, calendar: ShiftCalendar | None = None,
+               ack_wait_s: float = 3.0, static_dir: Path | None = None) -> FastAPI:
+    settings = settings or Settings()
+    api_keys = settings.api_key_roles()
+    calendar = calendar or calendar_from_env()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        influx = InfluxClient(settings.influx_url, settings.influx_db, user=settings.influx_user,
+                              password=settings.influx_password)
+        live = LiveState(settings, influx, metrics)
+        replays = ReplayManager(influx, metrics, calendar)
+        app.state.minewatch = AppState(settings, api_keys, influx, live, replays, calendar, metrics, ack_wait_s)
+        await live.start()
+        try:
+            yield
+        finally:
+            await replays.aclose()
+            await live.stop()
+            await influx.aclose()
+
+    app = FastAPI(title="minewatch control-centre API", version=__version__, description=DESCRIPTION,
+                  openapi_tags=TAGS, lifespan=lifespan)
+    app.include_router(api_router)
+
+    @app.exception_handler(InfluxError)
+    async def _influx_error(request: Request, exc: InfluxError) -> JSONResponse:
+        # A query InfluxDB refused is the request's fault only if we let bad input through; the
+        # routes validate first, so this is the database being unwell.
+        return JSONResponse({"detail": f"InfluxDB: {exc.message}"}, status_code=503)
+
+    @app.exception_handler(httpx.HTTPError)
+    async def _influx_down(request: Request, exc: httpx.HTTPError) -> JSONResponse:
+        return JSONResponse({"detail": f"InfluxDB unreachable: {exc.__class__.__name__}"}, status_code=503)
+
+    static = static_dir or STATIC_DIR
+    if (static / "index.html").is_file():
+        app.mount("/", StaticFiles(directory=static, html=True), name="static")
+    app.add_middleware(_Timing, metrics=metrics)
+    return app

@@ -1,0 +1,13 @@
+"""The API's routers, one per resource; ``api_router`` includes them all."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.routes import alerts, health, robots, scenarios
+
+__all__ = ["api_router"]
+
+api_router = APIRouter()
+for _module in (health, scenarios, robots, alerts):
+    api_router.include_router(_module.router)

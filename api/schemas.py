@@ -1,0 +1,299 @@
+"""Response and request models of the API: one ``*Public`` per resource and a list wrapper
+``*sPublic(data, count)``. Alert events themselves are :class:`minewatch.schema.AlertEvent`."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from minewatch.schema import AlertEvent, AlertKind, AlertState, Link, Severity
+
+__all__ = [
+    "AckAccepted", "AckRequest", "AlertDetail", "AlertPublic", "AlertsPublic", "ChannelPublic", "ErrorModel",
+    "Health", "LimitPublic", "ReplayCreate", "ReplayDiff", "ReplayPublic", "ReplaysPublic", "RobotPublic",
+    "RobotsPublic", "ScenarioPublic", "ScenariosPublic", "ShiftPublic", "ShiftsPublic", "TelemetryLatest",
+    "TelemetryHistory", "SeriesPublic", "LatestReading",
+]
+
+Nanos = int
+
+
+class ErrorModel(BaseModel):
+    """Every 4xx/5xx answer other than request validation (422) has this body."""
+
+    detail: str = Field(examples=["no API key: send it in the X-API-Key header"])
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorModel, "description": "No API key, or an unknown one"},
+    403: {"model": ErrorModel, "description": "The key's role may not do this"},
+}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for the given error codes (401 and 403 always)."""
+    text = {
+        404: "Not found", 409: "Conflict with the current state", 429: "Too many running jobs",
+        503: "A backing service (MQTT broker or InfluxDB) is unreachable",
+    }
+    out = dict(ERRORS)
+    for c in codes:
+        out[c] = {"model": ErrorModel, "description": text.get(c, "Error")}
+    return out
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"] = Field(description="ok when both the broker and InfluxDB are reachable")
+    mqtt: bool = Field(description="the alert subscriber is connected to the broker")
+    influx: bool = Field(description="InfluxDB answers /ping")
+    alerts_loaded: bool = Field(description="the alert view was built from alert_events at start-up")
+    active_alerts: int
+    version: str
+
+
+# ----------------------------------------------------------------------------- alerts
+
+class AlertPublic(BaseModel):
+    """An alert: its latest event plus a summary of its life so far."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "alert_id": "mf01.ch4_t1.gas_limit.1795852800000", "kind": "gas", "detector": "gas_limit",
+        "severity": "critical", "state": "acknowledged", "scenario_id": "mf01", "robot_id": "r01",
+        "channel": "ch4_t1", "value": 1.62, "limit": 1.5, "unit": "%", "first_ts": 1795852800000000000,
+        "ts": 1795852810000000000, "message": "Methane 1.62 % at face T1 in mf01 has reached the power-cut level 1.5 %.",
+        "evidence": {}, "operator": "Wang Li", "note": "power cut confirmed", "active": True,
+        "max_severity": "critical", "acknowledged_by": "Wang Li", "acknowledged_ts": 1795852810000000000,
+        "cleared_ts": None, "events": 3,
+    }]})
+
+    alert_id: str
+    kind: AlertKind
+    detector: str
+    severity: Severity = Field(description="current severity")
+    state: AlertState = Field(description="state of the latest event")
+    scenario_id: str
+    robot_id: str | None = None
+    channel: str | None = None
+    value: float | None = None
+    limit: float | None = None
+    unit: str | None = None
+    first_ts: Nanos = Field(description="when the alert was first raised, ns since the epoch")
+    ts: Nanos = Field(description="time of the latest event, ns since the epoch")
+    message: str
+    evidence: dict[str, Any] = Field(default_factory=dict)
+    operator: str | None = None
+    note: str | None = None
+    active: bool = Field(description="not cleared yet")
+    max_severity: Severity = Field(description="the highest severity the alert reached")
+    acknowledged_by: str | None = None
+    acknowledged_ts: Nanos | None = None
+    cleared_ts: Nanos | None = None
+    events: int = Field(ge=1, description="number of events in its history")
+
+
+class AlertsPublic(BaseModel):
+    data: list[AlertPublic]
+    count: int
+
+
+class AlertDetail(AlertPublic):
+    """An alert with its whole event history, oldest first."""
+
+    history: list[AlertEvent]
+
+
+class AckRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"operator": "Wang Li", "note": "power cut confirmed with the face, deputy sent"}]})
+
+    operator: str = Field(min_length=1, max_length=100, pattern=r"\S", description="the operator's name")
+    note: str = Field(default="", max_length=2000, description="what was done")
+
+
+class AckAccepted(BaseModel):
+    """The acknowledgement was published; the ingestor has not confirmed it yet."""
+
+    alert_id: str
+    status: Literal["pending"] = "pending"
+    operator: str
+    note: str
+    ts: Nanos
+
+
+# ----------------------------------------------------------------------------- scenarios
+
+class LimitPublic(BaseModel):
+    direction: Literal["above", "below"]
+    levels: dict[str, float] = Field(description="severity → threshold", examples=[{"alarm": 1.0, "critical": 1.5}])
+    restore: float = Field(description="where the alert clears")
+    rule: str
+    action: str
+
+
+class ChannelPublic(BaseModel):
+    name: str = Field(examples=["ch4_t1"])
+    label: str = Field(examples=["methane, face T1"])
+    quantity: str
+    unit: str = Field(examples=["%"])
+    low: float = Field(description="sensor range low")
+    high: float = Field(description="sensor range high")
+    normal: tuple[float, float] = Field(description="normal operating band")
+    limits: list[LimitPublic]
+
+
+class LatestReading(BaseModel):
+    value: float | None
+    ts: Nanos
+    robot_id: str
+
+
+class ScenarioPublic(BaseModel):
+    id: str = Field(examples=["mf01"])
+    name: str = Field(examples=["15101 fully-mechanised longwall"])
+    kind: str = Field(examples=["mining_face"])
+    group: str = Field(examples=["faces"])
+    machine: str | None = None
+    channels: list[ChannelPublic]
+    status: Literal["ok", "info", "warning", "alarm", "critical"] = Field(
+        description="severity of the worst active alert, or ok")
+    worst_alert: AlertPublic | None = None
+    active_alerts: int
+    readings: dict[str, LatestReading] = Field(description="latest value of each channel seen")
+    robots: list[str] = Field(description="robots online in the scenario now")
+
+
+class ScenariosPublic(BaseModel):
+    data: list[ScenarioPublic]
+    count: int
+
+
+# ----------------------------------------------------------------------------- robots
+
+class RobotPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "robot_id": "r01", "online": True, "scenario_id": "mf01", "pos_m": 118.5, "battery": 76.5,
+        "charging": False, "link": {"latency_ms": 14.2, "rssi_dbm": -78.0, "loss": 0.0},
+        "status_ts": 1795852800000000000, "last_seen_ts": 1795852801000000000, "seq": 4211}]})
+
+    robot_id: str
+    online: bool
+    scenario_id: str | None = None
+    pos_m: float | None = None
+    battery: float | None = None
+    charging: bool = False
+    link: Link | None = None
+    status_ts: Nanos | None = Field(default=None, description="time of the last status message")
+    last_seen_ts: Nanos | None = Field(default=None, description="time of the last telemetry frame seen live")
+    seq: int | None = None
+
+
+class RobotsPublic(BaseModel):
+    data: list[RobotPublic]
+    count: int
+
+
+# ----------------------------------------------------------------------------- telemetry
+
+class TelemetryLatest(BaseModel):
+    scenario_id: str
+    readings: dict[str, LatestReading]
+
+
+class SeriesPublic(BaseModel):
+    channel: str
+    unit: str
+    robot_id: str | None = None
+    ts: list[Nanos] = Field(description="start of each time bucket")
+    mean: list[float | None]
+    min: list[float | None]
+    max: list[float | None]
+
+
+class TelemetryHistory(BaseModel):
+    scenario_id: str
+    robot_id: str | None
+    start: Nanos
+    end: Nanos
+    interval_ns: int = Field(description="width of a bucket (GROUP BY time())")
+    series: list[SeriesPublic]
+
+
+# ----------------------------------------------------------------------------- shifts
+
+class ShiftPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": "2026-11-27:night", "day": "2026-11-27", "name": "night", "kind": "production",
+        "start": "2026-11-26T16:00:00Z", "end": "2026-11-27T00:00:00Z",
+        "start_ns": 1795795200000000000, "end_ns": 1795824000000000000}]})
+
+    id: str
+    day: str
+    name: str
+    kind: Literal["production", "maintenance"]
+    start: str = Field(description="UTC, ISO 8601")
+    end: str
+    start_ns: Nanos
+    end_ns: Nanos
+
+
+class ShiftsPublic(BaseModel):
+    data: list[ShiftPublic]
+    count: int
+    tz_offset_h: float = Field(description="mine local time offset from UTC")
+
+
+# ----------------------------------------------------------------------------- replays
+
+class ReplayCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"shift": "2026-11-27:night", "overrides": {"mf01.ch4_t1.critical": 1.2}, "speed": None},
+        {"start": "2026-11-27T00:00:00Z", "end": "2026-11-27T01:00:00Z", "speed": 100}]})
+
+    shift: str | None = Field(default=None, max_length=64, description="YYYY-MM-DD:NAME; or give start and end")
+    start: str | int | None = Field(default=None, description="window start, ISO 8601 or ns")
+    end: str | int | None = Field(default=None, description="window end (exclusive), ISO 8601 or ns")
+    overrides: dict[str, float] = Field(
+        default_factory=dict, description="detector limit overrides, KEY=value as the detectors define them "
+        "(e.g. mf01.ch4_t1.critical)")
+    speed: float | None = Field(default=None, ge=1, le=1000,
+                                description="null: as fast as possible; else data seconds per wall second")
+
+
+class ReplayDiff(BaseModel):
+    same: int = Field(description="alerts found by the replay that match one recorded live")
+    missed: int = Field(description="alerts recorded live that the replay did not find")
+    new: int = Field(description="alerts the replay found that were not recorded live")
+    tolerance_s: float = Field(description="first_ts tolerance of a match")
+    missed_alerts: list[AlertPublic] = Field(default_factory=list)
+    new_alerts: list[str] = Field(default_factory=list, description="alert ids of the new alerts")
+
+
+class ReplayPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": "rp-3f2a1c9d", "state": "done", "shift": "2026-11-27:night", "start": 1795795200000000000,
+        "end": 1795824000000000000, "overrides": {}, "speed": None, "progress": 1.0, "readings": 575000,
+        "data_ts": 1795824000000000000, "elapsed_s": 21.4, "x_realtime": 1345.8, "alerts": [], "diff": None,
+        "error": None, "created_by": "engineer"}]})
+
+    id: str
+    state: Literal["queued", "running", "done", "failed", "cancelled"]
+    shift: str | None
+    start: Nanos
+    end: Nanos
+    overrides: dict[str, float]
+    speed: float | None
+    progress: float = Field(ge=0, le=1)
+    readings: int = Field(description="telemetry rows fed to the detectors so far")
+    data_ts: Nanos | None = Field(description="data time reached")
+    elapsed_s: float
+    x_realtime: float | None = Field(description="data time covered / wall time taken")
+    alerts: list[AlertEvent] = Field(description="every alert event the detectors produced, in order")
+    diff: ReplayDiff | None = Field(description="against the alerts recorded live; when done")
+    error: str | None = None
+    created_by: str
+
+
+class ReplaysPublic(BaseModel):
+    data: list[ReplayPublic]
+    count: int

@@ -1,0 +1,73 @@
+"""Building the public views of scenarios and robots from the catalogue and the live state."""
+
+from __future__ import annotations
+
+from api.live import LiveState
+from api.schemas import ChannelPublic, LatestReading, LimitPublic, RobotPublic, ScenarioPublic
+from minewatch.catalogue import Channel, Scenario
+from minewatch.schema import Link
+from minewatch.wire import Frame
+
+__all__ = ["scenario_public", "robot_public", "channel_public", "latest_readings", "merge_readings"]
+
+
+def channel_public(c: Channel) -> ChannelPublic:
+    return ChannelPublic(
+        name=c.name, label=c.label, quantity=c.quantity, unit=c.unit, low=c.low, high=c.high, normal=c.normal,
+        limits=[LimitPublic(direction=lim.direction, levels=dict(lim.levels), restore=lim.restore, rule=lim.rule,
+                            action=lim.action) for lim in c.limits])
+
+
+def latest_readings(frames: list[Frame]) -> dict[str, LatestReading]:
+    """Per channel, the value of the newest frame that carried it."""
+    out: dict[str, LatestReading] = {}
+    for f in sorted(frames, key=lambda f: f.ts):
+        for ch, v in f.readings.items():
+            out[ch] = LatestReading(value=v, ts=f.ts, robot_id=f.robot_id)
+    return out
+
+
+def merge_readings(*sources: dict[str, LatestReading]) -> dict[str, LatestReading]:
+    out: dict[str, LatestReading] = {}
+    for src in sources:
+        for ch, r in src.items():
+            if ch not in out or r.ts > out[ch].ts:
+                out[ch] = r
+    return out
+
+
+def robot_public(live: LiveState, robot_id: str) -> RobotPublic:
+    st = live.robots.get(robot_id)
+    f = live.robot_frame(robot_id)
+    out = RobotPublic(robot_id=robot_id, online=bool(st.online) if st else f is not None)
+    if st is not None:
+        out.scenario_id, out.pos_m, out.battery, out.charging = st.scenario_id, st.pos_m, st.battery, st.charging
+        out.link, out.status_ts = st.link, st.ts
+    if f is not None and (st is None or st.ts is None or f.ts >= st.ts):
+        # the frame is newer than the status: it says where the robot is now
+        out.scenario_id = f.scenario_id
+        out.pos_m = f.pos_m if f.pos_m is not None else out.pos_m
+        out.battery = f.battery if f.battery is not None else out.battery
+        if f.link is not None:
+            out.link = Link(latency_ms=f.link.latency_ms, rssi_dbm=f.link.rssi_dbm, loss=f.link.loss)
+    if f is not None:
+        out.last_seen_ts, out.seq = f.ts, f.seq
+    return out
+
+
+def scenario_public(live: LiveState, sc: Scenario, robots: list[RobotPublic] | None = None) -> ScenarioPublic:
+    active = [a.public() for a in live.book.active() if a.latest.scenario_id == sc.id]
+    active.sort(key=lambda a: (-_rank(a.severity.value), -a.ts))
+    worst = active[0] if active else None
+    if robots is None:
+        robots = [robot_public(live, r) for r in live.robot_ids()]
+    return ScenarioPublic(
+        id=sc.id, name=sc.name, kind=sc.kind.value, group=sc.kind.group,
+        machine=sc.machine.name if sc.machine else None, channels=[channel_public(c) for c in sc.channels],
+        status=worst.severity.value if worst else "ok", worst_alert=worst, active_alerts=len(active),
+        readings=latest_readings(live.frames_of(sc.id)),
+        robots=sorted(r.robot_id for r in robots if r.online and r.scenario_id == sc.id))
+
+
+def _rank(sev: str) -> int:
+    return {"info": 0, "warning": 1, "alarm": 2, "critical": 3}[sev]
