@@ -54,13 +54,20 @@ def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object
 @pytest.fixture
 def page(browser_context: object) -> Iterator[object]:
     """A new tab; script errors on the page fail the test. A test that provokes an error on
-    purpose (a refused key) lists a substring of it in ``page.expected_errors``."""
+    purpose (a refused key) lists a substring of it in ``page.expected_errors``. Ask for the
+    fixtures serving the page before this one, so the page closes before its server stops."""
     pg = browser_context.new_page()  # type: ignore[attr-defined]
     errors: list[str] = []
     pg.expected_errors = []
     pg.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
     pg.on("console", lambda msg: errors.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None)
+    pg.on("response", lambda r: errors.append(f"HTTP {r.status} {r.request.method} {r.url}") if r.status >= 400 else None)
     yield pg
     pg.close()
     unexpected = [e for e in errors if not any(x in e for x in pg.expected_errors)]
     assert not unexpected, "\n".join(unexpected)
+
+
+# The API served on a free port in front of the session's broker and InfluxDB, and a publisher
+# that plays the robots and the ingestor: the API's own test fixtures.
+from tests.api.conftest import publisher, settings, start_api  # noqa: E402,F401

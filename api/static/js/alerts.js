@@ -77,7 +77,7 @@ async function submitAck(ev) {
   const button = document.getElementById("ack-submit");
   button.disabled = true;
   try {
-    const res = await api(`/alerts/${encodeURIComponent(current.alert_id)}/ack`, { method: "POST", body: { operator, note: note || null } });
+    const res = await api(`/alerts/${encodeURIComponent(current.alert_id)}/ack`, { method: "POST", body: { operator, note } });
     // The API answers with the acknowledged event, or with {status: "pending"} when the
     // ingestor has not confirmed it yet (the event then comes over the stream).
     if (res && res.state) applyAlert(res);

@@ -78,6 +78,7 @@
     ctx.save();
     ctx.font = Math.round(12 * devicePixelRatio) + "px system-ui, sans-serif";
     ctx.textBaseline = "bottom";
+    ctx.textAlign = "left";
     limits.forEach(function (l) {
       var y = Math.round(u.valToPos(l.value, "y", true)) + 0.5;
       if (y < u.bbox.top || y > u.bbox.top + u.bbox.height) return;
@@ -133,7 +134,7 @@
       width: width,
       height: opts.height || 200,
       tzDate: toDate,
-      legend: { show: true, live: true },
+      legend: { show: opts.legend !== false, live: true },
       cursor: { drag: { x: true, y: false } },
       scales: {
         x: { time: true, range: function (u, min, max) { return self.xRange ? self.xRange.slice() : [min, max]; } },
@@ -141,7 +142,7 @@
       },
       axes: [Object.assign({}, axis), Object.assign({ size: 64, values: function (u, vals) { return vals.map(function (v) { return +v.toFixed(3); }); } }, axis)],
       series: [{}, { label: opts.label || opts.title || "value", stroke: COLORS.line, width: 2, value: fmtVal, spanGaps: false,
-                     points: { show: false } },
+                     points: { size: 6, fill: COLORS.line } },
                { label: "min", stroke: COLORS.minmax, width: 1, value: fmtVal, points: { show: false } },
                { label: "max", stroke: COLORS.minmax, width: 1, value: fmtVal, points: { show: false } }],
       bands: [{ series: [3, 2], fill: COLORS.band }],

@@ -9,9 +9,10 @@ import { mountScenario, openScenario, closeScenario } from "./scenario.js";
 import { mountReplay, enterReplay, leaveReplay } from "./replay.js";
 import { el, SEV_TEXT } from "./format.js";
 
-const REFRESH_MS = 10000; // scenarios and robots, besides what the stream pushes
+const REFRESH_MS = 5000; // scenarios, robots and active alerts, besides what the stream pushes
+const REFRESH_DOWN_MS = 2000; // the same while the stream is down
 let live = null;
-let liveScenario = null;
+let liveScenarios = null;
 
 export function toast(text, ms = 4000) {
   const t = document.getElementById("toast");
@@ -28,31 +29,42 @@ function setConn(s) {
   document.body.dataset.stream = s;
 }
 
-// One live stream: the active-alert snapshot, alert events, and readings (of the scenario open
-// in the scenario view, or of all when the API sends them for the board).
-function openLive(scenario = null) {
-  if (live && liveScenario === scenario) return;
+// One live stream for every view: the active-alert snapshot, alert events, robot status, and the
+// readings of every scenario (`?scenario=` lists them all), so tiles and charts move as frames come.
+function openLive() {
+  const ids = [...state.scenarios.keys()].sort().join(",");
+  if (live && liveScenarios === ids) return;
   if (live) live.close();
-  liveScenario = scenario;
-  const path = scenario ? `/stream?scenario=${encodeURIComponent(scenario)}` : "/stream";
-  live = stream(path, {
-    active: (d) => setActive(listOf(d.alerts ?? d)),
+  liveScenarios = ids;
+  live = stream(ids ? `/stream?scenario=${encodeURIComponent(ids)}` : "/stream", {
+    active: (d) => setActive(listOf(d)),
     alert: (a) => applyAlert(a),
     reading: (r) => applyReading(r),
     status: (r) => applyStatus(r),
     // the API closes a client that fell behind; reconnecting brings the active alerts again
     lagged: () => live && live.reopen(),
-  }, setConn);
+  }, (st) => { setConn(st); if (st === "down") scheduleRefresh(); });
 }
 
+// Scenarios (latest readings), robots and the active alerts, polled besides the stream: the
+// board's readings come this way, and alerts stay right even while the stream is down.
 async function refresh() {
+  const asOf = (Date.now() - 5000) * 1e6; // allow for clock skew between browser and server
   try {
-    const [scn, robots] = await Promise.all([api("/scenarios"), api("/robots")]);
+    const [scn, robots, alerts] = await Promise.all([api("/scenarios"), api("/robots"), api("/alerts", { query: { active: true } })]);
     setScenarios(listOf(scn));
     setRobots(listOf(robots));
+    setActive(listOf(alerts), asOf);
   } catch (e) {
     toast(`Refresh failed: ${e.message}`);
   }
+}
+
+let refreshTimer = 0;
+function scheduleRefresh() {
+  clearTimeout(refreshTimer);
+  const ms = document.body.dataset.stream === "live" ? REFRESH_MS : REFRESH_DOWN_MS;
+  refreshTimer = setTimeout(async () => { await refresh(); scheduleRefresh(); }, ms);
 }
 
 function summary() {
@@ -80,11 +92,9 @@ function route() {
   if (view !== "replay") leaveReplay();
   if (view === "scenario") {
     const id = decodeURIComponent(m[1]);
-    openLive(id);
     openScenario(id).catch((e) => toast(`Cannot open ${id}: ${e.message}`));
-  } else {
-    openLive(null);
-    if (view === "replay") enterReplay(hash);
+  } else if (view === "replay") {
+    enterReplay(hash);
   }
 }
 
@@ -109,9 +119,11 @@ async function boot() {
   });
   onKey(() => { if (live) live.reopen(); refresh(); });
   await refresh();
+  openLive();
+  on("scenarios", openLive); // a no-op unless the set of scenarios changed
   window.addEventListener("hashchange", route);
   route();
-  setInterval(refresh, REFRESH_MS);
+  scheduleRefresh();
   setInterval(summary, 5000);
   setInterval(clock, 1000);
   clock();

@@ -111,6 +111,9 @@ async function load(ev) {
     const points = Object.values(hist).reduce((n, h) => n + h.t.length, 0);
     $("view-replay").dataset.points = String(points);
     $("view-replay").dataset.alerts = String(bars.length);
+    const csv = new URLSearchParams({ scenario, start: new Date(t0 * 1000).toISOString(), end: new Date(t1 * 1000).toISOString() });
+    $("rp-export").href = `/telemetry/export.csv?${csv}`;
+    $("rp-export").hidden = false;
     const q = new URLSearchParams({ scenario, start: String(t0), end: String(t1) });
     if ($("rp-shift").value) q.set("shift", $("rp-shift").value);
     history.replaceState(null, "", `#/replay?${q}`);

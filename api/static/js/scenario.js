@@ -52,7 +52,7 @@ export async function fetchHistory(id, channels, startSec, endSec, points = POIN
 const lastValue = (vals) => { for (let i = vals.length - 1; i >= 0; i--) if (vals[i] != null) return vals[i]; return undefined; };
 export { lastValue };
 
-export function buildCharts(container, detail, { xRange = null, height = 170 } = {}) {
+export function buildCharts(container, detail, { xRange = null, height = 170, legend = true } = {}) {
   const charts = new Map();
   container.textContent = "";
   for (const c of detail.channels) {
@@ -64,7 +64,7 @@ export function buildCharts(container, detail, { xRange = null, height = 170 } =
     container.append(box);
     charts.set(c.name, new window.MWCharts.Chart(plot, {
       label: `${shortLabel(c.name)}${c.unit ? " (" + c.unit + ")" : ""}`, unit: c.unit, limits: c.limits,
-      normal: c.normal, height, xRange,
+      normal: c.normal, height, xRange, legend,
     }));
   }
   return charts;
@@ -139,7 +139,7 @@ export async function openScenario(id) {
   const detail = await loadDetail(id);
   current = { id, detail, range: lastRange, charts: new Map() };
   title.textContent = `${id} · ${detail.name}`;
-  current.charts = buildCharts(document.getElementById("scn-charts"), detail);
+  current.charts = buildCharts(document.getElementById("scn-charts"), detail, { legend: false });
   document.querySelectorAll("#view-scenario [data-range]").forEach((b) => b.setAttribute("aria-pressed", String(Number(b.dataset.range) === current.range)));
   drawLimits(detail);
   drawSide();

@@ -112,11 +112,16 @@ export function isStale(s, nowSec = Date.now() / 1000) {
 
 // --- alerts --------------------------------------------------------------------------------
 
-export function setActive(list) {
-  // The stream's snapshot of active alerts replaces what we had (keeping cleared ones for display).
+// A snapshot of the active alerts (the stream's first message, or GET /alerts?active=true taken
+// at asOfNs) replaces what we had: an active alert missing from it has gone, unless an event
+// newer than the snapshot brought it. Cleared alerts stay for display.
+export function setActive(list, asOfNs = Infinity) {
   const ids = new Set(list.map((a) => a.alert_id));
-  for (const [id, a] of state.alerts) if (isActive(a) && !ids.has(id)) state.alerts.delete(id);
-  for (const a of list) state.alerts.set(a.alert_id, a);
+  for (const [id, a] of state.alerts) if (isActive(a) && !ids.has(id) && Number(a.ts) <= asOfNs) state.alerts.delete(id);
+  for (const a of list) {
+    const old = state.alerts.get(a.alert_id);
+    if (!old || Number(old.ts) <= Number(a.ts)) state.alerts.set(a.alert_id, a);
+  }
   emit("alerts");
 }
 
