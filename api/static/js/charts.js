@@ -233,6 +233,6 @@
     return pad2(d.getHours()) + ":" + pad2(d.getMinutes()) + ":" + pad2(d.getSeconds());
   }
 
-  global.MWCharts = { Chart: Chart, timeline: timeline, flattenLimits: flattenLimits, COLORS: COLORS, setTheme: setTheme, setTzOffset: setTzOffset,
+  global.MWCharts = { Chart: Chart, timeline: timeline, flattenLimits: flattenLimits, COLORS: COLORS, setTheme: setTheme, setTzOffset: setTzOffset, toDate: toDate, tzOffset: function () { return tzOffsetH; },
                       SEVERITY: SEVERITY, rank: rank, fmtClock: fmtClock };
 })(window);

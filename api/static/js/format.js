@@ -36,9 +36,27 @@ export function fmtValue(ch, value, unit) {
 
 const pad = (n) => String(n).padStart(2, "0");
 
+// Mine time once the page knows the mine's offset from UTC (MWCharts.setTzOffset), else the
+// browser's: shifts are named in mine time, so times on the page are too.
+export const mineDate = (sec) => window.MWCharts.toDate(sec);
+
+// "YYYY-MM-DDTHH:MM:SS" of a datetime-local input, read as mine time, to seconds since the epoch.
+export function fromMineLocal(text) {
+  const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2}))?/.exec(text || "");
+  if (!m) return NaN;
+  const off = window.MWCharts.tzOffset();
+  const utc = Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +(m[6] || 0)) / 1000;
+  return off == null ? new Date(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +(m[6] || 0)).getTime() / 1000 : utc - off * 3600;
+}
+
+export function toMineLocal(sec) {
+  const d = mineDate(sec);
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
 export function fmtTime(ns, withDate = false) {
   if (ns == null) return "–";
-  const d = new Date(Number(ns) / 1e6);
+  const d = mineDate(Number(ns) / 1e9);
   const t = `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
   return withDate ? `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${t}` : t;
 }

@@ -7,7 +7,7 @@ import { mountAlerts } from "./alerts.js";
 import { mountRobots } from "./robots.js";
 import { mountScenario, openScenario, closeScenario } from "./scenario.js";
 import { mountReplay, enterReplay, leaveReplay } from "./replay.js";
-import { el, SEV_TEXT } from "./format.js";
+import { el, SEV_TEXT, fmtTime } from "./format.js";
 
 const REFRESH_MS = 5000; // scenarios, robots and active alerts, besides what the stream pushes
 const REFRESH_DOWN_MS = 2000; // the same while the stream is down
@@ -99,13 +99,25 @@ function route() {
 }
 
 function clock() {
-  const d = new Date();
-  document.getElementById("clock").textContent = d.toLocaleTimeString([], { hour12: false });
+  document.getElementById("clock").textContent = fmtTime(Date.now() * 1e6);
+}
+
+// Times on the page are mine time: the shift calendar's offset from UTC.
+async function mineTime() {
+  try {
+    const s = await api("/shifts");
+    if (typeof s?.tz_offset_h === "number") {
+      window.MWCharts.setTzOffset(s.tz_offset_h);
+      const h = s.tz_offset_h;
+      document.getElementById("tz").textContent = `mine time UTC${h >= 0 ? "+" : ""}${h}`;
+    }
+  } catch { /* browser time, then */ }
 }
 
 async function boot() {
   takeKeyFromUrl();
   if (!getKey()) await askKey();
+  await mineTime();
   mountBoard(document.getElementById("board"));
   mountAlerts();
   mountRobots();

@@ -3,7 +3,7 @@
 
 import { api, listOf } from "./api.js";
 import { state, nsToSec } from "./store.js";
-import { el, fmtTime, fmtValue, shortLabel, SEV_TEXT, SEV_ICON } from "./format.js";
+import { el, fmtTime, fmtValue, shortLabel, SEV_TEXT, SEV_ICON, fromMineLocal, toMineLocal } from "./format.js";
 import { loadDetail, fetchHistory, buildCharts, lastValue } from "./scenario.js";
 
 const POINTS = 1500;
@@ -11,11 +11,6 @@ let toast = () => {};
 let rp = null; // {scenario, t0, t1, hist, alerts, charts, playhead, playing, speed, raf, last}
 const $ = (id) => document.getElementById(id);
 
-const isoLocal = (sec) => {
-  const d = new Date(sec * 1000);
-  const p = (n) => String(n).padStart(2, "0");
-  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
-};
 
 function shiftBounds(s) {
   const toSec = (x) => (typeof x === "number" ? (x > 1e14 ? x / 1e9 : x) : Date.parse(x) / 1000);
@@ -36,7 +31,8 @@ async function loadShifts() {
   const keep = sel.value;
   sel.replaceChildren(el("option", { value: "", text: "— custom window —" }), ...shifts.map((s) => {
     const [a, b] = shiftBounds(s);
-    const o = el("option", { value: s.id ?? s.shift, text: `${s.id ?? s.shift} (${fmtTime(a * 1e9)}–${fmtTime(b * 1e9)})` });
+    const hm = (sec) => fmtTime(sec * 1e9).slice(0, 5);
+    const o = el("option", { value: s.id, text: `${s.id} · ${s.kind} · ${hm(a)}–${hm(b)}` });
     o.dataset.start = a; o.dataset.end = b;
     return o;
   }));
@@ -48,8 +44,8 @@ async function loadShifts() {
 function syncWindowInputs() {
   const o = $("rp-shift").selectedOptions[0];
   if (o && o.value) {
-    $("rp-start").value = isoLocal(Number(o.dataset.start));
-    $("rp-end").value = isoLocal(Number(o.dataset.end));
+    $("rp-start").value = toMineLocal(Number(o.dataset.start));
+    $("rp-end").value = toMineLocal(Number(o.dataset.end));
   }
   const shift = $("rp-shift").value;
   const link = $("rp-report");
@@ -86,8 +82,8 @@ async function load(ev) {
   ev?.preventDefault();
   stop();
   const scenario = $("rp-scenario").value;
-  const t0 = Date.parse($("rp-start").value) / 1000;
-  const t1 = Date.parse($("rp-end").value) / 1000;
+  const t0 = fromMineLocal($("rp-start").value);
+  const t1 = fromMineLocal($("rp-end").value);
   if (!scenario || !(t1 > t0)) { toast("Pick a scenario and a window whose end is after its start."); return; }
   $("rp-state").textContent = "loading…";
   $("rp-load").disabled = true;
@@ -198,8 +194,8 @@ export function enterReplay(hash) {
     if (q.get("shift")) { $("rp-shift").value = q.get("shift"); syncWindowInputs(); }
     if (q.get("start") && q.get("end") && !q.get("shift")) {
       $("rp-shift").value = "";
-      $("rp-start").value = isoLocal(Number(q.get("start")));
-      $("rp-end").value = isoLocal(Number(q.get("end")));
+      $("rp-start").value = toMineLocal(Number(q.get("start")));
+      $("rp-end").value = toMineLocal(Number(q.get("end")));
     }
     if (q.get("speed")) $("rp-speed").value = q.get("speed");
     if (q.get("scenario") && !rp) load();
