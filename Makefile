@@ -9,17 +9,15 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := mosquitto mosquitto-clients influxdb chromium
 PYTEST_ARGS ?=
 
-.PHONY: up test bench deps system-deps venv clean lint
+.PHONY: up test bench deps system-deps venv clean
 
 up: deps
 	$(VENV)/bin/minewatch up
 
 test: deps
 	$(PY) -m pytest $(PYTEST_ARGS)
-
-# The detector kernels also run interpreted, checked against the same references.
-test-nojit: deps
-	NUMBA_DISABLE_JIT=1 $(PY) -m pytest tests/detectors $(PYTEST_ARGS)
+	@if [ -d tests/detectors ]; then echo "# detector kernels again, interpreted (NUMBA_DISABLE_JIT=1)"; \
+	  NUMBA_DISABLE_JIT=1 $(PY) -m pytest -q tests/detectors $(PYTEST_ARGS); fi
 
 bench: deps
 	@for f in bench/*.py; do echo "# $$f"; $(PY) $$f || exit 1; done

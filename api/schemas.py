@@ -25,21 +25,22 @@ class ErrorModel(BaseModel):
     detail: str = Field(examples=["no API key: send it in the X-API-Key header"])
 
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorModel, "description": "No API key, or an unknown one"},
-    403: {"model": ErrorModel, "description": "The key's role may not do this"},
-}
-
-
-def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` entries for the given error codes (401 and 403 always)."""
+def errors(*codes: int, streaming: bool = False) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for the given error codes (401 and 403 always). For a route
+    whose success is not JSON (a stream, a CSV file), ``streaming`` states the errors' JSON
+    content explicitly instead of letting them take the route's media type."""
     text = {
-        404: "Not found", 409: "Conflict with the current state", 429: "Too many running jobs",
+        401: "No API key, or an unknown one", 403: "The key's role may not do this", 404: "Not found",
+        409: "Conflict with the current state", 429: "Too many running jobs",
         503: "A backing service (MQTT broker or InfluxDB) is unreachable",
     }
-    out = dict(ERRORS)
-    for c in codes:
-        out[c] = {"model": ErrorModel, "description": text.get(c, "Error")}
+    out: dict[int | str, dict[str, Any]] = {}
+    for c in (401, 403, *codes):
+        if streaming:
+            out[c] = {"description": text.get(c, "Error"),
+                      "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorModel"}}}}
+        else:
+            out[c] = {"model": ErrorModel, "description": text.get(c, "Error")}
     return out
 
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import gzip
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 import httpx
+import orjson
 
 __all__ = ["InfluxClient", "InfluxError", "line", "escape_tag", "escape_key", "quote_str", "SyncInflux"]
 
@@ -93,8 +94,9 @@ class InfluxClient:
         self.url = url.rstrip("/")
         self.db = db
         self.rp = rp
-        self._auth = {"u": user, "p": password} if user else {}
-        self._http = httpx.AsyncClient(timeout=timeout, verify=verify)
+        # HTTP basic auth: InfluxDB 1.x reads it on every endpoint (u/p form fields of a POST
+        # query are not read), and 2.x / 3.x accept it on their 1.x-compatibility API.
+        self._http = httpx.AsyncClient(timeout=timeout, verify=verify, auth=(user, password or "") if user else None)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -113,7 +115,7 @@ class InfluxClient:
             return False
 
     async def write_body(self, body: bytes, *, gzipped: bool = False, precision: str = "ns") -> None:
-        params = {"db": self.db, "precision": precision, **self._auth}
+        params = {"db": self.db, "precision": precision}
         if self.rp:
             params["rp"] = self.rp
         headers = {"Content-Type": "text/plain; charset=utf-8"}
@@ -133,7 +135,7 @@ class InfluxClient:
             await self.write_body(body)
 
     async def query(self, q: str, *, db: str | None = None, epoch: str = "ns", post: bool = False) -> list[dict[str, Any]]:
-        params = {"q": q, "db": db if db is not None else self.db, "epoch": epoch, **self._auth}
+        params = {"q": q, "db": db if db is not None else self.db, "epoch": epoch}
         if post:
             r = await self._http.post(f"{self.url}/query", data=params)
         else:
@@ -144,6 +146,28 @@ class InfluxClient:
 
     async def ensure_db(self) -> None:
         await self.query(f'CREATE DATABASE "{self.db}"', db="", post=True)
+
+    async def query_chunks(self, q: str, *, db: str | None = None, epoch: str = "ns", chunk_size: int = 10_000
+                           ) -> AsyncIterator[tuple[list[str], dict[str, str], list[list[Any]]]]:
+        """Stream a long query (``chunked=true``): yields ``(columns, tags, values)`` per series
+        chunk as InfluxDB sends it, so a whole shift never sits in memory at once."""
+        params = {"q": q, "db": db if db is not None else self.db, "epoch": epoch, "chunked": "true",
+                  "chunk_size": str(chunk_size)}
+        async with self._http.stream("GET", f"{self.url}/query", params=params) as r:
+            if r.status_code != 200:
+                await r.aread()
+                raise InfluxError(r.status_code, _error_text(r))
+            async for text in r.aiter_lines():
+                if not text.strip():
+                    continue
+                payload = orjson.loads(text)
+                for result in payload.get("results", []):
+                    if "error" in result:
+                        raise InfluxError(400, result["error"])
+                    for series in result.get("series", []) or []:
+                        yield series["columns"], series.get("tags") or {}, series.get("values", [])
+                if "error" in payload:
+                    raise InfluxError(400, payload["error"])
 
 
 def _error_text(r: httpx.Response) -> str:
@@ -160,8 +184,7 @@ class SyncInflux:
                  timeout: float = 60.0) -> None:
         self.url = url.rstrip("/")
         self.db = db
-        self._auth = {"u": user, "p": password} if user else {}
-        self._http = httpx.Client(timeout=timeout)
+        self._http = httpx.Client(timeout=timeout, auth=(user, password or "") if user else None)
 
     def close(self) -> None:
         self._http.close()
@@ -170,13 +193,13 @@ class SyncInflux:
         body = "\n".join(lines).encode()
         if not body:
             return
-        r = self._http.post(f"{self.url}/write", params={"db": db or self.db, "precision": "ns", **self._auth},
+        r = self._http.post(f"{self.url}/write", params={"db": db or self.db, "precision": "ns"},
                             content=gzip.compress(body, 1), headers={"Content-Encoding": "gzip"})
         if r.status_code != 204:
             raise InfluxError(r.status_code, _error_text(r))
 
     def query(self, q: str, *, db: str | None = None, epoch: str = "ns", post: bool = False) -> list[dict[str, Any]]:
-        params = {"q": q, "db": db if db is not None else self.db, "epoch": epoch, **self._auth}
+        params = {"q": q, "db": db if db is not None else self.db, "epoch": epoch}
         r = self._http.post(f"{self.url}/query", data=params) if post else self._http.get(f"{self.url}/query", params=params)
         if r.status_code != 200:
             raise InfluxError(r.status_code, _error_text(r))

@@ -11,22 +11,14 @@ from fastapi.responses import JSONResponse
 from api.alertbook import AlertBook, event_from_row
 from api.deps import CurrentOperator, Reader, StateDep
 from api.schemas import AckAccepted, AckRequest, AlertDetail, AlertPublic, AlertsPublic, errors
-from api.times import TIME_HELP, parse_time
+from api.params import bad, time_or_422
+from api.times import TIME_HELP
 from minewatch.schema import ID_PATTERN, AlertKind, AlertState, Severity
 
 router = APIRouter(prefix="/alerts", tags=["alerts"])
 
 AlertIdPath = Annotated[str, Path(pattern=ID_PATTERN, description="the alert's stable id",
                                   examples=["mf01.ch4_t1.gas_limit.1795852800000"])]
-
-
-def _time_or_422(value: str | None, what: str) -> int | None:
-    if value is None:
-        return None
-    try:
-        return parse_time(value, what)
-    except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
 
 
 @router.get("", response_model=AlertsPublic, responses=errors(), summary="Alerts, filtered")
@@ -45,9 +37,9 @@ async def list_alerts(
 
     Without ``since`` this is the view kept in memory: a week of ``alert_events`` loaded at
     start-up plus every event since. An earlier ``since`` reads the older events from InfluxDB."""
-    t0, t1 = _time_or_422(since, "since"), _time_or_422(until, "until")
+    t0, t1 = time_or_422(since, "since"), time_or_422(until, "until")
     if t0 is not None and t1 is not None and t1 <= t0:
-        raise HTTPException(422, "until must be after since")
+        raise bad("until must be after since", "until")
     book = state.live.book
     if t0 is not None and book.horizon_ns is not None and t0 < book.horizon_ns:
         older = AlertBook()

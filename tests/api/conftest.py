@@ -22,7 +22,7 @@ from minewatch.settings import Settings
 from minewatch.topics import Topics
 
 KEYS = {"operator": "op-key-1", "engineer": "eng-key-1", "integrator": "int-key-1"}
-T0 = 1_795_852_800_000_000_000  # 2026-11-27T16:00:00Z (00:00 local, a night shift's start)
+T0 = 1_795_852_800_000_000_000  # 2026-11-28T08:00:00Z: 16:00 local, the start of shift 2026-11-28:swing
 S = 1_000_000_000
 
 
@@ -40,7 +40,8 @@ class Api:
 def serve(settings: Settings, **app_kw: object) -> tuple[uvicorn.Server, threading.Thread, str]:
     port = free_port()
     config = uvicorn.Config(create_app(settings, **app_kw), host="127.0.0.1", port=port,  # type: ignore[arg-type]
-                            log_level="warning", ws="websockets-sansio", lifespan="on")
+                            log_level="warning", ws="websockets-sansio", lifespan="on",
+                            timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()

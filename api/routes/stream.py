@@ -1,0 +1,152 @@
+"""Live streams: ``GET /stream`` (Server-Sent Events) and ``WS /ws`` (the same messages as JSON).
+
+Every message is ``{"type", "data"}`` (over SSE, ``type`` is the event name):
+
+- ``active``: first, on every (re)connection: the active alerts (list of AlertPublic);
+- ``alert``: each alert event (AlertEvent) as the ingestor publishes it;
+- ``status``: a robot's status (RobotStatus) when it changes;
+- ``reading``: each telemetry frame of the scenarios subscribed to (``?scenario=mf01,hf01`` or,
+  on the WebSocket, ``{"subscribe": "mf01"}`` / ``{"unsubscribe": "mf01"}``);
+- ``lagged``: the client fell too far behind and the server closes; reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, HTTPException, Query, WebSocket, WebSocketDisconnect
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+from api.deps import Reader, StateDep, authenticate, get_state, key_of
+from api.hub import Message, Subscriber
+from api.params import bad
+from api.schemas import errors
+from minewatch.catalogue import SCENARIOS
+
+router = APIRouter(tags=["stream"])
+
+ScenariosQ = Annotated[str | None, Query(description="comma-separated scenario ids whose live readings to "
+                                         "stream as `reading` events", examples=["mf01"])]
+
+
+def _scenarios(value: str | list[str] | None) -> set[str]:
+    if value is None:
+        return set()
+    items = value.split(",") if isinstance(value, str) else value
+    out = {s.strip() for s in items if isinstance(s, str) and s.strip()}
+    unknown = sorted(out - set(SCENARIOS))
+    if unknown:
+        raise ValueError(f"unknown scenario {', '.join(map(repr, unknown))}; known: {', '.join(SCENARIOS)}")
+    return out
+
+
+def snapshot(state: Any) -> Message:
+    return {"type": "active", "data": [a.model_dump(mode="json") for a in state.live.book.active_public()]}
+
+
+def sse(msg: Message) -> ServerSentEvent:
+    return ServerSentEvent(event=msg["type"], raw_data=orjson.dumps(msg["data"]).decode())
+
+
+def stream_scenarios(scenario: ScenariosQ = None) -> set[str]:
+    try:
+        return _scenarios(scenario)
+    except ValueError as exc:
+        raise bad(str(exc), "scenario") from None
+
+
+@router.get("/stream", response_class=EventSourceResponse, responses=errors(streaming=True),
+            summary="Live alert events (and readings) as Server-Sent Events")
+async def stream(state: StateDep, _: Reader, scenarios: Annotated[set[str], Depends(stream_scenarios)]
+                 ) -> AsyncIterator[ServerSentEvent]:
+    """Server-Sent Events: first an `active` event with the active alerts, then `alert` events,
+    `status` events and, for the scenarios in `scenario`, `reading` events. Browsers pass the key
+    as `?api_key=` or the `minewatch_api_key` cookie (EventSource cannot send headers)."""
+    sub = state.live.hub.subscribe(scenarios)
+    try:
+        # the snapshot is taken after subscribing, so no event can fall between the two
+        first = snapshot(state)
+        yield ServerSentEvent(retry=2000, event=first["type"], raw_data=orjson.dumps(first["data"]).decode())
+        while True:
+            msg = await sub.get()
+            yield sse(msg)
+            if msg["type"] == "lagged":
+                return
+    finally:
+        state.live.hub.unsubscribe(sub)
+
+
+@router.websocket("/ws")
+async def ws(websocket: WebSocket) -> None:
+    """The same messages as ``/stream`` as JSON text frames. The key comes as ``?api_key=``, the
+    ``minewatch_api_key`` cookie or an ``X-API-Key`` / ``Authorization`` header; without a
+    valid one the socket is closed with code 4401. Send ``{"subscribe": "mf01"}`` (or a list)
+    to get that scenario's readings, ``{"unsubscribe": "mf01"}`` to stop."""
+    state = get_state(websocket)
+    try:
+        authenticate(state.api_keys, key_of(websocket))
+        scenarios = _scenarios(websocket.query_params.get("scenario"))
+    except HTTPException as exc:
+        # accept first, so that a browser sees the close code (a refused handshake shows as 1006)
+        await websocket.accept()
+        await websocket.close(code=4401 if exc.status_code == 401 else 4403, reason=str(exc.detail)[:120])
+        return
+    except ValueError as exc:
+        await websocket.accept()
+        await websocket.close(code=4422, reason=str(exc)[:120])
+        return
+    await websocket.accept()
+    sub = state.live.hub.subscribe(scenarios)
+    try:
+        await websocket.send_text(orjson.dumps(snapshot(state)).decode())
+        reader = asyncio.create_task(_read_commands(websocket, sub))
+        try:
+            while not reader.done():
+                getter = asyncio.ensure_future(sub.get())
+                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if getter not in done:
+                    getter.cancel()
+                    break
+                msg = getter.result()
+                await websocket.send_text(orjson.dumps(msg).decode())
+                if msg["type"] == "lagged":
+                    await websocket.close(code=4000, reason="lagged")
+                    break
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+                await reader
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        state.live.hub.unsubscribe(sub)
+
+
+async def _read_commands(websocket: WebSocket, sub: Subscriber) -> None:
+    while True:
+        text = await websocket.receive_text()
+        try:
+            cmd = orjson.loads(text)
+            if not isinstance(cmd, dict) or not ({"subscribe", "unsubscribe"} & cmd.keys()):
+                raise ValueError('send {"subscribe": "mf01"} or {"unsubscribe": "mf01"} (a list also works)')
+            add = _scenarios(_as_list(cmd.get("subscribe")))
+            drop = _scenarios(_as_list(cmd.get("unsubscribe")))
+        except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
+            sub.put({"type": "error", "data": {"detail": str(exc)}})
+            continue
+        sub.scenarios = (sub.scenarios | add) - drop
+        sub.put({"type": "subscribed", "data": {"scenarios": sorted(sub.scenarios)}})
+
+
+def _as_list(v: Any) -> list[str] | None:
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return [v]
+    if isinstance(v, list) and all(isinstance(x, str) for x in v):
+        return v
+    raise ValueError("subscribe / unsubscribe take a scenario id or a list of them")

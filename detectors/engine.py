@@ -1,0 +1,237 @@
+"""The alert engine: detector outputs in, the alert lifecycle out.
+
+Detectors report *signals*: at event time ``ts`` the condition ``key`` (place, detector,
+channel) seen by ``source`` (a robot) is now at ``severity``, or is over (``severity=None``).
+The engine merges the sources of one key (the alert's severity is the worst of them, and it
+clears only when every source has cleared), gives the alert a stable ``alert_id`` while it is
+active and a new one after it clears, and emits :class:`minewatch.schema.AlertEvent` steps:
+
+* ``raised`` when a key's first source turns on;
+* ``escalated`` when the merged severity rises (also after an acknowledgement: the operator
+  must see and acknowledge the worse state);
+* ``acknowledged`` when an operator acknowledges (:meth:`AlertEngine.acknowledge`);
+* ``cleared`` when the last source clears.
+
+Flapping suppression: when a key has been raised ``flap_count`` times within ``flap_window_s``,
+its clears are held for ``flap_hold_s``; a re-raise inside the hold continues the same alert
+instead of raising a new one, so a reading dithering about a limit gives one alert, not a
+storm. Held clears are released by event time (:meth:`AlertEngine.advance`), so the result
+does not depend on how the data were split into batches.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from minewatch.schema import SEVERITY_RANK, AlertEvent, AlertKind, AlertState, Severity
+
+__all__ = ["AlertEngine", "Signal", "Key"]
+
+Key = tuple[str, str, str]  # (scenario_id, detector, channel-or-subject)
+_NS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One change of one source's state for one alert key."""
+
+    scenario_id: str
+    detector: str
+    subject: str  # the channel, or the robot for robot-level conditions
+    kind: AlertKind
+    source: str  # who saw it (robot id)
+    severity: Severity | None  # None: this source's condition is over
+    ts: int
+    message: str
+    value: float | None = None
+    limit: float | None = None
+    unit: str | None = None
+    channel: str | None = None
+    robot_id: str | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> Key:
+        return (self.scenario_id, self.detector, self.subject)
+
+
+@dataclass
+class _Alert:
+    alert_id: str
+    first_ts: int
+    severity: Severity
+    last: AlertEvent
+    sources: dict[str, Severity]
+    clear_at: int | None = None  # held clear (flapping): release time
+    clear_event: AlertEvent | None = None
+
+
+def _rank(s: Severity) -> int:
+    return SEVERITY_RANK[s]
+
+
+class AlertEngine:
+    """Alert lifecycle over detector signals.
+
+    Parameters
+    ----------
+    flap_count, flap_window_s
+        A key raised this many times within this window is flapping.
+    flap_hold_s
+        How long a flapping key's clear is held back.
+    """
+
+    def __init__(self, flap_count: int = 3, flap_window_s: float = 600.0, flap_hold_s: float = 120.0) -> None:
+        self.flap_count = flap_count
+        self.flap_window_s = flap_window_s
+        self.flap_hold_s = flap_hold_s
+        self._active: dict[Key, _Alert] = {}
+        self._by_id: dict[str, Key] = {}
+        self._raises: dict[Key, deque[int]] = {}
+        self._last_id: dict[Key, str] = {}
+        self._held: list[Key] = []
+
+    # -- queries ---------------------------------------------------------------------------
+    def active(self) -> list[AlertEvent]:
+        return sorted((a.last for a in self._active.values()), key=lambda e: (e.first_ts, e.alert_id))
+
+    def get(self, key: Key) -> AlertEvent | None:
+        a = self._active.get(key)
+        return a.last if a else None
+
+    def sources(self, key: Key) -> dict[str, Severity]:
+        a = self._active.get(key)
+        return dict(a.sources) if a else {}
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def advance(self, now_ns: int) -> list[AlertEvent]:
+        """Release held clears whose time has come (by event time)."""
+        out: list[AlertEvent] = []
+        if not self._held:
+            return out
+        due = sorted((self._active[k].clear_at, k) for k in self._held
+                     if k in self._active and self._active[k].clear_at is not None and self._active[k].clear_at <= now_ns)
+        for _, k in due:
+            a = self._active[k]
+            ev = a.clear_event.model_copy(update={"ts": a.clear_at})
+            out.append(self._close(k, ev))
+        return out
+
+    def update(self, sig: Signal) -> list[AlertEvent]:
+        out = self.advance(sig.ts)
+        key = sig.key
+        a = self._active.get(key)
+        if sig.severity is None:
+            if a is None or sig.source not in a.sources:
+                return out
+            del a.sources[sig.source]
+            if a.sources:
+                return out
+            ev = self._event(sig, a, AlertState.cleared, a.severity)
+            if self._flapping(key, sig.ts):
+                a.clear_at = sig.ts + int(self.flap_hold_s * _NS)
+                a.clear_event = ev.model_copy(update={
+                    "message": ev.message + f" (Held {self.flap_hold_s:g} s: this alert has been flapping.)",
+                    "evidence": {**ev.evidence, "flapping": True}})
+                if key not in self._held:
+                    self._held.append(key)
+                return out
+            out.append(self._close(key, ev))
+            return out
+        if a is None:
+            raises = self._raises.setdefault(key, deque())
+            raises.append(sig.ts)
+            alert_id = self._new_id(key, sig.ts)
+            a = _Alert(alert_id, sig.ts, sig.severity, None, {sig.source: sig.severity})  # type: ignore[arg-type]
+            self._active[key] = a
+            self._by_id[alert_id] = key
+            a.last = self._event(sig, a, AlertState.raised, sig.severity)
+            out.append(a.last)
+            return out
+        a.sources[sig.source] = sig.severity
+        if a.clear_at is not None:  # re-raised inside a held clear: the same alert goes on
+            a.clear_at = None
+            a.clear_event = None
+            self._raises[key].append(sig.ts)
+        worst = max(a.sources.values(), key=_rank)
+        if _rank(worst) > _rank(a.severity):
+            a.severity = worst
+            a.last = self._event(sig, a, AlertState.escalated, worst)
+            out.append(a.last)
+        return out
+
+    def acknowledge(self, alert_id: str, operator: str, note: str | None, ts_ns: int) -> AlertEvent:
+        key = self._by_id.get(alert_id)
+        if key is None or key not in self._active:
+            raise KeyError(f"no active alert {alert_id!r}")
+        a = self._active[key]
+        msg = a.last.message
+        prefix = "Acknowledged by "
+        if msg.startswith(prefix):
+            msg = msg.split(". ", 1)[1] if ". " in msg else msg
+        ev = a.last.model_copy(update={
+            "state": AlertState.acknowledged, "ts": int(ts_ns), "operator": operator, "note": note,
+            "message": f"{prefix}{operator}. {msg}",
+        })
+        a.last = ev
+        return ev
+
+    def restore(self, events: Iterable[AlertEvent]) -> list[AlertEvent]:
+        """Rebuild active alerts from stored events (any order); returns the ones now active."""
+        latest: dict[str, AlertEvent] = {}
+        for ev in sorted(events, key=lambda e: e.ts):
+            latest[ev.alert_id] = ev
+        restored = []
+        for ev in latest.values():
+            key = (ev.scenario_id, ev.detector, ev.channel or ev.robot_id or "")
+            if ev.state is AlertState.cleared:
+                self._last_id[key] = ev.alert_id
+                continue
+            current = self._active.get(key)
+            if current is not None and current.first_ts >= ev.first_ts:
+                continue
+            a = _Alert(ev.alert_id, ev.first_ts, ev.severity, ev, {ev.robot_id or "": ev.severity})
+            self._active[key] = a
+            self._by_id[ev.alert_id] = key
+            self._last_id[key] = ev.alert_id
+            restored.append(ev)
+        return restored
+
+    # -- helpers --------------------------------------------------------------------------
+    def _close(self, key: Key, ev: AlertEvent) -> AlertEvent:
+        a = self._active.pop(key)
+        self._by_id.pop(a.alert_id, None)
+        if key in self._held:
+            self._held.remove(key)
+        return ev
+
+    def _flapping(self, key: Key, ts: int) -> bool:
+        raises = self._raises.get(key)
+        if not raises:
+            return False
+        horizon = ts - int(self.flap_window_s * _NS)
+        while raises and raises[0] < horizon:
+            raises.popleft()
+        return len(raises) >= self.flap_count
+
+    def _new_id(self, key: Key, ts: int) -> str:
+        scenario, detector, subject = key
+        base = f"{scenario}.{subject}.{detector}.{ts // 1_000_000}"
+        alert_id, n = base, 1
+        while alert_id == self._last_id.get(key) or alert_id in self._by_id:
+            n += 1
+            alert_id = f"{base}-{n}"
+        self._last_id[key] = alert_id
+        return alert_id
+
+    @staticmethod
+    def _event(sig: Signal, a: _Alert, state: AlertState, severity: Severity) -> AlertEvent:
+        return AlertEvent(
+            alert_id=a.alert_id, kind=sig.kind, detector=sig.detector, severity=severity, state=state,
+            scenario_id=sig.scenario_id, robot_id=sig.robot_id, channel=sig.channel, value=sig.value,
+            limit=sig.limit, unit=sig.unit, first_ts=a.first_ts, ts=sig.ts, message=sig.message,
+            evidence=dict(sig.evidence),
+        )

@@ -1,0 +1,127 @@
+"""``--set KEY=VALUE``: change limits and detector settings for a replay.
+
+Grammar (one override per ``--set``)::
+
+    KEY   := SCENARIO "." CHANNEL "." FIELD [ "." SIDE ]
+    VALUE := a finite number
+
+``SCENARIO`` and ``CHANNEL`` are shell-style patterns (``*``, ``?``, ``[..]``) matched against
+scenario ids and channel names of the catalogue, e.g. ``mf01``, ``hf*``, ``ch4*``. ``FIELD``
+is a limit level (``warning``, ``alarm``, ``critical``; for methane ``critical`` is the
+power-cut level), ``restore`` (where an alert clears), or a detector setting:
+
+==============  ==========================================================================
+``rise``        methane / gas rate of rise that alerts, in the channel's unit per minute
+``debounce``    consecutive samples a non-critical level must hold before it alerts
+==============  ==========================================================================
+
+``SIDE`` is ``high`` or ``low`` and is needed only for a channel limited on both sides (air
+velocity: ``ra03.ws.alarm.low=0.3``). Later overrides win over earlier ones. A key whose
+patterns match no channel with that field is an error, so a typo cannot silently leave the
+limit unchanged.
+
+Examples
+--------
+>>> parse_overrides(["mf01.ch4_t1.critical=1.2", "*.ch4*.alarm=0.8"])
+{'mf01.ch4_t1.critical': 1.2, '*.ch4*.alarm': 0.8}
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from fnmatch import fnmatchcase
+
+from minewatch.catalogue import SCENARIOS, Scenario
+
+__all__ = ["LEVEL_FIELDS", "SETTING_FIELDS", "Overrides", "parse_overrides"]
+
+LEVEL_FIELDS = ("warning", "alarm", "critical", "restore")
+SETTING_FIELDS = ("rise", "debounce")
+_SIDES = ("high", "low")
+_PATTERN = re.compile(r"^[A-Za-z0-9_*?\[\]!-]+$")
+
+
+def _split_key(key: str) -> tuple[str, str, str, str | None]:
+    parts = key.split(".")
+    if len(parts) not in (3, 4):
+        raise ValueError(f"override key {key!r} must be SCENARIO.CHANNEL.FIELD[.high|.low], "
+                         f"e.g. 'mf01.ch4_t1.critical'")
+    scenario, channel, fld = parts[:3]
+    side = parts[3] if len(parts) == 4 else None
+    for what, pat in (("scenario", scenario), ("channel", channel)):
+        if not _PATTERN.match(pat):
+            raise ValueError(f"override key {key!r}: bad {what} pattern {pat!r}")
+    if fld not in LEVEL_FIELDS + SETTING_FIELDS:
+        raise ValueError(f"override key {key!r}: unknown field {fld!r}; use one of "
+                         f"{', '.join(LEVEL_FIELDS + SETTING_FIELDS)}")
+    if side is not None and side not in _SIDES:
+        raise ValueError(f"override key {key!r}: side must be 'high' or 'low', got {side!r}")
+    return scenario, channel, fld, side
+
+
+def parse_overrides(items: Iterable[str], scenarios: Mapping[str, Scenario] = SCENARIOS) -> dict[str, float]:
+    """Parse ``KEY=VALUE`` strings into a dict; raise ``ValueError`` on anything malformed or
+    on a key that matches nothing in ``scenarios``."""
+    out: dict[str, float] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key, raw = key.strip(), raw.strip()
+        if not sep or not key or not raw:
+            raise ValueError(f"override {item!r} must look like KEY=VALUE, e.g. 'mf01.ch4_t1.critical=1.2'")
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"override {item!r}: value {raw!r} is not a number") from None
+        if not math.isfinite(value):
+            raise ValueError(f"override {item!r}: value must be finite")
+        _split_key(key)
+        out[key] = value
+    Overrides(out, scenarios).check_all_match()
+    return out
+
+
+class Overrides:
+    """Resolved overrides: look up the value that applies to one channel's field."""
+
+    def __init__(self, values: Mapping[str, float] | None, scenarios: Mapping[str, Scenario] = SCENARIOS) -> None:
+        self.values = dict(values or {})
+        self._scenarios = scenarios
+        self._parsed = [(_split_key(k), v, k) for k, v in self.values.items()]
+
+    def get(self, scenario_id: str, channel: str, fld: str, side: str | None = None) -> float | None:
+        """The last override for this field, or ``None``. ``side`` is the limit's side when
+        the channel is limited on both sides (then an override must name it)."""
+        found = None
+        for (sp, cp, f, s), value, _ in self._parsed:
+            if f == fld and fnmatchcase(scenario_id, sp) and fnmatchcase(channel, cp) and (s is None or s == side):
+                found = value
+        return found
+
+    def check_all_match(self) -> None:
+        """Raise ``ValueError`` for a key that applies to nothing in the catalogue."""
+        for (sp, cp, f, s), _, key in self._parsed:
+            if not any(_applies(sc, c, f, s) for sc in self._scenarios.values() if fnmatchcase(sc.id, sp)
+                       for c in sc.channels if fnmatchcase(c.name, cp)):
+                raise ValueError(f"override key {key!r} matches no channel with a {f!r} "
+                                 f"{'(' + s + ' side) ' if s else ''}setting in the catalogue")
+            if s is None and f in LEVEL_FIELDS:
+                for sc in self._scenarios.values():
+                    for c in sc.channels:
+                        if fnmatchcase(sc.id, sp) and fnmatchcase(c.name, cp) and len({lim.direction for lim in c.limits}) > 1:
+                            raise ValueError(f"override key {key!r}: {sc.id}.{c.name} is limited on both sides; "
+                                             f"add .high or .low")
+
+
+def _applies(scenario: Scenario, channel, fld: str, side: str | None) -> bool:  # noqa: ANN001
+    if fld == "rise":
+        return channel.quantity in ("ch4", "co", "co2")
+    if fld == "debounce":
+        return bool(channel.limits)
+    for lim in channel.limits:
+        if side is not None and side != ("high" if lim.direction == "above" else "low"):
+            continue
+        if fld == "restore" or lim.level(fld) is not None:
+            return True
+    return False

@@ -1,0 +1,84 @@
+"""Publishing alert events, and reading the active ones back after a restart.
+
+Every event goes out three ways: QoS 1 on ``alerts/{scenario}/{kind}`` (integrators follow the
+stream), QoS 1 retained on ``alerts/active/{alert_id}`` (a late subscriber sees what is active
+now; a ``cleared`` event replaces it with an empty retained message, which removes it), and a
+point in ``alert_events``. The ingestor is the only writer of the retained topics; acks from the
+API arrive as requests on ``alerts/ack/{alert_id}`` and come back out as ``acknowledged`` events.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+from pydantic import ValidationError
+
+from minewatch.mqtt import paho_client
+from minewatch.schema import AlertEvent, AlertState
+from minewatch.settings import Settings
+from minewatch.topics import Topics
+
+from ingest.lines import alert_line
+
+__all__ = ["publish_event", "read_active"]
+
+log = logging.getLogger("minewatch.ingest.alerts")
+
+
+def publish_event(publish: Callable[[str, bytes, int, bool], None], topics: Topics, ev: AlertEvent) -> str | None:
+    """Publish ``ev`` on its event and active topics; return its ``alert_events`` line."""
+    payload = ev.model_dump_json(exclude_none=True).encode()
+    publish(topics.alert(ev.scenario_id, ev.kind.value), payload, 1, False)
+    if ev.state == AlertState.cleared:
+        publish(topics.active(ev.alert_id), b"", 1, True)
+    else:
+        publish(topics.active(ev.alert_id), payload, 1, True)
+    return alert_line(ev)
+
+
+def read_active(settings: Settings, timeout: float = 10.0) -> list[AlertEvent]:
+    """The alerts retained under ``alerts/active/+``, read with a short-lived clean session.
+
+    Retained messages are sent right after the subscription; a marker message published after
+    subscribing arrives behind them, so when it comes back every retained alert is in.
+    """
+    topics = settings.topics
+    marker = f"{topics.prefix}/ingest/marker/{uuid.uuid4().hex}"
+    events: list[AlertEvent] = []
+    done = threading.Event()
+    client = paho_client(settings.mqtt, f"minewatch-ingest-restore-{uuid.uuid4().hex[:8]}",
+                         ca=settings.mqtt_ca, cert=settings.mqtt_cert, key=settings.mqtt_key)
+
+    def on_connect(c, userdata, flags, rc, props):  # noqa: ANN001, ANN202
+        c.subscribe([(topics.all_active, 1), (marker, 1)])
+
+    def on_subscribe(c, userdata, mid, rcs, props):  # noqa: ANN001, ANN202
+        c.publish(marker, b"1", qos=1)
+
+    def on_message(c, userdata, msg):  # noqa: ANN001, ANN202
+        if msg.topic == marker:
+            done.set()
+            return
+        if not msg.payload:
+            return
+        try:
+            events.append(AlertEvent.model_validate_json(msg.payload))
+        except ValidationError as exc:
+            log.warning("ignoring a retained alert on %s that is not an alert event: %s", msg.topic, exc)
+
+    client.on_connect, client.on_subscribe, client.on_message = on_connect, on_subscribe, on_message
+    target = settings.mqtt
+    deadline = time.monotonic() + timeout
+    client.connect_async(target.host, target.port, 30)
+    client.loop_start()
+    try:
+        if not done.wait(max(0.0, deadline - time.monotonic())):
+            raise TimeoutError(f"could not read the retained active alerts from {target.host}:{target.port}")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return [e for e in events if e.state != AlertState.cleared]

@@ -1,0 +1,79 @@
+"""``minewatch ingest``: the command that runs one ingest process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import click
+
+from minewatch.cli import influx_options, mqtt_option, settings_from
+
+__all__ = ["ingest"]
+
+
+def _partition(ctx: click.Context, param: click.Parameter, value: str):  # noqa: ANN202
+    from ingest.partition import Partition
+
+    try:
+        return Partition.parse(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.command("ingest")
+@mqtt_option
+@influx_options
+@click.option("--topic-prefix", default=None, help="Topic prefix [env MINEWATCH_TOPIC_PREFIX; default minewatch/v1].")
+@click.option("--partition", "partition", default="0/1", show_default=True, callback=_partition,
+              help="This process's share I/N of the scenarios (0 <= I < N; CRC-32 of the scenario id mod N). "
+                   "Run N processes, one per I, for N-fold throughput; each scenario's streams stay in one process.")
+@click.option("--client-id", default=None,
+              help="MQTT client id of the persistent session [default minewatch-ingest-<I>of<N>]. Keep it stable: "
+                   "messages that arrive while the process is down wait in the broker under this id.")
+@click.option("--spool-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Disk spool used while InfluxDB is unreachable [default <data dir>/spool/<client id>].")
+@click.option("--spool-max-mb", type=click.IntRange(1), default=2048, show_default=True,
+              help="Spool bound; when full, acknowledgements stop and the broker holds the backlog.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
+              help="Serve Prometheus metrics on this port [env MINEWATCH_METRICS_PORT; default 0 = off].")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address for the metrics port.")
+@click.option("--batch-size", type=click.IntRange(1, 100_000), default=5000, show_default=True,
+              help="Cut a batch at this many points (frames).")
+@click.option("--batch-ms", type=click.FloatRange(0.0), default=100.0, show_default=True,
+              help="Cut a batch this long after its first message (sooner when the writer is idle).")
+@click.option("--no-detectors", is_flag=True, help="Store telemetry only; run no detectors and publish no alerts.")
+@click.option("--limit", "limits", multiple=True, metavar="KEY=VALUE",
+              help="Override a detector limit (repeatable; same keys as the detectors' overrides).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
+def ingest(mqtt_url: str | None, influx_url: str | None, influx_db: str | None, topic_prefix: str | None, partition,
+           client_id: str | None, spool_dir: Path | None, spool_max_mb: int, metrics_port: int | None, metrics_host: str,
+           batch_size: int, batch_ms: float, no_detectors: bool, limits: tuple[str, ...], log_level: str) -> None:  # noqa: ANN001
+    """Consume telemetry, store every reading in InfluxDB, run the detectors, publish alerts.
+
+    Subscribes with QoS 1 on a persistent MQTT session and acknowledges a message only after its
+    readings are in InfluxDB or in the disk spool, so a crash, a broker restart or an InfluxDB
+    outage loses nothing. Bad frames go to {prefix}/deadletter/{reason}. SIGTERM or Ctrl-C stops
+    reading, flushes, acknowledges and exits.
+    """
+    from ingest.service import IngestOptions, run
+
+    settings = settings_from(mqtt_url=mqtt_url, influx_url=influx_url, influx_db=influx_db, topic_prefix=topic_prefix,
+                             metrics_port=metrics_port)
+    overrides = None
+    if limits:
+        try:
+            from detectors.overrides import parse_overrides  # type: ignore[import-not-found]
+        except ImportError as exc:
+            raise click.UsageError(f"--limit needs the detectors: {exc}") from None
+        try:
+            overrides = parse_overrides(limits)
+        except (KeyError, ValueError) as exc:
+            raise click.BadParameter(str(exc), param_hint="--limit") from None
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLevelName(log_level.upper())))
+    opts = IngestOptions(partition=partition, client_id=client_id, spool_dir=spool_dir,
+                         spool_max_bytes=spool_max_mb << 20, metrics_port=metrics_port, metrics_host=metrics_host,
+                         batch_size=batch_size, batch_ms=batch_ms, detectors=not no_detectors, overrides=overrides)
+    asyncio.run(run(settings, opts))

@@ -1,0 +1,163 @@
+"""The MQTT side of the ingestor: paho-mqtt 2 directly, QoS 1, a persistent session, manual acks.
+
+paho's network loop runs in its own thread (``loop_start``) and never waits for the pipeline: it
+keeps answering pings and reading packets while batches are decoded and written. Flow control is
+MQTT's own: the broker has at most ``receive_maximum`` unacknowledged messages out to this client,
+so the inbox can never hold more, and the rest waits in the broker's queue (bounded by bytes in
+``deploy/mosquitto-limits.conf``). Nothing is acknowledged until the pipeline says the message's
+readings are durable.
+
+After a disconnect the broker sends every unacknowledged message again on the resumed session
+(flagged ``dup``), reusing their packet ids. Acks still pending for messages of the old connection
+are therefore dropped (``generation``): the redelivered copies are stored again (harmless) and
+acknowledged instead, and an old id can never acknowledge a new message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import paho.mqtt.client as paho
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from minewatch.mqtt import connect_properties, paho_client
+from minewatch.settings import Settings
+
+__all__ = ["Consumer", "Incoming"]
+
+log = logging.getLogger("minewatch.ingest.mqtt")
+
+
+@dataclass(slots=True)
+class Incoming:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    dup: bool
+    generation: int
+
+
+class Consumer:
+    def __init__(self, settings: Settings, client_id: str, subscriptions: Sequence[tuple[str, int]], *,
+                 receive_maximum: int = 20_000, session_expiry_s: int = 7 * 24 * 3600, keepalive: int = 30,
+                 on_connected: Callable[[bool], None] | None = None) -> None:
+        self.settings = settings
+        self.client_id = client_id
+        self.subscriptions = list(subscriptions)
+        self.receive_maximum = max(1, min(65535, receive_maximum))
+        self.session_expiry_s = session_expiry_s
+        self.keepalive = keepalive
+        self.on_connected = on_connected
+        self.inbox: deque[Incoming] = deque()
+        self.generation = 0
+        self.connected = threading.Event()
+        self.connects = 0
+        self._lock = threading.Lock()
+        self._accepting = True
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wakeup: asyncio.Event | None = None
+        self._want_wake = False
+        self.client = paho_client(settings.mqtt, client_id, ca=settings.mqtt_ca, cert=settings.mqtt_cert,
+                                  key=settings.mqtt_key, manual_ack=True)
+        self.client.max_inflight_messages_set(200)
+        self.client.max_queued_messages_set(0)
+        self.client.reconnect_delay_set(0.2, 5)  # type: ignore[arg-type]
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def start(self, timeout: float = 30.0) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wakeup = asyncio.Event()
+        target = self.settings.mqtt
+        props = connect_properties(self.session_expiry_s, self.receive_maximum)
+        # connect_async + loop_start: the loop thread connects, and reconnects after any failure
+        self.client.connect_async(target.host, target.port, self.keepalive, clean_start=False, properties=props)
+        self.client.loop_start()
+        ok = await self._loop.run_in_executor(None, self.connected.wait, timeout)
+        if not ok:
+            self.client.loop_stop()
+            raise ConnectionError(f"could not connect to the broker at {target.host}:{target.port} in {timeout:.0f} s")
+
+    def stop_accepting(self) -> None:
+        """Take no new messages into the inbox; the broker keeps them for the next session."""
+        with self._lock:
+            self._accepting = False
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    # -- paho callbacks (network thread) -------------------------------------------------------
+    def _on_connect(self, client: paho.Client, userdata: object, flags: paho.ConnectFlags, rc: ReasonCode,
+                    properties: object) -> None:
+        if rc.is_failure:
+            log.error("broker refused the connection: %s", rc)
+            return
+        with self._lock:
+            self.generation += 1
+            self.connects += 1
+        log.info("connected to the broker (session %s, generation %d)",
+                 "resumed" if flags.session_present else "new", self.generation)
+        # retain handling 1: retained messages only for a subscription the session did not have
+        client.subscribe([(t, SubscribeOptions(qos=q, retainHandling=1)) for t, q in self.subscriptions])
+        self.connected.set()
+        if self.on_connected is not None:
+            self.on_connected(flags.session_present)
+
+    def _on_disconnect(self, client: paho.Client, userdata: object, flags: object, rc: ReasonCode,
+                       properties: object) -> None:
+        with self._lock:
+            self.generation += 1
+        self.connected.clear()
+        if rc.value != 0:
+            log.warning("lost the broker (%s); reconnecting, unacknowledged messages will come again", rc)
+
+    def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+        if not self._accepting:
+            return
+        self.inbox.append(Incoming(msg.topic, msg.payload, msg.mid, msg.qos, bool(msg.dup), self.generation))
+        if self._want_wake:
+            self._want_wake = False
+            assert self._loop is not None and self._wakeup is not None
+            self._loop.call_soon_threadsafe(self._wakeup.set)
+
+    # -- pipeline side (event loop) ------------------------------------------------------------
+    async def wait(self, timeout: float | None) -> None:
+        """Return when the inbox has messages, or after ``timeout`` seconds."""
+        assert self._wakeup is not None
+        if self.inbox:
+            return
+        self._wakeup.clear()
+        self._want_wake = True
+        if self.inbox:  # arrived between the check and the flag
+            self._want_wake = False
+            return
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), timeout)
+        except TimeoutError:
+            pass
+        finally:
+            self._want_wake = False
+
+    def ack(self, messages: Iterable[Incoming]) -> int:
+        """Acknowledge durable messages of the current connection; returns how many were sent."""
+        n = 0
+        with self._lock:
+            gen = self.generation
+            for m in messages:
+                if m.qos and m.generation == gen:
+                    self.client.ack(m.mid, m.qos)
+                    n += 1
+        return n
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
+        self.client.publish(topic, payload, qos=qos, retain=retain)

@@ -1,0 +1,83 @@
+"""Line protocol for what the ingestor stores (layout in ``docs/ingest.md``, "Storage layout").
+
+The telemetry formatter is the hot path: ids are already checked against the topic-safe id
+alphabet and channel names against :data:`CHANNEL_RE`, so nothing needs escaping, and each
+stream's measurement-and-tags prefix is built once.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+from minewatch.catalogue import SCENARIOS, Scenario
+from minewatch.influx import line
+from minewatch.schema import AlertEvent, RobotStatus
+from minewatch.wire import Frame
+
+__all__ = ["TelemetryLines", "CHANNEL_RE", "RESERVED_FIELDS", "status_line", "alert_line", "stats_line"]
+
+# A channel becomes an InfluxDB field key: keep to the id alphabet so no escaping is needed.
+CHANNEL_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# Fields of ``telemetry`` that are not channels; a reading may not take these names.
+RESERVED_FIELDS = frozenset({"seq", "battery", "pos_m", "latency_ms", "rssi_dbm", "late", "time"})
+
+
+class TelemetryLines:
+    """Format frames as ``telemetry`` points: tags scenario, robot, scenario_kind."""
+
+    def __init__(self, scenarios: dict[str, Scenario] | None = None) -> None:
+        self.scenarios = SCENARIOS if scenarios is None else scenarios
+        self._prefix: dict[tuple[str, str], str] = {}
+
+    def prefix(self, scenario_id: str, robot_id: str) -> str:
+        key = (scenario_id, robot_id)
+        p = self._prefix.get(key)
+        if p is None:
+            kind = self.scenarios[scenario_id].kind.value
+            p = self._prefix[key] = f"telemetry,robot={robot_id},scenario={scenario_id},scenario_kind={kind} "
+            if len(self._prefix) > 100_000:  # robots come and go; keep the cache bounded
+                self._prefix.clear()
+        return p
+
+    def format(self, f: Frame, late: bool = False) -> str:
+        fields = [f"{k}={v!r}" for k, v in f.readings.items() if v is not None]
+        fields.append(f"seq={f.seq}i")
+        if f.battery is not None:
+            fields.append(f"battery={float(f.battery)!r}")
+        if f.pos_m is not None:
+            fields.append(f"pos_m={float(f.pos_m)!r}")
+        link = f.link
+        if link is not None:
+            fields.append(f"latency_ms={float(link.latency_ms)!r},rssi_dbm={float(link.rssi_dbm)!r}")
+        if late:
+            fields.append("late=true")
+        return f"{self.prefix(f.scenario_id, f.robot_id)}{','.join(fields)} {f.ts}"
+
+
+def status_line(s: RobotStatus, now_ns: int | None = None) -> str | None:
+    """``robot_status``: tags robot, scenario; fields online, charging, battery, pos_m, link."""
+    link = s.link
+    fields = {"online": s.online, "charging": s.charging, "battery": s.battery, "pos_m": s.pos_m,
+              "latency_ms": link.latency_ms if link else None, "rssi_dbm": link.rssi_dbm if link else None,
+              "loss": link.loss if link else None}
+    tags = {"robot": s.robot_id, "scenario": s.scenario_id or ""}
+    return line("robot_status", tags, fields, s.ts if s.ts is not None else (now_ns or time.time_ns()))
+
+
+def alert_line(ev: AlertEvent) -> str | None:
+    """``alert_events``: one point per alert step, read back by the API to rebuild its alert view."""
+    tags = {"scenario": ev.scenario_id, "kind": ev.kind.value, "severity": ev.severity.value,
+            "state": ev.state.value, "detector": ev.detector}
+    fields = {"alert_id": ev.alert_id, "channel": ev.channel, "robot_id": ev.robot_id,
+              "value": None if ev.value is None else float(ev.value),
+              "limit": None if ev.limit is None else float(ev.limit), "unit": ev.unit,
+              "first_ts": int(ev.first_ts), "message": ev.message,
+              "evidence": json.dumps(ev.evidence, separators=(",", ":"), sort_keys=True, default=str),
+              "operator": ev.operator, "note": ev.note}
+    return line("alert_events", tags, fields, ev.ts)
+
+
+def stats_line(tags: dict[str, str], fields: dict[str, int | float], now_ns: int) -> str | None:
+    return line("ingest_stats", tags, fields, now_ns)

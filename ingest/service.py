@@ -1,0 +1,456 @@
+"""The ingestor: MQTT in, InfluxDB out, detectors in between, alerts back out.
+
+One asyncio loop runs the pipeline; paho's network thread only fills the inbox (see
+:mod:`ingest.consumer`). A batch is cut when it holds ``batch_size`` points, when ``batch_ms``
+has passed since its first message, or at once when no write is in flight and nothing else is
+waiting (so a quiet mine gets its alerts without waiting for a timer, and a busy one gets large
+writes). For each batch, in order:
+
+1. decode and check every message (dead letters go out at once),
+2. run the detectors once over every frame in the batch, and publish the alert events,
+3. hand the lines (telemetry, derived, alert events, robot status) to the writer,
+4. acknowledge the batch's messages once the writer says they are durable.
+
+Up to ``max_inflight`` batches are being written at a time; acknowledgements follow the order
+the messages came in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from minewatch.catalogue import SCENARIOS
+from minewatch.influx import InfluxClient
+from minewatch.schema import AlertEvent, RobotStatus
+from minewatch.settings import Settings
+from minewatch.wire import Frame, FrameError, decode_frames
+
+from ingest.alerts import publish_event, read_active
+from ingest.consumer import Consumer, Incoming
+from ingest.deadletter import DeadLetter
+from ingest.lines import CHANNEL_RE, RESERVED_FIELDS, TelemetryLines, stats_line, status_line
+from ingest.metrics import Metrics
+from ingest.partition import Partition
+from ingest.seqtrack import DUPLICATE, LATE, SeqTracker
+from ingest.spool import Spool
+from ingest.writer import Writer
+
+__all__ = ["IngestOptions", "Ingestor", "run"]
+
+log = logging.getLogger("minewatch.ingest")
+
+
+@dataclass
+class IngestOptions:
+    """How one ingest process runs (the ``minewatch ingest`` flags)."""
+
+    partition: Partition = field(default_factory=Partition)
+    client_id: str | None = None          # default minewatch-ingest-<I>of<N>
+    spool_dir: Path | None = None         # default <data_dir>/spool/<client_id>
+    spool_max_bytes: int = 2 << 30
+    metrics_port: int | None = None       # default settings.metrics_port; 0 = off
+    metrics_host: str = "127.0.0.1"
+    batch_size: int = 5000                # points
+    batch_ms: float = 100.0
+    max_inflight: int = 2                 # batches being written at once
+    receive_maximum: int | None = None    # default enough for max_inflight + 1 full batches
+    session_expiry_s: int = 7 * 24 * 3600
+    detectors: bool = True
+    overrides: dict[str, float] | None = None
+    late_after_s: float = 30.0            # older robot time than this is marked late (domain §3: 30 s cycle)
+    tick_s: float = 1.0
+    stats_interval_s: float = 10.0
+    restore_alerts: bool = True
+
+    def resolved_client_id(self) -> str:
+        return self.client_id or f"minewatch-ingest-{self.partition.tag}"
+
+
+@dataclass
+class _Batch:
+    messages: list[Incoming] = field(default_factory=list)
+    frames: list[Frame] = field(default_factory=list)
+    late: list[bool] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    statuses: list[RobotStatus] = field(default_factory=list)
+    acks: list[tuple[dict[str, Any], Incoming]] = field(default_factory=list)
+    points: int = 0
+    readings: int = 0
+    newest_ts: int = 0
+    first_at: float = 0.0
+
+
+def _load_suite(opts: IngestOptions) -> Any:
+    if not opts.detectors:
+        return None
+    try:
+        from detectors import DetectorSuite  # type: ignore[attr-defined]
+    except ImportError as exc:
+        log.warning("detectors unavailable (%s): storing telemetry without detection", exc)
+        return None
+    return DetectorSuite(SCENARIOS, overrides=opts.overrides)
+
+
+class Ingestor:
+    """One ingest process. ``await run()`` until :meth:`stop` (or SIGTERM/SIGINT via :func:`run`)."""
+
+    def __init__(self, settings: Settings, options: IngestOptions | None = None) -> None:
+        self.settings = settings
+        self.opts = opts = options or IngestOptions()
+        self.partition = opts.partition
+        self.topics = settings.topics
+        self.client_id = opts.resolved_client_id()
+        self.metrics = Metrics(str(self.partition))
+        self.seq = SeqTracker()
+        self.fmt = TelemetryLines()
+        self.suite = _load_suite(opts)
+        self.spool = Spool(opts.spool_dir or settings.data_dir / "spool" / self.client_id, opts.spool_max_bytes)
+        self.influx = InfluxClient(settings.influx_url, settings.influx_db, user=settings.influx_user,
+                                   password=settings.influx_password, rp=settings.influx_rp, timeout=15.0)
+        self.writer = Writer(self.influx, self.spool, on_rejected=self._rejected,
+                             on_drained=self.metrics.drained.inc)
+        rm = opts.receive_maximum or opts.batch_size * (opts.max_inflight + 1)
+        self.consumer = Consumer(settings, self.client_id, self._subscriptions(), receive_maximum=rm,
+                                 session_expiry_s=opts.session_expiry_s)
+        self._good_channels: set[str] = set()
+        self._stop = asyncio.Event()
+        self._stopping = False
+        self._inflight = 0
+        self._next_tick = 0.0
+        self._next_stats = 0.0
+        self.started = asyncio.Event()
+        self.counts = {"deadlettered": 0, "stored": 0, "spooled": 0, "alerts": 0, "acked": 0, "received": 0}
+        self.host = socket.gethostname()
+
+    # -- subscriptions -------------------------------------------------------------------------
+    def _subscriptions(self) -> list[tuple[str, int]]:
+        t = self.topics
+        if self.partition.whole:
+            subs = [(t.all_telemetry, 1)]
+        else:
+            # each process subscribes to its own scenarios only: the broker does the routing
+            subs = [(t.scenario_telemetry(s), 1) for s in self.partition.scenarios(SCENARIOS)]
+        subs += [(t.all_status, 1), (f"{t.prefix}/alerts/ack/+", 1)]
+        return subs
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def run(self) -> None:
+        await self._start()
+        try:
+            await self._pipeline()
+        finally:
+            await self._shutdown()
+
+    def stop(self) -> None:
+        """Stop reading, flush, acknowledge, close (safe to call from a signal handler)."""
+        self._stopping = True
+        self._stop.set()
+
+    async def _start(self) -> None:
+        opts = self.opts
+        log.info("ingest %s starting: client id %s, %d subscriptions, batch %d points / %.0f ms, spool %s",
+                 self.partition, self.client_id, len(self.consumer.subscriptions), opts.batch_size,
+                 opts.batch_ms, self.spool.dir)
+        port = opts.metrics_port if opts.metrics_port is not None else self.settings.metrics_port
+        if port:
+            self.metrics.serve(port, opts.metrics_host)
+        try:
+            await self.writer._ensure_db()
+        except Exception as exc:  # noqa: BLE001 - InfluxDB may be down at start: the spool covers it
+            log.warning("InfluxDB not ready at start (%s); spooling until it is", exc)
+            self.writer._mark_down(str(exc))
+        if self.suite is not None and opts.restore_alerts:
+            loop = asyncio.get_running_loop()
+            active = await loop.run_in_executor(None, read_active, self.settings)
+            mine = [e for e in active if self.partition.owns(e.scenario_id)]
+            self.suite.restore(mine)
+            log.info("restored %d active alert(s)", len(mine))
+        self.writer.start()
+        await self.consumer.start()
+        self.metrics.mqtt_up.set(1)
+        self.started.set()
+
+    async def _shutdown(self) -> None:
+        self.consumer.stop_accepting()
+        await self.writer.close(drain_timeout=5.0 if self._stopping else 0.0)
+        self.consumer.close()
+        await self.influx.aclose()
+        self.metrics.close()
+        log.info("ingest %s stopped: %s", self.partition, self.counts)
+
+    # -- the pipeline --------------------------------------------------------------------------
+    async def _pipeline(self) -> None:
+        acks: asyncio.Queue[tuple[asyncio.Task[str], _Batch] | None] = asyncio.Queue(maxsize=self.opts.max_inflight)
+        acker = asyncio.create_task(self._acker(acks), name="acker")
+        try:
+            while True:
+                batch = await self._collect()
+                if batch is not None:
+                    task = asyncio.create_task(self.writer.store(batch.lines))
+                    self._inflight += 1
+                    await acks.put((task, batch))
+                if self._stop.is_set() and not self.consumer.inbox:
+                    break
+        finally:
+            await acks.put(None)
+            await acker
+
+    async def _acker(self, queue: asyncio.Queue[tuple[asyncio.Task[str], _Batch] | None]) -> None:
+        m = self.metrics
+        while True:
+            item = await queue.get()
+            if item is None:
+                return
+            task, batch = item
+            try:
+                outcome = await task
+            finally:
+                self._inflight -= 1
+            n = len(batch.lines)
+            (m.stored if outcome == "stored" else m.spooled).inc(n)
+            self.counts[outcome] += batch.points
+            acked = self.consumer.ack(batch.messages)
+            self.counts["acked"] += acked
+            m.acked.inc(acked)
+            if batch.messages:
+                m.batch_latency.observe(time.monotonic() - batch.first_at)
+            if batch.newest_ts:
+                m.lag.set(max(0.0, time.time() - batch.newest_ts / 1e9))
+            m.spool_bytes.set(self.spool.bytes)
+            m.spool_points.set(self.spool.points)
+            m.influx_up.set(1 if self.writer.influx_up else 0)
+
+    async def _collect(self) -> _Batch | None:
+        """Gather one batch; None when there was nothing to do."""
+        inbox = self.consumer.inbox
+        opts = self.opts
+        batch = _Batch()
+        deadline = 0.0
+        while True:
+            while inbox and batch.points < opts.batch_size:
+                self._take(inbox.popleft(), batch)
+            now = time.monotonic()
+            if batch.messages and not batch.first_at:
+                batch.first_at = now
+                deadline = now + opts.batch_ms / 1000
+            if batch.points >= opts.batch_size or self._stop.is_set():
+                break
+            due = min(self._next_tick, self._next_stats)
+            if not batch.messages:
+                if now >= due:
+                    break
+                await self.consumer.wait(min(due - now, 1.0))
+                continue
+            if (self._inflight == 0 and not inbox) or now >= deadline:
+                break
+            await self.consumer.wait(min(deadline, due) - now)
+        self.metrics.inbox.set(len(inbox))
+        return self._finish(batch)
+
+    def _finish(self, batch: _Batch) -> _Batch | None:
+        now = time.monotonic()
+        events: list[AlertEvent] = []
+        suite = self.suite
+        if suite is not None:
+            try:
+                if batch.frames:
+                    det = suite.process(batch.frames, late=batch.late)
+                    events.extend(det.events)
+                    batch.lines.extend(det.lines)
+                for st in batch.statuses:
+                    events.extend(suite.robot_status(st))
+                if now >= self._next_tick:
+                    events.extend(suite.tick(time.time_ns()))
+            except Exception:  # noqa: BLE001 - a detector fault must not stop storage
+                log.exception("detectors failed on a batch of %d frames; the readings are stored anyway",
+                              len(batch.frames))
+                self.metrics.detector_errors.inc()
+        if now >= self._next_tick:
+            self._next_tick = now + self.opts.tick_s
+        for req, msg in batch.acks:
+            ev = self._acknowledge(req, msg)
+            if ev is not None:
+                events.append(ev)
+        for ev in events:
+            ln = publish_event(self.consumer.publish, self.topics, ev)
+            if ln:
+                batch.lines.append(ln)
+        if events:
+            self.metrics.alerts.inc(len(events))
+            self.counts["alerts"] += len(events)
+        if now >= self._next_stats:
+            if self._next_stats:
+                ln = self._stats_line()
+                if ln:
+                    batch.lines.append(ln)
+            self._next_stats = now + self.opts.stats_interval_s
+        if not batch.lines and not batch.messages:
+            return None
+        m = self.metrics
+        m.received.inc(batch.points)
+        m.readings.inc(batch.readings)
+        m.batch_points.observe(batch.points)
+        self.counts["received"] += batch.points
+        return batch
+
+    # -- one message ---------------------------------------------------------------------------
+    def _take(self, msg: Incoming, batch: _Batch) -> None:
+        batch.messages.append(msg)
+        self.metrics.messages.inc()
+        topic = msg.topic
+        try:
+            parsed = self.topics.parse_telemetry(topic)
+            if parsed is not None:
+                self._telemetry(msg, parsed[0], parsed[1], batch)
+            elif (robot := self.topics.parse_status(topic)) is not None:
+                self._status(msg, robot, batch)
+            elif (alert := self.topics.parse_alert(topic)) is not None and alert[0] == "ack":
+                self._ack_request(msg, alert[1], batch)
+            else:
+                self._dead(DeadLetter("bad_topic", "not a telemetry, status or ack topic", topic, msg.payload))
+        except Exception as exc:  # noqa: BLE001 - one bad message must not stop the rest
+            log.exception("could not handle a message on %s", topic)
+            self._dead(DeadLetter("internal_error", f"{type(exc).__name__}: {exc}", topic, msg.payload))
+
+    def _telemetry(self, msg: Incoming, scenario_id: str, robot_id: str, batch: _Batch) -> None:
+        try:
+            frames = decode_frames(msg.payload)
+        except FrameError as exc:
+            self._dead(DeadLetter(exc.reason, exc.detail, msg.topic, msg.payload))
+            return
+        good = self._good_channels
+        for f in frames:
+            if f.robot_id != robot_id or f.scenario_id != scenario_id:
+                self._dead(DeadLetter("topic_mismatch", f"frame of robot {f.robot_id!r} in scenario "
+                                      f"{f.scenario_id!r} on the topic of robot {robot_id!r} in {scenario_id!r}",
+                                      msg.topic, msg.payload))
+                return
+            if scenario_id not in SCENARIOS:
+                self._dead(DeadLetter("unknown_scenario", f"scenario {scenario_id!r} is not in the catalogue",
+                                      msg.topic, msg.payload))
+                return
+            for k in f.readings:
+                if k not in good:
+                    if k in RESERVED_FIELDS or not CHANNEL_RE.match(k):
+                        self._dead(DeadLetter("bad_channel", f"reading name {k!r} is not a channel name "
+                                              "(letters, digits, '_', '.', '-') or is reserved", msg.topic, msg.payload))
+                        return
+                    good.add(k)
+        m = self.metrics
+        fmt = self.fmt
+        observe = self.seq.observe
+        stale = time.time_ns() - int(self.opts.late_after_s * 1e9)
+        c = self.seq.counts
+        gaps0, dups0 = c.gaps, c.duplicates
+        nlate = 0
+        for f in frames:
+            kind = observe(robot_id, f.seq)
+            late = kind == LATE or f.ts < stale
+            batch.lines.append(fmt.format(f, late))
+            batch.readings += len(f.readings)
+            if f.ts > batch.newest_ts:
+                batch.newest_ts = f.ts
+            nlate += late
+            if kind != DUPLICATE:  # a repeat is stored again (harmless) but not detected twice
+                batch.frames.append(f)
+                batch.late.append(late)
+        batch.points += len(frames)
+        if c.gaps != gaps0:
+            m.gaps.inc(c.gaps - gaps0)
+        if c.duplicates != dups0:
+            m.duplicates.inc(c.duplicates - dups0)
+        if nlate:
+            m.late.inc(nlate)
+
+    def _status(self, msg: Incoming, robot_id: str, batch: _Batch) -> None:
+        if not msg.payload:
+            return  # a cleared retained status
+        try:
+            st = RobotStatus.model_validate_json(msg.payload)
+        except ValidationError as exc:
+            self._dead(DeadLetter("bad_status", str(exc), msg.topic, msg.payload))
+            return
+        if st.robot_id != robot_id:
+            self._dead(DeadLetter("topic_mismatch", f"status of robot {st.robot_id!r} on the topic of {robot_id!r}",
+                                  msg.topic, msg.payload))
+            return
+        if not self.partition.owns(st.scenario_id):
+            return
+        ln = status_line(st)
+        if ln:
+            batch.lines.append(ln)
+        batch.statuses.append(st)
+
+    def _ack_request(self, msg: Incoming, alert_id: str, batch: _Batch) -> None:
+        try:
+            req = orjson.loads(msg.payload)
+            if not isinstance(req, dict) or req.get("alert_id", alert_id) != alert_id or not req.get("operator"):
+                raise ValueError("need a JSON object with this alert_id and an operator")
+        except ValueError as exc:
+            self._dead(DeadLetter("bad_ack", str(exc), msg.topic, msg.payload))
+            return
+        if self.partition.owns(req.get("scenario_id")):  # an ack without a scenario goes to partition 0
+            batch.acks.append((req, msg))
+
+    def _acknowledge(self, req: dict[str, Any], msg: Incoming) -> AlertEvent | None:
+        alert_id = req.get("alert_id") or msg.topic.rsplit("/", 1)[-1]
+        if self.suite is None:
+            self._dead(DeadLetter("ack_unknown_alert", "no detectors in this ingest process", msg.topic, msg.payload))
+            return None
+        ts = req.get("ts")
+        try:
+            return self.suite.acknowledge(alert_id, str(req["operator"]), req.get("note"),
+                                          int(ts) if isinstance(ts, int) else time.time_ns())
+        except KeyError:
+            self._dead(DeadLetter("ack_unknown_alert", f"alert {alert_id!r} is not active", msg.topic, msg.payload))
+            return None
+
+    # -- side outputs --------------------------------------------------------------------------
+    def _dead(self, dl: DeadLetter) -> None:
+        self.metrics.deadlettered(dl.reason)
+        self.counts["deadlettered"] += 1
+        log.info("dead letter: %r", dl)
+        self.consumer.publish(self.topics.deadletter(dl.reason), dl.encode(str(self.partition)), 0, False)
+
+    def _rejected(self, rejected: Sequence[tuple[str, str]]) -> None:
+        for ln, why in rejected:
+            topic = ""
+            if ln.startswith("telemetry,"):
+                tags = dict(t.split("=", 1) for t in ln.split(" ", 1)[0].split(",")[1:] if "=" in t)
+                if "scenario" in tags and "robot" in tags:
+                    topic = self.topics.telemetry(tags["scenario"], tags["robot"])
+            self._dead(DeadLetter("influx_rejected", why, topic, ln.encode()))
+
+    def _stats_line(self) -> str | None:
+        c = self.seq.counts
+        fields: dict[str, int | float] = {
+            "received": self.counts["received"], "stored": self.counts["stored"], "spooled": self.counts["spooled"],
+            "deadlettered": self.counts["deadlettered"], "alerts": self.counts["alerts"],
+            "duplicates": c.duplicates, "gaps": c.gaps, "late": c.late,
+            "spool_points": self.spool.points, "spool_bytes": self.spool.bytes,
+            "influx_up": self.writer.influx_up, "inbox": len(self.consumer.inbox),
+        }
+        return stats_line({"partition": self.partition.tag, "host": self.host, "client_id": self.client_id},
+                          fields, time.time_ns())
+
+
+async def run(settings: Settings, options: IngestOptions | None = None, *, handle_signals: bool = True) -> Ingestor:
+    """Run an ingest process until SIGTERM / SIGINT (or ``Ingestor.stop()``)."""
+    ing = Ingestor(settings, options)
+    if handle_signals:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, ing.stop)
+    await ing.run()
+    return ing

@@ -1,0 +1,3 @@
+from minewatch.cli import main
+
+main()

@@ -1,0 +1,238 @@
+"""Broker accounts: the Mosquitto password file and ACL that confine every client.
+
+Roles and what the ACL lets each do (``P`` is the topic prefix, default ``minewatch/v1``):
+
+===========  ===========================================  ==============================================
+role         username                                     may
+===========  ===========================================  ==============================================
+robot        its robot id (``r07``)                       write ``P/telemetry/+/{robot}``, ``P/status/{robot}``
+simulator    ``simulator``                                write ``P/telemetry/#``, ``P/status/#`` (a stand-in
+                                                          fleet identity: real robots get their own accounts)
+ingest       ``ingest``                                   read telemetry, status, alert acks; write alerts and
+                                                          ``P/deadletter/#``
+api          ``api``                                      read alerts, status, telemetry, dead letters;
+                                                          write ``P/alerts/ack/#``
+integrator   its own name (``integrator``, ``scada``...)   read ``P/alerts/#`` only
+===========  ===========================================  ==============================================
+
+Nobody connects without an account (``allow_anonymous false``). The robot rules are Mosquitto
+``pattern`` lines with ``%u``, so adding a robot needs only a password entry; because pattern
+lines apply to every user, each integrator account also gets explicit ``deny`` lines for the
+telemetry and status trees (Mosquitto checks a user's denials before any pattern), and robot ids
+may not take a service's name. Passwords are hashed as Mosquitto 2 does (PBKDF2-SHA512, ``$7$``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from minewatch.topics import DEFAULT_PREFIX, Topics
+
+__all__ = [
+    "Account",
+    "BrokerAuth",
+    "Role",
+    "SERVICE_ROLES",
+    "acl_text",
+    "hash_password",
+    "load_credentials",
+    "new_secret",
+    "password_file_text",
+    "verify_password",
+    "write_broker_auth",
+    "write_private",
+]
+
+Role = Literal["robot", "simulator", "ingest", "api", "integrator"]
+# Service accounts are named after their role.
+SERVICE_ROLES: tuple[Role, ...] = ("ingest", "api", "simulator")
+_ROBOT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# Mosquitto refuses pattern ACLs to a username containing these; ':' ends the name in the file.
+_BAD_USER_CHARS = set("+#/: \t\n")
+PBKDF2_ITERATIONS = 1000  # mosquitto_passwd's default is 101; the broker reads any count
+
+
+@dataclass(frozen=True)
+class Account:
+    username: str
+    role: Role
+    password: str
+
+    def __post_init__(self) -> None:
+        if not self.username or _BAD_USER_CHARS & set(self.username):
+            raise ValueError(f"username {self.username!r} may not be empty or contain + # / : or spaces")
+        if self.role == "robot":
+            if not _ROBOT_ID.match(self.username):
+                raise ValueError(f"robot account {self.username!r} must be a robot id (letters, digits, _ . -)")
+            if self.username in SERVICE_ROLES or self.username == "integrator":
+                raise ValueError(f"robot id {self.username!r} is reserved for a service account")
+        if self.role in SERVICE_ROLES and self.username != self.role:
+            raise ValueError(f"the {self.role} account must be named {self.role!r}")
+
+    def __repr__(self) -> str:
+        return f"Account({self.username!r}, role={self.role!r}, password=***)"
+
+    def mqtt_url(self, host: str = "127.0.0.1", port: int | None = None, *, tls: bool = False) -> str:
+        """``mqtt://user:password@host:port`` (``mqtts://`` with TLS); passwords are URL-safe."""
+        port = port or (8883 if tls else 1883)
+        return f"{'mqtts' if tls else 'mqtt'}://{self.username}:{self.password}@{host}:{port}"
+
+
+def hash_password(password: str, *, iterations: int = PBKDF2_ITERATIONS, salt: bytes | None = None) -> str:
+    """The ``$7$`` PBKDF2-SHA512 hash Mosquitto 2 stores in its password file."""
+    salt = salt if salt is not None else os.urandom(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
+    return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+def verify_password(password: str, hashed: str) -> bool:
+    try:
+        _, kind, iterations, salt, digest = hashed.split("$")
+    except ValueError:
+        return False
+    if kind != "7":
+        return False
+    expect = hashlib.pbkdf2_hmac("sha512", password.encode(), base64.b64decode(salt), int(iterations))
+    return secrets.compare_digest(base64.b64encode(expect).decode(), digest)
+
+
+def password_file_text(accounts: Iterable[Account]) -> str:
+    return "".join(f"{a.username}:{hash_password(a.password)}\n" for a in accounts)
+
+
+def acl_text(prefix: str = DEFAULT_PREFIX, integrators: Iterable[str] = ("integrator",)) -> str:
+    """The Mosquitto ACL for ``prefix``: robot patterns, service accounts and integrators."""
+    p = Topics(prefix).prefix
+    blocks = [
+        f"# minewatch broker ACL for topic prefix {p}. Generated by minewatch.security; anything not",
+        "# allowed here is denied. Mosquitto re-reads this file on SIGHUP.",
+        "",
+        "# Robots: the username is the robot id; a robot speaks only for itself.",
+        f"pattern write {p}/telemetry/+/%u",
+        f"pattern write {p}/status/%u",
+        "",
+        "# The simulator stands in for the whole fleet (real robots use their own accounts).",
+        "user simulator",
+        f"topic write {p}/telemetry/#",
+        f"topic write {p}/status/#",
+        "",
+        "# The ingestor: reads telemetry, status and acknowledgements; writes alerts and dead letters.",
+        "user ingest",
+        f"topic read {p}/telemetry/#",
+        f"topic read {p}/status/#",
+        f"topic readwrite {p}/alerts/#",
+        f"topic write {p}/deadletter/#",
+        "",
+        "# The API: reads alerts, status, live telemetry and dead letters; publishes operators'",
+        "# acknowledgements.",
+        "user api",
+        f"topic read {p}/alerts/#",
+        f"topic read {p}/status/#",
+        f"topic read {p}/telemetry/#",
+        f"topic read {p}/deadletter/#",
+        f"topic write {p}/alerts/ack/#",
+    ]
+    for name in integrators:
+        Account(name, "integrator", "x")  # validates the name
+        blocks += [
+            "",
+            f"# Integrator {name}: alerts, read only. The denials keep the robot patterns above from",
+            "# applying to this account.",
+            f"user {name}",
+            f"topic read {p}/alerts/#",
+            f"topic deny {p}/telemetry/#",
+            f"topic deny {p}/status/#",
+        ]
+    return "\n".join(blocks) + "\n"
+
+
+@dataclass
+class BrokerAuth:
+    """Files written by :func:`write_broker_auth` and the accounts they hold."""
+
+    directory: Path
+    password_file: Path
+    acl_file: Path
+    credentials_file: Path
+    accounts: dict[str, Account]
+
+    def __getitem__(self, username: str) -> Account:
+        return self.accounts[username]
+
+    def url(self, username: str, host: str = "127.0.0.1", port: int | None = None, *, tls: bool = False) -> str:
+        return self.accounts[username].mqtt_url(host, port, tls=tls)
+
+
+def new_secret() -> str:
+    """A random 32-character secret, URL-safe (it goes into ``mqtt://`` URLs unquoted)."""
+    return secrets.token_urlsafe(24)
+
+
+def load_credentials(directory: Path) -> dict:
+    """``credentials.json`` of ``directory`` (empty sections if there is none)."""
+    path = Path(directory) / "credentials.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    for section in ("mqtt", "influx", "api_keys"):
+        data.setdefault(section, {})
+    return data
+
+
+def save_credentials(directory: Path, data: dict) -> Path:
+    path = Path(directory) / "credentials.json"
+    write_private(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def write_broker_auth(directory: Path, *, prefix: str = DEFAULT_PREFIX, robots: Iterable[str] = (),
+                      integrators: Iterable[str] = ("integrator",),
+                      passwords: dict[str, str] | None = None) -> BrokerAuth:
+    """Write ``mosquitto.passwd``, ``mosquitto.acl`` and ``credentials.json`` into ``directory``.
+
+    Accounts: ``ingest``, ``api``, ``simulator``, one per integrator name and one per robot id.
+    Passwords come from ``passwords``, else from the ``credentials.json`` already in the
+    directory (so they survive a restart), else are drawn at random. ``credentials.json`` holds
+    the plain passwords and is readable by its owner only; the password file holds salted
+    PBKDF2 hashes of 192-bit random secrets and is world-readable, because the broker reads it
+    after dropping root for its own user.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    creds = load_credentials(directory)
+    known = {name: entry["password"] for name, entry in creds["mqtt"].items()}
+    known.update(passwords or {})
+    integrators = list(integrators)
+    wanted: list[tuple[str, Role]] = [(r, r) for r in SERVICE_ROLES]
+    wanted += [(name, "integrator") for name in integrators]
+    wanted += [(rid, "robot") for rid in robots]
+    accounts: dict[str, Account] = {}
+    for name, role in wanted:
+        if name in accounts:
+            raise ValueError(f"account {name!r} given twice")
+        accounts[name] = Account(name, role, known.get(name) or new_secret())
+
+    pw_path, acl_path = directory / "mosquitto.passwd", directory / "mosquitto.acl"
+    write_private(pw_path, password_file_text(accounts.values()), mode=0o644)
+    acl_path.write_text(acl_text(prefix, integrators))
+    creds["prefix"] = prefix
+    creds["mqtt"] = {a.username: {"role": a.role, "password": a.password} for a in accounts.values()}
+    creds_path = save_credentials(directory, creds)
+    return BrokerAuth(directory, pw_path, acl_path, creds_path, accounts)
+
+
+def write_private(path: Path, text: str, *, mode: int = 0o600) -> None:
+    """Write ``text`` to ``path`` atomically, created with ``mode`` (never briefly wider)."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)

@@ -1,0 +1,226 @@
+"""Retention and downsampling in InfluxDB: raw data for a week, 5-minute statistics and alarms for a year.
+
+The monitoring standard (AQ 6201-2019 as quoted in domain.md section 3) asks that real-time
+readings be kept at least 7 days and 5-minute statistics, alarms, power cuts and fan/door changes
+at least a year. :func:`ensure_storage` sets the database up for that, and is safe to run on
+every start (it changes only what differs):
+
+- retention policy ``raw`` (default, ``raw_days``, one-day shards): everything is written here;
+- retention policy ``long`` (``long_days``, one-week shards);
+- continuous queries ``telemetry_5m`` and ``vibration_5m``: every minute, re-compute the 5-minute
+  ``mean_*``, ``min_*`` and ``max_*`` of every field of the last 15 minutes (late frames
+  included) into ``long.telemetry_5m`` / ``long.vibration_5m``, tags kept; the min/max of a
+  ``run`` channel keeps every fan stop and start;
+- the alert log: InfluxDB 1.x continuous queries must aggregate (a ``SELECT *`` one is accepted
+  and then never writes), so :func:`copy_events` copies ``alert_events`` rows, unchanged, from
+  ``raw`` into ``long``; the ingestor runs it every minute (:func:`maintain_storage`). Copies of
+  the same row land once (same series and time).
+
+Creating databases, policies and continuous queries needs an InfluxDB admin account; a
+non-admin account works once they exist, since nothing is changed then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any
+
+from minewatch.influx import InfluxClient, InfluxError, SyncInflux
+
+__all__ = [
+    "RAW_RP",
+    "LONG_RP",
+    "DOWNSAMPLED",
+    "COPIED",
+    "StoragePlan",
+    "ensure_storage",
+    "ensure_storage_sync",
+    "copy_events",
+    "copy_events_sync",
+    "maintain_storage",
+]
+
+log = logging.getLogger(__name__)
+
+RAW_RP = "raw"
+LONG_RP = "long"
+# measurement in raw -> its 5-minute statistics in long
+DOWNSAMPLED = {"telemetry": "telemetry_5m", "vibration": "vibration_5m"}
+# measurements copied row for row into long
+COPIED = ("alert_events",)
+MIN_RAW_DAYS = 7  # domain.md section 3: real-time data >= 7 d
+MIN_LONG_DAYS = 366  # domain.md section 3: 5-min statistics and alarms >= 1 yr
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _squash(query: str) -> str:
+    """A CQ definition without quotes, spaces or case, to compare ours with SHOW's."""
+    return re.sub(r'["\s]', "", query).lower()
+
+
+@dataclass(frozen=True)
+class StoragePlan:
+    """What the database should look like; renders the InfluxQL that gets it there."""
+
+    db: str
+    raw_days: int = MIN_RAW_DAYS
+    long_days: int = 400
+    every: str = "1m"
+    window: str = "15m"
+    bucket: str = "5m"
+
+    def __post_init__(self) -> None:
+        if self.raw_days < MIN_RAW_DAYS:
+            raise ValueError(f"raw data must be kept at least {MIN_RAW_DAYS} days (domain.md section 3), "
+                             f"got {self.raw_days}")
+        if self.long_days < MIN_LONG_DAYS:
+            raise ValueError(f"5-minute statistics and alarms must be kept at least a year ({MIN_LONG_DAYS} days, "
+                             f"domain.md section 3), got {self.long_days}")
+
+    def policies(self) -> dict[str, tuple[str, str, bool]]:
+        """name -> (duration, shard group duration, default), as SHOW RETENTION POLICIES prints them."""
+        return {RAW_RP: (f"{self.raw_days * 24}h0m0s", "24h0m0s", True),
+                LONG_RP: (f"{self.long_days * 24}h0m0s", "168h0m0s", False)}
+
+    def continuous_queries(self) -> dict[str, str]:
+        db = _ident(self.db)
+        out = {}
+        for source, target in DOWNSAMPLED.items():
+            out[target] = (
+                f"CREATE CONTINUOUS QUERY {_ident(target)} ON {db} RESAMPLE EVERY {self.every} FOR {self.window} "
+                f"BEGIN SELECT mean(*), min(*), max(*) INTO {db}.{_ident(LONG_RP)}.{_ident(target)} "
+                f"FROM {db}.{_ident(RAW_RP)}.{_ident(source)} GROUP BY time({self.bucket}), * END")
+        return out
+
+    def changes(self, rps: list[dict[str, Any]], cqs: list[dict[str, Any]]) -> list[str]:
+        """The statements that turn the state seen (SHOW RETENTION POLICIES / CONTINUOUS QUERIES)
+        into the planned one; empty when nothing differs."""
+        db = _ident(self.db)
+        out: list[str] = []
+        have = {r["name"]: r for r in rps}
+        for name, (duration, shard, default) in self.policies().items():
+            days = self.raw_days if name == RAW_RP else self.long_days
+            shard_spec = "1d" if name == RAW_RP else "7d"
+            spec = f"DURATION {days}d REPLICATION 1 SHARD DURATION {shard_spec}{' DEFAULT' if default else ''}"
+            r = have.get(name)
+            if r is None:
+                out.append(f"CREATE RETENTION POLICY {_ident(name)} ON {db} {spec}")
+            elif (r["duration"], r["shardGroupDuration"], bool(r["default"])) != (duration, shard, default):
+                out.append(f"ALTER RETENTION POLICY {_ident(name)} ON {db} {spec}")
+        head = _squash(f"ON {db}")
+        mine = {r["name"]: _squash(r["query"]) for r in cqs if head in _squash(r["query"])}
+        for name, query in self.continuous_queries().items():
+            if name in mine and mine[name] == _squash(query):
+                continue
+            if name in mine:
+                out.append(f"DROP CONTINUOUS QUERY {_ident(name)} ON {db}")
+            out.append(query)
+        return out
+
+    def copy_statements(self, window: str) -> list[str]:
+        db = _ident(self.db)
+        return [f"SELECT * INTO {db}.{_ident(LONG_RP)}.{_ident(m)} FROM {db}.{_ident(RAW_RP)}.{_ident(m)} "
+                f"WHERE time > now() - {window} GROUP BY *" for m in COPIED]
+
+
+# The set-up is written once, as a generator that yields (query, options) and is sent the rows;
+# the async and the blocking client each drive it.
+Step = Generator[tuple[str, dict[str, Any]], list[dict[str, Any]], list[str]]
+
+
+def _setup(plan: StoragePlan) -> Step:
+    ran: list[str] = []
+    dbs = yield "SHOW DATABASES", {"db": ""}
+    if plan.db not in {r["name"] for r in dbs}:
+        stmt = f"CREATE DATABASE {_ident(plan.db)}"
+        yield stmt, {"db": "", "post": True}
+        ran.append(stmt)
+    rps = yield f"SHOW RETENTION POLICIES ON {_ident(plan.db)}", {"db": ""}
+    cqs = yield "SHOW CONTINUOUS QUERIES", {"db": plan.db}
+    for stmt in plan.changes(rps, cqs):
+        yield stmt, {"db": "", "post": True}
+        ran.append(stmt)
+    return ran
+
+
+def _explain(exc: InfluxError) -> InfluxError:
+    if exc.status in (401, 403):
+        return InfluxError(exc.status, f"{exc.message} (setting up retention policies and continuous queries "
+                                       "needs an InfluxDB admin account: MINEWATCH_INFLUX_USER / _PASSWORD)")
+    return exc
+
+
+async def ensure_storage(client: InfluxClient, *, raw_days: int = MIN_RAW_DAYS, long_days: int = 400,
+                         every: str = "1m") -> list[str]:
+    """Create or update the database, its ``raw``/``long`` policies and its continuous queries.
+
+    Idempotent: returns the statements it ran, none when everything was in place.
+    """
+    steps = _setup(StoragePlan(client.db, raw_days=raw_days, long_days=long_days, every=every))
+    rows: list[dict[str, Any]] | None = None
+    try:
+        while True:
+            query, options = steps.send(rows)  # type: ignore[arg-type]
+            rows = await client.query(query, **options)
+    except StopIteration as done:
+        ran: list[str] = done.value
+    except InfluxError as exc:
+        raise _explain(exc) from None
+    if ran:
+        log.info("storage of %s set up: %s", client.db, "; ".join(ran))
+    return ran
+
+
+def ensure_storage_sync(client: SyncInflux, *, raw_days: int = MIN_RAW_DAYS, long_days: int = 400,
+                        every: str = "1m") -> list[str]:
+    """:func:`ensure_storage` with the blocking client."""
+    steps = _setup(StoragePlan(client.db, raw_days=raw_days, long_days=long_days, every=every))
+    rows: list[dict[str, Any]] | None = None
+    try:
+        while True:
+            query, options = steps.send(rows)  # type: ignore[arg-type]
+            rows = client.query(query, **options)
+    except StopIteration as done:
+        return done.value
+    except InfluxError as exc:
+        raise _explain(exc) from None
+
+
+def _written(rows: list[dict[str, Any]]) -> int:
+    return sum(int(r.get("written", 0)) for r in rows)
+
+
+async def copy_events(client: InfluxClient, *, window: str = "1d") -> int:
+    """Copy the last ``window`` of ``alert_events`` from ``raw`` into ``long``; rows written."""
+    n = 0
+    for stmt in StoragePlan(client.db).copy_statements(window):
+        n += _written(await client.query(stmt, post=True))
+    return n
+
+
+def copy_events_sync(client: SyncInflux, *, window: str = "1d") -> int:
+    return sum(_written(client.query(stmt, post=True)) for stmt in StoragePlan(client.db).copy_statements(window))
+
+
+async def maintain_storage(client: InfluxClient, *, every_s: float = 60.0, window: str = "1d",
+                           raw_days: int = MIN_RAW_DAYS) -> None:
+    """Copy the alert log into ``long`` every ``every_s`` seconds until cancelled.
+
+    The first pass covers all of ``raw`` (``raw_days``), so events written while no copier ran
+    are copied too; later passes the last ``window``. Failures are logged and retried.
+    """
+    span = f"{raw_days}d"
+    while True:
+        try:
+            await copy_events(client, window=span)
+            span = window
+        except Exception as exc:  # noqa: BLE001 - InfluxDB or network trouble: retry next pass
+            log.warning("copying alert events into %s.%s failed (will retry): %s", client.db, LONG_RP, exc)
+        await asyncio.sleep(every_s)

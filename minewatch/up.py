@@ -1,0 +1,191 @@
+"""``minewatch up``: the whole system on this machine.
+
+Starts its own mosquitto and influxd (data under ``.minewatch/``), then the ingestor, the API and
+the simulator (the default mine, in real time, with an occasional scripted fault), prints where to
+look, and on Ctrl-C stops everything it started, last started first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import click
+
+from minewatch.services import Influxd, Mosquitto, wait_port
+
+__all__ = ["up", "System"]
+
+
+def _port_free(port: int, host: str = "127.0.0.1") -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+            return True
+        except OSError:
+            return False
+
+
+def _api_keys(path: Path) -> dict[str, str]:
+    """Local keys, made once and kept in ``.minewatch/api-keys.json``: role → key."""
+    if path.exists():
+        keys = json.loads(path.read_text())
+        if {"operator", "engineer", "integrator"} <= set(keys):
+            return keys
+    keys = {role: f"{role[:3]}-{secrets.token_urlsafe(18)}" for role in ("operator", "engineer", "integrator")}
+    path.write_text(json.dumps(keys, indent=2))
+    path.chmod(0o600)
+    return keys
+
+
+class System:
+    """The processes of a local minewatch, started in order and stopped in reverse."""
+
+    def __init__(self, home: Path, mqtt_port: int, influx_port: int, api_port: int, *, simulate: bool = True,
+                 sim_args: tuple[str, ...] = (), ingest_args: tuple[str, ...] = (), log=print) -> None:  # noqa: ANN001
+        self.home = home
+        self.mqtt_port, self.influx_port, self.api_port = mqtt_port, influx_port, api_port
+        self.simulate = simulate
+        self.sim_args = sim_args
+        self.ingest_args = ingest_args
+        self.log = log
+        self.broker: Mosquitto | None = None
+        self.influx: Influxd | None = None
+        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.keys: dict[str, str] = {}
+
+    @property
+    def mqtt_url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.mqtt_port}"
+
+    @property
+    def influx_url(self) -> str:
+        return f"http://127.0.0.1:{self.influx_port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:
+        logf = open(self.home / f"{name}.log", "ab")
+        cmd = [sys.executable, "-m", "minewatch", *args]
+        self.log(f"  {name:9s} {' '.join(args)}  (log: {self.home / (name + '.log')})")
+        proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                start_new_session=True)
+        logf.close()
+        self.children.append((name, proc))
+
+    def start(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        for what, port in (("MQTT", self.mqtt_port), ("InfluxDB", self.influx_port), ("API", self.api_port)):
+            if not _port_free(port):
+                raise click.ClickException(f"port {port} for {what} is in use; choose another with the --*-port options")
+        self.keys = _api_keys(self.home / "api-keys.json")
+        env = dict(os.environ)
+        env["MINEWATCH_API_KEYS"] = ",".join(f"{k}:{r}" for r, k in self.keys.items())
+        env["MINEWATCH_DATA_DIR"] = str(self.home)
+
+        self.log(f"starting mosquitto on {self.mqtt_url} and influxd on {self.influx_url} (data in {self.home})")
+        self.broker = Mosquitto(self.home / "mosquitto", self.mqtt_port)
+        self.broker.start()
+        self.influx = Influxd(self.home / "influxdb", self.influx_port)
+        self.influx.start()
+
+        common = ["--mqtt-url", self.mqtt_url]
+        influx = ["--influx-url", self.influx_url]
+        self._spawn("ingest", ["ingest", *common, *influx, "--spool-dir", str(self.home / "spool"), *self.ingest_args], env)
+        self._spawn("api", ["api", *common, *influx, "--host", "127.0.0.1", "--port", str(self.api_port)], env)
+        wait_port("127.0.0.1", self.api_port, timeout=60)
+        if self.simulate:
+            self._spawn("simulate", ["simulate", *common, "--speed", "1", *self.sim_args], env)
+
+    def check(self) -> str | None:
+        """The name of a child that has exited, if any."""
+        for name, proc in self.children:
+            if proc.poll() is not None:
+                return f"{name} exited with {proc.returncode} (see {self.home / (name + '.log')})"
+        return None
+
+    def stop(self) -> None:
+        for name, proc in reversed(self.children):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for name, proc in reversed(self.children):
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.log(f"{name} did not stop in time; killing it")
+                proc.kill()
+                proc.wait()
+        self.children.clear()
+        if self.influx:
+            self.influx.stop()
+        if self.broker:
+            self.broker.stop()
+
+
+def _wait_healthy(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+
+
+@click.command()
+@click.option("--home", type=click.Path(path_type=Path), default=Path(".minewatch"), show_default=True,
+              help="Where the broker, InfluxDB, spool and logs keep their data.")
+@click.option("--mqtt-port", type=int, default=1883, show_default=True)
+@click.option("--influx-port", type=int, default=8086, show_default=True)
+@click.option("--api-port", type=int, default=8000, show_default=True)
+@click.option("--no-simulator", is_flag=True, help="Run without the simulated fleet (real robots publish to the broker).")
+@click.option("--sim-arg", "sim_args", multiple=True, help="Extra argument for `minewatch simulate` (repeatable).")
+def up(home: Path, mqtt_port: int, influx_port: int, api_port: int, no_simulator: bool, sim_args: tuple[str, ...]) -> None:
+    """Run the whole system on this machine until Ctrl-C."""
+    system = System(home.resolve(), mqtt_port, influx_port, api_port, simulate=not no_simulator, sim_args=sim_args,
+                    log=click.echo)
+    stopping = False
+
+    def _stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        system.start()
+        _wait_healthy(system.api_url)
+        op = system.keys["operator"]
+        click.echo("")
+        click.echo(f"minewatch is up.  Control room: {system.api_url}/?api_key={op}")
+        click.echo(f"  API docs       {system.api_url}/docs   (header X-API-Key: {op})")
+        click.echo(f"  operator key   {op}")
+        click.echo(f"  engineer key   {system.keys['engineer']}")
+        click.echo(f"  integrator key {system.keys['integrator']}")
+        click.echo(f"  alerts         mosquitto_sub -p {mqtt_port} -t 'minewatch/v1/alerts/#' -v")
+        click.echo("Ctrl-C stops everything.")
+        while not stopping:
+            problem = system.check()
+            if problem:
+                click.echo(f"stopping: {problem}", err=True)
+                break
+            time.sleep(0.5)
+    finally:
+        click.echo("stopping minewatch ...")
+        system.stop()
+        click.echo("stopped.")

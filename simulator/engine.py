@@ -1,0 +1,357 @@
+"""The simulation loop: mine physics, fleet, sensors, faults and the 5G link, tick by tick."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from minewatch.catalogue import SCENARIOS
+from minewatch.schema import Link, RobotStatus
+from minewatch.wire import Frame, LinkInfo, WaveBlock
+from simulator.faults import FaultError, FaultSpec, resolve
+from simulator.fleet import Robot, build_fleet
+from simulator.injector import Injector
+from simulator.labels import LabelTracker
+from simulator.link import LinkModel, loss_ewma
+from simulator.mine import Mine
+from simulator.shifts import ShiftCalendar
+from simulator.timeutil import NS
+from simulator.vibration import encode_block, synthesize
+
+__all__ = ["SimConfig", "Simulation", "Message", "StatusUpdate", "Tick"]
+
+STATUS_EVERY_S = 60.0
+
+
+@dataclass
+class SimConfig:
+    """Everything that decides a run; the same config gives byte-identical output.
+
+    ``start_ns`` None means now (floored to the second); pass it for reproducible runs.
+    ``frames`` stops after exactly that many telemetry frames; ``duration_s`` after that much
+    simulated time; with neither the run is endless.
+    """
+
+    seed: int = 1
+    rate_hz: float = 1.0
+    start_ns: int | None = None
+    duration_s: float | None = None
+    frames: int | None = None
+    robots: int | None = None
+    scenarios: list[str] | None = None
+    faults: list[FaultSpec] = field(default_factory=list)
+    waveform_rate_hz: float = 0.0
+    waveform_seconds: float = 0.5
+    waveform_every: int = 10
+    waveform_dtype: str = "f4"
+    shift_pattern: str = "3x8"
+    utc_offset_h: float = 8.0
+    keepalive_s: float = 10.0
+    backlog_chunk: int = 100
+    backlog_messages_per_tick: int = 2
+
+    def __post_init__(self) -> None:
+        if not (0.0 < self.rate_hz <= 1000.0):
+            raise ValueError("rate must be in (0, 1000] Hz")
+        if self.frames is not None and self.frames < 0:
+            raise ValueError("frames must be >= 0")
+        if self.waveform_rate_hz and not (1000.0 <= self.waveform_rate_hz <= 200_000.0):
+            raise ValueError("waveform rate must be 0 (off) or 1000-200000 Hz")
+        if self.waveform_dtype not in ("f4", "i2"):
+            raise ValueError("waveform dtype must be f4 or i2")
+        if self.waveform_every < 1 or self.waveform_seconds <= 0:
+            raise ValueError("waveform_every must be >= 1 and waveform_seconds > 0")
+
+
+@dataclass(slots=True)
+class Message:
+    """One MQTT telemetry message: one frame, or an array of frames of one robot in one scenario."""
+
+    robot_id: str
+    scenario_id: str
+    frames: list[Frame]
+    backlog: bool = False
+
+
+@dataclass(slots=True)
+class StatusUpdate:
+    """A robot status change. ``event``: ``status`` (publish retained), ``offline`` (the connection
+    drops and the broker publishes the will), ``online`` (reconnect, then publish retained)."""
+
+    robot_id: str
+    event: str
+    status: RobotStatus
+
+
+@dataclass(slots=True)
+class Tick:
+    t_ns: int
+    messages: list[Message]
+    statuses: list[StatusUpdate]
+
+
+class _RobotState:
+    __slots__ = ("seq", "backlog", "down_since", "will_sent", "retry", "loss", "charging", "hole_since",
+                 "offline", "last_status")
+
+    def __init__(self) -> None:
+        self.seq = 0
+        self.backlog: list[Frame] = []
+        self.down_since: int | None = None
+        self.will_sent = False
+        self.retry: Frame | None = None
+        self.loss = 0.0
+        self.charging = False
+        self.hole_since: int | None = None
+        self.offline = False
+        self.last_status = -math.inf
+
+
+class Simulation:
+    """A run of the mine. Iterate :meth:`ticks` (or :meth:`frames`); labels after the run."""
+
+    def __init__(self, config: SimConfig) -> None:
+        self.config = config
+        c = config
+        seeds = np.random.SeedSequence(c.seed).spawn(3)
+        self.rng_sensor = np.random.default_rng(seeds[1])
+        self.link_model = LinkModel(np.random.default_rng(seeds[2]))
+        self.dt = 1.0 / c.rate_hz
+        self.dt_ns = round(self.dt * NS)
+        self.t0 = c.start_ns if c.start_ns is not None else (time.time_ns() // NS) * NS
+        self.calendar = ShiftCalendar(c.shift_pattern, c.utc_offset_h)
+        self.mine = Mine(self.calendar, np.random.default_rng(seeds[0]), self.dt, self.t0)
+        self.fleet: list[Robot] = build_fleet(c.robots, c.scenarios)
+        ids = [r.id for r in self.fleet]
+        self.robot_of: dict[str, str | None] = {}
+        for r in self.fleet:
+            if r.kind != "patrol":
+                self.robot_of.setdefault(r.route.segments[0][0], r.id)
+
+        def robots_in(sid: str | None) -> list[str]:
+            return [r.id for r in self.fleet if r.kind != "patrol" and r.route.segments[0][0] == sid]
+
+        faults = resolve(c.faults, self.t0, self.mine.channel_index, robots_in)
+        for f in faults:
+            if f.robot is not None and f.robot not in ids:
+                raise FaultError(f"fault {f.fault_id}: robot {f.robot!r} is not in the fleet ({', '.join(ids[:8])}...)")
+            if f.robot is not None and f.scenario is None:
+                f.scenario = next(r.scenario for r in self.fleet if r.id == f.robot)
+        self.faults = faults
+        self.injector = Injector(self.mine, faults)
+        self.tracker = LabelTracker(self.mine, faults, self.robot_of)
+        self.state = [_RobotState() for _ in self.fleet]
+        self.coverage: list[dict[str, Any]] = []
+        self._sid_idx = {sid: np.arange(sl.start, sl.stop) for sid, sl in self.mine.slices.items()}
+        self._names = {sid: self.mine.names[sl] for sid, sl in self.mine.slices.items()}
+        self.frames_generated = 0
+        self.readings_generated = 0
+        self.finished = False
+
+    # ------------------------------------------------------------------ public
+    def frames(self) -> Iterator[list[Frame]]:
+        """Frame batches in publish order, one per MQTT message (topic-free)."""
+        for tick in self.ticks():
+            for msg in tick.messages:
+                yield msg.frames
+
+    def labels(self) -> list[dict[str, Any]]:
+        """Ground-truth records (see :mod:`simulator.labels`), complete once the run has ended."""
+        return self.tracker.labels() + self.coverage
+
+    def ticks(self) -> Iterator[Tick]:
+        c = self.config
+        end_ns = self.t0 + round(c.duration_s * NS) if c.duration_s is not None else None
+        i = 0
+        while True:
+            t = self.t0 + i * self.dt_ns
+            if end_ns is not None and t >= end_ns:
+                break
+            if c.frames is not None and self.frames_generated >= c.frames:
+                break
+            yield self._tick(i, t)
+            i += 1
+        self.finished = True
+        tail = self._flush(self.t0 + i * self.dt_ns)
+        if tail.messages or tail.statuses:
+            yield tail
+
+    # ------------------------------------------------------------------ one step
+    def _tick(self, i: int, t: int) -> Tick:
+        c, m = self.config, self.mine
+        if i:
+            for r in self.fleet:
+                r.advance(self.dt)
+        eff = self.injector.effects(t)
+        values = m.step(t, eff)
+        self.tracker.observe(t, values)
+        sids = [r.scenario for r in self.fleet]
+        idx = np.concatenate([self._sid_idx[s] for s in sids])
+        true = values[1, idx]
+        noise = self.rng_sensor.standard_normal(len(idx)) * (m.noise_sd[idx] + m.noise_rel[idx] * np.abs(true))
+        inv = m.inv_res[idx]
+        x = np.rint(np.clip(true + noise, m.qlo[idx], m.qhi[idx]) * inv) / inv
+        offsets = np.zeros(len(self.fleet) + 1, dtype=np.int64)
+        np.cumsum([len(self._sid_idx[s]) for s in sids], out=offsets[1:])
+        for f in self.injector.sensor_active(t):
+            local = f.k - m.slices[f.scenario].start
+            for ri, r in enumerate(self.fleet):
+                if sids[ri] == f.scenario and (f.robot is None or f.robot == r.id):
+                    pos = offsets[ri] + local
+                    v = self.injector.apply_sensor(f, r.id, float(x[pos]), t)
+                    v = round(v * inv[pos]) / inv[pos]
+                    x[pos] = v
+                    self.tracker.observe_reading(f, t, v)
+        xs = x.tolist()
+        dist, hole = self._geometry()
+        up, latency, rssi, lost = self.link_model.sample(dist, hole)
+        run = m.drivers[2][1]
+        msgs: list[Message] = []
+        statuses: list[StatusUpdate] = []
+        n_robots = len(self.fleet)
+        for ri, r in enumerate(self.fleet):
+            st = self.state[ri]
+            sid = sids[ri]
+            off = self.injector.offline(r.id, t)
+            if off is not None:
+                self.tracker.observe_fleet(off, t)
+                if not st.offline:
+                    st.offline = True
+                    statuses.append(StatusUpdate(r.id, "offline", self._status(r, st, t, False, None)))
+                continue
+            if st.offline:
+                st.offline = False
+                st.will_sent = False
+                statuses.append(StatusUpdate(r.id, "online", self._status(r, st, t, True, None)))
+                st.last_status = t
+            if c.frames is not None and self.frames_generated >= c.frames:
+                continue
+            names = self._names[sid]
+            a, b = int(offsets[ri]), int(offsets[ri + 1])
+            outage = self.injector.outage(r.id, t)
+            link_up = bool(up[ri]) and outage is None
+            st.loss = loss_ewma(st.loss, bool(lost[ri]), self.dt)
+            link = LinkInfo(latency_ms=float(latency[ri]) if link_up else 0.0,
+                            rssi_dbm=float(rssi[ri]), loss=round(st.loss, 3))
+            frame = Frame(robot_id=r.id, scenario_id=sid, seq=st.seq, ts=t + ri * self.dt_ns // n_robots,
+                          readings=dict(zip(names, xs[a:b])), pos_m=round(r.pos, 1),
+                          battery=round(r.battery, 1), link=link)
+            machine = SCENARIOS[sid].machine
+            if c.waveform_rate_hz and machine is not None and (i + ri) % c.waveform_every == 0:
+                frame.waveforms = {"vib": self._waveform(ri, i, t, sid, float(run[m.place_index[sid]]))}
+            st.seq += 1
+            self.frames_generated += 1
+            self.readings_generated += b - a
+            if outage is not None:
+                self.tracker.observe_fleet(outage, t)
+            self._send(ri, r, st, frame, t, link_up, bool(lost[ri]), bool(hole[ri]), msgs, statuses)
+        return Tick(t, msgs, statuses)
+
+    def _send(self, ri: int, r: Robot, st: _RobotState, frame: Frame, t: int, link_up: bool, lost: bool,
+              hole: bool, msgs: list[Message], statuses: list[StatusUpdate]) -> None:
+        c = self.config
+        if hole and st.hole_since is None:
+            st.hole_since = t
+        elif not hole and st.hole_since is not None:
+            self._coverage_label(r, st.hole_since, t)
+            st.hole_since = None
+        if not link_up:
+            if st.retry is not None:
+                st.backlog.append(st.retry)
+                st.retry = None
+            st.backlog.append(frame)
+            if st.down_since is None:
+                st.down_since = t
+            if not st.will_sent and t - st.down_since >= 1.5 * c.keepalive_s * NS:
+                st.will_sent = True
+                statuses.append(StatusUpdate(r.id, "offline", self._status(r, st, t, False, frame.link)))
+            return
+        st.down_since = None
+        if st.will_sent:
+            st.will_sent = False
+            statuses.append(StatusUpdate(r.id, "online", self._status(r, st, t, True, frame.link)))
+            st.last_status = t
+        elif (t - st.last_status) >= STATUS_EVERY_S * NS or r.charging != st.charging:
+            statuses.append(StatusUpdate(r.id, "status", self._status(r, st, t, True, frame.link)))
+            st.last_status = t
+        st.charging = r.charging
+        if lost:
+            held = frame
+        else:
+            msgs.append(Message(r.id, frame.scenario_id, [frame]))
+            held = None
+        if st.retry is not None:
+            msgs.append(Message(r.id, st.retry.scenario_id, [st.retry], backlog=True))
+        st.retry = held
+        for _ in range(c.backlog_messages_per_tick):
+            if not st.backlog:
+                break
+            msgs.append(self._chunk(r.id, st))
+
+    def _chunk(self, robot_id: str, st: _RobotState) -> Message:
+        """The oldest frames of the backlog that share a scenario, up to ``backlog_chunk``."""
+        sid = st.backlog[0].scenario_id
+        n = 0
+        limit = min(len(st.backlog), self.config.backlog_chunk)
+        while n < limit and st.backlog[n].scenario_id == sid:
+            n += 1
+        frames, st.backlog = st.backlog[:n], st.backlog[n:]
+        return Message(robot_id, sid, frames, backlog=True)
+
+    def _flush(self, t: int) -> Tick:
+        """At the end of a run every held frame is sent: nothing generated is left behind."""
+        msgs: list[Message] = []
+        statuses: list[StatusUpdate] = []
+        for ri, (r, st) in enumerate(zip(self.fleet, self.state)):
+            if st.hole_since is not None:
+                self._coverage_label(r, st.hole_since, t)
+                st.hole_since = None
+            if st.retry is not None:
+                st.backlog.insert(0, st.retry) if st.backlog and st.backlog[0].seq > st.retry.seq else st.backlog.append(st.retry)
+                st.retry = None
+            if st.will_sent and st.backlog:
+                st.will_sent = False
+                statuses.append(StatusUpdate(r.id, "online", self._status(r, st, t, True, None)))
+            while st.backlog:
+                msgs.append(self._chunk(r.id, st))
+        return Tick(t, msgs, statuses)
+
+    # ------------------------------------------------------------------ helpers
+    def _geometry(self) -> tuple[np.ndarray, np.ndarray]:
+        n = len(self.fleet)
+        dist = np.empty(n)
+        hole = np.zeros(n, dtype=bool)
+        for ri, r in enumerate(self.fleet):
+            route = r.route
+            dist[ri] = min((abs(r.pos - s) for s in route.stations_m), default=50.0)
+            hole[ri] = any(a <= r.pos < b for a, b in route.holes_m)
+        return dist, hole
+
+    def _waveform(self, ri: int, i: int, t: int, sid: str, running: float) -> WaveBlock:
+        c = self.config
+        machine = SCENARIOS[sid].machine
+        rng = np.random.default_rng([c.seed, 0x5A, ri, i])
+        n = int(round(c.waveform_rate_hz * c.waveform_seconds))
+        health = self.injector.health(sid, t)
+        running = 1.0 if running >= 0.5 else 0.0
+        x = synthesize(machine, c.waveform_rate_hz, n, rng, health, t0_s=(t - self.t0) / NS % 3600.0, running=running)
+        return encode_block(x, c.waveform_rate_hz, round(machine.rpm * running, 1), c.waveform_dtype)
+
+    def _status(self, r: Robot, st: _RobotState, t: int, online: bool, link: LinkInfo | None) -> RobotStatus:
+        return RobotStatus(robot_id=r.id, online=online, ts=t, scenario_id=r.scenario, pos_m=round(r.pos, 1),
+                           battery=round(r.battery, 1), charging=r.charging,
+                           link=Link(latency_ms=link.latency_ms, rssi_dbm=link.rssi_dbm, loss=link.loss)
+                           if link is not None else None)
+
+    def _coverage_label(self, r: Robot, start: int, end: int) -> None:
+        self.coverage.append({
+            "fault_id": f"hole-{r.id}-{start}", "kind": "coverage_hole", "scenario_id": r.route.scenario_at(r.pos)[0],
+            "robot_id": r.id, "primary": True, "channels": [], "start_ns": start, "end_ns": end,
+            "inject_start_ns": start, "inject_end_ns": end, "channel_windows": {}, "extremes": {},
+            "expected_severity": "info", "visible": True,
+            "expected_alerts": [{"kind": "robot-health", "detector": "offline", "robot_id": r.id, "severity": "info"}]})

@@ -1,0 +1,240 @@
+"""Ground truth: for every injected fault, where and when the data really deviates.
+
+One JSON line per fault and affected scenario (a fan stoppage affects the fan room and every
+place its split ventilates)::
+
+    {"fault_id": "f01-methane_outburst-mf01", "kind": "methane_outburst", "scenario_id": "mf01",
+     "robot_id": "r01", "primary": true, "channels": ["ch4_t0", "ch4_t1", "ch4_t2", "ch4_shearer"],
+     "start_ns": ..., "end_ns": ..., "inject_start_ns": ..., "inject_end_ns": ...,
+     "channel_windows": {"ch4_t1": [start_ns, end_ns], ...}, "extremes": {"ch4_t1": 1.89, ...},
+     "expected_severity": "critical",
+     "expected_alerts": [{"kind": "gas", "detector": "limit", "channel": "ch4_t1", "severity": "critical",
+                          "limit": 1.5}, ...]}
+
+Window: for physics faults, the first and last frame time at which the fault moved a labelled
+channel's true value by at least half its resolution (measured against the fault-free twin of
+the mine, see :mod:`simulator.mine`); for sensor faults, the time the sensor's reading was
+altered; for fleet faults, the injection window. ``extremes`` is the most severe true value the
+fault produced (max, or min for below-limits). ``expected_alerts`` lists what a correct system
+raises: catalogue limit crossings of those extremes plus the fault's own signature (fan
+stoppage, airflow reversal, bearing defect frequency, sensor health, robot offline).
+``expected_severity`` is the highest of them (``info`` when nothing should alert).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from minewatch.catalogue import SCENARIOS, Limit
+from minewatch.schema import SEVERITY_RANK, Severity
+from simulator.faults import FLEET, PHYSICS, SENSOR, ActiveFault
+from simulator.mine import Mine
+from simulator.vibration import DEFECT_ORDER, fault_frequency_hz
+
+__all__ = ["LabelTracker", "limit_severity", "quantity_kind"]
+
+_GAS = {"ch4", "ch4_hr", "co", "o2", "co2", "sm"}
+_VENT = {"ws", "dp", "run"}
+
+
+def quantity_kind(quantity: str) -> str:
+    """The alert kind a limit on this quantity raises (gas, ventilation, or equipment → vibration)."""
+    if quantity in _GAS:
+        return "gas"
+    if quantity in _VENT:
+        return "ventilation"
+    if quantity == "t_hot":
+        return "vibration"
+    return "gas"
+
+
+def limit_severity(limit: Limit, lo: float, hi: float) -> tuple[str, float] | None:
+    """The most severe level of ``limit`` crossed by a value ranging over [lo, hi]."""
+    best: tuple[str, float] | None = None
+    for sev, thr in limit.levels:
+        crossed = hi >= thr if limit.direction == "above" else lo < thr
+        if crossed and (best is None or SEVERITY_RANK[Severity(sev)] > SEVERITY_RANK[Severity(best[0])]):
+            best = (sev, thr)
+    return best
+
+
+class _Track:
+    def __init__(self, K: int) -> None:
+        self.first = np.full(K, -1, dtype=np.int64)
+        self.last = np.full(K, -1, dtype=np.int64)
+        self.hi = np.full(K, -np.inf)
+        self.lo = np.full(K, np.inf)
+        self.closed = False
+
+
+class LabelTracker:
+    """Measures each fault's footprint as the run goes; :meth:`labels` gives the JSONL records."""
+
+    def __init__(self, mine: Mine, faults: list[ActiveFault], robot_of: dict[str, str | None]) -> None:
+        self.mine = mine
+        self.faults = faults
+        self.robot_of = robot_of
+        self.thr = 0.5 * mine.res
+        self.tracks = {f.fault_id: _Track(mine.K) for f in faults}
+        self.sensor_seen: dict[str, list[tuple[int, float]]] = {f.fault_id: [] for f in faults if f.kind in SENSOR}
+        self.fleet_seen: dict[str, list[int]] = {f.fault_id: [] for f in faults if f.kind in FLEET}
+
+    def observe(self, t_ns: int, values: np.ndarray) -> None:
+        """Record the twin's deviation at ``t_ns`` against every physics fault still showing."""
+        dev = np.abs(values[1] - values[0]) > self.thr
+        any_dev = bool(dev.any())
+        for f in self.faults:
+            if f.kind not in PHYSICS:
+                continue
+            tr = self.tracks[f.fault_id]
+            if tr.closed or t_ns < f.start_ns:
+                continue
+            if not any_dev:
+                if t_ns >= f.end_ns:
+                    tr.closed = True
+                continue
+            idx = np.flatnonzero(dev)
+            tr.first[idx] = np.where(tr.first[idx] < 0, t_ns, tr.first[idx])
+            tr.last[idx] = t_ns
+            tr.hi[idx] = np.maximum(tr.hi[idx], values[1, idx])
+            tr.lo[idx] = np.minimum(tr.lo[idx], values[1, idx])
+
+    def observe_reading(self, f: ActiveFault, t_ns: int, value: float) -> None:
+        self.sensor_seen[f.fault_id].append((t_ns, value))
+
+    def observe_fleet(self, f: ActiveFault, t_ns: int) -> None:
+        self.fleet_seen[f.fault_id].append(t_ns)
+
+    # ------------------------------------------------------------------ records
+    def labels(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for f in self.faults:
+            if f.kind in PHYSICS:
+                out.extend(self._physics(f))
+            elif f.kind in SENSOR:
+                out.append(self._sensor(f))
+            else:
+                out.append(self._fleet(f))
+        return out
+
+    def _base(self, f: ActiveFault, sid: str | None, primary: bool = True) -> dict[str, Any]:
+        return {"fault_id": f.fault_id, "kind": f.kind, "scenario_id": sid,
+                "robot_id": f.robot if f.robot else self.robot_of.get(sid) if sid else None,
+                "primary": primary, "channels": [], "start_ns": f.start_ns, "end_ns": f.end_ns,
+                "inject_start_ns": f.start_ns, "inject_end_ns": f.end_ns, "channel_windows": {},
+                "extremes": {}, "expected_severity": "info", "expected_alerts": [], "visible": True}
+
+    def _physics(self, f: ActiveFault) -> list[dict[str, Any]]:
+        m = self.mine
+        tr = self.tracks[f.fault_id]
+        touched = np.flatnonzero(tr.first >= 0)
+        by_scenario: dict[str, list[int]] = {}
+        for k in touched:
+            by_scenario.setdefault(m.scenario_ids[m.place_of[k]], []).append(int(k))
+        if f.scenario not in by_scenario:
+            rec = self._base(f, f.scenario)
+            rec["visible"] = False
+            rec["channels"] = [f.channel] if f.channel else []
+            self._signature(f, rec)
+            return [rec]
+        order = [f.scenario] + [s for s in m.scenario_ids if s in by_scenario and s != f.scenario]
+        out = []
+        for sid in order:
+            ks = by_scenario[sid]
+            rec = self._base(f, sid, primary=sid == f.scenario)
+            rec["channels"] = [m.names[k] for k in ks]
+            rec["start_ns"] = int(min(tr.first[k] for k in ks))
+            rec["end_ns"] = int(max(tr.last[k] for k in ks))
+            rec["channel_windows"] = {m.names[k]: [int(tr.first[k]), int(tr.last[k])] for k in ks}
+            for k in ks:
+                ch = SCENARIOS[sid].channel(m.names[k])
+                below = any(lim.direction == "below" for lim in ch.limits) and tr.lo[k] < m.value[0, k]
+                extreme = float(tr.lo[k] if below or (not ch.limits and tr.hi[k] < m.value[0, k]) else tr.hi[k])
+                rec["extremes"][ch.name] = round(extreme, 4)
+                for lim in ch.limits:
+                    hit = limit_severity(lim, float(tr.lo[k]), float(tr.hi[k]))
+                    if hit:
+                        rec["expected_alerts"].append({"kind": quantity_kind(ch.quantity), "detector": "limit",
+                                                       "channel": ch.name, "severity": hit[0], "limit": hit[1]})
+            if "ws" in rec["channels"] and tr.lo[m.channel_index(sid, "ws")] < 0 < m.value[0, m.channel_index(sid, "ws")]:
+                rec["expected_alerts"].append({"kind": "ventilation", "detector": "airflow_reversal", "channel": "ws",
+                                               "severity": "alarm"})
+            if rec["primary"]:
+                self._signature(f, rec)
+            self._finish(rec)
+            out.append(rec)
+        return out
+
+    def _signature(self, f: ActiveFault, rec: dict[str, Any]) -> None:
+        """Alerts that follow from the kind of fault rather than a catalogue limit."""
+        alerts = rec["expected_alerts"]
+        if f.kind == "main_fan_stoppage":
+            alerts.append({"kind": "ventilation", "detector": "fan_stoppage", "channel": "run_a", "severity": "critical"})
+        elif f.kind == "local_fan_stoppage":
+            alerts.append({"kind": "ventilation", "detector": "fan_stoppage", "channel": "run", "severity": "alarm"})
+        elif f.kind == "bearing_fault":
+            machine = SCENARIOS[f.scenario].machine
+            defect = f.spec.params.get("defect", "outer")
+            alerts.append({"kind": "vibration", "detector": "bearing_envelope", "channel": "vib", "severity": "warning",
+                           "defect": defect, "fault_order": DEFECT_ORDER[defect],
+                           "fault_hz": round(fault_frequency_hz(machine, defect), 3)})
+            if "vib" not in rec["channels"]:
+                rec["channels"].insert(0, "vib")
+                rec["channel_windows"]["vib"] = [f.start_ns, f.end_ns]
+                rec["start_ns"] = min(rec["start_ns"], f.start_ns)
+                rec["end_ns"] = max(rec["end_ns"], f.end_ns)
+                rec["visible"] = True
+        self._finish(rec)
+
+    @staticmethod
+    def _finish(rec: dict[str, Any]) -> None:
+        # one entry per (detector, channel): the most severe
+        best: dict[tuple[str, str], dict[str, Any]] = {}
+        for a in rec["expected_alerts"]:
+            key = (a["detector"], a.get("channel") or "")
+            if key not in best or SEVERITY_RANK[Severity(a["severity"])] > SEVERITY_RANK[Severity(best[key]["severity"])]:
+                best[key] = a
+        rec["expected_alerts"] = list(best.values())
+        sev = "info"
+        for a in rec["expected_alerts"]:
+            if SEVERITY_RANK[Severity(a["severity"])] > SEVERITY_RANK[Severity(sev)]:
+                sev = a["severity"]
+        rec["expected_severity"] = sev
+
+    def _sensor(self, f: ActiveFault) -> dict[str, Any]:
+        rec = self._base(f, f.scenario)
+        rec["channels"] = [f.channel]
+        seen = self.sensor_seen[f.fault_id]
+        detector = {"sensor_stuck": "stuck", "sensor_drift": "drift", "sensor_out_of_range": "out_of_range"}[f.kind]
+        if f.kind == "sensor_drift":
+            res = self.mine.res[f.k]
+            seen = [(t, v) for t, v in seen if (t - f.start_ns) / max(1, f.end_ns - f.start_ns) * abs(
+                f.spec.peak if f.spec.peak is not None else 1.0) >= 0.5 * res] or seen
+        if seen:
+            rec["start_ns"], rec["end_ns"] = seen[0][0], seen[-1][0]
+            values = [v for _, v in seen]
+            rec["extremes"][f.channel] = max(values, key=abs) if f.kind != "sensor_stuck" else values[0]
+        else:
+            rec["visible"] = False
+        rec["channel_windows"] = {f.channel: [rec["start_ns"], rec["end_ns"]]}
+        rec["expected_alerts"].append({"kind": "sensor-health", "detector": detector, "channel": f.channel,
+                                       "severity": "warning"})
+        self._finish(rec)
+        return rec
+
+    def _fleet(self, f: ActiveFault) -> dict[str, Any]:
+        rec = self._base(f, f.scenario)
+        seen = self.fleet_seen[f.fault_id]
+        if seen:
+            rec["start_ns"], rec["end_ns"] = seen[0], seen[-1]
+        else:
+            rec["visible"] = False
+        rec["expected_alerts"].append({"kind": "robot-health", "detector": "offline", "robot_id": rec["robot_id"],
+                                       "severity": "warning"})
+        if f.kind == "link_outage":
+            rec["expected_alerts"].append({"kind": "robot-health", "detector": "late_frames",
+                                           "robot_id": rec["robot_id"], "severity": "info"})
+        self._finish(rec)
+        return rec

@@ -1,0 +1,204 @@
+"""Where the simulated telemetry goes: a JSONL file, an MQTT broker (one connection per robot).
+
+The MQTT sink gives every robot its own MQTT 5 connection, as real robots have, so that each
+one's last will (``online: false``, retained, on ``status/{robot_id}``) fires when its
+connection drops. All connections are driven from one thread with ``select`` (paho's external
+loop API): one process drives hundreds of robots. Telemetry and status are published QoS 1;
+:meth:`MqttSink.drain` waits until the broker has acknowledged every publish.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import time
+import uuid
+from pathlib import Path
+from typing import IO, Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
+
+from minewatch.mqtt import paho_client
+from minewatch.schema import RobotStatus
+from minewatch.settings import MqttTarget
+from minewatch.topics import Topics
+from minewatch.wire import encode_frame, encode_frames
+from simulator.engine import Message, Tick
+
+__all__ = ["FileSink", "MqttSink", "SinkError", "payload_of"]
+
+MAX_OUTSTANDING = 20_000  # publishes not yet acknowledged before the producer waits
+
+
+class SinkError(RuntimeError):
+    """The sink cannot deliver (broker unreachable, connection refused, file not writable)."""
+
+
+def payload_of(msg: Message) -> bytes:
+    return encode_frame(msg.frames[0]) if len(msg.frames) == 1 else encode_frames(msg.frames)
+
+
+class FileSink:
+    """One line per MQTT message, exactly the payload that would be published (a frame object or
+    an array of frames): ``minewatch.wire.decode_frames(line)`` reads it back."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self._f: IO[bytes] = open(self.path, "wb")
+        except OSError as exc:
+            raise SinkError(f"cannot write {self.path}: {exc.strerror}") from None
+        self.messages = 0
+
+    def write(self, tick: Tick) -> None:
+        if tick.messages:
+            self._f.write(b"".join(payload_of(m) + b"\n" for m in tick.messages))
+            self.messages += len(tick.messages)
+
+    def close(self) -> None:
+        self._f.close()
+
+
+class _Robot:
+    __slots__ = ("id", "client", "connected", "online")
+
+    def __init__(self, robot_id: str, client: paho.Client) -> None:
+        self.id = robot_id
+        self.client = client
+        self.connected = False
+        self.online = True
+
+
+class MqttSink:
+    def __init__(self, target: MqttTarget, topics: Topics, robot_ids: list[str], *, keepalive: int = 10,
+                 ca: Path | None = None, cert: Path | None = None, key: Path | None = None,
+                 connect_timeout: float = 10.0) -> None:
+        self.target = target
+        self.topics = topics
+        self.keepalive = keepalive
+        self.connect_timeout = connect_timeout
+        self.published = 0
+        self.acked = 0
+        self.messages = 0
+        self.errors: list[str] = []
+        tag = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.robots: dict[str, _Robot] = {}
+        for rid in robot_ids:
+            client = paho_client(target, client_id=f"mwsim-{rid}-{tag}", ca=ca, cert=cert, key=key)
+            will = RobotStatus(robot_id=rid, online=False).model_dump_json(exclude_none=True)
+            client.will_set(topics.status(rid), will, qos=1, retain=True)
+            client.on_publish = self._on_publish
+            client.on_connect = self._on_connect
+            client.on_disconnect = self._on_disconnect
+            client.user_data_set(rid)
+            self.robots[rid] = _Robot(rid, client)
+        self._last_misc = 0.0
+
+    # paho callbacks (called from pump, on this thread)
+    def _on_publish(self, client: paho.Client, userdata: Any, mid: int, rc: Any, props: Any) -> None:
+        self.acked += 1
+
+    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        if rc.is_failure:
+            self.errors.append(f"{userdata}: connection refused: {rc}")
+        else:
+            self.robots[userdata].connected = True
+
+    def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        self.robots[userdata].connected = False
+
+    # ------------------------------------------------------------------ connection
+    def connect(self) -> None:
+        for r in self.robots.values():
+            try:
+                r.client.connect(self.target.host, self.target.port, keepalive=self.keepalive)
+            except OSError as exc:
+                raise SinkError(f"cannot reach the MQTT broker at {self.target.host}:{self.target.port}: {exc}") from None
+        self._wait(lambda: all(r.connected for r in self.robots.values()) or bool(self.errors), "connect")
+        if self.errors:
+            raise SinkError(self.errors[0])
+
+    def _wait(self, done: Any, what: str, timeout: float | None = None) -> None:
+        deadline = time.monotonic() + (timeout or self.connect_timeout)
+        while not done():
+            if time.monotonic() > deadline:
+                raise SinkError(f"MQTT {what} timed out after {timeout or self.connect_timeout:.0f} s "
+                                f"({self.published - self.acked} publishes unacknowledged)")
+            self.pump(0.05)
+
+    def pump(self, timeout: float = 0.0) -> None:
+        """Run every connection's network I/O once (waiting up to ``timeout`` for any)."""
+        socks: dict[Any, _Robot] = {}
+        wsocks = []
+        for r in self.robots.values():
+            s = r.client.socket()
+            if s is None:
+                continue
+            socks[s] = r
+            if r.client.want_write():
+                wsocks.append(s)
+        if not socks:
+            time.sleep(timeout)
+            return
+        try:
+            rd, wr, _ = select.select(list(socks), wsocks, [], timeout)
+        except (ValueError, OSError):
+            rd, wr = [], []
+        for s in rd:
+            socks[s].client.loop_read()
+        for s in wr:
+            if socks[s].client.socket() is not None:
+                socks[s].client.loop_write()
+        now = time.monotonic()
+        if now - self._last_misc > 0.5:
+            self._last_misc = now
+            for r in self.robots.values():
+                r.client.loop_misc()
+
+    # ------------------------------------------------------------------ publishing
+    def write(self, tick: Tick) -> None:
+        for st in tick.statuses:
+            r = self.robots[st.robot_id]
+            payload = st.status.model_dump_json(exclude_none=True)
+            if st.event == "offline":
+                # the connection drops; the broker publishes the robot's will (online: false)
+                self._wait(lambda r=r: not r.client._out_messages, "flush before disconnect", 30.0)
+                r.client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, identifier=4))
+                self.pump(0.0)
+                r.online = False
+                continue
+            if st.event == "online" and not r.online:
+                r.online = True
+                try:
+                    r.client.reconnect()
+                except OSError as exc:
+                    raise SinkError(f"{r.id}: cannot reconnect: {exc}") from None
+            self._publish(r, self.topics.status(r.id), payload.encode(), retain=True)
+        for msg in tick.messages:
+            r = self.robots[msg.robot_id]
+            self._publish(r, self.topics.telemetry(msg.scenario_id, msg.robot_id), payload_of(msg))
+            self.messages += 1
+        self.pump(0.0)
+        while self.published - self.acked > MAX_OUTSTANDING:
+            self.pump(0.01)
+
+    def _publish(self, r: _Robot, topic: str, payload: bytes, retain: bool = False) -> None:
+        info = r.client.publish(topic, payload, qos=1, retain=retain)
+        if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
+            raise SinkError(f"{r.id}: publish failed: {paho.error_string(info.rc)}")
+        self.published += 1
+
+    def drain(self, timeout: float = 60.0) -> None:
+        """Wait until the broker has acknowledged every publish."""
+        self._wait(lambda: self.acked >= self.published, "acknowledgement", timeout)
+
+    def close(self) -> None:
+        """Leave as a robot does when it stops: the broker publishes each one's will (offline)."""
+        for r in self.robots.values():
+            if r.online and r.client.socket() is not None:
+                r.client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, identifier=4))
+                r.online = False
+        for _ in range(10):
+            self.pump(0.01)

@@ -1,0 +1,166 @@
+"""The shipped broker configuration on a real mosquitto: who may log in, publish and read what.
+
+A refused publish must not reach anyone: each check waits for the broker's PUBACK, then for a
+sentinel published afterwards by an allowed account; mosquitto routes messages one at a time, so
+once the sentinel is in, a message that got through would already have been delivered too.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import paho.mqtt.client as paho
+import pytest
+
+from minewatch.security import Account, acl_text, hash_password, verify_password
+from minewatch.services import DEPLOY, find_program
+from minewatch.topics import Topics
+
+from .conftest import DeployBroker
+from .probe import Session, login, publish_once
+
+T = Topics()  # the committed ACL is for the default prefix
+NOT_AUTHORIZED = 135  # MQTT 5 reason code 0x87
+
+pytestmark = pytest.mark.integration
+
+# (account, topic, allowed): every publish right the ACL gives or withholds that matters.
+PUBLISH_RULES = [
+    ("r01", T.telemetry("mf01", "r01"), True),
+    ("r01", T.status("r01"), True),
+    ("r01", T.telemetry("mf01", "r02"), False),  # speaking for another robot
+    ("r01", T.status("r02"), False),
+    ("r01", T.alert("mf01", "gas"), False),
+    ("r01", T.active("a1"), False),
+    ("r01", T.ack("a1"), False),
+    ("r01", T.deadletter("invalid"), False),
+    ("simulator", T.telemetry("hf02", "r02"), True),
+    ("simulator", T.status("r09"), True),
+    ("simulator", T.alert("mf01", "gas"), False),
+    ("ingest", T.alert("mf01", "gas"), True),
+    ("ingest", T.active("a1"), True),
+    ("ingest", T.deadletter("invalid"), True),
+    ("ingest", T.telemetry("mf01", "r01"), False),
+    ("api", T.ack("a1"), True),
+    ("api", T.alert("mf01", "gas"), False),
+    ("api", T.active("a1"), False),
+    ("api", T.status("r01"), False),
+    ("integrator", T.alert("mf01", "gas"), False),
+    ("integrator", T.active("a1"), False),
+    ("integrator", T.ack("a1"), False),
+    ("integrator", T.telemetry("mf01", "r01"), False),
+    ("integrator", T.telemetry("mf01", "integrator"), False),  # the robot pattern, applied to its name
+    ("integrator", T.status("integrator"), False),
+    ("integrator", T.deadletter("invalid"), False),
+]
+
+# Who delivers a sentinel after a probe, on a topic the watcher (api) reads.
+SENTINEL = ("ingest", T.deadletter("sentinel"))
+
+
+def _watch_everything(b: DeployBroker) -> Session:
+    """The api account reads every tree (alerts, status, telemetry, dead letters)."""
+    watcher = Session(b.url("api"))
+    watcher.subscribe(f"{T.prefix}/#")
+    return watcher
+
+
+def test_the_committed_acl_is_the_generated_one() -> None:
+    assert (DEPLOY / "mosquitto.acl").read_text() == acl_text()
+
+
+def test_deploy_conf_keeps_every_loss_free_limit() -> None:
+    directives = lambda text: {ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")}  # noqa: E731
+    limits = directives((DEPLOY / "mosquitto-limits.conf").read_text())
+    conf = directives((DEPLOY / "mosquitto.conf").read_text())
+    assert limits <= conf, limits - conf
+    assert "allow_anonymous false" in conf
+
+
+def test_anonymous_and_wrong_passwords_are_refused(deploy_broker: DeployBroker) -> None:
+    assert login(deploy_broker.anonymous_url) == NOT_AUTHORIZED
+    assert login(deploy_broker.url("r01", password="guess")) == NOT_AUTHORIZED
+    assert login(deploy_broker.url("nobody", password=deploy_broker.auth["r01"].password)) == NOT_AUTHORIZED
+    assert login(deploy_broker.url("r01")) == 0
+
+
+@pytest.mark.parametrize(("user", "topic", "allowed"), PUBLISH_RULES,
+                         ids=[f"{u}->{t.removeprefix(T.prefix + '/')}" for u, t, _ in PUBLISH_RULES])
+def test_publish_rights(deploy_broker: DeployBroker, user: str, topic: str, allowed: bool) -> None:
+    with _watch_everything(deploy_broker) as watcher:
+        reason = publish_once(deploy_broker.url(user), topic, f"from {user}".encode())
+        publish_once(deploy_broker.url(SENTINEL[0]), SENTINEL[1])
+        watcher.wait_for(SENTINEL[1])
+        delivered = topic in watcher.topics()
+    if allowed:
+        assert reason < 128 and delivered, (reason, watcher.topics())
+    else:
+        assert reason == NOT_AUTHORIZED, reason
+        assert not delivered, f"{user}'s refused message on {topic} reached a subscriber"
+
+
+def test_an_mqtt311_robot_is_refused_silently_and_nothing_is_delivered(deploy_broker: DeployBroker) -> None:
+    """MQTT 3.1.1 has no PUBACK reason codes: mosquitto acknowledges and drops the message."""
+    other = T.telemetry("mf01", "r02")
+    with _watch_everything(deploy_broker) as watcher:
+        assert publish_once(deploy_broker.url("r01"), other, b"spoof", protocol=paho.MQTTv311) == 0
+        publish_once(deploy_broker.url("r01"), T.telemetry("mf01", "r01"), b"own", protocol=paho.MQTTv311)
+        watcher.wait_for(T.telemetry("mf01", "r01"))
+        assert other not in watcher.topics()
+
+
+def test_who_reads_what(deploy_broker: DeployBroker) -> None:
+    b = deploy_broker
+    topics = {"alert": T.alert("mf01", "gas"), "active": T.active("a7"), "ack": T.ack("a7"),
+              "telemetry": T.telemetry("mf01", "r02"), "status": T.status("r02"), "deadletter": T.deadletter("x")}
+    expected = {
+        "r01": set(),
+        "integrator": {"alert", "active", "ack"},
+        "api": set(topics),
+        "ingest": {"alert", "active", "ack", "telemetry", "status"},
+    }
+    readers = {user: Session(b.url(user)) for user in expected}
+    try:
+        for s in readers.values():
+            s.subscribe(f"{T.prefix}/#", f"{T.prefix}/alerts/#")
+        # Retained active-alert state published before the integrator subscribes still reaches it.
+        publish_once(b.url("ingest"), topics["active"], b'{"state": "raised"}', retain=True)
+        late = Session(b.url("integrator"))
+        late.subscribe(T.all_active)
+        publish_once(b.url("ingest"), topics["alert"])
+        publish_once(b.url("api"), topics["ack"])
+        publish_once(b.url("r02"), topics["telemetry"])
+        publish_once(b.url("r02"), topics["status"])
+        publish_once(b.url("ingest"), topics["deadletter"])
+        readers["api"].wait_for(topics["deadletter"])
+        late.wait_for(topics["active"])
+        publish_once(b.url(SENTINEL[0]), SENTINEL[1])
+        readers["api"].wait_for(SENTINEL[1])
+        for user, want in expected.items():
+            got = {name for name, t in topics.items() if t in readers[user].topics()}
+            assert got == want, (user, got, want)
+        late.close()
+    finally:
+        publish_once(b.url("ingest"), topics["active"], b"", retain=True)  # clear the retained state
+        for s in readers.values():
+            s.close()
+
+
+def test_robot_ids_cannot_take_a_service_name() -> None:
+    for name in ("ingest", "api", "simulator", "integrator"):
+        with pytest.raises(ValueError, match="reserved"):
+            Account(name, "robot", "pw")
+    with pytest.raises(ValueError):
+        Account("r/01", "robot", "pw")
+
+
+def test_password_hashes_are_mosquittos_own_format(tmp_path) -> None:  # noqa: ANN001
+    """Hashes made here verify like mosquitto_passwd's, and the other way round."""
+    pw_file = tmp_path / "pw"
+    subprocess.run([find_program("mosquitto_passwd"), "-c", "-b", str(pw_file), "alice", "s3cret"], check=True)
+    theirs = pw_file.read_text().strip().split(":", 1)[1]
+    assert verify_password("s3cret", theirs) and not verify_password("s3cre", theirs)
+    ours = hash_password("s3cret", iterations=101, salt=bytes(12))
+    assert verify_password("s3cret", ours)
+    _, kind, it, salt, digest = theirs.split("$")
+    assert (kind, it) == ("7", "101") and len(salt) == len(ours.split("$")[3]) and len(digest) == 88

@@ -1,0 +1,76 @@
+"""MQTT over TLS with the shipped listener (deploy/mosquitto-tls.conf) and deploy/make-certs.sh."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from minewatch.services import DEPLOY, free_port
+from minewatch.topics import Topics
+
+from .conftest import DeployBroker, start_deploy_broker
+from .probe import Session, login
+from .tls import make_certs
+
+pytestmark = pytest.mark.integration
+NOT_AUTHORIZED = 135
+
+
+def _tls_snippet(secrets_dir: Path, port: int) -> str:
+    text = (DEPLOY / "mosquitto-tls.conf").read_text()
+    assert "/mosquitto/config/secrets/tls/" in text and "\nlistener 8883\n" in text
+    return (text.replace("/mosquitto/config/secrets/tls/", f"{secrets_dir}/tls/")
+                .replace("\nlistener 8883\n", f"\nlistener {port} 127.0.0.1\n"))
+
+
+@pytest.fixture(scope="module")
+def tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DeployBroker, int]]:
+    root = tmp_path_factory.mktemp("tls-broker")
+    make_certs(root / "secrets" / "tls")
+    port = free_port()
+    b = start_deploy_broker(root, {"tls.conf": _tls_snippet(root / "secrets", port)})
+    yield b, port
+    b.broker.stop()
+
+
+def _url(b: DeployBroker, port: int, user: str) -> str:
+    return b.auth.url(user, port=port, tls=True)
+
+
+def test_robot_telemetry_over_tls_reaches_the_ingestor(tls_broker: tuple[DeployBroker, int]) -> None:
+    b, port = tls_broker
+    ca = b.auth.directory / "tls" / "ca.crt"
+    topic = Topics().telemetry("mf01", "r01")
+    with Session(_url(b, port, "ingest"), ca=ca) as ingest, Session(_url(b, port, "r01"), ca=ca) as robot:
+        assert ingest.accepted and robot.accepted
+        ingest.subscribe(Topics().all_telemetry)
+        assert robot.publish(topic, b'{"robot_id": "r01"}') == 0
+        assert ingest.wait_for(topic).payload == b'{"robot_id": "r01"}'
+
+
+def test_tls_listener_still_demands_an_account(tls_broker: tuple[DeployBroker, int]) -> None:
+    b, port = tls_broker
+    ca = b.auth.directory / "tls" / "ca.crt"
+    assert login(f"mqtts://127.0.0.1:{port}", ca=ca) == NOT_AUTHORIZED
+    assert login(f"mqtts://r01:wrong@127.0.0.1:{port}", ca=ca) == NOT_AUTHORIZED
+
+
+def test_only_the_deployments_ca_is_trusted(tls_broker: tuple[DeployBroker, int], tmp_path: Path) -> None:
+    b, port = tls_broker
+    ca = b.auth.directory / "tls" / "ca.crt"
+    with Session(_url(b, port, "r01").replace("127.0.0.1", "localhost"), ca=ca) as by_name:
+        assert by_name.accepted  # the certificate carries localhost as well as 127.0.0.1
+    with pytest.raises(ssl.SSLCertVerificationError, match="certificate verify failed"):
+        Session(_url(b, port, "r01"))  # the system's CAs only
+    stranger = make_certs(tmp_path / "other")  # another private CA
+    with pytest.raises(ssl.SSLCertVerificationError, match="certificate verify failed"):
+        Session(_url(b, port, "r01"), ca=stranger.ca)
+
+
+def test_plain_mqtt_to_the_tls_port_gets_no_session(tls_broker: tuple[DeployBroker, int]) -> None:
+    b, port = tls_broker
+    with pytest.raises((TimeoutError, OSError)):
+        Session(b.auth.url("r01", port=port), timeout=1.0)

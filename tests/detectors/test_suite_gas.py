@@ -1,0 +1,157 @@
+"""DetectorSuite over gas readings: levels, hysteresis, lifecycle, dedup, restore."""
+
+from __future__ import annotations
+
+import pytest
+
+from detectors import DetectorSuite, parse_overrides
+from minewatch.schema import AlertEvent, AlertState, Severity
+from tests.detectors.conftest import S, T0, frame, series
+
+
+def states(events: list[AlertEvent]) -> list[tuple[str, str]]:
+    return [(e.state.value, e.severity.value) for e in events]
+
+
+def test_first_power_cut_reading_is_critical_in_that_batch() -> None:
+    suite = DetectorSuite()
+    quiet = suite.process(series("r01", "mf01", "ch4_t1", [0.3, 0.4, 0.5]))
+    assert quiet.events == []
+    d = suite.process([frame("r01", "mf01", 3, {"ch4_t1": 1.62})])
+    assert states(d.events) == [("raised", "critical")]
+    ev = d.events[0]
+    assert ev.alert_id == f"mf01.ch4_t1.gas_limit.{(T0 + 3 * S) // 1_000_000}"
+    assert ev.value == pytest.approx(1.62) and ev.limit == 1.5 and ev.unit == "%"
+    assert ev.kind.value == "gas" and ev.robot_id == "r01" and ev.channel == "ch4_t1"
+    for part in ("1.62 %", "mf01", "15101 fully-mechanised longwall", "methane, face T1", "power-cut level 1.5 %",
+                 "CMSR Art.498", "cut power to the face"):
+        assert part in ev.message, part
+
+
+def test_methane_alarm_escalate_hysteresis_clear() -> None:
+    suite = DetectorSuite()
+    d = suite.process(series("r01", "mf01", "ch4_t1", [0.5, 1.05, 1.2, 1.55, 1.2, 1.0, 0.99, 1.3]))
+    assert states(d.events) == [("raised", "alarm"), ("escalated", "critical"), ("cleared", "critical"),
+                                ("raised", "alarm")]
+    raised, esc, cleared, again = d.events
+    assert raised.alert_id == esc.alert_id == cleared.alert_id != again.alert_id
+    assert cleared.ts == T0 + 6 * S and cleared.value == pytest.approx(0.99) and cleared.limit == 1.0
+    assert "restore level 1 %" in cleared.message
+    assert "stop electric drilling" in raised.message  # alarm-level action differs from the cut
+    assert suite.active() == [again]
+
+
+def test_other_gases_and_oxygen_minimum() -> None:
+    suite = DetectorSuite()
+    frames = [frame("r01", "mf01", i, {"co": co, "o2": o2}) for i, (co, o2) in enumerate(
+        [(3, 20.8), (19, 20.8), (19.5, 19.9), (25, 19.8), (25, 19.4), (10, 20.1), (10, 20.3), (10, 20.4)])]
+    got = [(e.channel, e.state.value, e.severity.value) for e in suite.process(frames).events]
+    assert got == [
+        ("co", "raised", "warning"),      # two samples >= 18 ppm (debounce)
+        ("o2", "raised", "alarm"),        # two samples < 20 %
+        ("co", "escalated", "alarm"),     # two samples >= 24 ppm
+        ("o2", "escalated", "critical"),  # < 19.5 %: first sample
+        ("co", "cleared", "alarm"),       # two samples < 18 ppm
+        ("o2", "cleared", "critical"),    # two samples >= 20.2 % (20.1 is inside the band)
+    ]
+
+
+def test_single_noisy_sample_below_power_cut_does_not_alert_co() -> None:
+    suite = DetectorSuite()
+    assert suite.process(series("r01", "mf01", "co", [3, 30, 3, 4])).events == []
+
+
+def test_two_robots_feed_one_alert_with_worst_severity() -> None:
+    suite = DetectorSuite()
+    frames = [
+        frame("r01", "hf01", 0, {"ch4_t1": 1.1}),
+        frame("r02", "hf01", 1, {"ch4_t1": 1.7}),
+        frame("r01", "hf01", 2, {"ch4_t1": 0.4}),   # r01 clears, r02 still critical: alert stays
+        frame("r02", "hf01", 3, {"ch4_t1": 1.2}),   # hysteresis band: holds
+        frame("r02", "hf01", 4, {"ch4_t1": 0.6}),   # the last source clears
+    ]
+    d = suite.process(frames)
+    assert [(e.state.value, e.severity.value, e.robot_id) for e in d.events] == [
+        ("raised", "alarm", "r01"), ("escalated", "critical", "r02"), ("cleared", "critical", "r02")]
+    assert len({e.alert_id for e in d.events}) == 1
+
+
+def test_acknowledge_then_escalate_then_clear() -> None:
+    suite = DetectorSuite()
+    (raised,) = suite.process(series("r01", "mf01", "ch4_t0", [1.1])).events
+    ack = suite.acknowledge(raised.alert_id, "op.li", "checking", T0 + 5 * S)
+    assert ack.state is AlertState.acknowledged and ack.operator == "op.li" and ack.note == "checking"
+    assert ack.alert_id == raised.alert_id and ack.severity is Severity.alarm
+    assert suite.active() == [ack]
+    (esc,) = suite.process(series("r01", "mf01", "ch4_t0", [1.6], start=6)).events
+    assert esc.state is AlertState.escalated and esc.alert_id == raised.alert_id
+    assert suite.active()[0].state is AlertState.escalated
+    (clr,) = suite.process(series("r01", "mf01", "ch4_t0", [0.5], start=7)).events
+    assert clr.state is AlertState.cleared
+    with pytest.raises(KeyError):
+        suite.acknowledge(raised.alert_id, "op.li", None, T0 + 9 * S)
+    assert suite.active() == []
+
+
+def test_restore_keeps_ids_and_clears_later() -> None:
+    first = DetectorSuite()
+    stored = first.process(series("r01", "mf01", "ch4_t1", [0.4, 1.1, 1.6])).events
+    assert len(stored) == 2
+    again = DetectorSuite()
+    again.restore(stored)
+    assert [e.alert_id for e in again.active()] == [stored[0].alert_id]
+    assert again.active()[0].severity is Severity.critical
+    # still high after the restart: no second alert; then it clears under the same id
+    d = again.process(series("r01", "mf01", "ch4_t1", [1.7, 1.3, 0.5], start=3))
+    assert states(d.events) == [("cleared", "critical")]
+    assert d.events[0].alert_id == stored[0].alert_id
+
+
+def test_batch_split_gives_identical_events() -> None:
+    values = [0.3, 1.0, 1.4, 1.6, 1.1, 0.9, 1.2, 0.8, 1.5, 0.2] * 3
+    frames = []
+    for i, v in enumerate(values):
+        frames.append(frame("r01", "mf01", i, {"ch4_t1": v, "co": 10 + 5 * v, "o2": 20.9 - v}))
+        frames.append(frame("r02", "mf01", i, {"ch4_t1": v * 0.9, "ch4_t2": v}, t0=T0 + S // 2))
+    whole = DetectorSuite().process(frames).events
+    assert len(whole) > 10
+    for size in (1, 3, 7):
+        suite = DetectorSuite()
+        got = [e for k in range(0, len(frames), size) for e in suite.process(frames[k:k + size]).events]
+        assert got == whole, size
+
+
+def test_late_frames_are_marked() -> None:
+    suite = DetectorSuite()
+    d = suite.process(series("r01", "mf01", "ch4_t1", [0.3, 1.6]), late=[True, True])
+    assert d.events[0].evidence["late"] is True
+
+
+def test_overrides_change_limits() -> None:
+    suite = DetectorSuite(overrides=parse_overrides(["mf01.ch4_t1.critical=1.2", "*.ch4*.alarm=0.8"]))
+    d = suite.process(series("r01", "mf01", "ch4_t1", [0.5, 0.85, 1.25]))
+    assert states(d.events) == [("raised", "alarm"), ("escalated", "critical")]
+    assert d.events[1].limit == 1.2
+    # the restore level follows a lowered alarm level down, so 0.9 holds rather than clears
+    assert suite.process(series("r01", "mf01", "ch4_t1", [0.9], start=3)).events == []
+
+
+@pytest.mark.parametrize("bad, why", [
+    (["mf01.ch4_t1.critical"], "KEY=VALUE"),
+    (["mf01.ch4_t1=1"], "SCENARIO.CHANNEL.FIELD"),
+    (["mf01.ch4_t1.panic=1"], "unknown field"),
+    (["mf01.ch4_t1.critical=abc"], "not a number"),
+    (["mf01.ch4_t1.critical=nan"], "finite"),
+    (["zz99.ch4_t1.critical=1"], "matches no channel"),
+    (["mf01.ch4_t2.alarm=1"], "matches no channel"),  # T2 has only the power-cut level
+    (["ra03.ws.alarm=1"], "both sides"),
+    (["ra03.ws.alarm.middle=1"], "high' or 'low"),
+])
+def test_parse_overrides_rejects_bad_keys(bad: list[str], why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        parse_overrides(bad)
+
+
+def test_misordered_override_is_refused() -> None:
+    with pytest.raises(ValueError, match="out of order"):
+        DetectorSuite(overrides={"mf01.ch4_t1.alarm": 2.0})

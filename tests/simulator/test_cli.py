@@ -1,0 +1,142 @@
+"""``minewatch simulate`` end to end: the file sink, determinism, and a real broker."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from minewatch.catalogue import SCENARIOS
+from minewatch.mqtt import paho_client
+from minewatch.schema import RobotStatus
+from minewatch.settings import MqttTarget
+from minewatch.topics import Topics
+from minewatch.wire import decode_frames
+from simulator.cli import simulate
+
+START = "2026-11-27T00:00:00Z"
+
+
+def run_cli(*args: str) -> dict:
+    result = CliRunner().invoke(simulate, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output.strip().splitlines()[-1])
+
+
+def read_frames(path: Path) -> list:
+    out = []
+    for line in path.read_bytes().splitlines():
+        out.extend(decode_frames(line))
+    return out
+
+
+def test_same_seed_gives_identical_bytes_and_another_seed_does_not(tmp_path: Path) -> None:
+    common = ["--frames", "2000", "--start", START, "--faults", "builtin:demo"]
+    a, b, c = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "c.jsonl"
+    la, lb = tmp_path / "la.jsonl", tmp_path / "lb.jsonl"
+    run_cli("--output", str(a), "--seed", "5", "--labels-out", str(la), *common)
+    run_cli("--output", str(b), "--seed", "5", "--labels-out", str(lb), *common)
+    run_cli("--output", str(c), "--seed", "6", *common)
+    assert a.read_bytes() == b.read_bytes()
+    assert la.read_bytes() == lb.read_bytes()
+    assert a.read_bytes() != c.read_bytes()
+
+
+def test_frames_follow_the_catalogue(tmp_path: Path) -> None:
+    out = tmp_path / "f.jsonl"
+    summary = run_cli("--output", str(out), "--frames", "700", "--start", START)
+    frames = read_frames(out)
+    assert summary["frames"] == len(frames) == 700
+    assert summary["readings"] == sum(len(f.readings) for f in frames)
+    assert {f.scenario_id for f in frames} == set(SCENARIOS)  # every scenario is reported on
+    last_seq: dict[str, int] = {}
+    for f in frames:
+        sc = SCENARIOS[f.scenario_id]
+        assert list(f.readings) == [c.name for c in sc.channels]
+        for name, v in f.readings.items():
+            ch = sc.channel(name)
+            assert ch.low <= v <= ch.high
+            res = {"ch4": 0.01, "co": 1.0, "o2": 0.1}.get(ch.quantity)
+            if res is not None:
+                assert abs(v / res - round(v / res)) < 1e-6, (name, v)
+        last_seq[f.robot_id] = max(f.seq, last_seq.get(f.robot_id, -1))
+    for rid in last_seq:
+        seqs = sorted(f.seq for f in frames if f.robot_id == rid)
+        assert seqs == list(range(len(seqs)))  # no gaps, no repeats
+
+
+def test_methane_outburst_rises_above_peak_and_clears_within_its_label(tmp_path: Path) -> None:
+    out, labels = tmp_path / "f.jsonl", tmp_path / "l.jsonl"
+    faults = tmp_path / "faults.json"
+    faults.write_text(json.dumps([{"kind": "methane_outburst", "scenario": "mf01", "channel": "ch4_t1",
+                                   "start": "+30s", "duration": "60s", "peak": 1.8}]))
+    run_cli("--output", str(out), "--scenarios", "mf01", "--duration", "150s", "--start", START,
+            "--faults", str(faults), "--labels-out", str(labels))
+    frames = [f for f in read_frames(out) if f.scenario_id == "mf01"]
+    recs = [json.loads(x) for x in labels.read_text().splitlines()]
+    primary = next(r for r in recs if r["primary"])
+    assert primary["expected_severity"] == "critical"
+    assert "ch4_t1" in primary["channels"]
+    inside = [f.readings["ch4_t1"] for f in frames if primary["start_ns"] <= f.ts <= primary["end_ns"]]
+    outside = [f.readings["ch4_t1"] for f in frames if not primary["start_ns"] <= f.ts <= primary["end_ns"]]
+    assert max(inside) > 1.8
+    assert max(outside) < 1.0
+    t0 = primary["inject_start_ns"]
+    after_peak = [f.readings["ch4_t1"] for f in frames if f.ts > t0 + 40 * 10**9 and f.ts < t0 + 60 * 10**9]
+    assert min(after_peak) < 1.0  # back below the restore level inside the fault window
+
+
+@pytest.mark.integration
+def test_mqtt_publishes_exactly_n_frames_with_status_and_will(mosquitto, prefix: str) -> None:
+    topics = Topics(prefix)
+    got: list[tuple[str, bytes, bool]] = []
+    lock = threading.Lock()
+    sub = paho_client(MqttTarget(mosquitto.url), client_id=f"sub-{prefix.replace('/', '-')}")
+    subscribed = threading.Event()
+
+    def on_message(client, userdata, msg) -> None:  # noqa: ANN001
+        with lock:
+            got.append((msg.topic, msg.payload, msg.retain))
+
+    sub.on_message = on_message
+    sub.on_subscribe = lambda *a: subscribed.set()
+    sub.connect(mosquitto.host, mosquitto.port)
+    sub.subscribe([(topics.all_telemetry, 1), (topics.all_status, 1)])
+    sub.loop_start()
+    try:
+        assert subscribed.wait(10)
+        proc = subprocess.run([str(Path(sys.executable).parent / "minewatch"), "simulate", "--mqtt-url", mosquitto.url,
+                               "--topic-prefix", prefix, "--frames", "120", "--scenarios", "mf01,vf01,bc01",
+                               "--speed", "max", "--seed", "3", "--start", START],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        summary = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert summary["frames"] == 120
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with lock:
+                n = sum(len(decode_frames(p)) for t, p, _ in got if topics.parse_telemetry(t))
+                offline = [t for t, p, _ in got if topics.parse_status(t) and p and not json.loads(p)["online"]]
+            if n >= 120 and len(offline) >= 3:
+                break
+            time.sleep(0.05)
+    finally:
+        sub.loop_stop()
+        sub.disconnect()
+    tel = [(t, p) for t, p, _ in got if topics.parse_telemetry(t)]
+    frames = [(t, f) for t, p in tel for f in decode_frames(p)]
+    assert len(frames) == 120
+    assert summary["messages"] == len(tel)
+    for t, f in frames:
+        assert topics.parse_telemetry(t) == (f.scenario_id, f.robot_id)
+    statuses = [RobotStatus.model_validate_json(p) for t, p, _ in got if topics.parse_status(t) and p]
+    robots = {f.robot_id for _, f in frames}
+    assert {s.robot_id for s in statuses if s.online} == robots
+    # the simulator leaves as robots do: each connection's will marks the robot offline
+    assert {s.robot_id for s in statuses if not s.online} == robots
