@@ -61,7 +61,7 @@ function paint(id) {
       el("dt", { text: shortLabel(ch) }), el("dd", { text: fmtValue(ch, r.value, r.unit) }));
   }));
   const badge = el("span", { class: "badge" }, el("span", { class: "icon", "aria-hidden": "true", text: SEV_ICON[level] }),
-    ` ${SEV_TEXT[level]}`, worst && worst.state === "acknowledged" ? el("span", { class: "ackd", text: " ACK" }) : null);
+    ` ${SEV_TEXT[level]}`, worst && worst.state === "acknowledged" ? el("span", { class: "ackd", text: " · ACK" }) : null);
   const robots = s.robots.length ? `robot ${s.robots.join(", ")}` : "no robot";
   t.replaceChildren(
     el("div", { class: "tile-head" }, el("span", { class: "tile-id", text: s.id }), badge),
