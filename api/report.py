@@ -9,6 +9,7 @@ needs no network and no server to open.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import math
@@ -17,16 +18,22 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import click
+from fastapi import APIRouter, Query
+from fastapi.responses import HTMLResponse
 
+from api.alertbook import AlertBook, event_from_row
+from api.deps import Reader, StateDep
+from api.params import bad
+from api.schemas import errors
 from minewatch.catalogue import SCENARIOS, Scenario
 from minewatch.influx import SyncInflux
-from minewatch.schema import SEVERITY_RANK, Severity
+from minewatch.schema import SEVERITY_RANK, AlertEvent, AlertState, Severity
 from minewatch.shifts import Shift, ShiftCalendar, calendar_from_env
 
-__all__ = ["report", "ReportData", "collect", "render", "write_report", "DEFAULT_POINTS"]
+__all__ = ["report", "router", "ReportData", "collect", "render", "write_report", "DEFAULT_POINTS"]
 
 STATIC = Path(__file__).resolve().parent / "static"
 _NS = 1_000_000_000
@@ -97,58 +104,38 @@ def _channel_meta(sc: Scenario) -> dict[str, Any]:
             for c in sc.channels}
 
 
-def _evidence(raw: Any) -> dict[str, Any]:
-    if isinstance(raw, str) and raw:
-        try:
-            v = json.loads(raw)
-            return v if isinstance(v, dict) else {}
-        except ValueError:
-            return {}
-    return raw if isinstance(raw, dict) else {}
-
-
 def shift_alerts(influx: SyncInflux, start_ns: int, end_ns: int) -> list[dict[str, Any]]:
-    """Alerts whose life overlaps [start, end): folded from their ``alert_events`` (tags scenario,
-    kind, severity, state, detector; fields alert_id, channel, value, limit, unit, first_ts,
-    message, evidence, operator, note), oldest first."""
+    """Alerts whose life overlaps [start, end), folded from their ``alert_events`` the way the API
+    folds them, oldest first."""
     rows = influx.query(f'SELECT * FROM "alert_events" WHERE time >= {start_ns - ALERT_LOOKBACK_NS} '
                         f"AND time < {end_ns}")
-    by: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in rows:
-        if r.get("alert_id") and r.get("severity") in SEVERITIES:
-            by[r["alert_id"]].append(r)
+    book = AlertBook()
+    book.apply_all(e for e in map(event_from_row, rows) if e is not None)
     out = []
-    for alert_id, evs in by.items():
-        evs.sort(key=lambda r: int(r["time"]))
-        first_ts = min(int(r.get("first_ts") or r["time"]) for r in evs)
-        cleared = next((int(r["time"]) for r in reversed(evs) if r.get("state") == "cleared"), None)
-        if first_ts >= end_ns or (cleared is not None and cleared < start_ns):
+    for alert in book:
+        p = alert.public()
+        if p.first_ts >= end_ns or (p.cleared_ts is not None and p.cleared_ts < start_ns):
             continue
-        ack = next((r for r in evs if r.get("state") == "acknowledged"), None)
-        worst = max(evs, key=lambda r: SEVERITIES.index(r["severity"]))
-        last = evs[-1]
+        worst = next(e for e in alert.events if e.severity == p.max_severity)
         out.append({
-            "alert_id": alert_id, "kind": last.get("kind") or "", "detector": last.get("detector") or "",
-            "scenario_id": last.get("scenario") or "", "channel": last.get("channel") or None,
-            "severity": worst["severity"], "state": last.get("state") or "", "first_ts": first_ts,
-            "cleared_ts": cleared, "ack_ts": int(ack["time"]) if ack else None,
-            "operator": ack.get("operator") if ack else None, "note": ack.get("note") if ack else None,
-            "value": _round(_peak(evs, worst)),
-            "limit": _round(worst.get("limit")), "unit": worst.get("unit") or "",
-            "message": worst.get("message") or "", "rule": _evidence(worst.get("evidence")).get("rule"),
+            "alert_id": p.alert_id, "kind": p.kind.value, "detector": p.detector, "scenario_id": p.scenario_id,
+            "channel": p.channel, "severity": p.max_severity.value, "state": p.state.value, "first_ts": p.first_ts,
+            "cleared_ts": p.cleared_ts, "ack_ts": p.acknowledged_ts, "operator": p.acknowledged_by,
+            "note": next((e.note for e in alert.events if e.state == AlertState.acknowledged), None),
+            "value": _round(_peak(alert.events, worst)), "limit": _round(worst.limit), "unit": worst.unit or "",
+            "message": worst.message, "rule": worst.evidence.get("rule"),
         })
     out.sort(key=lambda a: a["first_ts"])
     return out
 
 
-def _peak(evs: list[dict[str, Any]], worst: dict[str, Any]) -> float | None:
+def _peak(events: list[AlertEvent], worst: AlertEvent) -> float | None:
     """The worst value an alert saw: the highest for an upper limit, the lowest for a lower one
     (told by its most severe event, whose value is past its limit)."""
-    vals = [r["value"] for r in evs if isinstance(r.get("value"), (int, float))]
+    vals = [e.value for e in events if e.value is not None]
     if not vals:
         return None
-    v, lim = worst.get("value"), worst.get("limit")
-    below = isinstance(v, (int, float)) and isinstance(lim, (int, float)) and v < lim
+    below = worst.value is not None and worst.limit is not None and worst.value < worst.limit
     return min(vals) if below else max(vals)
 
 
@@ -422,6 +409,40 @@ with the bucket's minimum and maximum as a band; limits are drawn as lines and a
 </body>
 </html>
 """
+
+
+# ------------------------------------------------------------------------------------ API route
+
+router = APIRouter(tags=["shifts"])
+
+
+@router.get("/report", response_class=HTMLResponse, summary="Shift report (one self-contained HTML file)",
+            responses=errors(503, streaming=True))
+async def shift_report(
+    state: StateDep, _: Reader,
+    shift: Annotated[str, Query(description="YYYY-MM-DD:NAME", examples=["2026-11-27:night"], max_length=64)],
+    points: Annotated[int, Query(ge=10, le=5000, description="points per chart")] = DEFAULT_POINTS,
+) -> HTMLResponse:
+    """The report ``minewatch report`` writes, for the shift named, served for the browser (the
+    replay view links here). Reads InfluxDB like the command does."""
+    try:
+        sh = state.calendar.parse(shift)
+    except ValueError as exc:
+        raise bad(str(exc), "shift") from None
+    settings = state.settings
+    tz = state.calendar.tz.utcoffset(None).total_seconds() / 3600
+
+    def build() -> str:
+        influx = SyncInflux(settings.influx_url, settings.influx_db, user=settings.influx_user,
+                            password=settings.influx_password)
+        try:
+            return render(collect(influx, sh, tz_offset_h=tz, points=points))
+        finally:
+            influx.close()
+
+    body = await asyncio.to_thread(build)
+    name = f"minewatch-report-{sh.id.replace(':', '-')}.html"
+    return HTMLResponse(body, headers={"Content-Disposition": f'inline; filename="{name}"'})
 
 
 # ------------------------------------------------------------------------------------ command

@@ -1,6 +1,7 @@
 """A recorded shift written straight into InfluxDB, for the report and replay tests.
 
-The layout is the ingestor's (``telemetry``, ``alert_events``, ``robot_status``). The story: the
+The layout is the ingestor's (``telemetry``, ``alert_events``, ``robot_status``); alert events and
+status are formatted by the ingestor's own line builders. The story: the
 2026-11-27 night shift (00:00-08:00 mine time, UTC+8); robot r01 patrols mf01 and sends a frame a
 minute; at 02:00 methane at face T1 rises past the alarm (1.0 %) and the power-cut level
 (1.5 %), peaks at 1.74 %, is acknowledged by Wang Li and clears at 02:12; r01 is offline from
@@ -9,12 +10,14 @@ minute; at 02:00 methane at face T1 rises past the alarm (1.0 %) and the power-c
 
 from __future__ import annotations
 
-import json
 import math
 
+from ingest.lines import TelemetryLines, alert_line, status_line
 from minewatch.catalogue import SCENARIOS
-from minewatch.influx import SyncInflux, line
+from minewatch.influx import SyncInflux
+from minewatch.schema import AlertEvent, AlertKind, AlertState, RobotStatus, Severity
 from minewatch.shifts import ShiftCalendar
+from minewatch.wire import Frame
 
 SHIFT_ID = "2026-11-27:night"
 SHIFT = ShiftCalendar().parse(SHIFT_ID)
@@ -37,6 +40,7 @@ def ch4_t1(ts: int) -> float:
 
 def telemetry_lines() -> list[str]:
     out: list[str] = []
+    fmt = TelemetryLines()
     mf01, ra01 = SCENARIOS["mf01"], SCENARIOS["ra01"]
     for i in range(0, 480):
         ts = T0 + i * MIN + 7 * NS
@@ -44,21 +48,23 @@ def telemetry_lines() -> list[str]:
             readings = {c.name: round((c.normal[0] + c.normal[1]) / 2 + 0.1 * (c.normal[1] - c.normal[0])
                                       * math.sin(i / 9 + k), 4) for k, c in enumerate(mf01.channels)}
             readings["ch4_t1"] = ch4_t1(ts)
-            out.append(line("telemetry", {"scenario": "mf01", "robot": "r01", "scenario_kind": mf01.kind.value},
-                            {**readings, "seq": i, "battery": 95.0 - i * 0.1}, ts))
+            out.append(fmt.format(Frame(robot_id="r01", scenario_id="mf01", seq=i, ts=ts, readings=readings,
+                                        battery=95.0 - i * 0.1)))
         readings = {c.name: round((c.normal[0] + c.normal[1]) / 2, 4) for c in ra01.channels}
-        out.append(line("telemetry", {"scenario": "ra01", "robot": "r02", "scenario_kind": ra01.kind.value},
-                        {**readings, "seq": i, "battery": 80.0}, ts + 11 * NS))
+        out.append(fmt.format(Frame(robot_id="r02", scenario_id="ra01", seq=i, ts=ts + 11 * NS, readings=readings,
+                                    battery=80.0)))
     return out
 
 
 def alert_event(state: str, severity: str, ts: int, value: float, limit: float, **extra: str) -> str:
-    tags = {"scenario": "mf01", "kind": "gas", "severity": severity, "state": state, "detector": "gas_limit"}
-    fields = {"alert_id": ALERT_ID, "channel": "ch4_t1", "robot_id": "r01", "value": value, "limit": limit,
-              "unit": "%", "first_ts": EXCURSION[0] + 2 * MIN,
-              "message": f"Methane {value} % at methane, face T1 in mf01 ({state})",
-              "evidence": json.dumps({"rule": "CMSR Art.498 methane settings, longwall face T1"}), **extra}
-    return line("alert_events", tags, fields, ts)
+    ev = AlertEvent(alert_id=ALERT_ID, kind=AlertKind.gas, detector="gas_limit", severity=Severity(severity),
+                    state=AlertState(state), scenario_id="mf01", robot_id="r01", channel="ch4_t1", value=value,
+                    limit=limit, unit="%", first_ts=EXCURSION[0] + 2 * MIN, ts=ts,
+                    message=f"Methane {value} % at methane, face T1 in mf01 ({state})",
+                    evidence={"rule": "CMSR Art.498 methane settings, longwall face T1"}, **extra)
+    out = alert_line(ev)
+    assert out is not None
+    return out
 
 
 def alert_lines() -> list[str]:
@@ -73,8 +79,9 @@ def alert_lines() -> list[str]:
 
 def status_lines() -> list[str]:
     def st(robot: str, online: bool, ts: int, scenario: str) -> str:
-        return line("robot_status", {"robot": robot, "scenario": scenario},
-                    {"online": online, "charging": False, "battery": 90.0}, ts)
+        out = status_line(RobotStatus(robot_id=robot, online=online, ts=ts, scenario_id=scenario, battery=90.0))
+        assert out is not None
+        return out
 
     return [st("r01", True, T0 - 60 * MIN, "mf01"), st("r01", False, OFFLINE[0], "mf01"),
             st("r01", True, OFFLINE[1], "mf01"), st("r02", True, T0 - 5 * MIN, "ra01")]

@@ -237,3 +237,15 @@ def test_replay_view_plays_a_recorded_shift(influx_db, start_api: Callable[..., 
     assert float(view.get_attribute("data-playhead")) == at
     assert EXCURSION[1] / 1e9 <= at < end
     page.screenshot(path=str(screenshots / "replay.png"), full_page=True)
+    # the replay view's report link serves the shift report (the page's cookie carries the key)
+    with page.expect_popup() as popup:
+        page.click("#rp-report")
+    report = popup.value
+    report.wait_for_selector("body[data-ready=true]", timeout=15000)
+    assert int(report.get_attribute("body", "data-charts")) == 15
+    assert report.locator(f'#timeline [data-alert-id="{ALERT_ID}"]').count() == 1
+    report.close()
+    with api.client("integrator") as c:
+        r = c.get("/report", params={"shift": "2026-11-27:lunch"})
+        assert r.status_code == 422 and "lunch" in r.text
+        assert c.get("/report", params={"shift": SHIFT_ID}, headers={"X-API-Key": "nope"}).status_code == 401
