@@ -157,6 +157,11 @@ def test_methane_alert_turns_the_tile_red_within_two_seconds_and_is_acknowledged
     # the tile stays red (the methane is still high) and says it was acknowledged
     assert page.get_attribute('#board [data-scenario-id="mf01"]', "data-severity") == "critical"
     assert page.get_attribute('#board [data-scenario-id="mf01"]', "data-state") == "acknowledged"
+    # a later escalation keeps the acknowledgement (the API refuses a second one with 409)
+    mine.alert(ev.model_copy(update={"state": AlertState.escalated, "ts": time.time_ns(), "value": 1.9}))
+    page.wait_for_selector(f'#alert-list [data-alert-id="{ev.alert_id}"][data-state="escalated"]', timeout=2000)
+    assert "acknowledged by Wang Li, escalated since" in row.inner_text()
+    assert row.locator("button.ack").count() == 0
     # cleared: the tile goes back to green and the row leaves the active list
     mine.alert(ev.model_copy(update={"state": AlertState.cleared, "ts": time.time_ns(), "value": 0.4}))
     page.wait_for_selector('#board [data-scenario-id="mf01"][data-severity="ok"]', timeout=2000)

@@ -19,7 +19,7 @@ function valueLine(a) {
 export function alertRow(a, { compact = false, onAck = null } = {}) {
   const scn = state.scenarios.get(a.scenario_id);
   const where = [a.scenario_id, a.channel ? shortLabel(a.channel) : a.kind].join(" · ");
-  const open = a.state === "raised" || a.state === "escalated";
+  const open = (a.state === "raised" || a.state === "escalated") && !a.acknowledged_by;
   const pending = open && pendingAcks.has(a.alert_id);
   const canAck = onAck && open && !pending;
   return el("li", {
@@ -34,18 +34,25 @@ export function alertRow(a, { compact = false, onAck = null } = {}) {
   valueLine(a),
   compact ? null : el("p", { class: "a-msg", text: a.message }),
   a.state === "acknowledged" && (a.operator || a.note)
-    ? el("div", { class: "a-ack", text: `acknowledged by ${a.operator ?? "?"}${a.note ? ": " + a.note : ""}` }) : null,
+    ? el("div", { class: "a-ack", text: `acknowledged by ${a.operator ?? "?"}${a.note ? ": " + a.note : ""}` })
+    : a.acknowledged_by && a.state !== "cleared"
+      ? el("div", { class: "a-ack", text: `acknowledged by ${a.acknowledged_by}, ${a.state} since` }) : null,
   pending ? el("div", { class: "a-ack", text: `acknowledgement sent by ${pendingAcks.get(a.alert_id)}, waiting for confirmation` }) : null,
   canAck ? el("button", { type: "button", class: "ack", onclick: () => onAck(a), text: "Acknowledge" }) : null);
 }
 
+// Rows drawn at most; an alert flood must not freeze the page (the count says what is left out).
+const MAX_ROWS = 200;
+
 export function renderList(ol, empty, opts) {
   for (const id of pendingAcks.keys()) {
     const a = state.alerts.get(id);
-    if (!a || (a.state !== "raised" && a.state !== "escalated")) pendingAcks.delete(id);
+    if (!a || a.acknowledged_by || (a.state !== "raised" && a.state !== "escalated")) pendingAcks.delete(id);
   }
   const list = alertsSorted(opts);
-  ol.replaceChildren(...list.map((a) => alertRow(a, { onAck: openAck, compact: opts.compact })));
+  const rows = list.slice(0, MAX_ROWS).map((a) => alertRow(a, { onAck: openAck, compact: opts.compact }));
+  if (list.length > MAX_ROWS) rows.push(el("li", { class: "more muted", text: `${list.length - MAX_ROWS} older alerts not shown` }));
+  ol.replaceChildren(...rows);
   if (empty) empty.hidden = list.length > 0;
 }
 
@@ -85,7 +92,8 @@ async function submitAck(ev) {
     document.getElementById("ack-dialog").close();
     current = null;
   } catch (e) {
-    error.textContent = e.status === 403 ? "This key may not acknowledge alerts (operator or engineer key needed)." : `Not acknowledged: ${e.message}`;
+    error.textContent = e.status === 403 ? "This key may not acknowledge alerts (an operator or engineer key is needed)."
+      : `Not acknowledged: ${e.message}`;
     button.disabled = false;
   }
 }

@@ -125,11 +125,15 @@ export function setActive(list, asOfNs = Infinity) {
   emit("alerts");
 }
 
+// Who acknowledged an alert, kept across its later events (an escalation after the
+// acknowledgement is not acknowledged again: the API answers 409).
+const ackedBy = (a) => a?.acknowledged_by ?? (a?.state === "acknowledged" ? a.operator ?? "?" : null);
+
 export function applyAlert(a) {
   const old = state.alerts.get(a.alert_id);
   // events can arrive twice (stream + ack response) or out of order: keep the latest
   if (old && Number(old.ts) > Number(a.ts)) return;
-  state.alerts.set(a.alert_id, a);
+  state.alerts.set(a.alert_id, { ...a, acknowledged_by: ackedBy(a) ?? ackedBy(old) });
   prune();
   emit("alerts", a);
 }
