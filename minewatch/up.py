@@ -107,7 +107,8 @@ class System:
         self._spawn("api", ["api", *common, *influx, "--host", "127.0.0.1", "--port", str(self.api_port)], env)
         wait_port("127.0.0.1", self.api_port, timeout=60)
         if self.simulate:
-            self._spawn("simulate", ["simulate", *common, "--speed", "1", *self.sim_args], env)
+            self._spawn("simulate", ["simulate", *common, "--speed", "1", "--faults", "builtin:demo",
+                                   "--labels-out", str(self.home / "labels.jsonl"), *self.sim_args], env)
 
     def check(self) -> str | None:
         """The name of a child that has exited, if any."""
