@@ -19,9 +19,10 @@ from minewatch.schema import SEVERITY_RANK, AlertEvent, AlertState, Severity
 
 __all__ = ["AlertBook", "Alert", "event_from_row", "ALERT_FIELDS"]
 
-# alert_events layout written by the ingestor: tags scenario, kind, severity, state, detector;
-# fields alert_id, channel, robot_id, value, limit, unit, first_ts, message, evidence (JSON),
-# operator, note; time = the event's ts.
+# alert_events layout written by the ingestor (ingest/lines.py): tags scenario, kind, severity,
+# state, detector, alert_id; fields channel, robot_id, value, limit, unit, first_ts, message,
+# evidence (JSON), operator, note; time = the event's ts. Rows are read by name, so alert_id
+# may be a tag or a field.
 ALERT_FIELDS = ("alert_id", "channel", "robot_id", "value", "limit", "unit", "first_ts", "message", "evidence",
                 "operator", "note")
 

@@ -265,6 +265,8 @@ class ReplayDiff(BaseModel):
     same: int = Field(description="alerts found by the replay that match one recorded live")
     missed: int = Field(description="alerts recorded live that the replay did not find")
     new: int = Field(description="alerts the replay found that were not recorded live")
+    not_compared: int = Field(description="alerts of kinds the stored readings cannot reproduce "
+                              "(vibration needs waveforms, robot health the status messages)")
     tolerance_s: float = Field(description="first_ts tolerance of a match")
     missed_alerts: list[AlertPublic] = Field(default_factory=list)
     new_alerts: list[str] = Field(default_factory=list, description="alert ids of the new alerts")
@@ -274,7 +276,8 @@ class ReplayPublic(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "id": "rp-3f2a1c9d", "state": "done", "shift": "2026-11-27:night", "start": 1795795200000000000,
         "end": 1795824000000000000, "overrides": {}, "speed": None, "progress": 1.0, "readings": 575000,
-        "data_ts": 1795824000000000000, "elapsed_s": 21.4, "x_realtime": 1345.8, "alerts": [], "diff": None,
+        "data_ts": 1795824000000000000, "elapsed_s": 21.4, "x_realtime": 1345.8, "alert_count": 0, "alerts": [],
+        "diff": None,
         "error": None, "created_by": "engineer"}]})
 
     id: str
@@ -289,7 +292,9 @@ class ReplayPublic(BaseModel):
     data_ts: Nanos | None = Field(description="data time reached")
     elapsed_s: float
     x_realtime: float | None = Field(description="data time covered / wall time taken")
-    alerts: list[AlertEvent] = Field(description="every alert event the detectors produced, in order")
+    alert_count: int = Field(description="alert events the detectors produced so far")
+    alerts: list[AlertEvent] = Field(description="every alert event the detectors produced, in order "
+                                     "(left out of the list of replays)")
     diff: ReplayDiff | None = Field(description="against the alerts recorded live; when done")
     error: str | None = None
     created_by: str

@@ -68,9 +68,12 @@ def status_line(s: RobotStatus, now_ns: int | None = None) -> str | None:
 
 def alert_line(ev: AlertEvent) -> str | None:
     """``alert_events``: one point per alert step, read back by the API to rebuild its alert view."""
+    # alert_id is a tag: two alerts of one place stepping in the same frame (methane at T0 and at
+    # the shearer crossing together) share every other tag and the time, and as fields they would
+    # overwrite each other (same series and timestamp).
     tags = {"scenario": ev.scenario_id, "kind": ev.kind.value, "severity": ev.severity.value,
-            "state": ev.state.value, "detector": ev.detector}
-    fields = {"alert_id": ev.alert_id, "channel": ev.channel, "robot_id": ev.robot_id,
+            "state": ev.state.value, "detector": ev.detector, "alert_id": ev.alert_id}
+    fields = {"channel": ev.channel, "robot_id": ev.robot_id,
               "value": None if ev.value is None else float(ev.value),
               "limit": None if ev.limit is None else float(ev.limit), "unit": ev.unit,
               "first_ts": int(ev.first_ts), "message": ev.message,

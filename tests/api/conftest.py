@@ -14,7 +14,8 @@ import pytest
 import uvicorn
 
 from api.main import create_app
-from minewatch.influx import SyncInflux, line
+from ingest.lines import alert_line as ingest_alert_line
+from minewatch.influx import SyncInflux
 from minewatch.mqtt import paho_client
 from minewatch.schema import AlertEvent, AlertKind, AlertState, Severity
 from minewatch.services import Mosquitto, free_port
@@ -108,14 +109,7 @@ def event(alert_id: str = "mf01.ch4_t1.gas_limit.1795852800000", state: str = "r
 
 def alert_line(ev: AlertEvent) -> str:
     """The ``alert_events`` point the ingestor writes for ``ev``."""
-    import json
-
-    out = line("alert_events", {"scenario": ev.scenario_id, "kind": ev.kind.value, "severity": ev.severity.value,
-                                "state": ev.state.value, "detector": ev.detector},
-               {"alert_id": ev.alert_id, "channel": ev.channel, "robot_id": ev.robot_id, "value": ev.value,
-                "limit": ev.limit, "unit": ev.unit, "first_ts": int(ev.first_ts), "message": ev.message,
-                "evidence": json.dumps(ev.evidence, sort_keys=True), "operator": ev.operator, "note": ev.note},
-               ev.ts)
+    out = ingest_alert_line(ev)
     assert out is not None
     return out
 

@@ -1,0 +1,285 @@
+"""Replaying stored telemetry through the detectors.
+
+:class:`TelemetrySource` reads ``[start, end)`` of the ``telemetry`` measurement from InfluxDB in
+slices of data time (``chunked=true``, one statement per scenario so only its channels travel),
+rebuilds :class:`minewatch.wire.Frame` objects and hands them out in time order, reading the
+next slice while the detectors work on the current one. :func:`run_replay` feeds them to a
+fresh :class:`detectors.DetectorSuite` (with any limit overrides), ticking it with data time,
+optionally paced to a speed, and reports progress and alerts to a sink.
+
+:func:`compare` sets the alerts found against the alerts recorded live for the window:
+
+- an alert is summarised by (scenario, channel, detector, the highest severity it reached,
+  first_ts);
+- a replayed alert and a live one are the *same* when the first four agree and their first_ts
+  differ by at most ``tolerance_s`` (default 2 s; the data are the same, so they normally agree
+  exactly); each live alert matches at most one replayed alert, earliest first;
+- live alerts left over are *missed*, replayed alerts left over are *new*;
+- only alerts raised inside the window count (an alert already active at its start cannot be
+  raised again by detectors that start with fresh state), and only kinds the stored readings can
+  reproduce: vibration alerts need the raw waveforms and robot-health alerts the status
+  messages, neither of which is in ``telemetry``; they are counted as ``not_compared``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from api.alertbook import AlertBook, event_from_row
+from minewatch.catalogue import SCENARIOS, Scenario
+from minewatch.schema import SEVERITY_RANK, AlertEvent, AlertKind
+from minewatch.wire import Frame, LinkInfo
+
+if TYPE_CHECKING:
+    from minewatch.influx import InfluxClient
+
+__all__ = ["TelemetrySource", "ReplayResult", "run_replay", "compare", "Comparison", "live_alerts",
+           "NOT_REPLAYABLE", "frame_json"]
+
+NS = 1_000_000_000
+NOT_REPLAYABLE = frozenset({AlertKind.vibration, AlertKind.robot_health})
+_META = ("seq", "battery", "pos_m", "latency_ms", "rssi_dbm", "late")
+
+
+def frame_json(f: Frame) -> dict[str, Any]:
+    return {"robot_id": f.robot_id, "scenario_id": f.scenario_id, "seq": f.seq, "ts": f.ts, "pos_m": f.pos_m,
+            "battery": f.battery, "readings": f.readings}
+
+
+class TelemetrySource:
+    """Frames of ``[start, end)`` in time order, in slices of ``slice_s`` of data time."""
+
+    def __init__(self, influx: InfluxClient, start: int, end: int, *, slice_s: float = 600.0,
+                 scenarios: Mapping[str, Scenario] = SCENARIOS) -> None:
+        if end <= start:
+            raise ValueError("end must be after start")
+        self.influx = influx
+        self.start, self.end = start, end
+        self.slice_ns = max(1, int(slice_s * NS))
+        self.scenarios = scenarios
+        self.rows = 0
+
+    def _query(self, t0: int, t1: int) -> str:
+        stmts = []
+        for sc in self.scenarios.values():
+            cols = ", ".join(f'"{c.name}"' for c in sc.channels)
+            meta = ", ".join(f'"{m}"' for m in _META)
+            stmts.append(f"SELECT {cols}, {meta} FROM \"telemetry\" WHERE \"scenario\" = '{sc.id}' "
+                         f'AND time >= {t0} AND time < {t1} GROUP BY "scenario", "robot"')
+        return "; ".join(stmts)
+
+    async def _slice(self, t0: int, t1: int) -> tuple[list[Frame], list[bool]]:
+        out: list[tuple[int, int, Frame, bool]] = []
+        n = 0
+        async for cols, tags, values in self.influx.query_chunks(self._query(t0, t1), chunk_size=20_000):
+            robot, scenario = tags.get("robot", ""), tags.get("scenario", "")
+            if not values or not robot or not scenario:
+                continue
+            idx = {c: i for i, c in enumerate(cols)}
+            ti, si = idx["time"], idx.get("seq")
+            bi, pi = idx.get("battery"), idx.get("pos_m")
+            li, ri, lti = idx.get("latency_ms"), idx.get("rssi_dbm"), idx.get("late")
+            chans = [(c, i) for c, i in idx.items() if c not in _META and c != "time"]
+            for v in values:
+                link = None
+                if li is not None and ri is not None and v[li] is not None and v[ri] is not None:
+                    link = LinkInfo(latency_ms=float(v[li]), rssi_dbm=float(v[ri]))
+                f = Frame(robot_id=robot, scenario_id=scenario, ts=v[ti],
+                          seq=v[si] if si is not None and v[si] is not None else 0,
+                          readings={c: float(v[i]) for c, i in chans if v[i] is not None},
+                          battery=None if bi is None or v[bi] is None else float(v[bi]),
+                          pos_m=None if pi is None or v[pi] is None else float(v[pi]), link=link)
+                out.append((f.ts, n, f, bool(lti is not None and v[lti])))
+                n += 1
+        out.sort(key=lambda x: (x[0], x[1]))
+        self.rows += len(out)
+        return [x[2] for x in out], [x[3] for x in out]
+
+    async def slices(self) -> AsyncIterator[tuple[int, list[Frame], list[bool]]]:
+        """``(slice_end, frames, late)`` per slice, reading one slice ahead."""
+        bounds = [*range(self.start, self.end, self.slice_ns), self.end]
+        pairs = list(zip(bounds[:-1], bounds[1:]))
+        nxt = asyncio.create_task(self._slice(*pairs[0]))
+        try:
+            for k, (_t0, t1) in enumerate(pairs):
+                frames, late = await nxt
+                if k + 1 < len(pairs):
+                    nxt = asyncio.create_task(self._slice(*pairs[k + 1]))
+                yield t1, frames, late
+        finally:
+            if not nxt.done():
+                nxt.cancel()
+
+
+@dataclass
+class ReplayResult:
+    alerts: list[AlertEvent] = field(default_factory=list)
+    readings: int = 0
+    data_ts: int | None = None
+    elapsed_s: float = 0.0
+    cancelled: bool = False
+
+
+ProgressFn = Callable[[int, int], Awaitable[None] | None]  # (data_ts, readings so far)
+AlertsFn = Callable[[list[AlertEvent]], Awaitable[None] | None]
+FramesFn = Callable[[list[Frame]], Awaitable[None] | None]
+
+
+async def _call(fn: Callable[..., Awaitable[None] | None] | None, *args: Any) -> None:
+    if fn is not None:
+        r = fn(*args)
+        if r is not None:
+            await r
+
+
+def _batches(frames: list[Frame], late: list[bool], t_from: int, t_to: int, step_ns: int
+             ) -> Iterable[tuple[int, list[Frame], list[bool]]]:
+    """Split time-ordered ``frames`` of ``[t_from, t_to)`` at every ``step_ns`` of data time."""
+    ts = [f.ts for f in frames]
+    t = t_from
+    while t < t_to:
+        e = min(t + step_ns, t_to)
+        i, j = bisect.bisect_left(ts, t), bisect.bisect_left(ts, e)
+        yield e, frames[i:j], late[i:j]
+        t = e
+
+
+async def run_replay(influx: InfluxClient, start: int, end: int, *, overrides: Mapping[str, float] | None = None,
+                     speed: float | None = None, tick_s: float = 5.0, slice_s: float = 600.0,
+                     on_progress: ProgressFn | None = None, on_alerts: AlertsFn | None = None,
+                     on_frames: FramesFn | None = None, cancel: asyncio.Event | None = None) -> ReplayResult:
+    """Run the detectors, fresh, over ``[start, end)``.
+
+    As fast as possible (``speed`` None), frames go to the detectors in batches of ``tick_s`` of
+    data time, each followed by a ``tick`` at the batch's end (the time-driven checks such as a
+    silent robot need the clock to move as it did live). With a ``speed`` (data seconds per wall
+    second), batches are a tenth of a wall second long and ``on_frames`` gets each batch's
+    latest frame per robot, on time."""
+    from detectors import DetectorSuite  # numba compiles on first import: only when replaying
+
+    suite = DetectorSuite(SCENARIOS, overrides=dict(overrides or {}))
+    res = ReplayResult()
+    src = TelemetrySource(influx, start, end, slice_s=slice_s if speed is None else min(slice_s, max(10.0, speed * 5)))
+    step_ns = int(tick_s * NS) if speed is None else max(1, int(speed * 0.1 * NS))
+    t_wall = time.perf_counter()
+    t_prev = start
+    async for t1, frames, late in src.slices():
+        for e, batch, blate in _batches(frames, late, t_prev, t1, step_ns):
+            if cancel is not None and cancel.is_set():
+                res.cancelled = True
+                break
+            events = await asyncio.to_thread(_process, suite, batch, blate, e) if len(batch) > 2000 \
+                else _process(suite, batch, blate, e)
+            res.readings += len(batch)
+            res.data_ts = e
+            if events:
+                res.alerts.extend(events)
+                await _call(on_alerts, events)
+            if speed is not None:
+                await _call(on_frames, _latest_per_robot(batch))
+                lag = (e - start) / NS / speed - (time.perf_counter() - t_wall)
+                await asyncio.sleep(max(0.0, lag))
+        t_prev = t1
+        if res.cancelled:
+            break
+        await _call(on_progress, t1, res.readings)
+        await asyncio.sleep(0)  # let the API serve between slices
+    res.elapsed_s = time.perf_counter() - t_wall
+    return res
+
+
+def _process(suite: Any, frames: list[Frame], late: list[bool], now: int) -> list[AlertEvent]:
+    events: list[AlertEvent] = []
+    if frames:
+        events.extend(suite.process(frames, late=late if any(late) else None).events)
+    events.extend(suite.tick(now))
+    return events
+
+
+def _latest_per_robot(frames: Sequence[Frame]) -> list[Frame]:
+    last: dict[str, Frame] = {}
+    for f in frames:
+        last[f.robot_id] = f
+    return list(last.values())
+
+
+# ----------------------------------------------------------------------------- comparison
+
+@dataclass(frozen=True)
+class Summary:
+    alert_id: str
+    scenario_id: str
+    channel: str | None
+    detector: str
+    severity: str  # the highest reached
+    first_ts: int
+    kind: AlertKind
+
+
+def summarise(events: Iterable[AlertEvent]) -> list[Summary]:
+    """One summary per alert id, from its events."""
+    by_id: dict[str, list[AlertEvent]] = {}
+    for e in events:
+        by_id.setdefault(e.alert_id, []).append(e)
+    out = []
+    for aid, evs in by_id.items():
+        top = max(evs, key=lambda e: SEVERITY_RANK[e.severity])
+        first = evs[0]
+        out.append(Summary(aid, first.scenario_id, first.channel, first.detector, top.severity.value,
+                           min(e.first_ts for e in evs), first.kind))
+    return sorted(out, key=lambda s: s.first_ts)
+
+
+@dataclass
+class Comparison:
+    same: list[tuple[Summary, Summary]] = field(default_factory=list)  # (replayed, live)
+    missed: list[Summary] = field(default_factory=list)
+    new: list[Summary] = field(default_factory=list)
+    not_compared: int = 0
+    tolerance_s: float = 2.0
+
+
+def compare(replayed: Iterable[AlertEvent], live: Iterable[AlertEvent], start: int, end: int,
+            tolerance_s: float = 2.0) -> Comparison:
+    """Same / missed / new, as the module docstring defines them."""
+    tol = int(tolerance_s * NS)
+    out = Comparison(tolerance_s=tolerance_s)
+    rep = [s for s in summarise(replayed) if start <= s.first_ts < end]
+    liv = []
+    for s in summarise(live):
+        if not start <= s.first_ts < end:
+            continue
+        if s.kind in NOT_REPLAYABLE:
+            out.not_compared += 1
+            continue
+        liv.append(s)
+    rep_open = [s for s in rep if s.kind not in NOT_REPLAYABLE]
+    out.not_compared += len(rep) - len(rep_open)
+    for r in rep_open:
+        hit = None
+        for cand in liv:
+            if (cand.scenario_id, cand.channel, cand.detector, cand.severity) == \
+                    (r.scenario_id, r.channel, r.detector, r.severity) and abs(cand.first_ts - r.first_ts) <= tol:
+                hit = cand
+                break
+        if hit is None:
+            out.new.append(r)
+        else:
+            liv.remove(hit)
+            out.same.append((r, hit))
+    out.missed = liv
+    return out
+
+
+async def live_alerts(influx: InfluxClient, start: int, end: int) -> list[AlertEvent]:
+    """Alert events recorded live in ``[start, end)`` (what the replay, which stops at ``end``,
+    can be held against)."""
+    rows = await influx.query(f'SELECT * FROM "alert_events" WHERE time >= {start} AND time < {end}')
+    book = AlertBook()
+    book.apply_all(e for e in map(event_from_row, rows) if e is not None)
+    return [e for a in book for e in a.events]

@@ -1,0 +1,101 @@
+"""``/replays``: re-run the detectors over a recorded shift or window (engineers)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+from api.deps import CurrentEngineer, Reader, StateDep
+from api.params import bad
+from api.replay import ReplayJob, ReplayRefused
+from api.schemas import ReplayCreate, ReplayPublic, ReplaysPublic, errors
+
+router = APIRouter(prefix="/replays", tags=["replays"])
+
+JobPath = Annotated[str, Path(description="the replay's id", examples=["rp-20261128T093000-3f2a1c"])]
+
+
+def _job(state: StateDep, replay_id: str) -> ReplayJob:
+    job = state.replays.get(replay_id)
+    if job is None:
+        raise HTTPException(404, f"no replay {replay_id!r} (the last 50 are kept)")
+    return job
+
+
+@router.post("", response_model=ReplayPublic, status_code=status.HTTP_201_CREATED, responses=errors(429, 503),
+             summary="Start a replay")
+async def create_replay(body: ReplayCreate, state: StateDep, who: CurrentEngineer) -> ReplayPublic:
+    """Start re-running the detectors, with fresh state and any limit ``overrides``, over a
+    shift (``YYYY-MM-DD:NAME``) or a ``start``/``end`` window (at most 7 days) of stored
+    telemetry. ``speed`` null runs as fast as possible; a number (1-1000) paces the run to that
+    many data seconds per wall second and streams readings on ``/replays/{id}/stream``. When
+    done, ``diff`` compares the alerts found with those recorded live (see docs/api.md)."""
+    try:
+        job = state.replays.create(body, created_by=who.role)
+    except ReplayRefused as exc:
+        if exc.status == 422:
+            raise bad(exc.detail, "body") from None
+        raise HTTPException(exc.status, exc.detail) from None
+    return job.public()
+
+
+@router.get("", response_model=ReplaysPublic, responses=errors(), summary="Replays, newest first")
+async def list_replays(state: StateDep, _: Reader) -> ReplaysPublic:
+    """The replays kept (running ones and the last 50 finished), without their alert lists."""
+    data = [j.public(with_alerts=False) for j in state.replays.list()]
+    return ReplaysPublic(data=data, count=len(data))
+
+
+@router.get("/{replay_id}", response_model=ReplayPublic, responses=errors(404), summary="One replay")
+async def get_replay(replay_id: JobPath, state: StateDep, _: Reader,
+                     alerts: Annotated[bool, Query(description="include the alert events")] = True) -> ReplayPublic:
+    return _job(state, replay_id).public(with_alerts=alerts)
+
+
+@router.delete("/{replay_id}", response_model=ReplayPublic, responses=errors(404), summary="Cancel a replay")
+async def cancel_replay(replay_id: JobPath, state: StateDep, _: CurrentEngineer) -> ReplayPublic:
+    """Stop a running replay (it ends ``cancelled`` within a batch); a finished one is returned
+    as it is."""
+    job = _job(state, replay_id)
+    state.replays.cancel(job)
+    if job.task is not None and not job.finished:
+        try:
+            await asyncio.wait_for(asyncio.shield(job.task), 5.0)
+        except TimeoutError:
+            pass
+    return job.public(with_alerts=False)
+
+
+def _sse(msg: dict) -> ServerSentEvent:  # type: ignore[type-arg]
+    return ServerSentEvent(event=msg["type"], raw_data=orjson.dumps(msg["data"]).decode())
+
+
+def _replay_job(replay_id: JobPath, state: StateDep) -> ReplayJob:
+    return _job(state, replay_id)
+
+
+@router.get("/{replay_id}/stream", response_class=EventSourceResponse, responses=errors(404, streaming=True),
+            summary="A replay's progress, alerts and readings as Server-Sent Events")
+async def stream_replay(job: Annotated[ReplayJob, Depends(_replay_job)], _: Reader
+                        ) -> AsyncIterator[ServerSentEvent]:
+    """First a `state` event (the replay so far, with its alerts), then `progress`, `alert`
+    and, for a paced replay, `reading` events (the latest frame of each robot every tenth of a
+    wall second), and a final `done` event with the result; then the stream ends."""
+    sub = job.hub.subscribe()
+    try:
+        yield ServerSentEvent(event="state", raw_data=job.public().model_dump_json())
+        if job.finished:
+            yield ServerSentEvent(event="done", raw_data=job.public(with_alerts=False).model_dump_json())
+            return
+        while True:
+            msg = await sub.get()
+            yield _sse(msg)
+            if msg["type"] in ("done", "lagged"):
+                return
+    finally:
+        job.hub.unsubscribe(sub)
