@@ -242,6 +242,17 @@ def test_replay_view_plays_a_recorded_shift(influx_db, start_api: Callable[..., 
     assert float(view.get_attribute("data-playhead")) == at
     assert EXCURSION[1] / 1e9 <= at < end
     page.screenshot(path=str(screenshots / "replay.png"), full_page=True)
+    # re-run the detectors with the power-cut level above the peak: the excursion is an alarm only
+    page.click("#rp-rerun-box summary")
+    page.fill("#rp-overrides", "mf01.ch4_t1.critical=2.0")
+    page.click("#rp-rerun")
+    page.wait_for_selector("#view-replay[data-rerun]", timeout=30000)
+    assert int(view.get_attribute("data-rerun")) >= 1
+    severities = page.locator("#rp-rerun-timeline [data-alert-id]").evaluate_all(
+        "els => els.map(e => [...e.classList].find(c => c.startsWith('sev-')))")
+    assert severities and "sev-critical" not in severities and "sev-alarm" in severities
+    assert page.locator('#rp-diff [data-diff="same"]').count() == 1
+    page.screenshot(path=str(screenshots / "replay-rerun.png"), full_page=True)
     # the replay view's report link serves the shift report (the page's cookie carries the key)
     with page.expect_popup() as popup:
         page.click("#rp-report")

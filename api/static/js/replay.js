@@ -1,7 +1,7 @@
 // Replay for engineers: pick a shift or a window and a scenario, then play the recorded
 // readings at a chosen speed (play, pause, seek) with the recorded alerts on a timeline.
 
-import { api, listOf } from "./api.js";
+import { api, listOf, stream } from "./api.js";
 import { state, nsToSec } from "./store.js";
 import { el, fmtTime, fmtValue, shortLabel, SEV_TEXT, SEV_ICON, fromMineLocal, toMineLocal } from "./format.js";
 import { loadDetail, fetchHistory, buildCharts, lastValue } from "./scenario.js";
@@ -72,6 +72,20 @@ export function alertBars(alerts) {
   }));
 }
 
+// A re-run's alert events (oldest first) as the summaries alertBars takes.
+export function foldEvents(events) {
+  const by = new Map();
+  const order = ["info", "warning", "alarm", "critical"];
+  for (const e of events) {
+    const a = by.get(e.alert_id) ?? { ...e, max_severity: e.severity, cleared_ts: null, acknowledged_ts: null };
+    if (order.indexOf(e.severity) > order.indexOf(a.max_severity)) a.max_severity = e.severity;
+    if (e.state === "cleared") a.cleared_ts = e.ts;
+    a.state = e.state;
+    by.set(e.alert_id, a);
+  }
+  return [...by.values()];
+}
+
 export function stateAt(b, t) {
   if (b.t1 != null && t >= b.t1) return "cleared";
   if (b.ack != null && t >= b.ack) return "acknowledged";
@@ -97,7 +111,9 @@ async function load(ev) {
     if (rp) rp.charts.forEach((c) => c.destroy());
     const charts = buildCharts($("rp-charts"), detail, { xRange: [t0, t1], height: 150 });
     const bars = alertBars(listOf(alerts));
-    rp = { scenario, detail, t0, t1, hist, bars, charts, playhead: t0, playing: false, speed: Number($("rp-speed").value), raf: 0, last: 0 };
+    rp = { scenario, detail, t0, t1, hist, bars, charts, playhead: t0, playing: false, speed: Number($("rp-speed").value), raf: 0, last: 0, rerun: null };
+    $("rp-rerun-timeline-box").hidden = true;
+    $("rp-diff").textContent = "";
     for (const [ch, chart] of charts) {
       chart.setMarks(bars.filter((b) => b.channel === ch).map((b) => ({ t0: b.t0, t1: b.t1, severity: b.severity })));
     }
@@ -138,8 +154,11 @@ function seek(t) {
     const unit = rp.detail.channels.find((c) => c.name === ch)?.unit;
     if (node) node.textContent = last === undefined ? "" : fmtValue(ch, last, unit);
   }
+  const upTo = (bars) => bars.filter((b) => b.t0 <= rp.playhead)
+    .map((b) => ({ ...b, t1: b.t1 != null && b.t1 <= rp.playhead ? b.t1 : rp.playhead }));
   const seen = rp.bars.filter((b) => b.t0 <= rp.playhead);
-  window.MWCharts.timeline($("rp-timeline"), seen.map((b) => ({ ...b, t1: b.t1 != null && b.t1 <= rp.playhead ? b.t1 : rp.playhead })), rp.t0, rp.t1, rp.playhead);
+  window.MWCharts.timeline($("rp-timeline"), upTo(rp.bars), rp.t0, rp.t1, rp.playhead);
+  if (rp.rerun) window.MWCharts.timeline($("rp-rerun-timeline"), upTo(rp.rerun), rp.t0, rp.t1, rp.playhead);
   $("rp-alerts").replaceChildren(...seen.slice().sort((a, b) => b.t0 - a.t0).map((b) => {
     const st = stateAt(b, rp.playhead);
     return el("li", { class: `alert sev-${b.severity} st-${st}`, "data-alert-id": b.id, "data-state": st, "data-severity": b.severity },
@@ -186,6 +205,58 @@ function pause() {
 
 function stop() { if (rp) pause(); }
 
+// POST /replays with the overrides over the loaded window, follow its stream, then show what
+// the detectors would have raised next to what was recorded, and the API's comparison.
+async function rerun(ev) {
+  ev.preventDefault();
+  if (!rp) { toast("Load a window first."); return; }
+  const overrides = {};
+  for (const raw of $("rp-overrides").value.split(/\n|,/)) {
+    const line = raw.trim();
+    if (!line) continue;
+    const m = /^([^=\s]+)\s*=\s*(-?[0-9.]+(?:e-?\d+)?)$/i.exec(line);
+    if (!m) { toast(`"${line}" is not KEY=VALUE`); return; }
+    overrides[m[1]] = Number(m[2]);
+  }
+  const shift = $("rp-shift").value;
+  const body = shift ? { shift, overrides, speed: null }
+    : { start: Math.round(rp.t0 * 1e9), end: Math.round(rp.t1 * 1e9), overrides, speed: null };
+  const note = $("rp-rerun-state");
+  $("rp-rerun").disabled = true;
+  $("rp-diff").textContent = "";
+  try {
+    const job = await api("/replays", { method: "POST", body });
+    note.textContent = "running…";
+    const done = await new Promise((resolve, reject) => {
+      const s = stream(`/replays/${encodeURIComponent(job.id)}/stream`, {
+        progress: (p) => { note.textContent = `running… ${Math.round((p.progress ?? 0) * 100)} %`; },
+        done: (d) => { s.close(); resolve(d); },
+        state: (d) => { if (["done", "failed", "cancelled"].includes(d.state)) { s.close(); resolve(d); } },
+      }, (st) => { if (st === "down") { s.close(); reject(new Error("the replay stream closed")); } });
+    });
+    const full = await api(`/replays/${encodeURIComponent(job.id)}`);
+    if (full.state !== "done") throw new Error(full.error || `replay ${full.state}`);
+    const mine = foldEvents(full.alerts.filter((e) => e.scenario_id === rp.scenario));
+    rp.rerun = alertBars(mine);
+    $("rp-rerun-timeline-box").hidden = false;
+    const d = full.diff;
+    $("rp-diff").replaceChildren(
+      el("span", { text: `All scenarios, against the alerts recorded live: ` }),
+      el("b", { "data-diff": "same", text: String(d?.same ?? 0) }), " the same, ",
+      el("b", { "data-diff": "missed", text: String(d?.missed ?? 0) }), " no longer raised, ",
+      el("b", { "data-diff": "new", text: String(d?.new ?? 0) }), " new. ",
+      el("span", { class: "muted", text: `${rp.rerun.length} in ${rp.scenario}; ${full.readings} readings in ${full.elapsed_s.toFixed(1)} s.` }));
+    $("view-replay").dataset.rerun = String(rp.rerun.length);
+    note.textContent = done.state === "done" || full.state === "done" ? "done" : full.state;
+    seek(rp.playhead);
+  } catch (e) {
+    note.textContent = "";
+    toast(e.status === 403 ? "Re-running the detectors needs an engineer key." : `Re-run failed: ${e.message}`);
+  } finally {
+    $("rp-rerun").disabled = false;
+  }
+}
+
 export function enterReplay(hash) {
   fillScenarios();
   loadShifts().then(() => {
@@ -207,6 +278,7 @@ export function leaveReplay() { stop(); }
 export function mountReplay(toastFn) {
   toast = toastFn;
   $("replay-form").addEventListener("submit", load);
+  $("rerun-form").addEventListener("submit", rerun);
   $("rp-shift").addEventListener("change", syncWindowInputs);
   $("rp-play").addEventListener("click", () => (rp?.playing ? pause() : play()));
   $("rp-speed").addEventListener("change", () => {
