@@ -43,6 +43,7 @@ __all__ = ["TelemetrySource", "ReplayResult", "run_replay", "compare", "Comparis
 
 NS = 1_000_000_000
 NOT_REPLAYABLE = frozenset({AlertKind.vibration, AlertKind.robot_health})
+TAIL_S = 120.0  # read on this far past the last frame (a silent robot alerts after 60 s)
 _META = ("seq", "battery", "pos_m", "latency_ms", "rssi_dbm", "late")
 
 
@@ -100,17 +101,33 @@ class TelemetrySource:
         self.rows += len(out)
         return [x[2] for x in out], [x[3] for x in out]
 
-    async def slices(self) -> AsyncIterator[tuple[int, list[Frame], list[bool]]]:
-        """``(slice_end, frames, late)`` per slice, reading one slice ahead."""
-        bounds = [*range(self.start, self.end, self.slice_ns), self.end]
+    async def extent(self) -> tuple[int, int] | None:
+        """First and last time with data in the window (None if there is none)."""
+        w = f"time >= {self.start} AND time < {self.end}"
+        rows = await self.influx.query(f'SELECT first("seq") FROM "telemetry" WHERE {w}; '
+                                       f'SELECT last("seq") FROM "telemetry" WHERE {w}')
+        if len(rows) < 2:
+            return None
+        return int(rows[0]["time"]), int(rows[1]["time"])
+
+    async def slices(self) -> AsyncIterator[tuple[int, int, list[Frame], list[bool]]]:
+        """``(slice_start, slice_end, frames, late)`` per slice, reading one slice ahead. Stretches of the
+        window before the first and after the last stored frame (plus :data:`TAIL_S`, for the
+        time-driven checks to see the silence) are not read."""
+        ext = await self.extent()
+        if ext is None:
+            return
+        first = self.start + (ext[0] - self.start) // self.slice_ns * self.slice_ns
+        last = min(self.end, ext[1] + int(TAIL_S * NS) + 1)
+        bounds = [*range(first, last, self.slice_ns), last]
         pairs = list(zip(bounds[:-1], bounds[1:]))
         nxt = asyncio.create_task(self._slice(*pairs[0]))
         try:
-            for k, (_t0, t1) in enumerate(pairs):
+            for k, (t0, t1) in enumerate(pairs):
                 frames, late = await nxt
                 if k + 1 < len(pairs):
                     nxt = asyncio.create_task(self._slice(*pairs[k + 1]))
-                yield t1, frames, late
+                yield t0, t1, frames, late
         finally:
             if not nxt.done():
                 nxt.cancel()
@@ -167,28 +184,37 @@ async def run_replay(influx: InfluxClient, start: int, end: int, *, overrides: M
     src = TelemetrySource(influx, start, end, slice_s=slice_s if speed is None else min(slice_s, max(10.0, speed * 5)))
     step_ns = int(tick_s * NS) if speed is None else max(1, int(speed * 0.1 * NS))
     t_wall = time.perf_counter()
-    t_prev = start
-    async for t1, frames, late in src.slices():
-        for e, batch, blate in _batches(frames, late, t_prev, t1, step_ns):
-            if cancel is not None and cancel.is_set():
-                res.cancelled = True
-                break
-            events = await asyncio.to_thread(_process, suite, batch, blate, e) if len(batch) > 2000 \
-                else _process(suite, batch, blate, e)
-            res.readings += len(batch)
-            res.data_ts = e
+    origin: int | None = None  # data time of the first slice: the paced clock starts there
+    async for t0, t1, frames, late in src.slices():
+        if cancel is not None and cancel.is_set():
+            res.cancelled = True
+            break
+        origin = t0 if origin is None else origin
+        if speed is None:
+            # the whole slice in a worker thread: the event loop (the API) keeps serving
+            events = await asyncio.to_thread(_process_slice, suite, frames, late, t0, t1, step_ns)
+            res.readings += len(frames)
+            res.data_ts = t1
             if events:
                 res.alerts.extend(events)
                 await _call(on_alerts, events)
-            if speed is not None:
+        else:
+            for e, batch, blate in _batches(frames, late, t0, t1, step_ns):
+                if cancel is not None and cancel.is_set():
+                    res.cancelled = True
+                    break
+                events = _process(suite, batch, blate, e)
+                res.readings += len(batch)
+                res.data_ts = e
+                if events:
+                    res.alerts.extend(events)
+                    await _call(on_alerts, events)
                 await _call(on_frames, _latest_per_robot(batch))
-                lag = (e - start) / NS / speed - (time.perf_counter() - t_wall)
+                lag = (e - origin) / NS / speed - (time.perf_counter() - t_wall)
                 await asyncio.sleep(max(0.0, lag))
-        t_prev = t1
-        if res.cancelled:
-            break
+            if res.cancelled:
+                break
         await _call(on_progress, t1, res.readings)
-        await asyncio.sleep(0)  # let the API serve between slices
     res.elapsed_s = time.perf_counter() - t_wall
     return res
 
@@ -198,6 +224,14 @@ def _process(suite: Any, frames: list[Frame], late: list[bool], now: int) -> lis
     if frames:
         events.extend(suite.process(frames, late=late if any(late) else None).events)
     events.extend(suite.tick(now))
+    return events
+
+
+def _process_slice(suite: Any, frames: list[Frame], late: list[bool], t0: int, t1: int, step_ns: int
+                   ) -> list[AlertEvent]:
+    events: list[AlertEvent] = []
+    for e, batch, blate in _batches(frames, late, t0, t1, step_ns):
+        events.extend(_process(suite, batch, blate, e))
     return events
 
 

@@ -30,7 +30,7 @@ def errors(*codes: int, streaming: bool = False) -> dict[int | str, dict[str, An
     whose success is not JSON (a stream, a CSV file), ``streaming`` states the errors' JSON
     content explicitly instead of letting them take the route's media type."""
     text = {
-        401: "No API key, or an unknown one", 403: "The key's role may not do this", 404: "Not found",
+        400: "The body is not readable JSON", 401: "No API key, or an unknown one", 403: "The key's role may not do this", 404: "Not found",
         409: "Conflict with the current state", 429: "Too many running jobs",
         503: "A backing service (MQTT broker or InfluxDB) is unreachable",
     }

@@ -88,7 +88,7 @@ async def get_alert(alert_id: AlertIdPath, state: StateDep, _: Reader) -> AlertD
 
 
 @router.post("/{alert_id}/ack", response_model=AlertPublic, summary="Acknowledge an active alert",
-             responses={**errors(404, 409, 503),
+             responses={**errors(400, 404, 409, 503),
                         202: {"model": AckAccepted, "description": "Published; the ingestor has not confirmed yet"}})
 async def acknowledge(alert_id: AlertIdPath, body: AckRequest, state: StateDep, who: CurrentOperator
                       ) -> AlertPublic | JSONResponse:
@@ -104,7 +104,8 @@ async def acknowledge(alert_id: AlertIdPath, body: AckRequest, state: StateDep, 
         ack = next(e for e in reversed(a.events) if e.state == AlertState.acknowledged)
         state.metrics.acks.labels("conflict").inc()
         raise HTTPException(409, f"alert {alert_id!r} was already acknowledged by {ack.operator or 'someone'}")
-    ts = time.time_ns()
+    # after the event it acknowledges, even if the robot's clock runs ahead of ours
+    ts = max(time.time_ns(), a.latest.ts + 1)
     operator = body.operator.strip()
     try:
         ev = await state.live.request_ack(alert_id, a.latest.scenario_id, operator, body.note, ts, state.ack_wait_s)

@@ -27,7 +27,7 @@ def _job(state: StateDep, replay_id: str) -> ReplayJob:
     return job
 
 
-@router.post("", response_model=ReplayPublic, status_code=status.HTTP_201_CREATED, responses=errors(429, 503),
+@router.post("", response_model=ReplayPublic, status_code=status.HTTP_201_CREATED, responses=errors(400, 429, 503),
              summary="Start a replay")
 async def create_replay(body: ReplayCreate, state: StateDep, who: CurrentEngineer) -> ReplayPublic:
     """Start re-running the detectors, with fresh state and any limit ``overrides``, over a
