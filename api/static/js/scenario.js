@@ -9,6 +9,7 @@ import { robotCells } from "./robots.js";
 let current = null; // {id, charts: Map(channel -> Chart), range, detail}
 let lastRange = 900; // seconds of history shown; kept when moving between scenarios
 const POINTS = 600;
+const HEADROOM = 0.02; // the live window reaches a little past now, so the newest point is not on the edge
 
 // A scenario with its channels (units, limits): from the board's list, else GET /scenarios/{id}.
 export async function loadDetail(id) {
@@ -117,7 +118,7 @@ async function loadWindow() {
   const { id, detail, range } = current;
   const now = Date.now() / 1000;
   const names = detail.channels.map((c) => c.name);
-  for (const chart of current.charts.values()) chart.setWindow(now - range, now);
+  for (const chart of current.charts.values()) chart.setWindow(now - range, now + range * HEADROOM);
   try {
     const h = await fetchHistory(id, names, now - range, now);
     if (current?.id !== id) return;
@@ -163,7 +164,7 @@ export function mountScenario() {
       if (!chart) continue;
       const value = v !== null && typeof v === "object" ? v.value : v;
       chart.trimBefore(now - current.range);
-      chart.setWindow(Math.min(now, t) - current.range, Math.max(now, t));
+      chart.setWindow(Math.min(now, t) - current.range, Math.max(now, t) + current.range * HEADROOM);
       chart.append(t, value);
       setValueText(scenario, ch, value);
     }
