@@ -187,6 +187,18 @@ def test_scenario_view_has_live_charts_with_limits(dash: Api, mine: Mine, page, 
                            timeout=3000)
     assert value.inner_text() == "0.63 %"
     page.screenshot(path=str(screenshots / "scenario.png"), full_page=True)
+    # one robot's sensors alone: frames of another robot in mf01 do not move the charts
+    page.select_option("#scn-robot", "r01")
+    mine.frame("mf01", ch4_t1=0.71)
+    page.wait_for_function("() => document.querySelector('[data-value=\"ch4_t1\"]').textContent === '0.71 %'",
+                           timeout=3000)
+    mine.pub.publish(mine.pub.topics.telemetry("mf01", "p09"), encode_frame(Frame(
+        robot_id="p09", scenario_id="mf01", seq=1, ts=time.time_ns(), readings={"ch4_t1": 0.2})), qos=0)
+    page.wait_for_timeout(700)
+    assert page.inner_text('#scn-charts [data-value="ch4_t1"]') == "0.71 %"
+    mine.frame("mf01", ch4_t1=0.72)
+    page.wait_for_function("() => document.querySelector('[data-value=\"ch4_t1\"]').textContent === '0.72 %'",
+                           timeout=3000)
 
 
 def test_page_asks_for_a_key_and_refuses_a_wrong_one(dash: Api, page) -> None:

@@ -1,6 +1,6 @@
 // One scenario: live charts of its channels with their limits, its alerts and robots.
 
-import { api, listOf } from "./api.js";
+import { api } from "./api.js";
 import { state, on, nsToSec, worstFor, isStale, normScenario } from "./store.js";
 import { el, fmtValue, shortLabel, SEV_TEXT, SEV_ICON, fmtAge } from "./format.js";
 import { renderList } from "./alerts.js";
@@ -114,14 +114,28 @@ function drawLimits(detail) {
   dl.replaceChildren(...(items.length ? items : [el("dd", { class: "muted", text: "No fixed limits on these channels." })]));
 }
 
+// Robots seen in the scenario, for the robot picker (several robots' readings of one channel
+// interleave on a chart; picking one shows its sensor alone).
+function fillRobots() {
+  if (!current) return;
+  const s = state.scenarios.get(current.id);
+  const seen = new Set(s?.robots ?? []);
+  for (const r of Object.values(s?.readings ?? {})) if (r.robot) seen.add(r.robot);
+  for (const r of state.robots.values()) if (r.scenario_id === current.id) seen.add(r.robot_id);
+  const sel = document.getElementById("scn-robot");
+  const have = new Set([...sel.options].map((o) => o.value));
+  for (const id of [...seen].sort()) if (!have.has(id)) sel.append(el("option", { value: id, text: id }));
+  sel.value = current.robot ?? "";
+}
+
 async function loadWindow() {
-  const { id, detail, range } = current;
+  const { id, detail, range, robot } = current;
   const now = Date.now() / 1000;
   const names = detail.channels.map((c) => c.name);
   for (const chart of current.charts.values()) chart.setWindow(now - range, now + range * HEADROOM);
   try {
-    const h = await fetchHistory(id, names, now - range, now);
-    if (current?.id !== id) return;
+    const h = await fetchHistory(id, names, now - range, now, POINTS, robot);
+    if (current?.id !== id || current.robot !== robot) return;
     for (const c of names) {
       const { t, v, lo, hi } = h[c];
       current.charts.get(c).setData(t, v, lo, hi);
@@ -138,7 +152,10 @@ export async function openScenario(id) {
   const title = document.getElementById("scn-title");
   title.textContent = id;
   const detail = await loadDetail(id);
-  current = { id, detail, range: lastRange, charts: new Map() };
+  current = { id, detail, range: lastRange, charts: new Map(), robot: null };
+  const pick = document.getElementById("scn-robot");
+  pick.replaceChildren(el("option", { value: "", text: "all robots" }));
+  fillRobots();
   title.textContent = `${id} · ${detail.name}`;
   current.charts = buildCharts(document.getElementById("scn-charts"), detail, { legend: false });
   document.querySelectorAll("#view-scenario [data-range]").forEach((b) => b.setAttribute("aria-pressed", String(Number(b.dataset.range) === current.range)));
@@ -157,6 +174,7 @@ export function closeScenario() {
 export function mountScenario() {
   on("reading", ({ scenario, event }) => {
     if (!current || current.id !== scenario || !current.charts.size) return;
+    if (current.robot && event.robot_id !== current.robot) return;
     const t = nsToSec(event.ts);
     const now = Date.now() / 1000;
     for (const [ch, v] of Object.entries(event.readings ?? {})) {
@@ -170,7 +188,13 @@ export function mountScenario() {
     }
   });
   on("alerts", drawSide);
-  on("robots", drawSide);
+  on("robots", () => { drawSide(); fillRobots(); });
+  document.getElementById("scn-robot").addEventListener("change", (ev) => {
+    if (!current) return;
+    current.robot = ev.target.value || null;
+    for (const c of current.charts.values()) c.setData([], []);
+    loadWindow();
+  });
   document.querySelectorAll("#view-scenario [data-range]").forEach((b) => b.addEventListener("click", () => {
     if (!current) return;
     current.range = lastRange = Number(b.dataset.range);
