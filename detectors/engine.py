@@ -22,7 +22,7 @@ does not depend on how the data were split into batches.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,10 +52,11 @@ class Signal:
     channel: str | None = None
     robot_id: str | None = None
     evidence: dict[str, Any] = field(default_factory=dict)
+    place: str | None = None  # where the alert lives, if not the scenario (robot alerts follow the robot)
 
     @property
     def key(self) -> Key:
-        return (self.scenario_id, self.detector, self.subject)
+        return (self.place or self.scenario_id, self.detector, self.subject)
 
 
 @dataclass
@@ -144,7 +145,7 @@ class AlertEngine:
         if a is None:
             raises = self._raises.setdefault(key, deque())
             raises.append(sig.ts)
-            alert_id = self._new_id(key, sig.ts)
+            alert_id = self._new_id(key, sig.scenario_id, sig.ts)
             a = _Alert(alert_id, sig.ts, sig.severity, None, {sig.source: sig.severity})  # type: ignore[arg-type]
             self._active[key] = a
             self._by_id[alert_id] = key
@@ -179,21 +180,27 @@ class AlertEngine:
         a.last = ev
         return ev
 
-    def restore(self, events: Iterable[AlertEvent]) -> list[AlertEvent]:
-        """Rebuild active alerts from stored events (any order); returns the ones now active."""
+    def restore(self, events: Iterable[AlertEvent], place_of: Callable[[AlertEvent], str] | None = None,
+                source_of: Callable[[AlertEvent], str] | None = None) -> list[AlertEvent]:
+        """Rebuild active alerts from stored events (any order); returns the ones now active.
+
+        ``place_of`` and ``source_of`` give an event's place and source as the signals that
+        made it named them (default: its scenario, and its robot)."""
         latest: dict[str, AlertEvent] = {}
         for ev in sorted(events, key=lambda e: e.ts):
             latest[ev.alert_id] = ev
         restored = []
         for ev in latest.values():
-            key = (ev.scenario_id, ev.detector, ev.channel or ev.robot_id or "")
+            place = place_of(ev) if place_of else ev.scenario_id
+            key = (place, ev.detector, ev.channel or ev.robot_id or "")
             if ev.state is AlertState.cleared:
                 self._last_id[key] = ev.alert_id
                 continue
             current = self._active.get(key)
             if current is not None and current.first_ts >= ev.first_ts:
                 continue
-            a = _Alert(ev.alert_id, ev.first_ts, ev.severity, ev, {ev.robot_id or "": ev.severity})
+            source = source_of(ev) if source_of else ev.robot_id or ""
+            a = _Alert(ev.alert_id, ev.first_ts, ev.severity, ev, {source: ev.severity})
             self._active[key] = a
             self._by_id[ev.alert_id] = key
             self._last_id[key] = ev.alert_id
@@ -217,8 +224,8 @@ class AlertEngine:
             raises.popleft()
         return len(raises) >= self.flap_count
 
-    def _new_id(self, key: Key, ts: int) -> str:
-        scenario, detector, subject = key
+    def _new_id(self, key: Key, scenario: str, ts: int) -> str:
+        _, detector, subject = key
         base = f"{scenario}.{subject}.{detector}.{ts // 1_000_000}"
         alert_id, n = base, 1
         while alert_id == self._last_id.get(key) or alert_id in self._by_id:

@@ -1,15 +1,21 @@
-"""The catalogue's limits, resolved per scenario and channel into detector rules.
+"""Fixed-limit rules: the catalogue's limits and the derived ventilation and robot checks.
 
-A :class:`LimitRule` is one :class:`minewatch.catalogue.Limit` of one channel in one scenario,
-after ``--set`` overrides, with the debounce that applies and the words an alert needs: which
-kind of alert, which detector, the level names, and the operator's sentence.
+A :class:`Rule` is everything the limit kernel and the alert engine need about one limit:
+levels (severity, threshold) in rising severity, direction, restore level, debounce, and the
+words of the alert. :func:`channel_rules` resolves, per scenario and channel:
+
+* every :class:`minewatch.catalogue.Limit` (after ``--set`` overrides): gases, O2, air
+  velocity, working-place and equipment temperatures, smoke, sump level;
+* ventilation checks derived here [P]: fan stoppage (a local fan's run signal; a main fan
+  with neither unit running, and unit A stopped), airflow reversal (signed air velocity below
+  zero), fan pressure drop (below the catalogue's normal operating band).
 
 Debounce [P]: methane and every ``critical`` level alert on the first sample that meets them
 (the regulation's local power cut must act within 2 s, domain §3, so nothing may wait for a
 second reading); other levels need :data:`DEFAULT_DEBOUNCE` consecutive samples, which keeps a
-single noisy reading of CO, temperature or air velocity from raising an alert while a sustained
-violation still alerts one sample later. Methane clears on the first sample below the restore
-level (the regulation's re-energise rule); other channels need two, against flicker.
+single noisy reading of CO, temperature or air velocity from raising an alert, while a
+sustained violation still alerts one sample later. Methane clears on the first sample below
+the restore level (the regulation's re-energise rule); other channels need two.
 """
 
 from __future__ import annotations
@@ -18,12 +24,12 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from minewatch.catalogue import QUANTITIES, Channel, Limit, Scenario
+from minewatch.catalogue import QUANTITIES, Channel, Limit, Scenario, ScenarioKind
 from minewatch.schema import AlertKind, Severity
 
 from detectors.overrides import Overrides
 
-__all__ = ["DEFAULT_DEBOUNCE", "LimitRule", "limit_rules", "fmt_value"]
+__all__ = ["DEFAULT_DEBOUNCE", "Rule", "channel_rules", "decimals", "ROBOT_RULES", "where_channel", "where_robot"]
 
 DEFAULT_DEBOUNCE = 2
 _METHANE = ("ch4", "ch4_hr")
@@ -40,78 +46,62 @@ _KINDS: dict[str, tuple[AlertKind, str]] = {
 }
 
 
-def kind_of(quantity: str) -> tuple[AlertKind, str]:
-    return _KINDS.get(quantity, (AlertKind.sensor_health, quantity))
-
-
 def decimals(quantity: str) -> int:
-    res = QUANTITIES[quantity].resolution
+    q = QUANTITIES.get(quantity)
+    res = q.resolution if q else 0.01
     return max(0, -math.floor(math.log10(res) + 1e-9))
 
 
-def fmt_value(value: float | None, quantity: str, unit: str) -> str:
-    if value is None or not math.isfinite(value):
-        return "no value"
-    text = f"{value:.{decimals(quantity)}f}"
-    return f"{text} {unit}".rstrip()
-
-
-def _fmt_thr(value: float, unit: str) -> str:
+def fmt_thr(value: float, unit: str) -> str:
     return f"{value:g} {unit}".rstrip()
 
 
+def where_channel(sc: Scenario, c: Channel) -> str:
+    return f"{c.label} in {sc.id} ({sc.name})"
+
+
+def where_robot(robot_id: str, sc: Scenario | None) -> str:
+    return f"robot {robot_id} in {sc.id} ({sc.name})" if sc else f"robot {robot_id}"
+
+
 @dataclass(frozen=True)
-class LimitRule:
-    scenario: Scenario
-    channel: Channel
-    direction: str
-    levels: tuple[tuple[Severity, float], ...]
-    restore: float
-    rule: str
-    action: str
-    n_raise: tuple[int, ...]
-    n_clear: int
+class Rule:
+    """One fixed limit, ready for the kernel and the engine."""
+
     detector: str
     kind: AlertKind
+    direction: str  # "above" | "below"
+    levels: tuple[tuple[Severity, float], ...]
+    restore: float
+    n_raise: tuple[int, ...]
+    n_clear: int
+    rule: str
+    actions: tuple[str, ...]  # per level
+    level_names: tuple[str, ...]  # per level
+    what: str  # "Methane", "Air velocity", ...
+    quantity: str
+    unit: str
+    digits: int = 2
+    power_cut: bool = False  # methane rule with a power-cut level: a clear says power may be restored
+    signed: bool = True  # False: the kernel sees |x| (air velocity is signed by direction)
 
-    @property
-    def methane(self) -> bool:
-        return self.channel.quantity in _METHANE
-
-    @property
-    def unit(self) -> str:
-        return self.channel.unit
-
-    def level_name(self, k: int) -> str:
-        sev = self.levels[k - 1][0]
-        if self.methane and sev is Severity.critical:
-            return "power-cut level"
-        return f"{sev.value} level"
-
-    def place(self) -> str:
-        return f"{self.channel.label} in {self.scenario.id} ({self.scenario.name})"
-
-    def what(self) -> str:
-        name = QUANTITIES[self.channel.quantity].name
-        return name[:1].upper() + name[1:]
-
-    def message(self, k: int, value: float | None) -> str:
+    def message(self, k: int, value: float | None, where: str) -> str:
         """The operator's sentence for level ``k`` (1-based), or the clear when ``k == 0``."""
-        v = fmt_value(value, self.channel.quantity, self.unit)
+        v = "no value" if value is None or not math.isfinite(value) else f"{value:.{self.digits}f} {self.unit}".rstrip()
         if k == 0:
             side = "below" if self.direction == "above" else "back above"
-            tail = " Power may be restored." if self.methane and any(s is Severity.critical for s, _ in self.levels) else ""
-            return (f"{self.what()} {v} at {self.place()} is {side} the restore level "
-                    f"{_fmt_thr(self.restore, self.unit)} ({self.rule}): the alert is cleared.{tail}")
-        sev, thr = self.levels[k - 1]
-        action = self.action or "investigate"
-        if self.methane and sev is not Severity.critical and len(self.levels) > 1:
-            # Below the power cut the regulation stops drilling and blasting (domain §1.1, CMSR 2010 Art.138).
-            action = (f"stop electric drilling and blasting, find the cause and strengthen ventilation; "
-                      f"power is cut at {_fmt_thr(self.levels[-1][1], self.unit)}")
+            tail = " Power may be restored." if self.power_cut else ""
+            return (f"{self.what} {v} at {where} is {side} the restore level {fmt_thr(self.restore, self.unit)} "
+                    f"({self.rule}): the alert is cleared.{tail}")
+        thr = self.levels[k - 1][1]
         verb = "has reached" if self.direction == "above" else "has fallen below"
-        return (f"{self.what()} {v} at {self.place()} {verb} the {self.level_name(k)} "
-                f"{_fmt_thr(thr, self.unit)} ({self.rule}): {action}.")
+        return (f"{self.what} {v} at {where} {verb} the {self.level_names[k - 1]} {fmt_thr(thr, self.unit)} "
+                f"({self.rule}): {self.actions[k - 1]}.")
+
+
+def _what(quantity: str) -> str:
+    name = QUANTITIES[quantity].name
+    return name[:1].upper() + name[1:]
 
 
 def _levels_with_overrides(sc: Scenario, c: Channel, lim: Limit, side: str | None,
@@ -134,27 +124,153 @@ def _levels_with_overrides(sc: Scenario, c: Channel, lim: Limit, side: str | Non
     return tuple(levels), restore
 
 
-def limit_rules(scenarios: Mapping[str, Scenario], overrides: Overrides) -> dict[tuple[str, str], list[LimitRule]]:
-    """Every channel's limit rules: ``(scenario_id, channel) -> [LimitRule, ...]``."""
-    out: dict[tuple[str, str], list[LimitRule]] = {}
+def _catalogue_rule(sc: Scenario, c: Channel, lim: Limit, side: str | None, ov: Overrides) -> Rule:
+    kind, base = _KINDS.get(c.quantity, (AlertKind.sensor_health, c.quantity))
+    levels, restore = _levels_with_overrides(sc, c, lim, side, ov)
+    methane = c.quantity in _METHANE
+    deb = ov.get(sc.id, c.name, "debounce")
+    deb_n = DEFAULT_DEBOUNCE if deb is None else max(1, int(deb))
+    power_cut = methane and any(s is Severity.critical for s, _ in levels)
+    names, actions = [], []
+    for sev, _ in levels:
+        if methane and sev is Severity.critical:
+            names.append("power-cut level")
+            actions.append(lim.action)
+        elif power_cut:
+            names.append(f"{sev.value} level")
+            # Below the power cut the regulation stops drilling and blasting (domain §1.1, CMSR 2010 Art.138).
+            actions.append(f"stop electric drilling and blasting, find the cause and strengthen ventilation; "
+                           f"power is cut at {fmt_thr(levels[-1][1], c.unit)}")
+        else:
+            names.append(f"{sev.value} level")
+            actions.append(lim.action or "investigate")
+    return Rule(
+        detector=f"{base}_{side}" if side else f"{base}_limit", kind=kind, direction=lim.direction, levels=levels,
+        restore=restore, n_raise=tuple(1 if (methane or s is Severity.critical) else deb_n for s, _ in levels),
+        n_clear=1 if methane else DEFAULT_DEBOUNCE, rule=lim.rule, actions=tuple(actions), level_names=tuple(names),
+        what=_what(c.quantity), quantity=c.quantity, unit=c.unit, digits=decimals(c.quantity), power_cut=power_cut, signed=c.quantity != "ws",
+    )
+
+
+# -- ventilation checks derived from the catalogue [P] --------------------------------------
+
+_LOCAL_FAN_STOP = ("local fan stop rule (CMSR 2016 Art.164 [U]; domain §2 local-fan stop)",
+                   "the interlock must cut all power in the fed roadway; withdraw people to through-ventilated "
+                   "intake air; power back only after CH4 ≤ 1.0 % and CO2 ≤ 1.5 % held 30 min")
+_MAIN_FAN_STOP = ("main-fan rule: one standby unit must start within 10 min (domain §2, NMSA 2023 main-fan spec)",
+                  "stop work and cut power in the affected places, people to intake air; start the standby unit")
+_REVERSAL = ("CMSR 2016 Art.159 reversal rule (domain §2): a reversal outside a planned drill is an emergency",
+             "confirm whether a reversal drill is under way; if not, withdraw people from the affected district "
+             "and restore the fan's normal direction")
+
+
+def _binary_stop(detector: str, what: str, severity: Severity, rule_action: tuple[str, str]) -> Rule:
+    return Rule(detector=detector, kind=AlertKind.ventilation, direction="below", levels=((severity, 0.5),),
+                restore=0.5, n_raise=(1,), n_clear=1, rule=rule_action[0], actions=(rule_action[1],),
+                level_names=("stopped state",), what=what, quantity="run", unit="", digits=0)
+
+
+def _derived_rules(sc: Scenario, c: Channel) -> list[Rule]:
+    out: list[Rule] = []
+    if c.quantity == "ws":
+        out.append(Rule(detector="airflow_reversal", kind=AlertKind.ventilation, direction="below",
+                        levels=((Severity.alarm, -0.1),), restore=0.1, n_raise=(2,), n_clear=2, rule=_REVERSAL[0],
+                        actions=(_REVERSAL[1],), level_names=("reversal threshold",), what="Air velocity",
+                        quantity="ws", unit="m/s", digits=2))
+    if c.quantity == "run" and sc.kind is ScenarioKind.local_fan:
+        out.append(_binary_stop("fan_stoppage", "Local fan run signal", Severity.critical, _LOCAL_FAN_STOP))
+    if c.name == "run_a" and sc.kind is ScenarioKind.main_fan:
+        out.append(_binary_stop("fan_unit_stopped", "Main fan unit A run signal", Severity.warning, (
+            _MAIN_FAN_STOP[0], "check that standby unit B has started; if not, start it now")))
+    if c.quantity == "dp" and sc.kind in (ScenarioKind.main_fan, ScenarioKind.local_fan):
+        lo = c.normal[0]
+        # [P]: warning below 80 %, alarm below 60 % of the bottom of the normal operating band.
+        out.append(Rule(detector="fan_pressure_drop", kind=AlertKind.ventilation, direction="below",
+                        levels=((Severity.warning, round(0.8 * lo, 3)), (Severity.alarm, round(0.6 * lo, 3))),
+                        restore=round(0.9 * lo, 3), n_raise=(DEFAULT_DEBOUNCE, DEFAULT_DEBOUNCE),
+                        n_clear=DEFAULT_DEBOUNCE,
+                        rule=f"fan pressure below its normal operating band {lo:g}-{c.normal[1]:g} kPa [P]",
+                        actions=("check the fan, doors and regulators for a short circuit of the air",) * 2,
+                        level_names=("warning level", "alarm level"), what="Fan pressure", quantity="dp", unit="kPa", digits=3))
+    return out
+
+
+MAIN_FAN_RUNNING = Channel("fan", "run", "main fan (either unit)", (1.0, 1.0))
+
+
+def channel_rules(scenarios: Mapping[str, Scenario], overrides: Overrides) -> dict[tuple[str, str], list[Rule]]:
+    """Every channel's fixed-limit rules: ``(scenario_id, channel) -> [Rule, ...]``.
+
+    Main-fan scenarios also get the derived channel ``fan`` (1 while either unit runs)."""
+    out: dict[tuple[str, str], list[Rule]] = {}
     for sc in scenarios.values():
         for c in sc.channels:
-            if not c.limits:
-                continue
-            kind, base = kind_of(c.quantity)
             two_sided = len({lim.direction for lim in c.limits}) > 1
-            rules = []
-            for lim in c.limits:
-                side = ("high" if lim.direction == "above" else "low") if two_sided else None
-                levels, restore = _levels_with_overrides(sc, c, lim, side, overrides)
-                methane = c.quantity in _METHANE
-                deb = overrides.get(sc.id, c.name, "debounce")
-                deb_n = DEFAULT_DEBOUNCE if deb is None else max(1, int(deb))
-                n_raise = tuple(1 if (methane or sev is Severity.critical) else deb_n for sev, _ in levels)
-                rules.append(LimitRule(
-                    scenario=sc, channel=c, direction=lim.direction, levels=levels, restore=restore, rule=lim.rule,
-                    action=lim.action, n_raise=n_raise, n_clear=1 if methane else DEFAULT_DEBOUNCE,
-                    detector=f"{base}_{side}" if side else f"{base}_limit", kind=kind,
-                ))
-            out[(sc.id, c.name)] = rules
+            rules = [_catalogue_rule(sc, c, lim, ("high" if lim.direction == "above" else "low") if two_sided else None,
+                                     overrides)
+                     for lim in c.limits]
+            rules += _derived_rules(sc, c)
+            if rules:
+                out[(sc.id, c.name)] = rules
+        if sc.kind is ScenarioKind.main_fan:
+            out[(sc.id, "fan")] = [_binary_stop("fan_stoppage", "Main fan run signal", Severity.critical, _MAIN_FAN_STOP)]
     return out
+
+
+# -- robot health via the same kernel (pseudo-channels of a robot) ---------------------------
+
+def _robot_rule(detector: str, direction: str, levels, restore: float, what: str, digits: int, unit: str,
+                rule: str, action: str, n_raise: int = DEFAULT_DEBOUNCE) -> Rule:  # noqa: ANN001
+    return Rule(detector=detector, kind=AlertKind.robot_health, direction=direction, levels=tuple(levels),
+                restore=restore, n_raise=(n_raise,) * len(levels), n_clear=DEFAULT_DEBOUNCE, rule=rule,
+                actions=(action,) * len(levels), level_names=tuple(f"{s.value} level" for s, _ in levels),
+                what=what, quantity=detector, unit=unit, digits=digits)
+
+
+# [P] thresholds: a robot needs reserve to reach its charger; 5G figures from domain §5 (latency
+# < 20 ms is the network's design; 100 ms is five times that).
+ROBOT_RULES: dict[str, Rule] = {
+    "battery": _robot_rule("battery_low", "below", ((Severity.warning, 20.0), (Severity.alarm, 10.0)), 25.0,
+                           "Battery", 1, "%", "robot battery reserve 20 % / 10 % [P]",
+                           "send the robot to its charger", n_raise=1),
+    "link_latency_ms": _robot_rule("link_degraded", "above", ((Severity.warning, 100.0),), 80.0, "5G latency",
+                                   0, "ms", "5G link latency 100 ms, 5x the 20 ms design (domain §5) [P]",
+                                   "check the robot's 5G coverage; expect delayed readings"),
+    "link_rssi_dbm": _robot_rule("link_weak_signal", "below", ((Severity.warning, -105.0),), -100.0, "5G signal",
+                                 0, "dBm", "5G signal below -105 dBm [P]",
+                                 "check the robot's 5G coverage; expect a coverage hole"),
+    "link_loss": _robot_rule("link_loss", "above", ((Severity.warning, 0.1),), 0.05, "5G packet loss",
+                             2, "", "5G packet loss 10 % [P]", "check the robot's 5G link"),
+}
+
+
+# -- vibration, through the same kernel: the RMS velocity and the bearing-fault SNR of each block
+
+def vibration_rules(sc: Scenario) -> tuple[Rule, Rule] | None:
+    """(zone rule, bearing rule) for a scenario's machine, or None without one."""
+    m = sc.machine
+    if m is None:
+        return None
+    ab, bc, cd = m.zone_limits
+    from detectors.vibration import BEARING_SNR_DB
+
+    zone = Rule(
+        detector="vibration_zone", kind=AlertKind.vibration, direction="above",
+        levels=((Severity.warning, bc), (Severity.alarm, cd)), restore=round(0.95 * bc, 3), n_raise=(1, 1),
+        n_clear=DEFAULT_DEBOUNCE,
+        rule=f"ISO 10816-3 group {m.iso_group} {m.support}: zone C from {bc:g} mm/s, zone D from {cd:g} mm/s "
+             f"RMS velocity {m.band_low_hz:g}-1000 Hz (domain §4)",
+        actions=("zone C: not fit for long-term running, plan maintenance and watch the trend",
+                 "zone D: vibration severe enough to damage the machine, stop it at the next safe opportunity"),
+        level_names=("zone C boundary", "zone D boundary"), what="RMS vibration velocity", quantity="vib",
+        unit="mm/s", digits=2)
+    bearing = Rule(
+        detector="bearing_fault", kind=AlertKind.vibration, direction="above",
+        levels=((Severity.warning, BEARING_SNR_DB),), restore=BEARING_SNR_DB - 3.0, n_raise=(DEFAULT_DEBOUNCE,),
+        n_clear=DEFAULT_DEBOUNCE,
+        rule=f"envelope spectrum at the {m.bearing.name} bearing's fault frequencies at least {BEARING_SNR_DB:g} dB "
+             f"above its floor in two blocks running [P]",
+        actions=("plan a bearing change, check lubrication and the bearing temperature",),
+        level_names=("bearing-fault threshold",), what="Bearing-fault envelope peak", quantity="vib", unit="dB",
+        digits=1)
+    return zone, bearing

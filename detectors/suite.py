@@ -1,11 +1,20 @@
 """DetectorSuite: every detector over batches of frames, feeding one alert engine.
 
 The suite is what ``ingest`` runs live and ``api`` runs in replay. A batch of frames from many
-robots and scenarios, in any order, is flattened into per-detector arrays (stream, time,
-value), sorted by (stream, time), and handed to each detector's compiled kernel in one call.
-Kernel outputs (state changes, rare) are turned into signals, put in event-time order and
-run through the :class:`~detectors.engine.AlertEngine`. All state is carried between calls,
-so the same frames give the same alerts however they are split into batches.
+robots and scenarios, in any order, is flattened into plain arrays (stream, time, value),
+sorted by (stream, time), and each detector's compiled kernel runs over the whole batch in one
+call:
+
+* fixed limits (:mod:`detectors.limits`) over the limit streams (scenario, robot, channel,
+  rule): gases, air velocity, temperatures, fan stoppage and reversal, fan pressure, and the
+  robots' battery and 5G link;
+* rate of rise (:mod:`detectors.rise`) and sensor health (:mod:`detectors.health`) over the
+  base streams (scenario, robot, channel);
+* vibration features and diagnosis (:mod:`detectors.vibration`) over waveform blocks.
+
+Kernel outputs (state changes, rare) become signals, put in event-time order and run through
+the :class:`~detectors.engine.AlertEngine`. All state is carried between calls, so the same
+frames give the same alerts however they are split into batches.
 """
 
 from __future__ import annotations
@@ -15,17 +24,32 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from minewatch.catalogue import SCENARIOS, Scenario
-from minewatch.schema import AlertEvent, RobotStatus
+from minewatch.catalogue import SCENARIOS, Channel, Scenario, ScenarioKind
+from minewatch.schema import AlertEvent, AlertKind, RobotStatus, Severity
 from minewatch.wire import Frame
 
 from detectors._state import StreamTable
+from detectors.change import CHANGE_ARGS, CHANGE_COLUMNS, change_kernel, to_score
 from detectors.engine import AlertEngine, Signal
+from detectors.health import HEALTH_ARGS, HEALTH_COLUMNS, health_kernel
+from detectors.health_rules import (HEALTH_DETECTORS, ROBOT_SILENCE_S, SILENCE_S, STUCK_S, health_message,
+                                    health_severity)
 from detectors.limits import LIMIT_COLUMNS, MAX_LEVELS, limit_kernel
 from detectors.overrides import Overrides
-from detectors.rules import LimitRule, limit_rules
+from detectors.rise import RISE_ARGS, RISE_COLUMNS, RISE_DEFAULTS, rise_kernel
+from detectors.rules import ROBOT_RULES, Rule, channel_rules, decimals, fmt_thr, vibration_rules, where_channel, where_robot
+from detectors.vibration import VibrationFeatures, analyse_blocks
 
 __all__ = ["Detection", "DetectorSuite"]
+
+_NS = 1_000_000_000
+ROBOTS = "robots"  # the engine's place for robot-level alerts (a robot moves between scenarios)
+# The change detector watches channels without fixed limits whose level does not jump with the
+# mine's routine (machines starting and stopping, pumps cycling, bunkers filling) [P]: humidity
+# and dust. It tracks the level closely (alpha 0.1) so the air's slow wander is normal and only
+# abrupt, unexplained changes alert, as notices (info): "this has changed, look at it".
+CHANGE_QUANTITIES: dict[str, AlertKind] = {"rh": AlertKind.ventilation, "du": AlertKind.ventilation}
+CHANGE_SETTINGS = {"c_warmup": 60, "c_h": 20.0, "c_spike": 12.0, "c_alpha": 0.1}
 
 
 @dataclass
@@ -37,11 +61,45 @@ class Detection:
     lines: list[str] = field(default_factory=list)
 
 
-@dataclass(order=True)
-class _Pending:
-    ts: int
-    order: int
-    signal: Signal = field(compare=False)
+@dataclass
+class _Robot:
+    last_seen: int = -1
+    scenario: str | None = None
+    offline: bool = False  # by its status
+    silent: bool = False  # by the deadman
+
+
+@dataclass
+class _Batch:
+    """Flattened samples of one batch, per stream family."""
+
+    lim: tuple[list[int], list[int], list[float], list[int]] = field(default_factory=lambda: ([], [], [], []))
+    base: tuple[list[int], list[int], list[float], list[int]] = field(default_factory=lambda: ([], [], [], []))
+    blocks: list[tuple[int, object]] = field(default_factory=list)  # (frame index, WaveBlock)
+
+    @staticmethod
+    def arrays(cols: tuple[list[int], list[int], list[float], list[int]]):  # noqa: ANN205
+        stream = np.asarray(cols[0], dtype=np.int64)
+        t = np.asarray(cols[1], dtype=np.int64)
+        order = np.lexsort((t, stream))
+        return stream[order], t[order], np.asarray(cols[2], dtype=np.float64)[order], order
+
+
+def _samples(block) -> np.ndarray:  # noqa: ANN001 - a minewatch.wire.WaveBlock
+    import base64
+    import binascii
+
+    try:
+        raw = base64.b64decode(block.data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"waveform is not base64: {exc}") from None
+    if block.dtype == "f4":
+        if len(raw) % 4:
+            raise ValueError("f4 waveform length is not a multiple of 4 bytes")
+        return np.frombuffer(raw, dtype="<f4").astype(np.float64)
+    if len(raw) % 2:
+        raise ValueError("i2 waveform length is not a multiple of 2 bytes")
+    return np.frombuffer(raw, dtype="<i2").astype(np.float64) * block.scale
 
 
 class DetectorSuite:
@@ -59,112 +117,454 @@ class DetectorSuite:
     def __init__(self, scenarios: Mapping[str, Scenario] = SCENARIOS, overrides: Mapping[str, float] | None = None) -> None:
         self.scenarios = dict(scenarios)
         self.overrides = dict(overrides or {})
-        ov = Overrides(self.overrides, self.scenarios)
-        ov.check_all_match()
-        self.rules = limit_rules(self.scenarios, ov)
+        self._ov = Overrides(self.overrides, self.scenarios)
+        self._ov.check_all_match()
+        self.rules = channel_rules(self.scenarios, self._ov)
         self.engine = AlertEngine()
-        self._limits = StreamTable(LIMIT_COLUMNS)
-        self._limit_rule: list[LimitRule] = []
-        self._limit_meta: list[tuple[str, str, str]] = []  # (scenario, robot, channel)
+        self._lim = StreamTable(LIMIT_COLUMNS)
+        self._lim_rule: list[Rule] = []
+        self._lim_meta: list[tuple[str | None, str, str]] = []  # (scenario or None for robot rules, robot, channel)
+        self._base = StreamTable({**HEALTH_COLUMNS, **RISE_COLUMNS, **CHANGE_COLUMNS})
+        self._base_meta: list[tuple[str, str, str, Channel | None]] = []
+        self._base_rise: list[Rule | None] = []
+        # (scenario, robot) -> channel -> (base stream, [(limit stream, signed)])
+        self._routes: dict[tuple[str, str], dict[str, tuple[int, list[tuple[int, bool]]]]] = {}
+        self._robots: dict[str, _Robot] = {}
+        self._robot_streams: dict[str, dict[str, int]] = {}
+        self._vib_rules = {sid: r for sid, sc in self.scenarios.items() if (r := vibration_rules(sc)) is not None}
+        self._vib_feats: dict[tuple[int, int], VibrationFeatures] = {}
 
     # -- streams ---------------------------------------------------------------------------
-    def _limit_stream(self, scenario_id: str, robot_id: str, channel: str, j: int, rule: LimitRule) -> int:
-        s, new = self._limits.add((scenario_id, robot_id, channel, j))
+    def _limit_stream(self, key: tuple[str, str, str, int], rule: Rule) -> int:
+        s, new = self._lim.add(key)
         if new:
-            t = self._limits
-            t["thr"][s, :] = np.nan
+            t = self._lim
             for k, (_, thr) in enumerate(rule.levels[:MAX_LEVELS]):
                 t["thr"][s, k] = thr
                 t["n_raise"][s, k] = rule.n_raise[k]
             t["above"][s] = rule.direction == "above"
             t["restore"][s] = rule.restore
             t["n_clear"][s] = rule.n_clear
-            self._limit_rule.append(rule)
-            self._limit_meta.append((scenario_id, robot_id, channel))
+            self._lim_rule.append(rule)
+            self._lim_meta.append((key[0] or None, key[1], key[2]))
         return s
+
+    def _route(self, sid: str, rid: str, chan: str) -> tuple[int, list[tuple[int, bool]]]:
+        routes = self._routes.setdefault((sid, rid), {})
+        sc = self.scenarios[sid]
+        c = sc.channel_map.get(chan)
+        s, new = self._base.add((sid, rid, chan))
+        if new:
+            self._configure_base(s, sc, c, chan, rid)
+        lims = [(self._limit_stream((sid, rid, chan, j), rule), rule.signed)
+                for j, rule in enumerate(self.rules.get((sid, chan), ()))]
+        routes[chan] = r = (s, lims)
+        return r
+
+    def _configure_base(self, s: int, sc: Scenario, c: Channel | None, chan: str, rid: str) -> None:
+        b = self._base
+        b["h_silence_s"][s] = SILENCE_S
+        b["h_stuck_s"][s] = STUCK_S
+        rise_rule = None
+        if c is not None:
+            from minewatch.catalogue import QUANTITIES
+
+            q = QUANTITIES[c.quantity]
+            b["h_lo"][s], b["h_hi"][s], b["h_tol"][s] = q.low, q.high, q.resolution / 2
+            analog = c.quantity not in ("run", "sm")
+            if c.quantity in CHANGE_QUANTITIES and not c.limits:
+                b["c_on"][s] = True
+                for name, value in CHANGE_SETTINGS.items():
+                    b[name][s] = value
+            b["h_stuck_on"][s] = analog
+            b["h_spike_on"][s] = analog
+            rise = self._ov.get(sc.id, c.name, "rise")
+            rise = RISE_DEFAULTS.get(c.quantity) if rise is None else rise
+            limit_rules = [r for r in self.rules.get((sc.id, chan), ()) if r.direction == "above"
+                           and r.detector.endswith("_limit")]
+            if rise is not None and limit_rules:
+                rise_rule = limit_rules[0]
+                b["rise_on"][s] = True
+                b["rise"][s] = rise / 60.0
+                b["rise_target"][s] = rise_rule.levels[0][1]
+                crit = [thr for sev, thr in rise_rule.levels if sev is Severity.critical]
+                b["rise_cut"][s] = crit[0] if crit and crit[0] > rise_rule.levels[0][1] else np.nan
+        self._base_meta.append((sc.id, rid, chan, c))
+        self._base_rise.append(rise_rule)
 
     # -- batches ---------------------------------------------------------------------------
     def process(self, frames: Sequence[Frame], *, late: Sequence[bool] | None = None) -> Detection:
         """Run every detector over a batch of frames (any robots, scenarios and order)."""
         if late is not None and len(late) != len(frames):
             raise ValueError(f"late has {len(late)} flags for {len(frames)} frames")
-        pending: list[_Pending] = []
-        self._run_limits(frames, late, pending)
-        pending.sort()
+        if not frames:
+            return Detection()
+        batch = self._flatten(frames)
+        lines = self._vibration(batch, frames)
+        pending: list[tuple[int, int, int, Signal]] = []
+        self._run_limits(batch, frames, late, pending)
+        self._run_base(batch, frames, late, pending)
+        now = max(f.ts for f in frames)
+        self._robot_frames(frames, now, pending)
+        pending.sort(key=lambda p: p[:3])
         events: list[AlertEvent] = []
-        for p in pending:
-            events.extend(self.engine.update(p.signal))
-        if frames:
-            events.extend(self.engine.advance(max(f.ts for f in frames)))
+        for *_, sig in pending:
+            events.extend(self.engine.update(sig))
+        events.extend(self.engine.advance(now))
         events.sort(key=lambda e: e.ts)
-        return Detection(events=events, lines=[])
+        self._vib_feats.clear()
+        return Detection(events=events, lines=lines)
 
-    def _run_limits(self, frames: Sequence[Frame], late: Sequence[bool] | None, pending: list[_Pending]) -> None:
-        streams: list[int] = []
-        ts: list[int] = []
-        xs: list[float] = []
-        origin: list[int] = []
-        rules = self.rules
+    def _vibration(self, batch: _Batch, frames: Sequence[Frame]) -> list[str]:
+        """Features of the batch's waveform blocks: line protocol, and samples for the zone and
+        bearing rules (through the limit kernel with the other limits)."""
+        if not batch.blocks:
+            return []
+        from minewatch.influx import line
+
+        xs, rates, rpms, bearings, groups, where = [], [], [], [], [], []
+        for fi, block in batch.blocks:
+            f = frames[fi]
+            m = self.scenarios[f.scenario_id].machine
+            assert m is not None
+            try:
+                x = _samples(block)
+            except ValueError:
+                continue  # a malformed block: the ingestor's validation reports it; nothing to analyse
+            if x.shape[0] < 16:
+                continue
+            xs.append(x), rates.append(block.rate_hz), rpms.append(block.rpm or m.rpm)
+            bearings.append(m.bearing), groups.append((m.iso_group, m.support)), where.append(fi)
+        lines = []
+        ls, lt, lx, lo = batch.lim
+        for fi, feats in zip(where, analyse_blocks(xs, rates, rpms, bearings, groups)):
+            f = frames[fi]
+            sc = self.scenarios[f.scenario_id]
+            assert sc.machine is not None
+            ln = line("vibration", {"scenario": sc.id, "robot": f.robot_id, "machine": sc.machine.name}, {
+                "rms_mm_s": feats.rms_mm_s, "zone": feats.zone, "kurtosis": feats.kurtosis, "crest": feats.crest,
+                "bpfo": feats.bpfo, "bpfi": feats.bpfi, "bsf": feats.bsf, "bpfo_snr_db": feats.bpfo_snr_db,
+                "bpfi_snr_db": feats.bpfi_snr_db, "bsf_snr_db": feats.bsf_snr_db, "one_x_share": feats.one_x_share,
+                "diagnosis": feats.diagnosis, "rpm": feats.rpm}, f.ts)
+            if ln:
+                lines.append(ln)
+            zone_rule, bearing_rule = self._vib_rules[sc.id]
+            snr = max(feats.bpfo_snr_db, feats.bpfi_snr_db, feats.bsf_snr_db)
+            for j, (rule, value) in enumerate(((zone_rule, feats.rms_mm_s), (bearing_rule, snr))):
+                s = self._limit_stream((sc.id, f.robot_id, sc.machine.channel, 100 + j), rule)
+                self._vib_feats[(s, f.ts)] = feats
+                ls.append(s), lt.append(f.ts), lx.append(float(value)), lo.append(fi)
+        return lines
+
+    def _flatten(self, frames: Sequence[Frame]) -> _Batch:
+        batch = _Batch()
+        ls, lt, lx, lo = (c.append for c in batch.lim)
+        bs, bt, bx, bo = (c.append for c in batch.base)
+        nan = float("nan")
+        all_routes = self._routes
+        robot_streams = self._robot_streams
         for fi, f in enumerate(frames):
-            sid, rid = f.scenario_id, f.robot_id
-            for chan, v in f.readings.items():
+            sid, rid, ts = f.scenario_id, f.robot_id, f.ts
+            sc = self.scenarios.get(sid)
+            if sc is None:
+                continue
+            readings = f.readings
+            if sc.kind is ScenarioKind.main_fan and ("run_a" in readings or "run_b" in readings):
+                readings = dict(readings)
+                runs = [v for v in (readings.get("run_a"), readings.get("run_b")) if v is not None]
+                readings["fan"] = max(runs) if runs else None
+            routes = all_routes.get((sid, rid))
+            if routes is None:
+                routes = all_routes[(sid, rid)] = {}
+            elif not routes.keys() <= readings.keys() or None in readings.values():
+                for chan, (s, _) in routes.items():  # a channel this robot reports here is missing
+                    if readings.get(chan) is None:
+                        bs(s), bt(ts), bx(nan), bo(fi)
+            for chan, v in readings.items():
                 if v is None:
                     continue
-                rs = rules.get((sid, chan))
-                if rs is None:
-                    continue
-                for j, rule in enumerate(rs):
-                    streams.append(self._limit_stream(sid, rid, chan, j, rule))
-                    ts.append(f.ts)
-                    xs.append(v)
-                    origin.append(fi)
-        if not streams:
-            return
-        stream = np.asarray(streams, dtype=np.int64)
-        t = np.asarray(ts, dtype=np.int64)
-        order = np.lexsort((t, stream))
-        stream, t = stream[order], t[order]
-        x = np.asarray(xs, dtype=np.float64)[order]
-        out = np.empty(x.shape[0], dtype=np.int8)
-        tab = self._limits
-        n = limit_kernel(stream, x, tab["thr"], tab["above"], tab["restore"], tab["n_raise"], tab["n_clear"],
-                         tab["level"], tab["count"], tab["clear_count"], out)
-        if not n:
-            return
-        for i in np.flatnonzero(out >= 0):
-            s = int(stream[i])
-            k = int(out[i])
-            fi = origin[int(order[i])]
-            pending.append(_Pending(int(t[i]), int(order[i]), self._limit_signal(s, k, float(x[i]), int(t[i]),
-                                                                                 bool(late[fi]) if late else False)))
+                r = routes.get(chan)
+                if r is None:
+                    r = self._route(sid, rid, chan)
+                s, lims = r
+                bs(s), bt(ts), bx(v), bo(fi)
+                for ls_i, signed in lims:
+                    ls(ls_i), lt(ts), lx(v if signed else abs(v)), lo(fi)
+            if f.waveforms and sc.machine is not None:
+                for wchan, block in f.waveforms.items():
+                    if wchan == sc.machine.channel:
+                        batch.blocks.append((fi, block))
+            rs = robot_streams.get(rid)
+            if rs is None:
+                rs = robot_streams[rid] = {name: self._limit_stream(("", rid, name, 0), rule)
+                                           for name, rule in ROBOT_RULES.items()}
+            if f.battery is not None:
+                ls(rs["battery"]), lt(ts), lx(f.battery), lo(fi)
+            if f.link is not None:
+                link = f.link
+                for name, v in (("link_latency_ms", link.latency_ms), ("link_rssi_dbm", link.rssi_dbm),
+                                ("link_loss", link.loss)):
+                    ls(rs[name]), lt(ts), lx(v), lo(fi)
+        return batch
 
-    def _limit_signal(self, s: int, k: int, value: float, ts: int, is_late: bool) -> Signal:
-        rule = self._limit_rule[s]
-        scenario_id, robot_id, channel = self._limit_meta[s]
+    def _run_limits(self, batch: _Batch, frames: Sequence[Frame], late: Sequence[bool] | None,
+                    pending: list[tuple[int, int, int, Signal]]) -> None:
+        if not batch.lim[0]:
+            return
+        stream, t, x, order = batch.arrays(batch.lim)
+        out = np.empty(x.shape[0], dtype=np.int8)
+        tab = self._lim
+        if not limit_kernel(stream, x, tab["thr"], tab["above"], tab["restore"], tab["n_raise"], tab["n_clear"],
+                            tab["level"], tab["count"], tab["clear_count"], out):
+            return
+        origin = batch.lim[3]
+        for i in np.flatnonzero(out >= 0):
+            s, k, ts = int(stream[i]), int(out[i]), int(t[i])
+            f = frames[origin[int(order[i])]]
+            sig = self._limit_signal(s, k, float(x[i]), ts, f, bool(late[origin[int(order[i])]]) if late else False)
+            pending.append((ts, 0, s, sig))
+
+    def _limit_signal(self, s: int, k: int, value: float, ts: int, f: Frame, is_late: bool) -> Signal:
+        rule = self._lim_rule[s]
+        scenario_id, robot_id, channel = self._lim_meta[s]
         evidence: dict[str, object] = {"rule": rule.rule, "robot": robot_id}
         if k:
             severity, limit = rule.levels[k - 1]
-            evidence["level"] = rule.level_name(k)
+            evidence["level"] = rule.level_names[k - 1]
         else:
             severity, limit = None, rule.restore
             evidence["level"] = "restore level"
         evidence["restore"] = rule.restore
         if is_late:
             evidence["late"] = True
-        return Signal(
-            scenario_id=scenario_id, detector=rule.detector, subject=channel, kind=rule.kind, source=robot_id,
-            severity=severity, ts=ts, message=rule.message(k, value), value=value, limit=limit, unit=rule.unit,
-            channel=channel, robot_id=robot_id, evidence=evidence,
-        )
+        if scenario_id is None:  # a robot rule: the robot is where its frame says
+            sc = self.scenarios.get(f.scenario_id)
+            where = where_robot(robot_id, sc)
+            return Signal(scenario_id=f.scenario_id, place=ROBOTS, detector=rule.detector, subject=robot_id,
+                          kind=rule.kind, source=robot_id, severity=severity, ts=ts, message=rule.message(k, value, where),
+                          value=value, limit=limit, unit=rule.unit, channel=None, robot_id=robot_id, evidence=evidence)
+        sc = self.scenarios[scenario_id]
+        c = sc.channel_map.get(channel)
+        where = where_channel(sc, c) if c else f"{channel} in {sc.id} ({sc.name})"
+        message = rule.message(k, value, where)
+        feats = self._vib_feats.get((s, ts))
+        if feats is not None and sc.machine is not None:
+            where = f"the {sc.machine.name} in {sc.id} ({sc.name})"
+            message = rule.message(k, value, where)
+            diag = feats.diagnosis
+            message += (f" Diagnosis: {diag}; zone {feats.zone}, {feats.rms_mm_s:.2f} mm/s, kurtosis {feats.kurtosis:.1f}, "
+                        f"crest factor {feats.crest:.1f}.")
+            evidence.update(diagnosis=diag, zone=feats.zone, rms_mm_s=round(feats.rms_mm_s, 3),
+                            kurtosis=round(feats.kurtosis, 2), crest=round(feats.crest, 2),
+                            snr_db={"bpfo": round(feats.bpfo_snr_db, 1), "bpfi": round(feats.bpfi_snr_db, 1),
+                                    "bsf": round(feats.bsf_snr_db, 1)})
+        return Signal(scenario_id=scenario_id, detector=rule.detector, subject=channel, kind=rule.kind, source=robot_id,
+                      severity=severity, ts=ts, message=message, value=value, limit=limit,
+                      unit=rule.unit, channel=channel, robot_id=robot_id, evidence=evidence)
+
+    def _run_base(self, batch: _Batch, frames: Sequence[Frame], late: Sequence[bool] | None,
+                  pending: list[tuple[int, int, int, Signal]]) -> None:
+        if not batch.base[0]:
+            return
+        stream, t, x, order = batch.arrays(batch.base)
+        b = self._base
+        origin = batch.base[3]
+        hout = np.empty((x.shape[0], 4), dtype=np.int8)
+        haux = np.empty(x.shape[0])
+        rout = np.empty(x.shape[0], dtype=np.int8)
+        raux = np.empty(x.shape[0])
+        n_h = health_kernel(stream, t, x, *(b[name] for name in HEALTH_ARGS), hout, haux)
+        n_r = rise_kernel(stream, t, x, *(b[name] for name in RISE_ARGS), rout, raux)
+        cscore = np.empty(x.shape[0])
+        cout = np.empty(x.shape[0], dtype=np.int8)
+        clevel = np.empty(x.shape[0])
+        if change_kernel(stream, x, *(b[name] for name in CHANGE_ARGS), cscore, cout, clevel):
+            for i in np.flatnonzero(cout >= 0):
+                fi = origin[int(order[i])]
+                pending.append((int(t[i]), 4, int(stream[i]),
+                                self._change_signal(int(stream[i]), int(cout[i]), float(x[i]), int(t[i]),
+                                                    float(to_score(cscore[i])), float(clevel[i]),
+                                                    bool(late[fi]) if late else False)))
+        if n_h:
+            for i, col in zip(*np.nonzero(hout >= 0)):
+                fi = origin[int(order[i])]
+                pending.append((int(t[i]), 1, int(stream[i]) * 4 + int(col),
+                                self._health_signal(int(stream[i]), int(col), int(hout[i, col]), float(x[i]), int(t[i]),
+                                                    float(haux[i]), bool(late[fi]) if late else False)))
+        if n_r:
+            for i in np.flatnonzero(rout >= 0):
+                fi = origin[int(order[i])]
+                pending.append((int(t[i]), 2, int(stream[i]),
+                                self._rise_signal(int(stream[i]), int(rout[i]), float(x[i]), int(t[i]),
+                                                  float(raux[i]), bool(late[fi]) if late else False)))
+
+    def _health_signal(self, s: int, col: int, code: int, value: float, ts: int, aux: float, is_late: bool) -> Signal:
+        sid, rid, chan, c = self._base_meta[s]
+        sc = self.scenarios[sid]
+        since = aux if code == 1 and col in (1, 3) else None
+        shown = None if col == 3 and code == 1 else value
+        msg, rule, limit = health_message(col, code == 1, sc, c, chan, rid, shown, since)
+        evidence: dict[str, object] = {"rule": rule, "robot": rid}
+        if since is not None:
+            evidence["for_s"] = round(since, 1)
+        if is_late:
+            evidence["late"] = True
+        return Signal(scenario_id=sid, detector=HEALTH_DETECTORS[col], subject=chan, kind=AlertKind.sensor_health,
+                      source=rid, severity=health_severity(c) if code else None, ts=ts, message=msg,
+                      value=shown if shown is None or np.isfinite(shown) else None, limit=limit,
+                      unit=c.unit if c else None, channel=chan, robot_id=rid, evidence=evidence)
+
+    def _rise_signal(self, s: int, code: int, value: float, ts: int, slope: float, is_late: bool) -> Signal:
+        sid, rid, chan, c = self._base_meta[s]
+        rule = self._base_rise[s]
+        assert rule is not None and c is not None
+        sc = self.scenarios[sid]
+        b = self._base
+        per_min = slope * 60.0
+        rise_rule = f"rate of rise {float(b['rise'][s]) * 60.0:g} {c.unit}/min projected {b['rise_horizon'][s]:g} s ahead [P]"
+        where = where_channel(sc, c)
+        v = f"{value:.{rule.digits}f} {c.unit}"
+        if code == 0:
+            msg = f"{rule.what} at {where} has stopped rising fast ({v}; {rise_rule}): the rate alert is cleared."
+            limit = None
+        else:
+            limit = float(b["rise_cut"][s]) if code == 2 else float(b["rise_target"][s])
+            name = "power-cut level" if code == 2 and rule.power_cut else rule.level_names[0]
+            msg = (f"{rule.what} {v} at {where} is rising {per_min:.2f} {c.unit}/min and will reach the {name} "
+                   f"{fmt_thr(limit, c.unit)} within {b['rise_horizon'][s]:g} s at this rate ({rise_rule}; limit from "
+                   f"{rule.rule}): find the cause now (airflow, local fan, outburst signs) and be ready to withdraw "
+                   f"people and cut power.")
+        evidence: dict[str, object] = {"rule": rise_rule, "robot": rid, "rate_per_min": round(per_min, 4)}
+        if is_late:
+            evidence["late"] = True
+        severity = None if code == 0 else (Severity.alarm if code == 2 else Severity.warning)
+        return Signal(scenario_id=sid, detector="rate_of_rise", subject=chan, kind=rule.kind, source=rid,
+                      severity=severity, ts=ts, message=msg, value=value, limit=limit, unit=c.unit, channel=chan,
+                      robot_id=rid, evidence=evidence)
+
+    def _change_signal(self, s: int, code: int, value: float, ts: int, score: float, usual: float,
+                       is_late: bool) -> Signal:
+        sid, rid, chan, c = self._base_meta[s]
+        assert c is not None
+        sc = self.scenarios[sid]
+        b = self._base
+        where = where_channel(sc, c)
+        rule = (f"change detector: robust CUSUM, threshold {b['c_h'][s]:g}, after a {int(b['c_warmup'][s])}-value "
+                f"warm-up [P]")
+        v = f"{value:.{decimals(c.quantity)}f} {c.unit}".rstrip() if np.isfinite(value) else str(value)
+        if code:
+            msg = (f"{c.label[:1].upper() + c.label[1:]} at {where} has changed from its usual level "
+                   f"{usual:.{decimals(c.quantity)}f} {c.unit} to {v} (score {score:.2f}; {rule}): "
+                   f"check whether the change is real or the sensor is drifting.")
+        else:
+            msg = f"{c.label[:1].upper() + c.label[1:]} at {where} is steady again at {v} ({rule}): the notice is cleared."
+        evidence: dict[str, object] = {"rule": rule, "robot": rid, "score": round(score, 3)}
+        if is_late:
+            evidence["late"] = True
+        return Signal(scenario_id=sid, detector="change", subject=chan, kind=CHANGE_QUANTITIES[c.quantity], source=rid,
+                      severity=Severity.info if code else None, ts=ts, message=msg,
+                      value=value if np.isfinite(value) else None, unit=c.unit, channel=chan, robot_id=rid,
+                      evidence=evidence)
+
+    # -- robots ------------------------------------------------------------------------------
+    def _robot(self, rid: str) -> _Robot:
+        r = self._robots.get(rid)
+        if r is None:
+            r = self._robots[rid] = _Robot()
+        return r
+
+    def _offline_signal(self, rid: str, source: str, on: bool, ts: int, scenario_id: str | None) -> Signal:
+        r = self._robot(rid)
+        sid = scenario_id or r.scenario or "unknown"
+        where = where_robot(rid, self.scenarios.get(sid))
+        if source == "status":
+            rule = "robot status: offline (status message or its MQTT last will)"
+            msg = (f"The {where} is offline ({rule}): its readings have stopped; check the robot and cover its "
+                   f"route by a manual inspection." if on else f"The {where} is back online ({rule}): the alert is cleared.")
+        else:
+            rule = f"robot deadman: no frame for {ROBOT_SILENCE_S:g} s, two 30 s polling cycles (domain §3) [P]"
+            msg = (f"The {where} has sent nothing for {ROBOT_SILENCE_S:g} s ({rule}): check its 5G link and "
+                   f"battery; its route is not being inspected." if on else
+                   f"The {where} reports again ({rule}): the alert is cleared.")
+        return Signal(scenario_id=sid, place=ROBOTS, detector="robot_offline", subject=rid, kind=AlertKind.robot_health,
+                      source=source, severity=Severity.warning if on else None, ts=ts, message=msg, robot_id=rid,
+                      evidence={"rule": rule, "robot": rid, "by": source})
+
+    def _robot_frames(self, frames: Sequence[Frame], now: int, pending: list[tuple[int, int, int, Signal]]) -> None:
+        gap = int(ROBOT_SILENCE_S * _NS)
+        for fi in sorted(range(len(frames)), key=lambda i: (frames[i].robot_id, frames[i].ts)):
+            f = frames[fi]
+            r = self._robot(f.robot_id)
+            if r.last_seen >= 0 and f.ts - r.last_seen >= gap and not r.silent and not r.offline:
+                pending.append((r.last_seen + gap, 3, 0, self._offline_signal(f.robot_id, "silence", True,
+                                                                             r.last_seen + gap, r.scenario)))
+                r.silent = True
+            if r.silent and f.ts >= r.last_seen:
+                pending.append((f.ts, 3, 1, self._offline_signal(f.robot_id, "silence", False, f.ts, f.scenario_id)))
+                r.silent = False
+            if f.ts >= r.last_seen:
+                r.last_seen = f.ts
+                r.scenario = f.scenario_id
+        for sig in self._deadman(now):
+            pending.append((sig.ts, 3, 0, sig))
+
+    def _deadman(self, now: int) -> list[Signal]:
+        gap = int(ROBOT_SILENCE_S * _NS)
+        out = []
+        for rid, r in self._robots.items():
+            if r.last_seen >= 0 and not r.silent and not r.offline and now - r.last_seen >= gap:
+                r.silent = True
+                out.append(self._offline_signal(rid, "silence", True, r.last_seen + gap, r.scenario))
+        return out
 
     # -- time, robots, operators ------------------------------------------------------------
     def tick(self, now_ns: int) -> list[AlertEvent]:
-        """Time-driven checks at ``now_ns`` (wall clock live, data time in replay)."""
-        return self.engine.advance(now_ns)
+        """Time-driven checks at ``now_ns`` (wall clock live, data time in replay): a robot that
+        has sent nothing for 60 s, and held clears of flapping alerts."""
+        events: list[AlertEvent] = []
+        for sig in sorted(self._deadman(now_ns), key=lambda s: s.ts):
+            events.extend(self.engine.update(sig))
+        events.extend(self.engine.advance(now_ns))
+        return events
 
     def robot_status(self, status: RobotStatus) -> list[AlertEvent]:
-        """Robot online/offline, battery and link checks."""
-        return []
+        """A robot's retained status: online/offline, battery and 5G link."""
+        r = self._robot(status.robot_id)
+        ts = status.ts if status.ts is not None else max(r.last_seen, 0)
+        if status.scenario_id:
+            r.scenario = status.scenario_id
+        sigs: list[Signal] = []
+        if not status.online and not r.offline:
+            r.offline = True
+            sigs.append(self._offline_signal(status.robot_id, "status", True, ts, status.scenario_id))
+        elif status.online:
+            if r.offline:
+                r.offline = False
+                sigs.append(self._offline_signal(status.robot_id, "status", False, ts, status.scenario_id))
+            if r.silent and status.ts is not None and status.ts >= r.last_seen:
+                r.silent = False
+                sigs.append(self._offline_signal(status.robot_id, "silence", False, ts, status.scenario_id))
+            if status.ts is not None:
+                r.last_seen = max(r.last_seen, status.ts)
+        vals = {"battery": None if status.charging else status.battery}
+        if status.link is not None:
+            vals.update(link_latency_ms=status.link.latency_ms, link_rssi_dbm=status.link.rssi_dbm,
+                        link_loss=status.link.loss)
+        fake = Frame(robot_id=status.robot_id, scenario_id=status.scenario_id or r.scenario or "unknown", seq=0, ts=ts)
+        for name, v in vals.items():
+            if v is None:
+                continue
+            s = self._limit_stream(("", status.robot_id, name, 0), ROBOT_RULES[name])
+            out = np.empty(1, dtype=np.int8)
+            tab = self._lim
+            limit_kernel(np.array([s], dtype=np.int64), np.array([float(v)]), tab["thr"], tab["above"], tab["restore"],
+                         tab["n_raise"], tab["n_clear"], tab["level"], tab["count"], tab["clear_count"], out)
+            if out[0] >= 0:
+                sigs.append(self._limit_signal(s, int(out[0]), float(v), ts, fake, False))
+        events: list[AlertEvent] = []
+        for sig in sigs:
+            events.extend(self.engine.update(sig))
+        return events
 
     def acknowledge(self, alert_id: str, operator: str, note: str | None, ts_ns: int) -> AlertEvent:
         """Acknowledge an active alert; ``KeyError`` if ``alert_id`` is not active."""
@@ -177,14 +577,49 @@ class DetectorSuite:
     def restore(self, events: Iterable[AlertEvent]) -> None:
         """Rebuild active alerts from stored events after a restart, so ids stay stable and a
         condition still present does not raise a second alert."""
-        for ev in self.engine.restore(events):
-            rs = self.rules.get((ev.scenario_id, ev.channel or ""))
-            if not rs or ev.robot_id is None:
+        restored = self.engine.restore(
+            events, place_of=lambda e: ROBOTS if e.kind is AlertKind.robot_health else e.scenario_id,
+            source_of=lambda e: str(e.evidence.get("by", e.robot_id or "")) if e.detector == "robot_offline"
+            else e.robot_id or "")
+        for ev in restored:
+            if ev.robot_id is None:
                 continue
-            for j, rule in enumerate(rs):
-                if rule.detector != ev.detector:
-                    continue
-                ks = [k for k, (sev, _) in enumerate(rule.levels, start=1) if sev is ev.severity]
-                if ks:
-                    s = self._limit_stream(ev.scenario_id, ev.robot_id, ev.channel or "", j, rule)
-                    self._limits["level"][s] = ks[0]
+            if ev.detector in HEALTH_DETECTORS or ev.detector == "rate_of_rise":
+                self._seed_base(ev)
+                continue
+            if ev.kind is AlertKind.robot_health:
+                for name, rule in ROBOT_RULES.items():
+                    if rule.detector == ev.detector:
+                        self._seed(("", ev.robot_id, name, 0), rule, ev.severity)
+                if ev.detector == "robot_offline":
+                    r = self._robot(ev.robot_id)
+                    by = ev.evidence.get("by")
+                    r.offline = by == "status"
+                    r.silent = by != "status"
+                continue
+            for j, rule in enumerate(self.rules.get((ev.scenario_id, ev.channel or ""), ())):
+                if rule.detector == ev.detector:
+                    self._seed((ev.scenario_id, ev.robot_id, ev.channel or "", j), rule, ev.severity)
+
+    def _seed_base(self, ev: AlertEvent) -> None:
+        """Put a restored health or rate alert's stream back in its raised state, so the next
+        good reading clears it."""
+        if ev.scenario_id not in self.scenarios or not ev.channel:
+            return
+        s, _ = self._route(ev.scenario_id, ev.robot_id or "", ev.channel)
+        b = self._base
+        if ev.detector == "rate_of_rise":
+            b["rise_state"][s] = 2 if ev.severity is Severity.alarm else 1
+            return
+        col = HEALTH_DETECTORS.index(ev.detector)
+        name = ("h_rng_state", "h_stuck", "h_spike_state", "h_silent")[col]
+        b[name][s] = 1
+        if col == 1:
+            b["h_last_x"][s] = ev.value if ev.value is not None else np.nan
+        if col == 2:
+            b["h_spikes"][s, 2] = ev.ts
+
+    def _seed(self, key: tuple[str, str, str, int], rule: Rule, severity: Severity) -> None:
+        ks = [k for k, (sev, _) in enumerate(rule.levels, start=1) if sev is severity]
+        if ks:
+            self._lim["level"][self._limit_stream(key, rule)] = ks[0]

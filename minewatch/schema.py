@@ -16,7 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "ID_PATTERN",
+    "AlertAck",
     "AlertEvent",
+    "DeadLetter",
     "AlertKind",
     "AlertState",
     "Link",
@@ -129,7 +131,11 @@ class TelemetryFrame(BaseModel):
 class RobotStatus(BaseModel):
     """Retained on ``status/{robot_id}``; the robot's MQTT will publishes ``online: false``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"robot_id": "r01", "online": True, "ts": 1795852800000000000, "scenario_id": "mf01", "pos_m": 118.5,
+         "battery": 76.5, "charging": False, "link": {"latency_ms": 14.2, "rssi_dbm": -78.0, "loss": 0.0}},
+        {"robot_id": "r01", "online": False},
+    ]})
 
     robot_id: RobotId
     online: bool
@@ -176,3 +182,42 @@ class AlertEvent(BaseModel):
     evidence: dict[str, Any] = Field(default_factory=dict)
     operator: str | None = Field(default=None, description="who acknowledged, on acknowledged events")
     note: str | None = Field(default=None, description="the operator's note, on acknowledged events")
+
+
+class AlertAck(BaseModel):
+    """An operator's acknowledgement of an active alert, published by the API on
+    ``alerts/ack/{alert_id}`` and applied by the ingestor, which then publishes the alert's
+    ``acknowledged`` state."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "alert_id": "mf01.ch4_t1.gas_limit.1795852800000", "operator": "shift-lead-2",
+        "note": "Power to 15101 face cut, gas patrol sent", "ts": 1795852830000000000,
+    }]})
+
+    alert_id: str = Field(pattern=ID_PATTERN)
+    operator: str = Field(min_length=1, max_length=128, description="who acknowledged")
+    note: str | None = Field(default=None, max_length=2000)
+    ts: Nanos
+
+
+class DeadLetter(BaseModel):
+    """A message the ingestor rejected, published on ``deadletter/{reason}`` and counted."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "reason": "robot_mismatch", "detail": "frame of robot r02 on the topic of robot r01",
+        "topic": "minewatch/v1/telemetry/mf01/r01", "ts": 1795852800120000000, "encoding": "utf-8",
+        "payload": '{"robot_id": "r02", "scenario_id": "mf01", "seq": 1, "ts": 1795852800000000000}',
+    }, {
+        "reason": "not_json", "detail": "JSON is malformed: invalid character (byte 0)",
+        "topic": "minewatch/v1/telemetry/mf01/r01", "ts": 1795852800120000000, "encoding": "base64",
+        "payload": "gqhyb2JvdF9pZKNyMDE=",
+    }]})
+
+    reason: str = Field(pattern=ID_PATTERN, description="short code, also the last topic level: not_json, "
+                        "invalid, bad_value, robot_mismatch, scenario_mismatch, ...")
+    detail: str = Field(description="what was wrong, for a person")
+    topic: str = Field(description="the topic the message arrived on")
+    payload: str = Field(description="the message as received: its text, or base64 when it is not UTF-8")
+    encoding: Literal["utf-8", "base64"] = "utf-8"
+    truncated: bool = Field(default=False, description="payload cut to the first 64 KiB")
+    ts: Nanos = Field(description="when the ingestor rejected it")

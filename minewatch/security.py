@@ -13,13 +13,14 @@ ingest       ``ingest``                                   read telemetry, status
 api          ``api``                                      read alerts, status, telemetry, dead letters;
                                                           write ``P/alerts/ack/#``
 integrator   its own name (``integrator``, ``scada``...)   read ``P/alerts/#`` only
+healthcheck  ``healthcheck``                              log in (the broker's container healthcheck); nothing
 ===========  ===========================================  ==============================================
 
 Nobody connects without an account (``allow_anonymous false``). The robot rules are Mosquitto
 ``pattern`` lines with ``%u``, so adding a robot needs only a password entry; because pattern
-lines apply to every user, each integrator account also gets explicit ``deny`` lines for the
-telemetry and status trees (Mosquitto checks a user's denials before any pattern), and robot ids
-may not take a service's name. Passwords are hashed as Mosquitto 2 does (PBKDF2-SHA512, ``$7$``).
+lines apply to every user, the integrator and healthcheck accounts also get explicit ``deny``
+lines (Mosquitto checks a user's denials before any pattern), and robot ids may not take a
+service's name. Passwords are hashed as Mosquitto 2 does (PBKDF2-SHA512, ``$7$``).
 """
 
 from __future__ import annotations
@@ -52,9 +53,9 @@ __all__ = [
     "write_private",
 ]
 
-Role = Literal["robot", "simulator", "ingest", "api", "integrator"]
+Role = Literal["robot", "simulator", "ingest", "api", "integrator", "healthcheck"]
 # Service accounts are named after their role.
-SERVICE_ROLES: tuple[Role, ...] = ("ingest", "api", "simulator")
+SERVICE_ROLES: tuple[Role, ...] = ("ingest", "api", "simulator", "healthcheck")
 _ROBOT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 # Mosquitto refuses pattern ACLs to a username containing these; ':' ends the name in the file.
 _BAD_USER_CHARS = set("+#/: \t\n")
@@ -140,6 +141,10 @@ def acl_text(prefix: str = DEFAULT_PREFIX, integrators: Iterable[str] = ("integr
         f"topic read {p}/telemetry/#",
         f"topic read {p}/deadletter/#",
         f"topic write {p}/alerts/ack/#",
+        "",
+        "# The broker's healthcheck only logs in.",
+        "user healthcheck",
+        "topic deny #",
     ]
     for name in integrators:
         Account(name, "integrator", "x")  # validates the name
@@ -197,7 +202,8 @@ def write_broker_auth(directory: Path, *, prefix: str = DEFAULT_PREFIX, robots: 
                       passwords: dict[str, str] | None = None) -> BrokerAuth:
     """Write ``mosquitto.passwd``, ``mosquitto.acl`` and ``credentials.json`` into ``directory``.
 
-    Accounts: ``ingest``, ``api``, ``simulator``, one per integrator name and one per robot id.
+    Accounts: ``ingest``, ``api``, ``simulator``, ``healthcheck``, one per integrator name and
+    one per robot id.
     Passwords come from ``passwords``, else from the ``credentials.json`` already in the
     directory (so they survive a restart), else are drawn at random. ``credentials.json`` holds
     the plain passwords and is readable by its owner only; the password file holds salted
@@ -236,3 +242,98 @@ def write_private(path: Path, text: str, *, mode: int = 0o600) -> None:
         f.write(text)
     os.chmod(tmp, mode)
     os.replace(tmp, path)
+
+
+API_ROLES = ("operator", "engineer", "integrator")
+
+
+def _env_file(path: Path, values: dict[str, str]) -> None:
+    for k, v in values.items():
+        if any(c in v for c in "\n\"'$` "):
+            raise ValueError(f"{k} value cannot go into an env file unquoted")
+    write_private(path, "".join(f"{k}={v}\n" for k, v in values.items()))
+
+
+def write_deploy_secrets(directory: Path, *, prefix: str = DEFAULT_PREFIX, robots: Iterable[str] = (),
+                         integrators: Iterable[str] = ("integrator",), mqtt_host: str = "mosquitto",
+                         tls: bool = False, influx_db: str = "minewatch") -> dict[str, Path]:
+    """Everything a docker-compose deployment needs, in ``directory`` (``deploy/secrets``).
+
+    The broker's files (:func:`write_broker_auth`); InfluxDB admin, ``ingest`` (all rights on the
+    database) and ``api`` (read) passwords; one API key per role; and an environment file per
+    service (``mosquitto.env``, ``influxdb.env``, ``ingest.env``, ``api.env``, ``simulator.env``,
+    ``storage.env``). Existing secrets and accounts are kept, so running it again only adds what
+    is missing (remove an account by deleting it from ``credentials.json`` and running again).
+    Returns the environment files by service.
+    """
+    directory = Path(directory)
+    known = load_credentials(directory)["mqtt"]
+    robots = list(dict.fromkeys([*(n for n, a in known.items() if a["role"] == "robot"), *robots]))
+    integrators = list(dict.fromkeys([*(n for n, a in known.items() if a["role"] == "integrator"), *integrators]))
+    auth = write_broker_auth(directory, prefix=prefix, robots=robots, integrators=integrators)
+    creds = load_credentials(directory)
+    for user in ("admin", "ingest", "api"):
+        creds["influx"].setdefault(user, new_secret())
+    for role in API_ROLES:
+        creds["api_keys"].setdefault(role, f"{role[:3]}-{new_secret()}")
+    save_credentials(directory, creds)
+    influx = creds["influx"]
+    port = 8883 if tls else 1883
+    common = {"MINEWATCH_TOPIC_PREFIX": prefix, "MINEWATCH_INFLUX_DB": influx_db}
+    if tls:
+        common["MINEWATCH_MQTT_CA"] = "/run/secrets/minewatch/tls/ca.crt"
+    env = {
+        "mosquitto": {"HEALTHCHECK_PASSWORD": auth["healthcheck"].password},
+        "influxdb": {"INFLUXDB_HTTP_AUTH_ENABLED": "true", "INFLUXDB_DB": influx_db,
+                     "INFLUXDB_ADMIN_USER": "admin", "INFLUXDB_ADMIN_PASSWORD": influx["admin"],
+                     "INFLUXDB_USER": "ingest", "INFLUXDB_USER_PASSWORD": influx["ingest"],
+                     "INFLUXDB_READ_USER": "api", "INFLUXDB_READ_USER_PASSWORD": influx["api"]},
+        "storage": {**common, "MINEWATCH_INFLUX_USER": "admin", "MINEWATCH_INFLUX_PASSWORD": influx["admin"]},
+        "ingest": {**common, "MINEWATCH_MQTT_URL": auth.url("ingest", mqtt_host, port, tls=tls),
+                   "MINEWATCH_INFLUX_USER": "ingest", "MINEWATCH_INFLUX_PASSWORD": influx["ingest"]},
+        "api": {**common, "MINEWATCH_MQTT_URL": auth.url("api", mqtt_host, port, tls=tls),
+                "MINEWATCH_INFLUX_USER": "api", "MINEWATCH_INFLUX_PASSWORD": influx["api"],
+                "MINEWATCH_API_KEYS": ",".join(f"{k}:{r}" for r, k in creds["api_keys"].items())},
+        "simulator": {**common, "MINEWATCH_MQTT_URL": auth.url("simulator", mqtt_host, port, tls=tls)},
+    }
+    out = {}
+    for service, values in env.items():
+        out[service] = directory / f"{service}.env"
+        _env_file(out[service], values)
+    return out
+
+
+def _main() -> None:
+    import click
+
+    @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+    @click.argument("directory", type=click.Path(path_type=Path), default=Path("deploy/secrets"))
+    @click.option("--robot", "robots", multiple=True, help="A robot id to give its own broker account (repeatable).")
+    @click.option("--integrator", "integrators", multiple=True,
+                  help="An integrator account name (repeatable; default: one named 'integrator').")
+    @click.option("--prefix", default=DEFAULT_PREFIX, show_default=True, help="Topic prefix the ACL is written for.")
+    @click.option("--mqtt-host", default="mosquitto", show_default=True, help="Broker host in the services' URLs.")
+    @click.option("--tls", is_flag=True, help="Services reach the broker over TLS (mqtts://, port 8883).")
+    def secrets_cmd(directory: Path, robots: tuple[str, ...], integrators: tuple[str, ...], prefix: str,
+                    mqtt_host: str, tls: bool) -> None:
+        """Write the broker's password file and ACL, InfluxDB and API credentials and the
+        services' environment files into DIRECTORY (default deploy/secrets).
+
+        Passwords are random; existing ones are kept. credentials.json (owner-only) lists them all.
+        """
+        names = integrators or ("integrator",)
+        try:
+            files = write_deploy_secrets(directory, prefix=prefix, robots=robots, integrators=names,
+                                         mqtt_host=mqtt_host, tls=tls)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+        click.echo(f"wrote the broker's password file, ACL and credentials.json in {directory}")
+        click.echo("environment files: " + ", ".join(str(p) for p in files.values()))
+        if tuple(names) != ("integrator",) or prefix != DEFAULT_PREFIX:
+            click.echo(f"this ACL differs from deploy/mosquitto.acl: copy {directory / 'mosquitto.acl'} over it")
+
+    secrets_cmd(prog_name="python -m minewatch.security")
+
+
+if __name__ == "__main__":
+    _main()

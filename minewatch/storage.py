@@ -224,3 +224,48 @@ async def maintain_storage(client: InfluxClient, *, every_s: float = 60.0, windo
         except Exception as exc:  # noqa: BLE001 - InfluxDB or network trouble: retry next pass
             log.warning("copying alert events into %s.%s failed (will retry): %s", client.db, LONG_RP, exc)
         await asyncio.sleep(every_s)
+
+
+def _main() -> None:
+    import click
+
+    @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+    @click.option("--influx-url", default=None, help="InfluxDB 1.x HTTP URL [env MINEWATCH_INFLUX_URL].")
+    @click.option("--influx-db", default=None, help="Database [env MINEWATCH_INFLUX_DB; default minewatch].")
+    @click.option("--raw-days", type=int, default=MIN_RAW_DAYS, show_default=True, help="Keep raw data this long.")
+    @click.option("--long-days", type=int, default=400, show_default=True,
+                  help="Keep 5-minute statistics and the alert log this long.")
+    @click.option("--wait", type=float, default=60.0, show_default=True, help="Seconds to wait for InfluxDB.")
+    def storage_cmd(influx_url: str | None, influx_db: str | None, raw_days: int, long_days: int, wait: float) -> None:
+        """Create or update minewatch's database, retention policies and continuous queries.
+
+        Needs an InfluxDB admin account when anything is missing (MINEWATCH_INFLUX_USER and
+        MINEWATCH_INFLUX_PASSWORD). Safe to run any number of times.
+        """
+        import time
+
+        import httpx
+
+        from minewatch.cli import settings_from
+
+        s = settings_from(influx_url=influx_url, influx_db=influx_db)
+        client = SyncInflux(s.influx_url, s.influx_db, user=s.influx_user, password=s.influx_password)
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                ran = ensure_storage_sync(client, raw_days=raw_days, long_days=long_days)
+                break
+            except InfluxError as exc:
+                raise click.ClickException(str(exc)) from None
+            except httpx.TransportError as exc:  # not up yet
+                if time.monotonic() > deadline:
+                    raise click.ClickException(f"InfluxDB at {s.influx_url} not reachable: {exc}") from None
+                time.sleep(1)
+        client.close()
+        click.echo("\n".join(ran) if ran else f"storage of {s.influx_db} already in place")
+
+    storage_cmd(prog_name="python -m minewatch.storage")
+
+
+if __name__ == "__main__":
+    _main()

@@ -44,7 +44,8 @@ def _speed(value: str) -> float | None:
 @click.option("--seed", type=int, default=1, show_default=True, help="Random seed; same seed and flags, same bytes.")
 @click.option("--start", default=None,
               help="Simulated start time, ISO 8601 (default: now). A past time with --speed max publishes a "
-                   "historical run with past timestamps. 'shift:-1' starts at the last complete shift.")
+                   "historical run with past timestamps. A shift id (2026-11-27:night) or shift:-1 (the last "
+                   "complete shift) starts at that shift and, without --duration/--frames, runs for its length.")
 @click.option("--speed", default=None,
               help="Simulated seconds per wall second, or 'max' (as fast as possible). Default: 1 with MQTT, "
                    "max for a file only.")
@@ -60,14 +61,16 @@ def _speed(value: str) -> float | None:
               help="A waveform block on every Nth frame of a robot at a machine.")
 @click.option("--waveform-dtype", type=click.Choice(["f4", "i2"]), default="f4", show_default=True,
               help="Sample encoding: float32, or int16 with a scale (half the bytes).")
-@click.option("--shift-pattern", type=click.Choice(["3x8", "4x6"]), default="3x8", show_default=True,
-              help="Shift calendar (domain §6), local time UTC+8.")
+@click.option("--shifts", "shifts_spec", default=None,
+              help="Shift calendar as name@HH:MM-HH:MM/production|maintenance,... in local time [env "
+                   "MINEWATCH_SHIFTS; default night 00-08 production, day 08-16 maintenance, swing 16-24 "
+                   "production; MINEWATCH_TZ_OFFSET hours, default 8].")
 @click.option("--list-faults", is_flag=True, help="List the fault kinds and built-in fault sets, then exit.")
 def simulate(mqtt_url: str | None, topic_prefix: str | None, output: Path | None, robots: int | None,
              scenarios: str | None, rate: float, duration: str | None, frames: int | None, seed: int,
              start: str | None, speed: str | None, faults_file: str | None, labels_out: Path | None,
              waveform_rate: float, waveform_seconds: float, waveform_every: int, waveform_dtype: str,
-             shift_pattern: str, list_faults: bool) -> None:
+             shifts_spec: str | None, list_faults: bool) -> None:
     """Publish simulated robot telemetry of the mine: physics, shifts, faults with ground truth.
 
     Frames go to MQTT (QoS 1, telemetry/{scenario}/{robot}; retained robot status with a last will)
@@ -83,7 +86,9 @@ def simulate(mqtt_url: str | None, topic_prefix: str | None, output: Path | None
     """
     from simulator.engine import SimConfig, Simulation
     from simulator.faults import KINDS, LIBRARY, FaultError, load_faults
-    from simulator.shifts import ShiftCalendar
+    from simulator.runner import run
+    from minewatch.shifts import ShiftCalendar, calendar_from_env, parse_shifts
+    from simulator.shifts import ShiftClock
     from simulator.sinks import FileSink, MqttSink, SinkError
     from simulator.timeutil import NS, iso_ns, parse_duration_s
 
@@ -100,21 +105,29 @@ def simulate(mqtt_url: str | None, topic_prefix: str | None, output: Path | None
         raise click.BadParameter(exc.message, param_hint="--speed") from None
     try:
         dur_s = parse_duration_s(duration) if duration is not None else None
-        start_ns = None
+        calendar = calendar_from_env()
+        if shifts_spec is not None:
+            calendar = ShiftCalendar(parse_shifts(shifts_spec), calendar.tz.utcoffset(None).total_seconds() / 3600)
+        start_ns, shift = None, None
         if start is not None and start.startswith("shift:"):
             back = -int(start.split(":", 1)[1])
-            shift = ShiftCalendar(shift_pattern).previous(time.time_ns(), back)
+            if back < 1:
+                raise ValueError("--start shift:-N needs N >= 1 (shift:-1 is the last complete shift)")
+            shift = ShiftClock(calendar).previous(time.time_ns(), back)
+        elif start is not None and start[10:11] == ":":  # YYYY-MM-DD:NAME
+            shift = calendar.parse(start)
+        elif start is not None:
+            start_ns = iso_ns(start)
+        if shift is not None:  # a historical shift: from its start, for its length
             start_ns = shift.start_ns
             if dur_s is None and frames is None:
                 dur_s = (shift.end_ns - shift.start_ns) / NS
-        elif start is not None:
-            start_ns = iso_ns(start)
         faults = load_faults(faults_file) if faults_file else []
         config = SimConfig(seed=seed, rate_hz=rate, start_ns=start_ns, duration_s=dur_s, frames=frames,
                            robots=robots, scenarios=[s.strip() for s in scenarios.split(",") if s.strip()]
                            if scenarios else None, faults=faults, waveform_rate_hz=waveform_rate,
                            waveform_seconds=waveform_seconds, waveform_every=waveform_every,
-                           waveform_dtype=waveform_dtype, shift_pattern=shift_pattern)
+                           waveform_dtype=waveform_dtype, calendar=calendar)
         sim = Simulation(config)
     except (ValueError, FaultError) as exc:
         raise click.UsageError(str(exc)) from None
@@ -139,29 +152,8 @@ def simulate(mqtt_url: str | None, topic_prefix: str | None, output: Path | None
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    wall0 = time.monotonic()
-    messages = 0
-    last_t = sim.t0
     try:
-        for tick in sim.ticks():
-            if speed_x is not None:
-                due = wall0 + (tick.t_ns - sim.t0) / NS / speed_x
-                while not stop["now"]:
-                    left = due - time.monotonic()
-                    if left <= 0:
-                        break
-                    if mqtt is not None:
-                        mqtt.pump(min(left, 0.05))
-                    else:
-                        time.sleep(min(left, 0.05))
-            for sink in sinks:
-                sink.write(tick)
-            messages += len(tick.messages)
-            last_t = tick.t_ns
-            if stop["now"]:
-                break
-        if mqtt is not None:
-            mqtt.drain()
+        summary = run(sim, sinks, speed_x, should_stop=lambda: stop["now"])
     except SinkError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
@@ -171,7 +163,4 @@ def simulate(mqtt_url: str | None, topic_prefix: str | None, output: Path | None
             with open(labels_out, "w") as fh:
                 for rec in sim.labels():
                     fh.write(json.dumps(rec, separators=(",", ":")) + "\n")
-    summary = {"frames": sim.frames_generated, "messages": messages, "readings": sim.readings_generated,
-               "seconds": round(time.monotonic() - wall0, 3), "simulated_s": round((last_t - sim.t0) / NS, 3),
-               "labels": len(sim.labels())}
-    sys.stdout.write(json.dumps(summary) + "\n")
+    sys.stdout.write(json.dumps({**summary.as_dict(), "labels": len(sim.labels())}) + "\n")

@@ -17,9 +17,10 @@ from simulator.faults import FaultError, FaultSpec, resolve
 from simulator.fleet import Robot, build_fleet
 from simulator.injector import Injector
 from simulator.labels import LabelTracker
-from simulator.link import LinkModel, loss_ewma
-from simulator.mine import Mine
-from simulator.shifts import ShiftCalendar
+from simulator.link import LinkModel
+from simulator.mine import Mine, channel_index
+from minewatch.shifts import ShiftCalendar, calendar_from_env
+from simulator.shifts import ShiftClock
 from simulator.timeutil import NS
 from simulator.vibration import encode_block, synthesize
 
@@ -49,8 +50,7 @@ class SimConfig:
     waveform_seconds: float = 0.5
     waveform_every: int = 10
     waveform_dtype: str = "f4"
-    shift_pattern: str = "3x8"
-    utc_offset_h: float = 8.0
+    calendar: ShiftCalendar | None = None  # default: minewatch.shifts.calendar_from_env()
     keepalive_s: float = 10.0
     backlog_chunk: int = 100
     backlog_messages_per_tick: int = 2
@@ -96,8 +96,8 @@ class Tick:
 
 
 class _RobotState:
-    __slots__ = ("seq", "backlog", "down_since", "will_sent", "retry", "loss", "charging", "hole_since",
-                 "offline", "last_status")
+    __slots__ = ("seq", "backlog", "down_since", "will_sent", "retry", "charging", "hole_since",
+                 "hole_last", "offline", "last_status")
 
     def __init__(self) -> None:
         self.seq = 0
@@ -105,9 +105,9 @@ class _RobotState:
         self.down_since: int | None = None
         self.will_sent = False
         self.retry: Frame | None = None
-        self.loss = 0.0
         self.charging = False
         self.hole_since: int | None = None
+        self.hole_last = 0
         self.offline = False
         self.last_status = -math.inf
 
@@ -124,8 +124,7 @@ class Simulation:
         self.dt = 1.0 / c.rate_hz
         self.dt_ns = round(self.dt * NS)
         self.t0 = c.start_ns if c.start_ns is not None else (time.time_ns() // NS) * NS
-        self.calendar = ShiftCalendar(c.shift_pattern, c.utc_offset_h)
-        self.mine = Mine(self.calendar, np.random.default_rng(seeds[0]), self.dt, self.t0)
+        self.calendar = ShiftClock(c.calendar if c.calendar is not None else calendar_from_env())
         self.fleet: list[Robot] = build_fleet(c.robots, c.scenarios)
         ids = [r.id for r in self.fleet]
         self.robot_of: dict[str, str | None] = {}
@@ -136,7 +135,9 @@ class Simulation:
         def robots_in(sid: str | None) -> list[str]:
             return [r.id for r in self.fleet if r.kind != "patrol" and r.route.segments[0][0] == sid]
 
-        faults = resolve(c.faults, self.t0, self.mine.channel_index, robots_in)
+        faults = resolve(c.faults, self.t0, channel_index, robots_in)
+        self.mine = Mine(self.calendar, np.random.default_rng(seeds[0]), self.dt, self.t0,
+                         rows=Injector.rows_needed(faults))
         for f in faults:
             if f.robot is not None and f.robot not in ids:
                 raise FaultError(f"fault {f.fault_id}: robot {f.robot!r} is not in the fleet ({', '.join(ids[:8])}...)")
@@ -144,11 +145,25 @@ class Simulation:
                 f.scenario = next(r.scenario for r in self.fleet if r.id == f.robot)
         self.faults = faults
         self.injector = Injector(self.mine, faults)
-        self.tracker = LabelTracker(self.mine, faults, self.robot_of)
+        n = len(self.fleet)
+        self.tracker = LabelTracker(self.mine, faults, self.robot_of, self.injector.reach,
+                                    spread_ns=(n - 1) * self.dt_ns // n)
         self.state = [_RobotState() for _ in self.fleet]
         self.coverage: list[dict[str, Any]] = []
         self._sid_idx = {sid: np.arange(sl.start, sl.stop) for sid, sl in self.mine.slices.items()}
         self._names = {sid: self.mine.names[sl] for sid, sl in self.mine.slices.items()}
+        n_st = max(len(r.route.stations_m) for r in self.fleet)
+        n_h = max([len(r.route.holes_m) for r in self.fleet] + [1])
+        self._stations = np.full((len(self.fleet), n_st), 1e9)
+        self._holes = np.full((len(self.fleet), n_h, 2), -1.0)
+        for ri, r in enumerate(self.fleet):
+            self._stations[ri, :len(r.route.stations_m)] = r.route.stations_m
+            for j, hole in enumerate(r.route.holes_m):
+                self._holes[ri, j] = hole
+        self._machine = {sid: sc.machine for sid, sc in SCENARIOS.items()}
+        self._loss_a = 1.0 - math.exp(-self.dt / 60.0)  # the link's loss ratio: a 1-min moving average
+        self._loss = np.zeros(len(self.fleet))
+        self._phase = [ri * self.dt_ns // len(self.fleet) for ri in range(len(self.fleet))]
         self.frames_generated = 0
         self.readings_generated = 0
         self.finished = False
@@ -206,20 +221,28 @@ class Simulation:
                     v = self.injector.apply_sensor(f, r.id, float(x[pos]), t)
                     v = round(v * inv[pos]) / inv[pos]
                     x[pos] = v
-                    self.tracker.observe_reading(f, t, v)
+                    self.tracker.observe_reading(f, t + ri * self.dt_ns // len(self.fleet), v)
         xs = x.tolist()
-        dist, hole = self._geometry()
-        up, latency, rssi, lost = self.link_model.sample(dist, hole)
+        offs = offsets.tolist()
+        pos_a, dist, hole_a = self._geometry()
+        up_a, latency_a, rssi_a, lost_a = self.link_model.sample(dist, hole_a)
+        up, latency, rssi, lost = up_a.tolist(), latency_a.tolist(), rssi_a.tolist(), lost_a.tolist()
+        self._loss += self._loss_a * (lost_a - self._loss)  # each link's loss ratio over the last minute
+        loss = np.round(self._loss, 3).tolist()
+        pos = np.round(pos_a, 1).tolist()
+        battery = np.round(np.fromiter((r.battery for r in self.fleet), float, len(self.fleet)), 1).tolist()
+        phase = self._phase
         run = m.drivers[2][1]
         msgs: list[Message] = []
         statuses: list[StatusUpdate] = []
-        n_robots = len(self.fleet)
+        offline, outages = self.injector.offline(t), self.injector.outage(t)
         for ri, r in enumerate(self.fleet):
             st = self.state[ri]
             sid = sids[ri]
-            off = self.injector.offline(r.id, t)
+            ts = t + phase[ri]
+            off = offline.get(r.id)
             if off is not None:
-                self.tracker.observe_fleet(off, t)
+                self.tracker.observe_fleet(off, ts)
                 if not st.offline:
                     st.offline = True
                     statuses.append(StatusUpdate(r.id, "offline", self._status(r, st, t, False, None)))
@@ -232,33 +255,31 @@ class Simulation:
             if c.frames is not None and self.frames_generated >= c.frames:
                 continue
             names = self._names[sid]
-            a, b = int(offsets[ri]), int(offsets[ri + 1])
-            outage = self.injector.outage(r.id, t)
-            link_up = bool(up[ri]) and outage is None
-            st.loss = loss_ewma(st.loss, bool(lost[ri]), self.dt)
-            link = LinkInfo(latency_ms=float(latency[ri]) if link_up else 0.0,
-                            rssi_dbm=float(rssi[ri]), loss=round(st.loss, 3))
-            frame = Frame(robot_id=r.id, scenario_id=sid, seq=st.seq, ts=t + ri * self.dt_ns // n_robots,
-                          readings=dict(zip(names, xs[a:b])), pos_m=round(r.pos, 1),
-                          battery=round(r.battery, 1), link=link)
-            machine = SCENARIOS[sid].machine
-            if c.waveform_rate_hz and machine is not None and (i + ri) % c.waveform_every == 0:
+            a, b = offs[ri], offs[ri + 1]
+            outage = outages.get(r.id)
+            link_up = up[ri] and outage is None
+            link = LinkInfo(latency_ms=latency[ri] if link_up else 0.0, rssi_dbm=rssi[ri], loss=loss[ri])
+            frame = Frame(robot_id=r.id, scenario_id=sid, seq=st.seq, ts=ts, readings=dict(zip(names, xs[a:b])),
+                          pos_m=pos[ri], battery=battery[ri], link=link)
+            if c.waveform_rate_hz and self._machine[sid] is not None and (i + ri) % c.waveform_every == 0:
                 frame.waveforms = {"vib": self._waveform(ri, i, t, sid, float(run[m.place_index[sid]]))}
             st.seq += 1
             self.frames_generated += 1
             self.readings_generated += b - a
             if outage is not None:
-                self.tracker.observe_fleet(outage, t)
-            self._send(ri, r, st, frame, t, link_up, bool(lost[ri]), bool(hole[ri]), msgs, statuses)
+                self.tracker.observe_fleet(outage, ts)
+            self._send(ri, r, st, frame, t, link_up, lost[ri], not up[ri], msgs, statuses)
         return Tick(t, msgs, statuses)
 
     def _send(self, ri: int, r: Robot, st: _RobotState, frame: Frame, t: int, link_up: bool, lost: bool,
               hole: bool, msgs: list[Message], statuses: list[StatusUpdate]) -> None:
         c = self.config
-        if hole and st.hole_since is None:
-            st.hole_since = t
-        elif not hole and st.hole_since is not None:
-            self._coverage_label(r, st.hole_since, t)
+        if hole:  # no signal here (a coverage hole): a label, so late frames are accounted for
+            if st.hole_since is None:
+                st.hole_since = frame.ts
+            st.hole_last = frame.ts
+        elif st.hole_since is not None:
+            self._coverage_label(r, st.hole_since, st.hole_last)
             st.hole_since = None
         if not link_up:
             if st.retry is not None:
@@ -286,7 +307,7 @@ class Simulation:
             msgs.append(Message(r.id, frame.scenario_id, [frame]))
             held = None
         if st.retry is not None:
-            msgs.append(Message(r.id, st.retry.scenario_id, [st.retry], backlog=True))
+            msgs.append(Message(r.id, st.retry.scenario_id, [st.retry]))
         st.retry = held
         for _ in range(c.backlog_messages_per_tick):
             if not st.backlog:
@@ -309,7 +330,7 @@ class Simulation:
         statuses: list[StatusUpdate] = []
         for ri, (r, st) in enumerate(zip(self.fleet, self.state)):
             if st.hole_since is not None:
-                self._coverage_label(r, st.hole_since, t)
+                self._coverage_label(r, st.hole_since, st.hole_last)
                 st.hole_since = None
             if st.retry is not None:
                 st.backlog.insert(0, st.retry) if st.backlog and st.backlog[0].seq > st.retry.seq else st.backlog.append(st.retry)
@@ -322,15 +343,12 @@ class Simulation:
         return Tick(t, msgs, statuses)
 
     # ------------------------------------------------------------------ helpers
-    def _geometry(self) -> tuple[np.ndarray, np.ndarray]:
-        n = len(self.fleet)
-        dist = np.empty(n)
-        hole = np.zeros(n, dtype=bool)
-        for ri, r in enumerate(self.fleet):
-            route = r.route
-            dist[ri] = min((abs(r.pos - s) for s in route.stations_m), default=50.0)
-            hole[ri] = any(a <= r.pos < b for a, b in route.holes_m)
-        return dist, hole
+    def _geometry(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Position, distance of each robot to its nearest base station, and whether it is in a coverage hole."""
+        pos = np.fromiter((r.pos for r in self.fleet), float, len(self.fleet))
+        dist = np.min(np.abs(pos[:, None] - self._stations), axis=1)
+        hole = np.any((pos[:, None] >= self._holes[:, :, 0]) & (pos[:, None] < self._holes[:, :, 1]), axis=1)
+        return pos, dist, hole
 
     def _waveform(self, ri: int, i: int, t: int, sid: str, running: float) -> WaveBlock:
         c = self.config
@@ -352,6 +370,6 @@ class Simulation:
         self.coverage.append({
             "fault_id": f"hole-{r.id}-{start}", "kind": "coverage_hole", "scenario_id": r.route.scenario_at(r.pos)[0],
             "robot_id": r.id, "primary": True, "channels": [], "start_ns": start, "end_ns": end,
-            "inject_start_ns": start, "inject_end_ns": end, "channel_windows": {}, "extremes": {},
+            "inject_start_ns": start, "inject_end_ns": end, "channel_windows": {}, "extremes": {}, "deviation": {},
             "expected_severity": "info", "visible": True,
             "expected_alerts": [{"kind": "robot-health", "detector": "offline", "robot_id": r.id, "severity": "info"}]})

@@ -46,6 +46,8 @@ KINDS: dict[str, tuple[str, tuple[str, ...] | None, dict[str, Any], str]] = {
     "bearing_fault": ("4h", None, {"defect": "outer"}, "a rolling-bearing defect (`defect`: outer, inner, ball) grows "
                       "over the window: impulses at BPFO/BPFI/BSF exciting a resonance; bearing temperature rises "
                       "late; `peak` = final impulse amplitude m/s² (default 25)"),
+    "imbalance": ("2h", None, {}, "rotor imbalance grows over 60 % of the window: 1x rises until the ISO 10816-3 "
+                  "velocity RMS reaches `peak` mm/s (default 1.1 x the machine's C/D boundary, zone D)"),
     "belt_drum_overheating": ("1h", ("belt",), {}, "drive drum surface heats to `peak` °C (default 75) and cools"),
     "sensor_stuck": ("10m", None, {}, "the sensor repeats its last value"),
     "sensor_drift": ("1h", None, {}, "the sensor drifts linearly, reaching an offset `peak` (default one normal "
@@ -56,7 +58,7 @@ KINDS: dict[str, tuple[str, tuple[str, ...] | None, dict[str, Any], str]] = {
     "link_outage": ("3m", None, {}, "5G outage: the robot buffers frames and sends the backlog when the link returns"),
 }
 PHYSICS = {"methane_outburst", "methane_buildup", "co_rise", "o2_depletion", "main_fan_stoppage",
-           "local_fan_stoppage", "airflow_reversal", "bearing_fault", "belt_drum_overheating"}
+           "local_fan_stoppage", "airflow_reversal", "bearing_fault", "imbalance", "belt_drum_overheating"}
 SENSOR = {"sensor_stuck", "sensor_drift", "sensor_out_of_range"}
 FLEET = {"robot_offline", "link_outage"}
 
@@ -84,6 +86,7 @@ LIBRARY: dict[str, list[dict[str, Any]]] = {
         {"kind": "local_fan_stoppage", "scenario": "lf03", "start": "+1h30m", "duration": "8m"},
         {"kind": "airflow_reversal", "scenario": "vf02", "start": "+6h", "duration": "10m"},
         {"kind": "bearing_fault", "scenario": "lf01", "start": "+1h", "duration": "4h", "defect": "inner"},
+        {"kind": "imbalance", "scenario": "vf01", "start": "+5h", "duration": "2h"},
         {"kind": "belt_drum_overheating", "scenario": "bc01", "start": "+2h", "duration": "1h", "peak": 75},
         {"kind": "sensor_stuck", "scenario": "ra01", "channel": "ch4", "start": "+2h30m", "duration": "20m"},
         {"kind": "sensor_drift", "scenario": "ss01", "channel": "t", "start": "+4h", "duration": "1h", "peak": 6.0},
@@ -195,7 +198,7 @@ class ActiveFault:
     amplitude: float | None = None  # decided at the start, from the value the fault finds
     related: list[tuple[int, float, float]] = field(default_factory=list)  # (channel, factor, delay s)
     stuck: dict[str, float] = field(default_factory=dict)  # robot -> held value
-    state: dict[str, Any] = field(default_factory=dict)
+    row: int = 1  # the mine twin's row that shows this fault alone
 
     @property
     def kind(self) -> str:
@@ -261,11 +264,25 @@ def resolve(specs: list[FaultSpec], run_start_ns: int, channel_index: Any, robot
             sk = SCENARIOS[sid].kind.value
             if kinds is not None and sk not in kinds:
                 raise FaultError(f"{where}: applies to {', '.join(kinds)} scenarios, {sid} is a {sk}")
-        if spec.kind == "bearing_fault" and (sid is None or SCENARIOS[sid].machine is None):
+        if spec.kind in ("bearing_fault", "imbalance") and (sid is None or SCENARIOS[sid].machine is None):
             raise FaultError(f"{where}: {sid} has no rotating machine")
+        if spec.kind == "imbalance":
+            from simulator.vibration import imbalance_for
+
+            try:
+                imbalance_for(SCENARIOS[sid].machine, 1.0)
+            except ValueError as exc:
+                raise FaultError(f"{where}: {exc}") from None
         if spec.kind == "bearing_fault" and spec.params.get("defect", "outer") not in ("outer", "inner", "ball"):
             raise FaultError(f"{where}: defect must be outer, inner or ball")
         channel = spec.channel or _default_channel(spec.kind, sid)
+        needs = _NEEDS.get(spec.kind)
+        if needs is not None and sid is not None:
+            if channel is None:
+                raise FaultError(f"{where}: {sid} has no {' or '.join(needs) or 'such'} channel to apply it to")
+            quantity = SCENARIOS[sid].channel_map[channel].quantity if channel in SCENARIOS[sid].channel_map else None
+            if quantity is not None and needs and quantity not in needs:
+                raise FaultError(f"{where}: channel {channel!r} of {sid} measures {quantity}, not {' or '.join(needs)}")
         k = -1
         if channel is not None and sid is not None:
             try:
@@ -281,6 +298,13 @@ def resolve(specs: list[FaultSpec], run_start_ns: int, channel_index: Any, robot
         fid = spec.id or f"f{n + 1:02d}-{spec.kind}-{sid or robot}"
         out.append(ActiveFault(fid, spec, start, start + round(dur * NS), sid, channel, robot, k))
     return out
+
+
+# kinds that act on one channel -> the quantities it may measure (empty: any)
+_NEEDS: dict[str, tuple[str, ...]] = {
+    "methane_outburst": ("ch4",), "methane_buildup": ("ch4",), "co_rise": ("co",), "o2_depletion": ("o2",),
+    "belt_drum_overheating": ("t_hot",), "sensor_stuck": (), "sensor_drift": (), "sensor_out_of_range": (),
+}
 
 
 def _default_channel(kind: str, sid: str | None) -> str | None:

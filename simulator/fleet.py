@@ -13,6 +13,7 @@ battery falls below its threshold goes to its charger (position 0 of its route) 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -39,7 +40,7 @@ class Route:
     stations_m: tuple[float, ...] = ()
     holes_m: tuple[tuple[float, float], ...] = ()
 
-    @property
+    @cached_property
     def length(self) -> float:
         return sum(length for _, length in self.segments)
 
@@ -96,6 +97,8 @@ class Robot:
 
     @property
     def scenario(self) -> str:
+        if len(self.route.segments) == 1:
+            return self.route.segments[0][0]
         return self.route.scenario_at(self.pos)[0]
 
     def advance(self, dt: float) -> None:

@@ -13,9 +13,10 @@ import numpy as np
 from minewatch.catalogue import QUANTITIES, SCENARIOS
 from simulator.faults import (PHYSICS, SENSOR, ActiveFault, fan_index, hump_shape, local_fan_index,
                               outburst_shape)
+from simulator.layout import DOWNSTREAM, LOCAL_FANS, PLACES
 from simulator.mine import Effects, Mine
 from simulator.timeutil import NS
-from simulator.vibration import Health
+from simulator.vibration import Health, imbalance_for
 
 __all__ = ["Injector"]
 
@@ -33,6 +34,11 @@ class Injector:
         self.mine = mine
         self.faults = sorted(faults, key=lambda f: f.start_ns)
         self.physics = [f for f in self.faults if f.kind in PHYSICS]
+        if mine.rows != self.rows_needed(faults):
+            raise ValueError(f"the mine has {mine.rows} rows, {self.rows_needed(faults)} needed")
+        for j, f in enumerate(self.physics):
+            # the mine row that shows this fault alone (row 1 when it is the only one)
+            f.row = 1 if len(self.physics) == 1 else 2 + j
         self.sensor = [f for f in self.faults if f.kind in SENSOR]
         self.robot_offline = [f for f in self.faults if f.kind == "robot_offline"]
         self.link_outage = [f for f in self.faults if f.kind == "link_outage"]
@@ -51,82 +57,118 @@ class Injector:
                     factor, delay = (0.6, 20.0) if name.endswith("t2") else (0.8, 8.0)
                     f.related.append((k, factor, delay))
 
+    def reach(self, f: ActiveFault) -> np.ndarray:
+        """Channels (bool mask over the mine's flat arrays) that fault ``f`` can move: its place, the
+        places its fan ventilates, and everything downstream of those."""
+        m = self.mine
+        places = {f.scenario}
+        if f.kind in ("main_fan_stoppage", "airflow_reversal"):
+            places |= {sid for sid in m.scenario_ids if PLACES[sid].fan == f.scenario}
+        if f.kind == "local_fan_stoppage":
+            places.add(LOCAL_FANS[f.scenario])
+        todo = list(places)
+        while todo:
+            for dst, _, _ in DOWNSTREAM.get(todo.pop(), ()):
+                if dst not in places:
+                    places.add(dst)
+                    todo.append(dst)
+        idx = [m.place_index[sid] for sid in places]
+        return np.isin(m.place_of, idx)
+
+    @staticmethod
+    def rows_needed(faults: list[ActiveFault]) -> int:
+        """Rows of the mine's twin: nominal, all faults, and one per physics fault if several."""
+        n = sum(1 for f in faults if f.kind in PHYSICS)
+        return 2 if n <= 1 else 2 + n
+
     # --------------------------------------------------------------- physics
     def effects(self, t_ns: int) -> Effects:
         m = self.mine
-        eff = Effects.none(m.S, m.K)
+        eff = m.no_effects()
         for f in self.physics:
             if not f.active(t_ns):
                 continue
-            kind, u = f.kind, f.u(t_ns)
-            into_s = (t_ns - f.start_ns) / NS
-            now = float(m.value[1, f.k] + m.wander[f.k]) if f.k >= 0 else 0.0
-            if kind == "methane_outburst":
-                if f.amplitude is None:
-                    f.amplitude = max(0.0, f.spec.peak * 1.04 + 0.02 - now)
-                eff.add_direct[f.k] += f.amplitude * outburst_shape(into_s, f.duration_s)
-                for k, factor, delay in f.related:
-                    eff.add_direct[k] += f.amplitude * factor * outburst_shape(into_s - delay, f.duration_s)
-            elif kind == "methane_buildup":
-                if f.amplitude is None:
-                    airflow = f.spec.params.get("airflow")
-                    if airflow is None:
-                        peak = f.spec.peak if f.spec.peak is not None else _cut_level(m, f.scenario, f.channel) + 0.2
-                        c_in = float(m.c_in[f.k])
-                        airflow = (now - c_in) / max(1e-6, peak * 1.15 - c_in)
-                    f.amplitude = float(min(0.9, max(0.05, airflow)))
-                if u < 0.65:
-                    eff.branch_q[m.place_index[f.scenario]] *= f.amplitude
-            elif kind == "co_rise":
-                if f.amplitude is None:
-                    f.amplitude = max(0.0, (f.spec.peak if f.spec.peak is not None else 30.0) * 1.03 - now)
-                h = hump_shape(u)
-                eff.add_eq[f.k] += f.amplitude * h
-                self._add_named(eff.add_eq, f.scenario, "co2", 0.004 * f.amplitude * h)
-                self._add_named(eff.add_eq, f.scenario, "t", 1.5 * h)
-                self._add_named(eff.add_eq, f.scenario, "o2", -0.01 * f.amplitude * h)
-            elif kind == "o2_depletion":
-                if f.amplitude is None:
-                    f.amplitude = max(0.0, now - (f.spec.peak if f.spec.peak is not None else 19.3) + 0.05)
-                h = hump_shape(u, 0.5, 0.9)
-                eff.add_direct[f.k] -= f.amplitude * h
-                self._add_named(eff.add_direct, f.scenario, "co2", 0.3 * f.amplitude * h)
-            elif kind == "main_fan_stoppage":
-                i = fan_index(f.scenario)
-                eff.fan_run[i] = 0.0
-                after = f.spec.params.get("standby_after")
-                if after is not None and into_s >= _seconds(after):
-                    eff.fan_standby[i] = 1.0
-            elif kind == "local_fan_stoppage":
-                eff.local_run[local_fan_index(f.scenario)] = 0.0
-            elif kind == "airflow_reversal":
-                eff.fan_dir[fan_index(f.scenario)] = -1.0
-            elif kind == "bearing_fault":
-                heat = 12.0 * u ** 3  # the bearing warms as the defect spreads [U]
-                if f.k >= 0:
-                    eff.add_eq[f.k] += heat
-            elif kind == "belt_drum_overheating":
-                if f.amplitude is None:
-                    f.amplitude = max(0.0, (f.spec.peak if f.spec.peak is not None else 75.0) * 1.02 - now)
-                h = hump_shape(u, 0.6, 0.95)
-                eff.add_direct[f.k] += f.amplitude * h
-                self._add_named(eff.add_direct, f.scenario, "tb", 0.25 * f.amplitude * h)
+            rows = [0] if f.row == 1 else [0, f.row - 1]
+            self._apply(f, t_ns, eff, rows)
         return eff
+
+    def _apply(self, f: ActiveFault, t_ns: int, eff: Effects, rows: list[int]) -> None:
+        m = self.mine
+        kind, u = f.kind, f.u(t_ns)
+        into_s = (t_ns - f.start_ns) / NS
+        now = float(m.value[1, f.k] + m.wander[f.k]) if f.k >= 0 else 0.0
+        add_direct, add_eq = eff.add_direct[rows], eff.add_eq[rows]
+        if kind == "methane_outburst":
+            if f.amplitude is None:
+                f.amplitude = max(0.0, f.spec.peak * 1.04 + 0.02 - now)
+            add_direct[:, f.k] += f.amplitude * outburst_shape(into_s, f.duration_s)
+            for k, factor, delay in f.related:
+                add_direct[:, k] += f.amplitude * factor * outburst_shape(into_s - delay, f.duration_s)
+        elif kind == "methane_buildup":
+            if f.amplitude is None:
+                airflow = f.spec.params.get("airflow")
+                if airflow is None:
+                    peak = f.spec.peak if f.spec.peak is not None else _cut_level(m, f.scenario, f.channel) + 0.2
+                    c_in = float(m.c_in[f.k])
+                    airflow = (now - c_in) / max(1e-6, peak * 1.15 - c_in)
+                f.amplitude = float(min(0.9, max(0.05, airflow)))
+            if u < 0.65:
+                eff.branch_q[rows, m.place_index[f.scenario]] *= f.amplitude
+        elif kind == "co_rise":
+            if f.amplitude is None:
+                f.amplitude = max(0.0, (f.spec.peak if f.spec.peak is not None else 30.0) * 1.03 - now)
+            h = hump_shape(u)
+            add_eq[:, f.k] += f.amplitude * h
+            self._add_named(add_eq, f.scenario, "co2", 0.004 * f.amplitude * h)
+            self._add_named(add_eq, f.scenario, "t", 1.5 * h)
+            self._add_named(add_eq, f.scenario, "o2", -0.01 * f.amplitude * h)
+        elif kind == "o2_depletion":
+            if f.amplitude is None:
+                f.amplitude = max(0.0, now - (f.spec.peak if f.spec.peak is not None else 19.3) + 0.05)
+            h = hump_shape(u, 0.5, 0.9)
+            add_direct[:, f.k] -= f.amplitude * h
+            self._add_named(add_direct, f.scenario, "co2", 0.3 * f.amplitude * h)
+        elif kind == "main_fan_stoppage":
+            i = fan_index(f.scenario)
+            eff.fan_run[rows, i] = 0.0
+            after = f.spec.params.get("standby_after")
+            if after is not None and into_s >= _seconds(after):
+                eff.fan_standby[rows, i] = 1.0
+        elif kind == "local_fan_stoppage":
+            eff.local_run[rows, local_fan_index(f.scenario)] = 0.0
+        elif kind == "airflow_reversal":
+            eff.fan_dir[rows, fan_index(f.scenario)] = -1.0
+        elif kind == "bearing_fault":
+            heat = 12.0 * u ** 3  # the bearing warms as the defect spreads [U]
+            if f.k >= 0:
+                add_eq[:, f.k] += heat
+        elif kind == "belt_drum_overheating":
+            if f.amplitude is None:
+                f.amplitude = max(0.0, (f.spec.peak if f.spec.peak is not None else 75.0) * 1.02 - now)
+            h = hump_shape(u, 0.6, 0.95)
+            add_direct[:, f.k] += f.amplitude * h
+            self._add_named(add_direct, f.scenario, "tb", 0.25 * f.amplitude * h)
+        eff.add_direct[rows], eff.add_eq[rows] = add_direct, add_eq
 
     def _add_named(self, arr: np.ndarray, sid: str, name: str, value: float) -> None:
         sl = self.mine.slices[sid]
         names = self.mine.names[sl]
         if name in names:
-            arr[sl.start + names.index(name)] += value
+            arr[:, sl.start + names.index(name)] += value
 
     def health(self, sid: str, t_ns: int) -> Health:
         """The machine's condition in ``sid`` at ``t_ns`` (for its vibration)."""
+        h = Health()
         for f in self.physics:
-            if f.kind == "bearing_fault" and f.scenario == sid and f.active(t_ns):
+            if f.scenario != sid or not f.active(t_ns):
+                continue
+            if f.kind == "bearing_fault":
                 peak = f.spec.peak if f.spec.peak is not None else 25.0
                 # exponential growth from 10 % to 100 % of the final impact over the window
-                return Health(defect=f.spec.params.get("defect", "outer"), impact=peak * 0.1 * 10.0 ** f.u(t_ns))
-        return Health()
+                h.defect, h.impact = f.spec.params.get("defect", "outer"), peak * 0.1 * 10.0 ** f.u(t_ns)
+            elif f.kind == "imbalance":
+                h.imbalance = imbalance_peak(f) * min(1.0, f.u(t_ns) / 0.6)
+        return h
 
     # --------------------------------------------------------------- readings
     def sensor_active(self, t_ns: int) -> list[ActiveFault]:
@@ -144,11 +186,20 @@ class Injector:
         bad = f.spec.params.get("value")
         return float(bad) if bad is not None else q.high + 0.25 * (q.high - q.low)
 
-    def offline(self, robot_id: str, t_ns: int) -> ActiveFault | None:
-        return next((f for f in self.robot_offline if f.robot == robot_id and f.active(t_ns)), None)
+    def offline(self, t_ns: int) -> dict[str, ActiveFault]:
+        """Robots dead at ``t_ns``, with the fault that took them."""
+        return {f.robot: f for f in self.robot_offline if f.active(t_ns)}
 
-    def outage(self, robot_id: str, t_ns: int) -> ActiveFault | None:
-        return next((f for f in self.link_outage if f.robot == robot_id and f.active(t_ns)), None)
+    def outage(self, t_ns: int) -> dict[str, ActiveFault]:
+        """Robots whose 5G link is out at ``t_ns``."""
+        return {f.robot: f for f in self.link_outage if f.active(t_ns)}
+
+
+def imbalance_peak(f: ActiveFault) -> float:
+    """The imbalance an imbalance fault reaches (extra 1x), from its ``peak`` velocity RMS."""
+    machine = SCENARIOS[f.scenario].machine
+    v = f.spec.peak if f.spec.peak is not None else 1.1 * machine.zone_limits[2]
+    return imbalance_for(machine, v)
 
 
 def _seconds(v: Any) -> float:

@@ -11,11 +11,13 @@ place its split ventilates)::
      "expected_alerts": [{"kind": "gas", "detector": "limit", "channel": "ch4_t1", "severity": "critical",
                           "limit": 1.5}, ...]}
 
-Window: for physics faults, the first and last frame time at which the fault moved a labelled
-channel's true value by at least half its resolution (measured against the fault-free twin of
-the mine, see :mod:`simulator.mine`); for sensor faults, the time the sensor's reading was
-altered; for fleet faults, the injection window. ``extremes`` is the most severe true value the
-fault produced (max, or min for below-limits). ``expected_alerts`` lists what a correct system
+Windows: for physics faults, ``channel_windows`` holds, per channel, the first and last frame
+time at which the fault moved the channel's true value by at least half its resolution
+(measured on the fault's own row of the mine's twin against the fault-free row, see
+:mod:`simulator.mine`); ``start_ns``/``end_ns`` span the windows of the channels that should
+alert (of all labelled channels when none should). For sensor faults: when the sensor's reading
+was altered; for fleet faults: the frames the robot lost or held back. ``extremes`` is the
+fault's value farthest from the fault-free one, per channel, and ``deviation`` how far that is. ``expected_alerts`` lists what a correct system
 raises: catalogue limit crossings of those extremes plus the fault's own signature (fan
 stoppage, airflow reversal, bearing defect frequency, sensor health, robot offline).
 ``expected_severity`` is the highest of them (``info`` when nothing should alert).
@@ -30,8 +32,9 @@ import numpy as np
 from minewatch.catalogue import SCENARIOS, Limit
 from minewatch.schema import SEVERITY_RANK, Severity
 from simulator.faults import FLEET, PHYSICS, SENSOR, ActiveFault
+from simulator.injector import imbalance_peak
 from simulator.mine import Mine
-from simulator.vibration import DEFECT_ORDER, fault_frequency_hz
+from simulator.vibration import DEFECT_ORDER, Health, fault_frequency_hz, iso_zone, velocity_rms_mm_s
 
 __all__ = ["LabelTracker", "limit_severity", "quantity_kind"]
 
@@ -66,40 +69,56 @@ class _Track:
         self.last = np.full(K, -1, dtype=np.int64)
         self.hi = np.full(K, -np.inf)
         self.lo = np.full(K, np.inf)
+        self.dev = np.zeros(K)  # largest |faulted - nominal|
+        self.far = np.zeros(K)  # the faulted value there
         self.closed = False
 
 
 class LabelTracker:
     """Measures each fault's footprint as the run goes; :meth:`labels` gives the JSONL records."""
 
-    def __init__(self, mine: Mine, faults: list[ActiveFault], robot_of: dict[str, str | None]) -> None:
+    def __init__(self, mine: Mine, faults: list[ActiveFault], robot_of: dict[str, str | None],
+                 reach: Any = None, spread_ns: int = 0) -> None:
         self.mine = mine
+        self.spread_ns = spread_ns  # frames of one tick carry times up to this much after it
         self.faults = faults
         self.robot_of = robot_of
         self.thr = 0.5 * mine.res
         self.tracks = {f.fault_id: _Track(mine.K) for f in faults}
+        everywhere = np.ones(mine.K, dtype=bool)
+        self.reach = {f.fault_id: reach(f) if reach is not None and f.kind in PHYSICS else everywhere for f in faults}
+        self.physics = [f for f in faults if f.kind in PHYSICS]
+        self._reach_rows = np.array([self.reach[f.fault_id] for f in self.physics]).reshape(len(self.physics), mine.K)
         self.sensor_seen: dict[str, list[tuple[int, float]]] = {f.fault_id: [] for f in faults if f.kind in SENSOR}
         self.fleet_seen: dict[str, list[int]] = {f.fault_id: [] for f in faults if f.kind in FLEET}
 
     def observe(self, t_ns: int, values: np.ndarray) -> None:
-        """Record the twin's deviation at ``t_ns`` against every physics fault still showing."""
-        dev = np.abs(values[1] - values[0]) > self.thr
-        any_dev = bool(dev.any())
-        for f in self.faults:
-            if f.kind not in PHYSICS:
-                continue
+        """Record the twin's deviation at ``t_ns`` against every physics fault still showing.
+
+        Each fault is measured on its own row of the twin (that fault alone against no fault), inside
+        its reach, from its start until, after its end, no deviation is left."""
+        live = [f for f in self.physics if t_ns >= f.start_ns and not self.tracks[f.fault_id].closed]
+        if not live:
+            return
+        rows = values[[f.row for f in live]]
+        dev = np.abs(rows - values[0])
+        moved = (dev > self.thr) & self._reach_rows[[self.physics.index(f) for f in live]]
+        any_moved = moved.any(axis=1)
+        for j, f in enumerate(live):
             tr = self.tracks[f.fault_id]
-            if tr.closed or t_ns < f.start_ns:
-                continue
-            if not any_dev:
+            if not any_moved[j]:
                 if t_ns >= f.end_ns:
                     tr.closed = True
                 continue
-            idx = np.flatnonzero(dev)
+            idx = np.flatnonzero(moved[j])
+            row, d = rows[j], dev[j]
             tr.first[idx] = np.where(tr.first[idx] < 0, t_ns, tr.first[idx])
             tr.last[idx] = t_ns
-            tr.hi[idx] = np.maximum(tr.hi[idx], values[1, idx])
-            tr.lo[idx] = np.minimum(tr.lo[idx], values[1, idx])
+            tr.hi[idx] = np.maximum(tr.hi[idx], row[idx])
+            tr.lo[idx] = np.minimum(tr.lo[idx], row[idx])
+            bigger = idx[d[idx] > tr.dev[idx]]
+            tr.dev[bigger] = d[bigger]
+            tr.far[bigger] = row[bigger]
 
     def observe_reading(self, f: ActiveFault, t_ns: int, value: float) -> None:
         self.sensor_seen[f.fault_id].append((t_ns, value))
@@ -124,7 +143,7 @@ class LabelTracker:
                 "robot_id": f.robot if f.robot else self.robot_of.get(sid) if sid else None,
                 "primary": primary, "channels": [], "start_ns": f.start_ns, "end_ns": f.end_ns,
                 "inject_start_ns": f.start_ns, "inject_end_ns": f.end_ns, "channel_windows": {},
-                "extremes": {}, "expected_severity": "info", "expected_alerts": [], "visible": True}
+                "extremes": {}, "deviation": {}, "expected_severity": "info", "expected_alerts": [], "visible": True}
 
     def _physics(self, f: ActiveFault) -> list[dict[str, Any]]:
         m = self.mine
@@ -145,14 +164,11 @@ class LabelTracker:
             ks = by_scenario[sid]
             rec = self._base(f, sid, primary=sid == f.scenario)
             rec["channels"] = [m.names[k] for k in ks]
-            rec["start_ns"] = int(min(tr.first[k] for k in ks))
-            rec["end_ns"] = int(max(tr.last[k] for k in ks))
-            rec["channel_windows"] = {m.names[k]: [int(tr.first[k]), int(tr.last[k])] for k in ks}
+            rec["channel_windows"] = {m.names[k]: [int(tr.first[k]), int(tr.last[k]) + self.spread_ns] for k in ks}
             for k in ks:
                 ch = SCENARIOS[sid].channel(m.names[k])
-                below = any(lim.direction == "below" for lim in ch.limits) and tr.lo[k] < m.value[0, k]
-                extreme = float(tr.lo[k] if below or (not ch.limits and tr.hi[k] < m.value[0, k]) else tr.hi[k])
-                rec["extremes"][ch.name] = round(extreme, 4)
+                rec["extremes"][ch.name] = round(float(tr.far[k]), 4)
+                rec["deviation"][ch.name] = round(float(tr.dev[k]), 4)
                 for lim in ch.limits:
                     hit = limit_severity(lim, float(tr.lo[k]), float(tr.hi[k]))
                     if hit:
@@ -164,6 +180,7 @@ class LabelTracker:
             if rec["primary"]:
                 self._signature(f, rec)
             self._finish(rec)
+            self._window(rec)
             out.append(rec)
         return out
 
@@ -174,19 +191,43 @@ class LabelTracker:
             alerts.append({"kind": "ventilation", "detector": "fan_stoppage", "channel": "run_a", "severity": "critical"})
         elif f.kind == "local_fan_stoppage":
             alerts.append({"kind": "ventilation", "detector": "fan_stoppage", "channel": "run", "severity": "alarm"})
+        elif f.kind == "imbalance":
+            machine = SCENARIOS[f.scenario].machine
+            v = velocity_rms_mm_s(machine, Health(imbalance=imbalance_peak(f)))
+            zone = iso_zone(machine, v)
+            sev = {"A": "info", "B": "info", "C": "warning", "D": "alarm"}[zone]
+            alerts.append({"kind": "vibration", "detector": "iso_velocity", "channel": "vib", "severity": sev,
+                           "velocity_mm_s": round(v, 2), "zone": zone})
+            self._vib_channel(f, rec)
         elif f.kind == "bearing_fault":
             machine = SCENARIOS[f.scenario].machine
             defect = f.spec.params.get("defect", "outer")
             alerts.append({"kind": "vibration", "detector": "bearing_envelope", "channel": "vib", "severity": "warning",
                            "defect": defect, "fault_order": DEFECT_ORDER[defect],
                            "fault_hz": round(fault_frequency_hz(machine, defect), 3)})
-            if "vib" not in rec["channels"]:
-                rec["channels"].insert(0, "vib")
-                rec["channel_windows"]["vib"] = [f.start_ns, f.end_ns]
-                rec["start_ns"] = min(rec["start_ns"], f.start_ns)
-                rec["end_ns"] = max(rec["end_ns"], f.end_ns)
-                rec["visible"] = True
+            self._vib_channel(f, rec)
         self._finish(rec)
+
+    @staticmethod
+    def _vib_channel(f: ActiveFault, rec: dict[str, Any]) -> None:
+        """A machine fault shows in the waveforms (``vib``) for its whole window."""
+        if "vib" not in rec["channels"]:
+            rec["channels"].insert(0, "vib")
+            rec["channel_windows"]["vib"] = [f.start_ns, f.end_ns]
+            rec["start_ns"] = min(rec["start_ns"], f.start_ns)
+            rec["end_ns"] = max(rec["end_ns"], f.end_ns)
+            rec["visible"] = True
+
+    @staticmethod
+    def _window(rec: dict[str, Any]) -> None:
+        """start/end: where the channels that should alert deviate (all labelled channels if none
+        should); slow tails of other channels (air temperature after a fan stop) stay in
+        ``channel_windows``."""
+        alerting = {a.get("channel") for a in rec["expected_alerts"]} & set(rec["channel_windows"])
+        wins = [w for ch, w in rec["channel_windows"].items() if ch in alerting or not alerting]
+        if wins:
+            rec["start_ns"] = min(w[0] for w in wins)
+            rec["end_ns"] = max(w[1] for w in wins)
 
     @staticmethod
     def _finish(rec: dict[str, Any]) -> None:
@@ -215,7 +256,7 @@ class LabelTracker:
         if seen:
             rec["start_ns"], rec["end_ns"] = seen[0][0], seen[-1][0]
             values = [v for _, v in seen]
-            rec["extremes"][f.channel] = max(values, key=abs) if f.kind != "sensor_stuck" else values[0]
+            rec["extremes"][f.channel] = float(max(values, key=abs) if f.kind != "sensor_stuck" else values[0])
         else:
             rec["visible"] = False
         rec["channel_windows"] = {f.channel: [rec["start_ns"], rec["end_ns"]]}

@@ -16,8 +16,6 @@ arrays of up to ``chunk`` frames, a few per frame period.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 __all__ = ["LinkModel", "LinkSample"]
@@ -56,11 +54,3 @@ class LinkModel:
         p_loss = 0.001 + 0.3 / (1.0 + np.exp((rssi + 104.0) / 1.5))
         lost = up & (u < p_loss)
         return up, np.round(latency, 1), np.round(rssi, 0), lost
-
-
-def loss_ewma(previous: float, lost: bool, dt: float) -> float:
-    a = 1.0 - math.exp(-dt / 60.0)
-    return previous + a * ((1.0 if lost else 0.0) - previous)
-
-
-__all__ += ["loss_ewma"]

@@ -4,7 +4,7 @@ Each step computes, for every catalogue channel of the 31 scenarios at once, the
 (noise-free) value from a few drivers:
 
 * **airflow** ``q`` per place (1 = design airflow, signed: negative when reversed), from the
-  main fans (natural draught 15 % when a fan stops [U]; reversed flow 50 % of normal, above the
+  main fans (natural draught 10 % when a fan stops [U]; reversed flow 50 % of normal, above the
   regulation's 40 % minimum, domain §2 [C]), the local fans of the headings and any branch
   regulator;
 * **production** ``p`` per place (0..1), from the shift calendar and the works upstream;
@@ -18,29 +18,29 @@ thermal time constants. A slow random wander (AR(1), 10 min) keeps each channel 
 its normal band; sensor noise and resolution are added per reading by the fleet, not here.
 
 The model runs as a *twin*: row 0 is the mine as it would be with no fault, row 1 the mine
-with the injected faults. Both rows share every random draw, so ``row 1 - row 0`` is exactly
-what the faults did, which is how the ground-truth label windows are measured.
+with all injected faults (what the sensors see), and, when there are several faults, one more
+row per fault with that fault alone. All rows share every random draw, so ``row j - row 0`` is
+exactly what fault j did, which is how the ground-truth label windows are measured.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from minewatch.catalogue import QUANTITIES, SCENARIOS
+from simulator import _kernels as _k
 from simulator.layout import DOWNSTREAM, GROUPS, LOCAL_FANS, MAIN_FANS, PLACES, WORKS
-from simulator.shifts import ShiftCalendar
+from simulator.shifts import ShiftClock
 from simulator.timeutil import NS
 
-__all__ = ["Mine", "Effects", "SENSOR_NOISE"]
+__all__ = ["Mine", "Effects", "SENSOR_NOISE", "channel_index"]
 
-NATURAL_DRAUGHT = 0.15  # flow left when a main fan stops, [U]
+NATURAL_DRAUGHT = 0.1  # flow left by natural draught when a main fan stops [U]
 REVERSED_FLOW = 0.5  # reversed volume, ≥ 40 % required by CMSR 2016 Art.159 (domain §2) [C]
 LOCAL_FAN_LEAK = 0.06  # diffusion into a heading whose local fan stopped [U]
-Q_FLOOR = 0.03  # gas equilibrium never divides by less than this
-AMBIENT_T = 22.0  # strata / chamber air temperature a stopped machine cools to [U]
 
 # Sensor noise (1 sigma) per quantity, in its unit, and a relative part [U]: catalytic CH4
 # repeats to about a resolution step, electrochemical CO to under 1 ppm, anemometers see
@@ -63,6 +63,37 @@ _DYN = {
     FLAT: (300.0, 0.08), RUN_A: (0.0, 0.0), RUN_B: (0.0, 0.0), RUN_LOCAL: (0.0, 0.0), CURRENT: (3.0, 0.03),
     TBEAR: (1200.0, 0.04), TDRUM: (900.0, 0.04), SPEED: (8.0, 0.0), ZERO: (0.0, 0.0), SUMP: (0.0, 0.0),
     FL_PUMP: (5.0, 0.04), LEVEL: (1800.0, 0.03), RECEIVER: (0.0, 0.0), TDISCH: (120.0, 0.04), TBUS: (900.0, 0.04),
+}
+
+
+# How each model turns production into an equilibrium: ``target = lo + span * (a + b * p)``,
+# then a transform by airflow or running state.
+from simulator._kernels import (F_FAN_A, F_FAN_B, F_FAN_DP, F_HEAT_Q, F_INV_Q, F_MUL_Q, F_NONE,  # noqa: E402
+                                F_PUMP_DP, F_RUN2, F_RUN_AMB, F_RUN_MUL, F_STATE, F_STEP, F_STEP_ADD, F_STEP_MUL,
+                                F_ZERO)
+
+_FORM = {
+    GAS: (0.2, 0.55, F_INV_Q),  # emission over airflow
+    CO: (0.15, 0.35, F_INV_Q),
+    O2: (0.75, -0.3, F_NONE),
+    TAIR: (0.3, 0.45, F_HEAT_Q),  # less air, warmer
+    RH: (0.45, 0.25, F_NONE),
+    WS: (0.55, 0.0, F_MUL_Q),
+    DUST: (0.05, 0.85, F_NONE),  # dust follows the cutting
+    DP_MAIN: (0.5, 0.0, F_FAN_DP),  # fan pressure ~ speed squared
+    DP_LOCAL: (0.5, 0.0, F_RUN2),
+    DP_PUMP: (0.5, 0.0, F_PUMP_DP),
+    FLAT: (0.5, 0.0, F_NONE),
+    RUN_A: (0.0, 0.0, F_FAN_A), RUN_B: (0.0, 0.0, F_FAN_B), RUN_LOCAL: (0.0, 0.0, F_STEP),
+    CURRENT: (0.4, 0.4, F_RUN_MUL),
+    TBEAR: (0.45, 0.35, F_RUN_AMB), TDRUM: (0.45, 0.35, F_RUN_AMB),
+    SPEED: (0.5, 0.0, F_RUN_MUL),
+    ZERO: (0.0, 0.0, F_ZERO),
+    SUMP: (0.0, 0.0, F_STATE), RECEIVER: (0.0, 0.0, F_STATE),
+    FL_PUMP: (0.6, 0.0, F_STEP_MUL),
+    LEVEL: (0.2, 0.6, F_NONE),
+    TDISCH: (0.25, 0.0, F_STEP_ADD),
+    TBUS: (0.3, 0.6, F_NONE),
 }
 
 
@@ -93,29 +124,44 @@ def _model(sid: str, name: str, quantity: str) -> int:
     raise ValueError(f"no model for {sid}.{name} ({quantity})")
 
 
+def channel_index(scenario_id: str, channel: str) -> int:
+    """Index of a catalogue channel in the mine's flat arrays (scenarios in catalogue order)."""
+    k = 0
+    for sid, sc in SCENARIOS.items():
+        if sid == scenario_id:
+            names = [c.name for c in sc.channels]
+            if channel not in names:
+                raise KeyError(f"{scenario_id} has no channel {channel!r}; it has {', '.join(names)}")
+            return k + names.index(channel)
+        k += len(sc.channels)
+    raise KeyError(f"unknown scenario {scenario_id!r}")
+
+
 @dataclass
 class Effects:
-    """What the active faults do to the mine in one step (row 1 of the twin only)."""
+    """What the faults do to the mine in one step, for each faulted row of the twin (rows 1..)."""
 
-    fan_run: np.ndarray  # per main fan, multiplier of unit A (0 = stopped)
-    fan_standby: np.ndarray  # per main fan, 1 = standby unit B running
-    fan_dir: np.ndarray  # per main fan, +1 or -1 (reversed)
-    local_run: np.ndarray  # per local fan, multiplier
-    branch_q: np.ndarray  # per place, airflow multiplier (a regulator, a door left open)
-    add_eq: np.ndarray  # per channel, added to the equilibrium (goes through the lag)
-    add_direct: np.ndarray  # per channel, added to the value
-    extra: dict[str, float] = field(default_factory=dict)
+    fan_run: np.ndarray  # (rows, fans) multiplier of unit A (0 = stopped)
+    fan_standby: np.ndarray  # (rows, fans) 1 = standby unit B running
+    fan_dir: np.ndarray  # (rows, fans) +1 or -1 (reversed)
+    local_run: np.ndarray  # (rows, local fans) multiplier
+    branch_q: np.ndarray  # (rows, places) airflow multiplier (a regulator, a door left open)
+    add_eq: np.ndarray  # (rows, channels) added to the equilibrium (goes through the lag)
+    add_direct: np.ndarray  # (rows, channels) added to the value
 
     @classmethod
-    def none(cls, n_places: int, n_channels: int) -> Effects:
-        return cls(np.ones(len(MAIN_FANS)), np.zeros(len(MAIN_FANS)), np.ones(len(MAIN_FANS)),
-                   np.ones(len(LOCAL_FANS)), np.ones(n_places), np.zeros(n_channels), np.zeros(n_channels))
+    def none(cls, n_places: int, n_channels: int, rows: int = 1) -> Effects:
+        nf, nl = len(MAIN_FANS), len(LOCAL_FANS)
+        return cls(np.ones((rows, nf)), np.zeros((rows, nf)), np.ones((rows, nf)), np.ones((rows, nl)),
+                   np.ones((rows, n_places)), np.zeros((rows, n_channels)), np.zeros((rows, n_channels)))
 
 
 class Mine:
     """All 31 scenarios' channels in flat arrays, stepped ``dt`` seconds at a time."""
 
-    def __init__(self, calendar: ShiftCalendar, rng: np.random.Generator, dt: float, t0_ns: int) -> None:
+    def __init__(self, calendar: ShiftClock, rng: np.random.Generator, dt: float, t0_ns: int,
+                 rows: int = 2) -> None:
+        self.rows = rows
         self.calendar = calendar
         self.rng = rng
         self.dt = dt
@@ -157,13 +203,19 @@ class Mine:
         self.tau = np.array([_DYN[m][0] for m in models])
         self.wander_sd = np.array([_DYN[m][1] for m in models]) * self.span
         self.is_gas = self.model == GAS
+        self._gas = np.flatnonzero(self.is_gas)
+        self._ws = np.flatnonzero(self.model == WS)
+        self._ws_mid = self.lo[self._ws] + 0.55 * self.span[self._ws]
+        self._alpha = np.where(self.tau > 0, 1.0 - np.exp(-dt / np.maximum(self.tau, 1e-9)), 1.0)
         quantity = [SCENARIOS[self.scenario_ids[p]].channels[k - self.slices[self.scenario_ids[p]].start].quantity
                     for k, p in enumerate(places)]
         self.quantity = quantity
         self.c_in = np.where(np.array([q == "co2" for q in quantity]), 0.04, 0.02)
         self.c_in = np.minimum(self.c_in, self.lo * 0.5)
-        self.masks = {m: self.model == m for m in set(models)}
         self._mk = {m: np.flatnonzero(self.model == m) for m in set(models)}
+        self.forms = forms = np.array([_FORM[m][2] for m in models], dtype=np.int64)
+        self.form_base = self.lo + self.span * np.array([_FORM[m][0] for m in models])
+        self.form_gain = self.span * np.array([_FORM[m][1] for m in models])
 
         # place -> main fan, local fan, production source
         self.fan_of = np.array([MAIN_FANS.index(PLACES[s].fan) for s in self.scenario_ids])
@@ -172,6 +224,8 @@ class Mine:
                                   for s in self.scenario_ids])
         self.lf_place = np.array([self.place_index[lf] for lf in lf_names])
         self.fan_place = np.array([self.place_index[f] for f in MAIN_FANS])
+        self.has_lf = self.local_of >= 0
+        self.fan_index_of = self.fan_of[self.place_of]
         self.work_names = list(WORKS)
         sources = []
         for s in self.scenario_ids:
@@ -190,6 +244,8 @@ class Mine:
         self.work_share = np.array([WORKS[w][0] for w in self.work_names])
         self.work_phase_ns = [round(WORKS[w][1] * NS) for w in self.work_names]
         self.mode = [PLACES[s].machine_mode for s in self.scenario_ids]
+        self._district_belts = [i for i, m in enumerate(self.mode) if m == "production_belt"]
+        self._main_belts = [i for i, m in enumerate(self.mode) if m == "main_belt"]
         self.pump_places = np.array([i for i, m in enumerate(self.mode) if m == "pump"])
         self.sump_k = np.array([self.slices[self.scenario_ids[p]].start + self.names[self.slices[self.scenario_ids[p]]].index("wl")
                                 for p in self.pump_places])
@@ -200,16 +256,21 @@ class Mine:
         for src, outs in DOWNSTREAM.items():
             for dst, dil, tau in outs:
                 self.links.append((self._return_gas(src), self._gas_channels(dst), dil, tau))
-        self.link_state = np.zeros(len(self.links))
+        self.link_state = np.zeros((rows - 1, len(self.links)))
+        self._link_src = np.array([int(src[0]) for src, _, _, _ in self.links], dtype=int)
+        self._link_alpha = np.array([1.0 - math.exp(-dt / tau) for _, _, _, tau in self.links])
+        self._link_spread = np.zeros((len(self.links), self.K))  # link -> dilution at each downstream channel
+        for i, (_, dst, dil, _) in enumerate(self.links):
+            self._link_spread[i, dst] = dil
         self.wander = self.rng.standard_normal(self.K) * self.wander_sd
-        # hysteresis states, twin rows
+        # hysteresis states, one per row
         u = self.rng.random(max(len(self.pump_places), 1))[: len(self.pump_places)]
-        self.sump = np.tile(self.lo[self.sump_k] + 0.15 + (self.span[self.sump_k] - 0.3) * u, (2, 1))
-        self.pump_on = np.zeros((2, len(self.pump_places)), dtype=bool)
-        self.recv = np.tile(self.lo[self.recv_k] + 0.1 + 0.5 * self.span[self.recv_k], (2, 1))
-        self.comp_loaded = np.ones((2, len(self.recv_k)), dtype=bool)
-        self.value = None
-        self.value = self._equilibrium(t0_ns, Effects.none(self.S, self.K))[0]
+        self.sump = np.tile(self.lo[self.sump_k] + 0.15 + (self.span[self.sump_k] - 0.3) * u, (rows, 1))
+        self.pump_on = np.zeros((rows, len(self.pump_places)), dtype=bool)
+        self.recv = np.tile(self.lo[self.recv_k] + 0.1 + 0.5 * self.span[self.recv_k], (rows, 1))
+        self.comp_loaded = np.ones((rows, len(self.recv_k)), dtype=bool)
+        self.value = np.empty((rows, self.K))
+        self.value[:] = self._equilibrium(t0_ns, self.no_effects())[0]
         self.t_ns = t0_ns
 
     # ------------------------------------------------------------------ helpers
@@ -226,11 +287,7 @@ class Mine:
         return self._gas_channels(sid)
 
     def channel_index(self, scenario_id: str, channel: str) -> int:
-        sl = self.slices[scenario_id]
-        try:
-            return sl.start + self.names[sl].index(channel)
-        except ValueError:
-            raise KeyError(f"{scenario_id} has no channel {channel!r}; it has {', '.join(self.names[sl])}") from None
+        return channel_index(scenario_id, channel)
 
     def production(self, t_ns: int) -> np.ndarray:
         """Production level of each place, 0..1."""
@@ -243,94 +300,47 @@ class Mine:
         shift = self.calendar.at(t_ns)
         into = (t_ns - shift.start_ns) / NS
         run = np.ones(self.S)
-        for i, m in enumerate(self.mode):
-            if m == "production_belt":
-                run[i] = 1.0 if shift.production and into >= 300.0 else 0.0
-            elif m == "main_belt":
-                run[i] = 1.0 if shift.production or into < 7200.0 else 0.0
+        production = shift.kind == "production"
+        run[self._district_belts] = 1.0 if production and into >= 300.0 else 0.0
+        run[self._main_belts] = 1.0 if production or into < 7200.0 else 0.0
         return run
 
     # ------------------------------------------------------------------ the step
     def _drivers(self, t_ns: int, eff: Effects) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         p = self.production(t_ns)
-        run = np.tile(self.machine_run(t_ns), (2, 1))
-        # main fans: unit A (fault may stop it), standby B, direction
-        fan_a = np.stack([np.ones(len(MAIN_FANS)), eff.fan_run])
-        fan_b = np.stack([np.zeros(len(MAIN_FANS)), eff.fan_standby])
-        fan_dir = np.stack([np.ones(len(MAIN_FANS)), eff.fan_dir])
-        fan_eff = np.maximum(fan_a, fan_b)
-        fan_q = np.maximum(NATURAL_DRAUGHT, fan_eff * np.where(fan_dir > 0, 1.0, REVERSED_FLOW)) * fan_dir
-        local = np.stack([np.ones(len(LOCAL_FANS)), eff.local_run])
-        q = fan_q[:, self.fan_of] * np.stack([np.ones(self.S), eff.branch_q])
-        has_lf = self.local_of >= 0
-        q[:, has_lf] *= np.maximum(LOCAL_FAN_LEAK, local[:, self.local_of[has_lf]])
+        R = self.rows
+        run = np.empty((R, self.S))
+        run[:] = self.machine_run(t_ns)
+        nf = len(MAIN_FANS)
+        fans = np.ones((3, R, nf))  # unit A, standby B, direction; row 0 of each is fault-free
+        fans[1, 0] = 0.0
+        fans[0, 1:], fans[1, 1:], fans[2, 1:] = eff.fan_run, eff.fan_standby, eff.fan_dir
+        fan_eff = np.maximum(fans[0], fans[1])
+        fan_q = np.maximum(NATURAL_DRAUGHT, fan_eff * np.where(fans[2] > 0, 1.0, REVERSED_FLOW)) * fans[2]
+        q = fan_q[:, self.fan_of]
+        q[1:] *= eff.branch_q
+        local = np.ones((R, len(LOCAL_FANS)))
+        local[1:] = eff.local_run
+        q[:, self.has_lf] *= np.maximum(LOCAL_FAN_LEAK, local[:, self.local_of[self.has_lf]])
         run[:, self.fan_place] = fan_eff
         run[:, self.lf_place] = local
-        # pumps and compressor from their hysteresis states
         if len(self.pump_places):
             run[:, self.pump_places] = self.pump_on
         if len(self.comp_places):
             run[:, self.comp_places] = np.where(self.comp_loaded, 1.0, 0.3)
-        fan_parts = (fan_a, fan_b, fan_dir)
-        return q, np.tile(p, (2, 1)), run, np.stack(fan_parts)
+        return q, p, run, fans
 
     def _equilibrium(self, t_ns: int, eff: Effects) -> np.ndarray:
         q, p, run, fans = self._drivers(t_ns, eff)
         self._last = (q, p, run, fans)
-        K = self.K
-        pk = p[:, self.place_of]
-        qk = q[:, self.place_of]
-        rk = run[:, self.place_of]
-        lo, span = self.lo, self.span
-        eq = np.empty((2, K))
-        m = self._mk
-        aq = np.maximum(np.abs(qk), Q_FLOOR)
-
-        def put(model: int, values: np.ndarray) -> None:
-            idx = m.get(model)
-            if idx is not None and len(idx):
-                eq[:, idx] = values[:, idx] if values.ndim == 2 else values[idx]
-
-        base = lo + span * (0.2 + 0.55 * pk)
-        put(GAS, self.c_in + (base - self.c_in) / aq)
-        put(CO, (lo + span * (0.15 + 0.35 * pk)) / aq)
-        put(O2, self.hi - span * (0.25 + 0.3 * pk))
-        put(TAIR, lo + span * (0.3 + 0.45 * pk) + (1.0 - np.minimum(np.abs(qk), 1.0)) * 1.5)
-        put(RH, lo + span * (0.45 + 0.25 * pk))
-        put(WS, (lo + span * 0.55) * qk)
-        put(DUST, lo + span * (0.05 + 0.85 * pk))
-        fa, fb, fd = fans[0], fans[1], fans[2]
-        fan_speed = np.maximum(fa, fb)
-        fan_dp = np.where(fd > 0, fan_speed ** 2, 0.6 * fan_speed ** 2)
-        fan_dp = np.maximum(fan_dp, 0.02)
-        dp_main = np.zeros((2, self.S))
-        dp_main[:, self.fan_place] = fan_dp
-        put(DP_MAIN, (lo + span * 0.5) * dp_main[:, self.place_of])
-        put(DP_LOCAL, (lo + span * 0.5) * rk ** 2)
-        put(DP_PUMP, np.where(rk > 0.5, lo + span * 0.5, 0.1 * lo))
-        put(FLAT, np.broadcast_to(lo + span * 0.5, (2, K)))
-        run_a = np.zeros((2, self.S))
-        run_a[:, self.fan_place] = fa
-        run_b = np.zeros((2, self.S))
-        run_b[:, self.fan_place] = fb
-        put(RUN_A, (run_a[:, self.place_of] > 0.5).astype(float))
-        put(RUN_B, (run_b[:, self.place_of] > 0.5).astype(float))
-        put(RUN_LOCAL, (rk > 0.5).astype(float))
-        put(CURRENT, rk * (lo + span * (0.4 + 0.4 * pk)))
-        hot = lo + span * (0.45 + 0.35 * pk)
-        put(TBEAR, AMBIENT_T + (hot - AMBIENT_T) * np.minimum(rk, 1.0))
-        put(TDRUM, AMBIENT_T + (hot - AMBIENT_T) * rk)
-        put(SPEED, rk * (lo + span * 0.5))
-        put(ZERO, np.zeros((2, K)))
-        put(FL_PUMP, np.where(rk > 0.5, lo + span * 0.6, 0.0))
-        put(LEVEL, lo + span * (0.2 + 0.6 * pk))
-        put(TDISCH, lo + span * (0.25 + 0.5 * (rk > 0.5)))
-        put(TBUS, lo + span * (0.3 + 0.6 * pk))
+        eq = np.empty((self.rows, self.K))
+        _k.equilibrium(self.forms, self.form_base, self.form_gain, self.c_in, self.lo, self.span, self.place_of,
+                       self.fan_index_of, p, q, run, fans[0], fans[1], fans[2], eq)
         if len(self.sump_k):
             eq[:, self.sump_k] = self.sump
         if len(self.recv_k):
             eq[:, self.recv_k] = self.recv
-        eq[1] += eff.add_eq
+        eq[1:] += eff.add_eq
         return eq
 
     def _integrate(self) -> None:
@@ -348,29 +358,34 @@ class Mine:
             self.comp_loaded = np.where(self.recv >= lo + span - 0.1, False,
                                         np.where(self.recv <= lo + 0.1, True, self.comp_loaded))
 
+    def no_effects(self) -> Effects:
+        return Effects.none(self.S, self.K, self.rows - 1)
+
     def step(self, t_ns: int, eff: Effects) -> np.ndarray:
-        """Advance to ``t_ns``; return the (2, K) noise-free values (row 0 nominal, row 1 faulted)."""
+        """Advance to ``t_ns``; return the (rows, K) noise-free values: row 0 without faults, row 1
+        with all of them (what the sensors see), rows 2.. with one fault each (for the labels)."""
         self._integrate()
         eq = self._equilibrium(t_ns, eff)
-        q = self._last[0]
-        tau = np.where(self.is_gas, self.tau / np.maximum(np.abs(q[:, self.place_of]), 0.05), self.tau)
-        alpha = np.where(tau > 0, 1.0 - np.exp(-self.dt / np.maximum(tau, 1e-9)), 1.0)
-        self.value = self.value + (eq - self.value) * alpha
+        _k.relax(self.value, eq, self._alpha, self.tau, self.is_gas, self._last[0], self.place_of, self.dt)
         a = math.exp(-self.dt / 600.0)
         self.wander = a * self.wander + math.sqrt(1.0 - a * a) * self.wander_sd * self.rng.standard_normal(self.K)
         out = self.value + self.wander
-        out[1] += eff.add_direct
+        # airflow wanders in proportion: a starved roadway's velocity does not keep the full wobble
+        out[:, self._ws] = self.value[:, self._ws] * (1.0 + self.wander[self._ws] / self._ws_mid)
+        out[1:] += eff.add_direct
         self._propagate(out)
         self.t_ns = t_ns
         return np.clip(out, self.qlo, self.qhi)
 
     def _propagate(self, out: np.ndarray) -> None:
-        """Excess gas at a place (faulted minus nominal) reaches the places downstream, diluted and late."""
-        for i, (src, dst, dil, tau) in enumerate(self.links):
-            excess = float(np.max(out[1, src] - out[0, src])) if len(src) else 0.0
-            self.link_state[i] += (excess - self.link_state[i]) * (1.0 - math.exp(-self.dt / tau))
-            if len(dst) and abs(self.link_state[i]) > 1e-6:
-                out[1, dst] += dil * self.link_state[i]
+        """Excess gas at a place (faulted minus nominal) reaches the places downstream, diluted and
+        late (a first-order lag per link, fed by the previous step's values)."""
+        if not len(self._link_src):
+            return
+        excess = out[1:, self._link_src] - out[0, self._link_src]  # (rows-1, links)
+        self.link_state += (excess - self.link_state) * self._link_alpha
+        if np.any(np.abs(self.link_state) > 1e-7):
+            out[1:] += self.link_state @ self._link_spread
 
     @property
     def drivers(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

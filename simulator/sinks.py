@@ -155,7 +155,18 @@ class MqttSink:
         if now - self._last_misc > 0.5:
             self._last_misc = now
             for r in self.robots.values():
-                r.client.loop_misc()
+                if r.client.socket() is None:
+                    if r.online:
+                        self._reconnect(r)
+                else:
+                    r.client.loop_misc()
+
+    def _reconnect(self, r: _Robot) -> None:
+        """The broker went away (restart, network): try again; paho re-sends what was not acknowledged."""
+        try:
+            r.client.reconnect()
+        except OSError:
+            pass  # still unreachable; the next pump tries again
 
     # ------------------------------------------------------------------ publishing
     def write(self, tick: Tick) -> None:

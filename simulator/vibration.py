@@ -29,7 +29,8 @@ import numpy as np
 from minewatch.catalogue import Machine
 from minewatch.wire import WaveBlock
 
-__all__ = ["Health", "fault_frequency_hz", "synthesize", "encode_block"]
+__all__ = ["Health", "fault_frequency_hz", "synthesize", "encode_block", "velocity_rms_mm_s", "imbalance_for",
+           "iso_zone"]
 
 DEFECT_ORDER = {"outer": "bpfo", "inner": "bpfi", "ball": "bsf"}
 
@@ -48,6 +49,45 @@ def fault_frequency_hz(machine: Machine, defect: str, rpm: float | None = None) 
     fr = (rpm if rpm is not None else machine.rpm) / 60.0
     order = machine.bearing.orders()[DEFECT_ORDER[defect]]
     return fr * order * (2.0 if defect == "ball" else 1.0)
+
+
+HARMONICS = ((1, 0.8), (2, 0.5), (3, 0.3))  # shaft order, share of the harmonic velocity
+BROADBAND = 0.45  # share of the healthy velocity RMS that is broadband
+
+
+def _levels(machine: Machine) -> tuple[float, float]:
+    """Healthy in-band velocity RMS target (m/s) and the harmonics' peak velocity scale."""
+    v_target = 0.45 * machine.zone_limits[0] * 1e-3  # 45 % of the A/B boundary: zone A
+    return v_target, v_target * math.sqrt(1.0 - BROADBAND ** 2) * math.sqrt(2.0)
+
+
+def velocity_rms_mm_s(machine: Machine, health: Health) -> float:
+    """In-band (ISO 10816-3) velocity RMS the synthesized signal has, in mm/s (impacts excluded:
+    they ring far above the band)."""
+    v_target, v_h = _levels(machine)
+    fr = machine.rpm / 60.0
+    total = (v_target * BROADBAND) ** 2
+    for h, share in HARMONICS:
+        if machine.band_low_hz <= h * fr <= 1000.0:
+            amp = v_h * share * (1.0 + health.imbalance if h == 1 else 1.0)
+            total += amp * amp / 2.0
+    return math.sqrt(total) * 1000.0
+
+
+def imbalance_for(machine: Machine, v_mm_s: float) -> float:
+    """The imbalance (extra 1x) that brings the velocity RMS to ``v_mm_s``."""
+    fr = machine.rpm / 60.0
+    if not machine.band_low_hz <= fr <= 1000.0:
+        raise ValueError(f"{machine.name}: its 1x ({fr:.1f} Hz) is below the ISO band, imbalance does not show there")
+    v_target, v_h = _levels(machine)
+    other = velocity_rms_mm_s(machine, Health()) ** 2 - ((v_h * HARMONICS[0][1]) ** 2 / 2.0) * 1e6
+    one = (v_h * HARMONICS[0][1]) ** 2 / 2.0 * 1e6
+    return max(0.0, math.sqrt(max(0.0, v_mm_s ** 2 - other) / one) - 1.0)
+
+
+def iso_zone(machine: Machine, v_mm_s: float) -> str:
+    ab, bc, cd = machine.zone_limits
+    return "A" if v_mm_s < ab else "B" if v_mm_s < bc else "C" if v_mm_s < cd else "D"
 
 
 def _resonance_hz(rate_hz: float) -> float:
@@ -69,13 +109,11 @@ def synthesize(machine: Machine, rate_hz: float, n: int, rng: np.random.Generato
 
     # broadband level so that its in-band velocity RMS is the target (white acceleration density)
     f_lo, f_hi = machine.band_low_hz, min(1000.0, 0.45 * rate_hz)
-    v_target = 0.45 * machine.zone_limits[0] * 1e-3  # m/s RMS
-    v_bb = v_target * 0.45
-    a_bb = v_bb * 2.0 * math.pi * math.sqrt((rate_hz / 2.0) / (1.0 / f_lo - 1.0 / f_hi))
+    v_target, v_h = _levels(machine)
+    a_bb = v_target * BROADBAND * 2.0 * math.pi * math.sqrt((rate_hz / 2.0) / (1.0 / f_lo - 1.0 / f_hi))
     x = a_bb * noise * running
     # shaft harmonics carry the rest of the velocity (velocity amplitude -> acceleration 2 pi f v)
-    v_h = v_target * math.sqrt(1.0 - 0.45 ** 2) * math.sqrt(2.0)
-    for h, share, ph in ((1, 0.8, phases[0]), (2, 0.5, phases[1]), (3, 0.3, phases[2])):
+    for (h, share), ph in zip(HARMONICS, phases):
         amp = 2.0 * math.pi * fr * h * v_h * share * running
         if h == 1:
             amp *= 1.0 + health.imbalance
@@ -99,7 +137,7 @@ def synthesize(machine: Machine, rate_hz: float, n: int, rng: np.random.Generato
         train = np.zeros(n)
         np.add.at(train, idx, amp)
         f_res = _resonance_hz(rate_hz)
-        decay_s = 6.0 / f_res * 2.0  # about a dozen cycles of ringing
+        decay_s = 1.4 / f_res  # damping ratio about 0.1: the ringing dies within a few cycles
         m = int(min(n, 5.0 * decay_s * rate_hz)) + 1
         tk = np.arange(m) / rate_hz
         kernel = np.exp(-tk / decay_s) * np.sin(2.0 * math.pi * f_res * tk)

@@ -53,3 +53,238 @@ def limit_levels(samples, configs):
         else:
             result.append(-1)
     return result
+
+
+def rise_changes(samples, cfg):
+    """Reference for ``detectors.rise.rise_kernel`` on one stream: ``samples`` = [(t_ns, x)].
+
+    ``cfg``: rise (unit/s), target, cut (None for none), horizon, tau_l, tau_b, warmup, gap_s,
+    n_raise. Returns, per sample, the new state where it changed, else -1.
+    """
+    out = []
+    prev_t = None
+    level = slope = 0.0
+    seen = 0
+    state = 0
+    on = off = 0
+    for t, x in samples:
+        if not math.isfinite(x):
+            out.append(-1)
+            continue
+        if prev_t is None or (t - prev_t) / 1e9 > cfg["gap_s"]:
+            level, slope, seen, prev_t, on, off = x, 0.0, 1, t, 0, 0
+            out.append(0 if state else -1)
+            state = 0
+            continue
+        dt = (t - prev_t) / 1e9
+        if dt <= 0:
+            out.append(-1)
+            continue
+        guess = level + slope * dt
+        new_level = guess + (1 - math.exp(-dt / cfg["tau_l"])) * (x - guess)
+        slope = slope + (1 - math.exp(-dt / cfg["tau_b"])) * ((new_level - level) / dt - slope)
+        level = new_level
+        prev_t = t
+        seen += 1
+        if seen < cfg["warmup"]:
+            out.append(-1)
+            continue
+        ahead = level + slope * cfg["horizon"]
+        rising = slope >= cfg["rise"] and ahead >= cfg["target"] and level >= cfg["target"] / 2
+        code = (2 if cfg["cut"] is not None and ahead >= cfg["cut"] else 1) if rising else 0
+        on, off = (on + 1, 0) if code else (0, off + 1)
+        change = -1
+        if state == 0 and code and on >= cfg["n_raise"]:
+            change = code
+        elif state and code > state:
+            change = code
+        elif state and code == 0 and off >= 2:
+            change = 0
+        if change >= 0:
+            state = change
+        out.append(change)
+    return out
+
+
+def health_changes(samples, cfg):
+    """Reference for ``detectors.health.health_kernel`` on one stream: ``samples`` = [(t_ns, x)]
+    with NaN for "frame without a value". Returns per sample a list of 4 change codes
+    (range, stuck, spike, silent)."""
+    from detectors.health import REP_ALPHA, SPIKE_ALPHA, SPIKE_WARMUP, SPIKES_TO_RAISE, STUCK_MIN_RUN, STUCK_WARMUP
+
+    result = []
+    st = {"range": 0, "ok": 0, "last": None, "run": 0, "run_t0": 0, "rep": 0.5, "n": 0, "stuck": 0,
+          "values": [], "cand": None, "spike_times": [], "spiky": 0, "last_t": None, "silent": 0}
+    level = dev = 0.0
+    for t, x in samples:
+        codes = [-1, -1, -1, -1]
+        result.append(codes)
+        if x != x:
+            if not st["silent"] and st["last_t"] is not None and (t - st["last_t"]) / 1e9 >= cfg["silence_s"]:
+                st["silent"] = 1
+                codes[3] = 1
+            continue
+        if st["silent"]:
+            st["silent"] = 0
+            codes[3] = 0
+        st["last_t"] = t
+        if not math.isfinite(x) or not (cfg["lo"] - cfg["tol"] <= x <= cfg["hi"] + cfg["tol"]):
+            st["ok"] = 0
+            if not st["range"]:
+                st["range"] = 1
+                codes[0] = 1
+            continue
+        if st["range"]:
+            st["ok"] += 1
+            if st["ok"] >= 2:
+                st["range"], st["ok"] = 0, 0
+                codes[0] = 0
+        if cfg["stuck_on"]:
+            same = st["last"] is not None and x == st["last"]
+            if same:
+                st["run"] += 1
+            else:
+                st["run"], st["run_t0"] = 1, t
+            if st["run"] < STUCK_MIN_RUN and st["n"] > 0:
+                st["rep"] += REP_ALPHA * (float(same) - st["rep"])
+            st["n"] += 1
+            if st["stuck"] and not same:
+                st["stuck"] = 0
+                codes[1] = 0
+            elif not st["stuck"] and st["n"] >= STUCK_WARMUP:
+                r = st["rep"]
+                need = math.inf if r >= 1 else (math.log(1e-9) / math.log(r) if r > 0 else 0)
+                if st["run"] >= max(need, STUCK_MIN_RUN) and (t - st["run_t0"]) / 1e9 >= cfg["stuck_s"]:
+                    st["stuck"] = 1
+                    codes[1] = 1
+            st["last"] = x
+        if cfg["spike_on"]:
+            vals = st["values"]
+            if len(vals) < SPIKE_WARMUP:
+                vals.append(x)
+                level = sum(vals) / len(vals)
+                # mean absolute deviation of each value from the mean of the values before it
+                devs = [abs(vals[j] - sum(vals[:j]) / j) for j in range(1, len(vals))]
+                dev = sum(devs) / len(devs) if devs else 0.0
+                continue
+            sigma = max(1.25 * dev, 2 * cfg["tol"])
+            far = abs(x - level)
+            if st["cand"] is not None:
+                cand_t, st["cand"] = st["cand"], None
+                if far <= 0.5 * cfg["spike_k"] * sigma:
+                    st["spike_times"] = (st["spike_times"] + [cand_t])[-SPIKES_TO_RAISE:]
+                    times = st["spike_times"]
+                    if not st["spiky"] and len(times) == SPIKES_TO_RAISE and \
+                            (times[-1] - times[0]) / 1e9 <= cfg["spike_window_s"]:
+                        st["spiky"] = 1
+                        codes[2] = 1
+                else:
+                    level = x
+                    continue
+            if st["spiky"] and st["spike_times"] and (t - st["spike_times"][-1]) / 1e9 >= cfg["spike_window_s"]:
+                st["spiky"] = 0
+                codes[2] = 0
+            if far > cfg["spike_k"] * sigma:
+                st["cand"] = t
+            else:
+                level += SPIKE_ALPHA * (x - level)
+                dev += SPIKE_ALPHA * (far - dev)
+    return result
+
+
+def change_scores(values, warmup=30, k=0.5, h=20.0, spike=12.0, alpha=0.02):
+    """Reference for ``detectors.change.change_kernel`` on one stream.
+
+    Returns (scores, codes): the score of each value and the alert-state change there."""
+    from detectors.change import ALERT_OFF, ALERT_ON, LEARN_BELOW, SIGMA_PER_MAD, Z_CLIP
+
+    scores, codes = [], []
+    history = []  # warm-up values
+    level = scale = 0.0
+    up = down = 0.0
+    bad_run = 0
+    alerting = False
+    on = off = 0
+    previous, finest = math.nan, math.inf
+    for x in values:
+        score, code = 0.0, -1
+        if x != x:
+            scores.append(score)
+            codes.append(code)
+            continue
+        if math.isfinite(x):
+            if 0 < abs(x - previous) < finest:
+                finest = abs(x - previous)
+            previous = x
+        bad = False
+        if math.isinf(x):
+            score, bad = 1.0, True
+        elif len(history) < warmup:
+            history.append(x)
+            level = sum(history) / len(history)
+            devs = [abs(history[j] - sum(history[:j]) / j) for j in range(1, len(history))]
+            scale = sum(devs) / len(devs) if devs else 0.0
+        else:
+            sigma = max(SIGMA_PER_MAD * scale, 1e-6 * abs(level), 0.5 * finest if finest < math.inf else 0, 1e-300)
+            z = (x - level) / sigma
+            zc = max(-Z_CLIP, min(Z_CLIP, z))
+            up = max(0.0, up + zc - k)
+            down = max(0.0, down - zc - k)
+            evidence = max(max(up, down) / h, abs(z) / spike)
+            score = 1 - 2 ** -evidence
+            if evidence >= 1:
+                bad = True
+                bad_run += 1
+                if bad_run >= warmup:
+                    history, level, scale, up, down, bad_run = [], 0.0, 0.0, 0.0, 0.0, 0
+            else:
+                bad_run = 0
+                if evidence < LEARN_BELOW:
+                    far = abs(x - level)
+                    level += alpha * (x - level)
+                    scale += alpha * (far - scale)
+        if bad:
+            on, off = on + 1, 0
+            if not alerting and on >= ALERT_ON:
+                alerting, code = True, 1
+        else:
+            on, off = 0, off + 1
+            if alerting and off >= ALERT_OFF:
+                alerting, code = False, 0
+        scores.append(score)
+        codes.append(code)
+    return scores, codes
+
+
+def block_stats(block):
+    """Reference for ``detectors.vibration.block_stats`` on one block: (rms, kurtosis, crest)."""
+    vals = [v for v in block if math.isfinite(v)]
+    if not vals:
+        return (math.nan, math.nan, math.nan)
+    mean = sum(vals) / len(vals)
+    dev = [v - mean for v in vals]
+    m2 = sum(d * d for d in dev) / len(dev)
+    m4 = sum(d ** 4 for d in dev) / len(dev)
+    rms = math.sqrt(m2)
+    return (rms, m4 / m2 ** 2 if m2 > 0 else math.nan, max(abs(d) for d in dev) / rms if rms > 0 else math.nan)
+
+
+def band_velocity_rms(x, rate_hz, lo_hz, hi_hz):
+    """Velocity RMS (same unit as ``x`` times seconds) in a band, by an explicit DFT: each
+    acceleration component of amplitude ``A`` at ``f`` is a velocity component ``A / (2 pi f)``."""
+    n = len(x)
+    mean = sum(x) / n
+    x = [v - mean for v in x]
+    total = 0.0
+    for k in range(1, n // 2 + 1):
+        f = k * rate_hz / n
+        if not lo_hz <= f <= hi_hz:
+            continue
+        re = sum(x[j] * math.cos(2 * math.pi * k * j / n) for j in range(n))
+        im = -sum(x[j] * math.sin(2 * math.pi * k * j / n) for j in range(n))
+        amp = 2 * math.hypot(re, im) / n  # one-sided amplitude of the sinusoid
+        if k == n // 2 and n % 2 == 0:
+            amp /= 2
+        v_amp = amp / (2 * math.pi * f)
+        total += v_amp ** 2 / 2 if not (k == n // 2 and n % 2 == 0) else v_amp ** 2
+    return math.sqrt(total)

@@ -12,6 +12,8 @@ import pytest
 from minewatch.security import BrokerAuth, write_broker_auth
 from minewatch.services import DEPLOY, Mosquitto, free_port
 
+from .tls import make_certs
+
 ROBOTS = ("r01", "r02")
 
 
@@ -67,4 +69,24 @@ def deploy_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DeployBr
     """The broker of deploy/mosquitto.conf + deploy/mosquitto.acl, with a fresh password file."""
     b = start_deploy_broker(tmp_path_factory.mktemp("deploy-broker"))
     yield b
+    b.broker.stop()
+
+
+def _tls_snippet(secrets_dir: Path, port: int) -> str:
+    """deploy/mosquitto-tls.conf with its paths and port moved like the main file's."""
+    text = (DEPLOY / "mosquitto-tls.conf").read_text()
+    assert "/mosquitto/config/secrets/tls/" in text and "\nlistener 8883\n" in text
+    return (text.replace("/mosquitto/config/secrets/tls/", f"{secrets_dir}/tls/")
+                .replace("\nlistener 8883\n", f"\nlistener {port} 127.0.0.1\n"))
+
+
+@pytest.fixture(scope="module")
+def tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DeployBroker, int]]:
+    """The deploy broker with the shipped TLS listener enabled; yields it and the TLS port.
+    Certificates from deploy/make-certs.sh are in ``auth.directory / "tls"``."""
+    root = tmp_path_factory.mktemp("tls-broker")
+    make_certs(root / "secrets" / "tls")
+    port = free_port()
+    b = start_deploy_broker(root, {"tls.conf": _tls_snippet(root / "secrets", port)})
+    yield b, port
     b.broker.stop()

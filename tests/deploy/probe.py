@@ -33,6 +33,7 @@ class Session:
         self.acks: dict[int, ReasonCode | int] = {}
         self.acked = threading.Condition()
         self.messages: list[paho.MQTTMessage] = []
+        self.client.reconnect_delay_set(0.05, 0.05)  # paho reconnects after a refused publish; don't linger
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = lambda *a: self.closed.set()
         self.client.on_publish = self._on_publish

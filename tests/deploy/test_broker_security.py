@@ -52,6 +52,9 @@ PUBLISH_RULES = [
     ("integrator", T.telemetry("mf01", "integrator"), False),  # the robot pattern, applied to its name
     ("integrator", T.status("integrator"), False),
     ("integrator", T.deadletter("invalid"), False),
+    ("healthcheck", T.telemetry("mf01", "healthcheck"), False),
+    ("healthcheck", T.status("healthcheck"), False),
+    ("healthcheck", T.alert("mf01", "gas"), False),
 ]
 
 # Who delivers a sentinel after a probe, on a topic the watcher (api) reads.
@@ -118,6 +121,7 @@ def test_who_reads_what(deploy_broker: DeployBroker) -> None:
         "integrator": {"alert", "active", "ack"},
         "api": set(topics),
         "ingest": {"alert", "active", "ack", "telemetry", "status"},
+        "healthcheck": set(),
     }
     readers = {user: Session(b.url(user)) for user in expected}
     try:
@@ -147,7 +151,7 @@ def test_who_reads_what(deploy_broker: DeployBroker) -> None:
 
 
 def test_robot_ids_cannot_take_a_service_name() -> None:
-    for name in ("ingest", "api", "simulator", "integrator"):
+    for name in ("ingest", "api", "simulator", "integrator", "healthcheck"):
         with pytest.raises(ValueError, match="reserved"):
             Account(name, "robot", "pw")
     with pytest.raises(ValueError):

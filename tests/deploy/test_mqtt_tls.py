@@ -3,37 +3,18 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from minewatch.services import DEPLOY, free_port
 from minewatch.topics import Topics
 
-from .conftest import DeployBroker, start_deploy_broker
+from .conftest import DeployBroker
 from .probe import Session, login
 from .tls import make_certs
 
 pytestmark = pytest.mark.integration
 NOT_AUTHORIZED = 135
-
-
-def _tls_snippet(secrets_dir: Path, port: int) -> str:
-    text = (DEPLOY / "mosquitto-tls.conf").read_text()
-    assert "/mosquitto/config/secrets/tls/" in text and "\nlistener 8883\n" in text
-    return (text.replace("/mosquitto/config/secrets/tls/", f"{secrets_dir}/tls/")
-                .replace("\nlistener 8883\n", f"\nlistener {port} 127.0.0.1\n"))
-
-
-@pytest.fixture(scope="module")
-def tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DeployBroker, int]]:
-    root = tmp_path_factory.mktemp("tls-broker")
-    make_certs(root / "secrets" / "tls")
-    port = free_port()
-    b = start_deploy_broker(root, {"tls.conf": _tls_snippet(root / "secrets", port)})
-    yield b, port
-    b.broker.stop()
 
 
 def _url(b: DeployBroker, port: int, user: str) -> str:

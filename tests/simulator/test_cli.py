@@ -140,3 +140,107 @@ def test_mqtt_publishes_exactly_n_frames_with_status_and_will(mosquitto, prefix:
     assert {s.robot_id for s in statuses if s.online} == robots
     # the simulator leaves as robots do: each connection's will marks the robot offline
     assert {s.robot_id for s in statuses if not s.online} == robots
+
+
+@pytest.mark.integration
+def test_mqtt_offline_robot_and_outage_show_as_will_then_backlog(mosquitto, prefix: str, tmp_path: Path) -> None:
+    topics = Topics(prefix)
+    got: list[tuple[str, bytes]] = []
+    lock = threading.Lock()
+    sub = paho_client(MqttTarget(mosquitto.url), client_id=f"sub2-{prefix.replace('/', '-')}")
+    subscribed = threading.Event()
+
+    def on_message(client, userdata, msg) -> None:  # noqa: ANN001
+        with lock:
+            got.append((msg.topic, msg.payload))
+
+    sub.on_message = on_message
+    sub.on_subscribe = lambda *a: subscribed.set()
+    sub.connect(mosquitto.host, mosquitto.port)
+    sub.subscribe([(topics.all_telemetry, 1), (topics.all_status, 1)])
+    sub.loop_start()
+    faults = tmp_path / "faults.json"
+    faults.write_text(json.dumps([
+        {"kind": "robot_offline", "scenario": "gd01", "start": "+10s", "duration": "30s"},
+        {"kind": "link_outage", "scenario": "ss02", "start": "+10s", "duration": "30s"},
+    ]))
+    try:
+        assert subscribed.wait(10)
+        proc = subprocess.run([str(Path(sys.executable).parent / "minewatch"), "simulate", "--mqtt-url", mosquitto.url,
+                               "--topic-prefix", prefix, "--duration", "60s", "--scenarios", "gd01,ss02",
+                               "--speed", "max", "--start", START, "--faults", str(faults)],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        summary = json.loads(proc.stdout.strip().splitlines()[-1])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with lock:
+                n = sum(len(decode_frames(p)) for t, p in got if topics.parse_telemetry(t))
+            if n >= summary["frames"]:
+                break
+            time.sleep(0.05)
+    finally:
+        sub.loop_stop()
+        sub.disconnect()
+    assert summary["frames"] == 60 + 30  # r24 loses none, r29 is dead for 30 s
+    status = {}
+    for t, p in got:
+        rid = topics.parse_status(t)
+        if rid and p:
+            status.setdefault(rid, []).append(json.loads(p)["online"])
+    # dead robot and cut-off robot: online, will (offline), back online, will at the end
+    for rid in ("r29", "r24"):
+        flips = [s for i, s in enumerate(status[rid]) if i == 0 or s != status[rid][i - 1]]
+        assert flips == [True, False, True, False], (rid, status[rid])
+    arrays = [decode_frames(p) for t, p in got if topics.parse_telemetry(t) == ("ss02", "r24") and p.startswith(b"[")]
+    assert arrays and sum(len(a) for a in arrays) >= 29  # the backlog of the outage
+    seqs = sorted(f.seq for t, p in got if topics.parse_telemetry(t) == ("ss02", "r24") for f in decode_frames(p))
+    assert seqs == list(range(60))
+
+
+def test_historical_shift_runs_its_whole_length_with_past_timestamps(tmp_path: Path) -> None:
+    out = tmp_path / "f.jsonl"
+    summary = run_cli("--output", str(out), "--start", "2026-11-27:day", "--scenarios", "ss01", "--rate", "0.01")
+    frames = read_frames(out)
+    start = 1795737600 * 10**9  # 2026-11-27T00:00:00Z = 08:00 local, the day shift
+    assert frames[0].ts == start
+    assert summary["simulated_s"] == pytest.approx(8 * 3600 - 100)
+    assert frames[-1].ts < start + 8 * 3600 * 10**9
+    out2 = tmp_path / "g.jsonl"
+    summary = run_cli("--output", str(out2), "--start", "shift:-1", "--scenarios", "ss01", "--rate", "0.01")
+    last = read_frames(out2)[-1]
+    assert last.ts < time.time_ns() and summary["frames"] == 288
+
+
+def test_more_robots_than_the_default_fleet_and_bad_flags(tmp_path: Path) -> None:
+    out = tmp_path / "f.jsonl"
+    run_cli("--output", str(out), "--robots", "70", "--frames", "140", "--start", START)
+    frames = read_frames(out)
+    assert len({f.robot_id for f in frames}) == 70
+    result = CliRunner().invoke(simulate, ["--output", str(out), "--frames", "1", "--scenarios", "mf01,xx9"])
+    assert result.exit_code == 2 and "unknown scenario" in result.output
+    result = CliRunner().invoke(simulate, ["--output", str(out), "--frames", "1", "--speed", "fast"])
+    assert result.exit_code == 2 and "--speed" in result.output
+    result = CliRunner().invoke(simulate, ["--output", str(out), "--frames", "1", "--start", "yesterday"])
+    assert result.exit_code == 2 and "ISO 8601" in result.output
+
+
+@pytest.mark.integration
+def test_a_broker_restart_mid_run_loses_no_acknowledgement(fresh_broker) -> None:  # noqa: ANN001
+    """The robots reconnect and re-send what was not acknowledged; the run still ends with every
+    publish acknowledged."""
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "minewatch"), "simulate", "--mqtt-url", fresh_broker.url,
+                             "--topic-prefix", "restart/v1", "--duration", "24s", "--scenarios", "mf01,vf01",
+                             "--speed", "8", "--start", START], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.5)
+        fresh_broker.stop()
+        time.sleep(1.0)
+        fresh_broker.start()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["frames"] == 48

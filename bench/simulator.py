@@ -1,0 +1,87 @@
+"""Simulator throughput from one process: frames/s and readings/s, file sink and MQTT, with and
+without vibration waveforms, for the default fleet and for ten times it.
+
+Prints one JSON line per figure (median of ``--runs`` runs). ``simulator_realtime_mines`` is how
+many default mines (35 robots at 1 frame/s each) one process keeps up with in real time.
+
+    .venv/bin/python bench/simulator.py [--runs 3] [--seconds 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from minewatch.services import Mosquitto  # noqa: E402
+from minewatch.settings import MqttTarget  # noqa: E402
+from minewatch.topics import Topics  # noqa: E402
+from simulator.engine import SimConfig, Simulation  # noqa: E402
+from simulator.fleet import default_fleet  # noqa: E402
+from simulator.runner import run  # noqa: E402
+from simulator.sinks import FileSink, MqttSink  # noqa: E402
+from simulator.timeutil import iso_ns  # noqa: E402
+
+START = iso_ns("2026-11-26T16:00:00Z")
+WAVE_RATE = 10240.0
+
+
+def once(sink: str, waveforms: bool, robots: int, seconds: float, tmp: Path, broker: Mosquitto | None,
+         seed: int) -> tuple[float, float, int]:
+    sim = Simulation(SimConfig(seed=seed, start_ns=START, duration_s=seconds, robots=robots,
+                               waveform_rate_hz=WAVE_RATE if waveforms else 0.0))
+    sinks: list = []
+    if sink == "file":
+        sinks.append(FileSink(tmp / "frames.jsonl"))
+    else:
+        mqtt = MqttSink(MqttTarget(broker.url), Topics(f"bench{seed}/v1"), [r.id for r in sim.fleet])
+        mqtt.connect()
+        sinks.append(mqtt)
+    try:
+        s = run(sim, sinks, speed=None)
+    finally:
+        for x in sinks:
+            x.close()
+    return s.frames / s.seconds, s.readings / s.seconds, s.frames
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=60.0, help="simulated seconds per run")
+    args = ap.parse_args()
+    base = len(default_fleet())
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        broker = Mosquitto(tmp / "mosquitto")
+        broker.start()
+        try:
+            for sink in ("file", "mqtt"):
+                for waveforms in (False, True):
+                    for robots in (base, 10 * base):
+                        fps, rps = [], []
+                        for i in range(args.runs):
+                            f, r, n = once(sink, waveforms, robots, args.seconds, tmp, broker, seed=i + 1)
+                            fps.append(f)
+                            rps.append(r)
+                        cond = {"sink": sink, "waveforms": f"{WAVE_RATE:.0f}Hz" if waveforms else "off",
+                                "robots": robots, "frames_per_run": n, "runs": args.runs}
+                        med = statistics.median(fps)
+                        print(json.dumps({"name": "simulator_frames_per_s", "value": round(med, 1),
+                                          "unit": "frames/s", **cond}), flush=True)
+                        print(json.dumps({"name": "simulator_readings_per_s", "value": round(statistics.median(rps), 1),
+                                          "unit": "readings/s", **cond}), flush=True)
+                        # robots report at 1 frame/s each: a mine in real time needs `base` frames/s
+                        print(json.dumps({"name": "simulator_realtime_mines", "value": round(med / base, 1),
+                                          "unit": "default mines", **cond}), flush=True)
+        finally:
+            broker.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""Rate of rise: a fast gas climb alerts before the limit is reached.
+
+Per stream, a level ``L`` and slope ``B`` (unit/s) are tracked by double exponential smoothing
+with time constants (irregular sampling is fine). After ``warmup`` samples the projection
+``P = L + B * horizon`` is compared with the channel's first limit (``target``) and, where it
+has one, the power-cut level (``cut``):
+
+* code 1 (warning): ``B >= rise`` and ``P >= target`` and ``L >= target / 2``;
+* code 2 (alarm): code 1 and ``P >= cut``;
+* code 0 otherwise.
+
+The stream raises after ``n_raise`` consecutive samples with code >= 1, escalates at once when
+the code rises, and clears after 2 consecutive samples of code 0. A sample more than ``gap_s``
+after the previous one restarts the tracking (and clears an active rise: the robot was away);
+``aux[i]`` is the slope (unit/s) after sample ``i``;
+a sample not later than the previous one is ignored; non-finite samples change nothing.
+
+Defaults [P] (no regulation gives a rate): methane 0.1 %/min, CO 2 ppm/min, CO2 0.05 %/min,
+horizon 60 s. A first-order rise to a new equilibrium (production starting) projects far less
+than a runaway climb, so the horizon is kept short.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from detectors._jit import jit
+
+__all__ = ["RISE_COLUMNS", "RISE_DEFAULTS", "rise_kernel"]
+
+# quantity -> default rise per minute
+RISE_DEFAULTS: dict[str, float] = {"ch4": 0.1, "co": 2.0, "co2": 0.05}
+HORIZON_S = 60.0
+TAU_LEVEL_S = 8.0
+TAU_SLOPE_S = 20.0
+WARMUP = 5
+GAP_S = 60.0
+
+
+@jit
+def rise_kernel(stream, t, x, on, rise, target, cut, horizon, tau_l, tau_b, warmup, gap_s, n_raise,
+                t_last, lvl, slope, n_seen, state, on_count, off_count, last_dt, wa, wb, out, aux):  # noqa: ANN001, ANN201
+    n_changes = 0
+    for i in range(x.shape[0]):
+        s = stream[i]
+        v = x[i]
+        out[i] = -1
+        aux[i] = 0.0
+        if not on[s] or not np.isfinite(v):
+            continue
+        ti = t[i]
+        tl = t_last[s]
+        dt = (ti - tl) * 1e-9
+        if tl < 0 or dt > gap_s[s]:
+            lvl[s] = v
+            slope[s] = 0.0
+            n_seen[s] = 1
+            t_last[s] = ti
+            on_count[s] = 0
+            off_count[s] = 0
+            if state[s] > 0:
+                state[s] = 0
+                out[i] = 0
+                n_changes += 1
+            continue
+        if dt <= 0.0:
+            continue
+        old_l = lvl[s]
+        b_now = slope[s]
+        pred = old_l + b_now * dt
+        if dt != last_dt[s]:  # regular sampling reuses the smoothing weights
+            last_dt[s] = dt
+            wa[s] = 1.0 - math.exp(-dt / tau_l[s])
+            wb[s] = 1.0 - math.exp(-dt / tau_b[s])
+        new_l = pred + wa[s] * (v - pred)
+        b_now += wb[s] * ((new_l - old_l) / dt - b_now)
+        lvl[s] = new_l
+        slope[s] = b_now
+        t_last[s] = ti
+        seen = n_seen[s] + 1
+        n_seen[s] = seen
+        if seen < warmup[s]:
+            continue
+        proj = new_l + b_now * horizon[s]
+        tgt = target[s]
+        code = 0
+        if b_now >= rise[s] and proj >= tgt and new_l >= 0.5 * tgt:
+            code = 1
+            c = cut[s]
+            if c == c and proj >= c:
+                code = 2
+        st = state[s]
+        aux[i] = b_now
+        if code > 0:
+            on_n = on_count[s] + 1
+            on_count[s] = on_n
+            off_count[s] = 0
+            if (st == 0 and on_n >= n_raise[s]) or (st > 0 and code > st):
+                state[s] = code
+                out[i] = code
+                n_changes += 1
+        else:
+            on_count[s] = 0
+            off_n = off_count[s] + 1
+            off_count[s] = off_n
+            if st > 0 and off_n >= 2:
+                state[s] = 0
+                out[i] = 0
+                n_changes += 1
+    return n_changes
+
+
+RISE_COLUMNS = {
+    "rise_on": (np.bool_, (), False),
+    "rise": (np.float64, (), np.inf),
+    "rise_target": (np.float64, (), np.inf),
+    "rise_cut": (np.float64, (), np.nan),
+    "rise_horizon": (np.float64, (), HORIZON_S),
+    "rise_tau_l": (np.float64, (), TAU_LEVEL_S),
+    "rise_tau_b": (np.float64, (), TAU_SLOPE_S),
+    "rise_warmup": (np.int32, (), WARMUP),
+    "rise_gap": (np.float64, (), GAP_S),
+    "rise_n_raise": (np.int32, (), 2),
+    "rise_t_last": (np.int64, (), -1),
+    "rise_lvl": (np.float64, (), 0.0),
+    "rise_slope": (np.float64, (), 0.0),
+    "rise_n": (np.int32, (), 0),
+    "rise_state": (np.int8, (), 0),
+    "rise_on_count": (np.int32, (), 0),
+    "rise_off_count": (np.int32, (), 0),
+    "rise_last_dt": (np.float64, (), -1.0),
+    "rise_wa": (np.float64, (), 0.0),
+    "rise_wb": (np.float64, (), 0.0),
+}
+RISE_ARGS = ("rise_on", "rise", "rise_target", "rise_cut", "rise_horizon", "rise_tau_l", "rise_tau_b", "rise_warmup",
+             "rise_gap", "rise_n_raise", "rise_t_last", "rise_lvl", "rise_slope", "rise_n", "rise_state",
+             "rise_on_count", "rise_off_count", "rise_last_dt", "rise_wa", "rise_wb")

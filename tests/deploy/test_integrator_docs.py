@@ -1,0 +1,127 @@
+"""The mosquitto_sub commands of docs/integrators.md, run as written against the TLS deploy broker.
+
+Only the port and the CA file's path are changed (and ``-d`` added, to see the SUBACK).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from minewatch.schema import AlertEvent
+from minewatch.services import find_program
+from minewatch.topics import Topics
+
+from .conftest import DeployBroker
+from .probe import publish_once
+
+pytestmark = pytest.mark.integration
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "integrators.md"
+COMMANDS = [b.strip() for b in re.findall(r"```sh\n(.*?)```", DOC.read_text(), re.S) if b.startswith("mosquitto_sub")]
+T = Topics()
+EVENT = AlertEvent.model_json_schema()["examples"][0]
+
+
+def _command(kind: str) -> str:
+    """The documented command whose topic filter ends as ``kind`` says."""
+    (cmd,) = [c for c in COMMANDS if (" -c " in c) == (kind == "persistent")
+              and ("alerts/active/+" in c) == (kind == "active")]
+    return cmd
+
+
+class Sub:
+    """A documented mosquitto_sub command running in the background, its output collected."""
+
+    def __init__(self, cmd: str, b: DeployBroker, port: int, *extra: str, ready: str = "received SUBACK") -> None:
+        assert "-p 8883" in cmd and "--cafile ca.crt" in cmd, cmd
+        ca = b.auth.directory / "tls" / "ca.crt"
+        cmd = cmd.replace("-p 8883", f"-p {port}").replace("--cafile ca.crt", f"--cafile {ca}")
+        cmd = cmd.replace("mosquitto_sub", find_program("mosquitto_sub"), 1) + " -d " + " ".join(extra)
+        env = {**os.environ, "MINEWATCH_HOST": "127.0.0.1", "MINEWATCH_PASSWORD": b.auth["integrator"].password}
+        # stdbuf: mosquitto_sub's stdout is block-buffered into a pipe; the SUBACK line must show at once.
+        self.proc = subprocess.Popen(["sh", "-c", "exec stdbuf -oL " + cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                                     text=True)
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        self.wait(lambda ln: ready in ln)
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait(self, pred, timeout: float = 5.0) -> str:  # noqa: ANN001
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                self.reader.join(2)  # the output is all there
+            for ln in list(self.lines):
+                if pred(ln):
+                    return ln
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        raise AssertionError(f"not seen; exit {self.proc.poll()}, output: {self.lines}")
+
+    def messages(self) -> list[str]:
+        return [ln for ln in self.lines if ln.startswith(T.prefix)]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(5)
+        self.reader.join(2)
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+
+
+def test_the_doc_has_the_three_commands() -> None:
+    assert len(COMMANDS) == 3 and {_command(k) for k in ("events", "active", "persistent")} == set(COMMANDS)
+
+
+def test_events_and_active_alerts_as_documented(tls_broker: tuple[DeployBroker, int]) -> None:
+    b, port = tls_broker
+    ingest = b.auth.url("ingest", port=b.broker.port)
+    active_topic = T.active(EVENT["alert_id"])
+    publish_once(ingest, active_topic, json.dumps(EVENT).encode(), retain=True)
+    events = Sub(_command("events"), b, port)
+    active = Sub(_command("active"), b, port)
+    try:
+        # The retained state reaches a new subscriber at once.
+        line = active.wait(lambda ln: ln.startswith(active_topic + " "))
+        assert json.loads(line.split(" ", 1)[1])["alert_id"] == EVENT["alert_id"]
+        event_topic = T.alert(EVENT["scenario_id"], EVENT["kind"])
+        publish_once(ingest, event_topic, json.dumps(EVENT).encode())
+        line = events.wait(lambda ln: ln.startswith(event_topic + " "))
+        assert AlertEvent.model_validate_json(line.split(" ", 1)[1]).severity.value == "critical"
+        # Clearing: an empty retained message, which mosquitto_sub -v shows as (null).
+        publish_once(ingest, active_topic, b"", retain=True)
+        active.wait(lambda ln: ln == f"{active_topic} (null)")
+        assert all(not m.startswith(event_topic) for m in active.messages())
+    finally:
+        events.stop()
+        active.stop()
+        publish_once(ingest, active_topic, b"", retain=True)
+
+
+def test_a_persistent_session_gets_what_was_published_while_away(tls_broker: tuple[DeployBroker, int]) -> None:
+    b, port = tls_broker
+    first = Sub(_command("persistent"), b, port)
+    first.stop()  # disconnect; the session stays on the broker
+    topic = T.alert("ra01", "gas")
+    publish_once(b.auth.url("ingest", port=b.broker.port), topic, json.dumps({**EVENT, "scenario_id": "ra01"}).encode())
+    # The queued alert comes right after the CONNACK, before the SUBACK.
+    again = Sub(_command("persistent"), b, port, "-C 1", ready="received CONNACK")
+    try:
+        line = again.wait(lambda ln: ln.startswith("{"))  # no -v in this command: payload only
+        assert json.loads(line)["scenario_id"] == "ra01"
+    finally:
+        again.stop()
