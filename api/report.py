@@ -29,9 +29,10 @@ from api.deps import Reader, StateDep
 from api.params import bad
 from api.schemas import errors
 from minewatch.catalogue import SCENARIOS, Scenario
-from minewatch.influx import SyncInflux
+from minewatch.influx import InfluxError, SyncInflux
 from minewatch.schema import SEVERITY_RANK, AlertEvent, AlertState, Severity
 from minewatch.shifts import Shift, ShiftCalendar, calendar_from_env
+from minewatch.storage import DOWNSAMPLED, LONG_RP
 
 __all__ = ["report", "router", "ReportData", "collect", "render", "write_report", "DEFAULT_POINTS"]
 
@@ -39,6 +40,8 @@ STATIC = Path(__file__).resolve().parent / "static"
 _NS = 1_000_000_000
 # Points per chart: 8 h in 80 s buckets. Each bucket keeps its min and max as well as its mean.
 DEFAULT_POINTS = 360
+# Buckets of the long-term 5-minute statistics (minewatch.storage).
+LONG_BUCKET_S = 300
 # Alerts raised up to this long before the shift and still active in it are part of its story.
 ALERT_LOOKBACK_NS = 24 * 3600 * _NS
 SEVERITIES = [s.value for s in sorted(Severity, key=SEVERITY_RANK.__getitem__)]
@@ -78,12 +81,28 @@ def _round(x: Any) -> float | None:
 
 def scenario_series(influx: SyncInflux, sc: Scenario, start_ns: int, end_ns: int, bucket_s: int) -> dict[str, Any]:
     """One scenario's channels over the window: shared bucket times (s) and per channel
-    ``[mean[], min[], max[]]``; channels with no data are left out."""
+    ``[mean[], min[], max[]]``; channels with no data are left out. Raw data first; a shift older
+    than the raw retention falls back to the 5-minute statistics in ``long.telemetry_5m``."""
+    out = _series(influx, sc, start_ns, end_ns, bucket_s, '"telemetry"', "{agg}(\"{ch}\")")
+    if out["channels"]:
+        return out
+    try:
+        long = _series(influx, sc, start_ns, end_ns, max(bucket_s, LONG_BUCKET_S),
+                       f'"{LONG_RP}"."{DOWNSAMPLED["telemetry"]}"', "{agg}(\"{agg}_{ch}\")")
+    except InfluxError:  # no such retention policy: storage was never set up for the long term
+        return out
+    if long["channels"]:
+        long["source"] = f"{LONG_RP}.{DOWNSAMPLED['telemetry']}"
+    return long if long["channels"] else out
+
+
+def _series(influx: SyncInflux, sc: Scenario, start_ns: int, end_ns: int, bucket_s: int, measurement: str,
+            field: str) -> dict[str, Any]:
     cols = []
     for c in sc.channels:
         q = c.name.replace('"', "")
-        cols.append(f'mean("{q}") AS "{q}__mean", min("{q}") AS "{q}__min", max("{q}") AS "{q}__max"')
-    query = (f'SELECT {", ".join(cols)} FROM "telemetry" WHERE "scenario" = \'{sc.id}\' '
+        cols.append(", ".join(f'{field.format(agg=agg, ch=q)} AS "{q}__{agg}"' for agg in ("mean", "min", "max")))
+    query = (f'SELECT {", ".join(cols)} FROM {measurement} WHERE "scenario" = \'{sc.id}\' '
              f"AND time >= {start_ns} AND time < {end_ns} GROUP BY time({bucket_s}s) fill(none)")
     rows = influx.query(query)
     t = [int(r["time"]) // _NS for r in rows]
@@ -107,9 +126,13 @@ def _channel_meta(sc: Scenario) -> dict[str, Any]:
 def shift_alerts(influx: SyncInflux, start_ns: int, end_ns: int) -> list[dict[str, Any]]:
     """Alerts whose life overlaps [start, end), folded from their ``alert_events`` the way the API
     folds them, oldest first."""
-    rows = influx.query(f'SELECT * FROM "alert_events" WHERE time >= {start_ns - ALERT_LOOKBACK_NS} '
-                        f"AND time < {end_ns}")
-    book = AlertBook()
+    where = f"WHERE time >= {start_ns - ALERT_LOOKBACK_NS} AND time < {end_ns}"
+    rows = influx.query(f'SELECT * FROM "alert_events" {where}')
+    try:  # the alert log is also copied into the long-term policy: older shifts are found there
+        rows += influx.query(f'SELECT * FROM "{LONG_RP}"."alert_events" {where}')
+    except InfluxError:
+        pass
+    book = AlertBook()  # the same event from both policies lands once
     book.apply_all(e for e in map(event_from_row, rows) if e is not None)
     out = []
     for alert in book:
@@ -345,6 +368,11 @@ _JS = """
       var sec = document.createElement("section");
       sec.className = "scenario"; sec.setAttribute("data-scenario-id", s.id);
       var title = document.createElement("h4"); title.textContent = s.id + " \\u00b7 " + s.name; sec.appendChild(title);
+      if (s.source) {
+        var src = document.createElement("p"); src.className = "muted";
+        src.textContent = "From the 5-minute statistics (" + s.source + "): the raw readings of this shift are no longer kept.";
+        sec.appendChild(src);
+      }
       var names = Object.keys(s.channels);
       if (!names.length) {
         var p = document.createElement("p"); p.className = "nodata"; p.textContent = "No readings recorded in this shift.";
@@ -466,7 +494,6 @@ def report(shift_id: str, out: Path, influx_url: str | None, influx_db: str | No
     import httpx
 
     from minewatch.cli import settings_from
-    from minewatch.influx import InfluxError
 
     calendar: ShiftCalendar = calendar_from_env()
     try:
@@ -483,6 +510,8 @@ def report(shift_id: str, out: Path, influx_url: str | None, influx_db: str | No
         raise click.ClickException(f"InfluxDB at {settings.influx_url} is unreachable: {exc}") from None
     except InfluxError as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {out}: {exc.strerror or exc}") from None
     finally:
         influx.close()
     with_data = sum(1 for s in data.scenarios if s["channels"])

@@ -225,6 +225,10 @@ def test_replay_view_plays_a_recorded_shift(influx_db, start_api: Callable[..., 
     page.goto(f"{api.url}/?api_key={KEYS['engineer']}#/replay")
     page.wait_for_selector("body[data-ready=true]", timeout=10000)
     page.wait_for_selector(f'#rp-shift option[value="{SHIFT_ID}"]', state="attached", timeout=5000)
+    # no robot is live: every tile is grey and says so
+    assert page.locator("#board [data-scenario-id]").evaluate_all("els => els.map(e => e.dataset.severity)") \
+        == ["stale"] * 31
+    assert page.inner_text('[data-count="stale"]') == "31 NO DATA"
     page.select_option("#rp-shift", SHIFT_ID)
     page.select_option("#rp-scenario", "mf01")
     page.select_option("#rp-speed", "1800")

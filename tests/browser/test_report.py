@@ -78,6 +78,13 @@ def test_report_rejects_a_bad_shift(tmp_path: Path) -> None:
     assert not (tmp_path / "r.html").exists()
 
 
+def test_report_says_when_it_cannot_write(recorded: SyncInflux, tmp_path: Path) -> None:
+    res = CliRunner().invoke(report, ["--shift", SHIFT_ID, "--out", str(tmp_path / "no" / "such" / "r.html"),
+                                      "--influx-url", recorded.url, "--influx-db", recorded.db])
+    assert res.exit_code == 1
+    assert "cannot write" in res.output and "No such file or directory" in res.output
+
+
 def test_report_says_when_influx_is_down(tmp_path: Path) -> None:
     from minewatch.services import free_port
 
@@ -92,3 +99,29 @@ def test_render_escapes_text(recorded: SyncInflux) -> None:
     data.alerts[0]["message"] = "</script><b>x</b>"
     text = render(data)
     assert "</script><b>x</b>" not in text
+
+
+def test_an_old_shift_comes_from_the_long_term_statistics(influx_db: SyncInflux) -> None:
+    """Raw readings are kept a week (minewatch.storage); an older shift is reported from the
+    5-minute statistics and the alert log copied into the ``long`` policy."""
+    import httpx
+
+    from minewatch.storage import ensure_storage_sync
+    from tests.browser.seed import alert_lines
+
+    ensure_storage_sync(influx_db)
+    t0 = SHIFT.start_ns
+    stats = [f"telemetry_5m,robot=r01,scenario=mf01,scenario_kind=mining_face "
+             f"mean_ch4_t1={0.3 + i / 1000},min_ch4_t1=0.2,max_ch4_t1={1.7 if i == 30 else 0.4} {t0 + i * 300 * 10**9}"
+             for i in range(96)]
+    r = httpx.post(f"{influx_db.url}/write", params={"db": influx_db.db, "rp": "long", "precision": "ns"},
+                   content="\n".join(stats + alert_lines()))
+    assert r.status_code == 204, r.text
+    data = collect(influx_db, SHIFT)
+    mf01 = next(s for s in data.scenarios if s["id"] == "mf01")
+    assert mf01.get("source") == "long.telemetry_5m"
+    assert list(mf01["channels"]) == ["ch4_t1"]
+    mean, lo, hi = mf01["channels"]["ch4_t1"]
+    assert len(mean) == 96 and max(hi) == pytest.approx(1.7)
+    assert [a["alert_id"] for a in data.alerts] == [ALERT_ID]
+    assert "no longer kept" in render(data)
