@@ -136,6 +136,7 @@ def test_methane_alert_turns_the_tile_red_within_two_seconds_and_is_acknowledged
     tile = page.locator('#board [data-scenario-id="mf01"]')
     assert "CRITICAL" in tile.inner_text()
     assert page.locator('[data-count="critical"]').inner_text().startswith("1")
+    page.wait_for_function("() => document.title.startsWith('(1) CRITICAL')", timeout=6000)
     # newest first
     later = event(f"ra01.ch4.gas_limit.{now}", "raised", "alarm", ts=now + 1000, first_ts=now + 1000,
                   scenario="ra01", channel="ch4", value=0.8, limit=0.75)

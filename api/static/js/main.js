@@ -74,7 +74,10 @@ function summary() {
     if (w && counts[w.severity] !== undefined) counts[w.severity]++;
     else if (!w && isStale(s)) counts.stale++;
   }
-  const unacked = [...state.alerts.values()].filter((a) => a.state === "raised" || a.state === "escalated").length;
+  const unacked = [...state.alerts.values()].filter((a) => (a.state === "raised" || a.state === "escalated") && !a.acknowledged_by).length;
+  // a background tab still tells: the title carries what waits for an operator
+  const worst = counts.critical ? "CRITICAL" : counts.alarm ? "ALARM" : counts.warning ? "WARNING" : "";
+  document.title = `${unacked ? `(${unacked}) ` : ""}${worst ? worst + " · " : ""}minewatch control room`;
   document.getElementById("summary").replaceChildren(
     ...["critical", "alarm", "warning", "stale"].filter((k) => counts[k]).map((k) =>
       el("span", { class: `pill sev-${k}`, "data-count": k, text: `${counts[k]} ${SEV_TEXT[k]}` })),
