@@ -108,7 +108,7 @@ class System:
 
         secrets_dir = self.home / "secrets"
         prefix = Settings().topic_prefix
-        # Robot and integrator accounts added with `python -m minewatch.security .minewatch/secrets
+        # Robot and integrator accounts added with `minewatch secrets .minewatch/secrets
         # --robot ID` are kept (and the ACL names every integrator).
         self.auth = write_broker_auth(secrets_dir, prefix=prefix, keep_accounts=True)
         creds = load_credentials(secrets_dir)
