@@ -18,6 +18,7 @@ the messages came in.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import socket
@@ -192,6 +193,11 @@ class Ingestor:
             self.suite.restore(mine)
             log.info("restored %d active alert(s)", len(mine))
         self.writer.start()
+        # The catalogue, the compiled kernels and the clients live for the whole run: keep them
+        # out of the collector's way, and collect the young generation less often (a batch makes
+        # tens of thousands of short-lived objects).
+        gc.freeze()
+        gc.set_threshold(10_000, 20, 20)
         await self.consumer.start()
         self.metrics.mqtt_up.set(1)
         self.started.set()
