@@ -24,7 +24,7 @@ import aiomqtt
 import orjson
 from pydantic import ValidationError
 
-from api.alertbook import AlertBook, event_from_row
+from api.alertbook import AlertBook, stored_events
 from api.hub import Hub
 from api.metrics import Metrics
 from minewatch.mqtt import aiomqtt_kwargs
@@ -76,32 +76,29 @@ class LiveState:
         self._tasks = []
 
     async def load_alerts(self, lookback_ns: int = LOOKBACK_NS) -> None:
-        """Fold ``alert_events`` of the look-back window into the book (retried until it works,
-        without holding up the start-up: the API serves while InfluxDB is still coming up)."""
+        """Fold ``alert_events`` of the look-back window into the book; if InfluxDB is not
+        there yet, keep trying in the background (the API serves meanwhile)."""
+        if not await self._load(lookback_ns):
+            self._tasks.append(asyncio.create_task(self._retry_load(lookback_ns), name="alerts-load"))
+
+    async def _load(self, lookback_ns: int) -> bool:
         since = time.time_ns() - lookback_ns
         try:
-            rows = await self.influx.query(f'SELECT * FROM "alert_events" WHERE time >= {since}')
-        except Exception as exc:  # noqa: BLE001 - InfluxDB down or db missing: retry in the background
+            events = await stored_events(self.influx, f"time >= {since}")
+        except Exception as exc:  # noqa: BLE001 - InfluxDB down or no database yet
             log.warning("could not load alert_events yet: %s", exc)
-            self._tasks.append(asyncio.create_task(self._retry_load(lookback_ns), name="alerts-load"))
-            return
-        self.book.apply_all(e for e in map(event_from_row, rows) if e is not None)
+            return False
+        self.book.apply_all(events)
         self.book.horizon_ns = since
         self.book.loaded = True
         self.metrics.active_alerts.set(len(self.book.active()))
+        return True
 
     async def _retry_load(self, lookback_ns: int) -> None:
-        for delay in (*_RETRY_S, *([5.0] * 1000)):
-            await asyncio.sleep(delay)
-            try:
-                rows = await self.influx.query(f'SELECT * FROM "alert_events" WHERE time >= '
-                                               f'{time.time_ns() - lookback_ns}')
-            except Exception:  # noqa: BLE001
-                continue
-            self.book.apply_all(e for e in map(event_from_row, rows) if e is not None)
-            self.book.horizon_ns = time.time_ns() - lookback_ns
-            self.book.loaded = True
-            return
+        attempt = 0
+        while not await self._load(lookback_ns):
+            await asyncio.sleep(_RETRY_S[min(attempt, len(_RETRY_S) - 1)])
+            attempt += 1
 
     async def _loop(self, session: Callable[[], Awaitable[None]], what: str) -> None:
         attempt = 0

@@ -34,6 +34,7 @@ from minewatch.catalogue import SCENARIOS
 from minewatch.influx import InfluxClient
 from minewatch.schema import AlertEvent, RobotStatus
 from minewatch.settings import Settings
+from minewatch.storage import maintain_storage
 from minewatch.wire import Frame, FrameError, decode_frames
 
 from ingest.alerts import publish_event, read_active
@@ -130,6 +131,7 @@ class Ingestor:
         self._next_tick = 0.0
         self._next_stats = 0.0
         self.started = asyncio.Event()
+        self._storage_task: asyncio.Task[None] | None = None
         self.counts = {"deadlettered": 0, "stored": 0, "spooled": 0, "alerts": 0, "acked": 0, "received": 0}
         self.host = socket.gethostname()
 
@@ -177,11 +179,15 @@ class Ingestor:
             self.suite.restore(mine)
             log.info("restored %d active alert(s)", len(mine))
         self.writer.start()
+        if self.partition.index == 0:  # one process keeps the alert log's long-term copy
+            self._storage_task = asyncio.create_task(maintain_storage(self.influx), name="storage")
         await self.consumer.start()
         self.metrics.mqtt_up.set(1)
         self.started.set()
 
     async def _shutdown(self) -> None:
+        if self._storage_task is not None:
+            self._storage_task.cancel()
         self.consumer.stop_accepting()
         await self.writer.close(drain_timeout=5.0 if self._stopping else 0.0)
         self.consumer.close()

@@ -9,7 +9,7 @@ robot        its robot id (``r07``)                       write ``P/telemetry/+/
 simulator    ``simulator``                                write ``P/telemetry/#``, ``P/status/#`` (a stand-in
                                                           fleet identity: real robots get their own accounts)
 ingest       ``ingest``                                   read telemetry, status, alert acks; write alerts and
-                                                          ``P/deadletter/#``
+                                                          ``P/deadletter/#``; its own ``P/ingest/#``
 api          ``api``                                      read alerts, status, telemetry, dead letters;
                                                           write ``P/alerts/ack/#``
 integrator   its own name (``integrator``, ``scada``...)   read ``P/alerts/#`` only
@@ -50,6 +50,7 @@ __all__ = [
     "password_file_text",
     "verify_password",
     "write_broker_auth",
+    "write_deploy_secrets",
     "write_private",
 ]
 
@@ -132,6 +133,8 @@ def acl_text(prefix: str = DEFAULT_PREFIX, integrators: Iterable[str] = ("integr
         f"topic read {p}/status/#",
         f"topic readwrite {p}/alerts/#",
         f"topic write {p}/deadletter/#",
+        "# Its own scratch topics (the marker that ends its read of the retained active alerts).",
+        f"topic readwrite {p}/ingest/#",
         "",
         "# The API: reads alerts, status, live telemetry and dead letters; publishes operators'",
         "# acknowledgements.",
@@ -199,13 +202,15 @@ def save_credentials(directory: Path, data: dict) -> Path:
 
 def write_broker_auth(directory: Path, *, prefix: str = DEFAULT_PREFIX, robots: Iterable[str] = (),
                       integrators: Iterable[str] = ("integrator",),
-                      passwords: dict[str, str] | None = None) -> BrokerAuth:
+                      passwords: dict[str, str] | None = None, keep_accounts: bool = False) -> BrokerAuth:
     """Write ``mosquitto.passwd``, ``mosquitto.acl`` and ``credentials.json`` into ``directory``.
 
     Accounts: ``ingest``, ``api``, ``simulator``, ``healthcheck``, one per integrator name and
     one per robot id.
     Passwords come from ``passwords``, else from the ``credentials.json`` already in the
-    directory (so they survive a restart), else are drawn at random. ``credentials.json`` holds
+    directory (so they survive a restart), else are drawn at random. With ``keep_accounts`` the
+    robot and integrator accounts already in ``credentials.json`` stay too (to remove one, delete
+    its entry there and write again). ``credentials.json`` holds
     the plain passwords and is readable by its owner only; the password file holds salted
     PBKDF2 hashes of 192-bit random secrets and is world-readable, because the broker reads it
     after dropping root for its own user.
@@ -215,7 +220,11 @@ def write_broker_auth(directory: Path, *, prefix: str = DEFAULT_PREFIX, robots: 
     creds = load_credentials(directory)
     known = {name: entry["password"] for name, entry in creds["mqtt"].items()}
     known.update(passwords or {})
-    integrators = list(integrators)
+    robots, integrators = list(robots), list(integrators)
+    if keep_accounts:
+        had = {role: [n for n, a in creds["mqtt"].items() if a["role"] == role] for role in ("robot", "integrator")}
+        robots = list(dict.fromkeys([*had["robot"], *robots]))
+        integrators = list(dict.fromkeys([*had["integrator"], *integrators]))
     wanted: list[tuple[str, Role]] = [(r, r) for r in SERVICE_ROLES]
     wanted += [(name, "integrator") for name in integrators]
     wanted += [(rid, "robot") for rid in robots]
@@ -256,7 +265,9 @@ def _env_file(path: Path, values: dict[str, str]) -> None:
 
 def write_deploy_secrets(directory: Path, *, prefix: str = DEFAULT_PREFIX, robots: Iterable[str] = (),
                          integrators: Iterable[str] = ("integrator",), mqtt_host: str = "mosquitto",
-                         tls: bool = False, influx_db: str = "minewatch") -> dict[str, Path]:
+                         mqtt_port: int | None = None, tls: bool = False,
+                         influx_url: str = "http://influxdb:8086", influx_db: str = "minewatch",
+                         tls_dir: str = "/run/secrets/minewatch/tls") -> dict[str, Path]:
     """Everything a docker-compose deployment needs, in ``directory`` (``deploy/secrets``).
 
     The broker's files (:func:`write_broker_auth`); InfluxDB admin, ``ingest`` (all rights on the
@@ -267,10 +278,7 @@ def write_deploy_secrets(directory: Path, *, prefix: str = DEFAULT_PREFIX, robot
     Returns the environment files by service.
     """
     directory = Path(directory)
-    known = load_credentials(directory)["mqtt"]
-    robots = list(dict.fromkeys([*(n for n, a in known.items() if a["role"] == "robot"), *robots]))
-    integrators = list(dict.fromkeys([*(n for n, a in known.items() if a["role"] == "integrator"), *integrators]))
-    auth = write_broker_auth(directory, prefix=prefix, robots=robots, integrators=integrators)
+    auth = write_broker_auth(directory, prefix=prefix, robots=robots, integrators=integrators, keep_accounts=True)
     creds = load_credentials(directory)
     for user in ("admin", "ingest", "api"):
         creds["influx"].setdefault(user, new_secret())
@@ -278,10 +286,10 @@ def write_deploy_secrets(directory: Path, *, prefix: str = DEFAULT_PREFIX, robot
         creds["api_keys"].setdefault(role, f"{role[:3]}-{new_secret()}")
     save_credentials(directory, creds)
     influx = creds["influx"]
-    port = 8883 if tls else 1883
-    common = {"MINEWATCH_TOPIC_PREFIX": prefix, "MINEWATCH_INFLUX_DB": influx_db}
+    port = mqtt_port or (8883 if tls else 1883)
+    common = {"MINEWATCH_TOPIC_PREFIX": prefix, "MINEWATCH_INFLUX_URL": influx_url, "MINEWATCH_INFLUX_DB": influx_db}
     if tls:
-        common["MINEWATCH_MQTT_CA"] = "/run/secrets/minewatch/tls/ca.crt"
+        common["MINEWATCH_MQTT_CA"] = f"{tls_dir}/ca.crt"
     env = {
         "mosquitto": {"HEALTHCHECK_PASSWORD": auth["healthcheck"].password},
         "influxdb": {"INFLUXDB_HTTP_AUTH_ENABLED": "true", "INFLUXDB_DB": influx_db,
@@ -293,7 +301,9 @@ def write_deploy_secrets(directory: Path, *, prefix: str = DEFAULT_PREFIX, robot
                    "MINEWATCH_INFLUX_USER": "ingest", "MINEWATCH_INFLUX_PASSWORD": influx["ingest"]},
         "api": {**common, "MINEWATCH_MQTT_URL": auth.url("api", mqtt_host, port, tls=tls),
                 "MINEWATCH_INFLUX_USER": "api", "MINEWATCH_INFLUX_PASSWORD": influx["api"],
-                "MINEWATCH_API_KEYS": ",".join(f"{k}:{r}" for r, k in creds["api_keys"].items())},
+                "MINEWATCH_API_KEYS": ",".join(f"{k}:{r}" for r, k in creds["api_keys"].items()),
+                **({"MINEWATCH_API_TLS_CERT": f"{tls_dir}/server.crt", "MINEWATCH_API_TLS_KEY": f"{tls_dir}/server.key",
+                    "MINEWATCH_API_TLS_CA": f"{tls_dir}/ca.crt"} if tls else {})},
         "simulator": {**common, "MINEWATCH_MQTT_URL": auth.url("simulator", mqtt_host, port, tls=tls)},
     }
     out = {}
@@ -329,7 +339,8 @@ def _main() -> None:
             raise click.UsageError(str(exc)) from None
         click.echo(f"wrote the broker's password file, ACL and credentials.json in {directory}")
         click.echo("environment files: " + ", ".join(str(p) for p in files.values()))
-        if tuple(names) != ("integrator",) or prefix != DEFAULT_PREFIX:
+        if acl_text(prefix, [n for n, a in load_credentials(directory)["mqtt"].items() if a["role"] == "integrator"]) \
+                != acl_text():
             click.echo(f"this ACL differs from deploy/mosquitto.acl: copy {directory / 'mosquitto.acl'} over it")
 
     secrets_cmd(prog_name="python -m minewatch.security")

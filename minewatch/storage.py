@@ -42,6 +42,7 @@ __all__ = [
     "copy_events",
     "copy_events_sync",
     "maintain_storage",
+    "bootstrap_users_sync",
 ]
 
 log = logging.getLogger(__name__)
@@ -191,6 +192,40 @@ def ensure_storage_sync(client: SyncInflux, *, raw_days: int = MIN_RAW_DAYS, lon
         return done.value
     except InfluxError as exc:
         raise _explain(exc) from None
+
+
+def bootstrap_users_sync(url: str, db: str, *, admin: tuple[str, str],
+                         users: dict[str, tuple[str, str]] | None = None, setup: bool = True) -> SyncInflux:
+    """On an InfluxDB with auth on: the admin account (created if the server has no user yet),
+    the database (set up by :func:`ensure_storage_sync` unless ``setup`` is false), and ``users``
+    (name -> (password, privilege on ``db``: READ, WRITE or ALL)) created or updated. Returns the
+    admin's client."""
+    name, password = admin
+    anon = SyncInflux(url, db)
+    try:  # InfluxDB lets anyone create the first user, an admin, and nothing else
+        anon.query(f"CREATE USER {_ident(name)} WITH PASSWORD {_quote(password)} WITH ALL PRIVILEGES", db="", post=True)
+    except InfluxError as exc:
+        if exc.status not in (401, 403):
+            raise
+    finally:
+        anon.close()
+    client = SyncInflux(url, db, user=name, password=password)
+    if setup:
+        ensure_storage_sync(client)
+    else:
+        client.ensure_db()
+    existing = {r["user"] for r in client.query("SHOW USERS", db="")}
+    for user, (pw, privilege) in (users or {}).items():
+        if privilege not in ("READ", "WRITE", "ALL"):
+            raise ValueError(f"privilege of {user!r} must be READ, WRITE or ALL")
+        verb = f"SET PASSWORD FOR {_ident(user)} =" if user in existing else f"CREATE USER {_ident(user)} WITH PASSWORD"
+        client.query(f"{verb} {_quote(pw)}", db="", post=True)
+        client.query(f"GRANT {privilege} ON {_ident(db)} TO {_ident(user)}", db="", post=True)
+    return client
+
+
+def _quote(s: str) -> str:
+    return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _written(rows: list[dict[str, Any]]) -> int:

@@ -91,6 +91,7 @@ class LabelTracker:
         self._reach_rows = np.array([self.reach[f.fault_id] for f in self.physics]).reshape(len(self.physics), mine.K)
         self.sensor_seen: dict[str, list[tuple[int, float]]] = {f.fault_id: [] for f in faults if f.kind in SENSOR}
         self.fleet_seen: dict[str, list[int]] = {f.fault_id: [] for f in faults if f.kind in FLEET}
+        self._emitted: set[str] = set()
 
     def observe(self, t_ns: int, values: np.ndarray) -> None:
         """Record the twin's deviation at ``t_ns`` against every physics fault still showing.
@@ -128,15 +129,32 @@ class LabelTracker:
 
     # ------------------------------------------------------------------ records
     def labels(self) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
+        """Every fault's records as they stand (final once the run is over)."""
+        return [rec for f in self.faults for rec in self._records(f)]
+
+    def done(self, t_ns: int) -> list[dict[str, Any]]:
+        """Records of the faults that finished showing since the last call, for writing as the run
+        goes: a physics fault once no deviation of it is left, others once their window is over."""
+        out = []
         for f in self.faults:
-            if f.kind in PHYSICS:
-                out.extend(self._physics(f))
-            elif f.kind in SENSOR:
-                out.append(self._sensor(f))
-            else:
-                out.append(self._fleet(f))
+            if f.fault_id in self._emitted:
+                continue
+            over = self.tracks[f.fault_id].closed if f.kind in PHYSICS else t_ns > f.end_ns + self.spread_ns
+            if over:
+                self._emitted.add(f.fault_id)
+                out.extend(self._records(f))
         return out
+
+    def rest(self) -> list[dict[str, Any]]:
+        """Records of the faults not yet given by :meth:`done` (at the end of a run)."""
+        out = [rec for f in self.faults if f.fault_id not in self._emitted for rec in self._records(f)]
+        self._emitted.update(f.fault_id for f in self.faults)
+        return out
+
+    def _records(self, f: ActiveFault) -> list[dict[str, Any]]:
+        if f.kind in PHYSICS:
+            return self._physics(f)
+        return [self._sensor(f) if f.kind in SENSOR else self._fleet(f)]
 
     def _base(self, f: ActiveFault, sid: str | None, primary: bool = True) -> dict[str, Any]:
         return {"fault_id": f.fault_id, "kind": f.kind, "scenario_id": sid,

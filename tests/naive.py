@@ -288,3 +288,46 @@ def band_velocity_rms(x, rate_hz, lo_hz, hi_hz):
         v_amp = amp / (2 * math.pi * f)
         total += v_amp ** 2 / 2 if not (k == n // 2 and n % 2 == 0) else v_amp ** 2
     return math.sqrt(total)
+
+
+def drift_changes(samples, cfg):
+    """Reference for ``detectors.drift.drift_kernel`` on one pair: ``samples`` = [(t_ns, a, b)]."""
+    out = []
+    diffs = []  # warm-up differences
+    base = recent = 0.0
+    last_t = None
+    since = None
+    alerting = False
+    for t, a, b in samples:
+        if not (math.isfinite(a) and math.isfinite(b)) or a >= cfg["gas_a"] or b >= cfg["gas_b"]:
+            out.append(-1)
+            continue
+        if last_t is not None and (t - last_t) / 1e9 > cfg["gap_s"]:
+            diffs, since = [], None
+        last_t = t
+        d = a - b
+        if len(diffs) < cfg["warmup"]:
+            diffs.append(d)
+            base = recent = sum(diffs) / len(diffs)
+            out.append(-1)
+            continue
+        recent += cfg["alpha_recent"] * (d - recent)
+        off = abs(recent - base)
+        change = -1
+        if not alerting:
+            if off >= cfg["tol"]:
+                since = t if since is None else since
+                if (t - since) / 1e9 >= cfg["hold_s"]:
+                    alerting, since, change = True, None, 1
+            else:
+                since = None
+                if off < cfg["tol"] / 2:
+                    base += cfg["alpha_base"] * (d - base)
+        elif off < cfg["tol"] / 2:
+            since = t if since is None else since
+            if (t - since) / 1e9 >= cfg["hold_s"]:
+                alerting, since, change = False, None, 0
+        else:
+            since = None
+        out.append(change)
+    return out

@@ -244,3 +244,38 @@ def test_a_broker_restart_mid_run_loses_no_acknowledgement(fresh_broker) -> None
     assert proc.returncode == 0, err
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["frames"] == 48
+
+
+def test_an_unreachable_broker_is_a_clear_error() -> None:
+    from minewatch.services import free_port
+
+    result = CliRunner().invoke(simulate, ["--mqtt-url", f"mqtt://127.0.0.1:{free_port()}", "--frames", "1"])
+    assert result.exit_code == 1
+    assert "cannot reach the MQTT broker" in result.output
+
+
+@pytest.mark.integration
+def test_sigterm_ends_a_live_run_cleanly_with_labels_and_summary(mosquitto, prefix: str, tmp_path: Path) -> None:
+    import signal
+
+    labels = tmp_path / "labels.jsonl"
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "minewatch"), "simulate", "--mqtt-url", mosquitto.url,
+                             "--topic-prefix", prefix, "--scenarios", "mf01", "--faults", "builtin:outburst",
+                             "--labels-out", str(labels)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+            if labels.exists():  # the run is going (the file is opened once connected)
+                time.sleep(2.0)
+                break
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["frames"] >= 1 and summary["seconds"] > 1.0
+    rec = json.loads(labels.read_text().splitlines()[0])  # the outburst had not happened yet: still labelled
+    assert rec["kind"] == "methane_outburst"
