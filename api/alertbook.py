@@ -15,9 +15,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from api.schemas import AlertDetail, AlertPublic
+from minewatch.influx import InfluxClient, InfluxError
 from minewatch.schema import SEVERITY_RANK, AlertEvent, AlertState, Severity
 
-__all__ = ["AlertBook", "Alert", "event_from_row", "ALERT_FIELDS"]
+__all__ = ["AlertBook", "Alert", "event_from_row", "ALERT_FIELDS", "stored_events"]
 
 # alert_events layout written by the ingestor (ingest/lines.py): tags scenario, kind, severity,
 # state, detector, alert_id; fields channel, robot_id, value, limit, unit, first_ts, message,
@@ -51,6 +52,17 @@ def event_from_row(row: dict[str, Any]) -> AlertEvent | None:
         return AlertEvent.model_validate(data)
     except ValidationError:
         return None
+
+
+async def stored_events(influx: InfluxClient, where: str) -> list[AlertEvent]:
+    """``alert_events`` matching ``where`` from the default retention policy and from ``long``
+    (where the alert log is kept for a year, minewatch/storage.py), when that exists."""
+    rows = await influx.query(f'SELECT * FROM "alert_events" WHERE {where}')
+    try:
+        rows += await influx.query(f'SELECT * FROM "long"."alert_events" WHERE {where}')
+    except InfluxError:
+        pass  # no "long" retention policy in this database
+    return [e for e in map(event_from_row, rows) if e is not None]
 
 
 def _key(ev: AlertEvent) -> tuple[int, str, str]:

@@ -24,9 +24,10 @@ import aiomqtt
 import orjson
 from pydantic import ValidationError
 
-from api.alertbook import AlertBook, event_from_row
+from api.alertbook import AlertBook, stored_events
 from api.hub import Hub
 from api.metrics import Metrics
+from api.views import frame_json
 from minewatch.mqtt import aiomqtt_kwargs
 from minewatch.schema import AlertEvent, AlertState, RobotStatus
 from minewatch.wire import Frame, FrameError, decode_frames
@@ -76,32 +77,29 @@ class LiveState:
         self._tasks = []
 
     async def load_alerts(self, lookback_ns: int = LOOKBACK_NS) -> None:
-        """Fold ``alert_events`` of the look-back window into the book (retried until it works,
-        without holding up the start-up: the API serves while InfluxDB is still coming up)."""
+        """Fold ``alert_events`` of the look-back window into the book; if InfluxDB is not
+        there yet, keep trying in the background (the API serves meanwhile)."""
+        if not await self._load(lookback_ns):
+            self._tasks.append(asyncio.create_task(self._retry_load(lookback_ns), name="alerts-load"))
+
+    async def _load(self, lookback_ns: int) -> bool:
         since = time.time_ns() - lookback_ns
         try:
-            rows = await self.influx.query(f'SELECT * FROM "alert_events" WHERE time >= {since}')
-        except Exception as exc:  # noqa: BLE001 - InfluxDB down or db missing: retry in the background
+            events = await stored_events(self.influx, f"time >= {since}")
+        except Exception as exc:  # noqa: BLE001 - InfluxDB down or no database yet
             log.warning("could not load alert_events yet: %s", exc)
-            self._tasks.append(asyncio.create_task(self._retry_load(lookback_ns), name="alerts-load"))
-            return
-        self.book.apply_all(e for e in map(event_from_row, rows) if e is not None)
+            return False
+        self.book.apply_all(events)
         self.book.horizon_ns = since
         self.book.loaded = True
         self.metrics.active_alerts.set(len(self.book.active()))
+        return True
 
     async def _retry_load(self, lookback_ns: int) -> None:
-        for delay in (*_RETRY_S, *([5.0] * 1000)):
-            await asyncio.sleep(delay)
-            try:
-                rows = await self.influx.query(f'SELECT * FROM "alert_events" WHERE time >= '
-                                               f'{time.time_ns() - lookback_ns}')
-            except Exception:  # noqa: BLE001
-                continue
-            self.book.apply_all(e for e in map(event_from_row, rows) if e is not None)
-            self.book.horizon_ns = time.time_ns() - lookback_ns
-            self.book.loaded = True
-            return
+        attempt = 0
+        while not await self._load(lookback_ns):
+            await asyncio.sleep(_RETRY_S[min(attempt, len(_RETRY_S) - 1)])
+            attempt += 1
 
     async def _loop(self, session: Callable[[], Awaitable[None]], what: str) -> None:
         attempt = 0
@@ -196,7 +194,7 @@ class LiveState:
                 return
             self._decoded[key] = frames[-1]
             for f in frames:
-                self.hub.publish_reading(key[0], {"type": "reading", "data": _frame_json(f)})
+                self.hub.publish_reading(key[0], {"type": "reading", "data": frame_json(f)})
 
     # ------------------------------------------------------------------ queries
     def frame(self, key: tuple[str, str]) -> Frame | None:
@@ -243,7 +241,3 @@ class LiveState:
             if fut in waiters:
                 waiters.remove(fut)
 
-
-def _frame_json(f: Frame) -> dict[str, Any]:
-    return {"robot_id": f.robot_id, "scenario_id": f.scenario_id, "seq": f.seq, "ts": f.ts, "pos_m": f.pos_m,
-            "battery": f.battery, "readings": f.readings}

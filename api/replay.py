@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING
 
 from api.alertbook import AlertBook
 from api.hub import Hub, Message
-from api.replay_engine import compare, frame_json, live_alerts, run_replay
+from api.replay_engine import compare, live_alerts, run_replay
 from api.schemas import ReplayCreate, ReplayDiff, ReplayPublic
 from api.times import parse_time
+from api.views import frame_json
 from minewatch.schema import AlertEvent
 from minewatch.wire import Frame
 
@@ -147,11 +148,19 @@ class ReplayJob:
 
 
 class ReplayManager:
-    def __init__(self, influx: InfluxClient, metrics: Metrics, calendar: ShiftCalendar) -> None:
+    def __init__(self, influx: InfluxClient, metrics: Metrics, calendar: ShiftCalendar,
+                 auth: tuple[str, str] | None = None) -> None:
         self.influx = influx
+        self.auth = auth
         self.metrics = metrics
         self.calendar = calendar
         self._jobs: dict[str, ReplayJob] = {}
+        self._warm: asyncio.Task[None] | None = None
+
+    def warm_up(self) -> None:
+        """Import the detectors (numba loads its compiled kernels) in a worker thread now, so the
+        first replay does not wait for it."""
+        self._warm = asyncio.create_task(asyncio.to_thread(_import_detectors), name="detectors-import")
 
     def list(self) -> list[ReplayJob]:
         return sorted(self._jobs.values(), key=lambda j: j.id)[::-1]
@@ -191,7 +200,7 @@ class ReplayManager:
         try:
             res = await run_replay(self.influx, job.start, job.end, overrides=job.overrides, speed=job.speed,
                                    on_progress=job.on_progress, on_alerts=job.on_alerts, on_frames=job.on_frames,
-                                   cancel=job.cancel)
+                                   cancel=job.cancel, auth=self.auth)
             job.readings = res.readings
             if res.cancelled:
                 job.state = "cancelled"
@@ -225,6 +234,8 @@ class ReplayManager:
 
     async def aclose(self) -> None:
         tasks = [j.task for j in self._jobs.values() if j.task is not None and not j.task.done()]
+        if self._warm is not None:
+            tasks.append(self._warm)
         for t in tasks:
             t.cancel()
         for t in tasks:
@@ -232,3 +243,10 @@ class ReplayManager:
                 await t
             except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down
                 pass
+
+
+def _import_detectors() -> None:
+    try:
+        import detectors  # noqa: F401
+    except ImportError as exc:  # reported when a replay is asked for
+        log.warning("detectors unavailable: %s", exc)

@@ -30,76 +30,40 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from api.alertbook import AlertBook, event_from_row
-from minewatch.catalogue import SCENARIOS, Scenario
+from api.alertbook import AlertBook, stored_events
+from api.replay_reader import SliceReader
+from minewatch.catalogue import SCENARIOS
 from minewatch.schema import SEVERITY_RANK, AlertEvent, AlertKind
-from minewatch.wire import Frame, LinkInfo
+from minewatch.wire import Frame
 
 if TYPE_CHECKING:
     from minewatch.influx import InfluxClient
 
 __all__ = ["TelemetrySource", "ReplayResult", "run_replay", "compare", "Comparison", "live_alerts",
-           "NOT_REPLAYABLE", "frame_json"]
+           "NOT_REPLAYABLE"]
 
 NS = 1_000_000_000
 NOT_REPLAYABLE = frozenset({AlertKind.vibration, AlertKind.robot_health})
 TAIL_S = 120.0  # read on this far past the last frame (a silent robot alerts after 60 s)
-_META = ("seq", "battery", "pos_m", "latency_ms", "rssi_dbm", "late")
-
-
-def frame_json(f: Frame) -> dict[str, Any]:
-    return {"robot_id": f.robot_id, "scenario_id": f.scenario_id, "seq": f.seq, "ts": f.ts, "pos_m": f.pos_m,
-            "battery": f.battery, "readings": f.readings}
+# Fast replays tick the detectors every 15 s of data time: a robot silent for 75 s or more is
+# always seen (the detectors' dead-man time is 60 s, and the alert carries last-seen + 60 s
+# whenever it is noticed), at a tenth of the per-batch cost of ticking every second.
+TICK_S = 15.0
 
 
 class TelemetrySource:
-    """Frames of ``[start, end)`` in time order, in slices of ``slice_s`` of data time."""
+    """Frames of ``[start, end)`` in time order, in slices of ``slice_s`` of data time; with
+    ``process``, read and built in a worker process (see :mod:`api.replay_reader`)."""
 
     def __init__(self, influx: InfluxClient, start: int, end: int, *, slice_s: float = 600.0,
-                 scenarios: Mapping[str, Scenario] = SCENARIOS) -> None:
+                 process: bool = False, auth: tuple[str, str] | None = None) -> None:
         if end <= start:
             raise ValueError("end must be after start")
         self.influx = influx
         self.start, self.end = start, end
         self.slice_ns = max(1, int(slice_s * NS))
-        self.scenarios = scenarios
-        self.rows = 0
-
-    def _query(self, t0: int, t1: int) -> str:
-        stmts = []
-        for sc in self.scenarios.values():
-            cols = ", ".join(f'"{c.name}"' for c in sc.channels)
-            meta = ", ".join(f'"{m}"' for m in _META)
-            stmts.append(f"SELECT {cols}, {meta} FROM \"telemetry\" WHERE \"scenario\" = '{sc.id}' "
-                         f'AND time >= {t0} AND time < {t1} GROUP BY "scenario", "robot"')
-        return "; ".join(stmts)
-
-    async def _slice(self, t0: int, t1: int) -> tuple[list[Frame], list[bool]]:
-        out: list[tuple[int, int, Frame, bool]] = []
-        n = 0
-        async for cols, tags, values in self.influx.query_chunks(self._query(t0, t1), chunk_size=20_000):
-            robot, scenario = tags.get("robot", ""), tags.get("scenario", "")
-            if not values or not robot or not scenario:
-                continue
-            idx = {c: i for i, c in enumerate(cols)}
-            ti, si = idx["time"], idx.get("seq")
-            bi, pi = idx.get("battery"), idx.get("pos_m")
-            li, ri, lti = idx.get("latency_ms"), idx.get("rssi_dbm"), idx.get("late")
-            chans = [(c, i) for c, i in idx.items() if c not in _META and c != "time"]
-            for v in values:
-                link = None
-                if li is not None and ri is not None and v[li] is not None and v[ri] is not None:
-                    link = LinkInfo(latency_ms=float(v[li]), rssi_dbm=float(v[ri]))
-                f = Frame(robot_id=robot, scenario_id=scenario, ts=v[ti],
-                          seq=v[si] if si is not None and v[si] is not None else 0,
-                          readings={c: float(v[i]) for c, i in chans if v[i] is not None},
-                          battery=None if bi is None or v[bi] is None else float(v[bi]),
-                          pos_m=None if pi is None or v[pi] is None else float(v[pi]), link=link)
-                out.append((f.ts, n, f, bool(lti is not None and v[lti])))
-                n += 1
-        out.sort(key=lambda x: (x[0], x[1]))
-        self.rows += len(out)
-        return [x[2] for x in out], [x[3] for x in out]
+        self.process = process
+        self.auth = auth
 
     async def extent(self) -> tuple[int, int] | None:
         """First and last time with data in the window (None if there is none)."""
@@ -111,7 +75,7 @@ class TelemetrySource:
         return int(rows[0]["time"]), int(rows[1]["time"])
 
     async def slices(self) -> AsyncIterator[tuple[int, int, list[Frame], list[bool]]]:
-        """``(slice_start, slice_end, frames, late)`` per slice, reading one slice ahead. Stretches of the
+        """``(slice_start, slice_end, frames, late)`` per slice, reading ahead. Stretches of the
         window before the first and after the last stored frame (plus :data:`TAIL_S`, for the
         time-driven checks to see the silence) are not read."""
         ext = await self.extent()
@@ -121,16 +85,18 @@ class TelemetrySource:
         last = min(self.end, ext[1] + int(TAIL_S * NS) + 1)
         bounds = [*range(first, last, self.slice_ns), last]
         pairs = list(zip(bounds[:-1], bounds[1:]))
-        nxt = asyncio.create_task(self._slice(*pairs[0]))
+        reader = SliceReader(self.influx, process=self.process and len(pairs) > 2, auth=self.auth)
+        ahead: list[asyncio.Task[tuple[list[Frame], list[bool]]]] = []
         try:
             for k, (t0, t1) in enumerate(pairs):
-                frames, late = await nxt
-                if k + 1 < len(pairs):
-                    nxt = asyncio.create_task(self._slice(*pairs[k + 1]))
+                while len(ahead) < 2 and k + len(ahead) < len(pairs):
+                    ahead.append(asyncio.create_task(reader.read(*pairs[k + len(ahead)])))
+                frames, late = await ahead.pop(0)
                 yield t0, t1, frames, late
         finally:
-            if not nxt.done():
-                nxt.cancel()
+            for t in ahead:
+                t.cancel()
+            await reader.aclose()
 
 
 @dataclass
@@ -167,21 +133,24 @@ def _batches(frames: list[Frame], late: list[bool], t_from: int, t_to: int, step
 
 
 async def run_replay(influx: InfluxClient, start: int, end: int, *, overrides: Mapping[str, float] | None = None,
-                     speed: float | None = None, tick_s: float = 5.0, slice_s: float = 600.0,
+                     speed: float | None = None, tick_s: float = TICK_S, slice_s: float = 600.0,
                      on_progress: ProgressFn | None = None, on_alerts: AlertsFn | None = None,
-                     on_frames: FramesFn | None = None, cancel: asyncio.Event | None = None) -> ReplayResult:
+                     on_frames: FramesFn | None = None, cancel: asyncio.Event | None = None,
+                     process: bool = True, auth: tuple[str, str] | None = None) -> ReplayResult:
     """Run the detectors, fresh, over ``[start, end)``.
 
     As fast as possible (``speed`` None), frames go to the detectors in batches of ``tick_s`` of
     data time, each followed by a ``tick`` at the batch's end (the time-driven checks such as a
-    silent robot need the clock to move as it did live). With a ``speed`` (data seconds per wall
+    silent robot need the clock to move as it did live); a worker process reads the slices
+    (``process``; ``auth`` is InfluxDB's user and password for it). With a ``speed`` (data seconds per wall
     second), batches are a tenth of a wall second long and ``on_frames`` gets each batch's
     latest frame per robot, on time."""
     from detectors import DetectorSuite  # numba compiles on first import: only when replaying
 
     suite = DetectorSuite(SCENARIOS, overrides=dict(overrides or {}))
     res = ReplayResult()
-    src = TelemetrySource(influx, start, end, slice_s=slice_s if speed is None else min(slice_s, max(10.0, speed * 5)))
+    src = TelemetrySource(influx, start, end, slice_s=slice_s if speed is None else min(slice_s, max(10.0, speed * 5)),
+                          process=process and speed is None, auth=auth)
     step_ns = int(tick_s * NS) if speed is None else max(1, int(speed * 0.1 * NS))
     t_wall = time.perf_counter()
     origin: int | None = None  # data time of the first slice: the paced clock starts there
@@ -313,7 +282,6 @@ def compare(replayed: Iterable[AlertEvent], live: Iterable[AlertEvent], start: i
 async def live_alerts(influx: InfluxClient, start: int, end: int) -> list[AlertEvent]:
     """Alert events recorded live in ``[start, end)`` (what the replay, which stops at ``end``,
     can be held against)."""
-    rows = await influx.query(f'SELECT * FROM "alert_events" WHERE time >= {start} AND time < {end}')
     book = AlertBook()
-    book.apply_all(e for e in map(event_from_row, rows) if e is not None)
+    book.apply_all(await stored_events(influx, f"time >= {start} AND time < {end}"))
     return [e for a in book for e in a.events]

@@ -22,6 +22,8 @@ Nanos = int
 class ErrorModel(BaseModel):
     """Every 4xx/5xx answer other than request validation (422) has this body."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{"detail": "unknown API key"}]})
+
     detail: str = Field(examples=["no API key: send it in the X-API-Key header"])
 
 
@@ -45,6 +47,9 @@ def errors(*codes: int, streaming: bool = False) -> dict[int | str, dict[str, An
 
 
 class Health(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"status": "ok", "mqtt": True, "influx": True, "alerts_loaded": True, "active_alerts": 2, "version": "0.1.0"}]})
+
     status: Literal["ok", "degraded"] = Field(description="ok when both the broker and InfluxDB are reachable")
     mqtt: bool = Field(description="the alert subscriber is connected to the broker")
     influx: bool = Field(description="InfluxDB answers /ping")
@@ -94,12 +99,27 @@ class AlertPublic(BaseModel):
 
 
 class AlertsPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"data": [], "count": 0}]})
+
     data: list[AlertPublic]
     count: int
 
 
 class AlertDetail(AlertPublic):
     """An alert with its whole event history, oldest first."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "alert_id": "mf01.ch4_t1.gas_limit.1795852800000", "kind": "gas", "detector": "gas_limit",
+        "severity": "alarm", "state": "cleared", "scenario_id": "mf01", "robot_id": "r01", "channel": "ch4_t1",
+        "value": 0.8, "limit": 1.0, "unit": "%", "first_ts": 1795852800000000000, "ts": 1795852900000000000,
+        "message": "Methane at face T1 in mf01 is below the restore level 1 %: the alert is cleared.",
+        "evidence": {}, "active": False, "max_severity": "alarm", "cleared_ts": 1795852900000000000, "events": 1,
+        "history": [{
+            "alert_id": "mf01.ch4_t1.gas_limit.1795852800000", "kind": "gas", "detector": "gas_limit",
+            "severity": "alarm", "state": "cleared", "scenario_id": "mf01", "robot_id": "r01", "channel": "ch4_t1",
+            "value": 0.8, "limit": 1.0, "unit": "%", "first_ts": 1795852800000000000, "ts": 1795852900000000000,
+            "message": "Methane at face T1 in mf01 is below the restore level 1 %: the alert is cleared.",
+            "evidence": {}}]}]})
 
     history: list[AlertEvent]
 
@@ -115,6 +135,10 @@ class AckRequest(BaseModel):
 class AckAccepted(BaseModel):
     """The acknowledgement was published; the ingestor has not confirmed it yet."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "alert_id": "mf01.ch4_t1.gas_limit.1795852800000", "status": "pending", "operator": "Wang Li",
+        "note": "power cut confirmed", "ts": 1795852810000000000}]})
+
     alert_id: str
     status: Literal["pending"] = "pending"
     operator: str
@@ -125,6 +149,10 @@ class AckAccepted(BaseModel):
 # ----------------------------------------------------------------------------- scenarios
 
 class LimitPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "direction": "above", "levels": {"alarm": 1.0, "critical": 1.5}, "restore": 1.0,
+        "rule": "CMSR Art.498 methane settings, longwall face T1", "action": "cut power, withdraw people"}]})
+
     direction: Literal["above", "below"]
     levels: dict[str, float] = Field(description="severity → threshold", examples=[{"alarm": 1.0, "critical": 1.5}])
     restore: float = Field(description="where the alert clears")
@@ -133,6 +161,12 @@ class LimitPublic(BaseModel):
 
 
 class ChannelPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "name": "ch4_t1", "label": "methane, face T1", "quantity": "ch4", "unit": "%", "low": 0.0, "high": 4.0,
+        "normal": [0.15, 0.55], "limits": [{"direction": "above", "levels": {"alarm": 1.0, "critical": 1.5},
+                                           "restore": 1.0, "rule": "CMSR Art.498 methane settings, longwall face T1",
+                                           "action": "cut power to the face and return roadway, withdraw people"}]}]})
+
     name: str = Field(examples=["ch4_t1"])
     label: str = Field(examples=["methane, face T1"])
     quantity: str
@@ -144,12 +178,20 @@ class ChannelPublic(BaseModel):
 
 
 class LatestReading(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"value": 0.41, "ts": 1795852800000000000, "robot_id": "r01"}]})
+
     value: float | None
     ts: Nanos
     robot_id: str
 
 
 class ScenarioPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": "mf01", "name": "15101 fully-mechanised longwall", "kind": "mining_face", "group": "faces",
+        "machine": None, "channels": [], "status": "ok", "worst_alert": None, "active_alerts": 0,
+        "readings": {"ch4_t1": {"value": 0.41, "ts": 1795852800000000000, "robot_id": "r01"}}, "robots": ["r01"]}]})
+
     id: str = Field(examples=["mf01"])
     name: str = Field(examples=["15101 fully-mechanised longwall"])
     kind: str = Field(examples=["mining_face"])
@@ -165,6 +207,8 @@ class ScenarioPublic(BaseModel):
 
 
 class ScenariosPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"data": [], "count": 31}]})
+
     data: list[ScenarioPublic]
     count: int
 
@@ -190,6 +234,8 @@ class RobotPublic(BaseModel):
 
 
 class RobotsPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"data": [], "count": 35}]})
+
     data: list[RobotPublic]
     count: int
 
@@ -197,11 +243,19 @@ class RobotsPublic(BaseModel):
 # ----------------------------------------------------------------------------- telemetry
 
 class TelemetryLatest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "scenario_id": "mf01", "readings": {"ch4_t1": {"value": 0.41, "ts": 1795852800000000000, "robot_id": "r01"},
+                                            "co": {"value": 3.0, "ts": 1795852800000000000, "robot_id": "r01"}}}]})
+
     scenario_id: str
     readings: dict[str, LatestReading]
 
 
 class SeriesPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "channel": "ch4_t1", "unit": "%", "robot_id": None, "ts": [1795852800000000000, 1795852860000000000],
+        "mean": [0.41, 0.43], "min": [0.38, 0.40], "max": [0.45, 0.47]}]})
+
     channel: str
     unit: str
     robot_id: str | None = None
@@ -212,11 +266,17 @@ class SeriesPublic(BaseModel):
 
 
 class TelemetryHistory(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "scenario_id": "mf01", "robot_id": None, "start": 1795852800000000000, "end": 1795852920000000000,
+        "interval_ns": 60000000000, "series": []}]})
+
     scenario_id: str
-    robot_id: str | None
+    robot_id: str | None = None
     start: Nanos
     end: Nanos
     interval_ns: int = Field(description="width of a bucket (GROUP BY time())")
+    source: Literal["raw", "5m"] = Field(default="raw", description="raw readings, or the 5-minute statistics "
+                                         "kept for a year once the raw data has expired")
     series: list[SeriesPublic]
 
 
@@ -239,6 +299,8 @@ class ShiftPublic(BaseModel):
 
 
 class ShiftsPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"data": [], "count": 0, "tz_offset_h": 8.0}]})
+
     data: list[ShiftPublic]
     count: int
     tz_offset_h: float = Field(description="mine local time offset from UTC")
@@ -262,6 +324,10 @@ class ReplayCreate(BaseModel):
 
 
 class ReplayDiff(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "same": 12, "missed": 0, "new": 3, "not_compared": 2, "tolerance_s": 2.0, "missed_alerts": [],
+        "new_alerts": ["ra01.ch4.gas_limit.1795853100000"]}]})
+
     same: int = Field(description="alerts found by the replay that match one recorded live")
     missed: int = Field(description="alerts recorded live that the replay did not find")
     new: int = Field(description="alerts the replay found that were not recorded live")
@@ -286,20 +352,22 @@ class ReplayPublic(BaseModel):
     start: Nanos
     end: Nanos
     overrides: dict[str, float]
-    speed: float | None
+    speed: float | None = None
     progress: float = Field(ge=0, le=1)
     readings: int = Field(description="telemetry rows fed to the detectors so far")
-    data_ts: Nanos | None = Field(description="data time reached")
+    data_ts: Nanos | None = Field(default=None, description="data time reached")
     elapsed_s: float
-    x_realtime: float | None = Field(description="data time covered / wall time taken")
+    x_realtime: float | None = Field(default=None, description="data time covered / wall time taken")
     alert_count: int = Field(description="alert events the detectors produced so far")
     alerts: list[AlertEvent] = Field(description="every alert event the detectors produced, in order "
                                      "(left out of the list of replays)")
-    diff: ReplayDiff | None = Field(description="against the alerts recorded live; when done")
+    diff: ReplayDiff | None = Field(default=None, description="against the alerts recorded live; when done")
     error: str | None = None
     created_by: str
 
 
 class ReplaysPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"data": [], "count": 0}]})
+
     data: list[ReplayPublic]
     count: int

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
 
-from api.alertbook import AlertBook, event_from_row
+from api.alertbook import AlertBook, stored_events
 from api.deps import CurrentOperator, Reader, StateDep
 from api.schemas import AckAccepted, AckRequest, AlertDetail, AlertPublic, AlertsPublic, errors
 from api.params import bad, time_or_422
@@ -43,9 +43,8 @@ async def list_alerts(
     book = state.live.book
     if t0 is not None and book.horizon_ns is not None and t0 < book.horizon_ns:
         older = AlertBook()
-        rows = await state.influx.query(
-            f'SELECT * FROM "alert_events" WHERE time >= {t0} AND time < {min(book.horizon_ns, t1 or book.horizon_ns)}')
-        older.apply_all(e for e in map(event_from_row, rows) if e is not None)
+        older.apply_all(await stored_events(
+            state.influx, f"time >= {t0} AND time < {min(book.horizon_ns, t1 or book.horizon_ns)}"))
         for a in book:
             older.apply_all(a.events)
         book = older
@@ -77,10 +76,9 @@ async def get_alert(alert_id: AlertIdPath, state: StateDep, _: Reader) -> AlertD
     a = state.live.book.get(alert_id)
     if a is not None:
         return a.detail()
-    # older than the look-back window: ask InfluxDB (alert_id is a field: a scan, but a rare one)
-    rows = await state.influx.query(f"SELECT * FROM \"alert_events\" WHERE \"alert_id\" = '{alert_id}'")
+    # older than the look-back window: ask InfluxDB
     one = AlertBook()
-    one.apply_all(e for e in map(event_from_row, rows) if e is not None)
+    one.apply_all(await stored_events(state.influx, f"\"alert_id\" = '{alert_id}'"))
     found = one.get(alert_id)
     if found is None:
         raise HTTPException(404, f"no alert {alert_id!r}")

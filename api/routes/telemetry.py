@@ -16,6 +16,7 @@ from api.params import channels_or_422, robot_or_422, scenario_or_422, window_or
 from api.schemas import LatestReading, SeriesPublic, TelemetryHistory, TelemetryLatest, errors
 from api.times import TIME_HELP, iso
 from api.views import latest_readings, merge_readings
+from minewatch.influx import InfluxError
 
 router = APIRouter(prefix="/telemetry", tags=["telemetry"])
 
@@ -63,7 +64,9 @@ async def history(
     points: Annotated[int, Query(ge=1, le=20000, description="about this many buckets over the window")] = 500,
 ) -> TelemetryHistory:
     """Mean, min and max of each channel per time bucket (``GROUP BY time()``), the bucket
-    width chosen so the window gives about ``points`` buckets. Empty buckets are left out."""
+    width chosen so the window gives about ``points`` buckets. Empty buckets are left out.
+    A window older than the raw data's retention is answered from the 5-minute statistics
+    (``source`` = ``5m``, buckets of at least 5 minutes)."""
     sc = scenario_or_422(scenario)
     robot = robot_or_422(robot)
     chans = channels_or_422(sc, channels)
@@ -72,6 +75,18 @@ async def history(
     sel = ", ".join(f'mean("{c}") AS "{c}__mean", min("{c}") AS "{c}__min", max("{c}") AS "{c}__max"' for c, _ in chans)
     rows = await influx.query(f'SELECT {sel} FROM "telemetry" WHERE {_where(sc.id, robot, t0, t1)} '
                               f"GROUP BY time({interval_ms}ms) fill(none)")
+    source = "raw"
+    if not rows:
+        # past the raw retention: the 5-minute statistics kept for a year (minewatch/storage.py)
+        interval_ms = max(interval_ms, 300_000)
+        sel = ", ".join(f'mean("mean_{c}") AS "{c}__mean", min("min_{c}") AS "{c}__min", '
+                        f'max("max_{c}") AS "{c}__max"' for c, _ in chans)
+        try:
+            rows = await influx.query(f'SELECT {sel} FROM "long"."telemetry_5m" WHERE {_where(sc.id, robot, t0, t1)} '
+                                      f"GROUP BY time({interval_ms}ms) fill(none)")
+            source = "5m" if rows else "raw"
+        except InfluxError:
+            rows = []  # no long-term store in this database
     series = []
     for c, unit in chans:
         got = [r for r in rows if r.get(f"{c}__mean") is not None]
@@ -79,7 +94,7 @@ async def history(
                                    mean=[r[f"{c}__mean"] for r in got], min=[r[f"{c}__min"] for r in got],
                                    max=[r[f"{c}__max"] for r in got]))
     return TelemetryHistory(scenario_id=sc.id, robot_id=robot, start=t0, end=t1, interval_ns=interval_ms * 1_000_000,
-                            series=series)
+                            source=source, series=series)
 
 
 @router.get("/export.csv", response_class=StreamingResponse, summary="Raw readings of a window as CSV",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -18,7 +19,7 @@ from ingest.lines import alert_line as ingest_alert_line
 from minewatch.influx import SyncInflux
 from minewatch.mqtt import paho_client
 from minewatch.schema import AlertEvent, AlertKind, AlertState, Severity
-from minewatch.services import Mosquitto, free_port
+from minewatch.services import Influxd, Mosquitto, free_port
 from minewatch.settings import Settings
 from minewatch.topics import Topics
 
@@ -82,6 +83,25 @@ def start_api(settings: Settings) -> Iterator[Callable[..., Api]]:
 @pytest.fixture
 def api(start_api: Callable[..., Api]) -> Api:
     return start_api()
+
+
+@pytest.fixture(scope="module")
+def shared_api(mosquitto: Mosquitto, influxd: Influxd) -> Iterator[Api]:
+    """One API for a module's tests that change nothing (auth, bad input), on an empty database."""
+    unique = uuid.uuid4().hex[:10]
+    db = SyncInflux(influxd.url, f"db_{unique}")
+    db.ensure_db()
+    s = Settings(mqtt_url=mosquitto.url, influx_url=influxd.url, influx_db=db.db, topic_prefix=f"t{unique}/v1",
+                 api_keys=",".join(f"{k}:{role}" for role, k in KEYS.items()))
+    server, thread, url = serve(s)
+    try:
+        wait_for(lambda: httpx.get(f"{url}/healthz").json()["mqtt"], what="the API's MQTT connection")
+        yield Api(url, s, server)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        db.query(f'DROP DATABASE "{db.db}"', db="", post=True)
+        db.close()
 
 
 def wait_for(cond: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> object:

@@ -12,36 +12,36 @@ pytestmark = pytest.mark.integration
 READ_PATHS = ["/scenarios", "/scenarios/mf01", "/robots", "/alerts"]
 
 
-def test_health_and_metrics_need_no_key(api: Api) -> None:
-    h = httpx.get(f"{api.url}/healthz").json()
+def test_health_and_metrics_need_no_key(shared_api: Api) -> None:
+    h = httpx.get(f"{shared_api.url}/healthz").json()
     assert h["status"] == "ok" and h["mqtt"] and h["influx"] and h["alerts_loaded"]
-    m = httpx.get(f"{api.url}/metrics")
+    m = httpx.get(f"{shared_api.url}/metrics")
     assert m.status_code == 200 and "minewatch_api_active_alerts" in m.text
 
 
 @pytest.mark.parametrize("path", READ_PATHS)
-def test_reading_needs_a_known_key(api: Api, path: str) -> None:
-    none = httpx.get(f"{api.url}{path}")
+def test_reading_needs_a_known_key(shared_api: Api, path: str) -> None:
+    none = httpx.get(f"{shared_api.url}{path}")
     assert none.status_code == 401 and "X-API-Key" in none.json()["detail"]
     assert none.headers["www-authenticate"] == "Bearer"
-    assert httpx.get(f"{api.url}{path}", headers={"X-API-Key": "nope"}).status_code == 401
+    assert httpx.get(f"{shared_api.url}{path}", headers={"X-API-Key": "nope"}).status_code == 401
     for role in ("integrator", "operator", "engineer"):
-        assert httpx.get(f"{api.url}{path}", headers={"X-API-Key": KEYS[role]}).status_code == 200, role
+        assert httpx.get(f"{shared_api.url}{path}", headers={"X-API-Key": KEYS[role]}).status_code == 200, role
 
 
-def test_key_in_bearer_header_query_or_cookie(api: Api) -> None:
+def test_key_in_bearer_header_query_or_cookie(shared_api: Api) -> None:
     key = KEYS["integrator"]
-    assert httpx.get(f"{api.url}/alerts", headers={"Authorization": f"Bearer {key}"}).status_code == 200
-    assert httpx.get(f"{api.url}/alerts", params={"api_key": key}).status_code == 200
-    assert httpx.get(f"{api.url}/alerts", cookies={"minewatch_api_key": key}).status_code == 200
-    assert httpx.get(f"{api.url}/alerts", headers={"Authorization": "Basic abc"}).status_code == 401
+    assert httpx.get(f"{shared_api.url}/alerts", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    assert httpx.get(f"{shared_api.url}/alerts", params={"api_key": key}).status_code == 200
+    assert httpx.get(f"{shared_api.url}/alerts", cookies={"minewatch_api_key": key}).status_code == 200
+    assert httpx.get(f"{shared_api.url}/alerts", headers={"Authorization": "Basic abc"}).status_code == 401
 
 
-def test_integrator_may_not_acknowledge(api: Api) -> None:
-    with api.client("integrator") as c:
+def test_integrator_may_not_acknowledge(shared_api: Api) -> None:
+    with shared_api.client("integrator") as c:
         r = c.post("/alerts/mf01.x.1/ack", json={"operator": "someone"})
         assert r.status_code == 403 and "operator" in r.json()["detail"]
-    with api.client(None) as c:
+    with shared_api.client(None) as c:
         assert c.post("/alerts/mf01.x.1/ack", json={"operator": "someone"}).status_code == 401
-    with api.client("operator") as c:  # allowed, but there is no such alert
+    with shared_api.client("operator") as c:  # allowed, but there is no such alert
         assert c.post("/alerts/mf01.x.1/ack", json={"operator": "someone"}).status_code == 404

@@ -10,6 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 import schemathesis
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
@@ -55,6 +58,7 @@ OPERATIONS = [
     ("GET", "/telemetry/export.csv"), ("GET", "/alerts"), ("GET", "/alerts/{alert_id}"),
     ("POST", "/alerts/{alert_id}/ack"), ("GET", "/shifts"), ("GET", "/shifts/current"), ("GET", "/shifts/{shift_id}"),
     ("POST", "/replays"), ("GET", "/replays"), ("GET", "/replays/{replay_id}"), ("DELETE", "/replays/{replay_id}"),
+    ("GET", "/report"),
 ]
 
 
@@ -94,5 +98,15 @@ def test_the_document_is_complete(api_schema: schemathesis.BaseSchema) -> None:
                  "ErrorModel", "ShiftPublic", "TelemetryHistory"):
         assert name in doc["components"]["schemas"], name
     assert doc["components"]["schemas"]["AlertPublic"].get("examples"), "AlertPublic has an example"
+    # every example in the document is valid against its own schema
+    registry = Registry().with_resource("mem://doc", Resource.from_contents(
+        {"components": doc["components"]}, default_specification=DRAFT202012))
+    with_examples = 0
+    for name, sch in doc["components"]["schemas"].items():
+        for example in sch.get("examples") or []:
+            validator = Draft202012Validator({"$ref": f"mem://doc#/components/schemas/{name}"}, registry=registry)
+            assert not list(validator.iter_errors(example)), (name, example)
+            with_examples += 1
+    assert with_examples >= 20
     listed = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
     assert listed - set(OPERATIONS) == {("GET", "/stream"), ("GET", "/replays/{replay_id}/stream")}

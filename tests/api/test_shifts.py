@@ -9,7 +9,8 @@ from .conftest import Api
 pytestmark = pytest.mark.integration
 
 
-def test_shifts_of_a_day_and_one_shift(api: Api) -> None:
+def test_shifts_of_a_day_and_one_shift(shared_api: Api) -> None:
+    api = shared_api
     with api.client("integrator") as c:
         got = c.get("/shifts", params={"from": "2026-11-26T16:00:00Z", "to": "2026-11-27T16:00:00Z"}).json()
         assert [s["id"] for s in got["data"]] == ["2026-11-27:night", "2026-11-27:day", "2026-11-27:swing"]

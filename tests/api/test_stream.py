@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -33,21 +34,23 @@ def sse_events(resp: httpx.Response) -> Iterator[tuple[str, object]]:
 
 
 class SseReader:
-    """Reads an SSE response event by event; a read that waits more than 10 s fails the test."""
+    """Reads an SSE response event by event; a read that waits more than 30 s fails the test."""
 
     def __init__(self, client: httpx.Client, url: str, **kw: object) -> None:
-        self._cm = client.stream("GET", url, timeout=httpx.Timeout(10.0), **kw)  # type: ignore[arg-type]
+        self._cm = client.stream("GET", url, timeout=httpx.Timeout(30.0), **kw)  # type: ignore[arg-type]
         self.resp = self._cm.__enter__()
         self._events = sse_events(self.resp)
 
     def next(self) -> tuple[str, object]:
         return next(self._events)
 
-    def until(self, name: str) -> object:
+    def until(self, name: str, where: Callable[[Any], bool] = lambda data: True) -> Any:
+        seen = []
         for got, data in self._events:
-            if got == name:
+            if got == name and where(data):
                 return data
-        raise AssertionError(f"the stream ended before a {name!r} event")
+            seen.append((got, data))
+        raise AssertionError(f"the stream ended before a {name!r} event; it sent {seen}")
 
     def close(self) -> None:
         self._cm.__exit__(None, None, None)
@@ -103,6 +106,10 @@ def test_websocket_snapshot_subscribe_and_readings(api: Api, publisher: Publishe
         ws.send(json.dumps({"subscribe": "nowhere"}))
         err = json.loads(ws.recv(timeout=5))
         assert err["type"] == "error" and "unknown scenario" in err["data"]["detail"]
+        ws.send(b"\xff\x00 not json")
+        assert json.loads(ws.recv(timeout=5))["type"] == "error"
+        ws.send("x" * 10000)
+        assert "4 KiB" in json.loads(ws.recv(timeout=5))["data"]["detail"]
         ws.send(json.dumps({"subscribe": ["hf02"]}))
         assert json.loads(ws.recv(timeout=5)) == {"type": "subscribed", "data": {"scenarios": ["hf02"]}}
         publisher.publish(publisher.topics.telemetry("hf02", "r04"),

@@ -6,6 +6,7 @@ import csv
 import io
 from collections.abc import Callable
 
+import httpx
 import pytest
 
 from minewatch.influx import SyncInflux
@@ -64,7 +65,8 @@ def test_history_is_downsampled_to_the_points_asked_for(stored: SyncInflux, api:
     ({"robot": "r'01"}, "robot id"),
     ({"points": 0}, "greater than or equal"),
 ])
-def test_history_refuses_bad_input_with_a_clear_422(api: Api, params: dict, word: str) -> None:
+def test_history_refuses_bad_input_with_a_clear_422(shared_api: Api, params: dict, word: str) -> None:
+    api = shared_api
     q = {"scenario": "mf01", "start": T0, "end": T0 + 60 * S, **params}
     with api.client("integrator") as c:
         r = c.get("/telemetry/history", params=q)
@@ -122,3 +124,21 @@ def test_robots_come_from_retained_status(start_api: Callable[..., Api], publish
             assert c.get("/scenarios/bc01").json()["robots"] == []
     finally:
         publisher.publish(publisher.topics.status("r05"), b"", retain=True)
+
+
+def test_history_past_the_raw_retention_comes_from_the_5_minute_statistics(influx_db: SyncInflux, api: Api) -> None:
+    influx_db.query(f'CREATE RETENTION POLICY "long" ON "{influx_db.db}" DURATION 400d REPLICATION 1', post=True)
+    old = T0 - 30 * 86400 * S  # a month back: only the 5-minute statistics are left
+    lines = "\n".join(f"telemetry_5m,robot=r01,scenario=mf01,scenario_kind=mining_face "
+                      f"mean_ch4_t1={0.3 + k / 100},min_ch4_t1=0.2,max_ch4_t1={0.5 + k / 100} {old + k * 300 * S}"
+                      for k in range(12))
+    r = httpx.post(f"{influx_db.url}/write", params={"db": influx_db.db, "rp": "long", "precision": "ns"},
+                   content=lines)
+    assert r.status_code == 204, r.text
+    with api.client("integrator") as c:
+        h = c.get("/telemetry/history", params={"scenario": "mf01", "channels": "ch4_t1", "start": old,
+                                                "end": old + 3600 * S, "points": 6}).json()
+        assert h["source"] == "5m" and h["interval_ns"] == 600 * S
+        s = h["series"][0]
+        assert len(s["ts"]) == 6 and s["min"] == [0.2] * 6
+        assert s["max"][0] == pytest.approx(0.51) and s["mean"][0] == pytest.approx(0.305)

@@ -1,0 +1,144 @@
+"""Shift replay speed: one full 8-hour shift of the default mine (35 robots, one frame a second
+each, the simulator's ``builtin:shift`` faults) stored in a real influxd, replayed through the
+detectors as fast as possible, the way ``POST /replays`` and ``minewatch replay`` run it.
+
+Prints one JSON line per figure, the median of ``--runs`` runs:
+
+- ``replay_x_realtime``: shift length / wall time of the replay (target: >= 1000);
+- ``replay_readings_per_s``: telemetry rows (frames) replayed per second;
+- ``replay_detectors_only_x_realtime``: the peer, measured in the same run: the detectors alone
+  over the shift's first hour already in memory (the ceiling a replay could reach if reading
+  InfluxDB cost nothing).
+
+The machine's load average is printed with the figures: on a shared machine they move with it.
+
+The stored shift is kept under ``bench/out/replay-influxd`` and reused by later runs
+(``--fresh`` rebuilds it; building takes a few minutes).
+
+    .venv/bin/python bench/replay.py [--runs 3] [--fresh]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from api.replay_engine import run_replay  # noqa: E402
+from ingest.lines import TelemetryLines  # noqa: E402
+from minewatch.influx import InfluxClient, SyncInflux  # noqa: E402
+from minewatch.services import Influxd  # noqa: E402
+from minewatch.shifts import ShiftCalendar  # noqa: E402
+
+SHIFT = "2026-11-20:night"
+DB = "bench_replay"
+OUT = ROOT / "bench" / "out" / "replay-influxd"
+MARK = OUT / "loaded.json"
+
+
+def load_shift(influx: SyncInflux, start_ns: int, seconds: float) -> int:
+    """Simulate the shift and store every frame as the ingestor would (same line layout)."""
+    from simulator.engine import SimConfig, Simulation
+    from simulator.faults import load_faults
+
+    influx.ensure_db()
+    sim = Simulation(SimConfig(seed=1, start_ns=start_ns, duration_s=seconds, faults=load_faults("builtin:shift")))
+    fmt = TelemetryLines()
+    buf: list[str] = []
+    n = 0
+    for batch in sim.frames():
+        for f in batch:
+            buf.append(fmt.format(f))
+        if len(buf) >= 50_000:
+            influx.write(buf)
+            n += len(buf)
+            buf = []
+    influx.write(buf)
+    return n + len(buf)
+
+
+async def replay_once(url: str, start: int, end: int) -> tuple[float, int, int]:
+    async with InfluxClient(url, DB, timeout=300.0) as influx:
+        res = await run_replay(influx, start, end)
+    return res.elapsed_s, res.readings, len(res.alerts)
+
+
+async def detectors_only(url: str, start: int, hours: float) -> float:
+    """The peer: the detectors alone over frames already in memory (the same batches and ticks as
+    a replay), as a multiple of real time. What a replay adds on top is reading InfluxDB."""
+    from api.replay_engine import TICK_S, TelemetrySource, _process_slice
+    from detectors import DetectorSuite
+
+    end = start + int(hours * 3600e9)
+    async with InfluxClient(url, DB, timeout=300.0) as influx:
+        slices = [s async for s in TelemetrySource(influx, start, end, process=True).slices()]
+    suite = DetectorSuite()
+    t = time.perf_counter()
+    for t0, t1, frames, late in slices:
+        _process_slice(suite, frames, late, t0, t1, int(TICK_S * 1e9))
+    return hours * 3600 / (time.perf_counter() - t)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--fresh", action="store_true", help="rebuild the stored shift")
+    ap.add_argument("--hours", type=float, default=8.0, help="length of the stored window (default: the shift)")
+    args = ap.parse_args()
+    shift = ShiftCalendar().parse(SHIFT)
+    start = shift.start_ns
+    end = start + int(args.hours * 3600e9)
+    if args.fresh and OUT.exists():
+        shutil.rmtree(OUT)
+    OUT.mkdir(parents=True, exist_ok=True)
+    server = Influxd(OUT / "data")
+    server.start()
+    try:
+        sync = SyncInflux(server.url, DB, timeout=600.0)
+        want = {"shift": SHIFT, "hours": args.hours}
+        if not MARK.exists() or json.loads(MARK.read_text()).get("key") != want:
+            t = time.perf_counter()
+            sync.query(f'DROP DATABASE "{DB}"', db="", post=True)
+            frames = load_shift(sync, start, args.hours * 3600)
+            MARK.write_text(json.dumps({"key": want, "frames": frames}))
+            print(f"# stored {frames} frames in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+        frames = json.loads(MARK.read_text())["frames"]
+        sync.close()
+        asyncio.run(replay_once(server.url, start, start + int(600e9)))  # warm up: compile the kernels
+        runs = []
+        peers = []
+        for _ in range(args.runs):
+            runs.append(asyncio.run(replay_once(server.url, start, end)))
+            peers.append(asyncio.run(detectors_only(server.url, start, min(1.0, args.hours))))
+        load = os.getloadavg()[0]
+    finally:
+        server.stop()
+    window_s = (end - start) / 1e9
+    elapsed = statistics.median(r[0] for r in runs)
+    readings = runs[0][1]
+    peer = statistics.median(peers)
+    cond = {"shift": SHIFT, "hours": args.hours, "robots": 35, "frames": frames, "readings": readings,
+            "alert_events": runs[0][2], "runs": args.runs, "elapsed_s": [round(r[0], 2) for r in runs],
+            "cpus": os.cpu_count(), "load_avg_1m": round(load, 1)}
+    x = window_s / elapsed
+    print(json.dumps({"name": "replay_x_realtime", "value": round(x, 1), "unit": "x real time",
+                      "target": 1000, "detectors_only_x_realtime": round(peer, 1),
+                      "ratio_to_detectors_only": round(x / peer, 2), **cond}))
+    print(json.dumps({"name": "replay_readings_per_s", "value": round(readings / elapsed), "unit": "frames/s",
+                      **cond}))
+    print(json.dumps({"name": "replay_detectors_only_x_realtime", "value": round(peer, 1), "unit": "x real time",
+                      "note": "the detectors alone over the first hour already in memory: the ceiling of a replay",
+                      **cond}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""Replay jobs over stored telemetry: roles, bad input, the paced stream, cancelling, the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import httpx
+import pytest
+
+from api.times import iso
+from ingest.lines import TelemetryLines
+from minewatch.influx import SyncInflux
+from minewatch.settings import Settings
+from tests.ingest.helpers import frames_for, minewatch_exe
+
+from .conftest import T0, Api, S, wait_for
+from .test_stream import SseReader
+
+pytestmark = pytest.mark.integration
+MINUTES = 10
+
+
+@pytest.fixture
+def stored(influx_db: SyncInflux) -> SyncInflux:
+    """Ten minutes of hf01 with methane at T1 above the alarm level from minute 3 to minute 5."""
+    frames = frames_for("hf01", "r11", MINUTES * 60, t0=T0)
+    for f in frames[180:300]:
+        f.readings["ch4_t1"] = 1.2
+    fmt = TelemetryLines()
+    influx_db.write([fmt.format(f) for f in frames])
+    return influx_db
+
+
+def _body(**kw: object) -> dict:
+    return {"start": iso(T0), "end": T0 + MINUTES * 60 * S, **kw}
+
+
+def test_only_engineers_start_or_cancel_replays(shared_api: Api) -> None:
+    api = shared_api
+    for role in ("integrator", "operator"):
+        with api.client(role) as c:
+            r = c.post("/replays", json=_body())
+            assert r.status_code == 403 and "engineer" in r.json()["detail"]
+            assert c.get("/replays").status_code == 200
+            assert c.delete("/replays/rp-x").status_code == 403
+    with api.client(None) as c:
+        assert c.post("/replays", json=_body()).status_code == 401
+
+
+@pytest.mark.parametrize("body, word", [
+    ({"shift": "2026-11-27:lunch"}, "no shift named 'lunch'"),
+    ({"shift": "2026-11-27:night", "start": "2026-11-27T00:00:00Z"}, "not both"),
+    ({"start": "2026-11-27T00:00:00Z"}, "both start and end"),
+    ({"start": "2026-11-27T00:00:00Z", "end": "2026-11-26T00:00:00Z"}, "after start"),
+    ({"start": "2026-11-01T00:00:00Z", "end": "2026-11-27T00:00:00Z"}, "at most 7 days"),
+    ({"shift": "2026-11-27:night", "overrides": {"mf01.nothing.alarm": 1.0}}, "nothing"),
+    ({"shift": "2026-11-27:night", "overrides": {"mf01.ch4_t1.loud": 1.0}}, "unknown field"),
+])
+def test_bad_replay_requests_are_422_with_a_reason(shared_api: Api, body: dict, word: str) -> None:
+    api = shared_api
+    with api.client("engineer") as c:
+        r = c.post("/replays", json=body)
+        assert r.status_code == 422, r.text
+        assert word in r.json()["detail"][0]["msg"]
+        assert c.post("/replays", json={"shift": "x", "speed": 5000}).status_code == 422
+        assert c.get("/replays/rp-nope").status_code == 404
+
+
+def test_paced_replay_streams_readings_and_alerts_and_can_be_cancelled(stored: SyncInflux, api: Api) -> None:
+    with api.client("engineer") as c:
+        job = c.post("/replays", json=_body(speed=100)).json()
+        assert job["state"] in ("queued", "running") and job["speed"] == 100
+        with api.client(None) as anon:
+            reader = SseReader(anon, f"/replays/{job['id']}/stream", params={"api_key": "int-key-1"})
+            try:
+                name, state = reader.next()
+                assert name == "state" and state["id"] == job["id"]  # type: ignore[index]
+                reading = reader.until("reading")
+                assert reading["robot_id"] == "r11" and reading["scenario_id"] == "hf01"  # type: ignore[index]
+                # methane from minute 3: 1.8 s of wall time at x100 (in the state if it came before we did)
+                def gas(e: dict) -> bool:
+                    return e["kind"] == "gas" and e["state"] == "raised"
+                alert = next((e for e in state["alerts"] if gas(e)), None) or reader.until("alert", gas)  # type: ignore[index]
+                assert alert["channel"] == "ch4_t1" and alert["severity"] == "alarm" and alert["ts"] >= T0 + 180 * S
+                progress = reader.until("progress")
+                assert 0 < progress["progress"] < 1  # type: ignore[index]
+            finally:
+                reader.close()
+        r = c.delete(f"/replays/{job['id']}")
+        assert r.status_code == 200 and r.json()["state"] == "cancelled"
+        got = c.get(f"/replays/{job['id']}").json()
+        assert got["state"] == "cancelled" and got["diff"] is None and got["alert_count"] >= 1
+        assert [j["id"] for j in c.get("/replays").json()["data"]] == [job["id"]]
+
+
+def test_fast_replay_finds_the_alert_and_lowered_limit_finds_more(stored: SyncInflux, api: Api) -> None:
+    with api.client("engineer") as c:
+        def run(**kw: object) -> dict:
+            job = c.post("/replays", json=_body(**kw)).json()
+            return wait_for(lambda: (j := c.get(f"/replays/{job['id']}").json())["state"] not in ("queued", "running")
+                            and j, timeout=60, what="the replay")  # type: ignore[return-value]
+
+        plain = run()
+        assert plain["state"] == "done" and plain["readings"] == MINUTES * 60 and plain["progress"] == 1.0
+        raised = [e for e in plain["alerts"] if e["state"] == "raised"]
+        assert {e["channel"] for e in raised} == {"ch4_t1"}, raised
+        limit = [e for e in raised if e["detector"] == "gas_limit"]
+        assert [e["severity"] for e in limit] == ["alarm"] and limit[0]["first_ts"] == T0 + 180 * S
+        # nothing was recorded live here: everything is new
+        assert plain["diff"]["new"] == len({e["alert_id"] for e in raised}) and plain["diff"]["missed"] == 0
+        lowered = run(overrides={"hf01.ch4_t1.alarm": 0.9, "hf01.co.warning": 1.0})
+        chans = {e["channel"] for e in lowered["alerts"] if e["state"] == "raised"}
+        assert chans == {"ch4_t1", "co"}
+        assert lowered["overrides"] == {"hf01.ch4_t1.alarm": 0.9, "hf01.co.warning": 1.0}
+
+
+def test_replay_command_writes_the_alerts_as_jsonl(stored: SyncInflux, settings: Settings, tmp_path: object) -> None:
+    out = tmp_path / "alerts.jsonl"  # type: ignore[operator]
+    r = subprocess.run([*minewatch_exe(), "replay", "--influx-url", settings.influx_url, "--influx-db",
+                        settings.influx_db, "--from", iso(T0), "--to", str(T0 + MINUTES * 60 * S),
+                        "--set", "hf01.co.warning=1.0", "--out", str(out)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {e["channel"] for e in events if e["state"] == "raised"} == {"ch4_t1", "co"}
+    summary = json.loads(r.stderr.strip().splitlines()[-1])
+    assert summary["readings"] == MINUTES * 60 and summary["missed"] == 0
+    assert summary["new"] == summary["alerts"] == len({e["alert_id"] for e in events}) >= 2
+    assert summary["x_realtime"] > 1
+    bad = subprocess.run([*minewatch_exe(), "replay", "--influx-url", settings.influx_url, "--shift", "2026-11-27"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "YYYY-MM-DD:NAME" in bad.stderr
+
+
+def test_replay_list_needs_a_key(shared_api: Api) -> None:
+    assert httpx.get(f"{shared_api.url}/replays").status_code == 401
+
+
+def test_worker_process_reads_the_same_frames_as_the_api_process(stored: SyncInflux) -> None:
+    import asyncio
+
+    from api.replay_engine import TelemetrySource, run_replay
+    from minewatch.influx import InfluxClient
+
+    async def both() -> tuple[list, list, object, object]:
+        async with InfluxClient(stored.url, stored.db) as influx:
+            out = []
+            for process in (False, True):
+                src = TelemetrySource(influx, T0, T0 + MINUTES * 60 * S, slice_s=60, process=process)
+                out.append([(t0, t1, frames, late) async for t0, t1, frames, late in src.slices()])
+            a = await run_replay(influx, T0, T0 + MINUTES * 60 * S, slice_s=60, process=False)
+            b = await run_replay(influx, T0, T0 + MINUTES * 60 * S, slice_s=60, process=True)
+        return out[0], out[1], a, b
+
+    here, there, a, b = asyncio.run(both())
+    assert len(here) == MINUTES and sum(len(x[2]) for x in here) == MINUTES * 60
+    same = here == there  # the same frames, in the same order, whichever process built them
+    assert same
+    assert a.alerts == b.alerts and a.readings == b.readings == MINUTES * 60
