@@ -12,10 +12,12 @@ change code per sample in its own column of ``out`` (-1 no change, 1 raised, 0 c
     keeps ``rep``, a slowly learned share of samples equal to their predecessor (not from runs
     of :data:`STUCK_LEARN_RUN` or more, so a stuck spell stops teaching itself), and needs
     ``log(1e-12) / log(rep)`` repeats (at least :data:`STUCK_MIN_RUN`; the margin covers
-    repeats that cluster when a slowly wandering value sits mid-step), spanning at least
-    ``stuck_s`` seconds, after :data:`STUCK_WARMUP` values. A noisy sensor then needs a few dozen repeats, a coarse one
-    far more, and a channel that is constant by nature (a run signal) can never be "stuck".
-    The first different value clears.
+    repeats that cluster when a slowly wandering value sits mid-step) and at least twice the
+    longest run the sensor has shown and then moved on from, spanning at least ``stuck_s``
+    seconds, after :data:`STUCK_WARMUP` values. A noisy sensor then needs a few dozen
+    repeats, a coarse one far more, and a channel that is constant by nature (a run signal)
+    can never be "stuck". A run does not span a gap of ``silence_s`` (a patrol robot that
+    left and came back has not shown a stuck sensor). The first different value clears.
 ``spike`` (column 2)
     A value more than ``spike_k`` robust deviations from the stream's running level that comes
     back within half that on the very next value is a spike (so a spike is confirmed one value
@@ -52,7 +54,7 @@ SPIKES_TO_RAISE = 3
 
 @jit
 def health_kernel(stream, t, x, lo, hi, tol, stuck_on, stuck_s, spike_on, spike_k, spike_window_s, silence_s,
-                  rng_state, rng_ok, last_x, run, run_t0, rep, n_vals, stuck,
+                  rng_state, rng_ok, last_x, run, run_t0, rep, n_vals, stuck, max_run,
                   m, d, n_learn, cand, cand_t, spikes, spike_state, last_t, silent, out, aux):  # noqa: ANN001, ANN201
     n_changes = 0
     for i in range(x.shape[0]):
@@ -73,6 +75,7 @@ def health_kernel(stream, t, x, lo, hi, tol, stuck_on, stuck_s, spike_on, spike_
             silent[s] = 0
             out[i, 3] = 0
             n_changes += 1
+        resumed = last_t[s] >= 0 and (ti - last_t[s]) * 1e-9 >= silence_s[s]
         last_t[s] = ti
         # -- physical range
         if not np.isfinite(v) or v < lo[s] - tol[s] or v > hi[s] + tol[s]:
@@ -91,10 +94,12 @@ def health_kernel(stream, t, x, lo, hi, tol, stuck_on, stuck_s, spike_on, spike_
                 n_changes += 1
         # -- stuck
         if stuck_on[s]:
-            same = v == last_x[s]
+            same = v == last_x[s] and not resumed  # a run does not span a gap (a patrol robot away)
             if same:
                 run[s] += 1
             else:
+                if run[s] < STUCK_LEARN_RUN and run[s] > max_run[s]:
+                    max_run[s] = run[s]  # the longest run this sensor has shown and then moved on from
                 run[s] = 1
                 run_t0[s] = ti
             if run[s] < STUCK_LEARN_RUN and n_vals[s] > 0:
@@ -107,6 +112,8 @@ def health_kernel(stream, t, x, lo, hi, tol, stuck_on, stuck_s, spike_on, spike_
             elif stuck[s] == 0 and n_vals[s] >= STUCK_WARMUP and run[s] >= STUCK_MIN_RUN:
                 r = rep[s]
                 need = 1e18 if r >= 1.0 else STUCK_TAIL / math.log(r) if r > 0.0 else 0.0
+                if need < 2.0 * max_run[s]:
+                    need = 2.0 * max_run[s]
                 if run[s] >= need and (ti - run_t0[s]) * 1e-9 >= stuck_s[s]:
                     stuck[s] = 1
                     out[i, 1] = 1
@@ -171,6 +178,7 @@ HEALTH_COLUMNS = {
     "h_rep": (np.float64, (), 0.5),
     "h_n_vals": (np.int64, (), 0),
     "h_stuck": (np.int8, (), 0),
+    "h_max_run": (np.int64, (), 0),
     "h_m": (np.float64, (), 0.0),
     "h_d": (np.float64, (), 0.0),
     "h_n_learn": (np.int32, (), 0),

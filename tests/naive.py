@@ -114,7 +114,7 @@ def health_changes(samples, cfg):
                                   STUCK_TAIL, STUCK_WARMUP)
 
     result = []
-    st = {"range": 0, "ok": 0, "last": None, "run": 0, "run_t0": 0, "rep": 0.5, "n": 0, "stuck": 0,
+    st = {"longest": 0, "range": 0, "ok": 0, "last": None, "run": 0, "run_t0": 0, "rep": 0.5, "n": 0, "stuck": 0,
           "values": [], "cand": None, "spike_times": [], "spiky": 0, "last_t": None, "silent": 0}
     level = dev = 0.0
     for t, x in samples:
@@ -128,6 +128,7 @@ def health_changes(samples, cfg):
         if st["silent"]:
             st["silent"] = 0
             codes[3] = 0
+        back_after_gap = st["last_t"] is not None and (t - st["last_t"]) / 1e9 >= cfg["silence_s"]
         st["last_t"] = t
         if not math.isfinite(x) or not (cfg["lo"] - cfg["tol"] <= x <= cfg["hi"] + cfg["tol"]):
             st["ok"] = 0
@@ -141,10 +142,12 @@ def health_changes(samples, cfg):
                 st["range"], st["ok"] = 0, 0
                 codes[0] = 0
         if cfg["stuck_on"]:
-            same = st["last"] is not None and x == st["last"]
+            same = st["last"] is not None and x == st["last"] and not back_after_gap
             if same:
                 st["run"] += 1
             else:
+                if st["run"] < STUCK_LEARN_RUN:
+                    st["longest"] = max(st["longest"], st["run"])
                 st["run"], st["run_t0"] = 1, t
             if st["run"] < STUCK_LEARN_RUN and st["n"] > 0:
                 st["rep"] += REP_ALPHA * (float(same) - st["rep"])
@@ -155,7 +158,7 @@ def health_changes(samples, cfg):
             elif not st["stuck"] and st["n"] >= STUCK_WARMUP:
                 r = st["rep"]
                 need = math.inf if r >= 1 else (STUCK_TAIL / math.log(r) if r > 0 else 0)
-                if st["run"] >= max(need, STUCK_MIN_RUN) and (t - st["run_t0"]) / 1e9 >= cfg["stuck_s"]:
+                if st["run"] >= max(need, STUCK_MIN_RUN, 2 * st["longest"]) and (t - st["run_t0"]) / 1e9 >= cfg["stuck_s"]:
                     st["stuck"] = 1
                     codes[1] = 1
             st["last"] = x
