@@ -9,7 +9,8 @@ change code per sample in its own column of ``out`` (-1 no change, 1 raised, 0 c
     ±inf, raises at once; 2 consecutive in-range values clear.
 ``stuck`` (column 1)
     A run of exactly equal values. How long a run must be is learned, scale-free: the stream
-    keeps ``rep``, a slowly learned share of samples equal to their predecessor (not from runs
+    keeps ``rep``, the share of samples equal to their predecessor (a plain mean at first, then
+    slowly weighted; not from runs
     of :data:`STUCK_LEARN_RUN` or more, so a stuck spell stops teaching itself), and needs
     ``log(1e-12) / log(rep)`` repeats (at least :data:`STUCK_MIN_RUN`; the margin covers
     repeats that cluster when a slowly wandering value sits mid-step) and at least twice the
@@ -44,7 +45,7 @@ __all__ = ["HEALTH_COLUMNS", "HEALTH_ARGS", "health_kernel", "STUCK_MIN_RUN", "S
 
 STUCK_MIN_RUN = 20
 STUCK_LEARN_RUN = 200
-STUCK_WARMUP = 50
+STUCK_WARMUP = 100
 STUCK_TAIL = math.log(1e-12)
 REP_ALPHA = 0.002
 SPIKE_WARMUP = 30
@@ -103,7 +104,10 @@ def health_kernel(stream, t, x, lo, hi, tol, stuck_on, stuck_s, spike_on, spike_
                 run[s] = 1
                 run_t0[s] = ti
             if run[s] < STUCK_LEARN_RUN and n_vals[s] > 0:
-                rep[s] += REP_ALPHA * ((1.0 if same else 0.0) - rep[s])
+                w = 1.0 / n_vals[s]  # a plain mean at first, then a slow exponential one
+                if w < REP_ALPHA:
+                    w = REP_ALPHA
+                rep[s] += w * ((1.0 if same else 0.0) - rep[s])
             n_vals[s] += 1
             if stuck[s] == 1 and not same:
                 stuck[s] = 0

@@ -150,7 +150,7 @@ def health_changes(samples, cfg):
                     st["longest"] = max(st["longest"], st["run"])
                 st["run"], st["run_t0"] = 1, t
             if st["run"] < STUCK_LEARN_RUN and st["n"] > 0:
-                st["rep"] += REP_ALPHA * (float(same) - st["rep"])
+                st["rep"] += max(REP_ALPHA, 1 / st["n"]) * (float(same) - st["rep"])
             st["n"] += 1
             if st["stuck"] and not same:
                 st["stuck"] = 0
