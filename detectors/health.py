@@ -9,9 +9,9 @@ change code per sample in its own column of ``out`` (-1 no change, 1 raised, 0 c
     ±inf, raises at once; 2 consecutive in-range values clear.
 ``stuck`` (column 1)
     A run of exactly equal values. How long a run must be is learned, scale-free: the stream
-    keeps ``rep``, the share of samples equal to their predecessor (a plain mean at first, then
-    slowly weighted; not from runs
-    of :data:`STUCK_LEARN_RUN` or more, so a stuck spell stops teaching itself), and needs
+    keeps ``rep``, the share of samples equal to their predecessor (a plain mean at first,
+    then slowly weighted; not from runs of :data:`STUCK_LEARN_RUN` or more, so a stuck spell
+    stops teaching itself), and needs
     ``log(1e-12) / log(rep)`` repeats (at least :data:`STUCK_MIN_RUN`; the margin covers
     repeats that cluster when a slowly wandering value sits mid-step) and at least twice the
     longest run the sensor has shown and then moved on from, spanning at least ``stuck_s``
