@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ class Incoming:
     qos: int
     dup: bool
     generation: int
+    received_ns: int
 
 
 class Consumer:
@@ -134,7 +136,8 @@ class Consumer:
     def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
         if not self._accepting:
             return
-        self.inbox.append(Incoming(msg.topic, msg.payload, msg.mid, msg.qos, bool(msg.dup), self.generation))
+        self.inbox.append(Incoming(msg.topic, msg.payload, msg.mid, msg.qos, bool(msg.dup), self.generation,
+                                   time.time_ns()))
         if self._want_wake:
             self._want_wake = False
             assert self._loop is not None and self._wakeup is not None

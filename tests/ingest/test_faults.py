@@ -164,3 +164,54 @@ def test_burst_of_ten_times_the_rate(mosquitto: Mosquitto, influxd: Influxd, inf
     assert proc.terminate() == 0, proc.log()
     assert_exactly_once(influx_db, stream.expected)
     pub.close()
+
+
+def test_5g_outage_backlog_is_stored_and_marked_late(mosquitto: Mosquitto, influxd: Influxd,
+                                                      influx_db: SyncInflux, prefix: str, tmp_path: Path,
+                                                      ingest_process: Callable[..., IngestProcess]) -> None:
+    """Two robots lose their link for 3 s and buffer. Robot ra sends its backlog first, oldest
+    first, in arrays of 20 frames; robot rb resumes live first and sends the backlog after it."""
+    topics = Topics(prefix)
+    proc = ingest_process(*_args(mosquitto.url, influxd.url, influx_db.db, prefix, tmp_path, "--late-after", "1"))
+    wait_until(lambda: "connected to the broker" in proc.log(), 30, "ingest to connect")
+    pub = Publisher(mosquitto.url)
+    rate, step = 20, 50_000_000
+    t0 = time.time_ns()
+    a = frames_for("mf02", "ra", 200, t0=t0, step_ns=step)
+    b = frames_for("hf01", "rb", 200, t0=t0, step_ns=step)
+
+    def live(i: int) -> None:
+        wait = (t0 + i * step - time.time_ns()) / 1e9
+        if wait > 0:
+            time.sleep(wait)
+
+    for i in range(20):                 # 1 s live
+        live(i)
+        pub.send(topics, [a[i]])
+        pub.send(topics, [b[i]])
+    live(80)                            # 3 s of outage: frames 20..79 are buffered on the robots
+    pub.send(topics, a[20:80], per_message=20)
+    for i in range(80, 90):             # rb: live first
+        live(i)
+        pub.send(topics, [b[i]])
+    pub.send(topics, b[20:80], per_message=20)
+    for i in range(90, 120):
+        live(i)
+        pub.send(topics, [b[i]])
+    pub.send(topics, a[80:120], per_message=1)
+    pub.flush()
+    expected = {"ra": 120, "rb": 120}
+    wait_until(lambda: telemetry_count(influx_db) >= 240, 30, "240 points")
+    assert proc.terminate() == 0, proc.log()
+    assert_exactly_once(influx_db, expected)
+
+    def late(robot: str, lo: int, hi: int) -> int:
+        rows = influx_db.query(f'SELECT count("late") FROM "telemetry" WHERE "robot" = \'{robot}\' '
+                               f'AND "seq" >= {lo} AND "seq" < {hi}')
+        return int(rows[0]["count"]) if rows else 0
+
+    assert late("rb", 20, 80) == 60                    # filled a seq gap: all late
+    assert late("rb", 0, 20) == 0 and late("rb", 80, 120) == 0
+    assert 40 <= late("ra", 20, 80) <= 60              # behind the clock by more than 1 s
+    assert late("ra", 0, 20) == 0
+    pub.close()
