@@ -28,12 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
 from pydantic import ValidationError
 
 from minewatch.catalogue import SCENARIOS
 from minewatch.influx import InfluxClient
-from minewatch.schema import AlertEvent, RobotStatus
+from minewatch.schema import AlertAck, AlertEvent, RobotStatus
 from minewatch.settings import Settings
 from minewatch.storage import maintain_storage
 from minewatch.wire import Frame, FrameError, decode_frames
@@ -86,7 +85,7 @@ class _Batch:
     late: list[bool] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
     statuses: list[RobotStatus] = field(default_factory=list)
-    acks: list[tuple[dict[str, Any], Incoming]] = field(default_factory=list)
+    acks: list[tuple[AlertAck, Incoming]] = field(default_factory=list)
     detected: int = 0        # frames, statuses and acks already through the detectors
     statuses_done: int = 0
     acks_done: int = 0
@@ -450,26 +449,24 @@ class Ingestor:
 
     def _ack_request(self, msg: Incoming, alert_id: str, batch: _Batch) -> None:
         try:
-            req = orjson.loads(msg.payload)
-            if not isinstance(req, dict) or req.get("alert_id", alert_id) != alert_id or not req.get("operator"):
-                raise ValueError("need a JSON object with this alert_id and an operator")
-        except ValueError as exc:
+            req = AlertAck.model_validate_json(msg.payload)
+            if req.alert_id != alert_id:
+                raise ValueError(f"alert_id {req.alert_id!r} differs from the topic's {alert_id!r}")
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
             self._dead(DeadLetter("bad_ack", str(exc), msg.topic, msg.payload))
             return
-        if self.partition.owns(req.get("scenario_id")):  # an ack without a scenario goes to partition 0
+        if self.partition.owns(req.scenario_id):  # an ack without a scenario goes to partition 0
             batch.acks.append((req, msg))
 
-    def _acknowledge(self, req: dict[str, Any], msg: Incoming) -> AlertEvent | None:
-        alert_id = req.get("alert_id") or msg.topic.rsplit("/", 1)[-1]
+    def _acknowledge(self, req: AlertAck, msg: Incoming) -> AlertEvent | None:
         if self.suite is None:
             self._dead(DeadLetter("ack_unknown_alert", "no detectors in this ingest process", msg.topic, msg.payload))
             return None
-        ts = req.get("ts")
         try:
-            return self.suite.acknowledge(alert_id, str(req["operator"]), req.get("note"),
-                                          int(ts) if isinstance(ts, int) else time.time_ns())
+            return self.suite.acknowledge(req.alert_id, req.operator, req.note,
+                                          req.ts if req.ts is not None else time.time_ns())
         except KeyError:
-            self._dead(DeadLetter("ack_unknown_alert", f"alert {alert_id!r} is not active", msg.topic, msg.payload))
+            self._dead(DeadLetter("ack_unknown_alert", f"alert {req.alert_id!r} is not active", msg.topic, msg.payload))
             return None
 
     # -- side outputs --------------------------------------------------------------------------
