@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from api.alertbook import AlertBook, stored_events
 from api.hub import Hub
 from api.metrics import Metrics
+from api.views import frame_json
 from minewatch.mqtt import aiomqtt_kwargs
 from minewatch.schema import AlertEvent, AlertState, RobotStatus
 from minewatch.wire import Frame, FrameError, decode_frames
@@ -193,7 +194,7 @@ class LiveState:
                 return
             self._decoded[key] = frames[-1]
             for f in frames:
-                self.hub.publish_reading(key[0], {"type": "reading", "data": _frame_json(f)})
+                self.hub.publish_reading(key[0], {"type": "reading", "data": frame_json(f)})
 
     # ------------------------------------------------------------------ queries
     def frame(self, key: tuple[str, str]) -> Frame | None:
@@ -240,7 +241,3 @@ class LiveState:
             if fut in waiters:
                 waiters.remove(fut)
 
-
-def _frame_json(f: Frame) -> dict[str, Any]:
-    return {"robot_id": f.robot_id, "scenario_id": f.scenario_id, "seq": f.seq, "ts": f.ts, "pos_m": f.pos_m,
-            "battery": f.battery, "readings": f.readings}

@@ -52,7 +52,14 @@ def replay(influx_url: str | None, influx_db: str | None, shift: str | None, sta
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     label = shift_id or f"{start} .. {end}"
-    summary = asyncio.run(_run(settings, t0, t1, parsed, speed, out, compare, quiet, label))
+    import httpx
+
+    from minewatch.influx import InfluxError
+
+    try:
+        summary = asyncio.run(_run(settings, t0, t1, parsed, speed, out, compare, quiet, label))
+    except (httpx.HTTPError, InfluxError, RuntimeError) as exc:
+        raise click.ClickException(f"replay failed: InfluxDB at {settings.influx_url}: {exc}") from None
     click.echo(json.dumps(summary), err=True)
 
 

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from api.alertbook import AlertBook, stored_events
 from api.replay_reader import SliceReader
-from minewatch.catalogue import SCENARIOS, Scenario
+from minewatch.catalogue import SCENARIOS
 from minewatch.schema import SEVERITY_RANK, AlertEvent, AlertKind
 from minewatch.wire import Frame
 
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from minewatch.influx import InfluxClient
 
 __all__ = ["TelemetrySource", "ReplayResult", "run_replay", "compare", "Comparison", "live_alerts",
-           "NOT_REPLAYABLE", "frame_json"]
+           "NOT_REPLAYABLE"]
 
 NS = 1_000_000_000
 NOT_REPLAYABLE = frozenset({AlertKind.vibration, AlertKind.robot_health})
@@ -49,11 +49,6 @@ TAIL_S = 120.0  # read on this far past the last frame (a silent robot alerts af
 # always seen (the detectors' dead-man time is 60 s, and the alert carries last-seen + 60 s
 # whenever it is noticed), at a tenth of the per-batch cost of ticking every second.
 TICK_S = 15.0
-
-
-def frame_json(f: Frame) -> dict[str, Any]:
-    return {"robot_id": f.robot_id, "scenario_id": f.scenario_id, "seq": f.seq, "ts": f.ts, "pos_m": f.pos_m,
-            "battery": f.battery, "readings": f.readings}
 
 
 class TelemetrySource:
@@ -101,7 +96,7 @@ class TelemetrySource:
         finally:
             for t in ahead:
                 t.cancel()
-            reader.close()
+            await reader.aclose()
 
 
 @dataclass

@@ -158,10 +158,18 @@ class SliceReader:
             raise RuntimeError(blob.decode(errors="replace"))
         return _DECODE.decode(blob)
 
-    def close(self) -> None:
-        if self._proc is not None and self._proc.returncode is None:
-            self._proc.kill()
-        self._proc = None
+    async def aclose(self) -> None:
+        """End the worker: it stops at the end of its input; killed if it does not within 5 s."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), 5.0)
+        except TimeoutError:  # still writing an answer nobody reads (a cancelled replay)
+            proc.kill()
+            await proc.wait()
 
 
 if __name__ == "__main__":

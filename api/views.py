@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from api.live import LiveState
+from typing import TYPE_CHECKING, Any
+
 from api.schemas import ChannelPublic, LatestReading, LimitPublic, RobotPublic, ScenarioPublic
 from minewatch.catalogue import Channel, Scenario
 from minewatch.schema import Link
 from minewatch.wire import Frame
 
-__all__ = ["scenario_public", "robot_public", "channel_public", "latest_readings", "merge_readings"]
+if TYPE_CHECKING:
+    from api.live import LiveState
+
+__all__ = ["scenario_public", "robot_public", "channel_public", "latest_readings", "merge_readings", "frame_json"]
+
+
+def frame_json(f: Frame) -> dict[str, Any]:
+    """A frame as stream clients get it (``reading`` messages): no link, no waveforms."""
+    return {"robot_id": f.robot_id, "scenario_id": f.scenario_id, "seq": f.seq, "ts": f.ts, "pos_m": f.pos_m,
+            "battery": f.battery, "readings": f.readings}
 
 
 def channel_public(c: Channel) -> ChannelPublic:

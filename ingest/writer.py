@@ -198,7 +198,7 @@ class Writer:
                 raise _Retryable(str(exc)) from None
             if exc.status not in (401, 403):
                 raise
-            # Not an admin account: the database must be set up by one (python -m minewatch.storage).
+            # Not an admin account: the database must be set up by one (minewatch storage).
             log.warning("cannot set up InfluxDB storage with this account; writing to the database's default "
                         "retention policy: %s", exc)
         self._db_ready = True

@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import click
+
 from minewatch.topics import DEFAULT_PREFIX, Topics
 
 __all__ = [
@@ -47,6 +49,7 @@ __all__ = [
     "hash_password",
     "load_credentials",
     "new_secret",
+    "secrets_command",
     "password_file_text",
     "verify_password",
     "write_broker_auth",
@@ -313,38 +316,33 @@ def write_deploy_secrets(directory: Path, *, prefix: str = DEFAULT_PREFIX, robot
     return out
 
 
-def _main() -> None:
-    import click
-
-    @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-    @click.argument("directory", type=click.Path(path_type=Path), default=Path("deploy/secrets"))
-    @click.option("--robot", "robots", multiple=True, help="A robot id to give its own broker account (repeatable).")
-    @click.option("--integrator", "integrators", multiple=True,
-                  help="An integrator account name (repeatable; default: one named 'integrator').")
-    @click.option("--prefix", default=DEFAULT_PREFIX, show_default=True, help="Topic prefix the ACL is written for.")
-    @click.option("--mqtt-host", default="mosquitto", show_default=True, help="Broker host in the services' URLs.")
-    @click.option("--tls", is_flag=True, help="Services reach the broker over TLS (mqtts://, port 8883).")
-    def secrets_cmd(directory: Path, robots: tuple[str, ...], integrators: tuple[str, ...], prefix: str,
+@click.command("secrets", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("directory", type=click.Path(path_type=Path), default=Path("deploy/secrets"))
+@click.option("--robot", "robots", multiple=True, help="A robot id to give its own broker account (repeatable).")
+@click.option("--integrator", "integrators", multiple=True,
+              help="An integrator account name (repeatable; default: one named 'integrator').")
+@click.option("--prefix", default=DEFAULT_PREFIX, show_default=True, help="Topic prefix the ACL is written for.")
+@click.option("--mqtt-host", default="mosquitto", show_default=True, help="Broker host in the services' URLs.")
+@click.option("--tls", is_flag=True, help="Services reach the broker over TLS (mqtts://, port 8883) and the API serves HTTPS.")
+def secrets_command(directory: Path, robots: tuple[str, ...], integrators: tuple[str, ...], prefix: str,
                     mqtt_host: str, tls: bool) -> None:
-        """Write the broker's password file and ACL, InfluxDB and API credentials and the
-        services' environment files into DIRECTORY (default deploy/secrets).
+    """Write the broker's password file and ACL, InfluxDB and API credentials and the services'
+    environment files (for docker-compose.yml) into DIRECTORY (default deploy/secrets).
 
-        Passwords are random; existing ones are kept. credentials.json (owner-only) lists them all.
-        """
-        names = integrators or ("integrator",)
-        try:
-            files = write_deploy_secrets(directory, prefix=prefix, robots=robots, integrators=names,
-                                         mqtt_host=mqtt_host, tls=tls)
-        except ValueError as exc:
-            raise click.UsageError(str(exc)) from None
-        click.echo(f"wrote the broker's password file, ACL and credentials.json in {directory}")
-        click.echo("environment files: " + ", ".join(str(p) for p in files.values()))
-        if acl_text(prefix, [n for n, a in load_credentials(directory)["mqtt"].items() if a["role"] == "integrator"]) \
-                != acl_text():
-            click.echo(f"this ACL differs from deploy/mosquitto.acl: copy {directory / 'mosquitto.acl'} over it")
-
-    secrets_cmd(prog_name="python -m minewatch.security")
+    Passwords are random; existing accounts and passwords are kept, so running it again only adds
+    what is missing. credentials.json (readable by its owner only) lists them all.
+    """
+    try:
+        files = write_deploy_secrets(directory, prefix=prefix, robots=robots, integrators=integrators or ("integrator",),
+                                     mqtt_host=mqtt_host, tls=tls)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(f"wrote the broker's password file, ACL and credentials.json in {directory}")
+    click.echo("environment files: " + ", ".join(str(p) for p in files.values()))
+    names = [n for n, a in load_credentials(directory)["mqtt"].items() if a["role"] == "integrator"]
+    if acl_text(prefix, names) != acl_text():
+        click.echo(f"this ACL differs from deploy/mosquitto.acl: copy {directory / 'mosquitto.acl'} over it")
 
 
 if __name__ == "__main__":
-    _main()
+    secrets_command()

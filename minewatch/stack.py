@@ -14,7 +14,7 @@ __all__ = ["service_commands", "healthchecks", "METRICS_PORT", "STORAGE_JOB"]
 METRICS_PORT = 9100  # the ingestor's Prometheus port inside its container
 # Run once before the services, with the InfluxDB admin account: retention policies and
 # continuous queries (minewatch.storage). `minewatch up` calls the same code in-process.
-STORAGE_JOB = ["python", "-m", "minewatch.storage", "--wait", "60"]
+STORAGE_JOB = ["storage", "--wait", "60"]
 
 
 def _ingest_name(i: int, partitions: int) -> str:

@@ -105,10 +105,22 @@ class System:
         env = dict(os.environ)
         env["MINEWATCH_API_KEYS"] = ",".join(f"{k}:{r}" for r, k in self.keys.items())
         env["MINEWATCH_DATA_DIR"] = str(self.home)
+        self.start_servers()
+        env.update(MINEWATCH_INFLUX_URL=self.influx_url, MINEWATCH_API_HOST="127.0.0.1",
+                   MINEWATCH_API_PORT=str(self.api_port))
+        commands = service_commands(data_dir=str(self.home), simulate=self.simulate)
+        self._spawn("ingest", [*commands["ingest"], *self.ingest_args], self._env(env, "ingest"))
+        self._spawn("api", commands["api"], self._env(env, "api"))
+        wait_port("127.0.0.1", self.api_port, timeout=60)
+        if self.simulate:
+            self._spawn("simulate", [*commands["simulator"], *self.sim_args], self._env(env, "simulator"))
 
+    def start_servers(self) -> None:
+        """The broker (accounts and ACL on) and InfluxDB (auth on, set up, with its accounts)."""
+        self.home.mkdir(parents=True, exist_ok=True)
         secrets_dir = self.home / "secrets"
         prefix = Settings().topic_prefix
-        # Robot and integrator accounts added with `python -m minewatch.security .minewatch/secrets
+        # Robot and integrator accounts added with `minewatch secrets .minewatch/secrets
         # --robot ID` are kept (and the ACL names every integrator).
         self.auth = write_broker_auth(secrets_dir, prefix=prefix, keep_accounts=True)
         creds = load_credentials(secrets_dir)
@@ -130,15 +142,6 @@ class System:
         admin = bootstrap_users_sync(self.influx_url, Settings().influx_db, admin=("admin", pw["admin"]),
                                      users={"ingest": (pw["ingest"], "ALL"), "api": (pw["api"], "READ")})
         admin.close()
-
-        env.update(MINEWATCH_INFLUX_URL=self.influx_url, MINEWATCH_API_HOST="127.0.0.1",
-                   MINEWATCH_API_PORT=str(self.api_port))
-        commands = service_commands(data_dir=str(self.home), simulate=self.simulate)
-        self._spawn("ingest", [*commands["ingest"], *self.ingest_args], self._env(env, "ingest"))
-        self._spawn("api", commands["api"], self._env(env, "api"))
-        wait_port("127.0.0.1", self.api_port, timeout=60)
-        if self.simulate:
-            self._spawn("simulate", [*commands["simulator"], *self.sim_args], self._env(env, "simulator"))
 
     def _env(self, base: dict[str, str], account: str) -> dict[str, str]:
         """The environment of one process: its own broker and InfluxDB accounts."""

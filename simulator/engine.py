@@ -12,6 +12,7 @@ import numpy as np
 
 from minewatch.catalogue import SCENARIOS
 from minewatch.schema import Link, RobotStatus
+from minewatch.shifts import ShiftCalendar, calendar_from_env
 from minewatch.wire import Frame, LinkInfo, WaveBlock
 from simulator.faults import FaultError, FaultSpec, resolve
 from simulator.fleet import Robot, build_fleet
@@ -19,7 +20,6 @@ from simulator.injector import Injector
 from simulator.labels import LabelTracker
 from simulator.link import LinkModel
 from simulator.mine import Mine, channel_index
-from minewatch.shifts import ShiftCalendar, calendar_from_env
 from simulator.shifts import ShiftClock
 from simulator.timeutil import NS
 from simulator.vibration import encode_block, synthesize
@@ -160,7 +160,8 @@ class Simulation:
         self.injector = Injector(self.mine, faults)
         n = len(self.fleet)
         self.tracker = LabelTracker(self.mine, faults, self.robot_of, self.injector.reach,
-                                    spread_ns=(n - 1) * self.dt_ns // n)
+                                    spread_ns=(n - 1) * self.dt_ns // n,
+                                    will_after_ns=round(1.5 * c.keepalive_s * NS))
         self.state = [_RobotState() for _ in self.fleet]
         self.coverage: list[dict[str, Any]] = []
         self._coverage_sent = 0
@@ -258,7 +259,7 @@ class Simulation:
                     v = self.injector.apply_sensor(f, r.id, float(x[pos]), t)
                     v = round(v * inv[pos]) / inv[pos]
                     x[pos] = v
-                    self.tracker.observe_reading(f, t + ri * self.dt_ns // len(self.fleet), v)
+                    self.tracker.observe_reading(f, t + self._phase[ri], v)
         return Readings(t, sids, offsets, idx, x)
 
     def _tick(self, i: int, t: int) -> Tick:

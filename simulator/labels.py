@@ -78,8 +78,9 @@ class LabelTracker:
     """Measures each fault's footprint as the run goes; :meth:`labels` gives the JSONL records."""
 
     def __init__(self, mine: Mine, faults: list[ActiveFault], robot_of: dict[str, str | None],
-                 reach: Any = None, spread_ns: int = 0) -> None:
+                 reach: Any = None, spread_ns: int = 0, will_after_ns: int = 0) -> None:
         self.mine = mine
+        self.will_after_ns = will_after_ns  # a link down this long makes the broker publish the will
         self.spread_ns = spread_ns  # frames of one tick carry times up to this much after it
         self.faults = faults
         self.robot_of = robot_of
@@ -290,8 +291,9 @@ class LabelTracker:
             rec["start_ns"], rec["end_ns"] = seen[0], seen[-1]
         else:
             rec["visible"] = False
-        rec["expected_alerts"].append({"kind": "robot-health", "detector": "offline", "robot_id": rec["robot_id"],
-                                       "severity": "warning"})
+        if f.kind == "robot_offline" or f.end_ns - f.start_ns >= self.will_after_ns:
+            rec["expected_alerts"].append({"kind": "robot-health", "detector": "offline", "robot_id": rec["robot_id"],
+                                           "severity": "warning"})
         if f.kind == "link_outage":
             rec["expected_alerts"].append({"kind": "robot-health", "detector": "late_frames",
                                            "robot_id": rec["robot_id"], "severity": "info"})

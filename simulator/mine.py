@@ -213,7 +213,7 @@ class Mine:
         self.c_in = np.where(np.array([q == "co2" for q in quantity]), 0.04, 0.02)
         self.c_in = np.minimum(self.c_in, self.lo * 0.5)
         self._mk = {m: np.flatnonzero(self.model == m) for m in set(models)}
-        self.forms = forms = np.array([_FORM[m][2] for m in models], dtype=np.int64)
+        self.forms = np.array([_FORM[m][2] for m in models], dtype=np.int64)
         self.form_base = self.lo + self.span * np.array([_FORM[m][0] for m in models])
         self.form_gain = self.span * np.array([_FORM[m][1] for m in models])
 
@@ -240,7 +240,6 @@ class Mine:
         for i, src in enumerate(sources):
             for w in src:
                 self.prod_matrix[i, w] = 1.0 / len(src)
-        self.has_prod = np.array([bool(s) for s in sources])
         self.work_share = np.array([WORKS[w][0] for w in self.work_names])
         self.work_phase_ns = [round(WORKS[w][1] * NS) for w in self.work_names]
         self.mode = [PLACES[s].machine_mode for s in self.scenario_ids]

@@ -110,7 +110,8 @@ def health_changes(samples, cfg):
     """Reference for ``detectors.health.health_kernel`` on one stream: ``samples`` = [(t_ns, x)]
     with NaN for "frame without a value". Returns per sample a list of 4 change codes
     (range, stuck, spike, silent)."""
-    from detectors.health import REP_ALPHA, SPIKE_ALPHA, SPIKE_WARMUP, SPIKES_TO_RAISE, STUCK_MIN_RUN, STUCK_WARMUP
+    from detectors.health import (REP_ALPHA, SPIKE_ALPHA, SPIKE_WARMUP, SPIKES_TO_RAISE, STUCK_LEARN_RUN, STUCK_MIN_RUN,
+                                  STUCK_TAIL, STUCK_WARMUP)
 
     result = []
     st = {"range": 0, "ok": 0, "last": None, "run": 0, "run_t0": 0, "rep": 0.5, "n": 0, "stuck": 0,
@@ -145,7 +146,7 @@ def health_changes(samples, cfg):
                 st["run"] += 1
             else:
                 st["run"], st["run_t0"] = 1, t
-            if st["run"] < STUCK_MIN_RUN and st["n"] > 0:
+            if st["run"] < STUCK_LEARN_RUN and st["n"] > 0:
                 st["rep"] += REP_ALPHA * (float(same) - st["rep"])
             st["n"] += 1
             if st["stuck"] and not same:
@@ -153,7 +154,7 @@ def health_changes(samples, cfg):
                 codes[1] = 0
             elif not st["stuck"] and st["n"] >= STUCK_WARMUP:
                 r = st["rep"]
-                need = math.inf if r >= 1 else (math.log(1e-9) / math.log(r) if r > 0 else 0)
+                need = math.inf if r >= 1 else (STUCK_TAIL / math.log(r) if r > 0 else 0)
                 if st["run"] >= max(need, STUCK_MIN_RUN) and (t - st["run_t0"]) / 1e9 >= cfg["stuck_s"]:
                     st["stuck"] = 1
                     codes[1] = 1

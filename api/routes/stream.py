@@ -128,9 +128,14 @@ async def ws(websocket: WebSocket) -> None:
 
 async def _read_commands(websocket: WebSocket, sub: Subscriber) -> None:
     while True:
-        text = await websocket.receive_text()
+        msg = await websocket.receive()
+        if msg["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(msg.get("code", 1000))
+        raw = msg.get("text") if msg.get("text") is not None else msg.get("bytes") or b""
         try:
-            cmd = orjson.loads(text)
+            if len(raw) > 4096:
+                raise ValueError("a command is a small JSON object, at most 4 KiB")
+            cmd = orjson.loads(raw)
             if not isinstance(cmd, dict) or not ({"subscribe", "unsubscribe"} & cmd.keys()):
                 raise ValueError('send {"subscribe": "mf01"} or {"unsubscribe": "mf01"} (a list also works)')
             add = _scenarios(_as_list(cmd.get("subscribe")))

@@ -106,6 +106,10 @@ def test_websocket_snapshot_subscribe_and_readings(api: Api, publisher: Publishe
         ws.send(json.dumps({"subscribe": "nowhere"}))
         err = json.loads(ws.recv(timeout=5))
         assert err["type"] == "error" and "unknown scenario" in err["data"]["detail"]
+        ws.send(b"\xff\x00 not json")
+        assert json.loads(ws.recv(timeout=5))["type"] == "error"
+        ws.send("x" * 10000)
+        assert "4 KiB" in json.loads(ws.recv(timeout=5))["data"]["detail"]
         ws.send(json.dumps({"subscribe": ["hf02"]}))
         assert json.loads(ws.recv(timeout=5)) == {"type": "subscribed", "data": {"scenarios": ["hf02"]}}
         publisher.publish(publisher.topics.telemetry("hf02", "r04"),

@@ -282,3 +282,53 @@ def test_replay_view_plays_a_recorded_shift(influx_db, start_api: Callable[..., 
         r = c.get("/report", params={"shift": "2026-11-27:lunch"})
         assert r.status_code == 422 and "lunch" in r.text
         assert c.get("/report", params={"shift": SHIFT_ID}, headers={"X-API-Key": "nope"}).status_code == 401
+
+
+def test_page_recovers_when_the_api_restarts_and_shows_what_came_meanwhile(
+        settings, mine: Mine, page, screenshots: Path) -> None:
+    """The API goes away (a restart, a deploy): the page says the stream is down, keeps what it
+    showed, reconnects by itself and gets the alerts raised meanwhile from the active snapshot."""
+    import threading as th
+
+    import uvicorn
+
+    from api.main import create_app
+    from minewatch.services import free_port
+
+    page.expected_errors = ["ERR_CONNECTION_REFUSED", "ERR_EMPTY_RESPONSE", "ERR_CONNECTION_RESET",
+                            "ERR_INCOMPLETE_CHUNKED_ENCODING"]
+    port = free_port()
+
+    def serve() -> tuple[uvicorn.Server, th.Thread]:
+        server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
+                                               log_level="warning", lifespan="on", timeout_graceful_shutdown=1))
+        thread = th.Thread(target=server.run, daemon=True)
+        thread.start()
+        wait_for(lambda: server.started, what="the API")
+        return server, thread
+
+    server, thread = serve()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        page.goto(f"{url}/?api_key={KEYS['operator']}")
+        page.wait_for_selector("body[data-ready=true]", timeout=10000)
+        page.wait_for_selector("#conn[data-state=live]", timeout=5000)
+        server.should_exit = True
+        thread.join(15)
+        page.wait_for_selector("#conn:not([data-state=live])", timeout=5000)
+        page.wait_for_selector("body[data-lost]", timeout=6000)  # said loudly after a few seconds
+        assert page.locator("#board [data-scenario-id]").count() == 31  # the board stays
+        now = time.time_ns()
+        ev = event(f"hf01.ch4_t1.gas_limit.{now}", "raised", "critical", ts=now, first_ts=now, scenario="hf01",
+                   value=1.55, limit=1.5)
+        mine.alert(ev)  # raised while the API is down: retained on alerts/active
+        page.screenshot(path=str(screenshots / "stream-down.png"))
+        server, thread = serve()
+        page.wait_for_selector("#conn[data-state=live]", timeout=15000)
+        page.wait_for_selector(f'#alert-list [data-alert-id="{ev.alert_id}"]', timeout=5000)
+        assert page.get_attribute('#board [data-scenario-id="hf01"]', "data-severity") == "critical"
+        assert page.get_attribute("body", "data-lost") is None
+    finally:
+        page.goto("about:blank")
+        server.should_exit = True
+        thread.join(15)

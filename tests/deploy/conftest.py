@@ -73,7 +73,7 @@ def deploy_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DeployBr
     b.broker.stop()
 
 
-def _tls_snippet(secrets_dir: Path, port: int) -> str:
+def deploy_tls_snippet(secrets_dir: Path, port: int) -> str:
     """deploy/mosquitto-tls.conf with its paths and port moved like the main file's."""
     text = (DEPLOY / "mosquitto-tls.conf").read_text()
     assert "/mosquitto/config/secrets/tls/" in text and "\nlistener 8883\n" in text
@@ -88,7 +88,7 @@ def tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Deplo
     root = tmp_path_factory.mktemp("tls-broker")
     make_certs(root / "secrets" / "tls")
     port = free_port()
-    b = start_deploy_broker(root, {"tls.conf": _tls_snippet(root / "secrets", port)})
+    b = start_deploy_broker(root, {"tls.conf": deploy_tls_snippet(root / "secrets", port)})
     yield b, port
     b.broker.stop()
 

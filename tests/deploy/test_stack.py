@@ -103,7 +103,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                              users={i["INFLUXDB_USER"]: (i["INFLUXDB_USER_PASSWORD"], "ALL"),
                                     i["INFLUXDB_READ_USER"]: (i["INFLUXDB_READ_USER_PASSWORD"], "READ")},
                              setup=False).close()
-        job = subprocess.run(_python(STORAGE_JOB), env={**os.environ, **env["storage"]}, capture_output=True,
+        job = subprocess.run([sys.executable, "-m", "minewatch", *STORAGE_JOB], env={**os.environ, **env["storage"]},
+                             capture_output=True,
                              text=True, timeout=120)
         assert job.returncode == 0, job.stderr
         assert "CREATE CONTINUOUS QUERY" in job.stdout

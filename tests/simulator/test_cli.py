@@ -37,7 +37,7 @@ def read_frames(path: Path) -> list:
 
 
 def test_same_seed_gives_identical_bytes_and_another_seed_does_not(tmp_path: Path) -> None:
-    common = ["--frames", "2000", "--start", START, "--faults", "builtin:demo"]
+    common = ["--frames", "2000", "--start", START, "--faults", "builtin:demo", "--waveform-rate", "4096"]
     a, b, c = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "c.jsonl"
     la, lb = tmp_path / "la.jsonl", tmp_path / "lb.jsonl"
     run_cli("--output", str(a), "--seed", "5", "--labels-out", str(la), *common)
@@ -279,3 +279,18 @@ def test_sigterm_ends_a_live_run_cleanly_with_labels_and_summary(mosquitto, pref
     assert summary["frames"] >= 1 and summary["seconds"] > 1.0
     rec = json.loads(labels.read_text().splitlines()[0])  # the outburst had not happened yet: still labelled
     assert rec["kind"] == "methane_outburst"
+
+
+def test_waveform_blocks_ride_on_machine_frames_only(tmp_path: Path) -> None:
+    out = tmp_path / "f.jsonl"
+    run_cli("--output", str(out), "--frames", "350", "--start", START, "--waveform-rate", "8192",
+            "--waveform-every", "2", "--waveform-dtype", "i2")
+    frames = read_frames(out)
+    with_wave = [f for f in frames if f.waveforms]
+    assert with_wave and {f.scenario_id for f in with_wave} <= {s.id for s in SCENARIOS.values() if s.machine}
+    machines = [s.id for s in SCENARIOS.values() if s.machine]
+    assert {f.scenario_id for f in with_wave} == set(machines)  # every machine room shows up
+    for f in with_wave:
+        w = f.waveforms["vib"]
+        assert w.rate_hz == 8192 and w.dtype == "i2" and w.scale > 0
+        assert len(w.data) == 4 * ((8192 * 2 // 2 + 2) // 3)  # 0.5 s of int16, base64

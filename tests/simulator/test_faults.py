@@ -201,3 +201,15 @@ def test_labels_are_written_as_each_fault_finishes(tmp_path: Path) -> None:
 def test_every_built_in_fault_set_is_valid(name: str) -> None:
     sim = Simulation(SimConfig(start_ns=START, frames=1, faults=load_faults(f"builtin:{name}")))
     assert sim.faults and all(f.start_ns >= START for f in sim.faults)
+
+
+def test_a_short_outage_makes_late_frames_but_no_offline_robot() -> None:
+    sim = Simulation(SimConfig(seed=1, start_ns=START, duration_s=120, scenarios=["ss02"],
+                               faults=load_faults([{"kind": "link_outage", "scenario": "ss02", "start": "+30s",
+                                                    "duration": "8s"}])))
+    ticks = list(sim.ticks())
+    assert not [s for t in ticks for s in t.statuses if s.event == "offline"]
+    assert [m for t in ticks for m in t.messages if m.backlog]
+    (rec,) = sim.labels()
+    assert [a["detector"] for a in rec["expected_alerts"]] == ["late_frames"]
+    assert rec["expected_severity"] == "info"

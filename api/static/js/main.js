@@ -22,11 +22,28 @@ export function toast(text, ms = 4000) {
   toast.timer = setTimeout(() => { t.hidden = true; }, ms);
 }
 
+// A stream not live for this long is shown as lost: the page is then not a live picture.
+const LOST_AFTER_MS = 3000;
+let lostTimer = 0;
+
 function setConn(s) {
   const c = document.getElementById("conn");
   c.dataset.state = s;
   c.querySelector(".label").textContent = { live: "live", connecting: "connecting…", down: "stream down" }[s] ?? s;
   document.body.dataset.stream = s;
+  if (s === "live") {
+    clearTimeout(lostTimer);
+    lostTimer = 0;
+    delete document.body.dataset.lost;
+  } else if (document.body.dataset.lost) {
+    c.querySelector(".label").textContent = "NOT LIVE – reconnecting";
+  } else if (!lostTimer) { // counted from the moment it stopped being live, through the retries
+    lostTimer = setTimeout(() => {
+      lostTimer = 0;
+      document.body.dataset.lost = "true";
+      c.querySelector(".label").textContent = "NOT LIVE – reconnecting";
+    }, LOST_AFTER_MS);
+  }
 }
 
 // One live stream for every view: the active-alert snapshot, alert events, robot status, and the
