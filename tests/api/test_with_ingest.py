@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 SHIFT = "2026-11-20:night"  # a past shift: 2026-11-19T16:00Z .. 2026-11-20T00:00Z
 FAULTS = [
     {"kind": "methane_outburst", "scenario": "mf01", "channel": "ch4_t1", "start": "+2m", "duration": "90s", "peak": 1.8},
-    {"kind": "sensor_stuck", "scenario": "ra01", "channel": "ch4", "start": "+4m", "duration": "6m"},
+    {"kind": "sensor_stuck", "scenario": "ra01", "channel": "ch4", "start": "+3m", "duration": "4m"},
 ]
 
 
@@ -80,14 +80,14 @@ def test_replaying_a_recorded_shift_reproduces_the_live_alerts(
         ingestor: object, settings: Settings, start_api: Callable[..., Api], influx_db: SyncInflux,
         tmp_path: Path) -> None:
     shift = ShiftCalendar().parse(SHIFT)
-    frames = _simulate(settings, tmp_path, shift.start_ns, 12)
+    frames = _simulate(settings, tmp_path, shift.start_ns, 8)
     wait_for(lambda: influx_db.count("telemetry", "seq") == frames, timeout=60, what="every frame stored")
     live = wait_for(lambda: influx_db.query('SELECT * FROM "alert_events"'), what="alerts recorded live")
     api = start_api()
     with api.client("engineer") as c:
         recorded = c.get("/alerts", params={"since": shift.start_ns, "until": shift.end_ns}).json()["data"]
-        gas = [a for a in recorded if a["kind"] == "gas" and a["scenario_id"] == "mf01"]
-        assert gas and gas[0]["max_severity"] == "critical", recorded
+        gas = [a for a in recorded if a["detector"] == "gas_limit" and a["scenario_id"] == "mf01"]
+        assert "critical" in {a["max_severity"] for a in gas}, recorded
 
         same = _replay(c, {"shift": SHIFT})
         assert same["readings"] == frames and same["progress"] == 1.0
