@@ -10,6 +10,10 @@ through :class:`detectors.DetectorSuite` one simulator tick at a time, as the in
 them live (backlog frames flagged late), robot statuses through ``robot_status`` and data
 time through ``tick``.
 
+Delays are reported for the fault's own place (``labels: primary``) and for every place it
+reached (``labels: all``: downstream places, where the label starts at the first measurable
+deviation and the alert comes when a limit is crossed, often much later by the physics).
+
 Matching: an alert (a ``raised`` or ``escalated`` event) belongs to a label when it is at the
 label's scenario (robot faults: the label's robot), on one of its channels (or on a
 machine-level or robot-level alert where the label has such a cause), between the label's
@@ -179,6 +183,7 @@ def emit(name: str, value: Any, unit: str, **cond: Any) -> None:
 def quality(seeds: list[int], hours: float, rate: float, grace_s: float) -> None:
     detected: dict[str, list[bool]] = defaultdict(list)
     delays: dict[str, list[float]] = defaultdict(list)
+    primary_delays: dict[str, list[float]] = defaultdict(list)
     tp: dict[str, int] = defaultdict(int)
     tp_detectors: dict[str, set[str]] = defaultdict(set)
     false_by_detector: dict[str, int] = defaultdict(int)
@@ -201,7 +206,10 @@ def quality(seeds: list[int], hours: float, rate: float, grace_s: float) -> None
             mine = [e for e in raised if belongs(e, lab, grace_s)]
             detected[lab["kind"]].append(bool(mine))
             if mine:
-                delays[lab["kind"]].append(max(0.0, (min(e.ts for e in mine) - lab["start_ns"]) / NS))
+                delay = max(0.0, (min(e.ts for e in mine) - lab["start_ns"]) / NS)
+                delays[lab["kind"]].append(delay)
+                if lab.get("primary"):
+                    primary_delays[lab["kind"]].append(delay)
             for exp in lab["expected_alerts"]:
                 if exp.get("detector") == "limit":
                     limit_hits.append(any(e.channel == exp["channel"] and e.detector.endswith(("_limit", "_high", "_low"))
@@ -230,8 +238,9 @@ def quality(seeds: list[int], hours: float, rate: float, grace_s: float) -> None
         fp = sum(false_by_detector[d] for d in tp_detectors[kind])
         emit("detection_precision", round(tp[kind] / (tp[kind] + fp), 3) if tp[kind] + fp else None, "ratio",
              kind=kind, alerts=tp[kind] + fp, **cond)
-        emit("detection_delay_median_s", pct(delays[kind], 50), "s", kind=kind, **cond)
-        emit("detection_delay_p95_s", pct(delays[kind], 95), "s", kind=kind, **cond)
+        for where, values in (("primary", primary_delays[kind]), ("all", delays[kind])):
+            emit("detection_delay_median_s", pct(values, 50), "s", kind=kind, labels=where, n=len(values), **cond)
+            emit("detection_delay_p95_s", pct(values, 95), "s", kind=kind, labels=where, n=len(values), **cond)
     all_tp = sum(tp.values())
     all_fp = sum(false_by_detector.values())
     emit("detection_precision", round(all_tp / (all_tp + all_fp), 3) if all_tp + all_fp else None, "ratio",

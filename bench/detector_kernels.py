@@ -179,7 +179,7 @@ def main() -> None:
             if kind == 3:
                 return fn(st, tt, xx, *(tab[c] for c in argn), np.empty((m, 4), np.int8), np.empty(m))
             score = np.empty(m)
-            fn(st, xx, *(tab[c] for c in argn), score, np.empty(m, np.int8), np.empty(m))
+            fn(st, tt, xx, *(tab[c] for c in argn), score, np.empty(m, np.int8), np.empty(m))
             return to_score(score)  # the kernel yields the evidence; the 0..1 score is one vectorised step
 
         run(stream[:1000], t[:1000], x[:1000], streams)

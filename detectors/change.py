@@ -18,7 +18,8 @@ Robust two-sided CUSUM on standardised residuals, plus a one-sample outlier test
   ``1 - 2 ** -T`` in ``[0, 1)``: 0.5 exactly at the decision threshold, higher is more
   anomalous; a value is anomalous when ``T >= 1``; ±inf scores 1;
 * after ``warmup`` consecutive anomalous values the change is taken as the new normal: the
-  detector starts a fresh warm-up (scores 0 meanwhile).
+  detector starts a fresh warm-up (scores 0 meanwhile); so it does after a gap in time of more
+  than ``gap`` (a patrol robot back in a scenario after its round).
 
 No value is ever used before its own score is computed (no look-ahead). The alert state of a
 stream rises after 2 consecutive anomalous values and clears after 5 consecutive normal ones.
@@ -58,8 +59,9 @@ LEARN_BELOW = 0.5
 
 
 @jit
-def change_kernel(stream, x, on, warmup, k, h, spike, alpha,
-                  n, m, d, s_hi, s_lo, run_bad, state, on_count, off_count, last, step, score, code, level):  # noqa: ANN001, ANN201
+def change_kernel(stream, t, x, on, warmup, k, h, spike, alpha, gap,
+                  n, m, d, s_hi, s_lo, run_bad, state, on_count, off_count, last, step, t_last, score, code,
+                  level):  # noqa: ANN001, ANN201
     """Score a batch. ``score[i]`` is the evidence ``T`` (0 for NaN and warm-up, inf for
     ±inf; :func:`to_score` maps it to [0, 1]), ``code[i]`` the alert state change at ``i``
     (1 raised, 0 cleared, -1 none), ``level[i]`` the learned level the value was compared with."""
@@ -73,6 +75,16 @@ def change_kernel(stream, x, on, warmup, k, h, spike, alpha,
         level[i] = mean
         if not on[s] or v != v:
             continue
+        if t_last[s] >= 0 and t[i] - t_last[s] > gap[s]:
+            # back after a gap (a patrol robot returning): what it knew is stale, learn afresh
+            n[s] = 0
+            mean = 0.0
+            m[s] = 0.0
+            d[s] = 0.0
+            s_hi[s] = 0.0
+            s_lo[s] = 0.0
+            run_bad[s] = 0
+        t_last[s] = t[i]
         bad = False
         if np.isfinite(v):
             jump = abs(v - last[s])
@@ -153,6 +165,7 @@ CHANGE_COLUMNS = {
     "c_h": (np.float64, (), 20.0),
     "c_spike": (np.float64, (), 12.0),
     "c_alpha": (np.float64, (), 0.02),
+    "c_gap": (np.int64, (), 2**62),
     "c_n": (np.int64, (), 0),
     "c_m": (np.float64, (), 0.0),
     "c_d": (np.float64, (), 0.0),
@@ -164,6 +177,7 @@ CHANGE_COLUMNS = {
     "c_off_count": (np.int64, (), 0),
     "c_last": (np.float64, (), np.nan),
     "c_step": (np.float64, (), np.inf),
+    "c_t_last": (np.int64, (), -1),
 }
 CHANGE_ARGS = tuple(CHANGE_COLUMNS)
 
@@ -211,7 +225,9 @@ class ChangeDetector:
         score = np.empty(x.shape[0])
         code = np.empty(x.shape[0], dtype=np.int8)
         level = np.empty(x.shape[0])
-        change_kernel(np.zeros(x.shape[0], dtype=np.int64), x, *(self.state_[c] for c in CHANGE_ARGS), score, code,
+        start = int(self.state_["c_t_last"][0]) + 1
+        t = np.arange(start, start + x.shape[0], dtype=np.int64)  # one step per value: no gaps
+        change_kernel(np.zeros(x.shape[0], dtype=np.int64), t, x, *(self.state_[c] for c in CHANGE_ARGS), score, code,
                       level)
         alert = (score >= 1.0).astype(np.int8)
         return to_score(score), alert

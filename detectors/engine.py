@@ -103,6 +103,9 @@ class AlertEngine:
         a = self._active.get(key)
         return a.last if a else None
 
+    def active_keys(self) -> list[Key]:
+        return list(self._active)
+
     def sources(self, key: Key) -> dict[str, Severity]:
         a = self._active.get(key)
         return dict(a.sources) if a else {}
@@ -192,7 +195,10 @@ class AlertEngine:
         restored = []
         for ev in latest.values():
             place = place_of(ev) if place_of else ev.scenario_id
-            key = (place, ev.detector, ev.channel or ev.robot_id or "")
+            subject = ev.channel or ev.robot_id or ""
+            if "neighbour" in ev.evidence:  # a pair of sensors
+                subject = f"{ev.channel}.{ev.evidence['neighbour']}"
+            key = (place, ev.detector, subject)
             if ev.state is AlertState.cleared:
                 self._last_id[key] = ev.alert_id
                 continue

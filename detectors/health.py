@@ -9,11 +9,11 @@ change code per sample in its own column of ``out`` (-1 no change, 1 raised, 0 c
     ±inf, raises at once; 2 consecutive in-range values clear.
 ``stuck`` (column 1)
     A run of exactly equal values. How long a run must be is learned, scale-free: the stream
-    keeps ``rep``, an exponentially weighted share of samples equal to their predecessor
-    (learned from runs shorter than :data:`STUCK_MIN_RUN` only, so a stuck spell does not teach
-    itself), and needs ``ceil(log(1e-9) / log(rep))`` repeats (at least
-    :data:`STUCK_MIN_RUN`), spanning at least ``stuck_s`` seconds, after
-    :data:`STUCK_WARMUP` values. A noisy sensor then needs a few dozen repeats, a coarse one
+    keeps ``rep``, a slowly learned share of samples equal to their predecessor (not from runs
+    of :data:`STUCK_LEARN_RUN` or more, so a stuck spell stops teaching itself), and needs
+    ``log(1e-12) / log(rep)`` repeats (at least :data:`STUCK_MIN_RUN`; the margin covers
+    repeats that cluster when a slowly wandering value sits mid-step), spanning at least
+    ``stuck_s`` seconds, after :data:`STUCK_WARMUP` values. A noisy sensor then needs a few dozen repeats, a coarse one
     far more, and a channel that is constant by nature (a run signal) can never be "stuck".
     The first different value clears.
 ``spike`` (column 2)
@@ -41,9 +41,10 @@ from detectors._jit import jit
 __all__ = ["HEALTH_COLUMNS", "HEALTH_ARGS", "health_kernel", "STUCK_MIN_RUN", "STUCK_WARMUP"]
 
 STUCK_MIN_RUN = 20
+STUCK_LEARN_RUN = 200
 STUCK_WARMUP = 50
-STUCK_TAIL = math.log(1e-9)
-REP_ALPHA = 0.01
+STUCK_TAIL = math.log(1e-12)
+REP_ALPHA = 0.002
 SPIKE_WARMUP = 30
 SPIKE_ALPHA = 0.05
 SPIKES_TO_RAISE = 3
@@ -96,7 +97,7 @@ def health_kernel(stream, t, x, lo, hi, tol, stuck_on, stuck_s, spike_on, spike_
             else:
                 run[s] = 1
                 run_t0[s] = ti
-            if run[s] < STUCK_MIN_RUN and n_vals[s] > 0:
+            if run[s] < STUCK_LEARN_RUN and n_vals[s] > 0:
                 rep[s] += REP_ALPHA * ((1.0 if same else 0.0) - rep[s])
             n_vals[s] += 1
             if stuck[s] == 1 and not same:

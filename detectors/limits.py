@@ -91,6 +91,7 @@ LIMIT_COLUMNS = {
     "level": (np.int8, (), 0),
     "count": (np.int32, (MAX_LEVELS,), 0),
     "clear_count": (np.int32, (), 0),
+    "last_t": (np.int64, (), -1),  # the stream's last reading, for the suite (not the kernel)
 }
 
 

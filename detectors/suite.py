@@ -30,6 +30,7 @@ from minewatch.wire import Frame
 
 from detectors._state import StreamTable
 from detectors.change import CHANGE_ARGS, CHANGE_COLUMNS, change_kernel, to_score
+from detectors.drift import DRIFT_ARGS, DRIFT_COLUMNS, drift_kernel
 from detectors.engine import AlertEngine, Signal
 from detectors.health import HEALTH_ARGS, HEALTH_COLUMNS, health_kernel
 from detectors.health_rules import (HEALTH_DETECTORS, ROBOT_SILENCE_S, SILENCE_S, STUCK_S, health_message,
@@ -49,7 +50,7 @@ ROBOTS = "robots"  # the engine's place for robot-level alerts (a robot moves be
 # and dust. It tracks the level closely (alpha 0.1) so the air's slow wander is normal and only
 # abrupt, unexplained changes alert, as notices (info): "this has changed, look at it".
 CHANGE_QUANTITIES: dict[str, AlertKind] = {"rh": AlertKind.ventilation, "du": AlertKind.ventilation}
-CHANGE_SETTINGS = {"c_warmup": 60, "c_h": 20.0, "c_spike": 12.0, "c_alpha": 0.1}
+CHANGE_SETTINGS = {"c_warmup": 60, "c_h": 30.0, "c_spike": 16.0, "c_alpha": 0.1, "c_gap": 60 * _NS}
 
 
 @dataclass
@@ -59,6 +60,50 @@ class Detection:
 
     events: list[AlertEvent] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
+
+
+STALE_S = 120.0  # [P] four 30 s polling cycles (domain §3) without a reading from that robot
+
+
+class _Evidence:
+    """A reading past the restore level by a robot that is not part of an active alert."""
+
+    __slots__ = ("suite", "key", "s", "ts", "value", "slices", "t")
+
+    def __init__(self, suite: DetectorSuite, key, s: int, ts: int, value: float, slices: dict,  # noqa: ANN001
+                 t: np.ndarray) -> None:
+        self.suite, self.key, self.s, self.ts, self.value, self.slices, self.t = suite, key, s, ts, value, slices, t
+
+    def resolve(self) -> list[Signal]:
+        suite = self.suite
+        sources = suite.engine.sources(self.key)
+        sid, robot, chan = suite._lim_meta[self.s]
+        if not sources or robot in sources:
+            return []
+        out = []
+        j = suite._lim_key_index[self.s]
+        for src in sources:
+            src_stream = suite._lim.get((sid, src, chan, j))
+            if src_stream is None:
+                continue
+            last = suite._last_report(src_stream, self.ts, self.slices, self.t)
+            quiet = (self.ts - last) / _NS
+            if last >= 0 and quiet < STALE_S:
+                continue
+            rule = suite._lim_rule[self.s]
+            sc = suite.scenarios[sid]
+            c = sc.channel_map.get(chan)
+            where = where_channel(sc, c) if c else f"{chan} in {sid}"
+            v = f"{self.value:.{rule.digits}f} {rule.unit}".rstrip()
+            msg = (f"{rule.what} {v} read by robot {robot} at {where} is past the restore level "
+                   f"{fmt_thr(rule.restore, rule.unit)} ({rule.rule}), and robot {src}, which reported the "
+                   f"violation, has not read this channel for {quiet:.0f} s: its part of the alert is cleared.")
+            out.append(Signal(scenario_id=sid, detector=rule.detector, subject=chan, kind=rule.kind, source=src,
+                              severity=None, ts=self.ts, message=msg, value=self.value, limit=rule.restore,
+                              unit=rule.unit, channel=chan, robot_id=robot,
+                              evidence={"rule": rule.rule, "robot": robot, "stale_robot": src,
+                                        "stale_s": round(quiet, 1), "level": "restore level"}))
+        return out
 
 
 @dataclass
@@ -76,6 +121,9 @@ class _Batch:
     lim: tuple[list[int], list[int], list[float], list[int]] = field(default_factory=lambda: ([], [], [], []))
     base: tuple[list[int], list[int], list[float], list[int]] = field(default_factory=lambda: ([], [], [], []))
     blocks: list[tuple[int, object]] = field(default_factory=list)  # (frame index, WaveBlock)
+    pairs: tuple[list[int], list[int], list[float], list[float], list[int]] = field(
+        default_factory=lambda: ([], [], [], [], []))
+    lim_sorted: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @staticmethod
     def arrays(cols: tuple[list[int], list[int], list[float], list[int]]):  # noqa: ANN205
@@ -102,6 +150,30 @@ def _samples(block) -> np.ndarray:  # noqa: ANN001 - a minewatch.wire.WaveBlock
     return np.frombuffer(raw, dtype="<i2").astype(np.float64) * block.scale
 
 
+_WARM = False
+
+
+def _warm_up() -> None:
+    """Load (or compile) every kernel once per process, through a throwaway suite, so the first
+    live batch is not delayed by it (loading from Numba's cache takes about a second)."""
+    global _WARM
+    if _WARM:
+        return
+    _WARM = True
+    import base64
+
+    from minewatch.wire import LinkInfo, WaveBlock
+
+    suite = DetectorSuite()
+    block = WaveBlock(rate_hz=2048.0, data=base64.b64encode(np.zeros(64, dtype="<f4").tobytes()).decode())
+    frames = [
+        Frame(robot_id="warm", scenario_id="mf01", seq=0, ts=1, battery=50.0,
+              link=LinkInfo(latency_ms=10.0, rssi_dbm=-70.0), readings={"ch4_t0": 0.3, "ch4_t1": 0.3, "rh": 80.0}),
+        Frame(robot_id="warm", scenario_id="pr01", seq=1, ts=2, waveforms={"vib": block}),
+    ]
+    suite.process(frames)
+
+
 class DetectorSuite:
     """All detectors of the mine, over batches of telemetry frames.
 
@@ -115,6 +187,7 @@ class DetectorSuite:
     """
 
     def __init__(self, scenarios: Mapping[str, Scenario] = SCENARIOS, overrides: Mapping[str, float] | None = None) -> None:
+        _warm_up()
         self.scenarios = dict(scenarios)
         self.overrides = dict(overrides or {})
         self._ov = Overrides(self.overrides, self.scenarios)
@@ -124,6 +197,8 @@ class DetectorSuite:
         self._lim = StreamTable(LIMIT_COLUMNS)
         self._lim_rule: list[Rule] = []
         self._lim_meta: list[tuple[str | None, str, str]] = []  # (scenario or None for robot rules, robot, channel)
+        self._lim_key_index: list[int] = []
+        self._key_streams: dict[tuple[str, str, str], list[int]] = {}  # engine key -> limit streams
         self._base = StreamTable({**HEALTH_COLUMNS, **RISE_COLUMNS, **CHANGE_COLUMNS})
         self._base_meta: list[tuple[str, str, str, Channel | None]] = []
         self._base_rise: list[Rule | None] = []
@@ -133,6 +208,11 @@ class DetectorSuite:
         self._robot_streams: dict[str, dict[str, int]] = {}
         self._vib_rules = {sid: r for sid, sc in self.scenarios.items() if (r := vibration_rules(sc)) is not None}
         self._vib_feats: dict[tuple[int, int], VibrationFeatures] = {}
+        # neighbouring methane sensors of one place, compared for drift
+        self._pairs = {sid: [(a, b) for a, b in zip(ch4, ch4[1:])] for sid, sc in self.scenarios.items()
+                       if len(ch4 := [c for c in sc.channels if c.quantity == "ch4" and c.limits]) > 1}
+        self._drift = StreamTable(DRIFT_COLUMNS)
+        self._drift_meta: list[tuple[str, str, Channel, Channel]] = []
 
     # -- streams ---------------------------------------------------------------------------
     def _limit_stream(self, key: tuple[str, str, str, int], rule: Rule) -> int:
@@ -147,6 +227,9 @@ class DetectorSuite:
             t["n_clear"][s] = rule.n_clear
             self._lim_rule.append(rule)
             self._lim_meta.append((key[0] or None, key[1], key[2]))
+            self._lim_key_index.append(key[3])
+            if key[0]:
+                self._key_streams.setdefault((key[0], rule.detector, key[2]), []).append(s)
         return s
 
     def _route(self, sid: str, rid: str, chan: str) -> tuple[int, list[tuple[int, bool]]]:
@@ -172,12 +255,15 @@ class DetectorSuite:
             q = QUANTITIES[c.quantity]
             b["h_lo"][s], b["h_hi"][s], b["h_tol"][s] = q.low, q.high, q.resolution / 2
             analog = c.quantity not in ("run", "sm")
+            # spikes only where the physics cannot jump (air, gas, temperatures); flows, currents
+            # and levels of machines that start and stop do
+            smooth = c.quantity in ("ch4", "ch4_hr", "co", "co2", "o2", "t", "t_hot", "rh")
             if c.quantity in CHANGE_QUANTITIES and not c.limits:
                 b["c_on"][s] = True
                 for name, value in CHANGE_SETTINGS.items():
                     b[name][s] = value
             b["h_stuck_on"][s] = analog
-            b["h_spike_on"][s] = analog
+            b["h_spike_on"][s] = smooth
             rise = self._ov.get(sc.id, c.name, "rise")
             rise = RISE_DEFAULTS.get(c.quantity) if rise is None else rise
             limit_rules = [r for r in self.rules.get((sc.id, chan), ()) if r.direction == "above"
@@ -204,12 +290,18 @@ class DetectorSuite:
         pending: list[tuple[int, int, int, Signal]] = []
         self._run_limits(batch, frames, late, pending)
         self._run_base(batch, frames, late, pending)
+        self._run_drift(batch, late, pending)
         now = max(f.ts for f in frames)
         self._robot_frames(frames, now, pending)
         pending.sort(key=lambda p: p[:3])
         events: list[AlertEvent] = []
-        for *_, sig in pending:
-            events.extend(self.engine.update(sig))
+        for *_, item in pending:
+            if isinstance(item, Signal):
+                events.extend(self.engine.update(item))
+            else:
+                for sig in item.resolve():
+                    events.extend(self.engine.update(sig))
+        self._lim_after_batch(batch)
         events.extend(self.engine.advance(now))
         events.sort(key=lambda e: e.ts)
         self._vib_feats.clear()
@@ -290,6 +382,14 @@ class DetectorSuite:
                 bs(s), bt(ts), bx(v), bo(fi)
                 for ls_i, signed in lims:
                     ls(ls_i), lt(ts), lx(v if signed else abs(v)), lo(fi)
+            pairs = self._pairs.get(sid)
+            if pairs:
+                ps, pt, pa, pb, po = batch.pairs
+                for ca, cb in pairs:
+                    va, vb = readings.get(ca.name), readings.get(cb.name)
+                    if va is not None and vb is not None:
+                        ps.append(self._drift_stream(sid, rid, ca, cb)), pt.append(ts), pa.append(va), pb.append(vb)
+                        po.append(fi)
             if f.waveforms and sc.machine is not None:
                 for wchan, block in f.waveforms.items():
                     if wchan == sc.machine.channel:
@@ -308,21 +408,125 @@ class DetectorSuite:
         return batch
 
     def _run_limits(self, batch: _Batch, frames: Sequence[Frame], late: Sequence[bool] | None,
-                    pending: list[tuple[int, int, int, Signal]]) -> None:
+                    pending: list) -> None:  # noqa: ANN001
         if not batch.lim[0]:
             return
         stream, t, x, order = batch.arrays(batch.lim)
+        batch.lim_sorted = (stream, t, x)
         out = np.empty(x.shape[0], dtype=np.int8)
         tab = self._lim
-        if not limit_kernel(stream, x, tab["thr"], tab["above"], tab["restore"], tab["n_raise"], tab["n_clear"],
-                            tab["level"], tab["count"], tab["clear_count"], out):
-            return
+        level_before = tab["level"].copy()
+        n = limit_kernel(stream, x, tab["thr"], tab["above"], tab["restore"], tab["n_raise"], tab["n_clear"],
+                         tab["level"], tab["count"], tab["clear_count"], out)
         origin = batch.lim[3]
+        raised_keys = set()
+        if n:
+            for i in np.flatnonzero(out >= 0):
+                s, k, ts = int(stream[i]), int(out[i]), int(t[i])
+                f = frames[origin[int(order[i])]]
+                sig = self._limit_signal(s, k, float(x[i]), ts, f, bool(late[origin[int(order[i])]]) if late else False)
+                pending.append((ts, 0, s, sig))
+                if k:
+                    raised_keys.add(sig.key)
+        self._stale_evidence(stream, t, x, out, level_before, raised_keys, pending)
+
+    def _stale_evidence(self, stream: np.ndarray, t: np.ndarray, x: np.ndarray, out: np.ndarray,
+                        level_before: np.ndarray, raised_keys: set, pending: list) -> None:  # noqa: ANN001
+        """Readings that can retire a robot's stale part in an alert.
+
+        A robot that raised an alert may move on (a patrol) while the condition is still
+        active under its name. When another robot then reads the same channel past the restore
+        level, and the first robot has not reported that channel for :data:`STALE_S`, the
+        first robot's part is dropped (and the alert clears if it was the last). Only places
+        with an active alert are looked at; the readings are judged in event time with the
+        others of the batch, so batch boundaries do not matter."""
+        keys = raised_keys | {k for k in self.engine.active_keys() if k in self._key_streams}
+        if not keys:
+            return
+        starts = np.flatnonzero(np.r_[True, stream[1:] != stream[:-1]])
+        ends = np.r_[starts[1:], stream.shape[0]]
+        slices = {int(stream[a]): (int(a), int(b)) for a, b in zip(starts, ends)}
+        for key in keys:
+            streams = [s for s in self._key_streams.get(key, ()) if s in slices]
+            if len(self._key_streams.get(key, ())) < 2 or not streams:
+                continue
+            for s in streams:
+                a, b = slices[s]
+                rule = self._lim_rule[s]
+                xs = x[a:b]
+                past = (xs < rule.restore) if rule.direction == "above" else (xs >= rule.restore)
+                steps = out[a:b].astype(np.int64)
+                pos = np.where(steps >= 0, np.arange(b - a), -1)
+                np.maximum.accumulate(pos, out=pos)
+                level = np.where(pos >= 0, steps[np.maximum(pos, 0)], level_before[s])
+                for i in np.flatnonzero(past & np.isfinite(xs) & (level == 0)):
+                    pending.append((int(t[a + i]), 5, s, _Evidence(self, key, s, int(t[a + i]), float(xs[i]), slices, t)))
+
+    def _drift_stream(self, sid: str, rid: str, ca: Channel, cb: Channel) -> int:
+        s, new = self._drift.add((sid, rid, ca.name, cb.name))
+        if new:
+            d = self._drift
+            d["tol"][s] = 0.5 * min(ca.normal[1] - ca.normal[0], cb.normal[1] - cb.normal[0])
+            d["gas_a"][s] = 0.8 * ca.limits[0].lowest
+            d["gas_b"][s] = 0.8 * cb.limits[0].lowest
+            self._drift_meta.append((sid, rid, ca, cb))
+        return s
+
+    def _run_drift(self, batch: _Batch, late: Sequence[bool] | None, pending: list) -> None:  # noqa: ANN001
+        ps, pt, pa, pb, po = batch.pairs
+        if not ps:
+            return
+        stream = np.asarray(ps, dtype=np.int64)
+        t = np.asarray(pt, dtype=np.int64)
+        order = np.lexsort((t, stream))
+        stream, t = stream[order], t[order]
+        xa, xb = np.asarray(pa)[order], np.asarray(pb)[order]
+        out = np.empty(stream.shape[0], dtype=np.int8)
+        aux = np.empty(stream.shape[0])
+        if not drift_kernel(stream, t, xa, xb, *(self._drift[c] for c in DRIFT_ARGS), out, aux):
+            return
         for i in np.flatnonzero(out >= 0):
-            s, k, ts = int(stream[i]), int(out[i]), int(t[i])
-            f = frames[origin[int(order[i])]]
-            sig = self._limit_signal(s, k, float(x[i]), ts, f, bool(late[origin[int(order[i])]]) if late else False)
-            pending.append((ts, 0, s, sig))
+            s, code, ts = int(stream[i]), int(out[i]), int(t[i])
+            sid, rid, ca, cb = self._drift_meta[s]
+            sc = self.scenarios[sid]
+            gap = float(aux[i])
+            tol = float(self._drift["tol"][s])
+            rule = (f"drift against a neighbouring sensor: the difference of two sensors of one place moved "
+                    f"{tol:g} {ca.unit} from its usual value for 5 min, outside gas events [P]")
+            if code:
+                msg = (f"The {ca.label} and {cb.label} sensors read by robot {rid} in {sid} ({sc.name}) have drifted "
+                       f"apart: now {xa[i]:.2f} and {xb[i]:.2f} {ca.unit}, {gap:+.2f} {ca.unit} off their usual "
+                       f"difference ({rule}): one of them is out of calibration; check both against a hand-held "
+                       f"detector and recalibrate.")
+            else:
+                msg = (f"The {ca.label} and {cb.label} sensors read by robot {rid} in {sid} ({sc.name}) agree again "
+                       f"({xa[i]:.2f} and {xb[i]:.2f} {ca.unit}; {rule}): the alert is cleared.")
+            fi = po[int(order[i])]
+            evidence: dict[str, object] = {"rule": rule, "robot": rid, "neighbour": cb.name,
+                                           "neighbour_value": float(xb[i]), "offset": round(gap, 4)}
+            if late and late[fi]:
+                evidence["late"] = True
+            pending.append((ts, 6, s, Signal(
+                scenario_id=sid, detector="sensor_drift", subject=f"{ca.name}.{cb.name}", kind=AlertKind.sensor_health,
+                source=rid, severity=health_severity(ca) if code else None, ts=ts, message=msg, value=float(xa[i]),
+                limit=tol, unit=ca.unit, channel=ca.name, robot_id=rid, evidence=evidence)))
+
+    def _lim_after_batch(self, batch: _Batch) -> None:
+        if batch.lim_sorted is None:
+            return
+        stream, t, _ = batch.lim_sorted
+        last = self._lim["last_t"]
+        np.maximum.at(last, stream, t)
+
+    def _last_report(self, s: int, ts: int, slices: dict, t: np.ndarray) -> int:
+        """When stream ``s`` last reported at or before ``ts`` (this batch, or earlier)."""
+        sl = slices.get(s)
+        if sl is not None:
+            times = t[sl[0]:sl[1]]
+            j = int(np.searchsorted(times, ts, side="right")) - 1
+            if j >= 0:
+                return int(times[j])
+        return int(self._lim["last_t"][s])
 
     def _limit_signal(self, s: int, k: int, value: float, ts: int, f: Frame, is_late: bool) -> Signal:
         rule = self._lim_rule[s]
@@ -378,7 +582,7 @@ class DetectorSuite:
         cscore = np.empty(x.shape[0])
         cout = np.empty(x.shape[0], dtype=np.int8)
         clevel = np.empty(x.shape[0])
-        if change_kernel(stream, x, *(b[name] for name in CHANGE_ARGS), cscore, cout, clevel):
+        if change_kernel(stream, t, x, *(b[name] for name in CHANGE_ARGS), cscore, cout, clevel):
             for i in np.flatnonzero(cout >= 0):
                 fi = origin[int(order[i])]
                 pending.append((int(t[i]), 4, int(stream[i]),
@@ -586,6 +790,13 @@ class DetectorSuite:
                 continue
             if ev.detector in HEALTH_DETECTORS or ev.detector == "rate_of_rise":
                 self._seed_base(ev)
+                continue
+            if ev.detector == "sensor_drift":
+                sc = self.scenarios.get(ev.scenario_id)
+                nb = ev.evidence.get("neighbour")
+                if sc is not None and ev.channel in sc.channel_map and nb in sc.channel_map:
+                    s = self._drift_stream(ev.scenario_id, ev.robot_id, sc.channel_map[ev.channel], sc.channel_map[nb])
+                    self._drift["state"][s] = 1
                 continue
             if ev.kind is AlertKind.robot_health:
                 for name, rule in ROBOT_RULES.items():

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ class Incoming:
     qos: int
     dup: bool
     generation: int
+    received_ns: int
 
 
 class Consumer:
@@ -58,6 +60,7 @@ class Consumer:
         self.inbox: deque[Incoming] = deque()
         self.generation = 0
         self.connected = threading.Event()
+        self.subscribed = threading.Event()
         self.connects = 0
         self._lock = threading.Lock()
         self._accepting = True
@@ -72,6 +75,7 @@ class Consumer:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self, timeout: float = 30.0) -> None:
@@ -82,7 +86,8 @@ class Consumer:
         # connect_async + loop_start: the loop thread connects, and reconnects after any failure
         self.client.connect_async(target.host, target.port, self.keepalive, clean_start=False, properties=props)
         self.client.loop_start()
-        ok = await self._loop.run_in_executor(None, self.connected.wait, timeout)
+        # ready once the broker has confirmed the subscriptions: from then on nothing is missed
+        ok = await self._loop.run_in_executor(None, self.subscribed.wait, timeout)
         if not ok:
             self.client.loop_stop()
             raise ConnectionError(f"could not connect to the broker at {target.host}:{target.port} in {timeout:.0f} s")
@@ -113,6 +118,13 @@ class Consumer:
         if self.on_connected is not None:
             self.on_connected(flags.session_present)
 
+    def _on_subscribe(self, client: paho.Client, userdata: object, mid: int, reason_codes: list[ReasonCode],
+                      properties: object) -> None:
+        refused = [(t, rc) for (t, _), rc in zip(self.subscriptions, reason_codes) if rc.is_failure]
+        for topic, rc in refused:
+            log.error("the broker refused the subscription to %s: %s (check the ACL of %s)", topic, rc, self.client_id)
+        self.subscribed.set()
+
     def _on_disconnect(self, client: paho.Client, userdata: object, flags: object, rc: ReasonCode,
                        properties: object) -> None:
         with self._lock:
@@ -124,7 +136,8 @@ class Consumer:
     def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
         if not self._accepting:
             return
-        self.inbox.append(Incoming(msg.topic, msg.payload, msg.mid, msg.qos, bool(msg.dup), self.generation))
+        self.inbox.append(Incoming(msg.topic, msg.payload, msg.mid, msg.qos, bool(msg.dup), self.generation,
+                                   time.time_ns()))
         if self._want_wake:
             self._want_wake = False
             assert self._loop is not None and self._wakeup is not None

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from minewatch.influx import InfluxClient, InfluxError, escape_key, escape_measurement
+from minewatch.storage import ensure_storage
 
 from ingest.spool import Spool, SpoolFull
 
@@ -184,14 +185,19 @@ class Writer:
             raise
 
     async def _ensure_db(self) -> None:
+        """The database with its retention policies and continuous queries (minewatch.storage)."""
         try:
-            await self.client.ensure_db()
+            await ensure_storage(self.client)
         except httpx.HTTPError as exc:
             raise _Retryable(f"{type(exc).__name__}: {exc}") from None
         except InfluxError as exc:
             if exc.status >= 500:
                 raise _Retryable(str(exc)) from None
-            raise
+            if exc.status not in (401, 403):
+                raise
+            # Not an admin account: the database must be set up by one (minewatch storage).
+            log.warning("cannot set up InfluxDB storage with this account; writing to the database's default "
+                        "retention policy: %s", exc)
         self._db_ready = True
 
     async def _write_checked(self, lines: list[str], depth: int = 0) -> None:

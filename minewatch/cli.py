@@ -25,6 +25,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "vibration": ("detectors.cli", "vibration", "Vibration features and diagnosis of one waveform (CSV or .npy)."),
     "replay": ("api.replay_cli", "replay", "Replay a recorded shift or window through the detectors."),
     "report": ("api.report", "report", "Write a self-contained HTML report of a shift."),
+    "secrets": ("minewatch.security", "secrets_command",
+                "Write broker accounts and ACL, InfluxDB users, API keys and env files for a deployment."),
+    "storage": ("minewatch.storage", "storage_command",
+                "Create or update InfluxDB retention policies and continuous queries (admin account)."),
 }
 
 

@@ -186,38 +186,40 @@ class AlertEvent(BaseModel):
 
 class AlertAck(BaseModel):
     """An operator's acknowledgement of an active alert, published by the API on
-    ``alerts/ack/{alert_id}`` and applied by the ingestor, which then publishes the alert's
-    ``acknowledged`` state."""
+    ``alerts/ack/{alert_id}`` and applied by the ingestor (the partition owning ``scenario_id``),
+    which then publishes the alert's ``acknowledged`` state."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
-        "alert_id": "mf01.ch4_t1.gas_limit.1795852800000", "operator": "shift-lead-2",
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "alert_id": "mf01.ch4_t1.gas_limit.1795852800000", "scenario_id": "mf01", "operator": "shift-lead-2",
         "note": "Power to 15101 face cut, gas patrol sent", "ts": 1795852830000000000,
     }]})
 
-    alert_id: str = Field(pattern=ID_PATTERN)
-    operator: str = Field(min_length=1, max_length=128, description="who acknowledged")
-    note: str | None = Field(default=None, max_length=2000)
-    ts: Nanos
+    alert_id: str = Field(pattern=ID_PATTERN, description="must equal the topic's last level")
+    scenario_id: ScenarioId | None = Field(default=None, description="the alert's place; routes the request")
+    operator: str = Field(min_length=1, description="who acknowledged")
+    note: str | None = None
+    ts: Nanos | None = Field(default=None, description="when; the ingestor's clock if absent")
 
 
 class DeadLetter(BaseModel):
     """A message the ingestor rejected, published on ``deadletter/{reason}`` and counted."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
-        "reason": "robot_mismatch", "detail": "frame of robot r02 on the topic of robot r01",
-        "topic": "minewatch/v1/telemetry/mf01/r01", "ts": 1795852800120000000, "encoding": "utf-8",
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "reason": "topic_mismatch", "detail": "frame of robot 'r02' in scenario 'mf01' on the topic of r01 in mf01",
+        "topic": "minewatch/v1/telemetry/mf01/r01", "payload_encoding": "utf-8",
         "payload": '{"robot_id": "r02", "scenario_id": "mf01", "seq": 1, "ts": 1795852800000000000}',
+        "ts": 1795852800120000000, "partition": "0/1",
     }, {
         "reason": "not_json", "detail": "JSON is malformed: invalid character (byte 0)",
-        "topic": "minewatch/v1/telemetry/mf01/r01", "ts": 1795852800120000000, "encoding": "base64",
-        "payload": "gqhyb2JvdF9pZKNyMDE=",
+        "topic": "minewatch/v1/telemetry/mf01/r01", "payload_encoding": "base64", "payload": "gqhyb2JvdF9pZKNyMDE=",
+        "ts": 1795852800120000000, "partition": "0/1",
     }]})
 
-    reason: str = Field(pattern=ID_PATTERN, description="short code, also the last topic level: not_json, "
-                        "invalid, bad_value, robot_mismatch, scenario_mismatch, ...")
+    reason: str = Field(pattern=ID_PATTERN, description="short code, also the topic's last level: not_json, invalid, "
+                        "topic_mismatch, unknown_scenario, bad_status, bad_ack, ...")
     detail: str = Field(description="what was wrong, for a person")
     topic: str = Field(description="the topic the message arrived on")
     payload: str = Field(description="the message as received: its text, or base64 when it is not UTF-8")
-    encoding: Literal["utf-8", "base64"] = "utf-8"
-    truncated: bool = Field(default=False, description="payload cut to the first 64 KiB")
+    payload_encoding: Literal["utf-8", "base64"]
     ts: Nanos = Field(description="when the ingestor rejected it")
+    partition: str = Field(description="the ingest process, as I/N")

@@ -9,7 +9,7 @@ robot        its robot id (``r07``)                       write ``P/telemetry/+/
 simulator    ``simulator``                                write ``P/telemetry/#``, ``P/status/#`` (a stand-in
                                                           fleet identity: real robots get their own accounts)
 ingest       ``ingest``                                   read telemetry, status, alert acks; write alerts and
-                                                          ``P/deadletter/#``
+                                                          ``P/deadletter/#``; its own ``P/ingest/#``
 api          ``api``                                      read alerts, status, telemetry, dead letters;
                                                           write ``P/alerts/ack/#``
 integrator   its own name (``integrator``, ``scada``...)   read ``P/alerts/#`` only
@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import click
+
 from minewatch.topics import DEFAULT_PREFIX, Topics
 
 __all__ = [
@@ -47,9 +49,11 @@ __all__ = [
     "hash_password",
     "load_credentials",
     "new_secret",
+    "secrets_command",
     "password_file_text",
     "verify_password",
     "write_broker_auth",
+    "write_deploy_secrets",
     "write_private",
 ]
 
@@ -132,6 +136,8 @@ def acl_text(prefix: str = DEFAULT_PREFIX, integrators: Iterable[str] = ("integr
         f"topic read {p}/status/#",
         f"topic readwrite {p}/alerts/#",
         f"topic write {p}/deadletter/#",
+        "# Its own scratch topics (the marker that ends its read of the retained active alerts).",
+        f"topic readwrite {p}/ingest/#",
         "",
         "# The API: reads alerts, status, live telemetry and dead letters; publishes operators'",
         "# acknowledgements.",
@@ -199,13 +205,15 @@ def save_credentials(directory: Path, data: dict) -> Path:
 
 def write_broker_auth(directory: Path, *, prefix: str = DEFAULT_PREFIX, robots: Iterable[str] = (),
                       integrators: Iterable[str] = ("integrator",),
-                      passwords: dict[str, str] | None = None) -> BrokerAuth:
+                      passwords: dict[str, str] | None = None, keep_accounts: bool = False) -> BrokerAuth:
     """Write ``mosquitto.passwd``, ``mosquitto.acl`` and ``credentials.json`` into ``directory``.
 
     Accounts: ``ingest``, ``api``, ``simulator``, ``healthcheck``, one per integrator name and
     one per robot id.
     Passwords come from ``passwords``, else from the ``credentials.json`` already in the
-    directory (so they survive a restart), else are drawn at random. ``credentials.json`` holds
+    directory (so they survive a restart), else are drawn at random. With ``keep_accounts`` the
+    robot and integrator accounts already in ``credentials.json`` stay too (to remove one, delete
+    its entry there and write again). ``credentials.json`` holds
     the plain passwords and is readable by its owner only; the password file holds salted
     PBKDF2 hashes of 192-bit random secrets and is world-readable, because the broker reads it
     after dropping root for its own user.
@@ -215,7 +223,11 @@ def write_broker_auth(directory: Path, *, prefix: str = DEFAULT_PREFIX, robots: 
     creds = load_credentials(directory)
     known = {name: entry["password"] for name, entry in creds["mqtt"].items()}
     known.update(passwords or {})
-    integrators = list(integrators)
+    robots, integrators = list(robots), list(integrators)
+    if keep_accounts:
+        had = {role: [n for n, a in creds["mqtt"].items() if a["role"] == role] for role in ("robot", "integrator")}
+        robots = list(dict.fromkeys([*had["robot"], *robots]))
+        integrators = list(dict.fromkeys([*had["integrator"], *integrators]))
     wanted: list[tuple[str, Role]] = [(r, r) for r in SERVICE_ROLES]
     wanted += [(name, "integrator") for name in integrators]
     wanted += [(rid, "robot") for rid in robots]
@@ -256,7 +268,9 @@ def _env_file(path: Path, values: dict[str, str]) -> None:
 
 def write_deploy_secrets(directory: Path, *, prefix: str = DEFAULT_PREFIX, robots: Iterable[str] = (),
                          integrators: Iterable[str] = ("integrator",), mqtt_host: str = "mosquitto",
-                         tls: bool = False, influx_db: str = "minewatch") -> dict[str, Path]:
+                         mqtt_port: int | None = None, tls: bool = False,
+                         influx_url: str = "http://influxdb:8086", influx_db: str = "minewatch",
+                         tls_dir: str = "/run/secrets/minewatch/tls") -> dict[str, Path]:
     """Everything a docker-compose deployment needs, in ``directory`` (``deploy/secrets``).
 
     The broker's files (:func:`write_broker_auth`); InfluxDB admin, ``ingest`` (all rights on the
@@ -267,10 +281,7 @@ def write_deploy_secrets(directory: Path, *, prefix: str = DEFAULT_PREFIX, robot
     Returns the environment files by service.
     """
     directory = Path(directory)
-    known = load_credentials(directory)["mqtt"]
-    robots = list(dict.fromkeys([*(n for n, a in known.items() if a["role"] == "robot"), *robots]))
-    integrators = list(dict.fromkeys([*(n for n, a in known.items() if a["role"] == "integrator"), *integrators]))
-    auth = write_broker_auth(directory, prefix=prefix, robots=robots, integrators=integrators)
+    auth = write_broker_auth(directory, prefix=prefix, robots=robots, integrators=integrators, keep_accounts=True)
     creds = load_credentials(directory)
     for user in ("admin", "ingest", "api"):
         creds["influx"].setdefault(user, new_secret())
@@ -278,10 +289,10 @@ def write_deploy_secrets(directory: Path, *, prefix: str = DEFAULT_PREFIX, robot
         creds["api_keys"].setdefault(role, f"{role[:3]}-{new_secret()}")
     save_credentials(directory, creds)
     influx = creds["influx"]
-    port = 8883 if tls else 1883
-    common = {"MINEWATCH_TOPIC_PREFIX": prefix, "MINEWATCH_INFLUX_DB": influx_db}
+    port = mqtt_port or (8883 if tls else 1883)
+    common = {"MINEWATCH_TOPIC_PREFIX": prefix, "MINEWATCH_INFLUX_URL": influx_url, "MINEWATCH_INFLUX_DB": influx_db}
     if tls:
-        common["MINEWATCH_MQTT_CA"] = "/run/secrets/minewatch/tls/ca.crt"
+        common["MINEWATCH_MQTT_CA"] = f"{tls_dir}/ca.crt"
     env = {
         "mosquitto": {"HEALTHCHECK_PASSWORD": auth["healthcheck"].password},
         "influxdb": {"INFLUXDB_HTTP_AUTH_ENABLED": "true", "INFLUXDB_DB": influx_db,
@@ -293,7 +304,9 @@ def write_deploy_secrets(directory: Path, *, prefix: str = DEFAULT_PREFIX, robot
                    "MINEWATCH_INFLUX_USER": "ingest", "MINEWATCH_INFLUX_PASSWORD": influx["ingest"]},
         "api": {**common, "MINEWATCH_MQTT_URL": auth.url("api", mqtt_host, port, tls=tls),
                 "MINEWATCH_INFLUX_USER": "api", "MINEWATCH_INFLUX_PASSWORD": influx["api"],
-                "MINEWATCH_API_KEYS": ",".join(f"{k}:{r}" for r, k in creds["api_keys"].items())},
+                "MINEWATCH_API_KEYS": ",".join(f"{k}:{r}" for r, k in creds["api_keys"].items()),
+                **({"MINEWATCH_API_TLS_CERT": f"{tls_dir}/server.crt", "MINEWATCH_API_TLS_KEY": f"{tls_dir}/server.key",
+                    "MINEWATCH_API_TLS_CA": f"{tls_dir}/ca.crt"} if tls else {})},
         "simulator": {**common, "MINEWATCH_MQTT_URL": auth.url("simulator", mqtt_host, port, tls=tls)},
     }
     out = {}
@@ -303,37 +316,33 @@ def write_deploy_secrets(directory: Path, *, prefix: str = DEFAULT_PREFIX, robot
     return out
 
 
-def _main() -> None:
-    import click
-
-    @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-    @click.argument("directory", type=click.Path(path_type=Path), default=Path("deploy/secrets"))
-    @click.option("--robot", "robots", multiple=True, help="A robot id to give its own broker account (repeatable).")
-    @click.option("--integrator", "integrators", multiple=True,
-                  help="An integrator account name (repeatable; default: one named 'integrator').")
-    @click.option("--prefix", default=DEFAULT_PREFIX, show_default=True, help="Topic prefix the ACL is written for.")
-    @click.option("--mqtt-host", default="mosquitto", show_default=True, help="Broker host in the services' URLs.")
-    @click.option("--tls", is_flag=True, help="Services reach the broker over TLS (mqtts://, port 8883).")
-    def secrets_cmd(directory: Path, robots: tuple[str, ...], integrators: tuple[str, ...], prefix: str,
+@click.command("secrets", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("directory", type=click.Path(path_type=Path), default=Path("deploy/secrets"))
+@click.option("--robot", "robots", multiple=True, help="A robot id to give its own broker account (repeatable).")
+@click.option("--integrator", "integrators", multiple=True,
+              help="An integrator account name (repeatable; default: one named 'integrator').")
+@click.option("--prefix", default=DEFAULT_PREFIX, show_default=True, help="Topic prefix the ACL is written for.")
+@click.option("--mqtt-host", default="mosquitto", show_default=True, help="Broker host in the services' URLs.")
+@click.option("--tls", is_flag=True, help="Services reach the broker over TLS (mqtts://, port 8883) and the API serves HTTPS.")
+def secrets_command(directory: Path, robots: tuple[str, ...], integrators: tuple[str, ...], prefix: str,
                     mqtt_host: str, tls: bool) -> None:
-        """Write the broker's password file and ACL, InfluxDB and API credentials and the
-        services' environment files into DIRECTORY (default deploy/secrets).
+    """Write the broker's password file and ACL, InfluxDB and API credentials and the services'
+    environment files (for docker-compose.yml) into DIRECTORY (default deploy/secrets).
 
-        Passwords are random; existing ones are kept. credentials.json (owner-only) lists them all.
-        """
-        names = integrators or ("integrator",)
-        try:
-            files = write_deploy_secrets(directory, prefix=prefix, robots=robots, integrators=names,
-                                         mqtt_host=mqtt_host, tls=tls)
-        except ValueError as exc:
-            raise click.UsageError(str(exc)) from None
-        click.echo(f"wrote the broker's password file, ACL and credentials.json in {directory}")
-        click.echo("environment files: " + ", ".join(str(p) for p in files.values()))
-        if tuple(names) != ("integrator",) or prefix != DEFAULT_PREFIX:
-            click.echo(f"this ACL differs from deploy/mosquitto.acl: copy {directory / 'mosquitto.acl'} over it")
-
-    secrets_cmd(prog_name="python -m minewatch.security")
+    Passwords are random; existing accounts and passwords are kept, so running it again only adds
+    what is missing. credentials.json (readable by its owner only) lists them all.
+    """
+    try:
+        files = write_deploy_secrets(directory, prefix=prefix, robots=robots, integrators=integrators or ("integrator",),
+                                     mqtt_host=mqtt_host, tls=tls)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(f"wrote the broker's password file, ACL and credentials.json in {directory}")
+    click.echo("environment files: " + ", ".join(str(p) for p in files.values()))
+    names = [n for n, a in load_credentials(directory)["mqtt"].items() if a["role"] == "integrator"]
+    if acl_text(prefix, names) != acl_text():
+        click.echo(f"this ACL differs from deploy/mosquitto.acl: copy {directory / 'mosquitto.acl'} over it")
 
 
 if __name__ == "__main__":
-    _main()
+    secrets_command()

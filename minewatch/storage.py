@@ -29,6 +29,8 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
+import click
+
 from minewatch.influx import InfluxClient, InfluxError, SyncInflux
 
 __all__ = [
@@ -42,6 +44,8 @@ __all__ = [
     "copy_events",
     "copy_events_sync",
     "maintain_storage",
+    "bootstrap_users_sync",
+    "storage_command",
 ]
 
 log = logging.getLogger(__name__)
@@ -193,6 +197,40 @@ def ensure_storage_sync(client: SyncInflux, *, raw_days: int = MIN_RAW_DAYS, lon
         raise _explain(exc) from None
 
 
+def bootstrap_users_sync(url: str, db: str, *, admin: tuple[str, str],
+                         users: dict[str, tuple[str, str]] | None = None, setup: bool = True) -> SyncInflux:
+    """On an InfluxDB with auth on: the admin account (created if the server has no user yet),
+    the database (set up by :func:`ensure_storage_sync` unless ``setup`` is false), and ``users``
+    (name -> (password, privilege on ``db``: READ, WRITE or ALL)) created or updated. Returns the
+    admin's client."""
+    name, password = admin
+    anon = SyncInflux(url, db)
+    try:  # InfluxDB lets anyone create the first user, an admin, and nothing else
+        anon.query(f"CREATE USER {_ident(name)} WITH PASSWORD {_quote(password)} WITH ALL PRIVILEGES", db="", post=True)
+    except InfluxError as exc:
+        if exc.status not in (401, 403):
+            raise
+    finally:
+        anon.close()
+    client = SyncInflux(url, db, user=name, password=password)
+    if setup:
+        ensure_storage_sync(client)
+    else:
+        client.ensure_db()
+    existing = {r["user"] for r in client.query("SHOW USERS", db="")}
+    for user, (pw, privilege) in (users or {}).items():
+        if privilege not in ("READ", "WRITE", "ALL"):
+            raise ValueError(f"privilege of {user!r} must be READ, WRITE or ALL")
+        verb = f"SET PASSWORD FOR {_ident(user)} =" if user in existing else f"CREATE USER {_ident(user)} WITH PASSWORD"
+        client.query(f"{verb} {_quote(pw)}", db="", post=True)
+        client.query(f"GRANT {privilege} ON {_ident(db)} TO {_ident(user)}", db="", post=True)
+    return client
+
+
+def _quote(s: str) -> str:
+    return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def _written(rows: list[dict[str, Any]]) -> int:
     return sum(int(r.get("written", 0)) for r in rows)
 
@@ -226,46 +264,43 @@ async def maintain_storage(client: InfluxClient, *, every_s: float = 60.0, windo
         await asyncio.sleep(every_s)
 
 
-def _main() -> None:
-    import click
+@click.command("storage", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--influx-url", default=None, help="InfluxDB 1.x HTTP URL [env MINEWATCH_INFLUX_URL].")
+@click.option("--influx-db", default=None, help="Database [env MINEWATCH_INFLUX_DB; default minewatch].")
+@click.option("--raw-days", type=int, default=MIN_RAW_DAYS, show_default=True, help="Keep raw data this long (at least 7).")
+@click.option("--long-days", type=int, default=400, show_default=True,
+              help="Keep 5-minute statistics and the alert log this long (at least 366).")
+@click.option("--wait", type=float, default=60.0, show_default=True, help="Seconds to wait for InfluxDB to answer.")
+def storage_command(influx_url: str | None, influx_db: str | None, raw_days: int, long_days: int, wait: float) -> None:
+    """Create or update the database's retention policies (raw, long) and continuous queries.
 
-    @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-    @click.option("--influx-url", default=None, help="InfluxDB 1.x HTTP URL [env MINEWATCH_INFLUX_URL].")
-    @click.option("--influx-db", default=None, help="Database [env MINEWATCH_INFLUX_DB; default minewatch].")
-    @click.option("--raw-days", type=int, default=MIN_RAW_DAYS, show_default=True, help="Keep raw data this long.")
-    @click.option("--long-days", type=int, default=400, show_default=True,
-                  help="Keep 5-minute statistics and the alert log this long.")
-    @click.option("--wait", type=float, default=60.0, show_default=True, help="Seconds to wait for InfluxDB.")
-    def storage_cmd(influx_url: str | None, influx_db: str | None, raw_days: int, long_days: int, wait: float) -> None:
-        """Create or update minewatch's database, retention policies and continuous queries.
+    Needs an InfluxDB admin account when anything is missing or different (MINEWATCH_INFLUX_USER
+    and MINEWATCH_INFLUX_PASSWORD). Safe to run any number of times; prints what it changed.
+    """
+    import time
 
-        Needs an InfluxDB admin account when anything is missing (MINEWATCH_INFLUX_USER and
-        MINEWATCH_INFLUX_PASSWORD). Safe to run any number of times.
-        """
-        import time
+    import httpx
 
-        import httpx
+    from minewatch.cli import settings_from
 
-        from minewatch.cli import settings_from
-
-        s = settings_from(influx_url=influx_url, influx_db=influx_db)
-        client = SyncInflux(s.influx_url, s.influx_db, user=s.influx_user, password=s.influx_password)
-        deadline = time.monotonic() + wait
+    s = settings_from(influx_url=influx_url, influx_db=influx_db)
+    client = SyncInflux(s.influx_url, s.influx_db, user=s.influx_user, password=s.influx_password)
+    deadline = time.monotonic() + wait
+    try:
         while True:
             try:
                 ran = ensure_storage_sync(client, raw_days=raw_days, long_days=long_days)
                 break
-            except InfluxError as exc:
+            except (InfluxError, ValueError) as exc:
                 raise click.ClickException(str(exc)) from None
             except httpx.TransportError as exc:  # not up yet
                 if time.monotonic() > deadline:
                     raise click.ClickException(f"InfluxDB at {s.influx_url} not reachable: {exc}") from None
                 time.sleep(1)
+    finally:
         client.close()
-        click.echo("\n".join(ran) if ran else f"storage of {s.influx_db} already in place")
-
-    storage_cmd(prog_name="python -m minewatch.storage")
+    click.echo("\n".join(ran) if ran else f"storage of {s.influx_db} already in place")
 
 
 if __name__ == "__main__":
-    _main()
+    storage_command()

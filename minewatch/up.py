@@ -3,6 +3,12 @@
 Starts its own mosquitto and influxd (data under ``.minewatch/``), then the ingestor, the API and
 the simulator (the default mine, in real time, with an occasional scripted fault), prints where to
 look, and on Ctrl-C stops everything it started, last started first.
+
+Safe by default, as a deployment is: the broker takes no anonymous clients and enforces the ACL
+of :mod:`minewatch.security` (each process logs in with its own account), and InfluxDB has auth
+on (admin for set-up, ``ingest`` with all rights on the database, ``api`` read only). The
+passwords are random, made once and kept in ``.minewatch/secrets/credentials.json``. The
+processes run the commands of :mod:`minewatch.stack`, the same ones docker-compose.yml runs.
 """
 
 from __future__ import annotations
@@ -19,7 +25,10 @@ from pathlib import Path
 
 import click
 
+from minewatch.security import BrokerAuth, load_credentials, new_secret, save_credentials, write_broker_auth
 from minewatch.services import Influxd, Mosquitto, wait_port
+from minewatch.settings import Settings
+from minewatch.stack import service_commands
 
 __all__ = ["up", "System"]
 
@@ -63,6 +72,8 @@ class System:
         self.influx: Influxd | None = None
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.keys: dict[str, str] = {}
+        self.auth: BrokerAuth | None = None
+        self.influx_passwords: dict[str, str] = {}
 
     @property
     def mqtt_url(self) -> str:
@@ -94,21 +105,54 @@ class System:
         env = dict(os.environ)
         env["MINEWATCH_API_KEYS"] = ",".join(f"{k}:{r}" for r, k in self.keys.items())
         env["MINEWATCH_DATA_DIR"] = str(self.home)
-
-        self.log(f"starting mosquitto on {self.mqtt_url} and influxd on {self.influx_url} (data in {self.home})")
-        self.broker = Mosquitto(self.home / "mosquitto", self.mqtt_port)
-        self.broker.start()
-        self.influx = Influxd(self.home / "influxdb", self.influx_port)
-        self.influx.start()
-
-        common = ["--mqtt-url", self.mqtt_url]
-        influx = ["--influx-url", self.influx_url]
-        self._spawn("ingest", ["ingest", *common, *influx, "--spool-dir", str(self.home / "spool"), *self.ingest_args], env)
-        self._spawn("api", ["api", *common, *influx, "--host", "127.0.0.1", "--port", str(self.api_port)], env)
+        self.start_servers()
+        env.update(MINEWATCH_INFLUX_URL=self.influx_url, MINEWATCH_API_HOST="127.0.0.1",
+                   MINEWATCH_API_PORT=str(self.api_port))
+        commands = service_commands(data_dir=str(self.home), simulate=self.simulate)
+        self._spawn("ingest", [*commands["ingest"], *self.ingest_args], self._env(env, "ingest"))
+        self._spawn("api", commands["api"], self._env(env, "api"))
         wait_port("127.0.0.1", self.api_port, timeout=60)
         if self.simulate:
-            self._spawn("simulate", ["simulate", *common, "--speed", "1", "--faults", "builtin:demo",
-                                   "--labels-out", str(self.home / "labels.jsonl"), *self.sim_args], env)
+            self._spawn("simulate", [*commands["simulator"], *self.sim_args], self._env(env, "simulator"))
+
+    def start_servers(self) -> None:
+        """The broker (accounts and ACL on) and InfluxDB (auth on, set up, with its accounts)."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        secrets_dir = self.home / "secrets"
+        prefix = Settings().topic_prefix
+        # Robot and integrator accounts added with `minewatch secrets .minewatch/secrets
+        # --robot ID` are kept (and the ACL names every integrator).
+        self.auth = write_broker_auth(secrets_dir, prefix=prefix, keep_accounts=True)
+        creds = load_credentials(secrets_dir)
+        for user in ("admin", "ingest", "api"):
+            creds["influx"].setdefault(user, new_secret())
+        save_credentials(secrets_dir, creds)
+        self.influx_passwords = creds["influx"]
+
+        self.log(f"starting mosquitto on {self.mqtt_url} and influxd on {self.influx_url} (data in {self.home}; "
+                 f"accounts in {secrets_dir / 'credentials.json'})")
+        self.broker = Mosquitto(self.home / "mosquitto", self.mqtt_port, password_file=self.auth.password_file,
+                                acl_file=self.auth.acl_file)
+        self.broker.start()
+        self.influx = Influxd(self.home / "influxdb", self.influx_port, auth=True)
+        self.influx.start()
+        from minewatch.storage import bootstrap_users_sync
+
+        pw = self.influx_passwords
+        admin = bootstrap_users_sync(self.influx_url, Settings().influx_db, admin=("admin", pw["admin"]),
+                                     users={"ingest": (pw["ingest"], "ALL"), "api": (pw["api"], "READ")})
+        admin.close()
+
+    def _env(self, base: dict[str, str], account: str) -> dict[str, str]:
+        """The environment of one process: its own broker and InfluxDB accounts."""
+        assert self.auth is not None
+        env = dict(base, MINEWATCH_MQTT_URL=self.auth.url(account, port=self.mqtt_port))
+        if account in self.influx_passwords:
+            env.update(MINEWATCH_INFLUX_USER=account, MINEWATCH_INFLUX_PASSWORD=self.influx_passwords[account])
+        else:
+            env.pop("MINEWATCH_INFLUX_USER", None)
+            env.pop("MINEWATCH_INFLUX_PASSWORD", None)
+        return env
 
     def check(self) -> str | None:
         """The name of a child that has exited, if any."""
@@ -178,7 +222,11 @@ def up(home: Path, mqtt_port: int, influx_port: int, api_port: int, no_simulator
         click.echo(f"  operator key   {op}")
         click.echo(f"  engineer key   {system.keys['engineer']}")
         click.echo(f"  integrator key {system.keys['integrator']}")
-        click.echo(f"  alerts         mosquitto_sub -p {mqtt_port} -t 'minewatch/v1/alerts/#' -v")
+        assert system.auth is not None
+        integrator = system.auth["integrator"].password
+        click.echo(f"  alerts         mosquitto_sub -p {mqtt_port} -u integrator -P {integrator} "
+                   f"-t '{Settings().topic_prefix}/alerts/#' -v")
+        click.echo(f"  accounts       {system.home / 'secrets' / 'credentials.json'} (broker and InfluxDB)")
         click.echo("Ctrl-C stops everything.")
         while not stopping:
             problem = system.check()

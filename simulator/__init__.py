@@ -14,16 +14,17 @@ Python API (see ``docs/simulator.md``)::
   faults, waveform settings, shift pattern. The same config gives byte-identical output.
 * :class:`Simulation`: ``ticks()`` yields :class:`Tick` (``t_ns``, ``messages`` of
   :class:`Message`, ``statuses`` of :class:`StatusUpdate`); ``frames()`` yields the frame batches
-  only; ``labels()`` the ground-truth records of :mod:`simulator.labels`.
+  only; ``readings()`` the raw readings per tick (:class:`Readings`) without frames or link, for fast
+  whole-shift checks; ``labels()`` the ground-truth records of :mod:`simulator.labels`.
 * :func:`run` drives a simulation into sinks (:class:`FileSink`, :class:`MqttSink`) in real time,
   accelerated, or as fast as possible.
 * :func:`load_faults` reads a JSON/YAML fault file, ``builtin:NAME``, or a list of dicts.
 """
 
-from simulator.engine import Message, SimConfig, Simulation, StatusUpdate, Tick
+from simulator.engine import Message, Readings, SimConfig, Simulation, StatusUpdate, Tick
 from simulator.faults import KINDS, LIBRARY, FaultError, FaultSpec, load_faults
 from simulator.runner import Summary, run
-from simulator.sinks import FileSink, MqttSink, SinkError, payload_of
+from simulator.sinks import FileSink, LabelSink, MqttSink, SinkError, payload_of
 
-__all__ = ["SimConfig", "Simulation", "Tick", "Message", "StatusUpdate", "load_faults", "FaultSpec", "FaultError",
-           "KINDS", "LIBRARY", "run", "Summary", "FileSink", "MqttSink", "SinkError", "payload_of"]
+__all__ = ["SimConfig", "Simulation", "Tick", "Readings", "Message", "StatusUpdate", "load_faults", "FaultSpec", "FaultError",
+           "KINDS", "LIBRARY", "run", "Summary", "FileSink", "LabelSink", "MqttSink", "SinkError", "payload_of"]

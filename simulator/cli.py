@@ -52,7 +52,8 @@ def _speed(value: str) -> float | None:
 @click.option("--faults", "faults_file", default=None,
               help="Fault file (JSON or YAML list), or builtin:NAME (outburst, demo, shift, or a fault kind).")
 @click.option("--labels-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the ground-truth label of every injected fault here (JSONL), at the end of the run.")
+              help="Write the ground-truth labels of the injected faults here (JSONL): each fault's as soon as "
+                   "it has finished showing in the data, the rest at the end of the run.")
 @click.option("--waveform-rate", type=float, default=0.0, show_default=True,
               help="Vibration sample rate in Hz (e.g. 10240); 0 = no waveforms. Blocks go on rotating-machine "
                    "scenarios' frames as waveforms['vib'].")
@@ -89,7 +90,7 @@ def simulate(mqtt_url: str | None, topic_prefix: str | None, output: Path | None
     from simulator.runner import run
     from minewatch.shifts import ShiftCalendar, calendar_from_env, parse_shifts
     from simulator.shifts import ShiftClock
-    from simulator.sinks import FileSink, MqttSink, SinkError
+    from simulator.sinks import FileSink, LabelSink, MqttSink, SinkError
     from simulator.timeutil import NS, iso_ns, parse_duration_s
 
     if list_faults:
@@ -152,15 +153,16 @@ def simulate(mqtt_url: str | None, topic_prefix: str | None, output: Path | None
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    labels = None
     try:
+        if labels_out is not None:
+            labels = LabelSink(labels_out, sim)
+            sinks.append(labels)
         summary = run(sim, sinks, speed_x, should_stop=lambda: stop["now"])
     except SinkError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
         for sink in sinks:
             sink.close()
-        if labels_out is not None:
-            with open(labels_out, "w") as fh:
-                for rec in sim.labels():
-                    fh.write(json.dumps(rec, separators=(",", ":")) + "\n")
-    sys.stdout.write(json.dumps({**summary.as_dict(), "labels": len(sim.labels())}) + "\n")
+    n_labels = labels.records if labels is not None else len(sim.labels())
+    sys.stdout.write(json.dumps({**summary.as_dict(), "labels": n_labels}) + "\n")

@@ -12,6 +12,7 @@ import numpy as np
 
 from minewatch.catalogue import SCENARIOS
 from minewatch.schema import Link, RobotStatus
+from minewatch.shifts import ShiftCalendar, calendar_from_env
 from minewatch.wire import Frame, LinkInfo, WaveBlock
 from simulator.faults import FaultError, FaultSpec, resolve
 from simulator.fleet import Robot, build_fleet
@@ -19,14 +20,13 @@ from simulator.injector import Injector
 from simulator.labels import LabelTracker
 from simulator.link import LinkModel
 from simulator.mine import Mine, channel_index
-from minewatch.shifts import ShiftCalendar, calendar_from_env
 from simulator.shifts import ShiftClock
 from simulator.timeutil import NS
 from simulator.vibration import encode_block, synthesize
 
-__all__ = ["SimConfig", "Simulation", "Message", "StatusUpdate", "Tick"]
+__all__ = ["SimConfig", "Simulation", "Message", "StatusUpdate", "Tick", "Readings"]
 
-STATUS_EVERY_S = 60.0
+STATUS_EVERY_NS = 60 * NS  # a robot's retained status is refreshed every minute
 
 
 @dataclass
@@ -89,6 +89,19 @@ class StatusUpdate:
 
 
 @dataclass(slots=True)
+class Readings:
+    """Every robot's readings at one tick: robot ``i`` (fleet order) is in ``scenario_ids[i]`` and its
+    readings are ``values[offsets[i]:offsets[i + 1]]``, in catalogue channel order; ``channels`` holds
+    each value's index in the mine's flat channel arrays (:meth:`simulator.mine.Mine.names`)."""
+
+    t_ns: int
+    scenario_ids: list[str]
+    offsets: np.ndarray
+    channels: np.ndarray
+    values: np.ndarray
+
+
+@dataclass(slots=True)
 class Tick:
     t_ns: int
     messages: list[Message]
@@ -147,9 +160,12 @@ class Simulation:
         self.injector = Injector(self.mine, faults)
         n = len(self.fleet)
         self.tracker = LabelTracker(self.mine, faults, self.robot_of, self.injector.reach,
-                                    spread_ns=(n - 1) * self.dt_ns // n)
+                                    spread_ns=(n - 1) * self.dt_ns // n,
+                                    will_after_ns=round(1.5 * c.keepalive_s * NS))
         self.state = [_RobotState() for _ in self.fleet]
         self.coverage: list[dict[str, Any]] = []
+        self._coverage_sent = 0
+        self._last_t = self.t0
         self._sid_idx = {sid: np.arange(sl.start, sl.stop) for sid, sl in self.mine.slices.items()}
         self._names = {sid: self.mine.names[sl] for sid, sl in self.mine.slices.items()}
         n_st = max(len(r.route.stations_m) for r in self.fleet)
@@ -179,6 +195,15 @@ class Simulation:
         """Ground-truth records (see :mod:`simulator.labels`), complete once the run has ended."""
         return self.tracker.labels() + self.coverage
 
+    def finished_labels(self) -> list[dict[str, Any]]:
+        """Records that became final since the last call (all the rest once the run has ended)."""
+        if self.finished:
+            out = self.tracker.rest() + self.coverage[self._coverage_sent:]
+        else:
+            out = self.tracker.done(self._last_t) + self.coverage[self._coverage_sent:]
+        self._coverage_sent = len(self.coverage)
+        return out
+
     def ticks(self) -> Iterator[Tick]:
         c = self.config
         end_ns = self.t0 + round(c.duration_s * NS) if c.duration_s is not None else None
@@ -197,8 +222,21 @@ class Simulation:
             yield tail
 
     # ------------------------------------------------------------------ one step
-    def _tick(self, i: int, t: int) -> Tick:
-        c, m = self.config, self.mine
+    def readings(self) -> Iterator[Readings]:
+        """The sensor readings of every robot, tick by tick, without building frames or running the
+        link: the numbers the frames would carry (for fast whole-shift checks)."""
+        c = self.config
+        end_ns = self.t0 + round(c.duration_s * NS) if c.duration_s is not None else None
+        i = 0
+        while end_ns is None or self.t0 + i * self.dt_ns < end_ns:
+            yield self._measure(i, self.t0 + i * self.dt_ns)
+            i += 1
+        self.finished = True
+
+    def _measure(self, i: int, t: int) -> Readings:
+        """Move the robots, step the mine, and read every robot's sensors (noise, resolution, faults)."""
+        m = self.mine
+        self._last_t = t
         if i:
             for r in self.fleet:
                 r.advance(self.dt)
@@ -221,8 +259,14 @@ class Simulation:
                     v = self.injector.apply_sensor(f, r.id, float(x[pos]), t)
                     v = round(v * inv[pos]) / inv[pos]
                     x[pos] = v
-                    self.tracker.observe_reading(f, t + ri * self.dt_ns // len(self.fleet), v)
-        xs = x.tolist()
+                    self.tracker.observe_reading(f, t + self._phase[ri], v)
+        return Readings(t, sids, offsets, idx, x)
+
+    def _tick(self, i: int, t: int) -> Tick:
+        c, m = self.config, self.mine
+        rd = self._measure(i, t)
+        sids, offsets = rd.scenario_ids, rd.offsets
+        xs = rd.values.tolist()
         offs = offsets.tolist()
         pos_a, dist, hole_a = self._geometry()
         up_a, latency_a, rssi_a, lost_a = self.link_model.sample(dist, hole_a)
@@ -273,6 +317,11 @@ class Simulation:
 
     def _send(self, ri: int, r: Robot, st: _RobotState, frame: Frame, t: int, link_up: bool, lost: bool,
               hole: bool, msgs: list[Message], statuses: list[StatusUpdate]) -> None:
+        if (link_up and not lost and not hole and st.hole_since is None and st.down_since is None
+                and st.retry is None and not st.backlog and not st.will_sent and r.charging == st.charging
+                and t - st.last_status < STATUS_EVERY_NS):
+            msgs.append(Message(r.id, frame.scenario_id, [frame]))  # the usual case: sent as it is made
+            return
         c = self.config
         if hole:  # no signal here (a coverage hole): a label, so late frames are accounted for
             if st.hole_since is None:
@@ -297,7 +346,7 @@ class Simulation:
             st.will_sent = False
             statuses.append(StatusUpdate(r.id, "online", self._status(r, st, t, True, frame.link)))
             st.last_status = t
-        elif (t - st.last_status) >= STATUS_EVERY_S * NS or r.charging != st.charging:
+        elif (t - st.last_status) >= STATUS_EVERY_NS or r.charging != st.charging:
             statuses.append(StatusUpdate(r.id, "status", self._status(r, st, t, True, frame.link)))
             st.last_status = t
         st.charging = r.charging
@@ -332,8 +381,8 @@ class Simulation:
             if st.hole_since is not None:
                 self._coverage_label(r, st.hole_since, st.hole_last)
                 st.hole_since = None
-            if st.retry is not None:
-                st.backlog.insert(0, st.retry) if st.backlog and st.backlog[0].seq > st.retry.seq else st.backlog.append(st.retry)
+            if st.retry is not None:  # the link was up at the last frame, so nothing is older than it
+                st.backlog.append(st.retry)
                 st.retry = None
             if st.will_sent and st.backlog:
                 st.will_sent = False
@@ -361,10 +410,12 @@ class Simulation:
         return encode_block(x, c.waveform_rate_hz, round(machine.rpm * running, 1), c.waveform_dtype)
 
     def _status(self, r: Robot, st: _RobotState, t: int, online: bool, link: LinkInfo | None) -> RobotStatus:
-        return RobotStatus(robot_id=r.id, online=online, ts=t, scenario_id=r.scenario, pos_m=round(r.pos, 1),
-                           battery=round(r.battery, 1), charging=r.charging,
-                           link=Link(latency_ms=link.latency_ms, rssi_dbm=link.rssi_dbm, loss=link.loss)
-                           if link is not None else None)
+        # the values are valid by construction: skip pydantic's validation (a status a minute per robot)
+        return RobotStatus.model_construct(
+            robot_id=r.id, online=online, ts=t, scenario_id=r.scenario, pos_m=round(r.pos, 1),
+            battery=round(r.battery, 1), charging=r.charging,
+            link=Link.model_construct(latency_ms=link.latency_ms, rssi_dbm=link.rssi_dbm, loss=link.loss)
+            if link is not None else None)
 
     def _coverage_label(self, r: Robot, start: int, end: int) -> None:
         self.coverage.append({

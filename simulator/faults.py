@@ -67,7 +67,7 @@ LIBRARY: dict[str, list[dict[str, Any]]] = {
     "outburst": [{"kind": "methane_outburst", "scenario": "mf01", "channel": "ch4_t1", "start": "+30s",
                   "duration": "90s", "peak": 1.8}],
     "demo": [
-        {"kind": "methane_outburst", "scenario": "mf01", "channel": "ch4_t1", "start": "+2m", "duration": "90s", "peak": 1.8},
+        {"kind": "methane_outburst", "scenario": "mf01", "channel": "ch4_t1", "start": "+45s", "duration": "90s", "peak": 1.8},
         {"kind": "local_fan_stoppage", "scenario": "lf02", "start": "+6m", "duration": "8m"},
         {"kind": "belt_drum_overheating", "scenario": "bc02", "start": "+5m", "duration": "40m", "peak": 75},
         {"kind": "sensor_stuck", "scenario": "ra01", "channel": "ch4", "start": "+10m", "duration": "10m"},
@@ -81,7 +81,7 @@ LIBRARY: dict[str, list[dict[str, Any]]] = {
         {"kind": "methane_outburst", "scenario": "mf01", "channel": "ch4_t1", "start": "+20m", "duration": "90s", "peak": 1.8},
         {"kind": "methane_buildup", "scenario": "hf01", "start": "+40m", "duration": "15m", "peak": 1.2},
         {"kind": "co_rise", "scenario": "mf02", "start": "+1h", "duration": "2h", "peak": 30},
-        {"kind": "o2_depletion", "scenario": "hf04", "start": "+1h10m", "duration": "20m", "peak": 19.3},
+        {"kind": "o2_depletion", "scenario": "mf01", "start": "+1h10m", "duration": "20m", "peak": 19.3},
         {"kind": "main_fan_stoppage", "scenario": "vf01", "start": "+3h30m", "duration": "8m", "standby_after": "6m"},
         {"kind": "local_fan_stoppage", "scenario": "lf03", "start": "+1h30m", "duration": "8m"},
         {"kind": "airflow_reversal", "scenario": "vf02", "start": "+6h", "duration": "10m"},

@@ -78,8 +78,9 @@ class LabelTracker:
     """Measures each fault's footprint as the run goes; :meth:`labels` gives the JSONL records."""
 
     def __init__(self, mine: Mine, faults: list[ActiveFault], robot_of: dict[str, str | None],
-                 reach: Any = None, spread_ns: int = 0) -> None:
+                 reach: Any = None, spread_ns: int = 0, will_after_ns: int = 0) -> None:
         self.mine = mine
+        self.will_after_ns = will_after_ns  # a link down this long makes the broker publish the will
         self.spread_ns = spread_ns  # frames of one tick carry times up to this much after it
         self.faults = faults
         self.robot_of = robot_of
@@ -91,6 +92,7 @@ class LabelTracker:
         self._reach_rows = np.array([self.reach[f.fault_id] for f in self.physics]).reshape(len(self.physics), mine.K)
         self.sensor_seen: dict[str, list[tuple[int, float]]] = {f.fault_id: [] for f in faults if f.kind in SENSOR}
         self.fleet_seen: dict[str, list[int]] = {f.fault_id: [] for f in faults if f.kind in FLEET}
+        self._emitted: set[str] = set()
 
     def observe(self, t_ns: int, values: np.ndarray) -> None:
         """Record the twin's deviation at ``t_ns`` against every physics fault still showing.
@@ -128,15 +130,32 @@ class LabelTracker:
 
     # ------------------------------------------------------------------ records
     def labels(self) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
+        """Every fault's records as they stand (final once the run is over)."""
+        return [rec for f in self.faults for rec in self._records(f)]
+
+    def done(self, t_ns: int) -> list[dict[str, Any]]:
+        """Records of the faults that finished showing since the last call, for writing as the run
+        goes: a physics fault once no deviation of it is left, others once their window is over."""
+        out = []
         for f in self.faults:
-            if f.kind in PHYSICS:
-                out.extend(self._physics(f))
-            elif f.kind in SENSOR:
-                out.append(self._sensor(f))
-            else:
-                out.append(self._fleet(f))
+            if f.fault_id in self._emitted:
+                continue
+            over = self.tracks[f.fault_id].closed if f.kind in PHYSICS else t_ns > f.end_ns + self.spread_ns
+            if over:
+                self._emitted.add(f.fault_id)
+                out.extend(self._records(f))
         return out
+
+    def rest(self) -> list[dict[str, Any]]:
+        """Records of the faults not yet given by :meth:`done` (at the end of a run)."""
+        out = [rec for f in self.faults if f.fault_id not in self._emitted for rec in self._records(f)]
+        self._emitted.update(f.fault_id for f in self.faults)
+        return out
+
+    def _records(self, f: ActiveFault) -> list[dict[str, Any]]:
+        if f.kind in PHYSICS:
+            return self._physics(f)
+        return [self._sensor(f) if f.kind in SENSOR else self._fleet(f)]
 
     def _base(self, f: ActiveFault, sid: str | None, primary: bool = True) -> dict[str, Any]:
         return {"fault_id": f.fault_id, "kind": f.kind, "scenario_id": sid,
@@ -272,8 +291,9 @@ class LabelTracker:
             rec["start_ns"], rec["end_ns"] = seen[0], seen[-1]
         else:
             rec["visible"] = False
-        rec["expected_alerts"].append({"kind": "robot-health", "detector": "offline", "robot_id": rec["robot_id"],
-                                       "severity": "warning"})
+        if f.kind == "robot_offline" or f.end_ns - f.start_ns >= self.will_after_ns:
+            rec["expected_alerts"].append({"kind": "robot-health", "detector": "offline", "robot_id": rec["robot_id"],
+                                           "severity": "warning"})
         if f.kind == "link_outage":
             rec["expected_alerts"].append({"kind": "robot-health", "detector": "late_frames",
                                            "robot_id": rec["robot_id"], "severity": "info"})

@@ -213,7 +213,7 @@ class Mine:
         self.c_in = np.where(np.array([q == "co2" for q in quantity]), 0.04, 0.02)
         self.c_in = np.minimum(self.c_in, self.lo * 0.5)
         self._mk = {m: np.flatnonzero(self.model == m) for m in set(models)}
-        self.forms = forms = np.array([_FORM[m][2] for m in models], dtype=np.int64)
+        self.forms = np.array([_FORM[m][2] for m in models], dtype=np.int64)
         self.form_base = self.lo + self.span * np.array([_FORM[m][0] for m in models])
         self.form_gain = self.span * np.array([_FORM[m][1] for m in models])
 
@@ -240,7 +240,6 @@ class Mine:
         for i, src in enumerate(sources):
             for w in src:
                 self.prod_matrix[i, w] = 1.0 / len(src)
-        self.has_prod = np.array([bool(s) for s in sources])
         self.work_share = np.array([WORKS[w][0] for w in self.work_names])
         self.work_phase_ns = [round(WORKS[w][1] * NS) for w in self.work_names]
         self.mode = [PLACES[s].machine_mode for s in self.scenario_ids]
@@ -269,6 +268,9 @@ class Mine:
         self.pump_on = np.zeros((rows, len(self.pump_places)), dtype=bool)
         self.recv = np.tile(self.lo[self.recv_k] + 0.1 + 0.5 * self.span[self.recv_k], (rows, 1))
         self.comp_loaded = np.ones((rows, len(self.recv_k)), dtype=bool)
+        self._fans = np.ones((3, rows, len(MAIN_FANS)))
+        self._fans[1, 0] = 0.0
+        self._local = np.ones((rows, len(LOCAL_FANS)))
         self.value = np.empty((rows, self.K))
         self.value[:] = self._equilibrium(t0_ns, self.no_effects())[0]
         self.t_ns = t0_ns
@@ -311,15 +313,13 @@ class Mine:
         R = self.rows
         run = np.empty((R, self.S))
         run[:] = self.machine_run(t_ns)
-        nf = len(MAIN_FANS)
-        fans = np.ones((3, R, nf))  # unit A, standby B, direction; row 0 of each is fault-free
-        fans[1, 0] = 0.0
+        fans = self._fans  # unit A, standby B, direction; row 0 of each stays fault-free
         fans[0, 1:], fans[1, 1:], fans[2, 1:] = eff.fan_run, eff.fan_standby, eff.fan_dir
         fan_eff = np.maximum(fans[0], fans[1])
         fan_q = np.maximum(NATURAL_DRAUGHT, fan_eff * np.where(fans[2] > 0, 1.0, REVERSED_FLOW)) * fans[2]
         q = fan_q[:, self.fan_of]
         q[1:] *= eff.branch_q
-        local = np.ones((R, len(LOCAL_FANS)))
+        local = self._local
         local[1:] = eff.local_run
         q[:, self.has_lf] *= np.maximum(LOCAL_FAN_LEAK, local[:, self.local_of[self.has_lf]])
         run[:, self.fan_place] = fan_eff

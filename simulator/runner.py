@@ -27,10 +27,16 @@ class Summary:
     readings: int
     seconds: float
     simulated_s: float
+    max_lag_s: float = 0.0  # paced runs: the most a tick was written after its due time
+    mean_lag_s: float = 0.0  # and on average
 
     def as_dict(self) -> dict[str, float | int]:
-        return {"frames": self.frames, "messages": self.messages, "readings": self.readings,
-                "seconds": round(self.seconds, 3), "simulated_s": round(self.simulated_s, 3)}
+        out: dict[str, float | int] = {"frames": self.frames, "messages": self.messages, "readings": self.readings,
+                                       "seconds": round(self.seconds, 3), "simulated_s": round(self.simulated_s, 3)}
+        if self.max_lag_s:
+            out["max_lag_s"] = round(self.max_lag_s, 3)
+            out["mean_lag_s"] = round(self.mean_lag_s, 4)
+        return out
 
 
 def run(sim: Simulation, sinks: list[Sink], speed: float | None = None,
@@ -44,6 +50,8 @@ def run(sim: Simulation, sinks: list[Sink], speed: float | None = None,
     wall0 = time.monotonic()
     messages = 0
     last_t = sim.t0
+    max_lag = sum_lag = 0.0
+    ticks = 0
     for tick in sim.ticks():
         if speed is not None:
             due = wall0 + (tick.t_ns - sim.t0) / NS / speed
@@ -58,6 +66,11 @@ def run(sim: Simulation, sinks: list[Sink], speed: float | None = None,
                     time.sleep(min(left, 0.05))
         for sink in sinks:
             sink.write(tick)
+        if speed is not None:
+            lag = max(0.0, time.monotonic() - due)
+            max_lag = max(max_lag, lag)
+            sum_lag += lag
+            ticks += 1
         messages += len(tick.messages)
         last_t = tick.t_ns
         if should_stop():
@@ -65,4 +78,4 @@ def run(sim: Simulation, sinks: list[Sink], speed: float | None = None,
     for m in mqtt:
         m.drain()
     return Summary(sim.frames_generated, messages, sim.readings_generated, time.monotonic() - wall0,
-                   (last_t - sim.t0) / NS)
+                   (last_t - sim.t0) / NS, max_lag, sum_lag / max(1, ticks))

@@ -26,15 +26,19 @@ class ShiftClock:
 
     def __init__(self, calendar: ShiftCalendar | None = None) -> None:
         self.calendar = calendar if calendar is not None else calendar_from_env()
-        self._cache: list[Shift] = []
+        self._cache: list[tuple[int, int, bool, Shift]] = []  # start_ns, end_ns, production, shift
+
+    def _find(self, t_ns: int) -> tuple[int, int, bool, Shift]:
+        for entry in self._cache:
+            if entry[0] <= t_ns < entry[1]:
+                return entry
+        s = self.calendar.at_ns(t_ns - t_ns % _NS)  # whole seconds: exact as a float, and shifts start on minutes
+        entry = (s.start_ns, s.end_ns, s.kind == "production", s)
+        self._cache = (self._cache + [entry])[-4:]
+        return entry
 
     def at(self, t_ns: int) -> Shift:
-        for s in self._cache:
-            if s.start_ns <= t_ns < s.end_ns:
-                return s
-        s = self.calendar.at_ns(t_ns - t_ns % _NS)  # whole seconds: exact as a float, and shifts start on minutes
-        self._cache = (self._cache + [s])[-4:]
-        return s
+        return self._find(t_ns)[3]
 
     def previous(self, t_ns: int, back: int = 1) -> Shift:
         """The shift ``back`` shifts before the one running at ``t_ns`` (1 = the last complete one)."""
@@ -45,10 +49,10 @@ class ShiftClock:
 
     def production_level(self, t_ns: int) -> float:
         """How hard the faces cut, 0..1: a ramp after the handover, the shearer's passes, a wind-down."""
-        shift = self.at(t_ns)
-        if shift.kind != "production":
+        start, end, production, _ = self._find(t_ns)
+        if not production:
             return 0.0
-        into = (t_ns - shift.start_ns) / _NS
-        left = (shift.end_ns - t_ns) / _NS
+        into = (t_ns - start) / _NS
+        left = (end - t_ns) / _NS
         ramp = min(1.0, into / RAMP_S, max(0.0, left / WIND_DOWN_S))
         return max(0.0, ramp * (0.8 + 0.2 * math.sin(2.0 * math.pi * into / CUT_CYCLE_S)))

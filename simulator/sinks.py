@@ -9,8 +9,10 @@ loop API): one process drives hundreds of robots. Telemetry and status are publi
 
 from __future__ import annotations
 
+import json
 import os
 import select
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -25,11 +27,12 @@ from minewatch.schema import RobotStatus
 from minewatch.settings import MqttTarget
 from minewatch.topics import Topics
 from minewatch.wire import encode_frame, encode_frames
-from simulator.engine import Message, Tick
+from simulator.engine import Message, Simulation, Tick
 
-__all__ = ["FileSink", "MqttSink", "SinkError", "payload_of"]
+__all__ = ["FileSink", "LabelSink", "MqttSink", "SinkError", "payload_of"]
 
 MAX_OUTSTANDING = 20_000  # publishes not yet acknowledged before the producer waits
+MAX_INFLIGHT = 100  # per robot connection, if the broker allows that many
 
 
 class SinkError(RuntimeError):
@@ -40,16 +43,20 @@ def payload_of(msg: Message) -> bytes:
     return encode_frame(msg.frames[0]) if len(msg.frames) == 1 else encode_frames(msg.frames)
 
 
+def _open(path: Path, mode: str) -> Any:
+    try:
+        return open(path, mode)
+    except OSError as exc:
+        raise SinkError(f"cannot write {path}: {exc.strerror}") from None
+
+
 class FileSink:
     """One line per MQTT message, exactly the payload that would be published (a frame object or
     an array of frames): ``minewatch.wire.decode_frames(line)`` reads it back."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        try:
-            self._f: IO[bytes] = open(self.path, "wb")
-        except OSError as exc:
-            raise SinkError(f"cannot write {self.path}: {exc.strerror}") from None
+        self._f: IO[bytes] = _open(self.path, "wb")
         self.messages = 0
 
     def write(self, tick: Tick) -> None:
@@ -58,6 +65,34 @@ class FileSink:
             self.messages += len(tick.messages)
 
     def close(self) -> None:
+        self._f.close()
+
+
+class LabelSink:
+    """Writes each fault's ground-truth records (JSONL) as soon as they are final, the rest at close,
+    so a long live run's labels grow as it goes."""
+
+    def __init__(self, path: str | Path, sim: Simulation) -> None:
+        self.path = Path(path)
+        self.sim = sim
+        self._f: IO[str] = _open(self.path, "w")
+        self.records = 0
+
+    def write(self, tick: Tick) -> None:
+        self._put(self.sim.finished_labels())
+
+    def _put(self, records: list[dict[str, Any]]) -> None:
+        for rec in records:
+            self._f.write(json.dumps(rec, separators=(",", ":")) + "\n")
+        if records:
+            self._f.flush()
+            self.records += len(records)
+
+    def close(self) -> None:
+        if self.sim.finished:
+            self._put(self.sim.finished_labels())
+        else:  # interrupted: what is known so far
+            self._put(self.sim.tracker.rest() + self.sim.finished_labels())
         self._f.close()
 
 
@@ -92,6 +127,8 @@ class MqttSink:
             client.on_publish = self._on_publish
             client.on_connect = self._on_connect
             client.on_disconnect = self._on_disconnect
+            client.on_socket_open = self._on_socket_open
+            client.max_inflight_messages_set(MAX_INFLIGHT)  # a window of 20 stalls a robot sending its backlog
             client.user_data_set(rid)
             self.robots[rid] = _Robot(rid, client)
         self._last_misc = 0.0
@@ -103,8 +140,21 @@ class MqttSink:
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
         if rc.is_failure:
             self.errors.append(f"{userdata}: connection refused: {rc}")
-        else:
-            self.robots[userdata].connected = True
+            return
+        self.robots[userdata].connected = True
+        # never more publishes in flight than the broker's MQTT 5 Receive Maximum (65535 if unsaid);
+        # paho has no public way to lower the window once connected
+        allowed = getattr(props, "ReceiveMaximum", 65535) if props is not None else 20
+        if allowed < client._max_inflight_messages:
+            client._max_inflight_messages = max(1, allowed)
+
+    @staticmethod
+    def _on_socket_open(client: paho.Client, userdata: Any, sock: Any) -> None:
+        # frames are small: send each at once rather than waiting for the previous one's TCP ack
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (OSError, AttributeError):
+            pass
 
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
         self.robots[userdata].connected = False

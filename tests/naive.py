@@ -110,7 +110,8 @@ def health_changes(samples, cfg):
     """Reference for ``detectors.health.health_kernel`` on one stream: ``samples`` = [(t_ns, x)]
     with NaN for "frame without a value". Returns per sample a list of 4 change codes
     (range, stuck, spike, silent)."""
-    from detectors.health import REP_ALPHA, SPIKE_ALPHA, SPIKE_WARMUP, SPIKES_TO_RAISE, STUCK_MIN_RUN, STUCK_WARMUP
+    from detectors.health import (REP_ALPHA, SPIKE_ALPHA, SPIKE_WARMUP, SPIKES_TO_RAISE, STUCK_LEARN_RUN, STUCK_MIN_RUN,
+                                  STUCK_TAIL, STUCK_WARMUP)
 
     result = []
     st = {"range": 0, "ok": 0, "last": None, "run": 0, "run_t0": 0, "rep": 0.5, "n": 0, "stuck": 0,
@@ -145,7 +146,7 @@ def health_changes(samples, cfg):
                 st["run"] += 1
             else:
                 st["run"], st["run_t0"] = 1, t
-            if st["run"] < STUCK_MIN_RUN and st["n"] > 0:
+            if st["run"] < STUCK_LEARN_RUN and st["n"] > 0:
                 st["rep"] += REP_ALPHA * (float(same) - st["rep"])
             st["n"] += 1
             if st["stuck"] and not same:
@@ -153,7 +154,7 @@ def health_changes(samples, cfg):
                 codes[1] = 0
             elif not st["stuck"] and st["n"] >= STUCK_WARMUP:
                 r = st["rep"]
-                need = math.inf if r >= 1 else (math.log(1e-9) / math.log(r) if r > 0 else 0)
+                need = math.inf if r >= 1 else (STUCK_TAIL / math.log(r) if r > 0 else 0)
                 if st["run"] >= max(need, STUCK_MIN_RUN) and (t - st["run_t0"]) / 1e9 >= cfg["stuck_s"]:
                     st["stuck"] = 1
                     codes[1] = 1
@@ -288,3 +289,46 @@ def band_velocity_rms(x, rate_hz, lo_hz, hi_hz):
         v_amp = amp / (2 * math.pi * f)
         total += v_amp ** 2 / 2 if not (k == n // 2 and n % 2 == 0) else v_amp ** 2
     return math.sqrt(total)
+
+
+def drift_changes(samples, cfg):
+    """Reference for ``detectors.drift.drift_kernel`` on one pair: ``samples`` = [(t_ns, a, b)]."""
+    out = []
+    diffs = []  # warm-up differences
+    base = recent = 0.0
+    last_t = None
+    since = None
+    alerting = False
+    for t, a, b in samples:
+        if not (math.isfinite(a) and math.isfinite(b)) or a >= cfg["gas_a"] or b >= cfg["gas_b"]:
+            out.append(-1)
+            continue
+        if last_t is not None and (t - last_t) / 1e9 > cfg["gap_s"]:
+            diffs, since = [], None
+        last_t = t
+        d = a - b
+        if len(diffs) < cfg["warmup"]:
+            diffs.append(d)
+            base = recent = sum(diffs) / len(diffs)
+            out.append(-1)
+            continue
+        recent += cfg["alpha_recent"] * (d - recent)
+        off = abs(recent - base)
+        change = -1
+        if not alerting:
+            if off >= cfg["tol"]:
+                since = t if since is None else since
+                if (t - since) / 1e9 >= cfg["hold_s"]:
+                    alerting, since, change = True, None, 1
+            else:
+                since = None
+                if off < cfg["tol"] / 2:
+                    base += cfg["alpha_base"] * (d - base)
+        elif off < cfg["tol"] / 2:
+            since = t if since is None else since
+            if (t - since) / 1e9 >= cfg["hold_s"]:
+                alerting, since, change = False, None, 0
+        else:
+            since = None
+        out.append(change)
+    return out

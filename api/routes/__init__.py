@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from api import report
 from api.routes import alerts, health, replays, robots, scenarios, shifts, stream, telemetry
 
 __all__ = ["api_router"]
 
 api_router = APIRouter()
-for _module in (health, scenarios, robots, telemetry, alerts, shifts, replays, stream):
+for _module in (health, scenarios, robots, telemetry, alerts, shifts, replays, stream, report):
     api_router.include_router(_module.router)

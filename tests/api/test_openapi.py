@@ -58,6 +58,7 @@ OPERATIONS = [
     ("GET", "/telemetry/export.csv"), ("GET", "/alerts"), ("GET", "/alerts/{alert_id}"),
     ("POST", "/alerts/{alert_id}/ack"), ("GET", "/shifts"), ("GET", "/shifts/current"), ("GET", "/shifts/{shift_id}"),
     ("POST", "/replays"), ("GET", "/replays"), ("GET", "/replays/{replay_id}"), ("DELETE", "/replays/{replay_id}"),
+    ("GET", "/report"),
 ]
 
 

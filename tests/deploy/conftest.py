@@ -50,13 +50,14 @@ class DeployBroker:
         return self.broker.url
 
 
-def start_deploy_broker(root: Path, conf_snippets: dict[str, str] | None = None) -> DeployBroker:
+def start_deploy_broker(root: Path, conf_snippets: dict[str, str] | None = None, port: int | None = None) -> DeployBroker:
+    """The shipped broker configuration, with accounts in ``root/secrets`` (kept if already there)."""
     auth = write_broker_auth(root / "secrets", robots=ROBOTS)
     conf_d = root / "conf.d"
     conf_d.mkdir(parents=True, exist_ok=True)
     for name, text in (conf_snippets or {}).items():
         (conf_d / name).write_text(text)
-    port = free_port()
+    port = port or free_port()
     data = root / "data"
     data.mkdir(parents=True, exist_ok=True)
     broker = Mosquitto(root / "broker", port, config=deploy_mosquitto_config(data, auth.directory, conf_d, port))
@@ -72,7 +73,7 @@ def deploy_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DeployBr
     b.broker.stop()
 
 
-def _tls_snippet(secrets_dir: Path, port: int) -> str:
+def deploy_tls_snippet(secrets_dir: Path, port: int) -> str:
     """deploy/mosquitto-tls.conf with its paths and port moved like the main file's."""
     text = (DEPLOY / "mosquitto-tls.conf").read_text()
     assert "/mosquitto/config/secrets/tls/" in text and "\nlistener 8883\n" in text
@@ -87,6 +88,16 @@ def tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Deplo
     root = tmp_path_factory.mktemp("tls-broker")
     make_certs(root / "secrets" / "tls")
     port = free_port()
-    b = start_deploy_broker(root, {"tls.conf": _tls_snippet(root / "secrets", port)})
+    b = start_deploy_broker(root, {"tls.conf": deploy_tls_snippet(root / "secrets", port)})
     yield b, port
     b.broker.stop()
+
+
+def deploy_influxdb_config(data_dir: Path, port: int, rpc_port: int) -> str:
+    """deploy/influxdb.conf with its paths under ``data_dir`` and its ports on loopback."""
+    text = (DEPLOY / "influxdb.conf").read_text()
+    for old, new in (("/var/lib/influxdb/", f"{data_dir}/"), ('bind-address = ":8086"', f'bind-address = "127.0.0.1:{port}"'),
+                     ('bind-address = "127.0.0.1:8088"', f'bind-address = "127.0.0.1:{rpc_port}"')):
+        assert old in text, old
+        text = text.replace(old, new)
+    return text

@@ -41,6 +41,9 @@ PUBLISH_RULES = [
     ("ingest", T.active("a1"), True),
     ("ingest", T.deadletter("invalid"), True),
     ("ingest", T.telemetry("mf01", "r01"), False),
+    ("ingest", f"{T.prefix}/ingest/marker/1", True),
+    ("integrator", f"{T.prefix}/ingest/marker/1", False),
+    ("r01", f"{T.prefix}/ingest/marker/1", False),
     ("api", T.ack("a1"), True),
     ("api", T.alert("mf01", "gas"), False),
     ("api", T.active("a1"), False),
@@ -57,15 +60,37 @@ PUBLISH_RULES = [
     ("healthcheck", T.alert("mf01", "gas"), False),
 ]
 
-# Who delivers a sentinel after a probe, on a topic the watcher (api) reads.
-SENTINEL = ("ingest", T.deadletter("sentinel"))
+# Sentinels, published by the ingest account after each probe: one per watcher.
+SENTINELS = (T.deadletter("sentinel"), f"{T.prefix}/ingest/sentinel")
 
 
-def _watch_everything(b: DeployBroker) -> Session:
-    """The api account reads every tree (alerts, status, telemetry, dead letters)."""
-    watcher = Session(b.url("api"))
-    watcher.subscribe(f"{T.prefix}/#")
-    return watcher
+class Watchers:
+    """The api account reads alerts, status, telemetry and dead letters; the ingest account its
+    own scratch topics. Between them they see every topic a probe may reach."""
+
+    def __init__(self, b: DeployBroker) -> None:
+        self.b = b
+        self.api = Session(b.url("api"))
+        self.api.subscribe(f"{T.prefix}/#")
+        self.ingest = Session(b.url("ingest"))
+        self.ingest.subscribe(f"{T.prefix}/ingest/#")
+
+    def settle(self) -> None:
+        """Return once everything published before is delivered."""
+        for topic in SENTINELS:
+            publish_once(self.b.url("ingest"), topic)
+        self.api.wait_for(SENTINELS[0])
+        self.ingest.wait_for(SENTINELS[1])
+
+    def topics(self) -> list[str]:
+        return self.api.topics() + self.ingest.topics()
+
+    def __enter__(self) -> Watchers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.api.close()
+        self.ingest.close()
 
 
 def test_the_committed_acl_is_the_generated_one() -> None:
@@ -90,13 +115,12 @@ def test_anonymous_and_wrong_passwords_are_refused(deploy_broker: DeployBroker) 
 @pytest.mark.parametrize(("user", "topic", "allowed"), PUBLISH_RULES,
                          ids=[f"{u}->{t.removeprefix(T.prefix + '/')}" for u, t, _ in PUBLISH_RULES])
 def test_publish_rights(deploy_broker: DeployBroker, user: str, topic: str, allowed: bool) -> None:
-    with _watch_everything(deploy_broker) as watcher:
+    with Watchers(deploy_broker) as watchers:
         reason = publish_once(deploy_broker.url(user), topic, f"from {user}".encode())
-        publish_once(deploy_broker.url(SENTINEL[0]), SENTINEL[1])
-        watcher.wait_for(SENTINEL[1])
-        delivered = topic in watcher.topics()
+        watchers.settle()
+        delivered = topic in watchers.topics()
     if allowed:
-        assert reason < 128 and delivered, (reason, watcher.topics())
+        assert reason < 128 and delivered, (reason, watchers.topics())
     else:
         assert reason == NOT_AUTHORIZED, reason
         assert not delivered, f"{user}'s refused message on {topic} reached a subscriber"
@@ -105,11 +129,10 @@ def test_publish_rights(deploy_broker: DeployBroker, user: str, topic: str, allo
 def test_an_mqtt311_robot_is_refused_silently_and_nothing_is_delivered(deploy_broker: DeployBroker) -> None:
     """MQTT 3.1.1 has no PUBACK reason codes: mosquitto acknowledges and drops the message."""
     other = T.telemetry("mf01", "r02")
-    with _watch_everything(deploy_broker) as watcher:
+    with Watchers(deploy_broker) as watchers:
         assert publish_once(deploy_broker.url("r01"), other, b"spoof", protocol=paho.MQTTv311) == 0
-        publish_once(deploy_broker.url("r01"), T.telemetry("mf01", "r01"), b"own", protocol=paho.MQTTv311)
-        watcher.wait_for(T.telemetry("mf01", "r01"))
-        assert other not in watcher.topics()
+        watchers.settle()
+        assert other not in watchers.topics()
 
 
 def test_who_reads_what(deploy_broker: DeployBroker) -> None:
@@ -138,8 +161,8 @@ def test_who_reads_what(deploy_broker: DeployBroker) -> None:
         publish_once(b.url("ingest"), topics["deadletter"])
         readers["api"].wait_for(topics["deadletter"])
         late.wait_for(topics["active"])
-        publish_once(b.url(SENTINEL[0]), SENTINEL[1])
-        readers["api"].wait_for(SENTINEL[1])
+        publish_once(b.url("ingest"), SENTINELS[0])
+        readers["api"].wait_for(SENTINELS[0])
         for user, want in expected.items():
             got = {name for name, t in topics.items() if t in readers[user].topics()}
             assert got == want, (user, got, want)
@@ -168,3 +191,14 @@ def test_password_hashes_are_mosquittos_own_format(tmp_path) -> None:  # noqa: A
     assert verify_password("s3cret", ours)
     _, kind, it, salt, digest = theirs.split("$")
     assert (kind, it) == ("7", "101") and len(salt) == len(ours.split("$")[3]) and len(digest) == 88
+
+
+def test_accounts_are_kept_across_writes_when_asked(tmp_path) -> None:  # noqa: ANN001
+    from minewatch.security import write_broker_auth
+
+    first = write_broker_auth(tmp_path, robots=["r07"], integrators=["integrator", "scada"])
+    again = write_broker_auth(tmp_path, keep_accounts=True)
+    assert again["r07"].password == first["r07"].password and "scada" in again.accounts
+    assert "user scada" in again.acl_file.read_text()
+    fresh = write_broker_auth(tmp_path)  # exactly what is asked for
+    assert "r07" not in fresh.accounts and fresh["ingest"].password == first["ingest"].password

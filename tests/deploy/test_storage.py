@@ -60,6 +60,25 @@ def test_a_changed_query_is_replaced(db: SyncInflux) -> None:
                if f" ON {db.db} " in r["query"])
 
 
+def test_partitions_starting_together_agree(influxd: Influxd, db: SyncInflux) -> None:
+    """Several ingest processes set up the same storage at once, with a changed plan: all succeed
+    (InfluxDB takes a repeated identical CREATE, and a DROP of what is gone, without error)."""
+    ensure_storage_sync(db)
+
+    async def together() -> list[list[str]]:
+        clients = [InfluxClient(influxd.url, db.db) for _ in range(4)]
+        try:
+            return await asyncio.gather(*(ensure_storage(c, every="3m") for c in clients))
+        finally:
+            for c in clients:
+                await c.aclose()
+
+    asyncio.run(together())
+    queries = [r["query"] for r in db.query("SHOW CONTINUOUS QUERIES", db="") if f" ON {db.db} " in r["query"]]
+    assert len(queries) == 2 and all("RESAMPLE EVERY 3m" in q for q in queries)
+    assert ensure_storage_sync(db, every="3m") == []
+
+
 def test_retention_below_the_regulation_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 7 days"):
         StoragePlan("x", raw_days=3)

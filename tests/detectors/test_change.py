@@ -34,7 +34,8 @@ def test_change_kernel_matches_reference(seed: int) -> None:
     stream = np.repeat(np.arange(3), 1500)
     x = np.concatenate(xs)
     score, code = np.empty(x.shape[0]), np.empty(x.shape[0], dtype=np.int8)
-    change_kernel(stream, x, *(tab[c] for c in CHANGE_ARGS), score, code, np.empty(x.shape[0]))
+    t = np.arange(x.shape[0], dtype=np.int64)
+    change_kernel(stream, t, x, *(tab[c] for c in CHANGE_ARGS), score, code, np.empty(x.shape[0]))
     for s in range(3):
         want_score, want_code = naive.change_scores(xs[s].tolist())
         np.testing.assert_allclose(to_score(score[stream == s]), want_score, rtol=1e-9, atol=1e-12)
@@ -74,3 +75,15 @@ def test_rejects_bad_parameters() -> None:
         ChangeDetector(warmup=1)
     with pytest.raises(ValueError):
         ChangeDetector(alpha=1.5)
+
+
+def test_gap_in_time_restarts_the_warmup() -> None:
+    tab = StreamTable(CHANGE_COLUMNS)
+    tab.add(0)
+    tab["c_on"][0], tab["c_gap"][0], tab["c_warmup"][0] = True, 100, 10
+    rng = np.random.default_rng(1)
+    x = np.r_[rng.normal(0, 1, 50), rng.normal(30, 1, 50)]
+    t = np.r_[np.arange(50), np.arange(50) + 1000].astype(np.int64)  # the second half after a long gap
+    score, code, level = np.empty(100), np.empty(100, dtype=np.int8), np.empty(100)
+    change_kernel(np.zeros(100, dtype=np.int64), t, x, *(tab[c] for c in CHANGE_ARGS), score, code, level)
+    assert (score[50:60] == 0).all() and (code == -1).all()  # learned afresh, no alarm for the jump

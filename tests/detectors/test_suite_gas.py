@@ -178,3 +178,30 @@ def test_flapping_alert_holds_its_clear() -> None:
     assert cleared.alert_id == co[-1].alert_id and "flapping" in cleared.message
     first_quiet = T0 + (len(values) - 6) * 10 * S  # the last clear of the dithering
     assert cleared.ts == first_quiet + 120 * S
+
+
+def test_patrol_leaves_and_the_stationed_robot_clears_the_alert() -> None:
+    suite = DetectorSuite()
+    # a patrol robot passes and reads a power-cut level, then moves on; the stationed robot
+    # keeps reading the same channel below the restore level
+    frames = [frame("p01", "hf01", 0, {"ch4_t1": 1.7})]
+    frames += [frame("r04", "hf01", i, {"ch4_t1": 0.4}) for i in range(1, 200, 5)]
+    d = suite.process(frames)
+    got = only(d.events)
+    assert states(got) == [("raised", "critical"), ("cleared", "critical")]
+    cleared = got[1]
+    assert cleared.evidence["stale_robot"] == "p01" and cleared.robot_id == "r04"
+    assert 120 <= (cleared.ts - T0) / S < 130 and "has not read this channel" in cleared.message
+    # the same frames in small batches give the same events
+    split = DetectorSuite()
+    events = [e for k in range(0, len(frames), 3) for e in split.process(frames[k:k + 3]).events]
+    assert only(events) == got
+
+
+def test_a_robot_still_reporting_keeps_its_part() -> None:
+    suite = DetectorSuite()
+    frames = []
+    for i in range(0, 300, 5):
+        frames.append(frame("p01", "hf01", i, {"ch4_t1": 1.7}))
+        frames.append(frame("r04", "hf01", i + 1, {"ch4_t1": 0.4}))
+    assert states(suite.process(frames).events) == [("raised", "critical")]

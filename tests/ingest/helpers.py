@@ -54,15 +54,38 @@ class Publisher:
         self.client.reconnect_delay_set(0.2, 2)  # type: ignore[arg-type]
         self.client.connect_async(target.host, target.port, 30, clean_start=False,
                                   properties=connect_properties(3600))
-        self.infos: list[paho.MQTTMessageInfo] = []
+        self.pending: set[int] = set()
+        self.early: set[int] = set()  # acknowledged before publish() had noted them
+        self.lock = threading.Lock()
         self.connected = threading.Event()
         self.client.on_connect = lambda c, u, f, rc, p: self.connected.set()
+        self.client.on_disconnect = lambda c, u, f, rc, p: self.connected.clear()
+        self.client.on_publish = self._on_publish
         self.client.loop_start()
         if not self.connected.wait(20):
             raise TimeoutError("publisher could not connect")
 
+    def _on_publish(self, client: paho.Client, userdata: object, mid: int, rc: object, props: object) -> None:
+        # paho calls this holding its own message lock: never wait on anything here that
+        # a thread inside client.publish() could hold
+        with self.lock:
+            if mid in self.pending:
+                self.pending.remove(mid)
+            else:
+                self.early.add(mid)
+
     def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
-        self.infos.append(self.client.publish(topic, payload, qos=qos))
+        # while the broker is away, hold on (a robot buffers); publishing into paho's reconnect
+        # window can leave a message unsent behind its queued ones
+        if not self.connected.wait(60):
+            raise TimeoutError("publisher lost the broker for 60 s")
+        info = self.client.publish(topic, payload, qos=qos)
+        if qos:
+            with self.lock:
+                if info.mid in self.early:
+                    self.early.remove(info.mid)
+                else:
+                    self.pending.add(info.mid)
 
     def send(self, topics: Topics, frames: list[Frame], per_message: int = 1) -> None:
         for i in range(0, len(frames), per_message):
@@ -71,13 +94,8 @@ class Publisher:
             self.publish(topics.telemetry(chunk[0].scenario_id, chunk[0].robot_id), payload)
 
     def flush(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        for info in self.infos:
-            while not info.is_published():
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{sum(not i.is_published() for i in self.infos)} messages not acknowledged")
-                time.sleep(0.01)
-        self.infos.clear()
+        """Wait until the broker has acknowledged everything published so far."""
+        wait_until(lambda: not self.pending, timeout, f"the broker to acknowledge {len(self.pending)} messages", 0.01)
 
     def close(self) -> None:
         self.client.disconnect()

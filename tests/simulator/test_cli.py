@@ -37,7 +37,7 @@ def read_frames(path: Path) -> list:
 
 
 def test_same_seed_gives_identical_bytes_and_another_seed_does_not(tmp_path: Path) -> None:
-    common = ["--frames", "2000", "--start", START, "--faults", "builtin:demo"]
+    common = ["--frames", "2000", "--start", START, "--faults", "builtin:demo", "--waveform-rate", "4096"]
     a, b, c = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "c.jsonl"
     la, lb = tmp_path / "la.jsonl", tmp_path / "lb.jsonl"
     run_cli("--output", str(a), "--seed", "5", "--labels-out", str(la), *common)
@@ -244,3 +244,53 @@ def test_a_broker_restart_mid_run_loses_no_acknowledgement(fresh_broker) -> None
     assert proc.returncode == 0, err
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["frames"] == 48
+
+
+def test_an_unreachable_broker_is_a_clear_error() -> None:
+    from minewatch.services import free_port
+
+    result = CliRunner().invoke(simulate, ["--mqtt-url", f"mqtt://127.0.0.1:{free_port()}", "--frames", "1"])
+    assert result.exit_code == 1
+    assert "cannot reach the MQTT broker" in result.output
+
+
+@pytest.mark.integration
+def test_sigterm_ends_a_live_run_cleanly_with_labels_and_summary(mosquitto, prefix: str, tmp_path: Path) -> None:
+    import signal
+
+    labels = tmp_path / "labels.jsonl"
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "minewatch"), "simulate", "--mqtt-url", mosquitto.url,
+                             "--topic-prefix", prefix, "--scenarios", "mf01", "--faults", "builtin:outburst",
+                             "--labels-out", str(labels)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+            if labels.exists():  # the run is going (the file is opened once connected)
+                time.sleep(2.0)
+                break
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["frames"] >= 1 and summary["seconds"] > 1.0
+    rec = json.loads(labels.read_text().splitlines()[0])  # the outburst had not happened yet: still labelled
+    assert rec["kind"] == "methane_outburst"
+
+
+def test_waveform_blocks_ride_on_machine_frames_only(tmp_path: Path) -> None:
+    out = tmp_path / "f.jsonl"
+    run_cli("--output", str(out), "--frames", "350", "--start", START, "--waveform-rate", "8192",
+            "--waveform-every", "2", "--waveform-dtype", "i2")
+    frames = read_frames(out)
+    with_wave = [f for f in frames if f.waveforms]
+    assert with_wave and {f.scenario_id for f in with_wave} <= {s.id for s in SCENARIOS.values() if s.machine}
+    machines = [s.id for s in SCENARIOS.values() if s.machine]
+    assert {f.scenario_id for f in with_wave} == set(machines)  # every machine room shows up
+    for f in with_wave:
+        w = f.waveforms["vib"]
+        assert w.rate_hz == 8192 and w.dtype == "i2" and w.scale > 0
+        assert len(w.data) == 4 * ((8192 * 2 // 2 + 2) // 3)  # 0.5 s of int16, base64

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from minewatch.catalogue import QUANTITIES, SCENARIOS
 from simulator.cli import simulate
 from simulator.engine import SimConfig, Simulation
-from simulator.faults import FaultError, load_faults
+from simulator.faults import LIBRARY, FaultError, load_faults
 from simulator.timeutil import NS, iso_ns
 
 START = iso_ns("2026-11-27T00:00:00Z")  # 08:00 local: the maintenance shift begins
@@ -169,3 +169,47 @@ def test_bad_fault_file_is_a_usage_error(tmp_path: Path) -> None:
                                            "--faults", str(bad)])
     assert result.exit_code == 2
     assert "not valid JSON" in result.output
+
+
+def test_labels_are_written_as_each_fault_finishes(tmp_path: Path) -> None:
+    from simulator.sinks import LabelSink
+
+    faults = load_faults([
+        {"kind": "methane_outburst", "scenario": "mf01", "start": "+20s", "duration": "60s", "peak": 1.7},
+        {"kind": "sensor_stuck", "scenario": "mf01", "channel": "co", "start": "+30s", "duration": "30s"},
+        {"kind": "local_fan_stoppage", "scenario": "lf01", "start": "+10m", "duration": "5m"},
+    ])
+    sim = Simulation(SimConfig(seed=3, start_ns=START, duration_s=1800, scenarios=["mf01", "lf01", "hf01"],
+                               faults=faults))
+    path = tmp_path / "labels.jsonl"
+    sink = LabelSink(path, sim)
+    written_at: dict[str, int] = {}
+    for tick in sim.ticks():
+        sink.write(tick)
+        for line in path.read_text().splitlines():
+            written_at.setdefault(json.loads(line)["fault_id"], tick.t_ns)
+    sink.close()
+    final = [json.loads(line) for line in path.read_text().splitlines()]
+    assert sorted(map(json.dumps, final)) == sorted(map(json.dumps, sim.labels()))
+    outburst = next(r for r in final if r["kind"] == "methane_outburst" and r["primary"])
+    # written within a few minutes of the fault's end, long before the half-hour run ends
+    assert written_at[outburst["fault_id"]] < START + 10 * 60 * NS
+    assert written_at[next(r["fault_id"] for r in final if r["kind"] == "sensor_stuck")] < START + 2 * 60 * NS
+
+
+@pytest.mark.parametrize("name", sorted(LIBRARY))
+def test_every_built_in_fault_set_is_valid(name: str) -> None:
+    sim = Simulation(SimConfig(start_ns=START, frames=1, faults=load_faults(f"builtin:{name}")))
+    assert sim.faults and all(f.start_ns >= START for f in sim.faults)
+
+
+def test_a_short_outage_makes_late_frames_but_no_offline_robot() -> None:
+    sim = Simulation(SimConfig(seed=1, start_ns=START, duration_s=120, scenarios=["ss02"],
+                               faults=load_faults([{"kind": "link_outage", "scenario": "ss02", "start": "+30s",
+                                                    "duration": "8s"}])))
+    ticks = list(sim.ticks())
+    assert not [s for t in ticks for s in t.statuses if s.event == "offline"]
+    assert [m for t in ticks for m in t.messages if m.backlog]
+    (rec,) = sim.labels()
+    assert [a["detector"] for a in rec["expected_alerts"]] == ["late_frames"]
+    assert rec["expected_severity"] == "info"

@@ -1,0 +1,361 @@
+"""Ingest throughput and alert latency: simulator -> mosquitto -> ``minewatch ingest`` -> InfluxDB.
+
+Everything runs on this machine: a mosquitto and an influxd of the benchmark's own, the
+``minewatch ingest`` processes (detectors on), the publishing robots and the measurement.
+
+Throughput. The simulator generates the frames of mining-face robots (mf01, mf02: 10 and 11
+channels, plus seq, battery, position and link, so a point carries 8-12 channel readings), copied
+to as many robots as needed for ``--points`` points. A publisher process sends them as fast as
+the broker takes them, QoS 1, ``--frames-per-message`` frames of one robot per message (the
+contract's array form: what a robot on a slow link does with its backlog). The figure is points
+landed per second from the first publish to the last point acknowledged as stored; loss is
+points sent minus points found in InfluxDB afterwards. In the same run InfluxDB's own ceiling is
+measured: the same points, as line protocol, written straight to ``/write`` in 5,000-point
+batches by ``--ceiling-writers`` concurrent writers, with the lines built beforehand.
+
+Alert latency. A robot's frame carries its own timestamp (robot clock = this clock); methane
+over the limit on a scenario's channel raises an alert, back under it clears it. The latency is
+the time from that frame's timestamp to the alert event arriving at an MQTT subscriber of
+``alerts/+/+``. Measured at the default mine's load (35 robots, 1 frame/s each) and at 80 % of
+the measured maximum.
+
+Prints one JSON line per figure (medians over ``--runs``):
+``ingest_points_per_s``, ``ingest_readings_per_s``, ``ingest_lost_points``,
+``influx_direct_points_per_s``, ``ingest_to_ceiling_ratio``, ``alert_latency_p50_ms``,
+``alert_latency_p99_ms``.
+
+    .venv/bin/python bench/ingest_throughput.py [--points 600000] [--partitions 2] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import multiprocessing as mp
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import httpx  # noqa: E402
+import msgspec  # noqa: E402
+
+from ingest.lines import TelemetryLines  # noqa: E402
+from minewatch.catalogue import SCENARIOS  # noqa: E402
+from minewatch.influx import SyncInflux  # noqa: E402
+from minewatch.mqtt import paho_client  # noqa: E402
+from minewatch.services import Influxd, Mosquitto, free_port  # noqa: E402
+from minewatch.settings import MqttTarget  # noqa: E402
+from minewatch.topics import Topics  # noqa: E402
+from minewatch.wire import Frame, encode_frame, encode_frames  # noqa: E402
+from simulator.engine import SimConfig, Simulation  # noqa: E402
+
+PREFIX = "bench/v1"
+FACES = ["mf01", "mf02"]
+DEFAULT_MINE_FPS = 35.0  # the default fleet: 35 robots, one frame a second each
+
+
+def emit(name: str, value: float, unit: str, **cond: object) -> None:
+    print(json.dumps({"name": name, "value": round(value, 3), "unit": unit, **cond}), flush=True)
+
+
+# -- data ------------------------------------------------------------------------------------------
+def simulated_frames(n_base: int, robots: int, seed: int) -> list[Frame]:
+    sim = Simulation(SimConfig(seed=seed, frames=n_base, robots=robots, scenarios=FACES, rate_hz=1.0,
+                               start_ns=time.time_ns() // 10**9 * 10**9))
+    return [f for batch in sim.frames() for f in batch]
+
+
+def replicate(base: list[Frame], points: int) -> list[Frame]:
+    """``points`` frames: copies of the simulated ones under new robot ids (r01 -> r01x3)."""
+    out: list[Frame] = []
+    for k in itertools.count():
+        for f in base:
+            if len(out) == points:
+                return out
+            out.append(msgspec.structs.replace(f, robot_id=f"{f.robot_id}x{k}"))
+    return out
+
+
+def messages(frames: list[Frame], per_message: int, topics: Topics) -> list[tuple[str, bytes]]:
+    """Per robot, consecutive frames in arrays of ``per_message``; robots interleaved."""
+    by_robot: dict[str, list[Frame]] = {}
+    for f in frames:
+        by_robot.setdefault(f.robot_id, []).append(f)
+    chunks = [[(topics.telemetry(fs[0].scenario_id, r), fs[i:i + per_message]) for i in range(0, len(fs), per_message)]
+              for r, fs in by_robot.items()]
+    out = []
+    for round_ in itertools.zip_longest(*chunks):
+        for item in round_:
+            if item is not None:
+                topic, fs = item
+                out.append((topic, encode_frame(fs[0]) if len(fs) == 1 else encode_frames(fs)))
+    return out
+
+
+# -- the robots ------------------------------------------------------------------------------------
+def publish_all(url: str, path: str, window: int, rate_msgs: float, done: mp.Queue) -> None:  # type: ignore[type-arg]
+    """Child process: publish every (topic, payload) in ``path`` with QoS 1, at most ``window``
+    unacknowledged; ``rate_msgs`` messages/s, or as fast as possible when 0."""
+    data = msgspec.msgpack.decode(Path(path).read_bytes(), type=list[tuple[str, bytes]])
+    target = MqttTarget(url)
+    client = paho_client(target, f"bench-pub-{os.getpid()}")
+    client.max_inflight_messages_set(window)
+    acked = [0]
+    client.on_publish = lambda c, u, mid, rc, p: acked.__setitem__(0, acked[0] + 1)
+    client.connect(target.host, target.port, 30)
+    client.loop_start()
+    t0 = time.monotonic()
+    for i, (topic, payload) in enumerate(data):
+        while i - acked[0] > window * 4:
+            time.sleep(0.0005)
+        if rate_msgs:
+            delay = t0 + i / rate_msgs - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        client.publish(topic, payload, qos=1)
+    while acked[0] < len(data):
+        time.sleep(0.005)
+    done.put(time.monotonic() - t0)
+    client.disconnect()
+    client.loop_stop()
+
+
+# -- the ingestors ---------------------------------------------------------------------------------
+class Ingestors:
+    def __init__(self, broker: Mosquitto, influx: Influxd, db: str, partitions: int, tag: str, tmp: Path,
+                 extra: tuple[str, ...] = ()) -> None:
+        self.ports = [free_port() for _ in range(partitions)]
+        exe = Path(sys.executable).with_name("minewatch")
+        self.logs = [tmp / f"ingest-{tag}-{i}.log" for i in range(partitions)]
+        self.procs = []
+        for i in range(partitions):
+            with open(self.logs[i], "wb") as log:
+                self.procs.append(subprocess.Popen(
+                    [str(exe), "ingest", "--mqtt-url", broker.url, "--influx-url", influx.url, "--influx-db", db,
+                     "--topic-prefix", PREFIX, "--partition", f"{i}/{partitions}", "--client-id", f"bench-{tag}-{i}",
+                     "--spool-dir", str(tmp / f"spool-{tag}-{i}"), "--metrics-port", str(self.ports[i]),
+                     "--log-level", "warning", *extra], stdout=log, stderr=subprocess.STDOUT))
+        self.http = httpx.Client(timeout=10)
+        deadline = time.monotonic() + 120
+        while not all(self._up(p) for p in self.ports):
+            if time.monotonic() > deadline or any(p.poll() is not None for p in self.procs):
+                raise RuntimeError("ingest did not start:\n" + "\n".join(x.read_text()[-2000:] for x in self.logs))
+            time.sleep(0.2)
+
+    def _up(self, port: int) -> bool:
+        try:
+            return self._value(port, "minewatch_ingest_mqtt_connected") == 1
+        except (httpx.HTTPError, KeyError):
+            return False
+
+    def _value(self, port: int, name: str) -> float:
+        text = self.http.get(f"http://127.0.0.1:{port}/metrics").text
+        m = re.search(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M)
+        if not m:
+            raise KeyError(name)
+        return float(m.group(1))
+
+    def durable(self) -> float:
+        return sum(self._value(p, "minewatch_ingest_points_stored_total") + self._value(p, "minewatch_ingest_points_spooled_total")
+                   for p in self.ports)
+
+    def stop(self) -> None:
+        for p in self.procs:
+            p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        self.http.close()
+
+
+# -- one throughput run ----------------------------------------------------------------------------
+def throughput(broker: Mosquitto, influx: Influxd, frames: list[Frame], payload_file: Path, n_msgs: int,
+               partitions: int, run: int, tmp: Path) -> tuple[float, int]:
+    db = f"ingest{run}"
+    SyncInflux(influx.url, db).ensure_db()
+    ing = Ingestors(broker, influx, db, partitions, f"t{run}", tmp)
+    try:
+        done: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+        pub = mp.Process(target=publish_all, args=(broker.url, str(payload_file), 2000, 0.0, done))
+        base = ing.durable()
+        t0 = time.monotonic()
+        pub.start()
+        target = base + len(frames)  # lines stored count telemetry points (plus a few alert/stat lines)
+        while ing.durable() < target:
+            if time.monotonic() - t0 > 900:
+                raise RuntimeError("ingest did not finish in 15 minutes")
+            time.sleep(0.1)
+        elapsed = time.monotonic() - t0
+        pub.join(60)
+    finally:
+        ing.stop()
+    client = SyncInflux(influx.url, db, timeout=300)
+    stored = client.count("telemetry", "seq")
+    client.close()
+    return len(frames) / elapsed, len(frames) - stored
+
+
+def ceiling(influx: Influxd, frames: list[Frame], writers: int, run: int) -> float:
+    db = f"ceiling{run}"
+    SyncInflux(influx.url, db).ensure_db()
+    fmt = TelemetryLines()
+    lines = [fmt.format(f) for f in frames]
+    bodies = ["\n".join(lines[i:i + 5000]).encode() for i in range(0, len(lines), 5000)]
+    with httpx.Client(timeout=120) as http:
+        def post(body: bytes) -> None:
+            r = http.post(f"{influx.url}/write", params={"db": db, "precision": "ns"}, content=body)
+            r.raise_for_status()
+
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(writers) as pool:
+            list(pool.map(post, bodies))
+        return len(lines) / (time.monotonic() - t0)
+
+
+# -- alert latency ---------------------------------------------------------------------------------
+def methane_channels() -> list[tuple[str, str]]:
+    return [(sid, c.name) for sid, sc in SCENARIOS.items() for c in sc.channels
+            if c.quantity == "ch4" and any(lim.levels for lim in c.limits)]
+
+
+def latency(broker: Mosquitto, influx: Influxd, partitions: int, load_pps: float, seconds: float,
+            base: list[Frame], per_message: int, tmp: Path, tag: str) -> list[float]:
+    """Latencies (ms) of alert events while ``load_pps`` points/s of other traffic flow."""
+    db = f"latency{tag}"
+    SyncInflux(influx.url, db).ensure_db()
+    topics = Topics(PREFIX)
+    ing = Ingestors(broker, influx, db, partitions, f"l{tag}", tmp)
+    lat: list[float] = []
+    lock = threading.Lock()
+    sub = paho_client(MqttTarget(broker.url), f"bench-sub-{tag}")
+
+    def on_message(c, u, msg) -> None:  # noqa: ANN001
+        now = time.time_ns()
+        parsed = topics.parse_alert(msg.topic)
+        if parsed and parsed[0] == "event":
+            ev = json.loads(msg.payload)
+            if ev["detector"] == "gas_limit" and ev.get("robot_id", "").startswith("lat"):
+                with lock:
+                    lat.append((now - ev["ts"]) / 1e6)
+
+    sub.on_message = on_message
+    sub.connect(broker.host, broker.port, 30)
+    sub.subscribe(topics.all_alert_events, qos=1)
+    sub.loop_start()
+    load: mp.Process | None = None
+    try:
+        n_load = int(load_pps * (seconds + 5))
+        if n_load:
+            frames = replicate(base, n_load)
+            now = time.time_ns()
+            frames = [msgspec.structs.replace(f, ts=now + i * 10**9 // max(1, int(load_pps))) for i, f in enumerate(frames)]
+            msgs = messages(frames, per_message, topics)
+            path = tmp / f"load-{tag}.msgpack"
+            path.write_bytes(msgspec.msgpack.encode(msgs))
+            rate = len(msgs) / (n_load / load_pps)
+            load = mp.Process(target=publish_all, args=(broker.url, str(path), 2000, rate, mp.Queue()))
+            load.start()
+            time.sleep(1.0)
+        pub = paho_client(MqttTarget(broker.url), f"bench-alerts-{tag}")
+        pub.connect(broker.host, broker.port, 30)
+        pub.loop_start()
+        combos = methane_channels()
+        seq = itertools.count()
+        t_end = time.monotonic() + seconds
+        # each (scenario, channel): high then low, twice (a third raise within 10 min is flapping)
+        for cycle, (sid, chan), value in ((c, sc, v) for c in range(2) for sc in combos for v in (1.8, 0.1)):
+            if time.monotonic() > t_end:
+                break
+            f = Frame(robot_id=f"lat{sid}", scenario_id=sid, seq=next(seq), ts=time.time_ns(), readings={chan: value})
+            pub.publish(topics.telemetry(sid, f.robot_id), encode_frame(f), qos=1)
+            time.sleep(seconds / (2 * 2 * len(combos)))
+        time.sleep(2.0)
+        pub.disconnect()
+        pub.loop_stop()
+    finally:
+        if load is not None:
+            load.terminate()
+            load.join()
+        sub.disconnect()
+        sub.loop_stop()
+        ing.stop()
+    return lat
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--points", type=int, default=600_000, help="points per throughput run")
+    ap.add_argument("--frames-per-message", type=int, default=20)
+    ap.add_argument("--partitions", type=int, default=1,
+                    help="ingest processes side by side (--partition I/N); mf01 and mf02 hash to the same one of 2")
+    ap.add_argument("--ceiling-writers", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--latency-seconds", type=float, default=30.0)
+    ap.add_argument("--no-latency", action="store_true")
+    ap.add_argument("--seed", type=int, default=7)
+    args = ap.parse_args()
+    cores = os.cpu_count() or 1
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        broker = Mosquitto(tmp / "mosquitto")
+        influx = Influxd(tmp / "influxd")
+        broker.start()
+        influx.start()
+        try:
+            base = simulated_frames(20_000, 40, args.seed)
+            frames = replicate(base, args.points)
+            readings_per_point = sum(len(f.readings) for f in frames) / len(frames)
+            msgs = messages(frames, args.frames_per_message, Topics(PREFIX))
+            payload_file = tmp / "payloads.msgpack"
+            payload_file.write_bytes(msgspec.msgpack.encode(msgs))
+            rates, losses, ceilings = [], [], []
+            for run in range(args.runs):
+                pps, lost = throughput(broker, influx, frames, payload_file, len(msgs), args.partitions, run, tmp)
+                rates.append(pps)
+                losses.append(lost)
+                ceilings.append(ceiling(influx, frames, args.ceiling_writers, run))
+            cond = {"points": args.points, "frames_per_message": args.frames_per_message,
+                    "partitions": args.partitions, "detectors": True, "runs": args.runs, "cores": cores,
+                    "readings_per_point": round(readings_per_point, 2)}
+            pps = statistics.median(rates)
+            ceil = statistics.median(ceilings)
+            emit("ingest_points_per_s", pps, "points/s", **cond)
+            emit("ingest_readings_per_s", pps * readings_per_point, "readings/s", **cond)
+            emit("ingest_lost_points", max(losses), "points", **cond)
+            emit("influx_direct_points_per_s", ceil, "points/s", batch=5000, writers=args.ceiling_writers,
+                 runs=args.runs, cores=cores)
+            emit("ingest_to_ceiling_ratio", pps / ceil, "ratio", **cond)
+            if not args.no_latency:
+                for load_name, load_pps, per_msg in (("default_mine", DEFAULT_MINE_FPS, 1),
+                                                     ("80pct_max", 0.8 * pps, args.frames_per_message)):
+                    lat = latency(broker, influx, args.partitions, load_pps, args.latency_seconds, base, per_msg,
+                                  tmp, load_name)
+                    lc = {"load": load_name, "load_points_per_s": round(load_pps), "samples": len(lat),
+                          "partitions": args.partitions, "cores": cores}
+                    emit("alert_latency_p50_ms", pct(lat, 50) if lat else float("nan"), "ms", **lc)
+                    emit("alert_latency_p99_ms", pct(lat, 99) if lat else float("nan"), "ms", **lc)
+        finally:
+            broker.stop()
+            influx.stop()
+
+
+if __name__ == "__main__":
+    main()

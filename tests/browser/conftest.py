@@ -1,0 +1,73 @@
+"""Headless Chromium (Debian's ``chromium`` package) driven by Playwright for Python.
+
+Playwright's own browser downloads are never used: the browser is the system one, launched with
+``executable_path`` and a fresh profile per session. Screenshots go to
+``test-output/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+def chromium_path() -> str:
+    for candidate in (os.environ.get("MINEWATCH_CHROMIUM"), shutil.which("chromium"), "/usr/bin/chromium"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise FileNotFoundError("chromium not found: install Debian's 'chromium' package (make test does it)")
+
+
+@pytest.fixture(scope="session")
+def screenshots(test_output: Path) -> Path:
+    d = test_output / "screenshots"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+@pytest.fixture(scope="session")
+def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """One Chromium for the session, with a fresh user-data-dir (a persistent context is how
+    Playwright takes one)."""
+    from playwright.sync_api import sync_playwright
+
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    with sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(
+            str(profile), executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": 1600, "height": 1000}, device_scale_factor=1)
+        try:
+            yield ctx
+        finally:
+            ctx.close()
+
+
+@pytest.fixture
+def page(browser_context: object) -> Iterator[object]:
+    """A new tab; script errors on the page fail the test. A test that provokes an error on
+    purpose (a refused key) lists a substring of it in ``page.expected_errors``. Ask for the
+    fixtures serving the page before this one, so the page closes before its server stops."""
+    pg = browser_context.new_page()  # type: ignore[attr-defined]
+    errors: list[str] = []
+    pg.expected_errors = []
+    pg.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
+    pg.on("console", lambda msg: errors.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None)
+    pg.on("response", lambda r: errors.append(f"HTTP {r.status} {r.request.method} {r.url}") if r.status >= 400 else None)
+    yield pg
+    pg.close()
+    unexpected = [e for e in errors if not any(x in e for x in pg.expected_errors)]
+    assert not unexpected, "\n".join(unexpected)
+
+
+# The API served on a free port in front of the session's broker and InfluxDB, and a publisher
+# that plays the robots and the ingestor: the API's own test fixtures.
+from tests.api.conftest import publisher, settings, start_api  # noqa: E402,F401

@@ -1,0 +1,61 @@
+"""`minewatch up` is safe by default: its broker and InfluxDB demand the accounts it made."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from minewatch.influx import InfluxError, SyncInflux
+from minewatch.security import load_credentials
+from minewatch.services import free_port
+from minewatch.topics import Topics
+from minewatch.up import System
+
+from .probe import login, publish_once
+
+pytestmark = pytest.mark.integration
+NOT_AUTHORIZED = 135
+
+
+def test_up_servers_refuse_strangers_and_keep_accounts_across_restarts(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    system = System(home, free_port(), free_port(), free_port(), simulate=False, log=lambda *a: None)
+    try:
+        system.start_servers()
+        assert system.auth is not None
+        broker = f"mqtt://127.0.0.1:{system.mqtt_port}"
+        assert login(broker) == NOT_AUTHORIZED
+        assert login(system.auth.url("ingest", port=system.mqtt_port)) == 0
+        t = Topics()
+        assert publish_once(system.auth.url("integrator", port=system.mqtt_port), t.alert("mf01", "gas")) == NOT_AUTHORIZED
+        assert publish_once(system.auth.url("simulator", port=system.mqtt_port), t.telemetry("mf01", "r01")) < 128
+
+        pw = load_credentials(home / "secrets")["influx"]
+        anonymous = SyncInflux(system.influx_url, "minewatch")
+        api = SyncInflux(system.influx_url, "minewatch", user="api", password=pw["api"])
+        ingest = SyncInflux(system.influx_url, "minewatch", user="ingest", password=pw["ingest"])
+        try:
+            with pytest.raises(InfluxError) as refused:
+                anonymous.query("SHOW MEASUREMENTS")
+            assert refused.value.status == 401
+            ingest.write(["telemetry,scenario=mf01,robot=r01 ch4_t1=0.4 1795852800000000000"])
+            assert api.count("telemetry", "ch4_t1") == 1
+            with pytest.raises(InfluxError) as read_only:
+                api.write(["telemetry,scenario=mf01,robot=r01 ch4_t1=0.5 1795852801000000000"])
+            assert read_only.value.status == 403
+            assert {r["name"] for r in ingest.query("SHOW RETENTION POLICIES")} >= {"raw", "long"}
+        finally:
+            for c in (anonymous, api, ingest):
+                c.close()
+        first = {name: a.password for name, a in system.auth.accounts.items()}
+    finally:
+        system.stop()
+    again = System(home, free_port(), free_port(), free_port(), simulate=False, log=lambda *a: None)
+    try:
+        again.start_servers()  # same home: same accounts, InfluxDB users found in place
+        assert again.auth is not None
+        assert {name: a.password for name, a in again.auth.accounts.items()} == first
+        assert login(again.auth.url("api", port=again.mqtt_port)) == 0
+    finally:
+        again.stop()

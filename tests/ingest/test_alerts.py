@@ -1,0 +1,129 @@
+"""Alerts out of the ingestor: event topics, retained active state, acknowledgements, storage,
+and alert ids that survive a restart."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from minewatch.influx import SyncInflux
+from minewatch.schema import AlertEvent
+from minewatch.services import Influxd, Mosquitto
+from minewatch.settings import Settings
+from minewatch.topics import Topics
+from minewatch.wire import Frame
+
+from tests.ingest.helpers import (Collector, Publisher, assert_exactly_once, frames_for, ingestor_in_process,
+                                  wait_until)
+
+pytestmark = pytest.mark.integration
+
+
+def _methane(frames: list[Frame], value: float) -> list[Frame]:
+    for f in frames:
+        f.readings["ch4_t1"] = value
+    return frames
+
+
+def _events(col: Collector, topics: Topics) -> list[dict]:
+    out = []
+    for topic, payload, _, _ in col.take():
+        parsed = topics.parse_alert(topic)
+        if parsed and parsed[0] == "event":
+            out.append(json.loads(payload))
+    return out
+
+
+def _gas(col: Collector, topics: Topics) -> list[dict]:
+    return [e for e in _events(col, topics) if e["detector"] == "gas_limit" and e["channel"] == "ch4_t1"]
+
+
+def _retained(url: str, topics: Topics) -> dict[str, bytes]:
+    """What a new subscriber to alerts/active/+ gets now."""
+    col = Collector(url, topics.all_active)
+    time.sleep(0.5)
+    got = {t.rsplit("/", 1)[1]: p for t, p, retained, _ in col.take() if retained}
+    col.close()
+    return got
+
+
+def _settings(mosquitto: Mosquitto, influxd: Influxd, db: SyncInflux, prefix: str, tmp_path: Path) -> Settings:
+    return Settings(mqtt_url=mosquitto.url, influx_url=influxd.url, influx_db=db.db, topic_prefix=prefix,
+                    data_dir=tmp_path / "data")
+
+
+def test_methane_alert_raised_acknowledged_cleared_and_stored(mosquitto: Mosquitto, influxd: Influxd,
+                                                               influx_db: SyncInflux, prefix: str,
+                                                               tmp_path: Path) -> None:
+    topics = Topics(prefix)
+    settings = _settings(mosquitto, influxd, influx_db, prefix, tmp_path)
+    col = Collector(mosquitto.url, topics.all_alert_events)
+    pub = Publisher(mosquitto.url)
+    t0 = time.time_ns()
+    frames = frames_for("mf01", "r01", 30, t0=t0, step_ns=200_000_000)
+    with ingestor_in_process(settings, client_id=f"ing-{prefix}"):
+        pub.send(topics, frames[:10])
+        pub.send(topics, _methane(frames[10:15], 1.7))    # above the power-cut level 1.5 %
+        wait_until(lambda: any(e["severity"] == "critical" for e in _gas(col, topics)), 20, "the power-cut alert")
+        raised = _gas(col, topics)[0]
+        alert_id = raised["alert_id"]
+        assert raised["state"] == "raised" and raised["scenario_id"] == "mf01" and raised["robot_id"] == "r01"
+        AlertEvent.model_validate(raised)
+        active = _retained(mosquitto.url, topics)
+        assert alert_id in active and json.loads(active[alert_id])["severity"] == "critical"
+
+        ack = {"alert_id": alert_id, "scenario_id": "mf01", "operator": "op-li", "note": "power cut, people out",
+               "ts": time.time_ns()}
+        pub.publish(topics.ack(alert_id), orjson.dumps(ack))
+        pub.publish(topics.ack("mf01.nope.gas_limit.1"), orjson.dumps({**ack, "alert_id": "mf01.nope.gas_limit.1"}))
+        wait_until(lambda: any(e["state"] == "acknowledged" for e in _gas(col, topics)), 20, "the acknowledgement")
+        acked = next(e for e in _gas(col, topics) if e["state"] == "acknowledged")
+        assert (acked["alert_id"], acked["operator"], acked["note"]) == (alert_id, "op-li", "power cut, people out")
+        assert json.loads(_retained(mosquitto.url, topics)[alert_id])["state"] == "acknowledged"
+
+        pub.send(topics, _methane(frames[15:30], 0.3))    # below the restore level 1.0 %
+        wait_until(lambda: any(e["state"] == "cleared" for e in _gas(col, topics)), 20, "the clear")
+        assert alert_id not in _retained(mosquitto.url, topics)
+        pub.flush()
+        wait_until(lambda: influx_db.count("telemetry", "seq") >= 30, 20, "30 points")
+    assert_exactly_once(influx_db, {"r01": 30})
+
+    rows = influx_db.query(f'SELECT * FROM "alert_events" WHERE "alert_id" = \'{alert_id}\'')
+    states = [r["state"] for r in rows]
+    # time = event time: frames' robot time for raised / cleared, the operator's time for the ack
+    assert states[0] == "raised" and sorted(states) == ["acknowledged", "cleared", "raised"]
+    first = rows[0]
+    assert (first["scenario"], first["kind"], first["detector"], first["channel"], first["robot_id"]) == \
+        ("mf01", "gas", "gas_limit", "ch4_t1", "r01")
+    assert first["value"] == pytest.approx(1.7) and first["limit"] in (1.0, 1.5) and first["unit"] == "%"
+    assert first["first_ts"] == raised["first_ts"] and first["time"] == raised["ts"]
+    assert json.loads(first["evidence"]) == raised["evidence"]
+    assert next(r for r in rows if r["state"] == "acknowledged")["operator"] == "op-li"
+    col.close()
+    pub.close()
+
+
+def test_alert_ids_survive_a_restart(mosquitto: Mosquitto, influxd: Influxd, influx_db: SyncInflux, prefix: str,
+                                     tmp_path: Path) -> None:
+    topics = Topics(prefix)
+    settings = _settings(mosquitto, influxd, influx_db, prefix, tmp_path)
+    col = Collector(mosquitto.url, topics.all_alert_events)
+    pub = Publisher(mosquitto.url)
+    frames = frames_for("hf01", "r05", 40, t0=time.time_ns(), step_ns=200_000_000)
+    with ingestor_in_process(settings, client_id=f"ing-{prefix}"):
+        pub.send(topics, _methane(frames[:10], 1.2))          # heading T1: alarm at 1.0 %
+        wait_until(lambda: bool(_gas(col, topics)), 20, "the alarm")
+    alert_id = _gas(col, topics)[0]["alert_id"]
+    with ingestor_in_process(settings, client_id=f"ing-{prefix}"):
+        pub.send(topics, _methane(frames[10:20], 1.25))       # still high: the same alert, not a new one
+        pub.send(topics, _methane(frames[20:40], 0.2))
+        wait_until(lambda: any(e["state"] == "cleared" for e in _gas(col, topics)), 20, "the clear")
+    gas = _gas(col, topics)
+    assert {e["alert_id"] for e in gas} == {alert_id}
+    assert [e["state"] for e in gas].count("raised") == 1
+    col.close()
+    pub.close()
