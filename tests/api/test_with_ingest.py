@@ -22,7 +22,8 @@ from .conftest import Api, Publisher, wait_for
 
 pytestmark = pytest.mark.integration
 
-SHIFT = "2026-11-20:night"  # a past shift: 2026-11-19T16:00Z .. 2026-11-20T00:00Z
+# a recorded shift: the one of two days ago (inside the raw data's 7-day retention)
+SHIFT = ShiftCalendar().at_ns(time.time_ns() - 2 * 86400 * 10**9).id
 FAULTS = [
     {"kind": "methane_outburst", "scenario": "mf01", "channel": "ch4_t1", "start": "+2m", "duration": "90s", "peak": 1.8},
     {"kind": "sensor_stuck", "scenario": "ra01", "channel": "ch4", "start": "+3m", "duration": "4m"},
@@ -50,7 +51,10 @@ def test_acknowledging_round_trip_through_the_ingestor(
         r = c.post(f"/alerts/{alert['alert_id']}/ack", json={"operator": "Zhao Min", "note": "deputy on the way"})
         assert r.status_code == 200, r.text
         assert r.json()["state"] == "acknowledged" and r.json()["acknowledged_by"] == "Zhao Min"
-        assert c.post(f"/alerts/{alert['alert_id']}/ack", json={"operator": "Zhao Min"}).status_code == 409
+        again = c.post(f"/alerts/{alert['alert_id']}/ack", json={"operator": "Li Na"})
+        assert again.status_code == 409 and "Zhao Min" in again.json()["detail"]
+        assert c.post("/alerts/hf02.nothing.1/ack", json={"operator": "Li Na"}).status_code == 404
+        assert c.post(f"/alerts/{alert['alert_id']}/ack", json={"operator": " "}).status_code == 422
         hist = c.get(f"/alerts/{alert['alert_id']}").json()["history"]
         assert [e["state"] for e in hist] == ["raised", "acknowledged"] and hist[1]["note"] == "deputy on the way"
 
