@@ -148,10 +148,8 @@ class ReplayJob:
 
 
 class ReplayManager:
-    def __init__(self, influx: InfluxClient, metrics: Metrics, calendar: ShiftCalendar,
-                 auth: tuple[str, str] | None = None) -> None:
+    def __init__(self, influx: InfluxClient, metrics: Metrics, calendar: ShiftCalendar) -> None:
         self.influx = influx
-        self.auth = auth
         self.metrics = metrics
         self.calendar = calendar
         self._jobs: dict[str, ReplayJob] = {}
@@ -200,7 +198,7 @@ class ReplayManager:
         try:
             res = await run_replay(self.influx, job.start, job.end, overrides=job.overrides, speed=job.speed,
                                    on_progress=job.on_progress, on_alerts=job.on_alerts, on_frames=job.on_frames,
-                                   cancel=job.cancel, auth=self.auth)
+                                   cancel=job.cancel)
             job.readings = res.readings
             if res.cancelled:
                 job.state = "cancelled"

@@ -332,3 +332,22 @@ def drift_changes(samples, cfg):
             since = None
         out.append(change)
     return out
+
+
+def peak_energy(power, df, f0, harmonics, tol):
+    """Reference for ``detectors.vibration.peak_energy``: per harmonic the largest bin within
+    the tolerance, and the median of the bins within 10 % (at least 20 bins) around it."""
+    n = len(power)
+    energy = floor = 0.0
+    for h in range(1, harmonics + 1):
+        fc = f0 * h
+        half = max(2 * df, tol * fc)
+        lo, hi = max(1, math.floor((fc - half) / df)), min(n - 1, math.ceil((fc + half) / df))
+        if lo > hi:
+            continue
+        energy += max(power[lo:hi + 1])
+        wide = max(20 * df, 0.1 * fc)
+        around = sorted(power[max(1, math.floor((fc - wide) / df)):min(n - 1, math.ceil((fc + wide) / df)) + 1])
+        m = len(around)
+        floor += around[m // 2] if m % 2 else (around[m // 2 - 1] + around[m // 2]) / 2
+    return energy, floor

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from detectors.vibration import analyse, band_velocity_power, block_stats
+from detectors.vibration import analyse, band_velocity_power, block_stats, peak_energy
 from minewatch.catalogue import BEARINGS, SCENARIOS, Bearing
 from tests import naive
 
@@ -130,3 +130,12 @@ def test_malformed_waveform_is_skipped() -> None:
 
     f = Frame(robot_id="r11", scenario_id="pr01", seq=0, ts=1, waveforms={"vib": WaveBlock(rate_hz=100.0, data="@@@")})
     assert DetectorSuite().process([f]).lines == []
+
+
+@pytest.mark.parametrize("f0, tol", [(76.1, 0.015), (163.0, 0.01), (0.5, 0.015), (900.0, 0.02)])
+def test_peak_energy_matches_reference(rng: np.random.Generator, f0: float, tol: float) -> None:
+    power = rng.exponential(1.0, 2049)
+    power[[76, 152, 228, 163, 326]] += 40.0
+    got = peak_energy(power, 1.0, f0, 3, tol)
+    want = naive.peak_energy(power.tolist(), 1.0, f0, 3, tol)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
