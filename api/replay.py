@@ -236,11 +236,11 @@ class ReplayManager:
             tasks.append(self._warm)
         for t in tasks:
             t.cancel()
-        for t in tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down
-                pass
+        if tasks:
+            done, _ = await asyncio.wait(tasks, timeout=5.0)
+            for t in done:
+                if not t.cancelled():
+                    t.exception()
 
 
 def _import_detectors() -> None:
