@@ -66,15 +66,20 @@ class LiveState:
         self._tasks = [asyncio.create_task(self._loop(self._alert_session, "alerts"), name="mqtt-alerts"),
                        asyncio.create_task(self._loop(self._telemetry_session, "telemetry"), name="mqtt-telemetry")]
 
-    async def stop(self) -> None:
-        for t in self._tasks:
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Cancel the subscribers and wait for them, but not for ever: a client stuck in its
+        disconnect must not hold up the shutdown."""
+        tasks, self._tasks = self._tasks, []
+        for t in tasks:
             t.cancel()
-        for t in self._tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down
-                pass
-        self._tasks = []
+        if tasks:
+            done, stuck = await asyncio.wait(tasks, timeout=timeout)
+            for t in done:  # retrieve, so nothing is reported as never retrieved
+                if not t.cancelled():
+                    t.exception()
+            if stuck:
+                log.warning("%d MQTT task(s) did not stop within %.0f s", len(stuck), timeout)
+        self.client = None
 
     async def load_alerts(self, lookback_ns: int = LOOKBACK_NS) -> None:
         """Fold ``alert_events`` of the look-back window into the book; if InfluxDB is not

@@ -101,8 +101,7 @@ def create_app(settings: Settings | None = None, *, calendar: ShiftCalendar | No
         influx = InfluxClient(settings.influx_url, settings.influx_db, user=settings.influx_user,
                               password=settings.influx_password)
         live = LiveState(settings, influx, metrics)
-        auth = (settings.influx_user, settings.influx_password or "") if settings.influx_user else None
-        replays = ReplayManager(influx, metrics, calendar, auth=auth)
+        replays = ReplayManager(influx, metrics, calendar)
         app.state.minewatch = AppState(settings, api_keys, influx, live, replays, calendar, metrics, ack_wait_s)
         await live.start()
         replays.warm_up()

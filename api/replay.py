@@ -148,10 +148,8 @@ class ReplayJob:
 
 
 class ReplayManager:
-    def __init__(self, influx: InfluxClient, metrics: Metrics, calendar: ShiftCalendar,
-                 auth: tuple[str, str] | None = None) -> None:
+    def __init__(self, influx: InfluxClient, metrics: Metrics, calendar: ShiftCalendar) -> None:
         self.influx = influx
-        self.auth = auth
         self.metrics = metrics
         self.calendar = calendar
         self._jobs: dict[str, ReplayJob] = {}
@@ -200,7 +198,7 @@ class ReplayManager:
         try:
             res = await run_replay(self.influx, job.start, job.end, overrides=job.overrides, speed=job.speed,
                                    on_progress=job.on_progress, on_alerts=job.on_alerts, on_frames=job.on_frames,
-                                   cancel=job.cancel, auth=self.auth)
+                                   cancel=job.cancel)
             job.readings = res.readings
             if res.cancelled:
                 job.state = "cancelled"
@@ -238,11 +236,11 @@ class ReplayManager:
             tasks.append(self._warm)
         for t in tasks:
             t.cancel()
-        for t in tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down
-                pass
+        if tasks:
+            done, _ = await asyncio.wait(tasks, timeout=5.0)
+            for t in done:
+                if not t.cancelled():
+                    t.exception()
 
 
 def _import_detectors() -> None:

@@ -90,9 +90,8 @@ async def _run(settings: Any, t0: int, t1: int, overrides: dict[str, float], spe
         if bar is not None:
             bar.__enter__()
         try:
-            auth = (settings.influx_user, settings.influx_password or "") if settings.influx_user else None
             res = await run_replay(influx, t0, t1, overrides=overrides, speed=speed, on_progress=progress,
-                                   on_alerts=write, auth=auth)
+                                   on_alerts=write)
         finally:
             if bar is not None:
                 bar.update(int(total_s) - done_s)

@@ -52,18 +52,15 @@ TICK_S = 15.0
 
 
 class TelemetrySource:
-    """Frames of ``[start, end)`` in time order, in slices of ``slice_s`` of data time; with
-    ``process``, read and built in a worker process (see :mod:`api.replay_reader`)."""
+    """Frames of ``[start, end)`` in time order, in slices of ``slice_s`` of data time (see
+    :mod:`api.replay_reader`)."""
 
-    def __init__(self, influx: InfluxClient, start: int, end: int, *, slice_s: float = 600.0,
-                 process: bool = False, auth: tuple[str, str] | None = None) -> None:
+    def __init__(self, influx: InfluxClient, start: int, end: int, *, slice_s: float = 600.0) -> None:
         if end <= start:
             raise ValueError("end must be after start")
         self.influx = influx
         self.start, self.end = start, end
         self.slice_ns = max(1, int(slice_s * NS))
-        self.process = process
-        self.auth = auth
 
     async def extent(self) -> tuple[int, int] | None:
         """First and last time with data in the window (None if there is none)."""
@@ -85,7 +82,7 @@ class TelemetrySource:
         last = min(self.end, ext[1] + int(TAIL_S * NS) + 1)
         bounds = [*range(first, last, self.slice_ns), last]
         pairs = list(zip(bounds[:-1], bounds[1:]))
-        reader = SliceReader(self.influx, process=self.process and len(pairs) > 2, auth=self.auth)
+        reader = SliceReader(self.influx)
         ahead: list[asyncio.Task[tuple[list[Frame], list[bool]]]] = []
         try:
             for k, (t0, t1) in enumerate(pairs):
@@ -96,7 +93,6 @@ class TelemetrySource:
         finally:
             for t in ahead:
                 t.cancel()
-            await reader.aclose()
 
 
 @dataclass
@@ -135,22 +131,20 @@ def _batches(frames: list[Frame], late: list[bool], t_from: int, t_to: int, step
 async def run_replay(influx: InfluxClient, start: int, end: int, *, overrides: Mapping[str, float] | None = None,
                      speed: float | None = None, tick_s: float = TICK_S, slice_s: float = 600.0,
                      on_progress: ProgressFn | None = None, on_alerts: AlertsFn | None = None,
-                     on_frames: FramesFn | None = None, cancel: asyncio.Event | None = None,
-                     process: bool = True, auth: tuple[str, str] | None = None) -> ReplayResult:
+                     on_frames: FramesFn | None = None, cancel: asyncio.Event | None = None) -> ReplayResult:
     """Run the detectors, fresh, over ``[start, end)``.
 
     As fast as possible (``speed`` None), frames go to the detectors in batches of ``tick_s`` of
     data time, each followed by a ``tick`` at the batch's end (the time-driven checks such as a
-    silent robot need the clock to move as it did live); a worker process reads the slices
-    (``process``; ``auth`` is InfluxDB's user and password for it). With a ``speed`` (data seconds per wall
+    silent robot need the clock to move as it did live), in a worker thread, while the next two
+    slices are read. With a ``speed`` (data seconds per wall
     second), batches are a tenth of a wall second long and ``on_frames`` gets each batch's
     latest frame per robot, on time."""
     from detectors import DetectorSuite  # numba compiles on first import: only when replaying
 
     suite = DetectorSuite(SCENARIOS, overrides=dict(overrides or {}))
     res = ReplayResult()
-    src = TelemetrySource(influx, start, end, slice_s=slice_s if speed is None else min(slice_s, max(10.0, speed * 5)),
-                          process=process and speed is None, auth=auth)
+    src = TelemetrySource(influx, start, end, slice_s=slice_s if speed is None else min(slice_s, max(10.0, speed * 5)))
     step_ns = int(tick_s * NS) if speed is None else max(1, int(speed * 0.1 * NS))
     t_wall = time.perf_counter()
     origin: int | None = None  # data time of the first slice: the paced clock starts there

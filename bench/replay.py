@@ -80,7 +80,7 @@ async def detectors_only(url: str, start: int, hours: float) -> float:
 
     end = start + int(hours * 3600e9)
     async with InfluxClient(url, DB, timeout=300.0) as influx:
-        slices = [s async for s in TelemetrySource(influx, start, end, process=True).slices()]
+        slices = [s async for s in TelemetrySource(influx, start, end).slices()]
     suite = DetectorSuite()
     t = time.perf_counter()
     for t0, t1, frames, late in slices:

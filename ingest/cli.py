@@ -80,4 +80,7 @@ def ingest(mqtt_url: str | None, influx_url: str | None, influx_db: str | None, 
                          spool_max_bytes=spool_max_mb << 20, metrics_port=metrics_port, metrics_host=metrics_host,
                          batch_size=batch_size, batch_ms=batch_ms, late_after_s=late_after, detectors=not no_detectors,
                          overrides=overrides)
-    asyncio.run(run(settings, opts))
+    try:
+        asyncio.run(run(settings, opts))
+    except (ConnectionError, TimeoutError) as exc:
+        raise click.ClickException(str(exc)) from None

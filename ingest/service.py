@@ -28,12 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
 from pydantic import ValidationError
 
 from minewatch.catalogue import SCENARIOS
 from minewatch.influx import InfluxClient
-from minewatch.schema import AlertEvent, RobotStatus
+from minewatch.schema import AlertAck, AlertEvent, RobotStatus
 from minewatch.settings import Settings
 from minewatch.storage import maintain_storage
 from minewatch.wire import Frame, FrameError, decode_frames
@@ -86,7 +85,10 @@ class _Batch:
     late: list[bool] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
     statuses: list[RobotStatus] = field(default_factory=list)
-    acks: list[tuple[dict[str, Any], Incoming]] = field(default_factory=list)
+    acks: list[tuple[AlertAck, Incoming]] = field(default_factory=list)
+    detected: int = 0        # frames, statuses and acks already through the detectors
+    statuses_done: int = 0
+    acks_done: int = 0
     points: int = 0
     readings: int = 0
     newest_ts: int = 0
@@ -173,6 +175,7 @@ class Ingestor:
     def stop(self) -> None:
         """Stop reading, flush, acknowledge, close (safe to call from a signal handler)."""
         self._stopping = True
+        self.consumer.stop_accepting()
         self._stop.set()
 
     async def _start(self) -> None:
@@ -218,15 +221,22 @@ class Ingestor:
 
     # -- the pipeline --------------------------------------------------------------------------
     async def _pipeline(self) -> None:
-        acks: asyncio.Queue[tuple[asyncio.Task[str], _Batch] | None] = asyncio.Queue(maxsize=self.opts.max_inflight)
+        # Batches wait here for their write, in order. The queue needs no bound of its own: every
+        # batch holds unacknowledged messages, and the broker sends no more than Receive Maximum.
+        acks: asyncio.Queue[tuple[asyncio.Task[str], _Batch] | None] = asyncio.Queue()
         acker = asyncio.create_task(self._acker(acks), name="acker")
+        writes = asyncio.Semaphore(self.opts.max_inflight)
+
+        async def write(lines: list[str]) -> str:
+            async with writes:
+                return await self.writer.store(lines)
+
         try:
             while True:
                 batch = await self._collect()
                 if batch is not None:
-                    task = asyncio.create_task(self.writer.store(batch.lines))
                     self._inflight += 1
-                    await acks.put((task, batch))
+                    await acks.put((asyncio.create_task(write(batch.lines)), batch))
                 if self._stop.is_set() and not self.consumer.inbox:
                     break
         finally:
@@ -244,8 +254,7 @@ class Ingestor:
                 outcome = await task
             finally:
                 self._inflight -= 1
-            n = len(batch.lines)
-            (m.stored if outcome == "stored" else m.spooled).inc(n)
+            (m.stored if outcome == "stored" else m.spooled).inc(batch.points)
             self.counts[outcome] += batch.points
             acked = self.consumer.ack(batch.messages)
             self.counts["acked"] += acked
@@ -259,14 +268,20 @@ class Ingestor:
             m.influx_up.set(1 if self.writer.influx_up else 0)
 
     async def _collect(self) -> _Batch | None:
-        """Gather one batch; None when there was nothing to do."""
+        """Gather one write batch; None when there was nothing to do.
+
+        The detectors run on every pass over the inbox, over everything taken in that pass, so an
+        alert goes out as soon as its frame is decoded, not when the write batch is full.
+        """
         inbox = self.consumer.inbox
         opts = self.opts
         batch = _Batch()
         deadline = 0.0
         while True:
-            while inbox and batch.points < opts.batch_size:
-                self._take(inbox.popleft(), batch)
+            if inbox:
+                while inbox and batch.points < opts.batch_size:
+                    self._take(inbox.popleft(), batch)
+                self._detect(batch)
             now = time.monotonic()
             if batch.messages and not batch.first_at:
                 batch.first_at = now
@@ -285,30 +300,31 @@ class Ingestor:
         self.metrics.inbox.set(len(inbox))
         return self._finish(batch)
 
-    def _finish(self, batch: _Batch) -> _Batch | None:
-        now = time.monotonic()
+    def _detect(self, batch: _Batch) -> None:
+        """Detectors over the frames, statuses and acks taken since the last pass; publish events."""
         events: list[AlertEvent] = []
+        frames, late = batch.frames[batch.detected:], batch.late[batch.detected:]
+        statuses, acks = batch.statuses[batch.statuses_done:], batch.acks[batch.acks_done:]
+        batch.detected, batch.statuses_done, batch.acks_done = len(batch.frames), len(batch.statuses), len(batch.acks)
         suite = self.suite
-        if suite is not None:
+        if suite is not None and (frames or statuses):
             try:
-                if batch.frames:
-                    det = suite.process(batch.frames, late=batch.late)
+                if frames:
+                    det = suite.process(frames, late=late)
                     events.extend(det.events)
                     batch.lines.extend(det.lines)
-                for st in batch.statuses:
+                for st in statuses:
                     events.extend(suite.robot_status(st))
-                if now >= self._next_tick:
-                    events.extend(suite.tick(time.time_ns()))
             except Exception:  # noqa: BLE001 - a detector fault must not stop storage
-                log.exception("detectors failed on a batch of %d frames; the readings are stored anyway",
-                              len(batch.frames))
+                log.exception("detectors failed on %d frames; the readings are stored anyway", len(frames))
                 self.metrics.detector_errors.inc()
-        if now >= self._next_tick:
-            self._next_tick = now + self.opts.tick_s
-        for req, msg in batch.acks:
+        for req, msg in acks:
             ev = self._acknowledge(req, msg)
             if ev is not None:
                 events.append(ev)
+        self._publish(events, batch)
+
+    def _publish(self, events: list[AlertEvent], batch: _Batch) -> None:
         for ev in events:
             ln = publish_event(self.consumer.publish, self.topics, ev)
             if ln:
@@ -316,6 +332,18 @@ class Ingestor:
         if events:
             self.metrics.alerts.inc(len(events))
             self.counts["alerts"] += len(events)
+
+    def _finish(self, batch: _Batch) -> _Batch | None:
+        now = time.monotonic()
+        self.metrics.mqtt_up.set(1 if self.consumer.connected.is_set() else 0)
+        if now >= self._next_tick:
+            self._next_tick = now + self.opts.tick_s
+            if self.suite is not None:
+                try:
+                    self._publish(self.suite.tick(time.time_ns()), batch)
+                except Exception:  # noqa: BLE001
+                    log.exception("detector tick failed")
+                    self.metrics.detector_errors.inc()
         if now >= self._next_stats:
             if self._next_stats:
                 ln = self._stats_line()
@@ -421,26 +449,24 @@ class Ingestor:
 
     def _ack_request(self, msg: Incoming, alert_id: str, batch: _Batch) -> None:
         try:
-            req = orjson.loads(msg.payload)
-            if not isinstance(req, dict) or req.get("alert_id", alert_id) != alert_id or not req.get("operator"):
-                raise ValueError("need a JSON object with this alert_id and an operator")
-        except ValueError as exc:
+            req = AlertAck.model_validate_json(msg.payload)
+            if req.alert_id != alert_id:
+                raise ValueError(f"alert_id {req.alert_id!r} differs from the topic's {alert_id!r}")
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
             self._dead(DeadLetter("bad_ack", str(exc), msg.topic, msg.payload))
             return
-        if self.partition.owns(req.get("scenario_id")):  # an ack without a scenario goes to partition 0
+        if self.partition.owns(req.scenario_id):  # an ack without a scenario goes to partition 0
             batch.acks.append((req, msg))
 
-    def _acknowledge(self, req: dict[str, Any], msg: Incoming) -> AlertEvent | None:
-        alert_id = req.get("alert_id") or msg.topic.rsplit("/", 1)[-1]
+    def _acknowledge(self, req: AlertAck, msg: Incoming) -> AlertEvent | None:
         if self.suite is None:
             self._dead(DeadLetter("ack_unknown_alert", "no detectors in this ingest process", msg.topic, msg.payload))
             return None
-        ts = req.get("ts")
         try:
-            return self.suite.acknowledge(alert_id, str(req["operator"]), req.get("note"),
-                                          int(ts) if isinstance(ts, int) else time.time_ns())
+            return self.suite.acknowledge(req.alert_id, req.operator, req.note,
+                                          req.ts if req.ts is not None else time.time_ns())
         except KeyError:
-            self._dead(DeadLetter("ack_unknown_alert", f"alert {alert_id!r} is not active", msg.topic, msg.payload))
+            self._dead(DeadLetter("ack_unknown_alert", f"alert {req.alert_id!r} is not active", msg.topic, msg.payload))
             return None
 
     # -- side outputs --------------------------------------------------------------------------

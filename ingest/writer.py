@@ -143,6 +143,9 @@ class Writer:
                 return "stored"
             except _Retryable as exc:
                 self._mark_down(str(exc))
+            except Exception as exc:  # noqa: BLE001 - whatever went wrong, keep the batch
+                log.exception("unexpected failure writing a batch; spooling it")
+                self._mark_down(f"{type(exc).__name__}: {exc}")
         while True:
             try:
                 self.spool.append(lines)
@@ -157,7 +160,7 @@ class Writer:
                 await self._write_retrying(lines)
                 self._mark_up()
                 return "stored"
-            except _Retryable:
+            except Exception:  # noqa: BLE001 - retryable or not, the batch is not given up
                 await asyncio.sleep(self.retry.cap_s)
 
     # -- writing -------------------------------------------------------------------------------

@@ -1,12 +1,13 @@
-"""Retention and downsampling in InfluxDB: raw data for a week, 5-minute statistics and alarms for a year.
+"""Retention and downsampling in InfluxDB: raw data for a month, 5-minute statistics and alarms for a year.
 
 The monitoring standard (AQ 6201-2019 as quoted in domain.md section 3) asks that real-time
 readings be kept at least 7 days and 5-minute statistics, alarms, power cuts and fan/door changes
 at least a year. :func:`ensure_storage` sets the database up for that, and is safe to run on
 every start (it changes only what differs):
 
-- retention policy ``raw`` (default, ``raw_days``, one-day shards): everything is written here;
-- retention policy ``long`` (``long_days``, one-week shards);
+- retention policy ``raw`` (default, ``raw_days``, 30 unless told, one-day shards): everything
+  is written here. A point older than that is refused by InfluxDB (the ingestor dead-letters it);
+- retention policy ``long`` (``long_days``, 400 unless told, one-week shards);
 - continuous queries ``telemetry_5m`` and ``vibration_5m``: every minute, re-compute the 5-minute
   ``mean_*``, ``min_*`` and ``max_*`` of every field of the last 15 minutes (late frames
   included) into ``long.telemetry_5m`` / ``long.vibration_5m``, tags kept; the min/max of a
@@ -35,6 +36,8 @@ from minewatch.influx import InfluxClient, InfluxError, SyncInflux
 
 __all__ = [
     "RAW_RP",
+    "RAW_DAYS",
+    "LONG_DAYS",
     "LONG_RP",
     "DOWNSAMPLED",
     "COPIED",
@@ -57,6 +60,10 @@ DOWNSAMPLED = {"telemetry": "telemetry_5m", "vibration": "vibration_5m"}
 # measurements copied row for row into long
 COPIED = ("alert_events",)
 MIN_RAW_DAYS = 7  # domain.md section 3: real-time data >= 7 d
+# Defaults: a month of raw data, so engineers can replay any shift of the last weeks at full
+# resolution (a full fleet at 1 Hz is a few GB a month); 5-minute statistics for 400 days.
+RAW_DAYS = 30
+LONG_DAYS = 400
 MIN_LONG_DAYS = 366  # domain.md section 3: 5-min statistics and alarms >= 1 yr
 
 
@@ -74,8 +81,8 @@ class StoragePlan:
     """What the database should look like; renders the InfluxQL that gets it there."""
 
     db: str
-    raw_days: int = MIN_RAW_DAYS
-    long_days: int = 400
+    raw_days: int = RAW_DAYS
+    long_days: int = LONG_DAYS
     every: str = "1m"
     window: str = "15m"
     bucket: str = "5m"
@@ -161,7 +168,7 @@ def _explain(exc: InfluxError) -> InfluxError:
     return exc
 
 
-async def ensure_storage(client: InfluxClient, *, raw_days: int = MIN_RAW_DAYS, long_days: int = 400,
+async def ensure_storage(client: InfluxClient, *, raw_days: int = RAW_DAYS, long_days: int = LONG_DAYS,
                          every: str = "1m") -> list[str]:
     """Create or update the database, its ``raw``/``long`` policies and its continuous queries.
 
@@ -182,7 +189,7 @@ async def ensure_storage(client: InfluxClient, *, raw_days: int = MIN_RAW_DAYS, 
     return ran
 
 
-def ensure_storage_sync(client: SyncInflux, *, raw_days: int = MIN_RAW_DAYS, long_days: int = 400,
+def ensure_storage_sync(client: SyncInflux, *, raw_days: int = RAW_DAYS, long_days: int = LONG_DAYS,
                         every: str = "1m") -> list[str]:
     """:func:`ensure_storage` with the blocking client."""
     steps = _setup(StoragePlan(client.db, raw_days=raw_days, long_days=long_days, every=every))
@@ -248,7 +255,7 @@ def copy_events_sync(client: SyncInflux, *, window: str = "1d") -> int:
 
 
 async def maintain_storage(client: InfluxClient, *, every_s: float = 60.0, window: str = "1d",
-                           raw_days: int = MIN_RAW_DAYS) -> None:
+                           raw_days: int = RAW_DAYS) -> None:
     """Copy the alert log into ``long`` every ``every_s`` seconds until cancelled.
 
     The first pass covers all of ``raw`` (``raw_days``), so events written while no copier ran
@@ -267,8 +274,8 @@ async def maintain_storage(client: InfluxClient, *, every_s: float = 60.0, windo
 @click.command("storage", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--influx-url", default=None, help="InfluxDB 1.x HTTP URL [env MINEWATCH_INFLUX_URL].")
 @click.option("--influx-db", default=None, help="Database [env MINEWATCH_INFLUX_DB; default minewatch].")
-@click.option("--raw-days", type=int, default=MIN_RAW_DAYS, show_default=True, help="Keep raw data this long (at least 7).")
-@click.option("--long-days", type=int, default=400, show_default=True,
+@click.option("--raw-days", type=int, default=RAW_DAYS, show_default=True, help="Keep raw data this long (at least 7).")
+@click.option("--long-days", type=int, default=LONG_DAYS, show_default=True,
               help="Keep 5-minute statistics and the alert log this long (at least 366).")
 @click.option("--wait", type=float, default=60.0, show_default=True, help="Seconds to wait for InfluxDB to answer.")
 def storage_command(influx_url: str | None, influx_db: str | None, raw_days: int, long_days: int, wait: float) -> None:

@@ -189,18 +189,18 @@ class MqttSink:
             socks[s] = r
             if r.client.want_write():
                 wsocks.append(s)
-        if not socks:
-            time.sleep(timeout)
-            return
-        try:
-            rd, wr, _ = select.select(list(socks), wsocks, [], timeout)
-        except (ValueError, OSError):
-            rd, wr = [], []
-        for s in rd:
-            socks[s].client.loop_read()
-        for s in wr:
-            if socks[s].client.socket() is not None:
-                socks[s].client.loop_write()
+        if socks:
+            try:
+                rd, wr, _ = select.select(list(socks), wsocks, [], timeout)
+            except (ValueError, OSError):
+                rd, wr = [], []
+            for s in rd:
+                socks[s].client.loop_read()
+            for s in wr:
+                if socks[s].client.socket() is not None:
+                    socks[s].client.loop_write()
+        else:
+            time.sleep(timeout)  # every connection is down (a broker restart): fall through to reconnect
         now = time.monotonic()
         if now - self._last_misc > 0.5:
             self._last_misc = now

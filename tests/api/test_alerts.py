@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import threading
+import time
 from collections.abc import Callable
 
 import orjson
-import paho.mqtt.client as paho
 import pytest
 
 from minewatch.influx import SyncInflux
-from minewatch.schema import AlertEvent, AlertState
+from minewatch.schema import AlertState
 
-from .conftest import S, T0, Api, Publisher, alert_line, event, wait_for
+from .conftest import S, Api, Publisher, alert_line, event, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +22,7 @@ def _ids(resp: dict) -> list[str]:
 
 def test_view_is_built_from_alert_events_at_start_and_kept_current_from_mqtt(
         influx_db: SyncInflux, start_api: Callable[..., Api], publisher: Publisher) -> None:
-    now = __import__("time").time_ns()
+    now = time.time_ns()
     a_id, b_id, c_id = f"mf01.ch4_t1.gas_limit.{now}", f"ra01.ch4.gas_limit.{now}", f"bc03.co.gas_limit.{now}"
     influx_db.write([
         alert_line(event(a_id, "raised", "alarm", ts=now - 60 * S, first_ts=now - 60 * S)),
@@ -61,7 +60,7 @@ def test_view_is_built_from_alert_events_at_start_and_kept_current_from_mqtt(
 
 def test_scenarios_are_all_31_with_the_worst_active_alert(
         influx_db: SyncInflux, start_api: Callable[..., Api]) -> None:
-    now = __import__("time").time_ns()
+    now = time.time_ns()
     influx_db.write([
         alert_line(event(f"mf01.co.gas_limit.{now}", "raised", "warning", ts=now - 9 * S, first_ts=now - 9 * S,
                          channel="co")),
@@ -81,49 +80,9 @@ def test_scenarios_are_all_31_with_the_worst_active_alert(
         assert c.get("/scenarios/zz99").status_code == 404
 
 
-class FakeIngestorAck:
-    """Answers ack requests as the ingestor does: publishes the acknowledged event."""
-
-    def __init__(self, publisher: Publisher, events: dict[str, AlertEvent]) -> None:
-        self.publisher = publisher
-        self.events = events
-        self.requests: list[dict] = []
-        self.done = threading.Event()
-        publisher.subscribe(publisher.topics.prefix + "/alerts/ack/+", self.on)
-
-    def on(self, msg: paho.MQTTMessage) -> None:
-        req = orjson.loads(msg.payload)
-        self.requests.append(req)
-        ev = self.events[req["alert_id"]].model_copy(update={
-            "state": AlertState.acknowledged, "ts": req["ts"], "operator": req["operator"], "note": req["note"]})
-        threading.Thread(target=self.publisher.alert, args=(ev,)).start()
-
-
-def test_acknowledge_publishes_a_request_and_returns_the_acknowledged_event(
-        start_api: Callable[..., Api], publisher: Publisher) -> None:
-    now = __import__("time").time_ns()
-    ev = event(f"mf01.ch4_t1.gas_limit.{now}", "raised", "critical", ts=now, first_ts=now)
-    api = start_api()
-    FakeIngestorAck(publisher, {ev.alert_id: ev})
-    publisher.alert(ev)
-    with api.client("operator") as c:
-        wait_for(lambda: c.get(f"/alerts/{ev.alert_id}").status_code == 200, what="alert")
-        r = c.post(f"/alerts/{ev.alert_id}/ack", json={"operator": "Wang Li", "note": "power cut confirmed"})
-        assert r.status_code == 200, r.text
-        got = r.json()
-        assert got["state"] == "acknowledged" and got["acknowledged_by"] == "Wang Li"
-        assert got["note"] == "power cut confirmed" and got["active"] is True
-        again = c.post(f"/alerts/{ev.alert_id}/ack", json={"operator": "Zhang Wei"})
-        assert again.status_code == 409 and "Wang Li" in again.json()["detail"]
-        assert c.post("/alerts/mf01.nothing.1/ack", json={"operator": "Wang Li"}).status_code == 404
-        assert c.post(f"/alerts/{ev.alert_id}/ack", json={"operator": ""}).status_code == 422
-        hist = c.get(f"/alerts/{ev.alert_id}").json()["history"]
-        assert [e["state"] for e in hist] == ["raised", "acknowledged"]
-
-
 def test_acknowledge_without_an_answer_is_accepted_202_and_cleared_alert_is_404(
         start_api: Callable[..., Api], publisher: Publisher) -> None:
-    now = __import__("time").time_ns()
+    now = time.time_ns()
     ev = event(f"hf01.ch4_t1.gas_limit.{now}", "raised", "alarm", ts=now, first_ts=now, scenario="hf01")
     api = start_api(ack_wait_s=0.3)
     requests: list[bytes] = []
@@ -143,4 +102,3 @@ def test_acknowledge_without_an_answer_is_accepted_202_and_cleared_alert_is_404(
         assert gone.status_code == 404 and "cleared" in gone.json()["detail"]
 
 
-_ = T0

@@ -45,3 +45,9 @@ def test_integrator_may_not_acknowledge(shared_api: Api) -> None:
         assert c.post("/alerts/mf01.x.1/ack", json={"operator": "someone"}).status_code == 401
     with shared_api.client("operator") as c:  # allowed, but there is no such alert
         assert c.post("/alerts/mf01.x.1/ack", json={"operator": "someone"}).status_code == 404
+
+
+def test_the_dashboard_page_is_served_without_a_key(shared_api: Api) -> None:
+    page = httpx.get(f"{shared_api.url}/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert httpx.get(f"{shared_api.url}/alerts").status_code == 401  # the API behind it still needs one

@@ -42,7 +42,7 @@ def test_ensure_storage_sets_up_raw_long_and_the_queries_once(influxd: Influxd, 
 
     first = asyncio.run(run())
     assert first[0] == f'CREATE DATABASE "{db.db}"' and len(first) == 5, first
-    assert _policies(db)[RAW_RP] == ("168h0m0s", True)  # 7 days, the default policy
+    assert _policies(db)[RAW_RP] == ("720h0m0s", True)  # 30 days, the default policy
     assert _policies(db)[LONG_RP] == ("9600h0m0s", False)  # 400 days
     assert _cq_names(db) == {"telemetry_5m", "vibration_5m"}
     assert asyncio.run(run()) == []  # nothing differs: nothing is run

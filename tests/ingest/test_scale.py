@@ -84,12 +84,13 @@ def test_lines_influx_refuses_are_deadlettered_and_the_rest_stored(mosquitto: Mo
     frames = frames_for("ss01", "r07", 30, t0=time.time_ns())
     for f in frames[10:15]:
         f.readings["probe"] = 1.5          # an extra channel, which the database already holds as text
-    influx_db.write([f'telemetry,robot=r00,scenario=ss01,scenario_kind=substation probe="text" {frames[0].ts}'])
     cfg = Settings(mqtt_url=mosquitto.url, influx_url=influxd.url, influx_db=influx_db.db, topic_prefix=prefix,
                    data_dir=tmp_path / "data")
     dead = Collector(mosquitto.url, topics.deadletter("influx_rejected"))
     pub = Publisher(mosquitto.url)
     with ingestor_in_process(cfg, client_id=f"ing-{prefix}", detectors=False, batch_ms=500):
+        # after the ingestor has set up the storage, so it lands in the same (default) retention policy
+        influx_db.write([f'telemetry,robot=r00,scenario=ss01,scenario_kind=substation probe="text" {frames[0].ts}'])
         pub.send(topics, frames, per_message=30)
         pub.flush()
         wait_until(lambda: len(dead.take()) >= 5, 20, "5 dead letters")

@@ -15,6 +15,7 @@ from ingest.seqtrack import DUPLICATE, LATE, NEW, SeqTracker
 from ingest.spool import Spool, SpoolFull
 from ingest.writer import pick_rejected
 from minewatch.catalogue import SCENARIOS
+from minewatch.schema import DeadLetter as DeadLetterModel
 from minewatch.wire import Frame, LinkInfo
 
 
@@ -138,5 +139,7 @@ def test_deadletter_payload_keeps_bytes() -> None:
     d = json.loads(DeadLetter("not_json", "bad", "p/telemetry/a/b", b"\xff\x00").encode("0/1", 5))
     assert d == {"reason": "not_json", "detail": "bad", "topic": "p/telemetry/a/b", "payload": "/wA=",
                  "payload_encoding": "base64", "ts": 5, "partition": "0/1"}
-    d = json.loads(DeadLetter("x", "y", "t", "é".encode()).encode("1/2"))
+    raw = DeadLetter("x", "y", "t", "é".encode()).encode("1/2")
+    d = json.loads(raw)
     assert d["payload"] == "é" and d["payload_encoding"] == "utf-8"
+    DeadLetterModel.model_validate_json(raw)  # the contract's schema of the dead-letter topic

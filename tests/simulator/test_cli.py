@@ -233,7 +233,7 @@ def test_a_broker_restart_mid_run_loses_no_acknowledgement(fresh_broker) -> None
                              "--topic-prefix", "restart/v1", "--duration", "24s", "--scenarios", "mf01,vf01",
                              "--speed", "8", "--start", START], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(1.5)
+        _wait_first_frame(fresh_broker, "restart/v1")  # the robots are connected and publishing
         fresh_broker.stop()
         time.sleep(1.0)
         fresh_broker.start()
@@ -244,6 +244,25 @@ def test_a_broker_restart_mid_run_loses_no_acknowledgement(fresh_broker) -> None
     assert proc.returncode == 0, err
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["frames"] == 48
+
+
+def _wait_first_frame(broker, prefix: str, timeout: float = 30.0) -> None:  # noqa: ANN001
+    import threading
+
+    from minewatch.mqtt import paho_client
+    from minewatch.settings import MqttTarget
+
+    got = threading.Event()
+    client = paho_client(MqttTarget(broker.url), "restart-watch")
+    client.on_message = lambda *_: got.set()
+    client.on_connect = lambda c, *_: c.subscribe(f"{prefix}/telemetry/#", qos=0)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    try:
+        assert got.wait(timeout), "the simulator published nothing"
+    finally:
+        client.loop_stop()
+        client.disconnect()
 
 
 def test_an_unreachable_broker_is_a_clear_error() -> None:
