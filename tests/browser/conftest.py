@@ -34,10 +34,11 @@ def screenshots(test_output: Path) -> Path:
     return d
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    """One Chromium for the session, with a fresh user-data-dir (a persistent context is how
-    Playwright takes one)."""
+    """One Chromium for the browser tests, with a fresh user-data-dir (a persistent context is how
+    Playwright takes one). Package-scoped: Playwright's sync API keeps an event loop running in
+    the main thread while it is open, which would stop later tests from using asyncio.run()."""
     from playwright.sync_api import sync_playwright
 
     profile = tmp_path_factory.mktemp("chromium-profile")
