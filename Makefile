@@ -9,15 +9,18 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := mosquitto mosquitto-clients influxdb chromium
 PYTEST_ARGS ?=
 
-.PHONY: up test bench deps system-deps venv clean
+.PHONY: up test test-nojit bench deps system-deps venv clean
 
 up: deps
 	$(VENV)/bin/minewatch up
 
 test: deps
 	$(PY) -m pytest $(PYTEST_ARGS)
-	@if [ -d tests/detectors ]; then echo "# detector kernels again, interpreted (NUMBA_DISABLE_JIT=1)"; \
-	  NUMBA_DISABLE_JIT=1 $(PY) -m pytest -q tests/detectors $(PYTEST_ARGS); fi
+	@echo "# the detector kernels again, interpreted (NUMBA_DISABLE_JIT=1), against the same references"
+	NUMBA_DISABLE_JIT=1 $(PY) -m pytest -q tests/detectors $(PYTEST_ARGS)
+
+test-nojit: deps
+	NUMBA_DISABLE_JIT=1 $(PY) -m pytest -q tests/detectors $(PYTEST_ARGS)
 
 bench: deps
 	@for f in bench/*.py; do echo "# $$f"; $(PY) $$f || exit 1; done
