@@ -14,10 +14,11 @@ import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["free_port", "Mosquitto", "Influxd", "TlsFiles", "find_program", "wait_port"]
+__all__ = ["free_port", "Mosquitto", "Influxd", "TlsFiles", "find_program", "wait_http", "wait_port"]
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 
@@ -34,6 +35,25 @@ def find_program(name: str) -> str:
             return candidate
     pkg = {"mosquitto": "mosquitto", "influxd": "influxdb", "mosquitto_passwd": "mosquitto"}.get(name, name)
     raise FileNotFoundError(f"{name} not found: install Debian's {pkg!r} package (make test / make up do it)")
+
+
+def wait_http(url: str, status: int = 200, *, timeout: float = 60.0, interval: float = 0.5,
+              check: Callable[[], None] | None = None) -> None:
+    """Wait until ``url`` answers ``status``; ``check`` runs each round (to fail early when the
+    server process has died). TimeoutError when it has not answered in ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if check is not None:
+            check()
+        try:
+            with urllib.request.urlopen(url, timeout=min(2.0, max(interval, 0.5))) as r:
+                if r.status == status:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} did not answer {status} in {timeout:.0f} s")
+        time.sleep(interval)
 
 
 def wait_port(host: str, port: int, timeout: float = 20.0) -> None:
@@ -235,15 +255,4 @@ bind-address = "{self.host}:{self.rpc_port}"
     def start(self) -> None:
         self.conf_path.write_text(self.render_config())
         self._spawn([find_program("influxd"), "-config", str(self.conf_path)])
-        deadline = time.monotonic() + 60
-        while True:
-            self._check_alive()
-            try:
-                with urllib.request.urlopen(f"{self.url}/ping", timeout=0.5) as r:
-                    if r.status == 204:
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"influxd did not answer /ping on {self.url}")
-            time.sleep(0.1)
+        wait_http(f"{self.url}/ping", 204, timeout=60, interval=0.1, check=self._check_alive)

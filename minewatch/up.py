@@ -20,13 +20,12 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import click
 
 from minewatch.security import BrokerAuth, load_credentials, new_secret, save_credentials, write_broker_auth
-from minewatch.services import Influxd, Mosquitto, wait_port
+from minewatch.services import Influxd, Mosquitto, wait_http, wait_port
 from minewatch.settings import Settings
 from minewatch.stack import service_commands
 
@@ -181,15 +180,10 @@ class System:
 
 
 def _wait_healthy(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
+    try:
+        wait_http(f"{url}/healthz", 200, timeout=timeout)
+    except TimeoutError:
+        pass  # the main loop reports a child that has died
 
 
 @click.command()

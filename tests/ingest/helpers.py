@@ -133,6 +133,12 @@ class Collector:
         self.client.loop_stop()
 
 
+def ingest_settings(broker_url: str, influx_url: str, db: SyncInflux, prefix: str, tmp_path: Path) -> Settings:
+    """Settings for an ingestor under test: its own topic prefix, database and data directory."""
+    return Settings(mqtt_url=broker_url, influx_url=influx_url, influx_db=db.db, topic_prefix=prefix,
+                    data_dir=tmp_path / "data")
+
+
 def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
     deadline = time.monotonic() + timeout
     while not check():

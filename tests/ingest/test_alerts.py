@@ -13,12 +13,11 @@ import pytest
 from minewatch.influx import SyncInflux
 from minewatch.schema import AlertEvent
 from minewatch.services import Influxd, Mosquitto
-from minewatch.settings import Settings
 from minewatch.topics import Topics
 from minewatch.wire import Frame
 
 from tests.ingest.helpers import (Collector, Publisher, assert_exactly_once, frames_for, ingestor_in_process,
-                                  wait_until)
+                                  ingest_settings, wait_until)
 
 pytestmark = pytest.mark.integration
 
@@ -51,16 +50,11 @@ def _retained(url: str, topics: Topics) -> dict[str, bytes]:
     return got
 
 
-def _settings(mosquitto: Mosquitto, influxd: Influxd, db: SyncInflux, prefix: str, tmp_path: Path) -> Settings:
-    return Settings(mqtt_url=mosquitto.url, influx_url=influxd.url, influx_db=db.db, topic_prefix=prefix,
-                    data_dir=tmp_path / "data")
-
-
 def test_methane_alert_raised_acknowledged_cleared_and_stored(mosquitto: Mosquitto, influxd: Influxd,
                                                                influx_db: SyncInflux, prefix: str,
                                                                tmp_path: Path) -> None:
     topics = Topics(prefix)
-    settings = _settings(mosquitto, influxd, influx_db, prefix, tmp_path)
+    settings = ingest_settings(mosquitto.url, influxd.url, influx_db, prefix, tmp_path)
     col = Collector(mosquitto.url, topics.all_alert_events)
     pub = Publisher(mosquitto.url)
     t0 = time.time_ns()
@@ -110,7 +104,7 @@ def test_methane_alert_raised_acknowledged_cleared_and_stored(mosquitto: Mosquit
 def test_alert_ids_survive_a_restart(mosquitto: Mosquitto, influxd: Influxd, influx_db: SyncInflux, prefix: str,
                                      tmp_path: Path) -> None:
     topics = Topics(prefix)
-    settings = _settings(mosquitto, influxd, influx_db, prefix, tmp_path)
+    settings = ingest_settings(mosquitto.url, influxd.url, influx_db, prefix, tmp_path)
     col = Collector(mosquitto.url, topics.all_alert_events)
     pub = Publisher(mosquitto.url)
     frames = frames_for("hf01", "r05", 40, t0=time.time_ns(), step_ns=200_000_000)

@@ -9,25 +9,19 @@ import pytest
 
 from minewatch.influx import SyncInflux
 from minewatch.services import Influxd, Mosquitto
-from minewatch.settings import Settings
 from minewatch.topics import Topics
 from minewatch.wire import encode_frame
 
 from tests.ingest.helpers import (Collector, Publisher, assert_exactly_once, frames_for, ingestor_in_process,
-                                  telemetry_count, wait_until)
+                                  telemetry_count, wait_until, ingest_settings)
 
 pytestmark = pytest.mark.integration
-
-
-def _settings(mosquitto: Mosquitto, influxd: Influxd, db: SyncInflux, prefix: str, tmp_path: Path) -> Settings:
-    return Settings(mqtt_url=mosquitto.url, influx_url=influxd.url, influx_db=db.db, topic_prefix=prefix,
-                    data_dir=tmp_path / "data")
 
 
 def test_frames_stored_exactly_once_and_bad_ones_deadlettered(mosquitto: Mosquitto, influxd: Influxd,
                                                               influx_db: SyncInflux, prefix: str,
                                                               tmp_path: Path) -> None:
-    settings = _settings(mosquitto, influxd, influx_db, prefix, tmp_path)
+    settings = ingest_settings(mosquitto.url, influxd.url, influx_db, prefix, tmp_path)
     topics = Topics(prefix)
     dead = Collector(mosquitto.url, topics.all_deadletter)
     pub = Publisher(mosquitto.url)
