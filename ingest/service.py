@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import operator
 import signal
 import socket
 import time
@@ -35,7 +36,7 @@ from minewatch.influx import InfluxClient
 from minewatch.schema import AlertAck, AlertEvent, RobotStatus
 from minewatch.settings import Settings
 from minewatch.storage import maintain_storage
-from minewatch.wire import Frame, FrameError, decode_frames
+from minewatch.wire import Frame, FrameError, FramesOnTopic, decode_frames
 
 from ingest.alerts import publish_event, read_active
 from ingest.consumer import Consumer, Incoming
@@ -43,13 +44,15 @@ from ingest.deadletter import DeadLetter
 from ingest.lines import CHANNEL_RE, RESERVED_FIELDS, TelemetryLines, stats_line, status_line
 from ingest.metrics import Metrics
 from ingest.partition import Partition
-from ingest.seqtrack import DUPLICATE, LATE, SeqTracker
+from ingest.seqtrack import DUPLICATE, LATE, NEW, SeqTracker
 from ingest.spool import Spool
 from ingest.writer import Writer
 
 __all__ = ["IngestOptions", "Ingestor", "run"]
 
 log = logging.getLogger("minewatch.ingest")
+
+_readings, _seq, _ts = operator.attrgetter("readings"), operator.attrgetter("seq"), operator.attrgetter("ts")
 
 
 @dataclass
@@ -81,8 +84,10 @@ class IngestOptions:
 @dataclass
 class _Batch:
     messages: list[Incoming] = field(default_factory=list)
-    frames: list[Frame] = field(default_factory=list)
+    frames: list[Frame] = field(default_factory=list)    # for the detectors (seq duplicates left out)
     late: list[bool] = field(default_factory=list)
+    points_frames: list[Frame] = field(default_factory=list)  # for storage (all), formatted at the cut
+    points_late: list[bool] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
     statuses: list[RobotStatus] = field(default_factory=list)
     acks: list[tuple[AlertAck, Incoming]] = field(default_factory=list)
@@ -142,7 +147,10 @@ class Ingestor:
         rm = opts.receive_maximum or opts.batch_size * (opts.max_inflight + 1)
         self.consumer = Consumer(settings, self.client_id, self._subscriptions(), receive_maximum=rm,
                                  session_expiry_s=opts.session_expiry_s)
-        self._good_channels: set[str] = set()
+        # reading names known to be channel names: the catalogue's, and those met since
+        self._good_channels = {c.name for sc in SCENARIOS.values() for c in sc.channels
+                               if CHANNEL_RE.match(c.name) and c.name not in RESERVED_FIELDS}
+        self._frames_on = FramesOnTopic(self._good_channels)
         self._stop = asyncio.Event()
         self._stopping = False
         self._inflight = 0
@@ -350,6 +358,9 @@ class Ingestor:
                 if ln:
                     batch.lines.append(ln)
             self._next_stats = now + self.opts.stats_interval_s
+        if batch.points_frames:
+            batch.lines += self.fmt.format_many(batch.points_frames, batch.points_late)
+            batch.points_frames, batch.points_late = [], []
         if not batch.lines and not batch.messages:
             return None
         m = self.metrics
@@ -379,54 +390,77 @@ class Ingestor:
             self._dead(DeadLetter("internal_error", f"{type(exc).__name__}: {exc}", topic, msg.payload))
 
     def _telemetry(self, msg: Incoming, scenario_id: str, robot_id: str, batch: _Batch) -> None:
-        try:
-            frames = decode_frames(msg.payload)
-        except FrameError as exc:
-            self._dead(DeadLetter(exc.reason, exc.detail, msg.topic, msg.payload))
-            return
-        good = self._good_channels
-        for f in frames:
-            if f.robot_id != robot_id or f.scenario_id != scenario_id:
-                self._dead(DeadLetter("topic_mismatch", f"frame of robot {f.robot_id!r} in scenario "
-                                      f"{f.scenario_id!r} on the topic of robot {robot_id!r} in {scenario_id!r}",
-                                      msg.topic, msg.payload))
+        # The common case costs one msgspec decode and a few calls per message: frames of the
+        # topic's robot, known scenario, channel names seen before, seq running on. Anything else
+        # goes the checked way (_checked), which names the reason.
+        frames = self._frames_on.decode(msg.payload, scenario_id, robot_id)
+        if frames is None or scenario_id not in SCENARIOS:
+            frames = self._checked(msg, scenario_id, robot_id)
+            if frames is None:
                 return
-            if scenario_id not in SCENARIOS:
-                self._dead(DeadLetter("unknown_scenario", f"scenario {scenario_id!r} is not in the catalogue",
-                                      msg.topic, msg.payload))
-                return
-            for k in f.readings:
-                if k not in good:
-                    if k in RESERVED_FIELDS or not CHANNEL_RE.match(k):
-                        self._dead(DeadLetter("bad_channel", f"reading name {k!r} is not a channel name "
-                                              "(letters, digits, '_', '.', '-') or is reserved", msg.topic, msg.payload))
-                        return
-                    good.add(k)
-        m = self.metrics
-        fmt = self.fmt
-        observe = self.seq.observe
+        n = len(frames)
+        ts = list(map(_ts, frames))
         stale = msg.received_ns - int(self.opts.late_after_s * 1e9)  # behind the clock when it arrived
         c = self.seq.counts
         gaps0, dups0 = c.gaps, c.duplicates
-        nlate = 0
-        for f in frames:
-            kind = observe(robot_id, f.seq)
-            late = kind == LATE or f.ts < stale
-            batch.lines.append(fmt.format(f, late))
-            batch.readings += len(f.readings)
-            if f.ts > batch.newest_ts:
-                batch.newest_ts = f.ts
-            nlate += late
-            if kind != DUPLICATE:  # a repeat is stored again (harmless) but not detected twice
-                batch.frames.append(f)
-                batch.late.append(late)
-        batch.points += len(frames)
+        kinds = self.seq.observe_run(robot_id, list(map(_seq, frames)))
+        if kinds is None and min(ts) >= stale:  # all new, none late
+            late = [False] * n
+            batch.frames += frames
+            batch.late += late
+            nlate = 0
+        else:
+            if kinds is None:
+                kinds = [NEW] * n
+            late = [k == LATE or t < stale for k, t in zip(kinds, ts)]
+            for f, k, is_late in zip(frames, kinds, late):
+                if k != DUPLICATE:  # a repeat is stored again (harmless) but not detected twice
+                    batch.frames.append(f)
+                    batch.late.append(is_late)
+            nlate = sum(late)
+        batch.points_frames += frames
+        batch.points_late += late
+        batch.readings += sum(map(len, map(_readings, frames)))
+        newest = max(ts)
+        if newest > batch.newest_ts:
+            batch.newest_ts = newest
+        batch.points += n
+        m = self.metrics
         if c.gaps != gaps0:
             m.gaps.inc(c.gaps - gaps0)
         if c.duplicates != dups0:
             m.duplicates.inc(c.duplicates - dups0)
         if nlate:
             m.late.inc(nlate)
+
+    def _checked(self, msg: Incoming, scenario_id: str, robot_id: str) -> list[Frame] | None:
+        """Decode and check one telemetry message the general way: the frames, or None once the
+        message is dead-lettered with the reason."""
+        try:
+            frames = decode_frames(msg.payload)
+        except FrameError as exc:
+            self._dead(DeadLetter(exc.reason, exc.detail, msg.topic, msg.payload))
+            return None
+        good = self._good_channels
+        for f in frames:
+            if f.robot_id != robot_id or f.scenario_id != scenario_id:
+                self._dead(DeadLetter("topic_mismatch", f"frame of robot {f.robot_id!r} in scenario "
+                                      f"{f.scenario_id!r} on the topic of robot {robot_id!r} in {scenario_id!r}",
+                                      msg.topic, msg.payload))
+                return None
+            if scenario_id not in SCENARIOS:
+                self._dead(DeadLetter("unknown_scenario", f"scenario {scenario_id!r} is not in the catalogue",
+                                      msg.topic, msg.payload))
+                return None
+            for k in f.readings:
+                if k not in good:
+                    if k in RESERVED_FIELDS or not CHANNEL_RE.match(k):
+                        self._dead(DeadLetter("bad_channel", f"reading name {k!r} is not a channel name "
+                                              "(letters, digits, '_', '.', '-') or is reserved", msg.topic, msg.payload))
+                        return None
+                    good.add(k)
+                    self._frames_on.learn((k,))
+        return frames
 
     def _status(self, msg: Incoming, robot_id: str, batch: _Batch) -> None:
         if not msg.payload:

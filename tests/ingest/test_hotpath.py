@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from ingest.lines import TelemetryLines
 from minewatch.catalogue import SCENARIOS
 from minewatch.influx import SyncInflux
-from minewatch.wire import Frame, FrameError, LinkInfo, WaveBlock, decode_frames, decode_frames_on
+from minewatch.wire import Frame, FrameError, FramesOnTopic, LinkInfo, WaveBlock, decode_frames, decode_frames_on
 
 # -- decoding --------------------------------------------------------------------------------------
 _TOPIC_IDS = ["mf01", "r01", "r.2-x_", "bad id", "r01\n", "", "x" * 65]
@@ -63,6 +63,13 @@ def test_decode_frames_on_vouches_for_exactly_what_decode_frames_accepts_on_that
         assert strict is not None
         assert all(isinstance(f, Frame) for f in fast)
         assert msgspec.to_builtins(fast) == msgspec.to_builtins(strict)
+    known = _KNOWN.decode(payload, sid, rid)
+    assert (known is not None) == (fast is not None and all(set(f.readings) <= _KNOWN.names for f in fast)), payload
+    if known is not None:
+        assert msgspec.to_builtins(known) == msgspec.to_builtins(strict)
+
+
+_KNOWN = FramesOnTopic(["ch4", "co"])
 
 
 def test_decode_frames_on_examples() -> None:
@@ -79,6 +86,13 @@ def test_decode_frames_on_examples() -> None:
         decode_frames(good.replace(b"3}", b"1e999}"))
     assert e.value.reason == "invalid"  # "Number out of range": readings are always finite
     assert decode_frames_on(b"[]", "mf01", "r01") is None and decode_frames_on(b"", "mf01", "r01") is None
+    dec = FramesOnTopic()
+    assert dec.decode(good, "mf01", "r01") is None        # "co" not known yet
+    dec.learn(["co"])
+    assert msgspec.to_builtins(dec.decode(good, "mf01", "r01")) == msgspec.to_builtins(decode_frames(good))
+    capped = FramesOnTopic(["a"], max_names=1)
+    capped.learn(["co"])                                   # past the cap: not learnt, still correct
+    assert capped.names == {"a"} and capped.decode(good, "mf01", "r01") is None
 
 
 # -- formatting ------------------------------------------------------------------------------------
