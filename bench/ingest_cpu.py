@@ -144,35 +144,51 @@ class Clock:
         return out
 
 
-def one_run(batches: list[list[Msg]], suite_cls: Any, tmp: Path) -> dict[tuple[str, str], float]:
-    clock = Clock()
-    fmt = {"old": TelemetryLines(), "new": TelemetryLines()}
-    trackers = {"old": SeqTracker(), "new": SeqTracker()}
-    good: dict[str, set[str]] = {"old": set(), "new": set()}
-    suite = suite_cls(SCENARIOS) if suite_cls is not None else None
+def _decode_old(batch: list[Msg]) -> list[list[Frame]]:
+    return [decode_frames(m[3]) for m in batch]
+
+
+def _format_old(fmt: TelemetryLines, frames: list[Frame], late: list[bool]) -> list[str]:
+    return [fmt.format(f, is_late) for f, is_late in zip(frames, late)]
+
+
+def one_pass(variant: str, batches: list[list[Msg]], clock: Clock, suite: Any) -> list[list[str]]:
+    """Every batch through the stages of ``variant``; the lines of each batch. One variant at a
+    time, so the objects one keeps alive do not weigh on the other's garbage collections."""
+    fmt, tracker, good = TelemetryLines(), SeqTracker(), set[str]()
     # what the ingestor starts with: the catalogue's channel names
     on_topic = FramesOnTopic(c.name for sc in SCENARIOS.values() for c in sc.channels)
+    out: list[list[str]] = []
     for batch in batches:
-        dec_old = clock.time("decode", "old", lambda: [decode_frames(m[3]) for m in batch])
-        dec_new = clock.time("decode", "new", lambda: [on_topic.decode(m[3], m[1], m[2]) for m in batch])
-        assert all(d is not None for d in dec_new)
-        clock.time("checks", "old", lambda: checks_old(batch, dec_old, good["old"]))
-        clock.time("checks", "new", lambda: checks_new(batch, dec_new, good["new"]))  # type: ignore[arg-type]
-        outs: dict[str, tuple[list[Frame], list[bool], list[Frame], list[bool]]] = {}
-        for variant, step, dec in (("old", seq_old, dec_old), ("new", seq_new, dec_new)):
-            outs[variant] = out = ([], [], [], [])
-            clock.time("seq", variant, lambda: step(batch, dec, trackers[variant], out))  # type: ignore[operator]  # noqa: B023
-        store_old, late_old = outs["old"][0], outs["old"][1]
-        store_new, late_new = outs["new"][0], outs["new"][1]
-        f_old = fmt["old"]
-        lines_old = clock.time("format", "old", lambda: [f_old.format(f, lt) for f, lt in zip(store_old, late_old)])
-        lines_new = clock.time("format", "new", lambda: fmt["new"].format_many(store_new, late_new))
-        assert lines_new == lines_old
-        clock.time("join", "old", lambda: "\n".join(lines_old).encode())
-        clock.time("join", "new", lambda: "\n".join(lines_new).encode())
+        if variant == "old":
+            dec = clock.time("decode", variant, lambda: _decode_old(batch))  # noqa: B023
+            clock.time("checks", variant, lambda: checks_old(batch, dec, good))  # noqa: B023
+        else:
+            dec = clock.time("decode", variant, lambda: [on_topic.decode(m[3], m[1], m[2]) for m in batch])  # noqa: B023
+            assert all(d is not None for d in dec)
+            clock.time("checks", variant, lambda: checks_new(batch, dec, good))  # noqa: B023
+        kept: tuple[list[Frame], list[bool], list[Frame], list[bool]] = ([], [], [], [])
+        step = seq_old if variant == "old" else seq_new
+        clock.time("seq", variant, lambda: step(batch, dec, tracker, kept))  # noqa: B023
+        if variant == "old":
+            lines = clock.time("format", variant, lambda: _format_old(fmt, kept[0], kept[1]))  # noqa: B023
+        else:
+            lines = clock.time("format", variant, lambda: fmt.format_many(kept[0], kept[1]))  # noqa: B023
+        clock.time("join", variant, lambda: "\n".join(lines).encode())  # noqa: B023
         if suite is not None:
-            det, det_late = outs["new"][2], outs["new"][3]
-            clock.time("detectors", "current", lambda: suite.process(det, late=det_late))
+            clock.time("detectors", "current", lambda: suite.process(kept[2], late=kept[3]))  # noqa: B023
+        out.append(lines)
+    return out
+
+
+def one_run(batches: list[list[Msg]], suite_cls: Any, tmp: Path) -> dict[tuple[str, str], float]:
+    clock = Clock()
+    lines_old = one_pass("old", batches, clock, None)
+    gc.collect()
+    lines_new = one_pass("new", batches, clock, suite_cls(SCENARIOS) if suite_cls is not None else None)
+    assert lines_new == lines_old
+    del lines_old, lines_new
+    gc.collect()
     for variant in ("old", "new"):
         clock.spent[("total", variant)] = sum(v for (stage, var), v in clock.spent.items()
                                               if var == variant and stage != "total")
