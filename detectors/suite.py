@@ -841,18 +841,20 @@ class DetectorSuite:
         ends = np.r_[starts[1:], r.shape[0]]
         # groups with a gap inside: the gap between i and i + 1 within one robot
         inner = np.flatnonzero((np.diff(t) >= gap) & (r[1:] == r[:-1]))
-        gapped = set((np.searchsorted(starts, inner, side="right") - 1).tolist())
         robots = self._robot_list
-        groups = sorted(zip(starts.tolist(), ends.tolist(), [robots[k] for k in r[starts].tolist()]),
-                        key=lambda grp: frames[int(order[grp[0]])].robot_id)  # robots in id order, as events
-        for a, b, rob in groups:
-            g = int(np.searchsorted(starts, a))
-            if g in gapped or rob.silent or (rob.last_seen >= 0 and int(t[a]) - rob.last_seen >= gap):
-                for fi in order[a:b].tolist():
-                    self._robot_frame(frames[fi], rob, gap, pending)
-            elif int(t[b - 1]) >= rob.last_seen:
-                rob.last_seen = int(t[b - 1])
-                rob.scenario = frames[int(order[b - 1])].scenario_id
+        gapped = set(np.searchsorted(starts, inner, side="right").tolist()) if inner.shape[0] else set()
+        rl, tl, ol = r.tolist(), t.tolist(), order.tolist()
+        walk = []  # robots whose frames go one by one: in robot id order, as their events
+        for g, (a, b) in enumerate(zip(starts.tolist(), ends.tolist())):
+            rob = robots[rl[a]]
+            if (g + 1) in gapped or rob.silent or (rob.last_seen >= 0 and tl[a] - rob.last_seen >= gap):
+                walk.append((frames[ol[a]].robot_id, a, b, rob))
+            elif tl[b - 1] >= rob.last_seen:
+                rob.last_seen = tl[b - 1]
+                rob.scenario = frames[ol[b - 1]].scenario_id
+        for _, a, b, rob in sorted(walk, key=lambda w: w[0]):
+            for fi in ol[a:b]:
+                self._robot_frame(frames[fi], rob, gap, pending)
         for sig in self._deadman(now):
             pending.append((sig.ts, 3, 0, sig))
 
