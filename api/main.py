@@ -26,6 +26,7 @@ from api.routes import api_router
 from api.state import AppState
 from minewatch import __version__
 from minewatch.influx import InfluxClient, InfluxError
+from minewatch.runtime import tune_gc
 from minewatch.settings import Settings
 from minewatch.shifts import ShiftCalendar, calendar_from_env
 
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None, *, calendar: ShiftCalendar | No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        tune_gc(freeze=False)  # replays build frames by the hundred thousand
         influx = InfluxClient(settings.influx_url, settings.influx_db, user=settings.influx_user,
                               password=settings.influx_password)
         live = LiveState(settings, influx, metrics)

@@ -68,7 +68,9 @@ async def _run(settings: Any, t0: int, t1: int, overrides: dict[str, float], spe
     from api.replay_engine import compare as compare_alerts
     from api.replay_engine import live_alerts, run_replay
     from minewatch.influx import InfluxClient
+    from minewatch.runtime import tune_gc
 
+    tune_gc()
     total_s = (t1 - t0) / 1e9
     bar = None if quiet else click.progressbar(length=int(total_s), label=f"replay {label}", file=sys.stderr,
                                                show_eta=True, show_percent=True)

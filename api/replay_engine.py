@@ -30,6 +30,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from api.alertbook import AlertBook, stored_events
 from api.replay_reader import SliceReader
 from minewatch.catalogue import SCENARIOS
@@ -199,10 +201,14 @@ def _process_slice(suite: Any, frames: list[Frame], late: list[bool], t0: int, t
 
 
 def _latest_per_robot(frames: Sequence[Frame]) -> list[Frame]:
+    """Each robot's latest frame, with only the readings it has (stored frames read back carry
+    ``None`` for their place's channels without a value)."""
     last: dict[str, Frame] = {}
     for f in frames:
         last[f.robot_id] = f
-    return list(last.values())
+    return [f if None not in f.readings.values() else
+            msgspec.structs.replace(f, readings={k: v for k, v in f.readings.items() if v is not None})
+            for f in last.values()]
 
 
 # ----------------------------------------------------------------------------- comparison

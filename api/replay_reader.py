@@ -2,19 +2,22 @@
 
 One InfluxQL statement per scenario selects only that scenario's channels (and ``seq``,
 ``battery``, ``pos_m``, ``latency_ms``, ``rssi_dbm``, ``late``), ``GROUP BY scenario, robot``,
-streamed with ``chunked=true``; the rows become :class:`minewatch.wire.Frame` objects again, in
-time order.
+asked for as MessagePack (:meth:`minewatch.influx.InfluxClient.query_series`); the rows become
+:class:`minewatch.wire.Frame` objects again, in time order.
 
-Per hour of the default mine's data (126,000 frames) this costs about 1.7 s of this process's
-CPU and 1.5 s of InfluxDB's, measured on the 2-core development machine. Building the frames in a
-worker process was tried and dropped: decoding them from MessagePack costs the replay about as
-much as building them.
+Per hour of the default mine's data (126,000 frames) this costs about 0.4 s of this process's
+CPU to decode and 0.5 s to build the frames, on the 2-core development machine with the
+collector tuned as the services run it (:mod:`minewatch.runtime`); InfluxDB answers a 10-minute
+slice in about 0.15 s of its own. Building the frames in a worker process was tried and dropped:
+decoding them from MessagePack costs the replay about as much as building them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+import numpy as np
 
 from minewatch.catalogue import SCENARIOS, Scenario
 from minewatch.wire import Frame, LinkInfo
@@ -35,8 +38,12 @@ def slice_query(t0: int, t1: int, scenarios: Mapping[str, Scenario] = SCENARIOS)
 
 
 def rows_to_frames(chunks: Iterable[Chunk]) -> tuple[list[Frame], list[bool]]:
-    """Frames (and their ``late`` flags) from ``(columns, tags, values)`` series chunks, in time
-    order (stable: rows of equal time keep their order)."""
+    """Frames (and their ``late`` flags) from ``(columns, tags, values)`` series, in time order
+    (stable: rows of equal time keep their order).
+
+    A channel column without a value in a row stays in the frame's readings as ``None``: to the
+    detectors that is the same as a channel not sent, and every frame of one series then has
+    the same channel names, which is what their compiled path keys on."""
     frames: list[Frame] = []
     late: list[bool] = []
     ts: list[int] = []
@@ -48,20 +55,24 @@ def rows_to_frames(chunks: Iterable[Chunk]) -> tuple[list[Frame], list[bool]]:
         ti, si = idx["time"], idx.get("seq", -1)
         bi, pi = idx.get("battery", -1), idx.get("pos_m", -1)
         li, ri, lti = idx.get("latency_ms", -1), idx.get("rssi_dbm", -1), idx.get("late", -1)
-        chans = [(c, i) for c, i in idx.items() if c not in META and c != "time"]
+        chans = [c for c in cols if c not in META and c != "time"]
+        at = [idx[c] for c in chans]
+        run = bool(at) and at == list(range(at[0], at[0] + len(at)))  # channels side by side, as selected
+        a, b = (at[0], at[-1] + 1) if run else (0, 0)
+        add, add_late, add_ts = frames.append, late.append, ts.append
         for v in values:
             v.append(None)  # index -1: a column this statement did not return
             lat, rssi = v[li], v[ri]
-            link = LinkInfo(latency_ms=float(lat), rssi_dbm=float(rssi)) if lat is not None and rssi is not None \
-                else None
-            b, p, s = v[bi], v[pi], v[si]
-            frames.append(Frame(robot_id=robot, scenario_id=scenario, ts=v[ti], seq=s if s is not None else 0,
-                                readings={c: float(v[i]) for c, i in chans if v[i] is not None},
-                                battery=None if b is None else float(b), pos_m=None if p is None else float(p),
-                                link=link))
-            late.append(v[lti] is True)
-            ts.append(v[ti])
-    order = sorted(range(len(frames)), key=ts.__getitem__)
+            s = v[si]
+            add(Frame(robot_id=robot, scenario_id=scenario, ts=v[ti], seq=s if s is not None else 0,
+                      readings=dict(zip(chans, v[a:b] if run else [v[i] for i in at])),
+                      battery=v[bi], pos_m=v[pi],
+                      link=None if lat is None or rssi is None else LinkInfo(latency_ms=lat, rssi_dbm=rssi)))
+            add_late(v[lti] is True)
+            add_ts(v[ti])
+    if not frames:
+        return [], []
+    order = np.argsort(np.asarray(ts, dtype=np.int64), kind="stable").tolist()
     return [frames[i] for i in order], [late[i] for i in order]
 
 
@@ -72,5 +83,4 @@ class SliceReader:
         self.influx = influx
 
     async def read(self, t0: int, t1: int) -> tuple[list[Frame], list[bool]]:
-        chunks = [c async for c in self.influx.query_chunks(slice_query(t0, t1), chunk_size=20_000)]
-        return rows_to_frames(chunks)
+        return rows_to_frames(await self.influx.query_series(slice_query(t0, t1)))

@@ -32,6 +32,7 @@ from detectors._state import StreamTable
 from detectors.change import CHANGE_ARGS, CHANGE_COLUMNS, change_kernel, to_score
 from detectors.drift import DRIFT_ARGS, DRIFT_COLUMNS, drift_kernel
 from detectors.engine import AlertEngine, Signal
+from detectors.flatten import Cols, Shape, ShapeTable, gather_kernel
 from detectors.health import HEALTH_ARGS, HEALTH_COLUMNS, health_kernel
 from detectors.health_rules import (HEALTH_DETECTORS, ROBOT_SILENCE_S, SILENCE_S, STUCK_S, health_message,
                                     health_severity)
@@ -112,25 +113,45 @@ class _Robot:
     scenario: str | None = None
     offline: bool = False  # by its status
     silent: bool = False  # by the deadman
+    number: int = -1      # index in DetectorSuite._robot_list
 
 
-@dataclass
 class _Batch:
-    """Flattened samples of one batch, per stream family."""
+    """Samples of one batch, per stream family: (stream, time, value, frame index) for the
+    limit and base streams, (stream, time, value a, value b, frame index) for drift pairs."""
 
-    lim: tuple[list[int], list[int], list[float], list[int]] = field(default_factory=lambda: ([], [], [], []))
-    base: tuple[list[int], list[int], list[float], list[int]] = field(default_factory=lambda: ([], [], [], []))
-    blocks: list[tuple[int, object]] = field(default_factory=list)  # (frame index, WaveBlock)
-    pairs: tuple[list[int], list[int], list[float], list[float], list[int]] = field(
-        default_factory=lambda: ([], [], [], [], []))
-    lim_sorted: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    __slots__ = ("lim", "base", "pairs", "blocks", "lim_sorted", "robots", "ts")
+
+    def __init__(self) -> None:
+        self.lim = Cols((np.int64, np.int64, np.float64, np.int64))
+        self.base = Cols((np.int64, np.int64, np.float64, np.int64))
+        self.pairs = Cols((np.int64, np.int64, np.float64, np.float64, np.int64))
+        self.blocks: list[tuple[int, object]] = []  # (frame index, WaveBlock)
+        self.lim_sorted: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.robots = np.empty(0, dtype=np.int64)  # per frame: the robot's number
+        self.ts = np.empty(0, dtype=np.int64)      # per frame: its time
 
     @staticmethod
-    def arrays(cols: tuple[list[int], list[int], list[float], list[int]]):  # noqa: ANN205
-        stream = np.asarray(cols[0], dtype=np.int64)
-        t = np.asarray(cols[1], dtype=np.int64)
-        order = np.lexsort((t, stream))
-        return stream[order], t[order], np.asarray(cols[2], dtype=np.float64)[order], order
+    def sorted(cols: Cols) -> tuple[np.ndarray, ...]:
+        """The columns sorted by (stream, time, frame index): each stream's samples in time
+        order, and samples of one time in the order their frames came."""
+        arrays = cols.arrays()
+        order = np.lexsort((arrays[-1], arrays[1], arrays[0]))
+        return tuple(a[order] for a in arrays)
+
+
+def _with_fan(readings: dict[str, float | None], fan: tuple[int, int, int, bool]) -> list[float | None]:
+    """A main fan's values with the derived ``fan`` reading: the higher of its two fans' run
+    signals (``run_a``, ``run_b``), at ``fan``'s position or appended."""
+    values = list(readings.values())
+    pa, pb, pf, appended = fan
+    runs = [values[p] for p in (pa, pb) if p >= 0 and values[p] is not None]
+    v = max(runs) if runs else None
+    if appended:
+        values.append(v)
+    else:
+        values[pf] = v
+    return values
 
 
 def _samples(block) -> np.ndarray:  # noqa: ANN001 - a minewatch.wire.WaveBlock
@@ -205,6 +226,7 @@ class DetectorSuite:
         # (scenario, robot) -> channel -> (base stream, [(limit stream, signed)])
         self._routes: dict[tuple[str, str], dict[str, tuple[int, list[tuple[int, bool]]]]] = {}
         self._robots: dict[str, _Robot] = {}
+        self._robot_list: list[_Robot] = []
         self._robot_streams: dict[str, dict[str, int]] = {}
         self._vib_rules = {sid: r for sid, sc in self.scenarios.items() if (r := vibration_rules(sc)) is not None}
         self._vib_feats: dict[tuple[int, int], VibrationFeatures] = {}
@@ -213,6 +235,11 @@ class DetectorSuite:
                        if len(ch4 := [c for c in sc.channels if c.quantity == "ch4" and c.limits]) > 1}
         self._drift = StreamTable(DRIFT_COLUMNS)
         self._drift_meta: list[tuple[str, str, Channel, Channel]] = []
+        # compiled frame shapes (detectors.flatten): (scenario, robot, channel names) -> Shape
+        self._shapes: dict[tuple[str, str, tuple[str, ...]], Shape] = {}
+        self._shape_keys: dict[tuple[str, str], list[tuple[str, ...]]] = {}
+        self._last_shape: dict[str, Shape] = {}  # robot -> the shape of its last frame
+        self._shape_table = ShapeTable()
 
     # -- streams ---------------------------------------------------------------------------
     def _limit_stream(self, key: tuple[str, str, str, int], rule: Rule) -> int:
@@ -291,8 +318,8 @@ class DetectorSuite:
         self._run_limits(batch, frames, late, pending)
         self._run_base(batch, frames, late, pending)
         self._run_drift(batch, late, pending)
-        now = max(f.ts for f in frames)
-        self._robot_frames(frames, now, pending)
+        now = int(batch.ts.max())
+        self._robot_frames(frames, batch, now, pending)
         pending.sort(key=lambda p: p[:3])
         events: list[AlertEvent] = []
         for *_, item in pending:
@@ -328,7 +355,7 @@ class DetectorSuite:
             xs.append(x), rates.append(block.rate_hz), rpms.append(block.rpm or m.rpm)
             bearings.append(m.bearing), groups.append((m.iso_group, m.support)), where.append(fi)
         lines = []
-        ls, lt, lx, lo = batch.lim
+        ls, lt, lx, lo = batch.lim.lists
         for fi, feats in zip(where, analyse_blocks(xs, rates, rpms, bearings, groups)):
             f = frames[fi]
             sc = self.scenarios[f.scenario_id]
@@ -349,82 +376,194 @@ class DetectorSuite:
         return lines
 
     def _flatten(self, frames: Sequence[Frame]) -> _Batch:
+        """The batch's samples: frames of compiled shapes through :func:`gather_kernel`, the
+        others one by one (:meth:`_flatten_frame`), which creates their streams."""
         batch = _Batch()
-        ls, lt, lx, lo = (c.append for c in batch.lim)
-        bs, bt, bx, bo = (c.append for c in batch.base)
-        nan = float("nan")
-        all_routes = self._routes
-        robot_streams = self._robot_streams
+        shapes, last = self._shapes, self._last_shape
+        S: list[int] = []
+        FI: list[int] = []
+        R: list[int] = []
+        T: list[int] = []
+        X: list[float | None] = []
+        BAT: list[float | None] = []
+        LAT: list[float | None] = []
+        RSSI: list[float | None] = []
+        LOSS: list[float | None] = []
+        s_add, fi_add, r_add, t_add, x_ext, bat_add = S.append, FI.append, R.append, T.append, X.extend, BAT.append
+        lat_add, rssi_add, loss_add = LAT.append, RSSI.append, LOSS.append
         for fi, f in enumerate(frames):
-            sid, rid, ts = f.scenario_id, f.robot_id, f.ts
-            sc = self.scenarios.get(sid)
-            if sc is None:
+            rd = f.readings
+            keys = tuple(rd)
+            shp = last.get(f.robot_id)
+            if shp is None or shp.keys != keys or shp.scenario_id != f.scenario_id:
+                shp = shapes.get((f.scenario_id, f.robot_id, keys))
+                if shp is None:
+                    shp = self._shape(f.scenario_id, f.robot_id, keys)
+                last[f.robot_id] = shp
+            r_add(shp.robot), t_add(f.ts)
+            if not shp.ready:
+                if not shp.skip:
+                    self._flatten_frame(fi, f, batch)
                 continue
-            readings = f.readings
-            if sc.kind is ScenarioKind.main_fan and ("run_a" in readings or "run_b" in readings):
-                readings = dict(readings)
-                runs = [v for v in (readings.get("run_a"), readings.get("run_b")) if v is not None]
-                readings["fan"] = max(runs) if runs else None
-            routes = all_routes.get((sid, rid))
-            if routes is None:
-                routes = all_routes[(sid, rid)] = {}
-            elif not routes.keys() <= readings.keys() or None in readings.values():
-                for chan, (s, _) in routes.items():  # a channel this robot reports here is missing
-                    if readings.get(chan) is None:
-                        bs(s), bt(ts), bx(nan), bo(fi)
-            for chan, v in readings.items():
-                if v is None:
-                    continue
-                r = routes.get(chan)
-                if r is None:
-                    r = self._route(sid, rid, chan)
-                s, lims = r
-                bs(s), bt(ts), bx(v), bo(fi)
-                for ls_i, signed in lims:
-                    ls(ls_i), lt(ts), lx(v if signed else abs(v)), lo(fi)
-            pairs = self._pairs.get(sid)
-            if pairs:
-                ps, pt, pa, pb, po = batch.pairs
-                for ca, cb in pairs:
-                    va, vb = readings.get(ca.name), readings.get(cb.name)
-                    if va is not None and vb is not None:
-                        ps.append(self._drift_stream(sid, rid, ca, cb)), pt.append(ts), pa.append(va), pb.append(vb)
-                        po.append(fi)
-            if f.waveforms and sc.machine is not None:
-                for wchan, block in f.waveforms.items():
-                    if wchan == sc.machine.channel:
-                        batch.blocks.append((fi, block))
-            rs = robot_streams.get(rid)
-            if rs is None:
-                rs = robot_streams[rid] = {name: self._limit_stream(("", rid, name, 0), rule)
-                                           for name, rule in ROBOT_RULES.items()}
-            if f.battery is not None:
-                ls(rs["battery"]), lt(ts), lx(f.battery), lo(fi)
-            if f.link is not None:
-                link = f.link
-                for name, v in (("link_latency_ms", link.latency_ms), ("link_rssi_dbm", link.rssi_dbm),
-                                ("link_loss", link.loss)):
-                    ls(rs[name]), lt(ts), lx(v), lo(fi)
+            s_add(shp.index), fi_add(fi)
+            if shp.fan is None:
+                x_ext(rd.values())
+            else:
+                x_ext(_with_fan(rd, shp.fan))
+            bat_add(f.battery)
+            link = f.link
+            if link is None:
+                lat_add(None), rssi_add(None), loss_add(None)
+            else:
+                lat_add(link.latency_ms), rssi_add(link.rssi_dbm), loss_add(link.loss)
+            if f.waveforms:
+                self._blocks(fi, f, batch)
+        batch.robots = np.asarray(R, dtype=np.int64)
+        batch.ts = np.asarray(T, dtype=np.int64)
+        if S:
+            self._gather(batch, S, FI, X, BAT, LAT, RSSI, LOSS)
         return batch
+
+    def _gather(self, batch: _Batch, *columns: list) -> None:  # noqa: ANN001
+        f64 = np.float64
+        S, FI = (np.asarray(c, dtype=np.int64) for c in columns[:2])
+        T = batch.ts[FI]
+        X, BAT, LAT, RSSI, LOSS = (np.asarray(c, dtype=f64) for c in columns[2:])
+        tabs = self._shape_table.arrays()
+        k_n, miss_n, lim_n, pair_n = tabs[0], tabs[4], tabs[7], tabs[12]
+        n_base = int(k_n[S].sum() + miss_n[S].sum())
+        n_lim = int(lim_n[S].sum()) + 4 * S.shape[0]
+        n_pair = int(pair_n[S].sum())
+        i64 = np.int64
+        base = (np.empty(n_base, i64), np.empty(n_base, i64), np.empty(n_base, f64), np.empty(n_base, i64))
+        lim = (np.empty(n_lim, i64), np.empty(n_lim, i64), np.empty(n_lim, f64), np.empty(n_lim, i64))
+        pairs = (np.empty(n_pair, i64), np.empty(n_pair, i64), np.empty(n_pair, f64), np.empty(n_pair, f64),
+                 np.empty(n_pair, i64))
+        nb, nl, npair = gather_kernel(S, T, FI, X, BAT, LAT, RSSI, LOSS, *tabs, *base, *lim, *pairs)
+        batch.base.add(*(a[:nb] for a in base))
+        batch.lim.add(*(a[:nl] for a in lim))
+        batch.pairs.add(*(a[:npair] for a in pairs))
+
+    def _shape(self, sid: str, rid: str, keys: tuple[str, ...]) -> Shape:
+        """Compile the shape of a frame of robot ``rid`` in ``sid`` carrying ``keys``: ready when
+        every stream its samples go to exists."""
+        shp = Shape(index=-1, scenario_id=sid, robot_id=rid, keys=keys, robot=self._robot(rid).number)
+        if len(self._shape_table) >= 100_000:  # robots come and go: start the cache afresh
+            self._shapes.clear(), self._last_shape.clear(), self._shape_keys.clear()
+            self._shape_table = ShapeTable()
+        self._shapes[(sid, rid, keys)] = shp
+        self._shape_keys.setdefault((sid, rid), []).append(keys)
+        sc = self.scenarios.get(sid)
+        if sc is None:
+            shp.skip = True
+            return shp
+        ext = list(keys)
+        if sc.kind is ScenarioKind.main_fan and ("run_a" in keys or "run_b" in keys):
+            appended = "fan" not in keys
+            if appended:
+                ext.append("fan")
+            shp.fan = (keys.index("run_a") if "run_a" in keys else -1, keys.index("run_b") if "run_b" in keys else -1,
+                       ext.index("fan"), appended)
+        routes = self._routes.get((sid, rid), {})
+        rs = self._robot_streams.get(rid)
+        if rs is None or any(c not in routes for c in ext):
+            return shp
+        pos = {c: j for j, c in enumerate(ext)}
+        base = [routes[c][0] for c in ext]
+        miss = [s for c, (s, _) in routes.items() if c not in pos]
+        lim = [(j, ls, signed) for j, c in enumerate(ext) for ls, signed in routes[c][1]]
+        pairs = [(pos[ca.name], pos[cb.name], self._drift_stream(sid, rid, ca, cb))
+                 for ca, cb in self._pairs.get(sid, ()) if ca.name in pos and cb.name in pos]
+        robot = (rs["battery"], rs["link_latency_ms"], rs["link_rssi_dbm"], rs["link_loss"])
+        self._shape_table.add(shp, base, miss, lim, pairs, robot)
+        shp.ready = True
+        return shp
+
+    def _forget_shapes(self, sid: str, rid: str) -> None:
+        """New streams for ``(sid, rid)``: its shapes must be compiled again."""
+        for keys in self._shape_keys.pop((sid, rid), ()):
+            self._shapes.pop((sid, rid, keys), None)
+        self._last_shape.pop(rid, None)
+
+    def _blocks(self, fi: int, f: Frame, batch: _Batch) -> None:
+        m = self.scenarios[f.scenario_id].machine
+        if m is not None:
+            for wchan, block in f.waveforms.items():
+                if wchan == m.channel:
+                    batch.blocks.append((fi, block))
+
+    def _flatten_frame(self, fi: int, f: Frame, batch: _Batch) -> None:
+        """One frame's samples, creating the streams it needs (the frames of shapes not
+        compiled yet)."""
+        ls, lt, lx, lo = (c.append for c in batch.lim.lists)
+        bs, bt, bx, bo = (c.append for c in batch.base.lists)
+        sid, rid, ts = f.scenario_id, f.robot_id, f.ts
+        sc = self.scenarios[sid]
+        readings = f.readings
+        if sc.kind is ScenarioKind.main_fan and ("run_a" in readings or "run_b" in readings):
+            readings = dict(readings)
+            runs = [v for v in (readings.get("run_a"), readings.get("run_b")) if v is not None]
+            readings["fan"] = max(runs) if runs else None
+        routes = self._routes.get((sid, rid))
+        n_routes = -1 if routes is None else len(routes)
+        if routes is None:
+            routes = self._routes[(sid, rid)] = {}
+        elif not routes.keys() <= readings.keys() or None in readings.values():
+            for chan, (s, _) in routes.items():  # a channel this robot reports here is missing
+                if readings.get(chan) is None:
+                    bs(s), bt(ts), bx(np.nan), bo(fi)
+        for chan, v in readings.items():
+            if v is None:
+                continue
+            r = routes.get(chan)
+            if r is None:
+                r = self._route(sid, rid, chan)
+            s, lims = r
+            bs(s), bt(ts), bx(v), bo(fi)
+            for ls_i, signed in lims:
+                ls(ls_i), lt(ts), lx(v if signed else abs(v)), lo(fi)
+        pairs = self._pairs.get(sid)
+        if pairs:
+            ps, pt, pa, pb, po = batch.pairs.lists
+            for ca, cb in pairs:
+                va, vb = readings.get(ca.name), readings.get(cb.name)
+                if va is not None and vb is not None:
+                    ps.append(self._drift_stream(sid, rid, ca, cb)), pt.append(ts), pa.append(va), pb.append(vb)
+                    po.append(fi)
+        if f.waveforms:
+            self._blocks(fi, f, batch)
+        rs = self._robot_streams.get(rid)
+        if rs is None:
+            rs = self._robot_streams[rid] = {name: self._limit_stream(("", rid, name, 0), rule)
+                                             for name, rule in ROBOT_RULES.items()}
+            n_routes = -2
+        if f.battery is not None:
+            ls(rs["battery"]), lt(ts), lx(f.battery), lo(fi)
+        if f.link is not None:
+            link = f.link
+            for name, v in (("link_latency_ms", link.latency_ms), ("link_rssi_dbm", link.rssi_dbm),
+                            ("link_loss", link.loss)):
+                ls(rs[name]), lt(ts), lx(v), lo(fi)
+        if n_routes != len(routes):
+            self._forget_shapes(sid, rid)
 
     def _run_limits(self, batch: _Batch, frames: Sequence[Frame], late: Sequence[bool] | None,
                     pending: list) -> None:  # noqa: ANN001
-        if not batch.lim[0]:
+        if not len(batch.lim):
             return
-        stream, t, x, order = batch.arrays(batch.lim)
+        stream, t, x, origin = batch.sorted(batch.lim)
         batch.lim_sorted = (stream, t, x)
         out = np.empty(x.shape[0], dtype=np.int8)
         tab = self._lim
         level_before = tab["level"].copy()
         n = limit_kernel(stream, x, tab["thr"], tab["above"], tab["restore"], tab["n_raise"], tab["n_clear"],
                          tab["level"], tab["count"], tab["clear_count"], out)
-        origin = batch.lim[3]
         raised_keys = set()
         if n:
             for i in np.flatnonzero(out >= 0):
                 s, k, ts = int(stream[i]), int(out[i]), int(t[i])
-                f = frames[origin[int(order[i])]]
-                sig = self._limit_signal(s, k, float(x[i]), ts, f, bool(late[origin[int(order[i])]]) if late else False)
+                fi = int(origin[i])
+                sig = self._limit_signal(s, k, float(x[i]), ts, frames[fi], bool(late[fi]) if late else False)
                 pending.append((ts, 0, s, sig))
                 if k:
                     raised_keys.add(sig.key)
@@ -473,14 +612,9 @@ class DetectorSuite:
         return s
 
     def _run_drift(self, batch: _Batch, late: Sequence[bool] | None, pending: list) -> None:  # noqa: ANN001
-        ps, pt, pa, pb, po = batch.pairs
-        if not ps:
+        if not len(batch.pairs):
             return
-        stream = np.asarray(ps, dtype=np.int64)
-        t = np.asarray(pt, dtype=np.int64)
-        order = np.lexsort((t, stream))
-        stream, t = stream[order], t[order]
-        xa, xb = np.asarray(pa)[order], np.asarray(pb)[order]
+        stream, t, xa, xb, origin = batch.sorted(batch.pairs)
         out = np.empty(stream.shape[0], dtype=np.int8)
         aux = np.empty(stream.shape[0])
         if not drift_kernel(stream, t, xa, xb, *(self._drift[c] for c in DRIFT_ARGS), out, aux):
@@ -501,7 +635,7 @@ class DetectorSuite:
             else:
                 msg = (f"The {ca.label} and {cb.label} sensors read by robot {rid} in {sid} ({sc.name}) agree again "
                        f"({xa[i]:.2f} and {xb[i]:.2f} {ca.unit}; {rule}): the alert is cleared.")
-            fi = po[int(order[i])]
+            fi = int(origin[i])
             evidence: dict[str, object] = {"rule": rule, "robot": rid, "neighbour": cb.name,
                                            "neighbour_value": float(xb[i]), "offset": round(gap, 4)}
             if late and late[fi]:
@@ -568,11 +702,10 @@ class DetectorSuite:
 
     def _run_base(self, batch: _Batch, frames: Sequence[Frame], late: Sequence[bool] | None,
                   pending: list[tuple[int, int, int, Signal]]) -> None:
-        if not batch.base[0]:
+        if not len(batch.base):
             return
-        stream, t, x, order = batch.arrays(batch.base)
+        stream, t, x, origin = batch.sorted(batch.base)
         b = self._base
-        origin = batch.base[3]
         hout = np.empty((x.shape[0], 4), dtype=np.int8)
         haux = np.empty(x.shape[0])
         rout = np.empty(x.shape[0], dtype=np.int8)
@@ -584,20 +717,20 @@ class DetectorSuite:
         clevel = np.empty(x.shape[0])
         if change_kernel(stream, t, x, *(b[name] for name in CHANGE_ARGS), cscore, cout, clevel):
             for i in np.flatnonzero(cout >= 0):
-                fi = origin[int(order[i])]
+                fi = int(origin[i])
                 pending.append((int(t[i]), 4, int(stream[i]),
                                 self._change_signal(int(stream[i]), int(cout[i]), float(x[i]), int(t[i]),
                                                     float(to_score(cscore[i])), float(clevel[i]),
                                                     bool(late[fi]) if late else False)))
         if n_h:
             for i, col in zip(*np.nonzero(hout >= 0)):
-                fi = origin[int(order[i])]
+                fi = int(origin[i])
                 pending.append((int(t[i]), 1, int(stream[i]) * 4 + int(col),
                                 self._health_signal(int(stream[i]), int(col), int(hout[i, col]), float(x[i]), int(t[i]),
                                                     float(haux[i]), bool(late[fi]) if late else False)))
         if n_r:
             for i in np.flatnonzero(rout >= 0):
-                fi = origin[int(order[i])]
+                fi = int(origin[i])
                 pending.append((int(t[i]), 2, int(stream[i]),
                                 self._rise_signal(int(stream[i]), int(rout[i]), float(x[i]), int(t[i]),
                                                   float(raux[i]), bool(late[fi]) if late else False)))
@@ -674,7 +807,8 @@ class DetectorSuite:
     def _robot(self, rid: str) -> _Robot:
         r = self._robots.get(rid)
         if r is None:
-            r = self._robots[rid] = _Robot()
+            r = self._robots[rid] = _Robot(number=len(self._robot_list))
+            self._robot_list.append(r)
         return r
 
     def _offline_signal(self, rid: str, source: str, on: bool, ts: int, scenario_id: str | None) -> Signal:
@@ -694,23 +828,47 @@ class DetectorSuite:
                       source=source, severity=Severity.warning if on else None, ts=ts, message=msg, robot_id=rid,
                       evidence={"rule": rule, "robot": rid, "by": source})
 
-    def _robot_frames(self, frames: Sequence[Frame], now: int, pending: list[tuple[int, int, int, Signal]]) -> None:
+    def _robot_frames(self, frames: Sequence[Frame], batch: _Batch, now: int,
+                      pending: list[tuple[int, int, int, Signal]]) -> None:
+        """Each robot's last-seen time, and its silences: a gap of :data:`ROBOT_SILENCE_S` or
+        more between its frames (in time order) raises ``robot_offline`` at the gap's start plus
+        that time, and the next frame clears it. Robots without a gap or a standing silence
+        are updated in bulk; the others frame by frame."""
         gap = int(ROBOT_SILENCE_S * _NS)
-        for fi in sorted(range(len(frames)), key=lambda i: (frames[i].robot_id, frames[i].ts)):
-            f = frames[fi]
-            r = self._robot(f.robot_id)
-            if r.last_seen >= 0 and f.ts - r.last_seen >= gap and not r.silent and not r.offline:
-                pending.append((r.last_seen + gap, 3, 0, self._offline_signal(f.robot_id, "silence", True,
-                                                                             r.last_seen + gap, r.scenario)))
-                r.silent = True
-            if r.silent and f.ts >= r.last_seen:
-                pending.append((f.ts, 3, 1, self._offline_signal(f.robot_id, "silence", False, f.ts, f.scenario_id)))
-                r.silent = False
-            if f.ts >= r.last_seen:
-                r.last_seen = f.ts
-                r.scenario = f.scenario_id
+        order = np.lexsort((batch.ts, batch.robots))
+        r, t = batch.robots[order], batch.ts[order]
+        starts = np.flatnonzero(np.r_[True, r[1:] != r[:-1]])
+        ends = np.r_[starts[1:], r.shape[0]]
+        # groups with a gap inside: the gap between i and i + 1 within one robot
+        inner = np.flatnonzero((np.diff(t) >= gap) & (r[1:] == r[:-1]))
+        robots = self._robot_list
+        gapped = set(np.searchsorted(starts, inner, side="right").tolist()) if inner.shape[0] else set()
+        rl, tl, ol = r.tolist(), t.tolist(), order.tolist()
+        walk = []  # robots whose frames go one by one: in robot id order, as their events
+        for g, (a, b) in enumerate(zip(starts.tolist(), ends.tolist())):
+            rob = robots[rl[a]]
+            if (g + 1) in gapped or rob.silent or (rob.last_seen >= 0 and tl[a] - rob.last_seen >= gap):
+                walk.append((frames[ol[a]].robot_id, a, b, rob))
+            elif tl[b - 1] >= rob.last_seen:
+                rob.last_seen = tl[b - 1]
+                rob.scenario = frames[ol[b - 1]].scenario_id
+        for _, a, b, rob in sorted(walk, key=lambda w: w[0]):
+            for fi in ol[a:b]:
+                self._robot_frame(frames[fi], rob, gap, pending)
         for sig in self._deadman(now):
             pending.append((sig.ts, 3, 0, sig))
+
+    def _robot_frame(self, f: Frame, r: _Robot, gap: int, pending: list[tuple[int, int, int, Signal]]) -> None:
+        if r.last_seen >= 0 and f.ts - r.last_seen >= gap and not r.silent and not r.offline:
+            pending.append((r.last_seen + gap, 3, 0, self._offline_signal(f.robot_id, "silence", True,
+                                                                         r.last_seen + gap, r.scenario)))
+            r.silent = True
+        if r.silent and f.ts >= r.last_seen:
+            pending.append((f.ts, 3, 1, self._offline_signal(f.robot_id, "silence", False, f.ts, f.scenario_id)))
+            r.silent = False
+        if f.ts >= r.last_seen:
+            r.last_seen = f.ts
+            r.scenario = f.scenario_id
 
     def _deadman(self, now: int) -> list[Signal]:
         gap = int(ROBOT_SILENCE_S * _NS)

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 import httpx
+import msgspec
 import orjson
 
 __all__ = ["InfluxClient", "InfluxError", "line", "escape_tag", "escape_key", "quote_str", "SyncInflux"]
@@ -147,6 +148,32 @@ class InfluxClient:
     async def ensure_db(self) -> None:
         await self.query(f'CREATE DATABASE "{self.db}"', db="", post=True)
 
+    async def query_series(self, q: str, *, db: str | None = None, epoch: str = "ns"
+                           ) -> list[tuple[list[str], dict[str, str], list[list[Any]]]]:
+        """``(columns, tags, values)`` of every series of a bounded query, asked for as
+        MessagePack (``Accept: application/x-msgpack``, InfluxDB 1.4 and later): for a
+        hundred thousand rows it costs InfluxDB about a third less to encode than JSON, and
+        this process less to decode, and floats stay floats (JSON writes 3.0 as 3). A server
+        that answers JSON instead is read as JSON. Not streamed: bound the query (a time slice)."""
+        params = {"q": q, "db": db if db is not None else self.db, "epoch": epoch}
+        r = await self._http.get(f"{self.url}/query", params=params,
+                                 headers={"Accept": "application/x-msgpack", "Accept-Encoding": "identity"})
+        if r.status_code != 200:
+            raise InfluxError(r.status_code, _error_text(r))
+        if "msgpack" in r.headers.get("content-type", ""):
+            payload = msgspec.msgpack.decode(r.content)
+        else:
+            payload = orjson.loads(r.content)
+        out = []
+        for result in payload.get("results", []) or []:
+            if "error" in result:
+                raise InfluxError(400, result["error"])
+            for series in result.get("series", []) or []:
+                out.append((series["columns"], series.get("tags") or {}, series.get("values") or []))
+        if "error" in payload:
+            raise InfluxError(400, payload["error"])
+        return out
+
     async def query_chunks(self, q: str, *, db: str | None = None, epoch: str = "ns", chunk_size: int = 10_000
                            ) -> AsyncIterator[tuple[list[str], dict[str, str], list[list[Any]]]]:
         """Stream a long query (``chunked=true``): yields ``(columns, tags, values)`` per series
@@ -174,8 +201,10 @@ class InfluxClient:
 
 def _error_text(r: httpx.Response) -> str:
     try:
+        if "msgpack" in r.headers.get("content-type", ""):
+            return str(msgspec.msgpack.decode(r.content).get("error", r.content[:500]))
         return str(r.json().get("error", r.text))
-    except ValueError:
+    except (ValueError, AttributeError, msgspec.DecodeError):
         return r.text[:500]
 
 

@@ -43,13 +43,13 @@ class FrameError(ValueError):
         self.detail = detail
 
 
-class LinkInfo(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+class LinkInfo(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, gc=False):
     latency_ms: Annotated[float, msgspec.Meta(ge=0)]
     rssi_dbm: Annotated[float, msgspec.Meta(ge=-150, le=0)]
     loss: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.0
 
 
-class WaveBlock(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+class WaveBlock(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, gc=False):
     rate_hz: Annotated[float, msgspec.Meta(gt=0, le=1_000_000)]
     data: str
     dtype: str = "f4"
@@ -57,7 +57,7 @@ class WaveBlock(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     rpm: Annotated[float, msgspec.Meta(ge=0)] | None = None
 
 
-class Frame(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+class Frame(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, gc=False):
     robot_id: _Id
     scenario_id: _Id
     seq: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]

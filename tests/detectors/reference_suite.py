@@ -1,0 +1,78 @@
+"""The detector suite with its batch flattening restated frame by frame, reading by reading.
+
+:class:`FrameByFrameSuite` is :class:`detectors.DetectorSuite` with the two batch steps the
+compiled path replaces written the obvious way: every reading of every frame routed to its
+streams with dictionary lookups, and every robot's frames walked in time order for silences.
+The tests run both over the same frames and require the same samples and the same alerts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from detectors.rules import ROBOT_RULES
+from detectors.suite import _NS, DetectorSuite, _Batch
+from detectors.health_rules import ROBOT_SILENCE_S
+from minewatch.catalogue import ScenarioKind
+from minewatch.wire import Frame
+
+
+class FrameByFrameSuite(DetectorSuite):
+    def _flatten(self, frames: Sequence[Frame]) -> _Batch:
+        batch = _Batch()
+        lim, base, pairs = batch.lim.lists, batch.base.lists, batch.pairs.lists
+        for fi, f in enumerate(frames):
+            sid, rid, ts = f.scenario_id, f.robot_id, f.ts
+            sc = self.scenarios.get(sid)
+            if sc is None:
+                continue
+            readings = dict(f.readings)
+            if sc.kind is ScenarioKind.main_fan and ("run_a" in readings or "run_b" in readings):
+                runs = [v for v in (readings.get("run_a"), readings.get("run_b")) if v is not None]
+                readings["fan"] = max(runs) if runs else None
+            routes = self._routes.setdefault((sid, rid), {})
+            for chan, (s, _) in list(routes.items()):
+                if readings.get(chan) is None:  # a routed channel without a value this time
+                    for col, v in zip(base, (s, ts, np.nan, fi)):
+                        col.append(v)
+            for chan, v in readings.items():
+                if v is None:
+                    continue
+                s, lims = routes[chan] if chan in routes else self._route(sid, rid, chan)
+                for col, w in zip(base, (s, ts, v, fi)):
+                    col.append(w)
+                for ls, signed in lims:
+                    for col, w in zip(lim, (ls, ts, v if signed else abs(v), fi)):
+                        col.append(w)
+            for ca, cb in self._pairs.get(sid, []):
+                va, vb = readings.get(ca.name), readings.get(cb.name)
+                if va is not None and vb is not None:
+                    for col, w in zip(pairs, (self._drift_stream(sid, rid, ca, cb), ts, va, vb, fi)):
+                        col.append(w)
+            if sc.machine is not None:
+                for wchan, block in f.waveforms.items():
+                    if wchan == sc.machine.channel:
+                        batch.blocks.append((fi, block))
+            if rid not in self._robot_streams:
+                self._robot_streams[rid] = {name: self._limit_stream(("", rid, name, 0), rule)
+                                            for name, rule in ROBOT_RULES.items()}
+            rs = self._robot_streams[rid]
+            extra = [] if f.battery is None else [("battery", f.battery)]
+            if f.link is not None:
+                extra += [("link_latency_ms", f.link.latency_ms), ("link_rssi_dbm", f.link.rssi_dbm),
+                          ("link_loss", f.link.loss)]
+            for name, v in extra:
+                for col, w in zip(lim, (rs[name], ts, v, fi)):
+                    col.append(w)
+        batch.ts = np.array([f.ts for f in frames], dtype=np.int64)
+        return batch
+
+    def _robot_frames(self, frames, batch, now, pending) -> None:  # noqa: ANN001
+        """Every frame through the one-frame silence rule, robots in id order, each in time order."""
+        gap = int(ROBOT_SILENCE_S * _NS)
+        for fi in sorted(range(len(frames)), key=lambda i: (frames[i].robot_id, frames[i].ts)):
+            self._robot_frame(frames[fi], self._robot(frames[fi].robot_id), gap, pending)
+        for sig in self._deadman(now):
+            pending.append((sig.ts, 3, 0, sig))

@@ -1,0 +1,99 @@
+"""The compiled batch flattening against the frame-by-frame restatement (reference_suite.py)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from detectors import DetectorSuite
+from detectors.suite import _Batch
+from minewatch.catalogue import SCENARIOS
+from minewatch.wire import Frame, LinkInfo
+from simulator.engine import SimConfig, Simulation
+from simulator.faults import load_faults
+from tests.detectors.reference_suite import FrameByFrameSuite
+
+T0 = 1_795_852_800_000_000_000
+PLACES = ["mf01", "vf01", "hf04", "zz99"]  # two methane pairs, a main fan's derived reading, an unknown place
+values = st.one_of(st.none(), st.floats(-50, 120, allow_nan=False), st.sampled_from([0.0, -0.0, 1.6, 20.0]))
+
+
+@st.composite
+def batches(draw: st.DrawFn) -> list[list[Frame]]:
+    """Batches of frames of a few robots; each place's frames mostly carry one of two channel
+    sets (as real robots do, so most frames take the compiled path), sometimes any other."""
+    def channel_set(sid: str) -> list[str]:
+        names = [c.name for c in SCENARIOS[sid].channels] if sid in SCENARIOS else ["ch4", "t"]
+        return draw(st.lists(st.sampled_from([*names, "fan", "odd_one"]), unique=True, max_size=8))
+
+    usual = {sid: [channel_set(sid), channel_set(sid)] for sid in PLACES}
+    out = []
+    for _ in range(draw(st.integers(1, 6))):
+        batch = []
+        for _ in range(draw(st.integers(1, 12))):
+            sid = draw(st.sampled_from(PLACES))
+            keys = draw(st.sampled_from([*usual[sid], usual[sid][0], usual[sid][1], None])) or channel_set(sid)
+            link = draw(st.one_of(st.none(), st.builds(LinkInfo, latency_ms=st.floats(0, 500),
+                                                        rssi_dbm=st.floats(-120, 0), loss=st.floats(0, 1))))
+            batch.append(Frame(robot_id=draw(st.sampled_from(["r1", "r2", "r3"])), scenario_id=sid, seq=0,
+                               ts=T0 + draw(st.integers(0, 400)) * 10**9, readings={k: draw(values) for k in keys},
+                               battery=draw(st.one_of(st.none(), st.floats(0, 100))), link=link))
+        out.append(batch)
+    return out
+
+
+def keyed(suite: DetectorSuite, batch: _Batch) -> dict[str, list[tuple]]:
+    """The batch's samples with stream numbers replaced by the streams' keys, in a fixed order."""
+    def rows(cols, table) -> list[tuple]:  # noqa: ANN001
+        arrays = _Batch.sorted(cols)
+        out = []
+        for row in zip(*(a.tolist() for a in arrays)):
+            vals = tuple("nan" if isinstance(v, float) and math.isnan(v) else v for v in row[2:])
+            out.append((table.keys[row[0]], row[1], *vals))
+        return sorted(out, key=repr)
+    return {"lim": rows(batch.lim, suite._lim), "base": rows(batch.base, suite._base),
+            "pairs": rows(batch.pairs, suite._drift), "blocks": [fi for fi, _ in batch.blocks]}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batches())
+def test_samples_match_the_frame_by_frame_flattening(parts: list[list[Frame]]) -> None:
+    fast, ref = DetectorSuite(), FrameByFrameSuite()
+    for batch in parts:
+        assert keyed(fast, fast._flatten(batch)) == keyed(ref, ref._flatten(batch))
+
+
+def _simulated() -> list[Frame]:
+    faults = load_faults([
+        {"kind": "methane_outburst", "scenario": "mf01", "channel": "ch4_t1", "start": "+60s", "duration": "90s"},
+        {"kind": "main_fan_stoppage", "scenario": "vf01", "start": "+120s", "duration": "200s", "standby_after": "150s"},
+        {"kind": "robot_offline", "scenario": "cb01", "start": "+100s", "duration": "150s"},
+        {"kind": "link_outage", "scenario": "hf03", "start": "+200s", "duration": "120s"},
+        {"kind": "sensor_stuck", "scenario": "mf01", "channel": "ch4_t0", "start": "+30s", "duration": "400s"},
+    ])
+    sim = Simulation(SimConfig(seed=11, rate_hz=1.0, start_ns=T0, duration_s=600,
+                               scenarios=["mf01", "vf01", "cb01", "hf03", "lf01"], faults=faults,
+                               waveform_rate_hz=4096.0, waveform_every=60))
+    return [f for tick in sim.ticks() for m in tick.messages for f in m.frames]
+
+
+def test_alerts_match_the_frame_by_frame_suite() -> None:
+    frames_ = _simulated()
+    rng = np.random.default_rng(3)
+    for sizes in ([len(frames_)], [1, 40, 7, 300]):
+        fast, ref = DetectorSuite(), FrameByFrameSuite()
+        got: list = []
+        want: list = []
+        k = 0
+        while k < len(frames_):
+            n = sizes[int(rng.integers(len(sizes)))]
+            part = frames_[k:k + n]
+            got += fast.process(part).events + fast.tick(part[-1].ts)
+            want += ref.process(part).events + ref.tick(part[-1].ts)
+            k += n
+        detectors = {e.detector for e in want}
+        assert {"gas_limit", "fan_stoppage", "robot_offline"} <= detectors, detectors
+        assert [e.model_dump() for e in got] == [e.model_dump() for e in want]
