@@ -131,7 +131,10 @@ def _decode_on(dec: msgspec.json.Decoder, one: msgspec.json.Decoder, payload: by
     if not (_id_ok(robot_id) and _id_ok(scenario_id)):
         return None
     try:
-        frames: list[Frame] = dec.decode(payload) if payload[:1] == b"[" else [one.decode(payload)]
+        head = payload[:1]
+        if head in b" \t\r\n":  # JSON may start with whitespace (and b"" is in every bytes)
+            head = payload.lstrip()[:1]
+        frames: list[Frame] = dec.decode(payload) if head == b"[" else [one.decode(payload)]
     except msgspec.DecodeError:  # ValidationError included
         return None
     if not frames:

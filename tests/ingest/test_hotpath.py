@@ -43,15 +43,17 @@ def _payload(frames: list[dict], as_array: bool, huge: bool) -> bytes:
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(frames=st.lists(_frame, max_size=3), as_array=st.booleans(), huge=st.booleans(),
        topic=st.tuples(st.sampled_from(["mf01", "bad id", "r01\n", "s"]), st.sampled_from(["r01", "r01\n", "", "x"])),
-       stamp_topic=st.booleans(), raw=st.one_of(st.none(), st.binary(max_size=20)))
+       stamp_topic=st.booleans(), raw=st.one_of(st.none(), st.binary(max_size=20)), pad=st.booleans())
 def test_decode_frames_on_vouches_for_exactly_what_decode_frames_accepts_on_that_topic(
         frames: list[dict], as_array: bool, huge: bool, topic: tuple[str, str], stamp_topic: bool,
-        raw: bytes | None) -> None:
+        raw: bytes | None, pad: bool) -> None:
     sid, rid = topic
     if stamp_topic:  # mostly frames of the topic's robot, so the accepting side is exercised too
         for f in frames:
             f["scenario_id"], f["robot_id"] = sid, rid
     payload = raw if raw is not None else _payload(frames, as_array, huge)
+    if pad:
+        payload = b" \n" + payload
     try:
         strict = decode_frames(payload)
     except FrameError:
@@ -86,6 +88,7 @@ def test_decode_frames_on_examples() -> None:
         decode_frames(good.replace(b"3}", b"1e999}"))
     assert e.value.reason == "invalid"  # "Number out of range": readings are always finite
     assert decode_frames_on(b"[]", "mf01", "r01") is None and decode_frames_on(b"", "mf01", "r01") is None
+    assert decode_frames_on(b" \n[" + good + b"]\n", "mf01", "r01") is not None  # whitespace around
     dec = FramesOnTopic()
     assert dec.decode(good, "mf01", "r01") is None        # "co" not known yet
     dec.learn(["co"])
