@@ -46,19 +46,23 @@ def _partition(ctx: click.Context, param: click.Parameter, value: str):  # noqa:
 @click.option("--late-after", type=click.FloatRange(0.0, min_open=True), default=30.0, show_default=True,
               help="Mark a frame late when its robot time is this many seconds behind the clock (a 5G backlog); "
                    "frames that fill a seq gap are late too. 30 s is the monitoring system's polling cycle (domain §3).")
+@click.option("--stop-timeout", type=click.FloatRange(0.5), default=5.0, show_default=True,
+              help="Seconds from SIGTERM/Ctrl-C to exit: finish the batch in hand, write or spool it, acknowledge, "
+                   "disconnect. Writes still waiting on InfluxDB then go to the spool; anything not yet durable "
+                   "stays unacknowledged and comes again from the broker.")
 @click.option("--no-detectors", is_flag=True, help="Store telemetry only; run no detectors and publish no alerts.")
 @click.option("--limit", "limits", multiple=True, metavar="KEY=VALUE",
               help="Override a detector limit (repeatable; same keys as the detectors' overrides).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
 def ingest(mqtt_url: str | None, influx_url: str | None, influx_db: str | None, topic_prefix: str | None, partition,
            client_id: str | None, spool_dir: Path | None, spool_max_mb: int, metrics_port: int | None, metrics_host: str,
-           batch_size: int, batch_ms: float, late_after: float, no_detectors: bool, limits: tuple[str, ...], log_level: str) -> None:  # noqa: ANN001
+           batch_size: int, batch_ms: float, late_after: float, stop_timeout: float, no_detectors: bool, limits: tuple[str, ...], log_level: str) -> None:  # noqa: ANN001
     """Consume telemetry, store every reading in InfluxDB, run the detectors, publish alerts.
 
     Subscribes with QoS 1 on a persistent MQTT session and acknowledges a message only after its
     readings are in InfluxDB or in the disk spool, so a crash, a broker restart or an InfluxDB
     outage loses nothing. Bad frames go to {prefix}/deadletter/{reason}. SIGTERM or Ctrl-C stops
-    reading, flushes, acknowledges and exits.
+    reading, flushes, acknowledges and exits within --stop-timeout seconds.
     """
     from ingest.service import IngestOptions, run
 
@@ -79,7 +83,7 @@ def ingest(mqtt_url: str | None, influx_url: str | None, influx_db: str | None, 
     opts = IngestOptions(partition=partition, client_id=client_id, spool_dir=spool_dir,
                          spool_max_bytes=spool_max_mb << 20, metrics_port=metrics_port, metrics_host=metrics_host,
                          batch_size=batch_size, batch_ms=batch_ms, late_after_s=late_after, detectors=not no_detectors,
-                         overrides=overrides)
+                         overrides=overrides, stop_timeout_s=stop_timeout)
     try:
         asyncio.run(run(settings, opts))
     except (ConnectionError, TimeoutError) as exc:

@@ -87,19 +87,40 @@ class Consumer:
         self.client.connect_async(target.host, target.port, self.keepalive, clean_start=False, properties=props)
         self.client.loop_start()
         # ready once the broker has confirmed the subscriptions: from then on nothing is missed
-        ok = await self._loop.run_in_executor(None, self.subscribed.wait, timeout)
-        if not ok:
-            self.client.loop_stop()
-            raise ConnectionError(f"could not connect to the broker at {target.host}:{target.port} in {timeout:.0f} s")
+        # (polled, not waited for on a thread: a stop during the wait cancels it at once)
+        deadline = time.monotonic() + timeout
+        while not self.subscribed.is_set():
+            if time.monotonic() > deadline:
+                self._stop_loop(2.0)
+                raise ConnectionError(f"could not connect to the broker at {target.host}:{target.port} "
+                                      f"in {timeout:.0f} s")
+            await asyncio.sleep(0.02)
 
     def stop_accepting(self) -> None:
         """Take no new messages into the inbox; the broker keeps them for the next session."""
         with self._lock:
             self._accepting = False
 
-    def close(self) -> None:
+    def close(self, timeout: float = 5.0) -> bool:
+        """Disconnect (acknowledgements already handed to paho go out first) and stop the network
+        thread, waiting at most ``timeout`` seconds; False if the thread was still running then (it
+        is a daemon thread: it does not keep the process alive)."""
         self.client.disconnect()
-        self.client.loop_stop()
+        return self._stop_loop(timeout)
+
+    def _stop_loop(self, timeout: float) -> bool:
+        stopper = threading.Thread(target=self.client.loop_stop, name="mqtt-loop-stop", daemon=True)
+        stopper.start()
+        stopper.join(timeout)
+        if stopper.is_alive():
+            log.warning("the MQTT network thread did not stop within %.1f s; leaving it", timeout)
+            return False
+        return True
+
+    def wake(self) -> None:
+        """Wake :meth:`wait` now (from the event loop's thread)."""
+        if self._wakeup is not None:
+            self._wakeup.set()
 
     # -- paho callbacks (network thread) -------------------------------------------------------
     def _on_connect(self, client: paho.Client, userdata: object, flags: paho.ConnectFlags, rc: ReasonCode,

@@ -15,6 +15,7 @@ that restarted its numbering: the robot's state starts again and a reset is coun
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 __all__ = ["SeqTracker", "SeqCounts", "NEW", "LATE", "DUPLICATE"]
@@ -99,3 +100,18 @@ class SeqTracker:
             r.lo.insert(i + 1, seq + 1)
             r.hi.insert(i + 1, hi)
         return LATE
+
+    def observe_run(self, robot_id: str, seqs: Sequence[int]) -> list[int] | None:
+        """:meth:`observe` each of ``seqs`` in order (the frames of one message); None when every
+        one is :data:`NEW`, else the kinds. A run of consecutive ``seq`` above the robot's highest
+        (what a robot sends) costs one :meth:`observe`, whatever its length."""
+        first, n = seqs[0], len(seqs)
+        if n > 1 and (seqs[-1] - first != n - 1 or list(seqs) != list(range(first, first + n))):
+            return [self.observe(robot_id, s) for s in seqs]
+        kind = self.observe(robot_id, first)
+        if kind != NEW:
+            return [kind, *(self.observe(robot_id, s) for s in seqs[1:])]
+        if n > 1:  # the rest follow one by one above the new highest: all new, no gap
+            self._robots[robot_id].high = seqs[-1]
+            self.counts.frames += n - 1
+        return None

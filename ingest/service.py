@@ -20,13 +20,16 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import operator
+import os
 import signal
 import socket
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -35,7 +38,7 @@ from minewatch.influx import InfluxClient
 from minewatch.schema import AlertAck, AlertEvent, RobotStatus
 from minewatch.settings import Settings
 from minewatch.storage import maintain_storage
-from minewatch.wire import Frame, FrameError, decode_frames
+from minewatch.wire import Frame, FrameError, FramesOnTopic, decode_frames
 
 from ingest.alerts import publish_event, read_active
 from ingest.consumer import Consumer, Incoming
@@ -43,13 +46,16 @@ from ingest.deadletter import DeadLetter
 from ingest.lines import CHANNEL_RE, RESERVED_FIELDS, TelemetryLines, stats_line, status_line
 from ingest.metrics import Metrics
 from ingest.partition import Partition
-from ingest.seqtrack import DUPLICATE, LATE, SeqTracker
-from ingest.spool import Spool
+from ingest.seqtrack import DUPLICATE, LATE, NEW, SeqTracker
+from ingest.spool import Spool, SpoolFull
 from ingest.writer import Writer
 
 __all__ = ["IngestOptions", "Ingestor", "run"]
 
 log = logging.getLogger("minewatch.ingest")
+T = TypeVar("T")
+
+_readings, _seq, _ts = operator.attrgetter("readings"), operator.attrgetter("seq"), operator.attrgetter("ts")
 
 
 @dataclass
@@ -73,6 +79,7 @@ class IngestOptions:
     tick_s: float = 1.0
     stats_interval_s: float = 10.0
     restore_alerts: bool = True
+    stop_timeout_s: float = 5.0           # SIGTERM to exit, at most (a watchdog ends the process 3 s later)
 
     def resolved_client_id(self) -> str:
         return self.client_id or f"minewatch-ingest-{self.partition.tag}"
@@ -81,8 +88,10 @@ class IngestOptions:
 @dataclass
 class _Batch:
     messages: list[Incoming] = field(default_factory=list)
-    frames: list[Frame] = field(default_factory=list)
+    frames: list[Frame] = field(default_factory=list)    # for the detectors (seq duplicates left out)
     late: list[bool] = field(default_factory=list)
+    points_frames: list[Frame] = field(default_factory=list)  # for storage (all), formatted at the cut
+    points_late: list[bool] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
     statuses: list[RobotStatus] = field(default_factory=list)
     acks: list[tuple[AlertAck, Incoming]] = field(default_factory=list)
@@ -93,6 +102,30 @@ class _Batch:
     readings: int = 0
     newest_ts: int = 0
     first_at: float = 0.0
+
+
+async def _on_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` on a daemon thread of its own: unlike the loop's executor, a call still running
+    when the process stops (a broker that does not answer) neither delays the exit nor is waited for."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[T] = loop.create_future()
+
+    def settle(ok: bool, value: Any) -> None:
+        if not fut.done():
+            fut.set_result(value) if ok else fut.set_exception(value)
+
+    def main() -> None:
+        try:
+            out: tuple[bool, Any] = (True, fn(*args))
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+            out = (False, exc)
+        try:
+            loop.call_soon_threadsafe(settle, *out)
+        except RuntimeError:  # the loop is closed: nobody waits any more
+            pass
+
+    threading.Thread(target=main, name=getattr(fn, "__name__", "call"), daemon=True).start()
+    return await fut
 
 
 def _load_suite(opts: IngestOptions) -> Any:
@@ -142,9 +175,13 @@ class Ingestor:
         rm = opts.receive_maximum or opts.batch_size * (opts.max_inflight + 1)
         self.consumer = Consumer(settings, self.client_id, self._subscriptions(), receive_maximum=rm,
                                  session_expiry_s=opts.session_expiry_s)
-        self._good_channels: set[str] = set()
+        # reading names known to be channel names: the catalogue's, and those met since
+        self._good_channels = {c.name for sc in SCENARIOS.values() for c in sc.channels
+                               if CHANNEL_RE.match(c.name) and c.name not in RESERVED_FIELDS}
+        self._frames_on = FramesOnTopic(self._good_channels)
         self._stop = asyncio.Event()
         self._stopping = False
+        self._stop_by = 0.0
         self._inflight = 0
         self._next_tick = 0.0
         self._next_stats = 0.0
@@ -166,17 +203,38 @@ class Ingestor:
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def run(self) -> None:
-        await self._start()
+        # A stop while starting (InfluxDB or the broker slow to answer) cuts the start short.
+        starting = asyncio.create_task(self._start(), name="start")
+        stopped = asyncio.create_task(self._stop.wait(), name="stop-wait")
         try:
-            await self._pipeline()
+            await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if starting.done():
+                starting.result()  # a failed start raises here
+                await self._pipeline()
+            else:
+                starting.cancel()
+                await asyncio.wait({starting})
+                log.info("stopped while starting")
         finally:
+            stopped.cancel()
             await self._shutdown()
 
     def stop(self) -> None:
-        """Stop reading, flush, acknowledge, close (safe to call from a signal handler)."""
-        self._stopping = True
+        """Stop reading, flush, acknowledge, close, all within ``stop_timeout_s`` (safe to call from a
+        signal handler on the event loop)."""
+        if not self._stopping:
+            self._stopping = True
+            self._stop_by = time.monotonic() + self.opts.stop_timeout_s
         self.consumer.stop_accepting()
         self._stop.set()
+        self.consumer.wake()
+
+    def _stop_left(self, share: float = 1.0) -> float:
+        """Seconds left of ``share`` of the stop budget (the whole budget when not stopping)."""
+        if not self._stopping:
+            return self.opts.stop_timeout_s * share
+        spent = self.opts.stop_timeout_s - (self._stop_by - time.monotonic())
+        return max(0.0, self.opts.stop_timeout_s * share - spent)
 
     async def _start(self) -> None:
         opts = self.opts
@@ -192,8 +250,7 @@ class Ingestor:
             log.warning("InfluxDB not ready at start (%s); spooling until it is", exc)
             self.writer._mark_down(str(exc))
         if self.suite is not None and opts.restore_alerts:
-            loop = asyncio.get_running_loop()
-            active = await loop.run_in_executor(None, read_active, self.settings)
+            active = await _on_daemon_thread(read_active, self.settings)
             mine = [e for e in active if self.partition.owns(e.scenario_id)]
             self.suite.restore(mine)
             log.info("restored %d active alert(s)", len(mine))
@@ -213,9 +270,14 @@ class Ingestor:
         if self._storage_task is not None:
             self._storage_task.cancel()
         self.consumer.stop_accepting()
-        await self.writer.close(drain_timeout=5.0 if self._stopping else 0.0)
-        self.consumer.close()
-        await self.influx.aclose()
+        # the spool drains into InfluxDB while budget is left (and it answers); what stays is
+        # written back by the next run
+        await self.writer.close(drain_timeout=self._stop_left(0.8) if self._stopping else 0.0)
+        await _on_daemon_thread(self.consumer.close, max(0.5, self._stop_left(0.95)))
+        try:
+            await asyncio.wait_for(self.influx.aclose(), max(0.2, self._stop_left()))
+        except TimeoutError:
+            log.warning("closing the InfluxDB client timed out")
         self.metrics.close()
         log.info("ingest %s stopped: %s", self.partition, self.counts)
 
@@ -231,17 +293,31 @@ class Ingestor:
             async with writes:
                 return await self.writer.store(lines)
 
+        tasks: set[asyncio.Task[str]] = set()
         try:
             while True:
                 batch = await self._collect()
                 if batch is not None:
                     self._inflight += 1
-                    await acks.put((asyncio.create_task(write(batch.lines)), batch))
-                if self._stop.is_set() and not self.consumer.inbox:
+                    task = asyncio.create_task(write(batch.lines))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                    await acks.put((task, batch))
+                # stopping: what is left in the inbox is taken while a third of the budget lasts;
+                # the rest is not acknowledged, and the broker sends it again next session
+                if self._stop.is_set() and (not self.consumer.inbox or not self._stop_left(1 / 3)):
                     break
         finally:
             await acks.put(None)
-            await acker
+            # Writes still running when 60 % of the budget is gone (InfluxDB hanging) are cut short:
+            # their batches go to the spool instead, or stay unacknowledged if it cannot take them.
+            _, late = await asyncio.wait({acker}, timeout=self._stop_left(0.6) if self._stopping else None)
+            if late:
+                if tasks:
+                    log.warning("stopping: %d write(s) still waiting on InfluxDB; spooling them instead", len(tasks))
+                for t in list(tasks):
+                    t.cancel()
+                await acker
 
     async def _acker(self, queue: asyncio.Queue[tuple[asyncio.Task[str], _Batch] | None]) -> None:
         m = self.metrics
@@ -251,9 +327,12 @@ class Ingestor:
                 return
             task, batch = item
             try:
-                outcome = await task
+                await asyncio.wait({task})
             finally:
                 self._inflight -= 1
+            outcome = self._spool_instead(batch) if task.cancelled() else task.result()
+            if outcome is None:
+                continue  # not durable: not acknowledged, the broker sends it again
             (m.stored if outcome == "stored" else m.spooled).inc(batch.points)
             self.counts[outcome] += batch.points
             acked = self.consumer.ack(batch.messages)
@@ -266,6 +345,16 @@ class Ingestor:
             m.spool_bytes.set(self.spool.bytes)
             m.spool_points.set(self.spool.points)
             m.influx_up.set(1 if self.writer.influx_up else 0)
+
+    def _spool_instead(self, batch: _Batch) -> str | None:
+        """A batch whose write was cut short by the stop: into the spool (rewriting what InfluxDB
+        may have stored is harmless), or None when the spool cannot take it."""
+        try:
+            self.spool.append(batch.lines)
+        except (SpoolFull, OSError) as exc:
+            log.error("stopping: cannot spool a batch of %d points (%s); leaving it unacknowledged", batch.points, exc)
+            return None
+        return "spooled"
 
     async def _collect(self) -> _Batch | None:
         """Gather one write batch; None when there was nothing to do.
@@ -350,6 +439,9 @@ class Ingestor:
                 if ln:
                     batch.lines.append(ln)
             self._next_stats = now + self.opts.stats_interval_s
+        if batch.points_frames:
+            batch.lines += self.fmt.format_many(batch.points_frames, batch.points_late)
+            batch.points_frames, batch.points_late = [], []
         if not batch.lines and not batch.messages:
             return None
         m = self.metrics
@@ -379,54 +471,77 @@ class Ingestor:
             self._dead(DeadLetter("internal_error", f"{type(exc).__name__}: {exc}", topic, msg.payload))
 
     def _telemetry(self, msg: Incoming, scenario_id: str, robot_id: str, batch: _Batch) -> None:
-        try:
-            frames = decode_frames(msg.payload)
-        except FrameError as exc:
-            self._dead(DeadLetter(exc.reason, exc.detail, msg.topic, msg.payload))
-            return
-        good = self._good_channels
-        for f in frames:
-            if f.robot_id != robot_id or f.scenario_id != scenario_id:
-                self._dead(DeadLetter("topic_mismatch", f"frame of robot {f.robot_id!r} in scenario "
-                                      f"{f.scenario_id!r} on the topic of robot {robot_id!r} in {scenario_id!r}",
-                                      msg.topic, msg.payload))
+        # The common case costs one msgspec decode and a few calls per message: frames of the
+        # topic's robot, known scenario, channel names seen before, seq running on. Anything else
+        # goes the checked way (_checked), which names the reason.
+        frames = self._frames_on.decode(msg.payload, scenario_id, robot_id)
+        if frames is None or scenario_id not in SCENARIOS:
+            frames = self._checked(msg, scenario_id, robot_id)
+            if frames is None:
                 return
-            if scenario_id not in SCENARIOS:
-                self._dead(DeadLetter("unknown_scenario", f"scenario {scenario_id!r} is not in the catalogue",
-                                      msg.topic, msg.payload))
-                return
-            for k in f.readings:
-                if k not in good:
-                    if k in RESERVED_FIELDS or not CHANNEL_RE.match(k):
-                        self._dead(DeadLetter("bad_channel", f"reading name {k!r} is not a channel name "
-                                              "(letters, digits, '_', '.', '-') or is reserved", msg.topic, msg.payload))
-                        return
-                    good.add(k)
-        m = self.metrics
-        fmt = self.fmt
-        observe = self.seq.observe
+        n = len(frames)
+        ts = list(map(_ts, frames))
         stale = msg.received_ns - int(self.opts.late_after_s * 1e9)  # behind the clock when it arrived
         c = self.seq.counts
         gaps0, dups0 = c.gaps, c.duplicates
-        nlate = 0
-        for f in frames:
-            kind = observe(robot_id, f.seq)
-            late = kind == LATE or f.ts < stale
-            batch.lines.append(fmt.format(f, late))
-            batch.readings += len(f.readings)
-            if f.ts > batch.newest_ts:
-                batch.newest_ts = f.ts
-            nlate += late
-            if kind != DUPLICATE:  # a repeat is stored again (harmless) but not detected twice
-                batch.frames.append(f)
-                batch.late.append(late)
-        batch.points += len(frames)
+        kinds = self.seq.observe_run(robot_id, list(map(_seq, frames)))
+        if kinds is None and min(ts) >= stale:  # all new, none late
+            late = [False] * n
+            batch.frames += frames
+            batch.late += late
+            nlate = 0
+        else:
+            if kinds is None:
+                kinds = [NEW] * n
+            late = [k == LATE or t < stale for k, t in zip(kinds, ts)]
+            for f, k, is_late in zip(frames, kinds, late):
+                if k != DUPLICATE:  # a repeat is stored again (harmless) but not detected twice
+                    batch.frames.append(f)
+                    batch.late.append(is_late)
+            nlate = sum(late)
+        batch.points_frames += frames
+        batch.points_late += late
+        batch.readings += sum(map(len, map(_readings, frames)))
+        newest = max(ts)
+        if newest > batch.newest_ts:
+            batch.newest_ts = newest
+        batch.points += n
+        m = self.metrics
         if c.gaps != gaps0:
             m.gaps.inc(c.gaps - gaps0)
         if c.duplicates != dups0:
             m.duplicates.inc(c.duplicates - dups0)
         if nlate:
             m.late.inc(nlate)
+
+    def _checked(self, msg: Incoming, scenario_id: str, robot_id: str) -> list[Frame] | None:
+        """Decode and check one telemetry message the general way: the frames, or None once the
+        message is dead-lettered with the reason."""
+        try:
+            frames = decode_frames(msg.payload)
+        except FrameError as exc:
+            self._dead(DeadLetter(exc.reason, exc.detail, msg.topic, msg.payload))
+            return None
+        good = self._good_channels
+        for f in frames:
+            if f.robot_id != robot_id or f.scenario_id != scenario_id:
+                self._dead(DeadLetter("topic_mismatch", f"frame of robot {f.robot_id!r} in scenario "
+                                      f"{f.scenario_id!r} on the topic of robot {robot_id!r} in {scenario_id!r}",
+                                      msg.topic, msg.payload))
+                return None
+            if scenario_id not in SCENARIOS:
+                self._dead(DeadLetter("unknown_scenario", f"scenario {scenario_id!r} is not in the catalogue",
+                                      msg.topic, msg.payload))
+                return None
+            for k in f.readings:
+                if k not in good:
+                    if k in RESERVED_FIELDS or not CHANNEL_RE.match(k):
+                        self._dead(DeadLetter("bad_channel", f"reading name {k!r} is not a channel name "
+                                              "(letters, digits, '_', '.', '-') or is reserved", msg.topic, msg.payload))
+                        return None
+                    good.add(k)
+                    self._frames_on.learn((k,))
+        return frames
 
     def _status(self, msg: Incoming, robot_id: str, batch: _Batch) -> None:
         if not msg.payload:
@@ -499,11 +614,30 @@ class Ingestor:
 
 
 async def run(settings: Settings, options: IngestOptions | None = None, *, handle_signals: bool = True) -> Ingestor:
-    """Run an ingest process until SIGTERM / SIGINT (or ``Ingestor.stop()``)."""
+    """Run an ingest process until SIGTERM / SIGINT (or ``Ingestor.stop()``).
+
+    With ``handle_signals`` (a process of its own), the first signal stops the ingestor within
+    ``stop_timeout_s``; should anything still hold the process 3 s after that, a watchdog ends
+    it: nothing durable is lost that way either, since only durable messages were acknowledged.
+    """
     ing = Ingestor(settings, options)
     if handle_signals:
         loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:
+            if not ing._stopping:
+                limit = ing.opts.stop_timeout_s + 3.0
+                threading.Thread(target=_watchdog, args=(limit,), name="stop-watchdog", daemon=True).start()
+            ing.stop()
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, ing.stop)
+            loop.add_signal_handler(sig, on_signal)
     await ing.run()
     return ing
+
+
+def _watchdog(limit_s: float) -> None:
+    time.sleep(limit_s)
+    log.error("still not stopped %.0f s after the signal: exiting now (unacknowledged messages come again)", limit_s)
+    logging.shutdown()
+    os._exit(1)

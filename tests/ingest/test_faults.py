@@ -62,6 +62,13 @@ class Stream(threading.Thread):
         assert self.error is None, self.error
         self.pub.flush(120)
 
+    def land(self, db: SyncInflux, proc: IngestProcess) -> None:
+        """Finish, wait for every point sent to be stored, SIGTERM ``proc``, check every robot's seqs."""
+        self.finish()
+        wait_until(lambda: telemetry_count(db) >= self.sent, 60, f"{self.sent} points")
+        assert proc.terminate() == 0, proc.log()
+        assert_exactly_once(db, self.expected)
+
 
 def _args(broker_url: str, influx_url: str, db: str, prefix: str, tmp_path: Path, *extra: str) -> list[str]:
     return ["--mqtt-url", broker_url, "--influx-url", influx_url, "--influx-db", db, "--topic-prefix", prefix,
@@ -160,9 +167,7 @@ def test_burst_of_ten_times_the_rate(mosquitto: Mosquitto, influxd: Influxd, inf
     stream.start()
     stream.finish()
     assert time.monotonic() - t0 < 12
-    wait_until(lambda: telemetry_count(influx_db) >= stream.sent, 60, f"{stream.sent} points")
-    assert proc.terminate() == 0, proc.log()
-    assert_exactly_once(influx_db, stream.expected)
+    stream.land(influx_db, proc)
     pub.close()
 
 

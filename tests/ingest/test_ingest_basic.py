@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from minewatch.influx import SyncInflux
@@ -32,13 +33,29 @@ def test_frames_stored_exactly_once_and_bad_ones_deadlettered(mosquitto: Mosquit
         pub.publish(topics.telemetry("mf01", "r01"), b'{"robot_id": "r01", "scenario_id": "mf01"}')
         # robot r09 speaking on r01's topic
         pub.publish(topics.telemetry("mf01", "r01"), encode_frame(frames_for("mf01", "r09", 1)[0]))
+        # a topic whose robot level is no id: refused whether the frame agrees with it or not
+        bad_topic = f"{prefix}/telemetry/mf01/bad id"
+        pub.publish(bad_topic, encode_frame(msgspec.structs.replace(frames_for("mf01", "r01", 1)[0], robot_id="bad id")))
+        pub.publish(bad_topic, encode_frame(frames_for("mf01", "r01", 1)[0]))
+        pub.publish(topics.telemetry("zz99", "r01"), encode_frame(msgspec.structs.replace(
+            frames_for("mf01", "r01", 1)[0], scenario_id="zz99")))
+        f = frames_for("mf01", "r01", 1)[0]
+        pub.publish(topics.telemetry("mf01", "r01"), encode_frame(msgspec.structs.replace(f, readings={"seq": 1.0})))
+        # a channel the catalogue does not have is stored (the first message teaches the fast path)
+        for aux in frames_for("mf01", "r03", 3):
+            pub.publish(topics.telemetry("mf01", "r03"), encode_frame(msgspec.structs.replace(
+                aux, readings={**aux.readings, "aux_t": 21.5})))
         pub.flush()
-        wait_until(lambda: telemetry_count(influx_db) >= 600, 30, "600 points")
-        wait_until(lambda: len(dead.take()) >= 3, 10, "3 dead letters")
-        assert ing.counts["deadlettered"] == 3  # type: ignore[attr-defined]
-    assert_exactly_once(influx_db, {"r01": 300, "r02": 300})
-    reasons = sorted(json.loads(p)["reason"] for _, p, _, _ in dead.take())
-    assert reasons == ["invalid", "not_json", "topic_mismatch"]
+        wait_until(lambda: telemetry_count(influx_db) >= 603, 30, "603 points")
+        wait_until(lambda: len(dead.take()) >= 7, 10, "7 dead letters")
+        assert ing.counts["deadlettered"] == 7  # type: ignore[attr-defined]
+    assert_exactly_once(influx_db, {"r01": 300, "r02": 300, "r03": 3})
+    letters = {json.loads(p)["topic"] + " " + json.loads(p)["reason"] for _, p, _, _ in dead.take()}
+    r01 = topics.telemetry("mf01", "r01")
+    assert letters == {f"{r01} not_json", f"{r01} invalid", f"{r01} topic_mismatch", f"{bad_topic} invalid",
+                       f"{bad_topic} topic_mismatch", f"{topics.telemetry('zz99', 'r01')} unknown_scenario",
+                       f"{r01} bad_channel"}
+    assert influx_db.count("telemetry", "aux_t") == 3
     row = influx_db.query('SELECT * FROM "telemetry" WHERE "robot" = \'r02\' LIMIT 1')[0]
     assert row["scenario"] == "bc03" and row["scenario_kind"] == "belt" and row["seq"] == 0
     dead.close()

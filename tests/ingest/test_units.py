@@ -143,3 +143,29 @@ def test_deadletter_payload_keeps_bytes() -> None:
     d = json.loads(raw)
     assert d["payload"] == "é" and d["payload_encoding"] == "utf-8"
     DeadLetterModel.model_validate_json(raw)  # the contract's schema of the dead-letter topic
+
+
+def test_seq_observe_run_matches_observe_one_by_one() -> None:
+    rng = random.Random(3)
+    one, run = SeqTracker(max_ranges=8, reset_window=500), SeqTracker(max_ranges=8, reset_window=500)
+    nxt = {"a": 0, "b": 0}
+    for _ in range(3000):
+        robot = rng.choice("ab")
+        k = rng.random()
+        if k < 0.6:    # what a robot sends: the next ones in order, sometimes after a hole
+            start = nxt[robot] + (rng.randrange(1, 5) if rng.random() < 0.1 else 0)
+            seqs = list(range(start, start + rng.randrange(1, 25)))
+        elif k < 0.8:  # a redelivery or a backlog filling a hole
+            start = max(0, nxt[robot] - rng.randrange(1, 40))
+            seqs = list(range(start, start + rng.randrange(1, 10)))
+        elif k < 0.9:
+            seqs = [rng.randrange(0, nxt[robot] + 30) for _ in range(rng.randrange(1, 6))]
+        else:          # a restart far below
+            seqs = [0, 1, 2] if nxt[robot] > 600 else [nxt[robot] + 700]
+        expect = [one.observe(robot, s) for s in seqs]
+        got = run.observe_run(robot, seqs)
+        assert (got if got is not None else [NEW] * len(seqs)) == expect, seqs
+        assert got is not None or all(x == NEW for x in expect)
+        nxt[robot] = max(nxt[robot], max(seqs) + 1)
+        assert run.counts == one.counts and run.high(robot) == one.high(robot)
+        assert run.missing(robot) == one.missing(robot)
