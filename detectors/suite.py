@@ -20,6 +20,7 @@ frames give the same alerts however they are split into batches.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import chain
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -237,6 +238,7 @@ class DetectorSuite:
         self._drift_meta: list[tuple[str, str, Channel, Channel]] = []
         # compiled frame shapes (detectors.flatten): (scenario, robot, channel names) -> Shape
         self._shapes: dict[tuple[str, str, tuple[str, ...]], Shape] = {}
+        self._ready: dict[tuple[str, str, tuple[str, ...]], Shape] = {}  # the compiled ones
         self._shape_keys: dict[tuple[str, str], list[tuple[str, ...]]] = {}
         self._last_shape: dict[str, Shape] = {}  # robot -> the shape of its last frame
         self._shape_table = ShapeTable()
@@ -376,8 +378,34 @@ class DetectorSuite:
         return lines
 
     def _flatten(self, frames: Sequence[Frame]) -> _Batch:
-        """The batch's samples: frames of compiled shapes through :func:`gather_kernel`, the
-        others one by one (:meth:`_flatten_frame`), which creates their streams."""
+        """The batch's samples through :func:`gather_kernel`; when every frame's shape is compiled
+        (the steady state), with no Python loop of its own."""
+        ready = self._ready
+        shps = [ready.get((f.scenario_id, f.robot_id, tuple(f.readings))) for f in frames]
+        if None in shps:
+            return self._flatten_mixed(frames)
+        batch = _Batch()
+        n = len(frames)
+        batch.robots = np.array([shp.robot for shp in shps], dtype=np.int64)
+        batch.ts = np.array([f.ts for f in frames], dtype=np.int64)
+        values = chain.from_iterable([f.readings.values() if shp.fan is None else _with_fan(f.readings, shp.fan)
+                                      for f, shp in zip(frames, shps)])
+        links = [f.link for f in frames]
+        if links.count(None) == n:
+            lat = rssi = loss = [None] * n
+        else:
+            lat = [None if k is None else k.latency_ms for k in links]
+            rssi = [None if k is None else k.rssi_dbm for k in links]
+            loss = [None if k is None else k.loss for k in links]
+        for fi in [i for i, f in enumerate(frames) if f.waveforms]:
+            self._blocks(fi, frames[fi], batch)
+        self._gather(batch, [shp.index for shp in shps], range(n), list(values), [f.battery for f in frames],
+                     lat, rssi, loss)
+        return batch
+
+    def _flatten_mixed(self, frames: Sequence[Frame]) -> _Batch:
+        """Frames of compiled shapes through :func:`gather_kernel`, the others one by one
+        (:meth:`_flatten_frame`), which creates their streams, in the batch's order."""
         batch = _Batch()
         shapes, last = self._shapes, self._last_shape
         S: list[int] = []
@@ -449,7 +477,7 @@ class DetectorSuite:
         every stream its samples go to exists."""
         shp = Shape(index=-1, scenario_id=sid, robot_id=rid, keys=keys, robot=self._robot(rid).number)
         if len(self._shape_table) >= 100_000:  # robots come and go: start the cache afresh
-            self._shapes.clear(), self._last_shape.clear(), self._shape_keys.clear()
+            self._shapes.clear(), self._ready.clear(), self._last_shape.clear(), self._shape_keys.clear()
             self._shape_table = ShapeTable()
         self._shapes[(sid, rid, keys)] = shp
         self._shape_keys.setdefault((sid, rid), []).append(keys)
@@ -477,12 +505,14 @@ class DetectorSuite:
         robot = (rs["battery"], rs["link_latency_ms"], rs["link_rssi_dbm"], rs["link_loss"])
         self._shape_table.add(shp, base, miss, lim, pairs, robot)
         shp.ready = True
+        self._ready[(sid, rid, keys)] = shp
         return shp
 
     def _forget_shapes(self, sid: str, rid: str) -> None:
         """New streams for ``(sid, rid)``: its shapes must be compiled again."""
         for keys in self._shape_keys.pop((sid, rid), ()):
             self._shapes.pop((sid, rid, keys), None)
+            self._ready.pop((sid, rid, keys), None)
         self._last_shape.pop(rid, None)
 
     def _blocks(self, fi: int, f: Frame, batch: _Batch) -> None:

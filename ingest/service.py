@@ -70,6 +70,12 @@ class IngestOptions:
     metrics_host: str = "127.0.0.1"
     batch_size: int = 5000                # points
     batch_ms: float = 100.0
+    # The detectors run over what has been taken at once when nothing else is waiting, else once
+    # ``detect_ms`` has passed since its first frame or ``detect_frames`` frames wait: a busy
+    # mine's frames go through them in hundreds (a call has a fixed cost of about half a
+    # millisecond), and an alert waits at most ``detect_ms`` for it.
+    detect_ms: float = 10.0
+    detect_frames: int = 1000
     max_inflight: int = 2                 # batches being written at once
     receive_maximum: int | None = None    # default enough for max_inflight + 1 full batches
     session_expiry_s: int = 7 * 24 * 3600
@@ -102,6 +108,7 @@ class _Batch:
     readings: int = 0
     newest_ts: int = 0
     first_at: float = 0.0
+    undetected_at: float = 0.0  # when the oldest frame, status or ack not yet detected was taken
 
 
 async def _on_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
@@ -359,33 +366,44 @@ class Ingestor:
     async def _collect(self) -> _Batch | None:
         """Gather one write batch; None when there was nothing to do.
 
-        The detectors run on every pass over the inbox, over everything taken in that pass, so an
-        alert goes out as soon as its frame is decoded, not when the write batch is full.
+        The detectors run while the batch fills, not when it is full: over what has been taken
+        once ``detect_ms`` has passed since the oldest of it, or ``detect_frames`` frames wait
+        (see :class:`IngestOptions`), and over the rest when the batch is cut.
         """
         inbox = self.consumer.inbox
         opts = self.opts
         batch = _Batch()
         deadline = 0.0
+        detect_s = opts.detect_ms / 1000
         while True:
+            now = time.monotonic()
             if inbox:
                 while inbox and batch.points < opts.batch_size:
                     self._take(inbox.popleft(), batch)
+                if not batch.undetected_at:
+                    batch.undetected_at = now
+            idle = not inbox and self._inflight == 0  # nothing else to do: no reason to wait
+            if batch.undetected_at and (idle or now - batch.undetected_at >= detect_s or batch.acks[batch.acks_done:]
+                                        or len(batch.frames) - batch.detected >= opts.detect_frames):
                 self._detect(batch)
-            now = time.monotonic()
             if batch.messages and not batch.first_at:
                 batch.first_at = now
                 deadline = now + opts.batch_ms / 1000
             if batch.points >= opts.batch_size or self._stop.is_set():
                 break
             due = min(self._next_tick, self._next_stats)
+            if batch.undetected_at:
+                due = min(due, batch.undetected_at + detect_s)
             if not batch.messages:
-                if now >= due:
+                if now >= due and not batch.undetected_at:
                     break
-                await self.consumer.wait(min(due - now, 1.0))
+                await self.consumer.wait(max(0.0, min(due - now, 1.0)))
                 continue
-            if (self._inflight == 0 and not inbox) or now >= deadline:
+            if (self._inflight == 0 and not inbox and not batch.undetected_at) or now >= deadline:
                 break
-            await self.consumer.wait(min(deadline, due) - now)
+            await self.consumer.wait(max(0.0, min(deadline, due) - now))
+        if batch.undetected_at:
+            self._detect(batch)
         self.metrics.inbox.set(len(inbox))
         return self._finish(batch)
 
@@ -395,6 +413,7 @@ class Ingestor:
         frames, late = batch.frames[batch.detected:], batch.late[batch.detected:]
         statuses, acks = batch.statuses[batch.statuses_done:], batch.acks[batch.acks_done:]
         batch.detected, batch.statuses_done, batch.acks_done = len(batch.frames), len(batch.statuses), len(batch.acks)
+        batch.undetected_at = 0.0
         suite = self.suite
         if suite is not None and (frames or statuses):
             try:
