@@ -4,7 +4,7 @@ No broker, no database: the messages of ``bench/ingest_throughput.py`` (mining-f
 ``--frames-per-message`` frames of one robot per message, built by its ``simulated_frames``,
 ``replicate`` and ``messages``) go through each stage in batches of ``--batch`` points, as
 ``minewatch ingest`` cuts them, with the collector set up as the ingestor sets it
-(``gc.freeze(); gc.set_threshold(10_000, 20, 20)``). CPU time is ``time.process_time``.
+(``minewatch.runtime.tune_gc``: freeze, then thresholds 10,000/20/20). CPU time is ``time.process_time``.
 
 Stages, each timed alone over the same batches:
 
@@ -52,6 +52,7 @@ from ingest.consumer import Incoming  # noqa: E402
 from ingest.lines import CHANNEL_RE, RESERVED_FIELDS, TelemetryLines  # noqa: E402
 from ingest.seqtrack import DUPLICATE, LATE, NEW, SeqTracker  # noqa: E402
 from minewatch.catalogue import SCENARIOS  # noqa: E402
+from minewatch.runtime import tune_gc  # noqa: E402
 from minewatch.topics import Topics  # noqa: E402
 from minewatch.wire import Frame, FramesOnTopic, decode_frames  # noqa: E402
 
@@ -259,9 +260,7 @@ def main() -> None:
         _warm_up(DetectorSuite)
         suite_cls = DetectorSuite
 
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 20, 20)
+    tune_gc()
     runs: list[dict[tuple[str, str], float]] = []
     with tempfile.TemporaryDirectory() as d:
         for i in range(args.runs):

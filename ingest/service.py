@@ -18,7 +18,6 @@ the messages came in.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import operator
 import os
@@ -37,6 +36,7 @@ from minewatch.catalogue import SCENARIOS
 from minewatch.influx import InfluxClient
 from minewatch.schema import AlertAck, AlertEvent, RobotStatus
 from minewatch.settings import Settings
+from minewatch.runtime import tune_gc
 from minewatch.storage import maintain_storage
 from minewatch.wire import Frame, FrameError, FramesOnTopic, decode_frames
 
@@ -265,8 +265,7 @@ class Ingestor:
         # The catalogue, the compiled kernels and the clients live for the whole run: keep them
         # out of the collector's way, and collect the young generation less often (a batch makes
         # tens of thousands of short-lived objects).
-        gc.freeze()
-        gc.set_threshold(10_000, 20, 20)
+        tune_gc()
         if self.partition.index == 0:  # one process keeps the alert log's long-term copy
             self._storage_task = asyncio.create_task(maintain_storage(self.influx), name="storage")
         await self.consumer.start()
