@@ -2,6 +2,9 @@
 
 Everything runs on this machine: a mosquitto and an influxd of the benchmark's own, the
 ``minewatch ingest`` processes (detectors on), the publishing robots and the measurement.
+Before each phase the benchmark waits for mosquitto and influxd to fall idle, so no phase pays
+for the compaction of the points the one before it wrote; each ingest process's persistent
+session is ended when it stops, so later runs' messages are not queued for it.
 
 Throughput. The simulator generates the frames of mining-face robots (mf01, mf02: 10 and 11
 channels, plus seq, battery, position and link, so a point carries 8-12 channel readings), copied
@@ -73,6 +76,20 @@ def cpu_s(pid: int) -> float:
     """CPU seconds (user + system) a process has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def settle(*servers: Mosquitto | Influxd, idle_share: float = 0.05, timeout: float = 180.0) -> float:
+    """Wait until the servers are idle (together under ``idle_share`` of a core for a second):
+    InfluxDB compacts what the last phase wrote, and the next phase should not pay for that.
+    Returns the seconds waited."""
+    t0 = time.monotonic()
+    pids = [s.proc.pid for s in servers if s.proc is not None]
+    while time.monotonic() - t0 < timeout:
+        before = sum(cpu_s(p) for p in pids)
+        time.sleep(1.0)
+        if sum(cpu_s(p) for p in pids) - before < idle_share:
+            break
+    return time.monotonic() - t0
 
 
 def emit(name: str, value: float, unit: str, **cond: object) -> None:
@@ -186,6 +203,8 @@ class Ingestors:
     def __init__(self, broker: Mosquitto, influx: Influxd, db: str, partitions: int, tag: str, tmp: Path,
                  extra: tuple[str, ...] = ()) -> None:
         self.ports = [free_port() for _ in range(partitions)]
+        self.broker = broker
+        self.client_ids = [f"bench-{tag}-{i}" for i in range(partitions)]
         exe = Path(sys.executable).with_name("minewatch")
         self.logs = [tmp / f"ingest-{tag}-{i}.log" for i in range(partitions)]
         self.procs = []
@@ -193,7 +212,7 @@ class Ingestors:
             with open(self.logs[i], "wb") as log:
                 self.procs.append(subprocess.Popen(
                     [str(exe), "ingest", "--mqtt-url", broker.url, "--influx-url", influx.url, "--influx-db", db,
-                     "--topic-prefix", PREFIX, "--partition", f"{i}/{partitions}", "--client-id", f"bench-{tag}-{i}",
+                     "--topic-prefix", PREFIX, "--partition", f"{i}/{partitions}", "--client-id", self.client_ids[i],
                      "--spool-dir", str(tmp / f"spool-{tag}-{i}"), "--metrics-port", str(self.ports[i]),
                      "--log-level", "warning", *extra], stdout=log, stderr=subprocess.STDOUT))
         self.http = httpx.Client(timeout=10)
@@ -231,6 +250,8 @@ class Ingestors:
         return sum(t[0] for t in totals) / max(1.0, sum(t[1] for t in totals))
 
     def stop(self) -> None:
+        """Stop the processes and end their persistent sessions: a session left behind would go
+        on queueing every later run's messages in the broker (and in its autosaved database)."""
         for p in self.procs:
             p.send_signal(signal.SIGTERM)
         for p in self.procs:
@@ -239,6 +260,20 @@ class Ingestors:
             except subprocess.TimeoutExpired:
                 p.kill()
         self.http.close()
+        for cid in self.client_ids:
+            end_session(self.broker, cid)
+
+
+def end_session(broker: Mosquitto, client_id: str) -> None:
+    """Discard ``client_id``'s session: connect with a clean start, no session expiry, leave."""
+    c = paho_client(MqttTarget(broker.url), client_id)
+    c.connect(broker.host, broker.port, 30, clean_start=True)
+    c.loop_start()
+    deadline = time.monotonic() + 10
+    while not c.is_connected() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    c.disconnect()
+    c.loop_stop()
 
 
 # -- one throughput run ----------------------------------------------------------------------------
@@ -260,6 +295,8 @@ def throughput(broker: Mosquitto, influx: Influxd, frames: list[Frame], payload_
         while ing.durable() < target:  # a scrape every 0.25 s: the ingestor pays for each
             if time.monotonic() - t0 > 900:
                 raise RuntimeError("ingest did not finish in 15 minutes")
+            if pub.exitcode not in (None, 0):
+                raise RuntimeError(f"the publisher failed (exit code {pub.exitcode})")
             time.sleep(0.25)
         elapsed = time.monotonic() - t0
         cpu = {k: (sum(cpu_s(p) for p in pids) - cpu0[k]) / len(frames) * 1e6 for k, pids in servers.items()}
@@ -402,10 +439,12 @@ def main() -> None:
                                           base, 1, tmp, "default")))
             rates, losses, ceilings, cpus = [], [], [], []
             for run in range(args.runs):
+                settle(broker, influx)
                 pps, lost, cpu = throughput(broker, influx, frames, payload_file, len(msgs), args.partitions, run, tmp)
                 rates.append(pps)
                 losses.append(lost)
                 cpus.append(cpu)
+                settle(broker, influx)
                 ceilings.append(ceiling(influx, frames, args.ceiling_writers, run))
             cond = {"points": args.points, "frames_per_message": args.frames_per_message,
                     "partitions": args.partitions, "detectors": True, "runs": args.runs, "cores": cores,
@@ -421,6 +460,7 @@ def main() -> None:
                  runs=args.runs, cores=cores)
             emit("ingest_to_ceiling_ratio", pps / ceil, "ratio", **cond)
             if not args.no_latency:
+                settle(broker, influx)
                 latencies.append(("80pct_max", 0.8 * pps,
                                   latency(broker, influx, args.partitions, 0.8 * pps, args.latency_seconds, base,
                                           args.frames_per_message, tmp, "80pct")))
