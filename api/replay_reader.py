@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 
 from minewatch.catalogue import SCENARIOS, Scenario
+from minewatch.influx import Series
 from minewatch.wire import Frame, LinkInfo
 
 __all__ = ["SliceReader", "slice_query", "rows_to_frames", "META"]
 
 META = ("seq", "battery", "pos_m", "latency_ms", "rssi_dbm", "late")
-Chunk = tuple[list[str], dict[str, str], list[list[Any]]]
 
 
 def slice_query(t0: int, t1: int, scenarios: Mapping[str, Scenario] = SCENARIOS) -> str:
@@ -37,7 +37,7 @@ def slice_query(t0: int, t1: int, scenarios: Mapping[str, Scenario] = SCENARIOS)
     return "; ".join(out)
 
 
-def rows_to_frames(chunks: Iterable[Chunk]) -> tuple[list[Frame], list[bool]]:
+def rows_to_frames(chunks: Iterable[Series]) -> tuple[list[Frame], list[bool]]:
     """Frames (and their ``late`` flags) from ``(columns, tags, values)`` series, in time order
     (stable: rows of equal time keep their order).
 

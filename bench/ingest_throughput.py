@@ -281,7 +281,8 @@ def throughput(broker: Mosquitto, influx: Influxd, frames: list[Frame], payload_
                partitions: int, run: int, tmp: Path) -> tuple[float, int, dict[str, float]]:
     """Points/s landed, points lost, and each process's CPU per point (µs) over the run."""
     db = f"ingest{run}"
-    SyncInflux(influx.url, db).ensure_db()
+    client = SyncInflux(influx.url, db, timeout=300)
+    client.ensure_db()
     ing = Ingestors(broker, influx, db, partitions, f"t{run}", tmp)
     try:
         done: mp.Queue = mp.Queue()  # type: ignore[type-arg]
@@ -305,23 +306,23 @@ def throughput(broker: Mosquitto, influx: Influxd, frames: list[Frame], payload_
         pub.join(60)
     finally:
         ing.stop()
-    client = SyncInflux(influx.url, db, timeout=300)
     stored = client.count("telemetry", "seq")
-    drop(client, db)
+    drop(client)
     client.close()
     return len(frames) / elapsed, len(frames) - stored, {k: round(v, 1) for k, v in cpu.items()}
 
 
-def drop(client: SyncInflux, db: str) -> None:
+def drop(client: SyncInflux) -> None:
     """Drop a phase's database once measured. The ingestor sets up its continuous queries (a
     re-aggregation of the last 15 minutes every minute): a run's database left in place would
     have InfluxDB re-read its 600,000 points every minute during the later runs."""
-    client.query(f'DROP DATABASE "{db}"', db="", post=True)
+    client.query(f'DROP DATABASE "{client.db}"', db="", post=True)
 
 
 def ceiling(influx: Influxd, frames: list[Frame], writers: int, run: int) -> float:
     db = f"ceiling{run}"
-    SyncInflux(influx.url, db).ensure_db()
+    client = SyncInflux(influx.url, db, timeout=300)
+    client.ensure_db()
     fmt = TelemetryLines()
     lines = [fmt.format(f) for f in frames]
     bodies = ["\n".join(lines[i:i + 5000]).encode() for i in range(0, len(lines), 5000)]
@@ -334,8 +335,7 @@ def ceiling(influx: Influxd, frames: list[Frame], writers: int, run: int) -> flo
         with ThreadPoolExecutor(writers) as pool:
             list(pool.map(post, bodies))
         rate = len(lines) / (time.monotonic() - t0)
-    client = SyncInflux(influx.url, db)
-    drop(client, db)
+    drop(client)
     client.close()
     return rate
 
@@ -350,7 +350,8 @@ def latency(broker: Mosquitto, influx: Influxd, partitions: int, load_pps: float
             base: list[Frame], per_message: int, tmp: Path, tag: str) -> list[float]:
     """Latencies (ms) of alert events while ``load_pps`` points/s of other traffic flow."""
     db = f"latency{tag}"
-    SyncInflux(influx.url, db).ensure_db()
+    client = SyncInflux(influx.url, db, timeout=300)
+    client.ensure_db()
     topics = Topics(PREFIX)
     ing = Ingestors(broker, influx, db, partitions, f"l{tag}", tmp)
     lat: list[float] = []
@@ -407,8 +408,7 @@ def latency(broker: Mosquitto, influx: Influxd, partitions: int, load_pps: float
         sub.disconnect()
         sub.loop_stop()
         ing.stop()
-    client = SyncInflux(influx.url, db)
-    drop(client, db)
+    drop(client)
     client.close()
     return lat
 

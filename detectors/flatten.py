@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
 from detectors._jit import jit
 
-__all__ = ["Cols", "Shape", "ShapeTable", "gather_kernel"]
+__all__ = ["Cols", "Shape", "ShapeArrays", "ShapeTable", "gather_kernel"]
 
 
 class Cols:
@@ -77,6 +78,30 @@ class Shape:
     fan: tuple[int, int, int, bool] | None = None
 
 
+class ShapeArrays(NamedTuple):
+    """The compiled shapes as :func:`gather_kernel` takes them, indexed by shape number: value
+    counts and base streams, missing-channel streams, limit samples (position, stream, signed),
+    drift pairs (positions, stream), and the robot's four streams."""
+
+    k_n: np.ndarray
+    base_start: np.ndarray
+    base_flat: np.ndarray
+    miss_start: np.ndarray
+    miss_n: np.ndarray
+    miss_flat: np.ndarray
+    lim_start: np.ndarray
+    lim_n: np.ndarray
+    lim_pos: np.ndarray
+    lim_s: np.ndarray
+    lim_signed: np.ndarray
+    pair_start: np.ndarray
+    pair_n: np.ndarray
+    pair_a: np.ndarray
+    pair_b: np.ndarray
+    pair_s: np.ndarray
+    robot_s: np.ndarray
+
+
 @dataclass
 class ShapeTable:
     """Compiled shapes as flat arrays the kernel indexes by shape number."""
@@ -88,7 +113,7 @@ class ShapeTable:
     _lim: list[list[tuple[int, int, bool]]] = field(default_factory=list)
     _pairs: list[list[tuple[int, int, int]]] = field(default_factory=list)
     _robot: list[tuple[int, int, int, int]] = field(default_factory=list)
-    _arrays: tuple[np.ndarray, ...] | None = None
+    _arrays: ShapeArrays | None = None
 
     def __len__(self) -> int:
         return len(self.shapes)
@@ -110,7 +135,7 @@ class ShapeTable:
         self._arrays = None
         return shape
 
-    def arrays(self) -> tuple[np.ndarray, ...]:
+    def arrays(self) -> ShapeArrays:
         if self._arrays is None:
             def ragged(rows: list[list], width: int) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
                 n = np.array([len(r) for r in rows], dtype=np.int64)
@@ -126,9 +151,9 @@ class ShapeTable:
             m0, mn, (mflat,) = ragged(self._miss, 1)
             l0, ln, (lpos, ls, lsig) = ragged(self._lim, 3)
             p0, pn, (pa, pb, ps) = ragged(self._pairs, 3)
-            self._arrays = (np.array(self._k, dtype=np.int64), b0, bflat, m0, mn, mflat, l0, ln, lpos, ls,
-                            lsig.astype(np.bool_), p0, pn, pa, pb, ps,
-                            np.array(self._robot, dtype=np.int64).reshape(-1, 4))
+            self._arrays = ShapeArrays(np.array(self._k, dtype=np.int64), b0, bflat, m0, mn, mflat, l0, ln, lpos, ls,
+                                       lsig.astype(np.bool_), p0, pn, pa, pb, ps,
+                                       np.array(self._robot, dtype=np.int64).reshape(-1, 4))
         return self._arrays
 
 

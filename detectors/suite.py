@@ -240,7 +240,6 @@ class DetectorSuite:
         self._shapes: dict[tuple[str, str, tuple[str, ...]], Shape] = {}
         self._ready: dict[tuple[str, str, tuple[str, ...]], Shape] = {}  # the compiled ones
         self._shape_keys: dict[tuple[str, str], list[tuple[str, ...]]] = {}
-        self._last_shape: dict[str, Shape] = {}  # robot -> the shape of its last frame
         self._shape_table = ShapeTable()
 
     # -- streams ---------------------------------------------------------------------------
@@ -378,16 +377,24 @@ class DetectorSuite:
         return lines
 
     def _flatten(self, frames: Sequence[Frame]) -> _Batch:
-        """The batch's samples through :func:`gather_kernel`; when every frame's shape is compiled
-        (the steady state), with no Python loop of its own."""
+        """The batch's samples through :func:`gather_kernel`. In the steady state every frame's
+        shape is compiled and nothing here loops in Python per frame; otherwise the frames are
+        taken in order and those of shapes not compiled yet go one by one
+        (:meth:`_flatten_frame`), creating their streams."""
+        batch = _Batch()
         ready = self._ready
         shps = [ready.get((f.scenario_id, f.robot_id, tuple(f.readings))) for f in frames]
         if None in shps:
-            return self._flatten_mixed(frames)
-        batch = _Batch()
-        n = len(frames)
+            shps = [self._shape_for(fi, f, batch) for fi, f in enumerate(frames)]
         batch.robots = np.array([shp.robot for shp in shps], dtype=np.int64)
         batch.ts = np.array([f.ts for f in frames], dtype=np.int64)
+        pick: Sequence[int] = range(len(frames))
+        if not all(shp.ready for shp in shps):
+            pick = [i for i, shp in enumerate(shps) if shp.ready]
+            frames, shps = [frames[i] for i in pick], [shps[i] for i in pick]
+        if not pick:
+            return batch
+        n = len(pick)
         values = chain.from_iterable([f.readings.values() if shp.fan is None else _with_fan(f.readings, shp.fan)
                                       for f, shp in zip(frames, shps)])
         links = [f.link for f in frames]
@@ -397,77 +404,37 @@ class DetectorSuite:
             lat = [None if k is None else k.latency_ms for k in links]
             rssi = [None if k is None else k.rssi_dbm for k in links]
             loss = [None if k is None else k.loss for k in links]
-        for fi in [i for i, f in enumerate(frames) if f.waveforms]:
-            self._blocks(fi, frames[fi], batch)
-        self._gather(batch, [shp.index for shp in shps], range(n), list(values), [f.battery for f in frames],
+        for i in [i for i, f in enumerate(frames) if f.waveforms]:
+            self._blocks(pick[i], frames[i], batch)
+        self._gather(batch, [shp.index for shp in shps], pick, list(values), [f.battery for f in frames],
                      lat, rssi, loss)
         return batch
 
-    def _flatten_mixed(self, frames: Sequence[Frame]) -> _Batch:
-        """Frames of compiled shapes through :func:`gather_kernel`, the others one by one
-        (:meth:`_flatten_frame`), which creates their streams, in the batch's order."""
-        batch = _Batch()
-        shapes, last = self._shapes, self._last_shape
-        S: list[int] = []
-        FI: list[int] = []
-        R: list[int] = []
-        T: list[int] = []
-        X: list[float | None] = []
-        BAT: list[float | None] = []
-        LAT: list[float | None] = []
-        RSSI: list[float | None] = []
-        LOSS: list[float | None] = []
-        s_add, fi_add, r_add, t_add, x_ext, bat_add = S.append, FI.append, R.append, T.append, X.extend, BAT.append
-        lat_add, rssi_add, loss_add = LAT.append, RSSI.append, LOSS.append
-        for fi, f in enumerate(frames):
-            rd = f.readings
-            keys = tuple(rd)
-            shp = last.get(f.robot_id)
-            if shp is None or shp.keys != keys or shp.scenario_id != f.scenario_id:
-                shp = shapes.get((f.scenario_id, f.robot_id, keys))
-                if shp is None:
-                    shp = self._shape(f.scenario_id, f.robot_id, keys)
-                last[f.robot_id] = shp
-            r_add(shp.robot), t_add(f.ts)
-            if not shp.ready:
-                if not shp.skip:
-                    self._flatten_frame(fi, f, batch)
-                continue
-            s_add(shp.index), fi_add(fi)
-            if shp.fan is None:
-                x_ext(rd.values())
-            else:
-                x_ext(_with_fan(rd, shp.fan))
-            bat_add(f.battery)
-            link = f.link
-            if link is None:
-                lat_add(None), rssi_add(None), loss_add(None)
-            else:
-                lat_add(link.latency_ms), rssi_add(link.rssi_dbm), loss_add(link.loss)
-            if f.waveforms:
-                self._blocks(fi, f, batch)
-        batch.robots = np.asarray(R, dtype=np.int64)
-        batch.ts = np.asarray(T, dtype=np.int64)
-        if S:
-            self._gather(batch, S, FI, X, BAT, LAT, RSSI, LOSS)
-        return batch
+    def _shape_for(self, fi: int, f: Frame, batch: _Batch) -> Shape:
+        """Frame ``fi``'s shape, compiled now if it can be; a frame whose shape is not ready is
+        flattened on its own (which may create streams and so retire its place's shapes)."""
+        key = (f.scenario_id, f.robot_id, tuple(f.readings))
+        shp = self._shapes.get(key) or self._shape(*key)
+        if not shp.ready and not shp.skip:
+            self._flatten_frame(fi, f, batch)
+        return shp
 
-    def _gather(self, batch: _Batch, *columns: list) -> None:  # noqa: ANN001
-        f64 = np.float64
-        S, FI = (np.asarray(c, dtype=np.int64) for c in columns[:2])
-        T = batch.ts[FI]
-        X, BAT, LAT, RSSI, LOSS = (np.asarray(c, dtype=f64) for c in columns[2:])
+    def _gather(self, batch: _Batch, S: list[int], FI: Sequence[int], *columns: list) -> None:  # noqa: N803
+        """Run :func:`gather_kernel` over the compiled frames ``FI`` of the batch (shapes ``S``,
+        their values, battery and link columns) and add the samples to ``batch``."""
+        f64, i64 = np.float64, np.int64
+        shapes = np.asarray(S, dtype=i64)
+        fis = np.asarray(FI, dtype=i64)
+        X, BAT, LAT, RSSI, LOSS = (np.asarray(c, dtype=f64) for c in columns)
         tabs = self._shape_table.arrays()
-        k_n, miss_n, lim_n, pair_n = tabs[0], tabs[4], tabs[7], tabs[12]
-        n_base = int(k_n[S].sum() + miss_n[S].sum())
-        n_lim = int(lim_n[S].sum()) + 4 * S.shape[0]
-        n_pair = int(pair_n[S].sum())
-        i64 = np.int64
+        n_base = int(tabs.k_n[shapes].sum() + tabs.miss_n[shapes].sum())
+        n_lim = int(tabs.lim_n[shapes].sum()) + 4 * shapes.shape[0]  # + battery and the link's three
+        n_pair = int(tabs.pair_n[shapes].sum())
         base = (np.empty(n_base, i64), np.empty(n_base, i64), np.empty(n_base, f64), np.empty(n_base, i64))
         lim = (np.empty(n_lim, i64), np.empty(n_lim, i64), np.empty(n_lim, f64), np.empty(n_lim, i64))
         pairs = (np.empty(n_pair, i64), np.empty(n_pair, i64), np.empty(n_pair, f64), np.empty(n_pair, f64),
                  np.empty(n_pair, i64))
-        nb, nl, npair = gather_kernel(S, T, FI, X, BAT, LAT, RSSI, LOSS, *tabs, *base, *lim, *pairs)
+        nb, nl, npair = gather_kernel(shapes, batch.ts[fis], fis, X, BAT, LAT, RSSI, LOSS, *tabs, *base, *lim, *pairs)
         batch.base.add(*(a[:nb] for a in base))
         batch.lim.add(*(a[:nl] for a in lim))
         batch.pairs.add(*(a[:npair] for a in pairs))
@@ -477,7 +444,7 @@ class DetectorSuite:
         every stream its samples go to exists."""
         shp = Shape(index=-1, scenario_id=sid, robot_id=rid, keys=keys, robot=self._robot(rid).number)
         if len(self._shape_table) >= 100_000:  # robots come and go: start the cache afresh
-            self._shapes.clear(), self._ready.clear(), self._last_shape.clear(), self._shape_keys.clear()
+            self._shapes.clear(), self._ready.clear(), self._shape_keys.clear()
             self._shape_table = ShapeTable()
         self._shapes[(sid, rid, keys)] = shp
         self._shape_keys.setdefault((sid, rid), []).append(keys)
@@ -513,7 +480,6 @@ class DetectorSuite:
         for keys in self._shape_keys.pop((sid, rid), ()):
             self._shapes.pop((sid, rid, keys), None)
             self._ready.pop((sid, rid, keys), None)
-        self._last_shape.pop(rid, None)
 
     def _blocks(self, fi: int, f: Frame, batch: _Batch) -> None:
         m = self.scenarios[f.scenario_id].machine

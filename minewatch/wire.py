@@ -83,13 +83,20 @@ def _check(f: Frame) -> None:
             raise FrameError("bad_waveform", f"waveform {k!r} dtype must be f4 or i2, got {w.dtype!r}")
 
 
+def _is_array(payload: bytes) -> bool:
+    """Whether the JSON ``payload`` is an array (copying it only when it starts with whitespace)."""
+    head = payload[:1]
+    if head and head in b" \t\r\n":
+        head = payload.lstrip()[:1]
+    return head == b"["
+
+
 def decode_frames(payload: bytes) -> list[Frame]:
     """Decode one frame or a JSON array of frames; raise :class:`FrameError` with a reason."""
     if not payload:
         raise FrameError("empty", "empty payload")
-    head = payload.lstrip()[:1]
     try:
-        frames = _frames_dec.decode(payload) if head == b"[" else [_frame_dec.decode(payload)]
+        frames = _frames_dec.decode(payload) if _is_array(payload) else [_frame_dec.decode(payload)]
     except msgspec.ValidationError as exc:
         raise FrameError("invalid", str(exc)) from None
     except msgspec.DecodeError as exc:
@@ -131,10 +138,7 @@ def _decode_on(dec: msgspec.json.Decoder, one: msgspec.json.Decoder, payload: by
     if not (_id_ok(robot_id) and _id_ok(scenario_id)):
         return None
     try:
-        head = payload[:1]
-        if head in b" \t\r\n":  # JSON may start with whitespace (and b"" is in every bytes)
-            head = payload.lstrip()[:1]
-        frames: list[Frame] = dec.decode(payload) if head == b"[" else [one.decode(payload)]
+        frames: list[Frame] = dec.decode(payload) if _is_array(payload) else [one.decode(payload)]
     except msgspec.DecodeError:  # ValidationError included
         return None
     if not frames:
