@@ -76,6 +76,9 @@ class IngestOptions:
     # millisecond), and an alert waits at most ``detect_ms`` for it.
     detect_ms: float = 10.0
     detect_frames: int = 1000
+    # Messages are taken from the inbox in steps of about this many points (some milliseconds of
+    # work), with a turn of the event loop between steps for the writes and acknowledgements.
+    step_points: int = 500
     max_inflight: int = 2                 # batches being written at once
     receive_maximum: int | None = None    # default enough for max_inflight + 1 full batches
     session_expiry_s: int = 7 * 24 * 3600
@@ -377,7 +380,8 @@ class Ingestor:
         while True:
             now = time.monotonic()
             if inbox:
-                while inbox and batch.points < opts.batch_size:
+                step_end = min(opts.batch_size, batch.points + opts.step_points)
+                while inbox and batch.points < step_end:
                     self._take(inbox.popleft(), batch)
                 if not batch.undetected_at:
                     batch.undetected_at = now
@@ -390,6 +394,12 @@ class Ingestor:
                 deadline = now + opts.batch_ms / 1000
             if batch.points >= opts.batch_size or self._stop.is_set():
                 break
+            if inbox:
+                # more waiting: take it in the next step, after one turn of the event loop. The
+                # writes, their answers and the acks run in those turns; were the inbox emptied
+                # in one go, they would wait until the robots paused.
+                await asyncio.sleep(0)
+                continue
             due = min(self._next_tick, self._next_stats)
             if batch.undetected_at:
                 due = min(due, batch.undetected_at + detect_s)

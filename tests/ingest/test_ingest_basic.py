@@ -60,3 +60,32 @@ def test_frames_stored_exactly_once_and_bad_ones_deadlettered(mosquitto: Mosquit
     assert row["scenario"] == "bc03" and row["scenario_kind"] == "belt" and row["seq"] == 0
     dead.close()
     pub.close()
+
+
+def test_a_backlog_is_written_and_acknowledged_while_it_is_being_taken(mosquitto: Mosquitto, influxd: Influxd,
+                                                                        influx_db: SyncInflux, prefix: str,
+                                                                        tmp_path: Path) -> None:
+    """A backlog of many batches (robots back from an outage, an ingestor restarted) flows
+    through: batches are stored and acknowledged while the rest still waits in the inbox, not
+    all at once when the inbox runs dry. Otherwise InfluxDB idles while the ingestor decodes,
+    then the ingestor idles while InfluxDB writes, and the broker holds every message meanwhile."""
+    settings = ingest_settings(mosquitto.url, influxd.url, influx_db, prefix, tmp_path)
+    topics = Topics(prefix)
+    robots = [("mf01", "r01"), ("hf02", "r02"), ("bc03", "r03"), ("vf01", "r04")]
+    opts = {"client_id": f"ing-{prefix}", "batch_size": 1000, "restore_alerts": False}
+    with ingestor_in_process(settings, **opts):
+        pass  # the session exists: the broker keeps the backlog for it
+    pub = Publisher(mosquitto.url)
+    for sid, rid in robots:
+        pub.send(topics, frames_for(sid, rid, 10_000), per_message=20)
+    pub.flush()
+    pub.close()
+    samples: list[tuple[int, int, int]] = []  # (stored, acked, waiting in the inbox)
+    with ingestor_in_process(settings, **opts) as ing:
+        def sample() -> bool:
+            samples.append((ing.counts["stored"], ing.counts["acked"], len(ing.consumer.inbox)))  # type: ignore[attr-defined]
+            return samples[-1][0] >= 40_000
+        wait_until(sample, 120, "40,000 points stored", interval=0.005)
+    overlap = [s for s in samples if s[0] > 0 and s[1] > 0 and s[2] > 0]
+    assert len(overlap) >= 5, f"stored and acked while messages waited in {len(overlap)} of {len(samples)} samples"
+    assert_exactly_once(influx_db, {rid: 10_000 for _, rid in robots})
