@@ -28,10 +28,12 @@ def tls_context(ca: Path | None = None, cert: Path | None = None, key: Path | No
 
 
 def paho_client(target: MqttTarget, client_id: str = "", *, ca: Path | None = None, cert: Path | None = None,
-                key: Path | None = None, manual_ack: bool = False, userdata: Any = None) -> paho.Client:
-    """A paho MQTT 5 client configured for ``target`` (not yet connected)."""
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5,
-                         manual_ack=manual_ack, userdata=userdata)
+                key: Path | None = None, manual_ack: bool = False, userdata: Any = None,
+                client_class: type[paho.Client] = paho.Client) -> paho.Client:
+    """A paho MQTT 5 client (``client_class``, a subclass of paho's) configured for ``target``
+    (not yet connected)."""
+    client = client_class(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5,
+                          manual_ack=manual_ack, userdata=userdata)
     if target.username:
         client.username_pw_set(target.username, target.password)
     if target.tls:
