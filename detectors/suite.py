@@ -228,6 +228,7 @@ class DetectorSuite:
         self._routes: dict[tuple[str, str], dict[str, tuple[int, list[tuple[int, bool]]]]] = {}
         self._robots: dict[str, _Robot] = {}
         self._robot_list: list[_Robot] = []
+        self._deadman_due = 0  # no robot can fall silent before this time (see _deadman)
         self._robot_streams: dict[str, dict[str, int]] = {}
         self._vib_rules = {sid: r for sid, sc in self.scenarios.items() if (r := vibration_rules(sc)) is not None}
         self._vib_feats: dict[tuple[int, int], VibrationFeatures] = {}
@@ -846,6 +847,8 @@ class DetectorSuite:
             if (g + 1) in gapped or rob.silent or (rob.last_seen >= 0 and tl[a] - rob.last_seen >= gap):
                 walk.append((frames[ol[a]].robot_id, a, b, rob))
             elif tl[b - 1] >= rob.last_seen:
+                if rob.last_seen < 0:
+                    self._deadman_due = 0  # a robot first seen: watched from now on
                 rob.last_seen = tl[b - 1]
                 rob.scenario = frames[ol[b - 1]].scenario_id
         for _, a, b, rob in sorted(walk, key=lambda w: w[0]):
@@ -862,17 +865,35 @@ class DetectorSuite:
         if r.silent and f.ts >= r.last_seen:
             pending.append((f.ts, 3, 1, self._offline_signal(f.robot_id, "silence", False, f.ts, f.scenario_id)))
             r.silent = False
+            self._deadman_due = 0
         if f.ts >= r.last_seen:
+            if r.last_seen < 0:
+                self._deadman_due = 0
             r.last_seen = f.ts
             r.scenario = f.scenario_id
 
     def _deadman(self, now: int) -> list[Signal]:
+        """Robots watched (seen, neither silent nor offline) that have sent nothing for
+        :data:`ROBOT_SILENCE_S` by ``now``: marked silent, with their signals.
+
+        Every robot is looked at only once ``now`` reaches ``_deadman_due``, the earliest time
+        any watched robot could fall silent as of the last look. A robot's ``last_seen`` only grows,
+        which only moves its own due time later; whatever adds a robot to the watched ones (first
+        seen, silence or offline cleared) sets ``_deadman_due`` to 0 for a look at the next call.
+        A batch costs nothing here per robot of the mine, only when one may be due."""
+        if now < self._deadman_due:
+            return []
         gap = int(ROBOT_SILENCE_S * _NS)
         out = []
+        due = 1 << 62
         for rid, r in self._robots.items():
-            if r.last_seen >= 0 and not r.silent and not r.offline and now - r.last_seen >= gap:
-                r.silent = True
-                out.append(self._offline_signal(rid, "silence", True, r.last_seen + gap, r.scenario))
+            if r.last_seen >= 0 and not r.silent and not r.offline:
+                if now - r.last_seen >= gap:
+                    r.silent = True
+                    out.append(self._offline_signal(rid, "silence", True, r.last_seen + gap, r.scenario))
+                else:
+                    due = min(due, r.last_seen + gap)
+        self._deadman_due = due
         return out
 
     # -- time, robots, operators ------------------------------------------------------------
@@ -898,11 +919,15 @@ class DetectorSuite:
         elif status.online:
             if r.offline:
                 r.offline = False
+                self._deadman_due = 0
                 sigs.append(self._offline_signal(status.robot_id, "status", False, ts, status.scenario_id))
             if r.silent and status.ts is not None and status.ts >= r.last_seen:
                 r.silent = False
+                self._deadman_due = 0
                 sigs.append(self._offline_signal(status.robot_id, "silence", False, ts, status.scenario_id))
             if status.ts is not None:
+                if r.last_seen < 0:
+                    self._deadman_due = 0
                 r.last_seen = max(r.last_seen, status.ts)
         vals = {"battery": None if status.charging else status.battery}
         if status.link is not None:

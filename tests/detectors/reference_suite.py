@@ -76,3 +76,13 @@ class FrameByFrameSuite(DetectorSuite):
             self._robot_frame(frames[fi], self._robot(frames[fi].robot_id), gap, pending)
         for sig in self._deadman(now):
             pending.append((sig.ts, 3, 0, sig))
+
+    def _deadman(self, now: int) -> list:  # type: ignore[override]
+        """Every robot looked at, every time."""
+        gap = int(ROBOT_SILENCE_S * _NS)
+        out = []
+        for rid, r in self._robots.items():
+            if r.last_seen >= 0 and not r.silent and not r.offline and now - r.last_seen >= gap:
+                r.silent = True
+                out.append(self._offline_signal(rid, "silence", True, r.last_seen + gap, r.scenario))
+        return out

@@ -97,3 +97,81 @@ def test_alerts_match_the_frame_by_frame_suite() -> None:
         detectors = {e.detector for e in want}
         assert {"gas_limit", "fan_stoppage", "robot_offline"} <= detectors, detectors
         assert [e.model_dump() for e in got] == [e.model_dump() for e in want]
+
+
+@st.composite
+def comings_and_goings(draw: st.DrawFn) -> list[tuple[str, object]]:
+    """Steps of a small fleet: batches of frames of robots that start late, fall quiet for a
+    while (some past the 60 s silence) and come back; status messages taking robots offline and
+    online; clock ticks."""
+    from minewatch.schema import RobotStatus
+
+    robots = [f"r{i}" for i in range(draw(st.integers(2, 6)))]
+    t = T0
+    steps: list[tuple[str, object]] = []
+    quiet_until = {r: T0 + draw(st.integers(0, 120)) * 10**9 for r in robots}  # first seen later
+    for _ in range(draw(st.integers(5, 40))):
+        t += draw(st.integers(1, 45)) * 10**9
+        kind = draw(st.sampled_from(["frames", "frames", "frames", "status", "tick"]))
+        if kind == "frames":
+            batch = []
+            for r in robots:
+                if t < quiet_until[r]:
+                    continue
+                if draw(st.integers(0, 9)) == 0:
+                    quiet_until[r] = t + draw(st.integers(10, 150)) * 10**9
+                    continue
+                batch.append(Frame(robot_id=r, scenario_id="mf01", seq=0, ts=t - draw(st.integers(0, 5)) * 10**9,
+                                   readings={"ch4_t1": 0.3}))
+            if batch:
+                steps.append(("frames", batch))
+        elif kind == "status":
+            steps.append(("status", RobotStatus(robot_id=draw(st.sampled_from(robots)), scenario_id="mf01",
+                                                online=draw(st.booleans()), ts=draw(st.sampled_from([t, None])))))
+        else:
+            steps.append(("tick", t))
+    return steps
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(comings_and_goings())
+def test_silences_match_looking_at_every_robot_every_time(steps: list[tuple[str, object]]) -> None:
+    """The deadman looks at the fleet only when a robot may be due; the reference looks at every
+    robot every time. The same robots fall silent and come back at the same times, in the same
+    step (an alarm a step late is a late alarm)."""
+    _same_events_each_step(steps)
+
+
+def test_a_robot_back_online_is_watched_again_at_once() -> None:
+    """Robot r1 goes offline, then online again without a time (its last frame is old): the
+    deadman must look at it at once, not when the rest of the fleet is next due."""
+    from minewatch.schema import RobotStatus
+
+    def frames(t: int, *robots: str) -> tuple[str, object]:
+        return "frames", [Frame(robot_id=r, scenario_id="mf01", seq=0, ts=T0 + t * 10**9, readings={"ch4_t1": 0.3})
+                          for r in robots]
+
+    steps = [frames(0, "r1", "r2"),
+             ("status", RobotStatus(robot_id="r1", scenario_id="mf01", online=False, ts=T0 + 5 * 10**9)),
+             *(frames(t, "r2") for t in range(10, 61, 10)),
+             ("status", RobotStatus(robot_id="r1", scenario_id="mf01", online=True, ts=None)),
+             frames(70, "r2")]
+    events = _same_events_each_step(steps)
+    assert [(e.detector, e.state.value, e.ts) for e in events[-1]] == [("robot_offline", "raised", T0 + 60 * 10**9)]
+
+
+def _same_events_each_step(steps: list[tuple[str, object]]) -> list[list]:
+    fast, ref = DetectorSuite(), FrameByFrameSuite()
+    per_step = []
+    for i, (kind, item) in enumerate(steps):
+        got, want = [], []
+        for suite, out in ((fast, got), (ref, want)):
+            if kind == "frames":
+                out += suite.process(item).events  # type: ignore[arg-type]
+            elif kind == "status":
+                out += suite.robot_status(item)  # type: ignore[arg-type]
+            else:
+                out += suite.tick(item)  # type: ignore[arg-type]
+        assert [e.model_dump() for e in got] == [e.model_dump() for e in want], f"step {i}: {kind}"
+        per_step.append(got)
+    return per_step
