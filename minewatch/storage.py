@@ -8,10 +8,13 @@ every start (it changes only what differs):
 - retention policy ``raw`` (default, ``raw_days``, 30 unless told, one-day shards): everything
   is written here. A point older than that is refused by InfluxDB (the ingestor dead-letters it);
 - retention policy ``long`` (``long_days``, 400 unless told, one-week shards);
-- continuous queries ``telemetry_5m`` and ``vibration_5m``: every minute, re-compute the 5-minute
-  ``mean_*``, ``min_*`` and ``max_*`` of every field of the last 15 minutes (late frames
-  included) into ``long.telemetry_5m`` / ``long.vibration_5m``, tags kept; the min/max of a
-  ``run`` channel keeps every fan stop and start;
+- continuous queries ``telemetry_5m`` and ``vibration_5m``: every 5 minutes, re-compute the
+  5-minute ``mean_*``, ``min_*`` and ``max_*`` of every field of the last 15 minutes (late frames
+  included: a bucket is computed again until 10 minutes after it ends) into
+  ``long.telemetry_5m`` / ``long.vibration_5m``, tags kept; the min/max of a ``run`` channel keeps
+  every fan stop and start. Each point is read three times. (Every minute over 15 minutes read
+  each point fifteen times, which at tens of thousands of points a second cost InfluxDB more
+  than writing them; the history only uses these statistics for shifts older than ``raw``);
 - the alert log: InfluxDB 1.x continuous queries must aggregate (a ``SELECT *`` one is accepted
   and then never writes), so :func:`copy_events` copies ``alert_events`` rows, unchanged, from
   ``raw`` into ``long``; the ingestor runs it every minute (:func:`maintain_storage`). Copies of
@@ -83,7 +86,7 @@ class StoragePlan:
     db: str
     raw_days: int = RAW_DAYS
     long_days: int = LONG_DAYS
-    every: str = "1m"
+    every: str = "5m"
     window: str = "15m"
     bucket: str = "5m"
 
@@ -169,7 +172,7 @@ def _explain(exc: InfluxError) -> InfluxError:
 
 
 async def ensure_storage(client: InfluxClient, *, raw_days: int = RAW_DAYS, long_days: int = LONG_DAYS,
-                         every: str = "1m") -> list[str]:
+                         every: str = "5m") -> list[str]:
     """Create or update the database, its ``raw``/``long`` policies and its continuous queries.
 
     Idempotent: returns the statements it ran, none when everything was in place.
@@ -190,7 +193,7 @@ async def ensure_storage(client: InfluxClient, *, raw_days: int = RAW_DAYS, long
 
 
 def ensure_storage_sync(client: SyncInflux, *, raw_days: int = RAW_DAYS, long_days: int = LONG_DAYS,
-                        every: str = "1m") -> list[str]:
+                        every: str = "5m") -> list[str]:
     """:func:`ensure_storage` with the blocking client."""
     steps = _setup(StoragePlan(client.db, raw_days=raw_days, long_days=long_days, every=every))
     rows: list[dict[str, Any]] | None = None
