@@ -20,7 +20,7 @@ Alert latency. A robot's frame carries its own timestamp (robot clock = this clo
 over the limit on a scenario's channel raises an alert, back under it clears it. The latency is
 the time from that frame's timestamp to the alert event arriving at an MQTT subscriber of
 ``alerts/+/+``. Measured at the default mine's load (35 robots, 1 frame/s each) and at 80 % of
-the measured maximum.
+the measured maximum, each after ``--latency-warmup`` seconds of that load.
 
 Prints one JSON line per figure (medians over ``--runs``):
 ``ingest_points_per_s``, ``ingest_readings_per_s``, ``ingest_lost_points``,
@@ -62,6 +62,7 @@ from minewatch.catalogue import SCENARIOS  # noqa: E402
 from minewatch.influx import SyncInflux  # noqa: E402
 from minewatch.mqtt import paho_client  # noqa: E402
 from minewatch.services import Influxd, Mosquitto, free_port  # noqa: E402
+from minewatch.storage import DOWNSAMPLED  # noqa: E402
 from minewatch.settings import MqttTarget  # noqa: E402
 from minewatch.topics import Topics  # noqa: E402
 from minewatch.wire import Frame, encode_frame, encode_frames  # noqa: E402
@@ -307,16 +308,18 @@ def throughput(broker: Mosquitto, influx: Influxd, frames: list[Frame], payload_
     finally:
         ing.stop()
     stored = client.count("telemetry", "seq")
-    drop(client)
+    retire(client)
     client.close()
     return len(frames) / elapsed, len(frames) - stored, {k: round(v, 1) for k, v in cpu.items()}
 
 
-def drop(client: SyncInflux) -> None:
-    """Drop a phase's database once measured. The ingestor sets up its continuous queries (a
-    re-aggregation of the last 15 minutes every minute): a run's database left in place would
-    have InfluxDB re-read its 600,000 points every minute during the later runs."""
-    client.query(f'DROP DATABASE "{client.db}"', db="", post=True)
+def retire(client: SyncInflux) -> None:
+    """Drop a measured phase's continuous queries (the ingestor sets them up: a re-aggregation of
+    the last 15 minutes every 5 minutes), so that InfluxDB does not re-read the phase's points
+    during later ones. The points stay: dropping the database instead blocked InfluxDB 1.8 for
+    minutes when a continuous query was writing into it."""
+    for name in DOWNSAMPLED.values():
+        client.query(f'DROP CONTINUOUS QUERY "{name}" ON "{client.db}"', db="", post=True)
 
 
 def ceiling(influx: Influxd, frames: list[Frame], writers: int, run: int) -> float:
@@ -335,7 +338,6 @@ def ceiling(influx: Influxd, frames: list[Frame], writers: int, run: int) -> flo
         with ThreadPoolExecutor(writers) as pool:
             list(pool.map(post, bodies))
         rate = len(lines) / (time.monotonic() - t0)
-    drop(client)
     client.close()
     return rate
 
@@ -347,8 +349,11 @@ def methane_channels() -> list[tuple[str, str]]:
 
 
 def latency(broker: Mosquitto, influx: Influxd, partitions: int, load_pps: float, seconds: float,
-            base: list[Frame], per_message: int, tmp: Path, tag: str) -> list[float]:
-    """Latencies (ms) of alert events while ``load_pps`` points/s of other traffic flow."""
+            base: list[Frame], per_message: int, tmp: Path, tag: str, warmup: float = 15.0) -> list[float]:
+    """Latencies (ms) of alert events while ``load_pps`` points/s of other traffic flow, measured
+    once the load has run ``warmup`` seconds. The load's first seconds are a transient of their
+    own (1,200 robots new to the ingestor, a new database's first compactions): at 80 % of the
+    maximum, alerts waited up to about a second then, while the backlog drained."""
     db = f"latency{tag}"
     client = SyncInflux(influx.url, db, timeout=300)
     client.ensure_db()
@@ -373,7 +378,7 @@ def latency(broker: Mosquitto, influx: Influxd, partitions: int, load_pps: float
     sub.loop_start()
     load: mp.Process | None = None
     try:
-        n_load = int(load_pps * (seconds + 5))
+        n_load = int(load_pps * (seconds + warmup + 5))
         if n_load:
             frames = replicate(base, n_load)
             now = time.time_ns()
@@ -384,7 +389,7 @@ def latency(broker: Mosquitto, influx: Influxd, partitions: int, load_pps: float
             rate = len(msgs) / (n_load / load_pps)
             load = mp.Process(target=publish_all, args=(broker.url, str(path), 2000, rate, mp.Queue()))
             load.start()
-            time.sleep(1.0)
+            time.sleep(warmup)
         pub = paho_client(MqttTarget(broker.url), f"bench-alerts-{tag}")
         pub.connect(broker.host, broker.port, 30)
         pub.loop_start()
@@ -408,7 +413,7 @@ def latency(broker: Mosquitto, influx: Influxd, partitions: int, load_pps: float
         sub.disconnect()
         sub.loop_stop()
         ing.stop()
-    drop(client)
+    retire(client)
     client.close()
     return lat
 
@@ -427,6 +432,7 @@ def main() -> None:
     ap.add_argument("--ceiling-writers", type=int, default=2)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--latency-seconds", type=float, default=30.0)
+    ap.add_argument("--latency-warmup", type=float, default=15.0, help="seconds of load before measuring latency")
     ap.add_argument("--no-latency", action="store_true")
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
@@ -468,19 +474,21 @@ def main() -> None:
             ceil = statistics.median(ceilings)
             cpu_med = {k: round(statistics.median(c[k] for c in cpus), 1) for k in cpus[0]}
             cond["points_per_write"] = round(cpu_med.pop("points_per_write"))
-            emit("ingest_points_per_s", pps, "points/s", cpu_us_per_point=cpu_med, **cond)
+            emit("ingest_points_per_s", pps, "points/s", cpu_us_per_point=cpu_med,
+                 each_run=[round(r) for r in rates], **cond)
             emit("ingest_readings_per_s", pps * readings_per_point, "readings/s", **cond)
             emit("ingest_lost_points", max(losses), "points", **cond)
             emit("influx_direct_points_per_s", ceil, "points/s", batch=5000, writers=args.ceiling_writers,
-                 runs=args.runs, cores=cores)
+                 runs=args.runs, cores=cores, each_run=[round(c) for c in ceilings])
             emit("ingest_to_ceiling_ratio", pps / ceil, "ratio", **cond)
             if not args.no_latency:
                 settle(broker, influx)
                 latencies.append(("80pct_max", 0.8 * pps,
                                   latency(broker, influx, args.partitions, 0.8 * pps, args.latency_seconds, base,
-                                          args.frames_per_message, tmp, "80pct")))
+                                          args.frames_per_message, tmp, "80pct", args.latency_warmup)))
             for load_name, load_pps, lat in latencies:
-                lc = {"load": load_name, "load_points_per_s": round(load_pps), "samples": len(lat), **lat_cond}
+                lc = {"load": load_name, "load_points_per_s": round(load_pps), "samples": len(lat),
+                      "warmup_s": args.latency_warmup, **lat_cond}
                 emit("alert_latency_p50_ms", pct(lat, 50) if lat else float("nan"), "ms", **lc)
                 emit("alert_latency_p99_ms", pct(lat, 99) if lat else float("nan"), "ms", **lc)
         finally:
