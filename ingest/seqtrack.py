@@ -57,6 +57,14 @@ class SeqTracker:
         r = self._robots.get(robot_id)
         return 0 if r is None else sum(h - lo for lo, h in zip(r.lo, r.hi))
 
+    def restore(self, robot_id: str, high: int) -> bool:
+        """Start ``robot_id`` at ``high`` (its highest ``seq`` already stored), unless it has been
+        seen already; True when restored. Frames up to ``high`` then count as duplicates."""
+        if robot_id in self._robots:
+            return False
+        self._robots[robot_id] = _Robot(high)
+        return True
+
     def high(self, robot_id: str) -> int | None:
         r = self._robots.get(robot_id)
         return None if r is None else r.high

@@ -85,6 +85,7 @@ class IngestOptions:
     detectors: bool = True
     overrides: dict[str, float] | None = None
     late_after_s: float = 30.0            # older robot time than this is marked late (domain §3: 30 s cycle)
+    seq_restore_s: float = 86_400.0       # at start, each robot's last stored seq of this long; 0 = off
     tick_s: float = 1.0
     stats_interval_s: float = 10.0
     restore_alerts: bool = True
@@ -259,6 +260,8 @@ class Ingestor:
         except Exception as exc:  # noqa: BLE001 - InfluxDB may be down at start: the spool covers it
             log.warning("InfluxDB not ready at start (%s); spooling until it is", exc)
             self.writer._mark_down(str(exc))
+        else:
+            await self._restore_seq()
         if self.suite is not None and opts.restore_alerts:
             active = await _on_daemon_thread(read_active, self.settings)
             mine = [e for e in active if self.partition.owns(e.scenario_id)]
@@ -274,6 +277,32 @@ class Ingestor:
         await self.consumer.start()
         self.metrics.mqtt_up.set(1)
         self.started.set()
+
+    async def _restore_seq(self) -> None:
+        """Each robot's last stored ``seq`` of the last ``seq_restore_s`` (this partition's
+        scenarios), so that counting goes on across a restart: messages the last process stored
+        but had not acknowledged come again and count as duplicates (and skip the detectors),
+        and frames missed meanwhile count as a gap. Without it a robot's first frame after a
+        restart would start its count afresh. Best effort: a failed query only logs."""
+        if self.opts.seq_restore_s <= 0:
+            return
+        rp = f'"{self.influx.rp}".' if self.influx.rp else ""
+        q = (f'SELECT last("seq") FROM {rp}"telemetry" WHERE time > now() - {int(self.opts.seq_restore_s)}s '
+             'GROUP BY "robot", "scenario"')
+        try:
+            rows = await asyncio.wait_for(self.influx.query(q), 30)
+        except Exception as exc:  # noqa: BLE001 - counting, not storage, depends on it
+            log.warning("could not read the robots' last seq from InfluxDB (%s); counting starts afresh", exc)
+            return
+        last: dict[str, tuple[int, int]] = {}  # robot -> (time, seq) of its newest stored frame here
+        for r in rows:
+            if r.get("last") is None or not self.partition.owns(r.get("scenario", "")):
+                continue
+            t, v = int(r["time"]), int(r["last"])
+            if r["robot"] not in last or t > last[r["robot"]][0]:
+                last[r["robot"]] = (t, v)
+        n = sum(self.seq.restore(robot, v) for robot, (_, v) in last.items())
+        log.info("restored the last seq of %d robot(s)", n)
 
     async def _shutdown(self) -> None:
         if self._storage_task is not None:

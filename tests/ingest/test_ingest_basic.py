@@ -89,3 +89,29 @@ def test_a_backlog_is_written_and_acknowledged_while_it_is_being_taken(mosquitto
     overlap = [s for s in samples if s[0] > 0 and s[1] > 0 and s[2] > 0]
     assert len(overlap) >= 5, f"stored and acked while messages waited in {len(overlap)} of {len(samples)} samples"
     assert_exactly_once(influx_db, {rid: 10_000 for _, rid in robots})
+
+
+def test_seq_counting_goes_on_across_a_restart(mosquitto: Mosquitto, influxd: Influxd, influx_db: SyncInflux,
+                                               prefix: str, tmp_path: Path) -> None:
+    """A restarted ingestor starts each robot at its last stored seq: frames stored before the
+    restart and sent again count as duplicates, frames missed meanwhile as a gap."""
+    settings = ingest_settings(mosquitto.url, influxd.url, influx_db, prefix, tmp_path)
+    topics = Topics(prefix)
+    frames = frames_for("mf01", "r01", 70)
+    pub = Publisher(mosquitto.url)
+    opts = {"client_id": f"ing-{prefix}", "batch_ms": 50}
+    with ingestor_in_process(settings, **opts):
+        pub.send(topics, frames[:50])
+        pub.flush()
+        wait_until(lambda: telemetry_count(influx_db) >= 50, 30, "50 points")
+    with ingestor_in_process(settings, **opts) as ing:
+        pub.send(topics, frames[45:60], per_message=5)   # 45-49 again: a robot resending its backlog
+        pub.send(topics, frames[62:70])                  # 60 and 61 never come
+        pub.flush()
+        wait_until(lambda: telemetry_count(influx_db) >= 68, 30, "68 points")
+        counts = ing.seq.counts  # type: ignore[attr-defined]
+        assert (counts.duplicates, counts.gaps) == (5, 2)
+        assert ing.seq.high("r01") == 69  # type: ignore[attr-defined]
+    pub.close()
+    seqs = sorted(int(r["seq"]) for r in influx_db.query('SELECT "seq" FROM "telemetry"'))
+    assert seqs == [*range(60), *range(62, 70)]

@@ -58,6 +58,14 @@ def test_seq_tracker_against_a_set_reference() -> None:
     assert t.missing("r") == (high + 1 - first) - len({x for x in seen if x >= first})
 
 
+def test_seq_restore_starts_unseen_robots_only() -> None:
+    t = SeqTracker()
+    assert t.restore("r1", 41)
+    assert [t.observe("r1", s) for s in (40, 41, 42, 45)] == [DUPLICATE, DUPLICATE, NEW, NEW]
+    assert (t.counts.duplicates, t.counts.gaps) == (2, 2)
+    assert not t.restore("r1", 7) and t.high("r1") == 45  # a robot already seen keeps its state
+
+
 def test_seq_reset_starts_the_robot_again() -> None:
     t = SeqTracker(reset_window=100)
     t.observe("r", 1000)
