@@ -20,10 +20,10 @@ class Session:
     """One connected paho client; ``connack`` is the broker's answer to the login."""
 
     def __init__(self, url: str, *, ca: Path | None = None, protocol: int = paho.MQTTv5,
-                 timeout: float = TIMEOUT) -> None:
+                 timeout: float = TIMEOUT, client_class: type[paho.Client] = paho.Client) -> None:
         target = MqttTarget(url)
         if protocol == paho.MQTTv5:
-            self.client = paho_client(target, ca=ca)
+            self.client = paho_client(target, ca=ca, client_class=client_class)
         else:  # paho_client always speaks MQTT 5; robots in the field may not
             self.client = paho.Client(CallbackAPIVersion.VERSION2, protocol=protocol)
             self.client.username_pw_set(target.username, target.password)

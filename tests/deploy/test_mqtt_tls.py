@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import ssl
+import time
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,30 @@ def test_robot_telemetry_over_tls_reaches_the_ingestor(tls_broker: tuple[DeployB
         ingest.subscribe(Topics().all_telemetry)
         assert robot.publish(topic, b'{"robot_id": "r01"}') == 0
         assert ingest.wait_for(topic).payload == b'{"robot_id": "r01"}'
+
+
+def test_the_ingestors_read_ahead_client_over_tls(tls_broker: tuple[DeployBroker, int]) -> None:
+    """The ingestor's paho client reads its socket ahead (ingest.consumer.ReadAhead); over TLS
+    the bytes come out of TLS records of up to 16 kB, which it must take whole and in order."""
+    from ingest.consumer import ConsumerClient, ReadAhead, share_property_tables
+
+    share_property_tables()
+    b, port = tls_broker
+    ca = b.auth.directory / "tls" / "ca.crt"
+    topic = Topics().telemetry("mf01", "r01")
+    rng = random.Random(3)
+    payloads = [rng.randbytes(n) for n in (1, 100, 16_000, 16_500, 40_000, 300_000, *[rng.randrange(1, 5000) for _ in range(300)])]
+    with Session(_url(b, port, "ingest"), ca=ca, client_class=ConsumerClient) as ingest, \
+            Session(_url(b, port, "r01"), ca=ca) as robot:
+        assert ingest.accepted and robot.accepted
+        assert isinstance(ingest.client.socket(), ReadAhead)
+        ingest.subscribe(Topics().all_telemetry)
+        for p in payloads:
+            robot.client.publish(topic, p, qos=1)
+        deadline = time.monotonic() + 30
+        while len(ingest.messages) < len(payloads) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [m.payload for m in ingest.messages] == payloads
 
 
 def test_tls_listener_still_demands_an_account(tls_broker: tuple[DeployBroker, int]) -> None:
