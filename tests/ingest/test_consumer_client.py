@@ -127,7 +127,8 @@ def test_consumer_client_receives_what_paho_receives(mosquitto: Mosquitto, uniqu
 
 @pytest.mark.integration
 def test_consumer_client_resumes_after_a_broker_restart(fresh_broker: Mosquitto, unique: str) -> None:
-    """A new connection starts with an empty read-ahead: nothing of the old socket is handed over."""
+    """A new connection starts with an empty read-ahead: nothing of the old socket is handed over,
+    and the session goes on."""
     got: list[paho.MQTTMessage] = []
     c = _session(fresh_broker, ConsumerClient, f"ours-{unique}", got)
     c.reconnect_delay_set(0.1, 1)
@@ -153,5 +154,12 @@ def test_consumer_client_resumes_after_a_broker_restart(fresh_broker: Mosquitto,
     pub.loop_stop()
     c.disconnect()
     c.loop_stop()
-    payloads = [m.payload for m in got]
-    assert payloads == [f"a{i}".encode() * 50 for i in range(200)] + [f"b{i}".encode() * 50 for i in range(200)]
+    # QoS 1 is at least once: a message whose PUBACK the broker had not taken in when it stopped
+    # comes again after the restart. Everything else arrives once, whole and in order.
+    firsts: list[bytes] = []
+    for m in got:
+        if m.payload in firsts:
+            assert m.payload.startswith(b"a"), f"{m.payload[:8]!r}, sent after the restart, came twice"
+        else:
+            firsts.append(m.payload)
+    assert firsts == [f"a{i}".encode() * 50 for i in range(200)] + [f"b{i}".encode() * 50 for i in range(200)]
