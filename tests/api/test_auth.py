@@ -9,7 +9,7 @@ from .conftest import KEYS, Api
 
 pytestmark = pytest.mark.integration
 
-READ_PATHS = ["/scenarios", "/scenarios/mf01", "/robots", "/alerts"]
+READ_PATHS = ["/me", "/scenarios", "/scenarios/mf01", "/robots", "/alerts"]
 
 
 def test_health_and_metrics_need_no_key(shared_api: Api) -> None:
@@ -45,6 +45,17 @@ def test_integrator_may_not_acknowledge(shared_api: Api) -> None:
         assert c.post("/alerts/mf01.x.1/ack", json={"operator": "someone"}).status_code == 401
     with shared_api.client("operator") as c:  # allowed, but there is no such alert
         assert c.post("/alerts/mf01.x.1/ack", json={"operator": "someone"}).status_code == 404
+
+
+def test_me_tells_each_key_its_role_and_rights(shared_api: Api) -> None:
+    """What /me says a role may do is what the API then allows it."""
+    for role, ack, replays in (("integrator", False, False), ("operator", True, False), ("engineer", True, True)):
+        with shared_api.client(role) as c:
+            me = c.get("/me").json()
+            assert (me["role"], me["acknowledge"], me["start_replays"]) == (role, ack, replays)
+            assert len(me["key_id"]) == 8 and me["key_id"] not in KEYS[role]
+            # the rights as the API enforces them: 404 (allowed, no such alert) or 403
+            assert c.post("/alerts/mf01.x.1/ack", json={"operator": "someone"}).status_code == (404 if ack else 403)
 
 
 def test_the_dashboard_page_is_served_without_a_key(shared_api: Api) -> None:

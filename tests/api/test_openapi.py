@@ -53,7 +53,7 @@ def api_schema(mosquitto: Mosquitto, influxd: Influxd) -> Iterator[schemathesis.
 # every operation but the two never-ending SSE streams; test_the_document_is_complete holds
 # this list to the document
 OPERATIONS = [
-    ("GET", "/healthz"), ("GET", "/metrics"), ("GET", "/scenarios"), ("GET", "/scenarios/{scenario_id}"),
+    ("GET", "/healthz"), ("GET", "/metrics"), ("GET", "/me"), ("GET", "/scenarios"), ("GET", "/scenarios/{scenario_id}"),
     ("GET", "/robots"), ("GET", "/robots/{robot_id}"), ("GET", "/telemetry/latest"), ("GET", "/telemetry/history"),
     ("GET", "/telemetry/export.csv"), ("GET", "/alerts"), ("GET", "/alerts/{alert_id}"),
     ("POST", "/alerts/{alert_id}/ack"), ("GET", "/shifts"), ("GET", "/shifts/current"), ("GET", "/shifts/{shift_id}"),
@@ -78,7 +78,7 @@ def test_every_endpoint_keeps_to_its_schema(api_schema: schemathesis.BaseSchema,
 
 def test_the_document_is_complete(api_schema: schemathesis.BaseSchema) -> None:
     doc = api_schema.raw_schema
-    assert {"/healthz", "/metrics", "/scenarios", "/scenarios/{scenario_id}", "/robots", "/robots/{robot_id}",
+    assert {"/healthz", "/metrics", "/me", "/scenarios", "/scenarios/{scenario_id}", "/robots", "/robots/{robot_id}",
             "/telemetry/latest", "/telemetry/history", "/telemetry/export.csv", "/alerts", "/alerts/{alert_id}",
             "/alerts/{alert_id}/ack", "/shifts", "/shifts/{shift_id}", "/replays", "/replays/{replay_id}",
             "/replays/{replay_id}/stream", "/stream"} <= set(doc["paths"])

@@ -202,6 +202,23 @@ def test_scenario_view_has_live_charts_with_limits(dash: Api, mine: Mine, page, 
                            timeout=3000)
 
 
+def test_acknowledge_is_offered_only_to_keys_that_may(dash: Api, mine: Mine, page) -> None:
+    """An integrator's key reads the same alerts but gets no Acknowledge button (the API would
+    refuse it with 403); signing in again with an operator's key brings the button."""
+    now = time.time_ns()
+    ev = event(f"mf01.ch4_t1.gas_limit.{now}", "raised", "critical", ts=now, first_ts=now, value=1.62, limit=1.5)
+    mine.alert(ev)
+    open_board(page, dash, KEYS["integrator"])
+    row = page.locator(f'#alert-list [data-alert-id="{ev.alert_id}"]')
+    row.wait_for(timeout=5000)
+    assert row.get_attribute("data-state") == "raised" and row.locator("button.ack").count() == 0
+    page.click("#signout")
+    page.wait_for_selector("#key-dialog[open]", timeout=5000)
+    page.fill("#key-input", KEYS["operator"])
+    page.click("#key-dialog button[type=submit]")
+    row.locator("button.ack").wait_for(timeout=5000)
+
+
 def test_page_asks_for_a_key_and_refuses_a_wrong_one(dash: Api, page) -> None:
     page.expected_errors = ["401"]
     page.goto(f"{dash.url}/")

@@ -21,7 +21,7 @@ export function alertRow(a, { compact = false, onAck = null } = {}) {
   const where = [a.scenario_id, a.channel ? shortLabel(a.channel) : a.kind].join(" · ");
   const open = (a.state === "raised" || a.state === "escalated") && !a.acknowledged_by;
   const pending = open && pendingAcks.has(a.alert_id);
-  const canAck = onAck && open && !pending;
+  const canAck = onAck && open && !pending && state.me?.acknowledge === true;
   return el("li", {
     class: `alert sev-${a.severity} st-${a.state}`, "data-alert-id": a.alert_id, "data-state": a.state,
     "data-severity": a.severity, "data-scenario-id": a.scenario_id, "data-ack-pending": pending ? "true" : null,

@@ -68,6 +68,7 @@ function openLive() {
 async function refresh() {
   const asOf = (Date.now() - 5000) * 1e6; // allow for clock skew between browser and server
   try {
+    if (!state.me) state.me = await api("/me"); // the key's rights: Acknowledge only where it may
     const [scn, robots, alerts] = await Promise.all([api("/scenarios"), api("/robots"), api("/alerts", { query: { active: true } })]);
     setScenarios(listOf(scn));
     setRobots(listOf(robots));
@@ -149,7 +150,7 @@ async function boot() {
     clearKey();
     await askKey("Enter a new API key.");
   });
-  onKey(() => { if (live) live.reopen(); refresh(); });
+  onKey(() => { state.me = null; if (live) live.reopen(); refresh(); });
   await refresh();
   openLive();
   on("scenarios", openLive); // a no-op unless the set of scenarios changed

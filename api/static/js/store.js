@@ -27,6 +27,7 @@ export const state = {
   alerts: new Map(), // alert_id -> latest AlertEvent
   robots: new Map(), // robot_id -> status
   clearedKeep: 3600, // seconds a cleared alert stays listed (when shown)
+  me: null, // the key's role and rights (GET /me); null until known
 };
 
 // --- scenarios -----------------------------------------------------------------------------
