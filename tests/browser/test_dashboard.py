@@ -204,7 +204,8 @@ def test_scenario_view_has_live_charts_with_limits(dash: Api, mine: Mine, page, 
 
 def test_acknowledge_is_offered_only_to_keys_that_may(dash: Api, mine: Mine, page) -> None:
     """An integrator's key reads the same alerts but gets no Acknowledge button (the API would
-    refuse it with 403); signing in again with an operator's key brings the button."""
+    refuse it with 403); signing in again with an operator's key brings the button, and the
+    replay view's re-run, which needs an engineer key, is disabled for it."""
     now = time.time_ns()
     ev = event(f"mf01.ch4_t1.gas_limit.{now}", "raised", "critical", ts=now, first_ts=now, value=1.62, limit=1.5)
     mine.alert(ev)
@@ -217,6 +218,11 @@ def test_acknowledge_is_offered_only_to_keys_that_may(dash: Api, mine: Mine, pag
     page.fill("#key-input", KEYS["operator"])
     page.click("#key-dialog button[type=submit]")
     row.locator("button.ack").wait_for(timeout=5000)
+    # an operator may not start replay jobs: the re-run button says so instead of failing later
+    page.goto(f"{dash.url}/#/replay")
+    page.wait_for_selector('#rp-rerun-box[data-denied="true"]', state="attached", timeout=5000)
+    assert page.locator("#rp-rerun").is_disabled()
+    assert "engineer" in page.get_attribute("#rp-rerun", "title")
 
 
 def test_page_asks_for_a_key_and_refuses_a_wrong_one(dash: Api, page) -> None:

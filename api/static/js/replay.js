@@ -253,12 +253,21 @@ async function rerun(ev) {
     note.textContent = "";
     toast(e.status === 403 ? "Re-running the detectors needs an engineer key." : `Re-run failed: ${e.message}`);
   } finally {
-    $("rp-rerun").disabled = false;
+    rerunRights();
   }
+}
+
+// Re-running starts a replay job, which needs an engineer key (GET /me says whether this is one).
+function rerunRights() {
+  const denied = state.me?.start_replays === false;
+  $("rp-rerun").disabled = denied;
+  $("rp-rerun").title = denied ? "Re-running the detectors needs an engineer key." : "";
+  $("rp-rerun-box").dataset.denied = String(denied);
 }
 
 export function enterReplay(hash) {
   fillScenarios();
+  rerunRights();
   loadShifts().then(() => {
     const q = new URLSearchParams(hash.split("?")[1] ?? "");
     if (q.get("scenario")) $("rp-scenario").value = q.get("scenario");
