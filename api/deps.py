@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Security, status
 from fastapi.security import APIKeyCookie, APIKeyHeader, APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
+from api.schemas import Role
 from api.state import AppState
 from minewatch.influx import InfluxClient
 from minewatch.settings import Settings
@@ -24,7 +25,6 @@ from minewatch.settings import Settings
 __all__ = ["Principal", "StateDep", "SettingsDep", "InfluxDep", "Reader", "CurrentOperator", "CurrentEngineer",
            "authenticate", "KEY_COOKIE", "KEY_QUERY"]
 
-Role = Literal["operator", "engineer", "integrator"]
 KEY_HEADER = "X-API-Key"
 KEY_QUERY = "api_key"
 KEY_COOKIE = "minewatch_api_key"

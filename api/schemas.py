@@ -11,12 +11,13 @@ from minewatch.schema import AlertEvent, AlertKind, AlertState, Link, Severity
 
 __all__ = [
     "AckAccepted", "AckRequest", "AlertDetail", "AlertPublic", "AlertsPublic", "ChannelPublic", "ErrorModel",
-    "Health", "LimitPublic", "Me", "ReplayCreate", "ReplayDiff", "ReplayPublic", "ReplaysPublic", "RobotPublic",
+    "Health", "LimitPublic", "Me", "ReplayCreate", "Role", "ReplayDiff", "ReplayPublic", "ReplaysPublic", "RobotPublic",
     "RobotsPublic", "ScenarioPublic", "ScenariosPublic", "ShiftPublic", "ShiftsPublic", "TelemetryLatest",
     "TelemetryHistory", "SeriesPublic", "LatestReading",
 ]
 
 Nanos = int
+Role = Literal["operator", "engineer", "integrator"]
 
 
 class ErrorModel(BaseModel):
@@ -63,7 +64,7 @@ class Me(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [
         {"role": "operator", "key_id": "3f2a9c1e", "acknowledge": True, "start_replays": False}]})
 
-    role: Literal["operator", "engineer", "integrator"] = Field(description="the key's role")
+    role: Role = Field(description="the key's role")
     key_id: str = Field(description="a short digest of the key (safe to show and log; not the key)")
     acknowledge: bool = Field(description="may acknowledge alerts (operator and engineer)")
     start_replays: bool = Field(description="may start and cancel replays (engineer)")

@@ -349,7 +349,7 @@ def methane_channels() -> list[tuple[str, str]]:
 
 
 def latency(broker: Mosquitto, influx: Influxd, partitions: int, load_pps: float, seconds: float,
-            base: list[Frame], per_message: int, tmp: Path, tag: str, warmup: float = 15.0) -> list[float]:
+            base: list[Frame], per_message: int, tmp: Path, tag: str, warmup: float) -> list[float]:
     """Latencies (ms) of alert events while ``load_pps`` points/s of other traffic flow, measured
     once the load has run ``warmup`` seconds. The load's first seconds are a transient of their
     own (1,200 robots new to the ingestor, a new database's first compactions): at 80 % of the

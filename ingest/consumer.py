@@ -86,9 +86,7 @@ class ConsumerClient(paho.Client):
 
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
         rc = super().loop_read(max_packets)
-        sock = self._sock
-        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and isinstance(sock, ReadAhead) and sock.buffered() \
-                and self._sock is sock:
+        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and isinstance(self._sock, ReadAhead) and self._sock.buffered():
             rc = super().loop_read(1)
         return rc
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import random
 import ssl
-import time
 from pathlib import Path
 
 import pytest
 
 from minewatch.topics import Topics
+from tests.ingest.helpers import wait_until
 
 from .conftest import DeployBroker
 from .probe import Session, login
@@ -52,9 +52,7 @@ def test_the_ingestors_read_ahead_client_over_tls(tls_broker: tuple[DeployBroker
         ingest.subscribe(Topics().all_telemetry)
         for p in payloads:
             robot.client.publish(topic, p, qos=1)
-        deadline = time.monotonic() + 30
-        while len(ingest.messages) < len(payloads) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: len(ingest.messages) >= len(payloads), 30, f"{len(payloads)} messages")
         assert [m.payload for m in ingest.messages] == payloads
 
 
