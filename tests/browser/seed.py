@@ -1,8 +1,9 @@
 """A recorded shift written straight into InfluxDB, for the report and replay tests.
 
 The layout is the ingestor's (``telemetry``, ``alert_events``, ``robot_status``); alert events and
-status are formatted by the ingestor's own line builders. The story: the
-2026-11-27 night shift (00:00-08:00 mine time, UTC+8); robot r01 patrols mf01 and sends a frame a
+status are formatted by the ingestor's own line builders. The story: the night shift (00:00-08:00
+mine time, UTC+8) of the mine day ten days before the test runs (so the tests hold on any date, and
+the shift lies beyond the replay view's default day); robot r01 patrols mf01 and sends a frame a
 minute; at 02:00 methane at face T1 rises past the alarm (1.0 %) and the power-cut level
 (1.5 %), peaks at 1.74 %, is acknowledged by Wang Li and clears at 02:12; r01 is offline from
 04:00 to 05:00 (so its uptime is 7/8); r02 patrols ra01 all shift.
@@ -11,6 +12,8 @@ minute; at 02:00 methane at face T1 rises past the alarm (1.0 %) and the power-c
 from __future__ import annotations
 
 import math
+import time
+from datetime import datetime, timedelta
 
 from ingest.lines import TelemetryLines, alert_line, status_line
 from minewatch.catalogue import SCENARIOS
@@ -19,8 +22,9 @@ from minewatch.schema import AlertEvent, AlertKind, AlertState, RobotStatus, Sev
 from minewatch.shifts import ShiftCalendar
 from minewatch.wire import Frame
 
-SHIFT_ID = "2026-11-27:night"
-SHIFT = ShiftCalendar().parse(SHIFT_ID)
+_CAL = ShiftCalendar()
+SHIFT = _CAL.occurrence(datetime.fromtimestamp(time.time(), _CAL.tz).date() - timedelta(days=10), "night")
+SHIFT_ID = SHIFT.id
 NS = 1_000_000_000
 MIN = 60 * NS
 T0 = SHIFT.start_ns

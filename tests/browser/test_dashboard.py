@@ -248,6 +248,11 @@ def test_replay_view_plays_a_recorded_shift(influx_db, start_api: Callable[..., 
     api = start_api()
     page.goto(f"{api.url}/?api_key={KEYS['engineer']}#/replay")
     page.wait_for_selector("body[data-ready=true]", timeout=10000)
+    # the replay view opens on a recent day; the recorded shift is ten days back: pick its day
+    page.wait_for_selector('#rp-shift option[value$=":night"]', state="attached", timeout=5000)
+    assert page.input_value("#rp-day") != SHIFT.day.isoformat()
+    page.fill("#rp-day", SHIFT.day.isoformat())
+    page.dispatch_event("#rp-day", "change")
     page.wait_for_selector(f'#rp-shift option[value="{SHIFT_ID}"]', state="attached", timeout=5000)
     # no robot is live: every tile is grey and says so
     assert page.locator("#board [data-scenario-id]").evaluate_all("els => els.map(e => e.dataset.severity)") \

@@ -17,27 +17,49 @@ function shiftBounds(s) {
   return [toSec(s.start ?? s.start_ns), toSec(s.end ?? s.end_ns)];
 }
 
-async function loadShifts() {
+// The mine-local calendar day ("YYYY-MM-DD") of a time in seconds.
+const mineDay = (sec) => toMineLocal(sec).slice(0, 10);
+
+// The shifts of the day in #rp-day (mine time): any date can be picked, so a shift of any
+// day can be replayed. Without a day, the day of the shift that ended last.
+async function loadShifts(wanted = null) {
   const sel = $("rp-shift");
-  const now = new Date();
-  const from = new Date(now.getTime() - 7 * 86400e3);
-  let shifts = [];
-  try {
-    shifts = listOf(await api("/shifts", { query: { from: from.toISOString(), to: now.toISOString() } }));
-  } catch (e) {
-    toast(`Shifts not available: ${e.message}`);
+  const dayInput = $("rp-day");
+  if (wanted) dayInput.value = wanted.slice(0, 10);
+  if (!dayInput.value) {
+    try {
+      const cur = await api("/shifts/current");
+      dayInput.value = mineDay(shiftBounds(cur)[0] - 1);
+    } catch (e) {
+      dayInput.value = mineDay(Date.now() / 1000);
+    }
   }
-  shifts.sort((a, b) => shiftBounds(b)[0] - shiftBounds(a)[0]);
-  const keep = sel.value;
+  const from = fromMineLocal(`${dayInput.value}T00:00:00`);
+  let shifts = [];
+  if (Number.isFinite(from)) {
+    try {
+      const q = { from: new Date(from * 1000).toISOString(), to: new Date((from + 86400) * 1000).toISOString() };
+      shifts = listOf(await api("/shifts", { query: q })).filter((s) => s.day === dayInput.value);
+    } catch (e) {
+      toast(`Shifts not available: ${e.message}`);
+    }
+  }
+  shifts.sort((a, b) => shiftBounds(a)[0] - shiftBounds(b)[0]);
+  const keep = wanted ?? sel.value;
   sel.replaceChildren(el("option", { value: "", text: "— custom window —" }), ...shifts.map((s) => {
     const [a, b] = shiftBounds(s);
     const hm = (sec) => fmtTime(sec * 1e9).slice(0, 5);
-    const o = el("option", { value: s.id, text: `${s.id} · ${s.kind} · ${hm(a)}–${hm(b)}` });
+    const o = el("option", { value: s.id, text: `${s.name} · ${s.kind} · ${hm(a)}–${hm(b)}` });
     o.dataset.start = a; o.dataset.end = b;
     return o;
   }));
-  if (keep) sel.value = keep;
-  if (!sel.value && shifts.length) sel.selectedIndex = 1;
+  sel.value = shifts.some((s) => s.id === keep) ? keep : "";
+  if (!sel.value && shifts.length) {
+    // the last shift of the day that has ended, else the day's first
+    const ended = shifts.filter((s) => shiftBounds(s)[1] <= Date.now() / 1000);
+    sel.value = (ended.length ? ended[ended.length - 1] : shifts[0]).id;
+  }
+  sel.dataset.day = dayInput.value;
   syncWindowInputs();
 }
 
@@ -268,10 +290,9 @@ function rerunRights() {
 export function enterReplay(hash) {
   fillScenarios();
   rerunRights();
-  loadShifts().then(() => {
-    const q = new URLSearchParams(hash.split("?")[1] ?? "");
+  const q = new URLSearchParams(hash.split("?")[1] ?? "");
+  loadShifts(q.get("shift")).then(() => {
     if (q.get("scenario")) $("rp-scenario").value = q.get("scenario");
-    if (q.get("shift")) { $("rp-shift").value = q.get("shift"); syncWindowInputs(); }
     if (q.get("start") && q.get("end") && !q.get("shift")) {
       $("rp-shift").value = "";
       $("rp-start").value = toMineLocal(Number(q.get("start")));
@@ -289,6 +310,7 @@ export function mountReplay(toastFn) {
   $("replay-form").addEventListener("submit", load);
   $("rerun-form").addEventListener("submit", rerun);
   $("rp-shift").addEventListener("change", syncWindowInputs);
+  $("rp-day").addEventListener("change", () => loadShifts());
   $("rp-play").addEventListener("click", () => (rp?.playing ? pause() : play()));
   $("rp-speed").addEventListener("change", () => {
     if (!rp) return;
