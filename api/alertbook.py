@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from api.schemas import AlertDetail, AlertPublic
 from minewatch.influx import InfluxClient, InfluxError
-from minewatch.schema import SEVERITY_RANK, AlertEvent, AlertState, Severity
+from minewatch.schema import SEVERITY_RANK, AlertEvent, AlertState, AlertTiming, Severity
 
 __all__ = ["AlertBook", "Alert", "event_from_row", "ALERT_FIELDS", "stored_events"]
 
@@ -25,7 +25,7 @@ __all__ = ["AlertBook", "Alert", "event_from_row", "ALERT_FIELDS", "stored_event
 # evidence (JSON), operator, note; time = the event's ts. Rows are read by name, so alert_id
 # may be a tag or a field.
 ALERT_FIELDS = ("alert_id", "channel", "robot_id", "value", "limit", "unit", "first_ts", "message", "evidence",
-                "operator", "note")
+                "operator", "note", "incident_id", "timing", "detected_ts")
 
 
 def event_from_row(row: dict[str, Any]) -> AlertEvent | None:
@@ -47,6 +47,8 @@ def event_from_row(row: dict[str, Any]) -> AlertEvent | None:
         "first_ts": int(first_ts) if first_ts is not None else row.get("time"), "ts": row.get("time"),
         "message": row.get("message") or "", "evidence": evidence,
         "operator": row.get("operator") or None, "note": row.get("note") or None,
+        "incident_id": row.get("incident_id") or None, "timing": row.get("timing") or "live",
+        "detected_ts": int(row["detected_ts"]) if row.get("detected_ts") is not None else None,
     }
     try:
         return AlertEvent.model_validate(data)
@@ -120,7 +122,11 @@ class Alert:
 
 
 class AlertBook:
-    def __init__(self) -> None:
+    """Alerts folded from their events. The live book (the default) leaves historical events out;
+    ``include_historical`` keeps them (an engineer's look at imported history)."""
+
+    def __init__(self, include_historical: bool = False) -> None:
+        self.include_historical = include_historical
         self._alerts: dict[str, Alert] = {}
         self.horizon_ns: int | None = None  # events before this were not loaded
         self.loaded = False
@@ -135,7 +141,10 @@ class AlertBook:
         return self._alerts.get(alert_id)
 
     def apply(self, ev: AlertEvent) -> bool:
-        """Add ``ev``; True when it was new."""
+        """Add ``ev``; True when it was new. Historical events (bulk history) are not taken: they
+        never belong on the live picture."""
+        if ev.timing is AlertTiming.historical and not self.include_historical:
+            return False
         a = self._alerts.get(ev.alert_id)
         if a is None:
             a = self._alerts[ev.alert_id] = Alert(ev.alert_id)
@@ -162,5 +171,6 @@ class AlertBook:
         return sorted((a.public() for a in self.active()), key=_worst_first)
 
 
-def _worst_first(a: AlertPublic) -> tuple[int, int]:
-    return -SEVERITY_RANK[a.severity], -a.ts
+def _worst_first(a: AlertPublic) -> tuple[bool, int, int]:
+    """Not yet acknowledged first, then the most severe, then the newest."""
+    return a.acknowledged_by is not None and a.state is not AlertState.escalated, -SEVERITY_RANK[a.severity], -a.ts

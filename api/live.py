@@ -2,9 +2,10 @@
 
 Two aiomqtt clients, each in its own reconnect loop:
 
-- the *alert* client subscribes QoS 1 to ``alerts/+/+`` (events, and the retained
-  ``alerts/active/+`` state) and to the retained ``status/+``; its queue is unbounded, because an
-  alert must never be dropped. It also publishes acknowledgement requests.
+- the *alert* client subscribes QoS 1 to ``alerts/+/+`` and ``incidents/+/+`` (events, and the
+  retained ``active`` states), to the retained ``status/+`` and to the retained ``watch/+`` (whether
+  the detectors watch each scenario); its queue is unbounded, because an alert must never be
+  dropped. It also publishes acknowledgement requests.
 - the *telemetry* client subscribes QoS 0 to ``telemetry/+/+`` with a bounded queue. It keeps
   only the last raw payload per (scenario, robot) and decodes lazily when someone asks, so a
   fast fleet costs a dictionary store per message; frames of a scenario that a stream client
@@ -26,10 +27,11 @@ from pydantic import ValidationError
 
 from api.alertbook import AlertBook, stored_events
 from api.hub import Hub
+from api.incidents import IncidentBook, stored_incidents
 from api.metrics import Metrics
 from api.views import frame_json
 from minewatch.mqtt import aiomqtt_kwargs
-from minewatch.schema import AlertEvent, AlertState, RobotStatus
+from minewatch.schema import AlertEvent, AlertState, IncidentEvent, IncidentState, RobotStatus, WatchStatus
 from minewatch.wire import Frame, FrameError, decode_frames
 
 if TYPE_CHECKING:
@@ -50,12 +52,14 @@ class LiveState:
         self.influx = influx
         self.metrics = metrics
         self.book = AlertBook()
+        self.incidents = IncidentBook()
+        self.watch: dict[str, tuple[WatchStatus, int]] = {}  # scenario -> (status, when it arrived, our clock)
         self.hub = Hub()
         self.robots: dict[str, RobotStatus] = {}
         self._raw: dict[tuple[str, str], bytes] = {}  # (scenario, robot) -> last telemetry payload
         self._decoded: dict[tuple[str, str], Frame] = {}
         self._robot_frame: dict[str, tuple[str, str]] = {}  # robot -> key of its latest payload
-        self._ack_waiters: dict[str, list[asyncio.Future[AlertEvent]]] = {}
+        self._ack_waiters: dict[str, list[asyncio.Future[Any]]] = {}
         self.client: aiomqtt.Client | None = None
         self.mqtt_connected = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -91,11 +95,14 @@ class LiveState:
         since = time.time_ns() - lookback_ns
         try:
             events = await stored_events(self.influx, f"time >= {since}")
+            incidents = await stored_incidents(self.influx, f"time >= {since}")
         except Exception as exc:  # noqa: BLE001 - InfluxDB down or no database yet
             log.warning("could not load alert_events yet: %s", exc)
             return False
         self.book.apply_all(events)
         self.book.horizon_ns = since
+        self.incidents.apply_all(incidents)
+        self.incidents.horizon_ns = since
         self.book.loaded = True
         self.metrics.active_alerts.set(len(self.book.active()))
         return True
@@ -129,7 +136,9 @@ class LiveState:
     async def _alert_session(self) -> None:
         async with self._client("alerts") as client:
             await client.subscribe(self.topics.all_alert_events, qos=1)
+            await client.subscribe(self.topics.all_incidents, qos=1)
             await client.subscribe(self.topics.all_status, qos=1)
+            await client.subscribe(self.topics.all_watch, qos=1)
             self.client = client
             self.mqtt_connected.set()
             self.metrics.mqtt_connected.set(1)
@@ -161,6 +170,36 @@ class LiveState:
                 return
             self.on_event(ev)
             return
+        inc = self.topics.parse_incident(topic)
+        if inc is not None:
+            what, ident, _ = inc
+            if what == "ack":
+                return
+            if what == "active" and not payload:
+                if self.incidents.vanish(ident):
+                    self.hub.publish({"type": "incident_gone", "data": {"incident_id": ident}})
+                return
+            try:
+                iev = IncidentEvent.model_validate_json(payload)
+            except ValidationError as exc:
+                self.metrics.bad_messages.labels("incident").inc()
+                log.warning("ignoring a bad incident event on %s: %s", topic, exc.errors()[:1])
+                return
+            self.on_incident(iev)
+            return
+        sid = self.topics.parse_watch(topic)
+        if sid is not None:
+            if not payload:
+                self.watch.pop(sid, None)
+                return
+            try:
+                ws = WatchStatus.model_validate_json(payload)
+            except ValidationError:
+                self.metrics.bad_messages.labels("watch").inc()
+                return
+            self.watch[sid] = (ws, time.time_ns())
+            self.hub.publish({"type": "watch", "data": ws.model_dump(mode="json")})
+            return
         robot = self.topics.parse_status(topic)
         if robot is not None:
             if not payload:
@@ -182,6 +221,17 @@ class LiveState:
         self.hub.publish({"type": "alert", "data": ev.model_dump(mode="json")})
         if ev.state == AlertState.acknowledged:
             for fut in self._ack_waiters.pop(ev.alert_id, []):
+                if not fut.done():
+                    fut.set_result(ev)
+
+    def on_incident(self, ev: IncidentEvent) -> None:
+        if not self.incidents.apply(ev):
+            return
+        inc = self.incidents.get(ev.incident_id)
+        assert inc is not None
+        self.hub.publish({"type": "incident", "data": inc.public().model_dump(mode="json")})
+        if ev.state is IncidentState.acknowledged:
+            for fut in self._ack_waiters.pop(ev.incident_id, []):
                 if not fut.done():
                     fut.set_result(ev)
 
@@ -225,17 +275,20 @@ class LiveState:
 
     # ------------------------------------------------------------------ acknowledging
     async def request_ack(self, alert_id: str, scenario_id: str, operator: str, note: str, ts: int,
-                          wait_s: float) -> AlertEvent | None:
-        """Publish the ack request and wait up to ``wait_s`` for the acknowledged event."""
+                          wait_s: float, *, incident: bool = False) -> Any:
+        """Publish the ack request (of an alert, or with ``incident`` of an incident) and wait up to
+        ``wait_s`` for the acknowledged event."""
         client = self.client
         if client is None:
             raise ConnectionError("not connected to the MQTT broker")
-        fut: asyncio.Future[AlertEvent] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._ack_waiters.setdefault(alert_id, []).append(fut)
-        payload = orjson.dumps({"alert_id": alert_id, "scenario_id": scenario_id, "operator": operator,
+        key = "incident_id" if incident else "alert_id"
+        payload = orjson.dumps({key: alert_id, "scenario_id": scenario_id, "operator": operator,
                                 "note": note, "ts": ts})
+        topic = self.topics.incident_ack(alert_id) if incident else self.topics.ack(alert_id)
         try:
-            await client.publish(self.topics.ack(alert_id), payload, qos=1)
+            await client.publish(topic, payload, qos=1)
             return await asyncio.wait_for(fut, wait_s)
         except aiomqtt.MqttError as exc:
             raise ConnectionError(f"could not publish the acknowledgement: {exc}") from None

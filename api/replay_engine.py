@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from api.alertbook import AlertBook, stored_events
-from api.replay_reader import SliceReader
+from minewatch.stored import SliceReader
 from minewatch.catalogue import SCENARIOS
 from minewatch.schema import SEVERITY_RANK, AlertEvent, AlertKind
 from minewatch.wire import Frame
@@ -55,7 +55,7 @@ TICK_S = 15.0
 
 class TelemetrySource:
     """Frames of ``[start, end)`` in time order, in slices of ``slice_s`` of data time (see
-    :mod:`api.replay_reader`)."""
+    :mod:`minewatch.stored`)."""
 
     def __init__(self, influx: InfluxClient, start: int, end: int, *, slice_s: float = 600.0) -> None:
         if end <= start:
@@ -280,8 +280,8 @@ def compare(replayed: Iterable[AlertEvent], live: Iterable[AlertEvent], start: i
 
 
 async def live_alerts(influx: InfluxClient, start: int, end: int) -> list[AlertEvent]:
-    """Alert events recorded live in ``[start, end)`` (what the replay, which stops at ``end``,
-    can be held against)."""
-    book = AlertBook()
+    """Alert events recorded in ``[start, end)``, live or from loaded history (what the replay,
+    which stops at ``end``, can be held against)."""
+    book = AlertBook(include_historical=True)
     book.apply_all(await stored_events(influx, f"time >= {start} AND time < {end}"))
     return [e for a in book for e in a.events]

@@ -7,10 +7,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from minewatch.schema import AlertEvent, AlertKind, AlertState, Link, Severity
+from minewatch.schema import AlertEvent, AlertKind, AlertState, AlertTiming, IncidentEvent, Link, Severity
 
 __all__ = [
     "AckAccepted", "AckRequest", "AlertDetail", "AlertPublic", "AlertsPublic", "ChannelPublic", "ErrorModel",
+    "IncidentPublic", "IncidentsPublic", "IncidentDetail", "WatchPublic",
     "Health", "LimitPublic", "Me", "ReplayCreate", "Role", "ReplayDiff", "ReplayPublic", "ReplaysPublic", "RobotPublic",
     "RobotsPublic", "ScenarioPublic", "ScenariosPublic", "ShiftPublic", "ShiftsPublic", "TelemetryLatest",
     "TelemetryHistory", "SeriesPublic", "LatestReading",
@@ -102,6 +103,10 @@ class AlertPublic(BaseModel):
     evidence: dict[str, Any] = Field(default_factory=dict)
     operator: str | None = None
     note: str | None = None
+    incident_id: str | None = Field(default=None, description="the incident the alert belongs to")
+    timing: AlertTiming = Field(default=AlertTiming.live, description="live, or late: it happened at ts and was "
+                                                                      "reported when it arrived (detected_ts)")
+    detected_ts: Nanos | None = None
     active: bool = Field(description="not cleared yet")
     max_severity: Severity = Field(description="the highest severity the alert reached")
     acknowledged_by: str | None = None
@@ -151,14 +156,63 @@ class AckAccepted(BaseModel):
         "alert_id": "mf01.ch4_t1.gas_limit.1795852800000", "status": "pending", "operator": "Wang Li",
         "note": "power cut confirmed", "ts": 1795852810000000000}]})
 
-    alert_id: str
+    alert_id: str | None = None
+    incident_id: str | None = None
     status: Literal["pending"] = "pending"
     operator: str
     note: str
     ts: Nanos
 
 
+# ----------------------------------------------------------------------------- incidents
+
+class IncidentPublic(IncidentEvent):
+    """An incident: its latest step (members included) and whether it is still open."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        **IncidentEvent.model_config["json_schema_extra"]["examples"][0],  # type: ignore[index]
+        "active": True, "events": 2}]})
+
+    active: bool = Field(description="not cleared yet")
+    events: int = Field(ge=1, description="number of steps in its history")
+
+
+class IncidentDetail(IncidentPublic):
+    """An incident with every step of its history, oldest first."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        **IncidentPublic.model_config["json_schema_extra"]["examples"][0],  # type: ignore[index]
+        "history": [IncidentEvent.model_config["json_schema_extra"]["examples"][0]]}]})  # type: ignore[index]
+
+    history: list[IncidentEvent]
+
+
+class IncidentsPublic(BaseModel):
+    """Incidents in the order an operator works them: those needing acknowledgement first, then
+    by severity, then the newest first."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"data": [], "count": 0}]})
+
+    data: list[IncidentPublic]
+    count: int
+
+
 # ----------------------------------------------------------------------------- scenarios
+
+class WatchPublic(BaseModel):
+    """Whether the detectors are watching a scenario (from the ingestor's ``watch/{scenario}``)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"watched": True, "state": "watched", "detail": "", "ts": 1795852800000000000}]})
+
+    watched: bool
+    state: Literal["watched", "no_data", "not_detected", "detectors_off", "no_ingest"] = Field(
+        description="watched; no_data: no frame for a minute; not_detected: frames arrive but the detectors "
+                    "failed on them; detectors_off: the ingest process runs without detectors; no_ingest: no "
+                    "word from the ingest process that owns it (stopped, or cut off)")
+    detail: str = ""
+    ts: Nanos | None = Field(default=None, description="when the ingestor last said so")
+
 
 class LimitPublic(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
@@ -191,17 +245,21 @@ class ChannelPublic(BaseModel):
 
 class LatestReading(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [
-        {"value": 0.41, "ts": 1795852800000000000, "robot_id": "r01"}]})
+        {"value": 0.41, "ts": 1795852800000000000, "robot_id": "r01"},
+        {"value": 1.12, "ts": 1795852800000000000, "robot_id": "r01", "beyond": "alarm"}]})
 
     value: float | None
     ts: Nanos
     robot_id: str
+    beyond: Severity | None = Field(default=None, description="the most severe limit level this value is at or "
+                                    "past (the catalogue's limits), whether or not an alert stands for it")
 
 
 class ScenarioPublic(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "id": "mf01", "name": "15101 fully-mechanised longwall", "kind": "mining_face", "group": "faces",
         "machine": None, "channels": [], "status": "ok", "worst_alert": None, "active_alerts": 0,
+        "watch": {"watched": True, "state": "watched", "detail": "", "ts": 1795852800000000000},
         "readings": {"ch4_t1": {"value": 0.41, "ts": 1795852800000000000, "robot_id": "r01"}}, "robots": ["r01"]}]})
 
     id: str = Field(examples=["mf01"])
@@ -214,6 +272,8 @@ class ScenarioPublic(BaseModel):
         description="severity of the worst active alert, or ok")
     worst_alert: AlertPublic | None = None
     active_alerts: int
+    watch: WatchPublic = Field(description="whether the detectors are watching it: a board shows a place that is "
+                                           "not watched as such, never as ok")
     readings: dict[str, LatestReading] = Field(description="latest value of each channel seen")
     robots: list[str] = Field(description="robots online in the scenario now")
 

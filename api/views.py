@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
-from api.schemas import ChannelPublic, LatestReading, LimitPublic, RobotPublic, ScenarioPublic
+from api.schemas import ChannelPublic, LatestReading, LimitPublic, RobotPublic, ScenarioPublic, WatchPublic
 from minewatch.catalogue import Channel, Scenario
+from minewatch.schema import SEVERITY_RANK, Severity
 from minewatch.schema import Link
 from minewatch.wire import Frame
 
 if TYPE_CHECKING:
     from api.live import LiveState
 
-__all__ = ["scenario_public", "robot_public", "channel_public", "latest_readings", "merge_readings", "frame_json"]
+__all__ = ["scenario_public", "robot_public", "channel_public", "latest_readings", "merge_readings", "frame_json",
+           "watch_public", "beyond"]
 
 
 def frame_json(f: Frame) -> dict[str, Any]:
@@ -28,13 +31,48 @@ def channel_public(c: Channel) -> ChannelPublic:
                             action=lim.action) for lim in c.limits])
 
 
-def latest_readings(frames: list[Frame]) -> dict[str, LatestReading]:
-    """Per channel, the value of the newest frame that carried it."""
+def beyond(c: Channel | None, value: float | None) -> Severity | None:
+    """The most severe limit level of channel ``c`` that ``value`` is at or past (air velocity by
+    its size: its sign is the direction of the flow)."""
+    if c is None or value is None:
+        return None
+    v = abs(value) if c.quantity == "ws" else value
+    worst: Severity | None = None
+    for lim in c.limits:
+        for sev, thr in lim.levels:
+            met = v >= thr if lim.direction == "above" else v < thr
+            if met and (worst is None or SEVERITY_RANK[Severity(sev)] > SEVERITY_RANK[worst]):
+                worst = Severity(sev)
+    return worst
+
+
+def latest_readings(frames: list[Frame], sc: Scenario | None = None) -> dict[str, LatestReading]:
+    """Per channel, the value of the newest frame that carried it (and the limit level it is past)."""
     out: dict[str, LatestReading] = {}
+    cmap = sc.channel_map if sc is not None else {}
     for f in sorted(frames, key=lambda f: f.ts):
         for ch, v in f.readings.items():
-            out[ch] = LatestReading(value=v, ts=f.ts, robot_id=f.robot_id)
+            out[ch] = LatestReading(value=v, ts=f.ts, robot_id=f.robot_id, beyond=beyond(cmap.get(ch), v))
     return out
+
+
+WATCH_STALE_REFRESHES = 3
+
+
+def watch_public(live: LiveState, scenario_id: str) -> WatchPublic:
+    """Whether the detectors watch ``scenario_id``, from the ingestor's retained ``watch/{scenario}``:
+    not when it says so, when it has not said anything, or when it last spoke more than three of its
+    refreshes ago (the ingest process is stopped or cut off)."""
+    got = live.watch.get(scenario_id)
+    if got is None:
+        return WatchPublic(watched=False, state="no_ingest", detail="no word from the ingest process that owns it")
+    ws, arrived = got
+    now = time.time_ns()
+    quiet = (now - max(arrived if ws.ts is None else min(arrived, ws.ts + 5_000_000_000), 0)) / 1e9
+    if quiet > WATCH_STALE_REFRESHES * ws.every_s:
+        return WatchPublic(watched=False, state="no_ingest", ts=ws.ts,
+                           detail=f"the ingest process {ws.partition} has not reported for {quiet:.0f} s")
+    return WatchPublic(watched=ws.watched, state=ws.state, detail=ws.detail, ts=ws.ts)
 
 
 def merge_readings(*sources: dict[str, LatestReading]) -> dict[str, LatestReading]:
@@ -75,7 +113,7 @@ def scenario_public(live: LiveState, sc: Scenario, robots: list[RobotPublic] | N
         id=sc.id, name=sc.name, kind=sc.kind.value, group=sc.kind.group,
         machine=sc.machine.name if sc.machine else None, channels=[channel_public(c) for c in sc.channels],
         status=worst.severity.value if worst else "ok", worst_alert=worst, active_alerts=len(active),
-        readings=latest_readings(live.frames_of(sc.id)),
+        readings=latest_readings(live.frames_of(sc.id), sc), watch=watch_public(live, sc.id),
         robots=sorted(r.robot_id for r in robots if r.online and r.scenario_id == sc.id))
 
 

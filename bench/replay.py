@@ -71,7 +71,7 @@ def load_shift(influx: SyncInflux, start_ns: int, seconds: float) -> int:
 def stored_readings(influx: SyncInflux, start: int, end: int) -> int:
     """Channel readings stored in ``[start, end)``: InfluxDB's count of every telemetry field
     but the frame's own (seq, battery, position, link, late)."""
-    from api.replay_reader import META
+    from minewatch.stored import META
 
     rows = influx.query(f'SELECT count(*) FROM "telemetry" WHERE time >= {start} AND time < {end}')
     return sum(int(v) for k, v in rows[0].items() if k.startswith("count_") and k[6:] not in META) if rows else 0

@@ -12,11 +12,16 @@ active and a new one after it clears, and emits :class:`minewatch.schema.AlertEv
 * ``acknowledged`` when an operator acknowledges (:meth:`AlertEngine.acknowledge`);
 * ``cleared`` when the last source clears.
 
-Flapping suppression: when a key has been raised ``flap_count`` times within ``flap_window_s``,
-its clears are held for ``flap_hold_s``; a re-raise inside the hold continues the same alert
-instead of raising a new one, so a reading dithering about a limit gives one alert, not a
-storm. Held clears are released by event time (:meth:`AlertEngine.advance`), so the result
-does not depend on how the data were split into batches.
+Chatter suppression: when a key has been raised ``flap_count`` times (two) within
+``flap_window_s``, its clears are held for ``flap_hold_s``; a re-raise inside the hold continues
+the same alert instead of raising a new one, so a reading dithering about a limit gives at most
+two raises, never the three in a minute that ISA-18.2 calls chattering. Held clears are
+released by event time (:meth:`AlertEngine.advance`), so the result does not depend on how the
+data were split into batches.
+
+Every alert belongs to an incident (:mod:`detectors.incidents`): the alerts of one place with
+one cause. The engine keeps the incidents in step with the alerts; :meth:`AlertEngine.drain_incidents`
+hands out their steps, and :meth:`AlertEngine.acknowledge_incident` acknowledges one whole.
 """
 
 from __future__ import annotations
@@ -26,9 +31,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from minewatch.schema import SEVERITY_RANK, AlertEvent, AlertKind, AlertState, Severity
+from minewatch.schema import SEVERITY_RANK, AlertEvent, AlertKind, AlertState, AlertTiming, IncidentEvent, Severity
 
-__all__ = ["AlertEngine", "Signal", "Key"]
+from detectors.incidents import GroupFn, Grouping, Incidents
+
+__all__ = ["AlertEngine", "Signal", "Key", "default_group"]
 
 Key = tuple[str, str, str]  # (scenario_id, detector, channel-or-subject)
 _NS = 1_000_000_000
@@ -53,6 +60,7 @@ class Signal:
     robot_id: str | None = None
     evidence: dict[str, Any] = field(default_factory=dict)
     place: str | None = None  # where the alert lives, if not the scenario (robot alerts follow the robot)
+    timing: AlertTiming = AlertTiming.live
 
     @property
     def key(self) -> Key:
@@ -68,10 +76,18 @@ class _Alert:
     sources: dict[str, Severity]
     clear_at: int | None = None  # held clear (flapping): release time
     clear_event: AlertEvent | None = None
+    incident_id: str | None = None
 
 
 def _rank(s: Severity) -> int:
     return SEVERITY_RANK[s]
+
+
+def default_group(ev: AlertEvent) -> Grouping:
+    """Incidents by scenario and alert kind (a robot's own health by robot)."""
+    if ev.kind is AlertKind.robot_health and ev.robot_id:
+        return Grouping(ev.robot_id, "robot", f"Robot {ev.robot_id}")
+    return Grouping(ev.scenario_id, ev.kind.value, f"{ev.kind.value} at {ev.scenario_id}")
 
 
 class AlertEngine:
@@ -85,7 +101,8 @@ class AlertEngine:
         How long a flapping key's clear is held back.
     """
 
-    def __init__(self, flap_count: int = 3, flap_window_s: float = 600.0, flap_hold_s: float = 120.0) -> None:
+    def __init__(self, flap_count: int = 2, flap_window_s: float = 600.0, flap_hold_s: float = 120.0,
+                 group: GroupFn | None = None) -> None:
         self.flap_count = flap_count
         self.flap_window_s = flap_window_s
         self.flap_hold_s = flap_hold_s
@@ -94,6 +111,7 @@ class AlertEngine:
         self._raises: dict[Key, deque[int]] = {}
         self._last_id: dict[Key, str] = {}
         self._held: list[Key] = []
+        self.incidents = Incidents(group or default_group)
 
     # -- queries ---------------------------------------------------------------------------
     def active(self) -> list[AlertEvent]:
@@ -110,6 +128,13 @@ class AlertEngine:
         a = self._active.get(key)
         return dict(a.sources) if a else {}
 
+    def active_incidents(self) -> list[IncidentEvent]:
+        return self.incidents.active()
+
+    def drain_incidents(self) -> list[IncidentEvent]:
+        """The incident steps since the last call, in the order their alert steps came."""
+        return self.incidents.drain()
+
     # -- lifecycle ------------------------------------------------------------------------
     def advance(self, now_ns: int) -> list[AlertEvent]:
         """Release held clears whose time has come (by event time)."""
@@ -123,6 +148,10 @@ class AlertEngine:
             ev = a.clear_event.model_copy(update={"ts": a.clear_at})
             out.append(self._close(k, ev))
         return out
+
+    def _emit(self, ev: AlertEvent, out: list[AlertEvent]) -> None:
+        self.incidents.apply(ev)
+        out.append(ev)
 
     def update(self, sig: Signal) -> list[AlertEvent]:
         out = self.advance(sig.ts)
@@ -152,8 +181,10 @@ class AlertEngine:
             a = _Alert(alert_id, sig.ts, sig.severity, None, {sig.source: sig.severity})  # type: ignore[arg-type]
             self._active[key] = a
             self._by_id[alert_id] = key
-            a.last = self._event(sig, a, AlertState.raised, sig.severity)
-            out.append(a.last)
+            ev = self._event(sig, a, AlertState.raised, sig.severity)
+            a.incident_id = ev.incident_id = self.incidents.assign(ev)
+            a.last = ev
+            self._emit(ev, out)
             return out
         a.sources[sig.source] = sig.severity
         if a.clear_at is not None:  # re-raised inside a held clear: the same alert goes on
@@ -164,10 +195,30 @@ class AlertEngine:
         if _rank(worst) > _rank(a.severity):
             a.severity = worst
             a.last = self._event(sig, a, AlertState.escalated, worst)
-            out.append(a.last)
+            self._emit(a.last, out)
         return out
 
     def acknowledge(self, alert_id: str, operator: str, note: str | None, ts_ns: int) -> AlertEvent:
+        ev = self._acknowledge(alert_id, operator, note, ts_ns)
+        self.incidents.apply(ev)
+        return ev
+
+    def acknowledge_incident(self, incident_id: str, operator: str, note: str | None,
+                             ts_ns: int) -> tuple[list[AlertEvent], IncidentEvent]:
+        """Acknowledge every active alert of an incident not acknowledged since it last escalated,
+        and the incident; ``KeyError`` if no such incident is open."""
+        members = self.incidents.active_members(incident_id)
+        if not members:
+            raise KeyError(f"no open incident {incident_id!r}")
+        events = []
+        for m in members:
+            if m.state is not AlertState.acknowledged:
+                ev = self._acknowledge(m.alert_id, operator, note, ts_ns)
+                self.incidents.apply(ev, operator_ack=True)
+                events.append(ev)
+        return events, self.incidents.acknowledged(incident_id, operator, note, ts_ns)
+
+    def _acknowledge(self, alert_id: str, operator: str, note: str | None, ts_ns: int) -> AlertEvent:
         key = self._by_id.get(alert_id)
         if key is None or key not in self._active:
             raise KeyError(f"no active alert {alert_id!r}")
@@ -184,15 +235,16 @@ class AlertEngine:
         return ev
 
     def restore(self, events: Iterable[AlertEvent], place_of: Callable[[AlertEvent], str] | None = None,
-                source_of: Callable[[AlertEvent], str] | None = None) -> list[AlertEvent]:
-        """Rebuild active alerts from stored events (any order); returns the ones now active.
+                source_of: Callable[[AlertEvent], str] | None = None,
+                incidents: Iterable[IncidentEvent] = ()) -> list[AlertEvent]:
+        """Rebuild active alerts from stored events (any order) and their incidents from the
+        incidents' last states; returns the alerts now active.
 
         ``place_of`` and ``source_of`` give an event's place and source as the signals that
         made it named them (default: its scenario, and its robot)."""
         latest: dict[str, AlertEvent] = {}
         for ev in sorted(events, key=lambda e: e.ts):
             latest[ev.alert_id] = ev
-        restored = []
         for ev in latest.values():
             place = place_of(ev) if place_of else ev.scenario_id
             subject = ev.channel or ev.robot_id or ""
@@ -205,13 +257,23 @@ class AlertEngine:
             current = self._active.get(key)
             if current is not None and current.first_ts >= ev.first_ts:
                 continue
+            if current is not None:  # an older alert of the same key restored before: this one wins
+                self._by_id.pop(current.alert_id, None)
             source = source_of(ev) if source_of else ev.robot_id or ""
             a = _Alert(ev.alert_id, ev.first_ts, ev.severity, ev, {source: ev.severity})
             self._active[key] = a
             self._by_id[ev.alert_id] = key
             self._last_id[key] = ev.alert_id
-            restored.append(ev)
-        return restored
+        restored = [a.last for a in self._active.values() if a.last is not None and a.last.alert_id in latest]
+        self.incidents.restore(restored, incidents)
+        out = []
+        for ev in restored:
+            a = self._active[self._by_id[ev.alert_id]]
+            a.incident_id = self.incidents.incident_of(ev.alert_id)
+            if a.incident_id != ev.incident_id:
+                a.last = ev = ev.model_copy(update={"incident_id": a.incident_id})
+            out.append(ev)
+        return out
 
     # -- helpers --------------------------------------------------------------------------
     def _close(self, key: Key, ev: AlertEvent) -> AlertEvent:
@@ -219,6 +281,7 @@ class AlertEngine:
         self._by_id.pop(a.alert_id, None)
         if key in self._held:
             self._held.remove(key)
+        self.incidents.apply(ev)
         return ev
 
     def _flapping(self, key: Key, ts: int) -> bool:
@@ -246,5 +309,5 @@ class AlertEngine:
             alert_id=a.alert_id, kind=sig.kind, detector=sig.detector, severity=severity, state=state,
             scenario_id=sig.scenario_id, robot_id=sig.robot_id, channel=sig.channel, value=sig.value,
             limit=sig.limit, unit=sig.unit, first_ts=a.first_ts, ts=sig.ts, message=sig.message,
-            evidence=dict(sig.evidence),
+            evidence=dict(sig.evidence), incident_id=a.incident_id, timing=sig.timing,
         )

@@ -7,7 +7,7 @@ import math
 from minewatch.catalogue import QUANTITIES, Channel, Scenario
 from minewatch.schema import AlertKind, Severity
 
-from detectors.rules import decimals, where_channel
+from detectors.rules import decimals, where_place
 
 __all__ = ["HEALTH_DETECTORS", "health_severity", "health_message", "SILENCE_S", "ROBOT_SILENCE_S", "STUCK_S"]
 
@@ -42,33 +42,32 @@ def _v(value: float | None, channel: Channel | None) -> str:
 def health_message(col: int, raised: bool, sc: Scenario, channel: Channel | None, channel_name: str, robot: str,
                    value: float | None, since_s: float | None = None) -> tuple[str, str, float | None]:
     """(message, rule, limit) for a health change in column ``col`` of the health kernel."""
-    where = where_channel(sc, channel) if channel else f"channel {channel_name} in {sc.id} ({sc.name})"
-    sensor = f"The {channel.label if channel else channel_name} sensor read by robot {robot} in {sc.id} ({sc.name})"
+    sensor = f"The {channel.label if channel else channel_name} sensor read by robot {robot} in {where_place(sc)}"
     q = QUANTITIES.get(channel.quantity) if channel else None
     if col == 0:
         rule = f"sensor range {q.low:g}-{q.high:g} {q.unit} ({q.source})" if q else "sensor range"
         if raised:
-            return (f"{sensor} reports {_v(value, channel)}, outside its physical range ({rule}): the reading is "
-                    f"a sensor fault, not a measurement; check or replace the sensor and take a manual reading "
+            return (f"{sensor} reports {_v(value, channel)}, outside what the sensor can measure: the reading is a "
+                    f"sensor fault, not a measurement; check or replace the sensor and take a manual reading "
                     f"meanwhile.", rule, q.high if q else None)
-        return f"{sensor} is back in its range at {_v(value, channel)} ({rule}): the alert is cleared.", rule, None
+        return f"{sensor} is back in its range at {_v(value, channel)}: the alert is cleared.", rule, None
     if col == 1:
         rule = f"stuck sensor: the same value repeated for at least {STUCK_S:g} s, far longer than its noise allows [P]"
         if raised:
-            return (f"{sensor} has repeated {_v(value, channel)} for {since_s or 0:.0f} s ({rule}): treat the "
-                    f"reading as unknown, check the sensor and take a manual reading.", rule, None)
-        return f"{sensor} is changing again ({_v(value, channel)}; {rule}): the alert is cleared.", rule, None
+            return (f"{sensor} has repeated {_v(value, channel)} for {since_s or 0:.0f} s: treat the reading as "
+                    f"unknown, check the sensor and take a manual reading.", rule, None)
+        return f"{sensor} is changing again ({_v(value, channel)}): the alert is cleared.", rule, None
     if col == 2:
         rule = "spiky sensor: 3 one-sample spikes within 10 min [P]"
         if raised:
-            return (f"{sensor} shows repeated one-sample spikes, latest back to {_v(value, channel)} ({rule}): "
-                    f"check its cable and connector.", rule, None)
-        return f"{sensor} has had no spike for 10 min ({rule}): the alert is cleared.", rule, None
+            return (f"{sensor} shows repeated one-sample spikes, latest back to {_v(value, channel)}: check its "
+                    f"cable and connector.", rule, None)
+        return f"{sensor} has had no spike for 10 min: the alert is cleared.", rule, None
     rule = f"silent stream: no value for {SILENCE_S:g} s, two 30 s polling cycles (domain §3, AQ 6201-2019) [P]"
     if raised:
-        return (f"{sensor} has sent no value at {where} for {since_s or 0:.0f} s while the robot reports ({rule}): "
-                f"the place is unmonitored for this channel; check the sensor and its link.", rule, None)
-    return f"{sensor} reports again ({_v(value, channel)}; {rule}): the alert is cleared.", rule, None
+        return (f"{sensor} has sent no value for {since_s or 0:.0f} s while the robot reports: this reading is not "
+                f"monitored there; check the sensor and its link.", rule, None)
+    return f"{sensor} reports again ({_v(value, channel)}): the alert is cleared.", rule, None
 
 
 KIND = AlertKind.sensor_health

@@ -29,7 +29,8 @@ from minewatch.schema import AlertKind, Severity
 
 from detectors.overrides import Overrides
 
-__all__ = ["DEFAULT_DEBOUNCE", "Rule", "channel_rules", "decimals", "ROBOT_RULES", "where_channel", "where_robot"]
+__all__ = ["DEFAULT_DEBOUNCE", "Rule", "channel_rules", "decimals", "ROBOT_RULES", "subject", "where_place",
+           "where_robot", "fmt_value"]
 
 DEFAULT_DEBOUNCE = 2
 _METHANE = ("ch4", "ch4_hr")
@@ -56,12 +57,36 @@ def fmt_thr(value: float, unit: str) -> str:
     return f"{value:g} {unit}".rstrip()
 
 
-def where_channel(sc: Scenario, c: Channel) -> str:
-    return f"{c.label} in {sc.id} ({sc.name})"
+def fmt_value(value: float | None, unit: str, digits: int) -> str:
+    """A reading for an operator: on/off channels in words, others with their unit."""
+    if value is None or not math.isfinite(value):
+        return "no value"
+    if unit == "" and digits == 0:
+        return "on" if value >= 0.5 else "off"
+    return f"{value:.{digits}f} {unit}".rstrip()
+
+
+def where_place(sc: Scenario) -> str:
+    """``mf01 (15101 fully-mechanised longwall)``."""
+    return f"{sc.id} ({sc.name})"
+
+
+def subject(sc: Scenario, c: Channel) -> str:
+    """What is measured and where, as the subject of an operator's sentence: ``Methane at face T1
+    in mf01 (15101 fully-mechanised longwall)``, ``Bearing temperature in lf01 (...)``."""
+    q = QUANTITIES[c.quantity].name
+    label = c.label
+    at = ""
+    what = label
+    for sep, prep in ((", ", "at"), (" at the ", "at the"), (" at ", "at"), (" in the ", "in the"), (" in ", "in")):
+        if label.startswith(q + sep):
+            what, at = q, f" {prep} {label[len(q) + len(sep):]}"
+            break
+    return f"{what[:1].upper()}{what[1:]}{at} in {where_place(sc)}"
 
 
 def where_robot(robot_id: str, sc: Scenario | None) -> str:
-    return f"robot {robot_id} in {sc.id} ({sc.name})" if sc else f"robot {robot_id}"
+    return f"robot {robot_id} in {where_place(sc)}" if sc else f"robot {robot_id}"
 
 
 @dataclass(frozen=True)
@@ -85,18 +110,23 @@ class Rule:
     power_cut: bool = False  # methane rule with a power-cut level: a clear says power may be restored
     signed: bool = True  # False: the kernel sees |x| (air velocity is signed by direction)
 
-    def message(self, k: int, value: float | None, where: str) -> str:
-        """The operator's sentence for level ``k`` (1-based), or the clear when ``k == 0``."""
-        v = "no value" if value is None or not math.isfinite(value) else f"{value:.{self.digits}f} {self.unit}".rstrip()
+    def message(self, k: int, value: float | None, subject: str) -> str:
+        """The operator's sentence for level ``k`` (1-based), or the clear when ``k == 0``, about
+        ``subject`` (what is measured, and where). Plain words: the rule behind it goes in the
+        alert's evidence, not here."""
+        v = fmt_value(value, self.unit, self.digits)
         if k == 0:
+            if self.quantity == "run":
+                return f"{subject} is running again: the alert is cleared."
             side = "below" if self.direction == "above" else "back above"
             tail = " Power may be restored." if self.power_cut else ""
-            return (f"{self.what} {v} at {where} is {side} the restore level {fmt_thr(self.restore, self.unit)} "
-                    f"({self.rule}): the alert is cleared.{tail}")
+            return (f"{subject} is {v}, {side} the restore level {fmt_thr(self.restore, self.unit)}: "
+                    f"the alert is cleared.{tail}")
+        if self.quantity == "run":
+            return f"{subject} has stopped: {self.actions[k - 1]}."
         thr = self.levels[k - 1][1]
-        verb = "has reached" if self.direction == "above" else "has fallen below"
-        return (f"{self.what} {v} at {where} {verb} the {self.level_names[k - 1]} {fmt_thr(thr, self.unit)} "
-                f"({self.rule}): {self.actions[k - 1]}.")
+        side = "at or above" if self.direction == "above" else "below"
+        return f"{subject} is {v}, {side} the {self.level_names[k - 1]} {fmt_thr(thr, self.unit)}: {self.actions[k - 1]}."
 
 
 def _what(quantity: str) -> str:
@@ -178,9 +208,9 @@ def _derived_rules(sc: Scenario, c: Channel) -> list[Rule]:
                         actions=(_REVERSAL[1],), level_names=("reversal threshold",), what="Air velocity",
                         quantity="ws", unit="m/s", digits=2))
     if c.quantity == "run" and sc.kind is ScenarioKind.local_fan:
-        out.append(_binary_stop("fan_stoppage", "Local fan run signal", Severity.critical, _LOCAL_FAN_STOP))
+        out.append(_binary_stop("fan_stoppage", "The local fan", Severity.critical, _LOCAL_FAN_STOP))
     if c.name == "run_a" and sc.kind is ScenarioKind.main_fan:
-        out.append(_binary_stop("fan_unit_stopped", "Main fan unit A run signal", Severity.warning, (
+        out.append(_binary_stop("fan_unit_stopped", "Main fan unit A", Severity.warning, (
             _MAIN_FAN_STOP[0], "check that standby unit B has started; if not, start it now")))
     if c.quantity == "dp" and sc.kind in (ScenarioKind.main_fan, ScenarioKind.local_fan):
         lo = c.normal[0]
@@ -213,7 +243,7 @@ def channel_rules(scenarios: Mapping[str, Scenario], overrides: Overrides) -> di
             if rules:
                 out[(sc.id, c.name)] = rules
         if sc.kind is ScenarioKind.main_fan:
-            out[(sc.id, "fan")] = [_binary_stop("fan_stoppage", "Main fan run signal", Severity.critical, _MAIN_FAN_STOP)]
+            out[(sc.id, "fan")] = [_binary_stop("fan_stoppage", "The main fan", Severity.critical, _MAIN_FAN_STOP)]
     return out
 
 

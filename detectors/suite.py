@@ -26,13 +26,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from minewatch.catalogue import SCENARIOS, Channel, Scenario, ScenarioKind
-from minewatch.schema import AlertEvent, AlertKind, RobotStatus, Severity
+from minewatch.schema import AlertEvent, AlertKind, AlertTiming, IncidentEvent, RobotStatus, Severity
 from minewatch.wire import Frame
 
 from detectors._state import StreamTable
 from detectors.change import CHANGE_ARGS, CHANGE_COLUMNS, change_kernel, to_score
 from detectors.drift import DRIFT_ARGS, DRIFT_COLUMNS, drift_kernel
 from detectors.engine import AlertEngine, Signal
+from detectors.incidents import Grouping
 from detectors.flatten import Cols, Shape, ShapeTable, gather_kernel
 from detectors.health import HEALTH_ARGS, HEALTH_COLUMNS, health_kernel
 from detectors.health_rules import (HEALTH_DETECTORS, ROBOT_SILENCE_S, SILENCE_S, STUCK_S, health_message,
@@ -40,7 +41,8 @@ from detectors.health_rules import (HEALTH_DETECTORS, ROBOT_SILENCE_S, SILENCE_S
 from detectors.limits import LIMIT_COLUMNS, MAX_LEVELS, limit_kernel
 from detectors.overrides import Overrides
 from detectors.rise import RISE_ARGS, RISE_COLUMNS, RISE_DEFAULTS, rise_kernel
-from detectors.rules import ROBOT_RULES, Rule, channel_rules, decimals, fmt_thr, vibration_rules, where_channel, where_robot
+from detectors.rules import (ROBOT_RULES, Rule, channel_rules, decimals, fmt_thr, fmt_value, subject, vibration_rules,
+                             where_place, where_robot)
 from detectors.vibration import VibrationFeatures, analyse_blocks
 
 __all__ = ["Detection", "DetectorSuite"]
@@ -65,6 +67,24 @@ class Detection:
 
 
 STALE_S = 120.0  # [P] four 30 s polling cycles (domain §3) without a reading from that robot
+
+# Incident causes: what an operator handles as one thing at one place (detectors.incidents).
+_GAS_CAUSE = {"ch4": "methane", "ch4_hr": "methane", "co": "fire", "sm": "fire", "co2": "air-quality",
+              "o2": "air-quality"}
+CAUSE_TITLES = {
+    "methane": "Methane", "fire": "Signs of fire (CO, smoke)", "air-quality": "Air quality (O2, CO2)",
+    "ventilation": "Ventilation", "heat": "Heat", "machine": "Machine condition", "water": "Water level",
+    "sensors": "Sensor faults", "robot": "Robot", "monitoring": "Monitoring", "notice": "Changes to look at",
+}
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        h, m = divmod(round(seconds / 60), 60)
+        return f"{h} h {m:02d} min"
+    if seconds >= 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"
 
 
 class _Evidence:
@@ -95,14 +115,15 @@ class _Evidence:
             rule = suite._lim_rule[self.s]
             sc = suite.scenarios[sid]
             c = sc.channel_map.get(chan)
-            where = where_channel(sc, c) if c else f"{chan} in {sid}"
-            v = f"{self.value:.{rule.digits}f} {rule.unit}".rstrip()
-            msg = (f"{rule.what} {v} read by robot {robot} at {where} is past the restore level "
-                   f"{fmt_thr(rule.restore, rule.unit)} ({rule.rule}), and robot {src}, which reported the "
-                   f"violation, has not read this channel for {quiet:.0f} s: its part of the alert is cleared.")
+            what = subject(sc, c) if c else f"{chan} in {where_place(sc)}"
+            v = fmt_value(self.value, rule.unit, rule.digits)
+            side = "below" if rule.direction == "above" else "back above"
+            msg = (f"{what} reads {v} by robot {robot}, {side} the restore level {fmt_thr(rule.restore, rule.unit)}; "
+                   f"robot {src}, which raised this alert, has not read it for {quiet:.0f} s: its part of the alert "
+                   f"is cleared.")
             out.append(Signal(scenario_id=sid, detector=rule.detector, subject=chan, kind=rule.kind, source=src,
                               severity=None, ts=self.ts, message=msg, value=self.value, limit=rule.restore,
-                              unit=rule.unit, channel=chan, robot_id=robot,
+                              unit=rule.unit, channel=chan, robot_id=robot, timing=suite.timing,
                               evidence={"rule": rule.rule, "robot": robot, "stale_robot": src,
                                         "stale_s": round(quiet, 1), "level": "restore level"}))
         return out
@@ -113,6 +134,7 @@ class _Robot:
     last_seen: int = -1
     scenario: str | None = None
     offline: bool = False  # by its status
+    offline_at: int = -1   # when that status was seen (its arrival live, its time in replay)
     silent: bool = False  # by the deadman
     number: int = -1      # index in DetectorSuite._robot_list
 
@@ -121,7 +143,7 @@ class _Batch:
     """Samples of one batch, per stream family: (stream, time, value, frame index) for the
     limit and base streams, (stream, time, value a, value b, frame index) for drift pairs."""
 
-    __slots__ = ("lim", "base", "pairs", "blocks", "lim_sorted", "robots", "ts")
+    __slots__ = ("lim", "base", "pairs", "blocks", "lim_sorted", "robots", "ts", "clock")
 
     def __init__(self) -> None:
         self.lim = Cols((np.int64, np.int64, np.float64, np.int64))
@@ -131,6 +153,7 @@ class _Batch:
         self.lim_sorted: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self.robots = np.empty(0, dtype=np.int64)  # per frame: the robot's number
         self.ts = np.empty(0, dtype=np.int64)      # per frame: its time
+        self.clock = self.ts                       # per frame: when it was seen (live: its arrival)
 
     @staticmethod
     def sorted(cols: Cols) -> tuple[np.ndarray, ...]:
@@ -206,16 +229,21 @@ class DetectorSuite:
     overrides
         ``--set`` overrides (see :func:`detectors.parse_overrides`); a key that matches nothing
         raises ``ValueError``.
+    timing
+        What the alerts of frames not marked late are: ``live``, or ``historical`` for the
+        suite an ingestor keeps for bulk history (its alerts never reach the live board).
     """
 
-    def __init__(self, scenarios: Mapping[str, Scenario] = SCENARIOS, overrides: Mapping[str, float] | None = None) -> None:
+    def __init__(self, scenarios: Mapping[str, Scenario] = SCENARIOS, overrides: Mapping[str, float] | None = None,
+                 *, timing: AlertTiming = AlertTiming.live) -> None:
         _warm_up()
         self.scenarios = dict(scenarios)
         self.overrides = dict(overrides or {})
+        self.timing = timing  # what the alerts of frames not marked late are: live, or historical (bulk history)
         self._ov = Overrides(self.overrides, self.scenarios)
         self._ov.check_all_match()
         self.rules = channel_rules(self.scenarios, self._ov)
-        self.engine = AlertEngine()
+        self.engine = AlertEngine(group=self.group)
         self._lim = StreamTable(LIMIT_COLUMNS)
         self._lim_rule: list[Rule] = []
         self._lim_meta: list[tuple[str | None, str, str]] = []  # (scenario or None for robot rules, robot, channel)
@@ -308,20 +336,29 @@ class DetectorSuite:
         self._base_rise.append(rise_rule)
 
     # -- batches ---------------------------------------------------------------------------
-    def process(self, frames: Sequence[Frame], *, late: Sequence[bool] | None = None) -> Detection:
-        """Run every detector over a batch of frames (any robots, scenarios and order)."""
+    def process(self, frames: Sequence[Frame], *, late: Sequence[bool] | None = None,
+                arrived: Sequence[int] | None = None) -> Detection:
+        """Run every detector over a batch of frames (any robots, scenarios and order).
+
+        ``late`` flags frames that arrived late (their alerts are marked late). ``arrived`` is
+        when each frame reached the ingestor (its clock): whether a robot is still reporting is
+        judged by it, so a backlog being worked off does not look like a silent robot. Without it
+        (replay), by the frames' own times."""
         if late is not None and len(late) != len(frames):
             raise ValueError(f"late has {len(late)} flags for {len(frames)} frames")
+        if arrived is not None and len(arrived) != len(frames):
+            raise ValueError(f"arrived has {len(arrived)} times for {len(frames)} frames")
         if not frames:
             return Detection()
         batch = self._flatten(frames)
+        batch.clock = batch.ts if arrived is None else np.asarray(arrived, dtype=np.int64)
         lines = self._vibration(batch, frames)
         pending: list[tuple[int, int, int, Signal]] = []
         self._run_limits(batch, frames, late, pending)
         self._run_base(batch, frames, late, pending)
         self._run_drift(batch, late, pending)
+        self._robot_frames(frames, batch, int(batch.clock.max()), pending)
         now = int(batch.ts.max())
-        self._robot_frames(frames, batch, now, pending)
         pending.sort(key=lambda p: p[:3])
         events: list[AlertEvent] = []
         for *_, item in pending:
@@ -624,14 +661,13 @@ class DetectorSuite:
             tol = float(self._drift["tol"][s])
             rule = (f"drift against a neighbouring sensor: the difference of two sensors of one place moved "
                     f"{tol:g} {ca.unit} from its usual value for 5 min, outside gas events [P]")
+            sensors = f"The {ca.label} and {cb.label} sensors read by robot {rid} in {where_place(sc)}"
             if code:
-                msg = (f"The {ca.label} and {cb.label} sensors read by robot {rid} in {sid} ({sc.name}) have drifted "
-                       f"apart: now {xa[i]:.2f} and {xb[i]:.2f} {ca.unit}, {gap:+.2f} {ca.unit} off their usual "
-                       f"difference ({rule}): one of them is out of calibration; check both against a hand-held "
-                       f"detector and recalibrate.")
+                msg = (f"{sensors} have drifted apart: now {xa[i]:.2f} and {xb[i]:.2f} {ca.unit}, {gap:+.2f} {ca.unit} "
+                       f"off their usual difference: one of them is out of calibration; check both against a "
+                       f"hand-held detector and recalibrate.")
             else:
-                msg = (f"The {ca.label} and {cb.label} sensors read by robot {rid} in {sid} ({sc.name}) agree again "
-                       f"({xa[i]:.2f} and {xb[i]:.2f} {ca.unit}; {rule}): the alert is cleared.")
+                msg = f"{sensors} agree again ({xa[i]:.2f} and {xb[i]:.2f} {ca.unit}): the alert is cleared."
             fi = int(origin[i])
             evidence: dict[str, object] = {"rule": rule, "robot": rid, "neighbour": cb.name,
                                            "neighbour_value": float(xb[i]), "offset": round(gap, 4)}
@@ -640,7 +676,8 @@ class DetectorSuite:
             pending.append((ts, 6, s, Signal(
                 scenario_id=sid, detector="sensor_drift", subject=f"{ca.name}.{cb.name}", kind=AlertKind.sensor_health,
                 source=rid, severity=health_severity(ca) if code else None, ts=ts, message=msg, value=float(xa[i]),
-                limit=tol, unit=ca.unit, channel=ca.name, robot_id=rid, evidence=evidence)))
+                limit=tol, unit=ca.unit, channel=ca.name, robot_id=rid, evidence=evidence,
+                timing=AlertTiming.late if late and late[fi] else self.timing)))
 
     def _lim_after_batch(self, batch: _Batch) -> None:
         if batch.lim_sorted is None:
@@ -672,20 +709,25 @@ class DetectorSuite:
         evidence["restore"] = rule.restore
         if is_late:
             evidence["late"] = True
+        timing = AlertTiming.late if is_late else self.timing
         if scenario_id is None:  # a robot rule: the robot is where its frame says
             sc = self.scenarios.get(f.scenario_id)
-            where = where_robot(robot_id, sc)
+            what = f"{rule.what} of {where_robot(robot_id, sc)}"
             return Signal(scenario_id=f.scenario_id, place=ROBOTS, detector=rule.detector, subject=robot_id,
-                          kind=rule.kind, source=robot_id, severity=severity, ts=ts, message=rule.message(k, value, where),
-                          value=value, limit=limit, unit=rule.unit, channel=None, robot_id=robot_id, evidence=evidence)
+                          kind=rule.kind, source=robot_id, severity=severity, ts=ts, message=rule.message(k, value, what),
+                          value=value, limit=limit, unit=rule.unit, channel=None, robot_id=robot_id, evidence=evidence,
+                          timing=timing)
         sc = self.scenarios[scenario_id]
         c = sc.channel_map.get(channel)
-        where = where_channel(sc, c) if c else f"{channel} in {sc.id} ({sc.name})"
-        message = rule.message(k, value, where)
+        if rule.quantity == "run":
+            what = f"{rule.what} in {where_place(sc)}"
+        else:
+            what = subject(sc, c) if c else f"{channel} in {where_place(sc)}"
         feats = self._vib_feats.get((s, ts))
         if feats is not None and sc.machine is not None:
-            where = f"the {sc.machine.name} in {sc.id} ({sc.name})"
-            message = rule.message(k, value, where)
+            what = f"{rule.what} of the {sc.machine.name} in {where_place(sc)}"
+        message = rule.message(k, value, what)
+        if feats is not None and sc.machine is not None:
             diag = feats.diagnosis
             message += (f" Diagnosis: {diag}; zone {feats.zone}, {feats.rms_mm_s:.2f} mm/s, kurtosis {feats.kurtosis:.1f}, "
                         f"crest factor {feats.crest:.1f}.")
@@ -695,7 +737,7 @@ class DetectorSuite:
                                     "bsf": round(feats.bsf_snr_db, 1)})
         return Signal(scenario_id=scenario_id, detector=rule.detector, subject=channel, kind=rule.kind, source=robot_id,
                       severity=severity, ts=ts, message=message, value=value, limit=limit,
-                      unit=rule.unit, channel=channel, robot_id=robot_id, evidence=evidence)
+                      unit=rule.unit, channel=channel, robot_id=robot_id, evidence=evidence, timing=timing)
 
     def _run_base(self, batch: _Batch, frames: Sequence[Frame], late: Sequence[bool] | None,
                   pending: list[tuple[int, int, int, Signal]]) -> None:
@@ -746,35 +788,42 @@ class DetectorSuite:
         return Signal(scenario_id=sid, detector=HEALTH_DETECTORS[col], subject=chan, kind=AlertKind.sensor_health,
                       source=rid, severity=health_severity(c) if code else None, ts=ts, message=msg,
                       value=shown if shown is None or np.isfinite(shown) else None, limit=limit,
-                      unit=c.unit if c else None, channel=chan, robot_id=rid, evidence=evidence)
+                      unit=c.unit if c else None, channel=chan, robot_id=rid, evidence=evidence,
+                      timing=AlertTiming.late if is_late else self.timing)
 
     def _rise_signal(self, s: int, code: int, value: float, ts: int, slope: float, is_late: bool) -> Signal:
+        """A rate-of-rise step. The alert's ``value`` is the rate and its ``limit`` the rate that
+        alerts (per minute, unit ``%/min``); the level reached and the limit it heads for are in
+        the evidence and the sentence."""
         sid, rid, chan, c = self._base_meta[s]
         rule = self._base_rise[s]
         assert rule is not None and c is not None
         sc = self.scenarios[sid]
         b = self._base
         per_min = slope * 60.0
-        rise_rule = f"rate of rise {float(b['rise'][s]) * 60.0:g} {c.unit}/min projected {b['rise_horizon'][s]:g} s ahead [P]"
-        where = where_channel(sc, c)
-        v = f"{value:.{rule.digits}f} {c.unit}"
+        rise_per_min = float(b["rise"][s]) * 60.0
+        horizon = float(b["rise_horizon"][s])
+        unit = f"{c.unit}/min"
+        rise_rule = f"rate of rise {rise_per_min:g} {unit}, projected {horizon:g} s ahead [P]"
+        what = subject(sc, c)
+        now = fmt_value(value, c.unit, rule.digits)
+        evidence: dict[str, object] = {"rule": rise_rule, "robot": rid, "rate_per_min": round(per_min, 4),
+                                       "level": value, "level_unit": c.unit}
         if code == 0:
-            msg = f"{rule.what} at {where} has stopped rising fast ({v}; {rise_rule}): the rate alert is cleared."
-            limit = None
+            msg = f"{what} has stopped rising fast (now {now}): the alert is cleared."
         else:
-            limit = float(b["rise_cut"][s]) if code == 2 else float(b["rise_target"][s])
+            target = float(b["rise_cut"][s]) if code == 2 else float(b["rise_target"][s])
             name = "power-cut level" if code == 2 and rule.power_cut else rule.level_names[0]
-            msg = (f"{rule.what} {v} at {where} is rising {per_min:.2f} {c.unit}/min and will reach the {name} "
-                   f"{fmt_thr(limit, c.unit)} within {b['rise_horizon'][s]:g} s at this rate ({rise_rule}; limit from "
-                   f"{rule.rule}): find the cause now (airflow, local fan, outburst signs) and be ready to withdraw "
-                   f"people and cut power.")
-        evidence: dict[str, object] = {"rule": rise_rule, "robot": rid, "rate_per_min": round(per_min, 4)}
+            evidence.update(heading_for=target, heading_for_level=name, limit_rule=rule.rule)
+            msg = (f"{what} is rising {per_min:.2f} {unit} (now {now}); at this rate it reaches the {name} "
+                   f"{fmt_thr(target, c.unit)} within {horizon:g} s: find the cause now (airflow, local fan, outburst "
+                   f"signs) and be ready to withdraw people and cut power.")
         if is_late:
             evidence["late"] = True
         severity = None if code == 0 else (Severity.alarm if code == 2 else Severity.warning)
         return Signal(scenario_id=sid, detector="rate_of_rise", subject=chan, kind=rule.kind, source=rid,
-                      severity=severity, ts=ts, message=msg, value=value, limit=limit, unit=c.unit, channel=chan,
-                      robot_id=rid, evidence=evidence)
+                      severity=severity, ts=ts, message=msg, value=round(per_min, 4), limit=rise_per_min, unit=unit,
+                      channel=chan, robot_id=rid, evidence=evidence, timing=AlertTiming.late if is_late else self.timing)
 
     def _change_signal(self, s: int, code: int, value: float, ts: int, score: float, usual: float,
                        is_late: bool) -> Signal:
@@ -782,23 +831,24 @@ class DetectorSuite:
         assert c is not None
         sc = self.scenarios[sid]
         b = self._base
-        where = where_channel(sc, c)
+        what = subject(sc, c)
         rule = (f"change detector: robust CUSUM, threshold {b['c_h'][s]:g}, after a {int(b['c_warmup'][s])}-value "
                 f"warm-up [P]")
-        v = f"{value:.{decimals(c.quantity)}f} {c.unit}".rstrip() if np.isfinite(value) else str(value)
+        digits = decimals(c.quantity)
+        v = fmt_value(value, c.unit, digits) if np.isfinite(value) else str(value)
         if code:
-            msg = (f"{c.label[:1].upper() + c.label[1:]} at {where} has changed from its usual level "
-                   f"{usual:.{decimals(c.quantity)}f} {c.unit} to {v} (score {score:.2f}; {rule}): "
-                   f"check whether the change is real or the sensor is drifting.")
+            msg = (f"{what} has changed from its usual {fmt_value(usual, c.unit, digits)} to {v}: check whether the "
+                   f"change is real or the sensor is drifting.")
         else:
-            msg = f"{c.label[:1].upper() + c.label[1:]} at {where} is steady again at {v} ({rule}): the notice is cleared."
-        evidence: dict[str, object] = {"rule": rule, "robot": rid, "score": round(score, 3)}
+            msg = f"{what} is steady again at {v}: the notice is cleared."
+        evidence: dict[str, object] = {"rule": rule, "robot": rid, "score": round(score, 3),
+                                       "usual": round(float(usual), 6)}
         if is_late:
             evidence["late"] = True
         return Signal(scenario_id=sid, detector="change", subject=chan, kind=CHANGE_QUANTITIES[c.quantity], source=rid,
                       severity=Severity.info if code else None, ts=ts, message=msg,
                       value=value if np.isfinite(value) else None, unit=c.unit, channel=chan, robot_id=rid,
-                      evidence=evidence)
+                      evidence=evidence, timing=AlertTiming.late if is_late else self.timing)
 
     # -- robots ------------------------------------------------------------------------------
     def _robot(self, rid: str) -> _Robot:
@@ -812,18 +862,59 @@ class DetectorSuite:
         r = self._robot(rid)
         sid = scenario_id or r.scenario or "unknown"
         where = where_robot(rid, self.scenarios.get(sid))
+        robot = where[:1].upper() + where[1:]
         if source == "status":
             rule = "robot status: offline (status message or its MQTT last will)"
-            msg = (f"The {where} is offline ({rule}): its readings have stopped; check the robot and cover its "
-                   f"route by a manual inspection." if on else f"The {where} is back online ({rule}): the alert is cleared.")
+            msg = (f"{robot} is offline: its readings have stopped. Check the robot and cover its route by a "
+                   f"manual inspection." if on else f"{robot} is back online: the alert is cleared.")
         else:
             rule = f"robot deadman: no frame for {ROBOT_SILENCE_S:g} s, two 30 s polling cycles (domain §3) [P]"
-            msg = (f"The {where} has sent nothing for {ROBOT_SILENCE_S:g} s ({rule}): check its 5G link and "
-                   f"battery; its route is not being inspected." if on else
-                   f"The {where} reports again ({rule}): the alert is cleared.")
+            msg = (f"{robot} has sent nothing for {ROBOT_SILENCE_S:g} s: check its 5G link and battery; its route "
+                   f"is not being inspected." if on else f"{robot} reports again: the alert is cleared.")
         return Signal(scenario_id=sid, place=ROBOTS, detector="robot_offline", subject=rid, kind=AlertKind.robot_health,
                       source=source, severity=Severity.warning if on else None, ts=ts, message=msg, robot_id=rid,
-                      evidence={"rule": rule, "robot": rid, "by": source})
+                      evidence={"rule": rule, "robot": rid, "by": source}, timing=self.timing)
+
+    def robot_clock(self, robot_id: str, scenario_id: str, offset_ns: int, ts: int, why: str) -> list[AlertEvent]:
+        """The ingestor's correction of a robot's clock (``offset_ns`` added to its times; 0: its clock
+        is right again): a ``robot_clock`` warning while a correction stands."""
+        sid = scenario_id if scenario_id in self.scenarios else self._robot(robot_id).scenario or scenario_id
+        where = where_robot(robot_id, self.scenarios.get(sid))
+        off_s = -offset_ns / _NS  # how far the robot's clock is ahead (negative: behind)
+        rule = "robot clock against the ingestor's: more than 5 s ahead, or behind by a jump or steadily [P]"
+        if offset_ns:
+            side = "ahead of" if off_s > 0 else "behind"
+            msg = (f"The clock of {where} is {_duration(abs(off_s))} {side} the control room's ({why}): its readings "
+                   f"are placed at the time they arrived. Set the robot's clock.")
+        else:
+            msg = f"The clock of {where} is right again: the alert is cleared."
+        sig = Signal(scenario_id=sid, place=ROBOTS, detector="robot_clock", subject=robot_id, kind=AlertKind.robot_health,
+                     source=robot_id, severity=Severity.warning if offset_ns else None, ts=ts, message=msg,
+                     value=round(off_s, 3), unit="s", robot_id=robot_id,
+                     evidence={"rule": rule, "robot": robot_id, "offset_s": round(off_s, 3), "why": why})
+        return self.engine.update(sig)
+
+    def group(self, ev: AlertEvent) -> Grouping:
+        """The incident an alert belongs to: its place and cause (see :mod:`detectors.incidents`)."""
+        if ev.kind is AlertKind.robot_health and ev.robot_id:
+            return Grouping(ev.robot_id, "robot", f"Robot {ev.robot_id}")
+        sc = self.scenarios.get(ev.scenario_id)
+        c = sc.channel_map.get(ev.channel or "") if sc else None
+        q = c.quantity if c else ""
+        if ev.kind is AlertKind.system:
+            cause = "monitoring"
+        elif ev.detector == "change":
+            cause = "notice"
+        elif ev.kind is AlertKind.gas or ev.detector == "rate_of_rise":
+            cause = _GAS_CAUSE.get(q, "air-quality")
+        elif ev.kind is AlertKind.ventilation:
+            cause = "heat" if ev.detector.startswith("temperature") else "ventilation"
+        elif ev.kind is AlertKind.vibration:
+            cause = "water" if ev.detector.startswith("water_level") else "machine"
+        else:
+            cause = "sensors"
+        where = f"{sc.id}, {sc.name}" if sc else ev.scenario_id
+        return Grouping(ev.scenario_id, cause, f"{CAUSE_TITLES[cause]} at {where}")
 
     def _robot_frames(self, frames: Sequence[Frame], batch: _Batch, now: int,
                       pending: list[tuple[int, int, int, Signal]]) -> None:
@@ -832,8 +923,8 @@ class DetectorSuite:
         that time, and the next frame clears it. Robots without a gap or a standing silence
         are updated in bulk; the others frame by frame."""
         gap = int(ROBOT_SILENCE_S * _NS)
-        order = np.lexsort((batch.ts, batch.robots))
-        r, t = batch.robots[order], batch.ts[order]
+        order = np.lexsort((batch.clock, batch.robots))
+        r, t = batch.robots[order], batch.clock[order]
         starts = np.flatnonzero(np.r_[True, r[1:] != r[:-1]])
         ends = np.r_[starts[1:], r.shape[0]]
         # groups with a gap inside: the gap between i and i + 1 within one robot
@@ -844,7 +935,7 @@ class DetectorSuite:
         walk = []  # robots whose frames go one by one: in robot id order, as their events
         for g, (a, b) in enumerate(zip(starts.tolist(), ends.tolist())):
             rob = robots[rl[a]]
-            if (g + 1) in gapped or rob.silent or (rob.last_seen >= 0 and tl[a] - rob.last_seen >= gap):
+            if (g + 1) in gapped or rob.silent or rob.offline or (rob.last_seen >= 0 and tl[a] - rob.last_seen >= gap):
                 walk.append((frames[ol[a]].robot_id, a, b, rob))
             elif tl[b - 1] >= rob.last_seen:
                 if rob.last_seen < 0:
@@ -852,24 +943,30 @@ class DetectorSuite:
                 rob.last_seen = tl[b - 1]
                 rob.scenario = frames[ol[b - 1]].scenario_id
         for _, a, b, rob in sorted(walk, key=lambda w: w[0]):
-            for fi in ol[a:b]:
-                self._robot_frame(frames[fi], rob, gap, pending)
+            for k in range(a, b):
+                self._robot_frame(frames[ol[k]], tl[k], rob, gap, pending)
         for sig in self._deadman(now):
             pending.append((sig.ts, 3, 0, sig))
 
-    def _robot_frame(self, f: Frame, r: _Robot, gap: int, pending: list[tuple[int, int, int, Signal]]) -> None:
-        if r.last_seen >= 0 and f.ts - r.last_seen >= gap and not r.silent and not r.offline:
+    def _robot_frame(self, f: Frame, t: int, r: _Robot, gap: int, pending: list[tuple[int, int, int, Signal]]) -> None:
+        """One frame of a robot seen at ``t`` (its arrival live, its time in replay). A frame after the
+        robot's offline status proves it back: its offline alert clears."""
+        if r.offline and t > r.offline_at:
+            r.offline = False
+            pending.append((t, 3, 1, self._offline_signal(f.robot_id, "status", False, t, f.scenario_id)))
+            self._deadman_due = 0
+        if r.last_seen >= 0 and t - r.last_seen >= gap and not r.silent and not r.offline:
             pending.append((r.last_seen + gap, 3, 0, self._offline_signal(f.robot_id, "silence", True,
                                                                          r.last_seen + gap, r.scenario)))
             r.silent = True
-        if r.silent and f.ts >= r.last_seen:
-            pending.append((f.ts, 3, 1, self._offline_signal(f.robot_id, "silence", False, f.ts, f.scenario_id)))
+        if r.silent and t >= r.last_seen:
+            pending.append((t, 3, 1, self._offline_signal(f.robot_id, "silence", False, t, f.scenario_id)))
             r.silent = False
             self._deadman_due = 0
-        if f.ts >= r.last_seen:
+        if t >= r.last_seen:
             if r.last_seen < 0:
                 self._deadman_due = 0
-            r.last_seen = f.ts
+            r.last_seen = t
             r.scenario = f.scenario_id
 
     def _deadman(self, now: int) -> list[Signal]:
@@ -906,29 +1003,35 @@ class DetectorSuite:
         events.extend(self.engine.advance(now_ns))
         return events
 
-    def robot_status(self, status: RobotStatus) -> list[AlertEvent]:
-        """A robot's retained status: online/offline, battery and 5G link."""
+    def robot_status(self, status: RobotStatus, arrived: int | None = None) -> list[AlertEvent]:
+        """A robot's retained status: online/offline, battery and 5G link. ``arrived``: when it
+        reached the ingestor (live), which then counts as the robot's sign of life instead of its
+        own ``ts``."""
+        if not status.online and status.ts is None and status.robot_id not in self._robots:
+            return []  # the will of a robot never seen reporting: nothing has changed
         r = self._robot(status.robot_id)
         ts = status.ts if status.ts is not None else max(r.last_seen, 0)
+        seen = arrived if arrived is not None else status.ts
         if status.scenario_id:
             r.scenario = status.scenario_id
         sigs: list[Signal] = []
         if not status.online and not r.offline:
             r.offline = True
+            r.offline_at = seen if seen is not None else max(r.last_seen, 0)
             sigs.append(self._offline_signal(status.robot_id, "status", True, ts, status.scenario_id))
         elif status.online:
             if r.offline:
                 r.offline = False
                 self._deadman_due = 0
                 sigs.append(self._offline_signal(status.robot_id, "status", False, ts, status.scenario_id))
-            if r.silent and status.ts is not None and status.ts >= r.last_seen:
+            if r.silent and seen is not None and seen >= r.last_seen:
                 r.silent = False
                 self._deadman_due = 0
                 sigs.append(self._offline_signal(status.robot_id, "silence", False, ts, status.scenario_id))
-            if status.ts is not None:
+            if seen is not None:
                 if r.last_seen < 0:
                     self._deadman_due = 0
-                r.last_seen = max(r.last_seen, status.ts)
+                r.last_seen = max(r.last_seen, seen)
         vals = {"battery": None if status.charging else status.battery}
         if status.link is not None:
             vals.update(link_latency_ms=status.link.latency_ms, link_rssi_dbm=status.link.rssi_dbm,
@@ -949,6 +1052,15 @@ class DetectorSuite:
             events.extend(self.engine.update(sig))
         return events
 
+    def give_robots_until(self, ts: int) -> None:
+        """Count every robot being watched as seen at ``ts`` at the latest: an ingestor that starts
+        gives each robot it knows from stored data a full silence time to show up (its queued
+        messages come first) before calling it silent."""
+        for r in self._robots.values():
+            if r.last_seen >= 0 and not r.silent and not r.offline and r.last_seen < ts:
+                r.last_seen = ts
+        self._deadman_due = 0
+
     def acknowledge(self, alert_id: str, operator: str, note: str | None, ts_ns: int) -> AlertEvent:
         """Acknowledge an active alert; ``KeyError`` if ``alert_id`` is not active."""
         return self.engine.acknowledge(alert_id, operator, note, ts_ns)
@@ -957,14 +1069,29 @@ class DetectorSuite:
         """The current state of every active alert."""
         return self.engine.active()
 
-    def restore(self, events: Iterable[AlertEvent]) -> None:
-        """Rebuild active alerts from stored events after a restart, so ids stay stable and a
-        condition still present does not raise a second alert."""
+    def restore(self, events: Iterable[AlertEvent], incidents: Iterable[IncidentEvent] = (), *,
+                seed: bool = True) -> list[AlertEvent]:
+        """Rebuild active alerts (and their incidents) from stored events after a restart, so ids
+        stay stable and a condition still present does not raise a second alert. With ``seed``,
+        each detector's state is put back where the alert says (:meth:`seed`), so the next
+        reading past the restore level clears it. Returns the alerts now active.
+
+        An ingestor restores without seeding, runs the last minutes of stored readings through the
+        detectors (a condition seen in them joins its restored alert; one that ended in them clears
+        it), and then seeds what is left."""
         restored = self.engine.restore(
             events, place_of=lambda e: ROBOTS if e.kind is AlertKind.robot_health else e.scenario_id,
             source_of=lambda e: str(e.evidence.get("by", e.robot_id or "")) if e.detector == "robot_offline"
-            else e.robot_id or "")
-        for ev in restored:
+            else e.robot_id or "", incidents=incidents)
+        if seed:
+            self.seed(restored)
+        return restored
+
+    def seed(self, events: Iterable[AlertEvent]) -> None:
+        """Put the detector state of each active alert in ``events`` back in its raised state where
+        it is idle (never lowering one that is raised), so the next reading decides: past the
+        restore level it clears the alert, still in violation it keeps it without a second raise."""
+        for ev in events:
             if ev.robot_id is None:
                 continue
             if ev.detector in HEALTH_DETECTORS or ev.detector == "rate_of_rise":
@@ -975,7 +1102,7 @@ class DetectorSuite:
                 nb = ev.evidence.get("neighbour")
                 if sc is not None and ev.channel in sc.channel_map and nb in sc.channel_map:
                     s = self._drift_stream(ev.scenario_id, ev.robot_id, sc.channel_map[ev.channel], sc.channel_map[nb])
-                    self._drift["state"][s] = 1
+                    self._drift["state"][s] = max(1, int(self._drift["state"][s]))
                 continue
             if ev.kind is AlertKind.robot_health:
                 for name, rule in ROBOT_RULES.items():
@@ -983,9 +1110,20 @@ class DetectorSuite:
                         self._seed(("", ev.robot_id, name, 0), rule, ev.severity)
                 if ev.detector == "robot_offline":
                     r = self._robot(ev.robot_id)
-                    by = ev.evidence.get("by")
-                    r.offline = by == "status"
-                    r.silent = by != "status"
+                    if ev.evidence.get("by") == "status":
+                        r.offline = True
+                    else:
+                        r.silent = True
+                continue
+            if ev.detector == "change":
+                if ev.scenario_id in self.scenarios and ev.channel:
+                    s, _ = self._route(ev.scenario_id, ev.robot_id, ev.channel)
+                    self._base["c_state"][s] = max(1, int(self._base["c_state"][s]))
+                continue
+            vib = self._vib_rules.get(ev.scenario_id)
+            if vib is not None and ev.detector in (vib[0].detector, vib[1].detector):
+                j = 0 if ev.detector == vib[0].detector else 1
+                self._seed((ev.scenario_id, ev.robot_id, ev.channel or "", 100 + j), vib[j], ev.severity)
                 continue
             for j, rule in enumerate(self.rules.get((ev.scenario_id, ev.channel or ""), ())):
                 if rule.detector == ev.detector:
@@ -999,10 +1137,13 @@ class DetectorSuite:
         s, _ = self._route(ev.scenario_id, ev.robot_id or "", ev.channel)
         b = self._base
         if ev.detector == "rate_of_rise":
-            b["rise_state"][s] = 2 if ev.severity is Severity.alarm else 1
+            if b["rise_state"][s] == 0:
+                b["rise_state"][s] = 2 if ev.severity is Severity.alarm else 1
             return
         col = HEALTH_DETECTORS.index(ev.detector)
         name = ("h_rng_state", "h_stuck", "h_spike_state", "h_silent")[col]
+        if b[name][s]:
+            return
         b[name][s] = 1
         if col == 1:
             b["h_last_x"][s] = ev.value if ev.value is not None else np.nan
@@ -1012,4 +1153,6 @@ class DetectorSuite:
     def _seed(self, key: tuple[str, str, str, int], rule: Rule, severity: Severity) -> None:
         ks = [k for k, (sev, _) in enumerate(rule.levels, start=1) if sev is severity]
         if ks:
-            self._lim["level"][self._limit_stream(key, rule)] = ks[0]
+            s = self._limit_stream(key, rule)
+            if self._lim["level"][s] == 0:
+                self._lim["level"][s] = ks[0]

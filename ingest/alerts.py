@@ -1,10 +1,13 @@
-"""Publishing alert events, and reading the active ones back after a restart.
+"""Publishing alert and incident events, and reading the active ones back after a restart.
 
-Every event goes out three ways: QoS 1 on ``alerts/{scenario}/{kind}`` (integrators follow the
+Every live event goes out three ways: QoS 1 on ``alerts/{scenario}/{kind}`` (integrators follow the
 stream), QoS 1 retained on ``alerts/active/{alert_id}`` (a late subscriber sees what is active
 now; a ``cleared`` event replaces it with an empty retained message, which removes it), and a
-point in ``alert_events``. The ingestor is the only writer of the retained topics; acks from the
-API arrive as requests on ``alerts/ack/{alert_id}`` and come back out as ``acknowledged`` events.
+point in ``alert_events``. Incident events go the same three ways on ``incidents/{scenario}/{cause}``,
+``incidents/active/{incident_id}`` and ``incident_events``. Historical events (from bulk history)
+are only stored. The ingestor is the only writer of the retained topics; acks from the API arrive
+as requests on ``alerts/ack/{alert_id}`` or ``incidents/ack/{incident_id}`` and come back out as
+``acknowledged`` events.
 """
 
 from __future__ import annotations
@@ -18,19 +21,21 @@ from collections.abc import Callable
 from pydantic import ValidationError
 
 from minewatch.mqtt import paho_client
-from minewatch.schema import AlertEvent, AlertState
+from minewatch.schema import AlertEvent, AlertState, AlertTiming, IncidentEvent, IncidentState
 from minewatch.settings import Settings
 from minewatch.topics import Topics
 
-from ingest.lines import alert_line
+from ingest.lines import alert_line, incident_line
 
-__all__ = ["publish_event", "read_active"]
+__all__ = ["publish_event", "publish_incident", "read_active"]
 
 log = logging.getLogger("minewatch.ingest.alerts")
 
 
 def publish_event(publish: Callable[[str, bytes, int, bool], None], topics: Topics, ev: AlertEvent) -> str | None:
-    """Publish ``ev`` on its event and active topics; return its ``alert_events`` line."""
+    """Publish ``ev`` on its event and active topics (unless historical); return its ``alert_events`` line."""
+    if ev.timing is AlertTiming.historical:
+        return alert_line(ev)
     payload = ev.model_dump_json(exclude_none=True).encode()
     publish(topics.alert(ev.scenario_id, ev.kind.value), payload, 1, False)
     if ev.state == AlertState.cleared:
@@ -40,8 +45,21 @@ def publish_event(publish: Callable[[str, bytes, int, bool], None], topics: Topi
     return alert_line(ev)
 
 
-def read_active(settings: Settings, timeout: float = 10.0) -> list[AlertEvent]:
-    """The alerts retained under ``alerts/active/+``, read with a short-lived clean session.
+def publish_incident(publish: Callable[[str, bytes, int, bool], None], topics: Topics,
+                     inc: IncidentEvent) -> str | None:
+    """Publish ``inc`` on its event and active topics (unless historical); return its
+    ``incident_events`` line."""
+    if inc.timing is AlertTiming.historical:
+        return incident_line(inc)
+    payload = inc.model_dump_json(exclude_none=True).encode()
+    publish(topics.incident(inc.scenario_id, inc.cause), payload, 1, False)
+    publish(topics.incident_active(inc.incident_id), b"" if inc.state is IncidentState.cleared else payload, 1, True)
+    return incident_line(inc)
+
+
+def read_active(settings: Settings, timeout: float = 10.0) -> tuple[list[AlertEvent], list[IncidentEvent]]:
+    """The alerts and incidents retained under ``alerts/active/+`` and ``incidents/active/+``,
+    read with a short-lived clean session.
 
     Retained messages are sent right after the subscription; a marker message published after
     subscribing arrives behind them, so when it comes back every retained alert is in.
@@ -49,12 +67,13 @@ def read_active(settings: Settings, timeout: float = 10.0) -> list[AlertEvent]:
     topics = settings.topics
     marker = f"{topics.prefix}/ingest/marker/{uuid.uuid4().hex}"
     events: list[AlertEvent] = []
+    incidents: list[IncidentEvent] = []
     done = threading.Event()
     client = paho_client(settings.mqtt, f"minewatch-ingest-restore-{uuid.uuid4().hex[:8]}",
                          ca=settings.mqtt_ca, cert=settings.mqtt_cert, key=settings.mqtt_key)
 
     def on_connect(c, userdata, flags, rc, props):  # noqa: ANN001, ANN202
-        c.subscribe([(topics.all_active, 1), (marker, 1)])
+        c.subscribe([(topics.all_active, 1), (topics.all_active_incidents, 1), (marker, 1)])
 
     def on_subscribe(c, userdata, mid, rcs, props):  # noqa: ANN001, ANN202
         c.publish(marker, b"1", qos=1)
@@ -66,9 +85,12 @@ def read_active(settings: Settings, timeout: float = 10.0) -> list[AlertEvent]:
         if not msg.payload:
             return
         try:
-            events.append(AlertEvent.model_validate_json(msg.payload))
+            if topics.parse_incident(msg.topic) is not None:
+                incidents.append(IncidentEvent.model_validate_json(msg.payload))
+            else:
+                events.append(AlertEvent.model_validate_json(msg.payload))
         except ValidationError as exc:
-            log.warning("ignoring a retained alert on %s that is not an alert event: %s", msg.topic, exc)
+            log.warning("ignoring a retained message on %s that is not an alert or incident event: %s", msg.topic, exc)
 
     client.on_connect, client.on_subscribe, client.on_message = on_connect, on_subscribe, on_message
     target = settings.mqtt
@@ -81,4 +103,5 @@ def read_active(settings: Settings, timeout: float = 10.0) -> list[AlertEvent]:
     finally:
         client.disconnect()
         client.loop_stop()
-    return [e for e in events if e.state != AlertState.cleared]
+    return ([e for e in events if e.state != AlertState.cleared],
+            [i for i in incidents if i.state != IncidentState.cleared])

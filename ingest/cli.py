@@ -46,6 +46,19 @@ def _partition(ctx: click.Context, param: click.Parameter, value: str):  # noqa:
 @click.option("--late-after", type=click.FloatRange(0.0, min_open=True), default=30.0, show_default=True,
               help="Mark a frame late when its robot time is this many seconds behind the clock (a 5G backlog); "
                    "frames that fill a seq gap are late too. 30 s is the monitoring system's polling cycle (domain §3).")
+@click.option("--live-horizon", type=click.FloatRange(60.0), default=3600.0, show_default=True,
+              help="Frames older than this many seconds (by the robot's clock, corrected) are bulk history: stored "
+                   "and run through detectors of their own whose alerts are only stored, never on the live board.")
+@click.option("--clock-tolerance", type=click.FloatRange(0.0, min_open=True), default=5.0, show_default=True,
+              help="A robot clock further than this ahead of the ingestor's (or jumping back) is corrected, with a "
+                   "robot_clock alert.")
+@click.option("--warmup", type=click.FloatRange(0.0), default=600.0, show_default=True,
+              help="At start, run this many seconds of stored telemetry through the detectors, so rate of rise, "
+                   "stuck sensors, change and drift work from the first frame and restored alerts are checked "
+                   "(0: start cold).")
+@click.option("--clock", type=click.Choice(["wall", "data"]), default="wall", show_default=True,
+              help="wall: the ingestor's own clock (live). data: the newest event time seen, for a recorded or "
+                   "simulated mine sent faster than real time (simulate --speed N, benchmarks).")
 @click.option("--stop-timeout", type=click.FloatRange(0.5), default=5.0, show_default=True,
               help="Seconds from SIGTERM/Ctrl-C to exit: finish the batch in hand, write or spool it, acknowledge, "
                    "disconnect. Writes still waiting on InfluxDB then go to the spool; anything not yet durable "
@@ -56,7 +69,9 @@ def _partition(ctx: click.Context, param: click.Parameter, value: str):  # noqa:
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
 def ingest(mqtt_url: str | None, influx_url: str | None, influx_db: str | None, topic_prefix: str | None, partition,
            client_id: str | None, spool_dir: Path | None, spool_max_mb: int, metrics_port: int | None, metrics_host: str,
-           batch_size: int, batch_ms: float, late_after: float, stop_timeout: float, no_detectors: bool, limits: tuple[str, ...], log_level: str) -> None:  # noqa: ANN001
+           batch_size: int, batch_ms: float, late_after: float, live_horizon: float, clock_tolerance: float,
+           warmup: float, clock: str, stop_timeout: float, no_detectors: bool, limits: tuple[str, ...],
+           log_level: str) -> None:  # noqa: ANN001
     """Consume telemetry, store every reading in InfluxDB, run the detectors, publish alerts.
 
     Subscribes with QoS 1 on a persistent MQTT session and acknowledges a message only after its
@@ -82,8 +97,9 @@ def ingest(mqtt_url: str | None, influx_url: str | None, influx_db: str | None, 
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLevelName(log_level.upper())))
     opts = IngestOptions(partition=partition, client_id=client_id, spool_dir=spool_dir,
                          spool_max_bytes=spool_max_mb << 20, metrics_port=metrics_port, metrics_host=metrics_host,
-                         batch_size=batch_size, batch_ms=batch_ms, late_after_s=late_after, detectors=not no_detectors,
-                         overrides=overrides, stop_timeout_s=stop_timeout)
+                         batch_size=batch_size, batch_ms=batch_ms, late_after_s=late_after,
+                         live_horizon_s=live_horizon, clock_tolerance_s=clock_tolerance, warmup_s=warmup, clock=clock,
+                         detectors=not no_detectors, overrides=overrides, stop_timeout_s=stop_timeout)
     try:
         asyncio.run(run(settings, opts))
     except (ConnectionError, TimeoutError) as exc:

@@ -20,15 +20,16 @@ import msgspec
 
 from minewatch.catalogue import SCENARIOS, Scenario
 from minewatch.influx import line
-from minewatch.schema import AlertEvent, RobotStatus
+from minewatch.schema import AlertEvent, IncidentEvent, RobotStatus
 from minewatch.wire import Frame
 
-__all__ = ["TelemetryLines", "CHANNEL_RE", "RESERVED_FIELDS", "status_line", "alert_line", "stats_line"]
+__all__ = ["TelemetryLines", "CHANNEL_RE", "RESERVED_FIELDS", "status_line", "alert_line", "incident_line",
+           "stats_line"]
 
 # A channel becomes an InfluxDB field key: keep to the id alphabet so no escaping is needed.
 CHANNEL_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 # Fields of ``telemetry`` that are not channels; a reading may not take these names.
-RESERVED_FIELDS = frozenset({"seq", "battery", "pos_m", "latency_ms", "rssi_dbm", "late", "time"})
+RESERVED_FIELDS = frozenset({"seq", "boot", "robot_ts", "battery", "pos_m", "latency_ms", "rssi_dbm", "late", "time"})
 
 
 class _Row(msgspec.Struct, omit_defaults=True, gc=False, rename={"readings": "", "ts": "?"}):
@@ -37,11 +38,13 @@ class _Row(msgspec.Struct, omit_defaults=True, gc=False, rename={"readings": "",
 
     readings: dict[str, float | None]
     seq: tuple[int]
+    boot: tuple[int] | None = None
     battery: float | None = None
     pos_m: float | None = None
     latency_ms: float | None = None
     rssi_dbm: float | None = None
     late: bool = False
+    robot_ts: tuple[int] | None = None
     ts: int = -1  # always written: a frame's ts is >= 0
 
 
@@ -69,9 +72,13 @@ class TelemetryLines:
                 self._prefix.clear()
         return p
 
-    def format(self, f: Frame, late: bool = False) -> str:
+    def format(self, f: Frame, late: bool = False, robot_ts: int | None = None) -> str:
+        """One frame's point. ``robot_ts``: the robot's own time, when the ingestor corrected the
+        robot's clock (the point's time is then the corrected one)."""
         fields = [f"{k}={v!r}" for k, v in f.readings.items() if v is not None]
         fields.append(f"seq={f.seq}i")
+        if f.boot is not None:
+            fields.append(f"boot={f.boot}i")
         if f.battery is not None:
             fields.append(f"battery={float(f.battery)!r}")
         if f.pos_m is not None:
@@ -81,11 +88,14 @@ class TelemetryLines:
             fields.append(f"latency_ms={float(link.latency_ms)!r},rssi_dbm={float(link.rssi_dbm)!r}")
         if late:
             fields.append("late=true")
+        if robot_ts is not None:
+            fields.append(f"robot_ts={robot_ts}i")
         return f"{self.prefix(f.scenario_id, f.robot_id)}{','.join(fields)} {f.ts}"
 
-    def format_many(self, frames: Sequence[Frame], late: Sequence[bool]) -> list[str]:
-        """``[self.format(f, l) for f, l in zip(frames, late)]``, with the numbers written by one
-        msgspec call instead of a ``repr`` each.
+    def format_many(self, frames: Sequence[Frame], late: Sequence[bool],
+                    robot_ts: dict[int, int] | None = None) -> list[str]:
+        """``[self.format(f, l, robot_ts.get(i)) for i, (f, l) in enumerate(zip(frames, late))]``,
+        with the numbers written by one msgspec call instead of a ``repr`` each.
 
         Each frame becomes a :class:`_Row`, whose JSON is ``{"":{"ch4":0.41,"co":3.0},"seq":[7],
         "battery":76.5,...,"late":true,"?":1795852800000000123}``. Dropping quotes, braces and
@@ -108,12 +118,16 @@ class TelemetryLines:
         pres: list[str] = []
         add_row, add_pre = rows.append, pres.append
         last_sid = last_rid = pre = ""
-        for f, is_late in zip(frames, late):
+        rts = robot_ts or {}
+        for i, (f, is_late) in enumerate(zip(frames, late)):
             link = f.link
+            boot = None if f.boot is None else (f.boot,)
+            rt = (rts[i],) if rts and i in rts else None
             if link is None:
-                add_row(_Row(f.readings, (f.seq,), f.battery, f.pos_m, None, None, is_late, f.ts))
+                add_row(_Row(f.readings, (f.seq,), boot, f.battery, f.pos_m, None, None, is_late, rt, f.ts))
             else:
-                add_row(_Row(f.readings, (f.seq,), f.battery, f.pos_m, link.latency_ms, link.rssi_dbm, is_late, f.ts))
+                add_row(_Row(f.readings, (f.seq,), boot, f.battery, f.pos_m, link.latency_ms, link.rssi_dbm, is_late,
+                             rt, f.ts))
             sid, rid = f.scenario_id, f.robot_id
             if sid != last_sid or rid != last_rid:
                 pre, last_sid, last_rid = prefix(sid, rid), sid, rid
@@ -124,12 +138,12 @@ class TelemetryLines:
         parts = text[1:-1].split(",=")
         fmt = self.format
         if len(parts) != len(rows):  # a reading name the ingestor would have refused ('', quotes, ...)
-            return [fmt(f, is_late) for f, is_late in zip(frames, late)]
+            return [fmt(f, is_late, rts.get(i)) for i, (f, is_late) in enumerate(zip(frames, late))]
         lines = [p + s for p, s in zip(pres, parts)]
         if "=null" in text:
             for i, f in enumerate(frames):
                 if None in f.readings.values():
-                    lines[i] = fmt(f, late[i])
+                    lines[i] = fmt(f, late[i], rts.get(i))
         return lines
 
 
@@ -148,15 +162,30 @@ def alert_line(ev: AlertEvent) -> str | None:
     # alert_id is a tag: two alerts of one place stepping in the same frame (methane at T0 and at
     # the shearer crossing together) share every other tag and the time, and as fields they would
     # overwrite each other (same series and timestamp).
+    # timing is a tag (live events have none) so readers of the live picture can leave history out.
     tags = {"scenario": ev.scenario_id, "kind": ev.kind.value, "severity": ev.severity.value,
             "state": ev.state.value, "detector": ev.detector, "alert_id": ev.alert_id}
+    if ev.timing.value != "live":
+        tags["timing"] = ev.timing.value
     fields = {"channel": ev.channel, "robot_id": ev.robot_id,
               "value": None if ev.value is None else float(ev.value),
               "limit": None if ev.limit is None else float(ev.limit), "unit": ev.unit,
               "first_ts": int(ev.first_ts), "message": ev.message,
               "evidence": json.dumps(ev.evidence, separators=(",", ":"), sort_keys=True, default=str),
-              "operator": ev.operator, "note": ev.note}
+              "operator": ev.operator, "note": ev.note, "incident_id": ev.incident_id,
+              "detected_ts": None if ev.detected_ts is None else int(ev.detected_ts)}
     return line("alert_events", tags, fields, ev.ts)
+
+
+def incident_line(inc: IncidentEvent) -> str | None:
+    """``incident_events``: one point per incident step (the whole event as JSON in ``event``)."""
+    tags = {"scenario": inc.scenario_id, "cause": inc.cause, "severity": inc.severity.value, "state": inc.state.value,
+            "incident_id": inc.incident_id}
+    if inc.timing.value != "live":
+        tags["timing"] = inc.timing.value
+    fields = {"title": inc.title, "first_ts": int(inc.first_ts), "needs_ack": inc.needs_ack,
+              "event": inc.model_dump_json(exclude_none=True)}
+    return line("incident_events", tags, fields, inc.ts)
 
 
 def stats_line(tags: dict[str, str], fields: dict[str, int | float], now_ns: int) -> str | None:

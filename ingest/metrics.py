@@ -28,7 +28,16 @@ class Metrics:
         self.spooled = counter("points_spooled", "telemetry points appended to the disk spool")
         self.drained = counter("points_drained", "spooled lines (points of any measurement) later written to InfluxDB")
         self._dead = counter("deadlettered", "messages or lines sent to the dead-letter topic", ("reason",))
-        self.duplicates = counter("duplicates", "frames whose seq was already seen")
+        self.duplicates = counter("duplicates", "frames that repeat a reading already seen (the same boot, seq and ts)")
+        self.skipped = Counter("minewatch_ingest_frames_skipped", "frames stored but not run through the detectors, "
+                               "by reason: duplicate (a reading already checked), detector_error",
+                               ("partition", "reason"), registry=r)
+        self.restarts = counter("robot_restarts", "robots that started their numbering again (a reboot, a spare)")
+        self.clock_corrections = counter("clock_corrections", "changes of a robot's clock correction")
+        self.history = counter("history_frames", "frames taken as bulk history (history topic, or older than the "
+                               "live horizon)")
+        self.history_alerts = counter("history_alert_events", "alert events of bulk history (stored only)")
+        self.incidents = counter("incident_events", "incident events published")
         self.gaps = counter("seq_gaps", "seq values skipped when a higher one arrived")
         self.late = counter("late", "frames marked late (filled a gap, or older than the late threshold)")
         self.alerts = counter("alert_events", "alert events published")

@@ -6,13 +6,23 @@ has passed since its first message, or at once when no write is in flight and no
 waiting (so a quiet mine gets its alerts without waiting for a timer, and a busy one gets large
 writes). For each batch, in order:
 
-1. decode and check every message (dead letters go out at once),
-2. run the detectors once over every frame in the batch, and publish the alert events,
-3. hand the lines (telemetry, derived, alert events, robot status) to the writer,
+1. decode and check every message (dead letters go out at once); place each frame in time
+   (:mod:`ingest.timing`: a robot clock that is off is corrected, and a frame is live, late or
+   history) and name it (:mod:`ingest.seqtrack`: new, late, a repeat, or a restarted robot);
+2. run the detectors over every frame not seen before, and publish the alert and incident
+   events: live and late frames through the live detectors, history through detectors of its own
+   whose alerts are only stored;
+3. hand the lines (telemetry, derived, alert and incident events, robot status) to the writer,
 4. acknowledge the batch's messages once the writer says they are durable.
 
 Up to ``max_inflight`` batches are being written at a time; acknowledgements follow the order
 the messages came in.
+
+At start the ingestor restores the active alerts and incidents (retained on the broker), runs the
+last ``warmup_s`` of stored readings through the detectors (so rate of rise, stuck sensors, change
+and drift work from the first live frame, and an alert whose condition ended while it was down is
+cleared, one still there is not raised twice), and publishes what that changed. Every
+``watch_s`` it publishes, retained, whether the detectors are watching each of its scenarios.
 """
 
 from __future__ import annotations
@@ -32,22 +42,27 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+import msgspec
+
 from minewatch.catalogue import SCENARIOS
 from minewatch.influx import InfluxClient
-from minewatch.schema import AlertAck, AlertEvent, RobotStatus
+from minewatch.schema import (AlertAck, AlertEvent, AlertKind, AlertState, AlertTiming, IncidentAck, IncidentEvent,
+                              RobotStatus, Severity, WatchStatus)
 from minewatch.settings import Settings
 from minewatch.runtime import tune_gc
 from minewatch.storage import maintain_storage
+from minewatch.stored import SliceReader
 from minewatch.wire import Frame, FrameError, FramesOnTopic, decode_frames
 
-from ingest.alerts import publish_event, read_active
+from ingest.alerts import publish_event, publish_incident, read_active
 from ingest.consumer import Consumer, Incoming
 from ingest.deadletter import DeadLetter
 from ingest.lines import CHANNEL_RE, RESERVED_FIELDS, TelemetryLines, stats_line, status_line
 from ingest.metrics import Metrics
 from ingest.partition import Partition
-from ingest.seqtrack import DUPLICATE, LATE, NEW, SeqTracker
+from ingest.seqtrack import DUPLICATE, LATE, REPEATS, SeqTracker
 from ingest.spool import Spool, SpoolFull
+from ingest.timing import HISTORY, RobotClocks
 from ingest.writer import Writer
 
 __all__ = ["IngestOptions", "Ingestor", "run"]
@@ -56,6 +71,8 @@ log = logging.getLogger("minewatch.ingest")
 T = TypeVar("T")
 
 _readings, _seq, _ts = operator.attrgetter("readings"), operator.attrgetter("seq"), operator.attrgetter("ts")
+_NS = 1_000_000_000
+WATCH_SILENCE_S = 60.0  # [P] no frame from a scenario for two 30 s polling cycles (domain §3): not watched
 
 
 @dataclass
@@ -85,6 +102,17 @@ class IngestOptions:
     detectors: bool = True
     overrides: dict[str, float] | None = None
     late_after_s: float = 30.0            # older robot time than this is marked late (domain §3: 30 s cycle)
+    # [P] older than this (by a clock-corrected robot time) is bulk history: stored and detected by
+    # detectors of its own, never on the live board. A robot's backlog of a shorter hole is late data.
+    live_horizon_s: float = 3600.0
+    clock_tolerance_s: float = 5.0        # [P] a robot clock further ahead than this is corrected
+    warmup_s: float = 600.0               # at start, the detectors warm up on this much stored telemetry; 0 = off
+    watch_s: float = 5.0                  # how often watch/{scenario} is published
+    # "wall": the ingestor's clock is its own (live). "data": its clock is the newest event time it
+    # has seen, for running a recorded or simulated mine through the live path faster than real
+    # time (benchmarks, tests, demos at --speed N): no robot clock is corrected, and lateness, the
+    # live horizon and the dead-robot check go by data time.
+    clock: str = "wall"
     seq_restore_s: float = 86_400.0       # at start, each robot's last stored seq of this long; 0 = off
     tick_s: float = 1.0
     stats_interval_s: float = 10.0
@@ -100,11 +128,16 @@ class _Batch:
     messages: list[Incoming] = field(default_factory=list)
     frames: list[Frame] = field(default_factory=list)    # for the detectors (seq duplicates left out)
     late: list[bool] = field(default_factory=list)
+    arrived: list[int] = field(default_factory=list)     # per frame: when its message arrived
+    history: list[Frame] = field(default_factory=list)   # bulk history, for the history detectors
+    history_done: int = 0
+    events: list[AlertEvent] = field(default_factory=list)  # events from outside the detector pass
     points_frames: list[Frame] = field(default_factory=list)  # for storage (all), formatted at the cut
     points_late: list[bool] = field(default_factory=list)
+    points_robot_ts: dict[int, int] = field(default_factory=dict)  # index in points_frames -> robot's own ts
     lines: list[str] = field(default_factory=list)
-    statuses: list[RobotStatus] = field(default_factory=list)
-    acks: list[tuple[AlertAck, Incoming]] = field(default_factory=list)
+    statuses: list[tuple[RobotStatus, int]] = field(default_factory=list)
+    acks: list[tuple[AlertAck | IncidentAck, Incoming]] = field(default_factory=list)
     detected: int = 0        # frames, statuses and acks already through the detectors
     statuses_done: int = 0
     acks_done: int = 0
@@ -113,6 +146,19 @@ class _Batch:
     newest_ts: int = 0
     first_at: float = 0.0
     undetected_at: float = 0.0  # when the oldest frame, status or ack not yet detected was taken
+
+
+@dataclass
+class _Watch:
+    """What the detectors did with one scenario's frames since the last watch status."""
+
+    frames: int = 0
+    detected: int = 0
+    skipped: int = 0       # repeats of readings already checked
+    failed: int = 0        # frames the detectors raised on
+    last_ts: int | None = None
+    last_arrival: int | None = None
+    published: str = ""    # the state last published
 
 
 async def _on_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
@@ -139,7 +185,7 @@ async def _on_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
     return await fut
 
 
-def _load_suite(opts: IngestOptions) -> Any:
+def _load_suite(opts: IngestOptions, timing: AlertTiming = AlertTiming.live) -> Any:
     if not opts.detectors:
         return None
     try:
@@ -147,8 +193,9 @@ def _load_suite(opts: IngestOptions) -> Any:
     except ImportError as exc:
         log.warning("detectors unavailable (%s): storing telemetry without detection", exc)
         return None
-    suite = DetectorSuite(SCENARIOS, overrides=opts.overrides)
-    _warm_up(DetectorSuite)
+    suite = DetectorSuite(SCENARIOS, overrides=opts.overrides, timing=timing)
+    if timing is AlertTiming.live:
+        _warm_up(DetectorSuite)
     return suite
 
 
@@ -176,8 +223,22 @@ class Ingestor:
         self.client_id = opts.resolved_client_id()
         self.metrics = Metrics(str(self.partition))
         self.seq = SeqTracker()
+        self.history_seq = SeqTracker()
+        if opts.clock not in ("wall", "data"):
+            raise ValueError(f"clock must be wall or data, not {opts.clock!r}")
+        self.data_clock = opts.clock == "data"
+        self._data_now = 0
+        self.clocks = RobotClocks(opts.clock_tolerance_s, opts.late_after_s, opts.live_horizon_s,
+                                  correct=not self.data_clock)
         self.fmt = TelemetryLines()
         self.suite = _load_suite(opts)
+        self._history_suite: Any = None  # made when the first history frame comes
+        self._scenarios = [s for s in SCENARIOS if self.partition.owns(s)]
+        self._watch = {sid: _Watch() for sid in self._scenarios}
+        self._next_watch = 0.0
+        self._clock_alerts: set[str] = set()  # robots with a restored robot_clock alert not yet checked
+        self._startup_events: list[AlertEvent] = []
+        self._startup_incidents: list[IncidentEvent] = []
         self.spool = Spool(opts.spool_dir or settings.data_dir / "spool" / self.client_id, opts.spool_max_bytes)
         self.influx = InfluxClient(settings.influx_url, settings.influx_db, user=settings.influx_user,
                                    password=settings.influx_password, rp=settings.influx_rp, timeout=15.0)
@@ -196,6 +257,7 @@ class Ingestor:
         self._inflight = 0
         self._next_tick = 0.0
         self._next_stats = 0.0
+        self._tick_floor = 0  # the detectors' time-driven checks look no earlier than this
         self.started = asyncio.Event()
         self._storage_task: asyncio.Task[None] | None = None
         self.counts = {"deadlettered": 0, "stored": 0, "spooled": 0, "alerts": 0, "acked": 0, "received": 0}
@@ -205,11 +267,12 @@ class Ingestor:
     def _subscriptions(self) -> list[tuple[str, int]]:
         t = self.topics
         if self.partition.whole:
-            subs = [(t.all_telemetry, 1)]
+            subs = [(t.all_telemetry, 1), (t.all_history, 1)]
         else:
             # each process subscribes to its own scenarios only: the broker does the routing
             subs = [(t.scenario_telemetry(s), 1) for s in self.partition.scenarios(SCENARIOS)]
-        subs += [(t.all_status, 1), (f"{t.prefix}/alerts/ack/+", 1)]
+            subs += [(t.scenario_history(s), 1) for s in self.partition.scenarios(SCENARIOS)]
+        subs += [(t.all_status, 1), (f"{t.prefix}/alerts/ack/+", 1), (f"{t.prefix}/incidents/ack/+", 1)]
         return subs
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -255,18 +318,34 @@ class Ingestor:
         port = opts.metrics_port if opts.metrics_port is not None else self.settings.metrics_port
         if port:
             self.metrics.serve(port, opts.metrics_host)
+        influx_ok = True
         try:
             await self.writer._ensure_db()
         except Exception as exc:  # noqa: BLE001 - InfluxDB may be down at start: the spool covers it
             log.warning("InfluxDB not ready at start (%s); spooling until it is", exc)
             self.writer._mark_down(str(exc))
-        else:
-            await self._restore_seq()
+            influx_ok = False
+        alerts: list[AlertEvent] = []
+        incidents: list[IncidentEvent] = []
         if self.suite is not None and opts.restore_alerts:
-            active = await _on_daemon_thread(read_active, self.settings)
-            mine = [e for e in active if self.partition.owns(e.scenario_id)]
-            self.suite.restore(mine)
-            log.info("restored %d active alert(s)", len(mine))
+            alerts, incidents = await _on_daemon_thread(read_active, self.settings)
+            alerts = [e for e in alerts if self.partition.owns(e.scenario_id)]
+            incidents = [i for i in incidents if self.partition.owns(i.scenario_id)]
+        frames: list[Frame] = []
+        own: dict[int, int] = {}
+        if influx_ok and opts.warmup_s > 0:
+            frames, own = await self._read_recent()
+        self._restore_seq_from(frames, own)
+        if influx_ok:
+            await self._restore_seq()
+        if self.suite is not None:
+            restored = self.suite.restore(alerts, incidents, seed=False)
+            self._clock_alerts = {e.robot_id for e in restored if e.detector == "robot_clock" and e.robot_id}
+            if frames:
+                self._reconcile(frames, restored)
+            self.suite.seed(self.suite.active())
+            log.info("restored %d active alert(s) in %d incident(s); warmed up on %d stored frame(s)",
+                     len(restored), len(self.suite.engine.active_incidents()), len(frames))
         self.writer.start()
         # The catalogue, the compiled kernels and the clients live for the whole run: keep them
         # out of the collector's way, and collect the young generation less often (a batch makes
@@ -275,34 +354,106 @@ class Ingestor:
         if self.partition.index == 0:  # one process keeps the alert log's long-term copy
             self._storage_task = asyncio.create_task(maintain_storage(self.influx), name="storage")
         await self.consumer.start()
+        # every robot known from stored data gets a full silence time to show up (its queued
+        # messages come first) before the time-driven checks call it silent
+        self._tick_floor = time.time_ns()
+        if self.suite is not None and not self.data_clock:
+            self.suite.give_robots_until(self._tick_floor)
         self.metrics.mqtt_up.set(1)
         self.started.set()
 
+    async def _read_recent(self) -> tuple[list[Frame], dict[int, int]]:
+        """The last ``warmup_s`` of this partition's stored telemetry (best effort), and the robots'
+        own times of frames stored at a corrected time (by index)."""
+        now = time.time_ns()
+        t0 = now - int(self.opts.warmup_s * _NS)
+        t1 = now + int(self.opts.clock_tolerance_s * _NS) + 1
+        try:
+            reader = SliceReader(self.influx, only=self._scenarios)
+            frames, _, own = await asyncio.wait_for(reader.read_with_robot_ts(t0, t1), 60)
+        except Exception as exc:  # noqa: BLE001 - the detectors then start cold; nothing is lost
+            log.warning("could not read the last %.0f s of telemetry to warm up on (%s); detectors start cold",
+                        self.opts.warmup_s, exc)
+            return [], {}
+        return frames, own
+
+    def _restore_seq_from(self, frames: Sequence[Frame], own: dict[int, int]) -> None:
+        """Each robot's numbering from its recent stored frames: the newest, and the exact
+        ``(seq, ts)`` of that boot's others (the robot's own ts), so redelivered messages are known
+        as repeats."""
+        by_robot: dict[str, list[tuple[Frame, int]]] = {}
+        for i, f in enumerate(frames):
+            by_robot.setdefault(f.robot_id, []).append((f, own.get(i, f.ts)))
+        for robot, fs in by_robot.items():
+            newest, newest_ts = max(fs, key=lambda p: (p[0].ts, p[0].seq))
+            recent = [(f.seq, t) for f, t in fs if f.boot == newest.boot]
+            self.seq.restore(robot, newest.seq, newest_ts, newest.boot, recent)
+
     async def _restore_seq(self) -> None:
-        """Each robot's last stored ``seq`` of the last ``seq_restore_s`` (this partition's
-        scenarios), so that counting goes on across a restart: messages the last process stored
-        but had not acknowledged come again and count as duplicates (and skip the detectors),
-        and frames missed meanwhile count as a gap. Without it a robot's first frame after a
-        restart would start its count afresh. Best effort: a failed query only logs."""
+        """Each robot's last stored frame of the last ``seq_restore_s`` (this partition's
+        scenarios; robots the warm-up did not see), so that counting goes on across a restart:
+        messages the last process stored but had not acknowledged come again and count as
+        repeats (and skip the detectors), frames missed meanwhile count as a gap, and a robot
+        that restarted meanwhile is told from them by its boot or its time. Best effort: a failed
+        query only logs."""
         if self.opts.seq_restore_s <= 0:
             return
         rp = f'"{self.influx.rp}".' if self.influx.rp else ""
-        q = (f'SELECT last("seq") FROM {rp}"telemetry" WHERE time > now() - {int(self.opts.seq_restore_s)}s '
-             'GROUP BY "robot", "scenario"')
+        q = (f'SELECT "seq", "boot", "robot_ts" FROM {rp}"telemetry" WHERE time > now() - '
+             f'{int(self.opts.seq_restore_s)}s GROUP BY "robot", "scenario" ORDER BY time DESC LIMIT 1')
         try:
             rows = await asyncio.wait_for(self.influx.query(q), 30)
         except Exception as exc:  # noqa: BLE001 - counting, not storage, depends on it
             log.warning("could not read the robots' last seq from InfluxDB (%s); counting starts afresh", exc)
             return
-        last: dict[str, tuple[int, int]] = {}  # robot -> (time, seq) of its newest stored frame here
+        last: dict[str, tuple[int, int, int | None]] = {}  # robot -> (time, seq, boot) of its newest frame here
         for r in rows:
-            if r.get("last") is None or not self.partition.owns(r.get("scenario", "")):
+            if r.get("seq") is None or not self.partition.owns(r.get("scenario", "")):
                 continue
-            t, v = int(r["time"]), int(r["last"])
+            t, v = int(r["time"]), int(r["seq"])
+            if r.get("robot_ts") is not None:  # a corrected clock: the robot's own time names the reading
+                t = int(r["robot_ts"])
+            boot = int(r["boot"]) if r.get("boot") is not None else None
             if r["robot"] not in last or t > last[r["robot"]][0]:
-                last[r["robot"]] = (t, v)
-        n = sum(self.seq.restore(robot, v) for robot, (_, v) in last.items())
+                last[r["robot"]] = (t, v, boot)
+        n = sum(self.seq.restore(robot, v, t, boot) for robot, (t, v, boot) in last.items())
         log.info("restored the last seq of %d robot(s)", n)
+
+    def _reconcile(self, frames: list[Frame], restored: list[AlertEvent]) -> None:
+        """Run the recent stored frames through the live detectors, holding the restored alerts,
+        and keep for publishing what that changed: a restored alert whose condition ended clears;
+        one still there goes on (a raise in the stored frames joins it, no second alert); a
+        condition the stored frames show now but no alert held (the last process stopped before
+        publishing it) is raised, marked late. What rose and ended within the window was the last
+        process's to report, and is not reported again."""
+        suite = self.suite
+        assert suite is not None
+        before = {e.alert_id for e in restored}
+        restored_incidents = {i.incident_id for i in suite.engine.active_incidents()}
+        try:
+            det = suite.process(frames, late=[False] * len(frames))
+        except Exception:  # noqa: BLE001 - a detector fault must not stop the start
+            log.exception("detectors failed warming up on %d stored frames; they start cold", len(frames))
+            return
+        now = time.time_ns()
+        active = {e.alert_id for e in suite.active()}
+        out: list[AlertEvent] = []
+        for ev in det.events:
+            if ev.alert_id in before:
+                if ev.state in (AlertState.cleared, AlertState.escalated):
+                    out.append(ev)
+            elif ev.alert_id in active:
+                late = now - ev.ts > self.clocks.late_after
+                out.append(ev.model_copy(update={"timing": AlertTiming.late}) if late else ev)
+        for ev in out:
+            ev.evidence["reconciled"] = "at the ingestor's start, against the last stored readings"
+        latest: dict[str, IncidentEvent] = {}
+        for inc in suite.engine.drain_incidents():
+            latest[inc.incident_id] = inc
+        open_now = {i.incident_id for i in suite.engine.active_incidents()}
+        self._startup_events = out
+        self._startup_incidents = [i for iid, i in latest.items() if iid in restored_incidents or iid in open_now]
+        log.info("warm-up: %d event(s) and %d incident step(s) to publish", len(out), len(self._startup_incidents))
 
     async def _shutdown(self) -> None:
         if self._storage_task is not None:
@@ -448,36 +599,100 @@ class Ingestor:
     def _detect(self, batch: _Batch) -> None:
         """Detectors over the frames, statuses and acks taken since the last pass; publish events."""
         events: list[AlertEvent] = []
-        frames, late = batch.frames[batch.detected:], batch.late[batch.detected:]
+        if self._startup_events:
+            events += self._startup_events
+            self._startup_events = []
+        if batch.events:
+            events += batch.events
+            batch.events = []
+        d = batch.detected
+        frames, late, arrived = batch.frames[d:], batch.late[d:], batch.arrived[d:]
+        history = batch.history[batch.history_done:]
         statuses, acks = batch.statuses[batch.statuses_done:], batch.acks[batch.acks_done:]
         batch.detected, batch.statuses_done, batch.acks_done = len(batch.frames), len(batch.statuses), len(batch.acks)
+        batch.history_done = len(batch.history)
         batch.undetected_at = 0.0
         suite = self.suite
         if suite is not None and (frames or statuses):
             try:
                 if frames:
-                    det = suite.process(frames, late=late)
+                    det = suite.process(frames, late=late, arrived=arrived)
                     events.extend(det.events)
                     batch.lines.extend(det.lines)
-                for st in statuses:
-                    events.extend(suite.robot_status(st))
+                    self._count_detected(frames, ok=True)
+                for st, at in statuses:
+                    events.extend(suite.robot_status(st, arrived=at))
             except Exception:  # noqa: BLE001 - a detector fault must not stop storage
                 log.exception("detectors failed on %d frames; the readings are stored anyway", len(frames))
                 self.metrics.detector_errors.inc()
+                self.metrics.skipped.labels(partition=self.partition.tag, reason="detector_error").inc(len(frames))
+                self._count_detected(frames, ok=False)
+        if history:
+            self._detect_history(history, batch)
         for req, msg in acks:
-            ev = self._acknowledge(req, msg)
-            if ev is not None:
-                events.append(ev)
+            events.extend(self._acknowledge(req, msg))
         self._publish(events, batch)
 
+    def _count_detected(self, frames: Sequence[Frame], ok: bool) -> None:
+        watch = self._watch
+        for f in frames:
+            w = watch.get(f.scenario_id)
+            if w is not None:
+                if ok:
+                    w.detected += 1
+                else:
+                    w.failed += 1
+
+    def _detect_history(self, frames: list[Frame], batch: _Batch) -> None:
+        """Bulk history through detectors of its own, in event time; its alerts are only stored."""
+        if not self.opts.detectors:
+            return
+        if self._history_suite is None:
+            self._history_suite = _load_suite(self.opts, AlertTiming.historical)
+            if self._history_suite is None:
+                return
+        hs = self._history_suite
+        try:
+            det = hs.process(frames)
+        except Exception:  # noqa: BLE001
+            log.exception("history detectors failed on %d frames; the readings are stored anyway", len(frames))
+            self.metrics.detector_errors.inc()
+            return
+        batch.lines.extend(det.lines)
+        for ev in det.events:
+            ln = publish_event(self.consumer.publish, self.topics, ev)  # historical: stored only
+            if ln:
+                batch.lines.append(ln)
+        for inc in hs.engine.drain_incidents():
+            ln = publish_incident(self.consumer.publish, self.topics, inc)
+            if ln:
+                batch.lines.append(ln)
+        self.metrics.history_alerts.inc(len(det.events))
+
     def _publish(self, events: list[AlertEvent], batch: _Batch) -> None:
+        now = time.time_ns()
         for ev in events:
+            if ev.detected_ts is None:
+                ev.detected_ts = now
             ln = publish_event(self.consumer.publish, self.topics, ev)
+            if ln:
+                batch.lines.append(ln)
+        incidents: list[IncidentEvent] = []
+        if self._startup_incidents:
+            incidents, self._startup_incidents = self._startup_incidents, []
+        if self.suite is not None:
+            incidents += self.suite.engine.drain_incidents()
+        for inc in incidents:
+            if inc.detected_ts is None:
+                inc.detected_ts = now
+            ln = publish_incident(self.consumer.publish, self.topics, inc)
             if ln:
                 batch.lines.append(ln)
         if events:
             self.metrics.alerts.inc(len(events))
             self.counts["alerts"] += len(events)
+        if incidents:
+            self.metrics.incidents.inc(len(incidents))
 
     def _finish(self, batch: _Batch) -> _Batch | None:
         now = time.monotonic()
@@ -486,10 +701,15 @@ class Ingestor:
             self._next_tick = now + self.opts.tick_s
             if self.suite is not None:
                 try:
-                    self._publish(self.suite.tick(time.time_ns()), batch)
+                    now_ns = self._data_now if self.data_clock else max(time.time_ns(), self._tick_floor)
+                    if now_ns:
+                        self._publish(self.suite.tick(now_ns), batch)
                 except Exception:  # noqa: BLE001
                     log.exception("detector tick failed")
                     self.metrics.detector_errors.inc()
+        if now >= self._next_watch:
+            self._next_watch = now + self.opts.watch_s
+            self._publish_watch(batch)
         if now >= self._next_stats:
             if self._next_stats:
                 ln = self._stats_line()
@@ -497,8 +717,8 @@ class Ingestor:
                     batch.lines.append(ln)
             self._next_stats = now + self.opts.stats_interval_s
         if batch.points_frames:
-            batch.lines += self.fmt.format_many(batch.points_frames, batch.points_late)
-            batch.points_frames, batch.points_late = [], []
+            batch.lines += self.fmt.format_many(batch.points_frames, batch.points_late, batch.points_robot_ts)
+            batch.points_frames, batch.points_late, batch.points_robot_ts = [], [], {}
         if not batch.lines and not batch.messages:
             return None
         m = self.metrics
@@ -508,68 +728,205 @@ class Ingestor:
         self.counts["received"] += batch.points
         return batch
 
+    # -- whether each scenario is watched ---------------------------------------------------------
+    def _watch_state(self, w: _Watch, now_ns: int) -> tuple[str, str]:
+        if self.suite is None:
+            return "detectors_off", "this ingest process runs without detectors"
+        if w.failed:
+            return "not_detected", f"the detectors failed on {w.failed} frame(s) in the last {self.opts.watch_s:g} s"
+        if w.last_arrival is None or now_ns - w.last_arrival > WATCH_SILENCE_S * _NS:
+            since = "ever" if w.last_arrival is None else f"{(now_ns - w.last_arrival) / _NS:.0f} s"
+            return "no_data", f"no frame for {since}"
+        return "watched", ""
+
+    def _publish_watch(self, batch: _Batch) -> None:
+        """``watch/{scenario}`` (retained) for each scenario of this partition, and a system alert
+        for a scenario whose frames arrive but are not checked by the detectors."""
+        now = time.time_ns()
+        events: list[AlertEvent] = []
+        for sid, w in self._watch.items():
+            state, detail = self._watch_state(w, now)
+            st = WatchStatus(scenario_id=sid, watched=state == "watched", state=state, detail=detail, frames=w.frames,
+                             detected=w.detected, skipped=w.skipped, last_frame_ts=w.last_ts,
+                             last_arrival_ts=w.last_arrival, ts=now, every_s=self.opts.watch_s,
+                             partition=str(self.partition))
+            self.consumer.publish(self.topics.watch(sid), st.model_dump_json(exclude_none=True).encode(), 1, True)
+            if self.suite is not None and (state == "not_detected") != (w.published == "not_detected"):
+                events += self._not_watched_signal(sid, state == "not_detected", detail, now)
+            w.published = state
+            w.frames = w.detected = w.skipped = w.failed = 0
+        if events:
+            self._publish(events, batch)
+
+    def _not_watched_signal(self, sid: str, on: bool, detail: str, now: int) -> list[AlertEvent]:
+        from detectors.engine import Signal  # the suite is loaded, so detectors import
+
+        sc = SCENARIOS[sid]
+        where = f"{sid} ({sc.name})"
+        msg = (f"Readings from {where} are being stored but not checked by the detectors ({detail}): the place is "
+               f"not watched. Check the ingestor's log and watch the place by other means." if on else
+               f"Readings from {where} are checked by the detectors again: the alert is cleared.")
+        assert self.suite is not None
+        return self.suite.engine.update(Signal(
+            scenario_id=sid, detector="not_watched", subject=sid, kind=AlertKind.system, source="ingest",
+            severity=Severity.alarm if on else None, ts=now, message=msg,
+            evidence={"rule": "every frame of a watched place goes through the detectors", "detail": detail,
+                      "partition": str(self.partition)}))
+
     # -- one message ---------------------------------------------------------------------------
     def _take(self, msg: Incoming, batch: _Batch) -> None:
         batch.messages.append(msg)
         self.metrics.messages.inc()
         topic = msg.topic
+        topics = self.topics
         try:
-            parsed = self.topics.parse_telemetry(topic)
+            parsed = topics.parse_telemetry(topic)
             if parsed is not None:
                 self._telemetry(msg, parsed[0], parsed[1], batch)
-            elif (robot := self.topics.parse_status(topic)) is not None:
+            elif (robot := topics.parse_status(topic)) is not None:
                 self._status(msg, robot, batch)
-            elif (alert := self.topics.parse_alert(topic)) is not None and alert[0] == "ack":
+            elif (alert := topics.parse_alert(topic)) is not None and alert[0] == "ack":
                 self._ack_request(msg, alert[1], batch)
+            elif (inc := topics.parse_incident(topic)) is not None and inc[0] == "ack":
+                self._incident_ack_request(msg, inc[1], batch)
+            elif (hist := topics.parse_history(topic)) is not None:
+                self._telemetry(msg, hist[0], hist[1], batch, history=True)
             else:
-                self._dead(DeadLetter("bad_topic", "not a telemetry, status or ack topic", topic, msg.payload))
+                self._dead(DeadLetter("bad_topic", "not a telemetry, history, status or ack topic", topic, msg.payload))
         except Exception as exc:  # noqa: BLE001 - one bad message must not stop the rest
             log.exception("could not handle a message on %s", topic)
             self._dead(DeadLetter("internal_error", f"{type(exc).__name__}: {exc}", topic, msg.payload))
 
-    def _telemetry(self, msg: Incoming, scenario_id: str, robot_id: str, batch: _Batch) -> None:
+    def _telemetry(self, msg: Incoming, scenario_id: str, robot_id: str, batch: _Batch, history: bool = False) -> None:
         # The common case costs one msgspec decode and a few calls per message: frames of the
-        # topic's robot, known scenario, channel names seen before, seq running on. Anything else
-        # goes the checked way (_checked), which names the reason.
+        # topic's robot, known scenario, channel names seen before, the robot's clock right, seq
+        # running on. Anything else goes the checked way (_checked), which names the reason.
         frames = self._frames_on.decode(msg.payload, scenario_id, robot_id)
         if frames is None or scenario_id not in SCENARIOS:
             frames = self._checked(msg, scenario_id, robot_id)
             if frames is None:
                 return
         n = len(frames)
-        ts = list(map(_ts, frames))
-        stale = msg.received_ns - int(self.opts.late_after_s * 1e9)  # behind the clock when it arrived
-        c = self.seq.counts
-        gaps0, dups0 = c.gaps, c.duplicates
-        kinds = self.seq.observe_run(robot_id, list(map(_seq, frames)))
-        if kinds is None and min(ts) >= stale:  # all new, none late
-            late = [False] * n
-            batch.frames += frames
-            batch.late += late
-            nlate = 0
+        raw_ts = list(map(_ts, frames))
+        seqs = list(map(_seq, frames))
+        boot = frames[0].boot
+        one_boot = n == 1 or all(f.boot == boot for f in frames)
+        m = self.metrics
+        corrected = False
+        received = msg.received_ns
+        if self.data_clock:
+            newest_raw = max(raw_ts)
+            if newest_raw > self._data_now:
+                self._data_now = newest_raw
+            received = self._data_now
+        if history:
+            classes: list[int] | None = [HISTORY] * n
         else:
+            place = self.clocks.place(robot_id, raw_ts, seqs, boot, received)
+            if place.changed is not None or robot_id in self._clock_alerts:
+                self._clock_changed(robot_id, scenario_id, place.offset, place.changed, received, batch)
+            if place.offset:
+                off = place.offset
+                frames = [msgspec.structs.replace(f, ts=f.ts + off) for f in frames]
+                corrected = True
+            classes = place.classes
+        c = self.seq.counts
+        gaps0, dups0, resets0 = c.gaps, c.duplicates, c.resets
+        store = frames
+        if classes is None:  # all live
+            kinds = (self.seq.observe_run(robot_id, seqs, raw_ts, boot) if one_boot else
+                     [self.seq.observe(robot_id, s, t, f.boot) for s, t, f in zip(seqs, raw_ts, frames)])
             if kinds is None:
-                kinds = [NEW] * n
-            late = [k == LATE or t < stale for k, t in zip(kinds, ts)]
-            for f, k, is_late in zip(frames, kinds, late):
-                if k != DUPLICATE:  # a repeat is stored again (harmless) but not detected twice
-                    batch.frames.append(f)
-                    batch.late.append(is_late)
-            nlate = sum(late)
-        batch.points_frames += frames
+                late = [False] * n
+                batch.frames += frames
+                batch.late += late
+                batch.arrived += [received] * n if not self.data_clock else raw_ts
+            else:
+                late = [k == LATE for k in kinds]
+                self._to_detectors(frames, kinds, late, None if self.data_clock else received, batch)
+                if DUPLICATE in kinds:
+                    store, late = self._not_proven_repeats(frames, kinds, late)
+        else:
+            late = [cls != 0 for cls in classes]
+            live = [i for i, cls in enumerate(classes) if cls != HISTORY]
+            old = [i for i, cls in enumerate(classes) if cls == HISTORY]
+            kinds = [0] * n
+            if live:
+                for i in live:
+                    kinds[i] = self.seq.observe(robot_id, seqs[i], raw_ts[i], frames[i].boot)
+                    late[i] = late[i] or kinds[i] == LATE
+                self._to_detectors([frames[i] for i in live], [kinds[i] for i in live], [late[i] for i in live],
+                                   None if self.data_clock else received, batch)
+            if old:
+                hc = self.history_seq.counts
+                d0 = hc.duplicates
+                for i in old:
+                    kinds[i] = self.history_seq.observe(robot_id, seqs[i], raw_ts[i], frames[i].boot)
+                    if kinds[i] not in REPEATS:
+                        batch.history.append(frames[i])
+                m.history.inc(len(old))
+                if hc.duplicates != d0:
+                    m.skipped.labels(partition=self.partition.tag, reason="duplicate").inc(hc.duplicates - d0)
+            if DUPLICATE in kinds:
+                store, late = self._not_proven_repeats(frames, kinds, late)
+        if corrected:  # the robot's own times go with the corrected ones (how it numbers its readings)
+            own = {id(f): t for f, t in zip(frames, raw_ts)}
+            base = len(batch.points_frames)
+            for k, f in enumerate(store):
+                batch.points_robot_ts[base + k] = own[id(f)]
+        batch.points_frames += store
         batch.points_late += late
         batch.readings += sum(map(len, map(_readings, frames)))
-        newest = max(ts)
+        newest = max(map(_ts, frames)) if corrected else max(raw_ts)
         if newest > batch.newest_ts:
             batch.newest_ts = newest
         batch.points += n
-        m = self.metrics
+        w = self._watch.get(scenario_id)
+        if w is not None and not history:
+            w.frames += n
+            w.skipped += c.duplicates - dups0
+            w.last_arrival = msg.received_ns
+            if w.last_ts is None or newest > w.last_ts:
+                w.last_ts = newest
         if c.gaps != gaps0:
             m.gaps.inc(c.gaps - gaps0)
         if c.duplicates != dups0:
             m.duplicates.inc(c.duplicates - dups0)
-        if nlate:
-            m.late.inc(nlate)
+            m.skipped.labels(partition=self.partition.tag, reason="duplicate").inc(c.duplicates - dups0)
+        if c.resets != resets0:
+            m.restarts.inc(c.resets - resets0)
+            log.info("robot %s started its numbering again (a reboot, or a spare with its id)", robot_id)
+        if any(late):
+            m.late.inc(sum(late))
+
+    @staticmethod
+    def _not_proven_repeats(frames: Sequence[Frame], kinds: Sequence[int],
+                            late: Sequence[bool]) -> tuple[list[Frame], list[bool]]:
+        """The frames to store: a proven repeat (a reading this process took, or found stored) is
+        not written again; its first copy is durable before this message is acknowledged. (Written
+        again it could land at another time, under a robot clock correction that has moved.) A
+        presumed repeat is written again: if it was stored, it lands on itself."""
+        keep = [i for i, k in enumerate(kinds) if k != DUPLICATE]
+        return [frames[i] for i in keep], [late[i] for i in keep]
+
+    @staticmethod
+    def _to_detectors(frames: Sequence[Frame], kinds: Sequence[int], late: Sequence[bool], received_ns: int | None,
+                      batch: _Batch) -> None:
+        """Frames not seen before to the detectors; each seen at ``received_ns`` (None: at its own time)."""
+        for f, k, is_late in zip(frames, kinds, late):
+            if k not in REPEATS:  # a repeat is not detected twice
+                batch.frames.append(f)
+                batch.late.append(is_late)
+                batch.arrived.append(f.ts if received_ns is None else received_ns)
+
+    def _clock_changed(self, robot_id: str, scenario_id: str, offset: int, why: str | None, now: int,
+                       batch: _Batch) -> None:
+        self._clock_alerts.discard(robot_id)
+        if why is not None:
+            self.metrics.clock_corrections.inc()
+            log.warning("robot %s: clock %s, correction now %+.3f s", robot_id, why, offset / _NS)
+        if self.suite is not None:
+            batch.events += self.suite.robot_clock(robot_id, scenario_id, offset, now, why or "checked at start")
 
     def _checked(self, msg: Incoming, scenario_id: str, robot_id: str) -> list[Frame] | None:
         """Decode and check one telemetry message the general way: the frames, or None once the
@@ -614,10 +971,17 @@ class Ingestor:
             return
         if not self.partition.owns(st.scenario_id):
             return
+        if st.ts is not None:
+            off = self.clocks.offset(robot_id)
+            if off:
+                st = st.model_copy(update={"ts": max(0, st.ts + off)})
         ln = status_line(st)
         if ln:
             batch.lines.append(ln)
-        batch.statuses.append(st)
+        # an old status (a retained one from long ago, history) is stored, not taken as the robot's state now
+        now = self._data_now if self.data_clock else msg.received_ns
+        if st.ts is None or now - st.ts <= self.clocks.horizon:
+            batch.statuses.append((st, st.ts if self.data_clock and st.ts is not None else msg.received_ns))
 
     def _ack_request(self, msg: Incoming, alert_id: str, batch: _Batch) -> None:
         try:
@@ -630,16 +994,33 @@ class Ingestor:
         if self.partition.owns(req.scenario_id):  # an ack without a scenario goes to partition 0
             batch.acks.append((req, msg))
 
-    def _acknowledge(self, req: AlertAck, msg: Incoming) -> AlertEvent | None:
+    def _incident_ack_request(self, msg: Incoming, incident_id: str, batch: _Batch) -> None:
+        try:
+            req = IncidentAck.model_validate_json(msg.payload)
+            if req.incident_id != incident_id:
+                raise ValueError(f"incident_id {req.incident_id!r} differs from the topic's {incident_id!r}")
+        except ValueError as exc:
+            self._dead(DeadLetter("bad_ack", str(exc), msg.topic, msg.payload))
+            return
+        if self.partition.owns(req.scenario_id):
+            batch.acks.append((req, msg))
+
+    def _acknowledge(self, req: AlertAck | IncidentAck, msg: Incoming) -> list[AlertEvent]:
+        """The events of an acknowledgement: the alert's, or every open member's of an incident
+        (whose own step comes out with the incident events)."""
         if self.suite is None:
             self._dead(DeadLetter("ack_unknown_alert", "no detectors in this ingest process", msg.topic, msg.payload))
-            return None
+            return []
+        ts = req.ts if req.ts is not None else time.time_ns()
         try:
-            return self.suite.acknowledge(req.alert_id, req.operator, req.note,
-                                          req.ts if req.ts is not None else time.time_ns())
+            if isinstance(req, IncidentAck):
+                events, inc = self.suite.engine.acknowledge_incident(req.incident_id, req.operator, req.note, ts)
+                return events
+            return [self.suite.acknowledge(req.alert_id, req.operator, req.note, ts)]
         except KeyError:
-            self._dead(DeadLetter("ack_unknown_alert", f"alert {req.alert_id!r} is not active", msg.topic, msg.payload))
-            return None
+            what = f"incident {req.incident_id!r}" if isinstance(req, IncidentAck) else f"alert {req.alert_id!r}"
+            self._dead(DeadLetter("ack_unknown_alert", f"{what} is not active", msg.topic, msg.payload))
+            return []
 
     # -- side outputs --------------------------------------------------------------------------
     def _dead(self, dl: DeadLetter) -> None:
@@ -662,7 +1043,7 @@ class Ingestor:
         fields: dict[str, int | float] = {
             "received": self.counts["received"], "stored": self.counts["stored"], "spooled": self.counts["spooled"],
             "deadlettered": self.counts["deadlettered"], "alerts": self.counts["alerts"],
-            "duplicates": c.duplicates, "gaps": c.gaps, "late": c.late,
+            "duplicates": c.duplicates, "gaps": c.gaps, "late": c.late, "restarts": c.resets,
             "spool_points": self.spool.points, "spool_bytes": self.spool.bytes,
             "influx_up": self.writer.influx_up, "inbox": len(self.consumer.inbox),
         }

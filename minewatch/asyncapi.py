@@ -18,7 +18,8 @@ import yaml
 from pydantic import BaseModel
 
 from minewatch import __version__
-from minewatch.schema import AlertAck, AlertEvent, DeadLetter, RobotStatus, TelemetryFrame
+from minewatch.schema import (AlertAck, AlertEvent, DeadLetter, IncidentAck, IncidentEvent, RobotStatus, TelemetryFrame,
+                              WatchStatus)
 from minewatch.topics import DEFAULT_PREFIX
 
 __all__ = ["CHANNELS", "document", "render", "main"]
@@ -35,6 +36,15 @@ CHANNELS: dict[str, dict[str, Any]] = {
         "description": "A robot's readings: one frame, or a JSON array of frames of that robot (its backlog after "
                        "a coverage hole, or a fast sensor's samples). The frame's robot_id and scenario_id must "
                        "equal the topic's; the ingestor dead-letters a frame that speaks for another robot.",
+    },
+    "history": {
+        "address": "history/{scenario_id}/{robot_id}",
+        "messages": ["TelemetryFrame", "[TelemetryFrame]"], "qos": 1, "retain": False, "publisher": "simulator",
+        "description": "Bulk history (an import, a historical simulation): frames stored and run through detectors of "
+                       "their own in event time, whose alerts are marked historical and only stored: they never "
+                       "reach the alert topics, the board or the acknowledgement list, never mark a live robot "
+                       "offline. Frames on telemetry/... older than the live horizon (an hour by default) are "
+                       "taken the same way.",
     },
     "status": {
         "address": "status/{robot_id}",
@@ -62,6 +72,33 @@ CHANNELS: dict[str, dict[str, Any]] = {
         "description": "An operator's acknowledgement, published by the API and applied by the ingestor, which then "
                        "publishes the alert's acknowledged state.",
     },
+    "incidentEvents": {
+        "address": "incidents/{scenario_id}/{cause}",
+        "messages": ["IncidentEvent"], "qos": 1, "retain": False, "publisher": "ingest",
+        "description": "Every step of every incident (alerts of one place with one cause, handled as one): raised, "
+                       "escalated, updated, acknowledged, cleared, each with its member alerts. What an operator's "
+                       "list shows; the member alerts keep their own events on alerts/... (incidents/+/+ also "
+                       "matches incidents/active/... and incidents/ack/...: tell them apart by the second level).",
+    },
+    "activeIncidents": {
+        "address": "incidents/active/{incident_id}",
+        "messages": ["IncidentEvent"], "qos": 1, "retain": True, "publisher": "ingest",
+        "description": "The current state of each open incident, retained; an empty retained message removes it "
+                       "when it clears.",
+    },
+    "incidentAcks": {
+        "address": "incidents/ack/{incident_id}",
+        "messages": ["IncidentAck"], "qos": 1, "retain": False, "publisher": "api",
+        "description": "An operator's acknowledgement of a whole incident, applied by the ingestor to every active "
+                       "member alert.",
+    },
+    "watch": {
+        "address": "watch/{scenario_id}",
+        "messages": ["WatchStatus"], "qos": 1, "retain": True, "publisher": "ingest",
+        "description": "Whether the detectors are watching a scenario, refreshed every few seconds by the ingest "
+                       "process that owns it. Treat a place as not watched when this says so, or when it is older "
+                       "than three of its refreshes (every_s).",
+    },
     "deadLetters": {
         "address": "deadletter/{reason}",
         "messages": ["DeadLetter"], "qos": 0, "retain": False, "publisher": "ingest",
@@ -72,21 +109,25 @@ CHANNELS: dict[str, dict[str, Any]] = {
 PARAMETERS = {
     "scenario_id": "Scenario id from the catalogue (31 places: mf01 ... ac01).",
     "robot_id": "Robot id; also the robot's MQTT username.",
-    "kind": "Alert kind: gas, vibration, ventilation, sensor-health or robot-health.",
+    "kind": "Alert kind: gas, vibration, ventilation, sensor-health, robot-health or system.",
     "alert_id": "Stable id of an alert while it is active.",
+    "incident_id": "Stable id of an incident while it is open.",
+    "cause": "Incident cause: methane, fire, air-quality, ventilation, heat, machine, water, sensors, robot, "
+             "monitoring or notice.",
     "reason": "Short rejection code, e.g. not_json, invalid, robot_mismatch.",
 }
 
 MODELS: dict[str, type[BaseModel]] = {m.__name__: m for m in (TelemetryFrame, RobotStatus, AlertEvent, AlertAck,
-                                                               DeadLetter)}
+                                                               IncidentEvent, IncidentAck, WatchStatus, DeadLetter)}
 
 # What each account may do on the broker (deploy/mosquitto.acl, minewatch.security).
 ROLES = {
     "robot": "publishes its own telemetry and status only (username = robot id)",
-    "simulator": "publishes telemetry and status for the simulated fleet",
-    "ingest": "reads telemetry, status and acknowledgements; publishes alerts and dead letters",
+    "simulator": "publishes telemetry and status for the simulated fleet, and history",
+    "ingest": "reads telemetry, history, status and acknowledgements; publishes alerts, incidents, watch states "
+              "and dead letters",
     "api": "reads everything; publishes acknowledgements",
-    "integrator": "reads alerts/# only",
+    "integrator": "reads alerts/#, incidents/# and watch/# only",
 }
 
 

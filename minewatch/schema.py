@@ -18,6 +18,12 @@ __all__ = [
     "ID_PATTERN",
     "AlertAck",
     "AlertEvent",
+    "AlertTiming",
+    "IncidentAck",
+    "IncidentEvent",
+    "IncidentMember",
+    "IncidentState",
+    "WatchStatus",
     "DeadLetter",
     "AlertKind",
     "AlertState",
@@ -60,6 +66,15 @@ class AlertKind(str, Enum):
     ventilation = "ventilation"
     sensor_health = "sensor-health"
     robot_health = "robot-health"
+    system = "system"  # the monitoring itself: readings stored but not checked by the detectors
+
+
+class AlertTiming(str, Enum):
+    """When the readings behind an alert event were taken, against when the ingestor saw them."""
+
+    live = "live"  # as they arrived
+    late = "late"  # readings that arrived late (a robot's backlog after a coverage hole): it happened at ts
+    historical = "historical"  # bulk history (an import, a historical simulation): never on the live board
 
 
 class Link(BaseModel):
@@ -103,14 +118,19 @@ class TelemetryFrame(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
-        "robot_id": "r01", "scenario_id": "mf01", "seq": 4211, "ts": 1795852800000000000,
+        "robot_id": "r01", "scenario_id": "mf01", "boot": 1795852000000, "seq": 4211, "ts": 1795852800000000000,
         "pos_m": 118.5, "battery": 76.5, "link": {"latency_ms": 14.2, "rssi_dbm": -78.0, "loss": 0.0},
         "readings": {"ch4_t0": 0.41, "ch4_t1": 0.38, "ch4_t2": 0.33, "co": 3.0, "o2": 20.7, "t": 23.4, "ws": 1.8},
     }]})
 
     robot_id: RobotId
     scenario_id: ScenarioId
-    seq: int = Field(ge=0, le=2**63 - 1, description="monotonic per robot; gaps and repeats are counted")
+    boot: int | None = Field(default=None, ge=0, le=2**63 - 1, description=(
+        "the robot's boot (session) number: any value that changes whenever the robot starts counting seq "
+        "again (a reboot, a swap for a spare with the same id), e.g. its start time in milliseconds. "
+        "(robot_id, boot, seq) names one reading; without boot a seq that goes back with a newer ts is taken "
+        "as a restart"), examples=[1795852000000])
+    seq: int = Field(ge=0, le=2**63 - 1, description="rises by one per frame within a boot; gaps and repeats are counted")
     ts: Nanos
     pos_m: float | None = Field(default=None, description="position along the robot's route, metres")
     battery: float | None = Field(default=None, ge=0, le=100, description="state of charge, %")
@@ -132,14 +152,15 @@ class RobotStatus(BaseModel):
     """Retained on ``status/{robot_id}``; the robot's MQTT will publishes ``online: false``."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"robot_id": "r01", "online": True, "ts": 1795852800000000000, "scenario_id": "mf01", "pos_m": 118.5,
-         "battery": 76.5, "charging": False, "link": {"latency_ms": 14.2, "rssi_dbm": -78.0, "loss": 0.0}},
+        {"robot_id": "r01", "online": True, "ts": 1795852800000000000, "boot": 1795852000000, "scenario_id": "mf01",
+         "pos_m": 118.5, "battery": 76.5, "charging": False, "link": {"latency_ms": 14.2, "rssi_dbm": -78.0, "loss": 0.0}},
         {"robot_id": "r01", "online": False},
     ]})
 
     robot_id: RobotId
     online: bool
     ts: Nanos | None = None
+    boot: int | None = Field(default=None, ge=0, le=2**63 - 1, description="the boot number its frames carry")
     scenario_id: ScenarioId | None = None
     pos_m: float | None = None
     battery: float | None = Field(default=None, ge=0, le=100)
@@ -182,6 +203,128 @@ class AlertEvent(BaseModel):
     evidence: dict[str, Any] = Field(default_factory=dict)
     operator: str | None = Field(default=None, description="who acknowledged, on acknowledged events")
     note: str | None = Field(default=None, description="the operator's note, on acknowledged events")
+    incident_id: str | None = Field(default=None, pattern=ID_PATTERN,
+                                    description="the incident this alert belongs to (alerts grouped by place and cause)")
+    timing: AlertTiming = Field(default=AlertTiming.live, description=(
+        "live: from readings as they arrived; late: from readings that arrived late (a robot's backlog after a "
+        "coverage hole), so it happened at ts and is reported now; historical: from bulk history, stored only, "
+        "never on the live topics"))
+    detected_ts: Nanos | None = Field(default=None, description="when the ingestor produced this event (its clock)")
+
+
+class IncidentState(str, Enum):
+    raised = "raised"  # its first member alert was raised
+    escalated = "escalated"  # its severity rose: an operator must look (again)
+    updated = "updated"  # members joined, left or changed without raising the severity
+    acknowledged = "acknowledged"
+    cleared = "cleared"  # every member has cleared
+
+
+class IncidentMember(BaseModel):
+    """One alert of an incident, as it stands."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alert_id: str = Field(pattern=ID_PATTERN)
+    detector: str
+    kind: AlertKind
+    severity: Severity
+    state: AlertState
+    active: bool
+    channel: str | None = None
+    robot_id: RobotId | None = None
+    value: float | None = None
+    limit: float | None = None
+    unit: str | None = None
+    first_ts: Nanos
+    ts: Nanos
+    message: str
+
+
+class IncidentEvent(BaseModel):
+    """One step of an incident: the alerts of one place with one cause, handled by an operator as one.
+
+    A methane outburst at a face is one incident whatever the number of sensors and detectors that
+    see it; one acknowledgement covers it. ``severity`` is the worst active member's; ``needs_ack``
+    says whether an operator must acknowledge it now (it reached ``warning`` or worse and has not
+    been acknowledged since it last escalated). Member alerts keep their own events on ``alerts/...``.
+    """
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "incident_id": "mf01.methane.1795852800000", "place": "mf01", "scenario_id": "mf01", "cause": "methane",
+        "title": "Methane at mf01, 15101 fully-mechanised longwall", "kind": "gas", "severity": "critical",
+        "max_severity": "critical", "state": "escalated", "needs_ack": True, "first_ts": 1795852800000000000,
+        "ts": 1795852804000000000, "timing": "live",
+        "message": "Methane 1.62 % at face T1 in mf01 (15101 fully-mechanised longwall) has reached the power-cut "
+                   "level 1.50 %: cut power to the face and return roadway and withdraw people.",
+        "members": [{"alert_id": "mf01.ch4_t1.gas_limit.1795852800000", "detector": "gas_limit", "kind": "gas",
+                     "severity": "critical", "state": "escalated", "active": True, "channel": "ch4_t1",
+                     "robot_id": "r01", "value": 1.62, "limit": 1.5, "unit": "%", "first_ts": 1795852800000000000,
+                     "ts": 1795852804000000000, "message": "Methane 1.62 % at face T1 in mf01 ..."}],
+    }]})
+
+    incident_id: str = Field(pattern=ID_PATTERN)
+    place: str = Field(pattern=ID_PATTERN, description="the scenario, or the robot for a robot's own incident")
+    scenario_id: ScenarioId
+    cause: str = Field(description="methane, fire, air-quality, ventilation, heat, machine, water, sensors, robot, "
+                                   "monitoring or notice")
+    title: str = Field(description="what and where, in plain words")
+    kind: AlertKind = Field(description="the kind of its worst member")
+    severity: Severity = Field(description="the worst severity among its active members")
+    max_severity: Severity
+    state: IncidentState
+    needs_ack: bool
+    first_ts: Nanos
+    ts: Nanos
+    timing: AlertTiming = AlertTiming.live
+    message: str = Field(description="the worst active member's sentence for the operator")
+    members: list[IncidentMember]
+    acknowledged_by: str | None = None
+    acknowledged_ts: Nanos | None = None
+    note: str | None = None
+    detected_ts: Nanos | None = None
+
+
+class IncidentAck(BaseModel):
+    """An operator's acknowledgement of an incident (all its active alerts), published by the API on
+    ``incidents/ack/{incident_id}``."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "incident_id": "mf01.methane.1795852800000", "scenario_id": "mf01", "operator": "shift-lead-2",
+        "note": "Power to 15101 face cut, gas patrol sent", "ts": 1795852830000000000,
+    }]})
+
+    incident_id: str = Field(pattern=ID_PATTERN, description="must equal the topic's last level")
+    scenario_id: ScenarioId | None = Field(default=None, description="the incident's scenario; routes the request")
+    operator: str = Field(min_length=1, max_length=64)
+    note: str | None = Field(default=None, max_length=500)
+    ts: Nanos | None = None
+
+
+class WatchStatus(BaseModel):
+    """Whether the detectors are watching a scenario, retained on ``watch/{scenario_id}`` by the ingest
+    process that owns it and refreshed every ``every_s``: a board shows a place as not watched when this
+    says so, or when it is older than three refreshes (the ingestor is gone)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "scenario_id": "mf01", "watched": True, "state": "watched", "detail": "", "frames": 60, "detected": 60,
+        "skipped": 0, "last_frame_ts": 1795852800000000000, "last_arrival_ts": 1795852800010000000,
+        "ts": 1795852801000000000, "every_s": 5.0, "partition": "0/1"}]})
+
+    scenario_id: ScenarioId
+    watched: bool
+    state: Literal["watched", "no_data", "not_detected", "detectors_off"] = Field(
+        description="watched; no_data: no frame for the silence time; not_detected: frames arrive but the "
+                    "detectors failed on them; detectors_off: this ingest process runs without detectors")
+    detail: str = ""
+    frames: int = Field(ge=0, description="frames received in the last interval")
+    detected: int = Field(ge=0, description="of those, frames the detectors checked")
+    skipped: int = Field(ge=0, description="frames not checked: repeats of readings already checked")
+    last_frame_ts: Nanos | None = Field(default=None, description="event time of the newest frame")
+    last_arrival_ts: Nanos | None = Field(default=None, description="when the newest frame arrived (ingestor clock)")
+    ts: Nanos
+    every_s: float
+    partition: str
 
 
 class AlertAck(BaseModel):

@@ -7,12 +7,14 @@ role         username                                     may
 ===========  ===========================================  ==============================================
 robot        its robot id (``r07``)                       write ``P/telemetry/+/{robot}``, ``P/status/{robot}``
 simulator    ``simulator``                                write ``P/telemetry/#``, ``P/status/#`` (a stand-in
-                                                          fleet identity: real robots get their own accounts)
-ingest       ``ingest``                                   read telemetry, status, alert acks; write alerts and
-                                                          ``P/deadletter/#``; its own ``P/ingest/#``
-api          ``api``                                      read alerts, status, telemetry, dead letters;
-                                                          write ``P/alerts/ack/#``
-integrator   its own name (``integrator``, ``scada``...)   read ``P/alerts/#`` only
+                                                          fleet identity: real robots get their own accounts),
+                                                          ``P/history/#`` (loading history)
+ingest       ``ingest``                                   read telemetry, history, status, acks; write alerts,
+                                                          incidents, ``P/watch/#``, ``P/deadletter/#``; its own
+                                                          ``P/ingest/#``
+api          ``api``                                      read alerts, incidents, watch, status, telemetry, dead
+                                                          letters; write ``P/alerts/ack/#``, ``P/incidents/ack/#``
+integrator   its own name (``integrator``, ``scada``...)   read ``P/alerts/#``, ``P/incidents/#``, ``P/watch/#``
 healthcheck  ``healthcheck``                              log in (the broker's container healthcheck); nothing
 ===========  ===========================================  ==============================================
 
@@ -129,24 +131,32 @@ def acl_text(prefix: str = DEFAULT_PREFIX, integrators: Iterable[str] = ("integr
         "user simulator",
         f"topic write {p}/telemetry/#",
         f"topic write {p}/status/#",
+        f"topic write {p}/history/#",
         "",
-        "# The ingestor: reads telemetry, status and acknowledgements; writes alerts and dead letters.",
+        "# The ingestor: reads telemetry, history, status and acknowledgements; writes alerts,",
+        "# incidents, whether it watches each place, and dead letters.",
         "user ingest",
         f"topic read {p}/telemetry/#",
+        f"topic read {p}/history/#",
         f"topic read {p}/status/#",
         f"topic readwrite {p}/alerts/#",
+        f"topic readwrite {p}/incidents/#",
+        f"topic readwrite {p}/watch/#",
         f"topic write {p}/deadletter/#",
         "# Its own scratch topics (the marker that ends its read of the retained active alerts).",
         f"topic readwrite {p}/ingest/#",
         "",
-        "# The API: reads alerts, status, live telemetry and dead letters; publishes operators'",
-        "# acknowledgements.",
+        "# The API: reads alerts, incidents, watch states, status, live telemetry and dead letters;",
+        "# publishes operators' acknowledgements.",
         "user api",
         f"topic read {p}/alerts/#",
+        f"topic read {p}/incidents/#",
+        f"topic read {p}/watch/#",
         f"topic read {p}/status/#",
         f"topic read {p}/telemetry/#",
         f"topic read {p}/deadletter/#",
         f"topic write {p}/alerts/ack/#",
+        f"topic write {p}/incidents/ack/#",
         "",
         "# The broker's healthcheck only logs in.",
         "user healthcheck",
@@ -156,10 +166,12 @@ def acl_text(prefix: str = DEFAULT_PREFIX, integrators: Iterable[str] = ("integr
         Account(name, "integrator", "x")  # validates the name
         blocks += [
             "",
-            f"# Integrator {name}: alerts, read only. The denials keep the robot patterns above from",
-            "# applying to this account.",
+            f"# Integrator {name}: alerts, incidents and watch states, read only. The denials keep the",
+            "# robot patterns above from applying to this account.",
             f"user {name}",
             f"topic read {p}/alerts/#",
+            f"topic read {p}/incidents/#",
+            f"topic read {p}/watch/#",
             f"topic deny {p}/telemetry/#",
             f"topic deny {p}/status/#",
         ]

@@ -6,10 +6,15 @@ Every topic lives under a configurable prefix (default ``minewatch/v1``):
 topic                                  QoS     retained   payload
 =====================================  ======  =========  ======================================
 ``telemetry/{scenario_id}/{robot_id}``  1       no         telemetry frame, or array of frames
+``history/{scenario_id}/{robot_id}``    1       no         frames of bulk history (an import)
 ``status/{robot_id}``                   1       yes        robot status (will: ``online: false``)
 ``alerts/{scenario_id}/{kind}``         1       no         alert event
 ``alerts/active/{alert_id}``            1       yes        alert event (latest); empty = cleared
 ``alerts/ack/{alert_id}``               1       no         acknowledgement request from the API
+``incidents/{scenario_id}/{cause}``     1       no         incident event
+``incidents/active/{incident_id}``      1       yes        incident event (latest); empty = cleared
+``incidents/ack/{incident_id}``         1       no         acknowledgement request from the API
+``watch/{scenario_id}``                 1       yes        whether the detectors watch the scenario
 ``deadletter/{reason}``                 0       no         rejected payload and why
 =====================================  ======  =========  ======================================
 """
@@ -43,6 +48,9 @@ class Topics:
     def telemetry(self, scenario_id: str, robot_id: str) -> str:
         return f"{self.prefix}/telemetry/{_level(scenario_id, 'scenario')}/{_level(robot_id, 'robot')}"
 
+    def history(self, scenario_id: str, robot_id: str) -> str:
+        return f"{self.prefix}/history/{_level(scenario_id, 'scenario')}/{_level(robot_id, 'robot')}"
+
     def status(self, robot_id: str) -> str:
         return f"{self.prefix}/status/{_level(robot_id, 'robot')}"
 
@@ -55,6 +63,18 @@ class Topics:
     def ack(self, alert_id: str) -> str:
         return f"{self.prefix}/alerts/ack/{_level(alert_id, 'alert id')}"
 
+    def incident(self, scenario_id: str, cause: str) -> str:
+        return f"{self.prefix}/incidents/{_level(scenario_id, 'scenario')}/{_level(cause, 'cause')}"
+
+    def incident_active(self, incident_id: str) -> str:
+        return f"{self.prefix}/incidents/active/{_level(incident_id, 'incident id')}"
+
+    def incident_ack(self, incident_id: str) -> str:
+        return f"{self.prefix}/incidents/ack/{_level(incident_id, 'incident id')}"
+
+    def watch(self, scenario_id: str) -> str:
+        return f"{self.prefix}/watch/{_level(scenario_id, 'scenario')}"
+
     def deadletter(self, reason: str) -> str:
         return f"{self.prefix}/deadletter/{_level(reason, 'reason')}"
 
@@ -65,6 +85,26 @@ class Topics:
 
     def scenario_telemetry(self, scenario_id: str) -> str:
         return f"{self.prefix}/telemetry/{_level(scenario_id, 'scenario')}/+"
+
+    @property
+    def all_history(self) -> str:
+        return f"{self.prefix}/history/+/+"
+
+    def scenario_history(self, scenario_id: str) -> str:
+        return f"{self.prefix}/history/{_level(scenario_id, 'scenario')}/+"
+
+    @property
+    def all_incidents(self) -> str:
+        """Incident events on ``incidents/{scenario}/{cause}``; also matches ``active`` and ``ack``."""
+        return f"{self.prefix}/incidents/+/+"
+
+    @property
+    def all_active_incidents(self) -> str:
+        return f"{self.prefix}/incidents/active/+"
+
+    @property
+    def all_watch(self) -> str:
+        return f"{self.prefix}/watch/+"
 
     @property
     def all_status(self) -> str:
@@ -97,6 +137,28 @@ class Topics:
         if rest is None or len(rest) != 3 or rest[0] != "telemetry":
             return None
         return rest[1], rest[2]
+
+    def parse_history(self, topic: str) -> tuple[str, str] | None:
+        """``(scenario_id, robot_id)`` of a history topic, else None."""
+        rest = self._rest(topic)
+        if rest is None or len(rest) != 3 or rest[0] != "history":
+            return None
+        return rest[1], rest[2]
+
+    def parse_incident(self, topic: str) -> tuple[str, str, str] | None:
+        """``("event", scenario, cause)``, ``("active", incident_id, "")`` or ``("ack", incident_id, "")``."""
+        rest = self._rest(topic)
+        if rest is None or len(rest) != 3 or rest[0] != "incidents":
+            return None
+        if rest[1] in ("active", "ack"):
+            return rest[1], rest[2], ""
+        return "event", rest[1], rest[2]
+
+    def parse_watch(self, topic: str) -> str | None:
+        rest = self._rest(topic)
+        if rest is None or len(rest) != 2 or rest[0] != "watch":
+            return None
+        return rest[1]
 
     def parse_status(self, topic: str) -> str | None:
         rest = self._rest(topic)

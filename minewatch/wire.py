@@ -63,6 +63,7 @@ class Frame(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, gc=F
     seq: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
     ts: _Nanos
     readings: dict[str, float | None] = {}
+    boot: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | None = None
     pos_m: float | None = None
     battery: Annotated[float, msgspec.Meta(ge=0, le=100)] | None = None
     link: LinkInfo | None = None

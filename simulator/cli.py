@@ -43,9 +43,13 @@ def _speed(value: str) -> float | None:
               help="Emit exactly N telemetry frames in total, wait for every acknowledgement, exit.")
 @click.option("--seed", type=int, default=1, show_default=True, help="Random seed; same seed and flags, same bytes.")
 @click.option("--start", default=None,
-              help="Simulated start time, ISO 8601 (default: now). A past time with --speed max publishes a "
-                   "historical run with past timestamps. A shift id (2026-11-27:night) or shift:-1 (the last "
+              help="Simulated start time, ISO 8601 (default: now). A past time loads history (see --history): "
+                   "past timestamps, as fast as --speed allows. A shift id (2026-11-27:night) or shift:-1 (the last "
                    "complete shift) starts at that shift and, without --duration/--frames, runs for its length.")
+@click.option("--history/--live", "history", default=None,
+              help="Publish as history (history/{scenario}/{robot}: stored and run through the ingestor's "
+                   "history detectors; never on the live board, no robot status, no wills) or as live robots. "
+                   "Default: history when --start is in the past, live otherwise.")
 @click.option("--speed", default=None,
               help="Simulated seconds per wall second, or 'max' (as fast as possible). Default: 1 with MQTT, "
                    "max for a file only.")
@@ -71,7 +75,7 @@ def simulate(mqtt_url: str | None, topic_prefix: str | None, output: Path | None
              scenarios: str | None, rate: float, duration: str | None, frames: int | None, seed: int,
              start: str | None, speed: str | None, faults_file: str | None, labels_out: Path | None,
              waveform_rate: float, waveform_seconds: float, waveform_every: int, waveform_dtype: str,
-             shifts_spec: str | None, list_faults: bool) -> None:
+             shifts_spec: str | None, list_faults: bool, history: bool | None) -> None:
     """Publish simulated robot telemetry of the mine: physics, shifts, faults with ground truth.
 
     Frames go to MQTT (QoS 1, telemetry/{scenario}/{robot}; retained robot status with a last will)
@@ -83,7 +87,8 @@ def simulate(mqtt_url: str | None, topic_prefix: str | None, output: Path | None
       minewatch simulate --mqtt-url mqtt://127.0.0.1:1883                 # live, real time
       minewatch simulate --output frames.jsonl --duration 8h --seed 7     # a shift to a file, fast
       minewatch simulate --faults builtin:demo --labels-out labels.jsonl --speed 10
-      minewatch simulate --start 2026-11-27T00:00:00Z --duration 8h --speed max   # historical shift
+      minewatch simulate --start 2026-11-27T00:00:00Z --duration 8h --speed max   # load a shift as history
+      minewatch simulate --start shift:-1 --speed max                     # the last shift, as history
     """
     from simulator.engine import SimConfig, Simulation
     from simulator.faults import KINDS, LIBRARY, FaultError, load_faults
@@ -132,6 +137,8 @@ def simulate(mqtt_url: str | None, topic_prefix: str | None, output: Path | None
         sim = Simulation(config)
     except (ValueError, FaultError) as exc:
         raise click.UsageError(str(exc)) from None
+    if history is None:  # a run that starts in the past is history: it must not pose as the live mine
+        history = start_ns is not None and start_ns < time.time_ns() - 60 * NS
 
     sinks: list = []
     mqtt: MqttSink | None = None
@@ -140,7 +147,7 @@ def simulate(mqtt_url: str | None, topic_prefix: str | None, output: Path | None
             sinks.append(FileSink(output))
         if use_mqtt:
             mqtt = MqttSink(settings.mqtt, settings.topics, [r.id for r in sim.fleet], keepalive=int(config.keepalive_s),
-                            ca=settings.mqtt_ca, cert=settings.mqtt_cert, key=settings.mqtt_key)
+                            ca=settings.mqtt_ca, cert=settings.mqtt_cert, key=settings.mqtt_key, history=history)
             mqtt.connect()
             sinks.append(mqtt)
     except SinkError as exc:
@@ -165,4 +172,4 @@ def simulate(mqtt_url: str | None, topic_prefix: str | None, output: Path | None
         for sink in sinks:
             sink.close()
     n_labels = labels.records if labels is not None else len(sim.labels())
-    sys.stdout.write(json.dumps({**summary.as_dict(), "labels": n_labels}) + "\n")
+    sys.stdout.write(json.dumps({**summary.as_dict(), "labels": n_labels, "history": bool(history and use_mqtt)}) + "\n")

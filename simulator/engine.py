@@ -54,6 +54,9 @@ class SimConfig:
     keepalive_s: float = 10.0
     backlog_chunk: int = 100
     backlog_messages_per_tick: int = 2
+    # The fleet's boot number (frames' ``boot``): a run's robots start counting seq at 0, so each
+    # run is a boot of its own. Default: the run's start time in milliseconds.
+    boot: int | None = None
 
     def __post_init__(self) -> None:
         if not (0.0 < self.rate_hz <= 1000.0):
@@ -137,6 +140,7 @@ class Simulation:
         self.dt = 1.0 / c.rate_hz
         self.dt_ns = round(self.dt * NS)
         self.t0 = c.start_ns if c.start_ns is not None else (time.time_ns() // NS) * NS
+        self.boot = c.boot if c.boot is not None else self.t0 // 1_000_000
         self.calendar = ShiftClock(c.calendar if c.calendar is not None else calendar_from_env())
         self.fleet: list[Robot] = build_fleet(c.robots, c.scenarios)
         ids = [r.id for r in self.fleet]
@@ -304,7 +308,7 @@ class Simulation:
             link_up = up[ri] and outage is None
             link = LinkInfo(latency_ms=latency[ri] if link_up else 0.0, rssi_dbm=rssi[ri], loss=loss[ri])
             frame = Frame(robot_id=r.id, scenario_id=sid, seq=st.seq, ts=ts, readings=dict(zip(names, xs[a:b])),
-                          pos_m=pos[ri], battery=battery[ri], link=link)
+                          pos_m=pos[ri], battery=battery[ri], link=link, boot=self.boot)
             if c.waveform_rate_hz and self._machine[sid] is not None and (i + ri) % c.waveform_every == 0:
                 frame.waveforms = {"vib": self._waveform(ri, i, t, sid, float(run[m.place_index[sid]]))}
             st.seq += 1
@@ -412,7 +416,7 @@ class Simulation:
     def _status(self, r: Robot, st: _RobotState, t: int, online: bool, link: LinkInfo | None) -> RobotStatus:
         # the values are valid by construction: skip pydantic's validation (a status a minute per robot)
         return RobotStatus.model_construct(
-            robot_id=r.id, online=online, ts=t, scenario_id=r.scenario, pos_m=round(r.pos, 1),
+            robot_id=r.id, online=online, ts=t, boot=self.boot, scenario_id=r.scenario, pos_m=round(r.pos, 1),
             battery=round(r.battery, 1), charging=r.charging,
             link=Link.model_construct(latency_ms=link.latency_ms, rssi_dbm=link.rssi_dbm, loss=link.loss)
             if link is not None else None)

@@ -5,6 +5,10 @@ one's last will (``online: false``, retained, on ``status/{robot_id}``) fires wh
 connection drops. All connections are driven from one thread with ``select`` (paho's external
 loop API): one process drives hundreds of robots. Telemetry and status are published QoS 1;
 :meth:`MqttSink.drain` waits until the broker has acknowledged every publish.
+
+With ``history`` the sink loads history instead: frames go to ``history/{scenario}/{robot}``
+(stored and detected by the ingestor's history detectors, never on the live board), and no
+status and no will are published, so the live robots of the same ids are left alone.
 """
 
 from __future__ import annotations
@@ -109,9 +113,10 @@ class _Robot:
 class MqttSink:
     def __init__(self, target: MqttTarget, topics: Topics, robot_ids: list[str], *, keepalive: int = 10,
                  ca: Path | None = None, cert: Path | None = None, key: Path | None = None,
-                 connect_timeout: float = 10.0) -> None:
+                 connect_timeout: float = 10.0, history: bool = False) -> None:
         self.target = target
         self.topics = topics
+        self.history = history
         self.keepalive = keepalive
         self.connect_timeout = connect_timeout
         self.published = 0
@@ -121,9 +126,11 @@ class MqttSink:
         tag = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.robots: dict[str, _Robot] = {}
         for rid in robot_ids:
-            client = paho_client(target, client_id=f"mwsim-{rid}-{tag}", ca=ca, cert=cert, key=key)
-            will = RobotStatus(robot_id=rid, online=False).model_dump_json(exclude_none=True)
-            client.will_set(topics.status(rid), will, qos=1, retain=True)
+            client = paho_client(target, client_id=f"mwsim{'-hist' if history else ''}-{rid}-{tag}", ca=ca, cert=cert,
+                                 key=key)
+            if not history:
+                will = RobotStatus(robot_id=rid, online=False).model_dump_json(exclude_none=True)
+                client.will_set(topics.status(rid), will, qos=1, retain=True)
             client.on_publish = self._on_publish
             client.on_connect = self._on_connect
             client.on_disconnect = self._on_disconnect
@@ -220,6 +227,15 @@ class MqttSink:
 
     # ------------------------------------------------------------------ publishing
     def write(self, tick: Tick) -> None:
+        if self.history:
+            for msg in tick.messages:
+                r = self.robots[msg.robot_id]
+                self._publish(r, self.topics.history(msg.scenario_id, msg.robot_id), payload_of(msg))
+                self.messages += 1
+            self.pump(0.0)
+            while self.published - self.acked > MAX_OUTSTANDING:
+                self.pump(0.01)
+            return
         for st in tick.statuses:
             r = self.robots[st.robot_id]
             payload = st.status.model_dump_json(exclude_none=True)
@@ -259,7 +275,8 @@ class MqttSink:
         """Leave as a robot does when it stops: the broker publishes each one's will (offline)."""
         for r in self.robots.values():
             if r.online and r.client.socket() is not None:
-                r.client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, identifier=4))
+                # with a will (code 4): the broker publishes it; loading history: a plain goodbye
+                r.client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, identifier=0 if self.history else 4))
                 r.online = False
         for _ in range(10):
             self.pump(0.01)

@@ -74,7 +74,8 @@ def test_simulated_methane_excursion_is_stored_alerted_shown_and_cleared(
     procs: list[subprocess.Popen[bytes]] = []
     listener = AlertListener(mosquitto, topics)
     try:
-        procs.append(subprocess.Popen(_cli("ingest", *common, *influx, "--topic-prefix", prefix,
+        # the simulated mine runs 20 times faster than real time: the ingestor goes by the data's clock
+        procs.append(subprocess.Popen(_cli("ingest", *common, *influx, "--topic-prefix", prefix, "--clock", "data",
                                            "--spool-dir", str(tmp_path / "spool")), env=env))
         procs.append(subprocess.Popen(_cli("api", *common, *influx, "--topic-prefix", prefix,
                                            "--host", "127.0.0.1", "--port", str(api_port)), env=env))

@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api import report
-from api.routes import alerts, health, me, replays, robots, scenarios, shifts, stream, telemetry
+from api.routes import alerts, health, incidents, me, replays, robots, scenarios, shifts, stream, telemetry
 
 __all__ = ["api_router"]
 
 api_router = APIRouter()
-for _module in (health, me, scenarios, robots, telemetry, alerts, shifts, replays, stream, report):
+for _module in (health, me, scenarios, robots, telemetry, incidents, alerts, shifts, replays, stream, report):
     api_router.include_router(_module.router)

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
 
+from api.acks import send_ack
 from api.alertbook import AlertBook, stored_events
 from api.deps import CurrentOperator, Reader, StateDep
 from api.schemas import AckAccepted, AckRequest, AlertDetail, AlertPublic, AlertsPublic, errors
 from api.params import bad, time_or_422
 from api.times import TIME_HELP
-from minewatch.schema import ID_PATTERN, AlertKind, AlertState, Severity
+from minewatch.schema import ID_PATTERN, AlertKind, AlertState, AlertTiming, Severity
 
 router = APIRouter(prefix="/alerts", tags=["alerts"])
 
@@ -31,6 +31,9 @@ async def list_alerts(
     since: Annotated[str | None, Query(description=f"alive at or after this time; {TIME_HELP}")] = None,
     until: Annotated[str | None, Query(description=f"raised before this time; {TIME_HELP}")] = None,
     active: Annotated[bool | None, Query(description="true: only alerts not cleared; false: only cleared")] = None,
+    timing: Annotated[list[AlertTiming] | None, Query(
+        description="any of live, late, historical (default: live and late; historical alerts come from loaded "
+                    "history, stored only, and are read from InfluxDB)")] = None,
     limit: Annotated[int, Query(ge=1, le=10000, description="at most this many, newest first")] = 1000,
 ) -> AlertsPublic:
     """Alerts (one entry per alert, as its latest event plus a summary), newest event first.
@@ -40,8 +43,13 @@ async def list_alerts(
     t0, t1 = time_or_422(since, "since"), time_or_422(until, "until")
     if t0 is not None and t1 is not None and t1 <= t0:
         raise bad("until must be after since", "until")
+    timings = set(timing or (AlertTiming.live, AlertTiming.late))
     book = state.live.book
-    if t0 is not None and book.horizon_ns is not None and t0 < book.horizon_ns:
+    if AlertTiming.historical in timings:
+        lo = t0 if t0 is not None else (book.horizon_ns or 0)
+        book = AlertBook(include_historical=True)
+        book.apply_all(await stored_events(state.influx, f"time >= {lo}" + (f" AND time < {t1}" if t1 else "")))
+    elif t0 is not None and book.horizon_ns is not None and t0 < book.horizon_ns:
         older = AlertBook()
         older.apply_all(await stored_events(
             state.influx, f"time >= {t0} AND time < {min(book.horizon_ns, t1 or book.horizon_ns)}"))
@@ -60,6 +68,8 @@ async def list_alerts(
         if scenario and p.scenario_id not in scenario:
             continue
         if active is not None and p.active != active:
+            continue
+        if p.timing not in timings:
             continue
         if t0 is not None and not p.active and p.ts < t0:
             continue
@@ -102,19 +112,9 @@ async def acknowledge(alert_id: AlertIdPath, body: AckRequest, state: StateDep, 
         ack = next(e for e in reversed(a.events) if e.state == AlertState.acknowledged)
         state.metrics.acks.labels("conflict").inc()
         raise HTTPException(409, f"alert {alert_id!r} was already acknowledged by {ack.operator or 'someone'}")
-    # after the event it acknowledges, even if the robot's clock runs ahead of ours
-    ts = max(time.time_ns(), a.latest.ts + 1)
-    operator = body.operator.strip()
-    try:
-        ev = await state.live.request_ack(alert_id, a.latest.scenario_id, operator, body.note, ts, state.ack_wait_s)
-    except ConnectionError as exc:
-        state.metrics.acks.labels("unavailable").inc()
-        raise HTTPException(503, str(exc)) from None
-    if ev is None:
-        state.metrics.acks.labels("pending").inc()
-        return JSONResponse(AckAccepted(alert_id=alert_id, operator=operator, note=body.note, ts=ts).model_dump(),
-                            status_code=202)
-    state.metrics.acks.labels("confirmed").inc()
+    got = await send_ack(state, alert_id, a.latest.scenario_id, a.latest.ts, body, incident=False)
+    if isinstance(got, JSONResponse):
+        return got
     confirmed = state.live.book.get(alert_id)
     assert confirmed is not None
     return confirmed.public()

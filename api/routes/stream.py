@@ -3,7 +3,13 @@
 Every message is ``{"type", "data"}`` (over SSE, ``type`` is the event name):
 
 - ``active``: first, on every (re)connection: the active alerts (list of AlertPublic);
+- ``incidents``: second, on every (re)connection: the open incidents (list of IncidentPublic, in
+  worklist order);
+- ``watch``: third, on every (re)connection: whether each scenario is watched (list of WatchStatus),
+  then each scenario's status as the ingestor refreshes it;
 - ``alert``: each alert event (AlertEvent) as the ingestor publishes it;
+- ``incident``: each incident step (IncidentPublic) as the ingestor publishes it, and
+  ``incident_gone`` (``{"incident_id"}``) when an open incident's retained state is removed;
 - ``status``: a robot's status (RobotStatus) when it changes;
 - ``reading``: each telemetry frame of the scenarios subscribed to (``?scenario=mf01,hf01`` or,
   on the WebSocket, ``{"subscribe": "mf01"}`` / ``{"unsubscribe": "mf01"}``);
@@ -48,6 +54,14 @@ def snapshot(state: Any) -> Message:
     return {"type": "active", "data": [a.model_dump(mode="json") for a in state.live.book.active_public()]}
 
 
+def snapshots(state: Any) -> list[Message]:
+    """What a client gets first on every (re)connection: active alerts, open incidents, watch states."""
+    live = state.live
+    return [snapshot(state),
+            {"type": "incidents", "data": [i.model_dump(mode="json") for i in live.incidents.active_public()]},
+            {"type": "watch", "data": [ws.model_dump(mode="json") for ws, _ in live.watch.values()]}]
+
+
 def sse(msg: Message) -> ServerSentEvent:
     return ServerSentEvent(event=msg["type"], raw_data=orjson.dumps(msg["data"]).decode())
 
@@ -68,9 +82,11 @@ async def stream(state: StateDep, _: Reader, scenarios: Annotated[set[str], Depe
     as `?api_key=` or the `minewatch_api_key` cookie (EventSource cannot send headers)."""
     sub = state.live.hub.subscribe(scenarios)
     try:
-        # the snapshot is taken after subscribing, so no event can fall between the two
-        first = snapshot(state)
+        # the snapshots are taken after subscribing, so no event can fall between the two
+        first, *rest = snapshots(state)
         yield ServerSentEvent(retry=2000, event=first["type"], raw_data=orjson.dumps(first["data"]).decode())
+        for msg in rest:
+            yield sse(msg)
         while True:
             msg = await sub.get()
             yield sse(msg)
@@ -102,7 +118,8 @@ async def ws(websocket: WebSocket) -> None:
     await websocket.accept()
     sub = state.live.hub.subscribe(scenarios)
     try:
-        await websocket.send_text(orjson.dumps(snapshot(state)).decode())
+        for msg in snapshots(state):
+            await websocket.send_text(orjson.dumps(msg).decode())
         reader = asyncio.create_task(_read_commands(websocket, sub))
         try:
             while not reader.done():

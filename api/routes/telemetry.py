@@ -15,7 +15,7 @@ from api.deps import InfluxDep, Reader, StateDep
 from api.params import channels_or_422, robot_or_422, scenario_or_422, window_or_422
 from api.schemas import LatestReading, SeriesPublic, TelemetryHistory, TelemetryLatest, errors
 from api.times import TIME_HELP, iso
-from api.views import latest_readings, merge_readings
+from api.views import beyond, latest_readings, merge_readings
 from minewatch.influx import InfluxError
 
 router = APIRouter(prefix="/telemetry", tags=["telemetry"])
@@ -52,9 +52,10 @@ async def latest(scenario: ScenarioQ, state: StateDep, influx: InfluxDep, _: Rea
     for row in await influx.query(q):
         for c, _u in chans:
             if c in row and (c not in stored or row["time"] > stored[c].ts):
-                stored[c] = LatestReading(value=row[c], ts=row["time"], robot_id=row.get("robot", ""))
+                stored[c] = LatestReading(value=row[c], ts=row["time"], robot_id=row.get("robot", ""),
+                                          beyond=beyond(sc.channel_map.get(c), row[c]))
     frames = [f for f in state.live.frames_of(sc.id) if robot is None or f.robot_id == robot]
-    return TelemetryLatest(scenario_id=sc.id, readings=merge_readings(stored, latest_readings(frames)))
+    return TelemetryLatest(scenario_id=sc.id, readings=merge_readings(stored, latest_readings(frames, sc)))
 
 
 @router.get("/history", response_model=TelemetryHistory, responses=errors(), summary="Downsampled history")

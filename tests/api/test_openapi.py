@@ -56,7 +56,8 @@ OPERATIONS = [
     ("GET", "/healthz"), ("GET", "/metrics"), ("GET", "/me"), ("GET", "/scenarios"), ("GET", "/scenarios/{scenario_id}"),
     ("GET", "/robots"), ("GET", "/robots/{robot_id}"), ("GET", "/telemetry/latest"), ("GET", "/telemetry/history"),
     ("GET", "/telemetry/export.csv"), ("GET", "/alerts"), ("GET", "/alerts/{alert_id}"),
-    ("POST", "/alerts/{alert_id}/ack"), ("GET", "/shifts"), ("GET", "/shifts/current"), ("GET", "/shifts/{shift_id}"),
+    ("POST", "/alerts/{alert_id}/ack"), ("GET", "/incidents"), ("GET", "/incidents/{incident_id}"),
+    ("POST", "/incidents/{incident_id}/ack"), ("GET", "/shifts"), ("GET", "/shifts/current"), ("GET", "/shifts/{shift_id}"),
     ("POST", "/replays"), ("GET", "/replays"), ("GET", "/replays/{replay_id}"), ("DELETE", "/replays/{replay_id}"),
     ("GET", "/report"),
 ]
@@ -80,7 +81,7 @@ def test_the_document_is_complete(api_schema: schemathesis.BaseSchema) -> None:
     doc = api_schema.raw_schema
     assert {"/healthz", "/metrics", "/me", "/scenarios", "/scenarios/{scenario_id}", "/robots", "/robots/{robot_id}",
             "/telemetry/latest", "/telemetry/history", "/telemetry/export.csv", "/alerts", "/alerts/{alert_id}",
-            "/alerts/{alert_id}/ack", "/shifts", "/shifts/{shift_id}", "/replays", "/replays/{replay_id}",
+            "/alerts/{alert_id}/ack", "/incidents", "/incidents/{incident_id}", "/incidents/{incident_id}/ack", "/shifts", "/shifts/{shift_id}", "/replays", "/replays/{replay_id}",
             "/replays/{replay_id}/stream", "/stream"} <= set(doc["paths"])
     for path, ops in doc["paths"].items():
         for method, op in ops.items():

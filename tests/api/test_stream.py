@@ -103,6 +103,7 @@ def test_websocket_snapshot_subscribe_and_readings(api: Api, publisher: Publishe
     with connect(f"{ws_url}?api_key={KEYS['integrator']}") as ws:
         first = json.loads(ws.recv(timeout=5))
         assert first["type"] == "active" and first["data"] == []
+        assert [json.loads(ws.recv(timeout=5))["type"] for _ in range(2)] == ["incidents", "watch"]
         ws.send(json.dumps({"subscribe": "nowhere"}))
         err = json.loads(ws.recv(timeout=5))
         assert err["type"] == "error" and "unknown scenario" in err["data"]["detail"]

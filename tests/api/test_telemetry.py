@@ -93,7 +93,8 @@ def test_export_csv_streams_every_reading_of_the_window(stored: SyncInflux, api:
 def test_latest_merges_stored_and_live_values(stored: SyncInflux, api: Api, publisher: Publisher) -> None:
     with api.client("operator") as c:
         got = c.get("/telemetry/latest", params={"scenario": "mf01"}).json()["readings"]
-        assert got["ch4_t1"] == {"value": pytest.approx(ch4(N - 1, "r02")), "ts": ts(N - 1, "r02"), "robot_id": "r02"}
+        assert got["ch4_t1"] == {"value": pytest.approx(ch4(N - 1, "r02")), "ts": ts(N - 1, "r02"), "robot_id": "r02",
+                                 "beyond": None}
         frame = Frame(robot_id="r03", scenario_id="mf01", seq=1, ts=T0 + 2 * N * S, readings={"ch4_t1": 0.77},
                       battery=55.0, pos_m=12.5, link=LinkInfo(latency_ms=9.0, rssi_dbm=-70.0))
         publisher.publish(publisher.topics.telemetry("mf01", "r03"), encode_frame(frame), qos=0)

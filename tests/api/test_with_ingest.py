@@ -80,16 +80,24 @@ def _replay(c: object, body: dict) -> dict:
     return done  # type: ignore[return-value]
 
 
-def test_replaying_a_recorded_shift_reproduces_the_live_alerts(
+def test_replaying_a_recorded_shift_reproduces_the_alerts_recorded_for_it(
         ingestor: object, settings: Settings, start_api: Callable[..., Api], influx_db: SyncInflux,
         tmp_path: Path) -> None:
+    """A past shift loaded as history through the running ingestor: its alerts are recorded (as
+    historical, never on the live board), and replaying the shift gives the same alerts."""
     shift = ShiftCalendar().parse(SHIFT)
     frames = _simulate(settings, tmp_path, shift.start_ns, 8)
     wait_for(lambda: influx_db.count("telemetry", "seq") == frames, timeout=60, what="every frame stored")
-    live = wait_for(lambda: influx_db.query('SELECT * FROM "alert_events"'), what="alerts recorded live")
+    live = wait_for(lambda: influx_db.query('SELECT * FROM "alert_events"'), what="alerts recorded")
     api = start_api()
     with api.client("engineer") as c:
-        recorded = c.get("/alerts", params={"since": shift.start_ns, "until": shift.end_ns}).json()["data"]
+        window = {"since": shift.start_ns, "until": shift.end_ns}
+        # history is not on the live picture: no alert, no incident, no robot marked offline
+        assert c.get("/alerts", params=window).json()["data"] == []
+        assert c.get("/alerts", params={"active": "true"}).json()["data"] == []
+        assert c.get("/incidents").json()["data"] == []
+        recorded = c.get("/alerts", params={**window, "timing": "historical"}).json()["data"]
+        assert recorded and all(a["timing"] == "historical" for a in recorded)
         gas = [a for a in recorded if a["detector"] == "gas_limit" and a["scenario_id"] == "mf01"]
         assert "critical" in {a["max_severity"] for a in gas}, recorded
 

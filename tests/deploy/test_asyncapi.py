@@ -21,6 +21,11 @@ EXPECTED = {
     "minewatch/v1/alerts/{scenario_id}/{kind}": (1, False),
     "minewatch/v1/alerts/active/{alert_id}": (1, True),
     "minewatch/v1/alerts/ack/{alert_id}": (1, False),
+    "minewatch/v1/history/{scenario_id}/{robot_id}": (1, False),
+    "minewatch/v1/incidents/{scenario_id}/{cause}": (1, False),
+    "minewatch/v1/incidents/active/{incident_id}": (1, True),
+    "minewatch/v1/incidents/ack/{incident_id}": (1, False),
+    "minewatch/v1/watch/{scenario_id}": (1, True),
     "minewatch/v1/deadletter/{reason}": (0, False),
 }
 

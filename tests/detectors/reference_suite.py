@@ -70,10 +70,12 @@ class FrameByFrameSuite(DetectorSuite):
         return batch
 
     def _robot_frames(self, frames, batch, now, pending) -> None:  # noqa: ANN001
-        """Every frame through the one-frame silence rule, robots in id order, each in time order."""
+        """Every frame through the one-frame silence rule, robots in id order, each in the order it
+        was seen (its arrival, or its time)."""
         gap = int(ROBOT_SILENCE_S * _NS)
-        for fi in sorted(range(len(frames)), key=lambda i: (frames[i].robot_id, frames[i].ts)):
-            self._robot_frame(frames[fi], self._robot(frames[fi].robot_id), gap, pending)
+        clock = batch.clock.tolist()
+        for fi in sorted(range(len(frames)), key=lambda i: (frames[i].robot_id, clock[i])):
+            self._robot_frame(frames[fi], clock[fi], self._robot(frames[fi].robot_id), gap, pending)
         for sig in self._deadman(now):
             pending.append((sig.ts, 3, 0, sig))
 

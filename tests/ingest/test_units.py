@@ -11,66 +11,11 @@ import pytest
 from ingest.deadletter import DeadLetter
 from ingest.lines import TelemetryLines
 from ingest.partition import Partition, partition_of
-from ingest.seqtrack import DUPLICATE, LATE, NEW, SeqTracker
 from ingest.spool import Spool, SpoolFull
 from ingest.writer import pick_rejected
 from minewatch.catalogue import SCENARIOS
 from minewatch.schema import DeadLetter as DeadLetterModel
 from minewatch.wire import Frame, LinkInfo
-
-
-def test_seq_tracker_counts_gaps_late_and_duplicates() -> None:
-    t = SeqTracker()
-    assert [t.observe("r1", s) for s in (0, 1, 2)] == [NEW, NEW, NEW]
-    assert t.observe("r1", 6) == NEW            # 3, 4, 5 missing
-    assert t.counts.gaps == 3 and t.missing("r1") == 3
-    assert t.observe("r1", 4) == LATE           # fills the middle of the hole
-    assert t.observe("r1", 4) == DUPLICATE
-    assert t.observe("r1", 3) == LATE
-    assert t.observe("r1", 5) == LATE
-    assert t.missing("r1") == 0
-    assert t.observe("r1", 2) == DUPLICATE
-    assert t.observe("r1", 6) == DUPLICATE
-    assert (t.counts.late, t.counts.duplicates, t.counts.frames) == (3, 3, 10)
-    assert t.observe("r2", 100) == NEW         # robots are independent
-    assert t.high("r1") == 6 and t.high("r2") == 100
-
-
-def test_seq_tracker_against_a_set_reference() -> None:
-    rng = random.Random(7)
-    t = SeqTracker(max_ranges=10_000)
-    seen: set[int] = set()
-    high = first = -1
-    for _ in range(5000):
-        s = rng.randrange(0, 3000)
-        kind = t.observe("r", s)
-        if high < 0:
-            expect, first = NEW, s
-        elif s > high:
-            expect = NEW
-        elif s in seen or s < first:  # before the first frame seen: history unknown, taken as a repeat
-            expect = DUPLICATE
-        else:
-            expect = LATE
-        assert kind == expect, (s, high)
-        seen.add(s)
-        high = max(high, s)
-    assert t.missing("r") == (high + 1 - first) - len({x for x in seen if x >= first})
-
-
-def test_seq_restore_starts_unseen_robots_only() -> None:
-    t = SeqTracker()
-    assert t.restore("r1", 41)
-    assert [t.observe("r1", s) for s in (40, 41, 42, 45)] == [DUPLICATE, DUPLICATE, NEW, NEW]
-    assert (t.counts.duplicates, t.counts.gaps) == (2, 2)
-    assert not t.restore("r1", 7) and t.high("r1") == 45  # a robot already seen keeps its state
-
-
-def test_seq_reset_starts_the_robot_again() -> None:
-    t = SeqTracker(reset_window=100)
-    t.observe("r", 1000)
-    assert t.observe("r", 0) == NEW and t.counts.resets == 1
-    assert t.observe("r", 1) == NEW
 
 
 def test_partition_parse_and_ownership() -> None:
@@ -153,27 +98,3 @@ def test_deadletter_payload_keeps_bytes() -> None:
     DeadLetterModel.model_validate_json(raw)  # the contract's schema of the dead-letter topic
 
 
-def test_seq_observe_run_matches_observe_one_by_one() -> None:
-    rng = random.Random(3)
-    one, run = SeqTracker(max_ranges=8, reset_window=500), SeqTracker(max_ranges=8, reset_window=500)
-    nxt = {"a": 0, "b": 0}
-    for _ in range(3000):
-        robot = rng.choice("ab")
-        k = rng.random()
-        if k < 0.6:    # what a robot sends: the next ones in order, sometimes after a hole
-            start = nxt[robot] + (rng.randrange(1, 5) if rng.random() < 0.1 else 0)
-            seqs = list(range(start, start + rng.randrange(1, 25)))
-        elif k < 0.8:  # a redelivery or a backlog filling a hole
-            start = max(0, nxt[robot] - rng.randrange(1, 40))
-            seqs = list(range(start, start + rng.randrange(1, 10)))
-        elif k < 0.9:
-            seqs = [rng.randrange(0, nxt[robot] + 30) for _ in range(rng.randrange(1, 6))]
-        else:          # a restart far below
-            seqs = [0, 1, 2] if nxt[robot] > 600 else [nxt[robot] + 700]
-        expect = [one.observe(robot, s) for s in seqs]
-        got = run.observe_run(robot, seqs)
-        assert (got if got is not None else [NEW] * len(seqs)) == expect, seqs
-        assert got is not None or all(x == NEW for x in expect)
-        nxt[robot] = max(nxt[robot], max(seqs) + 1)
-        assert run.counts == one.counts and run.high(robot) == one.high(robot)
-        assert run.missing(robot) == one.missing(robot)

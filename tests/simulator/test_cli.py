@@ -19,6 +19,7 @@ from minewatch.settings import MqttTarget
 from minewatch.topics import Topics
 from minewatch.wire import decode_frames
 from simulator.cli import simulate
+from simulator.timeutil import iso_ns
 
 START = "2026-11-27T00:00:00Z"
 
@@ -92,6 +93,35 @@ def test_methane_outburst_rises_above_peak_and_clears_within_its_label(tmp_path:
     assert min(after_peak) < 1.0  # back below the restore level inside the fault window
 
 
+class Listener:
+    """A subscriber that keeps every message of ``subscriptions``: ``(topic, payload, retained)``."""
+
+    def __init__(self, mosquitto, name: str, *subscriptions: str) -> None:  # noqa: ANN001
+        self.got: list[tuple[str, bytes, bool]] = []
+        self.lock = threading.Lock()
+        self.client = paho_client(MqttTarget(mosquitto.url), client_id=name)
+        subscribed = threading.Event()
+
+        def on_message(client, userdata, msg) -> None:  # noqa: ANN001
+            with self.lock:
+                self.got.append((msg.topic, msg.payload, msg.retain))
+
+        self.client.on_message = on_message
+        self.client.on_subscribe = lambda *a: subscribed.set()
+        self.client.connect(mosquitto.host, mosquitto.port)
+        self.client.subscribe([(t, 1) for t in subscriptions])
+        self.client.loop_start()
+        assert subscribed.wait(10)
+
+    def messages(self) -> list[tuple[str, bytes, bool]]:
+        with self.lock:
+            return list(self.got)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
 @pytest.mark.integration
 def test_mqtt_publishes_exactly_n_frames_with_status_and_will(mosquitto, prefix: str) -> None:
     topics = Topics(prefix)
@@ -113,7 +143,7 @@ def test_mqtt_publishes_exactly_n_frames_with_status_and_will(mosquitto, prefix:
         assert subscribed.wait(10)
         proc = subprocess.run([str(Path(sys.executable).parent / "minewatch"), "simulate", "--mqtt-url", mosquitto.url,
                                "--topic-prefix", prefix, "--frames", "120", "--scenarios", "mf01,vf01,bc01",
-                               "--speed", "max", "--seed", "3", "--start", START],
+                               "--speed", "max", "--seed", "3", "--start", START, "--live"],
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, proc.stderr
         summary = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -168,7 +198,7 @@ def test_mqtt_offline_robot_and_outage_show_as_will_then_backlog(mosquitto, pref
         assert subscribed.wait(10)
         proc = subprocess.run([str(Path(sys.executable).parent / "minewatch"), "simulate", "--mqtt-url", mosquitto.url,
                                "--topic-prefix", prefix, "--duration", "60s", "--scenarios", "gd01,ss02",
-                               "--speed", "max", "--start", START, "--faults", str(faults)],
+                               "--speed", "max", "--start", START, "--faults", str(faults), "--live"],
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, proc.stderr
         summary = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -231,7 +261,7 @@ def test_a_broker_restart_mid_run_loses_no_acknowledgement(fresh_broker) -> None
     publish acknowledged."""
     proc = subprocess.Popen([str(Path(sys.executable).parent / "minewatch"), "simulate", "--mqtt-url", fresh_broker.url,
                              "--topic-prefix", "restart/v1", "--duration", "24s", "--scenarios", "mf01,vf01",
-                             "--speed", "8", "--start", START], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--speed", "8", "--start", START, "--live"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_first_frame(fresh_broker, "restart/v1")  # the robots are connected and publishing
         fresh_broker.stop()
@@ -313,3 +343,30 @@ def test_waveform_blocks_ride_on_machine_frames_only(tmp_path: Path) -> None:
         w = f.waveforms["vib"]
         assert w.rate_hz == 8192 and w.dtype == "i2" and w.scale > 0
         assert len(w.data) == 4 * ((8192 * 2 // 2 + 2) // 3)  # 0.5 s of int16, base64
+
+
+@pytest.mark.integration
+def test_a_past_start_loads_history_and_leaves_the_live_robots_alone(mosquitto, prefix: str) -> None:
+    """A historical run against a running broker: frames on history/..., no status, no will."""
+    topics = Topics(prefix)
+    listener = Listener(mosquitto, f"subh-{prefix.replace('/', '-')}", f"{prefix}/#")
+    try:
+        proc = subprocess.run([str(Path(sys.executable).parent / "minewatch"), "simulate", "--mqtt-url", mosquitto.url,
+                               "--topic-prefix", prefix, "--frames", "60", "--scenarios", "mf01,vf01",
+                               "--speed", "max", "--seed", "3", "--start", START],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        summary = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert summary["history"] is True and summary["frames"] == 60
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if sum(len(decode_frames(p)) for t, p, _ in listener.messages() if topics.parse_history(t)) >= 60:
+                break
+            time.sleep(0.05)
+        time.sleep(0.5)  # a will would come now
+    finally:
+        listener.close()
+    got = listener.messages()
+    hist = [f for t, p, _ in got if topics.parse_history(t) for f in decode_frames(p)]
+    assert len(hist) == 60 and all(f.boot == iso_ns(START) // 1_000_000 for f in hist)
+    assert not [t for t, _, _ in got if not topics.parse_history(t)], "a historical run published on live topics"

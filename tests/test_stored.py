@@ -6,13 +6,13 @@ import asyncio
 
 import pytest
 
-from api.replay_reader import SliceReader, slice_query
+from minewatch.stored import SliceReader, slice_query
 from ingest.lines import TelemetryLines
 from minewatch.influx import InfluxClient, InfluxError, SyncInflux
 from minewatch.wire import Frame, LinkInfo
 from tests.ingest.helpers import frames_for
 
-from .conftest import T0, S
+from tests.api.conftest import S, T0
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,94 @@
+"""Robot clocks: corrections, and frames placed as live, late or history."""
+
+from __future__ import annotations
+
+from ingest.timing import HISTORY, LATE, LIVE, RobotClocks
+
+S = 1_000_000_000
+NOW = 1_800_000_000 * S
+
+
+class Robot:
+    """A robot sending one frame a second, ``clock`` seconds off, through a clock tracker."""
+
+    def __init__(self, clocks: RobotClocks, name: str = "r1") -> None:
+        self.clocks, self.name = clocks, name
+        self.seq = 0
+        self.t = NOW  # true time
+        self.off = 0  # its clock minus true time (s)
+
+    def send(self, n: int = 1, latency_s: float = 0.02):  # noqa: ANN201
+        out = []
+        for _ in range(n):
+            self.t += S
+            self.seq += 1
+            ts = self.t + self.off * S
+            out.append(self.clocks.place(self.name, [ts], [self.seq], None, self.t + int(latency_s * S)))
+        return out
+
+
+def test_a_right_clock_is_left_alone_and_its_frames_are_live() -> None:
+    r = Robot(RobotClocks())
+    for p in r.send(100):
+        assert p.offset == 0 and p.classes is None and p.changed is None
+
+
+def test_a_clock_an_hour_ahead_is_corrected_at_its_first_frame_and_back_when_right() -> None:
+    r = Robot(RobotClocks(tolerance_s=5.0))
+    r.send(10)
+    r.off = 3600
+    first, *rest = r.send(20)
+    assert first.changed == "ahead" and first.classes is None
+    # the newest frame lands at its arrival plus the tolerance: in order with the frames before
+    assert abs((r.t - 19 * S + 3600 * S + first.offset) - (r.t - 19 * S + 5 * S)) < S
+    assert all(p.changed is None and p.offset == first.offset for p in rest[1:])
+    r.off = 0  # set right again
+    p = r.send(1)[0]
+    assert p.changed == "right" and p.offset == 0
+
+
+def test_a_clock_that_jumps_back_is_corrected_at_once() -> None:
+    r = Robot(RobotClocks())
+    r.send(30)
+    r.off = -3600
+    p, q = r.send(2)
+    assert p.changed == "jumped back" and abs(p.offset - 3600 * S) < S and p.classes is None
+    assert q.changed is None and q.offset == p.offset
+    r.off = 0
+    assert r.send(1)[0].changed == "right"
+
+
+def test_a_clock_behind_from_the_start_is_corrected_once_it_stays_behind() -> None:
+    clocks = RobotClocks(settle_s=30.0)
+    r = Robot(clocks)
+    r.off = -7200  # up two hours behind, and no jump to see
+    first = r.send(1)[0]
+    assert first.classes == [HISTORY]  # two hours old, as far as anyone can tell yet
+    placements = r.send(40)
+    fixed = [p for p in placements if p.changed == "behind"]
+    assert len(fixed) == 1 and abs(fixed[0].offset - 7200 * S) < S
+    assert placements[-1].classes is None and placements[-1].offset == fixed[0].offset
+
+
+def test_a_backlog_is_late_not_a_clock_and_older_than_the_horizon_is_history() -> None:
+    clocks = RobotClocks(late_after_s=30.0, horizon_s=3600.0)
+    r = Robot(clocks)
+    r.send(10)
+    # a coverage hole of 20 min: the robot keeps reading, then sends its backlog fast, 60 a message
+    hole = []
+    for _ in range(1200):
+        r.t += S
+        r.seq += 1
+        hole.append((r.t, r.seq))
+    arrive = r.t + S
+    placements = []
+    for i in range(0, 1200, 60):
+        chunk = hole[i:i + 60]
+        placements.append(clocks.place("r1", [t for t, _ in chunk], [s for _, s in chunk], None, arrive))
+        arrive += S // 10  # ten messages a second: the lag shrinks as it drains
+    assert all(p.offset == 0 and p.changed is None for p in placements)
+    assert placements[0].classes == [LATE] * 60
+    assert placements[-1].classes[-1] == LIVE
+    # a robot that was out of reach for two hours: the oldest part of its backlog is history
+    far = clocks.place("r2", [NOW - 7200 * S, NOW - 1800 * S, NOW - 10 * S], [1, 2, 3], None, NOW)
+    assert far.classes == [HISTORY, LATE, LIVE] and far.offset == 0
