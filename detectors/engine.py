@@ -12,12 +12,15 @@ active and a new one after it clears, and emits :class:`minewatch.schema.AlertEv
 * ``acknowledged`` when an operator acknowledges (:meth:`AlertEngine.acknowledge`);
 * ``cleared`` when the last source clears.
 
-Chatter suppression: when a key has been raised ``flap_count`` times (two) within
-``flap_window_s``, its clears are held for ``flap_hold_s``; a re-raise inside the hold continues
-the same alert instead of raising a new one, so a reading dithering about a limit gives at most
-two raises, never the three in a minute that ISA-18.2 calls chattering. Held clears are
-released by event time (:meth:`AlertEngine.advance`), so the result does not depend on how the
-data were split into batches.
+Chattering and repeating alerts (ISA-18.2 / EEMUA 191: an alarm that raises and clears three or
+more times in a minute is chattering; one that keeps coming back floods the operator): when a
+key clearing has been raised ``flap_count`` times (two) within ``flap_window_s`` (10 min), its
+clear is held for ``flap_hold_s`` (an off-delay of 2 min); a re-raise inside the hold continues
+the same alert instead of raising a new one. So a reading dithering about a limit gives one
+standing alert, not a stream of them, and no key raises three times in a minute; the clear comes
+at most the hold after the condition is really over. Held clears are released by event time
+(:meth:`AlertEngine.advance`), so the result does not depend on how the data were split into
+batches.
 
 Every alert belongs to an incident (:mod:`detectors.incidents`): the alerts of one place with
 one cause. The engine keeps the incidents in step with the alerts; :meth:`AlertEngine.drain_incidents`
@@ -96,9 +99,9 @@ class AlertEngine:
     Parameters
     ----------
     flap_count, flap_window_s
-        A key raised this many times within this window is flapping.
+        A key raised this many times within this window is repeating.
     flap_hold_s
-        How long a flapping key's clear is held back.
+        How long a repeating key's clear is held back.
     """
 
     def __init__(self, flap_count: int = 2, flap_window_s: float = 600.0, flap_hold_s: float = 120.0,
@@ -164,11 +167,11 @@ class AlertEngine:
             if a.sources:
                 return out
             ev = self._event(sig, a, AlertState.cleared, a.severity)
-            if self._flapping(key, sig.ts):
+            if self._repeating(key, sig.ts):
                 a.clear_at = sig.ts + int(self.flap_hold_s * _NS)
                 a.clear_event = ev.model_copy(update={
-                    "message": ev.message + f" (Held {self.flap_hold_s:g} s: this alert has been flapping.)",
-                    "evidence": {**ev.evidence, "flapping": True}})
+                    "message": ev.message + f" (Held {self.flap_hold_s:g} s: it has come back within minutes.)",
+                    "evidence": {**ev.evidence, "flapping": True, "held_s": self.flap_hold_s}})
                 if key not in self._held:
                     self._held.append(key)
                 return out
@@ -284,7 +287,7 @@ class AlertEngine:
         self.incidents.apply(ev)
         return ev
 
-    def _flapping(self, key: Key, ts: int) -> bool:
+    def _repeating(self, key: Key, ts: int) -> bool:
         raises = self._raises.get(key)
         if not raises:
             return False

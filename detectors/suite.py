@@ -232,10 +232,13 @@ class DetectorSuite:
     timing
         What the alerts of frames not marked late are: ``live``, or ``historical`` for the
         suite an ingestor keeps for bulk history (its alerts never reach the live board).
+    repeat_hold_s
+        How long the clear of an alert raised twice within ten minutes is held back (an off-delay
+        against chattering and repeating alerts, :class:`detectors.engine.AlertEngine`).
     """
 
     def __init__(self, scenarios: Mapping[str, Scenario] = SCENARIOS, overrides: Mapping[str, float] | None = None,
-                 *, timing: AlertTiming = AlertTiming.live) -> None:
+                 *, timing: AlertTiming = AlertTiming.live, repeat_hold_s: float = 120.0) -> None:
         _warm_up()
         self.scenarios = dict(scenarios)
         self.overrides = dict(overrides or {})
@@ -243,7 +246,7 @@ class DetectorSuite:
         self._ov = Overrides(self.overrides, self.scenarios)
         self._ov.check_all_match()
         self.rules = channel_rules(self.scenarios, self._ov)
-        self.engine = AlertEngine(group=self.group)
+        self.engine = AlertEngine(flap_hold_s=repeat_hold_s, group=self.group)
         self._lim = StreamTable(LIMIT_COLUMNS)
         self._lim_rule: list[Rule] = []
         self._lim_meta: list[tuple[str | None, str, str]] = []  # (scenario or None for robot rules, robot, channel)

@@ -59,6 +59,9 @@ def _partition(ctx: click.Context, param: click.Parameter, value: str):  # noqa:
 @click.option("--clock", type=click.Choice(["wall", "data"]), default="wall", show_default=True,
               help="wall: the ingestor's own clock (live). data: the newest event time seen, for a recorded or "
                    "simulated mine sent faster than real time (simulate --speed N, benchmarks).")
+@click.option("--repeat-hold", type=click.FloatRange(0.0), default=120.0, show_default=True,
+              help="Seconds the clear of an alert raised twice within 10 min is held back (a re-raise meanwhile "
+                   "goes on as the same alert): a dithering reading gives one standing alert, not a stream.")
 @click.option("--stop-timeout", type=click.FloatRange(0.5), default=5.0, show_default=True,
               help="Seconds from SIGTERM/Ctrl-C to exit: finish the batch in hand, write or spool it, acknowledge, "
                    "disconnect. Writes still waiting on InfluxDB then go to the spool; anything not yet durable "
@@ -70,7 +73,7 @@ def _partition(ctx: click.Context, param: click.Parameter, value: str):  # noqa:
 def ingest(mqtt_url: str | None, influx_url: str | None, influx_db: str | None, topic_prefix: str | None, partition,
            client_id: str | None, spool_dir: Path | None, spool_max_mb: int, metrics_port: int | None, metrics_host: str,
            batch_size: int, batch_ms: float, late_after: float, live_horizon: float, clock_tolerance: float,
-           warmup: float, clock: str, stop_timeout: float, no_detectors: bool, limits: tuple[str, ...],
+           warmup: float, clock: str, repeat_hold: float, stop_timeout: float, no_detectors: bool, limits: tuple[str, ...],
            log_level: str) -> None:  # noqa: ANN001
     """Consume telemetry, store every reading in InfluxDB, run the detectors, publish alerts.
 
@@ -99,6 +102,7 @@ def ingest(mqtt_url: str | None, influx_url: str | None, influx_db: str | None, 
                          spool_max_bytes=spool_max_mb << 20, metrics_port=metrics_port, metrics_host=metrics_host,
                          batch_size=batch_size, batch_ms=batch_ms, late_after_s=late_after,
                          live_horizon_s=live_horizon, clock_tolerance_s=clock_tolerance, warmup_s=warmup, clock=clock,
+                         repeat_hold_s=repeat_hold,
                          detectors=not no_detectors, overrides=overrides, stop_timeout_s=stop_timeout)
     try:
         asyncio.run(run(settings, opts))

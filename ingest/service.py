@@ -101,6 +101,7 @@ class IngestOptions:
     session_expiry_s: int = 7 * 24 * 3600
     detectors: bool = True
     overrides: dict[str, float] | None = None
+    repeat_hold_s: float = 120.0          # the clear of an alert raised twice within 10 min waits this long
     late_after_s: float = 30.0            # older robot time than this is marked late (domain §3: 30 s cycle)
     # [P] older than this (by a clock-corrected robot time) is bulk history: stored and detected by
     # detectors of its own, never on the live board. A robot's backlog of a shorter hole is late data.
@@ -193,7 +194,7 @@ def _load_suite(opts: IngestOptions, timing: AlertTiming = AlertTiming.live) -> 
     except ImportError as exc:
         log.warning("detectors unavailable (%s): storing telemetry without detection", exc)
         return None
-    suite = DetectorSuite(SCENARIOS, overrides=opts.overrides, timing=timing)
+    suite = DetectorSuite(SCENARIOS, overrides=opts.overrides, timing=timing, repeat_hold_s=opts.repeat_hold_s)
     if timing is AlertTiming.live:
         _warm_up(DetectorSuite)
     return suite

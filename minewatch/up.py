@@ -179,6 +179,15 @@ class System:
             self.broker.stop()
 
 
+def _accelerated(sim_args: tuple[str, ...]) -> bool:
+    """Whether ``--sim-arg`` asks the simulator for other than real time (``--speed N``, N != 1)."""
+    args = [a for arg in sim_args for a in arg.split("=", 1)] if any("=" in a for a in sim_args) else list(sim_args)
+    for i, a in enumerate(args):
+        if a == "--speed" and i + 1 < len(args):
+            return args[i + 1].strip().lower() not in ("1", "1.0")
+    return False
+
+
 def _wait_healthy(url: str, timeout: float = 60) -> None:
     try:
         wait_http(f"{url}/healthz", 200, timeout=timeout)
@@ -196,8 +205,12 @@ def _wait_healthy(url: str, timeout: float = 60) -> None:
 @click.option("--sim-arg", "sim_args", multiple=True, help="Extra argument for `minewatch simulate` (repeatable).")
 def up(home: Path, mqtt_port: int, influx_port: int, api_port: int, no_simulator: bool, sim_args: tuple[str, ...]) -> None:
     """Run the whole system on this machine until Ctrl-C."""
+    ingest_args: tuple[str, ...] = ()
+    if not no_simulator and _accelerated(sim_args):
+        # a simulated mine faster than real time: the ingestor goes by the data's clock
+        ingest_args = ("--clock", "data")
     system = System(home.resolve(), mqtt_port, influx_port, api_port, simulate=not no_simulator, sim_args=sim_args,
-                    log=click.echo)
+                    ingest_args=ingest_args, log=click.echo)
     stopping = False
 
     def _stop(signum: int, frame: object) -> None:
@@ -218,8 +231,11 @@ def up(home: Path, mqtt_port: int, influx_port: int, api_port: int, no_simulator
         click.echo(f"  integrator key {system.keys['integrator']}")
         assert system.auth is not None
         integrator = system.auth["integrator"].password
-        click.echo(f"  alerts         mosquitto_sub -p {mqtt_port} -u integrator -P {integrator} "
-                   f"-t '{Settings().topic_prefix}/alerts/#' -v")
+        prefix = Settings().topic_prefix
+        click.echo(f"  incidents      mosquitto_sub -p {mqtt_port} -u integrator -P {integrator} -q 1 -v "
+                   f"-t '{prefix}/incidents/+/+'")
+        click.echo(f"  alerts         mosquitto_sub -p {mqtt_port} -u integrator -P {integrator} -q 1 -v "
+                   f"-t '{prefix}/alerts/+/+'")
         click.echo(f"  accounts       {system.home / 'secrets' / 'credentials.json'} (broker and InfluxDB)")
         click.echo("Ctrl-C stops everything.")
         while not stopping:
