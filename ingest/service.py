@@ -626,7 +626,7 @@ class Ingestor:
             except Exception:  # noqa: BLE001 - a detector fault must not stop storage
                 log.exception("detectors failed on %d frames; the readings are stored anyway", len(frames))
                 self.metrics.detector_errors.inc()
-                self.metrics.skipped.labels(partition=self.partition.tag, reason="detector_error").inc(len(frames))
+                self.metrics.skipped.labels(partition=str(self.partition), reason="detector_error").inc(len(frames))
                 self._count_detected(frames, ok=False)
         if history:
             self._detect_history(history, batch)
@@ -867,7 +867,7 @@ class Ingestor:
                         batch.history.append(frames[i])
                 m.history.inc(len(old))
                 if hc.duplicates != d0:
-                    m.skipped.labels(partition=self.partition.tag, reason="duplicate").inc(hc.duplicates - d0)
+                    m.skipped.labels(partition=str(self.partition), reason="duplicate").inc(hc.duplicates - d0)
             if DUPLICATE in kinds:
                 store, late = self._not_proven_repeats(frames, kinds, late)
         if corrected:  # the robot's own times go with the corrected ones (how it numbers its readings)
@@ -893,7 +893,7 @@ class Ingestor:
             m.gaps.inc(c.gaps - gaps0)
         if c.duplicates != dups0:
             m.duplicates.inc(c.duplicates - dups0)
-            m.skipped.labels(partition=self.partition.tag, reason="duplicate").inc(c.duplicates - dups0)
+            m.skipped.labels(partition=str(self.partition), reason="duplicate").inc(c.duplicates - dups0)
         if c.resets != resets0:
             m.restarts.inc(c.resets - resets0)
             log.info("robot %s started its numbering again (a reboot, or a spare with its id)", robot_id)

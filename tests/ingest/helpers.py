@@ -185,6 +185,7 @@ def ingestor_in_process(settings: Settings, **options: object) -> Iterator[objec
         async def go() -> None:
             ing = Ingestor(settings, IngestOptions(**options))  # type: ignore[arg-type]
             holder["ing"], holder["loop"] = ing, asyncio.get_running_loop()
+            ing.loop = holder["loop"]  # type: ignore[attr-defined]  # for tests that reach into its thread
             waiter = asyncio.create_task(ing.started.wait())
             runner = asyncio.create_task(ing.run())
             await asyncio.wait([waiter, runner], return_when=asyncio.FIRST_COMPLETED)
