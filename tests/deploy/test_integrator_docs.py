@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from minewatch.schema import AlertEvent
+from minewatch.schema import AlertEvent, IncidentEvent
 from minewatch.services import find_program
 from minewatch.topics import Topics
 
@@ -28,12 +28,13 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "integrators.md"
 COMMANDS = [b.strip() for b in re.findall(r"```sh\n(.*?)```", DOC.read_text(), re.S) if b.startswith("mosquitto_sub")]
 T = Topics()
 EVENT = AlertEvent.model_json_schema()["examples"][0]
+INCIDENT = IncidentEvent.model_json_schema()["examples"][0]
 
 
 def _command(kind: str) -> str:
     """The documented command whose topic filter ends as ``kind`` says."""
     (cmd,) = [c for c in COMMANDS if (" -c " in c) == (kind == "persistent")
-              and ("alerts/active/+" in c) == (kind == "active")]
+              and ("alerts/active/+" in c) == (kind == "active") and ("incidents/+/+" in c) == (kind == "incidents")]
     return cmd
 
 
@@ -83,8 +84,23 @@ class Sub:
         self.proc.stdout.close()
 
 
-def test_the_doc_has_the_three_commands() -> None:
-    assert len(COMMANDS) == 3 and {_command(k) for k in ("events", "active", "persistent")} == set(COMMANDS)
+def test_the_doc_has_the_four_commands() -> None:
+    assert len(COMMANDS) == 4
+    assert {_command(k) for k in ("events", "active", "persistent", "incidents")} == set(COMMANDS)
+
+
+def test_incidents_as_documented(tls_broker: tuple[DeployBroker, int]) -> None:
+    b, port = tls_broker
+    ingest = b.auth.url("ingest", port=b.broker.port)
+    incidents = Sub(_command("incidents"), b, port)
+    try:
+        topic = T.incident(INCIDENT["scenario_id"], INCIDENT["cause"])
+        publish_once(ingest, topic, json.dumps(INCIDENT).encode())
+        line = incidents.wait(lambda ln: ln.startswith(topic + " "))
+        got = IncidentEvent.model_validate_json(line.split(" ", 1)[1])
+        assert got.needs_ack and got.members[0].alert_id == EVENT["alert_id"]
+    finally:
+        incidents.stop()
 
 
 def test_events_and_active_alerts_as_documented(tls_broker: tuple[DeployBroker, int]) -> None:
