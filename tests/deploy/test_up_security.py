@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from pathlib import Path
 
 import pytest
@@ -39,10 +41,11 @@ def test_up_servers_refuse_strangers_and_keep_accounts_across_restarts(tmp_path:
             with pytest.raises(InfluxError) as refused:
                 anonymous.query("SHOW MEASUREMENTS")
             assert refused.value.status == 401
-            ingest.write(["telemetry,scenario=mf01,robot=r01 ch4_t1=0.4 1795852800000000000"])
+            now = time.time_ns()  # inside the raw retention policy whatever the date
+            ingest.write([f"telemetry,scenario=mf01,robot=r01 ch4_t1=0.4 {now}"])
             assert api.count("telemetry", "ch4_t1") == 1
             with pytest.raises(InfluxError) as read_only:
-                api.write(["telemetry,scenario=mf01,robot=r01 ch4_t1=0.5 1795852801000000000"])
+                api.write([f"telemetry,scenario=mf01,robot=r01 ch4_t1=0.5 {now + 1_000_000_000}"])
             assert read_only.value.status == 403
             assert {r["name"] for r in ingest.query("SHOW RETENTION POLICIES")} >= {"raw", "long"}
         finally:
