@@ -1,8 +1,8 @@
 """End to end, as an operator sees it: the simulator's fleet publishes to a real mosquitto, the
 real ingestor stores it in a real influxd and runs the detectors, the real API serves the page,
 and headless Chromium shows it. A methane outburst injected in the simulator must turn its tile
-red and add an alert row within two seconds of the reading that crossed the limit; the operator
-acknowledges it on the page and the ingestor's acknowledged event comes back."""
+red and add an incident row within two seconds of the reading that crossed the limit; the operator
+acknowledges it on the page and the ingestor's acknowledged steps come back."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def test_outburst_from_the_simulator_reaches_the_page_and_is_acknowledged(
             page.wait_for_function("() => document.querySelectorAll('#board [data-severity=ok]').length >= 25",
                                    timeout=20000)
             page.screenshot(path=str(screenshots / "live-board.png"), full_page=True)
-            # record, in the page, when the mf01 tile turns red and when its alert row appears
+            # record, in the page, when the mf01 tile turns red and when its incident row appears
             page.evaluate("""() => {
                 window.__seen = {};
                 const mark = () => {
@@ -56,7 +56,7 @@ def test_outburst_from_the_simulator_reaches_the_page_and_is_acknowledged(
                   if (tile && ['alarm', 'critical'].includes(tile.dataset.severity) && !window.__seen.tile)
                     window.__seen.tile = Date.now();
                   if (tile && tile.dataset.severity === 'critical' && !window.__seen.red) window.__seen.red = Date.now();
-                  if (document.querySelector('#alert-list [data-scenario-id="mf01"]') && !window.__seen.row)
+                  if (document.querySelector('#incident-list [data-scenario-id="mf01"]') && !window.__seen.row)
                     window.__seen.row = Date.now();
                 };
                 new MutationObserver(mark).observe(document.body, {subtree: true, childList: true, attributes: true});
@@ -76,23 +76,25 @@ def test_outburst_from_the_simulator_reaches_the_page_and_is_acknowledged(
                 "critical_tile": round(seen["red"] - first), "unit": "ms",
                 "conditions": "simulator 35 robots at 1 Hz, real ingestor + API + Chromium, 2 cores"}))
             assert seen["tile"] - first < 2000, f"tile turned {seen['tile'] - first:.0f} ms after the crossing frame"
-            assert seen["row"] - first < 2000, f"alert row came {seen['row'] - first:.0f} ms after the crossing frame"
+            assert seen["row"] - first < 2000, f"incident row came {seen['row'] - first:.0f} ms after the crossing frame"
 
-            row = page.locator('#alert-list [data-scenario-id="mf01"]').first
-            alert_id = row.get_attribute("data-alert-id")
+            row = page.locator('#incident-list [data-scenario-id="mf01"]').first
+            incident_id = row.get_attribute("data-incident-id")
             assert row.get_attribute("data-severity") in ("alarm", "critical")
             page.screenshot(path=str(screenshots / "live-alert.png"), full_page=True)
-            row = page.locator(f'#alert-list [data-alert-id="{alert_id}"]')
+            row = page.locator(f'#incident-list [data-incident-id="{incident_id}"]')
             row.locator("button.ack").click()
             page.fill("#ack-operator", "Wang Li")
             page.fill("#ack-note", "power cut confirmed, deputy sent")
             page.click("#ack-submit")
-            page.wait_for_selector(f'#alert-list [data-alert-id="{alert_id}"][data-state="acknowledged"]',
+            page.wait_for_selector(f'#incident-list [data-incident-id="{incident_id}"][data-needs-ack="false"]',
                                    timeout=10000)
-            assert "Wang Li" in row.inner_text()
-            # the ingestor recorded the acknowledgement: the API's alert history has it
+            assert "acknowledged by Wang Li" in row.inner_text()
+            # the ingestor recorded the acknowledgement: the API's incident and alert histories have it
             with api.client("operator") as c:
-                hist = c.get(f"/alerts/{alert_id}").json()["history"]
+                inc = c.get(f"/incidents/{incident_id}").json()
+                assert any(e["state"] == "acknowledged" and e["acknowledged_by"] == "Wang Li" for e in inc["history"])
+                hist = [e for m in inc["members"] for e in c.get(f"/alerts/{m['alert_id']}").json()["history"]]
             assert any(e["state"] == "acknowledged" and e["operator"] == "Wang Li" for e in hist)
             page.screenshot(path=str(screenshots / "live-acknowledged.png"), full_page=True)
             # the scenario view: stored history from InfluxDB, the outburst against its limits
@@ -127,3 +129,4 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
