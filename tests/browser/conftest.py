@@ -71,4 +71,32 @@ def page(browser_context: object) -> Iterator[object]:
 
 # The API served on a free port in front of the session's broker and InfluxDB, and a publisher
 # that plays the robots and the ingestor: the API's own test fixtures.
-from tests.api.conftest import publisher, settings, start_api  # noqa: E402,F401
+from tests.api.conftest import KEYS, Api, Publisher, publisher, settings, start_api, wait_for  # noqa: E402,F401
+from tests.browser.mine import Mine  # noqa: E402
+
+
+@pytest.fixture
+def mine(publisher: Publisher) -> Iterator[Mine]:
+    """Robots in every scenario and an ingestor watching them all (retained status and watch
+    statuses: the API gets them when it subscribes)."""
+    m = Mine(publisher)
+    m.status_all()
+    yield m
+    m.close()
+
+
+@pytest.fixture
+def dash(start_api, mine: Mine) -> Iterator[Api]:  # noqa: ANN001
+    """The API, once it has a frame of every scenario and every scenario watched."""
+    api = start_api()
+    mine.frames_all()
+    with api.client("operator") as c:
+        wait_for(lambda: all(s["readings"] and s["watch"]["watched"] for s in c.get("/scenarios").json()["data"]),
+                 what="readings and watch statuses everywhere")
+    yield api
+
+
+def open_board(page, api: Api, key: str = KEYS["operator"]) -> None:  # noqa: ANN001
+    page.goto(f"{api.url}/?api_key={key}")
+    page.wait_for_selector("body[data-ready=true]", timeout=10000)
+    page.wait_for_selector("#conn[data-state=live]", timeout=5000)

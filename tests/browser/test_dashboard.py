@@ -1,93 +1,29 @@
 """The control-room page in headless Chromium, served by the real API in front of real mosquitto
 and influxd. Robots and the ingestor are played by publishing on the broker exactly what they
-publish (telemetry frames, retained status, alert events and the retained active state)."""
+publish (telemetry frames, retained status and watch statuses, alert and incident events with
+their retained active states, acknowledged steps): see ``tests/browser/mine.py``."""
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import orjson
-import paho.mqtt.client as paho
 import pytest
 
 from minewatch.catalogue import SCENARIOS
-from minewatch.schema import AlertEvent, AlertState, Link, RobotStatus
 from minewatch.wire import Frame, encode_frame
-from tests.api.conftest import KEYS, Api, Publisher, event, wait_for
+from tests.api.conftest import KEYS, Api, wait_for
+from tests.browser.conftest import open_board
+from tests.browser.mine import Mine
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
 GROUP_ORDER = ["faces", "headings", "fans", "belts", "pumps", "substations", "returns", "other"]
 
 
-def robot_of(i: int) -> str:
-    return f"r{i + 1:02d}"
-
-
-class Mine:
-    """Robots in every scenario and an ingestor that answers acknowledgements."""
-
-    def __init__(self, publisher: Publisher) -> None:
-        self.pub = publisher
-        self.seq = 0
-        self.events: dict[str, AlertEvent] = {}
-        publisher.subscribe(publisher.topics.prefix + "/alerts/ack/+", self._on_ack)
-
-    def status_all(self) -> None:
-        for i, sc in enumerate(SCENARIOS.values()):
-            st = RobotStatus(robot_id=robot_of(i), online=True, ts=time.time_ns(), scenario_id=sc.id, pos_m=10.0 * i,
-                             battery=90.0 - i, link=Link(latency_ms=12.0 + i, rssi_dbm=-70.0 - i))
-            self.pub.publish(self.pub.topics.status(st.robot_id), st.model_dump_json(), retain=True)
-
-    def frame(self, scenario_id: str, **override: float) -> None:
-        i = list(SCENARIOS).index(scenario_id)
-        sc = SCENARIOS[scenario_id]
-        self.seq += 1
-        readings = {c.name: round((c.normal[0] + c.normal[1]) / 2, 3) for c in sc.channels}
-        readings.update(override)
-        f = Frame(robot_id=robot_of(i), scenario_id=scenario_id, seq=self.seq, ts=time.time_ns(), readings=readings,
-                  battery=90.0 - i)
-        self.pub.publish(self.pub.topics.telemetry(scenario_id, f.robot_id), encode_frame(f), qos=0)
-
-    def frames_all(self) -> None:
-        for sid in SCENARIOS:
-            self.frame(sid)
-
-    def alert(self, ev: AlertEvent) -> None:
-        self.events[ev.alert_id] = ev
-        self.pub.alert(ev)
-
-    def _on_ack(self, msg: paho.MQTTMessage) -> None:
-        req = orjson.loads(msg.payload)
-        ev = self.events[req["alert_id"]].model_copy(update={
-            "state": AlertState.acknowledged, "ts": req["ts"], "operator": req["operator"], "note": req["note"]})
-        self.events[ev.alert_id] = ev
-        threading.Thread(target=self.pub.alert, args=(ev,)).start()
-
-
-@pytest.fixture
-def mine(publisher: Publisher) -> Mine:
-    m = Mine(publisher)
-    m.status_all()  # retained: the API gets it when it subscribes
-    return m
-
-
-@pytest.fixture
-def dash(start_api: Callable[..., Api], mine: Mine) -> Iterator[Api]:
-    api = start_api()
-    mine.frames_all()
-    with api.client("operator") as c:  # the API has seen a frame of every scenario
-        wait_for(lambda: all(s["readings"] for s in c.get("/scenarios").json()["data"]), what="readings everywhere")
-    yield api
-
-
-def open_board(page, api: Api, key: str = KEYS["operator"]) -> None:
-    page.goto(f"{api.url}/?api_key={key}")
-    page.wait_for_selector("body[data-ready=true]", timeout=10000)
-    page.wait_for_selector("#conn[data-state=live]", timeout=5000)
+def row(page, incident_id: str):  # noqa: ANN001, ANN201
+    return page.locator(f'#incident-list [data-incident-id="{incident_id}"]')
 
 
 def test_board_shows_31_tiles_grouped_and_keeps_the_key(dash: Api, page, screenshots: Path) -> None:
@@ -121,54 +57,61 @@ def test_board_shows_31_tiles_grouped_and_keeps_the_key(dash: Api, page, screens
 def test_methane_alert_turns_the_tile_red_within_two_seconds_and_is_acknowledged(
         dash: Api, mine: Mine, page, screenshots: Path) -> None:
     open_board(page, dash)
-    now = time.time_ns()
-    ev = event(f"mf01.ch4_t1.gas_limit.{now}", "raised", "critical", ts=now, first_ts=now, value=1.62, limit=1.5)
+    assert page.locator("#incident-list [data-incident-id]").count() == 0
+    assert page.inner_text('[data-count="none"]').endswith("none")
     mine.frame("mf01", ch4_t1=1.62)
     t0 = time.monotonic()
-    mine.alert(ev)
+    (ev,) = mine.signal("mf01", "ch4_t1", "critical", 1.62, 1.5)
     page.wait_for_selector('#board [data-scenario-id="mf01"][data-severity="critical"]', timeout=2000)
-    row = page.locator(f'#alert-list [data-alert-id="{ev.alert_id}"]')
-    row.wait_for(timeout=2000)
+    first = row(page, ev.incident_id)
+    first.wait_for(timeout=2000)
     latency = time.monotonic() - t0
     assert latency < 2.0
-    assert row.get_attribute("data-state") == "raised"
-    assert "CRITICAL" in row.inner_text() and "1.62 %" in row.inner_text()
+    assert first.get_attribute("data-state") == "raised" and first.get_attribute("data-needs-ack") == "true"
+    text = first.inner_text()
+    assert "CRITICAL" in text and "1.62 % (limit 1.5 %)" in text and "1 alert" in text
+    assert "Methane at mf01, 15101 fully-mechanised longwall" in text
     tile = page.locator('#board [data-scenario-id="mf01"]')
     assert "CRITICAL" in tile.inner_text()
-    assert page.locator('[data-count="critical"]').inner_text().startswith("1")
+    assert page.inner_text('[data-count="critical"]').endswith("1 CRITICAL")
     page.wait_for_function("() => document.title.startsWith('(1) CRITICAL')", timeout=6000)
-    # newest first
-    later = event(f"ra01.ch4.gas_limit.{now}", "raised", "alarm", ts=now + 1000, first_ts=now + 1000,
-                  scenario="ra01", channel="ch4", value=0.8, limit=0.75)
-    mine.alert(later)
-    page.wait_for_selector(f'#alert-list [data-alert-id="{later.alert_id}"]', timeout=2000)
-    order = page.locator("#alert-list [data-alert-id]").evaluate_all("els => els.map(e => e.dataset.alertId)")
-    assert order == [later.alert_id, ev.alert_id]
+    # a newer alarm elsewhere waits below the older critical: severity before age
+    (later,) = mine.signal("ra01", "ch4", "alarm", 0.8, 0.75)
+    row(page, later.incident_id).wait_for(timeout=2000)
+    order = page.locator("#incident-list [data-incident-id]").evaluate_all("els => els.map(e => e.dataset.incidentId)")
+    assert order == [ev.incident_id, later.incident_id]
     assert page.get_attribute('#board [data-scenario-id="ra01"]', "data-severity") == "alarm"
     page.screenshot(path=str(screenshots / "board-alert.png"), full_page=True)
 
-    row.locator("button.ack").click()
+    first.locator("button.ack").click()
+    assert page.text_content("#ack-title") == "Acknowledge incident"
     page.fill("#ack-operator", "Wang Li")
     page.fill("#ack-note", "power cut confirmed")
     page.screenshot(path=str(screenshots / "ack-dialog.png"))
     page.click("#ack-submit")
-    page.wait_for_selector(f'#alert-list [data-alert-id="{ev.alert_id}"][data-state="acknowledged"]', timeout=5000)
-    assert "acknowledged by Wang Li: power cut confirmed" in row.inner_text()
-    assert row.locator("button.ack").count() == 0
+    page.wait_for_selector(f'#incident-list [data-incident-id="{ev.incident_id}"][data-state="acknowledged"]',
+                           timeout=5000)
+    assert first.get_attribute("data-needs-ack") == "false"
+    assert "acknowledged by Wang Li" in first.inner_text()
+    assert first.locator("button.ack").count() == 0
+    # acknowledged, it goes below what still waits for an operator
+    order = page.locator("#incident-list [data-incident-id]").evaluate_all("els => els.map(e => e.dataset.incidentId)")
+    assert order == [later.incident_id, ev.incident_id]
     # the tile stays red (the methane is still high) and says it was acknowledged
     assert page.get_attribute('#board [data-scenario-id="mf01"]', "data-severity") == "critical"
     assert page.get_attribute('#board [data-scenario-id="mf01"]', "data-state") == "acknowledged"
-    # a later escalation keeps the acknowledgement (the API refuses a second one with 409)
-    mine.alert(ev.model_copy(update={"state": AlertState.escalated, "ts": time.time_ns(), "value": 1.9}))
-    page.wait_for_selector(f'#alert-list [data-alert-id="{ev.alert_id}"][data-state="escalated"]', timeout=2000)
-    assert "acknowledged by Wang Li, escalated since" in row.inner_text()
-    assert row.locator("button.ack").count() == 0
-    # cleared: the tile goes back to green and the row leaves the active list
-    mine.alert(ev.model_copy(update={"state": AlertState.cleared, "ts": time.time_ns(), "value": 0.4}))
+    # another sensor of the same place at the same level joins the incident without asking again
+    mine.signal("mf01", "ch4_t0", "critical", 1.55, 1.5)
+    first.locator('[data-alert-id]').nth(1).wait_for(state="attached", timeout=2000)
+    assert first.get_attribute("data-needs-ack") == "false" and "2 alerts" in first.inner_text()
+    assert page.locator("#incident-list [data-incident-id]").count() == 2
+    # cleared: the tile goes back to green and the row leaves the list of open incidents
+    mine.clear("mf01", "ch4_t1")
+    mine.clear("mf01", "ch4_t0")
     page.wait_for_selector('#board [data-scenario-id="mf01"][data-severity="ok"]', timeout=2000)
-    assert row.count() == 0
+    first.wait_for(state="detached", timeout=2000)
     page.check("#show-cleared")
-    assert page.get_attribute(f'#alert-list [data-alert-id="{ev.alert_id}"]', "data-state") == "cleared"
+    page.wait_for_selector(f'#incident-list [data-incident-id="{ev.incident_id}"][data-state="cleared"]', timeout=5000)
 
 
 def test_scenario_view_has_live_charts_with_limits(dash: Api, mine: Mine, page, screenshots: Path) -> None:
@@ -203,21 +146,21 @@ def test_scenario_view_has_live_charts_with_limits(dash: Api, mine: Mine, page, 
 
 
 def test_acknowledge_is_offered_only_to_keys_that_may(dash: Api, mine: Mine, page) -> None:
-    """An integrator's key reads the same alerts but gets no Acknowledge button (the API would
-    refuse it with 403); signing in again with an operator's key brings the button, and the
-    replay view's re-run, which needs an engineer key, is disabled for it."""
-    now = time.time_ns()
-    ev = event(f"mf01.ch4_t1.gas_limit.{now}", "raised", "critical", ts=now, first_ts=now, value=1.62, limit=1.5)
-    mine.alert(ev)
+    """An integrator's key reads the same incidents but gets no Acknowledge button (the API would
+    refuse it with 403): the row says it waits for acknowledgement instead. Signing in again with
+    an operator's key brings the button, and the replay view's re-run, which needs an engineer key,
+    is disabled for it."""
+    (ev,) = mine.signal("mf01", "ch4_t1", "critical", 1.62, 1.5)
     open_board(page, dash, KEYS["integrator"])
-    row = page.locator(f'#alert-list [data-alert-id="{ev.alert_id}"]')
-    row.wait_for(timeout=5000)
-    assert row.get_attribute("data-state") == "raised" and row.locator("button.ack").count() == 0
+    r = row(page, ev.incident_id)
+    r.wait_for(timeout=5000)
+    assert r.get_attribute("data-needs-ack") == "true" and r.locator("button.ack").count() == 0
+    assert "TO ACKNOWLEDGE" in r.inner_text()
     page.click("#signout")
     page.wait_for_selector("#key-dialog[open]", timeout=5000)
     page.fill("#key-input", KEYS["operator"])
     page.click("#key-dialog button[type=submit]")
-    row.locator("button.ack").wait_for(timeout=5000)
+    r.locator("button.ack").wait_for(timeout=5000)
     # an operator may not start replay jobs: the re-run button says so instead of failing later
     page.goto(f"{dash.url}/#/replay")
     page.wait_for_selector('#rp-rerun-box[data-denied="true"]', state="attached", timeout=5000)
@@ -254,10 +197,11 @@ def test_replay_view_plays_a_recorded_shift(influx_db, start_api: Callable[..., 
     page.fill("#rp-day", SHIFT.day.isoformat())
     page.dispatch_event("#rp-day", "change")
     page.wait_for_selector(f'#rp-shift option[value="{SHIFT_ID}"]', state="attached", timeout=5000)
-    # no robot is live: every tile is grey and says so
-    assert page.locator("#board [data-scenario-id]").evaluate_all("els => els.map(e => e.dataset.severity)") \
-        == ["stale"] * 31
-    assert page.inner_text('[data-count="stale"]') == "31 NO DATA"
+    # no ingestor, no robot: no place is watched, and every tile says so
+    tiles = page.locator("#board [data-scenario-id]")
+    assert tiles.evaluate_all("els => els.map(e => e.dataset.severity)") == ["unwatched"] * 31
+    assert tiles.evaluate_all("els => els.map(e => e.dataset.watched)") == ["false"] * 31
+    assert page.inner_text('[data-count="unwatched"]').endswith("31 not watched")
     page.select_option("#rp-shift", SHIFT_ID)
     page.select_option("#rp-scenario", "mf01")
     page.select_option("#rp-speed", "1800")
@@ -315,7 +259,7 @@ def test_replay_view_plays_a_recorded_shift(influx_db, start_api: Callable[..., 
 def test_page_recovers_when_the_api_restarts_and_shows_what_came_meanwhile(
         settings, mine: Mine, page, screenshots: Path) -> None:
     """The API goes away (a restart, a deploy): the page says the stream is down, keeps what it
-    showed, reconnects by itself and gets the alerts raised meanwhile from the active snapshot."""
+    showed, reconnects by itself and gets the incidents raised meanwhile from the snapshots."""
     import threading as th
 
     import uvicorn
@@ -346,14 +290,13 @@ def test_page_recovers_when_the_api_restarts_and_shows_what_came_meanwhile(
         page.wait_for_selector("#conn:not([data-state=live])", timeout=5000)
         page.wait_for_selector("body[data-lost]", timeout=6000)  # said loudly after a few seconds
         assert page.locator("#board [data-scenario-id]").count() == 31  # the board stays
-        now = time.time_ns()
-        ev = event(f"hf01.ch4_t1.gas_limit.{now}", "raised", "critical", ts=now, first_ts=now, scenario="hf01",
-                   value=1.55, limit=1.5)
-        mine.alert(ev)  # raised while the API is down: retained on alerts/active
+        # raised while the API is down: retained on alerts/active and incidents/active
+        (ev,) = mine.signal("hf01", "ch4_t1", "critical", 1.55, 1.5)
         page.screenshot(path=str(screenshots / "stream-down.png"))
         server, thread = serve()
         page.wait_for_selector("#conn[data-state=live]", timeout=15000)
-        page.wait_for_selector(f'#alert-list [data-alert-id="{ev.alert_id}"]', timeout=5000)
+        page.wait_for_selector(f'#incident-list [data-incident-id="{ev.incident_id}"] [data-alert-id="{ev.alert_id}"]',
+                               state="attached", timeout=5000)
         assert page.get_attribute('#board [data-scenario-id="hf01"]', "data-severity") == "critical"
         assert page.get_attribute("body", "data-lost") is None
     finally:

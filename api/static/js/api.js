@@ -5,6 +5,8 @@
 // `minewatch_api_key` scoped to this site, because EventSource cannot send headers. The
 // query parameter is removed from the address bar as soon as it is read.
 
+import { noteServerDate } from "./store.js";
+
 const STORE = "minewatch.api_key";
 const COOKIE = "minewatch_api_key";
 const listeners = new Set();
@@ -108,6 +110,7 @@ export async function api(path, { method = "GET", body, query } = {}) {
       await askKey("That key was not accepted. Enter a valid API key.");
       continue;
     }
+    noteServerDate(r.headers.get("Date"));
     const text = await r.text();
     let data = null;
     try { data = text ? JSON.parse(text) : null; } catch { data = text; }

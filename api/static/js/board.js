@@ -1,18 +1,33 @@
-// The board: every scenario as a tile, grouped by kind, coloured by its worst active alert.
+// The board: every scenario as a tile, grouped by kind, coloured by its worst active alert; a
+// place the detectors are not watching says so, and a reading past a limit is marked.
 
-import { GROUPS, GROUP_LABELS, state, worstFor, isStale, on, isActive, rank } from "./store.js";
-import { el, fmtValue, fmtAge, keyChannels, shortLabel, SEV_TEXT, SEV_ICON } from "./format.js";
+import { GROUPS, GROUP_LABELS, state, worstFor, isStale, on, isActive, rank, watchOf } from "./store.js";
+import { el, fmtValue, fmtAge, keyChannels, shortLabel, SEV_TEXT, SEV_ICON, WATCH_REASON } from "./format.js";
 
 const tiles = new Map(); // id -> element
 let root = null;
 let pending = new Set();
 let frame = 0;
 
-export function tileStatus(s) {
+// The most severe limit level any latest reading of `s` is at or past (null: none).
+function beyondOf(s) {
+  let worst = null;
+  for (const r of Object.values(s.readings)) if (r.beyond && (!worst || rank(r.beyond) > rank(worst))) worst = r.beyond;
+  return worst;
+}
+
+// What a tile shows: `level` is the worst active alert's severity; without one, "unwatched" when
+// the detectors are not watching the place (never "ok" then), "stale" when no reading has reached
+// the page for a while, else "ok". `watch` says whether and why not; `beyond` is the worst limit
+// level a latest reading is past, alert or not.
+export function tileStatus(s, nowMs = Date.now()) {
   const worst = worstFor(s.id);
-  if (worst) return { level: worst.severity, worst };
-  if (isStale(s)) return { level: "stale", worst: null };
-  return { level: "ok", worst: null };
+  const watch = watchOf(s.id, nowMs);
+  const beyond = beyondOf(s);
+  if (worst) return { level: worst.severity, worst, watch, beyond };
+  if (!watch.watched) return { level: "unwatched", worst: null, watch, beyond };
+  if (isStale(s, nowMs / 1000)) return { level: "stale", worst: null, watch, beyond };
+  return { level: "ok", worst: null, watch, beyond };
 }
 
 function build() {
@@ -38,14 +53,23 @@ function build() {
   }
 }
 
+const painted = new Map(); // id -> the watch state its tile shows
+
 function paint(id) {
   const t = tiles.get(id);
   const s = state.scenarios.get(id);
   if (!t || !s) return;
-  const { level, worst } = tileStatus(s);
-  t.className = `tile sev-${level}`;
+  const { level, worst, watch, beyond } = tileStatus(s);
+  const unwatched = !watch.watched;
+  const reason = WATCH_REASON[watch.state] ?? watch.state;
+  painted.set(id, watch.state);
+  t.className = ["tile", `sev-${level}`, unwatched ? "unwatched" : "", beyond ? `has-beyond bey-${beyond}` : ""]
+    .filter(Boolean).join(" ");
   t.dataset.severity = level;
-  t.dataset.state = worst ? worst.state : level === "stale" ? "stale" : "ok";
+  t.dataset.state = worst ? worst.state : level;
+  t.dataset.watched = String(!unwatched);
+  t.dataset.watchState = watch.state;
+  if (beyond) t.dataset.beyond = beyond; else delete t.dataset.beyond;
   const alertChannels = new Map();
   for (const a of state.alerts.values()) {
     if (a.scenario_id === id && isActive(a) && a.channel) {
@@ -53,24 +77,51 @@ function paint(id) {
       if (!prev || rank(a.severity) > rank(prev)) alertChannels.set(a.channel, a.severity);
     }
   }
+  // the key readings, and any other reading past a limit (it must not hide behind the four)
   const chans = keyChannels({ ...s.readings }, 4, s.keyChannels);
+  for (const [ch, r] of Object.entries(s.readings)) if (r.beyond && !chans.includes(ch)) chans.push(ch);
+  const past = [];
   const readings = el("dl", { class: "readings" }, chans.map((ch) => {
     const r = s.readings[ch] || {};
     const sev = alertChannels.get(ch);
-    return el("div", { class: sev ? `reading sev-${sev}` : "reading", "data-channel": ch },
-      el("dt", { text: shortLabel(ch) }), el("dd", { text: fmtValue(ch, r.value, r.unit) }));
+    const cls = ["reading", sev ? `sev-${sev}` : "", r.beyond ? `beyond beyond-${r.beyond}` : ""].filter(Boolean).join(" ");
+    if (r.beyond) past.push(`${shortLabel(ch)} ${fmtValue(ch, r.value, r.unit)} past the ${r.beyond} level${sev ? "" : ", no alert"}`);
+    return el("div", { class: cls, "data-channel": ch, "data-beyond": r.beyond || null,
+                       title: r.beyond ? `at or past its ${r.beyond} level${sev ? "" : " (no alert)"}` : null },
+      el("dt", { text: shortLabel(ch) }),
+      el("dd", { text: fmtValue(ch, r.value, r.unit) }),
+      r.beyond ? el("span", { class: "past" }, el("span", { "aria-hidden": "true", text: SEV_ICON[r.beyond] }),
+        ` ${SEV_TEXT[r.beyond] ?? r.beyond}`) : null);
   }));
-  const badge = el("span", { class: "badge" }, el("span", { class: "icon", "aria-hidden": "true", text: SEV_ICON[level] }),
-    ` ${SEV_TEXT[level]}`, worst && worst.state === "acknowledged" ? el("span", { class: "ackd", text: " · ACK" }) : null);
+  let badge;
+  if (level === "ok" && beyond) {
+    badge = el("span", { class: `badge outline sev-${beyond}` }, el("span", { class: "icon", "aria-hidden": "true", text: "◆" }),
+      " PAST LIMIT");
+  } else {
+    badge = el("span", { class: "badge" }, el("span", { class: "icon", "aria-hidden": "true", text: SEV_ICON[level] }),
+      ` ${SEV_TEXT[level]}`, worst && worst.state === "acknowledged" ? el("span", { class: "ackd", text: " · ACK" }) : null);
+  }
+  const band = unwatched
+    ? el("div", { class: "watch-band", "data-watch-state": watch.state, title: watch.detail || reason },
+      worst ? [el("span", { "aria-hidden": "true", text: SEV_ICON.unwatched }), ` NOT WATCHED · ${reason}`] : reason)
+    : null;
   const robots = s.robots.length ? `robot ${s.robots.join(", ")}` : "no robot";
-  t.replaceChildren(
+  t.replaceChildren(...[
     el("div", { class: "tile-head" }, el("span", { class: "tile-id", text: s.id }), badge),
     el("div", { class: "tile-name", text: s.name }),
+    band,
     readings,
     el("div", { class: "tile-foot" }, el("span", { text: robots }), el("span", { class: "age", text: fmtAge(s.lastTs) })),
-  );
-  t.title = worst ? worst.message : `${s.id} ${s.name}: ${SEV_TEXT[level]}`;
-  t.setAttribute("aria-label", `${s.id} ${s.name}: ${SEV_TEXT[level]}${worst ? ", " + worst.message : ""}`);
+  ].filter(Boolean));
+  const words = [
+    worst ? SEV_TEXT[worst.severity] : SEV_TEXT[level],
+    unwatched ? `not watched (${reason}${watch.detail ? ": " + watch.detail : ""})` : null,
+    worst ? worst.message : null,
+    past.length ? past.join("; ") : null,
+  ].filter(Boolean);
+  if (!worst && unwatched) words.splice(1, 1, `${reason}${watch.detail ? ": " + watch.detail : ""}`);
+  t.title = words.join(". ");
+  t.setAttribute("aria-label", `${s.id} ${s.name}: ${words.join(". ")}`);
 }
 
 function schedule(ids) {
@@ -91,6 +142,12 @@ export function mountBoard(element) {
   });
   on("reading", ({ scenario }) => schedule([scenario]));
   on("alerts", (a) => schedule(a ? [a.scenario_id] : state.scenarios.keys()));
-  // ages and staleness move with the clock
+  on("watch", (sid) => schedule(sid ? [sid] : state.scenarios.keys()));
+  // ages and staleness move with the clock: a watch status not renewed in time is caught within
+  // a second, the rest every few seconds
+  setInterval(() => {
+    const now = Date.now();
+    schedule([...state.scenarios.keys()].filter((id) => painted.get(id) !== watchOf(id, now).state));
+  }, 1000);
   setInterval(() => schedule(state.scenarios.keys()), 5000);
 }

@@ -129,6 +129,17 @@
     var fmtVal = function (u, v) { return v == null ? "–" : (+v).toFixed(opts.decimals != null ? opts.decimals : 2) + (opts.unit ? " " + opts.unit : ""); };
     var axis = { stroke: COLORS.axis, grid: { stroke: COLORS.grid }, ticks: { stroke: COLORS.grid },
                  font: "13px system-ui, sans-serif" };
+    // the time axis in 24-hour mine time, as every other time on the page and in the report
+    // (uPlot's tick format table: step in seconds, first tick, then the labels when the date changes)
+    var timeTicks = [
+      [3600 * 24 * 365, "{YYYY}", null, null, null, null, null, null, 1],
+      [3600 * 24 * 28, "{MMM}", "\n{YYYY}", null, null, null, null, null, 1],
+      [3600 * 24, "{MM}-{DD}", "\n{YYYY}", null, null, null, null, null, 1],
+      [3600, "{HH}:{mm}", "\n{YYYY}-{MM}-{DD}", null, "\n{MM}-{DD}", null, null, null, 1],
+      [60, "{HH}:{mm}", "\n{YYYY}-{MM}-{DD}", null, "\n{MM}-{DD}", null, null, null, 1],
+      [1, ":{ss}", "\n{YYYY}-{MM}-{DD} {HH}:{mm}", null, "\n{MM}-{DD} {HH}:{mm}", null, "\n{HH}:{mm}", null, 1],
+      [0.001, ":{ss}.{fff}", "\n{YYYY}-{MM}-{DD} {HH}:{mm}", null, "\n{MM}-{DD} {HH}:{mm}", null, "\n{HH}:{mm}", null, 1]
+    ];
     this.u = new global.uPlot({
       title: opts.title || "",
       width: width,
@@ -140,8 +151,8 @@
         x: { time: true, range: function (u, min, max) { return self.xRange ? self.xRange.slice() : [min, max]; } },
         y: { range: yRange(this.limits, opts.normal) }
       },
-      axes: [Object.assign({}, axis), Object.assign({ size: 64, values: function (u, vals) { return vals.map(function (v) { return +v.toFixed(3); }); } }, axis)],
-      series: [{}, { label: opts.label || opts.title || "value", stroke: COLORS.line, width: 2, value: fmtVal, spanGaps: false,
+      axes: [Object.assign({ values: timeTicks }, axis), Object.assign({ size: 64, values: function (u, vals) { return vals.map(function (v) { return +v.toFixed(3); }); } }, axis)],
+      series: [{ value: "{YYYY}-{MM}-{DD} {HH}:{mm}:{ss}" }, { label: opts.label || opts.title || "value", stroke: COLORS.line, width: 2, value: fmtVal, spanGaps: false,
                      points: { size: 6, fill: COLORS.line } },
                { label: "min", stroke: COLORS.minmax, width: 1, value: fmtVal, points: { show: false } },
                { label: "max", stroke: COLORS.minmax, width: 1, value: fmtVal, points: { show: false } }],

@@ -73,8 +73,15 @@ export function fmtAge(ns, nowMs = Date.now()) {
 // Text and a shape for each severity, so colour is never the only cue.
 export const SEV_TEXT = {
   critical: "CRITICAL", alarm: "ALARM", warning: "WARNING", info: "INFO", ok: "OK", stale: "NO DATA",
+  unwatched: "NOT WATCHED",
 };
-export const SEV_ICON = { critical: "■", alarm: "▲", warning: "●", info: "i", ok: "✓", stale: "?" };
+export const SEV_ICON = { critical: "■", alarm: "▲", warning: "●", info: "i", ok: "✓", stale: "?", unwatched: "⊘" };
+
+// Why a place is not watched, in short words (the watch states of the API and the ingestor).
+export const WATCH_REASON = {
+  no_data: "no data", no_ingest: "ingest down", detectors_off: "detectors off", not_detected: "not checked",
+  watched: "watched",
+};
 
 export const STATE_TEXT = { raised: "raised", escalated: "escalated", acknowledged: "acknowledged", cleared: "cleared" };
 

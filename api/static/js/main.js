@@ -1,15 +1,18 @@
 // The control-room page: boot, the live stream, periodic refresh, and the views (#/, #/scenario/ID, #/replay).
 
 import { api, listOf, stream, takeKeyFromUrl, getKey, askKey, clearKey, onKey } from "./api.js";
-import { setScenarios, setActive, applyAlert, applyReading, setRobots, applyStatus, state, worstFor, isStale, on } from "./store.js";
-import { mountBoard } from "./board.js";
-import { mountAlerts } from "./alerts.js";
+import {
+  setScenarios, setActive, applyAlert, applyReading, setRobots, applyStatus, state, on, emit, rank, isOpen,
+  setIncidents, addClosedIncidents, applyIncident, incidentGone, setWatchList, applyWatch,
+} from "./store.js";
+import { mountBoard, tileStatus } from "./board.js";
+import { mountWorklist } from "./worklist.js";
 import { mountRobots } from "./robots.js";
 import { mountScenario, openScenario, closeScenario } from "./scenario.js";
 import { mountReplay, enterReplay, leaveReplay } from "./replay.js";
-import { el, SEV_TEXT, fmtTime } from "./format.js";
+import { el, SEV_TEXT, SEV_ICON, fmtTime } from "./format.js";
 
-const REFRESH_MS = 5000; // scenarios, robots and active alerts, besides what the stream pushes
+const REFRESH_MS = 5000; // scenarios, robots, active alerts and open incidents, besides what the stream pushes
 const REFRESH_DOWN_MS = 2000; // the same while the stream is down
 let live = null;
 let liveScenarios = null;
@@ -46,8 +49,9 @@ function setConn(s) {
   }
 }
 
-// One live stream for every view: the active-alert snapshot, alert events, robot status, and the
-// readings of every scenario (`?scenario=` lists them all), so tiles and charts move as frames come.
+// One live stream for every view: the snapshots of active alerts, open incidents and watch states,
+// then alert and incident steps, watch states, robot status, and the readings of every scenario
+// (`?scenario=` lists them all), so tiles and charts move as frames come.
 function openLive() {
   const ids = [...state.scenarios.keys()].sort().join(",");
   if (live && liveScenarios === ids) return;
@@ -55,7 +59,11 @@ function openLive() {
   liveScenarios = ids;
   live = stream(ids ? `/stream?scenario=${encodeURIComponent(ids)}` : "/stream", {
     active: (d) => setActive(listOf(d)),
+    incidents: (d) => setIncidents(listOf(d)),
+    watch: (d) => (Array.isArray(d) ? setWatchList(d) : applyWatch(d)),
     alert: (a) => applyAlert(a),
+    incident: (i) => applyIncident(i),
+    incident_gone: (d) => incidentGone(d.incident_id),
     reading: (r) => applyReading(r),
     status: (r) => applyStatus(r),
     // the API closes a client that fell behind; reconnecting brings the active alerts again
@@ -63,19 +71,33 @@ function openLive() {
   }, (st) => { setConn(st); if (st === "down") scheduleRefresh(); });
 }
 
-// Scenarios (latest readings), robots and the active alerts, polled besides the stream: the
-// board's readings come this way, and alerts stay right even while the stream is down.
+// Scenarios (latest readings, watch states), robots, the active alerts and the open incidents,
+// polled besides the stream: the board's readings come this way, and alerts and incidents stay
+// right even while the stream is down.
 async function refresh() {
-  const asOf = (Date.now() - 5000) * 1e6; // allow for clock skew between browser and server
+  const asked = Date.now(); // steps taken after this are newer than the answers
   try {
-    if (!state.me) state.me = await api("/me"); // the key's rights: Acknowledge only where it may
-    const [scn, robots, alerts] = await Promise.all([api("/scenarios"), api("/robots"), api("/alerts", { query: { active: true } })]);
-    setScenarios(listOf(scn));
+    if (!state.me) { // the key's rights: Acknowledge only where it may
+      state.me = await api("/me");
+      emit("me");
+    }
+    const [scn, robots, alerts, incidents] = await Promise.all([
+      api("/scenarios"), api("/robots"), api("/alerts", { query: { active: true } }), api("/incidents")]);
+    // alerts first: the board's first drawing already shows them
+    setActive(listOf(alerts), asked);
+    setIncidents(listOf(incidents), asked);
     setRobots(listOf(robots));
-    setActive(listOf(alerts), asOf);
+    setScenarios(listOf(scn));
+    if (document.getElementById("show-cleared").checked) await refreshCleared();
   } catch (e) {
     toast(`Refresh failed: ${e.message}`);
   }
+}
+
+// Incidents closed within the time cleared ones stay listed, for the "cleared" list.
+async function refreshCleared() {
+  const since = new Date(Date.now() - state.clearedKeep * 1000).toISOString();
+  addClosedIncidents(listOf(await api("/incidents", { query: { active: false, since } })));
 }
 
 let refreshTimer = 0;
@@ -85,21 +107,37 @@ function scheduleRefresh() {
   refreshTimer = setTimeout(async () => { await refresh(); scheduleRefresh(); }, ms);
 }
 
+// The top bar: incidents waiting for acknowledgement by severity, places not watched, places
+// whose readings stopped reaching the page; the tab's title says the same in short.
 function summary() {
-  const counts = { critical: 0, alarm: 0, warning: 0, stale: 0 };
-  for (const s of state.scenarios.values()) {
-    const w = worstFor(s.id);
-    if (w && counts[w.severity] !== undefined) counts[w.severity]++;
-    else if (!w && isStale(s)) counts.stale++;
+  const toAck = { critical: 0, alarm: 0, warning: 0 };
+  let worstOpen = null;
+  for (const i of state.incidents.values()) {
+    if (!isOpen(i)) continue;
+    if (i.needs_ack && toAck[i.severity] !== undefined) toAck[i.severity]++;
+    if (rank(i.severity) >= rank("warning") && (!worstOpen || rank(i.severity) > rank(worstOpen))) worstOpen = i.severity;
   }
-  const unacked = [...state.alerts.values()].filter((a) => (a.state === "raised" || a.state === "escalated") && !a.acknowledged_by).length;
-  // a background tab still tells: the title carries what waits for an operator
-  const worst = counts.critical ? "CRITICAL" : counts.alarm ? "ALARM" : counts.warning ? "WARNING" : "";
-  document.title = `${unacked ? `(${unacked}) ` : ""}${worst ? worst + " · " : ""}minewatch control room`;
+  let unwatched = 0;
+  let stale = 0;
+  for (const s of state.scenarios.values()) {
+    const st = tileStatus(s);
+    if (!st.watch.watched) unwatched++;
+    else if (st.level === "stale") stale++;
+  }
+  const waiting = toAck.critical + toAck.alarm + toAck.warning;
+  const worst = ["critical", "alarm", "warning"].find((k) => toAck[k]) ?? worstOpen;
+  document.title = `${waiting ? `(${waiting}) ` : ""}${worst ? SEV_TEXT[worst] + " · " : ""}${unwatched ? `${unwatched} NOT WATCHED · ` : ""}minewatch control room`;
+  const pill = (cls, key, icon, text, title) => el("span", { class: `pill ${cls}`, "data-count": key, title },
+    el("span", { "aria-hidden": "true", text: icon + " " }), text);
   document.getElementById("summary").replaceChildren(
-    ...["critical", "alarm", "warning", "stale"].filter((k) => counts[k]).map((k) =>
-      el("span", { class: `pill sev-${k}`, "data-count": k, text: `${counts[k]} ${SEV_TEXT[k]}` })),
-    unacked ? el("span", { class: "pill unacked", text: `${unacked} to acknowledge` }) : "");
+    el("span", { class: "sum-label", text: "To acknowledge" }),
+    ...(waiting ? ["critical", "alarm", "warning"].filter((k) => toAck[k]).map((k) =>
+      pill(`sev-${k} unacked`, k, SEV_ICON[k], `${toAck[k]} ${SEV_TEXT[k]}`,
+        `${toAck[k]} ${k} incident${toAck[k] === 1 ? "" : "s"} waiting for acknowledgement`))
+      : [pill("quiet", "none", "✓", "none", "no incident waits for acknowledgement")]),
+    unwatched ? pill("sev-unwatched", "unwatched", SEV_ICON.unwatched, `${unwatched} not watched`,
+      "places the detectors are not watching") : "",
+    stale ? pill("sev-stale", "stale", SEV_ICON.stale, `${stale} no data`, "places whose readings have not reached this page for 60 s") : "");
 }
 
 function route() {
@@ -140,12 +178,15 @@ async function boot() {
   if (!getKey()) await askKey();
   await mineTime();
   mountBoard(document.getElementById("board"));
-  mountAlerts();
+  mountWorklist();
   mountRobots();
   mountScenario();
   mountReplay(toast);
   on("alerts", summary);
+  on("incidents", summary);
   on("scenarios", summary);
+  on("watch", summary);
+  on("show-cleared", (shown) => { if (shown) refreshCleared().catch((e) => toast(`Cleared incidents: ${e.message}`)); });
   document.getElementById("signout").addEventListener("click", async () => {
     clearKey();
     await askKey("Enter a new API key.");
@@ -157,7 +198,7 @@ async function boot() {
   window.addEventListener("hashchange", route);
   route();
   scheduleRefresh();
-  setInterval(summary, 5000);
+  setInterval(summary, 1000); // watch states age with the clock
   setInterval(clock, 1000);
   clock();
   document.body.dataset.ready = "true";

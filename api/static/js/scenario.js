@@ -1,9 +1,10 @@
-// One scenario: live charts of its channels with their limits, its alerts and robots.
+// One scenario: live charts of its channels with their limits, its incidents and robots.
 
 import { api } from "./api.js";
-import { state, on, nsToSec, worstFor, isStale, normScenario } from "./store.js";
-import { el, fmtValue, shortLabel, SEV_TEXT, SEV_ICON, fmtAge } from "./format.js";
-import { renderList } from "./alerts.js";
+import { state, on, nsToSec, normScenario } from "./store.js";
+import { el, fmtValue, shortLabel, SEV_TEXT, SEV_ICON, fmtAge, WATCH_REASON } from "./format.js";
+import { renderWorklist, coalesce } from "./worklist.js";
+import { tileStatus } from "./board.js";
 import { robotCells } from "./robots.js";
 
 let current = null; // {id, charts: Map(channel -> Chart), range, detail}
@@ -81,13 +82,18 @@ function drawSide() {
   if (!current) return;
   const id = current.id;
   const s = state.scenarios.get(id);
-  const worst = worstFor(id);
-  const level = worst ? worst.severity : s && isStale(s) ? "stale" : "ok";
+  const st = s ? tileStatus(s) : { level: "stale", watch: { watched: true } };
+  const level = st.level;
   const badge = document.getElementById("scn-badge");
   badge.className = `badge big sev-${level}`;
   badge.dataset.severity = level;
-  badge.replaceChildren(el("span", { class: "icon", "aria-hidden": "true", text: SEV_ICON[level] }), ` ${SEV_TEXT[level]}`);
-  renderList(document.getElementById("scn-alerts"), document.getElementById("scn-alert-empty"), { scenario: id, includeCleared: true });
+  badge.dataset.watched = String(st.watch.watched);
+  const reason = st.watch.watched ? "" : WATCH_REASON[st.watch.state] ?? st.watch.state;
+  badge.replaceChildren(el("span", { class: "icon", "aria-hidden": "true", text: SEV_ICON[level] }), ` ${SEV_TEXT[level]}`,
+    reason && level !== "unwatched" ? ` · ${SEV_ICON.unwatched} NOT WATCHED` : "", reason ? ` · ${reason}` : "");
+  badge.title = st.watch.watched ? "" : st.watch.detail ?? "";
+  renderWorklist(document.getElementById("scn-incidents"), document.getElementById("scn-incident-empty"),
+    { scenario: id, includeCleared: true });
   const robots = [...state.robots.values()].filter((r) => r.scenario_id === id || s?.robots.includes(r.robot_id));
   document.getElementById("scn-robots").replaceChildren(...(robots.length ? robots.map((r) => {
     const c = robotCells(r);
@@ -187,8 +193,12 @@ export function mountScenario() {
       setValueText(scenario, ch, value);
     }
   });
-  on("alerts", drawSide);
-  on("robots", () => { drawSide(); fillRobots(); });
+  const side = coalesce(drawSide);
+  on("alerts", side);
+  on("incidents", side);
+  on("watch", side);
+  on("me", side);
+  on("robots", () => { side(); fillRobots(); });
   document.getElementById("scn-robot").addEventListener("change", (ev) => {
     if (!current) return;
     current.robot = ev.target.value || null;
