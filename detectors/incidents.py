@@ -52,7 +52,7 @@ def _member(ev: AlertEvent) -> IncidentMember:
     return IncidentMember(alert_id=ev.alert_id, detector=ev.detector, kind=ev.kind, severity=ev.severity,
                           state=ev.state, active=ev.state is not AlertState.cleared, channel=ev.channel,
                           robot_id=ev.robot_id, value=ev.value, limit=ev.limit, unit=ev.unit, first_ts=ev.first_ts,
-                          ts=ev.ts, message=ev.message)
+                          ts=ev.ts, message=ev.message, timing=ev.timing)
 
 
 @dataclass

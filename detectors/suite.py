@@ -74,7 +74,7 @@ _GAS_CAUSE = {"ch4": "methane", "ch4_hr": "methane", "co": "fire", "sm": "fire",
 CAUSE_TITLES = {
     "methane": "Methane", "fire": "Signs of fire (CO, smoke)", "air-quality": "Air quality (O2, CO2)",
     "ventilation": "Ventilation", "heat": "Heat", "machine": "Machine condition", "water": "Water level",
-    "sensors": "Sensor faults", "robot": "Robot", "monitoring": "Monitoring", "notice": "Changes to look at",
+    "sensors": "Sensor faults", "robot": "Robot", "monitoring": "Monitoring", "notice": "Unusual changes",
 }
 
 

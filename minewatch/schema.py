@@ -239,6 +239,7 @@ class IncidentMember(BaseModel):
     first_ts: Nanos
     ts: Nanos
     message: str
+    timing: AlertTiming = AlertTiming.live
 
 
 class IncidentEvent(BaseModel):
