@@ -457,7 +457,7 @@ def main() -> None:
                 # throughput runs' points)
                 latencies.append(("default_mine", DEFAULT_MINE_FPS,
                                   latency(broker, influx, args.partitions, DEFAULT_MINE_FPS, args.latency_seconds,
-                                          base, 1, tmp, "default")))
+                                          base, 1, tmp, "default", args.latency_warmup)))
             rates, losses, ceilings, cpus = [], [], [], []
             for run in range(args.runs):
                 settle(broker, influx)
