@@ -172,3 +172,21 @@ def test_alarm_load_upsets_leave_out_coverage_holes_and_merge() -> None:
               _label(100 * M, 101 * M, kind="coverage_hole", channels=("x",))]
     assert al.upsets(labels, T0, T0 + 120 * M) == [(T0, T0 + 30 * M)]
     assert al.outburst_upset(labels) == (T0, T0 + 30 * M)
+
+
+def test_alarm_load_counts_an_incident_escalating_again_to_where_it_was() -> None:
+    from minewatch.schema import IncidentEvent
+
+    al = _alarm_load()
+
+    def step(state: str, severity: str, worst: str, t: int, needs_ack: bool = True) -> IncidentEvent:
+        return IncidentEvent(incident_id="mf01.methane.1", place="mf01", scenario_id="mf01", cause="methane",
+                             title="t", kind="gas", severity=severity, max_severity=worst, state=state,
+                             needs_ack=needs_ack, first_ts=T0, ts=T0 + t, message="m", members=[])
+
+    steps = [step("raised", "alarm", "alarm", 0), step("escalated", "critical", "critical", 2 * S),
+             step("updated", "alarm", "critical", 3 * S), step("escalated", "critical", "critical", 4 * S),
+             step("updated", "alarm", "critical", 5 * M), step("escalated", "critical", "critical", 10 * M)]
+    again, quick = al.repeated(steps)
+    assert again == {id(steps[3]), id(steps[5])}
+    assert quick == {id(steps[1]), id(steps[3])}
