@@ -211,7 +211,11 @@ def live_run(case: Case, seed: int, start_ns: int, rate: float, scenarios: list[
     end_ns = start_ns + int(case.seconds * NS)
     t0 = time.monotonic()
     ing = Ingestors(broker, influx, f"alarm_{tag}", 1, tag, tmp, extra=("--clock", "data"), prefix=topics.prefix)
-    collector = Collector(broker.url, topics.all_alert_events, topics.all_incidents)
+    try:
+        collector = Collector(broker.url, topics.all_alert_events, topics.all_incidents)
+    except BaseException:
+        ing.stop()
+        raise
     try:
         argv = [str(Path(sys.executable).with_name("minewatch")), "simulate", "--mqtt-url", broker.url,
                 "--topic-prefix", topics.prefix, "--live", "--start", iso(start_ns),
