@@ -96,7 +96,7 @@ def seq_old(batch: list[Msg], decoded: list[list[Frame]], tracker: SeqTracker,
     for (_, _, rid, _, received), frames in zip(batch, decoded):
         stale = received - LATE_AFTER_NS
         for f in frames:
-            kind = observe(rid, f.seq)
+            kind = observe(rid, f.seq, f.ts, f.boot)
             late = kind == LATE or f.ts < stale
             store.append(f)
             store_late.append(late)
@@ -117,7 +117,7 @@ batch: list[Msg], decoded: list[list[Frame]], tracker: SeqTracker,
         n = len(frames)
         ts = list(map(_ts, frames))
         stale = received - LATE_AFTER_NS
-        kinds = tracker.observe_run(rid, list(map(_seq, frames)))
+        kinds = tracker.observe_run(rid, list(map(_seq, frames)), ts, frames[0].boot)
         if kinds is None and min(ts) >= stale:
             late = [False] * n
             detect += frames
@@ -238,16 +238,18 @@ def main() -> None:
     frames = replicate(base, args.points)
     readings_per_point = sum(len(f.readings) for f in frames) / len(frames)
     topics = Topics(PREFIX)
-    now = time.time_ns()
     batches: list[list[Msg]] = [[]]
     points = 0
     for topic, payload in messages(frames, args.frames_per_message, topics):
         sid, rid = topics.parse_telemetry(topic)  # type: ignore[misc]
-        n = len(decode_frames(payload))
+        decoded = decode_frames(payload)
+        n = len(decoded)
         if points + n > args.batch and batches[-1]:
             batches.append([])
             points = 0
-        batches[-1].append((topic, sid, rid, payload, now))
+        # received as the robot sends it: just after its newest frame (the frames run some minutes
+        # ahead of the clock; an earlier arrival time would have the ingestor correct robot clocks)
+        batches[-1].append((topic, sid, rid, payload, max(f.ts for f in decoded) + 10_000_000))
         points += n
     del frames, base
 

@@ -202,7 +202,7 @@ def publish_all(url: str, path: str, window: int, rate_msgs: float, done: mp.Que
 # -- the ingestors ---------------------------------------------------------------------------------
 class Ingestors:
     def __init__(self, broker: Mosquitto, influx: Influxd, db: str, partitions: int, tag: str, tmp: Path,
-                 extra: tuple[str, ...] = ()) -> None:
+                 extra: tuple[str, ...] = (), prefix: str = PREFIX) -> None:
         self.ports = [free_port() for _ in range(partitions)]
         self.broker = broker
         self.client_ids = [f"bench-{tag}-{i}" for i in range(partitions)]
@@ -213,7 +213,7 @@ class Ingestors:
             with open(self.logs[i], "wb") as log:
                 self.procs.append(subprocess.Popen(
                     [str(exe), "ingest", "--mqtt-url", broker.url, "--influx-url", influx.url, "--influx-db", db,
-                     "--topic-prefix", PREFIX, "--partition", f"{i}/{partitions}", "--client-id", self.client_ids[i],
+                     "--topic-prefix", prefix, "--partition", f"{i}/{partitions}", "--client-id", self.client_ids[i],
                      "--spool-dir", str(tmp / f"spool-{tag}-{i}"), "--metrics-port", str(self.ports[i]),
                      "--log-level", "warning", *extra], stdout=log, stderr=subprocess.STDOUT))
         self.http = httpx.Client(timeout=10)
@@ -457,7 +457,7 @@ def main() -> None:
                 # throughput runs' points)
                 latencies.append(("default_mine", DEFAULT_MINE_FPS,
                                   latency(broker, influx, args.partitions, DEFAULT_MINE_FPS, args.latency_seconds,
-                                          base, 1, tmp, "default")))
+                                          base, 1, tmp, "default", args.latency_warmup)))
             rates, losses, ceilings, cpus = [], [], [], []
             for run in range(args.runs):
                 settle(broker, influx)

@@ -13,10 +13,11 @@ Prints one JSON line per figure, the median of ``--runs`` runs:
 
 The machine's load average is printed with the figures: on a shared machine they move with it.
 
-The stored shift is kept under ``bench/out/replay-influxd`` and reused by later runs
-(``--fresh`` rebuilds it; building takes a few minutes).
+The stored shift is kept under ``bench/out/replay-influxd`` (``--out``) and reused by later runs
+(``--fresh`` rebuilds it; building takes a few minutes). ``--hours`` stores and replays only the
+shift's first hours (the smoke run in the tests uses a few minutes).
 
-    .venv/bin/python bench/replay.py [--runs 3] [--fresh]
+    .venv/bin/python bench/replay.py [--runs 3] [--fresh] [--hours 8] [--out DIR]
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ from minewatch.shifts import ShiftCalendar  # noqa: E402
 SHIFT = "2026-11-20:night"
 DB = "bench_replay"
 OUT = ROOT / "bench" / "out" / "replay-influxd"
-MARK = OUT / "loaded.json"
 
 
 def load_shift(influx: SyncInflux, start_ns: int, seconds: float) -> int:
@@ -104,25 +104,28 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--fresh", action="store_true", help="rebuild the stored shift")
     ap.add_argument("--hours", type=float, default=8.0, help="length of the stored window (default: the shift)")
+    ap.add_argument("--out", type=Path, default=OUT, help="where the stored shift's influxd keeps its data")
     args = ap.parse_args()
+    out = args.out
+    mark = out / "loaded.json"
     shift = ShiftCalendar().parse(SHIFT)
     start = shift.start_ns
     end = start + int(args.hours * 3600e9)
-    if args.fresh and OUT.exists():
-        shutil.rmtree(OUT)
-    OUT.mkdir(parents=True, exist_ok=True)
-    server = Influxd(OUT / "data")
+    if args.fresh and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    server = Influxd(out / "data")
     server.start()
     try:
         sync = SyncInflux(server.url, DB, timeout=600.0)
         want = {"shift": SHIFT, "hours": args.hours}
-        if not MARK.exists() or json.loads(MARK.read_text()).get("key") != want:
+        if not mark.exists() or json.loads(mark.read_text()).get("key") != want:
             t = time.perf_counter()
             sync.query(f'DROP DATABASE "{DB}"', db="", post=True)
             frames = load_shift(sync, start, args.hours * 3600)
-            MARK.write_text(json.dumps({"key": want, "frames": frames}))
+            mark.write_text(json.dumps({"key": want, "frames": frames}))
             print(f"# stored {frames} frames in {time.perf_counter() - t:.0f} s", file=sys.stderr)
-        frames = json.loads(MARK.read_text())["frames"]
+        frames = json.loads(mark.read_text())["frames"]
         n_readings = stored_readings(sync, start, end)
         sync.close()
         tune_gc(freeze=False)  # as the API and `minewatch replay` run
