@@ -36,7 +36,7 @@ from typing import Any
 
 from minewatch.schema import SEVERITY_RANK, AlertEvent, AlertKind, AlertState, AlertTiming, IncidentEvent, Severity
 
-from detectors.incidents import GroupFn, Grouping, Incidents
+from detectors.incidents import GroupFn, Grouping, Incidents, UpstreamFn
 
 __all__ = ["AlertEngine", "Signal", "Key", "default_group"]
 
@@ -105,7 +105,7 @@ class AlertEngine:
     """
 
     def __init__(self, flap_count: int = 2, flap_window_s: float = 600.0, flap_hold_s: float = 120.0,
-                 group: GroupFn | None = None) -> None:
+                 group: GroupFn | None = None, upstream: UpstreamFn | None = None) -> None:
         self.flap_count = flap_count
         self.flap_window_s = flap_window_s
         self.flap_hold_s = flap_hold_s
@@ -114,7 +114,7 @@ class AlertEngine:
         self._raises: dict[Key, deque[int]] = {}
         self._last_id: dict[Key, str] = {}
         self._held: list[Key] = []
-        self.incidents = Incidents(group or default_group)
+        self.incidents = Incidents(group or default_group, upstream)
 
     # -- queries ---------------------------------------------------------------------------
     def active(self) -> list[AlertEvent]:

@@ -9,12 +9,17 @@ from minewatch.schema import AlertKind, Severity
 
 from detectors.rules import decimals, where_place
 
-__all__ = ["HEALTH_DETECTORS", "health_severity", "health_message", "SILENCE_S", "ROBOT_SILENCE_S", "STUCK_S"]
+__all__ = ["HEALTH_DETECTORS", "health_severity", "health_message", "SILENCE_S", "ROBOT_SILENCE_S",
+           "ROBOT_LONG_SILENCE_S", "STUCK_S"]
 
 # [P] A stream is silent after 60 s without a value: two of the monitoring system's 30 s polling
 # cycles (domain §3, AQ 6201-2019 §4.7.4). A robot is silent after the same time without any frame.
 SILENCE_S = 60.0
 ROBOT_SILENCE_S = 60.0
+# [P] A robot silent for a minute is most often in a coverage hole of its route (a patrol robot's
+# are routine): a notice, nothing to act on yet. Silent for five minutes (ten polling cycles), its
+# route is not being inspected: a warning the operator acts on (EEMUA 191: an alarm needs an action).
+ROBOT_LONG_SILENCE_S = 300.0
 # [P] A sensor is stuck when it repeats exactly for at least two minutes (and enough repeats, see
 # detectors.health): four polling cycles.
 STUCK_S = 120.0

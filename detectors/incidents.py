@@ -7,8 +7,9 @@ are a flood). :class:`Incidents` groups alert events by ``(place, cause)`` as th
 emits them and produces :class:`minewatch.schema.IncidentEvent` steps:
 
 * ``raised`` when an alert of a group with no open incident is raised;
-* ``escalated`` when the worst active member's severity rises; an incident acknowledged before
-  needs acknowledging again when it escalates past what was acknowledged;
+* ``escalated`` when the worst active member reaches a severity the incident has not reached
+  before; an incident acknowledged before needs acknowledging again then (a member that clears
+  and comes back at a severity already reached does not ask the operator again);
 * ``updated`` when a member joins, clears or is acknowledged on its own without the incident
   needing the operator again;
 * ``acknowledged`` when an operator acknowledges the incident (every active member with it);
@@ -16,6 +17,14 @@ emits them and produces :class:`minewatch.schema.IncidentEvent` steps:
 
 Grouping never delays anything: the incident step comes out with the alert step that caused it,
 in the same call, so a power-cut alarm is on the incident topic as soon as it is on its own.
+
+First out: a fan that stops takes the air of every place it ventilates, and the methane, CO, heat
+and air-velocity alerts that follow there are its consequences, not new things happening (EEMUA
+191: suppress what follows from one cause). While a fan's incident is open with the fan stopped
+(or its pressure lost, or its air reversed), such an alert at a place it ventilates
+(``upstream``) that has no open incident of its own joins the fan's incident instead of opening
+one. Nothing is hidden: the alert is raised and published as ever, and the fan's incident
+escalates with it (a power cut there is the incident's worst member and asks the operator).
 """
 
 from __future__ import annotations
@@ -42,6 +51,10 @@ class Grouping:
 
 
 GroupFn = Callable[[AlertEvent], Grouping]
+UpstreamFn = Callable[[AlertEvent], tuple[str, ...]]
+# what a stopped fan brings about where its air no longer comes, and what shows it stopped
+CONSEQUENCES = frozenset({"methane", "fire", "air-quality", "ventilation", "heat"})
+ROOT_DETECTORS = frozenset({"fan_stoppage", "fan_unit_stopped", "fan_pressure_drop", "airflow_reversal"})
 
 
 def _rank(s: Severity) -> int:
@@ -50,7 +63,8 @@ def _rank(s: Severity) -> int:
 
 def _member(ev: AlertEvent) -> IncidentMember:
     return IncidentMember(alert_id=ev.alert_id, detector=ev.detector, kind=ev.kind, severity=ev.severity,
-                          state=ev.state, active=ev.state is not AlertState.cleared, channel=ev.channel,
+                          state=ev.state, active=ev.state is not AlertState.cleared, scenario_id=ev.scenario_id,
+                          channel=ev.channel,
                           robot_id=ev.robot_id, value=ev.value, limit=ev.limit, unit=ev.unit, first_ts=ev.first_ts,
                           ts=ev.ts, message=ev.message, timing=ev.timing)
 
@@ -74,15 +88,21 @@ class _Incident:
         return [e for e in self.members.values() if e.state is not AlertState.cleared]
 
     def needs_ack(self) -> bool:
-        return _rank(self.severity) >= _rank(Severity.warning) and (
-            self.acked is None or _rank(self.severity) > _rank(self.acked))
+        """At warning or worse, and worse than anything acknowledged: until acknowledged, or after
+        reaching a severity it had not reached when it was."""
+        return _rank(self.max_severity) >= _rank(Severity.warning) and (
+            self.acked is None or _rank(self.max_severity) > _rank(self.acked))
+
+    def stopped_fan(self) -> bool:
+        return any(e.detector in ROOT_DETECTORS and e.state is not AlertState.cleared for e in self.members.values())
 
 
 class Incidents:
     """Alert events in, incident events out (see the module docstring)."""
 
-    def __init__(self, group: GroupFn) -> None:
+    def __init__(self, group: GroupFn, upstream: UpstreamFn | None = None) -> None:
         self.group = group
+        self.upstream = upstream
         self._open: dict[tuple[str, str], _Incident] = {}
         self._by_id: dict[str, _Incident] = {}
         self._by_alert: dict[str, _Incident] = {}
@@ -114,6 +134,12 @@ class Incidents:
         """The incident id a new alert (its ``raised`` event) belongs to, opening one if need be."""
         g = self.group(ev)
         inc = self._open.get((g.place, g.cause))
+        if inc is None and self.upstream is not None and g.cause in CONSEQUENCES:
+            for fan in self.upstream(ev):  # first out: the consequence of a fan that has stopped
+                root = self._open.get((fan, "ventilation"))
+                if root is not None and root.stopped_fan():
+                    inc = root
+                    break
         if inc is None:
             base = f"{g.place}.{g.cause}.{ev.first_ts // 1_000_000}"
             iid, n = base, 1
@@ -142,20 +168,21 @@ class Incidents:
         if operator_ack:
             return
         active = inc.active()
-        before = inc.severity if inc.last is not None else None
+        new = inc.last is None
         if not active:
             self._close(inc, ev)
             return
         sev = max((e.severity for e in active), key=_rank)
         inc.severity = sev
-        if _rank(sev) > _rank(inc.max_severity) or inc.last is None:
-            inc.max_severity = max(sev, inc.max_severity, key=_rank)
-        if before is None:
+        worse = not new and _rank(sev) > _rank(inc.max_severity)
+        if new or worse:
+            inc.max_severity = sev if new else max(sev, inc.max_severity, key=_rank)
+        if new:
             state = IncidentState.raised
-        elif _rank(sev) > _rank(before):
+        elif worse:
             state = IncidentState.escalated
         elif ev.state is AlertState.acknowledged and all(e.state is AlertState.acknowledged for e in active):
-            inc.acked, inc.acked_by, inc.acked_ts, inc.note = sev, ev.operator, ev.ts, ev.note
+            inc.acked, inc.acked_by, inc.acked_ts, inc.note = inc.max_severity, ev.operator, ev.ts, ev.note
             state = IncidentState.acknowledged
         else:
             state = IncidentState.updated
@@ -164,7 +191,7 @@ class Incidents:
     def acknowledged(self, incident_id: str, operator: str, note: str | None, ts: int) -> IncidentEvent:
         """The incident's ``acknowledged`` step, after its members' own acknowledgements."""
         inc = self._by_id[incident_id]
-        inc.acked, inc.acked_by, inc.acked_ts, inc.note = inc.severity, operator, ts, note
+        inc.acked, inc.acked_by, inc.acked_ts, inc.note = inc.max_severity, operator, ts, note
         return self._emit(inc, IncidentState.acknowledged, ts, None)
 
     def restore(self, alerts: Iterable[AlertEvent], incidents: Iterable[IncidentEvent]) -> None:
@@ -187,7 +214,7 @@ class Incidents:
                     inc = _Incident(iid, g, ev.scenario_id, prev.first_ts if prev else ev.first_ts)
                     if prev is not None and prev.acknowledged_by is not None:
                         inc.acked_by, inc.acked_ts, inc.note = prev.acknowledged_by, prev.acknowledged_ts, prev.note
-                        inc.acked = None if prev.needs_ack else prev.severity
+                        inc.acked = None if prev.needs_ack else prev.max_severity
                     self._open[(g.place, g.cause)] = inc
                     self._by_id[iid] = inc
                     self._ids.add(iid)

@@ -15,7 +15,11 @@ Debounce [P]: methane and every ``critical`` level alert on the first sample tha
 second reading); other levels need :data:`DEFAULT_DEBOUNCE` consecutive samples, which keeps a
 single noisy reading of CO, temperature or air velocity from raising an alert, while a
 sustained violation still alerts one sample later. Methane clears on the first sample below
-the restore level (the regulation's re-energise rule); other channels need two.
+the restore level (the regulation's re-energise rule); other channels need two. Where a rule has
+no hysteresis band (its restore level is its first level, as the regulation sets many methane
+places: alarm, cut and restore all at 1.0 %), a reading that dithers about it would raise and clear
+every few seconds: such a rule clears after :data:`NO_BAND_CLEAR` consecutive samples past it [P],
+an off-delay in place of the missing deadband (keeping power off seconds longer, never shorter).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ __all__ = ["DEFAULT_DEBOUNCE", "Rule", "channel_rules", "decimals", "ROBOT_RULES
            "where_robot", "fmt_value"]
 
 DEFAULT_DEBOUNCE = 2
+NO_BAND_CLEAR = 3
 _METHANE = ("ch4", "ch4_hr")
 
 # quantity -> (alert kind, detector base name)
@@ -174,10 +179,15 @@ def _catalogue_rule(sc: Scenario, c: Channel, lim: Limit, side: str | None, ov: 
         else:
             names.append(f"{sev.value} level")
             actions.append(lim.action or "investigate")
+    lowest = levels[0][1]
+    no_band = restore >= lowest if lim.direction == "above" else restore <= lowest
+    n_clear = 1 if methane else DEFAULT_DEBOUNCE
+    if no_band:
+        n_clear = max(n_clear, NO_BAND_CLEAR)
     return Rule(
         detector=f"{base}_{side}" if side else f"{base}_limit", kind=kind, direction=lim.direction, levels=levels,
         restore=restore, n_raise=tuple(1 if (methane or s is Severity.critical) else deb_n for s, _ in levels),
-        n_clear=1 if methane else DEFAULT_DEBOUNCE, rule=lim.rule, actions=tuple(actions), level_names=tuple(names),
+        n_clear=n_clear, rule=lim.rule, actions=tuple(actions), level_names=tuple(names),
         what=_what(c.quantity), quantity=c.quantity, unit=c.unit, digits=decimals(c.quantity), power_cut=power_cut, signed=c.quantity != "ws",
     )
 
@@ -263,14 +273,16 @@ ROBOT_RULES: dict[str, Rule] = {
     "battery": _robot_rule("battery_low", "below", ((Severity.warning, 20.0), (Severity.alarm, 10.0)), 25.0,
                            "Battery", 1, "%", "robot battery reserve 20 % / 10 % [P]",
                            "send the robot to its charger", n_raise=1),
-    "link_latency_ms": _robot_rule("link_degraded", "above", ((Severity.warning, 100.0),), 80.0, "5G latency",
+    # The link's state is a notice (info): it tells why readings may come late or stop, and the
+    # robot's silence, if it comes, is what the operator acts on (robot_offline).
+    "link_latency_ms": _robot_rule("link_degraded", "above", ((Severity.info, 100.0),), 80.0, "5G latency",
                                    0, "ms", "5G link latency 100 ms, 5x the 20 ms design (domain §5) [P]",
-                                   "check the robot's 5G coverage; expect delayed readings"),
-    "link_rssi_dbm": _robot_rule("link_weak_signal", "below", ((Severity.warning, -105.0),), -100.0, "5G signal",
+                                   "expect delayed readings"),
+    "link_rssi_dbm": _robot_rule("link_weak_signal", "below", ((Severity.info, -105.0),), -100.0, "5G signal",
                                  0, "dBm", "5G signal below -105 dBm [P]",
-                                 "check the robot's 5G coverage; expect a coverage hole"),
-    "link_loss": _robot_rule("link_loss", "above", ((Severity.warning, 0.1),), 0.05, "5G packet loss",
-                             2, "", "5G packet loss 10 % [P]", "check the robot's 5G link"),
+                                 "expect a coverage hole"),
+    "link_loss": _robot_rule("link_loss", "above", ((Severity.info, 0.1),), 0.05, "5G packet loss",
+                             2, "", "5G packet loss 10 % [P]", "expect gaps in the readings"),
 }
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from minewatch.catalogue import SCENARIOS, Channel, Scenario, ScenarioKind
+from minewatch.catalogue import SCENARIOS, Channel, Scenario, ScenarioKind, upstream_fans
 from minewatch.schema import AlertEvent, AlertKind, AlertTiming, IncidentEvent, RobotStatus, Severity
 from minewatch.wire import Frame
 
@@ -36,7 +36,8 @@ from detectors.engine import AlertEngine, Signal
 from detectors.incidents import Grouping
 from detectors.flatten import Cols, Shape, ShapeTable, gather_kernel
 from detectors.health import HEALTH_ARGS, HEALTH_COLUMNS, health_kernel
-from detectors.health_rules import (HEALTH_DETECTORS, ROBOT_SILENCE_S, SILENCE_S, STUCK_S, health_message,
+from detectors.health_rules import (HEALTH_DETECTORS, ROBOT_LONG_SILENCE_S, ROBOT_SILENCE_S, SILENCE_S, STUCK_S,
+                                    health_message,
                                     health_severity)
 from detectors.limits import LIMIT_COLUMNS, MAX_LEVELS, limit_kernel
 from detectors.overrides import Overrides
@@ -67,6 +68,12 @@ class Detection:
 
 
 STALE_S = 120.0  # [P] four 30 s polling cycles (domain §3) without a reading from that robot
+# Alerts about what one robot's own readings show over time (a rate, a sensor's health, a change):
+# once that robot has left the place (no frame from there for STALE_S) nobody can say they still
+# hold, and they would stand until it came back; its part of them ends (and it is raised again if
+# the robot finds the same on its return). Limit alerts stay until someone reads the place clear.
+PER_ROBOT_DETECTORS = frozenset({"rate_of_rise", "change", "sensor_stuck", "sensor_range", "sensor_spikes",
+                                 "sensor_silent", "sensor_drift"})
 
 # Incident causes: what an operator handles as one thing at one place (detectors.incidents).
 _GAS_CAUSE = {"ch4": "methane", "ch4_hr": "methane", "co": "fire", "sm": "fire", "co2": "air-quality",
@@ -135,7 +142,7 @@ class _Robot:
     scenario: str | None = None
     offline: bool = False  # by its status
     offline_at: int = -1   # when that status was seen (its arrival live, its time in replay)
-    silent: bool = False  # by the deadman
+    silent: int = 0       # by the deadman: 1 silent a minute (a notice), 2 five minutes (a warning)
     number: int = -1      # index in DetectorSuite._robot_list
 
 
@@ -246,7 +253,8 @@ class DetectorSuite:
         self._ov = Overrides(self.overrides, self.scenarios)
         self._ov.check_all_match()
         self.rules = channel_rules(self.scenarios, self._ov)
-        self.engine = AlertEngine(flap_hold_s=repeat_hold_s, group=self.group)
+        self.engine = AlertEngine(flap_hold_s=repeat_hold_s, group=self.group,
+                                  upstream=lambda ev: upstream_fans(ev.scenario_id))
         self._lim = StreamTable(LIMIT_COLUMNS)
         self._lim_rule: list[Rule] = []
         self._lim_meta: list[tuple[str | None, str, str]] = []  # (scenario or None for robot rules, robot, channel)
@@ -259,6 +267,7 @@ class DetectorSuite:
         self._routes: dict[tuple[str, str], dict[str, tuple[int, list[tuple[int, bool]]]]] = {}
         self._robots: dict[str, _Robot] = {}
         self._robot_list: list[_Robot] = []
+        self._place_seen: dict[tuple[str, str], int] = {}  # (scenario, robot) -> when last seen there
         self._deadman_due = 0  # no robot can fall silent before this time (see _deadman)
         self._robot_streams: dict[str, dict[str, int]] = {}
         self._vib_rules = {sid: r for sid, sc in self.scenarios.items() if (r := vibration_rules(sc)) is not None}
@@ -360,7 +369,10 @@ class DetectorSuite:
         self._run_limits(batch, frames, late, pending)
         self._run_base(batch, frames, late, pending)
         self._run_drift(batch, late, pending)
-        self._robot_frames(frames, batch, int(batch.clock.max()), pending)
+        clock_now = int(batch.clock.max())
+        self._robot_frames(frames, batch, clock_now, pending)
+        for sig in self._departed(clock_now):
+            pending.append((sig.ts, 3, 2, sig))
         now = int(batch.ts.max())
         pending.sort(key=lambda p: p[:3])
         events: list[AlertEvent] = []
@@ -861,21 +873,32 @@ class DetectorSuite:
             self._robot_list.append(r)
         return r
 
-    def _offline_signal(self, rid: str, source: str, on: bool, ts: int, scenario_id: str | None) -> Signal:
+    def _offline_signal(self, rid: str, source: str, on: bool, ts: int, scenario_id: str | None,
+                        long: bool = False) -> Signal:
+        """A robot's ``robot_offline`` step: by its status (``source`` ``status``: a warning), or by
+        the deadman (``silence``: a notice after a minute, a warning after five, ``long``)."""
         r = self._robot(rid)
         sid = scenario_id or r.scenario or "unknown"
         where = where_robot(rid, self.scenarios.get(sid))
         robot = where[:1].upper() + where[1:]
+        severity = Severity.warning
         if source == "status":
             rule = "robot status: offline (status message or its MQTT last will)"
             msg = (f"{robot} is offline: its readings have stopped. Check the robot and cover its route by a "
                    f"manual inspection." if on else f"{robot} is back online: the alert is cleared.")
+        elif long:
+            rule = (f"robot deadman: no frame for {ROBOT_LONG_SILENCE_S:g} s, ten 30 s polling cycles "
+                    f"(domain §3) [P]")
+            msg = f"{robot} has sent nothing for {ROBOT_LONG_SILENCE_S / 60:g} min: its route is not being inspected; " \
+                  f"check its 5G link and battery and cover its route by a manual inspection."
         else:
             rule = f"robot deadman: no frame for {ROBOT_SILENCE_S:g} s, two 30 s polling cycles (domain §3) [P]"
-            msg = (f"{robot} has sent nothing for {ROBOT_SILENCE_S:g} s: check its 5G link and battery; its route "
-                   f"is not being inspected." if on else f"{robot} reports again: the alert is cleared.")
+            severity = Severity.info
+            msg = (f"{robot} has sent nothing for {ROBOT_SILENCE_S:g} s, most likely a coverage hole on its route; "
+                   f"if it lasts {ROBOT_LONG_SILENCE_S / 60:g} min it is a warning." if on else
+                   f"{robot} reports again: the alert is cleared.")
         return Signal(scenario_id=sid, place=ROBOTS, detector="robot_offline", subject=rid, kind=AlertKind.robot_health,
-                      source=source, severity=Severity.warning if on else None, ts=ts, message=msg, robot_id=rid,
+                      source=source, severity=severity if on else None, ts=ts, message=msg, robot_id=rid,
                       evidence={"rule": rule, "robot": rid, "by": source}, timing=self.timing)
 
     def robot_clock(self, robot_id: str, scenario_id: str, offset_ns: int, ts: int, why: str) -> list[AlertEvent]:
@@ -944,7 +967,8 @@ class DetectorSuite:
                 if rob.last_seen < 0:
                     self._deadman_due = 0  # a robot first seen: watched from now on
                 rob.last_seen = tl[b - 1]
-                rob.scenario = frames[ol[b - 1]].scenario_id
+                rob.scenario = sid = frames[ol[b - 1]].scenario_id
+                self._place_seen[(sid, frames[ol[a]].robot_id)] = tl[b - 1]
         for _, a, b, rob in sorted(walk, key=lambda w: w[0]):
             for k in range(a, b):
                 self._robot_frame(frames[ol[k]], tl[k], rob, gap, pending)
@@ -961,16 +985,23 @@ class DetectorSuite:
         if r.last_seen >= 0 and t - r.last_seen >= gap and not r.silent and not r.offline:
             pending.append((r.last_seen + gap, 3, 0, self._offline_signal(f.robot_id, "silence", True,
                                                                          r.last_seen + gap, r.scenario)))
-            r.silent = True
+            r.silent = 1
+        long = int(ROBOT_LONG_SILENCE_S * _NS)
+        if r.silent == 1 and not r.offline and t - r.last_seen >= long:
+            pending.append((r.last_seen + long, 3, 0, self._offline_signal(f.robot_id, "silence", True,
+                                                                          r.last_seen + long, r.scenario, long=True)))
+            r.silent = 2
         if r.silent and t >= r.last_seen:
             pending.append((t, 3, 1, self._offline_signal(f.robot_id, "silence", False, t, f.scenario_id)))
-            r.silent = False
+            r.silent = 0
             self._deadman_due = 0
         if t >= r.last_seen:
             if r.last_seen < 0:
                 self._deadman_due = 0
             r.last_seen = t
             r.scenario = f.scenario_id
+        if t > self._place_seen.get((f.scenario_id, f.robot_id), -1):
+            self._place_seen[(f.scenario_id, f.robot_id)] = t
 
     def _deadman(self, now: int) -> list[Signal]:
         """Robots watched (seen, neither silent nor offline) that have sent nothing for
@@ -984,15 +1015,23 @@ class DetectorSuite:
         if now < self._deadman_due:
             return []
         gap = int(ROBOT_SILENCE_S * _NS)
+        long = int(ROBOT_LONG_SILENCE_S * _NS)
         out = []
         due = 1 << 62
         for rid, r in self._robots.items():
-            if r.last_seen >= 0 and not r.silent and not r.offline:
-                if now - r.last_seen >= gap:
-                    r.silent = True
-                    out.append(self._offline_signal(rid, "silence", True, r.last_seen + gap, r.scenario))
-                else:
+            if r.last_seen < 0 or r.offline or r.silent == 2:
+                continue
+            if not r.silent:
+                if now - r.last_seen < gap:
                     due = min(due, r.last_seen + gap)
+                    continue
+                r.silent = 1
+                out.append(self._offline_signal(rid, "silence", True, r.last_seen + gap, r.scenario))
+            if now - r.last_seen >= long:
+                r.silent = 2
+                out.append(self._offline_signal(rid, "silence", True, r.last_seen + long, r.scenario, long=True))
+            else:
+                due = min(due, r.last_seen + long)
         self._deadman_due = due
         return out
 
@@ -1001,10 +1040,53 @@ class DetectorSuite:
         """Time-driven checks at ``now_ns`` (wall clock live, data time in replay): a robot that
         has sent nothing for 60 s, and held clears of flapping alerts."""
         events: list[AlertEvent] = []
-        for sig in sorted(self._deadman(now_ns), key=lambda s: s.ts):
+        for sig in sorted(self._deadman(now_ns) + self._departed(now_ns), key=lambda s: s.ts):
             events.extend(self.engine.update(sig))
         events.extend(self.engine.advance(now_ns))
         return events
+
+    def _departed(self, now: int) -> list[Signal]:
+        """Clears of the parts robots that left their place hold in its per-robot alerts
+        (:data:`PER_ROBOT_DETECTORS`), with their detectors' state there reset."""
+        out: list[Signal] = []
+        stale = int(STALE_S * _NS)
+        for key in self.engine.active_keys():
+            sid, detector, topic = key
+            if detector not in PER_ROBOT_DETECTORS:
+                continue
+            ev = self.engine.get(key)
+            if ev is None or ev.channel is None:
+                continue
+            for rid in self.engine.sources(key):
+                last = self._place_seen.get((sid, rid))
+                if last is None or now - last < stale:
+                    continue
+                self._forget_state(sid, rid, ev.channel, detector, ev.evidence.get("neighbour"))
+                sc = self.scenarios.get(sid)
+                c = sc.channel_map.get(ev.channel) if sc else None
+                what = subject(sc, c) if sc is not None and c is not None else f"{ev.channel} in {sid}"
+                msg = (f"{what}: robot {rid}, which saw this, has not reported from {sid} for {(now - last) / _NS:.0f} s "
+                       f"(it has moved on): its part of the alert is cleared, and raised again if it finds the same "
+                       f"on its return.")
+                out.append(Signal(scenario_id=sid, detector=detector, subject=topic, kind=ev.kind, source=rid,
+                                  severity=None, ts=last + stale, message=msg, channel=ev.channel, robot_id=rid,
+                                  evidence={"rule": f"a robot's own alert ends {STALE_S:g} s after it left the place [P]",
+                                            "robot": rid, "left_s": round((now - last) / _NS, 1)},
+                                  timing=self.timing))
+        return out
+
+    def _forget_state(self, sid: str, rid: str, chan: str, detector: str, neighbour: object) -> None:
+        if detector == "sensor_drift":
+            s = self._drift.get((sid, rid, chan, neighbour))
+            if s is not None:
+                self._drift["state"][s] = 0
+            return
+        s = self._base.get((sid, rid, chan))
+        if s is None:
+            return
+        column = {"rate_of_rise": "rise_state", "change": "c_state", "sensor_stuck": "h_stuck",
+                  "sensor_range": "h_rng_state", "sensor_spikes": "h_spike_state", "sensor_silent": "h_silent"}
+        self._base[column[detector]][s] = 0
 
     def robot_status(self, status: RobotStatus, arrived: int | None = None) -> list[AlertEvent]:
         """A robot's retained status: online/offline, battery and 5G link. ``arrived``: when it
@@ -1028,7 +1110,7 @@ class DetectorSuite:
                 self._deadman_due = 0
                 sigs.append(self._offline_signal(status.robot_id, "status", False, ts, status.scenario_id))
             if r.silent and seen is not None and seen >= r.last_seen:
-                r.silent = False
+                r.silent = 0
                 self._deadman_due = 0
                 sigs.append(self._offline_signal(status.robot_id, "silence", False, ts, status.scenario_id))
             if seen is not None:
@@ -1115,8 +1197,8 @@ class DetectorSuite:
                     r = self._robot(ev.robot_id)
                     if ev.evidence.get("by") == "status":
                         r.offline = True
-                    else:
-                        r.silent = True
+                    elif not r.silent:
+                        r.silent = 1 if ev.severity is Severity.info else 2
                 continue
             if ev.detector == "change":
                 if ev.scenario_id in self.scenarios and ev.channel:

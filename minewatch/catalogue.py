@@ -27,6 +27,8 @@ __all__ = [
     "ScenarioKind",
     "SCENARIOS",
     "QUANTITIES",
+    "VENTILATION",
+    "upstream_fans",
     "get_scenario",
 ]
 
@@ -536,6 +538,33 @@ _LIST: list[Scenario] = [
 
 SCENARIOS: dict[str, Scenario] = {s.id: s for s in _LIST}
 assert len(SCENARIOS) == 31, len(SCENARIOS)
+
+
+# The ventilation network's first facts [P]: the main fan whose split ventilates each place (two
+# main fans, each with a standby unit, domain §2) and, for a heading, the local fan that feeds it.
+# A fan that stops takes the air of every place it ventilates: the methane, CO and air-velocity
+# alerts that follow there are consequences of it (detectors.incidents groups them with it).
+VENTILATION: dict[str, tuple[str, str | None]] = {
+    "mf01": ("vf01", None), "mf02": ("vf02", None), "mf03": ("vf01", None),
+    "hf01": ("vf01", "lf01"), "hf02": ("vf01", "lf02"), "hf03": ("vf02", "lf03"), "hf04": ("vf02", "lf04"),
+    "hf05": ("vf02", None),
+    "lf01": ("vf01", None), "lf02": ("vf01", None), "lf03": ("vf02", None), "lf04": ("vf02", None),
+    "vf01": ("vf01", None), "vf02": ("vf02", None),
+    "bc01": ("vf02", None), "bc02": ("vf02", None), "bc03": ("vf01", None), "bc04": ("vf01", None),
+    "bc05": ("vf02", None),
+    "pr01": ("vf02", None), "pr02": ("vf01", None), "pr03": ("vf01", None),
+    "ss01": ("vf02", None), "ss02": ("vf01", None), "ss03": ("vf01", None),
+    "ra01": ("vf02", None), "ra02": ("vf01", None), "ra03": ("vf01", None),
+    "gd01": ("vf02", None), "cb01": ("vf02", None), "ac01": ("vf02", None),
+}
+assert set(VENTILATION) == set(SCENARIOS), set(VENTILATION) ^ set(SCENARIOS)
+
+
+def upstream_fans(scenario_id: str) -> tuple[str, ...]:
+    """The fans whose air reaches ``scenario_id``, nearest first: its local fan, then its main fan
+    (neither for the fan's own place)."""
+    main, local = VENTILATION.get(scenario_id, (None, None))
+    return tuple(f for f in (local, main) if f is not None and f != scenario_id)
 
 
 def get_scenario(scenario_id: str) -> Scenario:

@@ -231,6 +231,8 @@ class IncidentMember(BaseModel):
     severity: Severity
     state: AlertState
     active: bool
+    scenario_id: ScenarioId | None = Field(default=None, description="where (an incident may gather the "
+                                           "consequences of a fan stopping at the places it ventilates)")
     channel: str | None = None
     robot_id: RobotId | None = None
     value: float | None = None

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from minewatch.catalogue import SCENARIOS
+from minewatch.catalogue import SCENARIOS, VENTILATION
 
 __all__ = ["PLACES", "Place", "WORKS", "MAIN_FANS", "LOCAL_FANS", "DOWNSTREAM", "place"]
 
@@ -45,6 +45,8 @@ class Place:
 
 def _p(sid: str, fan: str, production: str | None = None, local_fan: str | None = None,
        machine_mode: str = "always") -> Place:
+    # the fans are the catalogue's (minewatch.catalogue.VENTILATION), which the detectors read too
+    assert VENTILATION[sid] == (fan, local_fan), (sid, VENTILATION[sid], fan, local_fan)
     return Place(sid, fan, local_fan, production, machine_mode)
 
 

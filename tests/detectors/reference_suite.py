@@ -14,7 +14,7 @@ import numpy as np
 
 from detectors.rules import ROBOT_RULES
 from detectors.suite import _NS, DetectorSuite, _Batch
-from detectors.health_rules import ROBOT_SILENCE_S
+from detectors.health_rules import ROBOT_LONG_SILENCE_S, ROBOT_SILENCE_S
 from minewatch.catalogue import ScenarioKind
 from minewatch.wire import Frame
 
@@ -82,9 +82,15 @@ class FrameByFrameSuite(DetectorSuite):
     def _deadman(self, now: int) -> list:  # type: ignore[override]
         """Every robot looked at, every time."""
         gap = int(ROBOT_SILENCE_S * _NS)
+        long = int(ROBOT_LONG_SILENCE_S * _NS)
         out = []
         for rid, r in self._robots.items():
-            if r.last_seen >= 0 and not r.silent and not r.offline and now - r.last_seen >= gap:
-                r.silent = True
+            if r.last_seen < 0 or r.offline:
+                continue
+            if not r.silent and now - r.last_seen >= gap:
+                r.silent = 1
                 out.append(self._offline_signal(rid, "silence", True, r.last_seen + gap, r.scenario))
+            if r.silent == 1 and now - r.last_seen >= long:
+                r.silent = 2
+                out.append(self._offline_signal(rid, "silence", True, r.last_seen + long, r.scenario, long=True))
         return out

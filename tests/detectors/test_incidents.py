@@ -95,7 +95,7 @@ def test_incidents_are_restored_with_their_acknowledgement() -> None:
     (inc,) = again.engine.active_incidents()
     assert inc.incident_id == iid and not inc.needs_ack and inc.acknowledged_by == "Wang Li"
     # the readings come back under the restore level: the members clear, and the incident with them
-    d = again.process([frame("r01", "mf01", 10 + i, {"ch4_t0": 0.4, "ch4_t1": 0.4}) for i in range(2)])
+    d = again.process([frame("r01", "mf01", 10 + i, {"ch4_t0": 0.4, "ch4_t1": 0.4}) for i in range(3)])
     assert sorted(e.state.value for e in d.events) == ["cleared", "cleared"]
     assert again.engine.drain_incidents()[-1].state is IncidentState.cleared
 
@@ -132,3 +132,65 @@ def test_operator_texts_carry_no_rule_markers() -> None:
         for i in suite.engine.drain_incidents():
             assert not MARKERS.search(i.message) and not MARKERS.search(i.title), i.message
     assert seen > 5
+
+
+def test_what_follows_a_fan_stopping_joins_its_incident_and_is_still_raised() -> None:
+    suite = DetectorSuite()
+    # vf02's fans both stop (the derived "fan" reading off): its ventilation incident opens
+    d = suite.process([frame("r30", "vf02", i, {"run_a": 0.0, "run_b": 0.0, "dp": 0.2}) for i in range(2)])
+    fan = next(e for e in d.events if e.detector == "fan_stoppage")
+    assert fan.severity is Severity.critical
+    root = fan.incident_id
+    assert root.startswith("vf02.ventilation.")
+    # downstream of it (mf02, ventilated by vf02): the air slows and methane climbs past the power cut
+    d = suite.process([frame("r02", "mf02", 10 + i, {"ws": 0.1, "ch4_t1": 1.7, "co": 3.0}) for i in range(3)])
+    consequences = [e for e in d.events if e.scenario_id == "mf02"]
+    assert consequences and {e.incident_id for e in consequences} == {root}
+    assert any(e.severity is Severity.critical and e.channel == "ch4_t1" for e in consequences)  # raised, not hidden
+    (inc,) = suite.engine.active_incidents()
+    assert inc.incident_id == root and {m.scenario_id for m in inc.members} == {"vf02", "mf02"}
+    # a place not ventilated by vf02 keeps its own incident
+    d = suite.process([frame("r01", "mf01", 20 + i, {"ch4_t1": 1.7}) for i in range(2)])
+    assert {e.incident_id for e in d.events} == {f"mf01.methane.{(T0 + 20 * S) // 1_000_000}"}
+
+
+def test_a_place_with_its_own_incident_keeps_it_when_its_fan_stops() -> None:
+    suite = DetectorSuite()
+    d = suite.process([frame("r02", "mf02", i, {"ch4_t1": 1.2}) for i in range(2)])
+    own = d.events[0].incident_id
+    suite.process([frame("r30", "vf02", 5 + i, {"run_a": 0.0, "run_b": 0.0}) for i in range(2)])
+    d = suite.process([frame("r02", "mf02", 10 + i, {"ch4_t1": 1.7}) for i in range(2)])
+    assert {e.incident_id for e in d.events} == {own}
+
+
+def test_a_member_that_comes_back_at_a_severity_already_reached_does_not_ask_again() -> None:
+    suite = DetectorSuite()
+    suite.process([frame("r01", "mf01", i, {"ch4_t0": 1.2, "ch4_t1": 1.2}) for i in range(2)])
+    iid = suite.active()[0].incident_id
+    suite.engine.acknowledge_incident(iid, "Wang Li", None, T0 + 3 * S)
+    suite.engine.drain_incidents()
+    # T0 clears (three clean readings), T1 stands; then T0 comes back at the alarm level
+    suite.process([frame("r01", "mf01", 3 + i, {"ch4_t0": 0.4, "ch4_t1": 1.2}) for i in range(3)])
+    suite.process([frame("r01", "mf01", 6 + i, {"ch4_t0": 1.2, "ch4_t1": 1.2}) for i in range(2)])
+    steps = suite.engine.drain_incidents()
+    assert [i.state for i in steps] == [IncidentState.updated, IncidentState.updated]
+    assert not steps[-1].needs_ack and steps[-1].incident_id == iid
+
+
+def test_a_robot_that_leaves_takes_its_own_alerts_with_it_after_two_minutes() -> None:
+    suite = DetectorSuite()
+    # patrol robot p03 sees methane rising fast at hf03; the stationed r05 reads it steady
+    rising = [frame("p03", "hf03", i, {"ch4_t1": 0.5 + 0.01 * i}) for i in range(40)]
+    steady = [frame("r05", "hf03", i, {"ch4_t1": 0.5}) for i in range(40)]
+    d = suite.process(rising + steady)
+    rate = [e for e in d.events if e.detector == "rate_of_rise"]
+    assert rate and rate[0].robot_id == "p03" and rate[-1].state is AlertState.raised
+    # p03 moves on to hf04; r05 keeps reporting hf03
+    d = suite.process([frame("p03", "hf04", 40 + i, {"ch4_t1": 0.3}) for i in range(150)] +
+                      [frame("r05", "hf03", 40 + i, {"ch4_t1": 0.5}) for i in range(150)])
+    cleared = [e for e in d.events if e.detector == "rate_of_rise" and e.state is AlertState.cleared]
+    assert len(cleared) == 1 and "moved on" in cleared[0].message
+    assert cleared[0].ts == T0 + (39 + 120) * S  # two minutes after its last frame there
+    # back at hf03 with methane still climbing: raised again
+    d = suite.process([frame("p03", "hf03", 200 + i, {"ch4_t1": 0.5 + 0.01 * i}) for i in range(40)])
+    assert any(e.detector == "rate_of_rise" and e.state is AlertState.raised for e in d.events)

@@ -106,17 +106,17 @@ def test_robot_offline_battery_link_and_deadman() -> None:
                     link=LinkInfo(latency_ms=250.0 if i < 5 else 15.0, rssi_dbm=-80.0)) for i in range(10)]
     d = suite.process(frames)
     assert by(d.events, "battery_low") == [("cleared", "alarm")]
-    assert by(d.events, "link_degraded") == [("raised", "warning"), ("cleared", "warning")]
-    # nothing for a minute: the deadman, by data time; the next frame clears it
+    assert by(d.events, "link_degraded") == [("raised", "info"), ("cleared", "info")]  # a notice
+    # nothing for a minute: the deadman, by data time, a notice (a coverage hole, most likely)
     ev = suite.tick(T0 + 19 * S + 61 * S)
-    assert by(ev, "robot_offline") == [("raised", "warning")] and ev[0].ts == T0 + 19 * S + 60 * S
+    assert by(ev, "robot_offline") == [("raised", "info")] and ev[0].ts == T0 + 19 * S + 60 * S
     assert suite.tick(T0 + 200 * S) == []
     d = suite.process([Frame(robot_id="r03", scenario_id="hf03", seq=11, ts=T0 + 300 * S)])
     # its second raise within ten minutes: the clear waits out the chatter hold (120 s) first
     assert by(d.events, "robot_offline") == []
     later = suite.process([Frame(robot_id="r03", scenario_id="hf03", seq=11 + k, ts=T0 + (300 + 30 * k) * S)
                            for k in range(1, 5)])
-    assert by(later.events, "robot_offline") == [("cleared", "warning")]
+    assert by(later.events, "robot_offline") == [("cleared", "info")]
     assert later.events[0].ts == T0 + 420 * S and later.events[0].evidence["flapping"] is True
     assert suite.robot_status(RobotStatus(robot_id="r09", online=True, ts=T0, link=Link(latency_ms=10, rssi_dbm=-80),
                                           charging=True, battery=5.0)) == []
@@ -128,8 +128,21 @@ def test_gap_in_frames_gives_deadman_in_one_batch_too() -> None:
     one = DetectorSuite().process(frames).events
     split = DetectorSuite()
     two = split.process(frames[:5]).events + split.tick(T0 + 80 * S) + split.process(frames[5:]).events
-    assert by(one, "robot_offline") == [("raised", "warning"), ("cleared", "warning")]
+    assert by(one, "robot_offline") == [("raised", "info"), ("cleared", "info")]
     assert one == two
+
+
+def test_a_robot_silent_for_five_minutes_is_a_warning() -> None:
+    suite = DetectorSuite()
+    suite.process([frame("r07", "bc02", i, {"co": 3.0}) for i in range(5)])
+    assert by(suite.tick(T0 + 4 * S + 61 * S), "robot_offline") == [("raised", "info")]
+    assert suite.tick(T0 + 4 * S + 299 * S) == []
+    ev = suite.tick(T0 + 4 * S + 301 * S)
+    assert by(ev, "robot_offline") == [("escalated", "warning")] and ev[0].ts == T0 + 304 * S
+    assert "5 min" in ev[0].message and "not being inspected" in ev[0].message
+    # the same in one batch: a gap of six minutes between frames
+    one = DetectorSuite().process([frame("r07", "bc02", i, {"co": 3.0}) for i in (0, 1, 400, 401)]).events
+    assert by(one, "robot_offline") == [("raised", "info"), ("escalated", "warning"), ("cleared", "warning")]
 
 
 def test_restore_health_and_robot_alerts() -> None:
