@@ -8,6 +8,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 APT_PACKAGES := mosquitto mosquitto-clients influxdb chromium
 PYTEST_ARGS ?=
+# the integration tests mostly wait on servers and processes: two at a time, a file each
+PYTEST_JOBS ?= -n 2 --dist loadfile
 
 .PHONY: up test test-nojit bench deps system-deps venv clean
 
@@ -15,7 +17,7 @@ up: deps
 	$(VENV)/bin/minewatch up
 
 test: deps
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_JOBS) $(PYTEST_ARGS)
 	@echo "# the detector kernels again, interpreted (NUMBA_DISABLE_JIT=1), against the same references"
 	NUMBA_DISABLE_JIT=1 $(PY) -m pytest -q tests/detectors $(PYTEST_ARGS)
 

@@ -52,6 +52,9 @@ def _partition(ctx: click.Context, param: click.Parameter, value: str):  # noqa:
 @click.option("--clock-tolerance", type=click.FloatRange(0.0, min_open=True), default=5.0, show_default=True,
               help="A robot clock further than this ahead of the ingestor's (or jumping back) is corrected, with a "
                    "robot_clock alert.")
+@click.option("--clock-settle", type=click.FloatRange(1.0), default=30.0, show_default=True,
+              help="A robot whose frames stay the same time behind (more than --late-after) for this many seconds "
+                   "has its clock corrected (a backlog's lag shrinks as it drains; a wrong clock's does not).")
 @click.option("--warmup", type=click.FloatRange(0.0), default=600.0, show_default=True,
               help="At start, run this many seconds of stored telemetry through the detectors, so rate of rise, "
                    "stuck sensors, change and drift work from the first frame and restored alerts are checked "
@@ -72,7 +75,7 @@ def _partition(ctx: click.Context, param: click.Parameter, value: str):  # noqa:
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
 def ingest(mqtt_url: str | None, influx_url: str | None, influx_db: str | None, topic_prefix: str | None, partition,
            client_id: str | None, spool_dir: Path | None, spool_max_mb: int, metrics_port: int | None, metrics_host: str,
-           batch_size: int, batch_ms: float, late_after: float, live_horizon: float, clock_tolerance: float,
+           batch_size: int, batch_ms: float, late_after: float, live_horizon: float, clock_tolerance: float, clock_settle: float,
            warmup: float, clock: str, repeat_hold: float, stop_timeout: float, no_detectors: bool, limits: tuple[str, ...],
            log_level: str) -> None:  # noqa: ANN001
     """Consume telemetry, store every reading in InfluxDB, run the detectors, publish alerts.
@@ -101,7 +104,7 @@ def ingest(mqtt_url: str | None, influx_url: str | None, influx_db: str | None, 
     opts = IngestOptions(partition=partition, client_id=client_id, spool_dir=spool_dir,
                          spool_max_bytes=spool_max_mb << 20, metrics_port=metrics_port, metrics_host=metrics_host,
                          batch_size=batch_size, batch_ms=batch_ms, late_after_s=late_after,
-                         live_horizon_s=live_horizon, clock_tolerance_s=clock_tolerance, warmup_s=warmup, clock=clock,
+                         live_horizon_s=live_horizon, clock_tolerance_s=clock_tolerance, clock_settle_s=clock_settle, warmup_s=warmup, clock=clock,
                          repeat_hold_s=repeat_hold,
                          detectors=not no_detectors, overrides=overrides, stop_timeout_s=stop_timeout)
     try:

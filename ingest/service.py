@@ -107,6 +107,7 @@ class IngestOptions:
     # detectors of its own, never on the live board. A robot's backlog of a shorter hole is late data.
     live_horizon_s: float = 3600.0
     clock_tolerance_s: float = 5.0        # [P] a robot clock further ahead than this is corrected
+    clock_settle_s: float = 30.0          # [P] a robot this steadily behind for this long has its clock corrected
     warmup_s: float = 600.0               # at start, the detectors warm up on this much stored telemetry; 0 = off
     watch_s: float = 5.0                  # how often watch/{scenario} is published
     # "wall": the ingestor's clock is its own (live). "data": its clock is the newest event time it
@@ -230,7 +231,7 @@ class Ingestor:
         self.data_clock = opts.clock == "data"
         self._data_now = 0
         self.clocks = RobotClocks(opts.clock_tolerance_s, opts.late_after_s, opts.live_horizon_s,
-                                  correct=not self.data_clock)
+                                  settle_s=opts.clock_settle_s, correct=not self.data_clock)
         self.fmt = TelemetryLines()
         self.suite = _load_suite(opts)
         self._history_suite: Any = None  # made when the first history frame comes

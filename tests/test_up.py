@@ -100,7 +100,7 @@ def test_up_runs_alerts_stops_on_ctrl_c_and_a_second_run_on_the_same_data_watche
     home = tmp_path / "home"
     ports = {"--mqtt-port": free_port(), "--influx-port": free_port(), "--api-port": free_port()}
     started = time.monotonic()
-    first = Up(home, ports, _faults(tmp_path / "f1.json", 10, 300))
+    first = Up(home, ports, _faults(tmp_path / "f1.json", 6, 300))
     try:
         assert time.monotonic() - started < 60
         assert len(_get(first.api, "/scenarios")["data"]) == 31  # type: ignore[index]
@@ -122,7 +122,7 @@ def test_up_runs_alerts_stops_on_ctrl_c_and_a_second_run_on_the_same_data_watche
             s.bind(("127.0.0.1", port))
 
     # the same data, again: the robots number their frames from 0 once more (a new boot)
-    second = Up(home, ports, _faults(tmp_path / "f2.json", 20, 15))
+    second = Up(home, ports, _faults(tmp_path / "f2.json", 12, 8))
     try:
         # what the first run left standing is over here (the air is clean, the robots report): it
         # clears, incidents with it

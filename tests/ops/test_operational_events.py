@@ -177,7 +177,7 @@ def test_two_robots_in_one_place_one_rebooting(stack: Stack) -> None:
 
 
 def test_a_spare_robot_with_the_same_id_and_its_clock_behind(stack: Stack) -> None:
-    stack.ingest()
+    stack.ingest("--clock-settle", "8")
     old = Robot(stack.pub, stack.topics, "r18", "mf02", boot=100).stream(0.1)
     warm(old, 3)
     old.stop()
@@ -186,7 +186,7 @@ def test_a_spare_robot_with_the_same_id_and_its_clock_behind(stack: Stack) -> No
     try:
         # two minutes behind looks like a backlog at first; a clock that stays behind is corrected
         wait_until(lambda: any(a["detector"] == "robot_clock" and a["state"] == "raised" for a in stack.obs.alerts()),
-                   45, "the spare's clock to be found behind")
+                   25, "the spare's clock to be found behind")
         alert = outburst_alerted_within(spare, stack.obs)
         assert alert["timing"] == "live"
         end_outburst(spare, stack.obs, alert["alert_id"])
