@@ -842,10 +842,10 @@ class Ingestor:
                 late = [False] * n
                 batch.frames += frames
                 batch.late += late
-                batch.arrived += [received] * n if not self.data_clock else raw_ts
+                batch.arrived += [received] * n
             else:
                 late = [k == LATE for k in kinds]
-                self._to_detectors(frames, kinds, late, None if self.data_clock else received, batch)
+                self._to_detectors(frames, kinds, late, received, batch)
                 if DUPLICATE in kinds:
                     store, late = self._not_proven_repeats(frames, kinds, late)
         else:
@@ -858,7 +858,7 @@ class Ingestor:
                     kinds[i] = self.seq.observe(robot_id, seqs[i], raw_ts[i], frames[i].boot)
                     late[i] = late[i] or kinds[i] == LATE
                 self._to_detectors([frames[i] for i in live], [kinds[i] for i in live], [late[i] for i in live],
-                                   None if self.data_clock else received, batch)
+                                   received, batch)
             if old:
                 hc = self.history_seq.counts
                 d0 = hc.duplicates
@@ -912,14 +912,16 @@ class Ingestor:
         return [frames[i] for i in keep], [late[i] for i in keep]
 
     @staticmethod
-    def _to_detectors(frames: Sequence[Frame], kinds: Sequence[int], late: Sequence[bool], received_ns: int | None,
+    def _to_detectors(frames: Sequence[Frame], kinds: Sequence[int], late: Sequence[bool], received_ns: int,
                       batch: _Batch) -> None:
-        """Frames not seen before to the detectors; each seen at ``received_ns`` (None: at its own time)."""
+        """Frames not seen before to the detectors, each seen at ``received_ns`` (the ingestor's clock:
+        its own, or the data's newest time with ``--clock data``, which a robot whose messages lag
+        behind the others' does not fall silent by)."""
         for f, k, is_late in zip(frames, kinds, late):
             if k not in REPEATS:  # a repeat is not detected twice
                 batch.frames.append(f)
                 batch.late.append(is_late)
-                batch.arrived.append(f.ts if received_ns is None else received_ns)
+                batch.arrived.append(received_ns)
 
     def _clock_changed(self, robot_id: str, scenario_id: str, offset: int, why: str | None, now: int,
                        batch: _Batch) -> None:
@@ -983,7 +985,7 @@ class Ingestor:
         # an old status (a retained one from long ago, history) is stored, not taken as the robot's state now
         now = self._data_now if self.data_clock else msg.received_ns
         if st.ts is None or now - st.ts <= self.clocks.horizon:
-            batch.statuses.append((st, st.ts if self.data_clock and st.ts is not None else msg.received_ns))
+            batch.statuses.append((st, now))
 
     def _ack_request(self, msg: Incoming, alert_id: str, batch: _Batch) -> None:
         try:
