@@ -138,7 +138,7 @@ class _Batch:
     points_late: list[bool] = field(default_factory=list)
     points_robot_ts: dict[int, int] = field(default_factory=dict)  # index in points_frames -> robot's own ts
     lines: list[str] = field(default_factory=list)
-    statuses: list[tuple[RobotStatus, int]] = field(default_factory=list)
+    statuses: list[tuple[RobotStatus, int | None]] = field(default_factory=list)  # and when seen
     acks: list[tuple[AlertAck | IncidentAck, Incoming]] = field(default_factory=list)
     detected: int = 0        # frames, statuses and acks already through the detectors
     statuses_done: int = 0
@@ -984,8 +984,10 @@ class Ingestor:
             batch.lines.append(ln)
         # an old status (a retained one from long ago, history) is stored, not taken as the robot's state now
         now = self._data_now if self.data_clock else msg.received_ns
+        if self.data_clock and now == 0:  # no frame seen yet: the data's clock has not started
+            now = st.ts if st.ts is not None else 0
         if st.ts is None or now - st.ts <= self.clocks.horizon:
-            batch.statuses.append((st, now))
+            batch.statuses.append((st, now if now else None))
 
     def _ack_request(self, msg: Incoming, alert_id: str, batch: _Batch) -> None:
         try:

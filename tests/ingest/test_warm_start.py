@@ -65,3 +65,31 @@ def test_a_stuck_sensor_is_found_right_after_a_restart(mosquitto: Mosquitto, inf
     finally:
         col.close()
         pub.close()
+
+
+def test_on_the_data_clock_a_status_before_any_frame_does_not_start_the_deadman_at_zero(
+        mosquitto: Mosquitto, influxd: Influxd, influx_db: SyncInflux, prefix: str, tmp_path: Path) -> None:
+    """``--clock data``: the data's clock starts with the first frame; a robot's status that comes
+    first (a retained one, as at every start) must not date the robot's last sign of life to 1970."""
+    from minewatch.schema import RobotStatus
+
+    topics = Topics(prefix)
+    settings = ingest_settings(mosquitto.url, influxd.url, influx_db, prefix, tmp_path)
+    pub = Publisher(mosquitto.url)
+    col = Collector(mosquitto.url, topics.all_alert_events)
+    t0 = time.time_ns() - 3600 * S
+    try:
+        with ingestor_in_process(settings, client_id=f"ing-{prefix.split('/')[0]}", batch_ms=20, clock="data"):
+            pub.publish(topics.status("r31"), RobotStatus(robot_id="r31", online=True).model_dump_json().encode())
+            time.sleep(1.5)  # the status is taken, a tick or two pass with no frame yet
+            frames = [Frame(robot_id="r31", scenario_id="ra01", seq=i, ts=t0 + i * S, readings={"co": 3.0})
+                      for i in range(30)]
+            pub.send(topics, frames, per_message=10)
+            wait_until(lambda: influx_db.count("telemetry", "seq") >= 30, 20, "the frames stored")
+            time.sleep(1.5)
+        offline = [json.loads(p) for t, p, _r, _at in col.take() if p and topics.parse_alert(t)
+                   and json.loads(p).get("detector") == "robot_offline"]
+        assert offline == [], offline
+    finally:
+        col.close()
+        pub.close()
