@@ -189,6 +189,7 @@ def _process(suite: Any, frames: list[Frame], late: list[bool], now: int) -> lis
     if frames:
         events.extend(suite.process(frames, late=late if any(late) else None).events)
     events.extend(suite.tick(now))
+    suite.engine.drain_incidents()  # a replay reports alerts; its incidents are not kept
     return events
 
 
