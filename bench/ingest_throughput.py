@@ -11,7 +11,8 @@ channels, plus seq, battery, position and link, so a point carries 8-12 channel 
 to as many robots as needed for ``--points`` points. A publisher process sends them as fast as
 the broker takes them, QoS 1, ``--frames-per-message`` frames of one robot per message (the
 contract's array form: what a robot on a slow link does with its backlog). The figure is points
-landed per second from the first publish to the last point acknowledged as stored; loss is
+landed per second from the first publish to the last point acknowledged as stored (the ingestor
+on the data's clock, ``--clock data``: the frames are minutes of robot time sent in seconds); loss is
 points sent minus points found in InfluxDB afterwards. In the same run InfluxDB's own ceiling is
 measured: the same points, as line protocol, written straight to ``/write`` in 5,000-point
 batches by ``--ceiling-writers`` concurrent writers, with the lines built beforehand.
@@ -115,19 +116,33 @@ def replicate(base: list[Frame], points: int) -> list[Frame]:
     return out
 
 
-def messages(frames: list[Frame], per_message: int, topics: Topics) -> list[tuple[str, bytes]]:
-    """Per robot, consecutive frames in arrays of ``per_message``; robots interleaved."""
+def grouped(frames: list[Frame], per_message: int, topics: Topics) -> list[tuple[str, list[Frame]]]:
+    """Per robot, consecutive frames in arrays of ``per_message``; robots interleaved, in sending order."""
     by_robot: dict[str, list[Frame]] = {}
     for f in frames:
         by_robot.setdefault(f.robot_id, []).append(f)
     chunks = [[(topics.telemetry(fs[0].scenario_id, r), fs[i:i + per_message]) for i in range(0, len(fs), per_message)]
               for r, fs in by_robot.items()]
+    return [item for round_ in itertools.zip_longest(*chunks) for item in round_ if item is not None]
+
+
+def encoded(msgs: list[tuple[str, list[Frame]]]) -> list[tuple[str, bytes]]:
+    return [(topic, encode_frame(fs[0]) if len(fs) == 1 else encode_frames(fs)) for topic, fs in msgs]
+
+
+def messages(frames: list[Frame], per_message: int, topics: Topics) -> list[tuple[str, bytes]]:
+    """Per robot, consecutive frames in arrays of ``per_message``; robots interleaved."""
+    return encoded(grouped(frames, per_message, topics))
+
+
+def stamped(msgs: list[tuple[str, list[Frame]]], start_ns: int, rate_msgs: float) -> list[tuple[str, list[Frame]]]:
+    """The messages with their robots' clocks right: message ``j`` goes out at ``j / rate_msgs``
+    after the start, and its frames end at that time, a millisecond apart."""
     out = []
-    for round_ in itertools.zip_longest(*chunks):
-        for item in round_:
-            if item is not None:
-                topic, fs = item
-                out.append((topic, encode_frame(fs[0]) if len(fs) == 1 else encode_frames(fs)))
+    for j, (topic, fs) in enumerate(msgs):
+        sent = start_ns + int(j * 1e9 / rate_msgs)
+        n = len(fs)
+        out.append((topic, [msgspec.structs.replace(f, ts=sent - (n - 1 - m) * 1_000_000) for m, f in enumerate(fs)]))
     return out
 
 
@@ -284,7 +299,10 @@ def throughput(broker: Mosquitto, influx: Influxd, frames: list[Frame], payload_
     db = f"ingest{run}"
     client = SyncInflux(influx.url, db, timeout=300)
     client.ensure_db()
-    ing = Ingestors(broker, influx, db, partitions, f"t{run}", tmp)
+    # the frames are a simulated shift sent as fast as the broker takes them: the ingestor goes by
+    # their clock (--clock data), as for any mine replayed faster than real time; its own clock
+    # would take every robot's for one running minutes ahead and correct it
+    ing = Ingestors(broker, influx, db, partitions, f"t{run}", tmp, extra=("--clock", "data"))
     try:
         done: mp.Queue = mp.Queue()  # type: ignore[type-arg]
         pub = mp.Process(target=publish_all, args=(broker.url, str(payload_file), 2000, 0.0, done))
@@ -380,13 +398,12 @@ def latency(broker: Mosquitto, influx: Influxd, partitions: int, load_pps: float
     try:
         n_load = int(load_pps * (seconds + warmup + 5))
         if n_load:
-            frames = replicate(base, n_load)
-            now = time.time_ns()
-            frames = [msgspec.structs.replace(f, ts=now + i * 10**9 // max(1, int(load_pps))) for i, f in enumerate(frames)]
-            msgs = messages(frames, per_message, topics)
+            groups = grouped(replicate(base, n_load), per_message, topics)
+            rate = len(groups) / (n_load / load_pps)
+            # each frame stamped with the time its message goes out: robots whose clocks are right
+            msgs = encoded(stamped(groups, time.time_ns() + 2 * 10**9, rate))
             path = tmp / f"load-{tag}.msgpack"
             path.write_bytes(msgspec.msgpack.encode(msgs))
-            rate = len(msgs) / (n_load / load_pps)
             load = mp.Process(target=publish_all, args=(broker.url, str(path), 2000, rate, mp.Queue()))
             load.start()
             time.sleep(warmup)
