@@ -354,7 +354,8 @@ class DeadLetter(BaseModel):
         "reason": "topic_mismatch", "detail": "frame of robot 'r02' in scenario 'mf01' on the topic of r01 in mf01",
         "topic": "minewatch/v1/telemetry/mf01/r01", "payload_encoding": "utf-8",
         "payload": '{"robot_id": "r02", "scenario_id": "mf01", "seq": 1, "ts": 1795852800000000000}',
-        "ts": 1795852800120000000, "partition": "0/1",
+        "payload_bytes": 79, "payload_sha256": "e2a569016208213418c2ad51cead922e9ee76dcd614c86f4caa8ae0f89008e9f",
+        "payload_truncated": False, "ts": 1795852800120000000, "partition": "0/1",
     }, {
         "reason": "not_json", "detail": "JSON is malformed: invalid character (byte 0)",
         "topic": "minewatch/v1/telemetry/mf01/r01", "payload_encoding": "base64", "payload": "gqhyb2JvdF9pZKNyMDE=",
@@ -365,7 +366,11 @@ class DeadLetter(BaseModel):
                         "topic_mismatch, unknown_scenario, bad_status, bad_ack, ...")
     detail: str = Field(description="what was wrong, for a person")
     topic: str = Field(description="the topic the message arrived on")
-    payload: str = Field(description="the message as received: its text, or base64 when it is not UTF-8")
+    payload: str = Field(description="the message as received (at most its first 4,096 bytes): its text, or base64 "
+                         "when it is not UTF-8")
     payload_encoding: Literal["utf-8", "base64"]
+    payload_bytes: int = Field(default=0, ge=0, description="the whole message's size in bytes")
+    payload_sha256: str = Field(default="", description="SHA-256 of the whole message, hex")
+    payload_truncated: bool = Field(default=False, description="true when ``payload`` is only the message's start")
     ts: Nanos = Field(description="when the ingestor rejected it")
     partition: str = Field(description="the ingest process, as I/N")

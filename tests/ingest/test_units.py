@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import random
 from pathlib import Path
 
 import pytest
 
-from ingest.deadletter import DeadLetter
+from ingest.deadletter import EXCERPT_BYTES, DeadLetter
 from ingest.lines import TelemetryLines
 from ingest.partition import Partition, partition_of
 from ingest.spool import Spool, SpoolFull
@@ -91,10 +93,24 @@ def test_pick_rejected_names_the_refused_lines() -> None:
 def test_deadletter_payload_keeps_bytes() -> None:
     d = json.loads(DeadLetter("not_json", "bad", "p/telemetry/a/b", b"\xff\x00").encode("0/1", 5))
     assert d == {"reason": "not_json", "detail": "bad", "topic": "p/telemetry/a/b", "payload": "/wA=",
-                 "payload_encoding": "base64", "ts": 5, "partition": "0/1"}
+                 "payload_encoding": "base64", "payload_bytes": 2, "payload_truncated": False,
+                 "payload_sha256": hashlib.sha256(b"\xff\x00").hexdigest(), "ts": 5, "partition": "0/1"}
     raw = DeadLetter("x", "y", "t", "é".encode()).encode("1/2")
     d = json.loads(raw)
     assert d["payload"] == "é" and d["payload_encoding"] == "utf-8"
     DeadLetterModel.model_validate_json(raw)  # the contract's schema of the dead-letter topic
+
+
+@pytest.mark.parametrize("payload", [b'"' * 9_000_000, "é".encode() * 3000, b"\xff" * 100_000, b"x" * 4096])
+def test_deadletter_is_small_whatever_it_carries(payload: bytes) -> None:
+    """A message at the broker's size limit, every byte escaped to two or more, still makes a dead
+    letter of a few kB, which names the whole (size and hash) and says it is cut."""
+    raw = DeadLetter("not_json", "bad " * 10_000, "p/telemetry/a/b", payload).encode("0/1", 5)
+    d = DeadLetterModel.model_validate_json(raw)
+    assert len(raw) < 4 * EXCERPT_BYTES + 4000
+    assert d.payload_bytes == len(payload) and d.payload_sha256 == hashlib.sha256(payload).hexdigest()
+    assert d.payload_truncated == (len(payload) > EXCERPT_BYTES)
+    shown = d.payload.encode() if d.payload_encoding == "utf-8" else base64.b64decode(d.payload)
+    assert payload.startswith(shown) and len(shown) >= min(len(payload), EXCERPT_BYTES - 3)
 
 
