@@ -230,6 +230,7 @@ class Ingestors:
                     [str(exe), "ingest", "--mqtt-url", broker.url, "--influx-url", influx.url, "--influx-db", db,
                      "--topic-prefix", prefix, "--partition", f"{i}/{partitions}", "--client-id", self.client_ids[i],
                      "--spool-dir", str(tmp / f"spool-{tag}-{i}"), "--metrics-port", str(self.ports[i]),
+                     "--robots", "*",  # the load names its robots freely (r01x3, latmf01)
                      "--log-level", "warning", *extra], stdout=log, stderr=subprocess.STDOUT))
         self.http = httpx.Client(timeout=10)
         deadline = time.monotonic() + 120

@@ -69,6 +69,29 @@ def _partition(ctx: click.Context, param: click.Parameter, value: str):  # noqa:
               help="Seconds from SIGTERM/Ctrl-C to exit: finish the batch in hand, write or spool it, acknowledge, "
                    "disconnect. Writes still waiting on InfluxDB then go to the spool; anything not yet durable "
                    "stays unacknowledged and comes again from the broker.")
+@click.option("--robots", default="fleet", show_default=True, envvar="MINEWATCH_ROBOTS",
+              help="The fleet registry: robot ids and patterns (r4?, p*), comma-separated; 'fleet' is the "
+                   "simulator's default fleet, '*' any robot. Other robots' frames and statuses are dead-lettered "
+                   "unknown_robot [env MINEWATCH_ROBOTS].")
+@click.option("--max-message-bytes", type=click.IntRange(1024), default=4 << 20, show_default=True,
+              help="A bigger message is dead-lettered too_large.")
+@click.option("--max-frames", type=click.IntRange(1), default=10_000, show_default=True,
+              help="A message of more frames is dead-lettered too_many_frames.")
+@click.option("--max-channels", type=click.IntRange(1), default=4096, show_default=True,
+              help="Distinct reading names taken at most (each is an InfluxDB field); a frame with a new one "
+                   "past this is dead-lettered too_many_channels.")
+@click.option("--max-age", type=click.FloatRange(60.0), default=None,
+              help="Seconds: a frame, status or acknowledgement older than this is dead-lettered ts_out_of_range "
+                   "[default: the raw retention less a day and an hour, which InfluxDB would refuse].")
+@click.option("--max-clock-ahead", type=click.FloatRange(0.0), default=86_400.0, show_default=True,
+              help="Seconds a live frame may be ahead of the ingestor's clock by its robot's clock (such a clock is "
+                   "corrected); further ahead is dead-lettered ts_out_of_range.")
+@click.option("--max-ahead", type=click.FloatRange(0.0), default=300.0, show_default=True,
+              help="Seconds ahead of the ingestor's clock (or on --clock data, of the newest time seen) that history, "
+                   "a status or an acknowledgement may be dated.")
+@click.option("--max-packet-bytes", type=click.IntRange(1024), default=16 << 20, show_default=True,
+              help="The broker's packet limit when it does not say its own (an MQTT 5 broker does): nothing bigger "
+                   "is published.")
 @click.option("--no-detectors", is_flag=True, help="Store telemetry only; run no detectors and publish no alerts.")
 @click.option("--limit", "limits", multiple=True, metavar="KEY=VALUE",
               help="Override a detector limit (repeatable; same keys as the detectors' overrides).")
@@ -76,7 +99,9 @@ def _partition(ctx: click.Context, param: click.Parameter, value: str):  # noqa:
 def ingest(mqtt_url: str | None, influx_url: str | None, influx_db: str | None, topic_prefix: str | None, partition,
            client_id: str | None, spool_dir: Path | None, spool_max_mb: int, metrics_port: int | None, metrics_host: str,
            batch_size: int, batch_ms: float, late_after: float, live_horizon: float, clock_tolerance: float, clock_settle: float,
-           warmup: float, clock: str, repeat_hold: float, stop_timeout: float, no_detectors: bool, limits: tuple[str, ...],
+           warmup: float, clock: str, repeat_hold: float, stop_timeout: float, robots: str, max_message_bytes: int,
+           max_frames: int, max_channels: int, max_age: float | None, max_clock_ahead: float, max_ahead: float,
+           max_packet_bytes: int, no_detectors: bool, limits: tuple[str, ...],
            log_level: str) -> None:  # noqa: ANN001
     """Consume telemetry, store every reading in InfluxDB, run the detectors, publish alerts.
 
@@ -85,6 +110,7 @@ def ingest(mqtt_url: str | None, influx_url: str | None, influx_db: str | None, 
     outage loses nothing. Bad frames go to {prefix}/deadletter/{reason}. SIGTERM or Ctrl-C stops
     reading, flushes, acknowledges and exits within --stop-timeout seconds.
     """
+    from ingest.registry import RobotRegistry
     from ingest.service import IngestOptions, run
 
     settings = settings_from(mqtt_url=mqtt_url, influx_url=influx_url, influx_db=influx_db, topic_prefix=topic_prefix,
@@ -105,8 +131,15 @@ def ingest(mqtt_url: str | None, influx_url: str | None, influx_db: str | None, 
                          spool_max_bytes=spool_max_mb << 20, metrics_port=metrics_port, metrics_host=metrics_host,
                          batch_size=batch_size, batch_ms=batch_ms, late_after_s=late_after,
                          live_horizon_s=live_horizon, clock_tolerance_s=clock_tolerance, clock_settle_s=clock_settle, warmup_s=warmup, clock=clock,
-                         repeat_hold_s=repeat_hold,
+                         repeat_hold_s=repeat_hold, robots=robots, max_message_bytes=max_message_bytes,
+                         max_frames=max_frames, max_channels=max_channels, max_clock_ahead_s=max_clock_ahead,
+                         max_ahead_s=max_ahead, max_packet_bytes=max_packet_bytes,
+                         **({"max_age_s": max_age} if max_age is not None else {}),
                          detectors=not no_detectors, overrides=overrides, stop_timeout_s=stop_timeout)
+    try:
+        RobotRegistry(robots)
+    except (ValueError, ImportError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--robots") from None
     try:
         asyncio.run(run(settings, opts))
     except (ConnectionError, TimeoutError) as exc:

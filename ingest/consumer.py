@@ -136,8 +136,11 @@ class Incoming:
 class Consumer:
     def __init__(self, settings: Settings, client_id: str, subscriptions: Sequence[tuple[str, int]], *,
                  receive_maximum: int = 20_000, session_expiry_s: int = 7 * 24 * 3600, keepalive: int = 30,
-                 on_connected: Callable[[bool], None] | None = None) -> None:
+                 on_connected: Callable[[bool], None] | None = None, max_packet: int = 16 * 1024 * 1024) -> None:
         self.settings = settings
+        # the broker's packet limit: ``max_packet`` until the broker says its own (CONNACK)
+        self.configured_max_packet = self.max_packet = max_packet
+        self.too_large = 0  # publishes dropped as over the limit
         self.client_id = client_id
         self.subscriptions = list(subscriptions)
         self.receive_maximum = max(1, min(65535, receive_maximum))
@@ -221,6 +224,10 @@ class Consumer:
             self.connects += 1
         log.info("connected to the broker (session %s, generation %d)",
                  "resumed" if flags.session_present else "new", self.generation)
+        # MQTT 5: a broker with a packet limit says it in CONNACK; a publish over it would cost the
+        # connection (and every unacknowledged message would come again)
+        limit = getattr(properties, "MaximumPacketSize", None)
+        self.max_packet = int(limit) if limit else self.configured_max_packet
         # retain handling 1: retained messages only for a subscription the session did not have
         client.subscribe([(t, SubscribeOptions(qos=q, retainHandling=1)) for t, q in self.subscriptions])
         self.connected.set()
@@ -281,5 +288,14 @@ class Consumer:
                     n += 1
         return n
 
-    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> bool:
+        """Publish, unless the packet would be over the broker's size limit: then log, count and
+        drop it (False) rather than lose the connection over it."""
+        size = len(payload) + len(topic.encode()) + 64  # fixed header, lengths, properties: generous
+        if size > self.max_packet:
+            self.too_large += 1
+            log.error("not publishing %d bytes on %s: over the broker's packet limit of %d bytes",
+                      len(payload), topic[:200], self.max_packet)
+            return False
         self.client.publish(topic, payload, qos=qos, retain=retain)
+        return True

@@ -62,6 +62,11 @@ class Metrics:
                                registry=r).labels(**lab)
         self.mqtt_up = Gauge("minewatch_ingest_mqtt_connected", "1 while connected to the broker", ("partition",),
                              registry=r).labels(**lab)
+        self.mqtt_connects = Gauge("minewatch_ingest_mqtt_connects", "connections made to the broker since the "
+                                   "start (more than 1: the broker was lost and found again)", ("partition",),
+                                   registry=r).labels(**lab)
+        self.publish_dropped = Gauge("minewatch_ingest_publish_dropped", "messages not published because they were "
+                                     "over the broker's packet limit", ("partition",), registry=r).labels(**lab)
         self._partition = partition
         self._server: Any = None
 

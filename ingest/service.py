@@ -50,7 +50,7 @@ from minewatch.schema import (AlertAck, AlertEvent, AlertKind, AlertState, Alert
                               RobotStatus, Severity, WatchStatus)
 from minewatch.settings import Settings
 from minewatch.runtime import tune_gc
-from minewatch.storage import maintain_storage
+from minewatch.storage import RAW_DAYS, maintain_storage
 from minewatch.stored import SliceReader
 from minewatch.wire import Frame, FrameError, FramesOnTopic, decode_frames
 
@@ -60,6 +60,7 @@ from ingest.deadletter import DeadLetter
 from ingest.lines import CHANNEL_RE, RESERVED_FIELDS, TelemetryLines, stats_line, status_line
 from ingest.metrics import Metrics
 from ingest.partition import Partition
+from ingest.registry import RobotRegistry
 from ingest.seqtrack import DUPLICATE, LATE, REPEATS, SeqTracker
 from ingest.spool import Spool, SpoolFull
 from ingest.timing import HISTORY, RobotClocks
@@ -72,6 +73,14 @@ T = TypeVar("T")
 
 _readings, _seq, _ts = operator.attrgetter("readings"), operator.attrgetter("seq"), operator.attrgetter("ts")
 _NS = 1_000_000_000
+
+
+def _iso(ns: int) -> str:
+    """A time for a person (UTC, to the second), whatever the year."""
+    try:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns // _NS))
+    except (OverflowError, OSError, ValueError):
+        return f"{ns} ns"
 WATCH_SILENCE_S = 60.0  # [P] no frame from a scenario for two 30 s polling cycles (domain §3): not watched
 
 
@@ -119,6 +128,20 @@ class IngestOptions:
     tick_s: float = 1.0
     stats_interval_s: float = 10.0
     restore_alerts: bool = True
+    # What a client may send (anything beyond goes to the dead-letter topic with its reason):
+    robots: str = "fleet"                 # the fleet registry (ingest.registry): frames of other robots are refused
+    max_robots: int = 10_000              # robots taken at most, whatever the registry's patterns allow
+    max_message_bytes: int = 4 << 20      # too_large
+    max_frames: int = 10_000              # frames in one message: too_many_frames
+    max_channels: int = 4096              # reading names ever taken (each is an InfluxDB field): too_many_channels
+    # ts_out_of_range: a frame (status, acknowledgement) older than the raw retention (InfluxDB would
+    # refuse it, and its alerts with it) or further ahead than ``max_clock_ahead_s`` by the robot's own
+    # clock (a clock up to that far ahead is corrected, with a robot_clock alert); what is stored is
+    # never more than ``max_ahead_s`` ahead of the ingestor's clock (no shard out in the future)
+    max_age_s: float = (RAW_DAYS - 1) * 86_400.0 - 3_600.0  # less a day: a corrected clock moves frames back
+    max_clock_ahead_s: float = 86_400.0
+    max_ahead_s: float = 300.0
+    max_packet_bytes: int = 16 << 20      # the broker's packet limit when it does not say its own (MQTT 5 CONNACK)
     stop_timeout_s: float = 5.0           # SIGTERM to exit, at most (a watchdog ends the process 3 s later)
 
     def resolved_client_id(self) -> str:
@@ -248,7 +271,10 @@ class Ingestor:
                              on_drained=self.metrics.drained.inc)
         rm = opts.receive_maximum or opts.batch_size * (opts.max_inflight + 1)
         self.consumer = Consumer(settings, self.client_id, self._subscriptions(), receive_maximum=rm,
-                                 session_expiry_s=opts.session_expiry_s)
+                                 session_expiry_s=opts.session_expiry_s, max_packet=opts.max_packet_bytes)
+        self.metrics.mqtt_connects.set_function(lambda: self.consumer.connects)
+        self.metrics.publish_dropped.set_function(lambda: self.consumer.too_large)
+        self.robots = RobotRegistry(opts.robots, max_robots=opts.max_robots)
         # reading names known to be channel names: the catalogue's, and those met since
         self._good_channels = {c.name for sc in SCENARIOS.values() for c in sc.channels
                                if CHANNEL_RE.match(c.name) and c.name not in RESERVED_FIELDS}
@@ -781,6 +807,10 @@ class Ingestor:
         self.metrics.messages.inc()
         topic = msg.topic
         topics = self.topics
+        if len(msg.payload) > self.opts.max_message_bytes:
+            self._dead(DeadLetter("too_large", f"{len(msg.payload)} bytes, over the limit of "
+                                  f"{self.opts.max_message_bytes} bytes a message", topic, msg.payload))
+            return
         try:
             parsed = topics.parse_telemetry(topic)
             if parsed is not None:
@@ -803,13 +833,27 @@ class Ingestor:
         # The common case costs one msgspec decode and a few calls per message: frames of the
         # topic's robot, known scenario, channel names seen before, the robot's clock right, seq
         # running on. Anything else goes the checked way (_checked), which names the reason.
+        if robot_id not in self.robots.known and not self.robots.allows(robot_id):
+            self._dead(DeadLetter("unknown_robot", self.robots.why_not(robot_id), msg.topic, msg.payload))
+            return
         frames = self._frames_on.decode(msg.payload, scenario_id, robot_id)
         if frames is None or scenario_id not in SCENARIOS:
             frames = self._checked(msg, scenario_id, robot_id)
             if frames is None:
                 return
         n = len(frames)
+        if n > self.opts.max_frames:
+            self._dead(DeadLetter("too_many_frames", f"{n} frames, over the limit of {self.opts.max_frames} a message",
+                                  msg.topic, msg.payload))
+            return
         raw_ts = list(map(_ts, frames))
+        lo, hi = self._ts_window(history)
+        if raw_ts[0] < lo or raw_ts[-1] > hi or min(raw_ts) < lo or max(raw_ts) > hi:
+            frames = self._in_window(frames, raw_ts, lo, hi, msg)
+            if not frames:
+                return
+            n = len(frames)
+            raw_ts = list(map(_ts, frames))
         seqs = list(map(_seq, frames))
         boot = frames[0].boot
         one_boot = n == 1 or all(f.boot == boot for f in frames)
@@ -901,6 +945,27 @@ class Ingestor:
         if any(late):
             m.late.inc(sum(late))
 
+    def _ts_window(self, history: bool = False, *, clock_ahead: bool = True) -> tuple[int, int]:
+        """The robot times taken now: from the raw retention's start (less a margin) to a little
+        ahead: ``max_clock_ahead_s`` for live frames by a robot's own clock, which the clock
+        correction brings back; ``max_ahead_s`` for history, statuses and acknowledgements, taken as
+        they are (and, on the data clock, ahead of the newest time seen)."""
+        now = time.time_ns()
+        o = self.opts
+        lo = now - int(o.max_age_s * _NS)
+        if self.data_clock:
+            return lo, max(now, self._data_now) + int(o.max_ahead_s * _NS)
+        return lo, now + int((o.max_clock_ahead_s if clock_ahead and not history else o.max_ahead_s) * _NS)
+
+    def _in_window(self, frames: list[Frame], raw_ts: list[int], lo: int, hi: int, msg: Incoming) -> list[Frame]:
+        """The frames dated inside [lo, hi]; the message goes to the dead letters for the rest."""
+        keep = [f for f, t in zip(frames, raw_ts) if lo <= t <= hi]
+        bad = [t for t in raw_ts if not lo <= t <= hi]
+        self._dead(DeadLetter("ts_out_of_range", f"{len(bad)} of {len(frames)} frames dated outside the window taken "
+                              f"now, {_iso(lo)} to {_iso(hi)} (first: {_iso(bad[0])}); "
+                              f"{len(keep)} taken", msg.topic, msg.payload))
+        return keep
+
     @staticmethod
     def _not_proven_repeats(frames: Sequence[Frame], kinds: Sequence[int],
                             late: Sequence[bool]) -> tuple[list[Frame], list[bool]]:
@@ -954,8 +1019,13 @@ class Ingestor:
             for k in f.readings:
                 if k not in good:
                     if k in RESERVED_FIELDS or not CHANNEL_RE.match(k):
-                        self._dead(DeadLetter("bad_channel", f"reading name {k!r} is not a channel name "
+                        self._dead(DeadLetter("bad_channel", f"reading name {k[:100]!r} is not a channel name "
                                               "(letters, digits, '_', '.', '-') or is reserved", msg.topic, msg.payload))
+                        return None
+                    if len(good) >= self.opts.max_channels:
+                        self._dead(DeadLetter("too_many_channels", f"reading name {k!r} would be channel number "
+                                              f"{len(good) + 1}, over the limit of {self.opts.max_channels}",
+                                              msg.topic, msg.payload))
                         return None
                     good.add(k)
                     self._frames_on.learn((k,))
@@ -973,12 +1043,21 @@ class Ingestor:
             self._dead(DeadLetter("topic_mismatch", f"status of robot {st.robot_id!r} on the topic of {robot_id!r}",
                                   msg.topic, msg.payload))
             return
+        if robot_id not in self.robots.known and not self.robots.allows(robot_id):
+            self._dead(DeadLetter("unknown_robot", self.robots.why_not(robot_id), msg.topic, msg.payload))
+            return
         if not self.partition.owns(st.scenario_id):
             return
         if st.ts is not None:
             off = self.clocks.offset(robot_id)
             if off:
                 st = st.model_copy(update={"ts": max(0, st.ts + off)})
+        if st.ts is not None:  # as stored: by the robot's clock, corrected
+            lo, hi = self._ts_window(clock_ahead=False)
+            if not lo <= st.ts <= hi:
+                self._dead(DeadLetter("ts_out_of_range", f"status dated {_iso(st.ts)}, outside the window taken now, "
+                                      f"{_iso(lo)} to {_iso(hi)}", msg.topic, msg.payload))
+                return
         ln = status_line(st)
         if ln:
             batch.lines.append(ln)
@@ -997,6 +1076,8 @@ class Ingestor:
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
             self._dead(DeadLetter("bad_ack", str(exc), msg.topic, msg.payload))
             return
+        if not self._ack_in_window(req, msg):
+            return
         if self.partition.owns(req.scenario_id):  # an ack without a scenario goes to partition 0
             batch.acks.append((req, msg))
 
@@ -1008,8 +1089,20 @@ class Ingestor:
         except ValueError as exc:
             self._dead(DeadLetter("bad_ack", str(exc), msg.topic, msg.payload))
             return
+        if not self._ack_in_window(req, msg):
+            return
         if self.partition.owns(req.scenario_id):
             batch.acks.append((req, msg))
+
+    def _ack_in_window(self, req: AlertAck | IncidentAck, msg: Incoming) -> bool:
+        if req.ts is None:
+            return True
+        lo, hi = self._ts_window(clock_ahead=False)
+        if lo <= req.ts <= hi:
+            return True
+        self._dead(DeadLetter("ts_out_of_range", f"acknowledgement dated {_iso(req.ts)}, outside the window taken now, "
+                              f"{_iso(lo)} to {_iso(hi)}", msg.topic, msg.payload))
+        return False
 
     def _acknowledge(self, req: AlertAck | IncidentAck, msg: Incoming) -> list[AlertEvent]:
         """The events of an acknowledgement: the alert's, or every open member's of an incident

@@ -183,7 +183,8 @@ def ingestor_in_process(settings: Settings, **options: object) -> Iterator[objec
 
     def main() -> None:
         async def go() -> None:
-            ing = Ingestor(settings, IngestOptions(**options))  # type: ignore[arg-type]
+            # these tests name robots freely (rx, r1, ...): any robot, unless a test says otherwise
+            ing = Ingestor(settings, IngestOptions(**{"robots": "*", **options}))  # type: ignore[arg-type]
             holder["ing"], holder["loop"] = ing, asyncio.get_running_loop()
             ing.loop = holder["loop"]  # type: ignore[attr-defined]  # for tests that reach into its thread
             waiter = asyncio.create_task(ing.started.wait())
@@ -226,7 +227,7 @@ class IngestProcess:
     def __init__(self, log_path: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.argv = [*minewatch_exe(), "ingest", *args]
         self.log_path = log_path
-        self.env = {**os.environ, **(env or {})}
+        self.env = {"MINEWATCH_ROBOTS": "*", **os.environ, **(env or {})}  # robots named freely, as above
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> IngestProcess:
