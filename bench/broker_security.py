@@ -97,8 +97,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         make_certs(root / "secrets" / "tls")
-        tls_port = free_port()
-        b = start_deploy_broker(root, {"tls.conf": deploy_tls_snippet(root / "secrets", tls_port)})
+        tls_port, tls_service_port = free_port(), free_port()
+        b = start_deploy_broker(root, {"tls.conf": deploy_tls_snippet(root / "secrets", tls_port, tls_service_port)})
         ca = root / "secrets" / "tls" / "ca.crt"
         try:
             results: dict[str, dict[str, list[float]]] = {"plain": {"login": [], "rate": []}, "tls": {"login": [], "rate": []}}
@@ -106,13 +106,14 @@ def main() -> None:
                 for transport in ("plain", "tls"):
                     tls = transport == "tls"
                     port = tls_port if tls else b.broker.port
+                    service_port = tls_service_port if tls else b.service_port
                     cafile = ca if tls else None
                     client, ms = _connect(b.auth.url("r01", port=port, tls=tls), cafile)
                     client.disconnect()
                     client.loop_stop()
                     results[transport]["login"].append(ms)
                     results[transport]["rate"].append(_publish_rate(b.auth.url("r01", port=port, tls=tls),
-                                                                    b.auth.url("ingest", port=port, tls=tls), cafile,
+                                                                    b.auth.url("ingest", port=service_port, tls=tls), cafile,
                                                                     args.messages))
         finally:
             b.broker.stop()

@@ -122,7 +122,7 @@ MODELS: dict[str, type[BaseModel]] = {m.__name__: m for m in (TelemetryFrame, Ro
 
 # What each account may do on the broker (deploy/mosquitto.acl, minewatch.security).
 ROLES = {
-    "robot": "publishes its own telemetry and status only (username = robot id)",
+    "robot": "publishes its own status, and telemetry for its own scenarios only (username = robot id)",
     "simulator": "publishes telemetry and status for the simulated fleet, and history",
     "ingest": "reads telemetry, history, status and acknowledgements; publishes alerts, incidents, watch states "
               "and dead letters",
@@ -211,10 +211,12 @@ def document(prefix: str = DEFAULT_PREFIX) -> dict[str, Any]:
         "defaultContentType": "application/json",
         "servers": {
             "mqtt": {"host": "localhost:1883", "protocol": "mqtt", "protocolVersion": "5.0",
-                     "description": "Plain MQTT (inside a trusted network only).",
+                     "description": "Plain MQTT (inside a trusted network only), for robots and integrators. "
+                                    "The client id is the username: one connection per account.",
                      "security": [{"$ref": "#/components/securitySchemes/account"}]},
             "mqtts": {"host": "localhost:8883", "protocol": "secure-mqtt", "protocolVersion": "5.0",
-                      "description": "MQTT over TLS 1.2+; clients verify the broker against the deployment's CA.",
+                      "description": "MQTT over TLS 1.2+; clients verify the broker against the deployment's CA. "
+                                     "The client id is the username: one connection per account.",
                       "security": [{"$ref": "#/components/securitySchemes/account"}]},
         },
         "channels": channels,

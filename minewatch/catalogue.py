@@ -30,6 +30,8 @@ __all__ = [
     "VENTILATION",
     "upstream_fans",
     "get_scenario",
+    "PATROL_ROUTES",
+    "FLEET",
 ]
 
 
@@ -565,6 +567,23 @@ def upstream_fans(scenario_id: str) -> tuple[str, ...]:
     (neither for the fan's own place)."""
     main, local = VENTILATION.get(scenario_id, (None, None))
     return tuple(f for f in (local, main) if f is not None and f != scenario_id)
+
+
+# The fleet [P]: every scenario has a robot stationed in it (``r01``..``r31`` in catalogue order),
+# and four patrol robots walk loops through a district, stopping in each scenario on the way. The
+# simulator moves them (simulator/fleet.py, whose routes a test holds equal to these), and the
+# broker's ACL (minewatch.security) lets each write telemetry only for the scenarios listed here.
+PATROL_ROUTES: dict[str, tuple[str, ...]] = {
+    "p01": ("mf01", "ra03", "ss03", "bc04", "mf03"),
+    "p02": ("hf01", "lf01", "hf02", "lf02", "ra02"),
+    "p03": ("mf02", "ra01", "hf03", "lf03", "hf04", "lf04"),
+    "p04": ("ss01", "pr01", "bc01", "bc02", "cb01", "ac01", "gd01", "vf02"),
+}
+FLEET: dict[str, tuple[str, ...]] = {
+    **{f"r{i + 1:02d}": (sid,) for i, sid in enumerate(SCENARIOS)},
+    **PATROL_ROUTES,
+}
+assert all(sid in SCENARIOS for route in PATROL_ROUTES.values() for sid in route)
 
 
 def get_scenario(scenario_id: str) -> Scenario:

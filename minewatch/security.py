@@ -1,28 +1,47 @@
-"""Broker accounts: the Mosquitto password file and ACL that confine every client.
+"""Broker accounts: the Mosquitto password files and ACLs that confine every client.
+
+The broker has two kinds of listener, each with its own password file and ACL
+(``per_listener_settings true``):
+
+* the **public** listener (1883, TLS 8883), where robots and integrators connect. It sets
+  ``use_username_as_clientid``: a client's id *is* its username, whatever id it asks for, so no
+  account can take over another's session or knock another client off;
+* the **service** listener (1884, TLS 8884; loopback for ``minewatch up``, the internal network in
+  docker compose, never published), where the deployment's own processes connect: the ingestor
+  (each partition with its persistent session), the API, the simulator and the broker's
+  healthcheck. They choose their client ids (an ingestor partition holds a persistent session
+  per id; the API and the simulator open several connections), so robots' and integrators'
+  credentials are not valid there, and no public username may begin like a service's client id
+  (``minewatch-``, ``mwsim-``, the broker's ``auto-``) or be a service's name.
 
 Roles and what the ACL lets each do (``P`` is the topic prefix, default ``minewatch/v1``):
 
-===========  ===========================================  ==============================================
-role         username                                     may
-===========  ===========================================  ==============================================
-robot        its robot id (``r07``)                       write ``P/telemetry/+/{robot}``, ``P/status/{robot}``
-simulator    ``simulator``                                write ``P/telemetry/#``, ``P/status/#`` (a stand-in
-                                                          fleet identity: real robots get their own accounts),
-                                                          ``P/history/#`` (loading history)
-ingest       ``ingest``                                   read telemetry, history, status, acks; write alerts,
-                                                          incidents, ``P/watch/#``, ``P/deadletter/#``; its own
-                                                          ``P/ingest/#``
-api          ``api``                                      read alerts, incidents, watch, status, telemetry, dead
-                                                          letters; write ``P/alerts/ack/#``, ``P/incidents/ack/#``
-integrator   its own name (``integrator``, ``scada``...)   read ``P/alerts/#``, ``P/incidents/#``, ``P/watch/#``
-healthcheck  ``healthcheck``                              log in (the broker's container healthcheck); nothing
-===========  ===========================================  ==============================================
+===========  ========  ==========================================  ===========================================
+role         listener  username                                    may
+===========  ========  ==========================================  ===========================================
+robot        public    its robot id (``r07``)                      write ``P/telemetry/{scenario}/{robot}`` for
+                                                                   its own scenarios (:data:`FLEET`, or those
+                                                                   given with its account), ``P/status/{robot}``
+integrator   public    its own name (``integrator``, ``scada``...)  read ``P/alerts/#``, ``P/incidents/#``,
+                                                                   ``P/watch/#``
+simulator    service   ``simulator``                               write ``P/telemetry/#``, ``P/status/#`` (a
+                                                                   stand-in fleet identity: real robots get
+                                                                   their own accounts), ``P/history/#``
+ingest       service   ``ingest``                                  read telemetry, history, status, acks; write
+                                                                   alerts, incidents, ``P/watch/#``,
+                                                                   ``P/deadletter/#``; its own ``P/ingest/#``
+api          service   ``api``                                     read alerts, incidents, watch, status,
+                                                                   telemetry, dead letters; write
+                                                                   ``P/alerts/ack/#``, ``P/incidents/ack/#``
+healthcheck  service   ``healthcheck``                             log in (the broker's container healthcheck)
+===========  ========  ==========================================  ===========================================
 
-Nobody connects without an account (``allow_anonymous false``). The robot rules are Mosquitto
-``pattern`` lines with ``%u``, so adding a robot needs only a password entry; because pattern
-lines apply to every user, the integrator and healthcheck accounts also get explicit ``deny``
-lines (Mosquitto checks a user's denials before any pattern), and robot ids may not take a
-service's name. Passwords are hashed as Mosquitto 2 does (PBKDF2-SHA512, ``$7$``).
+Nobody connects without an account (``allow_anonymous false``), and there are no ``pattern``
+lines: every right is written out for the account that holds it, so a robot speaks only for
+itself and only where it works, and no other account picks up a robot's rights. A robot outside
+the catalogue's fleet has no telemetry right until its account is made with its scenarios
+(``minewatch secrets --robot r40=mf01,mf02``). Passwords are hashed as Mosquitto 2 does
+(PBKDF2-SHA512, ``$7$``).
 """
 
 from __future__ import annotations
@@ -33,13 +52,14 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import click
 
+from minewatch.catalogue import FLEET, SCENARIOS
 from minewatch.topics import DEFAULT_PREFIX, Topics
 
 __all__ = [
@@ -47,10 +67,15 @@ __all__ = [
     "BrokerAuth",
     "Role",
     "SERVICE_ROLES",
+    "SERVICE_CLIENT_ID_PREFIXES",
+    "PUBLIC_PORT",
+    "SERVICE_PORT",
     "acl_text",
+    "service_acl_text",
     "hash_password",
     "load_credentials",
     "new_secret",
+    "parse_robot",
     "secrets_command",
     "password_file_text",
     "verify_password",
@@ -60,10 +85,16 @@ __all__ = [
 ]
 
 Role = Literal["robot", "simulator", "ingest", "api", "integrator", "healthcheck"]
-# Service accounts are named after their role.
+# Service accounts are named after their role and log in on the service listener only.
 SERVICE_ROLES: tuple[Role, ...] = ("ingest", "api", "simulator", "healthcheck")
+# How the services' client ids begin (the ingestor's minewatch-ingest-<I>of<N>, the API's
+# minewatch-api-..., the simulator's mwsim-..., ids the broker assigns: auto-...). A public
+# username, which is its client id, may not begin so.
+SERVICE_CLIENT_ID_PREFIXES = ("minewatch-", "mwsim-", "auto-")
+PUBLIC_PORT, PUBLIC_TLS_PORT = 1883, 8883
+SERVICE_PORT, SERVICE_TLS_PORT = 1884, 8884
 _ROBOT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-# Mosquitto refuses pattern ACLs to a username containing these; ':' ends the name in the file.
+# Mosquitto refuses a username containing these in ACL lines; ':' ends the name in the file.
 _BAD_USER_CHARS = set("+#/: \t\n")
 PBKDF2_ITERATIONS = 1000  # mosquitto_passwd's default is 101; the broker reads any count
 
@@ -73,25 +104,60 @@ class Account:
     username: str
     role: Role
     password: str
+    # a robot's scenarios: where it may write telemetry (empty: the fleet's, else none)
+    scenarios: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.username or _BAD_USER_CHARS & set(self.username):
             raise ValueError(f"username {self.username!r} may not be empty or contain + # / : or spaces")
+        if self.role in SERVICE_ROLES:
+            if self.username != self.role:
+                raise ValueError(f"the {self.role} account must be named {self.role!r}")
+        else:
+            if self.username in SERVICE_ROLES:
+                raise ValueError(f"{self.role} name {self.username!r} is reserved for a service account")
+            if self.username.startswith(SERVICE_CLIENT_ID_PREFIXES):
+                raise ValueError(f"{self.role} name {self.username!r} is reserved: names beginning "
+                                 f"{', '.join(SERVICE_CLIENT_ID_PREFIXES)} are the services' client ids")
         if self.role == "robot":
             if not _ROBOT_ID.match(self.username):
                 raise ValueError(f"robot account {self.username!r} must be a robot id (letters, digits, _ . -)")
-            if self.username in SERVICE_ROLES or self.username == "integrator":
-                raise ValueError(f"robot id {self.username!r} is reserved for a service account")
-        if self.role in SERVICE_ROLES and self.username != self.role:
-            raise ValueError(f"the {self.role} account must be named {self.role!r}")
+            if self.username == "integrator":
+                raise ValueError(f"robot id {self.username!r} is reserved for the integrator account")
+            unknown = [s for s in self.scenarios if s not in SCENARIOS]
+            if unknown:
+                raise ValueError(f"robot {self.username}: unknown scenario(s) {', '.join(unknown)}")
+        elif self.scenarios:
+            raise ValueError(f"only robots have scenarios, not the {self.role} account {self.username!r}")
 
     def __repr__(self) -> str:
         return f"Account({self.username!r}, role={self.role!r}, password=***)"
 
+    @property
+    def service(self) -> bool:
+        """Whether the account logs in on the service listener (else the public one)."""
+        return self.role in SERVICE_ROLES
+
+    @property
+    def telemetry_scenarios(self) -> tuple[str, ...]:
+        """Where a robot may write telemetry: its own scenarios, else the fleet's, else none."""
+        if self.role != "robot":
+            return ()
+        return self.scenarios or FLEET.get(self.username, ())
+
     def mqtt_url(self, host: str = "127.0.0.1", port: int | None = None, *, tls: bool = False) -> str:
-        """``mqtt://user:password@host:port`` (``mqtts://`` with TLS); passwords are URL-safe."""
-        port = port or (8883 if tls else 1883)
+        """``mqtt://user:password@host:port`` (``mqtts://`` with TLS); passwords are URL-safe.
+        The default port is the account's listener's."""
+        if port is None:
+            port = (SERVICE_TLS_PORT if tls else SERVICE_PORT) if self.service else (PUBLIC_TLS_PORT if tls else PUBLIC_PORT)
         return f"{'mqtts' if tls else 'mqtt'}://{self.username}:{self.password}@{host}:{port}"
+
+
+def parse_robot(spec: str) -> tuple[str, tuple[str, ...]]:
+    """``r40`` or ``r40=mf01,mf02``: a robot id and the scenarios it works in (empty if unsaid)."""
+    rid, _, rest = spec.partition("=")
+    scenarios = tuple(s.strip() for s in rest.split(",") if s.strip())
+    return rid.strip(), scenarios
 
 
 def hash_password(password: str, *, iterations: int = PBKDF2_ITERATIONS, salt: bytes | None = None) -> str:
@@ -116,18 +182,49 @@ def password_file_text(accounts: Iterable[Account]) -> str:
     return "".join(f"{a.username}:{hash_password(a.password)}\n" for a in accounts)
 
 
-def acl_text(prefix: str = DEFAULT_PREFIX, integrators: Iterable[str] = ("integrator",)) -> str:
-    """The Mosquitto ACL for ``prefix``: robot patterns, service accounts and integrators."""
+def acl_text(prefix: str = DEFAULT_PREFIX, integrators: Iterable[str] = ("integrator",),
+             robots: Mapping[str, Iterable[str]] | None = None) -> str:
+    """The public listener's ACL for ``prefix``: every robot of the fleet (:data:`FLEET`) and of
+    ``robots`` (robot id -> its scenarios; none: the fleet's, or status only), and integrators."""
+    p = Topics(prefix).prefix
+    fleet = {rid: tuple(s) for rid, s in FLEET.items()}
+    for rid, scenarios in (robots or {}).items():
+        fleet[rid] = Account(rid, "robot", "x", tuple(scenarios)).telemetry_scenarios
+    blocks = [
+        f"# minewatch broker ACL of the public listener (robots, integrators), topic prefix {p}.",
+        "# Generated by minewatch.security; anything not allowed here is denied. Mosquitto re-reads",
+        "# this file on SIGHUP. The client id on this listener is the username.",
+        "",
+        "# Robots: each writes its own status, and telemetry only for the scenarios it works in (its",
+        "# station, or a patrol's route). A robot without scenarios here sends status only.",
+    ]
+    for rid, scenarios in fleet.items():
+        blocks += ["", f"user {rid}", *(f"topic write {p}/telemetry/{sid}/{rid}" for sid in scenarios),
+                   f"topic write {p}/status/{rid}"]
+    for name in integrators:
+        Account(name, "integrator", "x")  # validates the name
+        if name in fleet:
+            raise ValueError(f"integrator {name!r} has a robot's name")
+        blocks += [
+            "",
+            f"# Integrator {name}: alerts, incidents and watch states, read only.",
+            f"user {name}",
+            f"topic read {p}/alerts/#",
+            f"topic read {p}/incidents/#",
+            f"topic read {p}/watch/#",
+        ]
+    return "\n".join(blocks) + "\n"
+
+
+def service_acl_text(prefix: str = DEFAULT_PREFIX) -> str:
+    """The service listener's ACL for ``prefix``: the ingestor, the API, the simulator, the healthcheck."""
     p = Topics(prefix).prefix
     blocks = [
-        f"# minewatch broker ACL for topic prefix {p}. Generated by minewatch.security; anything not",
-        "# allowed here is denied. Mosquitto re-reads this file on SIGHUP.",
+        f"# minewatch broker ACL of the service listener (the deployment's own processes), topic prefix",
+        f"# {p}. Generated by minewatch.security; anything not allowed here is denied.",
         "",
-        "# Robots: the username is the robot id; a robot speaks only for itself.",
-        f"pattern write {p}/telemetry/+/%u",
-        f"pattern write {p}/status/%u",
-        "",
-        "# The simulator stands in for the whole fleet (real robots use their own accounts).",
+        "# The simulator stands in for the whole fleet (real robots use their own accounts, on the",
+        "# public listener).",
         "user simulator",
         f"topic write {p}/telemetry/#",
         f"topic write {p}/status/#",
@@ -162,19 +259,6 @@ def acl_text(prefix: str = DEFAULT_PREFIX, integrators: Iterable[str] = ("integr
         "user healthcheck",
         "topic deny #",
     ]
-    for name in integrators:
-        Account(name, "integrator", "x")  # validates the name
-        blocks += [
-            "",
-            f"# Integrator {name}: alerts, incidents and watch states, read only. The denials keep the",
-            "# robot patterns above from applying to this account.",
-            f"user {name}",
-            f"topic read {p}/alerts/#",
-            f"topic read {p}/incidents/#",
-            f"topic read {p}/watch/#",
-            f"topic deny {p}/telemetry/#",
-            f"topic deny {p}/status/#",
-        ]
     return "\n".join(blocks) + "\n"
 
 
@@ -183,8 +267,10 @@ class BrokerAuth:
     """Files written by :func:`write_broker_auth` and the accounts they hold."""
 
     directory: Path
-    password_file: Path
+    password_file: Path          # the public listener's: robots and integrators
     acl_file: Path
+    service_password_file: Path  # the service listener's: ingest, api, simulator, healthcheck
+    service_acl_file: Path
     credentials_file: Path
     accounts: dict[str, Account]
 
@@ -218,16 +304,18 @@ def save_credentials(directory: Path, data: dict) -> Path:
 def write_broker_auth(directory: Path, *, prefix: str = DEFAULT_PREFIX, robots: Iterable[str] = (),
                       integrators: Iterable[str] = ("integrator",),
                       passwords: dict[str, str] | None = None, keep_accounts: bool = False) -> BrokerAuth:
-    """Write ``mosquitto.passwd``, ``mosquitto.acl`` and ``credentials.json`` into ``directory``.
+    """Write the listeners' password files and ACLs and ``credentials.json`` into ``directory``.
 
-    Accounts: ``ingest``, ``api``, ``simulator``, ``healthcheck``, one per integrator name and
-    one per robot id.
+    ``mosquitto.passwd`` and ``mosquitto.acl`` are the public listener's (one account per robot
+    and per integrator), ``mosquitto-services.passwd`` and ``mosquitto-services.acl`` the service
+    listener's (``ingest``, ``api``, ``simulator``, ``healthcheck``). A robot is given as its id,
+    or as ``id=scenario,scenario`` to say where it works (see :func:`parse_robot`).
     Passwords come from ``passwords``, else from the ``credentials.json`` already in the
     directory (so they survive a restart), else are drawn at random. With ``keep_accounts`` the
-    robot and integrator accounts already in ``credentials.json`` stay too (to remove one, delete
-    its entry there and write again). ``credentials.json`` holds
-    the plain passwords and is readable by its owner only; the password file holds salted
-    PBKDF2 hashes of 192-bit random secrets and is world-readable, because the broker reads it
+    robot and integrator accounts already in ``credentials.json`` stay too, with their scenarios
+    (to remove one, delete its entry there and write again). ``credentials.json`` holds
+    the plain passwords and is readable by its owner only; the password files hold salted
+    PBKDF2 hashes of 192-bit random secrets and are world-readable, because the broker reads them
     after dropping root for its own user.
     """
     directory = Path(directory)
@@ -235,27 +323,42 @@ def write_broker_auth(directory: Path, *, prefix: str = DEFAULT_PREFIX, robots: 
     creds = load_credentials(directory)
     known = {name: entry["password"] for name, entry in creds["mqtt"].items()}
     known.update(passwords or {})
-    robots, integrators = list(robots), list(integrators)
+    robot_scenarios: dict[str, tuple[str, ...]] = {}
     if keep_accounts:
-        had = {role: [n for n, a in creds["mqtt"].items() if a["role"] == role] for role in ("robot", "integrator")}
-        robots = list(dict.fromkeys([*had["robot"], *robots]))
-        integrators = list(dict.fromkeys([*had["integrator"], *integrators]))
-    wanted: list[tuple[str, Role]] = [(r, r) for r in SERVICE_ROLES]
-    wanted += [(name, "integrator") for name in integrators]
-    wanted += [(rid, "robot") for rid in robots]
+        for name, entry in creds["mqtt"].items():
+            if entry["role"] == "robot":
+                robot_scenarios[name] = tuple(entry.get("scenarios", ()))
+    for spec in robots:
+        rid, scenarios = parse_robot(spec)
+        if scenarios or rid not in robot_scenarios:
+            robot_scenarios[rid] = scenarios
+    integrators = list(integrators)
+    if keep_accounts:
+        had = [n for n, a in creds["mqtt"].items() if a["role"] == "integrator"]
+        integrators = list(dict.fromkeys([*had, *integrators]))
+    wanted: list[tuple[str, Role, tuple[str, ...]]] = [(r, r, ()) for r in SERVICE_ROLES]
+    wanted += [(name, "integrator", ()) for name in integrators]
+    wanted += [(rid, "robot", sc) for rid, sc in robot_scenarios.items()]
     accounts: dict[str, Account] = {}
-    for name, role in wanted:
+    for name, role, scenarios in wanted:
         if name in accounts:
             raise ValueError(f"account {name!r} given twice")
-        accounts[name] = Account(name, role, known.get(name) or new_secret())
+        accounts[name] = Account(name, role, known.get(name) or new_secret(), scenarios)
 
+    public = [a for a in accounts.values() if not a.service]
+    services = [a for a in accounts.values() if a.service]
     pw_path, acl_path = directory / "mosquitto.passwd", directory / "mosquitto.acl"
-    write_private(pw_path, password_file_text(accounts.values()), mode=0o644)
-    acl_path.write_text(acl_text(prefix, integrators))
+    spw_path, sacl_path = directory / "mosquitto-services.passwd", directory / "mosquitto-services.acl"
+    write_private(pw_path, password_file_text(public), mode=0o644)
+    write_private(spw_path, password_file_text(services), mode=0o644)
+    acl_path.write_text(acl_text(prefix, integrators, {a.username: a.scenarios for a in public if a.role == "robot"}))
+    sacl_path.write_text(service_acl_text(prefix))
     creds["prefix"] = prefix
-    creds["mqtt"] = {a.username: {"role": a.role, "password": a.password} for a in accounts.values()}
+    creds["mqtt"] = {a.username: {"role": a.role, "password": a.password, **({"scenarios": list(a.scenarios)}
+                                                                               if a.scenarios else {})}
+                     for a in accounts.values()}
     creds_path = save_credentials(directory, creds)
-    return BrokerAuth(directory, pw_path, acl_path, creds_path, accounts)
+    return BrokerAuth(directory, pw_path, acl_path, spw_path, sacl_path, creds_path, accounts)
 
 
 def write_private(path: Path, text: str, *, mode: int = 0o600) -> None:
@@ -285,7 +388,8 @@ def write_deploy_secrets(directory: Path, *, prefix: str = DEFAULT_PREFIX, robot
                          tls_dir: str = "/run/secrets/minewatch/tls") -> dict[str, Path]:
     """Everything a docker-compose deployment needs, in ``directory`` (``deploy/secrets``).
 
-    The broker's files (:func:`write_broker_auth`); InfluxDB admin, ``ingest`` (all rights on the
+    The services reach the broker on its service listener, ``mqtt_host``:``mqtt_port`` (1884,
+    with ``tls`` 8884). The broker's files (:func:`write_broker_auth`); InfluxDB admin, ``ingest`` (all rights on the
     database) and ``api`` (read) passwords; one API key per role; and an environment file per
     service (``mosquitto.env``, ``influxdb.env``, ``ingest.env``, ``api.env``, ``simulator.env``,
     ``storage.env``). Existing secrets and accounts are kept, so running it again only adds what
@@ -301,7 +405,7 @@ def write_deploy_secrets(directory: Path, *, prefix: str = DEFAULT_PREFIX, robot
         creds["api_keys"].setdefault(role, f"{role[:3]}-{new_secret()}")
     save_credentials(directory, creds)
     influx = creds["influx"]
-    port = mqtt_port or (8883 if tls else 1883)
+    port = mqtt_port or (SERVICE_TLS_PORT if tls else SERVICE_PORT)
     common = {"MINEWATCH_TOPIC_PREFIX": prefix, "MINEWATCH_INFLUX_URL": influx_url, "MINEWATCH_INFLUX_DB": influx_db}
     if tls:
         common["MINEWATCH_MQTT_CA"] = f"{tls_dir}/ca.crt"
@@ -330,15 +434,18 @@ def write_deploy_secrets(directory: Path, *, prefix: str = DEFAULT_PREFIX, robot
 
 @click.command("secrets", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("directory", type=click.Path(path_type=Path), default=Path("deploy/secrets"))
-@click.option("--robot", "robots", multiple=True, help="A robot id to give its own broker account (repeatable).")
+@click.option("--robot", "robots", multiple=True, metavar="ID[=SCENARIO,...]",
+              help="A robot to give its own broker account (repeatable), with the scenarios it may send "
+                   "telemetry for, e.g. r40=mf01,mf02. Without them a robot of the catalogue's fleet gets "
+                   "its station or patrol route, any other robot status only.")
 @click.option("--integrator", "integrators", multiple=True,
               help="An integrator account name (repeatable; default: one named 'integrator').")
-@click.option("--prefix", default=DEFAULT_PREFIX, show_default=True, help="Topic prefix the ACL is written for.")
+@click.option("--prefix", default=DEFAULT_PREFIX, show_default=True, help="Topic prefix the ACLs are written for.")
 @click.option("--mqtt-host", default="mosquitto", show_default=True, help="Broker host in the services' URLs.")
-@click.option("--tls", is_flag=True, help="Services reach the broker over TLS (mqtts://, port 8883) and the API serves HTTPS.")
+@click.option("--tls", is_flag=True, help="Services reach the broker over TLS (mqtts://, port 8884) and the API serves HTTPS.")
 def secrets_command(directory: Path, robots: tuple[str, ...], integrators: tuple[str, ...], prefix: str,
                     mqtt_host: str, tls: bool) -> None:
-    """Write the broker's password file and ACL, InfluxDB and API credentials and the services'
+    """Write the broker's password files and ACLs, InfluxDB and API credentials and the services'
     environment files (for docker-compose.yml) into DIRECTORY (default deploy/secrets).
 
     Passwords are random; existing accounts and passwords are kept, so running it again only adds
@@ -349,12 +456,19 @@ def secrets_command(directory: Path, robots: tuple[str, ...], integrators: tuple
                                      mqtt_host=mqtt_host, tls=tls)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    click.echo(f"wrote the broker's password file, ACL and credentials.json in {directory}")
+    click.echo(f"wrote the broker's password files, ACLs and credentials.json in {directory}")
     click.echo("environment files: " + ", ".join(str(p) for p in files.values()))
-    names = [n for n, a in load_credentials(directory)["mqtt"].items() if a["role"] == "integrator"]
-    if acl_text(prefix, names) != acl_text():
-        click.echo(f"this ACL differs from deploy/mosquitto.acl: copy {directory / 'mosquitto.acl'} over it")
+    accounts = load_credentials(directory)["mqtt"]
+    for name, entry in accounts.items():
+        if entry["role"] == "robot" and not Account(name, "robot", "x", tuple(entry.get("scenarios", ()))).telemetry_scenarios:
+            click.echo(f"robot {name} is not in the catalogue's fleet and has no scenarios: it may send status only "
+                       f"(give them with --robot {name}=SCENARIO,...)")
+    for name in ("mosquitto.acl", "mosquitto-services.acl"):
+        if (Path(directory) / name).read_text() != (_DEPLOY / name).read_text():
+            click.echo(f"this ACL differs from deploy/{name}: copy {Path(directory) / name} over it")
 
+
+_DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 
 if __name__ == "__main__":
     secrets_command()

@@ -133,13 +133,20 @@ class Mosquitto(_Process):
     in; ``anonymous`` allows clients without credentials (the default only when there is no
     password file). ``tls`` adds a TLS listener on ``tls_port``. ``extra`` is appended to the
     generated configuration; ``config`` replaces it entirely.
+
+    With ``service_password_file`` the broker has the two listeners of :mod:`minewatch.security`
+    (``per_listener_settings``): ``port`` (and ``tls_port``) is the public one, where the client id
+    is the username and ``password_file``/``acl_file`` apply, and ``service_port`` the service one,
+    with ``service_password_file``/``service_acl_file``.
     """
 
     name = "mosquitto"
 
     def __init__(self, data_dir: Path, port: int | None = None, *, extra: str = "", anonymous: bool | None = None,
                  config: str | None = None, host: str = "127.0.0.1", password_file: Path | None = None,
-                 acl_file: Path | None = None, tls: TlsFiles | None = None, tls_port: int | None = None) -> None:
+                 acl_file: Path | None = None, tls: TlsFiles | None = None, tls_port: int | None = None,
+                 service_password_file: Path | None = None, service_acl_file: Path | None = None,
+                 service_port: int | None = None) -> None:
         super().__init__(data_dir, Path(data_dir) / "mosquitto.log")
         self.host = host
         self.port = port or free_port()
@@ -150,11 +157,20 @@ class Mosquitto(_Process):
         self.acl_file = acl_file
         self.tls = tls
         self.tls_port = (tls_port or free_port()) if tls else None
+        self.service_password_file = service_password_file
+        self.service_acl_file = service_acl_file
+        self.service_port = (service_port or free_port()) if service_password_file is not None else None
         self.conf_path = self.data_dir / "mosquitto.conf"
 
     @property
     def url(self) -> str:
         return f"mqtt://{self.host}:{self.port}"
+
+    @property
+    def service_url(self) -> str:
+        if self.service_port is None:
+            raise ValueError("this broker has no service listener")
+        return f"mqtt://{self.host}:{self.service_port}"
 
     @property
     def tls_url(self) -> str:
@@ -171,15 +187,29 @@ class Mosquitto(_Process):
             # Run as root, mosquitto switches to the 'mosquitto' user, which cannot write a
             # root-owned data directory (persistence would fail) or read a private password file.
             lines.append("user root")
+        security = [f"allow_anonymous {'true' if self.anonymous else 'false'}"]
+        if self.password_file is not None:
+            security.append(f"password_file {self.password_file}")
+        if self.acl_file is not None:
+            security.append(f"acl_file {self.acl_file}")
+        if self.service_port is not None:
+            lines.append("per_listener_settings true")
+            security.append("use_username_as_clientid true")
         lines.append(f"listener {self.port} {self.host}")
+        if self.service_port is not None:
+            lines += security
         if self.tls is not None:
             lines += [f"listener {self.tls_port} {self.host}", f"cafile {self.tls.ca}", f"certfile {self.tls.cert}",
                       f"keyfile {self.tls.key}", "tls_version tlsv1.2"]
-        lines.append(f"allow_anonymous {'true' if self.anonymous else 'false'}")
-        if self.password_file is not None:
-            lines.append(f"password_file {self.password_file}")
-        if self.acl_file is not None:
-            lines.append(f"acl_file {self.acl_file}")
+            if self.service_port is not None:
+                lines += security
+        if self.service_port is not None:
+            lines += [f"listener {self.service_port} {self.host}", "allow_anonymous false",
+                      f"password_file {self.service_password_file}"]
+            if self.service_acl_file is not None:
+                lines.append(f"acl_file {self.service_acl_file}")
+        else:
+            lines += security
         lines += [self.extra, ""]
         return "\n".join(lines)
 
@@ -193,6 +223,8 @@ class Mosquitto(_Process):
                 wait_port(self.host, self.port, timeout=0.2)
                 if self.tls_port is not None:
                     wait_port(self.host, self.tls_port, timeout=0.2)
+                if self.service_port is not None:
+                    wait_port(self.host, self.service_port, timeout=0.2)
                 return
             except TimeoutError:
                 if time.monotonic() > deadline:

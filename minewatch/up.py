@@ -4,8 +4,10 @@ Starts its own mosquitto and influxd (data under ``.minewatch/``), then the inge
 the simulator (the default mine, in real time, with an occasional scripted fault), prints where to
 look, and on Ctrl-C stops everything it started, last started first.
 
-Safe by default, as a deployment is: the broker takes no anonymous clients and enforces the ACL
-of :mod:`minewatch.security` (each process logs in with its own account), and InfluxDB has auth
+Safe by default, as a deployment is: the broker takes no anonymous clients and enforces the
+listeners and ACLs of :mod:`minewatch.security` (robots and integrators on the MQTT port, where the
+client id is the username; the ingestor, the API and the simulator each with its own account on a
+service port bound to loopback), and InfluxDB has auth
 on (admin for set-up, ``ingest`` with all rights on the database, ``api`` read only). The
 passwords are random, made once and kept in ``.minewatch/secrets/credentials.json``. The
 processes run the commands of :mod:`minewatch.stack`, the same ones docker-compose.yml runs.
@@ -24,12 +26,13 @@ from pathlib import Path
 
 import click
 
-from minewatch.security import BrokerAuth, load_credentials, new_secret, save_credentials, write_broker_auth
-from minewatch.services import Influxd, Mosquitto, wait_http, wait_port
+from minewatch.security import (PUBLIC_PORT, SERVICE_PORT, BrokerAuth, load_credentials, new_secret, save_credentials,
+                                 write_broker_auth)
+from minewatch.services import Influxd, Mosquitto, free_port, wait_http, wait_port
 from minewatch.settings import Settings
 from minewatch.stack import service_commands
 
-__all__ = ["up", "System"]
+__all__ = ["up", "System", "integrator_command"]
 
 
 def _port_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -60,9 +63,11 @@ class System:
     """The processes of a local minewatch, started in order and stopped in reverse."""
 
     def __init__(self, home: Path, mqtt_port: int, influx_port: int, api_port: int, *, simulate: bool = True,
-                 sim_args: tuple[str, ...] = (), ingest_args: tuple[str, ...] = (), log=print) -> None:  # noqa: ANN001
+                 sim_args: tuple[str, ...] = (), ingest_args: tuple[str, ...] = (), log=print,  # noqa: ANN001
+                 service_port: int | None = None) -> None:
         self.home = home
         self.mqtt_port, self.influx_port, self.api_port = mqtt_port, influx_port, api_port
+        self.service_port = service_port if service_port is not None else free_port()
         self.simulate = simulate
         self.sim_args = sim_args
         self.ingest_args = ingest_args
@@ -77,6 +82,10 @@ class System:
     @property
     def mqtt_url(self) -> str:
         return f"mqtt://127.0.0.1:{self.mqtt_port}"
+
+    @property
+    def service_url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.service_port}"
 
     @property
     def influx_url(self) -> str:
@@ -97,7 +106,8 @@ class System:
 
     def start(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
-        for what, port in (("MQTT", self.mqtt_port), ("InfluxDB", self.influx_port), ("API", self.api_port)):
+        for what, port in (("MQTT", self.mqtt_port), ("MQTT services", self.service_port), ("InfluxDB", self.influx_port),
+                           ("API", self.api_port)):
             if not _port_free(port):
                 raise click.ClickException(f"port {port} for {what} is in use; choose another with the --*-port options")
         self.keys = _api_keys(self.home / "api-keys.json")
@@ -128,10 +138,11 @@ class System:
         save_credentials(secrets_dir, creds)
         self.influx_passwords = creds["influx"]
 
-        self.log(f"starting mosquitto on {self.mqtt_url} and influxd on {self.influx_url} (data in {self.home}; "
-                 f"accounts in {secrets_dir / 'credentials.json'})")
+        self.log(f"starting mosquitto on {self.mqtt_url} (services: {self.service_url}) and influxd on "
+                 f"{self.influx_url} (data in {self.home}; accounts in {secrets_dir / 'credentials.json'})")
         self.broker = Mosquitto(self.home / "mosquitto", self.mqtt_port, password_file=self.auth.password_file,
-                                acl_file=self.auth.acl_file)
+                                acl_file=self.auth.acl_file, service_password_file=self.auth.service_password_file,
+                                service_acl_file=self.auth.service_acl_file, service_port=self.service_port)
         self.broker.start()
         self.influx = Influxd(self.home / "influxdb", self.influx_port, auth=True)
         self.influx.start()
@@ -143,9 +154,10 @@ class System:
         admin.close()
 
     def _env(self, base: dict[str, str], account: str) -> dict[str, str]:
-        """The environment of one process: its own broker and InfluxDB accounts."""
+        """The environment of one process: its own broker account (on the service listener) and
+        InfluxDB account."""
         assert self.auth is not None
-        env = dict(base, MINEWATCH_MQTT_URL=self.auth.url(account, port=self.mqtt_port))
+        env = dict(base, MINEWATCH_MQTT_URL=self.auth.url(account, port=self.service_port))
         if account in self.influx_passwords:
             env.update(MINEWATCH_INFLUX_USER=account, MINEWATCH_INFLUX_PASSWORD=self.influx_passwords[account])
         else:
@@ -188,6 +200,15 @@ def _accelerated(sim_args: tuple[str, ...]) -> bool:
     return False
 
 
+def integrator_command(password: str, port: int = PUBLIC_PORT, prefix: str | None = None) -> str:
+    """The ``mosquitto_sub`` line that follows alerts and incidents with the local integrator
+    account, in one connection (the broker takes the username as the client id, so a second
+    connection with the same account would close the first)."""
+    prefix = prefix or Settings().topic_prefix
+    return (f"mosquitto_sub -p {port} -u integrator -P {password} -q 1 -v "
+            f"-t '{prefix}/alerts/+/+' -t '{prefix}/incidents/+/+'")
+
+
 def _wait_healthy(url: str, timeout: float = 60) -> None:
     try:
         wait_http(f"{url}/healthz", 200, timeout=timeout)
@@ -198,19 +219,23 @@ def _wait_healthy(url: str, timeout: float = 60) -> None:
 @click.command()
 @click.option("--home", type=click.Path(path_type=Path), default=Path(".minewatch"), show_default=True,
               help="Where the broker, InfluxDB, spool and logs keep their data.")
-@click.option("--mqtt-port", type=int, default=1883, show_default=True)
+@click.option("--mqtt-port", type=int, default=PUBLIC_PORT, show_default=True,
+              help="The broker's port for robots and integrators.")
+@click.option("--service-port", type=int, default=SERVICE_PORT, show_default=True,
+              help="The broker's port for minewatch's own processes (on loopback).")
 @click.option("--influx-port", type=int, default=8086, show_default=True)
 @click.option("--api-port", type=int, default=8000, show_default=True)
 @click.option("--no-simulator", is_flag=True, help="Run without the simulated fleet (real robots publish to the broker).")
 @click.option("--sim-arg", "sim_args", multiple=True, help="Extra argument for `minewatch simulate` (repeatable).")
-def up(home: Path, mqtt_port: int, influx_port: int, api_port: int, no_simulator: bool, sim_args: tuple[str, ...]) -> None:
+def up(home: Path, mqtt_port: int, service_port: int, influx_port: int, api_port: int, no_simulator: bool,
+       sim_args: tuple[str, ...]) -> None:
     """Run the whole system on this machine until Ctrl-C."""
     ingest_args: tuple[str, ...] = ()
     if not no_simulator and _accelerated(sim_args):
         # a simulated mine faster than real time: the ingestor goes by the data's clock
         ingest_args = ("--clock", "data")
     system = System(home.resolve(), mqtt_port, influx_port, api_port, simulate=not no_simulator, sim_args=sim_args,
-                    ingest_args=ingest_args, log=click.echo)
+                    ingest_args=ingest_args, log=click.echo, service_port=service_port)
     stopping = False
 
     def _stop(signum: int, frame: object) -> None:
@@ -230,12 +255,8 @@ def up(home: Path, mqtt_port: int, influx_port: int, api_port: int, no_simulator
         click.echo(f"  engineer key   {system.keys['engineer']}")
         click.echo(f"  integrator key {system.keys['integrator']}")
         assert system.auth is not None
-        integrator = system.auth["integrator"].password
-        prefix = Settings().topic_prefix
-        click.echo(f"  incidents      mosquitto_sub -p {mqtt_port} -u integrator -P {integrator} -q 1 -v "
-                   f"-t '{prefix}/incidents/+/+'")
-        click.echo(f"  alerts         mosquitto_sub -p {mqtt_port} -u integrator -P {integrator} -q 1 -v "
-                   f"-t '{prefix}/alerts/+/+'")
+        click.echo(f"  alerts and     {integrator_command(system.auth['integrator'].password, mqtt_port)}")
+        click.echo("  incidents      (one connection per account: the broker takes the username as the client id)")
         click.echo(f"  accounts       {system.home / 'secrets' / 'credentials.json'} (broker and InfluxDB)")
         click.echo("Ctrl-C stops everything.")
         while not stopping:

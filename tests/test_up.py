@@ -51,7 +51,7 @@ class Up:
         creds = json.loads((home / "secrets" / "credentials.json").read_text())
         self.messages: list[tuple[str, bytes, float]] = []
         self.lock = threading.Lock()
-        target = parse_mqtt_url(f"mqtt://api:{creds['mqtt']['api']['password']}@127.0.0.1:{ports['--mqtt-port']}")
+        target = parse_mqtt_url(f"mqtt://api:{creds['mqtt']['api']['password']}@127.0.0.1:{ports['--service-port']}")
         self.sub = paho_client(target, f"test-up-{time.time_ns()}")
         topics = Topics(PREFIX)
         ready = threading.Event()
@@ -98,7 +98,8 @@ def _critical(events: list[tuple[dict, float]]) -> list[tuple[dict, float]]:
 def test_up_runs_alerts_stops_on_ctrl_c_and_a_second_run_on_the_same_data_watches_from_its_first_frame(
         tmp_path: Path) -> None:
     home = tmp_path / "home"
-    ports = {"--mqtt-port": free_port(), "--influx-port": free_port(), "--api-port": free_port()}
+    ports = {"--mqtt-port": free_port(), "--service-port": free_port(), "--influx-port": free_port(),
+             "--api-port": free_port()}
     started = time.monotonic()
     first = Up(home, ports, _faults(tmp_path / "f1.json", 6, 300))
     try:

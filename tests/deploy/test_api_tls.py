@@ -24,10 +24,10 @@ pytestmark = pytest.mark.integration
 
 def test_api_serves_https_and_reads_alerts_over_mqtts(tls_broker: tuple[DeployBroker, int], influxd: Influxd,
                                                       influx_db: SyncInflux, tmp_path: Path) -> None:
-    b, mqtt_tls_port = tls_broker
+    b, _ = tls_broker
     tls = b.auth.directory / "tls"
     port = free_port()
-    env = {**os.environ, "MINEWATCH_MQTT_URL": b.auth.url("api", port=mqtt_tls_port, tls=True),
+    env = {**os.environ, "MINEWATCH_MQTT_URL": b.auth.url("api", port=b.tls_service_port, tls=True),
            "MINEWATCH_MQTT_CA": str(tls / "ca.crt"), "MINEWATCH_INFLUX_URL": influxd.url,
            "MINEWATCH_INFLUX_DB": influx_db.db, "MINEWATCH_API_KEYS": "tls-test-key:operator",
            "MINEWATCH_API_HOST": "127.0.0.1", "MINEWATCH_API_PORT": str(port),

@@ -12,7 +12,9 @@ import subprocess
 import paho.mqtt.client as paho
 import pytest
 
-from minewatch.security import Account, acl_text, hash_password, verify_password
+from minewatch.catalogue import FLEET
+from minewatch.security import Account, acl_text, hash_password, service_acl_text, verify_password, write_broker_auth
+from minewatch.services import Mosquitto
 from minewatch.services import DEPLOY, find_program
 from minewatch.topics import Topics
 
@@ -29,6 +31,12 @@ PUBLISH_RULES = [
     ("r01", T.telemetry("mf01", "r01"), True),
     ("r01", T.status("r01"), True),
     ("r01", T.telemetry("mf01", "r02"), False),  # speaking for another robot
+    ("r01", T.telemetry("mf02", "r01"), False),  # a scenario not its own
+    ("r01", T.history("mf01", "r01"), False),
+    ("p01", T.telemetry("ra03", "p01"), True),   # on its patrol route
+    ("p01", T.telemetry("mf03", "p01"), True),
+    ("p01", T.telemetry("hf01", "p01"), False),  # off its route
+    ("p01", T.status("p01"), True),
     ("r01", T.status("r02"), False),
     ("r01", T.alert("mf01", "gas"), False),
     ("r01", T.active("a1"), False),
@@ -48,6 +56,13 @@ PUBLISH_RULES = [
     ("api", T.alert("mf01", "gas"), False),
     ("api", T.active("a1"), False),
     ("api", T.status("r01"), False),
+    ("api", T.telemetry("mf01", "r01"), False),
+    ("api", T.telemetry("mf01", "api"), False),
+    ("api", T.status("api"), False),
+    ("ingest", T.status("r01"), False),
+    ("ingest", T.status("ingest"), False),
+    ("ingest", T.telemetry("mf01", "ingest"), False),
+    ("ingest", T.history("mf01", "r01"), False),
     ("integrator", T.alert("mf01", "gas"), False),
     ("integrator", T.active("a1"), False),
     ("integrator", T.ack("a1"), False),
@@ -58,6 +73,8 @@ PUBLISH_RULES = [
     ("healthcheck", T.telemetry("mf01", "healthcheck"), False),
     ("healthcheck", T.status("healthcheck"), False),
     ("healthcheck", T.alert("mf01", "gas"), False),
+    ("healthcheck", T.telemetry("mf01", "r01"), False),
+    ("integrator", T.status("r01"), False),
 ]
 
 # Sentinels, published by the ingest account after each probe: one per watcher.
@@ -93,8 +110,18 @@ class Watchers:
         self.ingest.close()
 
 
-def test_the_committed_acl_is_the_generated_one() -> None:
+def test_the_committed_acls_are_the_generated_ones() -> None:
     assert (DEPLOY / "mosquitto.acl").read_text() == acl_text()
+    assert (DEPLOY / "mosquitto-services.acl").read_text() == service_acl_text()
+    for text in (acl_text(), service_acl_text()):
+        assert "pattern" not in text  # every right is written out for its account
+
+
+def test_the_acl_fleet_is_the_simulators() -> None:
+    from simulator.fleet import default_fleet
+
+    routes = {r.id: tuple(dict.fromkeys(sid for sid, _ in r.route.segments)) for r in default_fleet()}
+    assert routes == FLEET
 
 
 def test_deploy_conf_keeps_every_loss_free_limit() -> None:
@@ -138,7 +165,7 @@ def test_an_mqtt311_robot_is_refused_silently_and_nothing_is_delivered(deploy_br
 def test_who_reads_what(deploy_broker: DeployBroker) -> None:
     b = deploy_broker
     topics = {"alert": T.alert("mf01", "gas"), "active": T.active("a7"), "ack": T.ack("a7"),
-              "telemetry": T.telemetry("mf01", "r02"), "status": T.status("r02"), "deadletter": T.deadletter("x")}
+              "telemetry": T.telemetry("mf02", "r02"), "status": T.status("r02"), "deadletter": T.deadletter("x")}
     expected = {
         "r01": set(),
         "integrator": {"alert", "active", "ack"},
@@ -150,23 +177,23 @@ def test_who_reads_what(deploy_broker: DeployBroker) -> None:
     try:
         for s in readers.values():
             s.subscribe(f"{T.prefix}/#", f"{T.prefix}/alerts/#")
-        # Retained active-alert state published before the integrator subscribes still reaches it.
         publish_once(b.url("ingest"), topics["active"], b'{"state": "raised"}', retain=True)
-        late = Session(b.url("integrator"))
-        late.subscribe(T.all_active)
         publish_once(b.url("ingest"), topics["alert"])
         publish_once(b.url("api"), topics["ack"])
         publish_once(b.url("r02"), topics["telemetry"])
         publish_once(b.url("r02"), topics["status"])
         publish_once(b.url("ingest"), topics["deadletter"])
         readers["api"].wait_for(topics["deadletter"])
-        late.wait_for(topics["active"])
         publish_once(b.url("ingest"), SENTINELS[0])
         readers["api"].wait_for(SENTINELS[0])
         for user, want in expected.items():
             got = {name for name, t in topics.items() if t in readers[user].topics()}
             assert got == want, (user, got, want)
-        late.close()
+        # Retained active-alert state published before the integrator subscribes still reaches it
+        # (a second connection of the same account: the first is closed, its client id being the name).
+        with Session(b.url("integrator")) as late:
+            late.subscribe(T.all_active)
+            late.wait_for(topics["active"])
     finally:
         publish_once(b.url("ingest"), topics["active"], b"", retain=True)  # clear the retained state
         for s in readers.values():
@@ -174,9 +201,13 @@ def test_who_reads_what(deploy_broker: DeployBroker) -> None:
 
 
 def test_robot_ids_cannot_take_a_service_name() -> None:
-    for name in ("ingest", "api", "simulator", "integrator", "healthcheck"):
+    for name in ("ingest", "api", "simulator", "integrator", "healthcheck", "minewatch-ingest-0of1", "mwsim-r01",
+                 "auto-1234"):
         with pytest.raises(ValueError, match="reserved"):
             Account(name, "robot", "pw")
+    for name in ("ingest", "minewatch-ingest-0of2", "mwsim-x", "auto-x"):
+        with pytest.raises(ValueError, match="reserved"):
+            Account(name, "integrator", "pw")
     with pytest.raises(ValueError):
         Account("r/01", "robot", "pw")
 
@@ -194,11 +225,41 @@ def test_password_hashes_are_mosquittos_own_format(tmp_path) -> None:  # noqa: A
 
 
 def test_accounts_are_kept_across_writes_when_asked(tmp_path) -> None:  # noqa: ANN001
-    from minewatch.security import write_broker_auth
-
-    first = write_broker_auth(tmp_path, robots=["r07"], integrators=["integrator", "scada"])
+    first = write_broker_auth(tmp_path, robots=["r07", "r40=mf01,ra03"], integrators=["integrator", "scada"])
     again = write_broker_auth(tmp_path, keep_accounts=True)
     assert again["r07"].password == first["r07"].password and "scada" in again.accounts
     assert "user scada" in again.acl_file.read_text()
+    assert again["r40"].scenarios == ("mf01", "ra03")  # kept with the account
+    assert "topic write minewatch/v1/telemetry/ra03/r40" in again.acl_file.read_text()
     fresh = write_broker_auth(tmp_path)  # exactly what is asked for
     assert "r07" not in fresh.accounts and fresh["ingest"].password == first["ingest"].password
+
+
+def test_robots_outside_the_fleet_get_telemetry_only_where_their_account_says(tmp_path) -> None:  # noqa: ANN001
+    """The generated files on a real broker with both listeners: r40 was made with its scenarios,
+    r41 without any (status only), r05 of the fleet keeps its station."""
+    auth = write_broker_auth(tmp_path / "secrets", robots=["r40=mf01,mf02", "r41", "r05"])
+    broker = Mosquitto(tmp_path / "broker", password_file=auth.password_file, acl_file=auth.acl_file,
+                       service_password_file=auth.service_password_file, service_acl_file=auth.service_acl_file)
+    broker.start()
+    try:
+        def url(user: str) -> str:
+            return auth.url(user, port=broker.service_port if auth[user].service else broker.port)
+
+        rules = [("r40", T.telemetry("mf01", "r40"), True), ("r40", T.telemetry("mf02", "r40"), True),
+                 ("r40", T.telemetry("hf01", "r40"), False), ("r40", T.status("r40"), True),
+                 ("r41", T.telemetry("mf01", "r41"), False), ("r41", T.status("r41"), True),
+                 ("r05", T.telemetry(FLEET["r05"][0], "r05"), True), ("r05", T.telemetry("mf01", "r05"), False),
+                 ("simulator", T.telemetry("hf03", "r40"), True)]
+        with Session(url("api")) as watcher:
+            watcher.subscribe(f"{T.prefix}/#")
+            for user, topic, allowed in rules:
+                reason = publish_once(url(user), topic, f"from {user}".encode())
+                assert (reason < 128) == allowed, (user, topic, reason)
+            publish_once(url("ingest"), SENTINELS[0])
+            watcher.wait_for(SENTINELS[0])
+            delivered = set(watcher.topics())
+        assert {t for _, t, ok in rules if ok} <= delivered
+        assert not {t for _, t, ok in rules if not ok} & delivered
+    finally:
+        broker.stop()

@@ -75,16 +75,19 @@ def test_mounted_files_exist_and_env_files_are_the_ones_written(tmp_path: Path) 
             assert svc["env_file"].startswith("deploy/secrets/"), name
             assert (tmp_path / "secrets" / Path(svc["env_file"]).name) in written.values(), name
     env = dict(ln.split("=", 1) for ln in (tmp_path / "secrets" / "ingest.env").read_text().splitlines())
-    assert env["MINEWATCH_MQTT_URL"].startswith("mqtt://ingest:") and env["MINEWATCH_MQTT_URL"].endswith("@mosquitto:1883")
+    assert env["MINEWATCH_MQTT_URL"].startswith("mqtt://ingest:") and env["MINEWATCH_MQTT_URL"].endswith("@mosquitto:1884")
     assert env["MINEWATCH_INFLUX_URL"] == "http://influxdb:8086" and env["MINEWATCH_INFLUX_USER"] == "ingest"
     # The broker container finds what deploy/mosquitto.conf names where compose mounts it.
-    conf = (ROOT / "deploy" / "mosquitto.conf").read_text()
+    conf = (ROOT / "deploy" / "mosquitto.conf").read_text() + (ROOT / "deploy" / "mosquitto-tls.conf").read_text()
     mounts = {v.split(":")[1]: v.split(":")[0] for v in SERVICES["mosquitto"]["volumes"]}
     for path in re.findall(r"^(?:password_file|acl_file|include_dir|persistence_location) (\S+)", conf, re.M):
         mount = next((m for m in mounts if path.rstrip("/").startswith(m)), None)
         assert mount is not None, path
         if mounts[mount] == "./deploy/secrets":
-            assert (tmp_path / "secrets" / Path(path).relative_to(mount)).exists(), path
+            assert (tmp_path / "secrets" / Path(path).relative_to(mount)).exists() or "/tls/" in path, path
+    # Robots and integrators reach the public listeners; the service listeners stay inside.
+    published = {p.split(":")[-1] for p in SERVICES["mosquitto"]["ports"]}
+    assert published == {"1883", "8883"}, published
 
 
 def test_the_image_installs_every_package(tmp_path: Path) -> None:

@@ -32,9 +32,10 @@ INCIDENT = IncidentEvent.model_json_schema()["examples"][0]
 
 
 def _command(kind: str) -> str:
-    """The documented command whose topic filter ends as ``kind`` says."""
+    """The documented command: ``live`` (events of alerts and incidents), ``active`` (the active
+    alerts) or ``persistent`` (the live one on a persistent session)."""
     (cmd,) = [c for c in COMMANDS if (" -c " in c) == (kind == "persistent")
-              and ("alerts/active/+" in c) == (kind == "active") and ("incidents/+/+" in c) == (kind == "incidents")]
+              and ("alerts/active/+" in c) == (kind == "active")]
     return cmd
 
 
@@ -84,31 +85,36 @@ class Sub:
         self.proc.stdout.close()
 
 
-def test_the_doc_has_the_four_commands() -> None:
-    assert len(COMMANDS) == 4
-    assert {_command(k) for k in ("events", "active", "persistent", "incidents")} == set(COMMANDS)
+def test_the_doc_has_the_three_commands() -> None:
+    assert len(COMMANDS) == 3
+    assert {_command(k) for k in ("live", "active", "persistent")} == set(COMMANDS)
+    for cmd in COMMANDS:  # the broker takes the username as the client id
+        assert " -i " not in cmd or " -i integrator " in cmd
 
 
-def test_incidents_as_documented(tls_broker: tuple[DeployBroker, int]) -> None:
+def test_alerts_and_incidents_in_one_connection_as_documented(tls_broker: tuple[DeployBroker, int]) -> None:
     b, port = tls_broker
-    ingest = b.auth.url("ingest", port=b.broker.port)
-    incidents = Sub(_command("incidents"), b, port)
+    ingest = b.url("ingest")
+    live = Sub(_command("live"), b, port)
     try:
         topic = T.incident(INCIDENT["scenario_id"], INCIDENT["cause"])
         publish_once(ingest, topic, json.dumps(INCIDENT).encode())
-        line = incidents.wait(lambda ln: ln.startswith(topic + " "))
+        line = live.wait(lambda ln: ln.startswith(topic + " "))
         got = IncidentEvent.model_validate_json(line.split(" ", 1)[1])
         assert got.needs_ack and got.members[0].alert_id == EVENT["alert_id"]
+        event_topic = T.alert(EVENT["scenario_id"], EVENT["kind"])
+        publish_once(ingest, event_topic, json.dumps(EVENT).encode())
+        line = live.wait(lambda ln: ln.startswith(event_topic + " "))
+        assert AlertEvent.model_validate_json(line.split(" ", 1)[1]).severity.value == "critical"
     finally:
-        incidents.stop()
+        live.stop()
 
 
-def test_events_and_active_alerts_as_documented(tls_broker: tuple[DeployBroker, int]) -> None:
+def test_active_alerts_as_documented(tls_broker: tuple[DeployBroker, int]) -> None:
     b, port = tls_broker
-    ingest = b.auth.url("ingest", port=b.broker.port)
+    ingest = b.url("ingest")
     active_topic = T.active(EVENT["alert_id"])
     publish_once(ingest, active_topic, json.dumps(EVENT).encode(), retain=True)
-    events = Sub(_command("events"), b, port)
     active = Sub(_command("active"), b, port)
     try:
         # The retained state reaches a new subscriber at once.
@@ -116,16 +122,28 @@ def test_events_and_active_alerts_as_documented(tls_broker: tuple[DeployBroker, 
         assert json.loads(line.split(" ", 1)[1])["alert_id"] == EVENT["alert_id"]
         event_topic = T.alert(EVENT["scenario_id"], EVENT["kind"])
         publish_once(ingest, event_topic, json.dumps(EVENT).encode())
-        line = events.wait(lambda ln: ln.startswith(event_topic + " "))
-        assert AlertEvent.model_validate_json(line.split(" ", 1)[1]).severity.value == "critical"
         # Clearing: an empty retained message, which mosquitto_sub -v shows as (null).
         publish_once(ingest, active_topic, b"", retain=True)
         active.wait(lambda ln: ln == f"{active_topic} (null)")
         assert all(not m.startswith(event_topic) for m in active.messages())
     finally:
-        events.stop()
         active.stop()
         publish_once(ingest, active_topic, b"", retain=True)
+
+
+def test_a_second_connection_of_the_account_closes_the_first(tls_broker: tuple[DeployBroker, int]) -> None:
+    """Why the doc says one connection per account: the client id is the username, so the broker
+    closes the first connection when a second one logs in (mosquitto_sub reconnects, and the two
+    then keep pushing each other off)."""
+    b, port = tls_broker
+    first = Sub(_command("live"), b, port)
+    try:
+        second = Sub(_command("active"), b, port)
+        # the first is closed and connects again (mosquitto_sub's -d shows a second CONNECT)
+        first.wait(lambda ln: sum("sending CONNECT" in x for x in first.lines) >= 2)
+        second.stop()
+    finally:
+        first.stop()
 
 
 def test_a_persistent_session_gets_what_was_published_while_away(tls_broker: tuple[DeployBroker, int]) -> None:
@@ -133,7 +151,7 @@ def test_a_persistent_session_gets_what_was_published_while_away(tls_broker: tup
     first = Sub(_command("persistent"), b, port)
     first.stop()  # disconnect; the session stays on the broker
     topic = T.alert("ra01", "gas")
-    publish_once(b.auth.url("ingest", port=b.broker.port), topic, json.dumps({**EVENT, "scenario_id": "ra01"}).encode())
+    publish_once(b.url("ingest"), topic, json.dumps({**EVENT, "scenario_id": "ra01"}).encode())
     # The queued alert comes right after the CONNACK, before the SUBACK.
     again = Sub(_command("persistent"), b, port, "-C 1", ready="received CONNACK")
     try:

@@ -20,7 +20,8 @@ NOT_AUTHORIZED = 135
 
 
 def _url(b: DeployBroker, port: int, user: str) -> str:
-    return b.auth.url(user, port=port, tls=True)
+    """``user``'s URL on its own TLS listener: ``port`` (public) or the service one."""
+    return b.auth.url(user, port=b.tls_service_port if b.auth[user].service else port, tls=True)
 
 
 def test_robot_telemetry_over_tls_reaches_the_ingestor(tls_broker: tuple[DeployBroker, int]) -> None:

@@ -87,13 +87,13 @@ def _wait(check, timeout: float, what: str):  # noqa: ANN001, ANN202
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("stack")
-    mqtt_port, influx_port = free_port(), free_port()
+    mqtt_port, service_port, influx_port = free_port(), free_port(), free_port()
     influx = Influxd(root / "influxdb", influx_port,
                      config=deploy_influxdb_config(root / "influxdb", influx_port, free_port()))
-    files = write_deploy_secrets(root / "secrets", robots=ROBOTS, mqtt_host="127.0.0.1", mqtt_port=mqtt_port,
+    files = write_deploy_secrets(root / "secrets", robots=ROBOTS, mqtt_host="127.0.0.1", mqtt_port=service_port,
                                  influx_url=influx.url)
     env = {name: _env_file(path) for name, path in files.items()}
-    broker = start_deploy_broker(root, port=mqtt_port)
+    broker = start_deploy_broker(root, port=mqtt_port, service_port=service_port)
     s = Stack(root, broker, influx, env)
     try:
         influx.start()
@@ -135,7 +135,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 def test_every_compose_healthcheck_passes(stack: Stack) -> None:
     mosq = COMPOSE["mosquitto"]["healthcheck"]["test"]
     assert mosq[0] == "CMD-SHELL"
-    shell = mosq[1].replace("$$", "$").replace("-p 1883", f"-p {stack.broker.broker.port}")
+    shell = mosq[1].replace("$$", "$").replace("-p 1884", f"-p {stack.broker.service_port}")
     checks: dict[str, tuple[list[str], dict[str, str]]] = {
         "mosquitto": (["sh", "-c", shell], stack.env["mosquitto"]),
         "influxdb": ([a.replace(":8086", f":{stack.influx.port}") for a in COMPOSE["influxdb"]["healthcheck"]["test"][1:]], {}),
@@ -187,7 +187,7 @@ def test_a_frame_naming_another_robot_is_dead_lettered(stack: Stack) -> None:
     now = time.time_ns() - 3_600_000_000_000 + 123_457  # an hour ago, an instant no one else uses
     lie = {"robot_id": "r02", "scenario_id": "mf01", "seq": 1, "ts": now, "readings": {"ch4_t1": 0.42}}
     honest = {"robot_id": "r01", "scenario_id": "mf01", "seq": 2, "ts": now + 1, "readings": {"ch4_t1": 0.41}}
-    with Session(auth.url("api", port=stack.broker.broker.port)) as watcher:
+    with Session(stack.broker.url("api")) as watcher:
         watcher.subscribe(T.all_deadletter)
         assert publish_once(url, topic, json.dumps(lie).encode()) == 0
         assert publish_once(url, topic, json.dumps(honest).encode()) == 0
@@ -200,6 +200,25 @@ def test_a_frame_naming_another_robot_is_dead_lettered(stack: Stack) -> None:
         stored = _wait(lambda: admin.query(f'SELECT * FROM "{RAW_RP}"."telemetry" WHERE time >= {now} AND time <= {now + 1}'),
                        30, "the honest frame in InfluxDB")
         assert [(r["robot"], r["time"]) for r in stored] == [("r01", now + 1)]
+    finally:
+        admin.close()
+
+
+def test_a_robot_cannot_send_telemetry_for_a_scenario_not_its_own(stack: Stack) -> None:
+    """r01 is stationed at mf01: the broker refuses its frame for mf02 (nothing is stored), and
+    takes its own."""
+    url = stack.broker.url("r01")
+    now = time.time_ns() - 3_600_000_000_000 + 654_321  # an hour ago, an instant no one else uses
+    foreign = {"robot_id": "r01", "scenario_id": "mf02", "seq": 1, "ts": now, "readings": {"ch4_t1": 0.42}}
+    own = {"robot_id": "r01", "scenario_id": "mf01", "seq": 2, "ts": now + 1, "readings": {"ch4_t1": 0.41}}
+    assert publish_once(url, T.telemetry("mf02", "r01"), json.dumps(foreign).encode()) == 135  # not authorized
+    assert publish_once(url, T.telemetry("mf01", "r01"), json.dumps(own).encode()) == 0
+    admin = stack.admin()
+    try:
+        query = f'SELECT * FROM "{RAW_RP}"."telemetry" WHERE time >= {now} AND time <= {now + 1}'
+        _wait(lambda: admin.query(query), 30, "r01's own frame in InfluxDB")
+        time.sleep(1.0)  # the refused one would be in the same batch or the next
+        assert [(r["robot"], r["scenario"], r["time"]) for r in admin.query(query)] == [("r01", "mf01", now + 1)]
     finally:
         admin.close()
 

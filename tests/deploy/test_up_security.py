@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
-
 from pathlib import Path
 
 import pytest
 
 from minewatch.influx import InfluxError, SyncInflux
 from minewatch.security import load_credentials
-from minewatch.services import free_port
+from minewatch.services import find_program, free_port
 from minewatch.topics import Topics
-from minewatch.up import System
+from minewatch.up import System, integrator_command
 
 from .probe import login, publish_once
 
@@ -28,10 +28,12 @@ def test_up_servers_refuse_strangers_and_keep_accounts_across_restarts(tmp_path:
         assert system.auth is not None
         broker = f"mqtt://127.0.0.1:{system.mqtt_port}"
         assert login(broker) == NOT_AUTHORIZED
-        assert login(system.auth.url("ingest", port=system.mqtt_port)) == 0
+        assert login(system.auth.url("ingest", port=system.service_port)) == 0
+        assert login(system.auth.url("ingest", port=system.mqtt_port)) == NOT_AUTHORIZED  # services: their port only
+        assert login(system.auth.url("integrator", port=system.service_port)) == NOT_AUTHORIZED
         t = Topics()
         assert publish_once(system.auth.url("integrator", port=system.mqtt_port), t.alert("mf01", "gas")) == NOT_AUTHORIZED
-        assert publish_once(system.auth.url("simulator", port=system.mqtt_port), t.telemetry("mf01", "r01")) < 128
+        assert publish_once(system.auth.url("simulator", port=system.service_port), t.telemetry("mf01", "r01")) < 128
 
         pw = load_credentials(home / "secrets")["influx"]
         anonymous = SyncInflux(system.influx_url, "minewatch")
@@ -59,6 +61,33 @@ def test_up_servers_refuse_strangers_and_keep_accounts_across_restarts(tmp_path:
         again.start_servers()  # same home: same accounts, InfluxDB users found in place
         assert again.auth is not None
         assert {name: a.password for name, a in again.auth.accounts.items()} == first
-        assert login(again.auth.url("api", port=again.mqtt_port)) == 0
+        assert login(again.auth.url("api", port=again.service_port)) == 0
     finally:
         again.stop()
+
+
+def test_the_printed_integrator_command_follows_alerts_and_incidents(tmp_path: Path) -> None:
+    """The mosquitto_sub line `minewatch up` prints, run as printed (with -C 2: leave after two)."""
+    system = System(tmp_path / "home", free_port(), free_port(), free_port(), simulate=False, log=lambda *a: None)
+    try:
+        system.start_servers()
+        assert system.auth is not None
+        cmd = integrator_command(system.auth["integrator"].password, system.mqtt_port)
+        assert cmd.startswith("mosquitto_sub ")
+        sub = subprocess.Popen(["sh", "-c", "exec " + cmd.replace("mosquitto_sub", find_program("mosquitto_sub"), 1)
+                                + " -C 2 -W 20"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        t = Topics()
+        ingest = system.auth.url("ingest", port=system.service_port)
+        got = ""
+        for _ in range(50):  # until the subscription is in place, then once more of each
+            publish_once(ingest, t.alert("mf01", "gas"), b'{"alert": 1}')
+            publish_once(ingest, t.incident("mf01", "methane"), b'{"incident": 1}')
+            if sub.poll() is not None:
+                break
+            time.sleep(0.1)
+        got, err = sub.communicate(timeout=20)
+        assert sub.returncode == 0, err
+        lines = got.splitlines()
+        assert {ln.split(" ", 1)[0] for ln in lines} == {t.alert("mf01", "gas"), t.incident("mf01", "methane")}, lines
+    finally:
+        system.stop()
