@@ -11,7 +11,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Hub", "Subscriber", "Message"]
+__all__ = ["Hub", "Subscriber", "Message", "Slots"]
 
 Message = dict[str, Any]  # {"type": "active" | "alert" | "reading" | "status" | "progress" | ..., "data": ...}
 _CLOSE: Message = {"type": "lagged", "data": {"detail": "the client fell behind; reconnect to get the active alerts"}}
@@ -69,3 +69,20 @@ class Hub:
         for s in self._subs:
             out |= s.scenarios
         return out
+
+
+class Slots:
+    """How many stream clients (SSE and WebSocket, live and replay) may be served at once."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.taken = 0
+
+    def take(self) -> bool:
+        if self.taken >= self.limit:
+            return False
+        self.taken += 1
+        return True
+
+    def give(self) -> None:
+        self.taken = max(0, self.taken - 1)
