@@ -11,8 +11,8 @@ from api.acks import send_ack
 from api.alertbook import AlertBook, stored_events
 from api.deps import CurrentOperator, Reader, StateDep
 from api.schemas import AckAccepted, AckRequest, AlertDetail, AlertPublic, AlertsPublic, errors
-from api.params import bad, time_or_422
-from api.times import TIME_HELP
+from api.params import ScenarioName, bad, time_or_422
+from api.times import TIME_HELP, TIME_PATTERN
 from minewatch.schema import ID_PATTERN, AlertKind, AlertState, AlertTiming, Severity
 
 router = APIRouter(prefix="/alerts", tags=["alerts"])
@@ -27,9 +27,11 @@ async def list_alerts(
     alert_state: Annotated[list[AlertState] | None, Query(alias="state", description="latest state, any of")] = None,
     severity: Annotated[list[Severity] | None, Query(description="current severity, any of")] = None,
     kind: Annotated[list[AlertKind] | None, Query(description="any of")] = None,
-    scenario: Annotated[list[str] | None, Query(description="scenario ids, any of")] = None,
-    since: Annotated[str | None, Query(description=f"alive at or after this time; {TIME_HELP}")] = None,
-    until: Annotated[str | None, Query(description=f"raised before this time; {TIME_HELP}")] = None,
+    scenario: Annotated[list[ScenarioName] | None, Query(description="scenario ids, any of")] = None,
+    since: Annotated[str | None, Query(pattern=TIME_PATTERN, description=f"alive at or after this time; {TIME_HELP}")
+                     ] = None,
+    until: Annotated[str | None, Query(pattern=TIME_PATTERN, description=f"raised before this time; {TIME_HELP}; "
+                                       "after since")] = None,
     active: Annotated[bool | None, Query(description="true: only alerts not cleared; false: only cleared")] = None,
     timing: Annotated[list[AlertTiming] | None, Query(
         description="any of live, late, historical (default: live and late; historical alerts come from loaded "
