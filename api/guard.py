@@ -14,11 +14,15 @@ allows, and the security headers every response carries.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+from typing import Any
+
 import orjson
-from starlette.routing import BaseRoute, Match, Route, WebSocketRoute
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["BodyLimit", "BodyTooLarge", "MethodCheck", "SecurityHeaders", "CSP", "DOCS_CSP"]
+__all__ = ["BodyLimit", "BodyTooLarge", "MethodCheck", "SecurityHeaders", "CSP", "DOCS_CSP", "REPORT_CSP"]
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
@@ -26,6 +30,11 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
 DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
             "style-src 'self' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
             "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+# /report is a self-contained HTML file (``minewatch report``): its own inline script and styles,
+# nothing loaded from anywhere
+REPORT_CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; "
+              "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+_CSP = {"/docs": DOCS_CSP, "/docs/oauth2-redirect": DOCS_CSP, "/report": REPORT_CSP}
 _HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
             (b"referrer-policy", b"no-referrer"), (b"cross-origin-opener-policy", b"same-origin")]
 
@@ -38,19 +47,20 @@ async def _json(send: Send, status: int, detail: str, headers: list[tuple[bytes,
     await send({"type": "http.response.body", "body": body})
 
 
-class BodyTooLarge(Exception):
-    """A request body went past the limit while it was being read."""
+def too_large(limit: int) -> str:
+    return f"the request body is larger than the API accepts ({limit:,} bytes)"
+
+
+class BodyTooLarge(HTTPException):
+    """A request body went past the limit while it was being read (an HTTPException, so that
+    whatever is reading the body passes it on and the client gets the 413)."""
 
     def __init__(self, limit: int) -> None:
-        super().__init__(limit)
+        super().__init__(413, too_large(limit), headers={"Connection": "close"})
         self.limit = limit
 
     def __repr__(self) -> str:
         return f"BodyTooLarge(limit={self.limit})"
-
-
-def too_large(limit: int) -> str:
-    return f"the request body is larger than the API accepts ({limit:,} bytes)"
 
 
 class BodyLimit:
@@ -104,26 +114,44 @@ class BodyLimit:
 
 
 class MethodCheck:
-    def __init__(self, app: ASGIApp, routes: list[BaseRoute]) -> None:
+    """405 for a documented path asked with a method it does not serve; the paths and their
+    methods are read from the app's OpenAPI document, on the first request."""
+
+    def __init__(self, app: ASGIApp, paths: Callable[[], dict[str, Any]]) -> None:
         self.app = app
-        self.routes = [r for r in routes if isinstance(r, Route) and not isinstance(r, WebSocketRoute)]
+        self.paths = paths
+        self._table: list[tuple[re.Pattern[str], set[str]]] | None = None
+
+    def table(self) -> list[tuple[re.Pattern[str], set[str]]]:
+        if self._table is None:
+            out = []
+            for template, ops in self.paths().items():
+                rx = re.compile(_template_regex(template))
+                methods = {m.upper() for m in ops}
+                if "GET" in methods:
+                    methods.add("HEAD")
+                out.append((rx, methods))
+            self._table = out
+        return self._table
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            path, method = scope["path"], scope["method"]
             allowed: set[str] = set()
-            for route in self.routes:
-                match, _ = route.matches(scope)
-                if match is Match.FULL:
-                    break
-                if match is Match.PARTIAL and route.methods:
-                    allowed |= route.methods
-            else:
-                if allowed:
-                    allow = ", ".join(sorted(allowed)).encode()
-                    await _json(send, 405, f"{scope['method']} is not allowed here; allowed: {allow.decode()}",
-                                [(b"allow", allow)])
-                    return
+            for rx, methods in self.table():
+                if rx.fullmatch(path):
+                    allowed |= methods
+            if allowed and method not in allowed:
+                allow = ", ".join(sorted(allowed))
+                await _json(send, 405, f"{method} is not allowed here; allowed: {allow}", [(b"allow", allow.encode())])
+                return
         await self.app(scope, receive, send)
+
+
+def _template_regex(template: str) -> str:
+    """``/replays/{replay_id}`` -> a regex matching its paths."""
+    parts = re.split(r"(\{[^}/]+\})", template)
+    return "".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts)
 
 
 class SecurityHeaders:
@@ -134,7 +162,7 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        csp = (DOCS_CSP if scope["path"] in ("/docs", "/docs/oauth2-redirect") else CSP).encode()
+        csp = _CSP.get(scope["path"], CSP).encode()
 
         async def with_headers(msg: Message) -> None:
             if msg["type"] == "http.response.start":

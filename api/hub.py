@@ -8,6 +8,7 @@ active alerts again.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,11 +79,31 @@ class Slots:
         self.limit = limit
         self.taken = 0
 
-    def take(self) -> bool:
-        if self.taken >= self.limit:
-            return False
+    @property
+    def full(self) -> bool:
+        return self.taken >= self.limit
+
+    def hold(self) -> None:
+        """Count a client that was let in (when ``full`` was false a moment ago)."""
         self.taken += 1
-        return True
 
     def give(self) -> None:
         self.taken = max(0, self.taken - 1)
+        if self.taken % 64 == 0:
+            # what a crowd of clients had in buffers goes back to the system, not just to the heap
+            release_memory()
+
+
+def release_memory() -> None:
+    """Hand freed heap memory back to the system (glibc's malloc_trim); elsewhere nothing."""
+    global _trim
+    if _trim is None:
+        try:
+            _trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _trim = False
+    if _trim:
+        _trim(0)
+
+
+_trim: Any = None

@@ -69,7 +69,8 @@ PATTERN_WORDS = {
     SHIFT_PATTERN: "a shift id, YYYY-MM-DD:NAME",
     OVERRIDE_KEY: "an override key SCENARIO.CHANNEL.FIELD[.high|.low], FIELD one of warning, alarm, critical, "
                   "restore, rise, debounce",
-    CHANNELS_PATTERN: "comma-separated channel names",
+    CHANNELS_PATTERN: "comma-separated channel names (of the scenario's channels, battery, pos_m, latency_ms, "
+                      "rssi_dbm)",
 }
 MAX_MSG = 300  # characters of a validation message; what was sent is quoted as an excerpt at most
 
@@ -170,14 +171,17 @@ def create_app(settings: Settings | None = None, *, calendar: ShiftCalendar | No
                 msg = f"unknown scenario {excerpt(e.get('input'))}; known: {', '.join(SCENARIO_IDS)}"
             if len(msg) > MAX_MSG:
                 msg = msg[:MAX_MSG] + "..."
-            out.append({"loc": [p if isinstance(p, (str, int)) else str(p) for p in e.get("loc", ())][:8],
+            # a location may be a key the client sent (of overrides): quoted short too
+            loc = [p if isinstance(p, int) else (str(p) if len(str(p)) <= 64 else str(p)[:64] + "...")
+                   for p in e.get("loc", ())][:8]
+            out.append({"loc": loc,
                         "msg": msg, "type": str(e.get("type", "value_error"))})
         return JSONResponse({"detail": out[:20]}, status_code=422)
 
     static = static_dir or STATIC_DIR
     if (static / "index.html").is_file():
         app.mount("/", StaticFiles(directory=static, html=True), name="static")
-    app.add_middleware(MethodCheck, routes=app.router.routes)
+    app.add_middleware(MethodCheck, paths=lambda: app.openapi()["paths"])
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(_Timing, metrics=metrics)
     app.add_middleware(SecurityHeaders)

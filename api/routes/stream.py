@@ -28,7 +28,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, WebSocket, WebSock
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from api.deps import Reader, StateDep, authenticate, get_state, key_of
-from api.hub import Message, Subscriber
+from api.hub import Message, Slots, Subscriber
 from api.params import bad
 from api.schemas import errors
 from minewatch.catalogue import SCENARIOS
@@ -77,17 +77,15 @@ def full(what: str) -> str:
             "try again later (MINEWATCH_API_MAX_STREAMS)")
 
 
-async def stream_slot(state: StateDep) -> AsyncIterator[None]:
-    """A place among the stream clients, held while the stream lasts; 503 when there is none."""
-    if not state.live.slots.take():
+def stream_slot(state: StateDep) -> Slots:
+    """503 when every place among the stream clients is taken; the stream itself takes its
+    place (``Slots.hold``) for as long as it runs."""
+    if state.live.slots.full:
         raise HTTPException(503, full(f"{state.live.slots.limit} streams are open"), headers={"Retry-After": "5"})
-    try:
-        yield
-    finally:
-        state.live.slots.give()
+    return state.live.slots
 
 
-StreamSlot = Annotated[None, Depends(stream_slot)]
+StreamSlot = Annotated[Slots, Depends(stream_slot)]
 
 
 def stream_scenarios(scenario: ScenariosQ = None) -> set[str]:
@@ -100,11 +98,12 @@ def stream_scenarios(scenario: ScenariosQ = None) -> set[str]:
 @router.get("/stream", response_class=EventSourceResponse, responses=errors(503, streaming=True),
             summary="Live alert events (and readings) as Server-Sent Events")
 async def stream(state: StateDep, _: Reader, scenarios: Annotated[set[str], Depends(stream_scenarios)],
-                 __: StreamSlot) -> AsyncIterator[ServerSentEvent]:
+                 slots: StreamSlot) -> AsyncIterator[ServerSentEvent]:
     """Server-Sent Events: first an `active` event with the active alerts, then `alert` events,
     `status` events and, for the scenarios in `scenario`, `reading` events. Browsers pass the key
     as `?api_key=` or the `minewatch_api_key` cookie (EventSource cannot send headers)."""
     sub = state.live.hub.subscribe(scenarios)
+    slots.hold()
     try:
         # the snapshots are taken after subscribing, so no event can fall between the two
         (kind, data), *rest = snapshots(state)
@@ -117,6 +116,7 @@ async def stream(state: StateDep, _: Reader, scenarios: Annotated[set[str], Depe
             if msg["type"] == "lagged":
                 return
     finally:
+        slots.give()
         state.live.hub.unsubscribe(sub)
 
 
@@ -140,11 +140,12 @@ async def ws(websocket: WebSocket) -> None:
         await websocket.close(code=4422, reason=str(exc)[:120])
         return
     await websocket.accept()
-    if not state.live.slots.take():
+    if state.live.slots.full:
         # 1013: try again later
         await websocket.close(code=1013, reason=full(f"{state.live.slots.limit} streams")[:120])
         return
     sub = state.live.hub.subscribe(scenarios)
+    state.live.slots.hold()
     try:
         for kind, data in snapshots(state):
             await websocket.send_text(f'{{"type":"{kind}","data":{data}}}')
