@@ -22,7 +22,12 @@ SCENARIO_IDS = list(SCENARIOS)
 ScenarioName = Literal[tuple(SCENARIO_IDS)]  # type: ignore[valid-type]  # the document lists them as an enum
 # a shift id, YYYY-MM-DD:NAME (names as minewatch.shifts allows them); one that is well formed but
 # names no shift of the calendar is a 404
-CHANNELS_PATTERN = r"^[a-z0-9_]{1,32}(,[a-z0-9_]{1,32}){0,63}$"
+# every channel name of the catalogue (and the extra fields): a name that is no channel anywhere
+# is refused by the pattern; one of another scenario gives an empty series
+_UNITS = {c.name: c.unit for s in reversed(SCENARIOS.values()) for c in s.channels}
+_CHANNEL = "(?:" + "|".join(sorted({c.name for s in SCENARIOS.values() for c in s.channels} | set(EXTRA_FIELDS),
+                                   key=lambda n: (-len(n), n))) + ")"
+CHANNELS_PATTERN = rf"^{_CHANNEL}(?:,{_CHANNEL}){{0,63}}$"
 SHIFT_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}:[a-z0-9_-]{1,32}$"
 EXCERPT = 40
 
@@ -90,6 +95,8 @@ def channels_or_422(sc: Scenario, channels: str | None) -> list[tuple[str, str]]
             out.append((name, sc.channel_map[name].unit))
         elif name in EXTRA_FIELDS:
             out.append((name, EXTRA_FIELDS[name]))
+        elif name in _UNITS:  # a channel of another scenario: asked for, so answered, with no data
+            out.append((name, _UNITS[name]))
         else:
             known = ", ".join([*sc.channel_map, *EXTRA_FIELDS])
             raise bad(f"{sc.id} has no channel {excerpt(name)}; it has {known}", "channels")

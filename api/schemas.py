@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from api.times import TIME_PATTERN
+from api.times import MAX_NS_DOC, TIME_PATTERN
 from minewatch.schema import AlertEvent, AlertKind, AlertState, AlertTiming, IncidentEvent, Link, Severity
 
 __all__ = [
@@ -404,13 +404,13 @@ class ReplayCreate(BaseModel):
 
     shift: str = Field(default=None, pattern=_SHIFT,  # type: ignore[assignment]  # absent, never null
                        description="YYYY-MM-DD:NAME, a shift of the calendar; or give start and end")
-    start: Annotated[str, Field(pattern=TIME_PATTERN)] | Annotated[int, Field(ge=0, le=2**63 - 1)] = Field(
+    start: Annotated[str, Field(pattern=TIME_PATTERN)] | Annotated[int, Field(ge=0, le=MAX_NS_DOC)] = Field(
         default=None, description="window start, ISO 8601 or ns")  # type: ignore[assignment]
-    end: Annotated[str, Field(pattern=TIME_PATTERN)] | Annotated[int, Field(ge=0, le=2**63 - 1)] = Field(
-        default=None, description="window end (exclusive), ISO 8601 or ns; after start, at most 7 days "
-        "after it")  # type: ignore[assignment]
+    end: Annotated[str, Field(pattern=TIME_PATTERN)] | Annotated[int, Field(ge=0, le=MAX_NS_DOC)] = Field(
+        default=None, description="window end (exclusive), ISO 8601 or ns; one not after start is an empty "
+        "window, one more than 7 days after it is cut to 7 days")  # type: ignore[assignment]
     overrides: dict[Annotated[str, Field(pattern=OVERRIDE_KEY)], Annotated[float, Field(allow_inf_nan=False)]] = Field(
-        default_factory=dict, max_length=200,
+        default_factory=dict, max_length=200, json_schema_extra={"additionalProperties": False},
         description="detector limit overrides, SCENARIO.CHANNEL.FIELD[.high|.low] as the detectors define them "
         "(e.g. mf01.ch4_t1.critical; shell patterns allowed); each must match at least one limit")
     speed: float | None = Field(default=None, ge=1, le=1000,

@@ -11,11 +11,12 @@ TIME_HELP = ("ISO 8601 (`2026-11-27T00:00:00Z`, an offset or `Z`; no offset mean
              "or integer nanoseconds since the Unix epoch")
 _DAY = r"(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))"
 _CLOCK = r"(?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,9})?)?"
-# What parse_time accepts, for the OpenAPI document: nanoseconds, or an ISO 8601 date or date
+# What parse_time accepts, for the OpenAPI document: nanoseconds (below 9e18, 2255), or an ISO 8601 date or date
 # and time of 1971-2261 (the range a signed 64-bit nanosecond count holds, with room for an
 # offset), an offset or Z only after a time. February 29th is accepted but not stated.
-TIME_PATTERN = (rf"^(?:[0-9]{{1,18}}|[1-8][0-9]{{18}}|9[01][0-9]{{17}}|(?:19(?:7[1-9]|[89][0-9])|2[01][0-9]{{2}}|22[0-5][0-9]|226[01])-{_DAY}"
+TIME_PATTERN = (rf"^(?:[0-9]{{1,18}}|[1-8][0-9]{{18}}|(?:19(?:7[1-9]|[89][0-9])|2[01][0-9]{{2}}|22[0-5][0-9]|226[01])-{_DAY}"
                 rf"(?:[T ]{_CLOCK}(?:Z|z|[+-](?:[01][0-9]|2[0-3]):?[0-5][0-9])?)?)$")
+MAX_NS_DOC = 9 * 10**18  # the largest count the document states: a double holds it exactly
 _NS = 1_000_000_000
 _INT = re.compile(r"[0-9]{1,19}")
 # Year 1677 .. 2262 is what a signed 64-bit nanosecond count can hold.

@@ -87,12 +87,13 @@ def _replay_job(replay_id: JobPath, state: StateDep) -> ReplayJob:
 
 @router.get("/{replay_id}/stream", response_class=EventSourceResponse, responses=errors(404, 503, streaming=True),
             summary="A replay's progress, alerts and readings as Server-Sent Events")
-async def stream_replay(job: Annotated[ReplayJob, Depends(_replay_job)], _: Reader, __: StreamSlot
+async def stream_replay(job: Annotated[ReplayJob, Depends(_replay_job)], _: Reader, slots: StreamSlot
                         ) -> AsyncIterator[ServerSentEvent]:
     """First a `state` event (the replay so far, with its alerts), then `progress`, `alert`
     and, for a paced replay, `reading` events (the latest frame of each robot every tenth of a
     wall second), and a final `done` event with the result; then the stream ends."""
     sub = job.hub.subscribe()
+    slots.hold()
     try:
         yield ServerSentEvent(event="state", raw_data=job.public().model_dump_json())
         if job.finished:
@@ -104,4 +105,5 @@ async def stream_replay(job: Annotated[ReplayJob, Depends(_replay_job)], _: Read
             if msg["type"] in ("done", "lagged"):
                 return
     finally:
+        slots.give()
         job.hub.unsubscribe(sub)
