@@ -37,6 +37,9 @@ def api(mqtt_url: str | None, influx_url: str | None, influx_db: str | None, hos
     import uvicorn
 
     from api.main import create_app
+    from minewatch.redact import install, redact
+
+    install()
 
     settings = settings_from(mqtt_url=mqtt_url, influx_url=influx_url, influx_db=influx_db, api_host=host,
                              api_port=port, topic_prefix=topic_prefix, api_keys=api_keys, api_tls_cert=tls_cert,
@@ -52,8 +55,8 @@ def api(mqtt_url: str | None, influx_url: str | None, influx_db: str | None, hos
     if bool(settings.api_tls_cert) != bool(settings.api_tls_key):
         raise click.UsageError("HTTPS needs both --tls-cert and --tls-key")
     scheme = "https" if settings.api_tls_cert else "http"
-    click.echo(f"minewatch api on {scheme}://{settings.api_host}:{settings.api_port} "
-               f"(broker {settings.mqtt_url}, InfluxDB {settings.influx_url}/{settings.influx_db})", err=True)
+    click.echo(redact(f"minewatch api on {scheme}://{settings.api_host}:{settings.api_port} "
+                      f"(broker {settings.mqtt_url}, InfluxDB {settings.influx_url}/{settings.influx_db})"), err=True)
     uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level=log_level,
                 ssl_certfile=str(settings.api_tls_cert) if settings.api_tls_cert else None,
                 ssl_keyfile=str(settings.api_tls_key) if settings.api_tls_key else None,

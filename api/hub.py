@@ -8,10 +8,11 @@ active alerts again.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Hub", "Subscriber", "Message"]
+__all__ = ["Hub", "Subscriber", "Message", "Slots"]
 
 Message = dict[str, Any]  # {"type": "active" | "alert" | "reading" | "status" | "progress" | ..., "data": ...}
 _CLOSE: Message = {"type": "lagged", "data": {"detail": "the client fell behind; reconnect to get the active alerts"}}
@@ -69,3 +70,40 @@ class Hub:
         for s in self._subs:
             out |= s.scenarios
         return out
+
+
+class Slots:
+    """How many stream clients (SSE and WebSocket, live and replay) may be served at once."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.taken = 0
+
+    @property
+    def full(self) -> bool:
+        return self.taken >= self.limit
+
+    def hold(self) -> None:
+        """Count a client that was let in (when ``full`` was false a moment ago)."""
+        self.taken += 1
+
+    def give(self) -> None:
+        self.taken = max(0, self.taken - 1)
+        if self.taken % 64 == 0:
+            # what a crowd of clients had in buffers goes back to the system, not just to the heap
+            release_memory()
+
+
+def release_memory() -> None:
+    """Hand freed heap memory back to the system (glibc's malloc_trim); elsewhere nothing."""
+    global _trim
+    if _trim is None:
+        try:
+            _trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _trim = False
+    if _trim:
+        _trim(0)
+
+
+_trim: Any = None

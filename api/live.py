@@ -26,7 +26,7 @@ import orjson
 from pydantic import ValidationError
 
 from api.alertbook import AlertBook, stored_events
-from api.hub import Hub
+from api.hub import Hub, Slots
 from api.incidents import IncidentBook, stored_incidents
 from api.metrics import Metrics
 from api.views import frame_json
@@ -55,6 +55,11 @@ class LiveState:
         self.incidents = IncidentBook()
         self.watch: dict[str, tuple[WatchStatus, int]] = {}  # scenario -> (status, when it arrived, our clock)
         self.hub = Hub()
+        self.slots = Slots(settings.api_max_streams)
+        # bumped on every change a stream client's first messages show; the snapshot is built
+        # once per version and shared by every client that connects meanwhile
+        self.version = 0
+        self.snapshot_cache: tuple[int, Any] | None = None
         self.robots: dict[str, RobotStatus] = {}
         self._raw: dict[tuple[str, str], bytes] = {}  # (scenario, robot) -> last telemetry payload
         self._decoded: dict[tuple[str, str], Frame] = {}
@@ -99,6 +104,7 @@ class LiveState:
         except Exception as exc:  # noqa: BLE001 - InfluxDB down or no database yet
             log.warning("could not load alert_events yet: %s", exc)
             return False
+        self.version += 1
         self.book.apply_all(events)
         self.book.horizon_ns = since
         self.incidents.apply_all(incidents)
@@ -153,6 +159,7 @@ class LiveState:
 
     # ------------------------------------------------------------------ inputs
     def on_message(self, topic: str, payload: bytes) -> None:
+        self.version += 1
         alert = self.topics.parse_alert(topic)
         if alert is not None:
             what, ident, _ = alert
@@ -214,6 +221,7 @@ class LiveState:
             self.hub.publish({"type": "status", "data": st.model_dump(mode="json")})
 
     def on_event(self, ev: AlertEvent) -> None:
+        self.version += 1
         if not self.book.apply(ev):
             return
         self.metrics.alert_events.labels(ev.state.value).inc()
@@ -225,6 +233,7 @@ class LiveState:
                     fut.set_result(ev)
 
     def on_incident(self, ev: IncidentEvent) -> None:
+        self.version += 1
         if not self.incidents.apply(ev):
             return
         inc = self.incidents.get(ev.incident_id)

@@ -15,17 +15,24 @@ from pathlib import Path
 
 import httpx
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.guard import BodyLimit, MethodCheck, SecurityHeaders
 from api.live import LiveState
 from api.metrics import Metrics
+from api.params import CHANNELS_PATTERN, SCENARIO_IDS, SHIFT_PATTERN, excerpt
+from api.schemas import OVERRIDE_KEY
 from api.replay import ReplayManager
 from api.routes import api_router
 from api.state import AppState
+from api.times import TIME_PATTERN
 from minewatch import __version__
 from minewatch.influx import InfluxClient, InfluxError
+from minewatch.redact import install as redact_logs
+from minewatch.schema import ID_PATTERN
 from minewatch.runtime import tune_gc
 from minewatch.settings import Settings
 from minewatch.shifts import ShiftCalendar, calendar_from_env
@@ -40,7 +47,8 @@ The control-centre API of minewatch: the live state of the mine's 31 scenarios a
 alerts (filter, history, acknowledge), telemetry history and export, the shift calendar, shift
 replay through the detectors, and live streams (Server-Sent Events and WebSocket).
 
-**Authentication.** Every endpoint but `/healthz` and `/metrics` needs an API key, sent as an
+**Authentication.** Every endpoint but `/healthz`, `/metrics`, this document (`/openapi.json`) and
+its pages (`/docs`, `/redoc`) needs an API key, sent as an
 `X-API-Key` header, as `Authorization: Bearer KEY`, or - for browsers, whose `EventSource`
 cannot send headers - as the `api_key` query parameter or the `minewatch_api_key` cookie.
 Roles: *integrator* reads; *operator* also acknowledges alerts; *engineer* also runs replays with
@@ -48,7 +56,23 @@ changed limits. No key or an unknown one: 401; a role that may not: 403.
 
 **Times** are nanoseconds since the Unix epoch (UTC) in responses; query parameters take ISO
 8601 or nanoseconds.
+
+**Limits.** A request body may be at most 4 MiB (`MINEWATCH_API_MAX_BODY_BYTES`; more is a 413,
+refused before it is read). A 422 names what was wrong and quotes at most a short excerpt of
+what was sent. Rules between parameters that a schema cannot state are in each parameter's
+description (a window's end after its start, and its length; channels of the scenario asked for;
+replay overrides that match a limit).
 """
+PATTERN_WORDS = {
+    TIME_PATTERN: "ISO 8601 (2026-11-27T08:00:00Z, 1971-2261) or integer nanoseconds since the epoch",
+    ID_PATTERN: "an id (1-64 letters, digits, '_', '.', '-')",
+    SHIFT_PATTERN: "a shift id, YYYY-MM-DD:NAME",
+    OVERRIDE_KEY: "an override key SCENARIO.CHANNEL.FIELD[.high|.low], FIELD one of warning, alarm, critical, "
+                  "restore, rise, debounce",
+    CHANNELS_PATTERN: "comma-separated channel names (of the scenario's channels, battery, pos_m, latency_ms, "
+                      "rssi_dbm)",
+}
+MAX_MSG = 300  # characters of a validation message; what was sent is quoted as an excerpt at most
 
 TAGS = [
     {"name": "health", "description": "Liveness and metrics (no key needed)."},
@@ -93,6 +117,7 @@ class _Timing:
 def create_app(settings: Settings | None = None, *, calendar: ShiftCalendar | None = None,
                ack_wait_s: float = 3.0, static_dir: Path | None = None) -> FastAPI:
     settings = settings or Settings()
+    redact_logs()
     api_keys = settings.api_key_roles()
     calendar = calendar or calendar_from_env()
     metrics = Metrics()
@@ -121,15 +146,43 @@ def create_app(settings: Settings | None = None, *, calendar: ShiftCalendar | No
     @app.exception_handler(InfluxError)
     async def _influx_error(request: Request, exc: InfluxError) -> JSONResponse:
         # A query InfluxDB refused is the request's fault only if we let bad input through; the
-        # routes validate first, so this is the database being unwell.
-        return JSONResponse({"detail": f"InfluxDB: {exc.message}"}, status_code=503)
+        # routes validate first, so this is the database being unwell. Its words go to the log,
+        # not to the client.
+        log.warning("InfluxDB refused a query for %s %s: %s", request.method, request.url.path, exc.message)
+        return JSONResponse({"detail": "the database could not answer this query; try again later"}, status_code=503)
 
     @app.exception_handler(httpx.HTTPError)
     async def _influx_down(request: Request, exc: httpx.HTTPError) -> JSONResponse:
-        return JSONResponse({"detail": f"InfluxDB unreachable: {exc.__class__.__name__}"}, status_code=503)
+        log.warning("InfluxDB unreachable for %s %s: %r", request.method, request.url.path, exc)
+        return JSONResponse({"detail": "the database is unreachable; try again later"}, status_code=503)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's shape (loc, msg, type), without the input it would echo in full
+        out = []
+        for e in exc.errors():
+            msg = str(e.get("msg", ""))
+            pattern = (e.get("ctx") or {}).get("pattern")
+            field = str(e.get("loc", ("",))[-1])
+            if e.get("type") == "string_pattern_mismatch" and pattern in PATTERN_WORDS:
+                what = "a robot id" if field == "robot" else None
+                msg = f"{field} should be {PATTERN_WORDS[pattern].replace('an id', what or 'an id')}"
+            elif e.get("type") == "literal_error" and field == "scenario":
+                msg = f"unknown scenario {excerpt(e.get('input'))}; known: {', '.join(SCENARIO_IDS)}"
+            if len(msg) > MAX_MSG:
+                msg = msg[:MAX_MSG] + "..."
+            # a location may be a key the client sent (of overrides): quoted short too
+            loc = [p if isinstance(p, int) else (str(p) if len(str(p)) <= 64 else str(p)[:64] + "...")
+                   for p in e.get("loc", ())][:8]
+            out.append({"loc": loc,
+                        "msg": msg, "type": str(e.get("type", "value_error"))})
+        return JSONResponse({"detail": out[:20]}, status_code=422)
 
     static = static_dir or STATIC_DIR
     if (static / "index.html").is_file():
         app.mount("/", StaticFiles(directory=static, html=True), name="static")
+    app.add_middleware(MethodCheck, paths=lambda: app.openapi()["paths"])
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(_Timing, metrics=metrics)
+    app.add_middleware(SecurityHeaders)
     return app

@@ -67,11 +67,10 @@ def resolve_window(calendar: ShiftCalendar, shift: str | None, start: str | int 
     if start is None or end is None:
         raise ValueError("give a shift (YYYY-MM-DD:NAME) or both start and end")
     t0, t1 = parse_time(start, "start"), parse_time(end, "end")
-    if t1 <= t0:
-        raise ValueError("end must be after start")
-    if t1 - t0 > MAX_WINDOW_S * NS:
-        raise ValueError(f"a replay may cover at most {MAX_WINDOW_S // 86400} days")
-    return None, t0, t1
+    # an end not after the start is an empty window: nothing to replay, done at once
+    t1 = max(t1, t0)
+    # at most MAX_WINDOW_S: a longer window is cut to its first days (the job shows the end it took)
+    return None, t0, min(t1, t0 + MAX_WINDOW_S * NS)
 
 
 def check_overrides(overrides: Mapping[str, float]) -> dict[str, float]:
@@ -121,7 +120,7 @@ class ReplayJob:
         return ReplayPublic(
             id=self.id, state=self.state, shift=self.shift, start=self.start, end=self.end,  # type: ignore[arg-type]
             overrides=self.overrides, speed=self.speed,
-            progress=min(1.0, max(0.0, covered * NS / (self.end - self.start))), readings=self.readings,
+            progress=min(1.0, max(0.0, covered * NS / max(1, self.end - self.start))), readings=self.readings,
             data_ts=self.data_ts, elapsed_s=round(el, 3), x_realtime=round(covered / el, 1) if el > 0 and covered else None,
             alert_count=len(self.alerts), alerts=list(self.alerts) if with_alerts else [], diff=self.diff,
             error=self.error, created_by=self.created_by)
@@ -170,7 +169,8 @@ class ReplayManager:
         try:
             shift, start, end = resolve_window(self.calendar, req.shift, req.start, req.end)
         except ValueError as exc:
-            raise ReplayRefused(422, str(exc)) from None
+            # the body's shape is checked already: a shift that fails here is one the calendar lacks
+            raise ReplayRefused(404 if req.shift is not None else 422, str(exc)) from None
         try:
             overrides = check_overrides(req.overrides)
         except ValueError as exc:
@@ -229,6 +229,10 @@ class ReplayManager:
 
     def cancel(self, job: ReplayJob) -> None:
         job.cancel.set()
+
+    def forget(self, job: ReplayJob) -> None:
+        """Drop ``job`` from the jobs kept: its id answers 404 from now on."""
+        self._jobs.pop(job.id, None)
 
     async def aclose(self) -> None:
         tasks = [j.task for j in self._jobs.values() if j.task is not None and not j.task.done()]

@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import click
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import HTMLResponse
 
 from api.alertbook import AlertBook, event_from_row
 from api.deps import Reader, StateDep
-from api.params import bad
+from api.params import SHIFT_PATTERN
 from api.schemas import errors
 from minewatch.catalogue import SCENARIOS, Scenario
 from minewatch.influx import InfluxError, SyncInflux
@@ -445,18 +445,19 @@ router = APIRouter(tags=["shifts"])
 
 
 @router.get("/report", response_class=HTMLResponse, summary="Shift report (one self-contained HTML file)",
-            responses=errors(503, streaming=True))
+            responses=errors(404, 503, streaming=True))
 async def shift_report(
     state: StateDep, _: Reader,
-    shift: Annotated[str, Query(description="YYYY-MM-DD:NAME", examples=["2026-11-27:night"], max_length=64)],
+    shift: Annotated[str, Query(pattern=SHIFT_PATTERN, description="YYYY-MM-DD:NAME (a shift of the calendar)",
+                                examples=["2026-11-27:night"])],
     points: Annotated[int, Query(ge=10, le=5000, description="points per chart")] = DEFAULT_POINTS,
 ) -> HTMLResponse:
     """The report ``minewatch report`` writes, for the shift named, served for the browser (the
     replay view links here). Reads InfluxDB like the command does."""
     try:
         sh = state.calendar.parse(shift)
-    except ValueError as exc:
-        raise bad(str(exc), "shift") from None
+    except (ValueError, OverflowError) as exc:
+        raise HTTPException(404, str(exc)) from None
     settings = state.settings
     tz = state.calendar.tz.utcoffset(None).total_seconds() / 3600
 

@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from api.times import MAX_NS_DOC, TIME_PATTERN
 from minewatch.schema import AlertEvent, AlertKind, AlertState, AlertTiming, IncidentEvent, Link, Severity
 
 __all__ = [
@@ -380,19 +381,48 @@ class ShiftsPublic(BaseModel):
 
 # ----------------------------------------------------------------------------- replays
 
-class ReplayCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"shift": "2026-11-27:night", "overrides": {"mf01.ch4_t1.critical": 1.2}, "speed": None},
-        {"start": "2026-11-27T00:00:00Z", "end": "2026-11-27T01:00:00Z", "speed": 100}]})
+_SHIFT = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}:[a-z0-9_-]{1,32}$"  # api.params.SHIFT_PATTERN
+OVERRIDE_KEY = r"^[A-Za-z0-9_*?\[\]-]{1,32}\.[A-Za-z0-9_*?\[\]-]{1,32}\.(warning|alarm|critical|restore|rise|debounce)(\.(high|low))?$"
 
-    shift: str | None = Field(default=None, max_length=64, description="YYYY-MM-DD:NAME; or give start and end")
-    start: str | int | None = Field(default=None, description="window start, ISO 8601 or ns")
-    end: str | int | None = Field(default=None, description="window end (exclusive), ISO 8601 or ns")
-    overrides: dict[str, float] = Field(
-        default_factory=dict, description="detector limit overrides, KEY=value as the detectors define them "
-        "(e.g. mf01.ch4_t1.critical)")
+
+def _shift_or_window(schema: dict[str, Any]) -> None:
+    schema["oneOf"] = [
+        {"title": "a shift", "required": ["shift"], "not": {"anyOf": [{"required": ["start"]}, {"required": ["end"]}]}},
+        {"title": "a window", "required": ["start", "end"], "not": {"required": ["shift"]}},
+    ]
+    for name in ("shift", "start", "end"):  # absent when not given: never null
+        schema["properties"][name].pop("default", None)
+    schema["examples"] = [
+        {"shift": "2026-11-27:night", "overrides": {"mf01.ch4_t1.critical": 1.2}, "speed": None},
+        {"start": "2026-11-27T00:00:00Z", "end": "2026-11-27T01:00:00Z", "speed": 100}]
+
+
+class ReplayCreate(BaseModel):
+    """A shift, or a window of ``start`` and ``end`` (end after start, at most 7 days), never both."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_shift_or_window)
+
+    shift: str = Field(default=None, pattern=_SHIFT,  # type: ignore[assignment]  # absent, never null
+                       description="YYYY-MM-DD:NAME, a shift of the calendar; or give start and end")
+    start: Annotated[str, Field(pattern=TIME_PATTERN)] | Annotated[int, Field(ge=0, le=MAX_NS_DOC)] = Field(
+        default=None, description="window start, ISO 8601 or ns")  # type: ignore[assignment]
+    end: Annotated[str, Field(pattern=TIME_PATTERN)] | Annotated[int, Field(ge=0, le=MAX_NS_DOC)] = Field(
+        default=None, description="window end (exclusive), ISO 8601 or ns; one not after start is an empty "
+        "window, one more than 7 days after it is cut to 7 days")  # type: ignore[assignment]
+    overrides: dict[Annotated[str, Field(pattern=OVERRIDE_KEY)], Annotated[float, Field(allow_inf_nan=False)]] = Field(
+        default_factory=dict, max_length=200, json_schema_extra={"additionalProperties": False},
+        description="detector limit overrides, SCENARIO.CHANNEL.FIELD[.high|.low] as the detectors define them "
+        "(e.g. mf01.ch4_t1.critical; shell patterns allowed); each must match at least one limit")
     speed: float | None = Field(default=None, ge=1, le=1000,
                                 description="null: as fast as possible; else data seconds per wall second")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ReplayCreate:
+        if self.shift is not None and (self.start is not None or self.end is not None):
+            raise ValueError("give a shift or a start and end, not both")
+        if self.shift is None and (self.start is None or self.end is None):
+            raise ValueError("give a shift (YYYY-MM-DD:NAME) or both start and end")
+        return self
 
 
 class ReplayDiff(BaseModel):

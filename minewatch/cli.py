@@ -86,3 +86,6 @@ def influx_options(f):  # noqa: ANN001, ANN201
 @click.version_option(__version__, prog_name="minewatch")
 def main() -> None:
     """minewatch: telemetry, detectors and alerts for a coal mine's inspection robots."""
+    from minewatch.redact import install
+
+    install()  # no password, API key or token in any log line of any command

@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     api_port: int = 8000
     api_tls_cert: Path | None = None
     api_tls_key: Path | None = None
+    api_max_body_bytes: int = Field(default=4 << 20, ge=1024,
+                                    description="largest request body the API reads; beyond it, 413")
+    api_max_streams: int = Field(default=500, ge=1,
+                                 description="live stream clients (SSE and WebSocket together) the API serves at once")
+    api_snapshot_max: int = Field(default=1000, ge=1,
+                                  description="active alerts and open incidents a stream client gets on connecting")
     data_dir: Path = Field(default=Path(".minewatch"), description="spool and local state")
     metrics_port: int = Field(default=0, description="Prometheus metrics port of the ingestor; 0 = off")
 

@@ -11,8 +11,8 @@ from api.acks import send_ack
 from api.alertbook import AlertBook, stored_events
 from api.deps import CurrentOperator, Reader, StateDep
 from api.schemas import AckAccepted, AckRequest, AlertDetail, AlertPublic, AlertsPublic, errors
-from api.params import bad, time_or_422
-from api.times import TIME_HELP
+from api.params import ScenarioName, time_or_422
+from api.times import TIME_HELP, TIME_PATTERN
 from minewatch.schema import ID_PATTERN, AlertKind, AlertState, AlertTiming, Severity
 
 router = APIRouter(prefix="/alerts", tags=["alerts"])
@@ -27,9 +27,10 @@ async def list_alerts(
     alert_state: Annotated[list[AlertState] | None, Query(alias="state", description="latest state, any of")] = None,
     severity: Annotated[list[Severity] | None, Query(description="current severity, any of")] = None,
     kind: Annotated[list[AlertKind] | None, Query(description="any of")] = None,
-    scenario: Annotated[list[str] | None, Query(description="scenario ids, any of")] = None,
-    since: Annotated[str | None, Query(description=f"alive at or after this time; {TIME_HELP}")] = None,
-    until: Annotated[str | None, Query(description=f"raised before this time; {TIME_HELP}")] = None,
+    scenario: Annotated[list[ScenarioName] | None, Query(description="scenario ids, any of")] = None,
+    since: Annotated[str | None, Query(pattern=TIME_PATTERN, description=f"alive at or after this time; {TIME_HELP}")
+                     ] = None,
+    until: Annotated[str | None, Query(pattern=TIME_PATTERN, description=f"raised before this time; {TIME_HELP}")] = None,
     active: Annotated[bool | None, Query(description="true: only alerts not cleared; false: only cleared")] = None,
     timing: Annotated[list[AlertTiming] | None, Query(
         description="any of live, late, historical (default: live and late; historical alerts come from loaded "
@@ -42,7 +43,7 @@ async def list_alerts(
     start-up plus every event since. An earlier ``since`` reads the older events from InfluxDB."""
     t0, t1 = time_or_422(since, "since"), time_or_422(until, "until")
     if t0 is not None and t1 is not None and t1 <= t0:
-        raise bad("until must be after since", "until")
+        return AlertsPublic(data=[], count=0)  # alive after since and raised before until: none
     timings = set(timing or (AlertTiming.live, AlertTiming.late))
     book = state.live.book
     if AlertTiming.historical in timings:

@@ -10,9 +10,9 @@ from fastapi.responses import JSONResponse
 from api.acks import send_ack
 from api.deps import CurrentOperator, Reader, StateDep
 from api.incidents import IncidentBook, stored_incidents, worklist_order
-from api.params import time_or_422
+from api.params import ScenarioName, time_or_422
 from api.schemas import AckAccepted, AckRequest, IncidentDetail, IncidentPublic, IncidentsPublic, errors
-from api.times import TIME_HELP
+from api.times import TIME_HELP, TIME_PATTERN
 from minewatch.schema import ID_PATTERN, Severity
 
 router = APIRouter(prefix="/incidents", tags=["incidents"])
@@ -27,9 +27,10 @@ async def list_incidents(
     active: Annotated[bool | None, Query(description="true (default): open incidents only; false: only "
                                                       "closed ones; leave out for both with since")] = True,
     severity: Annotated[list[Severity] | None, Query(description="current severity, any of")] = None,
-    scenario: Annotated[list[str] | None, Query(description="scenario ids, any of")] = None,
+    scenario: Annotated[list[ScenarioName] | None, Query(description="scenario ids, any of")] = None,
     needs_ack: Annotated[bool | None, Query(description="only those that need (or do not need) acknowledging")] = None,
-    since: Annotated[str | None, Query(description=f"alive at or after this time; {TIME_HELP}")] = None,
+    since: Annotated[str | None, Query(pattern=TIME_PATTERN, description=f"alive at or after this time; {TIME_HELP}")
+                     ] = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
 ) -> IncidentsPublic:
     """Incidents ordered as an operator works them: open first, those needing acknowledgement

@@ -11,28 +11,31 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from api.deps import CurrentEngineer, Reader, StateDep
-from api.params import bad
+from api.params import bad, excerpt
 from api.replay import ReplayJob, ReplayRefused
+from api.routes.stream import StreamSlot
 from api.schemas import ReplayCreate, ReplayPublic, ReplaysPublic, errors
 
 router = APIRouter(prefix="/replays", tags=["replays"])
 
-JobPath = Annotated[str, Path(description="the replay's id", examples=["rp-20261128T093000-3f2a1c"])]
+JobPath = Annotated[str, Path(max_length=64, description="the replay's id",
+                              examples=["rp-20261128T093000-3f2a1c"])]
 
 
 def _job(state: StateDep, replay_id: str) -> ReplayJob:
     job = state.replays.get(replay_id)
     if job is None:
-        raise HTTPException(404, f"no replay {replay_id!r} (the last 50 are kept)")
+        raise HTTPException(404, f"no replay {excerpt(replay_id)} (the last 50 are kept, until deleted)")
     return job
 
 
-@router.post("", response_model=ReplayPublic, status_code=status.HTTP_201_CREATED, responses=errors(400, 429, 503),
+@router.post("", response_model=ReplayPublic, status_code=status.HTTP_201_CREATED,
+             responses=errors(400, 404, 413, 429, 503),
              summary="Start a replay")
 async def create_replay(body: ReplayCreate, state: StateDep, who: CurrentEngineer) -> ReplayPublic:
     """Start re-running the detectors, with fresh state and any limit ``overrides``, over a
     shift (``YYYY-MM-DD:NAME``) or a ``start``/``end`` window (at most 7 days) of stored
-    telemetry. ``speed`` null runs as fast as possible; a number (1-1000) paces the run to that
+    telemetry; a shift the calendar does not have is a 404. ``speed`` null runs as fast as possible; a number (1-1000) paces the run to that
     many data seconds per wall second and streams readings on ``/replays/{id}/stream``. When
     done, ``diff`` compares the alerts found with those recorded live (see docs/api.md)."""
     try:
@@ -57,10 +60,12 @@ async def get_replay(replay_id: JobPath, state: StateDep, _: Reader,
     return _job(state, replay_id).public(with_alerts=alerts)
 
 
-@router.delete("/{replay_id}", response_model=ReplayPublic, responses=errors(404), summary="Cancel a replay")
+@router.delete("/{replay_id}", response_model=ReplayPublic, responses=errors(404),
+               summary="Cancel and delete a replay")
 async def cancel_replay(replay_id: JobPath, state: StateDep, _: CurrentEngineer) -> ReplayPublic:
-    """Stop a running replay (it ends ``cancelled`` within a batch); a finished one is returned
-    as it is."""
+    """Stop a running replay (it ends ``cancelled`` within a batch) and delete it, running or
+    finished; the answer is its last state. From then on its id answers 404, like any unknown
+    replay (its stream, if one is open, ends with ``done``)."""
     job = _job(state, replay_id)
     state.replays.cancel(job)
     if job.task is not None and not job.finished:
@@ -68,6 +73,7 @@ async def cancel_replay(replay_id: JobPath, state: StateDep, _: CurrentEngineer)
             await asyncio.wait_for(asyncio.shield(job.task), 5.0)
         except TimeoutError:
             pass
+    state.replays.forget(job)
     return job.public(with_alerts=False)
 
 
@@ -79,14 +85,15 @@ def _replay_job(replay_id: JobPath, state: StateDep) -> ReplayJob:
     return _job(state, replay_id)
 
 
-@router.get("/{replay_id}/stream", response_class=EventSourceResponse, responses=errors(404, streaming=True),
+@router.get("/{replay_id}/stream", response_class=EventSourceResponse, responses=errors(404, 503, streaming=True),
             summary="A replay's progress, alerts and readings as Server-Sent Events")
-async def stream_replay(job: Annotated[ReplayJob, Depends(_replay_job)], _: Reader
+async def stream_replay(job: Annotated[ReplayJob, Depends(_replay_job)], _: Reader, slots: StreamSlot
                         ) -> AsyncIterator[ServerSentEvent]:
     """First a `state` event (the replay so far, with its alerts), then `progress`, `alert`
     and, for a paced replay, `reading` events (the latest frame of each robot every tenth of a
     wall second), and a final `done` event with the result; then the stream ends."""
     sub = job.hub.subscribe()
+    slots.hold()
     try:
         yield ServerSentEvent(event="state", raw_data=job.public().model_dump_json())
         if job.finished:
@@ -98,4 +105,5 @@ async def stream_replay(job: Annotated[ReplayJob, Depends(_replay_job)], _: Read
             if msg["type"] in ("done", "lagged"):
                 return
     finally:
+        slots.give()
         job.hub.unsubscribe(sub)

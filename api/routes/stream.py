@@ -28,7 +28,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, WebSocket, WebSock
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from api.deps import Reader, StateDep, authenticate, get_state, key_of
-from api.hub import Message, Subscriber
+from api.hub import Message, Slots, Subscriber
 from api.params import bad
 from api.schemas import errors
 from minewatch.catalogue import SCENARIOS
@@ -50,20 +50,42 @@ def _scenarios(value: str | list[str] | None) -> set[str]:
     return out
 
 
-def snapshot(state: Any) -> Message:
-    return {"type": "active", "data": [a.model_dump(mode="json") for a in state.live.book.active_public()]}
+def snapshots(state: Any) -> list[tuple[str, str]]:
+    """What a client gets first on every (re)connection, as ``(type, JSON of data)``: active
+    alerts, open incidents (each at most ``api_snapshot_max``, worst first), watch states.
 
-
-def snapshots(state: Any) -> list[Message]:
-    """What a client gets first on every (re)connection: active alerts, open incidents, watch states."""
+    Built once per change of the live state and shared by every client that connects before
+    the next change, so a crowd of clients costs one copy, not one each."""
     live = state.live
-    return [snapshot(state),
-            {"type": "incidents", "data": [i.model_dump(mode="json") for i in live.incidents.active_public()]},
-            {"type": "watch", "data": [ws.model_dump(mode="json") for ws, _ in live.watch.values()]}]
+    cached = live.snapshot_cache
+    if cached is not None and cached[0] == live.version:
+        return cached[1]  # type: ignore[no-any-return]
+    n = state.settings.api_snapshot_max
+    out = [("active", orjson.dumps([a.model_dump(mode="json") for a in live.book.active_public()[:n]]).decode()),
+           ("incidents", orjson.dumps([i.model_dump(mode="json") for i in live.incidents.active_public()[:n]]).decode()),
+           ("watch", orjson.dumps([ws.model_dump(mode="json") for ws, _ in live.watch.values()]).decode())]
+    live.snapshot_cache = (live.version, out)
+    return out
 
 
 def sse(msg: Message) -> ServerSentEvent:
     return ServerSentEvent(event=msg["type"], raw_data=orjson.dumps(msg["data"]).decode())
+
+
+def full(what: str) -> str:
+    return (f"{what}: the API serves at most this many live stream clients at once; "
+            "try again later (MINEWATCH_API_MAX_STREAMS)")
+
+
+def stream_slot(state: StateDep) -> Slots:
+    """503 when every place among the stream clients is taken; the stream itself takes its
+    place (``Slots.hold``) for as long as it runs."""
+    if state.live.slots.full:
+        raise HTTPException(503, full(f"{state.live.slots.limit} streams are open"), headers={"Retry-After": "5"})
+    return state.live.slots
+
+
+StreamSlot = Annotated[Slots, Depends(stream_slot)]
 
 
 def stream_scenarios(scenario: ScenariosQ = None) -> set[str]:
@@ -73,26 +95,28 @@ def stream_scenarios(scenario: ScenariosQ = None) -> set[str]:
         raise bad(str(exc), "scenario") from None
 
 
-@router.get("/stream", response_class=EventSourceResponse, responses=errors(streaming=True),
+@router.get("/stream", response_class=EventSourceResponse, responses=errors(503, streaming=True),
             summary="Live alert events (and readings) as Server-Sent Events")
-async def stream(state: StateDep, _: Reader, scenarios: Annotated[set[str], Depends(stream_scenarios)]
-                 ) -> AsyncIterator[ServerSentEvent]:
+async def stream(state: StateDep, _: Reader, scenarios: Annotated[set[str], Depends(stream_scenarios)],
+                 slots: StreamSlot) -> AsyncIterator[ServerSentEvent]:
     """Server-Sent Events: first an `active` event with the active alerts, then `alert` events,
     `status` events and, for the scenarios in `scenario`, `reading` events. Browsers pass the key
     as `?api_key=` or the `minewatch_api_key` cookie (EventSource cannot send headers)."""
     sub = state.live.hub.subscribe(scenarios)
+    slots.hold()
     try:
         # the snapshots are taken after subscribing, so no event can fall between the two
-        first, *rest = snapshots(state)
-        yield ServerSentEvent(retry=2000, event=first["type"], raw_data=orjson.dumps(first["data"]).decode())
-        for msg in rest:
-            yield sse(msg)
+        (kind, data), *rest = snapshots(state)
+        yield ServerSentEvent(retry=2000, event=kind, raw_data=data)
+        for kind, data in rest:
+            yield ServerSentEvent(event=kind, raw_data=data)
         while True:
             msg = await sub.get()
             yield sse(msg)
             if msg["type"] == "lagged":
                 return
     finally:
+        slots.give()
         state.live.hub.unsubscribe(sub)
 
 
@@ -116,10 +140,15 @@ async def ws(websocket: WebSocket) -> None:
         await websocket.close(code=4422, reason=str(exc)[:120])
         return
     await websocket.accept()
+    if state.live.slots.full:
+        # 1013: try again later
+        await websocket.close(code=1013, reason=full(f"{state.live.slots.limit} streams")[:120])
+        return
     sub = state.live.hub.subscribe(scenarios)
+    state.live.slots.hold()
     try:
-        for msg in snapshots(state):
-            await websocket.send_text(orjson.dumps(msg).decode())
+        for kind, data in snapshots(state):
+            await websocket.send_text(f'{{"type":"{kind}","data":{data}}}')
         reader = asyncio.create_task(_read_commands(websocket, sub))
         try:
             while not reader.done():
@@ -141,6 +170,7 @@ async def ws(websocket: WebSocket) -> None:
         pass
     finally:
         state.live.hub.unsubscribe(sub)
+        state.live.slots.give()
 
 
 async def _read_commands(websocket: WebSocket, sub: Subscriber) -> None:

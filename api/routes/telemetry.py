@@ -12,21 +12,27 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from api.deps import InfluxDep, Reader, StateDep
-from api.params import channels_or_422, robot_or_422, scenario_or_422, window_or_422
+from api.params import (CHANNELS_PATTERN, ROBOT_PATTERN, ScenarioName, channels_or_422, robot_or_422, scenario_or_422,
+                        window_or_422)
 from api.schemas import LatestReading, SeriesPublic, TelemetryHistory, TelemetryLatest, errors
-from api.times import TIME_HELP, iso
+from api.times import TIME_HELP, TIME_PATTERN, iso
 from api.views import beyond, latest_readings, merge_readings
 from minewatch.influx import InfluxError
 
 router = APIRouter(prefix="/telemetry", tags=["telemetry"])
 
-ScenarioQ = Annotated[str, Query(description="scenario id", examples=["mf01"])]
-RobotQ = Annotated[str | None, Query(description="only this robot (default: every robot in the scenario)")]
-ChannelsQ = Annotated[str | None, Query(description="comma-separated channels (default: all of the scenario); "
-                                        "battery, pos_m, latency_ms and rssi_dbm too", examples=["ch4_t1,co"])]
-StartQ = Annotated[str | None, Query(description=f"window start; {TIME_HELP}", examples=["2026-11-27T00:00:00Z"])]
-EndQ = Annotated[str | None, Query(description=f"window end (exclusive); {TIME_HELP}", examples=["2026-11-27T08:00:00Z"])]
 MAX_WINDOW_S = 92 * 86400  # a quarter: the longest window one request may cover
+ScenarioQ = Annotated[ScenarioName, Query(description="scenario id", examples=["mf01"])]
+RobotQ = Annotated[str | None, Query(pattern=ROBOT_PATTERN, description="only this robot (default: every robot in "
+                                     "the scenario)", examples=["r01"])]
+ChannelsQ = Annotated[str | None, Query(pattern=CHANNELS_PATTERN,
+                                        description="comma-separated channels of the scenario (default: all of them); "
+                                        "battery, pos_m, latency_ms and rssi_dbm too", examples=["ch4_t1,co"])]
+StartQ = Annotated[str, Query(pattern=TIME_PATTERN, description=f"window start; {TIME_HELP}",
+                                     examples=["2026-11-27T00:00:00Z"])]
+EndQ = Annotated[str, Query(pattern=TIME_PATTERN, description=f"window end (exclusive); {TIME_HELP}; "
+                                   f"after start and at most {MAX_WINDOW_S // 86400} days after it",
+                                   examples=["2026-11-27T08:00:00Z"])]
 
 
 def _where(scenario_id: str, robot: str | None, t0: int | None = None, t1: int | None = None) -> str:
@@ -60,8 +66,8 @@ async def latest(scenario: ScenarioQ, state: StateDep, influx: InfluxDep, _: Rea
 
 @router.get("/history", response_model=TelemetryHistory, responses=errors(), summary="Downsampled history")
 async def history(
-    scenario: ScenarioQ, influx: InfluxDep, _: Reader, robot: RobotQ = None, channels: ChannelsQ = None,
-    start: StartQ = None, end: EndQ = None,
+    scenario: ScenarioQ, influx: InfluxDep, _: Reader, start: StartQ, end: EndQ, robot: RobotQ = None,
+    channels: ChannelsQ = None,
     points: Annotated[int, Query(ge=1, le=20000, description="about this many buckets over the window")] = 500,
 ) -> TelemetryHistory:
     """Mean, min and max of each channel per time bucket (``GROUP BY time()``), the bucket
@@ -101,8 +107,8 @@ async def history(
 @router.get("/export.csv", response_class=StreamingResponse, summary="Raw readings of a window as CSV",
             responses={**errors(streaming=True), 200: {"content": {"text/csv": {"schema": {"type": "string"}}},
                                          "description": "time (ISO), ts_ns, robot, then one column per channel"}})
-async def export_csv(scenario: ScenarioQ, influx: InfluxDep, _: Reader, robot: RobotQ = None,
-                     channels: ChannelsQ = None, start: StartQ = None, end: EndQ = None) -> StreamingResponse:
+async def export_csv(scenario: ScenarioQ, influx: InfluxDep, _: Reader, start: StartQ, end: EndQ,
+                     robot: RobotQ = None, channels: ChannelsQ = None) -> StreamingResponse:
     """Every stored reading of the window, in time order, streamed (``chunked=true`` from
     InfluxDB), so a long window does not sit in memory."""
     sc = scenario_or_422(scenario)

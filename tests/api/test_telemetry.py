@@ -59,7 +59,7 @@ def test_history_is_downsampled_to_the_points_asked_for(stored: SyncInflux, api:
 
 @pytest.mark.parametrize("params, word", [
     ({"scenario": "zz01"}, "unknown scenario"),
-    ({"channels": "ch4_t1,nope"}, "no channel 'nope'"),
+    ({"channels": "ch4_t1,nope"}, "channel names"),
     ({"start": "yesterday"}, "ISO 8601"),
     ({"end": str(T0 - S)}, "after start"),
     ({"robot": "r'01"}, "robot id"),
