@@ -40,7 +40,7 @@ __all__ = ["LEVEL_FIELDS", "SETTING_FIELDS", "Overrides", "parse_overrides"]
 LEVEL_FIELDS = ("warning", "alarm", "critical", "restore")
 SETTING_FIELDS = ("rise", "debounce")
 _SIDES = ("high", "low")
-_PATTERN = re.compile(r"^[A-Za-z0-9_*?\[\]!-]+$")
+_PATTERN = re.compile(r"\A[A-Za-z0-9_*?\[\]!-]+\Z")
 
 
 def _split_key(key: str) -> tuple[str, str, str, str | None]:

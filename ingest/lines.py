@@ -27,7 +27,7 @@ __all__ = ["TelemetryLines", "CHANNEL_RE", "RESERVED_FIELDS", "status_line", "al
            "stats_line"]
 
 # A channel becomes an InfluxDB field key: keep to the id alphabet so no escaping is needed.
-CHANNEL_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+CHANNEL_RE = re.compile(r"\A[A-Za-z0-9_.-]{1,64}\Z")
 # Fields of ``telemetry`` that are not channels; a reading may not take these names.
 RESERVED_FIELDS = frozenset({"seq", "boot", "robot_ts", "battery", "pos_m", "latency_ms", "rssi_dbm", "late", "time"})
 

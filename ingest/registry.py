@@ -15,14 +15,14 @@ from __future__ import annotations
 import fnmatch
 import re
 
+from minewatch.catalogue import FLEET
+
 __all__ = ["RobotRegistry", "fleet_ids"]
 
 
 def fleet_ids() -> list[str]:
-    """The simulator's default fleet: what a mine runs when it runs the simulator."""
-    from simulator.fleet import default_fleet
-
-    return [r.id for r in default_fleet()]
+    """The default fleet (``minewatch.catalogue.FLEET``): what a mine runs when it runs the simulator."""
+    return list(FLEET)
 
 
 class RobotRegistry:

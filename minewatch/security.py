@@ -93,7 +93,7 @@ SERVICE_ROLES: tuple[Role, ...] = ("ingest", "api", "simulator", "healthcheck")
 SERVICE_CLIENT_ID_PREFIXES = ("minewatch-", "mwsim-", "auto-")
 PUBLIC_PORT, PUBLIC_TLS_PORT = 1883, 8883
 SERVICE_PORT, SERVICE_TLS_PORT = 1884, 8884
-_ROBOT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_ROBOT_ID = re.compile(r"\A[A-Za-z0-9_.-]{1,64}\Z")
 # Mosquitto refuses a username containing these in ACL lines; ':' ends the name in the file.
 _BAD_USER_CHARS = set("+#/: \t\n")
 PBKDF2_ITERATIONS = 1000  # mosquitto_passwd's default is 101; the broker reads any count

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 __all__ = ["Topics", "DEFAULT_PREFIX"]
 
 DEFAULT_PREFIX = "minewatch/v1"
-_LEVEL = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_LEVEL = re.compile(r"\A[A-Za-z0-9_.-]{1,64}\Z")
 
 
 def _level(value: str, what: str) -> str:

@@ -30,6 +30,7 @@ SMOKE: dict[str, tuple[list[str], bool]] = {
     "broker_security.py": (["--runs", "1", "--messages", "200"], True),
     "detection_quality.py": (["--seeds", "1", "--hours", "0.25", "--rate", "0.2",
                               "--kinds", "methane_outburst,sensor_stuck", "--trials", "4"], False),
+    "hostile.py": (["--messages", "600", "--warm", "200", "--sse-clients", "3", "--sse-alerts", "20"], True),
     "hostile_api.py": (["--clients", "5", "--alerts", "50"], True),
     "detector_kernels.py": (["--samples", "20000", "--slow-samples", "2000", "--streams", "50", "--repeats", "1"],
                             False),
@@ -49,6 +50,8 @@ FIGURES: dict[str, set[str]] = {
     "detection_quality.py": {"change_detection_rate", "detection_recall", "detection_precision",
                              "limit_violation_recall", "methane_power_cut_delay_p95_s", "false_alerts_per_shift"},
     "detector_kernels.py": {"kernel_samples_per_s", "kernel_speedup"},
+    "hostile.py": {"fuzz_messages", "fuzz_deadlettered", "fuzz_good_frames_lost", "ingest_rss_growth_mb",
+                   "broker_disconnects", "influx_shards", "api_sse_clients_rss_mb"},
     "hostile_api.py": {"api_sse_clients_rss_mb", "api_sse_after_leave_rss_mb"},
     "influx_direct.py": {"influx_direct_sustained_points_per_s", "influx_cpu_us_per_point"},
     "ingest_cpu.py": {"ingest_cpu_us_per_point", "ingest_cpu_speedup"},
@@ -65,6 +68,10 @@ CHECKS: dict[str, list[tuple[str, str, object, str]]] = {
     "alarm_load.py": [("alarm_incidents", "value", lambda v: v >= 1, "the demo's outburst opens an incident"),
                       ("alarm_recall", "meets", lambda v: v is True, "the live stack alerts what the detectors do")],
     "ingest_throughput.py": [("ingest_lost_points", "value", lambda v: v == 0, "no point is lost")],
+    "hostile.py": [("fuzz_deadlettered", "meets", lambda v: v is True, "every bad message dead-lettered once"),
+                   ("fuzz_good_frames_lost", "value", lambda v: v == 0, "no good frame is lost"),
+                   ("broker_disconnects", "value", lambda v: v == 0, "no input costs the broker connection"),
+                   ("influx_shards", "furthest_end_days", lambda v: v < 2, "no shard out in the future")],
 }
 
 
