@@ -16,8 +16,8 @@ Prints one JSON line per figure:
 - ``ingest_rss_growth_mb``: the ingestor's RSS after the fuzz, settled, minus its warmed-up RSS
   (with the peak seen during the fuzz);
 - ``broker_disconnects``: times the ingestor lost its broker connection during the run;
-- ``influx_shards``: shards of the database afterwards (with the furthest shard's end, in days
-  from now: a future timestamp would make a shard out there);
+- ``influx_future_shards``: shards of the database that start after now (a future timestamp
+  stored would make one), with the number of shards in all;
 - ``api_sse_clients_rss_mb``: the API's RSS with ``--sse-clients`` live-stream clients, from
   ``bench/hostile_api.py``.
 
@@ -329,9 +329,9 @@ def run(messages: int, warm: int, seed: int, tmp: Path, timeout: float = 300.0) 
              after_mb=round(rss_after, 1), peak_mb=round(peak, 1), limit_mb=50, **cond)
         emit("broker_disconnects", max(0, connects - 1), "disconnects", **cond)
         sh = shards(db)
-        furthest = max((e for _, e in sh), default=0)
-        emit("influx_shards", len(sh), "shards", furthest_end_days=round((furthest - time.time_ns()) / 86_400e9, 2),
-             **cond)
+        now = time.time_ns()
+        emit("influx_future_shards", sum(1 for s, _ in sh if s > now), "shards", shards=len(sh),
+             latest_start_days=round((max(s for s, _ in sh) - now) / 86_400e9, 2) if sh else None, **cond)
         return cond
         letters.close()
         pub.close()

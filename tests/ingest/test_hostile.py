@@ -137,8 +137,8 @@ def test_timestamps_out_of_range_are_deadlettered_and_make_no_shard(
     assert_exactly_once(influx_db, {"r02": 32})
     shards = _shards(influx_db)
     assert shards, "no shard at all: the good frames were not stored"
-    for start, end in shards:
-        assert now - 3 * 86_400 * _NS <= start and end <= now + 2 * 86_400 * _NS, (start, end, shards)
+    for start, end in shards:  # none for the future, none for 1970 (a week's shard may start days back)
+        assert now - 8 * 86_400 * _NS <= start <= time.time_ns(), (start, end, shards)
     col.close()
     pub.close()
 
