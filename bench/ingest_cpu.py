@@ -205,7 +205,9 @@ def service_run(batches: list[list[Msg]], tmp: Path) -> float:
     from minewatch.settings import Settings
 
     settings = Settings(topic_prefix=PREFIX, data_dir=tmp)
-    ing = Ingestor(settings, IngestOptions(detectors=False, spool_dir=tmp / "spool", stats_interval_s=1e9, tick_s=1e9))
+    # the load names its robots freely (copies of the fleet)
+    ing = Ingestor(settings, IngestOptions(detectors=False, spool_dir=tmp / "spool", stats_interval_s=1e9, tick_s=1e9,
+                                           robots="*"))
     ing._next_stats = ing._next_tick = time.monotonic() + 1e9
     spent = 0.0
     try:

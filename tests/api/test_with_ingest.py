@@ -22,8 +22,9 @@ from .conftest import Api, Publisher, wait_for
 
 pytestmark = pytest.mark.integration
 
-# a recorded shift: the one of two days ago (inside the raw data's 7-day retention)
-SHIFT = ShiftCalendar().at_ns(time.time_ns() - 2 * 86400 * 10**9).id
+# a recorded shift: the night shift (a production shift, whose gas the simulator makes higher than a
+# maintenance shift's) of two days ago, inside the raw data's retention, whatever the time of day now
+SHIFT = ShiftCalendar().at_ns(time.time_ns() - 2 * 86400 * 10**9).id.split(":")[0] + ":night"
 FAULTS = [
     {"kind": "methane_outburst", "scenario": "mf01", "channel": "ch4_t1", "start": "+2m", "duration": "90s", "peak": 1.8},
     {"kind": "sensor_stuck", "scenario": "ra01", "channel": "ch4", "start": "+3m", "duration": "4m"},
