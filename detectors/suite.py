@@ -48,6 +48,10 @@ from detectors.vibration import VibrationFeatures, analyse_blocks
 
 __all__ = ["Detection", "DetectorSuite"]
 
+# Compiled frame shapes (a robot, a place, the reading names it sends) kept at most: a fleet has
+# some hundreds; a robot sending a new combination with every frame costs a recompile, not memory.
+MAX_SHAPES = 4096
+
 _NS = 1_000_000_000
 ROBOTS = "robots"  # the engine's place for robot-level alerts (a robot moves between scenarios)
 # The change detector watches channels without fixed limits whose level does not jump with the
@@ -496,7 +500,7 @@ class DetectorSuite:
         """Compile the shape of a frame of robot ``rid`` in ``sid`` carrying ``keys``: ready when
         every stream its samples go to exists."""
         shp = Shape(index=-1, scenario_id=sid, robot_id=rid, keys=keys, robot=self._robot(rid).number)
-        if len(self._shape_table) >= 100_000:  # robots come and go: start the cache afresh
+        if len(self._shape_table) >= MAX_SHAPES:  # robots come and go, or one sends ever new shapes: start afresh
             self._shapes.clear(), self._ready.clear(), self._shape_keys.clear()
             self._shape_table = ShapeTable()
         self._shapes[(sid, rid, keys)] = shp

@@ -77,9 +77,12 @@ def _partition(ctx: click.Context, param: click.Parameter, value: str):  # noqa:
               help="A bigger message is dead-lettered too_large.")
 @click.option("--max-frames", type=click.IntRange(1), default=10_000, show_default=True,
               help="A message of more frames is dead-lettered too_many_frames.")
-@click.option("--max-channels", type=click.IntRange(1), default=4096, show_default=True,
-              help="Distinct reading names taken at most (each is an InfluxDB field); a frame with a new one "
+@click.option("--max-channels", type=click.IntRange(1), default=1024, show_default=True,
+              help="Distinct reading names taken at most (each is an InfluxDB field); a message with a new one "
                    "past this is dead-lettered too_many_channels.")
+@click.option("--max-new-channels", type=click.IntRange(1), default=16, show_default=True,
+              help="Reading names not known before that one message may bring; more is dead-lettered "
+                   "too_many_channels.")
 @click.option("--max-age", type=click.FloatRange(60.0), default=None,
               help="Seconds: a frame, status or acknowledgement older than this is dead-lettered ts_out_of_range "
                    "[default: the raw retention less a day and an hour, which InfluxDB would refuse].")
@@ -100,7 +103,7 @@ def ingest(mqtt_url: str | None, influx_url: str | None, influx_db: str | None, 
            client_id: str | None, spool_dir: Path | None, spool_max_mb: int, metrics_port: int | None, metrics_host: str,
            batch_size: int, batch_ms: float, late_after: float, live_horizon: float, clock_tolerance: float, clock_settle: float,
            warmup: float, clock: str, repeat_hold: float, stop_timeout: float, robots: str, max_message_bytes: int,
-           max_frames: int, max_channels: int, max_age: float | None, max_clock_ahead: float, max_ahead: float,
+           max_frames: int, max_channels: int, max_new_channels: int, max_age: float | None, max_clock_ahead: float, max_ahead: float,
            max_packet_bytes: int, no_detectors: bool, limits: tuple[str, ...],
            log_level: str) -> None:  # noqa: ANN001
     """Consume telemetry, store every reading in InfluxDB, run the detectors, publish alerts.
@@ -132,7 +135,7 @@ def ingest(mqtt_url: str | None, influx_url: str | None, influx_db: str | None, 
                          batch_size=batch_size, batch_ms=batch_ms, late_after_s=late_after,
                          live_horizon_s=live_horizon, clock_tolerance_s=clock_tolerance, clock_settle_s=clock_settle, warmup_s=warmup, clock=clock,
                          repeat_hold_s=repeat_hold, robots=robots, max_message_bytes=max_message_bytes,
-                         max_frames=max_frames, max_channels=max_channels, max_clock_ahead_s=max_clock_ahead,
+                         max_frames=max_frames, max_channels=max_channels, max_new_channels=max_new_channels, max_clock_ahead_s=max_clock_ahead,
                          max_ahead_s=max_ahead, max_packet_bytes=max_packet_bytes,
                          **({"max_age_s": max_age} if max_age is not None else {}),
                          detectors=not no_detectors, overrides=overrides, stop_timeout_s=stop_timeout)

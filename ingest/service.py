@@ -35,6 +35,7 @@ import signal
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +74,29 @@ T = TypeVar("T")
 
 _readings, _seq, _ts = operator.attrgetter("readings"), operator.attrgetter("seq"), operator.attrgetter("ts")
 _NS = 1_000_000_000
+DEAD_LOGGED = 20  # dead letters logged one by one a minute
+
+
+# The channels the detectors watch, per scenario: the catalogue's. Other reading names a robot
+# sends are stored, never watched: a limit, a silence or a change of a quantity nobody has defined
+# is no alarm an operator can act on, and a flood of made-up names must not become a flood of alerts.
+_WATCHED = {sid: frozenset(c.name for c in sc.channels) for sid, sc in SCENARIOS.items()}
+
+
+def _catalogue_only(frames: list[Frame]) -> list[Frame]:
+    """``frames`` with only the catalogue's channels of their scenario in their readings (the same
+    list when every frame already has only those, as a robot's frames do)."""
+    watched = _WATCHED
+    if all(f.readings.keys() <= watched.get(f.scenario_id, f.readings.keys()) for f in frames):
+        return frames
+    out = []
+    for f in frames:
+        w = watched.get(f.scenario_id)
+        if w is None or f.readings.keys() <= w:
+            out.append(f)
+        else:
+            out.append(msgspec.structs.replace(f, readings={k: v for k, v in f.readings.items() if k in w}))
+    return out
 
 
 def _iso(ns: int) -> str:
@@ -133,7 +157,8 @@ class IngestOptions:
     max_robots: int = 10_000              # robots taken at most, whatever the registry's patterns allow
     max_message_bytes: int = 4 << 20      # too_large
     max_frames: int = 10_000              # frames in one message: too_many_frames
-    max_channels: int = 4096              # reading names ever taken (each is an InfluxDB field): too_many_channels
+    max_channels: int = 1024              # reading names ever taken (each is an InfluxDB field): too_many_channels
+    max_new_channels: int = 16            # reading names not known before, in one message: too_many_channels
     # ts_out_of_range: a frame (status, acknowledgement) older than the raw retention (InfluxDB would
     # refuse it, and its alerts with it) or further ahead than ``max_clock_ahead_s`` by the robot's own
     # clock (a clock up to that far ahead is corrected, with a robot_clock alert); what is stored is
@@ -288,6 +313,8 @@ class Ingestor:
         self._tick_floor = 0  # the detectors' time-driven checks look no earlier than this
         self.started = asyncio.Event()
         self._storage_task: asyncio.Task[None] | None = None
+        self._dead_window, self._dead_logged = time.monotonic(), 0
+        self._dead_quiet: Counter[str] = Counter()
         self.counts = {"deadlettered": 0, "stored": 0, "spooled": 0, "alerts": 0, "acked": 0, "received": 0}
         self.host = socket.gethostname()
 
@@ -459,7 +486,7 @@ class Ingestor:
         before = {e.alert_id for e in restored}
         restored_incidents = {i.incident_id for i in suite.engine.active_incidents()}
         try:
-            det = suite.process(frames, late=[False] * len(frames))
+            det = suite.process(_catalogue_only(frames), late=[False] * len(frames))
         except Exception:  # noqa: BLE001 - a detector fault must not stop the start
             log.exception("detectors failed warming up on %d stored frames; they start cold", len(frames))
             return
@@ -644,7 +671,7 @@ class Ingestor:
         if suite is not None and (frames or statuses):
             try:
                 if frames:
-                    det = suite.process(frames, late=late, arrived=arrived)
+                    det = suite.process(_catalogue_only(frames), late=late, arrived=arrived)
                     events.extend(det.events)
                     batch.lines.extend(det.lines)
                     self._count_detected(frames, ok=True)
@@ -681,7 +708,7 @@ class Ingestor:
                 return
         hs = self._history_suite
         try:
-            det = hs.process(frames)
+            det = hs.process(_catalogue_only(frames))
         except Exception:  # noqa: BLE001
             log.exception("history detectors failed on %d frames; the readings are stored anyway", len(frames))
             self.metrics.detector_errors.inc()
@@ -1006,6 +1033,7 @@ class Ingestor:
             self._dead(DeadLetter(exc.reason, exc.detail, msg.topic, msg.payload))
             return None
         good = self._good_channels
+        new: dict[str, None] = {}
         for f in frames:
             if f.robot_id != robot_id or f.scenario_id != scenario_id:
                 self._dead(DeadLetter("topic_mismatch", f"frame of robot {f.robot_id!r} in scenario "
@@ -1017,18 +1045,21 @@ class Ingestor:
                                       msg.topic, msg.payload))
                 return None
             for k in f.readings:
-                if k not in good:
+                if k not in good and k not in new:
                     if k in RESERVED_FIELDS or not CHANNEL_RE.match(k):
                         self._dead(DeadLetter("bad_channel", f"reading name {k[:100]!r} is not a channel name "
                                               "(letters, digits, '_', '.', '-') or is reserved", msg.topic, msg.payload))
                         return None
-                    if len(good) >= self.opts.max_channels:
-                        self._dead(DeadLetter("too_many_channels", f"reading name {k!r} would be channel number "
-                                              f"{len(good) + 1}, over the limit of {self.opts.max_channels}",
-                                              msg.topic, msg.payload))
-                        return None
-                    good.add(k)
-                    self._frames_on.learn((k,))
+                    new[k] = None
+        if new:  # taken all at once, or not at all
+            o = self.opts
+            if len(new) > o.max_new_channels or len(good) + len(new) > o.max_channels:
+                self._dead(DeadLetter("too_many_channels", f"{len(new)} new reading names (first {next(iter(new))!r}); "
+                                      f"at most {o.max_new_channels} new in a message and {o.max_channels} in all "
+                                      f"({len(good)} known)", msg.topic, msg.payload))
+                return None
+            good.update(new)
+            self._frames_on.learn(new)
         return frames
 
     def _status(self, msg: Incoming, robot_id: str, batch: _Batch) -> None:
@@ -1125,7 +1156,20 @@ class Ingestor:
     def _dead(self, dl: DeadLetter) -> None:
         self.metrics.deadlettered(dl.reason)
         self.counts["deadlettered"] += 1
-        log.info("dead letter: %r", dl)
+        # logged one by one up to DEAD_LOGGED a minute, then counted: a client sending garbage fast
+        # must not fill the disk through the log (every letter is still published and counted)
+        now = time.monotonic()
+        if now - self._dead_window >= 60.0:
+            if self._dead_quiet:
+                log.warning("%d more dead letters in the last minute, not logged one by one: %s",
+                            sum(self._dead_quiet.values()), dict(self._dead_quiet.most_common(10)))
+            self._dead_window, self._dead_logged = now, 0
+            self._dead_quiet.clear()
+        if self._dead_logged < DEAD_LOGGED:
+            self._dead_logged += 1
+            log.info("dead letter: %r", dl)
+        else:
+            self._dead_quiet[dl.reason] += 1
         self.consumer.publish(self.topics.deadletter(dl.reason), dl.encode(str(self.partition)), 0, False)
 
     def _rejected(self, rejected: Sequence[tuple[str, str]]) -> None:

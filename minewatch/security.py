@@ -207,8 +207,11 @@ def acl_text(prefix: str = DEFAULT_PREFIX, integrators: Iterable[str] = ("integr
             raise ValueError(f"integrator {name!r} has a robot's name")
         blocks += [
             "",
-            f"# Integrator {name}: alerts, incidents and watch states, read only.",
+            f"# Integrator {name}: alerts, incidents and watch states, read only; not the operators'",
+            "# acknowledgement requests (the API's commands to the ingestor).",
             f"user {name}",
+            f"topic deny {p}/alerts/ack/#",
+            f"topic deny {p}/incidents/ack/#",
             f"topic read {p}/alerts/#",
             f"topic read {p}/incidents/#",
             f"topic read {p}/watch/#",

@@ -175,3 +175,43 @@ def test_robots_outside_the_fleet_are_deadlettered_not_alerted(
     finally:
         if proc.alive:
             assert proc.terminate() == 0, proc.log()
+
+
+def test_a_flood_of_new_channel_names_is_refused_and_the_log_stays_short(
+        mosquitto: Mosquitto, influxd: Influxd, influx_db: SyncInflux, prefix: str, tmp_path: Path,
+        ingest_process: Callable[..., IngestProcess]) -> None:
+    """One frame with 4,000 new reading names is refused whole (too_many_channels); a frame with a
+    few new names is stored as before; 2,000 dead letters in a burst make some tens of log lines."""
+    topics = Topics(prefix)
+    proc = ingest_process(*_args(mosquitto, influxd, influx_db, prefix, tmp_path))
+    wait_until(lambda: _connects(proc) >= 1, 30, "ingest to connect")
+    col = Collector(mosquitto.url, f"{prefix}/deadletter/+")
+    pub = Publisher(mosquitto.url)
+    now = time.time_ns()
+    base = frames_for("mf01", "r01", 3, t0=now - 10 * _NS)
+    flood = msgspec.structs.replace(base[0], readings={**base[0].readings, **{f"x{i}": 1.0 for i in range(4000)}})
+    few = msgspec.structs.replace(base[1], readings={**base[1].readings, "extra_temp": 21.5, "extra_hum": 80.0})
+    pub.send(topics, [flood])
+    pub.send(topics, [few, base[2]])
+    for _ in range(2000):
+        pub.publish(topics.telemetry("mf01", "r01"), b"{")
+    pub.flush()
+    wait_until(lambda: telemetry_count(influx_db) >= 2 and len(_letters(col)) >= 2001, 60, "frames and dead letters")
+    letters = _letters(col)
+    assert [d.reason for d in letters].count("too_many_channels") == 1 and len(letters) == 2001
+    rows = influx_db.query('SELECT "extra_temp" FROM "telemetry" WHERE "robot" = \'r01\'')
+    assert [r["extra_temp"] for r in rows] == [21.5]
+    assert proc.terminate() == 0, proc.log()
+    whole = proc.log_path.read_text(errors="replace")
+    assert 0 < whole.count("dead letter: ") <= 25, whole[-2000:]
+
+
+def test_the_detectors_watch_only_the_catalogues_channels() -> None:
+    from ingest.service import _catalogue_only
+
+    fs = frames_for("mf01", "r01", 2)
+    assert _catalogue_only(fs) is fs  # a robot's own frames: untouched, not copied
+    extra = [msgspec.structs.replace(fs[0], readings={**fs[0].readings, "x1": 5.0, "x2": None}), fs[1]]
+    out = _catalogue_only(extra)
+    assert out[0].readings == fs[0].readings and out[1] is fs[1]
+    assert out[0].seq == fs[0].seq and out[0].ts == fs[0].ts
