@@ -15,6 +15,7 @@ it answers None and the caller asks :func:`decode_frames` for the verdict and th
 
 from __future__ import annotations
 
+import binascii
 import math
 import re
 from collections.abc import Iterable
@@ -82,6 +83,20 @@ def _check(f: Frame) -> None:
     for k, w in f.waveforms.items():
         if w.dtype not in ("f4", "i2"):
             raise FrameError("bad_waveform", f"waveform {k!r} dtype must be f4 or i2, got {w.dtype!r}")
+        why = _wave_data_fault(w)
+        if why:
+            raise FrameError("bad_waveform", f"waveform {k!r}: {why}")
+
+
+def _wave_data_fault(w: WaveBlock) -> str | None:
+    """Why a block's ``data`` is not whole samples of its dtype in base64, or None."""
+    try:
+        raw = binascii.a2b_base64(w.data, strict_mode=True)
+    except (binascii.Error, ValueError):
+        return "data is not base64"
+    if not raw or len(raw) % (4 if w.dtype == "f4" else 2):
+        return f"data is {len(raw)} bytes, not whole {w.dtype} samples"
+    return None
 
 
 def _is_array(payload: bytes) -> bool:
@@ -147,6 +162,8 @@ def _decode_on(dec: msgspec.json.Decoder, one: msgspec.json.Decoder, payload: by
     for f in frames:
         if f.robot_id != robot_id or f.scenario_id != scenario_id:
             return None
+        if f.waveforms and any(_wave_data_fault(w) for w in f.waveforms.values()):
+            return None  # the checked way names the reason
     return frames
 
 

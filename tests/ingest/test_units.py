@@ -114,3 +114,18 @@ def test_deadletter_is_small_whatever_it_carries(payload: bytes) -> None:
     assert payload.startswith(shown) and len(shown) >= min(len(payload), EXCERPT_BYTES - 3)
 
 
+
+
+@pytest.mark.parametrize("data, why", [("!!!", "not base64"), (base64.b64encode(b"abc").decode(), "whole f4"),
+                                       ("", "whole f4")])
+def test_a_waveform_whose_data_is_not_samples_is_refused(data: str, why: str) -> None:
+    from minewatch.wire import FrameError, decode_frames, decode_frames_on
+
+    payload = json.dumps({"robot_id": "r01", "scenario_id": "mf01", "seq": 1, "ts": 1,
+                          "waveforms": {"vib": {"rate_hz": 25600, "data": data}}}).encode()
+    with pytest.raises(FrameError, match=why) as exc:
+        decode_frames(payload)
+    assert exc.value.reason == "bad_waveform"
+    assert decode_frames_on(payload, "mf01", "r01") is None  # the hot path leaves it to the checked way
+    good = base64.b64encode(b"\0" * 16).decode()
+    assert decode_frames(payload.replace(f'"data": "{data}"'.encode(), f'"data": "{good}"'.encode()))
