@@ -61,6 +61,8 @@ class Settings(BaseSettings):
                                  description="live stream clients (SSE and WebSocket together) the API serves at once")
     api_snapshot_max: int = Field(default=1000, ge=1,
                                   description="active alerts and open incidents a stream client gets on connecting")
+    robots: str = Field(default="fleet", description="the fleet registry: robot ids and patterns whose frames and "
+                        "statuses are taken (fleet = the simulator's default fleet, * = any robot)")
     data_dir: Path = Field(default=Path(".minewatch"), description="spool and local state")
     metrics_port: int = Field(default=0, description="Prometheus metrics port of the ingestor; 0 = off")
 
