@@ -1,17 +1,20 @@
 """The live picture takes what the ingestor takes: frames and statuses of the topic's robot, of
 the fleet registry, dated within the window, never retained telemetry; one reading per message
-on the streams.
+on the streams; the stream cap holds under a burst.
 
 Against the API served by uvicorn with the real mosquitto and influxd behind it."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import time
 from collections.abc import Callable
 
 import pytest
 
 from minewatch.schema import RobotStatus
+from minewatch.settings import Settings
 from minewatch.wire import Frame, encode_frame, encode_frames
 
 from .conftest import KEYS, S, Api, Publisher, wait_for
@@ -124,3 +127,37 @@ def test_a_status_must_be_of_the_robot_of_its_topic(api: Api, publisher: Publish
     with api.client("integrator") as c:
         robots = {r["robot_id"]: r for r in c.get("/robots").json()["data"]}
         assert set(robots) == {"r01", "r03"} and robots["r01"]["online"] and robots["r01"]["battery"] == 80.0
+        assert c.get("/robots/r01%0A").status_code == 422
+
+
+def test_the_stream_cap_holds_under_a_burst(settings: Settings, start_api: Callable[..., Api]) -> None:
+    settings.api_max_streams = 20
+    api = start_api()
+    host, port = api.url.removeprefix("http://").split(":")
+    head = f"GET /stream HTTP/1.1\r\nHost: x\r\nX-API-Key: {KEYS['integrator']}\r\n\r\n".encode()
+    with contextlib.ExitStack() as stack:
+        socks = []
+        for _ in range(60):
+            s = stack.enter_context(socket.create_connection((host, int(port)), timeout=10))
+            socks.append(s)
+        for s in socks:  # the requests all arrive before any response is written
+            s.sendall(head)
+        codes: dict[bytes, int] = {}
+        for s in socks:
+            try:
+                line = s.recv(64).split(b"\r\n")[0]
+            except TimeoutError:
+                line = b"timeout"
+            codes[line] = codes.get(line, 0) + 1
+        assert codes.get(b"HTTP/1.1 200 OK") == 20 and codes.get(b"HTTP/1.1 503 Service Unavailable") == 40, codes
+    with api.client("integrator") as c:
+
+        def in_again() -> bool:  # every place came back when the clients left
+            ok = []
+            with contextlib.ExitStack() as st:
+                for _ in range(20):
+                    r = st.enter_context(c.stream("GET", "/stream"))
+                    ok.append(r.status_code == 200)
+            return all(ok)
+
+        assert wait_for(in_again, what="the places given back")
