@@ -60,6 +60,6 @@ def api(mqtt_url: str | None, influx_url: str | None, influx_db: str | None, hos
     uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level=log_level,
                 ssl_certfile=str(settings.api_tls_cert) if settings.api_tls_cert else None,
                 ssl_keyfile=str(settings.api_tls_key) if settings.api_tls_key else None,
-                proxy_headers=False, ws="websockets-sansio",
+                proxy_headers=False, ws="websockets-sansio", timeout_keep_alive=5,
                 # streams never end by themselves: give them a moment, then close them
                 timeout_graceful_shutdown=5)

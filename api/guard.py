@@ -4,7 +4,8 @@ allows, and the security headers every response carries.
 - ``BodyLimit``: a declared ``Content-Length`` over the limit is answered 413 at once, before
   anything is read or any key is checked; a body without one (chunked) is counted as it is
   read and refused with 413 the moment it passes the limit. Nothing more than the limit (plus
-  one network read) is ever taken in.
+  one network read) is ever taken in. A body that stops coming (no part of it for
+  ``read_timeout_s``) is answered 408 and the connection closed.
 - ``MethodCheck``: a path that exists but not for this method is answered 405 with an ``Allow``
   header listing the methods the API serves there (the dashboard's static files are mounted at
   ``/`` and would otherwise answer for every path with their own ``GET, HEAD``).
@@ -14,6 +15,7 @@ allows, and the security headers every response carries.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
 from typing import Any
@@ -22,7 +24,7 @@ import orjson
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["BodyLimit", "BodyTooLarge", "MethodCheck", "SecurityHeaders", "CSP", "DOCS_CSP", "REPORT_CSP"]
+__all__ = ["BodyLimit", "BodyTooLarge", "BodyTooSlow", "MethodCheck", "SecurityHeaders", "CSP", "DOCS_CSP", "REPORT_CSP"]
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
@@ -63,10 +65,19 @@ class BodyTooLarge(HTTPException):
         return f"BodyTooLarge(limit={self.limit})"
 
 
+class BodyTooSlow(HTTPException):
+    """No part of the request body came for the read timeout."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(408, f"the request body stopped coming (nothing for {seconds:g} s)",
+                         headers={"Connection": "close"})
+
+
 class BodyLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, read_timeout_s: float = 30.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.read_timeout_s = read_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -89,14 +100,23 @@ class BodyLimit:
                 return
         seen = 0
         started = False
+        body_done = False
 
         async def counted() -> Message:
-            nonlocal seen
-            msg = await receive()
+            nonlocal seen, body_done
+            if body_done:  # waiting for the client to go (a stream): no time limit
+                return await receive()
+            try:
+                msg = await asyncio.wait_for(receive(), self.read_timeout_s)
+            except TimeoutError:
+                raise BodyTooSlow(self.read_timeout_s) from None
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
                 if seen > limit:
                     raise BodyTooLarge(limit)
+                body_done = not msg.get("more_body", False)
+            else:
+                body_done = True
             return msg
 
         async def watch(msg: Message) -> None:
@@ -111,6 +131,10 @@ class BodyLimit:
             if started:
                 raise
             await _json(send, 413, too_large(limit), [(b"connection", b"close")])
+        except BodyTooSlow as exc:
+            if started:
+                raise
+            await _json(send, 408, str(exc.detail), [(b"connection", b"close")])
 
 
 class MethodCheck:

@@ -83,9 +83,13 @@ class Slots:
     def full(self) -> bool:
         return self.taken >= self.limit
 
-    def hold(self) -> None:
-        """Count a client that was let in (when ``full`` was false a moment ago)."""
+    def take(self) -> bool:
+        """Take a place for a client being let in: False, and nothing taken, when none is free.
+        The check and the count are one step, so a burst of clients cannot slip past the limit."""
+        if self.taken >= self.limit:
+            return False
         self.taken += 1
+        return True
 
     def give(self) -> None:
         self.taken = max(0, self.taken - 1)

@@ -8,8 +8,15 @@ Two aiomqtt clients, each in its own reconnect loop:
   dropped. It also publishes acknowledgement requests.
 - the *telemetry* client subscribes QoS 0 to ``telemetry/+/+`` with a bounded queue. It keeps
   only the last raw payload per (scenario, robot) and decodes lazily when someone asks, so a
-  fast fleet costs a dictionary store per message; frames of a scenario that a stream client
-  watches are decoded and pushed at once.
+  fast fleet costs a dictionary store per message; messages of a scenario that a stream client
+  watches (and big ones) are decoded at once, and the newest frame of each goes to the streams.
+
+The live picture takes what the ingestor takes and nothing else: a robot of the fleet registry
+(``MINEWATCH_ROBOTS``, at most ``max_robots`` ids), frames whose robot and scenario are the
+topic's, dated within the ingestor's window (the raw retention behind, a day ahead), and no
+retained telemetry (a robot's live frames are never retained). A frame dated ahead of the API's
+clock counts as of the moment it arrived, so it cannot outrank frames that arrive after it. A
+status names the robot of its topic and is not dated ahead of the API's clock.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import aiomqtt
+import msgspec
 import orjson
 from pydantic import ValidationError
 
@@ -30,8 +38,11 @@ from api.hub import Hub, Slots
 from api.incidents import IncidentBook, stored_incidents
 from api.metrics import Metrics
 from api.views import frame_json
+from minewatch.catalogue import SCENARIOS
 from minewatch.mqtt import aiomqtt_kwargs
+from minewatch.registry import RobotRegistry
 from minewatch.schema import AlertEvent, AlertState, IncidentEvent, IncidentState, RobotStatus, WatchStatus
+from minewatch.storage import RAW_DAYS
 from minewatch.wire import Frame, FrameError, decode_frames
 
 if TYPE_CHECKING:
@@ -43,6 +54,11 @@ __all__ = ["LiveState", "LOOKBACK_NS"]
 log = logging.getLogger("minewatch.api")
 LOOKBACK_NS = 7 * 24 * 3600 * 1_000_000_000  # alert_events loaded at start-up: one week
 _RETRY_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+_S = 1_000_000_000
+MAX_AGE_NS = RAW_DAYS * 86_400 * _S  # a frame older than the raw retention is history, not live
+MAX_AHEAD_NS = 86_400 * _S  # a robot clock this far ahead is corrected by the ingestor; further is refused
+STATUS_AHEAD_NS = 300 * _S  # a status dated further ahead than this is refused (as the ingestor does)
+DECODE_AT_ONCE_BYTES = 64 << 10  # a bigger message is decoded on arrival, so only its newest frame is kept
 
 
 class LiveState:
@@ -60,9 +76,11 @@ class LiveState:
         # once per version and shared by every client that connects meanwhile
         self.version = 0
         self.snapshot_cache: tuple[int, Any] | None = None
+        self.registry = RobotRegistry(settings.robots)
         self.robots: dict[str, RobotStatus] = {}
-        self._raw: dict[tuple[str, str], bytes] = {}  # (scenario, robot) -> last telemetry payload
-        self._decoded: dict[tuple[str, str], Frame] = {}
+        # (scenario, robot) -> the last telemetry payload not decoded yet, and when it arrived (our clock)
+        self._raw: dict[tuple[str, str], tuple[bytes, int]] = {}
+        self._decoded: dict[tuple[str, str], Frame] = {}  # (scenario, robot) -> its newest good frame
         self._robot_frame: dict[str, tuple[str, str]] = {}  # robot -> key of its latest payload
         self._ack_waiters: dict[str, list[asyncio.Future[Any]]] = {}
         self.client: aiomqtt.Client | None = None
@@ -155,7 +173,8 @@ class LiveState:
         async with self._client("telemetry", max_queued_incoming_messages=20000) as client:
             await client.subscribe(self.topics.all_telemetry, qos=0)
             async for msg in client.messages:
-                self.on_telemetry(str(msg.topic), msg.payload if isinstance(msg.payload, bytes) else b"")
+                self.on_telemetry(str(msg.topic), msg.payload if isinstance(msg.payload, bytes) else b"",
+                                  retain=bool(msg.retain))
 
     # ------------------------------------------------------------------ inputs
     def on_message(self, topic: str, payload: bytes) -> None:
@@ -217,6 +236,10 @@ class LiveState:
             except ValidationError:
                 self.metrics.bad_messages.labels("status").inc()
                 return
+            if (st.robot_id != robot or not self.registry.allows(robot)
+                    or (st.ts is not None and st.ts > time.time_ns() + STATUS_AHEAD_NS)):
+                self.metrics.bad_messages.labels("status").inc()
+                return
             self.robots[robot] = st
             self.hub.publish({"type": "status", "data": st.model_dump(mode="json")})
 
@@ -244,35 +267,61 @@ class LiveState:
                 if not fut.done():
                     fut.set_result(ev)
 
-    def on_telemetry(self, topic: str, payload: bytes) -> None:
+    def on_telemetry(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
         key = self.topics.parse_telemetry(topic)
-        if key is None or not payload:
+        if key is None or not payload or retain or key[0] not in SCENARIOS or not self.registry.allows(key[1]):
             return
-        self._raw[key] = payload
-        self._decoded.pop(key, None)
+        now = time.time_ns()
         self._robot_frame[key[1]] = key
-        if key[0] in self.hub.watched_scenarios():
-            try:
-                frames = decode_frames(payload)
-            except FrameError:
-                return
-            self._decoded[key] = frames[-1]
-            for f in frames:
-                self.hub.publish_reading(key[0], {"type": "reading", "data": frame_json(f)})
+        watched = key[0] in self.hub.watched_scenarios()
+        if not watched and len(payload) <= DECODE_AT_ONCE_BYTES:
+            self._raw[key] = (payload, now)
+            return
+        self._raw.pop(key, None)
+        f = self._newest(key, payload, now)
+        if f is None:
+            return
+        self._decoded[key] = f
+        if watched:
+            # one reading per message: the board shows the newest, a bulk message is history
+            self.hub.publish_reading(key[0], {"type": "reading", "data": frame_json(f, key)})
+
+    def _newest(self, key: tuple[str, str], payload: bytes, arrived: int) -> Frame | None:
+        """The newest frame of a telemetry message on the topic of ``key`` that arrived at
+        ``arrived``; None when the message is not one the ingestor takes (undecodable, a frame of
+        another robot or scenario) or none of its frames is in the time window. A frame dated ahead
+        of ``arrived`` is dated ``arrived``."""
+        try:
+            frames = decode_frames(payload)
+        except FrameError:
+            self.metrics.bad_messages.labels("telemetry").inc()
+            return None
+        scenario_id, robot_id = key
+        lo, hi = arrived - MAX_AGE_NS, arrived + MAX_AHEAD_NS
+        best: Frame | None = None
+        for f in frames:
+            if f.robot_id != robot_id or f.scenario_id != scenario_id:
+                self.metrics.bad_messages.labels("telemetry").inc()
+                return None
+            if lo <= f.ts <= hi and (best is None or f.ts >= best.ts):
+                best = f
+        if best is not None and best.ts > arrived:
+            best = msgspec.structs.replace(best, ts=arrived)
+        return best
 
     # ------------------------------------------------------------------ queries
     def frame(self, key: tuple[str, str]) -> Frame | None:
-        f = self._decoded.get(key)
-        if f is None and key in self._raw:
-            try:
-                f = decode_frames(self._raw[key])[-1]
-            except FrameError:
-                return None
-            self._decoded[key] = f
-        return f
+        """The newest good frame of ``key``: a payload that is not good leaves the one before."""
+        raw = self._raw.pop(key, None)
+        if raw is not None:
+            f = self._newest(key, *raw)
+            if f is not None:
+                self._decoded[key] = f
+        return self._decoded.get(key)
 
     def frames_of(self, scenario_id: str) -> list[Frame]:
-        out = [self.frame(k) for k in list(self._raw) if k[0] == scenario_id]
+        keys = [k for k in (*self._raw, *self._decoded) if k[0] == scenario_id]
+        out = [self.frame(k) for k in dict.fromkeys(keys)]
         return [f for f in out if f is not None]
 
     def robot_frame(self, robot_id: str) -> Frame | None:

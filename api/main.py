@@ -182,7 +182,7 @@ def create_app(settings: Settings | None = None, *, calendar: ShiftCalendar | No
     if (static / "index.html").is_file():
         app.mount("/", StaticFiles(directory=static, html=True), name="static")
     app.add_middleware(MethodCheck, paths=lambda: app.openapi()["paths"])
-    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes, read_timeout_s=settings.api_read_timeout_s)
     app.add_middleware(_Timing, metrics=metrics)
     app.add_middleware(SecurityHeaders)
     return app

@@ -18,9 +18,11 @@ __all__ = ["scenario_public", "robot_public", "channel_public", "latest_readings
            "watch_public", "beyond"]
 
 
-def frame_json(f: Frame) -> dict[str, Any]:
-    """A frame as stream clients get it (``reading`` messages): no link, no waveforms."""
-    return {"robot_id": f.robot_id, "scenario_id": f.scenario_id, "seq": f.seq, "ts": f.ts, "pos_m": f.pos_m,
+def frame_json(f: Frame, key: tuple[str, str] | None = None) -> dict[str, Any]:
+    """A frame as stream clients get it (``reading`` messages): no link, no waveforms. With
+    ``key``, the (scenario, robot) of the topic it came on names it."""
+    scenario_id, robot_id = key if key is not None else (f.scenario_id, f.robot_id)
+    return {"robot_id": robot_id, "scenario_id": scenario_id, "seq": f.seq, "ts": f.ts, "pos_m": f.pos_m,
             "battery": f.battery, "readings": f.readings}
 
 

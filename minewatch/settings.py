@@ -57,10 +57,14 @@ class Settings(BaseSettings):
     api_tls_key: Path | None = None
     api_max_body_bytes: int = Field(default=4 << 20, ge=1024,
                                     description="largest request body the API reads; beyond it, 413")
+    api_read_timeout_s: float = Field(default=30.0, gt=0,
+                                      description="a request body that stops coming for this long is answered 408")
     api_max_streams: int = Field(default=500, ge=1,
                                  description="live stream clients (SSE and WebSocket together) the API serves at once")
     api_snapshot_max: int = Field(default=1000, ge=1,
                                   description="active alerts and open incidents a stream client gets on connecting")
+    robots: str = Field(default="fleet", description="the fleet registry: robot ids and patterns whose frames and "
+                        "statuses are taken (fleet = the simulator's default fleet, * = any robot)")
     data_dir: Path = Field(default=Path(".minewatch"), description="spool and local state")
     metrics_port: int = Field(default=0, description="Prometheus metrics port of the ingestor; 0 = off")
 

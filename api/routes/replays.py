@@ -93,7 +93,6 @@ async def stream_replay(job: Annotated[ReplayJob, Depends(_replay_job)], _: Read
     and, for a paced replay, `reading` events (the latest frame of each robot every tenth of a
     wall second), and a final `done` event with the result; then the stream ends."""
     sub = job.hub.subscribe()
-    slots.hold()
     try:
         yield ServerSentEvent(event="state", raw_data=job.public().model_dump_json())
         if job.finished:
@@ -105,5 +104,4 @@ async def stream_replay(job: Annotated[ReplayJob, Depends(_replay_job)], _: Read
             if msg["type"] in ("done", "lagged"):
                 return
     finally:
-        slots.give()
         job.hub.unsubscribe(sub)

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path
 
 from api.deps import Reader, StateDep
+from api.params import ROBOT_PATTERN, robot_or_422
 from api.schemas import RobotPublic, RobotsPublic, errors
 from api.views import robot_public
 
@@ -22,7 +23,10 @@ async def list_robots(state: StateDep, _: Reader) -> RobotsPublic:
 
 
 @router.get("/{robot_id}", response_model=RobotPublic, responses=errors(404), summary="One robot")
-async def get_robot(robot_id: Annotated[str, Path(examples=["r01"])], state: StateDep, _: Reader) -> RobotPublic:
+async def get_robot(robot_id: Annotated[str, Path(examples=["r01"], description="robot id",
+                                                  json_schema_extra={"pattern": ROBOT_PATTERN})],
+                    state: StateDep, _: Reader) -> RobotPublic:
+    robot_or_422(robot_id)
     if robot_id not in state.live.robot_ids():
         raise HTTPException(404, f"no robot {robot_id!r} has been seen")
     return robot_public(state.live, robot_id)

@@ -77,12 +77,17 @@ def full(what: str) -> str:
             "try again later (MINEWATCH_API_MAX_STREAMS)")
 
 
-def stream_slot(state: StateDep) -> Slots:
-    """503 when every place among the stream clients is taken; the stream itself takes its
-    place (``Slots.hold``) for as long as it runs."""
-    if state.live.slots.full:
-        raise HTTPException(503, full(f"{state.live.slots.limit} streams are open"), headers={"Retry-After": "5"})
-    return state.live.slots
+async def stream_slot(state: StateDep) -> AsyncIterator[Slots]:
+    """A place among the stream clients, taken as the request is let in and given back when the
+    response ends, however it ends (the stream runs out, the client goes, the request fails);
+    503 when every place is taken."""
+    slots = state.live.slots
+    if not slots.take():
+        raise HTTPException(503, full(f"{slots.limit} streams are open"), headers={"Retry-After": "5"})
+    try:
+        yield slots
+    finally:
+        slots.give()
 
 
 StreamSlot = Annotated[Slots, Depends(stream_slot)]
@@ -103,7 +108,6 @@ async def stream(state: StateDep, _: Reader, scenarios: Annotated[set[str], Depe
     `status` events and, for the scenarios in `scenario`, `reading` events. Browsers pass the key
     as `?api_key=` or the `minewatch_api_key` cookie (EventSource cannot send headers)."""
     sub = state.live.hub.subscribe(scenarios)
-    slots.hold()
     try:
         # the snapshots are taken after subscribing, so no event can fall between the two
         (kind, data), *rest = snapshots(state)
@@ -116,7 +120,6 @@ async def stream(state: StateDep, _: Reader, scenarios: Annotated[set[str], Depe
             if msg["type"] == "lagged":
                 return
     finally:
-        slots.give()
         state.live.hub.unsubscribe(sub)
 
 
@@ -140,12 +143,11 @@ async def ws(websocket: WebSocket) -> None:
         await websocket.close(code=4422, reason=str(exc)[:120])
         return
     await websocket.accept()
-    if state.live.slots.full:
+    if not state.live.slots.take():
         # 1013: try again later
         await websocket.close(code=1013, reason=full(f"{state.live.slots.limit} streams")[:120])
         return
     sub = state.live.hub.subscribe(scenarios)
-    state.live.slots.hold()
     try:
         for kind, data in snapshots(state):
             await websocket.send_text(f'{{"type":"{kind}","data":{data}}}')

@@ -25,7 +25,7 @@ from minewatch.influx import SyncInflux
 from minewatch.services import Influxd, Mosquitto, free_port, wait_http
 from minewatch.settings import Settings
 
-from .conftest import KEYS, Api, serve, wait_for
+from .conftest import KEYS, Api, Publisher, event, serve, wait_for
 
 pytestmark = pytest.mark.integration
 MB = 1 << 20
@@ -210,3 +210,25 @@ def test_no_secret_reaches_the_log(mosquitto: Mosquitto, influx_db: SyncInflux, 
     assert "mqtt://ingest:***@" in text
     for secret in (password, key, "influx-pw"):
         assert secret not in text, (secret, text[-2000:])
+
+
+def test_a_body_that_stops_coming_is_answered_408(settings: Settings, start_api: Callable[..., Api],
+                                                  publisher: Publisher) -> None:
+    settings.api_read_timeout_s = 1.0
+    api = start_api()
+    s = _raw(api.url, b"POST /replays HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: 100\r\n\r\n{\"from\": ")
+    t0 = time.monotonic()
+    got = _response(s)
+    s.close()
+    assert got.startswith(b"HTTP/1.1 408"), got[:200]
+    assert time.monotonic() - t0 < 5 and b"stopped coming" in got
+    # a stream, whose body is long done, is not timed out
+    with httpx.Client(base_url=api.url, timeout=10) as c, c.stream("GET", "/stream",
+                                                                   headers={"X-API-Key": KEYS["integrator"]}) as r:
+        lines = r.iter_lines()
+        assert next(lines) == "event: active"
+        time.sleep(2.0)
+        ev = event(f"mf01.ch4_t1.gas_limit.{time.time_ns()}")
+        publisher.alert(ev)
+        assert any(ev.alert_id in line for line in lines)

@@ -117,20 +117,23 @@ export function setScenarios(list) {
   emit("scenarios");
 }
 
-// A telemetry frame (or the API's reading event) for one scenario.
+// The API's reading event for one scenario. Its `scenario_id` and `robot_id` are those of the
+// topic the frame came on (the API passes no frame whose own ids differ); nothing else in it
+// names a place or a robot, and a value that is not a number is left out.
 export function applyReading(ev) {
-  const sid = ev.scenario_id ?? ev.scenario;
+  const sid = ev.scenario_id;
+  const rid = ev.robot_id;
+  if (typeof sid !== "string" || typeof rid !== "string") return;
   const s = state.scenarios.get(sid);
   if (!s) return;
   const ts = ev.ts ?? null;
-  const readings = ev.readings ?? ev.values ?? {};
-  for (const [ch, v] of Object.entries(readings)) {
-    const value = v !== null && typeof v === "object" ? v.value : v;
-    s.readings[ch] = { value, ts, unit: s.units[ch] ?? "", robot: ev.robot_id, beyond: beyondLimit(s.channelMap[ch], value) };
+  const readings = ev.readings !== null && typeof ev.readings === "object" ? ev.readings : {};
+  for (const [ch, value] of Object.entries(readings)) {
+    if (typeof value !== "number" || !Number.isFinite(value)) continue;
+    s.readings[ch] = { value, ts, unit: s.units[ch] ?? "", robot: rid, beyond: beyondLimit(s.channelMap[ch], value) };
   }
   if (ts != null && (s.lastTs == null || Number(ts) >= Number(s.lastTs))) s.lastTs = ts;
-  const rid = ev.robot_id ?? ev.robot;
-  if (rid && !s.robots.includes(rid)) s.robots.push(rid);
+  if (!s.robots.includes(rid)) s.robots.push(rid);
   emit("reading", { scenario: sid, event: ev });
 }
 
