@@ -52,6 +52,9 @@ class ReplayRefused(Exception):
         return f"ReplayRefused({self.status}, {self.detail!r})"
 
 
+NO_DATA_NOTE = "no telemetry is stored in this window: there was nothing to replay"
+
+
 def resolve_window(calendar: ShiftCalendar, shift: str | None, start: str | int | None, end: str | int | None
                    ) -> tuple[str | None, int, int]:
     """``(shift id, start ns, end ns)`` from a shift id or a start and end; ``ValueError`` with a
@@ -123,7 +126,8 @@ class ReplayJob:
             progress=min(1.0, max(0.0, covered * NS / max(1, self.end - self.start))), readings=self.readings,
             data_ts=self.data_ts, elapsed_s=round(el, 3), x_realtime=round(covered / el, 1) if el > 0 and covered else None,
             alert_count=len(self.alerts), alerts=list(self.alerts) if with_alerts else [], diff=self.diff,
-            error=self.error, created_by=self.created_by)
+            error=self.error, note=NO_DATA_NOTE if self.state == "done" and not self.readings else None,
+            created_by=self.created_by)
 
     def progress_message(self) -> Message:
         p = self.public(with_alerts=False)

@@ -28,13 +28,18 @@ __all__ = ["replay"]
               help="Write the alert events here, one JSON object per line ('-' = standard output).")
 @click.option("--compare/--no-compare", default=True, show_default=True,
               help="Compare with the alerts recorded live for the window (same / missed / new).")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--progress/--quiet", "progress", default=None,
+              help="A progress bar on standard error: the share of the window covered and the frames replayed "
+                   "[default: when standard error is a terminal].")
+@click.option("-q", "quiet_short", is_flag=True, hidden=True)
 def replay(influx_url: str | None, influx_db: str | None, shift: str | None, start: str | None, end: str | None,
-           speed: float | None, overrides: tuple[str, ...], out: IO[str], compare: bool, quiet: bool) -> None:
+           speed: float | None, overrides: tuple[str, ...], out: IO[str], compare: bool, progress: bool | None,
+           quiet_short: bool) -> None:
     """Replay a recorded shift (--shift) or window (--from/--to) of stored telemetry through the
     detectors, with fresh state and any --set limit overrides, and write the alerts they raise
-    as JSONL. Ends with a summary on standard error: readings, alerts, speed as a multiple of
-    real time, and the difference from the alerts recorded live.
+    as JSONL. Ends with a summary on standard error: frames replayed (a frame: one robot's
+    message of readings), alerts, speed as a multiple of real time, and the difference from the
+    alerts recorded live. A window with no stored telemetry says so ("note").
 
     \b
     Examples:
@@ -52,6 +57,7 @@ def replay(influx_url: str | None, influx_db: str | None, shift: str | None, sta
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     label = shift_id or f"{start} .. {end}"
+    quiet = quiet_short or not (progress if progress is not None else sys.stderr.isatty())
     import httpx
 
     from minewatch.influx import InfluxError
@@ -60,11 +66,14 @@ def replay(influx_url: str | None, influx_db: str | None, shift: str | None, sta
         summary = asyncio.run(_run(settings, t0, t1, parsed, speed, out, compare, quiet, label))
     except (httpx.HTTPError, InfluxError, RuntimeError) as exc:
         raise click.ClickException(f"replay failed: InfluxDB at {settings.influx_url}: {exc}") from None
+    if "note" in summary:
+        click.echo(f"replay {label}: {summary['note']}", err=True)
     click.echo(json.dumps(summary), err=True)
 
 
 async def _run(settings: Any, t0: int, t1: int, overrides: dict[str, float], speed: float | None, out: IO[str],
                compare: bool, quiet: bool, label: str) -> dict[str, Any]:
+    from api.replay import NO_DATA_NOTE
     from api.replay_engine import compare as compare_alerts
     from api.replay_engine import live_alerts, run_replay
     from minewatch.influx import InfluxClient
@@ -72,12 +81,17 @@ async def _run(settings: Any, t0: int, t1: int, overrides: dict[str, float], spe
 
     tune_gc()
     total_s = (t1 - t0) / 1e9
-    bar = None if quiet else click.progressbar(length=int(total_s), label=f"replay {label}", file=sys.stderr,
-                                               show_eta=True, show_percent=True)
+    # no time estimate: the data may fill only part of the window, so the share of the window
+    # covered says little about the time left; the bar shows the share and the frames so far
+    frames_so_far = 0
+    bar = None if quiet else click.progressbar(length=max(1, int(total_s)), label=f"replay {label}", file=sys.stderr,
+                                               show_eta=False, show_percent=True,
+                                               item_show_func=lambda _: f"{frames_so_far:,} frames")
     done_s = 0
 
-    def progress(data_ts: int, readings: int) -> None:
-        nonlocal done_s
+    def progress(data_ts: int, frames: int) -> None:
+        nonlocal done_s, frames_so_far
+        frames_so_far = frames
         now_s = int((data_ts - t0) / 1e9)
         if bar is not None and now_s > done_s:
             bar.update(now_s - done_s)
@@ -96,14 +110,16 @@ async def _run(settings: Any, t0: int, t1: int, overrides: dict[str, float], spe
                                    on_alerts=write)
         finally:
             if bar is not None:
-                bar.update(int(total_s) - done_s)
+                bar.update(max(0, max(1, int(total_s)) - done_s))
                 bar.__exit__(None, None, None)
         out.flush()
         summary: dict[str, Any] = {
-            "window": label, "readings": res.readings, "alert_events": len(res.alerts),
+            "window": label, "frames": res.readings, "alert_events": len(res.alerts),
             "alerts": len({e.alert_id for e in res.alerts}), "elapsed_s": round(res.elapsed_s, 3),
             "x_realtime": round(total_s / res.elapsed_s, 1) if res.elapsed_s else None,
-            "readings_per_s": round(res.readings / res.elapsed_s) if res.elapsed_s else None}
+            "frames_per_s": round(res.readings / res.elapsed_s) if res.elapsed_s else None}
+        if not res.readings and not res.cancelled:
+            summary["note"] = NO_DATA_NOTE
         if compare:
             cmp = compare_alerts(res.alerts, await live_alerts(influx, t0, t1), t0, t1)
             summary.update(same=len(cmp.same), missed=len(cmp.missed), new=len(cmp.new),

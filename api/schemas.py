@@ -465,6 +465,8 @@ class ReplayPublic(BaseModel):
                                      "(left out of the list of replays)")
     diff: ReplayDiff | None = Field(default=None, description="against the alerts recorded live; when done")
     error: str | None = None
+    note: str | None = Field(default=None, description="what a person should know about the result, e.g. that "
+                             "the window held no stored telemetry (a replay of nothing is done, with zeros)")
     created_by: str
 
 

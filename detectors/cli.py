@@ -18,8 +18,10 @@ __all__ = ["detect", "vibration"]
               help="CSV with a header row; '-' reads standard input.")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="CSV to write: timestamp,value,anomaly_score,alert ('-' writes standard output).")
-@click.option("--time-column", default="timestamp", show_default=True, help="Column copied to the output's timestamp.")
-@click.option("--value-column", default="value", show_default=True, help="Column of numbers to score.")
+@click.option("--time-column", default=None,
+              help="Column copied to the output's timestamp [default: timestamp, or time as in the API's export.csv].")
+@click.option("--value-column", default=None,
+              help="Column of numbers to score [default: value, or the only reading column of an export.csv].")
 @click.option("--warmup", default=30, show_default=True, type=click.IntRange(min=2),
               help="Rows learned before any score (scores are 0 meanwhile).")
 @click.option("--threshold", default=20.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
@@ -28,7 +30,7 @@ __all__ = ["detect", "vibration"]
               help="A single value this many standard deviations away is anomalous on its own.")
 @click.option("--alpha", default=0.02, show_default=True, type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
               help="How fast the learned level follows the data (higher: slow wander counts as normal).")
-def detect(input_path: Path, out_path: Path, time_column: str, value_column: str, warmup: int, threshold: float,
+def detect(input_path: Path, out_path: Path, time_column: str | None, value_column: str | None, warmup: int, threshold: float,
            spike: float, alpha: float) -> None:
     """Run the change detector over a CSV, strictly in row order, with no look-ahead.
 
@@ -49,6 +51,7 @@ def detect(input_path: Path, out_path: Path, time_column: str, value_column: str
     with src:
         reader = csv.DictReader(src)
         cols = reader.fieldnames or []
+        time_column, value_column = _detect_columns(input_path, cols, time_column, value_column)
         for name, what in ((time_column, "--time-column"), (value_column, "--value-column")):
             if name not in cols:
                 raise click.ClickException(f"{input_path}: no column {name!r} ({what}); columns: {', '.join(cols) or 'none'}")
@@ -69,6 +72,28 @@ def detect(input_path: Path, out_path: Path, time_column: str, value_column: str
             w.writerow([t, "" if math.isnan(v) else repr(float(v)), f"{s:.6f}", int(a)])
     if dst is not sys.stdout:
         click.echo(f"{len(values)} rows scored, {int(alert.sum())} anomalous -> {out_path}", err=True)
+
+
+# columns of the API's /telemetry/export.csv that are not readings
+EXPORT_KEYS = ("time", "ts_ns", "robot", "robot_id", "scenario", "scenario_id")
+
+
+def _detect_columns(path: Path, cols: list[str], time_column: str | None, value_column: str | None) -> tuple[str, str]:
+    """The time and value columns: the ones given, else ``timestamp``/``value``, else those of an
+    export (``time`` and its one reading column); several candidates are refused, with the list."""
+    if time_column is None:
+        time_column = next((c for c in ("timestamp", "time") if c in cols), "timestamp")
+    if value_column is None:
+        if "value" in cols:
+            value_column = "value"
+        else:
+            readings = [c for c in cols if c not in EXPORT_KEYS and c != time_column]
+            if len(readings) != 1:
+                raise click.ClickException(
+                    f"{path}: which column holds the values? choose one with --value-column; columns: "
+                    f"{', '.join(cols) or 'none'}")
+            value_column = readings[0]
+    return time_column, value_column
 
 
 def _number(v: str | None) -> float:
@@ -121,8 +146,14 @@ def _load_waveform(path: Path, column: str | None):  # noqa: ANN202
         if not has_header or column not in header:
             raise click.ClickException(f"{path}: no column {column!r}; columns: {', '.join(header)}")
         idx = header.index(column)
+    elif len(header) == 1:
+        idx = 0
+    elif has_header:
+        raise click.ClickException(f"{path}: {len(header)} columns; choose the acceleration with --column; "
+                                   f"columns: {', '.join(header)}")
     else:
-        idx = len(header) - 1 if has_header else len(rows[0]) - 1
+        raise click.ClickException(f"{path}: {len(header)} columns and no header; give a CSV with a header "
+                                   f"and --column, or one value per row")
     body = rows[1:] if has_header else rows
     x = np.array([_number(r[idx]) if idx < len(r) else math.nan for r in body if r], dtype=np.float64)
     bad = int(np.isnan(x).sum())
@@ -133,7 +164,7 @@ def _load_waveform(path: Path, column: str | None):  # noqa: ANN202
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--input", "input_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Acceleration in m/s²: a .npy 1-D array, or a CSV (one value per row, or the last/--column column).")
+              help="Acceleration in m/s²: a .npy 1-D array, or a CSV (one value per row, or --column of a CSV with a header).")
 @click.option("--rate", required=True, type=click.FloatRange(min=0, min_open=True), help="Sample rate, Hz.")
 @click.option("--rpm", required=True, type=click.FloatRange(min=0, min_open=True), help="Shaft speed, rev/min.")
 @click.option("--bearing", "bearing_spec", default="6205", show_default=True,
@@ -142,7 +173,8 @@ def _load_waveform(path: Path, column: str | None):  # noqa: ANN202
               help="ISO 10816-3 machine group: 1 above 300 kW, 2 for 15-300 kW.")
 @click.option("--support", default="rigid", show_default=True, type=click.Choice(["rigid", "flexible"]),
               help="ISO 10816-3 foundation.")
-@click.option("--column", default=None, help="CSV column to read (default: the last one).")
+@click.option("--column", default=None,
+              help="CSV column with the acceleration; needed when the CSV has more than one column.")
 def vibration(input_path: Path, rate: float, rpm: float, bearing_spec: str, group: str, support: str,
               column: str | None) -> None:
     """Vibration features and diagnosis of one waveform, printed as JSON.

@@ -25,7 +25,12 @@ __all__ = ["InfluxClient", "InfluxError", "line", "escape_tag", "escape_key", "q
 
 class InfluxError(Exception):
     def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"InfluxDB answered {status}: {message}")
+        text = f"InfluxDB answered {status}: {message}"
+        if status == 401:  # no credentials, or wrong ones
+            from minewatch.settings import credentials_hint
+
+            text += "; " + credentials_hint("MINEWATCH_INFLUX_USER", "MINEWATCH_INFLUX_PASSWORD")
+        super().__init__(text)
         self.status = status
         self.message = message
 

@@ -1,8 +1,17 @@
-"""Settings, read once from the environment (``MINEWATCH_*``); CLI flags override them."""
+"""Settings, read once from the environment (``MINEWATCH_*``); CLI flags override them.
+
+Below the environment comes the local env file, ``env`` in the data directory
+(``MINEWATCH_DATA_DIR``, default ``.minewatch/``): ``minewatch up`` writes the URLs and
+credentials of the system it runs there, so any ``minewatch`` command started beside it, in
+another shell, reaches the same broker and InfluxDB. Order, strongest first: CLI flags, the
+environment, the env file, the defaults. ``MINEWATCH_ENV_FILE`` names another file (empty: none).
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
@@ -10,7 +19,34 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from minewatch.topics import DEFAULT_PREFIX, Topics
 
-__all__ = ["Settings", "MqttTarget", "parse_mqtt_url"]
+__all__ = ["Settings", "MqttTarget", "parse_mqtt_url", "env_file", "credentials_hint", "DEFAULT_DATA_DIR"]
+
+DEFAULT_DATA_DIR = Path(".minewatch")
+
+
+def env_file() -> Path | None:
+    """The local env file this process reads: ``$MINEWATCH_ENV_FILE`` if set (empty: none), else
+    ``env`` in ``$MINEWATCH_DATA_DIR`` (default ``.minewatch/``)."""
+    named = os.environ.get("MINEWATCH_ENV_FILE")
+    if named is not None:
+        return Path(named) if named.strip() else None
+    return Path(os.environ.get("MINEWATCH_DATA_DIR") or DEFAULT_DATA_DIR) / "env"
+
+
+def credentials_hint(*variables: str) -> str:
+    """What to do about refused credentials: the variables to set, and the env file that was (or
+    would have been) read."""
+    names = " and ".join(variables)
+    path = env_file()
+    if path is None:
+        where = "(MINEWATCH_ENV_FILE is empty: no env file is read)"
+    elif path.is_file():
+        where = f"(this command read {path.resolve()}; is it from the running system?)"
+    else:
+        where = (f"(no {path.resolve()} here: `minewatch up` writes one; run from the directory that has "
+                 f"it or set MINEWATCH_DATA_DIR to its directory)")
+    return f"set {names} in the environment or in the env file {where}"
+
 
 
 class MqttTarget:
@@ -67,6 +103,12 @@ class Settings(BaseSettings):
                         "statuses are taken (fleet = the simulator's default fleet, * = any robot)")
     data_dir: Path = Field(default=Path(".minewatch"), description="spool and local state")
     metrics_port: int = Field(default=0, description="Prometheus metrics port of the ingestor; 0 = off")
+
+    def __init__(self, **values: Any) -> None:
+        if "_env_file" not in values:
+            path = env_file()
+            values["_env_file"] = path if path is not None and path.is_file() else None
+        super().__init__(**values)
 
     @field_validator("mqtt_url")
     @classmethod

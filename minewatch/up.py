@@ -9,7 +9,13 @@ listeners and ACLs of :mod:`minewatch.security` (robots and integrators on the M
 client id is the username; the ingestor, the API and the simulator each with its own account on a
 service port bound to loopback), and InfluxDB has auth
 on (admin for set-up, ``ingest`` with all rights on the database, ``api`` read only). The
-passwords are random, made once and kept in ``.minewatch/secrets/credentials.json``. The
+passwords are random, made once and kept in ``.minewatch/secrets/credentials.json``.
+
+For the commands a person runs beside it, in another shell (``minewatch replay``, ``report``,
+``simulate``, ...), it writes ``.minewatch/env`` (mode 600): the broker's service URL with the
+simulator's account, InfluxDB's URL with the read-only ``api`` account, the topic prefix, the
+API's URL and an engineer key. Every ``minewatch`` command reads that file when it finds it in
+the data directory (:mod:`minewatch.settings`). The
 processes run the commands of :mod:`minewatch.stack`, the same ones docker-compose.yml runs.
 """
 
@@ -27,12 +33,12 @@ from pathlib import Path
 import click
 
 from minewatch.security import (PUBLIC_PORT, SERVICE_PORT, BrokerAuth, load_credentials, new_secret, save_credentials,
-                                 write_broker_auth)
+                                 write_broker_auth, write_private)
 from minewatch.services import Influxd, Mosquitto, free_port, wait_http, wait_port
 from minewatch.settings import Settings
 from minewatch.stack import service_commands
 
-__all__ = ["up", "System", "integrator_command"]
+__all__ = ["up", "System", "integrator_command", "write_env_file"]
 
 
 def _port_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -76,6 +82,7 @@ class System:
         self.influx: Influxd | None = None
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.keys: dict[str, str] = {}
+        self.env_file: Path | None = None
         self.auth: BrokerAuth | None = None
         self.influx_passwords: dict[str, str] = {}
 
@@ -114,7 +121,9 @@ class System:
         env = dict(os.environ)
         env["MINEWATCH_API_KEYS"] = ",".join(f"{k}:{r}" for r, k in self.keys.items())
         env["MINEWATCH_DATA_DIR"] = str(self.home)
+        env["MINEWATCH_ENV_FILE"] = ""  # its processes get all they need here, each with its own accounts
         self.start_servers()
+        self.env_file = write_env_file(self.home / "env", self.cli_env())
         env.update(MINEWATCH_INFLUX_URL=self.influx_url, MINEWATCH_API_HOST="127.0.0.1",
                    MINEWATCH_API_PORT=str(self.api_port))
         commands = service_commands(data_dir=str(self.home), simulate=self.simulate)
@@ -153,6 +162,21 @@ class System:
                                      users={"ingest": (pw["ingest"], "ALL"), "api": (pw["api"], "READ")})
         admin.close()
 
+    def cli_env(self) -> dict[str, str]:
+        """What a command started beside this system needs: the variables of ``.minewatch/env``."""
+        assert self.auth is not None
+        settings = Settings(_env_file=None)
+        return {
+            "MINEWATCH_MQTT_URL": self.auth.url("simulator", port=self.service_port),
+            "MINEWATCH_TOPIC_PREFIX": settings.topic_prefix,
+            "MINEWATCH_INFLUX_URL": self.influx_url,
+            "MINEWATCH_INFLUX_DB": settings.influx_db,
+            "MINEWATCH_INFLUX_USER": "api",
+            "MINEWATCH_INFLUX_PASSWORD": self.influx_passwords["api"],
+            "MINEWATCH_API_URL": self.api_url,
+            "MINEWATCH_API_KEY": self.keys["engineer"],
+        }
+
     def _env(self, base: dict[str, str], account: str) -> dict[str, str]:
         """The environment of one process: its own broker account (on the service listener) and
         InfluxDB account."""
@@ -189,6 +213,19 @@ class System:
             self.influx.stop()
         if self.broker:
             self.broker.stop()
+
+
+def write_env_file(path: Path, values: dict[str, str]) -> Path:
+    """``path`` (mode 600) with ``values`` as ``KEY=value`` lines, readable by ``minewatch`` and by a
+    shell (``set -a; . .minewatch/env; set +a``)."""
+    for k, v in values.items():
+        if any(c in v for c in "\n\"'$`\\ #;&|<>()"):
+            raise ValueError(f"{k} cannot go into {path} unquoted")
+    header = ("# written by `minewatch up`: the local system's URLs and accounts, for minewatch commands run\n"
+              "# beside it (read from $MINEWATCH_DATA_DIR/env, default .minewatch/env; flags and the\n"
+              "# environment win). In a shell: set -a; . .minewatch/env; set +a\n")
+    write_private(path, header + "".join(f"{k}={v}\n" for k, v in values.items()))
+    return path
 
 
 def _accelerated(sim_args: tuple[str, ...]) -> bool:
@@ -258,6 +295,8 @@ def up(home: Path, mqtt_port: int, service_port: int, influx_port: int, api_port
         click.echo(f"  alerts and     {integrator_command(system.auth['integrator'].password, mqtt_port)}")
         click.echo("  incidents      (one connection per account: the broker takes the username as the client id)")
         click.echo(f"  accounts       {system.home / 'secrets' / 'credentials.json'} (broker and InfluxDB)")
+        click.echo(f"  other shells   {system.env_file}: URLs and accounts that minewatch replay, report,")
+        click.echo("                 simulate ... read from there (run them here, or set MINEWATCH_DATA_DIR)")
         click.echo("Ctrl-C stops everything.")
         while not stopping:
             problem = system.check()

@@ -146,7 +146,12 @@ class MqttSink:
 
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
         if rc.is_failure:
-            self.errors.append(f"{userdata}: connection refused: {rc}")
+            hint = ""
+            if getattr(rc, "value", None) in (4, 5, 134, 135):  # bad user name or password; not authorized
+                from minewatch.settings import credentials_hint
+
+                hint = f" ({credentials_hint('MINEWATCH_MQTT_URL (mqtt://user:password@host:port)')})"
+            self.errors.append(f"{userdata}: connection refused: {rc}{hint}")
             return
         self.robots[userdata].connected = True
         # never more publishes in flight than the broker's MQTT 5 Receive Maximum (65535 if unsaid);

@@ -33,6 +33,18 @@ from api.params import bad
 from api.schemas import errors
 from minewatch.catalogue import SCENARIOS
 
+def close_reason(text: str, limit: int = 123) -> str:
+    """``text`` as a WebSocket close reason: at most ``limit`` UTF-8 bytes (the protocol's 123),
+    cut at a word boundary and marked with an ellipsis when it is longer."""
+    if len(text.encode()) <= limit:
+        return text
+    room = limit - len("…".encode())
+    cut = text.encode()[:room].decode(errors="ignore")
+    if " " in cut:
+        cut = cut[:cut.rindex(" ")]
+    return cut.rstrip(" ,;:") + "…"
+
+
 router = APIRouter(tags=["stream"])
 
 ScenariosQ = Annotated[str | None, Query(description="comma-separated scenario ids whose live readings to "
@@ -136,16 +148,16 @@ async def ws(websocket: WebSocket) -> None:
     except HTTPException as exc:
         # accept first, so that a browser sees the close code (a refused handshake shows as 1006)
         await websocket.accept()
-        await websocket.close(code=4401 if exc.status_code == 401 else 4403, reason=str(exc.detail)[:120])
+        await websocket.close(code=4401 if exc.status_code == 401 else 4403, reason=close_reason(str(exc.detail)))
         return
     except ValueError as exc:
         await websocket.accept()
-        await websocket.close(code=4422, reason=str(exc)[:120])
+        await websocket.close(code=4422, reason=close_reason(str(exc)))
         return
     await websocket.accept()
     if not state.live.slots.take():
         # 1013: try again later
-        await websocket.close(code=1013, reason=full(f"{state.live.slots.limit} streams")[:120])
+        await websocket.close(code=1013, reason=close_reason(full(f"{state.live.slots.limit} streams")))
         return
     sub = state.live.hub.subscribe(scenarios)
     try:

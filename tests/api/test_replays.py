@@ -136,12 +136,31 @@ def test_replay_command_writes_the_alerts_as_jsonl(stored: SyncInflux, settings:
     events = [json.loads(line) for line in out.read_text().splitlines()]
     assert {e["channel"] for e in events if e["state"] == "raised"} == {"ch4_t1", "co"}
     summary = json.loads(r.stderr.strip().splitlines()[-1])
-    assert summary["readings"] == MINUTES * 60 and summary["missed"] == 0
+    assert summary["frames"] == MINUTES * 60 and summary["missed"] == 0 and "note" not in summary
     assert summary["new"] == summary["alerts"] == len({e["alert_id"] for e in events}) >= 2
     assert summary["x_realtime"] > 1
     bad = subprocess.run([*minewatch_exe(), "replay", "--influx-url", settings.influx_url, "--shift", "2026-11-27"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "YYYY-MM-DD:NAME" in bad.stderr
+
+
+def test_a_replay_over_a_window_without_data_says_so(stored: SyncInflux, settings: Settings) -> None:
+    empty_from, empty_to = T0 - 10 * 86400 * S, T0 - 9 * 86400 * S  # a day before anything is stored
+    r = subprocess.run([*minewatch_exe(), "replay", "--influx-url", settings.influx_url, "--influx-db",
+                        settings.influx_db, "--from", str(empty_from), "--to", str(empty_to)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stderr.strip().splitlines()[-1])
+    assert summary["frames"] == 0 and "no telemetry" in summary["note"]
+    assert "no telemetry is stored in this window" in r.stderr.splitlines()[-2]
+    # one with data has no such note (above); the API's job says the same as the command
+    from api.replay import NO_DATA_NOTE, ReplayJob
+
+    job = ReplayJob(id="rp-x", shift=None, start=empty_from, end=empty_to, overrides={}, speed=None,
+                    created_by="engineer", state="done")
+    assert job.public().note == NO_DATA_NOTE == summary["note"]
+    job.readings = 5
+    assert job.public().note is None
 
 
 def test_replay_list_needs_a_key(shared_api: Api) -> None:

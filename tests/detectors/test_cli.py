@@ -47,8 +47,48 @@ def test_detect_scores_rows_in_order(tmp_path: Path) -> None:
 def test_detect_reports_missing_column(tmp_path: Path) -> None:
     src = tmp_path / "in.csv"
     src.write_text("timestamp,val\n1,2\n")
-    res = CliRunner().invoke(main, ["detect", "--input", str(src), "--out", str(tmp_path / "o.csv")])
+    res = CliRunner().invoke(main, ["detect", "--input", str(src), "--out", str(tmp_path / "o.csv"),
+                                    "--value-column", "value"])
     assert res.exit_code != 0 and "no column 'value'" in res.output and "timestamp, val" in res.output
+
+
+def test_detect_reads_the_apis_export_and_refuses_to_guess(tmp_path: Path) -> None:
+    """``/telemetry/export.csv`` is ``time,ts_ns,robot,<channels>``: with one channel, detect reads
+    it as it is; with several, it asks which one, naming them."""
+    rng = np.random.default_rng(3)
+    x = np.r_[rng.normal(0.3, 0.01, 200), rng.normal(0.6, 0.01, 50)]
+    export = tmp_path / "export.csv"
+    export.write_text("time,ts_ns,robot,ch4_t1\n" + "".join(
+        f"2026-11-27T00:{i // 60:02d}:{i % 60:02d}+08:00,{1795795200000000000 + i * 10**9},r01,{v:.4f}\n"
+        for i, v in enumerate(x)))
+    out = tmp_path / "o.csv"
+    res = CliRunner().invoke(main, ["detect", "--input", str(export), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader(out.open()))
+    assert rows[0]["timestamp"] == "2026-11-27T00:00:00+08:00" and float(rows[0]["value"]) == round(x[0], 4)
+    assert not any(int(r["alert"]) for r in rows[:200]) and any(int(r["alert"]) for r in rows[200:])
+    two = tmp_path / "two.csv"
+    two.write_text("time,ts_ns,robot,ch4_t1,humidity\n2026-11-27T00:00:00+08:00,1,r01,0.3,80\n")
+    res = CliRunner().invoke(main, ["detect", "--input", str(two), "--out", str(out)])
+    assert res.exit_code != 0 and "--value-column" in res.output and "ch4_t1, humidity" in res.output
+    res = CliRunner().invoke(main, ["detect", "--input", str(two), "--out", str(out), "--value-column", "humidity"])
+    assert res.exit_code == 0, res.output
+    assert next(csv.DictReader(out.open()))["value"] == "80.0"
+
+
+def test_vibration_asks_which_column_of_several(tmp_path: Path) -> None:
+    """Given an export with acceleration and humidity, vibration does not pick one by itself."""
+    x = synth("lf01", np.random.default_rng(2), defect="inner", impact=8.0)
+    src = tmp_path / "export.csv"
+    src.write_text("time,accel,humidity\n" + "".join(f"t{i},{v:.6f},81.5\n" for i, v in enumerate(x)))
+    args = ["vibration", "--input", str(src), "--rate", "10240", "--rpm", "2950", "--support", "flexible"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code != 0 and "--column" in res.output and "time, accel, humidity" in res.output
+    res = CliRunner().invoke(main, [*args, "--column", "accel"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["diagnosis"] == "inner race"
+    res = CliRunner().invoke(main, [*args, "--column", "rpm"])
+    assert res.exit_code != 0 and "no column 'rpm'" in res.output
 
 
 def test_vibration_npy_and_csv(tmp_path: Path) -> None:
