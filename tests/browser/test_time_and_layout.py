@@ -146,6 +146,9 @@ def test_replay_zooms_to_the_readings_and_says_why_a_rerun_is_off(influx_db, sta
     hours = {int(lb[:2]) for lb in labels if lb[:2].isdigit()}
     assert hours <= {7, 8}, labels  # the hour of readings, not 07:00-15:00
     assert "where the readings are" in page.inner_text("#rp-zoom")
+    # the play head at the end of the zoomed span: the whole hour drawn across the charts
+    page.eval_on_selector("#rp-seek", "el => { el.value = 1000; el.dispatchEvent(new Event('input')); }")
+    assert float(view.get_attribute("data-playhead")) == v1
     page.screenshot(path=str(screenshots / "replay-zoomed.png"), full_page=True)
     # an operator's key: the re-run is off, and the page says why in words
     page.goto(f"{api.url}/?api_key={KEYS['operator']}#/replay")
