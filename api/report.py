@@ -295,7 +295,7 @@ def render(data: ReportData) -> str:
                                f"{_local(s.end_ns, data.tz_offset_h)} mine time ({tz}); "
                                f"{s.start.strftime('%Y-%m-%d %H:%M')} – {s.end.strftime('%Y-%m-%d %H:%M')} UTC"),
         generated=html.escape(_local(data.generated_ns, data.tz_offset_h, "%Y-%m-%d %H:%M:%S") + f" ({tz})"),
-        interval=data.interval_s, tiles=tiles, counts=_counts_table(data), alerts=_alerts_table(data),
+        interval=data.interval_s, tz=tz, tiles=tiles, counts=_counts_table(data), alerts=_alerts_table(data),
         robots=_robots_table(data), data=blob,
         uplot_js=_inline_script((STATIC / "vendor/uplot/uPlot.iife.min.js").read_text()),
         uplot_license=html.escape((STATIC / "vendor/uplot/LICENSE").read_text()),
@@ -340,6 +340,7 @@ table.counts { width: auto; } table.counts td:not(:first-child) { text-align: ri
 .mw-tl-lane { position: relative; height: 1.3rem; background: #f6f7f8; }
 .mw-tl-bar { position: absolute; top: 2px; bottom: 2px; border-radius: 3px; background: var(--sev); min-width: 3px; }
 .mw-tl-text { position: absolute; left: 4px; top: 1px; font-size: .75rem; white-space: nowrap; text-shadow: 0 0 3px #fff, 0 0 3px #fff; }
+.chart-head .peak { float: right; font-weight: 700; font-variant-numeric: tabular-nums; }
 .nodata { color: var(--muted); font-style: italic; }
 details.licence { margin-top: 2rem; color: var(--muted); font-size: .8rem; } details.licence pre { white-space: pre-wrap; }
 @media print { .charts { grid-template-columns: 1fr 1fr; } .chart { width: auto; } }
@@ -390,6 +391,14 @@ _JS = """
                                         height: 170, xRange: [data.start, data.end] });
         var v = s.channels[ch];
         chart.setData(s.t, v[0], v[1], v[2]);
+        // the highest reading of the shift, printed: a short peak is the point of the chart
+        var pk = chart.peak();
+        if (pk) {
+          var peak = document.createElement("span"); peak.className = "peak";
+          peak.setAttribute("data-peak", String(pk.v));
+          peak.textContent = "max " + (+pk.v).toFixed(2) + (info.unit ? " " + info.unit : "") + " at " + C.fmtClock(pk.t).slice(0, 5);
+          head.appendChild(peak);
+        }
         chart.setMarks(bars.filter(function (b) { return b.scenario === s.id && b.channel === ch; }).map(function (b) {
           return { t0: b.t0, t1: b.t1, severity: b.severity };
         }));
@@ -416,7 +425,8 @@ _TEMPLATE = """<!doctype html>
 <h1>{title}</h1>
 <p>{shift_line}</p>
 <p class="muted">Generated {generated} by minewatch. Charts show each channel's mean per {interval} s bucket,
-with the bucket's minimum and maximum as a band; limits are drawn as lines and alerts as shaded spans.</p>
+with the bucket's minimum and maximum as a band, times in 24-hour mine time ({tz}); limits are drawn as lines, alerts as
+shaded spans with a strip in their colour under the line, and each chart's highest reading is marked and printed.</p>
 </header>
 <div class="stats">{tiles}</div>
 <h2>Alerts by kind and severity</h2>

@@ -35,29 +35,46 @@ def screenshots(test_output: Path) -> Path:
 
 
 @pytest.fixture(scope="package")
-def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    """One Chromium for the browser tests, with a fresh user-data-dir (a persistent context is how
-    Playwright takes one). Package-scoped: Playwright's sync API keeps an event loop running in
-    the main thread while it is open, which would stop later tests from using asyncio.run()."""
+def playwright_sync() -> Iterator[object]:
+    """Playwright's sync API, package-scoped: it keeps an event loop running in the main thread
+    while it is open, which would stop later tests from using asyncio.run()."""
     from playwright.sync_api import sync_playwright
 
-    profile = tmp_path_factory.mktemp("chromium-profile")
     with sync_playwright() as p:
-        ctx = p.chromium.launch_persistent_context(
-            str(profile), executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1600, "height": 1000}, device_scale_factor=1)
-        try:
-            yield ctx
-        finally:
-            ctx.close()
+        yield p
 
 
-@pytest.fixture
-def page(browser_context: object) -> Iterator[object]:
-    """A new tab; script errors on the page fail the test. A test that provokes an error on
-    purpose (a refused key) lists a substring of it in ``page.expected_errors``. Ask for the
-    fixtures serving the page before this one, so the page closes before its server stops."""
-    pg = browser_context.new_page()  # type: ignore[attr-defined]
+def launch(p: object, profile: Path, **kw: object) -> object:
+    """Chromium with a fresh user-data-dir (a persistent context is how Playwright takes one)."""
+    return p.chromium.launch_persistent_context(  # type: ignore[attr-defined]
+        str(profile), executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS,
+        viewport={"width": 1600, "height": 1000}, device_scale_factor=1, **kw)
+
+
+@pytest.fixture(scope="package")
+def browser_context(playwright_sync: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """One Chromium for the browser tests, in the machine's time zone."""
+    ctx = launch(playwright_sync, tmp_path_factory.mktemp("chromium-profile"))
+    try:
+        yield ctx
+    finally:
+        ctx.close()
+
+
+@pytest.fixture(scope="package")
+def new_york_context(playwright_sync: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A second Chromium whose process runs in New York's time zone (TZ=America/New_York, UTC-5
+    in winter, UTC-4 in summer): what it shows must still be mine time."""
+    env = {**os.environ, "TZ": "America/New_York"}
+    ctx = launch(playwright_sync, tmp_path_factory.mktemp("chromium-ny"), env=env)
+    try:
+        yield ctx
+    finally:
+        ctx.close()
+
+
+def _watched_page(ctx: object) -> Iterator[object]:
+    pg = ctx.new_page()  # type: ignore[attr-defined]
     errors: list[str] = []
     pg.expected_errors = []
     pg.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
@@ -67,6 +84,20 @@ def page(browser_context: object) -> Iterator[object]:
     pg.close()
     unexpected = [e for e in errors if not any(x in e for x in pg.expected_errors)]
     assert not unexpected, "\n".join(unexpected)
+
+
+@pytest.fixture
+def page(browser_context: object) -> Iterator[object]:
+    """A new tab; script errors on the page fail the test. A test that provokes an error on
+    purpose (a refused key) lists a substring of it in ``page.expected_errors``. Ask for the
+    fixtures serving the page before this one, so the page closes before its server stops."""
+    yield from _watched_page(browser_context)
+
+
+@pytest.fixture
+def ny_page(new_york_context: object) -> Iterator[object]:
+    """A tab of the Chromium running in New York's time zone, errors checked as for ``page``."""
+    yield from _watched_page(new_york_context)
 
 
 # The API served on a free port in front of the session's broker and InfluxDB, and a publisher

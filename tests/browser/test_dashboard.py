@@ -172,6 +172,9 @@ def test_page_asks_for_a_key_and_refuses_a_wrong_one(dash: Api, page) -> None:
     page.expected_errors = ["401"]
     page.goto(f"{dash.url}/")
     page.wait_for_selector("#key-dialog[open]", timeout=5000)
+    # the dialog says where a key comes from
+    where = page.inner_text("#key-dialog")
+    assert "MINEWATCH_API_KEYS" in where and "make up" in where
     page.fill("#key-input", "not-a-key")
     page.click("#key-dialog button[type=submit]")
     page.wait_for_selector("#key-error:text('not accepted')", timeout=5000)
@@ -203,6 +206,9 @@ def test_replay_view_plays_a_recorded_shift(influx_db, start_api: Callable[..., 
     assert tiles.evaluate_all("els => els.map(e => e.dataset.watched)") == ["false"] * 31
     assert page.inner_text('[data-count="unwatched"]').endswith("31 not watched")
     page.select_option("#rp-shift", SHIFT_ID)
+    # the window in 24-hour mine time: the night shift runs 00:00-08:00
+    assert page.input_value("#rp-start") == f"{SHIFT.day.isoformat()} 00:00:00"
+    assert page.input_value("#rp-end") == f"{SHIFT.day.isoformat()} 08:00:00"
     page.select_option("#rp-scenario", "mf01")
     page.select_option("#rp-speed", "1800")
     page.click("#rp-load")

@@ -69,7 +69,8 @@
       });
       if (hi === lo) { hi = hi + 1; lo = lo - 1; }
       var pad = (hi - lo) * 0.08;
-      return [lo - pad, hi + pad];
+      // room under the lowest reading for the alert strip, above the highest for its label
+      return [lo - pad - (hi - lo) * 0.1, hi + pad + (hi - lo) * 0.08];
     };
   }
 
@@ -92,25 +93,75 @@
     ctx.restore();
   }
 
-  function drawMarks(u, marks, playhead) {
+  /* Alert spans: a light shade behind the line (drawn before the series, so the line and its peak
+   * stay readable) and a solid strip in the alert's colour along the bottom of the plot, in the
+   * space kept free under the lowest reading, never over the line. */
+  var STRIP = 6;
+  function spanX(u, m) { // [x0, x1] in canvas px of an alert still active (t1 null) to the right edge; null if out of view
+    var x0 = u.valToPos(m.t0, "x", true);
+    var x1 = m.t1 != null ? u.valToPos(m.t1, "x", true) : u.bbox.left + u.bbox.width;
+    return x1 < u.bbox.left || x0 > u.bbox.left + u.bbox.width ? null : [x0, x1];
+  }
+  function drawSpans(u, marks) {
     var ctx = u.ctx, top = u.bbox.top, height = u.bbox.height;
     ctx.save();
     (marks || []).forEach(function (m) {
-      var x0 = u.valToPos(m.t0, "x", true);
-      var x1 = m.t1 != null ? u.valToPos(m.t1, "x", true) : x0;
-      if (x1 < u.bbox.left || x0 > u.bbox.left + u.bbox.width) return;
+      var x = spanX(u, m);
+      if (!x) return;
       ctx.fillStyle = COLORS[m.severity] || COLORS.warning;
       ctx.globalAlpha = 0.16;
-      if (x1 - x0 >= 2) ctx.fillRect(x0, top, x1 - x0, height);
-      ctx.globalAlpha = 0.9;
-      ctx.fillRect(Math.round(x0) - devicePixelRatio, top, 2 * devicePixelRatio, height);
+      if (x[1] - x[0] >= 2) ctx.fillRect(x[0], top, x[1] - x[0], height);
     });
-    ctx.globalAlpha = 1;
+    ctx.restore();
+  }
+
+  function drawMarks(u, marks, playhead) {
+    var ctx = u.ctx, top = u.bbox.top, height = u.bbox.height, dpr = devicePixelRatio;
+    var stripTop = top + height - STRIP * dpr;
+    ctx.save();
+    (marks || []).forEach(function (m) {
+      var x = spanX(u, m);
+      if (!x) return;
+      ctx.fillStyle = COLORS[m.severity] || COLORS.warning;
+      ctx.fillRect(x[0], stripTop, Math.max(3 * dpr, x[1] - x[0]), STRIP * dpr);
+    });
     if (playhead != null) {
       var x = Math.round(u.valToPos(playhead, "x", true));
       ctx.fillStyle = COLORS.playhead;
-      ctx.fillRect(x - devicePixelRatio, top, 2 * devicePixelRatio, height);
+      ctx.fillRect(x - dpr, top, 2 * dpr, height);
     }
+    ctx.restore();
+  }
+
+  /* The highest bucket maximum in view: {i, t, v} or null. */
+  function peakOf(u, range) {
+    var ts = u.data[0], hi = u.data[3] || u.data[1], best = null;
+    var x0 = range ? range[0] : u.scales.x.min, x1 = range ? range[1] : u.scales.x.max;
+    if (x0 == null) x0 = -Infinity;
+    if (x1 == null) x1 = Infinity;
+    for (var i = 0; i < ts.length; i++) {
+      var v = hi[i];
+      if (v == null || ts[i] < x0 || ts[i] > x1) continue;
+      if (best == null || v > best.v) best = { i: i, t: ts[i], v: v };
+    }
+    return best;
+  }
+
+  /* The peak: a small triangle above the point and its value printed beside it. */
+  function drawPeak(u, peak, fmt) {
+    if (!peak) return;
+    var ctx = u.ctx, dpr = devicePixelRatio;
+    var x = u.valToPos(peak.t, "x", true), y = u.valToPos(peak.v, "y", true);
+    ctx.save();
+    ctx.fillStyle = COLORS.line;
+    ctx.beginPath(); ctx.moveTo(x, y - 3 * dpr); ctx.lineTo(x - 5 * dpr, y - 11 * dpr); ctx.lineTo(x + 5 * dpr, y - 11 * dpr); ctx.closePath(); ctx.fill();
+    ctx.font = "600 " + Math.round(12 * dpr) + "px system-ui, sans-serif";
+    ctx.textBaseline = "middle";
+    var text = "max " + fmt(peak.v);
+    var w = ctx.measureText(text).width;
+    var right = x + 8 * dpr + w <= u.bbox.left + u.bbox.width;
+    ctx.textAlign = right ? "left" : "right";
+    ctx.fillText(text, right ? x + 8 * dpr : x - 8 * dpr, Math.max(u.bbox.top + 8 * dpr, y - 7 * dpr));
     ctx.restore();
   }
 
@@ -126,7 +177,10 @@
     this.maxPoints = opts.maxPoints || 20000;
     this.data = [[], [], [], []]; // time, value (mean of a bucket), bucket min, bucket max
     var width = Math.max(300, el.clientWidth || 600);
-    var fmtVal = function (u, v) { return v == null ? "–" : (+v).toFixed(opts.decimals != null ? opts.decimals : 2) + (opts.unit ? " " + opts.unit : ""); };
+    var fmtNum = function (v) { return (+v).toFixed(opts.decimals != null ? opts.decimals : 2) + (opts.unit ? " " + opts.unit : ""); };
+    var fmtVal = function (u, v) { return v == null ? "–" : fmtNum(v); };
+    this.unit = opts.unit || "";
+    this.showPeak = opts.peak !== false;
     var axis = { stroke: COLORS.axis, grid: { stroke: COLORS.grid }, ticks: { stroke: COLORS.grid },
                  font: "13px system-ui, sans-serif" };
     // the time axis in 24-hour mine time, as every other time on the page and in the report
@@ -151,14 +205,24 @@
         x: { time: true, range: function (u, min, max) { return self.xRange ? self.xRange.slice() : [min, max]; } },
         y: { range: yRange(this.limits, opts.normal) }
       },
-      axes: [Object.assign({ values: timeTicks }, axis), Object.assign({ size: 64, values: function (u, vals) { return vals.map(function (v) { return +v.toFixed(3); }); } }, axis)],
+      axes: [Object.assign({ values: timeTicks }, axis),
+             // the y axis names its unit (a bare number is no reading)
+             Object.assign({ size: 60, label: opts.unit || "", labelSize: opts.unit ? 22 : 0, labelFont: "600 13px system-ui, sans-serif",
+                             values: function (u, vals) { return vals.map(function (v) { return +v.toFixed(3); }); } }, axis)],
       series: [{ value: "{YYYY}-{MM}-{DD} {HH}:{mm}:{ss}" }, { label: opts.label || opts.title || "value", stroke: COLORS.line, width: 2, value: fmtVal, spanGaps: false,
                      points: { size: 6, fill: COLORS.line } },
                { label: "min", stroke: COLORS.minmax, width: 1, value: fmtVal, points: { show: false } },
                { label: "max", stroke: COLORS.minmax, width: 1, value: fmtVal, points: { show: false } }],
       bands: [{ series: [3, 2], fill: COLORS.band }],
       hooks: {
-        draw: [function (u) { drawLimits(u, self.limits); drawMarks(u, self.marks, self.playhead); }]
+        drawClear: [function (u) { drawSpans(u, self.marks); }],
+        draw: [function (u) {
+          drawLimits(u, self.limits);
+          drawMarks(u, self.marks, self.playhead);
+          var peak = self.showPeak ? peakOf(u) : null;
+          drawPeak(u, peak, fmtNum);
+          self.describe(u, peak);
+        }]
       }
     }, this.data, el);
     if (global.ResizeObserver) {
@@ -168,6 +232,28 @@
       this._ro.observe(el);
     }
   }
+
+  /* What the canvas shows, written on the plot's element for people's tools and the tests: the
+   * time axis labels as drawn, the y axis unit, the peak (value, and its height in CSS px from the
+   * plotting area's top), the lowest reading's height, and the top of the alert strips. */
+  Chart.prototype.describe = function (u, peak) {
+    var d = this.el.dataset, dpr = devicePixelRatio;
+    d.xTicks = (u.axes[0]._values || []).join("|");
+    d.yUnit = this.unit;
+    d.yLabel = u.axes[1].label || "";
+    if (peak) {
+      d.peak = String(peak.v); d.peakT = String(peak.t);
+      d.peakY = String(u.valToPos(peak.v, "y"));
+      var lo = u.data[2] || u.data[1], lowest = null;
+      for (var i = 0; i < lo.length; i++) if (lo[i] != null && (lowest == null || lo[i] < lowest)) lowest = lo[i];
+      d.lowestY = String(u.valToPos(lowest, "y"));
+    } else { delete d.peak; delete d.peakT; delete d.peakY; delete d.lowestY; }
+    d.markTop = String(u.bbox.height / dpr - STRIP); // all heights from the plotting area's top
+    d.marks = String(this.marks.length);
+  };
+
+  /* The highest bucket maximum in view, {t, v}, or null. */
+  Chart.prototype.peak = function () { return peakOf(this.u, this.xRange); };
 
   /* Replace the data; lo/hi (bucket min and max of downsampled history) default to the values. */
   Chart.prototype.setData = function (ts, vals, lo, hi) {

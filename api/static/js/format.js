@@ -40,18 +40,20 @@ const pad = (n) => String(n).padStart(2, "0");
 // browser's: shifts are named in mine time, so times on the page are too.
 export const mineDate = (sec) => window.MWCharts.toDate(sec);
 
-// "YYYY-MM-DDTHH:MM:SS" of a datetime-local input, read as mine time, to seconds since the epoch.
+// "YYYY-MM-DD HH:MM[:SS]" (24-hour; a "T" for the space is taken too), read as mine time, to
+// seconds since the epoch. NaN for anything else, an hour past 23 included.
 export function fromMineLocal(text) {
-  const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2}))?/.exec(text || "");
-  if (!m) return NaN;
+  const m = /^\s*(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2}))?\s*$/.exec(text || "");
+  if (!m || +m[4] > 23 || +m[5] > 59 || +(m[6] || 0) > 59) return NaN;
   const off = window.MWCharts.tzOffset();
   const utc = Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +(m[6] || 0)) / 1000;
   return off == null ? new Date(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +(m[6] || 0)).getTime() / 1000 : utc - off * 3600;
 }
 
+// Seconds since the epoch as "YYYY-MM-DD HH:MM:SS" in mine time (24-hour).
 export function toMineLocal(sec) {
   const d = mineDate(sec);
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
 }
 
 export function fmtTime(ns, withDate = false) {

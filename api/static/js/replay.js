@@ -114,6 +114,18 @@ export function stateAt(b, t) {
   return "raised";
 }
 
+// The part of [t0, t1] that holds readings or alerts, with a margin of 3 % (at least a minute) on
+// each side; the whole window when they fill most of it or there are none.
+export function dataSpan(hist, bars, t0, t1) {
+  let lo = Infinity, hi = -Infinity;
+  for (const h of Object.values(hist)) if (h.t.length) { lo = Math.min(lo, h.t[0]); hi = Math.max(hi, h.t[h.t.length - 1]); }
+  for (const b of bars) { lo = Math.min(lo, b.t0); hi = Math.max(hi, b.t1 ?? b.t0); }
+  if (!(hi >= lo)) return [t0, t1];
+  const margin = Math.max(60, (hi - lo) * 0.03);
+  const a = Math.max(t0, lo - margin), b = Math.min(t1, hi + margin);
+  return b - a >= 0.8 * (t1 - t0) ? [t0, t1] : [a, b];
+}
+
 async function load(ev) {
   ev?.preventDefault();
   stop();
@@ -131,9 +143,18 @@ async function load(ev) {
       api("/alerts", { query: { scenario, since: new Date(t0 * 1000).toISOString(), until: new Date(t1 * 1000).toISOString() } }),
     ]);
     if (rp) rp.charts.forEach((c) => c.destroy());
-    const charts = buildCharts($("rp-charts"), detail, { xRange: [t0, t1], height: 150 });
     const bars = alertBars(listOf(alerts));
-    rp = { scenario, detail, t0, t1, hist, bars, charts, playhead: t0, playing: false, speed: Number($("rp-speed").value), raf: 0, last: 0, rerun: null };
+    // zoom to where the data is: an hour of readings in an 8-hour window fills the charts
+    const [v0, v1] = dataSpan(hist, bars, t0, t1);
+    const charts = buildCharts($("rp-charts"), detail, { xRange: [v0, v1], height: 150 });
+    rp = { scenario, detail, t0: v0, t1: v1, w0: t0, w1: t1, hist, bars, charts, playhead: v0, playing: false, speed: Number($("rp-speed").value), raf: 0, last: 0, rerun: null };
+    const zoomed = v0 > t0 || v1 < t1;
+    $("view-replay").dataset.zoomed = String(zoomed);
+    $("view-replay").dataset.viewStart = String(v0);
+    $("view-replay").dataset.viewEnd = String(v1);
+    $("rp-zoom").textContent = zoomed
+      ? `Showing ${fmtTime(v0 * 1e9, true)} – ${fmtTime(v1 * 1e9, true)}, where the readings are (window ${fmtTime(t0 * 1e9, true)} – ${fmtTime(t1 * 1e9, true)})`
+      : "";
     $("rp-rerun-timeline-box").hidden = true;
     $("rp-diff").textContent = "";
     for (const [ch, chart] of charts) {
@@ -151,7 +172,7 @@ async function load(ev) {
     const q = new URLSearchParams({ scenario, start: String(t0), end: String(t1) });
     if ($("rp-shift").value) q.set("shift", $("rp-shift").value);
     history.replaceState(null, "", `#/replay?${q}`);
-    seek(t0);
+    seek(v0);
     $("rp-state").textContent = points ? `${points} points, ${bars.length} alerts` : "no readings recorded in this window";
   } catch (e) {
     $("rp-state").textContent = "";
@@ -242,7 +263,7 @@ async function rerun(ev) {
   }
   const shift = $("rp-shift").value;
   const body = shift ? { shift, overrides, speed: null }
-    : { start: Math.round(rp.t0 * 1e9), end: Math.round(rp.t1 * 1e9), overrides, speed: null };
+    : { start: Math.round(rp.w0 * 1e9), end: Math.round(rp.w1 * 1e9), overrides, speed: null };
   const note = $("rp-rerun-state");
   $("rp-rerun").disabled = true;
   $("rp-diff").textContent = "";
@@ -282,8 +303,11 @@ async function rerun(ev) {
 // Re-running starts a replay job, which needs an engineer key (GET /me says whether this is one).
 function rerunRights() {
   const denied = state.me?.start_replays === false;
+  const why = denied ? `Re-running the detectors needs an engineer key; this is ${state.me?.role ? "an " + state.me.role : "another"} key.` : "";
   $("rp-rerun").disabled = denied;
-  $("rp-rerun").title = denied ? "Re-running the detectors needs an engineer key." : "";
+  $("rp-rerun").title = why;
+  $("rp-rerun-why").textContent = why;
+  $("rp-rerun-why").hidden = !denied;
   $("rp-rerun-box").dataset.denied = String(denied);
 }
 
