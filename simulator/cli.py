@@ -71,11 +71,14 @@ def _speed(value: str) -> float | None:
                    "MINEWATCH_SHIFTS; default night 00-08 production, day 08-16 maintenance, swing 16-24 "
                    "production; MINEWATCH_TZ_OFFSET hours, default 8].")
 @click.option("--list-faults", is_flag=True, help="List the fault kinds and built-in fault sets, then exit.")
+@click.option("--progress/--quiet", "progress", default=None,
+              help="A progress bar on standard error (share of --frames or --duration done, frames so far) "
+                   "[default: when standard error is a terminal and the run has an end].")
 def simulate(mqtt_url: str | None, topic_prefix: str | None, output: Path | None, robots: int | None,
              scenarios: str | None, rate: float, duration: str | None, frames: int | None, seed: int,
              start: str | None, speed: str | None, faults_file: str | None, labels_out: Path | None,
              waveform_rate: float, waveform_seconds: float, waveform_every: int, waveform_dtype: str,
-             shifts_spec: str | None, list_faults: bool, history: bool | None) -> None:
+             shifts_spec: str | None, list_faults: bool, history: bool | None, progress: bool | None) -> None:
     """Publish simulated robot telemetry of the mine: physics, shifts, faults with ground truth.
 
     Frames go to MQTT (QoS 1, telemetry/{scenario}/{robot}; retained robot status with a last will)
@@ -95,7 +98,7 @@ def simulate(mqtt_url: str | None, topic_prefix: str | None, output: Path | None
     from simulator.runner import run
     from minewatch.shifts import ShiftCalendar, calendar_from_env, parse_shifts
     from simulator.shifts import ShiftClock
-    from simulator.sinks import FileSink, LabelSink, MqttSink, SinkError
+    from simulator.sinks import FileSink, LabelSink, MqttSink, ProgressSink, SinkError
     from simulator.timeutil import NS, iso_ns, parse_duration_s
 
     if list_faults:
@@ -162,6 +165,9 @@ def simulate(mqtt_url: str | None, topic_prefix: str | None, output: Path | None
     signal.signal(signal.SIGINT, _stop)
     labels = None
     try:
+        bounded = config.frames is not None or config.duration_s is not None
+        if progress or (progress is None and bounded and sys.stderr.isatty()):
+            sinks.append(ProgressSink(sim))
         if labels_out is not None:
             labels = LabelSink(labels_out, sim)
             sinks.append(labels)

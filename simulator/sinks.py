@@ -17,6 +17,7 @@ import json
 import os
 import select
 import socket
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -70,6 +71,40 @@ class FileSink:
 
     def close(self) -> None:
         self._f.close()
+
+
+class ProgressSink:
+    """A progress bar on standard error: the share of the run done, by frames (``--frames``) or
+    by simulated time (``--duration``), with the frames so far. Writes nothing else."""
+
+    def __init__(self, sim: Simulation, *, file: Any = None) -> None:
+        import click
+
+        c = sim.config
+        self.sim = sim
+        self.frames_total = c.frames
+        self.t0 = sim.t0
+        self.span = round(c.duration_s * 1e9) if c.duration_s is not None else None
+        self.file = file or sys.stderr
+        self.bar = click.progressbar(length=1000, label="simulating", file=self.file, show_eta=True,
+                                     item_show_func=lambda _: f"{self.sim.frames_generated:,} frames")
+        self.bar.__enter__()
+        self.done = 0
+
+    def write(self, tick: Tick) -> None:
+        if self.frames_total:
+            share = self.sim.frames_generated / self.frames_total
+        elif self.span:
+            share = (tick.t_ns - self.t0) / self.span
+        else:
+            share = 0.0
+        now = min(1000, max(0, int(share * 1000)))
+        if now > self.done:
+            self.bar.update(now - self.done, current_item=True)
+            self.done = now
+
+    def close(self) -> None:
+        self.bar.__exit__(None, None, None)
 
 
 class LabelSink:

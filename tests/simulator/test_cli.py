@@ -370,3 +370,32 @@ def test_a_past_start_loads_history_and_leaves_the_live_robots_alone(mosquitto, 
     hist = [f for t, p, _ in got if topics.parse_history(t) for f in decode_frames(p)]
     assert len(hist) == 60 and all(f.boot == iso_ns(START) // 1_000_000 for f in hist)
     assert not [t for t, _, _ in got if not topics.parse_history(t)], "a historical run published on live topics"
+
+
+def test_progress_bar_on_a_terminal_only_when_asked_for_elsewhere(tmp_path: Path) -> None:
+    """--progress draws the bar on standard error up to 100 % (a pseudo-terminal, so the bar is
+    drawn in full); without a terminal and without --progress, standard error stays empty."""
+    import os
+    import pty
+
+    out = tmp_path / "f.jsonl"
+    argv = [sys.executable, "-m", "minewatch", "simulate", "--output", str(out), "--frames", "3000"]
+    quiet = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True)
+    assert quiet.stderr == "" and json.loads(quiet.stdout)["frames"] == 3000
+    main, sub = pty.openpty()
+    proc = subprocess.Popen([*argv, "--progress"], stdout=subprocess.PIPE, stderr=sub, env={**os.environ, "COLUMNS": "100"})
+    os.close(sub)
+    stdout, _ = proc.communicate(timeout=60)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(main)
+    assert proc.returncode == 0 and json.loads(stdout)["frames"] == 3000
+    text = seen.decode(errors="replace")
+    assert "simulating" in text and "100%" in text and "3,000 frames" in text, text[-500:]
