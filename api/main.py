@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.guard import BodyLimit, MethodCheck, SecurityHeaders
 from api.live import LiveState
-from api.metrics import Metrics
+from api.metrics import METHODS, Metrics, status_class
 from api.params import CHANNELS_PATTERN, SCENARIO_IDS, SHIFT_PATTERN, excerpt
 from api.schemas import OVERRIDE_KEY
 from api.replay import ReplayManager
@@ -87,37 +87,63 @@ TAGS = [
 
 
 class _Timing:
-    """Counts requests and their latency by route template (not by raw path)."""
+    """Request metrics by method, route template and status class; streams counted apart (see api.metrics)."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
+        m = self.metrics
         t0 = time.perf_counter()
         code = 500
+        stream_route: str | None = None
+
+        def route_of() -> str:
+            route = scope.get("route")
+            if route is not None and getattr(route, "path", None):
+                return str(route.path)
+            return "static" if scope.get("endpoint") is not None else "unmatched"
+
+        def open_stream() -> None:
+            nonlocal stream_route
+            stream_route = route_of()
+            m.streams.labels(stream_route).inc()
+            m.streams_open.labels(stream_route).inc()
 
         async def send_wrapper(message: dict) -> None:  # type: ignore[type-arg]
             nonlocal code
-            if message["type"] == "http.response.start":
+            kind = message["type"]
+            if kind == "http.response.start":
                 code = message["status"]
+                ctype = dict(message.get("headers") or ()).get(b"content-type", b"")
+                if ctype.startswith(b"text/event-stream"):
+                    open_stream()
+            elif kind == "websocket.accept":
+                open_stream()
             await send(message)
 
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            route = getattr(scope.get("route"), "path", "other")
-            self.metrics.requests.labels(scope["method"], route, str(code)).inc()
-            self.metrics.latency.labels(route).observe(time.perf_counter() - t0)
+            if stream_route is not None:
+                m.streams_open.labels(stream_route).dec()
+            if scope["type"] == "http":
+                method = scope["method"] if scope["method"] in METHODS else "other"
+                route = stream_route or route_of()
+                status = status_class(code)
+                m.requests.labels(method, route, status).inc()
+                if stream_route is None:
+                    m.latency.labels(method, route, status).observe(time.perf_counter() - t0)
 
 
 def create_app(settings: Settings | None = None, *, calendar: ShiftCalendar | None = None,
                ack_wait_s: float = 3.0, static_dir: Path | None = None) -> FastAPI:
     settings = settings or Settings()
-    redact_logs()
+    redact_logs(rate_limit=False)  # `minewatch api` limits repeated lines for the whole process
     api_keys = settings.api_key_roles()
     calendar = calendar or calendar_from_env()
     metrics = Metrics()

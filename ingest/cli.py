@@ -38,7 +38,8 @@ def _partition(ctx: click.Context, param: click.Parameter, value: str):  # noqa:
               help="Spool bound; when full, acknowledgements stop and the broker holds the backlog.")
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
               help="Serve Prometheus metrics on this port [env MINEWATCH_METRICS_PORT; default 0 = off].")
-@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address for the metrics port.")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, envvar="MINEWATCH_METRICS_HOST",
+              help="Address for the metrics port [env MINEWATCH_METRICS_HOST].")
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=10_000, show_default=True,
               help="Cut a batch at this many points (frames).")
 @click.option("--batch-ms", type=click.FloatRange(0.0), default=100.0, show_default=True,

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, start_http_server
 
 __all__ = ["Metrics"]
 
 log = logging.getLogger("minewatch.ingest.metrics")
+
+disable_created_metrics()  # no ``_created`` series beside the counters and histograms
 
 
 class Metrics:
@@ -56,6 +58,8 @@ class Metrics:
                            ("partition",), registry=r).labels(**lab)
         self.spool_bytes = Gauge("minewatch_ingest_spool_bytes", "bytes in the disk spool", ("partition",),
                                  registry=r).labels(**lab)
+        self.spool_limit = Gauge("minewatch_ingest_spool_limit_bytes", "the disk spool's size limit (--spool-max-mb)",
+                                 ("partition",), registry=r).labels(**lab)
         self.spool_points = Gauge("minewatch_ingest_spool_points", "points waiting in the disk spool",
                                   ("partition",), registry=r).labels(**lab)
         self.influx_up = Gauge("minewatch_ingest_influx_up", "1 while InfluxDB takes writes", ("partition",),

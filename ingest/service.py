@@ -290,6 +290,7 @@ class Ingestor:
         self._startup_events: list[AlertEvent] = []
         self._startup_incidents: list[IncidentEvent] = []
         self.spool = Spool(opts.spool_dir or settings.data_dir / "spool" / self.client_id, opts.spool_max_bytes)
+        self.metrics.spool_limit.set(opts.spool_max_bytes)
         self.influx = InfluxClient(settings.influx_url, settings.influx_db, user=settings.influx_user,
                                    password=settings.influx_password, rp=settings.influx_rp, timeout=15.0)
         self.writer = Writer(self.influx, self.spool, on_rejected=self._rejected,

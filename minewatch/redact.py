@@ -91,9 +91,15 @@ class RedactingFilter(logging.Filter):
 _installed = False
 
 
-def install() -> None:
-    """Redact every log record made in this process from now on (idempotent)."""
+def install(*, rate_limit: bool = True) -> None:
+    """Redact every log record made in this process from now on (idempotent); with ``rate_limit``,
+    also let a repeated line through only a few times a minute and count the rest
+    (``minewatch.lograte``)."""
     global _installed
+    if rate_limit:
+        from minewatch import lograte
+
+        lograte.install()
     if _installed:
         return
     make = logging.getLogRecordFactory()

@@ -70,8 +70,9 @@ class System:
 
     def __init__(self, home: Path, mqtt_port: int, influx_port: int, api_port: int, *, simulate: bool = True,
                  sim_args: tuple[str, ...] = (), ingest_args: tuple[str, ...] = (), log=print,  # noqa: ANN001
-                 service_port: int | None = None) -> None:
+                 service_port: int | None = None, metrics_port: int | None = None) -> None:
         self.home = home
+        self.metrics_port = metrics_port if metrics_port is not None else free_port()
         self.mqtt_port, self.influx_port, self.api_port = mqtt_port, influx_port, api_port
         self.service_port = service_port if service_port is not None else free_port()
         self.simulate = simulate
@@ -99,6 +100,10 @@ class System:
         return f"http://127.0.0.1:{self.influx_port}"
 
     @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
 
@@ -114,7 +119,7 @@ class System:
     def start(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         for what, port in (("MQTT", self.mqtt_port), ("MQTT services", self.service_port), ("InfluxDB", self.influx_port),
-                           ("API", self.api_port)):
+                           ("API", self.api_port), ("ingest metrics", self.metrics_port)):
             if not _port_free(port):
                 raise click.ClickException(f"port {port} for {what} is in use; choose another with the --*-port options")
         self.keys = _api_keys(self.home / "api-keys.json")
@@ -127,7 +132,8 @@ class System:
         env.update(MINEWATCH_INFLUX_URL=self.influx_url, MINEWATCH_API_HOST="127.0.0.1",
                    MINEWATCH_API_PORT=str(self.api_port))
         commands = service_commands(data_dir=str(self.home), simulate=self.simulate)
-        self._spawn("ingest", [*commands["ingest"], *self.ingest_args], self._env(env, "ingest"))
+        self._spawn("ingest", [*commands["ingest"], "--metrics-port", str(self.metrics_port), *self.ingest_args],
+                    self._env(env, "ingest"))
         self._spawn("api", commands["api"], self._env(env, "api"))
         wait_port("127.0.0.1", self.api_port, timeout=60)
         if self.simulate:
@@ -262,17 +268,20 @@ def _wait_healthy(url: str, timeout: float = 60) -> None:
               help="The broker's port for minewatch's own processes (on loopback).")
 @click.option("--influx-port", type=int, default=8086, show_default=True)
 @click.option("--api-port", type=int, default=8000, show_default=True)
+@click.option("--metrics-port", type=int, default=9100, show_default=True,
+              help="The ingestor's Prometheus metrics port (on loopback).")
 @click.option("--no-simulator", is_flag=True, help="Run without the simulated fleet (real robots publish to the broker).")
 @click.option("--sim-arg", "sim_args", multiple=True, help="Extra argument for `minewatch simulate` (repeatable).")
-def up(home: Path, mqtt_port: int, service_port: int, influx_port: int, api_port: int, no_simulator: bool,
-       sim_args: tuple[str, ...]) -> None:
+def up(home: Path, mqtt_port: int, service_port: int, influx_port: int, api_port: int, metrics_port: int,
+       no_simulator: bool, sim_args: tuple[str, ...]) -> None:
     """Run the whole system on this machine until Ctrl-C."""
     ingest_args: tuple[str, ...] = ()
     if not no_simulator and _accelerated(sim_args):
         # a simulated mine faster than real time: the ingestor goes by the data's clock
         ingest_args = ("--clock", "data")
     system = System(home.resolve(), mqtt_port, influx_port, api_port, simulate=not no_simulator, sim_args=sim_args,
-                    ingest_args=ingest_args, log=click.echo, service_port=service_port)
+                    ingest_args=ingest_args, log=click.echo, service_port=service_port,
+                    metrics_port=metrics_port)
     stopping = False
 
     def _stop(signum: int, frame: object) -> None:
@@ -297,6 +306,7 @@ def up(home: Path, mqtt_port: int, service_port: int, influx_port: int, api_port
         click.echo(f"  accounts       {system.home / 'secrets' / 'credentials.json'} (broker and InfluxDB)")
         click.echo(f"  other shells   {system.env_file}: URLs and accounts that minewatch replay, report,")
         click.echo("                 simulate ... read from there (run them here, or set MINEWATCH_DATA_DIR)")
+        click.echo(f"  metrics        {system.metrics_url} (ingestor), {system.api_url}/metrics (API)")
         click.echo("Ctrl-C stops everything.")
         while not stopping:
             problem = system.check()

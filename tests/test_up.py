@@ -99,7 +99,7 @@ def test_up_runs_alerts_stops_on_ctrl_c_and_a_second_run_on_the_same_data_watche
         tmp_path: Path) -> None:
     home = tmp_path / "home"
     ports = {"--mqtt-port": free_port(), "--service-port": free_port(), "--influx-port": free_port(),
-             "--api-port": free_port()}
+             "--api-port": free_port(), "--metrics-port": free_port()}
     started = time.monotonic()
     first = Up(home, ports, _faults(tmp_path / "f1.json", 6, 300))
     try:
@@ -112,11 +112,15 @@ def test_up_runs_alerts_stops_on_ctrl_c_and_a_second_run_on_the_same_data_watche
         assert crossing is not None and at - crossing <= 2.0, (at, crossing)
         left = {a["alert_id"] for a in _get(first.api, "/alerts")["data"] if a["active"]}  # type: ignore[index]
         assert ev["alert_id"] in left
+        # the ingestor's metrics are on, on the port given
+        metrics = httpx.get(f"http://127.0.0.1:{ports['--metrics-port']}/metrics", timeout=5).text
+        assert "minewatch_ingest_points_stored_total" in metrics and "minewatch_ingest_influx_up" in metrics
     finally:
         text = first.stop()
     assert first.proc.returncode == 0, text
     assert "minewatch is up" in text and "stopped." in text and f"?api_key={first.keys['operator']}" in text
     assert "-q 1" in text and "/incidents/+/+" in text
+    assert f"http://127.0.0.1:{ports['--metrics-port']}/metrics (ingestor)" in text
     for port in ports.values():  # everything it started is gone: the ports are free again
         with socket.socket() as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

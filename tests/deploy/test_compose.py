@@ -27,7 +27,7 @@ APP = {"ingest-0", "ingest-1", "api", "simulator"}
 
 
 def test_the_services_of_a_deployment() -> None:
-    assert set(SERVICES) == {"mosquitto", "influxdb", "storage"} | APP
+    assert set(SERVICES) == {"mosquitto", "influxdb", "storage", "prometheus", "grafana"} | APP
     assert re.fullmatch(r"influxdb:1\.\d+", SERVICES["influxdb"]["image"])  # the 1.x API the code speaks
     assert SERVICES["mosquitto"]["image"].startswith("eclipse-mosquitto:2.")
 
