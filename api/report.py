@@ -13,8 +13,10 @@ import asyncio
 import html
 import json
 import math
+import sys
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -202,15 +204,21 @@ def robot_uptime(influx: SyncInflux, start_ns: int, end_ns: int) -> list[dict[st
 
 
 def collect(influx: SyncInflux, shift: Shift, *, tz_offset_h: float = 8.0, points: int = DEFAULT_POINTS,
-            scenarios: dict[str, Scenario] | None = None) -> ReportData:
+            scenarios: dict[str, Scenario] | None = None, on_step: Callable[[str], None] | None = None) -> ReportData:
+    """The report's data. ``on_step`` is called after each step (a scenario's series, the
+    alerts, the robots) with its name: ``len(scenarios) + 2`` calls in all."""
+    step = on_step or (lambda _: None)
     bucket = _bucket_s(shift, points)
     data = ReportData(shift, tz_offset_h, bucket)
     for sc in (scenarios or SCENARIOS).values():
         series = scenario_series(influx, sc, shift.start_ns, shift.end_ns, bucket)
         data.scenarios.append({"id": sc.id, "name": sc.name, "kind": sc.kind.value, "group": sc.kind.group,
                                "meta": _channel_meta(sc), **series})
+        step(sc.id)
     data.alerts = shift_alerts(influx, shift.start_ns, shift.end_ns)
+    step("alerts")
     data.robots = robot_uptime(influx, shift.start_ns, shift.end_ns)
+    step("robots")
     return data
 
 
@@ -305,8 +313,8 @@ def render(data: ReportData) -> str:
 
 
 def write_report(influx: SyncInflux, shift: Shift, out: Path, *, tz_offset_h: float = 8.0,
-                 points: int = DEFAULT_POINTS) -> ReportData:
-    data = collect(influx, shift, tz_offset_h=tz_offset_h, points=points)
+                 points: int = DEFAULT_POINTS, on_step: Callable[[str], None] | None = None) -> ReportData:
+    data = collect(influx, shift, tz_offset_h=tz_offset_h, points=points, on_step=on_step)
     out.write_text(render(data), encoding="utf-8")
     return data
 
@@ -498,7 +506,10 @@ async def shift_report(
 @click.option("--influx-db", default=None, help="Database [env MINEWATCH_INFLUX_DB; default minewatch].")
 @click.option("--points", type=click.IntRange(10, 5000), default=DEFAULT_POINTS, show_default=True,
               help="Points per chart (the shift is cut into this many buckets).")
-def report(shift_id: str, out: Path, influx_url: str | None, influx_db: str | None, points: int) -> None:
+@click.option("--progress/--quiet", "progress", default=None,
+              help="A progress bar on standard error, a step per scenario [default: when standard error is a terminal].")
+def report(shift_id: str, out: Path, influx_url: str | None, influx_db: str | None, points: int,
+           progress: bool | None) -> None:
     """Write a self-contained HTML report of a shift: per-scenario charts of every channel with
     its limits, the alerts on a timeline and in a table, counts by kind and severity, and each
     robot's uptime. Reads InfluxDB directly; the API need not be running."""
@@ -514,9 +525,14 @@ def report(shift_id: str, out: Path, influx_url: str | None, influx_db: str | No
     settings = settings_from(influx_url=influx_url, influx_db=influx_db)
     influx = SyncInflux(settings.influx_url, settings.influx_db, user=settings.influx_user,
                         password=settings.influx_password)
+    show = progress if progress is not None else sys.stderr.isatty()
+    bar = click.progressbar(length=len(SCENARIOS) + 2, label=f"report {shift.id}", file=sys.stderr,
+                            item_show_func=lambda name: name or "") if show else None
     try:
+        if bar is not None:
+            bar.__enter__()
         data = write_report(influx, shift, out, tz_offset_h=calendar.tz.utcoffset(None).total_seconds() / 3600,
-                            points=points)
+                            points=points, on_step=(lambda name: bar.update(1, name)) if bar is not None else None)
     except httpx.HTTPError as exc:
         raise click.ClickException(f"InfluxDB at {settings.influx_url} is unreachable: {exc}") from None
     except InfluxError as exc:
@@ -524,6 +540,8 @@ def report(shift_id: str, out: Path, influx_url: str | None, influx_db: str | No
     except OSError as exc:
         raise click.ClickException(f"cannot write {out}: {exc.strerror or exc}") from None
     finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
         influx.close()
     with_data = sum(1 for s in data.scenarios if s["channels"])
     click.echo(f"wrote {out}: shift {shift.id}, {with_data}/{len(data.scenarios)} scenarios with data, "

@@ -50,10 +50,11 @@ def test_report_figures(recorded: SyncInflux) -> None:
 
 def test_report_command_and_browser(recorded: SyncInflux, tmp_path: Path, page, screenshots: Path) -> None:
     out = tmp_path / "report.html"
-    res = CliRunner().invoke(report, ["--shift", SHIFT_ID, "--out", str(out), "--influx-url", recorded.url,
-                                      "--influx-db", recorded.db])
+    res = CliRunner().invoke(report, ["--shift", SHIFT_ID, "--out", str(out), "--influx-url",
+                                                      recorded.url, "--influx-db", recorded.db, "--progress"])
     assert res.exit_code == 0, res.output
     assert "2/31 scenarios with data, 1 alerts, 2 robots" in res.output
+    assert f"report {SHIFT_ID}" in res.stderr and "2/31" not in res.stderr  # the bar, apart from the result
     text = out.read_text()
     # self-contained: no external script, style or image
     assert not re.search(r"<(script|link|img)[^>]+(src|href)=", text)
