@@ -27,7 +27,6 @@ Prints one JSON line per figure:
 from __future__ import annotations
 
 import argparse
-import calendar
 import json
 import random
 import subprocess
@@ -48,9 +47,11 @@ from minewatch.catalogue import SCENARIOS  # noqa: E402
 from minewatch.influx import SyncInflux  # noqa: E402
 from minewatch.mqtt import connect_properties, paho_client  # noqa: E402
 from minewatch.settings import parse_mqtt_url  # noqa: E402
-from minewatch.services import Influxd, Mosquitto, free_port  # noqa: E402
+from minewatch.services import Influxd, Mosquitto, free_port, stop_process  # noqa: E402
 from minewatch.topics import Topics  # noqa: E402
 from minewatch.wire import Frame, encode_frame, encode_frames  # noqa: E402
+
+from hostile_api import rss_mb, sse_clients_rss  # noqa: E402 - bench/, beside this script
 
 _NS = 1_000_000_000
 PREFIX = "minewatch/v1"
@@ -58,13 +59,6 @@ PREFIX = "minewatch/v1"
 
 def emit(name: str, value: float, unit: str, **cond: object) -> None:
     print(json.dumps({"name": name, "value": round(value, 3), "unit": unit, **cond}), flush=True)
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 class Frames:
@@ -244,15 +238,6 @@ def metric(http: httpx.Client, port: int, name: str) -> float:
     return total
 
 
-def shards(db: SyncInflux) -> list[tuple[int, int]]:
-    out = []
-    for row in db.query("SHOW SHARDS", db=""):
-        if row.get("database") == db.db:
-            s, e = (calendar.timegm(time.strptime(row[k], "%Y-%m-%dT%H:%M:%SZ")) for k in ("start_time", "end_time"))
-            out.append((s * _NS, e * _NS))
-    return out
-
-
 def run(messages: int, warm: int, seed: int, tmp: Path, timeout: float = 300.0) -> dict:
     rng = random.Random(seed)
     topics = Topics(PREFIX)
@@ -328,7 +313,7 @@ def run(messages: int, warm: int, seed: int, tmp: Path, timeout: float = 300.0) 
         emit("ingest_rss_growth_mb", rss_after - rss_warm, "MB", warm_mb=round(rss_warm, 1),
              after_mb=round(rss_after, 1), peak_mb=round(peak, 1), limit_mb=50, **cond)
         emit("broker_disconnects", max(0, connects - 1), "disconnects", **cond)
-        sh = shards(db)
+        sh = db.shards()
         now = time.time_ns()
         emit("influx_future_shards", sum(1 for s, _ in sh if s > now), "shards", shards=len(sh),
              latest_start_days=round((max(s for s, _ in sh) - now) / 86_400e9, 2) if sh else None, **cond)
@@ -338,11 +323,7 @@ def run(messages: int, warm: int, seed: int, tmp: Path, timeout: float = 300.0) 
     finally:
         http.close()
         db.close()
-        ing.terminate()
-        try:
-            ing.wait(30)
-        except subprocess.TimeoutExpired:
-            ing.kill()
+        stop_process(ing, timeout=30)
         log.close()
         broker.stop()
         influx.stop()
@@ -370,8 +351,6 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="mw-hostile-") as d:
         run(args.messages, args.warm, args.seed, Path(d))
-    from hostile_api import sse_clients_rss
-
     with tempfile.TemporaryDirectory(prefix="mw-hostile-api-") as d:
         r = sse_clients_rss(args.sse_clients, alerts=args.sse_alerts, workdir=Path(d))
     emit("api_sse_clients_rss_mb", r["with_clients_mb"], "MB", before_mb=r["before_mb"], after_leave_mb=r["after_mb"],

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from minewatch.influx import SyncInflux  # noqa: E402
-from minewatch.services import Influxd, Mosquitto, free_port, wait_http  # noqa: E402
+from minewatch.services import Influxd, Mosquitto, free_port, stop_process, wait_http  # noqa: E402
 
 KEY = "bench-integrator-key"
 T0 = 1_795_852_800_000_000_000
@@ -133,12 +133,7 @@ def sse_clients_rss(clients: int, *, alerts: int = 2000, settle_s: float = 3.0, 
                 "connect_s": round(connect_s, 2)}
     finally:
         if proc is not None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, signal.SIGINT, 20)
         broker.stop()
         influx.stop()
 

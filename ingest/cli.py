@@ -114,7 +114,7 @@ def ingest(mqtt_url: str | None, influx_url: str | None, influx_db: str | None, 
     outage loses nothing. Bad frames go to {prefix}/deadletter/{reason}. SIGTERM or Ctrl-C stops
     reading, flushes, acknowledges and exits within --stop-timeout seconds.
     """
-    from ingest.registry import RobotRegistry
+    from minewatch.registry import RobotRegistry
     from ingest.service import IngestOptions, run
 
     settings = settings_from(mqtt_url=mqtt_url, influx_url=influx_url, influx_db=influx_db, topic_prefix=topic_prefix,

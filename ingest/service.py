@@ -35,7 +35,6 @@ import signal
 import socket
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,7 +60,7 @@ from ingest.deadletter import DeadLetter
 from ingest.lines import CHANNEL_RE, RESERVED_FIELDS, TelemetryLines, stats_line, status_line
 from ingest.metrics import Metrics
 from ingest.partition import Partition
-from ingest.registry import RobotRegistry
+from minewatch.registry import RobotRegistry
 from ingest.seqtrack import DUPLICATE, LATE, REPEATS, SeqTracker
 from ingest.spool import Spool, SpoolFull
 from ingest.timing import HISTORY, RobotClocks
@@ -74,7 +73,6 @@ T = TypeVar("T")
 
 _readings, _seq, _ts = operator.attrgetter("readings"), operator.attrgetter("seq"), operator.attrgetter("ts")
 _NS = 1_000_000_000
-DEAD_LOGGED = 20  # dead letters logged one by one a minute
 
 
 # The channels the detectors watch, per scenario: the catalogue's. Other reading names a robot
@@ -153,7 +151,7 @@ class IngestOptions:
     stats_interval_s: float = 10.0
     restore_alerts: bool = True
     # What a client may send (anything beyond goes to the dead-letter topic with its reason):
-    robots: str = "fleet"                 # the fleet registry (ingest.registry): frames of other robots are refused
+    robots: str = "fleet"                 # the fleet registry (minewatch.registry): frames of other robots are refused
     max_robots: int = 10_000              # robots taken at most, whatever the registry's patterns allow
     max_message_bytes: int = 4 << 20      # too_large
     max_frames: int = 10_000              # frames in one message: too_many_frames
@@ -314,8 +312,6 @@ class Ingestor:
         self._tick_floor = 0  # the detectors' time-driven checks look no earlier than this
         self.started = asyncio.Event()
         self._storage_task: asyncio.Task[None] | None = None
-        self._dead_window, self._dead_logged = time.monotonic(), 0
-        self._dead_quiet: Counter[str] = Counter()
         self.counts = {"deadlettered": 0, "stored": 0, "spooled": 0, "alerts": 0, "acked": 0, "received": 0}
         self.host = socket.gethostname()
 
@@ -876,7 +872,7 @@ class Ingestor:
             return
         raw_ts = list(map(_ts, frames))
         lo, hi = self._ts_window(history)
-        if raw_ts[0] < lo or raw_ts[-1] > hi or min(raw_ts) < lo or max(raw_ts) > hi:
+        if min(raw_ts) < lo or max(raw_ts) > hi:
             frames = self._in_window(frames, raw_ts, lo, hi, msg)
             if not frames:
                 return
@@ -1084,12 +1080,8 @@ class Ingestor:
             off = self.clocks.offset(robot_id)
             if off:
                 st = st.model_copy(update={"ts": max(0, st.ts + off)})
-        if st.ts is not None:  # as stored: by the robot's clock, corrected
-            lo, hi = self._ts_window(clock_ahead=False)
-            if not lo <= st.ts <= hi:
-                self._dead(DeadLetter("ts_out_of_range", f"status dated {_iso(st.ts)}, outside the window taken now, "
-                                      f"{_iso(lo)} to {_iso(hi)}", msg.topic, msg.payload))
-                return
+        if st.ts is not None and not self._dated_in_window("status", st.ts, msg):  # as stored: corrected
+            return
         ln = status_line(st)
         if ln:
             batch.lines.append(ln)
@@ -1108,7 +1100,7 @@ class Ingestor:
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
             self._dead(DeadLetter("bad_ack", str(exc), msg.topic, msg.payload))
             return
-        if not self._ack_in_window(req, msg):
+        if req.ts is not None and not self._dated_in_window("acknowledgement", req.ts, msg):
             return
         if self.partition.owns(req.scenario_id):  # an ack without a scenario goes to partition 0
             batch.acks.append((req, msg))
@@ -1121,18 +1113,17 @@ class Ingestor:
         except ValueError as exc:
             self._dead(DeadLetter("bad_ack", str(exc), msg.topic, msg.payload))
             return
-        if not self._ack_in_window(req, msg):
+        if req.ts is not None and not self._dated_in_window("acknowledgement", req.ts, msg):
             return
         if self.partition.owns(req.scenario_id):
             batch.acks.append((req, msg))
 
-    def _ack_in_window(self, req: AlertAck | IncidentAck, msg: Incoming) -> bool:
-        if req.ts is None:
-            return True
+    def _dated_in_window(self, what: str, ts: int, msg: Incoming) -> bool:
+        """Whether a status or acknowledgement dated ``ts`` is taken; if not, it is dead-lettered."""
         lo, hi = self._ts_window(clock_ahead=False)
-        if lo <= req.ts <= hi:
+        if lo <= ts <= hi:
             return True
-        self._dead(DeadLetter("ts_out_of_range", f"acknowledgement dated {_iso(req.ts)}, outside the window taken now, "
+        self._dead(DeadLetter("ts_out_of_range", f"{what} dated {_iso(ts)}, outside the window taken now, "
                               f"{_iso(lo)} to {_iso(hi)}", msg.topic, msg.payload))
         return False
 
@@ -1157,20 +1148,9 @@ class Ingestor:
     def _dead(self, dl: DeadLetter) -> None:
         self.metrics.deadlettered(dl.reason)
         self.counts["deadlettered"] += 1
-        # logged one by one up to DEAD_LOGGED a minute, then counted: a client sending garbage fast
-        # must not fill the disk through the log (every letter is still published and counted)
-        now = time.monotonic()
-        if now - self._dead_window >= 60.0:
-            if self._dead_quiet:
-                log.warning("%d more dead letters in the last minute, not logged one by one: %s",
-                            sum(self._dead_quiet.values()), dict(self._dead_quiet.most_common(10)))
-            self._dead_window, self._dead_logged = now, 0
-            self._dead_quiet.clear()
-        if self._dead_logged < DEAD_LOGGED:
-            self._dead_logged += 1
-            log.info("dead letter: %r", dl)
-        else:
-            self._dead_quiet[dl.reason] += 1
+        # one line each; a burst of them is cut down and counted by minewatch.lograte, which every
+        # minewatch command puts in front of its loggers (the letters are all published and counted)
+        log.info("dead letter: %r", dl)
         self.consumer.publish(self.topics.deadletter(dl.reason), dl.encode(str(self.partition)), 0, False)
 
     def _rejected(self, rejected: Sequence[tuple[str, str]]) -> None:

@@ -11,8 +11,10 @@ through their 1.x-compatibility endpoints. Measurements (database ``minewatch``)
 
 from __future__ import annotations
 
+import calendar
 import gzip
 import math
+import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -235,6 +237,16 @@ class SyncInflux:
 
     def ensure_db(self, db: str | None = None) -> None:
         self.query(f'CREATE DATABASE "{db or self.db}"', db="", post=True)
+
+    def shards(self) -> list[tuple[int, int]]:
+        """(start, end) in ns of every shard of the database, of every retention policy."""
+        out = []
+        for row in self.query("SHOW SHARDS", db=""):
+            if row.get("database") == self.db:
+                start, end = (calendar.timegm(time.strptime(row[k], "%Y-%m-%dT%H:%M:%SZ"))
+                              for k in ("start_time", "end_time"))
+                out.append((start * 1_000_000_000, end * 1_000_000_000))
+        return out
 
     def count(self, measurement: str, field: str, where: str = "") -> int:
         rows = self.query(f'SELECT count("{field}") FROM "{measurement}" {where}')

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from minewatch.influx import SyncInflux
-from minewatch.services import Influxd, Mosquitto, free_port, wait_http
+from minewatch.services import Influxd, Mosquitto, free_port, stop_process, wait_http
 
 from .conftest import KEYS, T0, S
 
@@ -49,12 +49,7 @@ def api_process(mosquitto: Mosquitto, influxd: Influxd, tmp_path_factory: pytest
         wait_http(f"http://127.0.0.1:{port}/healthz", timeout=30, interval=0.2)
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, signal.SIGINT, 20)
         db.query(f'DROP DATABASE "{db.db}"', db="", post=True)
         db.close()
 

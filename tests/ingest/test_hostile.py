@@ -5,7 +5,6 @@ made out of its time."""
 
 from __future__ import annotations
 
-import calendar
 import hashlib
 import json
 import time
@@ -88,16 +87,6 @@ def test_poison_message_is_deadlettered_once_and_the_connection_stays(
     pub.close()
 
 
-def _shards(db: SyncInflux) -> list[tuple[int, int]]:
-    """(start, end) in ns of every shard of the database."""
-    out = []
-    for row in db.query("SHOW SHARDS", db=""):
-        if row.get("database") == db.db:
-            start, end = (calendar.timegm(time.strptime(row[k], "%Y-%m-%dT%H:%M:%SZ")) for k in ("start_time", "end_time"))
-            out.append((start * _NS, end * _NS))
-    return out
-
-
 def test_timestamps_out_of_range_are_deadlettered_and_make_no_shard(
         mosquitto: Mosquitto, influxd: Influxd, influx_db: SyncInflux, prefix: str, tmp_path: Path,
         ingest_process: Callable[..., IngestProcess]) -> None:
@@ -135,7 +124,7 @@ def test_timestamps_out_of_range_are_deadlettered_and_make_no_shard(
     assert proc.terminate() == 0, proc.log()
     assert telemetry_count(influx_db) == 32
     assert_exactly_once(influx_db, {"r02": 32})
-    shards = _shards(influx_db)
+    shards = influx_db.shards()
     assert shards, "no shard at all: the good frames were not stored"
     for start, end in shards:  # none for the future, none for 1970 (a week's shard may start days back)
         assert now - 8 * 86_400 * _NS <= start <= time.time_ns(), (start, end, shards)
