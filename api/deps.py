@@ -106,7 +106,7 @@ def current_principal(
     return authenticate(state.api_keys, key)
 
 
-def require(role: Role):  # noqa: ANN201 - a dependency
+def require(role: Role):
     def check(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
         if not principal.may(role):
             raise HTTPException(status.HTTP_403_FORBIDDEN,

@@ -10,7 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from api.times import parse_time
 from minewatch.catalogue import SCENARIOS, Scenario
 
-__all__ = ["bad", "excerpt", "ROBOT_PATTERN", "SCENARIO_IDS", "ScenarioName", "SHIFT_PATTERN", "CHANNELS_PATTERN", "time_or_422", "window_or_422", "scenario_or_422", "channels_or_422", "robot_or_422", "EXTRA_FIELDS"]
+__all__ = ["bad", "excerpt", "ROBOT_PATTERN", "SCENARIO_IDS", "ScenarioName", "SHIFT_PATTERN", "CHANNELS_PATTERN",
+           "time_or_422", "window_or_422", "scenario_or_422", "channels_or_422", "robot_or_422", "EXTRA_FIELDS"]
 
 # Telemetry fields that are not channels of a scenario but may be asked for like one.
 EXTRA_FIELDS = {"battery": "%", "pos_m": "m", "latency_ms": "ms", "rssi_dbm": "dBm"}

@@ -9,7 +9,7 @@ from typing import IO, Any
 
 import click
 
-from minewatch.cli import influx_options, settings_from
+from minewatch.options import influx_options, settings_from
 
 __all__ = ["replay"]
 

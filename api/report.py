@@ -515,7 +515,7 @@ def report(shift_id: str, out: Path, influx_url: str | None, influx_db: str | No
     robot's uptime. Reads InfluxDB directly; the API need not be running."""
     import httpx
 
-    from minewatch.cli import settings_from
+    from minewatch.options import settings_from
 
     calendar: ShiftCalendar = calendar_from_env()
     try:

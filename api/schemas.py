@@ -35,7 +35,8 @@ def errors(*codes: int, streaming: bool = False) -> dict[int | str, dict[str, An
     whose success is not JSON (a stream, a CSV file), ``streaming`` states the errors' JSON
     content explicitly instead of letting them take the route's media type."""
     text = {
-        400: "The body is not readable JSON", 401: "No API key, or an unknown one", 403: "The key's role may not do this", 404: "Not found",
+        400: "The body is not readable JSON", 401: "No API key, or an unknown one", 403: "The key's role may not do this",
+        404: "Not found",
         409: "Conflict with the current state", 429: "Too many running jobs",
         503: "A backing service (MQTT broker or InfluxDB) is unreachable",
     }
@@ -382,7 +383,8 @@ class ShiftsPublic(BaseModel):
 # ----------------------------------------------------------------------------- replays
 
 _SHIFT = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}:[a-z0-9_-]{1,32}$"  # api.params.SHIFT_PATTERN
-OVERRIDE_KEY = r"^[A-Za-z0-9_*?\[\]-]{1,32}\.[A-Za-z0-9_*?\[\]-]{1,32}\.(warning|alarm|critical|restore|rise|debounce)(\.(high|low))?$"
+OVERRIDE_KEY = (r"^[A-Za-z0-9_*?\[\]-]{1,32}\.[A-Za-z0-9_*?\[\]-]{1,32}"
+                r"\.(warning|alarm|critical|restore|rise|debounce)(\.(high|low))?$")
 
 
 def _shift_or_window(schema: dict[str, Any]) -> None:

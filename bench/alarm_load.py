@@ -109,15 +109,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from detection_quality import belongs, emit, label_alerts, scored_labels  # noqa: E402
-from ingest_throughput import Ingestors  # noqa: E402
+from detection_quality import belongs, emit, label_alerts, scored_labels
+from ingest_throughput import Ingestors
 
-from minewatch.schema import SEVERITY_RANK, AlertEvent, AlertState, IncidentEvent, IncidentState  # noqa: E402
-from minewatch.services import Influxd, Mosquitto  # noqa: E402
-from minewatch.shifts import Shift, ShiftCalendar  # noqa: E402
-from minewatch.topics import Topics  # noqa: E402
-from simulator.faults import LIBRARY  # noqa: E402
-from tests.ingest.helpers import Collector  # noqa: E402
+from minewatch.schema import SEVERITY_RANK, AlertEvent, AlertState, IncidentEvent, IncidentState
+from minewatch.services import Influxd, Mosquitto
+from minewatch.shifts import Shift, ShiftCalendar
+from minewatch.topics import Topics
+from simulator.faults import LIBRARY
+from tests.ingest.helpers import Collector
 
 NS = 1_000_000_000
 MIN = 60 * NS

@@ -39,19 +39,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import httpx  # noqa: E402
-import msgspec  # noqa: E402
-import paho.mqtt.client as paho  # noqa: E402
+import httpx
+import msgspec
+import paho.mqtt.client as paho
 
-from minewatch.catalogue import SCENARIOS  # noqa: E402
-from minewatch.influx import SyncInflux  # noqa: E402
-from minewatch.mqtt import connect_properties, paho_client  # noqa: E402
-from minewatch.settings import parse_mqtt_url  # noqa: E402
-from minewatch.services import Influxd, Mosquitto, free_port, stop_process  # noqa: E402
-from minewatch.topics import Topics  # noqa: E402
-from minewatch.wire import Frame, encode_frame, encode_frames  # noqa: E402
+from minewatch.catalogue import SCENARIOS
+from minewatch.influx import SyncInflux
+from minewatch.mqtt import connect_properties, paho_client
+from minewatch.settings import parse_mqtt_url
+from minewatch.services import Influxd, Mosquitto, free_port, stop_process
+from minewatch.topics import Topics
+from minewatch.wire import Frame, encode_frame, encode_frames
 
-from hostile_api import rss_mb, sse_clients_rss  # noqa: E402 - bench/, beside this script
+from hostile_api import rss_mb, sse_clients_rss
 
 _NS = 1_000_000_000
 PREFIX = "minewatch/v1"

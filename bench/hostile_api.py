@@ -28,8 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from minewatch.influx import SyncInflux  # noqa: E402
-from minewatch.services import Influxd, Mosquitto, free_port, stop_process, wait_http  # noqa: E402
+from minewatch.influx import SyncInflux
+from minewatch.services import Influxd, Mosquitto, free_port, stop_process, wait_http
 
 KEY = "bench-integrator-key"
 T0 = 1_795_852_800_000_000_000

@@ -94,7 +94,7 @@ class RateLimiter:
         record = seen.logger.makeRecord(
             seen.logger.name, seen.level, "(minewatch.lograte)", 0,
             "%s (repeated %d more times in %.0f s, not logged)", (text, seen.dropped, self.interval_s), None)
-        record._summary = True  # type: ignore[attr-defined]
+        record._summary = True
         return record
 
 

@@ -202,7 +202,8 @@ def ensure_storage_sync(client: SyncInflux, *, raw_days: int = RAW_DAYS, long_da
             query, options = steps.send(rows)  # type: ignore[arg-type]
             rows = client.query(query, **options)
     except StopIteration as done:
-        return done.value
+        changed: list[str] = done.value
+        return changed
     except InfluxError as exc:
         raise _explain(exc) from None
 
@@ -291,7 +292,7 @@ def storage_command(influx_url: str | None, influx_db: str | None, raw_days: int
 
     import httpx
 
-    from minewatch.cli import settings_from
+    from minewatch.options import settings_from
 
     s = settings_from(influx_url=influx_url, influx_db=influx_db)
     client = SyncInflux(s.influx_url, s.influx_db, user=s.influx_user, password=s.influx_password)

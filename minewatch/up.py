@@ -28,6 +28,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -56,7 +57,7 @@ def _port_free(port: int, host: str = "127.0.0.1") -> bool:
 def _api_keys(path: Path) -> dict[str, str]:
     """Local keys, made once and kept in ``.minewatch/api-keys.json``: role → key."""
     if path.exists():
-        keys = json.loads(path.read_text())
+        keys: dict[str, str] = json.loads(path.read_text())
         if {"operator", "engineer", "integrator"} <= set(keys):
             return keys
     keys = {role: f"{role[:3]}-{secrets.token_urlsafe(18)}" for role in ("operator", "engineer", "integrator")}
@@ -69,7 +70,7 @@ class System:
     """The processes of a local minewatch, started in order and stopped in reverse."""
 
     def __init__(self, home: Path, mqtt_port: int, influx_port: int, api_port: int, *, simulate: bool = True,
-                 sim_args: tuple[str, ...] = (), ingest_args: tuple[str, ...] = (), log=print,  # noqa: ANN001
+                 sim_args: tuple[str, ...] = (), ingest_args: tuple[str, ...] = (), log: Callable[[str], object] = print,
                  service_port: int | None = None, metrics_port: int | None = None) -> None:
         self.home = home
         self.metrics_port = metrics_port if metrics_port is not None else free_port()
@@ -203,7 +204,7 @@ class System:
         return None
 
     def stop(self) -> None:
-        for name, proc in reversed(self.children):
+        for _, proc in reversed(self.children):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 15

@@ -381,7 +381,7 @@ class Simulation:
         """At the end of a run every held frame is sent: nothing generated is left behind."""
         msgs: list[Message] = []
         statuses: list[StatusUpdate] = []
-        for ri, (r, st) in enumerate(zip(self.fleet, self.state)):
+        for r, st in zip(self.fleet, self.state):
             if st.hole_since is not None:
                 self._coverage_label(r, st.hole_since, st.hole_last)
                 st.hole_since = None

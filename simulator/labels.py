@@ -17,7 +17,8 @@ time at which the fault moved the channel's true value by at least half its reso
 :mod:`simulator.mine`); ``start_ns``/``end_ns`` span the windows of the channels that should
 alert (of all labelled channels when none should). For sensor faults: when the sensor's reading
 was altered; for fleet faults: the frames the robot lost or held back. ``extremes`` is the
-fault's value farthest from the fault-free one, per channel, and ``deviation`` how far that is. ``expected_alerts`` lists what a correct system
+fault's value farthest from the fault-free one, per channel, and ``deviation`` how far that is. ``expected_alerts`` lists what
+a correct system
 raises: catalogue limit crossings of those extremes plus the fault's own signature (fan
 stoppage, airflow reversal, bearing defect frequency, sensor health, robot offline).
 ``expected_severity`` is the highest of them (``info`` when nothing should alert).
@@ -64,13 +65,13 @@ def limit_severity(limit: Limit, lo: float, hi: float) -> tuple[str, float] | No
 
 
 class _Track:
-    def __init__(self, K: int) -> None:
-        self.first = np.full(K, -1, dtype=np.int64)
-        self.last = np.full(K, -1, dtype=np.int64)
-        self.hi = np.full(K, -np.inf)
-        self.lo = np.full(K, np.inf)
-        self.dev = np.zeros(K)  # largest |faulted - nominal|
-        self.far = np.zeros(K)  # the faulted value there
+    def __init__(self, n: int) -> None:
+        self.first = np.full(n, -1, dtype=np.int64)
+        self.last = np.full(n, -1, dtype=np.int64)
+        self.hi = np.full(n, -np.inf)
+        self.lo = np.full(n, np.inf)
+        self.dev = np.zeros(n)  # largest |faulted - nominal|
+        self.far = np.zeros(n)  # the faulted value there
         self.closed = False
 
 

@@ -246,7 +246,8 @@ class Mine:
         self._district_belts = [i for i, m in enumerate(self.mode) if m == "production_belt"]
         self._main_belts = [i for i, m in enumerate(self.mode) if m == "main_belt"]
         self.pump_places = np.array([i for i, m in enumerate(self.mode) if m == "pump"])
-        self.sump_k = np.array([self.slices[self.scenario_ids[p]].start + self.names[self.slices[self.scenario_ids[p]]].index("wl")
+        self.sump_k = np.array([self.slices[self.scenario_ids[p]].start
+                                + self.names[self.slices[self.scenario_ids[p]]].index("wl")
                                 for p in self.pump_places])
         self.comp_places = np.array([i for i, m in enumerate(self.mode) if m == "compressor"])
         self.recv_k = self._mk.get(RECEIVER, np.array([], dtype=int))
@@ -310,8 +311,7 @@ class Mine:
     # ------------------------------------------------------------------ the step
     def _drivers(self, t_ns: int, eff: Effects) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         p = self.production(t_ns)
-        R = self.rows
-        run = np.empty((R, self.S))
+        run = np.empty((self.rows, self.S))
         run[:] = self.machine_run(t_ns)
         fans = self._fans  # unit A, standby B, direction; row 0 of each stays fault-free
         fans[0, 1:], fans[1, 1:], fans[2, 1:] = eff.fan_run, eff.fan_standby, eff.fan_dir

@@ -111,7 +111,7 @@ def test_bench_script_smoke_run(script: str, tmp_path: Path) -> None:
 
 # -- the alarm-load rules, on events made by hand ------------------------------------------------------
 @functools.cache
-def _alarm_load():  # noqa: ANN202
+def _alarm_load():
     spec = importlib.util.spec_from_file_location("bench_alarm_load", BENCH / "alarm_load.py")
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)

@@ -63,7 +63,7 @@ class Up:
         self.sub.loop_start()
         assert ready.wait(20)
 
-    def _on_message(self, client, userdata, msg) -> None:  # noqa: ANN001
+    def _on_message(self, client, userdata, msg) -> None:
         with self.lock:
             self.messages.append((msg.topic, msg.payload, time.time()))
 
@@ -161,7 +161,7 @@ def _get(api: httpx.Client, path: str) -> dict | None:
     return r.json() if r.status_code == 200 else None
 
 
-def _wait(fn, timeout: float):  # noqa: ANN001, ANN202
+def _wait(fn, timeout: float):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         got = fn()

@@ -35,7 +35,8 @@ def _job(state: StateDep, replay_id: str) -> ReplayJob:
 async def create_replay(body: ReplayCreate, state: StateDep, who: CurrentEngineer) -> ReplayPublic:
     """Start re-running the detectors, with fresh state and any limit ``overrides``, over a
     shift (``YYYY-MM-DD:NAME``) or a ``start``/``end`` window (at most 7 days) of stored
-    telemetry; a shift the calendar does not have is a 404. ``speed`` null runs as fast as possible; a number (1-1000) paces the run to that
+    telemetry; a shift the calendar does not have is a 404. ``speed`` null runs as fast as possible;
+    a number (1-1000) paces the run to that
     many data seconds per wall second and streams readings on ``/replays/{id}/stream``. When
     done, ``diff`` compares the alerts found with those recorded live (see docs/api.md)."""
     try:

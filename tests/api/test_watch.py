@@ -54,7 +54,7 @@ def test_the_board_knows_what_is_watched_and_what_is_not(settings: Settings, sta
                 loop, suite = ing.loop, ing.suite  # type: ignore[attr-defined]
                 real = suite.process
 
-                def broken(frames, **kw):  # noqa: ANN001, ANN003, ANN202
+                def broken(frames, **kw):
                     raise RuntimeError("a detector fault")
 
                 loop.call_soon_threadsafe(setattr, suite, "process", broken)

@@ -102,12 +102,12 @@ def ny_page(new_york_context: object) -> Iterator[object]:
 
 # The API served on a free port in front of the session's broker and InfluxDB, and a publisher
 # that plays the robots and the ingestor: the API's own test fixtures.
-from tests.api.conftest import KEYS, Api, Publisher, publisher, settings, start_api, wait_for  # noqa: E402,F401
-from tests.browser.mine import Mine  # noqa: E402
+from tests.api.conftest import KEYS, Api, Publisher, publisher, settings, start_api, wait_for  # noqa: E402, F401 - fixtures for this folder's tests, after its own
+from tests.browser.mine import Mine  # noqa: E402 - beside the fixtures it drives
 
 
 @pytest.fixture
-def mine(publisher: Publisher) -> Iterator[Mine]:
+def mine(publisher: Publisher) -> Iterator[Mine]:  # noqa: F811 - uses the fixture imported above
     """Robots in every scenario and an ingestor watching them all (retained status and watch
     statuses: the API gets them when it subscribes)."""
     m = Mine(publisher)
@@ -117,7 +117,7 @@ def mine(publisher: Publisher) -> Iterator[Mine]:
 
 
 @pytest.fixture
-def dash(start_api, mine: Mine) -> Iterator[Api]:  # noqa: ANN001
+def dash(start_api, mine: Mine) -> Iterator[Api]:  # noqa: F811 - uses the fixture imported above
     """The API, once it has a frame of every scenario and every scenario watched."""
     api = start_api()
     mine.frames_all()
@@ -127,7 +127,7 @@ def dash(start_api, mine: Mine) -> Iterator[Api]:  # noqa: ANN001
     yield api
 
 
-def open_board(page, api: Api, key: str = KEYS["operator"]) -> None:  # noqa: ANN001
+def open_board(page, api: Api, key: str = KEYS["operator"]) -> None:
     page.goto(f"{api.url}/?api_key={key}")
     page.wait_for_selector("body[data-ready=true]", timeout=10000)
     page.wait_for_selector("#conn[data-state=live]", timeout=5000)

@@ -22,7 +22,7 @@ from tests.browser.seed import ALERT_ID, PEAK, SHIFT, SHIFT_ID, seed
 TICK = re.compile(r"^(?:([01]\d|2[0-3]):[0-5]\d|:[0-5]\d)(?:\n(?:\d{4}-)?\d{2}-\d{2}(?: ([01]\d|2[0-3]):[0-5]\d)?)?$")
 
 
-def axis_labels(page, selector: str) -> list[str]:  # noqa: ANN001
+def axis_labels(page, selector: str) -> list[str]:
     ticks = page.get_attribute(selector, "data-x-ticks")
     assert ticks, f"no time axis drawn on {selector}"
     return ticks.split("|")
@@ -53,7 +53,8 @@ def test_board_fits_a_control_room_screen_and_a_laptop(dash: Api, page, screensh
     assert page.locator("#board [data-scenario-id] .reading").count() >= 31 * 3
     cut = page.locator("#board .reading dd").evaluate_all(
         "els => els.filter(e => e.scrollWidth > e.clientWidth + 1 || e.getBoundingClientRect().right > "
-        "e.closest('.tile').getBoundingClientRect().right).map(e => e.closest('[data-scenario-id]').dataset.scenarioId + ' ' + e.textContent)")
+        "e.closest('.tile').getBoundingClientRect().right).map("
+        "e => e.closest('[data-scenario-id]').dataset.scenarioId + ' ' + e.textContent)")
     assert not cut, cut
     # the incident worklist beside the tiles, not under them
     board = page.locator("#board").bounding_box()

@@ -44,19 +44,19 @@ class Session:
             self.close()
             raise TimeoutError(f"no CONNACK from {url}")
 
-    def _on_connect(self, client, userdata, flags, rc, props=None) -> None:  # noqa: ANN001
+    def _on_connect(self, client, userdata, flags, rc, props=None) -> None:
         if self.connack is None:
             self.connack = rc
         self.connected.set()
         if rc != 0:
             client.disconnect()
 
-    def _on_publish(self, client, userdata, mid, rc, props=None) -> None:  # noqa: ANN001
+    def _on_publish(self, client, userdata, mid, rc, props=None) -> None:
         with self.acked:
             self.acks[mid] = rc
             self.acked.notify_all()
 
-    def _on_message(self, client, userdata, msg: paho.MQTTMessage) -> None:  # noqa: ANN001
+    def _on_message(self, client, userdata, msg: paho.MQTTMessage) -> None:
         self.messages.append(msg)
 
     @property

@@ -128,7 +128,7 @@ def test_alert_events_are_copied_unchanged_into_long(db: SyncInflux) -> None:
     assert long == raw and len(long) == 2 and long[1]["state"] == "cleared"
 
 
-def test_with_influxdb_auth_only_an_admin_sets_up_and_a_plain_user_then_runs(tmp_path) -> None:  # noqa: ANN001
+def test_with_influxdb_auth_only_an_admin_sets_up_and_a_plain_user_then_runs(tmp_path) -> None:
     with Influxd(tmp_path / "influx-auth", auth=True) as server, ExitStack() as stack:
         def client(**kw: str) -> SyncInflux:
             c = SyncInflux(server.url, "mw", **kw)

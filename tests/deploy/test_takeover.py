@@ -67,7 +67,7 @@ def take_over(url: str, client_id: str = INGEST_ID) -> int:
     answered = threading.Event()
     got: list[int] = []
 
-    def on_connect(c, u, f, rc: ReasonCode, p) -> None:  # noqa: ANN001
+    def on_connect(c, u, f, rc: ReasonCode, p) -> None:
         got.append(rc.value)
         answered.set()
 

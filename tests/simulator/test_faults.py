@@ -81,7 +81,8 @@ def test_every_labelled_fault_shows_inside_its_window_and_nowhere_else(runs: tup
                 inside = [rec for a, b, rec in windows.get((f.scenario_id, ch), []) if a <= f.ts <= b]
                 assert inside, f"{f.scenario_id}.{ch} at +{(f.ts - START) / NS:.0f}s differs by {d} outside every label"
                 for rec in inside:
-                    hits[(rec["fault_id"], rec["scenario_id"], ch)] = max(hits.get((rec["fault_id"], rec["scenario_id"], ch), 0.0), d)
+                    key = (rec["fault_id"], rec["scenario_id"], ch)
+                    hits[key] = max(hits.get(key, 0.0), d)
     # each label shows: every channel it moved by 1.5 resolution steps or more differs in the data
     for rec in labels:
         if rec["kind"] in ("robot_offline", "link_outage", "coverage_hole"):

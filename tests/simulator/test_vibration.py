@@ -12,7 +12,8 @@ from minewatch.schema import Waveform
 from simulator.engine import SimConfig, Simulation
 from simulator.faults import load_faults
 from simulator.timeutil import NS, iso_ns
-from simulator.vibration import Health, encode_block, fault_frequency_hz, imbalance_for, iso_zone, synthesize, velocity_rms_mm_s as model_velocity
+from simulator.vibration import Health, encode_block, fault_frequency_hz, imbalance_for, iso_zone, synthesize
+from simulator.vibration import velocity_rms_mm_s as model_velocity
 
 RATE = 10240.0
 
@@ -96,7 +97,7 @@ def test_simulated_bearing_fault_grows_in_the_frames() -> None:
     label = next(r for r in sim.labels() if r["kind"] == "bearing_fault")
     assert label["expected_alerts"][0]["fault_hz"] == pytest.approx(f_def, abs=1e-3)
 
-    def energy_at_fault(block) -> float:  # noqa: ANN001
+    def energy_at_fault(block) -> float:
         x = Waveform(rate_hz=block.rate_hz, data=block.data, rpm=block.rpm).samples()
         f, e = envelope_spectrum(x, block.rate_hz, (1800.0, 3800.0))
         return float(e[np.abs(f - f_def) <= 1.0].max() / np.median(e[(f > 20) & (f < 600)]))
