@@ -21,7 +21,7 @@ from api.hub import Hub, Message
 from api.replay_engine import compare, live_alerts, run_replay
 from api.schemas import ReplayCreate, ReplayDiff, ReplayPublic
 from api.times import parse_time
-from api.views import frame_json
+from api.frames import frame_json
 from minewatch.schema import AlertEvent
 from minewatch.wire import Frame
 

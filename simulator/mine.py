@@ -32,6 +32,9 @@ import numpy as np
 
 from minewatch.catalogue import QUANTITIES, SCENARIOS
 from simulator import _kernels as _k
+from simulator._kernels import (F_FAN_A, F_FAN_B, F_FAN_DP, F_HEAT_Q, F_INV_Q, F_MUL_Q, F_NONE,
+                                F_PUMP_DP, F_RUN2, F_RUN_AMB, F_RUN_MUL, F_STATE, F_STEP, F_STEP_ADD, F_STEP_MUL,
+                                F_ZERO)
 from simulator.layout import DOWNSTREAM, GROUPS, LOCAL_FANS, MAIN_FANS, PLACES, WORKS
 from simulator.shifts import ShiftClock
 from simulator.timeutil import NS
@@ -68,9 +71,6 @@ _DYN = {
 
 # How each model turns production into an equilibrium: ``target = lo + span * (a + b * p)``,
 # then a transform by airflow or running state.
-from simulator._kernels import (F_FAN_A, F_FAN_B, F_FAN_DP, F_HEAT_Q, F_INV_Q, F_MUL_Q, F_NONE,  # noqa: E402
-                                F_PUMP_DP, F_RUN2, F_RUN_AMB, F_RUN_MUL, F_STATE, F_STEP, F_STEP_ADD, F_STEP_MUL,
-                                F_ZERO)
 
 _FORM = {
     GAS: (0.2, 0.55, F_INV_Q),  # emission over airflow
