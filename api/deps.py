@@ -49,7 +49,7 @@ class Principal:
 
 
 def get_state(conn: HTTPConnection) -> AppState:
-    return conn.app.state.minewatch  # type: ignore[no-any-return]
+    return conn.app.state.minewatch
 
 
 StateDep = Annotated[AppState, Depends(get_state)]

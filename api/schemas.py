@@ -22,6 +22,15 @@ Nanos = int
 Role = Literal["operator", "engineer", "integrator"]
 
 
+
+def example_of(model: type[BaseModel]) -> dict[str, Any]:
+    """The first example of ``model``'s JSON schema (``json_schema_extra``)."""
+    extra = model.model_config.get("json_schema_extra")
+    examples = extra.get("examples") if isinstance(extra, dict) else None
+    if not (isinstance(examples, list) and examples and isinstance(examples[0], dict)):
+        raise TypeError(f"{model.__name__} has no example")
+    return examples[0]
+
 class ErrorModel(BaseModel):
     """Every 4xx/5xx answer other than request validation (422) has this body."""
 
@@ -172,8 +181,7 @@ class IncidentPublic(IncidentEvent):
     """An incident: its latest step (members included) and whether it is still open."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        **IncidentEvent.model_config["json_schema_extra"]["examples"][0],  # type: ignore[index]
-        "active": True, "events": 2}]})
+        **example_of(IncidentEvent), "active": True, "events": 2}]})
 
     active: bool = Field(description="not cleared yet")
     events: int = Field(ge=1, description="number of steps in its history")
@@ -183,8 +191,7 @@ class IncidentDetail(IncidentPublic):
     """An incident with every step of its history, oldest first."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        **IncidentPublic.model_config["json_schema_extra"]["examples"][0],  # type: ignore[index]
-        "history": [IncidentEvent.model_config["json_schema_extra"]["examples"][0]]}]})  # type: ignore[index]
+        **example_of(IncidentPublic), "history": [example_of(IncidentEvent)]}]})
 
     history: list[IncidentEvent]
 

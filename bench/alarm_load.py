@@ -524,7 +524,7 @@ def report(case: Case, runs: list[Observed], cond: dict[str, Any]) -> None:
 
     again = set().union(*(f["again"] for f in fs))
     quick = set().union(*(f["quick"] for f in fs))
-    all_incidents = sum((f["incident_causes"] for f in fs), Counter())
+    all_incidents: Counter[str] = sum((f["incident_causes"] for f in fs), Counter())
     raised = Counter(f"{place(e)} {e.detector} {e.channel or '-'}" for r in runs for e in r.alerts
                      if e.state is AlertState.raised)
     line("alarm_incidents", [f["alarm_incidents"] for f in fs], "incidents",

@@ -27,6 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import paho.mqtt.client as paho
+
 from minewatch.mqtt import paho_client
 from minewatch.services import free_port
 from minewatch.settings import MqttTarget
@@ -40,7 +42,7 @@ FRAME = json.dumps({"robot_id": "r01", "scenario_id": "mf01", "seq": 1, "ts": 17
                                  "ws": 1.8}}).encode()
 
 
-def _connect(url: str, ca: Path | None) -> tuple[object, float]:
+def _connect(url: str, ca: Path | None) -> tuple[paho.Client, float]:
     target = MqttTarget(url)
     client = paho_client(target, ca=ca)
     done = threading.Event()

@@ -67,14 +67,14 @@ class Frames:
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
         self.robots = [(sid, f"r{i + 1:02d}") for i, sid in enumerate(SCENARIOS)]
-        self.seq = Counter()
+        self.seq: Counter[str] = Counter()
         self.t = {rid: time.time_ns() - 3_600 * _NS for _, rid in self.robots}
 
     def one(self, k: int | None = None) -> Frame:
         sid, rid = self.robots[self.rng.randrange(len(self.robots)) if k is None else k % len(self.robots)]
         self.seq[rid] += 1
         self.t[rid] = min(self.t[rid] + 50_000_000, time.time_ns())
-        readings = {c.name: round(self.rng.uniform(0.1, 0.3), 3) for c in SCENARIOS[sid].channels[:6]}
+        readings: dict[str, float | None] = {c.name: round(self.rng.uniform(0.1, 0.3), 3) for c in SCENARIOS[sid].channels[:6]}
         return Frame(robot_id=rid, scenario_id=sid, seq=self.seq[rid], ts=self.t[rid], readings=readings)
 
 

@@ -24,7 +24,7 @@ from minewatch.settings import MqttTarget
 from minewatch.topics import Topics
 from simulator.engine import SimConfig, Simulation
 from simulator.fleet import default_fleet
-from simulator.runner import run
+from simulator.runner import Sink, run
 from simulator.sinks import FileSink, MqttSink
 from simulator.timeutil import iso_ns
 
@@ -36,10 +36,12 @@ def once(sink: str, waveforms: bool, robots: int, frames: int, tmp: Path, broker
          seed: int) -> tuple[float, float, int]:
     sim = Simulation(SimConfig(seed=seed, start_ns=START, frames=frames, robots=robots,
                                waveform_rate_hz=WAVE_RATE if waveforms else 0.0))
-    sinks: list = []
+    sinks: list[Sink] = []
     if sink == "file":
         sinks.append(FileSink(tmp / "frames.jsonl"))
     else:
+        if broker is None:
+            raise ValueError("an MQTT run needs a broker")
         mqtt = MqttSink(MqttTarget(broker.url), Topics(f"bench{seed}/v1"), [r.id for r in sim.fleet])
         mqtt.connect()
         sinks.append(mqtt)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
@@ -78,7 +78,7 @@ async def cancel_replay(replay_id: JobPath, state: StateDep, _: CurrentEngineer)
     return job.public(with_alerts=False)
 
 
-def _sse(msg: dict) -> ServerSentEvent:  # type: ignore[type-arg]
+def _sse(msg: dict[str, Any]) -> ServerSentEvent:
     return ServerSentEvent(event=msg["type"], raw_data=orjson.dumps(msg["data"]).decode())
 
 

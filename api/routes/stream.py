@@ -71,7 +71,7 @@ def snapshots(state: Any) -> list[tuple[str, str]]:
     live = state.live
     cached = live.snapshot_cache
     if cached is not None and cached[0] == live.version:
-        return cached[1]  # type: ignore[no-any-return]
+        return cached[1]
     n = state.settings.api_snapshot_max
     out = [("active", orjson.dumps([a.model_dump(mode="json") for a in live.book.active_public()[:n]]).decode()),
            ("incidents", orjson.dumps([i.model_dump(mode="json") for i in live.incidents.active_public()[:n]]).decode()),
@@ -192,7 +192,8 @@ async def _read_commands(websocket: WebSocket, sub: Subscriber) -> None:
         msg = await websocket.receive()
         if msg["type"] == "websocket.disconnect":
             raise WebSocketDisconnect(msg.get("code", 1000))
-        raw = msg.get("text") if msg.get("text") is not None else msg.get("bytes") or b""
+        text, data = msg.get("text"), msg.get("bytes")
+        raw: str | bytes = text if text is not None else data or b""
         try:
             if len(raw) > 4096:
                 raise ValueError("a command is a small JSON object, at most 4 KiB")
