@@ -256,7 +256,7 @@ class Simulation:
         offsets = np.zeros(len(self.fleet) + 1, dtype=np.int64)
         np.cumsum([len(self._sid_idx[s]) for s in sids], out=offsets[1:])
         for f in self.injector.sensor_active(t):
-            local = f.k - m.slices[f.scenario].start
+            local = f.k - m.slices[f.place].start
             for ri, r in enumerate(self.fleet):
                 if sids[ri] == f.scenario and (f.robot is None or f.robot == r.id):
                     pos = offsets[ri] + local
@@ -406,6 +406,8 @@ class Simulation:
     def _waveform(self, ri: int, i: int, t: int, sid: str, running: float) -> WaveBlock:
         c = self.config
         machine = SCENARIOS[sid].machine
+        if machine is None:
+            raise ValueError(f"{sid} has no rotating machine to take a waveform of")
         rng = np.random.default_rng([c.seed, 0x5A, ri, i])
         n = int(round(c.waveform_rate_hz * c.waveform_seconds))
         health = self.injector.health(sid, t)

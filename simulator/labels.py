@@ -170,8 +170,8 @@ class LabelTracker:
         tr = self.tracks[f.fault_id]
         touched = np.flatnonzero(tr.first >= 0)
         by_scenario: dict[str, list[int]] = {}
-        for k in touched:
-            by_scenario.setdefault(m.scenario_ids[m.place_of[k]], []).append(int(k))
+        for k in touched.tolist():
+            by_scenario.setdefault(m.scenario_ids[m.place_of[k]], []).append(k)
         if f.scenario not in by_scenario:
             rec = self._base(f, f.scenario)
             rec["visible"] = False
@@ -212,7 +212,7 @@ class LabelTracker:
         elif f.kind == "local_fan_stoppage":
             alerts.append({"kind": "ventilation", "detector": "fan_stoppage", "channel": "run", "severity": "alarm"})
         elif f.kind == "imbalance":
-            machine = SCENARIOS[f.scenario].machine
+            machine = f.machine
             v = velocity_rms_mm_s(machine, Health(imbalance=imbalance_peak(f)))
             zone = iso_zone(machine, v)
             sev = {"A": "info", "B": "info", "C": "warning", "D": "alarm"}[zone]
@@ -220,7 +220,7 @@ class LabelTracker:
                            "velocity_mm_s": round(v, 2), "zone": zone})
             self._vib_channel(f, rec)
         elif f.kind == "bearing_fault":
-            machine = SCENARIOS[f.scenario].machine
+            machine = f.machine
             defect = f.spec.params.get("defect", "outer")
             alerts.append({"kind": "vibration", "detector": "bearing_envelope", "channel": "vib", "severity": "warning",
                            "defect": defect, "fault_order": DEFECT_ORDER[defect],
