@@ -210,23 +210,17 @@ class ActiveFault:
     @property
     def place(self) -> str:
         """The scenario the fault acts in (a robot or link fault may have none)."""
-        if self.scenario is None:
-            raise ValueError(f"{self.fault_id}: a {self.kind} fault without a scenario")
-        return self.scenario
+        return _given(self.scenario, self, "a scenario")
 
     @property
     def channel_name(self) -> str:
         """The channel the fault drives."""
-        if self.channel is None:
-            raise ValueError(f"{self.fault_id}: a {self.kind} fault without a channel")
-        return self.channel
+        return _given(self.channel, self, "a channel")
 
     @property
     def robot_id(self) -> str:
         """The robot a robot or link fault takes."""
-        if self.robot is None:
-            raise ValueError(f"{self.fault_id}: a {self.kind} fault without a robot")
-        return self.robot
+        return _given(self.robot, self, "a robot")
 
     @property
     def machine(self) -> Machine:
@@ -246,6 +240,12 @@ class ActiveFault:
 
     def active(self, t_ns: int) -> bool:
         return self.start_ns <= t_ns < self.end_ns
+
+
+def _given(value: str | None, f: ActiveFault, what: str) -> str:
+    if value is None:
+        raise ValueError(f"{f.fault_id}: a {f.kind} fault without {what}")
+    return value
 
 
 def outburst_shape(t_s: float, duration_s: float) -> float:

@@ -127,9 +127,10 @@ T0 = 1_795_852_800 * S  # a fixed event time
 
 def _alert(aid: str, state: str, t: int, *, channel: str = "ch4_t1", detector: str = "gas_limit",
            scenario: str = "mf01", robot: str = "r01", kind: str = "gas") -> object:
-    from minewatch.schema import AlertEvent
+    from minewatch.schema import AlertEvent, AlertKind, AlertState, Severity
 
-    return AlertEvent(alert_id=aid, kind=kind, detector=detector, severity="alarm", state=state, scenario_id=scenario,
+    return AlertEvent(alert_id=aid, kind=AlertKind(kind), detector=detector, severity=Severity.alarm,
+                      state=AlertState(state), scenario_id=scenario,
                       robot_id=robot, channel=channel, first_ts=T0, ts=T0 + t, message="m")
 
 
@@ -184,13 +185,14 @@ def test_alarm_load_upsets_leave_out_coverage_holes_and_merge() -> None:
 
 
 def test_alarm_load_counts_an_incident_escalating_again_to_where_it_was() -> None:
-    from minewatch.schema import IncidentEvent
+    from minewatch.schema import AlertKind, IncidentEvent, IncidentState, Severity
 
     al = _alarm_load()
 
     def step(state: str, severity: str, worst: str, t: int, needs_ack: bool = True) -> IncidentEvent:
         return IncidentEvent(incident_id="mf01.methane.1", place="mf01", scenario_id="mf01", cause="methane",
-                             title="t", kind="gas", severity=severity, max_severity=worst, state=state,
+                             title="t", kind=AlertKind.gas, severity=Severity(severity), max_severity=Severity(worst),
+                             state=IncidentState(state),
                              needs_ack=needs_ack, first_ts=T0, ts=T0 + t, message="m", members=[])
 
     steps = [step("raised", "alarm", "alarm", 0), step("escalated", "critical", "critical", 2 * S),

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 import schemathesis
+import schemathesis.python.asgi
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012

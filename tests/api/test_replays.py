@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
+from typing import Any
+
 import httpx
 import pytest
 
@@ -31,7 +34,7 @@ def stored(influx_db: SyncInflux) -> SyncInflux:
     return influx_db
 
 
-def _body(**kw: object) -> dict:
+def _body(**kw: Any) -> dict[str, Any]:
     return {"start": iso(T0), "end": T0 + MINUTES * 60 * S, **kw}
 
 
@@ -82,16 +85,16 @@ def test_paced_replay_streams_readings_and_alerts_and_can_be_cancelled(stored: S
             reader = SseReader(anon, f"/replays/{job['id']}/stream", params={"api_key": "int-key-1"})
             try:
                 name, state = reader.next()
-                assert name == "state" and state["id"] == job["id"]  # type: ignore[index]
+                assert name == "state" and state["id"] == job["id"]
                 reading = reader.until("reading")
-                assert reading["robot_id"] == "r11" and reading["scenario_id"] == "hf01"  # type: ignore[index]
+                assert reading["robot_id"] == "r11" and reading["scenario_id"] == "hf01"
                 # methane from minute 3: 1.8 s of wall time at x100 (in the state if it came before we did)
                 def gas(e: dict) -> bool:
                     return e["kind"] == "gas" and e["state"] == "raised"
-                alert = next((e for e in state["alerts"] if gas(e)), None) or reader.until("alert", gas)  # type: ignore[index]
+                alert = next((e for e in state["alerts"] if gas(e)), None) or reader.until("alert", gas)
                 assert alert["channel"] == "ch4_t1" and alert["severity"] == "alarm" and alert["ts"] >= T0 + 180 * S
                 progress = reader.until("progress")
-                assert 0 < progress["progress"] < 1  # type: ignore[index]
+                assert 0 < progress["progress"] < 1
             finally:
                 reader.close()
         r = c.delete(f"/replays/{job['id']}")
@@ -107,10 +110,10 @@ def test_paced_replay_streams_readings_and_alerts_and_can_be_cancelled(stored: S
 
 def test_fast_replay_finds_the_alert_and_lowered_limit_finds_more(stored: SyncInflux, api: Api) -> None:
     with api.client("engineer") as c:
-        def run(**kw: object) -> dict:
+        def run(**kw: Any) -> dict[str, Any]:
             job = c.post("/replays", json=_body(**kw)).json()
             return wait_for(lambda: (j := c.get(f"/replays/{job['id']}").json())["state"] not in ("queued", "running")
-                            and j, timeout=60, what="the replay")  # type: ignore[return-value]
+                            and j, timeout=60, what="the replay")
 
         plain = run()
         assert plain["state"] == "done" and plain["readings"] == MINUTES * 60 and plain["progress"] == 1.0
@@ -126,8 +129,8 @@ def test_fast_replay_finds_the_alert_and_lowered_limit_finds_more(stored: SyncIn
         assert lowered["overrides"] == {"hf01.ch4_t1.alarm": 0.9, "hf01.co.warning": 1.0}
 
 
-def test_replay_command_writes_the_alerts_as_jsonl(stored: SyncInflux, settings: Settings, tmp_path: object) -> None:
-    out = tmp_path / "alerts.jsonl"  # type: ignore[operator]
+def test_replay_command_writes_the_alerts_as_jsonl(stored: SyncInflux, settings: Settings, tmp_path: Path) -> None:
+    out = tmp_path / "alerts.jsonl"
     r = subprocess.run([*minewatch_exe(), "replay", "--influx-url", settings.influx_url, "--influx-db",
                         settings.influx_db, "--from", iso(T0), "--to", str(T0 + MINUTES * 60 * S),
                         "--set", "hf01.co.warning=1.0", "--out", str(out)],

@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -213,7 +214,7 @@ def test_mqtt_offline_robot_and_outage_show_as_will_then_backlog(mosquitto, pref
         sub.loop_stop()
         sub.disconnect()
     assert summary["frames"] == 60 + 30  # r24 loses none, r29 is dead for 30 s
-    status = {}
+    status: dict[str, Any] = {}
     for t, p in got:
         rid = topics.parse_status(t)
         if rid and p:
