@@ -20,7 +20,7 @@ from starlette.requests import HTTPConnection
 from api.schemas import Role
 from api.state import AppState
 from minewatch.influx import InfluxClient
-from minewatch.settings import Settings
+from minewatch.settings import API_ROLE_RANK, Settings
 
 __all__ = ["Principal", "StateDep", "SettingsDep", "InfluxDep", "Reader", "CurrentOperator", "CurrentEngineer",
            "authenticate", "KEY_COOKIE", "KEY_QUERY"]
@@ -28,7 +28,6 @@ __all__ = ["Principal", "StateDep", "SettingsDep", "InfluxDep", "Reader", "Curre
 KEY_HEADER = "X-API-Key"
 KEY_QUERY = "api_key"
 KEY_COOKIE = "minewatch_api_key"
-_RANK: dict[str, int] = {"integrator": 0, "operator": 1, "engineer": 2}
 
 header_key = APIKeyHeader(name=KEY_HEADER, auto_error=False, scheme_name="ApiKeyHeader",
                           description="The API key in a header (preferred).")
@@ -45,7 +44,7 @@ class Principal:
     key_id: str  # a short digest of the key, safe to log and to show
 
     def may(self, role: Role) -> bool:
-        return _RANK[self.role] >= _RANK[role]
+        return API_ROLE_RANK[self.role] >= API_ROLE_RANK[role]
 
 
 def get_state(conn: HTTPConnection) -> AppState:

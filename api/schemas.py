@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.times import MAX_NS_DOC, TIME_PATTERN
 from minewatch.schema import AlertEvent, AlertKind, AlertState, AlertTiming, IncidentEvent, Link, Severity
+from minewatch.settings import ApiRole
 
 __all__ = [
     "AckAccepted", "AckRequest", "AlertDetail", "AlertPublic", "AlertsPublic", "ChannelPublic", "ErrorModel",
@@ -19,7 +20,7 @@ __all__ = [
 ]
 
 Nanos = int
-Role = Literal["operator", "engineer", "integrator"]
+Role = ApiRole
 
 
 

@@ -24,7 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from api.report import DEFAULT_POINTS, collect, render
+from api.report import DEFAULT_POINTS, collect
+from api.report_render import render
 from ingest.lines import TelemetryLines
 from minewatch.influx import SyncInflux
 from minewatch.services import Influxd

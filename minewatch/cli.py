@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "detect": ("detectors.cli", "detect", "Run the change detector over a CSV, in row order, no look-ahead."),
     "vibration": ("detectors.cli", "vibration", "Vibration features and diagnosis of one waveform (CSV or .npy)."),
     "replay": ("api.replay_cli", "replay", "Replay a recorded shift or window through the detectors."),
-    "report": ("api.report", "report", "Write a self-contained HTML report of a shift."),
+    "report": ("api.report_cli", "report", "Write a self-contained HTML report of a shift."),
     "secrets": ("minewatch.security", "secrets_command",
                 "Write broker accounts and ACL, InfluxDB users, API keys and env files for a deployment."),
     "storage": ("minewatch.storage", "storage_command",

@@ -60,6 +60,7 @@ from typing import Any, Literal
 import click
 
 from minewatch.catalogue import FLEET, SCENARIOS
+from minewatch.settings import API_ROLES
 from minewatch.topics import DEFAULT_PREFIX, Topics
 
 __all__ = [
@@ -374,7 +375,6 @@ def write_private(path: Path, text: str, *, mode: int = 0o600) -> None:
     os.replace(tmp, path)
 
 
-API_ROLES = ("operator", "engineer", "integrator")
 
 
 def _env_file(path: Path, values: dict[str, str]) -> None:

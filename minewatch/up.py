@@ -36,7 +36,7 @@ import click
 from minewatch.security import (PUBLIC_PORT, SERVICE_PORT, BrokerAuth, load_credentials, new_secret, save_credentials,
                                  write_broker_auth, write_private)
 from minewatch.services import Influxd, Mosquitto, free_port, wait_http, wait_port
-from minewatch.settings import Settings
+from minewatch.settings import API_ROLES, Settings
 from minewatch.stack import service_commands
 
 __all__ = ["up", "System", "integrator_command", "write_env_file"]
@@ -58,9 +58,9 @@ def _api_keys(path: Path) -> dict[str, str]:
     """Local keys, made once and kept in ``.minewatch/api-keys.json``: role → key."""
     if path.exists():
         keys: dict[str, str] = json.loads(path.read_text())
-        if {"operator", "engineer", "integrator"} <= set(keys):
+        if set(API_ROLES) <= set(keys):
             return keys
-    keys = {role: f"{role[:3]}-{secrets.token_urlsafe(18)}" for role in ("operator", "engineer", "integrator")}
+    keys = {role: f"{role[:3]}-{secrets.token_urlsafe(18)}" for role in API_ROLES}
     path.write_text(json.dumps(keys, indent=2))
     path.chmod(0o600)
     return keys

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from api.report import report
+from api.report_cli import report
 from minewatch.catalogue import SCENARIOS
 from tests.api.conftest import KEYS, Api
 from tests.browser.conftest import open_board

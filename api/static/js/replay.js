@@ -2,7 +2,7 @@
 // readings at a chosen speed (play, pause, seek) with the recorded alerts on a timeline.
 
 import { api, listOf, stream } from "./api.js";
-import { state, nsToSec } from "./store.js";
+import { state, nsToSec, rank } from "./store.js";
 import { el, fmtTime, fmtValue, shortLabel, SEV_TEXT, SEV_ICON, fromMineLocal, toMineLocal } from "./format.js";
 import { loadDetail, fetchHistory, buildCharts, lastValue } from "./scenario.js";
 
@@ -97,10 +97,9 @@ export function alertBars(alerts) {
 // A re-run's alert events (oldest first) as the summaries alertBars takes.
 export function foldEvents(events) {
   const by = new Map();
-  const order = ["info", "warning", "alarm", "critical"];
   for (const e of events) {
     const a = by.get(e.alert_id) ?? { ...e, max_severity: e.severity, cleared_ts: null, acknowledged_ts: null };
-    if (order.indexOf(e.severity) > order.indexOf(a.max_severity)) a.max_severity = e.severity;
+    if (rank(e.severity) > rank(a.max_severity)) a.max_severity = e.severity;
     if (e.state === "cleared") a.cleared_ts = e.ts;
     a.state = e.state;
     by.set(e.alert_id, a);
