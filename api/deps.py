@@ -20,7 +20,7 @@ from starlette.requests import HTTPConnection
 from api.schemas import Role
 from api.state import AppState
 from minewatch.influx import InfluxClient
-from minewatch.settings import API_ROLE_RANK, Settings
+from minewatch.settings import API_ROLE_RANK, API_ROLES, Settings
 
 __all__ = ["Principal", "StateDep", "SettingsDep", "InfluxDep", "Reader", "CurrentOperator", "CurrentEngineer",
            "authenticate", "KEY_COOKIE", "KEY_QUERY"]
@@ -75,9 +75,10 @@ def authenticate(keys: dict[str, str], key: str | None) -> Principal:
     if not key:
         raise _unauthorized(f"no API key: send it in the {KEY_HEADER} header, as 'Authorization: Bearer KEY', "
                             f"as the {KEY_QUERY} query parameter or the {KEY_COOKIE} cookie")
-    for known, role in keys.items():
-        if hmac.compare_digest(known.encode(), key.encode()):
-            return Principal(role, hashlib.sha256(key.encode()).hexdigest()[:8])  # type: ignore[arg-type]
+    for known, name in keys.items():
+        role = next((r for r in API_ROLES if r == name), None)  # the settings check the names
+        if role is not None and hmac.compare_digest(known.encode(), key.encode()):
+            return Principal(role, hashlib.sha256(key.encode()).hexdigest()[:8])
     raise _unauthorized("unknown API key")
 
 

@@ -415,10 +415,10 @@ class ReplayCreate(BaseModel):
     shift: str = Field(default=None, pattern=_SHIFT,  # type: ignore[assignment]  # absent, never null
                        description="YYYY-MM-DD:NAME, a shift of the calendar; or give start and end")
     start: Annotated[str, Field(pattern=TIME_PATTERN)] | Annotated[int, Field(ge=0, le=MAX_NS_DOC)] = Field(
-        default=None, description="window start, ISO 8601 or ns")  # type: ignore[assignment]
+        default=None, description="window start, ISO 8601 or ns")  # type: ignore[assignment]  # absent, never null
     end: Annotated[str, Field(pattern=TIME_PATTERN)] | Annotated[int, Field(ge=0, le=MAX_NS_DOC)] = Field(
         default=None, description="window end (exclusive), ISO 8601 or ns; one not after start is an empty "
-        "window, one more than 7 days after it is cut to 7 days")  # type: ignore[assignment]
+        "window, one more than 7 days after it is cut to 7 days")  # type: ignore[assignment]  # absent, never null
     overrides: dict[Annotated[str, Field(pattern=OVERRIDE_KEY)], Annotated[float, Field(allow_inf_nan=False)]] = Field(
         default_factory=dict, max_length=200, json_schema_extra={"additionalProperties": False},
         description="detector limit overrides, SCENARIO.CHANNEL.FIELD[.high|.low] as the detectors define them "

@@ -35,6 +35,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -333,9 +334,9 @@ def _good_message(topics: Topics, f: Frame) -> tuple[str, bytes]:
     return topics.telemetry(f.scenario_id, f.robot_id), encode_frames([f])
 
 
-def _wait(check: object, timeout: float, what: str) -> None:
+def _wait(check: Callable[[], object], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
+    while not check():
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out waiting for {what}")
         time.sleep(0.2)

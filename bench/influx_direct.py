@@ -47,7 +47,8 @@ def main() -> None:
         try:
             SyncInflux(server.url, "direct").ensure_db()
             settle(server)
-            pid = server.proc.pid  # type: ignore[union-attr]
+            assert server.proc is not None  # started above
+            pid = server.proc.pid
             c0, t0 = cpu_s(pid), time.perf_counter()
             with httpx.Client(timeout=300) as http:
                 def post(body: bytes) -> None:

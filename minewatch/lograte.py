@@ -129,6 +129,6 @@ def install(*, burst: int = BURST, interval_s: float = INTERVAL_S) -> RateLimite
         if ok:
             _handle(self, record)
 
-    logging.Logger.handle = handle  # type: ignore[method-assign]
+    logging.Logger.handle = handle  # type: ignore[method-assign]  # installed on purpose, for every logger
     atexit.register(lambda: _emit(limiter.flush()))
     return limiter

@@ -16,7 +16,9 @@ import math
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,7 +66,7 @@ FIGURES: dict[str, set[str]] = {
 
 
 # what a smoke run must show besides well-formed figures: (name, field, predicate, why)
-CHECKS: dict[str, list[tuple[str, str, object, str]]] = {
+CHECKS: dict[str, list[tuple[str, str, Callable[[Any], bool], str]]] = {
     "alarm_load.py": [("alarm_incidents", "value", lambda v: v >= 1, "the demo's outburst opens an incident"),
                       ("alarm_recall", "meets", lambda v: v is True, "the live stack alerts what the detectors do")],
     "ingest_throughput.py": [("ingest_lost_points", "value", lambda v: v == 0, "no point is lost")],
@@ -105,7 +107,7 @@ def test_bench_script_smoke_run(script: str, tmp_path: Path) -> None:
         f"{script}: no figure has a finite value"
     for name, key, ok, why in CHECKS.get(script, []):
         for f in (f for f in figures if f["name"] == name):
-            assert ok(f.get(key)), f"{script}: {name} {key}={f.get(key)!r}, but {why}"  # type: ignore[operator]
+            assert ok(f.get(key)), f"{script}: {name} {key}={f.get(key)!r}, but {why}"
     print(f"{script}: {took:.1f} s")
 
 

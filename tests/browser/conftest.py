@@ -11,6 +11,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,15 +45,15 @@ def playwright_sync() -> Iterator[object]:
         yield p
 
 
-def launch(p: object, profile: Path, **kw: object) -> object:
+def launch(p: Any, profile: Path, **kw: Any) -> Any:
     """Chromium with a fresh user-data-dir (a persistent context is how Playwright takes one)."""
-    return p.chromium.launch_persistent_context(  # type: ignore[attr-defined]
+    return p.chromium.launch_persistent_context(
         str(profile), executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS,
         viewport={"width": 1600, "height": 1000}, device_scale_factor=1, **kw)
 
 
 @pytest.fixture(scope="package")
-def browser_context(playwright_sync: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+def browser_context(playwright_sync: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One Chromium for the browser tests, in the machine's time zone."""
     ctx = launch(playwright_sync, tmp_path_factory.mktemp("chromium-profile"))
     try:
@@ -62,7 +63,7 @@ def browser_context(playwright_sync: object, tmp_path_factory: pytest.TempPathFa
 
 
 @pytest.fixture(scope="package")
-def new_york_context(playwright_sync: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+def new_york_context(playwright_sync: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A second Chromium whose process runs in New York's time zone (TZ=America/New_York, UTC-5
     in winter, UTC-4 in summer): what it shows must still be mine time."""
     env = {**os.environ, "TZ": "America/New_York"}
@@ -73,8 +74,8 @@ def new_york_context(playwright_sync: object, tmp_path_factory: pytest.TempPathF
         ctx.close()
 
 
-def _watched_page(ctx: object) -> Iterator[object]:
-    pg = ctx.new_page()  # type: ignore[attr-defined]
+def _watched_page(ctx: Any) -> Iterator[Any]:
+    pg = ctx.new_page()
     errors: list[str] = []
     pg.expected_errors = []
     pg.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))

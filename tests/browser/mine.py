@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
+from typing import Any
 
 import orjson
 import paho.mqtt.client as paho
@@ -77,7 +78,7 @@ class Mine:
         """A frame of the scenario's robot: every channel in the middle of its normal band but those given."""
         sc = SCENARIOS[scenario_id]
         self.seq += 1
-        readings = {c.name: round((c.normal[0] + c.normal[1]) / 2, 3) for c in sc.channels}
+        readings: dict[str, float | None] = {c.name: round((c.normal[0] + c.normal[1]) / 2, 3) for c in sc.channels}
         readings.update(override)
         i = list(SCENARIOS).index(scenario_id)
         f = Frame(robot_id=robot_of(i), scenario_id=scenario_id, seq=self.seq, ts=time.time_ns(), readings=readings,
@@ -101,9 +102,10 @@ class Mine:
             detail = "" if watched else {"no_data": "no frame for 75 s", "detectors_off": "this ingest process runs "
                                          "without detectors", "not_detected": "the detectors failed on 3 frame(s) in "
                                          "the last 2 s"}.get(st, "")
-            ws = WatchStatus(scenario_id=sid, watched=watched, state=st, detail=detail, frames=3, detected=3 if watched else 0,
-                             skipped=0, last_frame_ts=now, last_arrival_ts=now, ts=now, every_s=self.watch_every_s,
-                             partition="0/1")
+            ws = WatchStatus.model_validate({
+                "scenario_id": sid, "watched": watched, "state": st, "detail": detail, "frames": 3,
+                "detected": 3 if watched else 0, "skipped": 0, "last_frame_ts": now, "last_arrival_ts": now, "ts": now,
+                "every_s": self.watch_every_s, "partition": "0/1"})
             self.pub.publish(self.topics.watch(sid), ws.model_dump_json(exclude_none=True), retain=True)
 
     def set_watch(self, scenario_id: str, state: str) -> None:
@@ -144,8 +146,8 @@ class Mine:
         self._publish(events, incidents)
         return events
 
-    def clear(self, scenario_id: str, channel: str | None, value: float = 0.3, **kw: object) -> list[AlertEvent]:
-        return self.signal(scenario_id, channel, None, value, **kw)  # type: ignore[arg-type]
+    def clear(self, scenario_id: str, channel: str | None, value: float = 0.3, **kw: Any) -> list[AlertEvent]:
+        return self.signal(scenario_id, channel, None, value, **kw)
 
     def _publish(self, events: list[AlertEvent], incidents: list[IncidentEvent]) -> None:
         now = time.time_ns()

@@ -125,7 +125,9 @@ def test_the_acl_fleet_is_the_simulators() -> None:
 
 
 def test_deploy_conf_keeps_every_loss_free_limit() -> None:
-    directives = lambda text: {ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")}  # noqa: E731
+    def directives(text: str) -> set[str]:
+        return {ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")}
+
     limits = directives((DEPLOY / "mosquitto-limits.conf").read_text())
     conf = directives((DEPLOY / "mosquitto.conf").read_text())
     assert limits <= conf, limits - conf
