@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import struct
 import subprocess
+import time
+from pathlib import Path
+
 import httpx
 import pytest
 
 from api.times import iso
 from ingest.lines import TelemetryLines
+from minewatch.catalogue import SCENARIOS
 from minewatch.influx import SyncInflux
+from minewatch.services import free_port, stop_process, wait_http
 from minewatch.settings import Settings
 from tests.ingest.helpers import frames_for, minewatch_exe
 
-from .conftest import T0, Api, S, wait_for
+from .conftest import KEYS, T0, Api, S, wait_for
 from .test_stream import SseReader
 
 pytestmark = pytest.mark.integration
@@ -190,3 +198,71 @@ def test_slicing_does_not_change_the_frames_or_the_alerts(stored: SyncInflux) ->
     assert same and len(flat) == MINUTES * 60
     assert [f.ts for f in flat] == sorted(f.ts for f in flat)
     assert a == b and a
+
+
+@pytest.fixture
+def every_scenario(influx_db: SyncInflux) -> SyncInflux:
+    """Ten minutes of a robot in every scenario: a paced replay sends its readings in bursts."""
+    fmt = TelemetryLines()
+    influx_db.write([fmt.format(f) for i, sc in enumerate(SCENARIOS)
+                     for f in frames_for(sc, f"r{i + 1:02d}", MINUTES * 60, t0=T0)])
+    return influx_db
+
+
+def test_stream_clients_going_away_is_ordinary(every_scenario: SyncInflux, settings: Settings, tmp_path: Path) -> None:
+    """A real API process: clients drop a paced replay's stream mid-burst (closing, resetting,
+    or after not reading); the API logs no error, gives their places back and the job runs on,
+    to be cancelled and deleted as usual."""
+    port = free_port()
+    log_path = tmp_path / "api.log"
+    env = {**os.environ, "MINEWATCH_API_KEYS": settings.api_keys, "MINEWATCH_TOPIC_PREFIX": settings.topic_prefix,
+           "MINEWATCH_API_MAX_STREAMS": "2"}
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen([*minewatch_exe(), "api", "--mqtt-url", settings.mqtt_url, "--influx-url",
+                                 settings.influx_url, "--influx-db", settings.influx_db, "--port", str(port),
+                                 "--log-level", "info"], stdout=log_file, stderr=subprocess.STDOUT, env=env)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/healthz", timeout=60, check=lambda: None if proc.poll() is None else pytest.fail(
+            f"the API ended: {log_path.read_text()}"))
+        with httpx.Client(base_url=url, headers={"X-API-Key": KEYS["engineer"]}, timeout=10.0) as c:
+            job = c.post("/replays", json=_body(speed=20)).json()  # 30 s of wall time
+            request = f"GET /replays/{job['id']}/stream?api_key={KEYS['engineer']} HTTP/1.1\r\nHost: x\r\n\r\n"
+            for k in range(24):
+                sock = socket.socket()
+                if k % 3 == 2:  # a reader that stops reading: the API's writes back up, then it goes
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+                sock.connect(("127.0.0.1", port))
+                sock.sendall(request.encode())
+                if k % 3 == 2:
+                    time.sleep(1.0)
+                else:
+                    got = b""
+                    while got.count(b"event: reading") < 5 + k:
+                        chunk = sock.recv(65536)
+                        assert chunk, got[-300:]
+                        got += chunk
+                    assert got.startswith(b"HTTP/1.1 200")
+                if k % 3 == 1:  # reset rather than close
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.close()
+            # every place was given back: the cap of 2 lets two clients in, and only two
+            readers = [SseReader(c, f"/replays/{job['id']}/stream") for _ in range(2)]
+            try:
+                assert c.get(f"/replays/{job['id']}/stream").status_code == 503
+                for r in readers:
+                    assert r.next()[0] == "state"
+                    assert r.until("progress")["state"] == "running"
+            finally:
+                for r in readers:
+                    r.close()
+            assert c.get(f"/replays/{job['id']}").json()["state"] == "running"
+            gone = c.delete(f"/replays/{job['id']}")
+            assert gone.status_code == 200 and gone.json()["state"] == "cancelled"
+            assert c.get("/replays").json()["data"] == []
+    finally:
+        stop_process(proc)
+    text = log_path.read_text()
+    assert f"GET /replays/{job['id']}/stream" in text  # the log is the API's, with its access lines
+    bad = [line for line in text.splitlines() if "ERROR" in line or "Traceback" in line or "Exception" in line]
+    assert not bad, text[-5000:]
