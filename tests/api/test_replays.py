@@ -121,7 +121,7 @@ def test_fast_replay_finds_the_alert_and_lowered_limit_finds_more(stored: SyncIn
                             and j, timeout=60, what="the replay")  # type: ignore[return-value]
 
         plain = run()
-        assert plain["state"] == "done" and plain["readings"] == MINUTES * 60 and plain["progress"] == 1.0
+        assert plain["state"] == "done" and plain["frames"] == MINUTES * 60 and plain["progress"] == 1.0
         raised = [e for e in plain["alerts"] if e["state"] == "raised"]
         assert {e["channel"] for e in raised} == {"ch4_t1"}, raised
         limit = [e for e in raised if e["detector"] == "gas_limit"]
@@ -167,7 +167,7 @@ def test_a_replay_over_a_window_without_data_says_so(stored: SyncInflux, setting
     job = ReplayJob(id="rp-x", shift=None, start=empty_from, end=empty_to, overrides={}, speed=None,
                     created_by="engineer", state="done")
     assert job.public().note == NO_DATA_NOTE == summary["note"]
-    job.readings = 5
+    job.frames = 5
     assert job.public().note is None
 
 

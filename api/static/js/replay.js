@@ -288,7 +288,7 @@ async function rerun(ev) {
       el("b", { "data-diff": "same", text: String(d?.same ?? 0) }), " the same, ",
       el("b", { "data-diff": "missed", text: String(d?.missed ?? 0) }), " no longer raised, ",
       el("b", { "data-diff": "new", text: String(d?.new ?? 0) }), " new. ",
-      el("span", { class: "muted", text: `${rp.rerun.length} in ${rp.scenario}; ${full.readings} readings in ${full.elapsed_s.toFixed(1)} s.` }));
+      el("span", { class: "muted", text: `${rp.rerun.length} in ${rp.scenario}; ${full.frames} frames in ${full.elapsed_s.toFixed(1)} s.` }));
     $("view-replay").dataset.rerun = String(rp.rerun.length);
     note.textContent = done.state === "done" || full.state === "done" ? "done" : full.state;
     seek(rp.playhead);
