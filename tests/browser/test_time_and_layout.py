@@ -157,3 +157,52 @@ def test_replay_zooms_to_the_readings_and_says_why_a_rerun_is_off(influx_db, sta
     assert page.locator("#rp-rerun").is_disabled()
     why = page.inner_text("#rp-rerun-why")
     assert "engineer key" in why and "operator" in why
+
+
+def test_replay_day_is_iso_in_a_us_english_browser(start_api: Callable[..., Api], us_page,
+                                                    screenshots: Path) -> None:
+    page = us_page
+    api = start_api()
+    page.goto(f"{api.url}/?api_key={KEYS['engineer']}#/replay")
+    page.wait_for_selector("body[data-ready=true]", timeout=10000)
+    # the browser is US English: a date picker or toLocaleDateString would give month/day/year
+    assert page.evaluate("navigator.language") == "en-US"
+    assert page.evaluate("new Date(2026, 11, 5).toLocaleDateString()") == "12/5/2026"
+    assert page.evaluate("Intl.DateTimeFormat().resolvedOptions().timeZone") == "America/Chicago"
+    day = page.locator("#rp-day")
+    page.wait_for_selector("#rp-shift[data-day]", state="attached", timeout=5000)
+    shown = day.input_value()
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", shown), shown
+    assert page.get_attribute("#rp-shift", "data-day") == shown
+    # a US-style date is refused with a message that says what to type; nothing is loaded for it
+    day.fill("12/05/2026")
+    day.dispatch_event("change")
+    error = page.locator("#rp-day-error")
+    error.wait_for(state="visible", timeout=3000)
+    assert "YYYY-MM-DD" in error.inner_text() and "12/05/2026" in error.inner_text()
+    assert page.evaluate("document.getElementById('rp-day').validity.valid") is False
+    assert page.get_attribute("#rp-shift", "data-day") == shown
+    day.fill("2026-02-30")
+    day.dispatch_event("change")
+    assert "not a day" in error.inner_text()
+    # an ISO day is taken: its shifts are listed, named by that day
+    day.fill("2026-11-28")
+    day.dispatch_event("change")
+    page.wait_for_selector('#rp-shift[data-day="2026-11-28"]', state="attached", timeout=5000)
+    assert error.is_hidden() and page.evaluate("document.getElementById('rp-day').validity.valid") is True
+    options = page.eval_on_selector_all("#rp-shift option[value]", "os => os.map(o => o.value).filter(Boolean)")
+    assert options and all(o.startswith("2026-11-28:") for o in options), options
+    # the window fields show the chosen shift in 24-hour mine time, in the same ISO form
+    start = page.input_value("#rp-start")
+    assert re.fullmatch(r"2026-11-2[78] ([01]\d|2[0-3]):[0-5]\d:[0-5]\d", start), start
+    assert re.fullmatch(r"24-hour mine time, UTC[+−]\d+", page.inner_text("#rp-when-note"))
+    # keyboard: arrow down steps back a day, across a month's end too
+    day.fill("2026-12-01")
+    day.dispatch_event("change")
+    page.wait_for_selector('#rp-shift[data-day="2026-12-01"]', state="attached", timeout=5000)
+    day.press("ArrowDown")
+    page.wait_for_selector('#rp-shift[data-day="2026-11-30"]', state="attached", timeout=5000)
+    assert day.input_value() == "2026-11-30"
+    page.click("#rp-day-next")
+    page.wait_for_selector('#rp-shift[data-day="2026-12-01"]', state="attached", timeout=5000)
+    page.locator("#replay-form").screenshot(path=str(screenshots / "replay-day-en-us.png"))
