@@ -22,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 
 from api.hub import Message, Subscriber
 
-__all__ = ["EVENTS_DOC", "EventStream", "event_stream", "next_or_ping", "PING", "PING_S"]
+__all__ = ["EVENTS_DOC", "PING", "PING_S", "EventStream", "event_stream", "next_or_ping"]
 
 PING_S = 15.0  # an idle stream sends a comment this often, so proxies keep the connection
 PING = object()  # what next_or_ping returns when it is time for a keep-alive comment

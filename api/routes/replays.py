@@ -15,8 +15,8 @@ from api.deps import CurrentEngineer, Reader, StateDep
 from api.params import bad, excerpt
 from api.replay import ReplayJob, ReplayRefused
 from api.routes.stream import StreamSlot
-from api.sse import EVENTS_DOC, PING, EventStream, event_stream, next_or_ping
 from api.schemas import ReplayCreate, ReplayPublic, ReplaysPublic, errors
+from api.sse import EVENTS_DOC, PING, EventStream, event_stream, next_or_ping
 
 router = APIRouter(prefix="/replays", tags=["replays"])
 log = logging.getLogger("minewatch.api")

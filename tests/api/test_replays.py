@@ -266,3 +266,38 @@ def test_stream_clients_going_away_is_ordinary(every_scenario: SyncInflux, setti
     assert f"GET /replays/{job['id']}/stream" in text  # the log is the API's, with its access lines
     bad = [line for line in text.splitlines() if "ERROR" in line or "Traceback" in line or "Exception" in line]
     assert not bad, text[-5000:]
+
+
+def test_an_idle_stream_gets_keep_alive_comments_and_loses_no_message() -> None:
+    import asyncio
+
+    from fastapi.sse import ServerSentEvent
+
+    from api.hub import Hub
+    from api.sse import PING, event_stream, next_or_ping
+
+    async def go() -> tuple[list[object], list[bytes], bool]:
+        hub = Hub()
+        sub = hub.subscribe()
+        got = [await next_or_ping(sub, 0.05)]  # nothing came: time for a comment
+        sub.put({"type": "progress", "data": {"progress": 0.5}})
+        got.append(await next_or_ping(sub, 0.05))  # the message, not a comment
+        closed = False
+
+        async def events():  # noqa: ANN202
+            nonlocal closed
+            try:
+                yield ServerSentEvent(event="state", raw_data='{"a": 1}')
+                yield PING
+                yield ServerSentEvent(event="done", raw_data="{}")
+            finally:
+                closed = True
+
+        resp = event_stream(events())
+        body = [chunk async for chunk in resp.body_iterator]
+        return got, body, closed
+
+    got, body, closed = asyncio.run(go())
+    assert got == [PING, {"type": "progress", "data": {"progress": 0.5}}]
+    assert body == [b'event: state\ndata: {"a": 1}\n\n', b": ping\n\n", b"event: done\ndata: {}\n\n"]
+    assert closed

@@ -103,8 +103,8 @@ def test_board_of_alarms_fits_a_control_room_screen_and_a_laptop(dash: Api, mine
     open_board(page, dash)
     tiles = page.locator("#board [data-scenario-id]")
     assert tiles.count() == 31
-    page.wait_for_function("() => [...document.querySelectorAll('#board [data-scenario-id]')]"
-                           ".filter(e => e.dataset.watched === 'false').length >= %d" % len(present), timeout=15000)
+    page.wait_for_function("n => [...document.querySelectorAll('#board [data-scenario-id]')]"
+                           ".filter(e => e.dataset.watched === 'false').length >= n", arg=len(present), timeout=15000)
     page.wait_for_function("() => [...document.querySelectorAll('#board [data-scenario-id]')]"
                            ".every(e => ['warning', 'alarm', 'critical'].includes(e.dataset.severity))", timeout=15000)
     acked = [sid for i, sid in enumerate(SCENARIOS) if i % 3 == 1]
