@@ -453,7 +453,7 @@ class ReplayDiff(BaseModel):
 class ReplayPublic(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "id": "rp-3f2a1c9d", "state": "done", "shift": "2026-11-27:night", "start": 1795795200000000000,
-        "end": 1795824000000000000, "overrides": {}, "speed": None, "progress": 1.0, "readings": 575000,
+        "end": 1795824000000000000, "overrides": {}, "speed": None, "progress": 1.0, "frames": 575000,
         "data_ts": 1795824000000000000, "elapsed_s": 21.4, "x_realtime": 1345.8, "alert_count": 0, "alerts": [],
         "diff": None,
         "error": None, "created_by": "engineer"}]})
@@ -466,7 +466,8 @@ class ReplayPublic(BaseModel):
     overrides: dict[str, float]
     speed: float | None = None
     progress: float = Field(ge=0, le=1)
-    readings: int = Field(description="telemetry rows fed to the detectors so far")
+    frames: int = Field(description="frames fed to the detectors so far (a frame: one robot's telemetry "
+                        "message, its readings of one moment; one stored telemetry row)")
     data_ts: Nanos | None = Field(default=None, description="data time reached")
     elapsed_s: float
     x_realtime: float | None = Field(default=None, description="data time covered / wall time taken")

@@ -80,7 +80,7 @@ def stored_readings(influx: SyncInflux, start: int, end: int) -> int:
 async def replay_once(url: str, start: int, end: int) -> tuple[float, int, int]:
     async with InfluxClient(url, DB, timeout=300.0) as influx:
         res = await run_replay(influx, start, end)
-    return res.elapsed_s, res.readings, len(res.alerts)
+    return res.elapsed_s, res.frames, len(res.alerts)
 
 
 async def detectors_only(url: str, start: int, hours: float) -> float:

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
-from fastapi.sse import EventSourceResponse, ServerSentEvent
+from fastapi.sse import ServerSentEvent
 
 from api.deps import CurrentEngineer, Reader, StateDep
 from api.params import bad, excerpt
 from api.replay import ReplayJob, ReplayRefused
 from api.routes.stream import StreamSlot
 from api.schemas import ReplayCreate, ReplayPublic, ReplaysPublic, errors
+from api.sse import EVENTS_DOC, PING, EventStream, event_stream, next_or_ping
 
 router = APIRouter(prefix="/replays", tags=["replays"])
+log = logging.getLogger("minewatch.api")
 
 JobPath = Annotated[str, Path(max_length=64, description="the replay's id",
                               examples=["rp-20261128T093000-3f2a1c"])]
@@ -86,23 +89,37 @@ def _replay_job(replay_id: JobPath, state: StateDep) -> ReplayJob:
     return _job(state, replay_id)
 
 
-@router.get("/{replay_id}/stream", response_class=EventSourceResponse, responses=errors(404, 503, streaming=True),
+@router.get("/{replay_id}/stream", response_class=EventStream,
+            responses={**EVENTS_DOC, **errors(404, 503, streaming=True)},
             summary="A replay's progress, alerts and readings as Server-Sent Events")
 async def stream_replay(job: Annotated[ReplayJob, Depends(_replay_job)], _: Reader, slots: StreamSlot
-                        ) -> AsyncIterator[ServerSentEvent]:
+                        ) -> EventStream:
     """First a `state` event (the replay so far, with its alerts), then `progress`, `alert`
     and, for a paced replay, `reading` events (the latest frame of each robot every tenth of a
-    wall second), and a final `done` event with the result; then the stream ends."""
+    wall second), and a final `done` event with the result; then the stream ends. A comment
+    line every 15 s keeps an idle stream open through proxies."""
+    return event_stream(_replay_events(job))
+
+
+async def _replay_events(job: ReplayJob) -> AsyncIterator[ServerSentEvent | object]:
     sub = job.hub.subscribe()
+    ended = False
     try:
         yield ServerSentEvent(event="state", raw_data=job.public().model_dump_json())
         if job.finished:
             yield ServerSentEvent(event="done", raw_data=job.public(with_alerts=False).model_dump_json())
+            ended = True
             return
         while True:
-            msg = await sub.get()
-            yield _sse(msg)
-            if msg["type"] in ("done", "lagged"):
+            msg = await next_or_ping(sub)
+            if msg is PING:
+                yield PING
+                continue
+            yield _sse(msg)  # type: ignore[arg-type]
+            if msg["type"] in ("done", "lagged"):  # type: ignore[index]
+                ended = True
                 return
     finally:
         job.hub.unsubscribe(sub)
+        if not ended:
+            log.debug("replay %s: a stream client went away", job.id)

@@ -105,7 +105,7 @@ def test_replaying_a_recorded_shift_reproduces_the_alerts_recorded_for_it(
         assert "critical" in {a["max_severity"] for a in gas}, recorded
 
         same = _replay(c, {"shift": SHIFT})
-        assert same["readings"] == frames and same["progress"] == 1.0
+        assert same["frames"] == frames and same["progress"] == 1.0
         d = same["diff"]
         assert d["missed"] == 0 and d["new"] == 0, (d, [e for e in same["alerts"] if e["alert_id"] in d["new_alerts"]],
                                                     recorded)

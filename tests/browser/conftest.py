@@ -45,10 +45,10 @@ def playwright_sync() -> Iterator[object]:
         yield p
 
 
-def launch(p: Any, profile: Path, **kw: Any) -> Any:
+def launch(p: Any, profile: Path, extra_args: list[str] | None = None, **kw: Any) -> Any:
     """Chromium with a fresh user-data-dir (a persistent context is how Playwright takes one)."""
     return p.chromium.launch_persistent_context(
-        str(profile), executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS,
+        str(profile), executable_path=chromium_path(), headless=True, args=[*CHROMIUM_ARGS, *(extra_args or [])],
         viewport={"width": 1600, "height": 1000}, device_scale_factor=1, **kw)
 
 
@@ -74,6 +74,19 @@ def new_york_context(playwright_sync: Any, tmp_path_factory: pytest.TempPathFact
         ctx.close()
 
 
+@pytest.fixture(scope="package")
+def us_context(playwright_sync: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A Chromium in US English (``--lang=en-US``; its date picker would show 12/05/2026) in
+    Chicago's time zone: days and times it shows must still be ISO and mine time."""
+    env = {**os.environ, "TZ": "America/Chicago", "LANG": "en_US.UTF-8", "LANGUAGE": "en_US"}
+    ctx = launch(playwright_sync, tmp_path_factory.mktemp("chromium-us"), extra_args=["--lang=en-US"], env=env,
+                 locale="en-US", timezone_id="America/Chicago")
+    try:
+        yield ctx
+    finally:
+        ctx.close()
+
+
 def _watched_page(ctx: Any) -> Iterator[Any]:
     pg = ctx.new_page()
     errors: list[str] = []
@@ -93,6 +106,12 @@ def page(browser_context: object) -> Iterator[object]:
     purpose (a refused key) lists a substring of it in ``page.expected_errors``. Ask for the
     fixtures serving the page before this one, so the page closes before its server stops."""
     yield from _watched_page(browser_context)
+
+
+@pytest.fixture
+def us_page(us_context: object) -> Iterator[object]:
+    """A tab of the US-English Chromium, errors checked as for ``page``."""
+    yield from _watched_page(us_context)
 
 
 @pytest.fixture

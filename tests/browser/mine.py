@@ -188,3 +188,38 @@ class Mine:
             self._publish(events, incidents)
 
         threading.Thread(target=apply).start()
+
+    # -- a board in trouble everywhere ---------------------------------------------------------
+    def acknowledge(self, alert_id: str, operator: str = "shift-boss") -> None:
+        """The played ingestor applies an operator's acknowledgement of ``alert_id``."""
+        with self.lock:
+            ev = self.engine.acknowledge(alert_id, operator, None, time.time_ns())
+            incidents = self.engine.drain_incidents()
+        self._publish([ev], incidents)
+
+    def alarm_everywhere(self, not_watched: dict[str, str], every_ack: int = 3) -> dict[str, str]:
+        """An active alert in every scenario, on its first limited channel, past the level
+        cycled through warning, alarm and critical (the frame reads it too); every
+        ``every_ack``-th alert acknowledged; ``not_watched`` maps scenarios to the watch state
+        the played ingestor gives them from now on. The alert id of each scenario."""
+        levels = ("alarm", "critical", "warning")
+        out: dict[str, str] = {}
+        for i, (sid, sc) in enumerate(SCENARIOS.items()):
+            ch = next(c for c in sc.channels if c.limits)
+            lim = ch.limits[0]
+            by_level = dict(lim.levels)
+            severity = levels[i % 3] if levels[i % 3] in by_level else lim.levels[-1][0]
+            limit = by_level[severity]
+            value = round(limit * 1.1 + 0.01, 3) if lim.direction == "above" else round(limit * 0.9, 3)
+            self.frame(sid, **{ch.name: value})
+            (ev, *_) = self.signal(sid, ch.name, severity, value, limit, detector=f"{ch.quantity}_limit",
+                                   unit=ch.unit)
+            out[sid] = ev.alert_id
+            if i % every_ack == 1:
+                self.acknowledge(ev.alert_id)
+        for sid, state in not_watched.items():
+            if state == "no_ingest":
+                self.forget(sid)
+            else:
+                self.set_watch(sid, state)
+        return out

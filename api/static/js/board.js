@@ -91,7 +91,7 @@ function paint(id) {
       el("dt", { text: shortLabel(ch) }),
       el("dd", { text: fmtValue(ch, r.value, r.unit) }),
       r.beyond ? el("span", { class: "past" }, el("span", { "aria-hidden": "true", text: SEV_ICON[r.beyond] }),
-        ` ${SEV_TEXT[r.beyond] ?? r.beyond}`) : null);
+        el("span", { class: "past-word", text: ` ${SEV_TEXT[r.beyond] ?? r.beyond}` })) : null);
   }));
   let badge;
   if (level === "ok" && beyond) {
