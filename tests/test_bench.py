@@ -59,7 +59,7 @@ FIGURES: dict[str, set[str]] = {
     "ingest_cpu.py": {"ingest_cpu_us_per_point", "ingest_cpu_speedup"},
     "ingest_throughput.py": {"ingest_points_per_s", "ingest_lost_points", "ingest_to_ceiling_ratio",
                              "alert_latency_p50_ms", "alert_latency_p99_ms"},
-    "replay.py": {"replay_x_realtime", "replay_readings_per_s", "replay_detectors_only_x_realtime"},
+    "replay.py": {"replay_x_realtime", "replay_readings_per_s", "replay_detectors_only_x_realtime", "replay_split_s_per_hour"},
     "report.py": {"report_collect", "report_render", "report_size"},
     "simulator.py": {"simulator_frames_per_s", "simulator_realtime_mines", "simulator_realtime_max_lag_s"},
 }
