@@ -365,3 +365,10 @@ def test_the_replay_raises_the_alerts_of_the_row_by_row_path_event_by_event(infl
         assert len(got) == len(want)
         for g, w in zip(got, want):
             assert g == w
+
+
+def test_a_replay_reads_at_least_the_slice_it_is_on() -> None:
+    from api.replay_engine import TelemetrySource
+
+    with pytest.raises(ValueError, match="in_flight"):
+        TelemetrySource(None, T0, T0 + S, in_flight=0)  # type: ignore[arg-type]
