@@ -31,7 +31,8 @@ from minewatch.wire import Frame
 
 from detectors._state import StreamTable
 from detectors.change import CHANGE_ARGS, CHANGE_COLUMNS, change_kernel, to_score
-from detectors.drift import DRIFT_ARGS, DRIFT_COLUMNS, drift_kernel
+from detectors.base import REGISTRY, Detector, EventOrder, Inputs, Pending, Setup, event_order
+from detectors.drift import DriftDetector
 from detectors.engine import AlertEngine, Signal
 from detectors.incidents import Grouping
 from detectors.flatten import Cols, Shape, ShapeTable, gather_kernel
@@ -276,11 +277,13 @@ class DetectorSuite:
         self._robot_streams: dict[str, dict[str, int]] = {}
         self._vib_rules = {sid: r for sid, sc in self.scenarios.items() if (r := vibration_rules(sc)) is not None}
         self._vib_feats: dict[tuple[int, int], VibrationFeatures] = {}
-        # neighbouring methane sensors of one place, compared for drift
-        self._pairs = {sid: [(a, b) for a, b in zip(ch4, ch4[1:])] for sid, sc in self.scenarios.items()
-                       if len(ch4 := [c for c in sc.channels if c.quantity == "ch4" and c.limits]) > 1}
-        self._drift = StreamTable(DRIFT_COLUMNS)
-        self._drift_meta: list[tuple[str, str, Channel, Channel]] = []
+        setup = Setup(self.scenarios, self._ov, timing)
+        # the registered detectors (detectors.base), and which of them raises each kind of alert
+        self.detectors: dict[str, Detector] = {name: cls(setup) for name, cls in REGISTRY.items()}
+        self._by_alert = {alert: det for det in self.detectors.values() for alert in det.alerts}
+        drift = self.detectors[DriftDetector.name]
+        assert isinstance(drift, DriftDetector)
+        self.drift = drift  # its pair streams are made as frames are flattened
         # compiled frame shapes (detectors.flatten): (scenario, robot, channel names) -> Shape
         self._shapes: dict[tuple[str, str, tuple[str, ...]], Shape] = {}
         self._ready: dict[tuple[str, str, tuple[str, ...]], Shape] = {}  # the compiled ones
@@ -369,16 +372,19 @@ class DetectorSuite:
         batch = self._flatten(frames)
         batch.clock = batch.ts if arrived is None else np.asarray(arrived, dtype=np.int64)
         lines = self._vibration(batch, frames)
-        pending: list[tuple[int, int, int, Signal]] = []
+        pending: list[Pending] = []
         self._run_limits(batch, frames, late, pending)
         self._run_base(batch, frames, late, pending)
-        self._run_drift(batch, late, pending)
+        for det in self.detectors.values():
+            cols = {Inputs.PAIRS: batch.pairs}[det.inputs]
+            if len(cols):
+                pending += det.run(batch.sorted(cols), late)
         clock_now = int(batch.clock.max())
         self._robot_frames(frames, batch, clock_now, pending)
         for sig in self._departed(clock_now):
-            pending.append((sig.ts, 3, 2, sig))
+            pending.append(Pending(sig.ts, EventOrder.ROBOT, 2, sig))
         now = int(batch.ts.max())
-        pending.sort(key=lambda p: p[:3])
+        pending.sort(key=event_order)
         events: list[AlertEvent] = []
         for *_, item in pending:
             if isinstance(item, Signal):
@@ -524,8 +530,8 @@ class DetectorSuite:
         base = [routes[c][0] for c in ext]
         miss = [s for c, (s, _) in routes.items() if c not in pos]
         lim = [(j, ls, signed) for j, c in enumerate(ext) for ls, signed in routes[c][1]]
-        pairs = [(pos[ca.name], pos[cb.name], self._drift_stream(sid, rid, ca, cb))
-                 for ca, cb in self._pairs.get(sid, ()) if ca.name in pos and cb.name in pos]
+        pairs = [(pos[ca.name], pos[cb.name], self.drift.stream(sid, rid, ca, cb))
+                 for ca, cb in self.drift.pairs.get(sid, ()) if ca.name in pos and cb.name in pos]
         robot = (rs["battery"], rs["link_latency_ms"], rs["link_rssi_dbm"], rs["link_loss"])
         self._shape_table.add(shp, base, miss, lim, pairs, robot)
         shp.ready = True
@@ -575,13 +581,13 @@ class DetectorSuite:
             bs(s), bt(ts), bx(v), bo(fi)
             for ls_i, signed in lims:
                 ls(ls_i), lt(ts), lx(v if signed else abs(v)), lo(fi)
-        pairs = self._pairs.get(sid)
+        pairs = self.drift.pairs.get(sid)
         if pairs:
             ps, pt, pa, pb, po = batch.pairs.lists
             for ca, cb in pairs:
                 va, vb = readings.get(ca.name), readings.get(cb.name)
                 if va is not None and vb is not None:
-                    ps.append(self._drift_stream(sid, rid, ca, cb)), pt.append(ts), pa.append(va), pb.append(vb)
+                    ps.append(self.drift.stream(sid, rid, ca, cb)), pt.append(ts), pa.append(va), pb.append(vb)
                     po.append(fi)
         if f.waveforms:
             self._blocks(fi, f, batch)
@@ -617,7 +623,7 @@ class DetectorSuite:
                 s, k, ts = int(stream[i]), int(out[i]), int(t[i])
                 fi = int(origin[i])
                 sig = self._limit_signal(s, k, float(x[i]), ts, frames[fi], bool(late[fi]) if late else False)
-                pending.append((ts, 0, s, sig))
+                pending.append(Pending(ts, EventOrder.LIMIT, s, sig))
                 if k:
                     raised_keys.add(sig.key)
         self._stale_evidence(stream, t, x, out, level_before, raised_keys, pending)
@@ -652,51 +658,7 @@ class DetectorSuite:
                 np.maximum.accumulate(pos, out=pos)
                 level = np.where(pos >= 0, steps[np.maximum(pos, 0)], level_before[s])
                 for i in np.flatnonzero(past & np.isfinite(xs) & (level == 0)):
-                    pending.append((int(t[a + i]), 5, s, _Evidence(self, key, s, int(t[a + i]), float(xs[i]), slices, t)))
-
-    def _drift_stream(self, sid: str, rid: str, ca: Channel, cb: Channel) -> int:
-        s, new = self._drift.add((sid, rid, ca.name, cb.name))
-        if new:
-            d = self._drift
-            d["tol"][s] = 0.5 * min(ca.normal[1] - ca.normal[0], cb.normal[1] - cb.normal[0])
-            d["gas_a"][s] = 0.8 * ca.limits[0].lowest
-            d["gas_b"][s] = 0.8 * cb.limits[0].lowest
-            self._drift_meta.append((sid, rid, ca, cb))
-        return s
-
-    def _run_drift(self, batch: _Batch, late: Sequence[bool] | None, pending: list) -> None:  # noqa: ANN001
-        if not len(batch.pairs):
-            return
-        stream, t, xa, xb, origin = batch.sorted(batch.pairs)
-        out = np.empty(stream.shape[0], dtype=np.int8)
-        aux = np.empty(stream.shape[0])
-        if not drift_kernel(stream, t, xa, xb, *(self._drift[c] for c in DRIFT_ARGS), out, aux):
-            return
-        for i in np.flatnonzero(out >= 0):
-            s, code, ts = int(stream[i]), int(out[i]), int(t[i])
-            sid, rid, ca, cb = self._drift_meta[s]
-            sc = self.scenarios[sid]
-            gap = float(aux[i])
-            tol = float(self._drift["tol"][s])
-            rule = (f"drift against a neighbouring sensor: the difference of two sensors of one place moved "
-                    f"{tol:g} {ca.unit} from its usual value for 5 min, outside gas events [P]")
-            sensors = f"The {ca.label} and {cb.label} sensors read by robot {rid} in {where_place(sc)}"
-            if code:
-                msg = (f"{sensors} have drifted apart: now {xa[i]:.2f} and {xb[i]:.2f} {ca.unit}, {gap:+.2f} {ca.unit} "
-                       f"off their usual difference: one of them is out of calibration; check both against a "
-                       f"hand-held detector and recalibrate.")
-            else:
-                msg = f"{sensors} agree again ({xa[i]:.2f} and {xb[i]:.2f} {ca.unit}): the alert is cleared."
-            fi = int(origin[i])
-            evidence: dict[str, object] = {"rule": rule, "robot": rid, "neighbour": cb.name,
-                                           "neighbour_value": float(xb[i]), "offset": round(gap, 4)}
-            if late and late[fi]:
-                evidence["late"] = True
-            pending.append((ts, 6, s, Signal(
-                scenario_id=sid, detector="sensor_drift", subject=f"{ca.name}.{cb.name}", kind=AlertKind.sensor_health,
-                source=rid, severity=health_severity(ca) if code else None, ts=ts, message=msg, value=float(xa[i]),
-                limit=tol, unit=ca.unit, channel=ca.name, robot_id=rid, evidence=evidence,
-                timing=AlertTiming.late if late and late[fi] else self.timing)))
+                    pending.append(Pending(int(t[a + i]), EventOrder.STALE_EVIDENCE, s, _Evidence(self, key, s, int(t[a + i]), float(xs[i]), slices, t)))
 
     def _lim_after_batch(self, batch: _Batch) -> None:
         if batch.lim_sorted is None:
@@ -759,7 +721,7 @@ class DetectorSuite:
                       unit=rule.unit, channel=channel, robot_id=robot_id, evidence=evidence, timing=timing)
 
     def _run_base(self, batch: _Batch, frames: Sequence[Frame], late: Sequence[bool] | None,
-                  pending: list[tuple[int, int, int, Signal]]) -> None:
+                  pending: list[Pending]) -> None:
         if not len(batch.base):
             return
         stream, t, x, origin = batch.sorted(batch.base)
@@ -776,20 +738,20 @@ class DetectorSuite:
         if change_kernel(stream, t, x, *(b[name] for name in CHANGE_ARGS), cscore, cout, clevel):
             for i in np.flatnonzero(cout >= 0):
                 fi = int(origin[i])
-                pending.append((int(t[i]), 4, int(stream[i]),
+                pending.append(Pending(int(t[i]), EventOrder.CHANGE, int(stream[i]),
                                 self._change_signal(int(stream[i]), int(cout[i]), float(x[i]), int(t[i]),
                                                     float(to_score(cscore[i])), float(clevel[i]),
                                                     bool(late[fi]) if late else False)))
         if n_h:
             for i, col in zip(*np.nonzero(hout >= 0)):
                 fi = int(origin[i])
-                pending.append((int(t[i]), 1, int(stream[i]) * 4 + int(col),
+                pending.append(Pending(int(t[i]), EventOrder.HEALTH, int(stream[i]) * 4 + int(col),
                                 self._health_signal(int(stream[i]), int(col), int(hout[i, col]), float(x[i]), int(t[i]),
                                                     float(haux[i]), bool(late[fi]) if late else False)))
         if n_r:
             for i in np.flatnonzero(rout >= 0):
                 fi = int(origin[i])
-                pending.append((int(t[i]), 2, int(stream[i]),
+                pending.append(Pending(int(t[i]), EventOrder.RISE, int(stream[i]),
                                 self._rise_signal(int(stream[i]), int(rout[i]), float(x[i]), int(t[i]),
                                                   float(raux[i]), bool(late[fi]) if late else False)))
 
@@ -947,7 +909,7 @@ class DetectorSuite:
         return Grouping(ev.scenario_id, cause, f"{CAUSE_TITLES[cause]} at {where}")
 
     def _robot_frames(self, frames: Sequence[Frame], batch: _Batch, now: int,
-                      pending: list[tuple[int, int, int, Signal]]) -> None:
+                      pending: list[Pending]) -> None:
         """Each robot's last-seen time, and its silences: a gap of :data:`ROBOT_SILENCE_S` or
         more between its frames (in time order) raises ``robot_offline`` at the gap's start plus
         that time, and the next frame clears it. Robots without a gap or a standing silence
@@ -977,26 +939,26 @@ class DetectorSuite:
             for k in range(a, b):
                 self._robot_frame(frames[ol[k]], tl[k], rob, gap, pending)
         for sig in self._deadman(now):
-            pending.append((sig.ts, 3, 0, sig))
+            pending.append(Pending(sig.ts, EventOrder.ROBOT, 0, sig))
 
-    def _robot_frame(self, f: Frame, t: int, r: _Robot, gap: int, pending: list[tuple[int, int, int, Signal]]) -> None:
+    def _robot_frame(self, f: Frame, t: int, r: _Robot, gap: int, pending: list[Pending]) -> None:
         """One frame of a robot seen at ``t`` (its arrival live, its time in replay). A frame after the
         robot's offline status proves it back: its offline alert clears."""
         if r.offline and t > r.offline_at:
             r.offline = False
-            pending.append((t, 3, 1, self._offline_signal(f.robot_id, "status", False, t, f.scenario_id)))
+            pending.append(Pending(t, EventOrder.ROBOT, 1, self._offline_signal(f.robot_id, "status", False, t, f.scenario_id)))
             self._deadman_due = 0
         if r.last_seen >= 0 and t - r.last_seen >= gap and not r.silent and not r.offline:
-            pending.append((r.last_seen + gap, 3, 0, self._offline_signal(f.robot_id, "silence", True,
+            pending.append(Pending(r.last_seen + gap, EventOrder.ROBOT, 0, self._offline_signal(f.robot_id, "silence", True,
                                                                          r.last_seen + gap, r.scenario)))
             r.silent = 1
         long = int(ROBOT_LONG_SILENCE_S * _NS)
         if r.silent == 1 and not r.offline and t - r.last_seen >= long:
-            pending.append((r.last_seen + long, 3, 0, self._offline_signal(f.robot_id, "silence", True,
+            pending.append(Pending(r.last_seen + long, EventOrder.ROBOT, 0, self._offline_signal(f.robot_id, "silence", True,
                                                                           r.last_seen + long, r.scenario, long=True)))
             r.silent = 2
         if r.silent and t >= r.last_seen:
-            pending.append((t, 3, 1, self._offline_signal(f.robot_id, "silence", False, t, f.scenario_id)))
+            pending.append(Pending(t, EventOrder.ROBOT, 1, self._offline_signal(f.robot_id, "silence", False, t, f.scenario_id)))
             r.silent = 0
             self._deadman_due = 0
         if t >= r.last_seen:
@@ -1065,7 +1027,7 @@ class DetectorSuite:
                 last = self._place_seen.get((sid, rid))
                 if last is None or now - last < stale:
                     continue
-                self._forget_state(sid, rid, ev.channel, detector, ev.evidence.get("neighbour"))
+                self._forget_state(ev, rid)
                 sc = self.scenarios.get(sid)
                 c = sc.channel_map.get(ev.channel) if sc else None
                 what = subject(sc, c) if sc is not None and c is not None else f"{ev.channel} in {sid}"
@@ -1079,13 +1041,13 @@ class DetectorSuite:
                                   timing=self.timing))
         return out
 
-    def _forget_state(self, sid: str, rid: str, chan: str, detector: str, neighbour: object) -> None:
-        if detector == "sensor_drift":
-            s = self._drift.get((sid, rid, chan, neighbour))
-            if s is not None:
-                self._drift["state"][s] = 0
+    def _forget_state(self, ev: AlertEvent, rid: str) -> None:
+        det = self._by_alert.get(ev.detector)
+        if det is not None:
+            det.forget(ev, rid)
             return
-        s = self._base.get((sid, rid, chan))
+        detector = ev.detector
+        s = self._base.get((ev.scenario_id, rid, ev.channel))
         if s is None:
             return
         column = {"rate_of_rise": "rise_state", "change": "c_state", "sensor_stuck": "h_stuck",
@@ -1186,12 +1148,9 @@ class DetectorSuite:
             if ev.detector in HEALTH_DETECTORS or ev.detector == "rate_of_rise":
                 self._seed_base(ev)
                 continue
-            if ev.detector == "sensor_drift":
-                sc = self.scenarios.get(ev.scenario_id)
-                nb = ev.evidence.get("neighbour")
-                if sc is not None and ev.channel in sc.channel_map and nb in sc.channel_map:
-                    s = self._drift_stream(ev.scenario_id, ev.robot_id, sc.channel_map[ev.channel], sc.channel_map[nb])
-                    self._drift["state"][s] = max(1, int(self._drift["state"][s]))
+            det = self._by_alert.get(ev.detector)
+            if det is not None:
+                det.seed(ev)
                 continue
             if ev.kind is AlertKind.robot_health:
                 for name, rule in ROBOT_RULES.items():

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from detectors.base import EventOrder, Pending
 from detectors.rules import ROBOT_RULES
 from detectors.suite import _NS, DetectorSuite, _Batch
 from detectors.health_rules import ROBOT_LONG_SILENCE_S, ROBOT_SILENCE_S
@@ -46,10 +47,10 @@ class FrameByFrameSuite(DetectorSuite):
                 for ls, signed in lims:
                     for col, w in zip(lim, (ls, ts, v if signed else abs(v), fi)):
                         col.append(w)
-            for ca, cb in self._pairs.get(sid, []):
+            for ca, cb in self.drift.pairs.get(sid, []):
                 va, vb = readings.get(ca.name), readings.get(cb.name)
                 if va is not None and vb is not None:
-                    for col, w in zip(pairs, (self._drift_stream(sid, rid, ca, cb), ts, va, vb, fi)):
+                    for col, w in zip(pairs, (self.drift.stream(sid, rid, ca, cb), ts, va, vb, fi)):
                         col.append(w)
             if sc.machine is not None:
                 for wchan, block in f.waveforms.items():
@@ -77,7 +78,7 @@ class FrameByFrameSuite(DetectorSuite):
         for fi in sorted(range(len(frames)), key=lambda i: (frames[i].robot_id, clock[i])):
             self._robot_frame(frames[fi], clock[fi], self._robot(frames[fi].robot_id), gap, pending)
         for sig in self._deadman(now):
-            pending.append((sig.ts, 3, 0, sig))
+            pending.append(Pending(sig.ts, EventOrder.ROBOT, 0, sig))
 
     def _deadman(self, now: int) -> list:  # type: ignore[override]
         """Every robot looked at, every time."""

@@ -55,7 +55,7 @@ def keyed(suite: DetectorSuite, batch: _Batch) -> dict[str, list[tuple]]:
             out.append((table.keys[row[0]], row[1], *vals))
         return sorted(out, key=repr)
     return {"lim": rows(batch.lim, suite._lim), "base": rows(batch.base, suite._base),
-            "pairs": rows(batch.pairs, suite._drift), "blocks": [fi for fi, _ in batch.blocks]}
+            "pairs": rows(batch.pairs, suite.drift.table), "blocks": [fi for fi, _ in batch.blocks]}
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

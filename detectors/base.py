@@ -1,0 +1,177 @@
+"""The detector contract: one shape for every detector the suite runs.
+
+A detector is a small object that
+
+* declares what it reads (:class:`Inputs`: which samples of a batch) and its per-stream state
+  (:attr:`Detector.columns`, ``name -> (dtype, trailing shape, fill value)``, kept in a
+  :class:`~detectors._state.StreamTable`);
+* configures itself from the catalogue and the ``--set`` overrides it is built with
+  (:class:`Setup`);
+* runs a batch through its compiled kernel behind a wrapper that checks the arrays first, and
+  turns the kernel's state changes into :class:`~detectors.engine.Signal` s, each with its
+  place in the batch's event order (:class:`Pending`, :class:`EventOrder`);
+* puts its state back from the stored events of active alerts (:meth:`Detector.seed`) and
+  forgets a robot's part when it has left a place (:meth:`Detector.forget`).
+
+Detectors register themselves with :func:`register`; :data:`REGISTRY` is what the suite builds
+its detectors from, and what the conformance test walks.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from minewatch.catalogue import Scenario
+from minewatch.schema import AlertEvent, AlertTiming
+
+from detectors.overrides import Overrides
+
+__all__ = ["Columns", "Detector", "EventOrder", "Inputs", "Pending", "REGISTRY", "Setup", "event_order",
+           "register", "timing_of", "check_batch", "detectors_for"]
+
+Columns = dict[str, tuple[Any, tuple[int, ...], Any]]
+
+
+class EventOrder(enum.IntEnum):
+    """Which of the signals of one event time the alert engine takes first, in a batch.
+
+    Within one event time a limit step comes before what the same reading shows about the
+    sensor, its rate or a change, the robots' silences after the readings, evidence that can
+    retire a stale robot's part of an alert after the limit steps it depends on, and drift
+    (a slow, five-minute judgement) last. Ties within one order go by the pending item's own
+    tie-break (a stream number, a column)."""
+
+    LIMIT = 0
+    HEALTH = 1
+    RISE = 2
+    ROBOT = 3
+    CHANGE = 4
+    STALE_EVIDENCE = 5
+    DRIFT = 6
+
+
+class Pending(NamedTuple):
+    """A signal (or something that resolves into signals later in the batch) waiting for its
+    turn: at event time ``ts``, in ``order``, then by ``tie``."""
+
+    ts: int
+    order: EventOrder
+    tie: int
+    item: Any
+
+
+def event_order(p: Pending) -> tuple[int, int, int]:
+    """The sort key of the batch's pending signals: event time, then :class:`EventOrder`, then
+    the tie-break."""
+    return (p.ts, int(p.order), p.tie)
+
+
+class Inputs(enum.Enum):
+    """The samples of a batch a detector reads."""
+
+    LIMIT = "limit"  # (stream, time, value) per limit rule of a channel, and the robots' own readings
+    BASE = "base"    # (stream, time, value) per (scenario, robot, channel), NaN where a channel is missing
+    PAIRS = "pairs"  # (stream, time, value a, value b) per pair of neighbouring sensors
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What a detector is built from: the catalogue's scenarios, the ``--set`` overrides and
+    what its alerts are (``live``, or ``historical`` for bulk history)."""
+
+    scenarios: Mapping[str, Scenario]
+    overrides: Overrides
+    timing: AlertTiming
+
+
+def timing_of(setup: Setup, late: Sequence[bool] | None, fi: int) -> tuple[bool, AlertTiming]:
+    """Whether frame ``fi`` of a batch came late, and so its alerts' timing."""
+    is_late = bool(late[fi]) if late else False
+    return is_late, AlertTiming.late if is_late else setup.timing
+
+
+def check_batch(name: str, arrays: Mapping[str, npt.NDArray[Any]], dtypes: Mapping[str, Any], n_streams: int) -> int:
+    """Check a detector's batch before its kernel sees it: every array one-dimensional, of its
+    dtype, all of one length, streams within ``[0, n_streams)`` and in order (the kernels walk
+    each stream's samples in time order). Returns the length; ``ValueError`` naming the array
+    otherwise."""
+    n = -1
+    for key, a in arrays.items():
+        if a.ndim != 1:
+            raise ValueError(f"{name}: {key} must be one-dimensional, got shape {a.shape}")
+        if a.dtype != np.dtype(dtypes[key]):
+            raise ValueError(f"{name}: {key} must be {np.dtype(dtypes[key])}, got {a.dtype}")
+        if n < 0:
+            n = a.shape[0]
+        elif a.shape[0] != n:
+            raise ValueError(f"{name}: {key} has {a.shape[0]} values, the others {n}")
+    stream = arrays.get("stream")
+    if stream is not None and n > 0:
+        if int(stream.min()) < 0 or int(stream.max()) >= n_streams:
+            raise ValueError(f"{name}: stream numbers must be in [0, {n_streams}), got "
+                             f"[{int(stream.min())}, {int(stream.max())}]")
+        if bool(np.any(np.diff(stream) < 0)):
+            raise ValueError(f"{name}: samples must be sorted by stream")
+    return max(n, 0)
+
+
+class Detector(ABC):
+    """One detector of the suite (see the module's text)."""
+
+    #: the registry's name of the detector
+    name: ClassVar[str]
+    #: the samples it reads
+    inputs: ClassVar[Inputs]
+    #: its signals' place among those of one event time
+    order: ClassVar[EventOrder]
+    #: the ``detector`` names of the alerts it raises
+    alerts: ClassVar[frozenset[str]]
+    #: its per-stream state
+    columns: ClassVar[Columns]
+
+    def __init__(self, setup: Setup) -> None:
+        self.setup = setup
+
+    @abstractmethod
+    def run(self, cols: tuple[npt.NDArray[Any], ...], late: Sequence[bool] | None) -> list[Pending]:
+        """The signals of a batch's samples (``cols``: its :attr:`inputs`, sorted by stream,
+        time and frame index, the frame index last)."""
+
+    @abstractmethod
+    def seed(self, ev: AlertEvent) -> None:
+        """Put the state behind the restored active alert ``ev`` (one of :attr:`alerts`) back in
+        its raised state where it is idle, so the next reading decides whether it clears."""
+
+    @abstractmethod
+    def forget(self, ev: AlertEvent, robot: str) -> None:
+        """Reset ``robot``'s state behind the active alert ``ev``: it has left the place."""
+
+
+D = TypeVar("D", bound=type[Detector])
+
+#: every detector class, by name, in the order the suite runs them
+REGISTRY: dict[str, type[Detector]] = {}
+
+
+def register(cls: D) -> D:
+    """Class decorator: add a detector to :data:`REGISTRY` (a second one of a name is an error)."""
+    if cls.name in REGISTRY:
+        raise ValueError(f"a detector named {cls.name!r} is registered already")
+    for attr in ("inputs", "order", "alerts", "columns"):
+        if not hasattr(cls, attr):
+            raise TypeError(f"detector {cls.__name__} does not declare {attr}")
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def detectors_for(alert: str) -> list[type[Detector]]:
+    """The registered detectors that raise alerts named ``alert``."""
+    return [cls for cls in REGISTRY.values() if alert in cls.alerts]
+
