@@ -21,19 +21,21 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
-from minewatch.catalogue import Scenario
+from minewatch.catalogue import Channel, Scenario
 from minewatch.schema import AlertEvent, AlertTiming
 
+from detectors._state import StreamTable
 from detectors.overrides import Overrides
+from detectors.rules import Rule
 
-__all__ = ["Columns", "Detector", "EventOrder", "Inputs", "Pending", "REGISTRY", "Setup", "event_order",
+__all__ = ["BaseStream", "StreamDetector", "Columns", "Detector", "EventOrder", "Inputs", "Pending", "REGISTRY", "Setup", "event_order",
            "register", "timing_of", "check_batch", "detectors_for"]
 
 Columns = dict[str, tuple[Any, tuple[int, ...], Any]]
@@ -83,12 +85,14 @@ class Inputs(enum.Enum):
 
 @dataclass(frozen=True)
 class Setup:
-    """What a detector is built from: the catalogue's scenarios, the ``--set`` overrides and
-    what its alerts are (``live``, or ``historical`` for bulk history)."""
+    """What a detector is built from: the catalogue's scenarios, the ``--set`` overrides, what
+    its alerts are (``live``, or ``historical`` for bulk history) and every channel's fixed-limit
+    rules with the overrides applied (:func:`detectors.rules.channel_rules`)."""
 
     scenarios: Mapping[str, Scenario]
     overrides: Overrides
     timing: AlertTiming
+    rules: Mapping[tuple[str, str], Sequence[Rule]]
 
 
 def timing_of(setup: Setup, late: Sequence[bool] | None, fi: int) -> tuple[bool, AlertTiming]:
@@ -152,6 +156,60 @@ class Detector(ABC):
     @abstractmethod
     def forget(self, ev: AlertEvent, robot: str) -> None:
         """Reset ``robot``'s state behind the active alert ``ev``: it has left the place."""
+
+
+class BaseStream(NamedTuple):
+    """A base stream: one channel as one robot reads it in one place (``spec`` None for a
+    reading the catalogue does not know there)."""
+
+    scenario_id: str
+    robot_id: str
+    channel: str
+    spec: Channel | None
+
+
+BASE_DTYPES = {"stream": np.int64, "t": np.int64, "x": np.float64}
+
+
+class StreamDetector(Detector):
+    """A detector over the base streams (:attr:`Inputs.BASE`). Several share them: the suite
+    keeps one table with every such detector's columns, numbers the streams as they appear
+    (``route``: the stream of ``(scenario, robot, channel)``, made when new) and has each
+    detector :meth:`configure` a new one."""
+
+    inputs: ClassVar[Inputs] = Inputs.BASE
+    #: the state column each alert's raised state is kept in (:meth:`forget` resets it)
+    state_columns: ClassVar[Mapping[str, str]]
+
+    def bind(self, table: StreamTable, meta: Sequence[BaseStream], route: Callable[[str, str, str], int]) -> None:
+        """Share the suite's base streams."""
+        self.table, self.meta, self.route = table, meta, route
+
+    @abstractmethod
+    def configure(self, s: int, sc: Scenario, c: Channel | None) -> None:
+        """Set up new stream ``s`` (``c``: its channel in ``sc``, None if the catalogue does not
+        know it)."""
+
+    def check(self, stream: npt.NDArray[Any], t: npt.NDArray[Any], x: npt.NDArray[Any]) -> int:
+        """:func:`check_batch` for a batch of base samples: their number."""
+        return check_batch(self.name, {"stream": stream, "t": t, "x": x}, BASE_DTYPES, len(self.table))
+
+    def call(self, kernel: Callable[..., Any], args: Sequence[str], stream: npt.NDArray[Any], t: npt.NDArray[Any],
+             x: npt.NDArray[Any], *outs: npt.NDArray[Any]) -> int:
+        """Run ``kernel`` over checked samples with the state columns ``args`` and the output
+        arrays ``outs``: the number of state changes it reports."""
+        return int(kernel(stream, t, x, *(self.table[c] for c in args), *outs)) if stream.shape[0] else 0
+
+    def forget(self, ev: AlertEvent, robot: str) -> None:
+        s = self.table.get((ev.scenario_id, robot, ev.channel))
+        if s is not None:
+            self.table[self.state_columns[ev.detector]][s] = 0
+
+    def stream_of(self, ev: AlertEvent) -> int | None:
+        """The base stream behind alert ``ev`` (made if need be), or None where it has none."""
+        if ev.scenario_id not in self.setup.scenarios or not ev.channel or ev.robot_id is None:
+            return None
+        return self.route(ev.scenario_id, ev.robot_id, ev.channel)
 
 
 D = TypeVar("D", bound=type[Detector])

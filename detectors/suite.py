@@ -30,20 +30,16 @@ from minewatch.schema import AlertEvent, AlertKind, AlertTiming, IncidentEvent, 
 from minewatch.wire import Frame
 
 from detectors._state import StreamTable
-from detectors.change import CHANGE_ARGS, CHANGE_COLUMNS, change_kernel, to_score
-from detectors.base import REGISTRY, Detector, EventOrder, Inputs, Pending, Setup, event_order
+from detectors.base import BaseStream, Detector, EventOrder, Inputs, Pending, Setup, StreamDetector, event_order
 from detectors.drift import DriftDetector
 from detectors.engine import AlertEngine, Signal
 from detectors.incidents import Grouping
 from detectors.flatten import Cols, Shape, ShapeTable, gather_kernel
-from detectors.health import HEALTH_ARGS, HEALTH_COLUMNS, health_kernel
-from detectors.health_rules import (HEALTH_DETECTORS, ROBOT_LONG_SILENCE_S, ROBOT_SILENCE_S, SILENCE_S, STUCK_S,
-                                    health_message,
-                                    health_severity)
+from detectors.health_rules import ROBOT_LONG_SILENCE_S, ROBOT_SILENCE_S
 from detectors.limits import LIMIT_COLUMNS, MAX_LEVELS, limit_kernel
 from detectors.overrides import Overrides
-from detectors.rise import RISE_ARGS, RISE_COLUMNS, RISE_DEFAULTS, rise_kernel
-from detectors.rules import (ROBOT_RULES, Rule, channel_rules, decimals, fmt_thr, fmt_value, subject, vibration_rules,
+from detectors.registry import REGISTRY
+from detectors.rules import (ROBOT_RULES, Rule, channel_rules, fmt_thr, fmt_value, subject, vibration_rules,
                              where_place, where_robot)
 from detectors.vibration import VibrationFeatures, analyse_blocks
 
@@ -55,12 +51,6 @@ MAX_SHAPES = 4096
 
 _NS = 1_000_000_000
 ROBOTS = "robots"  # the engine's place for robot-level alerts (a robot moves between scenarios)
-# The change detector watches channels without fixed limits whose level does not jump with the
-# mine's routine (machines starting and stopping, pumps cycling, bunkers filling) [P]: humidity
-# and dust. It tracks the level closely (alpha 0.1) so the air's slow wander is normal and only
-# abrupt, unexplained changes alert, as notices (info): "this has changed, look at it".
-CHANGE_QUANTITIES: dict[str, AlertKind] = {"rh": AlertKind.ventilation, "du": AlertKind.ventilation}
-CHANGE_SETTINGS = {"c_warmup": 60, "c_h": 30.0, "c_spike": 16.0, "c_alpha": 0.1, "c_gap": 60 * _NS}
 
 
 @dataclass
@@ -265,9 +255,6 @@ class DetectorSuite:
         self._lim_meta: list[tuple[str | None, str, str]] = []  # (scenario or None for robot rules, robot, channel)
         self._lim_key_index: list[int] = []
         self._key_streams: dict[tuple[str, str, str], list[int]] = {}  # engine key -> limit streams
-        self._base = StreamTable({**HEALTH_COLUMNS, **RISE_COLUMNS, **CHANGE_COLUMNS})
-        self._base_meta: list[tuple[str, str, str, Channel | None]] = []
-        self._base_rise: list[Rule | None] = []
         # (scenario, robot) -> channel -> (base stream, [(limit stream, signed)])
         self._routes: dict[tuple[str, str], dict[str, tuple[int, list[tuple[int, bool]]]]] = {}
         self._robots: dict[str, _Robot] = {}
@@ -277,10 +264,16 @@ class DetectorSuite:
         self._robot_streams: dict[str, dict[str, int]] = {}
         self._vib_rules = {sid: r for sid, sc in self.scenarios.items() if (r := vibration_rules(sc)) is not None}
         self._vib_feats: dict[tuple[int, int], VibrationFeatures] = {}
-        setup = Setup(self.scenarios, self._ov, timing)
+        setup = Setup(self.scenarios, self._ov, timing, self.rules)
         # the registered detectors (detectors.base), and which of them raises each kind of alert
         self.detectors: dict[str, Detector] = {name: cls(setup) for name, cls in REGISTRY.items()}
         self._by_alert = {alert: det for det in self.detectors.values() for alert in det.alerts}
+        # the base streams (scenario, robot, channel), shared by the detectors that read them
+        self._on_base = [det for det in self.detectors.values() if isinstance(det, StreamDetector)]
+        self._base = StreamTable({name: col for det in self._on_base for name, col in det.columns.items()})
+        self._base_meta: list[BaseStream] = []
+        for det in self._on_base:
+            det.bind(self._base, self._base_meta, lambda sid, rid, chan: self._route(sid, rid, chan)[0])
         drift = self.detectors[DriftDetector.name]
         assert isinstance(drift, DriftDetector)
         self.drift = drift  # its pair streams are made as frames are flattened
@@ -321,38 +314,9 @@ class DetectorSuite:
         return r
 
     def _configure_base(self, s: int, sc: Scenario, c: Channel | None, chan: str, rid: str) -> None:
-        b = self._base
-        b["h_silence_s"][s] = SILENCE_S
-        b["h_stuck_s"][s] = STUCK_S
-        rise_rule = None
-        if c is not None:
-            from minewatch.catalogue import QUANTITIES
-
-            q = QUANTITIES[c.quantity]
-            b["h_lo"][s], b["h_hi"][s], b["h_tol"][s] = q.low, q.high, q.resolution / 2
-            analog = c.quantity not in ("run", "sm")
-            # spikes only where the physics cannot jump (air, gas, temperatures); flows, currents
-            # and levels of machines that start and stop do
-            smooth = c.quantity in ("ch4", "ch4_hr", "co", "co2", "o2", "t", "t_hot", "rh")
-            if c.quantity in CHANGE_QUANTITIES and not c.limits:
-                b["c_on"][s] = True
-                for name, value in CHANGE_SETTINGS.items():
-                    b[name][s] = value
-            b["h_stuck_on"][s] = analog
-            b["h_spike_on"][s] = smooth
-            rise = self._ov.get(sc.id, c.name, "rise")
-            rise = RISE_DEFAULTS.get(c.quantity) if rise is None else rise
-            limit_rules = [r for r in self.rules.get((sc.id, chan), ()) if r.direction == "above"
-                           and r.detector.endswith("_limit")]
-            if rise is not None and limit_rules:
-                rise_rule = limit_rules[0]
-                b["rise_on"][s] = True
-                b["rise"][s] = rise / 60.0
-                b["rise_target"][s] = rise_rule.levels[0][1]
-                crit = [thr for sev, thr in rise_rule.levels if sev is Severity.critical]
-                b["rise_cut"][s] = crit[0] if crit and crit[0] > rise_rule.levels[0][1] else np.nan
-        self._base_meta.append((sc.id, rid, chan, c))
-        self._base_rise.append(rise_rule)
+        self._base_meta.append(BaseStream(sc.id, rid, chan, c))
+        for det in self._on_base:
+            det.configure(s, sc, c)
 
     # -- batches ---------------------------------------------------------------------------
     def process(self, frames: Sequence[Frame], *, late: Sequence[bool] | None = None,
@@ -374,9 +338,8 @@ class DetectorSuite:
         lines = self._vibration(batch, frames)
         pending: list[Pending] = []
         self._run_limits(batch, frames, late, pending)
-        self._run_base(batch, frames, late, pending)
         for det in self.detectors.values():
-            cols = {Inputs.PAIRS: batch.pairs}[det.inputs]
+            cols = {Inputs.PAIRS: batch.pairs, Inputs.BASE: batch.base}[det.inputs]
             if len(cols):
                 pending += det.run(batch.sorted(cols), late)
         clock_now = int(batch.clock.max())
@@ -720,117 +683,6 @@ class DetectorSuite:
                       severity=severity, ts=ts, message=message, value=value, limit=limit,
                       unit=rule.unit, channel=channel, robot_id=robot_id, evidence=evidence, timing=timing)
 
-    def _run_base(self, batch: _Batch, frames: Sequence[Frame], late: Sequence[bool] | None,
-                  pending: list[Pending]) -> None:
-        if not len(batch.base):
-            return
-        stream, t, x, origin = batch.sorted(batch.base)
-        b = self._base
-        hout = np.empty((x.shape[0], 4), dtype=np.int8)
-        haux = np.empty(x.shape[0])
-        rout = np.empty(x.shape[0], dtype=np.int8)
-        raux = np.empty(x.shape[0])
-        n_h = health_kernel(stream, t, x, *(b[name] for name in HEALTH_ARGS), hout, haux)
-        n_r = rise_kernel(stream, t, x, *(b[name] for name in RISE_ARGS), rout, raux)
-        cscore = np.empty(x.shape[0])
-        cout = np.empty(x.shape[0], dtype=np.int8)
-        clevel = np.empty(x.shape[0])
-        if change_kernel(stream, t, x, *(b[name] for name in CHANGE_ARGS), cscore, cout, clevel):
-            for i in np.flatnonzero(cout >= 0):
-                fi = int(origin[i])
-                pending.append(Pending(int(t[i]), EventOrder.CHANGE, int(stream[i]),
-                                self._change_signal(int(stream[i]), int(cout[i]), float(x[i]), int(t[i]),
-                                                    float(to_score(cscore[i])), float(clevel[i]),
-                                                    bool(late[fi]) if late else False)))
-        if n_h:
-            for i, col in zip(*np.nonzero(hout >= 0)):
-                fi = int(origin[i])
-                pending.append(Pending(int(t[i]), EventOrder.HEALTH, int(stream[i]) * 4 + int(col),
-                                self._health_signal(int(stream[i]), int(col), int(hout[i, col]), float(x[i]), int(t[i]),
-                                                    float(haux[i]), bool(late[fi]) if late else False)))
-        if n_r:
-            for i in np.flatnonzero(rout >= 0):
-                fi = int(origin[i])
-                pending.append(Pending(int(t[i]), EventOrder.RISE, int(stream[i]),
-                                self._rise_signal(int(stream[i]), int(rout[i]), float(x[i]), int(t[i]),
-                                                  float(raux[i]), bool(late[fi]) if late else False)))
-
-    def _health_signal(self, s: int, col: int, code: int, value: float, ts: int, aux: float, is_late: bool) -> Signal:
-        sid, rid, chan, c = self._base_meta[s]
-        sc = self.scenarios[sid]
-        since = aux if code == 1 and col in (1, 3) else None
-        shown = None if col == 3 and code == 1 else value
-        msg, rule, limit = health_message(col, code == 1, sc, c, chan, rid, shown, since)
-        evidence: dict[str, object] = {"rule": rule, "robot": rid}
-        if since is not None:
-            evidence["for_s"] = round(since, 1)
-        if is_late:
-            evidence["late"] = True
-        return Signal(scenario_id=sid, detector=HEALTH_DETECTORS[col], subject=chan, kind=AlertKind.sensor_health,
-                      source=rid, severity=health_severity(c) if code else None, ts=ts, message=msg,
-                      value=shown if shown is None or np.isfinite(shown) else None, limit=limit,
-                      unit=c.unit if c else None, channel=chan, robot_id=rid, evidence=evidence,
-                      timing=AlertTiming.late if is_late else self.timing)
-
-    def _rise_signal(self, s: int, code: int, value: float, ts: int, slope: float, is_late: bool) -> Signal:
-        """A rate-of-rise step. The alert's ``value`` is the rate and its ``limit`` the rate that
-        alerts (per minute, unit ``%/min``); the level reached and the limit it heads for are in
-        the evidence and the sentence."""
-        sid, rid, chan, c = self._base_meta[s]
-        rule = self._base_rise[s]
-        assert rule is not None and c is not None
-        sc = self.scenarios[sid]
-        b = self._base
-        per_min = slope * 60.0
-        rise_per_min = float(b["rise"][s]) * 60.0
-        horizon = float(b["rise_horizon"][s])
-        unit = f"{c.unit}/min"
-        rise_rule = f"rate of rise {rise_per_min:g} {unit}, projected {horizon:g} s ahead [P]"
-        what = subject(sc, c)
-        now = fmt_value(value, c.unit, rule.digits)
-        evidence: dict[str, object] = {"rule": rise_rule, "robot": rid, "rate_per_min": round(per_min, 4),
-                                       "level": value, "level_unit": c.unit}
-        if code == 0:
-            msg = f"{what} has stopped rising fast (now {now}): the alert is cleared."
-        else:
-            target = float(b["rise_cut"][s]) if code == 2 else float(b["rise_target"][s])
-            name = "power-cut level" if code == 2 and rule.power_cut else rule.level_names[0]
-            evidence.update(heading_for=target, heading_for_level=name, limit_rule=rule.rule)
-            msg = (f"{what} is rising {per_min:.2f} {unit} (now {now}); at this rate it reaches the {name} "
-                   f"{fmt_thr(target, c.unit)} within {horizon:g} s: find the cause now (airflow, local fan, outburst "
-                   f"signs) and be ready to withdraw people and cut power.")
-        if is_late:
-            evidence["late"] = True
-        severity = None if code == 0 else (Severity.alarm if code == 2 else Severity.warning)
-        return Signal(scenario_id=sid, detector="rate_of_rise", subject=chan, kind=rule.kind, source=rid,
-                      severity=severity, ts=ts, message=msg, value=round(per_min, 4), limit=rise_per_min, unit=unit,
-                      channel=chan, robot_id=rid, evidence=evidence, timing=AlertTiming.late if is_late else self.timing)
-
-    def _change_signal(self, s: int, code: int, value: float, ts: int, score: float, usual: float,
-                       is_late: bool) -> Signal:
-        sid, rid, chan, c = self._base_meta[s]
-        assert c is not None
-        sc = self.scenarios[sid]
-        b = self._base
-        what = subject(sc, c)
-        rule = (f"change detector: robust CUSUM, threshold {b['c_h'][s]:g}, after a {int(b['c_warmup'][s])}-value "
-                f"warm-up [P]")
-        digits = decimals(c.quantity)
-        v = fmt_value(value, c.unit, digits) if np.isfinite(value) else str(value)
-        if code:
-            msg = (f"{what} has changed from its usual {fmt_value(usual, c.unit, digits)} to {v}: check whether the "
-                   f"change is real or the sensor is drifting.")
-        else:
-            msg = f"{what} is steady again at {v}: the notice is cleared."
-        evidence: dict[str, object] = {"rule": rule, "robot": rid, "score": round(score, 3),
-                                       "usual": round(float(usual), 6)}
-        if is_late:
-            evidence["late"] = True
-        return Signal(scenario_id=sid, detector="change", subject=chan, kind=CHANGE_QUANTITIES[c.quantity], source=rid,
-                      severity=Severity.info if code else None, ts=ts, message=msg,
-                      value=value if np.isfinite(value) else None, unit=c.unit, channel=chan, robot_id=rid,
-                      evidence=evidence, timing=AlertTiming.late if is_late else self.timing)
-
     # -- robots ------------------------------------------------------------------------------
     def _robot(self, rid: str) -> _Robot:
         r = self._robots.get(rid)
@@ -1045,14 +897,6 @@ class DetectorSuite:
         det = self._by_alert.get(ev.detector)
         if det is not None:
             det.forget(ev, rid)
-            return
-        detector = ev.detector
-        s = self._base.get((ev.scenario_id, rid, ev.channel))
-        if s is None:
-            return
-        column = {"rate_of_rise": "rise_state", "change": "c_state", "sensor_stuck": "h_stuck",
-                  "sensor_range": "h_rng_state", "sensor_spikes": "h_spike_state", "sensor_silent": "h_silent"}
-        self._base[column[detector]][s] = 0
 
     def robot_status(self, status: RobotStatus, arrived: int | None = None) -> list[AlertEvent]:
         """A robot's retained status: online/offline, battery and 5G link. ``arrived``: when it
@@ -1145,9 +989,6 @@ class DetectorSuite:
         for ev in events:
             if ev.robot_id is None:
                 continue
-            if ev.detector in HEALTH_DETECTORS or ev.detector == "rate_of_rise":
-                self._seed_base(ev)
-                continue
             det = self._by_alert.get(ev.detector)
             if det is not None:
                 det.seed(ev)
@@ -1163,11 +1004,6 @@ class DetectorSuite:
                     elif not r.silent:
                         r.silent = 1 if ev.severity is Severity.info else 2
                 continue
-            if ev.detector == "change":
-                if ev.scenario_id in self.scenarios and ev.channel:
-                    s, _ = self._route(ev.scenario_id, ev.robot_id, ev.channel)
-                    self._base["c_state"][s] = max(1, int(self._base["c_state"][s]))
-                continue
             vib = self._vib_rules.get(ev.scenario_id)
             if vib is not None and ev.detector in (vib[0].detector, vib[1].detector):
                 j = 0 if ev.detector == vib[0].detector else 1
@@ -1176,27 +1012,6 @@ class DetectorSuite:
             for j, rule in enumerate(self.rules.get((ev.scenario_id, ev.channel or ""), ())):
                 if rule.detector == ev.detector:
                     self._seed((ev.scenario_id, ev.robot_id, ev.channel or "", j), rule, ev.severity)
-
-    def _seed_base(self, ev: AlertEvent) -> None:
-        """Put a restored health or rate alert's stream back in its raised state, so the next
-        good reading clears it."""
-        if ev.scenario_id not in self.scenarios or not ev.channel:
-            return
-        s, _ = self._route(ev.scenario_id, ev.robot_id or "", ev.channel)
-        b = self._base
-        if ev.detector == "rate_of_rise":
-            if b["rise_state"][s] == 0:
-                b["rise_state"][s] = 2 if ev.severity is Severity.alarm else 1
-            return
-        col = HEALTH_DETECTORS.index(ev.detector)
-        name = ("h_rng_state", "h_stuck", "h_spike_state", "h_silent")[col]
-        if b[name][s]:
-            return
-        b[name][s] = 1
-        if col == 1:
-            b["h_last_x"][s] = ev.value if ev.value is not None else np.nan
-        if col == 2:
-            b["h_spikes"][s, 2] = ev.ts
 
     def _seed(self, key: tuple[str, str, str, int], rule: Rule, severity: Severity) -> None:
         ks = [k for k, (sev, _) in enumerate(rule.levels, start=1) if sev is severity]
