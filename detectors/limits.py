@@ -27,7 +27,7 @@ import numpy as np
 
 from detectors._jit import jit
 
-__all__ = ["MAX_LEVELS", "limit_kernel", "LimitState"]
+__all__ = ["LIMIT_COLUMNS", "MAX_LEVELS", "limit_kernel"]
 
 MAX_LEVELS = 3
 _SATURATE = 1 << 30
@@ -93,10 +93,3 @@ LIMIT_COLUMNS = {
     "clear_count": (np.int32, (), 0),
     "last_t": (np.int64, (), -1),  # the stream's last reading, for the suite (not the kernel)
 }
-
-
-class LimitState:
-    """Names of the configuration and state arrays the kernel takes, in order."""
-
-    config = ("thr", "above", "restore", "n_raise", "n_clear")
-    state = ("level", "count", "clear_count")

@@ -25,7 +25,7 @@ an off-delay in place of the missing deadband (keeping power off seconds longer,
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from minewatch.catalogue import QUANTITIES, Channel, Limit, Scenario, ScenarioKind
@@ -235,7 +235,27 @@ def _derived_rules(sc: Scenario, c: Channel) -> list[Rule]:
     return out
 
 
-MAIN_FAN_RUNNING = Channel("fan", "run", "main fan (either unit)", (1.0, 1.0))
+FAN = "fan"  # a main fan's derived reading: 1 while either of its two units runs
+FAN_UNITS = ("run_a", "run_b")  # the units' own run signals
+
+
+def derives_fan(sc: Scenario, names: Iterable[str]) -> bool:
+    """Whether readings ``names`` of ``sc`` give the derived :data:`FAN` reading: a main fan's
+    with a unit's run signal among them."""
+    return sc.kind is ScenarioKind.main_fan and any(n in FAN_UNITS for n in names)
+
+
+def fan_running(runs: Iterable[float | None]) -> float | None:
+    """The derived :data:`FAN` reading from the units' run signals: the higher of those present."""
+    present = [v for v in runs if v is not None]
+    return max(present) if present else None
+
+
+def with_fan(sc: Scenario, readings: Mapping[str, float | None]) -> Mapping[str, float | None]:
+    """``readings`` with the derived :data:`FAN` reading where ``sc`` and they give it."""
+    if not derives_fan(sc, readings):
+        return readings
+    return {**readings, FAN: fan_running(readings.get(n) for n in FAN_UNITS)}
 
 
 def channel_rules(scenarios: Mapping[str, Scenario], overrides: Overrides) -> dict[tuple[str, str], list[Rule]]:
@@ -253,7 +273,7 @@ def channel_rules(scenarios: Mapping[str, Scenario], overrides: Overrides) -> di
             if rules:
                 out[(sc.id, c.name)] = rules
         if sc.kind is ScenarioKind.main_fan:
-            out[(sc.id, "fan")] = [_binary_stop("fan_stoppage", "The main fan", Severity.critical, _MAIN_FAN_STOP)]
+            out[(sc.id, FAN)] = [_binary_stop("fan_stoppage", "The main fan", Severity.critical, _MAIN_FAN_STOP)]
     return out
 
 

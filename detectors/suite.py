@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from minewatch.catalogue import SCENARIOS, Channel, Scenario, ScenarioKind, upstream_fans
+from minewatch.catalogue import SCENARIOS, Channel, Scenario, upstream_fans
 from minewatch.schema import AlertEvent, AlertKind, AlertTiming, IncidentEvent, RobotStatus, Severity
 from minewatch.wire import Frame
 
@@ -39,7 +39,7 @@ from detectors.health_rules import ROBOT_LONG_SILENCE_S, ROBOT_SILENCE_S
 from detectors.limits import LIMIT_COLUMNS, MAX_LEVELS, limit_kernel
 from detectors.overrides import Overrides
 from detectors.registry import REGISTRY
-from detectors.rules import (ROBOT_RULES, Rule, channel_rules, fmt_thr, fmt_value, subject, vibration_rules,
+from detectors.rules import (FAN, FAN_UNITS, ROBOT_RULES, derives_fan, fan_running, with_fan, Rule, channel_rules, fmt_thr, fmt_value, subject, vibration_rules,
                              where_place, where_robot)
 from detectors.vibration import VibrationFeatures, analyse_blocks
 
@@ -167,12 +167,11 @@ class _Batch:
 
 
 def _with_fan(readings: dict[str, float | None], fan: tuple[int, int, int, bool]) -> list[float | None]:
-    """A main fan's values with the derived ``fan`` reading: the higher of its two fans' run
-    signals (``run_a``, ``run_b``), at ``fan``'s position or appended."""
+    """A main fan's values with the derived ``fan`` reading (:func:`detectors.rules.fan_running`)
+    at ``fan``'s position or appended."""
     values = list(readings.values())
     pa, pb, pf, appended = fan
-    runs = [values[p] for p in (pa, pb) if p >= 0 and values[p] is not None]
-    v = max(runs) if runs else None
+    v = fan_running(values[p] for p in (pa, pb) if p >= 0)
     if appended:
         values.append(v)
     else:
@@ -479,12 +478,12 @@ class DetectorSuite:
             shp.skip = True
             return shp
         ext = list(keys)
-        if sc.kind is ScenarioKind.main_fan and ("run_a" in keys or "run_b" in keys):
-            appended = "fan" not in keys
+        if derives_fan(sc, keys):
+            appended = FAN not in keys
             if appended:
-                ext.append("fan")
-            shp.fan = (keys.index("run_a") if "run_a" in keys else -1, keys.index("run_b") if "run_b" in keys else -1,
-                       ext.index("fan"), appended)
+                ext.append(FAN)
+            pa, pb = (keys.index(n) if n in keys else -1 for n in FAN_UNITS)
+            shp.fan = (pa, pb, ext.index(FAN), appended)
         routes = self._routes.get((sid, rid), {})
         rs = self._robot_streams.get(rid)
         if rs is None or any(c not in routes for c in ext):
@@ -521,11 +520,7 @@ class DetectorSuite:
         bs, bt, bx, bo = (c.append for c in batch.base.lists)
         sid, rid, ts = f.scenario_id, f.robot_id, f.ts
         sc = self.scenarios[sid]
-        readings = f.readings
-        if sc.kind is ScenarioKind.main_fan and ("run_a" in readings or "run_b" in readings):
-            readings = dict(readings)
-            runs = [v for v in (readings.get("run_a"), readings.get("run_b")) if v is not None]
-            readings["fan"] = max(runs) if runs else None
+        readings = with_fan(sc, f.readings)
         routes = self._routes.get((sid, rid))
         n_routes = -1 if routes is None else len(routes)
         if routes is None:

@@ -13,10 +13,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from detectors.base import EventOrder, Pending
-from detectors.rules import ROBOT_RULES
+from detectors.rules import ROBOT_RULES, with_fan
 from detectors.suite import _NS, DetectorSuite, _Batch
 from detectors.health_rules import ROBOT_LONG_SILENCE_S, ROBOT_SILENCE_S
-from minewatch.catalogue import ScenarioKind
 from minewatch.wire import Frame
 
 
@@ -29,10 +28,7 @@ class FrameByFrameSuite(DetectorSuite):
             sc = self.scenarios.get(sid)
             if sc is None:
                 continue
-            readings = dict(f.readings)
-            if sc.kind is ScenarioKind.main_fan and ("run_a" in readings or "run_b" in readings):
-                runs = [v for v in (readings.get("run_a"), readings.get("run_b")) if v is not None]
-                readings["fan"] = max(runs) if runs else None
+            readings = with_fan(sc, f.readings)
             routes = self._routes.setdefault((sid, rid), {})
             for chan, (s, _) in list(routes.items()):
                 if readings.get(chan) is None:  # a routed channel without a value this time
