@@ -139,9 +139,25 @@ class Detector(ABC):
     alerts: ClassVar[frozenset[str]]
     #: its per-stream state
     columns: ClassVar[Columns]
+    #: its compiled kernel (``staticmethod``): the batch's input arrays, then the state columns
+    #: :attr:`args`, then the output arrays; returns the number of state changes
+    kernel: ClassVar[Callable[..., Any]]
+    #: the state columns the kernel takes, in order
+    args: ClassVar[tuple[str, ...]]
+    #: the ``--set`` fields (:mod:`detectors.overrides`) it reads
+    settings: ClassVar[tuple[str, ...]] = ()
+    #: its per-stream state (for detectors over shared streams, the table they share)
+    table: StreamTable
 
     def __init__(self, setup: Setup) -> None:
         self.setup = setup
+
+    def call(self, inputs: tuple[npt.NDArray[Any], ...], outs: tuple[npt.NDArray[Any], ...]) -> int:
+        """Run :attr:`kernel` over checked input arrays with the state columns :attr:`args` and
+        the output arrays ``outs``: the number of state changes it reports."""
+        if not inputs[0].shape[0]:
+            return 0
+        return int(self.kernel(*inputs, *(self.table[c] for c in self.args), *outs))
 
     @abstractmethod
     def run(self, cols: tuple[npt.NDArray[Any], ...], late: Sequence[bool] | None) -> list[Pending]:
@@ -194,12 +210,6 @@ class StreamDetector(Detector):
         """:func:`check_batch` for a batch of base samples: their number."""
         return check_batch(self.name, {"stream": stream, "t": t, "x": x}, BASE_DTYPES, len(self.table))
 
-    def call(self, kernel: Callable[..., Any], args: Sequence[str], stream: npt.NDArray[Any], t: npt.NDArray[Any],
-             x: npt.NDArray[Any], *outs: npt.NDArray[Any]) -> int:
-        """Run ``kernel`` over checked samples with the state columns ``args`` and the output
-        arrays ``outs``: the number of state changes it reports."""
-        return int(kernel(stream, t, x, *(self.table[c] for c in args), *outs)) if stream.shape[0] else 0
-
     def forget(self, ev: AlertEvent, robot: str) -> None:
         s = self.table.get((ev.scenario_id, robot, ev.channel))
         if s is not None:
@@ -222,7 +232,7 @@ def register(cls: D) -> D:
     """Class decorator: add a detector to :data:`REGISTRY` (a second one of a name is an error)."""
     if cls.name in REGISTRY:
         raise ValueError(f"a detector named {cls.name!r} is registered already")
-    for attr in ("inputs", "order", "alerts", "columns"):
+    for attr in ("inputs", "order", "alerts", "columns", "kernel", "args"):
         if not hasattr(cls, attr):
             raise TypeError(f"detector {cls.__name__} does not declare {attr}")
     REGISTRY[cls.name] = cls

@@ -37,6 +37,8 @@ class ChangeNotices(StreamDetector):
     order = EventOrder.CHANGE
     alerts = frozenset({"change"})
     columns = CHANGE_COLUMNS
+    kernel = staticmethod(change_kernel)
+    args = CHANGE_ARGS
     state_columns = {"change": "c_state"}
 
     def configure(self, s: int, sc: Scenario, c: Channel | None) -> None:
@@ -53,7 +55,7 @@ class ChangeNotices(StreamDetector):
         score = np.empty(n)
         out = np.empty(n, dtype=np.int8)
         level = np.empty(n)
-        return out, score, level, self.call(change_kernel, CHANGE_ARGS, stream, t, x, score, out, level)
+        return out, score, level, self.call((stream, t, x), (score, out, level))
 
     def run(self, cols: tuple[npt.NDArray[Any], ...], late: Sequence[bool] | None) -> list[Pending]:
         stream, t, x, origin = cols

@@ -132,6 +132,8 @@ class DriftDetector(Detector):
     order = EventOrder.DRIFT
     alerts = frozenset({"sensor_drift"})
     columns = DRIFT_COLUMNS
+    kernel = staticmethod(drift_kernel)
+    args = DRIFT_ARGS
 
     def __init__(self, setup: Setup) -> None:
         super().__init__(setup)
@@ -162,7 +164,7 @@ class DriftDetector(Detector):
         n = check_batch(self.name, {"stream": stream, "t": t, "xa": xa, "xb": xb}, _BATCH_DTYPES, len(self.table))
         out = np.empty(n, dtype=np.int8)
         aux = np.empty(n)
-        steps = int(drift_kernel(stream, t, xa, xb, *(self.table[c] for c in DRIFT_ARGS), out, aux)) if n else 0
+        steps = self.call((stream, t, xa, xb), (out, aux))
         return out, aux, steps
 
     def run(self, cols: tuple[npt.NDArray[Any], ...], late: Sequence[bool] | None) -> list[Pending]:

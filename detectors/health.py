@@ -218,6 +218,8 @@ class HealthDetector(StreamDetector):
     order = EventOrder.HEALTH
     alerts = frozenset(HEALTH_DETECTORS)
     columns = HEALTH_COLUMNS
+    kernel = staticmethod(health_kernel)
+    args = HEALTH_ARGS
     state_columns = dict(zip(HEALTH_DETECTORS, _STATE))
 
     def configure(self, s: int, sc: Scenario, c: Channel | None) -> None:
@@ -237,7 +239,7 @@ class HealthDetector(StreamDetector):
         n = self.check(stream, t, x)
         out = np.empty((n, 4), dtype=np.int8)
         aux = np.empty(n)
-        return out, aux, self.call(health_kernel, HEALTH_ARGS, stream, t, x, out, aux)
+        return out, aux, self.call((stream, t, x), (out, aux))
 
     def run(self, cols: tuple[npt.NDArray[Any], ...], late: Sequence[bool] | None) -> list[Pending]:
         stream, t, x, origin = cols

@@ -158,6 +158,9 @@ class RiseDetector(StreamDetector):
     order = EventOrder.RISE
     alerts = frozenset({"rate_of_rise"})
     columns = RISE_COLUMNS
+    kernel = staticmethod(rise_kernel)
+    args = RISE_ARGS
+    settings = ("rise",)
     state_columns = {"rate_of_rise": "rise_state"}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -188,7 +191,7 @@ class RiseDetector(StreamDetector):
         n = self.check(stream, t, x)
         out = np.empty(n, dtype=np.int8)
         aux = np.empty(n)
-        return out, aux, self.call(rise_kernel, RISE_ARGS, stream, t, x, out, aux)
+        return out, aux, self.call((stream, t, x), (out, aux))
 
     def run(self, cols: tuple[npt.NDArray[Any], ...], late: Sequence[bool] | None) -> list[Pending]:
         stream, t, x, origin = cols
