@@ -1,6 +1,7 @@
 """Notices of unusual changes: the change detector (:mod:`detectors.change`) on the base streams
 of channels without fixed limits whose level does not jump with the mine's routine (machines
-starting and stopping, pumps cycling, bunkers filling) [P]: humidity and dust.
+starting and stopping, pumps cycling, bunkers filling) [P]: humidity and dust, the quantities
+with ``change_notice`` in :data:`minewatch.catalogue.QUANTITIES`.
 
 It tracks the level closely (alpha 0.1) so the air's slow wander is normal and only abrupt,
 unexplained changes alert, as notices (info): "this has changed, look at it".
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from minewatch.catalogue import Channel, Scenario
+from minewatch.catalogue import QUANTITIES, Channel, Scenario
 from minewatch.schema import AlertEvent, AlertKind, Severity
 
 from detectors.base import EventOrder, Pending, StreamDetector, register, timing_of
@@ -22,10 +23,9 @@ from detectors.change import CHANGE_ARGS, CHANGE_COLUMNS, change_kernel, to_scor
 from detectors.engine import Signal
 from detectors.rules import decimals, fmt_value, subject
 
-__all__ = ["CHANGE_QUANTITIES", "CHANGE_SETTINGS", "ChangeNotices"]
+__all__ = ["CHANGE_SETTINGS", "ChangeNotices"]
 
 _NS = 1_000_000_000
-CHANGE_QUANTITIES: dict[str, AlertKind] = {"rh": AlertKind.ventilation, "du": AlertKind.ventilation}
 CHANGE_SETTINGS = {"c_warmup": 60, "c_h": 30.0, "c_spike": 16.0, "c_alpha": 0.1, "c_gap": 60 * _NS}
 
 
@@ -42,7 +42,7 @@ class ChangeNotices(StreamDetector):
     state_columns = {"change": "c_state"}
 
     def configure(self, s: int, sc: Scenario, c: Channel | None) -> None:
-        if c is not None and c.quantity in CHANGE_QUANTITIES and not c.limits:
+        if c is not None and QUANTITIES[c.quantity].change_notice and not c.limits:
             self.table["c_on"][s] = True
             for name, value in CHANGE_SETTINGS.items():
                 self.table[name][s] = value
@@ -88,7 +88,7 @@ class ChangeNotices(StreamDetector):
         is_late, timing = timing_of(self.setup, late, fi)
         if is_late:
             evidence["late"] = True
-        return Signal(scenario_id=sid, detector="change", subject=chan, kind=CHANGE_QUANTITIES[c.quantity], source=rid,
+        return Signal(scenario_id=sid, detector="change", subject=chan, kind=AlertKind(QUANTITIES[c.quantity].kind.alert_kind), source=rid,
                       severity=Severity.info if code else None, ts=ts, message=msg,
                       value=value if np.isfinite(value) else None, unit=c.unit, channel=chan, robot_id=rid,
                       evidence=evidence, timing=timing)

@@ -203,10 +203,6 @@ HEALTH_COLUMNS = {
 }
 HEALTH_ARGS = tuple(HEALTH_COLUMNS)
 
-# spikes only where the physics cannot jump (air, gas, temperatures); flows, currents and levels
-# of machines that start and stop do
-SMOOTH = frozenset({"ch4", "ch4_hr", "co", "co2", "o2", "t", "t_hot", "rh"})
-ON_OFF = frozenset({"run", "sm"})  # two-valued readings: never "stuck"
 _STATE = ("h_rng_state", "h_stuck", "h_spike_state", "h_silent")  # each condition's raised state, by column
 
 
@@ -229,8 +225,10 @@ class HealthDetector(StreamDetector):
         if c is not None:
             q = QUANTITIES[c.quantity]
             b["h_lo"][s], b["h_hi"][s], b["h_tol"][s] = q.low, q.high, q.resolution / 2
-            b["h_stuck_on"][s] = c.quantity not in ON_OFF
-            b["h_spike_on"][s] = c.quantity in SMOOTH
+            # a two-valued signal is never "stuck"; spikes only where the physics cannot jump (air,
+            # gas, temperatures), not in flows, currents and levels of machines that start and stop
+            b["h_stuck_on"][s] = q.stuck
+            b["h_spike_on"][s] = q.spikes
 
     def detect(self, stream: npt.NDArray[np.int64], t: npt.NDArray[np.int64],
                x: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float64], int]:

@@ -15,8 +15,9 @@ after the previous one restarts the tracking (and clears an active rise: the rob
 ``aux[i]`` is the slope (unit/s) after sample ``i``;
 a sample not later than the previous one is ignored; non-finite samples change nothing.
 
-Defaults [P] (no regulation gives a rate): methane 0.1 %/min, CO 2 ppm/min, CO2 0.05 %/min,
-horizon 60 s. A first-order rise to a new equilibrium (production starting) projects far less
+The rate that alerts is the quantity's (``Quantity.rise_per_min`` in
+:data:`minewatch.catalogue.QUANTITIES` [P]: methane 0.1 %/min, CO 2 ppm/min, CO2 0.05 %/min);
+horizon 60 s [P]. A first-order rise to a new equilibrium (production starting) projects far less
 than a runaway climb, so the horizon is kept short.
 """
 
@@ -29,7 +30,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from minewatch.catalogue import Channel, Scenario
+from minewatch.catalogue import QUANTITIES, Channel, Scenario
 from minewatch.schema import AlertEvent, Severity
 
 from detectors._jit import jit
@@ -37,10 +38,8 @@ from detectors.base import EventOrder, Pending, StreamDetector, register, timing
 from detectors.engine import Signal
 from detectors.rules import Rule, fmt_thr, fmt_value, subject
 
-__all__ = ["RISE_COLUMNS", "RISE_DEFAULTS", "RiseDetector", "rise_kernel"]
+__all__ = ["RISE_COLUMNS", "RiseDetector", "rise_kernel"]
 
-# quantity -> default rise per minute
-RISE_DEFAULTS: dict[str, float] = {"ch4": 0.1, "co": 2.0, "co2": 0.05}
 HORIZON_S = 60.0
 TAU_LEVEL_S = 8.0
 TAU_SLOPE_S = 20.0
@@ -151,8 +150,9 @@ RISE_ARGS = ("rise_on", "rise", "rise_target", "rise_cut", "rise_horizon", "rise
 
 @register
 class RiseDetector(StreamDetector):
-    """Rate of rise on the base streams of channels with a default rise (:data:`RISE_DEFAULTS`)
-    or a ``rise`` override and an upper fixed limit, which it heads for."""
+    """Rate of rise on the base streams of channels whose quantity has a rate that alerts
+    (``Quantity.rise_per_min``) or with a ``rise`` override, and an upper fixed limit, which it
+    heads for."""
 
     name = "rate_of_rise"
     order = EventOrder.RISE
@@ -172,7 +172,7 @@ class RiseDetector(StreamDetector):
         if c is not None:
             b = self.table
             rise = self.setup.overrides.get(sc.id, c.name, "rise")
-            rise = RISE_DEFAULTS.get(c.quantity) if rise is None else rise
+            rise = QUANTITIES[c.quantity].rise_per_min if rise is None else rise
             limit_rules = [r for r in self.setup.rules.get((sc.id, c.name), ()) if r.direction == "above"
                            and r.detector.endswith("_limit")]
             if rise is not None and limit_rules:

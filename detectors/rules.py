@@ -28,7 +28,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from minewatch.catalogue import QUANTITIES, Channel, Limit, Scenario, ScenarioKind
+from minewatch.catalogue import QUANTITIES, Channel, Limit, Scenario, ScenarioKind, quantity
 from minewatch.schema import AlertKind, Severity
 
 from detectors.overrides import Overrides
@@ -40,22 +40,25 @@ DEFAULT_DEBOUNCE = 2
 NO_BAND_CLEAR = 3
 _METHANE = ("ch4", "ch4_hr")
 
-# quantity -> (alert kind, detector base name)
-_KINDS: dict[str, tuple[AlertKind, str]] = {
-    "ch4": (AlertKind.gas, "gas"), "ch4_hr": (AlertKind.gas, "gas"), "co": (AlertKind.gas, "gas"),
-    "o2": (AlertKind.gas, "gas"), "co2": (AlertKind.gas, "gas"), "sm": (AlertKind.gas, "smoke"),
-    "ws": (AlertKind.ventilation, "air_velocity"), "dp": (AlertKind.ventilation, "fan_pressure"),
-    "t": (AlertKind.ventilation, "temperature"),
-    # Equipment temperatures and sump levels are machine condition; the contract's alert kinds
-    # put machine condition under "vibration".
-    "t_hot": (AlertKind.vibration, "machine_temperature"), "wl": (AlertKind.vibration, "water_level"),
-}
 
 
-def decimals(quantity: str) -> int:
-    q = QUANTITIES.get(quantity)
-    res = q.resolution if q else 0.01
-    return max(0, -math.floor(math.log10(res) + 1e-9))
+def limit_kind(sc: Scenario, c: Channel) -> tuple[AlertKind, str]:
+    """The alert kind and the detector-name stem of a fixed limit on channel ``c`` of ``sc``, from
+    its quantity (:class:`minewatch.catalogue.Quantity`: ``kind``, ``limit_name``). A quantity
+    that is unknown or cannot carry limits is an error naming the channel, never a guess."""
+    try:
+        q = quantity(c.quantity)
+    except KeyError as exc:
+        raise ValueError(f"{sc.id}.{c.name}: {exc.args[0]}") from None
+    if q.limit_name is None:
+        raise ValueError(f"{sc.id}.{c.name} has a limit, but its quantity {q.code!r} ({q.name}) names no limit "
+                         f"detector: give the quantity a limit_name in minewatch.catalogue.QUANTITIES")
+    return AlertKind(q.kind.alert_kind), q.limit_name
+
+
+def decimals(code: str) -> int:
+    """Decimals a value of quantity ``code`` is shown with (:attr:`Quantity.decimals`)."""
+    return quantity(code).decimals
 
 
 def fmt_thr(value: float, unit: str) -> str:
@@ -160,7 +163,7 @@ def _levels_with_overrides(sc: Scenario, c: Channel, lim: Limit, side: str | Non
 
 
 def _catalogue_rule(sc: Scenario, c: Channel, lim: Limit, side: str | None, ov: Overrides) -> Rule:
-    kind, base = _KINDS.get(c.quantity, (AlertKind.sensor_health, c.quantity))
+    kind, base = limit_kind(sc, c)
     levels, restore = _levels_with_overrides(sc, c, lim, side, ov)
     methane = c.quantity in _METHANE
     deb = ov.get(sc.id, c.name, "debounce")
@@ -188,7 +191,8 @@ def _catalogue_rule(sc: Scenario, c: Channel, lim: Limit, side: str | None, ov: 
         detector=f"{base}_{side}" if side else f"{base}_limit", kind=kind, direction=lim.direction, levels=levels,
         restore=restore, n_raise=tuple(1 if (methane or s is Severity.critical) else deb_n for s, _ in levels),
         n_clear=n_clear, rule=lim.rule, actions=tuple(actions), level_names=tuple(names),
-        what=_what(c.quantity), quantity=c.quantity, unit=c.unit, digits=decimals(c.quantity), power_cut=power_cut, signed=c.quantity != "ws",
+        what=_what(c.quantity), quantity=c.quantity, unit=c.unit, digits=decimals(c.quantity), power_cut=power_cut,
+        signed=not quantity(c.quantity).signed,
     )
 
 

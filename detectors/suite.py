@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from minewatch.catalogue import SCENARIOS, Channel, Scenario, upstream_fans
+from minewatch.catalogue import QUANTITIES, SCENARIOS, Channel, Scenario, upstream_fans
 from minewatch.schema import AlertEvent, AlertKind, AlertTiming, IncidentEvent, RobotStatus, Severity
 from minewatch.wire import Frame
 
@@ -70,9 +70,8 @@ STALE_S = 120.0  # [P] four 30 s polling cycles (domain §3) without a reading f
 PER_ROBOT_DETECTORS = frozenset({"rate_of_rise", "change", "sensor_stuck", "sensor_range", "sensor_spikes",
                                  "sensor_silent", "sensor_drift"})
 
-# Incident causes: what an operator handles as one thing at one place (detectors.incidents).
-_GAS_CAUSE = {"ch4": "methane", "ch4_hr": "methane", "co": "fire", "sm": "fire", "co2": "air-quality",
-              "o2": "air-quality"}
+# Incident causes: what an operator handles as one thing at one place (detectors.incidents); a
+# gas's is its quantity's (Quantity.cause).
 CAUSE_TITLES = {
     "methane": "Methane", "fire": "Signs of fire (CO, smoke)", "air-quality": "Air quality (O2, CO2)",
     "ventilation": "Ventilation", "heat": "Heat", "machine": "Machine condition", "water": "Water level",
@@ -745,7 +744,7 @@ class DetectorSuite:
         elif ev.detector == "change":
             cause = "notice"
         elif ev.kind is AlertKind.gas or ev.detector == "rate_of_rise":
-            cause = _GAS_CAUSE.get(q, "air-quality")
+            cause = (QUANTITIES[q].cause if q else None) or "air-quality"
         elif ev.kind is AlertKind.ventilation:
             cause = "heat" if ev.detector.startswith("temperature") else "ventilation"
         elif ev.kind is AlertKind.vibration:
