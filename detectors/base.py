@@ -28,17 +28,30 @@ from typing import Any, ClassVar, NamedTuple, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from minewatch.catalogue import Channel, Scenario
-from minewatch.schema import AlertEvent, AlertTiming
-
 from detectors._state import StreamTable
 from detectors.overrides import Overrides
 from detectors.rules import Rule
+from minewatch.catalogue import Channel, Scenario
+from minewatch.schema import AlertEvent, AlertTiming
 
-__all__ = ["BaseStream", "StreamDetector", "Columns", "Detector", "EventOrder", "Inputs", "Pending", "REGISTRY", "Setup", "event_order",
-           "register", "timing_of", "check_batch", "detectors_for"]
+__all__ = [
+    "REGISTRY",
+    "BaseStream",
+    "Columns",
+    "Detector",
+    "EventOrder",
+    "Inputs",
+    "Pending",
+    "Setup",
+    "StreamDetector",
+    "check_batch",
+    "detectors_for",
+    "event_order",
+    "register",
+    "timing_of",
+]
 
-Columns = dict[str, tuple[Any, tuple[int, ...], Any]]
+Columns = Mapping[str, tuple[Any, tuple[int, ...], Any]]
 
 
 class EventOrder(enum.IntEnum):

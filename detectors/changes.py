@@ -9,19 +9,18 @@ unexplained changes alert, as notices (info): "this has changed, look at it".
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
-
-from minewatch.catalogue import QUANTITIES, Channel, Scenario
-from minewatch.schema import AlertEvent, AlertKind, Severity
 
 from detectors.base import EventOrder, Pending, StreamDetector, register, timing_of
 from detectors.change import CHANGE_ARGS, CHANGE_COLUMNS, change_kernel, to_score
 from detectors.engine import Signal
 from detectors.rules import decimals, fmt_value, subject
+from minewatch.catalogue import QUANTITIES, Channel, Scenario
+from minewatch.schema import AlertEvent, AlertKind, Severity
 
 __all__ = ["CHANGE_SETTINGS", "ChangeNotices"]
 
@@ -39,7 +38,7 @@ class ChangeNotices(StreamDetector):
     columns = CHANGE_COLUMNS
     kernel = staticmethod(change_kernel)
     args = CHANGE_ARGS
-    state_columns = {"change": "c_state"}
+    state_columns: ClassVar[Mapping[str, str]] = {"change": "c_state"}
 
     def configure(self, s: int, sc: Scenario, c: Channel | None) -> None:
         if c is not None and QUANTITIES[c.quantity].change_notice and not c.limits:

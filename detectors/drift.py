@@ -27,38 +27,39 @@ sensor noise; ``hold_s`` is 5 min.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from minewatch.catalogue import Channel
-from minewatch.schema import AlertEvent, AlertKind
-
-from detectors._jit import jit
+from detectors._jit import Arr, jit
 from detectors._state import StreamTable
 from detectors.base import Detector, EventOrder, Inputs, Pending, Setup, check_batch, register, timing_of
 from detectors.engine import Signal
 from detectors.health_rules import health_severity
 from detectors.rules import where_place
+from minewatch.catalogue import Channel
+from minewatch.schema import AlertEvent, AlertKind
 
 __all__ = ["DRIFT_ARGS", "DRIFT_COLUMNS", "DriftDetector", "drift_kernel"]
 
 
 @jit
-def _held(ok, ti, since, s, hold_s):  # noqa: ANN001, ANN202
+def _held(ok: bool, ti: int, since: Arr, s: int, hold_s: float) -> bool:
     """Track since when ``ok`` has held for stream ``s``; true once it has held ``hold_s`` seconds."""
     if not ok:
         since[s] = -1
         return False
     if since[s] < 0:
         since[s] = ti
-    return (ti - since[s]) * 1e-9 >= hold_s
+    return bool((ti - since[s]) * 1e-9 >= hold_s)
 
 
 @jit
-def drift_kernel(stream, t, xa, xb, tol, gas_a, gas_b, warmup, alpha_base, alpha_recent, hold_s, gap_s,
-                 n, base, recent, t_last, since, state, out, aux):  # noqa: ANN001, ANN201
+def drift_kernel(stream: Arr, t: Arr, xa: Arr, xb: Arr, tol: Arr, gas_a: Arr, gas_b: Arr, warmup: Arr,
+                 alpha_base: Arr, alpha_recent: Arr, hold_s: Arr, gap_s: Arr, n: Arr, base: Arr, recent: Arr,
+                 t_last: Arr, since: Arr, state: Arr, out: Arr, aux: Arr) -> int:
     """``out[i]``: 1 raised, 0 cleared, -1 no change; ``aux[i]``: ``recent - base`` after ``i``."""
     n_changes = 0
     for i in range(xa.shape[0]):
@@ -144,7 +145,7 @@ class DriftDetector(Detector):
         for sid, sc in setup.scenarios.items():
             ch4 = [c for c in sc.channels if c.quantity == "ch4" and c.limits]
             if len(ch4) > 1:
-                self.pairs[sid] = list(zip(ch4, ch4[1:]))
+                self.pairs[sid] = list(pairwise(ch4))
 
     def stream(self, sid: str, rid: str, ca: Channel, cb: Channel) -> int:
         """The pair stream of ``ca`` and ``cb`` read by robot ``rid`` in ``sid``, set up when new."""

@@ -36,21 +36,20 @@ silence has lasted.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
-from minewatch.catalogue import QUANTITIES, Channel, Scenario
-from minewatch.schema import AlertEvent, AlertKind
-
-from detectors._jit import jit
+from detectors._jit import Arr, jit
 from detectors.base import EventOrder, Pending, StreamDetector, register, timing_of
 from detectors.engine import Signal
 from detectors.health_rules import HEALTH_DETECTORS, SILENCE_S, STUCK_S, health_message, health_severity
+from minewatch.catalogue import QUANTITIES, Channel, Scenario
+from minewatch.schema import AlertEvent, AlertKind
 
-__all__ = ["HEALTH_COLUMNS", "HEALTH_ARGS", "HealthDetector", "health_kernel", "STUCK_MIN_RUN", "STUCK_WARMUP"]
+__all__ = ["HEALTH_ARGS", "HEALTH_COLUMNS", "STUCK_MIN_RUN", "STUCK_WARMUP", "HealthDetector", "health_kernel"]
 
 STUCK_MIN_RUN = 20
 STUCK_LEARN_RUN = 200
@@ -62,9 +61,11 @@ SPIKE_ALPHA = 0.05
 
 
 @jit
-def health_kernel(stream, t, x, lo, hi, tol, stuck_on, stuck_s, spike_on, spike_k, spike_window_s, silence_s,
-                  rng_state, rng_ok, last_x, run, run_t0, rep, n_vals, stuck, max_run,
-                  m, d, n_learn, cand, cand_t, spikes, spike_state, last_t, silent, out, aux):  # noqa: ANN001, ANN201
+def health_kernel(stream: Arr, t: Arr, x: Arr, lo: Arr, hi: Arr, tol: Arr, stuck_on: Arr, stuck_s: Arr,
+                  spike_on: Arr, spike_k: Arr, spike_window_s: Arr, silence_s: Arr, rng_state: Arr, rng_ok: Arr,
+                  last_x: Arr, run: Arr, run_t0: Arr, rep: Arr, n_vals: Arr, stuck: Arr, max_run: Arr, m: Arr,
+                  d: Arr, n_learn: Arr, cand: Arr, cand_t: Arr, spikes: Arr, spike_state: Arr, last_t: Arr,
+                  silent: Arr, out: Arr, aux: Arr) -> int:
     n_changes = 0
     for i in range(x.shape[0]):
         s = stream[i]
@@ -216,7 +217,7 @@ class HealthDetector(StreamDetector):
     columns = HEALTH_COLUMNS
     kernel = staticmethod(health_kernel)
     args = HEALTH_ARGS
-    state_columns = dict(zip(HEALTH_DETECTORS, _STATE))
+    state_columns: ClassVar[Mapping[str, str]] = dict(zip(HEALTH_DETECTORS, _STATE))
 
     def configure(self, s: int, sc: Scenario, c: Channel | None) -> None:
         b = self.table

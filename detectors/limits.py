@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from detectors._jit import jit
+from detectors._jit import Arr, jit
 
 __all__ = ["LIMIT_COLUMNS", "MAX_LEVELS", "limit_kernel"]
 
@@ -34,7 +34,8 @@ _SATURATE = 1 << 30
 
 
 @jit
-def limit_kernel(stream, x, thr, above, restore, n_raise, n_clear, level, count, clear_count, out):  # noqa: ANN001, ANN201
+def limit_kernel(stream: Arr, x: Arr, thr: Arr, above: Arr, restore: Arr, n_raise: Arr, n_clear: Arr, level: Arr,
+                 count: Arr, clear_count: Arr, out: Arr) -> int:
     """Run a batch through the limit rule.
 
     ``stream``/``x`` are the batch (sorted by stream, then time); ``thr``/``n_raise`` are

@@ -7,6 +7,6 @@ from __future__ import annotations
 from detectors import changes, drift, health, rise
 from detectors.base import REGISTRY
 
-__all__ = ["REGISTRY", "MODULES"]
+__all__ = ["MODULES", "REGISTRY"]
 
 MODULES = (health, rise, changes, drift)

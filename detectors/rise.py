@@ -24,19 +24,18 @@ than a runaway climb, so the horizon is kept short.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
-from minewatch.catalogue import QUANTITIES, Channel, Scenario
-from minewatch.schema import AlertEvent, Severity
-
-from detectors._jit import jit
+from detectors._jit import Arr, jit
 from detectors.base import EventOrder, Pending, StreamDetector, register, timing_of
 from detectors.engine import Signal
 from detectors.rules import Rule, fmt_thr, fmt_value, subject
+from minewatch.catalogue import QUANTITIES, Channel, Scenario
+from minewatch.schema import AlertEvent, Severity
 
 __all__ = ["RISE_COLUMNS", "RiseDetector", "rise_kernel"]
 
@@ -48,8 +47,9 @@ GAP_S = 60.0
 
 
 @jit
-def rise_kernel(stream, t, x, on, rise, target, cut, horizon, tau_l, tau_b, warmup, gap_s, n_raise,
-                t_last, lvl, slope, n_seen, state, on_count, off_count, last_dt, wa, wb, out, aux):  # noqa: ANN001, ANN201
+def rise_kernel(stream: Arr, t: Arr, x: Arr, on: Arr, rise: Arr, target: Arr, cut: Arr, horizon: Arr, tau_l: Arr,
+                tau_b: Arr, warmup: Arr, gap_s: Arr, n_raise: Arr, t_last: Arr, lvl: Arr, slope: Arr, n_seen: Arr,
+                state: Arr, on_count: Arr, off_count: Arr, last_dt: Arr, wa: Arr, wb: Arr, out: Arr, aux: Arr) -> int:
     n_changes = 0
     for i in range(x.shape[0]):
         s = stream[i]
@@ -161,7 +161,7 @@ class RiseDetector(StreamDetector):
     kernel = staticmethod(rise_kernel)
     args = RISE_ARGS
     settings = ("rise",)
-    state_columns = {"rate_of_rise": "rise_state"}
+    state_columns: ClassVar[Mapping[str, str]] = {"rate_of_rise": "rise_state"}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

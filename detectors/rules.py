@@ -25,7 +25,7 @@ an off-delay in place of the missing deadband (keeping power off seconds longer,
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from minewatch.catalogue import QUANTITIES, Channel, Limit, Scenario, ScenarioKind, quantity
@@ -283,8 +283,8 @@ def channel_rules(scenarios: Mapping[str, Scenario], overrides: Overrides) -> di
 
 # -- robot health via the same kernel (pseudo-channels of a robot) ---------------------------
 
-def _robot_rule(detector: str, direction: str, levels, restore: float, what: str, digits: int, unit: str,
-                rule: str, action: str, n_raise: int = DEFAULT_DEBOUNCE) -> Rule:  # noqa: ANN001
+def _robot_rule(detector: str, direction: str, levels: Sequence[tuple[Severity, float]], restore: float, what: str,
+                digits: int, unit: str, rule: str, action: str, n_raise: int = DEFAULT_DEBOUNCE) -> Rule:
     return Rule(detector=detector, kind=AlertKind.robot_health, direction=direction, levels=tuple(levels),
                 restore=restore, n_raise=(n_raise,) * len(levels), n_clear=DEFAULT_DEBOUNCE, rule=rule,
                 actions=(action,) * len(levels), level_names=tuple(f"{s.value} level" for s, _ in levels),

@@ -18,23 +18,23 @@ from typing import Literal
 
 __all__ = [
     "BEARINGS",
-    "Bearing",
+    "FLEET",
     "ISO_10816_3",
+    "PATROL_ROUTES",
+    "QUANTITIES",
+    "SCENARIOS",
+    "VENTILATION",
+    "Bearing",
     "Channel",
     "Limit",
     "Machine",
     "Quantity",
     "QuantityKind",
-    "quantity",
     "Scenario",
     "ScenarioKind",
-    "SCENARIOS",
-    "QUANTITIES",
-    "VENTILATION",
-    "upstream_fans",
     "get_scenario",
-    "PATROL_ROUTES",
-    "FLEET",
+    "quantity",
+    "upstream_fans",
 ]
 
 
@@ -468,6 +468,7 @@ def _face(extra: tuple[Channel, ...] = ()) -> tuple[Channel, ...]:
 
 
 def _heading(ch4_count: int = 2, rock: bool = False, extra: tuple[Channel, ...] = ()) -> tuple[Channel, ...]:
+    ch4s: tuple[Channel, ...]
     if ch4_count == 2:
         ch4s = (
             ch("ch4_t1", "ch4", "methane, heading face T1", (0.1, 0.5), CH4_HEADING_T1),
@@ -512,7 +513,7 @@ def _main_fan() -> tuple[Channel, ...]:
 
 
 def _belt(with_ch4: bool) -> tuple[Channel, ...]:
-    out = (
+    out: tuple[Channel, ...] = (
         ch("sm", "sm", "smoke", (0.0, 0.0), SMOKE),
         _co(),
         _temp(T_CHAMBER, (17.0, 25.0)),
@@ -547,7 +548,7 @@ def _substation() -> tuple[Channel, ...]:
 
 
 def _return(ch4_limit: Limit, co2_limit: Limit, ws: tuple[Limit, ...], with_t: bool = True) -> tuple[Channel, ...]:
-    out = (
+    out: tuple[Channel, ...] = (
         ch("ch4", "ch4", "methane in return air", (0.15, 0.45), ch4_limit),
         ch("co2", "co2", "carbon dioxide in return air", (0.15, 0.4), co2_limit),
         _co(),

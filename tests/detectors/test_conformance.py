@@ -32,7 +32,7 @@ from detectors.registry import REGISTRY
 from minewatch.schema import AlertEvent, AlertState
 from minewatch.wire import Frame
 from tests import naive
-from tests.detectors.conftest import S, frame
+from tests.detectors.conftest import frame
 
 ROBOT = "r01"
 Arrays = tuple[np.ndarray, ...]
@@ -234,7 +234,7 @@ def test_restored_from_events_carries_on(name: str) -> None:
     again: list[AlertEvent] = []
     for k in range(cut, len(frames), 10):
         again += fresh.process(frames[k:k + 10]).events
-    first_clear = [e for e in rest if e.state is AlertState.cleared][0]
+    first_clear = next(e for e in rest if e.state is AlertState.cleared)
     mine = _mine(again, fresh.detectors[name])
     assert not [e for e in mine if e.state is AlertState.raised and e.alert_id == first_clear.alert_id]
     # the restored alert (same id) clears; when may differ where the detector re-learns what the
