@@ -7,7 +7,8 @@ A detector is a small object that
   :class:`~detectors._state.StreamTable`);
 * configures itself from the catalogue and the ``--set`` overrides it is built with
   (:class:`Setup`);
-* runs a batch through its compiled kernel behind a wrapper that checks the arrays first, and
+* runs a batch through its compiled kernel behind a wrapper (``detect``) that checks the arrays
+  first (the suite's ``run`` passes the batch it sorted itself without a second look), and
   turns the kernel's state changes into :class:`~detectors.engine.Signal` s, each with its
   place in the batch's event order (:class:`Pending`, :class:`EventOrder`);
 * puts its state back from the stored events of active alerts (:meth:`Detector.seed`) and

@@ -46,11 +46,12 @@ class ChangeNotices(StreamDetector):
             for name, value in CHANGE_SETTINGS.items():
                 self.table[name][s] = value
 
-    def detect(self, stream: npt.NDArray[np.int64], t: npt.NDArray[np.int64], x: npt.NDArray[np.float64]
+    def detect(self, stream: npt.NDArray[np.int64], t: npt.NDArray[np.int64], x: npt.NDArray[np.float64], *,
+               check: bool = True
                ) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float64], npt.NDArray[np.float64], int]:
         """The kernel over checked arrays: per sample its step (1 raised, 0 cleared, -1 none),
         its score and the usual level, and whether anything changed."""
-        n = self.check(stream, t, x)
+        n = self.check(stream, t, x) if check else stream.shape[0]
         score = np.empty(n)
         out = np.empty(n, dtype=np.int8)
         level = np.empty(n)
@@ -58,7 +59,7 @@ class ChangeNotices(StreamDetector):
 
     def run(self, cols: tuple[npt.NDArray[Any], ...], late: Sequence[bool] | None) -> list[Pending]:
         stream, t, x, origin = cols
-        out, score, level, steps = self.detect(stream, t, x)
+        out, score, level, steps = self.detect(stream, t, x, check=False)  # the suite's own sorted batch
         if not steps:
             return []
         return [Pending(int(t[i]), self.order, int(stream[i]),
@@ -87,7 +88,8 @@ class ChangeNotices(StreamDetector):
         is_late, timing = timing_of(self.setup, late, fi)
         if is_late:
             evidence["late"] = True
-        return Signal(scenario_id=sid, detector="change", subject=chan, kind=AlertKind(QUANTITIES[c.quantity].kind.alert_kind), source=rid,
+        kind = AlertKind(QUANTITIES[c.quantity].kind.alert_kind)
+        return Signal(scenario_id=sid, detector="change", subject=chan, kind=kind, source=rid,
                       severity=Severity.info if code else None, ts=ts, message=msg,
                       value=value if np.isfinite(value) else None, unit=c.unit, channel=chan, robot_id=rid,
                       evidence=evidence, timing=timing)

@@ -336,10 +336,13 @@ class DetectorSuite:
         lines = self._vibration(batch, frames)
         pending: list[Pending] = []
         self._run_limits(batch, frames, late, pending)
+        inputs = {Inputs.PAIRS: batch.pairs, Inputs.BASE: batch.base}
+        ready: dict[Inputs, tuple[np.ndarray, ...]] = {}  # each family sorted once, for every detector reading it
         for det in self.detectors.values():
-            cols = {Inputs.PAIRS: batch.pairs, Inputs.BASE: batch.base}[det.inputs]
-            if len(cols):
-                pending += det.run(batch.sorted(cols), late)
+            if len(inputs[det.inputs]):
+                if det.inputs not in ready:
+                    ready[det.inputs] = batch.sorted(inputs[det.inputs])
+                pending += det.run(ready[det.inputs], late)
         clock_now = int(batch.clock.max())
         self._robot_frames(frames, batch, clock_now, pending)
         for sig in self._departed(clock_now):
