@@ -34,8 +34,9 @@ from detectors.overrides import Overrides
 from detectors.rules import Rule
 from minewatch.catalogue import Channel, Scenario
 from minewatch.schema import AlertEvent, AlertTiming
+from minewatch.wire import Frame
 
-__all__ = [
+__all__ = ["NS", "ROBOTS", "STALE_S", 
     "REGISTRY",
     "BaseStream",
     "Columns",
@@ -53,6 +54,10 @@ __all__ = [
 ]
 
 Columns = Mapping[str, tuple[Any, tuple[int, ...], Any]]
+
+NS = 1_000_000_000
+ROBOTS = "robots"  # the engine's place for robot-level alerts (a robot moves between scenarios)
+STALE_S = 120.0  # [P] four 30 s polling cycles (domain §3) without a reading from that robot
 
 
 class EventOrder(enum.IntEnum):
@@ -149,8 +154,9 @@ class Detector(ABC):
     inputs: ClassVar[Inputs]
     #: its signals' place among those of one event time
     order: ClassVar[EventOrder]
-    #: the ``detector`` names of the alerts it raises
-    alerts: ClassVar[frozenset[str]]
+    #: the ``detector`` names of the alerts it raises (a class's, or an instance's where the
+    #: catalogue decides them)
+    alerts: frozenset[str]
     #: its per-stream state
     columns: ClassVar[Columns]
     #: its compiled kernel (``staticmethod``): the batch's input arrays, then the state columns
@@ -160,6 +166,9 @@ class Detector(ABC):
     args: ClassVar[tuple[str, ...]]
     #: the ``--set`` fields (:mod:`detectors.overrides`) it reads
     settings: ClassVar[tuple[str, ...]] = ()
+    #: whether its alerts are about what one robot's own readings show over time (a rate, a
+    #: sensor's health, a change): a robot's part of them ends when it leaves the place
+    per_robot: ClassVar[bool] = True
     #: its per-stream state (for detectors over shared streams, the table they share)
     table: StreamTable
 
@@ -172,6 +181,12 @@ class Detector(ABC):
         if not inputs[0].shape[0]:
             return 0
         return int(self.kernel(*inputs, *(self.table[c] for c in self.args), *outs))
+
+    def begin(self, frames: Sequence[Frame]) -> None:
+        """A batch of ``frames`` starts (before :meth:`run`)."""
+
+    def finish(self) -> None:
+        """The batch's signals have gone through the alert engine."""
 
     @abstractmethod
     def run(self, cols: tuple[npt.NDArray[Any], ...], late: Sequence[bool] | None) -> list[Pending]:
@@ -246,7 +261,7 @@ def register(cls: D) -> D:
     """Class decorator: add a detector to :data:`REGISTRY` (a second one of a name is an error)."""
     if cls.name in REGISTRY:
         raise ValueError(f"a detector named {cls.name!r} is registered already")
-    for attr in ("inputs", "order", "alerts", "columns", "kernel", "args"):
+    for attr in ("inputs", "order", "columns", "kernel", "args"):
         if not hasattr(cls, attr):
             raise TypeError(f"detector {cls.__name__} does not declare {attr}")
     REGISTRY[cls.name] = cls

@@ -30,18 +30,17 @@ from minewatch.schema import AlertEvent, AlertKind, AlertTiming, IncidentEvent, 
 from minewatch.wire import Frame
 
 from detectors._state import StreamTable
-from detectors.base import BaseStream, Detector, EventOrder, Inputs, Pending, Setup, StreamDetector, event_order
+from detectors.base import NS, ROBOTS, STALE_S, BaseStream, Detector, EventOrder, Inputs, Pending, Setup, StreamDetector, event_order
 from detectors.drift import DriftDetector
 from detectors.engine import AlertEngine, Signal
 from detectors.incidents import Grouping
 from detectors.flatten import Cols, Shape, ShapeTable, gather_kernel
 from detectors.health_rules import ROBOT_LONG_SILENCE_S, ROBOT_SILENCE_S
-from detectors.limits import LIMIT_COLUMNS, MAX_LEVELS, limit_kernel
+from detectors.limits import VIB_INDEX, LimitDetector
 from detectors.overrides import Overrides
 from detectors.registry import REGISTRY
-from detectors.rules import (FAN, FAN_UNITS, ROBOT_RULES, derives_fan, fan_running, with_fan, Rule, channel_rules, fmt_thr, fmt_value, subject, vibration_rules,
-                             where_place, where_robot)
-from detectors.vibration import VibrationFeatures, analyse_blocks
+from detectors.rules import (FAN, FAN_UNITS, ROBOT_RULES, derives_fan, fan_running, with_fan, channel_rules, subject, where_robot)
+from detectors.vibration import analyse_blocks
 
 __all__ = ["Detection", "DetectorSuite"]
 
@@ -49,8 +48,7 @@ __all__ = ["Detection", "DetectorSuite"]
 # some hundreds; a robot sending a new combination with every frame costs a recompile, not memory.
 MAX_SHAPES = 4096
 
-_NS = 1_000_000_000
-ROBOTS = "robots"  # the engine's place for robot-level alerts (a robot moves between scenarios)
+_NS = NS
 
 
 @dataclass
@@ -62,13 +60,12 @@ class Detection:
     lines: list[str] = field(default_factory=list)
 
 
-STALE_S = 120.0  # [P] four 30 s polling cycles (domain §3) without a reading from that robot
-# Alerts about what one robot's own readings show over time (a rate, a sensor's health, a change):
+# STALE_S: alerts about what one robot's own readings show over time (a rate, a sensor's health, a change):
 # once that robot has left the place (no frame from there for STALE_S) nobody can say they still
 # hold, and they would stand until it came back; its part of them ends (and it is raised again if
 # the robot finds the same on its return). Limit alerts stay until someone reads the place clear.
-PER_ROBOT_DETECTORS = frozenset({"rate_of_rise", "change", "sensor_stuck", "sensor_range", "sensor_spikes",
-                                 "sensor_silent", "sensor_drift"})
+# Which alerts are such is each detector's word (Detector.per_robot).
+PER_ROBOT_DETECTORS = frozenset(a for cls in REGISTRY.values() if cls.per_robot for a in cls.alerts)
 
 # Incident causes: what an operator handles as one thing at one place (detectors.incidents); a
 # gas's is its quantity's (Quantity.cause).
@@ -88,48 +85,6 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s"
 
 
-class _Evidence:
-    """A reading past the restore level by a robot that is not part of an active alert."""
-
-    __slots__ = ("suite", "key", "s", "ts", "value", "slices", "t")
-
-    def __init__(self, suite: DetectorSuite, key, s: int, ts: int, value: float, slices: dict,  # noqa: ANN001
-                 t: np.ndarray) -> None:
-        self.suite, self.key, self.s, self.ts, self.value, self.slices, self.t = suite, key, s, ts, value, slices, t
-
-    def resolve(self) -> list[Signal]:
-        suite = self.suite
-        sources = suite.engine.sources(self.key)
-        sid, robot, chan = suite._lim_meta[self.s]
-        if not sources or robot in sources:
-            return []
-        out = []
-        j = suite._lim_key_index[self.s]
-        for src in sources:
-            src_stream = suite._lim.get((sid, src, chan, j))
-            if src_stream is None:
-                continue
-            last = suite._last_report(src_stream, self.ts, self.slices, self.t)
-            quiet = (self.ts - last) / _NS
-            if last >= 0 and quiet < STALE_S:
-                continue
-            rule = suite._lim_rule[self.s]
-            sc = suite.scenarios[sid]
-            c = sc.channel_map.get(chan)
-            what = subject(sc, c) if c else f"{chan} in {where_place(sc)}"
-            v = fmt_value(self.value, rule.unit, rule.digits)
-            side = "below" if rule.direction == "above" else "back above"
-            msg = (f"{what} reads {v} by robot {robot}, {side} the restore level {fmt_thr(rule.restore, rule.unit)}; "
-                   f"robot {src}, which raised this alert, has not read it for {quiet:.0f} s: its part of the alert "
-                   f"is cleared.")
-            out.append(Signal(scenario_id=sid, detector=rule.detector, subject=chan, kind=rule.kind, source=src,
-                              severity=None, ts=self.ts, message=msg, value=self.value, limit=rule.restore,
-                              unit=rule.unit, channel=chan, robot_id=robot, timing=suite.timing,
-                              evidence={"rule": rule.rule, "robot": robot, "stale_robot": src,
-                                        "stale_s": round(quiet, 1), "level": "restore level"}))
-        return out
-
-
 @dataclass
 class _Robot:
     last_seen: int = -1
@@ -140,7 +95,7 @@ class _Robot:
     number: int = -1      # index in DetectorSuite._robot_list
 
 
-class _Batch:
+class Batch:
     """Samples of one batch, per stream family: (stream, time, value, frame index) for the
     limit and base streams, (stream, time, value a, value b, frame index) for drift pairs."""
 
@@ -248,20 +203,13 @@ class DetectorSuite:
         self.rules = channel_rules(self.scenarios, self._ov)
         self.engine = AlertEngine(flap_hold_s=repeat_hold_s, group=self.group,
                                   upstream=lambda ev: upstream_fans(ev.scenario_id))
-        self._lim = StreamTable(LIMIT_COLUMNS)
-        self._lim_rule: list[Rule] = []
-        self._lim_meta: list[tuple[str | None, str, str]] = []  # (scenario or None for robot rules, robot, channel)
-        self._lim_key_index: list[int] = []
-        self._key_streams: dict[tuple[str, str, str], list[int]] = {}  # engine key -> limit streams
         # (scenario, robot) -> channel -> (base stream, [(limit stream, signed)])
         self._routes: dict[tuple[str, str], dict[str, tuple[int, list[tuple[int, bool]]]]] = {}
         self._robots: dict[str, _Robot] = {}
         self._robot_list: list[_Robot] = []
         self._place_seen: dict[tuple[str, str], int] = {}  # (scenario, robot) -> when last seen there
-        self._deadman_due = 0  # no robot can fall silent before this time (see _deadman)
+        self._deadman_due = 0  # no robot can fall silent before this time (see deadman)
         self._robot_streams: dict[str, dict[str, int]] = {}
-        self._vib_rules = {sid: r for sid, sc in self.scenarios.items() if (r := vibration_rules(sc)) is not None}
-        self._vib_feats: dict[tuple[int, int], VibrationFeatures] = {}
         setup = Setup(self.scenarios, self._ov, timing, self.rules)
         # the registered detectors (detectors.base), and which of them raises each kind of alert
         self.detectors: dict[str, Detector] = {name: cls(setup) for name, cls in REGISTRY.items()}
@@ -272,9 +220,11 @@ class DetectorSuite:
         self._base_meta: list[BaseStream] = []
         for det in self._on_base:
             det.bind(self._base, self._base_meta, lambda sid, rid, chan: self._route(sid, rid, chan)[0])
-        drift = self.detectors[DriftDetector.name]
-        assert isinstance(drift, DriftDetector)
+        drift, limits = self.detectors[DriftDetector.name], self.detectors[LimitDetector.name]
+        assert isinstance(drift, DriftDetector) and isinstance(limits, LimitDetector)
         self.drift = drift  # its pair streams are made as frames are flattened
+        self.limits = limits  # and the limit streams, the vibration rules' samples and the robots' own
+        limits.bind(self.engine)
         # compiled frame shapes (detectors.flatten): (scenario, robot, channel names) -> Shape
         self._shapes: dict[tuple[str, str, tuple[str, ...]], Shape] = {}
         self._ready: dict[tuple[str, str, tuple[str, ...]], Shape] = {}  # the compiled ones
@@ -282,23 +232,6 @@ class DetectorSuite:
         self._shape_table = ShapeTable()
 
     # -- streams ---------------------------------------------------------------------------
-    def _limit_stream(self, key: tuple[str, str, str, int], rule: Rule) -> int:
-        s, new = self._lim.add(key)
-        if new:
-            t = self._lim
-            for k, (_, thr) in enumerate(rule.levels[:MAX_LEVELS]):
-                t["thr"][s, k] = thr
-                t["n_raise"][s, k] = rule.n_raise[k]
-            t["above"][s] = rule.direction == "above"
-            t["restore"][s] = rule.restore
-            t["n_clear"][s] = rule.n_clear
-            self._lim_rule.append(rule)
-            self._lim_meta.append((key[0] or None, key[1], key[2]))
-            self._lim_key_index.append(key[3])
-            if key[0]:
-                self._key_streams.setdefault((key[0], rule.detector, key[2]), []).append(s)
-        return s
-
     def _route(self, sid: str, rid: str, chan: str) -> tuple[int, list[tuple[int, bool]]]:
         routes = self._routes.setdefault((sid, rid), {})
         sc = self.scenarios[sid]
@@ -306,8 +239,7 @@ class DetectorSuite:
         s, new = self._base.add((sid, rid, chan))
         if new:
             self._configure_base(s, sc, c, chan, rid)
-        lims = [(self._limit_stream((sid, rid, chan, j), rule), rule.signed)
-                for j, rule in enumerate(self.rules.get((sid, chan), ()))]
+        lims = self.limits.channel_streams(sid, rid, chan)
         routes[chan] = r = (s, lims)
         return r
 
@@ -331,20 +263,20 @@ class DetectorSuite:
             raise ValueError(f"arrived has {len(arrived)} times for {len(frames)} frames")
         if not frames:
             return Detection()
-        batch = self._flatten(frames)
+        batch = self.flatten(frames)
         batch.clock = batch.ts if arrived is None else np.asarray(arrived, dtype=np.int64)
         lines = self._vibration(batch, frames)
         pending: list[Pending] = []
-        self._run_limits(batch, frames, late, pending)
-        inputs = {Inputs.PAIRS: batch.pairs, Inputs.BASE: batch.base}
+        inputs = {Inputs.LIMIT: batch.lim, Inputs.PAIRS: batch.pairs, Inputs.BASE: batch.base}
         ready: dict[Inputs, tuple[np.ndarray, ...]] = {}  # each family sorted once, for every detector reading it
         for det in self.detectors.values():
+            det.begin(frames)
             if len(inputs[det.inputs]):
                 if det.inputs not in ready:
                     ready[det.inputs] = batch.sorted(inputs[det.inputs])
                 pending += det.run(ready[det.inputs], late)
         clock_now = int(batch.clock.max())
-        self._robot_frames(frames, batch, clock_now, pending)
+        self.robot_frames(frames, batch, clock_now, pending)
         for sig in self._departed(clock_now):
             pending.append(Pending(sig.ts, EventOrder.ROBOT, 2, sig))
         now = int(batch.ts.max())
@@ -356,13 +288,13 @@ class DetectorSuite:
             else:
                 for sig in item.resolve():
                     events.extend(self.engine.update(sig))
-        self._lim_after_batch(batch)
+        for det in self.detectors.values():
+            det.finish()
         events.extend(self.engine.advance(now))
         events.sort(key=lambda e: e.ts)
-        self._vib_feats.clear()
         return Detection(events=events, lines=lines)
 
-    def _vibration(self, batch: _Batch, frames: Sequence[Frame]) -> list[str]:
+    def _vibration(self, batch: Batch, frames: Sequence[Frame]) -> list[str]:
         """Features of the batch's waveform blocks: line protocol, and samples for the zone and
         bearing rules (through the limit kernel with the other limits)."""
         if not batch.blocks:
@@ -395,20 +327,21 @@ class DetectorSuite:
                 "diagnosis": feats.diagnosis, "rpm": feats.rpm}, f.ts)
             if ln:
                 lines.append(ln)
-            zone_rule, bearing_rule = self._vib_rules[sc.id]
+            zone_rule, bearing_rule = self.limits.vib_rules[sc.id]
             snr = max(feats.bpfo_snr_db, feats.bpfi_snr_db, feats.bsf_snr_db)
             for j, (rule, value) in enumerate(((zone_rule, feats.rms_mm_s), (bearing_rule, snr))):
-                s = self._limit_stream((sc.id, f.robot_id, sc.machine.channel, 100 + j), rule)
-                self._vib_feats[(s, f.ts)] = feats
+                s = self.limits.stream((sc.id, f.robot_id, sc.machine.channel, VIB_INDEX + j), rule)
+                self.limits.features[(s, f.ts)] = feats
                 ls.append(s), lt.append(f.ts), lx.append(float(value)), lo.append(fi)
         return lines
 
-    def _flatten(self, frames: Sequence[Frame]) -> _Batch:
-        """The batch's samples through :func:`gather_kernel`. In the steady state every frame's
+    def flatten(self, frames: Sequence[Frame]) -> Batch:
+        """A stage of :meth:`process` (``tests/detectors/reference_suite.py`` restates it frame by
+        frame). The batch's samples through :func:`gather_kernel`. In the steady state every frame's
         shape is compiled and nothing here loops in Python per frame; otherwise the frames are
         taken in order and those of shapes not compiled yet go one by one
         (:meth:`_flatten_frame`), creating their streams."""
-        batch = _Batch()
+        batch = Batch()
         ready = self._ready
         shps = [ready.get((f.scenario_id, f.robot_id, tuple(f.readings))) for f in frames]
         if None in shps:
@@ -437,7 +370,7 @@ class DetectorSuite:
                      lat, rssi, loss)
         return batch
 
-    def _shape_for(self, fi: int, f: Frame, batch: _Batch) -> Shape:
+    def _shape_for(self, fi: int, f: Frame, batch: Batch) -> Shape:
         """Frame ``fi``'s shape, compiled now if it can be; a frame whose shape is not ready is
         flattened on its own (which may create streams and so retire its place's shapes)."""
         key = (f.scenario_id, f.robot_id, tuple(f.readings))
@@ -446,7 +379,7 @@ class DetectorSuite:
             self._flatten_frame(fi, f, batch)
         return shp
 
-    def _gather(self, batch: _Batch, S: list[int], FI: Sequence[int], *columns: list) -> None:  # noqa: N803
+    def _gather(self, batch: Batch, S: list[int], FI: Sequence[int], *columns: list) -> None:  # noqa: N803
         """Run :func:`gather_kernel` over the compiled frames ``FI`` of the batch (shapes ``S``,
         their values, battery and link columns) and add the samples to ``batch``."""
         f64, i64 = np.float64, np.int64
@@ -508,14 +441,14 @@ class DetectorSuite:
             self._shapes.pop((sid, rid, keys), None)
             self._ready.pop((sid, rid, keys), None)
 
-    def _blocks(self, fi: int, f: Frame, batch: _Batch) -> None:
+    def _blocks(self, fi: int, f: Frame, batch: Batch) -> None:
         m = self.scenarios[f.scenario_id].machine
         if m is not None:
             for wchan, block in f.waveforms.items():
                 if wchan == m.channel:
                     batch.blocks.append((fi, block))
 
-    def _flatten_frame(self, fi: int, f: Frame, batch: _Batch) -> None:
+    def _flatten_frame(self, fi: int, f: Frame, batch: Batch) -> None:
         """One frame's samples, creating the streams it needs (the frames of shapes not
         compiled yet)."""
         ls, lt, lx, lo = (c.append for c in batch.lim.lists)
@@ -553,8 +486,7 @@ class DetectorSuite:
             self._blocks(fi, f, batch)
         rs = self._robot_streams.get(rid)
         if rs is None:
-            rs = self._robot_streams[rid] = {name: self._limit_stream(("", rid, name, 0), rule)
-                                             for name, rule in ROBOT_RULES.items()}
+            rs = self._robot_streams[rid] = self.limits.robot_streams(rid)
             n_routes = -2
         if f.battery is not None:
             ls(rs["battery"]), lt(ts), lx(f.battery), lo(fi)
@@ -565,120 +497,6 @@ class DetectorSuite:
                 ls(rs[name]), lt(ts), lx(v), lo(fi)
         if n_routes != len(routes):
             self._forget_shapes(sid, rid)
-
-    def _run_limits(self, batch: _Batch, frames: Sequence[Frame], late: Sequence[bool] | None,
-                    pending: list) -> None:  # noqa: ANN001
-        if not len(batch.lim):
-            return
-        stream, t, x, origin = batch.sorted(batch.lim)
-        batch.lim_sorted = (stream, t, x)
-        out = np.empty(x.shape[0], dtype=np.int8)
-        tab = self._lim
-        level_before = tab["level"].copy()
-        n = limit_kernel(stream, x, tab["thr"], tab["above"], tab["restore"], tab["n_raise"], tab["n_clear"],
-                         tab["level"], tab["count"], tab["clear_count"], out)
-        raised_keys = set()
-        if n:
-            for i in np.flatnonzero(out >= 0):
-                s, k, ts = int(stream[i]), int(out[i]), int(t[i])
-                fi = int(origin[i])
-                sig = self._limit_signal(s, k, float(x[i]), ts, frames[fi], bool(late[fi]) if late else False)
-                pending.append(Pending(ts, EventOrder.LIMIT, s, sig))
-                if k:
-                    raised_keys.add(sig.key)
-        self._stale_evidence(stream, t, x, out, level_before, raised_keys, pending)
-
-    def _stale_evidence(self, stream: np.ndarray, t: np.ndarray, x: np.ndarray, out: np.ndarray,
-                        level_before: np.ndarray, raised_keys: set, pending: list) -> None:  # noqa: ANN001
-        """Readings that can retire a robot's stale part in an alert.
-
-        A robot that raised an alert may move on (a patrol) while the condition is still
-        active under its name. When another robot then reads the same channel past the restore
-        level, and the first robot has not reported that channel for :data:`STALE_S`, the
-        first robot's part is dropped (and the alert clears if it was the last). Only places
-        with an active alert are looked at; the readings are judged in event time with the
-        others of the batch, so batch boundaries do not matter."""
-        keys = raised_keys | {k for k in self.engine.active_keys() if k in self._key_streams}
-        if not keys:
-            return
-        starts = np.flatnonzero(np.r_[True, stream[1:] != stream[:-1]])
-        ends = np.r_[starts[1:], stream.shape[0]]
-        slices = {int(stream[a]): (int(a), int(b)) for a, b in zip(starts, ends)}
-        for key in keys:
-            streams = [s for s in self._key_streams.get(key, ()) if s in slices]
-            if len(self._key_streams.get(key, ())) < 2 or not streams:
-                continue
-            for s in streams:
-                a, b = slices[s]
-                rule = self._lim_rule[s]
-                xs = x[a:b]
-                past = (xs < rule.restore) if rule.direction == "above" else (xs >= rule.restore)
-                steps = out[a:b].astype(np.int64)
-                pos = np.where(steps >= 0, np.arange(b - a), -1)
-                np.maximum.accumulate(pos, out=pos)
-                level = np.where(pos >= 0, steps[np.maximum(pos, 0)], level_before[s])
-                for i in np.flatnonzero(past & np.isfinite(xs) & (level == 0)):
-                    pending.append(Pending(int(t[a + i]), EventOrder.STALE_EVIDENCE, s, _Evidence(self, key, s, int(t[a + i]), float(xs[i]), slices, t)))
-
-    def _lim_after_batch(self, batch: _Batch) -> None:
-        if batch.lim_sorted is None:
-            return
-        stream, t, _ = batch.lim_sorted
-        last = self._lim["last_t"]
-        np.maximum.at(last, stream, t)
-
-    def _last_report(self, s: int, ts: int, slices: dict, t: np.ndarray) -> int:
-        """When stream ``s`` last reported at or before ``ts`` (this batch, or earlier)."""
-        sl = slices.get(s)
-        if sl is not None:
-            times = t[sl[0]:sl[1]]
-            j = int(np.searchsorted(times, ts, side="right")) - 1
-            if j >= 0:
-                return int(times[j])
-        return int(self._lim["last_t"][s])
-
-    def _limit_signal(self, s: int, k: int, value: float, ts: int, f: Frame, is_late: bool) -> Signal:
-        rule = self._lim_rule[s]
-        scenario_id, robot_id, channel = self._lim_meta[s]
-        evidence: dict[str, object] = {"rule": rule.rule, "robot": robot_id}
-        if k:
-            severity, limit = rule.levels[k - 1]
-            evidence["level"] = rule.level_names[k - 1]
-        else:
-            severity, limit = None, rule.restore
-            evidence["level"] = "restore level"
-        evidence["restore"] = rule.restore
-        if is_late:
-            evidence["late"] = True
-        timing = AlertTiming.late if is_late else self.timing
-        if scenario_id is None:  # a robot rule: the robot is where its frame says
-            sc = self.scenarios.get(f.scenario_id)
-            what = f"{rule.what} of {where_robot(robot_id, sc)}"
-            return Signal(scenario_id=f.scenario_id, place=ROBOTS, detector=rule.detector, subject=robot_id,
-                          kind=rule.kind, source=robot_id, severity=severity, ts=ts, message=rule.message(k, value, what),
-                          value=value, limit=limit, unit=rule.unit, channel=None, robot_id=robot_id, evidence=evidence,
-                          timing=timing)
-        sc = self.scenarios[scenario_id]
-        c = sc.channel_map.get(channel)
-        if rule.quantity == "run":
-            what = f"{rule.what} in {where_place(sc)}"
-        else:
-            what = subject(sc, c) if c else f"{channel} in {where_place(sc)}"
-        feats = self._vib_feats.get((s, ts))
-        if feats is not None and sc.machine is not None:
-            what = f"{rule.what} of the {sc.machine.name} in {where_place(sc)}"
-        message = rule.message(k, value, what)
-        if feats is not None and sc.machine is not None:
-            diag = feats.diagnosis
-            message += (f" Diagnosis: {diag}; zone {feats.zone}, {feats.rms_mm_s:.2f} mm/s, kurtosis {feats.kurtosis:.1f}, "
-                        f"crest factor {feats.crest:.1f}.")
-            evidence.update(diagnosis=diag, zone=feats.zone, rms_mm_s=round(feats.rms_mm_s, 3),
-                            kurtosis=round(feats.kurtosis, 2), crest=round(feats.crest, 2),
-                            snr_db={"bpfo": round(feats.bpfo_snr_db, 1), "bpfi": round(feats.bpfi_snr_db, 1),
-                                    "bsf": round(feats.bsf_snr_db, 1)})
-        return Signal(scenario_id=scenario_id, detector=rule.detector, subject=channel, kind=rule.kind, source=robot_id,
-                      severity=severity, ts=ts, message=message, value=value, limit=limit,
-                      unit=rule.unit, channel=channel, robot_id=robot_id, evidence=evidence, timing=timing)
 
     # -- robots ------------------------------------------------------------------------------
     def _robot(self, rid: str) -> _Robot:
@@ -757,9 +575,9 @@ class DetectorSuite:
         where = f"{sc.id}, {sc.name}" if sc else ev.scenario_id
         return Grouping(ev.scenario_id, cause, f"{CAUSE_TITLES[cause]} at {where}")
 
-    def _robot_frames(self, frames: Sequence[Frame], batch: _Batch, now: int,
-                      pending: list[Pending]) -> None:
-        """Each robot's last-seen time, and its silences: a gap of :data:`ROBOT_SILENCE_S` or
+    def robot_frames(self, frames: Sequence[Frame], batch: Batch, now: int,
+                     pending: list[Pending]) -> None:
+        """A stage of :meth:`process`: each robot's last-seen time, and its silences: a gap of :data:`ROBOT_SILENCE_S` or
         more between its frames (in time order) raises ``robot_offline`` at the gap's start plus
         that time, and the next frame clears it. Robots without a gap or a standing silence
         are updated in bulk; the others frame by frame."""
@@ -787,7 +605,7 @@ class DetectorSuite:
         for _, a, b, rob in sorted(walk, key=lambda w: w[0]):
             for k in range(a, b):
                 self._robot_frame(frames[ol[k]], tl[k], rob, gap, pending)
-        for sig in self._deadman(now):
+        for sig in self.deadman(now):
             pending.append(Pending(sig.ts, EventOrder.ROBOT, 0, sig))
 
     def _robot_frame(self, f: Frame, t: int, r: _Robot, gap: int, pending: list[Pending]) -> None:
@@ -818,8 +636,9 @@ class DetectorSuite:
         if t > self._place_seen.get((f.scenario_id, f.robot_id), -1):
             self._place_seen[(f.scenario_id, f.robot_id)] = t
 
-    def _deadman(self, now: int) -> list[Signal]:
-        """Robots watched (seen, neither silent nor offline) that have sent nothing for
+    def deadman(self, now: int) -> list[Signal]:
+        """A stage of :meth:`process` and :meth:`tick`: robots watched (seen, neither silent nor
+        offline) that have sent nothing for
         :data:`ROBOT_SILENCE_S` by ``now``: marked silent, with their signals.
 
         Every robot is looked at only once ``now`` reaches ``_deadman_due``, the earliest time
@@ -855,7 +674,7 @@ class DetectorSuite:
         """Time-driven checks at ``now_ns`` (wall clock live, data time in replay): a robot that
         has sent nothing for 60 s, and held clears of flapping alerts."""
         events: list[AlertEvent] = []
-        for sig in sorted(self._deadman(now_ns) + self._departed(now_ns), key=lambda s: s.ts):
+        for sig in sorted(self.deadman(now_ns) + self._departed(now_ns), key=lambda s: s.ts):
             events.extend(self.engine.update(sig))
         events.extend(self.engine.advance(now_ns))
         return events
@@ -928,17 +747,14 @@ class DetectorSuite:
         if status.link is not None:
             vals.update(link_latency_ms=status.link.latency_ms, link_rssi_dbm=status.link.rssi_dbm,
                         link_loss=status.link.loss)
-        fake = Frame(robot_id=status.robot_id, scenario_id=status.scenario_id or r.scenario or "unknown", seq=0, ts=ts)
+        where = status.scenario_id or r.scenario or "unknown"
         for name, v in vals.items():
             if v is None:
                 continue
-            s = self._limit_stream(("", status.robot_id, name, 0), ROBOT_RULES[name])
-            out = np.empty(1, dtype=np.int8)
-            tab = self._lim
-            limit_kernel(np.array([s], dtype=np.int64), np.array([float(v)]), tab["thr"], tab["above"], tab["restore"],
-                         tab["n_raise"], tab["n_clear"], tab["level"], tab["count"], tab["clear_count"], out)
-            if out[0] >= 0:
-                sigs.append(self._limit_signal(s, int(out[0]), float(v), ts, fake, False))
+            s = self.limits.stream(("", status.robot_id, name, 0), ROBOT_RULES[name])
+            k = self.limits.step(s, float(v))
+            if k >= 0:
+                sigs.append(self.limits.signal(s, k, float(v), ts, where, None, 0))
         events: list[AlertEvent] = []
         for sig in sigs:
             events.extend(self.engine.update(sig))
@@ -990,29 +806,9 @@ class DetectorSuite:
             if det is not None:
                 det.seed(ev)
                 continue
-            if ev.kind is AlertKind.robot_health:
-                for name, rule in ROBOT_RULES.items():
-                    if rule.detector == ev.detector:
-                        self._seed(("", ev.robot_id, name, 0), rule, ev.severity)
-                if ev.detector == "robot_offline":
-                    r = self._robot(ev.robot_id)
-                    if ev.evidence.get("by") == "status":
-                        r.offline = True
-                    elif not r.silent:
-                        r.silent = 1 if ev.severity is Severity.info else 2
-                continue
-            vib = self._vib_rules.get(ev.scenario_id)
-            if vib is not None and ev.detector in (vib[0].detector, vib[1].detector):
-                j = 0 if ev.detector == vib[0].detector else 1
-                self._seed((ev.scenario_id, ev.robot_id, ev.channel or "", 100 + j), vib[j], ev.severity)
-                continue
-            for j, rule in enumerate(self.rules.get((ev.scenario_id, ev.channel or ""), ())):
-                if rule.detector == ev.detector:
-                    self._seed((ev.scenario_id, ev.robot_id, ev.channel or "", j), rule, ev.severity)
-
-    def _seed(self, key: tuple[str, str, str, int], rule: Rule, severity: Severity) -> None:
-        ks = [k for k, (sev, _) in enumerate(rule.levels, start=1) if sev is severity]
-        if ks:
-            s = self._limit_stream(key, rule)
-            if self._lim["level"][s] == 0:
-                self._lim["level"][s] = ks[0]
+            if ev.detector == "robot_offline":
+                r = self._robot(ev.robot_id)
+                if ev.evidence.get("by") == "status":
+                    r.offline = True
+                elif not r.silent:
+                    r.silent = 1 if ev.severity is Severity.info else 2

@@ -13,15 +13,19 @@ from collections.abc import Sequence
 import numpy as np
 
 from detectors.base import EventOrder, Pending
-from detectors.rules import ROBOT_RULES, with_fan
-from detectors.suite import _NS, DetectorSuite, _Batch
+from detectors.rules import with_fan
+from detectors.engine import Signal
+from detectors.suite import Batch, DetectorSuite
 from detectors.health_rules import ROBOT_LONG_SILENCE_S, ROBOT_SILENCE_S
 from minewatch.wire import Frame
 
 
+NS = 1_000_000_000
+
+
 class FrameByFrameSuite(DetectorSuite):
-    def _flatten(self, frames: Sequence[Frame]) -> _Batch:
-        batch = _Batch()
+    def flatten(self, frames: Sequence[Frame]) -> Batch:
+        batch = Batch()
         lim, base, pairs = batch.lim.lists, batch.base.lists, batch.pairs.lists
         for fi, f in enumerate(frames):
             sid, rid, ts = f.scenario_id, f.robot_id, f.ts
@@ -53,8 +57,7 @@ class FrameByFrameSuite(DetectorSuite):
                     if wchan == sc.machine.channel:
                         batch.blocks.append((fi, block))
             if rid not in self._robot_streams:
-                self._robot_streams[rid] = {name: self._limit_stream(("", rid, name, 0), rule)
-                                            for name, rule in ROBOT_RULES.items()}
+                self._robot_streams[rid] = self.limits.robot_streams(rid)
             rs = self._robot_streams[rid]
             extra = [] if f.battery is None else [("battery", f.battery)]
             if f.link is not None:
@@ -66,21 +69,21 @@ class FrameByFrameSuite(DetectorSuite):
         batch.ts = np.array([f.ts for f in frames], dtype=np.int64)
         return batch
 
-    def _robot_frames(self, frames, batch, now, pending) -> None:  # noqa: ANN001
+    def robot_frames(self, frames: Sequence[Frame], batch: Batch, now: int, pending: list[Pending]) -> None:
         """Every frame through the one-frame silence rule, robots in id order, each in the order it
         was seen (its arrival, or its time)."""
-        gap = int(ROBOT_SILENCE_S * _NS)
+        gap = int(ROBOT_SILENCE_S * NS)
         clock = batch.clock.tolist()
         for fi in sorted(range(len(frames)), key=lambda i: (frames[i].robot_id, clock[i])):
             self._robot_frame(frames[fi], clock[fi], self._robot(frames[fi].robot_id), gap, pending)
-        for sig in self._deadman(now):
+        for sig in self.deadman(now):
             pending.append(Pending(sig.ts, EventOrder.ROBOT, 0, sig))
 
-    def _deadman(self, now: int) -> list:  # type: ignore[override]
+    def deadman(self, now: int) -> list[Signal]:
         """Every robot looked at, every time."""
-        gap = int(ROBOT_SILENCE_S * _NS)
-        long = int(ROBOT_LONG_SILENCE_S * _NS)
-        out = []
+        gap = int(ROBOT_SILENCE_S * NS)
+        long = int(ROBOT_LONG_SILENCE_S * NS)
+        out: list[Signal] = []
         for rid, r in self._robots.items():
             if r.last_seen < 0 or r.offline:
                 continue
