@@ -29,17 +29,27 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from minewatch.schema import AlertEvent, AlertKind, Severity
-from minewatch.wire import Frame
-
 from detectors._jit import Arr, jit
 from detectors._state import StreamTable
-from detectors.base import (NS, ROBOTS, STALE_S, Detector, EventOrder, Inputs, Pending, Setup, check_batch, register,
-                            timing_of)
+from detectors.base import (
+    NS,
+    ROBOTS,
+    STALE_S,
+    Detector,
+    EventOrder,
+    Inputs,
+    Pending,
+    Setup,
+    check_batch,
+    register,
+    timing_of,
+)
 from detectors.engine import AlertEngine, Signal
 from detectors.overrides import LEVEL_FIELDS
 from detectors.rules import ROBOT_RULES, Rule, fmt_thr, fmt_value, subject, vibration_rules, where_place, where_robot
 from detectors.vibration import VibrationFeatures
+from minewatch.schema import AlertEvent, AlertKind, Severity
+from minewatch.wire import Frame
 
 __all__ = ["LIMIT_ARGS", "LIMIT_COLUMNS", "MAX_LEVELS", "LimitDetector", "limit_kernel"]
 
@@ -247,7 +257,8 @@ class LimitDetector(Detector):
 
     def step(self, s: int, value: float) -> int:
         """One reading of stream ``s`` (a robot's status): its new level, or -1."""
-        out, _ = self.detect(np.array([s], dtype=np.int64), np.zeros(1, dtype=np.int64), np.array([value]))
+        out, _ = self.detect(np.array([s], dtype=np.int64), np.zeros(1, dtype=np.int64), np.array([value]),
+                             check=False)  # its own stream
         return int(out[0])
 
     def run(self, cols: tuple[npt.NDArray[Any], ...], late: Sequence[bool] | None) -> list[Pending]:
@@ -350,8 +361,8 @@ class LimitDetector(Detector):
         message = rule.message(k, value, what)
         if feats is not None and sc.machine is not None:
             diag = feats.diagnosis
-            message += (f" Diagnosis: {diag}; zone {feats.zone}, {feats.rms_mm_s:.2f} mm/s, kurtosis {feats.kurtosis:.1f}, "
-                        f"crest factor {feats.crest:.1f}.")
+            message += (f" Diagnosis: {diag}; zone {feats.zone}, {feats.rms_mm_s:.2f} mm/s, "
+                        f"kurtosis {feats.kurtosis:.1f}, crest factor {feats.crest:.1f}.")
             evidence.update(diagnosis=diag, zone=feats.zone, rms_mm_s=round(feats.rms_mm_s, 3),
                             kurtosis=round(feats.kurtosis, 2), crest=round(feats.crest, 2),
                             snr_db={"bpfo": round(feats.bpfo_snr_db, 1), "bpfi": round(feats.bpfi_snr_db, 1),

@@ -20,27 +20,50 @@ frames give the same alerts however they are split into batches.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from itertools import chain
 from dataclasses import dataclass, field
+from itertools import chain
+from typing import Any, cast
 
 import numpy as np
-
-from minewatch.catalogue import QUANTITIES, SCENARIOS, Channel, Scenario, upstream_fans
-from minewatch.schema import AlertEvent, AlertKind, AlertTiming, IncidentEvent, RobotStatus, Severity
-from minewatch.wire import Frame
+import numpy.typing as npt
 
 from detectors._state import StreamTable
-from detectors.base import NS, ROBOTS, STALE_S, BaseStream, Detector, EventOrder, Inputs, Pending, Setup, StreamDetector, event_order
+from detectors.base import (
+    NS,
+    ROBOTS,
+    STALE_S,
+    BaseStream,
+    Detector,
+    EventOrder,
+    Inputs,
+    Pending,
+    Setup,
+    StreamDetector,
+    event_order,
+)
 from detectors.drift import DriftDetector
 from detectors.engine import AlertEngine, Signal
-from detectors.incidents import Grouping
 from detectors.flatten import Cols, Shape, ShapeTable, gather_kernel
 from detectors.health_rules import ROBOT_LONG_SILENCE_S, ROBOT_SILENCE_S
+from detectors.incidents import Grouping
 from detectors.limits import VIB_INDEX, LimitDetector
 from detectors.overrides import Overrides
 from detectors.registry import REGISTRY
-from detectors.rules import (FAN, FAN_UNITS, ROBOT_RULES, derives_fan, fan_running, with_fan, channel_rules, subject, where_robot)
+from detectors.rules import (
+    FAN,
+    FAN_UNITS,
+    ROBOT_RULES,
+    channel_rules,
+    derives_fan,
+    fan_running,
+    subject,
+    where_robot,
+    with_fan,
+)
 from detectors.vibration import analyse_blocks
+from minewatch.catalogue import QUANTITIES, SCENARIOS, Channel, Scenario, upstream_fans
+from minewatch.schema import AlertEvent, AlertKind, AlertTiming, IncidentEvent, RobotStatus, Severity
+from minewatch.wire import Frame, WaveBlock
 
 __all__ = ["Detection", "DetectorSuite"]
 
@@ -105,7 +128,7 @@ class Batch:
         self.lim = Cols((np.int64, np.int64, np.float64, np.int64))
         self.base = Cols((np.int64, np.int64, np.float64, np.int64))
         self.pairs = Cols((np.int64, np.int64, np.float64, np.float64, np.int64))
-        self.blocks: list[tuple[int, object]] = []  # (frame index, WaveBlock)
+        self.blocks: list[tuple[int, WaveBlock]] = []  # (frame index, block)
         self.lim_sorted: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self.robots = np.empty(0, dtype=np.int64)  # per frame: the robot's number
         self.ts = np.empty(0, dtype=np.int64)      # per frame: its time
@@ -133,7 +156,7 @@ def _with_fan(readings: dict[str, float | None], fan: tuple[int, int, int, bool]
     return values
 
 
-def _samples(block) -> np.ndarray:  # noqa: ANN001 - a minewatch.wire.WaveBlock
+def _samples(block: WaveBlock) -> npt.NDArray[np.float64]:
     import base64
     import binascii
 
@@ -147,7 +170,8 @@ def _samples(block) -> np.ndarray:  # noqa: ANN001 - a minewatch.wire.WaveBlock
         return np.frombuffer(raw, dtype="<f4").astype(np.float64)
     if len(raw) % 2:
         raise ValueError("i2 waveform length is not a multiple of 2 bytes")
-    return np.frombuffer(raw, dtype="<i2").astype(np.float64) * block.scale
+    samples: npt.NDArray[np.float64] = np.frombuffer(raw, dtype="<i2").astype(np.float64) * block.scale
+    return samples
 
 
 _WARM = False
@@ -162,7 +186,7 @@ def _warm_up() -> None:
     _WARM = True
     import base64
 
-    from minewatch.wire import LinkInfo, WaveBlock
+    from minewatch.wire import LinkInfo
 
     suite = DetectorSuite()
     block = WaveBlock(rate_hz=2048.0, data=base64.b64encode(np.zeros(64, dtype="<f4").tobytes()).decode())
@@ -312,8 +336,12 @@ class DetectorSuite:
                 continue  # a malformed block: the ingestor's validation reports it; nothing to analyse
             if x.shape[0] < 16:
                 continue
-            xs.append(x), rates.append(block.rate_hz), rpms.append(block.rpm or m.rpm)
-            bearings.append(m.bearing), groups.append((m.iso_group, m.support)), where.append(fi)
+            xs.append(x)
+            rates.append(block.rate_hz)
+            rpms.append(block.rpm or m.rpm)
+            bearings.append(m.bearing)
+            groups.append((m.iso_group, m.support))
+            where.append(fi)
         lines = []
         ls, lt, lx, lo = batch.lim.lists
         for fi, feats in zip(where, analyse_blocks(xs, rates, rpms, bearings, groups)):
@@ -332,7 +360,10 @@ class DetectorSuite:
             for j, (rule, value) in enumerate(((zone_rule, feats.rms_mm_s), (bearing_rule, snr))):
                 s = self.limits.stream((sc.id, f.robot_id, sc.machine.channel, VIB_INDEX + j), rule)
                 self.limits.features[(s, f.ts)] = feats
-                ls.append(s), lt.append(f.ts), lx.append(float(value)), lo.append(fi)
+                ls.append(s)
+                lt.append(f.ts)
+                lx.append(float(value))
+                lo.append(fi)
         return lines
 
     def flatten(self, frames: Sequence[Frame]) -> Batch:
@@ -343,9 +374,10 @@ class DetectorSuite:
         (:meth:`_flatten_frame`), creating their streams."""
         batch = Batch()
         ready = self._ready
-        shps = [ready.get((f.scenario_id, f.robot_id, tuple(f.readings))) for f in frames]
-        if None in shps:
-            shps = [self._shape_for(fi, f, batch) for fi, f in enumerate(frames)]
+        found = [ready.get((f.scenario_id, f.robot_id, tuple(f.readings))) for f in frames]
+        # every frame's shape compiled already (the steady state), or each found or made now
+        shps = cast(list[Shape], found) if None not in found else [self._shape_for(fi, f, batch)
+                                                                    for fi, f in enumerate(frames)]
         batch.robots = np.array([shp.robot for shp in shps], dtype=np.int64)
         batch.ts = np.array([f.ts for f in frames], dtype=np.int64)
         pick: Sequence[int] = range(len(frames))
@@ -358,6 +390,9 @@ class DetectorSuite:
         values = chain.from_iterable([f.readings.values() if shp.fan is None else _with_fan(f.readings, shp.fan)
                                       for f, shp in zip(frames, shps)])
         links = [f.link for f in frames]
+        lat: list[float | None]
+        rssi: list[float | None]
+        loss: list[float | None]
         if links.count(None) == n:
             lat = rssi = loss = [None] * n
         else:
@@ -379,7 +414,7 @@ class DetectorSuite:
             self._flatten_frame(fi, f, batch)
         return shp
 
-    def _gather(self, batch: Batch, S: list[int], FI: Sequence[int], *columns: list) -> None:  # noqa: N803
+    def _gather(self, batch: Batch, S: list[int], FI: Sequence[int], *columns: list[Any]) -> None:  # noqa: N803
         """Run :func:`gather_kernel` over the compiled frames ``FI`` of the batch (shapes ``S``,
         their values, battery and link columns) and add the samples to ``batch``."""
         f64, i64 = np.float64, np.int64
@@ -404,7 +439,9 @@ class DetectorSuite:
         every stream its samples go to exists."""
         shp = Shape(index=-1, scenario_id=sid, robot_id=rid, keys=keys, robot=self._robot(rid).number)
         if len(self._shape_table) >= MAX_SHAPES:  # robots come and go, or one sends ever new shapes: start afresh
-            self._shapes.clear(), self._ready.clear(), self._shape_keys.clear()
+            self._shapes.clear()
+            self._ready.clear()
+            self._shape_keys.clear()
             self._shape_table = ShapeTable()
         self._shapes[(sid, rid, keys)] = shp
         self._shape_keys.setdefault((sid, rid), []).append(keys)
@@ -480,7 +517,10 @@ class DetectorSuite:
             for ca, cb in pairs:
                 va, vb = readings.get(ca.name), readings.get(cb.name)
                 if va is not None and vb is not None:
-                    ps.append(self.drift.stream(sid, rid, ca, cb)), pt.append(ts), pa.append(va), pb.append(vb)
+                    ps.append(self.drift.stream(sid, rid, ca, cb))
+                    pt.append(ts)
+                    pa.append(va)
+                    pb.append(vb)
                     po.append(fi)
         if f.waveforms:
             self._blocks(fi, f, batch)
