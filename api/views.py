@@ -6,7 +6,7 @@ import time
 from typing import TYPE_CHECKING
 
 from api.schemas import ChannelPublic, LatestReading, LimitPublic, RobotPublic, ScenarioPublic, WatchPublic
-from minewatch.catalogue import Channel, Scenario
+from minewatch.catalogue import QUANTITIES, Channel, Scenario
 from minewatch.schema import SEVERITY_RANK, Link, Severity
 from minewatch.wire import Frame
 
@@ -29,7 +29,7 @@ def beyond(c: Channel | None, value: float | None) -> Severity | None:
     its size: its sign is the direction of the flow)."""
     if c is None or value is None:
         return None
-    v = abs(value) if c.quantity == "ws" else value
+    v = abs(value) if QUANTITIES[c.quantity].signed else value
     worst: Severity | None = None
     for lim in c.limits:
         for sev, thr in lim.levels:

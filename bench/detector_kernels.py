@@ -184,7 +184,7 @@ def main() -> None:
 
         run(stream[:1000], t[:1000], x[:1000], streams)
         r_nb = report(name, "numba", n, streams, timed(lambda: run(stream, t, x, streams), rep), rep)
-        py_func = kernel.py_func
+        py_func = getattr(kernel, "py_func", kernel)  # the Python behind a compiled kernel (itself with the JIT off)
         r_np = report(name, "numpy-interpreted", ns, s_streams,
                       timed(lambda: run(small[0], small[1], small[2], s_streams, fn=py_func),  # noqa: B023 - timed at once
                             max(1, rep // 2)),

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from minewatch.catalogue import SCENARIOS, Limit
+from minewatch.catalogue import QUANTITIES, SCENARIOS, Limit
 from minewatch.schema import SEVERITY_RANK, Severity
 from simulator.faults import FLEET, PHYSICS, SENSOR, ActiveFault
 from simulator.injector import imbalance_peak
@@ -39,19 +39,12 @@ from simulator.vibration import DEFECT_ORDER, Health, fault_frequency_hz, iso_zo
 
 __all__ = ["LabelTracker", "limit_severity", "quantity_kind"]
 
-_GAS = {"ch4", "ch4_hr", "co", "o2", "co2", "sm"}
-_VENT = {"ws", "dp", "run"}
 
 
 def quantity_kind(quantity: str) -> str:
-    """The alert kind a limit on this quantity raises (gas, ventilation, or equipment → vibration)."""
-    if quantity in _GAS:
-        return "gas"
-    if quantity in _VENT:
-        return "ventilation"
-    if quantity == "t_hot":
-        return "vibration"
-    return "gas"
+    """The alert kind a limit on this quantity raises (gas, ventilation, or equipment → vibration):
+    its kind's (:attr:`minewatch.catalogue.QuantityKind.alert_kind`)."""
+    return QUANTITIES[quantity].kind.alert_kind
 
 
 def limit_severity(limit: Limit, lo: float, hi: float) -> tuple[str, float] | None:

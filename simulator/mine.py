@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from minewatch.catalogue import QUANTITIES, SCENARIOS
+from minewatch.catalogue import QUANTITIES, SCENARIOS, QuantityKind
 from simulator import _kernels as _k
 from simulator._kernels import (F_FAN_A, F_FAN_B, F_FAN_DP, F_HEAT_Q, F_INV_Q, F_MUL_Q, F_NONE,
                                 F_PUMP_DP, F_RUN2, F_RUN_AMB, F_RUN_MUL, F_STATE, F_STEP, F_STEP_ADD, F_STEP_MUL,
@@ -39,21 +39,12 @@ from simulator.layout import DOWNSTREAM, GROUPS, LOCAL_FANS, MAIN_FANS, PLACES, 
 from simulator.shifts import ShiftClock
 from simulator.timeutil import NS
 
-__all__ = ["Mine", "Effects", "SENSOR_NOISE", "channel_index"]
+__all__ = ["Mine", "Effects", "channel_index"]
 
 NATURAL_DRAUGHT = 0.1  # flow left by natural draught when a main fan stops [U]
 REVERSED_FLOW = 0.5  # reversed volume, ≥ 40 % required by CMSR 2016 Art.159 (domain §2) [C]
 LOCAL_FAN_LEAK = 0.06  # diffusion into a heading whose local fan stopped [U]
 
-# Sensor noise (1 sigma) per quantity, in its unit, and a relative part [U]: catalytic CH4
-# repeats to about a resolution step, electrochemical CO to under 1 ppm, anemometers see
-# turbulence of a few percent.
-SENSOR_NOISE: dict[str, tuple[float, float]] = {
-    "ch4": (0.006, 0.0), "ch4_hr": (0.2, 0.0), "co": (0.4, 0.0), "o2": (0.03, 0.0), "co2": (0.006, 0.0),
-    "t": (0.05, 0.0), "t_hot": (0.15, 0.0), "rh": (0.4, 0.0), "ws": (0.02, 0.02), "dp": (0.004, 0.003),
-    "du": (0.05, 0.06), "sm": (0.0, 0.0), "i": (0.2, 0.005), "run": (0.0, 0.0), "wl": (0.004, 0.0),
-    "fl": (0.5, 0.01), "speed": (0.005, 0.0), "p_bar": (0.01, 0.0), "level": (0.03, 0.0),
-}
 
 # Channel models.
 (GAS, CO, O2, TAIR, RH, WS, DUST, DP_MAIN, DP_LOCAL, DP_PUMP, FLAT, RUN_A, RUN_B, CURRENT, TBEAR,
@@ -121,6 +112,8 @@ def _model(sid: str, name: str, quantity: str) -> int:
         return SUMP if kind == "pump" else FLAT
     if quantity == "fl":
         return FL_PUMP if kind == "pump" else FLAT
+    if QUANTITIES[quantity].kind is QuantityKind.gas:
+        return FLAT  # a trace gas without a source of its own here: steady in its normal band
     raise ValueError(f"no model for {sid}.{name} ({quantity})")
 
 
@@ -183,7 +176,7 @@ class Mine:
                 res.append(q.resolution)
                 qlo.append(q.low)
                 qhi.append(q.high)
-                sd, rel = SENSOR_NOISE[c.quantity]
+                sd, rel = QUANTITIES[c.quantity].noise  # sensor noise: the quantity's (catalogue)
                 nsd.append(sd)
                 nrel.append(rel)
             self.slices[sid] = slice(start, len(names))
