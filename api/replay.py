@@ -40,7 +40,7 @@ MAX_WINDOW_S = 7 * 86400
 NS = 1_000_000_000
 
 
-class ReplayRefused(Exception):
+class ReplayRefused(Exception):  # noqa: N818 - a refusal with the HTTP status to answer, not a fault
     """The request cannot start a job; ``status`` is the HTTP status to answer with."""
 
     def __init__(self, status: int, detail: str) -> None:
@@ -212,7 +212,7 @@ class ReplayManager:
                 job.state = "done"
         except asyncio.CancelledError:
             job.state = "cancelled"
-        except Exception as exc:  # noqa: BLE001 - a job's failure is reported on the job
+        except Exception as exc:
             log.exception("replay %s failed", job.id)
             job.state, job.error = "failed", f"{exc.__class__.__name__}: {exc}"
         finally:

@@ -84,7 +84,7 @@ async def _run(settings: Any, t0: int, t1: int, overrides: dict[str, float], spe
     # no time estimate: the data may fill only part of the window, so the share of the window
     # covered says little about the time left; the bar shows the share and the frames so far
     frames_so_far = 0
-    bar = None if quiet else click.progressbar(length=max(1, int(total_s)), label=f"replay {label}", file=sys.stderr,
+    bar: Any = None if quiet else click.progressbar(length=max(1, int(total_s)), label=f"replay {label}", file=sys.stderr,
                                                show_eta=False, show_percent=True,
                                                item_show_func=lambda _: f"{frames_so_far:,} frames")
     done_s = 0

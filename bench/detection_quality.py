@@ -50,14 +50,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from detectors import DetectorSuite  # noqa: E402
-from detectors.change import ChangeDetector  # noqa: E402
-from minewatch.catalogue import SCENARIOS, ScenarioKind  # noqa: E402
-from minewatch.schema import AlertEvent, AlertState  # noqa: E402
-from simulator.engine import SimConfig, Simulation  # noqa: E402
-from simulator.faults import load_faults  # noqa: E402
+from detectors import DetectorSuite
+from detectors.change import ChangeDetector
+from minewatch.catalogue import SCENARIOS, ScenarioKind
+from minewatch.schema import AlertEvent, AlertState
+from simulator.engine import SimConfig, Simulation
+from simulator.faults import load_faults
 
 NS = 1_000_000_000
 T0 = 1_795_852_800_000_000_000  # a shift start (UTC)
@@ -73,7 +73,7 @@ DERIVED = {"fan": {"run_a", "run_b", "run"}, "vib": {"tb", "vib"}}
 
 
 def candidates(kind: str) -> list[tuple[str, str | None]]:
-    out = []
+    out: list[tuple[str, str | None]] = []
     for sid, sc in SCENARIOS.items():
         names = [c.name for c in sc.channels]
         if kind in ("methane_outburst", "methane_buildup"):
@@ -287,7 +287,7 @@ def change_vs_zscore(seeds: list[int], trials: int = 40) -> None:
     out: dict[str, dict[str, list[float]]] = {k: defaultdict(list) for k in ("cusum", "zscore-4", "zscore-6")}
     for seed in seeds:
         rng = np.random.default_rng(seed)
-        for trial in range(trials):
+        for _ in range(trials):
             n, at = 1500, 1200
             e = rng.standard_t(5, n) * 0.7
             ar = np.zeros(n)

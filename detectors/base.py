@@ -36,7 +36,7 @@ from minewatch.catalogue import Channel, Scenario
 from minewatch.schema import AlertEvent, AlertTiming
 from minewatch.wire import Frame
 
-__all__ = ["NS", "ROBOTS", "STALE_S", 
+__all__ = ["NS", "ROBOTS", "STALE_S",
     "REGISTRY",
     "BaseStream",
     "Columns",
@@ -182,10 +182,10 @@ class Detector(ABC):
             return 0
         return int(self.kernel(*inputs, *(self.table[c] for c in self.args), *outs))
 
-    def begin(self, frames: Sequence[Frame]) -> None:
+    def begin(self, frames: Sequence[Frame]) -> None:  # noqa: B027 - an optional hook, nothing by default
         """A batch of ``frames`` starts (before :meth:`run`)."""
 
-    def finish(self) -> None:
+    def finish(self) -> None:  # noqa: B027 - an optional hook, nothing by default
         """The batch's signals have gone through the alert engine."""
 
     @abstractmethod

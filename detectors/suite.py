@@ -420,7 +420,7 @@ class DetectorSuite:
         f64, i64 = np.float64, np.int64
         shapes = np.asarray(S, dtype=i64)
         fis = np.asarray(FI, dtype=i64)
-        X, BAT, LAT, RSSI, LOSS = (np.asarray(c, dtype=f64) for c in columns)
+        X, BAT, LAT, RSSI, LOSS = (np.asarray(c, dtype=f64) for c in columns)  # noqa: N806 - gather_kernel's names
         tabs = self._shape_table.arrays()
         n_base = int(tabs.k_n[shapes].sum() + tabs.miss_n[shapes].sum())
         n_lim = int(tabs.lim_n[shapes].sum()) + 4 * shapes.shape[0]  # + battery and the link's three

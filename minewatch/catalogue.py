@@ -394,7 +394,8 @@ T_FACE = Limit("above", (("warning", 26.0), ("alarm", 30.0)), 25.5,
 T_CHAMBER = Limit("above", (("warning", 30.0), ("alarm", 34.0)), 29.5,
                   "CMSR heat rule: electrical chamber > 30 °C shorter hours, > 34 °C stop work", "shorten hours / stop work")
 TB_MAIN_FAN = Limit("above", (("warning", 70.0), ("alarm", 75.0)), 68.0,
-                    "NMSA 2023 main-fan inspection spec: motor rolling bearing ≤ 75 °C (warning 70 [P])", "check lubrication, plan a change-over to the standby fan")
+                    "NMSA 2023 main-fan inspection spec: motor rolling bearing ≤ 75 °C (warning 70 [P])",
+                    "check lubrication, plan a change-over to the standby fan")
 TB_GENERAL = Limit("above", (("warning", 80.0), ("alarm", 90.0)), 78.0, "rolling-bearing temperature 80/90 °C [U]",
                    "check lubrication and load")
 T_BUSBAR = Limit("above", (("alarm", 65.0),), 62.0, "busbar joint limit 65 °C (Zhaoxian chamber robot practice, domain §5) [C]",

@@ -29,7 +29,7 @@ def limit_levels(samples, configs):
             result.append(-1)
             continue
 
-        def meets(threshold):
+        def meets(threshold, x=x, cfg=cfg):
             return x >= threshold if cfg["above"] else x < threshold
 
         for k, (threshold, _) in enumerate(cfg["levels"]):

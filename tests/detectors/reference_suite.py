@@ -36,8 +36,8 @@ class FrameByFrameSuite(DetectorSuite):
             routes = self._routes.setdefault((sid, rid), {})
             for chan, (s, _) in list(routes.items()):
                 if readings.get(chan) is None:  # a routed channel without a value this time
-                    for col, v in zip(base, (s, ts, np.nan, fi)):
-                        col.append(v)
+                    for col, blank in zip(base, (s, ts, np.nan, fi)):
+                        col.append(blank)
             for chan, v in readings.items():
                 if v is None:
                     continue

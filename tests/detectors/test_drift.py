@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -34,7 +36,8 @@ def test_drift_kernel_matches_reference(seed: int) -> None:
     for k, v in CFG.items():
         tab[k][0] = v
     out, aux = np.empty(n, dtype=np.int8), np.empty(n)
-    drift_kernel(np.zeros(n, dtype=np.int64), t, a, b, *(tab[c] for c in DRIFT_ARGS), out, aux)
+    args: list[Any] = [np.zeros(n, dtype=np.int64), t, a, b, *(tab[c] for c in DRIFT_ARGS), out, aux]
+    drift_kernel(*args)
     want = naive.drift_changes(list(zip(t.tolist(), a.tolist(), b.tolist())), CFG)
     assert out.tolist() == want
     assert want.count(1) >= 2 and want.count(0) >= 1

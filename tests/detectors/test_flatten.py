@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
@@ -45,11 +46,11 @@ def batches(draw: st.DrawFn) -> list[list[Frame]]:
     return out
 
 
-def keyed(suite: DetectorSuite, batch: Batch) -> dict[str, list[tuple]]:
+def keyed(suite: DetectorSuite, batch: Batch) -> dict[str, list[Any]]:
     """The batch's samples with stream numbers replaced by the streams' keys, in a fixed order."""
-    def rows(cols, table) -> list[tuple]:  # noqa: ANN001
+    def rows(cols, table) -> list[tuple]:
         arrays = Batch.sorted(cols)
-        out = []
+        out: list[tuple] = []
         for row in zip(*(a.tolist() for a in arrays)):
             vals = tuple("nan" if isinstance(v, float) and math.isnan(v) else v for v in row[2:])
             out.append((table.keys[row[0]], row[1], *vals))
@@ -164,7 +165,8 @@ def _same_events_each_step(steps: list[tuple[str, object]]) -> list[list]:
     fast, ref = DetectorSuite(), FrameByFrameSuite()
     per_step = []
     for i, (kind, item) in enumerate(steps):
-        got, want = [], []
+        got: list[Any] = []
+        want: list[Any] = []
         for suite, out in ((fast, got), (ref, want)):
             if kind == "frames":
                 out += suite.process(item).events  # type: ignore[arg-type]

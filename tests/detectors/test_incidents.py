@@ -53,6 +53,7 @@ def test_one_acknowledgement_covers_the_incident_and_an_escalation_asks_again() 
     # methane past the alarm level at two sensors: one incident, alarm
     d = suite.process([frame("r01", "mf01", i, {"ch4_t0": 1.1, "ch4_t1": 1.2}) for i in range(3)])
     iid = d.events[0].incident_id
+    assert iid is not None
     inc = suite.engine.drain_incidents()[-1]
     assert inc.severity is Severity.alarm and inc.needs_ack and len([m for m in inc.members if m.active]) == 2
     acks, done = suite.engine.acknowledge_incident(iid, "Wang Li", "gas patrol sent", T0 + 5 * S)
@@ -77,8 +78,9 @@ def test_places_and_causes_keep_incidents_apart() -> None:
     suite = DetectorSuite()
     d = suite.process([frame("r01", "mf01", 0, {"ch4_t1": 1.2, "co": 40.0}), frame("r01", "mf01", 1, {"ch4_t1": 1.2, "co": 40.0}),
                        frame("r04", "hf01", 0, {"ch4_t1": 1.2}), frame("r04", "hf01", 1, {"ch4_t1": 1.2})])
-    by_incident = {}
+    by_incident: dict[str, set[tuple[str, str | None]]] = {}
     for e in d.events:
+        assert e.incident_id is not None
         by_incident.setdefault(e.incident_id, set()).add((e.scenario_id, e.channel))
     assert sorted(by_incident) == sorted([f"mf01.methane.{T0 // 1_000_000}", f"mf01.fire.{(T0 + S) // 1_000_000}",
                                           f"hf01.methane.{T0 // 1_000_000}"])
@@ -88,6 +90,7 @@ def test_incidents_are_restored_with_their_acknowledgement() -> None:
     suite = DetectorSuite()
     suite.process([frame("r01", "mf01", i, {"ch4_t0": 1.1, "ch4_t1": 1.2}) for i in range(3)])
     iid = suite.active()[0].incident_id
+    assert iid is not None
     suite.engine.acknowledge_incident(iid, "Wang Li", None, T0 + 5 * S)
     retained_alerts, retained_incidents = suite.active(), suite.engine.active_incidents()
     again = DetectorSuite()
@@ -106,7 +109,7 @@ def test_rate_of_rise_is_shown_as_a_rate() -> None:
     rise = next(e for e in d.events if e.detector == "rate_of_rise" and e.state is AlertState.raised)
     assert rise.unit == "%/min" and rise.limit == pytest.approx(0.1)
     # the smoothed slope when it alerts: above the 0.1 %/min that alerts, below the true 3.6 %/min climb
-    assert 0.1 < rise.value < 3.6 and rise.value == rise.evidence["rate_per_min"]
+    assert rise.value is not None and 0.1 < rise.value < 3.6 and rise.value == rise.evidence["rate_per_min"]
     assert f"rising {rise.value:.2f} %/min" in rise.message and "now " in rise.message
     assert 0.3 < rise.evidence["level"] < 1.5
 
@@ -141,6 +144,7 @@ def test_what_follows_a_fan_stopping_joins_its_incident_and_is_still_raised() ->
     fan = next(e for e in d.events if e.detector == "fan_stoppage")
     assert fan.severity is Severity.critical
     root = fan.incident_id
+    assert root is not None
     assert root.startswith("vf02.ventilation.")
     # downstream of it (mf02, ventilated by vf02): the air slows and methane climbs past the power cut
     d = suite.process([frame("r02", "mf02", 10 + i, {"ws": 0.1, "ch4_t1": 1.7, "co": 3.0}) for i in range(3)])
@@ -167,6 +171,7 @@ def test_a_member_that_comes_back_at_a_severity_already_reached_does_not_ask_aga
     suite = DetectorSuite()
     suite.process([frame("r01", "mf01", i, {"ch4_t0": 1.2, "ch4_t1": 1.2}) for i in range(2)])
     iid = suite.active()[0].incident_id
+    assert iid is not None
     suite.engine.acknowledge_incident(iid, "Wang Li", None, T0 + 3 * S)
     suite.engine.drain_incidents()
     # T0 clears (three clean readings), T1 stands; then T0 comes back at the alarm level

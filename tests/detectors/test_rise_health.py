@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -46,10 +48,13 @@ def test_rise_kernel_matches_reference(seed: int) -> None:
         x = 0.5 + 0.6 * np.sin(np.arange(n) / rng.uniform(15, 60)) ** 3 + rng.normal(0, 0.01, n)
         x[rng.random(n) < 0.02] = np.nan
         x[rng.random(n) < 0.01] = np.inf
-        ts.append(t), xs.append(x), ss.append(np.full(n, s))
+        ts.append(t)
+        xs.append(x)
+        ss.append(np.full(n, s))
     stream, t, x = np.concatenate(ss), np.concatenate(ts), np.concatenate(xs)
     out, aux = np.empty(x.shape[0], dtype=np.int8), np.empty(x.shape[0])
-    rise_kernel(stream, t, x, *(tab[c] for c in RISE_ARGS), out, aux)
+    args: list[Any] = [stream, t, x, *(tab[c] for c in RISE_ARGS), out, aux]  # columns in the kernel's order
+    rise_kernel(*args)
     changes = 0
     for s, cfg in enumerate(cfgs):
         m = stream == s
@@ -96,10 +101,14 @@ def test_health_kernel_matches_reference(seed: int) -> None:
             tab[f"h_{k}"][s] = cfg[k]
         tab["h_spike_window"][s], tab["h_silence_s"][s] = cfg["spike_window_s"], cfg["silence_s"]
         t, x = _health_data(rng, 1500)
-        cfgs.append(cfg), ss.append(np.full(x.shape[0], s)), ts.append(t), xs.append(x)
+        cfgs.append(cfg)
+        ss.append(np.full(x.shape[0], s))
+        ts.append(t)
+        xs.append(x)
     stream, t, x = np.concatenate(ss), np.concatenate(ts), np.concatenate(xs)
     out, aux = np.empty((x.shape[0], 4), dtype=np.int8), np.empty(x.shape[0])
-    health_kernel(stream, t, x, *(tab[c] for c in HEALTH_ARGS), out, aux)
+    args: list[Any] = [stream, t, x, *(tab[c] for c in HEALTH_ARGS), out, aux]  # columns in the kernel's order
+    health_kernel(*args)
     seen = np.zeros(4, dtype=int)
     for s, cfg in enumerate(cfgs):
         m = stream == s

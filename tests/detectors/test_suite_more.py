@@ -22,7 +22,7 @@ def test_fast_methane_climb_alerts_before_the_limit() -> None:
     rise = [e for e in d.events if e.detector == "rate_of_rise"]
     limit = [e for e in d.events if e.detector == "gas_limit"]
     assert rise and limit
-    assert rise[0].ts < limit[0].ts and rise[0].value < 1.0
+    assert rise[0].ts < limit[0].ts and rise[0].value is not None and rise[0].value < 1.0
     assert rise[0].kind is AlertKind.gas and "%/min" in rise[0].message and "hf01" in rise[0].message
     assert by(suite.process(series("r01", "hf01", "ch4_t1", [0.3] * 1, dt_s=2.0, start=len(values))).events,
               "rate_of_rise") == []
@@ -162,7 +162,7 @@ def test_restore_health_and_robot_alerts() -> None:
 
 def test_change_notice_on_a_channel_without_limits() -> None:
     rng = np.random.default_rng(9)
-    values = np.round(np.r_[85 + rng.normal(0, 0.4, 200), 92 + rng.normal(0, 0.4, 100)], 1)
+    values: np.ndarray = np.asarray(np.round(np.r_[85 + rng.normal(0, 0.4, 200), 92 + rng.normal(0, 0.4, 100)], 1))
     d = DetectorSuite().process(series("r01", "mf01", "rh", values, dt_s=5.0))
     notices = [e for e in d.events if e.detector == "change"]
     assert [(e.state.value, e.severity.value) for e in notices][:1] == [("raised", "info")]
