@@ -370,13 +370,7 @@ class Ingestor:
         port = opts.metrics_port if opts.metrics_port is not None else self.settings.metrics_port
         if port:
             self.metrics.serve(port, opts.metrics_host)
-        influx_ok = True
-        try:
-            await self.writer._ensure_db()
-        except Exception as exc:  # noqa: BLE001 - InfluxDB may be down at start: the spool covers it
-            log.warning("InfluxDB not ready at start (%s); spooling until it is", exc)
-            self.writer._mark_down(str(exc))
-            influx_ok = False
+        influx_ok = await self.writer.prepare()
         alerts: list[AlertEvent] = []
         incidents: list[IncidentEvent] = []
         if self.suite is not None and opts.restore_alerts:
@@ -514,7 +508,7 @@ class Ingestor:
         # the spool drains into InfluxDB while budget is left (and it answers); what stays is
         # written back by the next run
         await self.writer.close(drain_timeout=self._stop_left(0.8) if self._stopping else 0.0)
-        await _on_daemon_thread(self.consumer.close, max(0.5, self._stop_left(0.95)))
+        await self.consumer.close(max(0.5, self._stop_left(0.95)))
         try:
             await asyncio.wait_for(self.influx.aclose(), max(0.2, self._stop_left()))
         except TimeoutError:
