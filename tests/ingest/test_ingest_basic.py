@@ -48,7 +48,7 @@ def test_frames_stored_exactly_once_and_bad_ones_deadlettered(mosquitto: Mosquit
         pub.flush()
         wait_until(lambda: telemetry_count(influx_db) >= 603, 30, "603 points")
         wait_until(lambda: len(dead.take()) >= 7, 10, "7 dead letters")
-        assert ing.counts["deadlettered"] == 7  # type: ignore[attr-defined]
+        assert sum(ing.counters.deadlettered.values()) == 7  # type: ignore[attr-defined]
     assert_exactly_once(influx_db, {"r01": 300, "r02": 300, "r03": 3})
     letters = {json.loads(p)["topic"] + " " + json.loads(p)["reason"] for _, p, _, _ in dead.take()}
     r01 = topics.telemetry("mf01", "r01")
@@ -83,7 +83,7 @@ def test_a_backlog_is_written_and_acknowledged_while_it_is_being_taken(mosquitto
     samples: list[tuple[int, int, int]] = []  # (stored, acked, waiting in the inbox)
     with ingestor_in_process(settings, **opts) as ing:
         def sample() -> bool:
-            samples.append((ing.counts["stored"], ing.counts["acked"], len(ing.consumer.inbox)))  # type: ignore[attr-defined]
+            samples.append((ing.counters.stored, ing.counters.acked, len(ing.consumer.inbox)))  # type: ignore[attr-defined]
             return samples[-1][0] >= 40_000
         wait_until(sample, 120, "40,000 points stored", interval=0.005)
     overlap = [s for s in samples if s[0] > 0 and s[1] > 0 and s[2] > 0]
@@ -109,9 +109,9 @@ def test_seq_counting_goes_on_across_a_restart(mosquitto: Mosquitto, influxd: In
         pub.send(topics, frames[62:70])                  # 60 and 61 never come
         pub.flush()
         wait_until(lambda: telemetry_count(influx_db) >= 68, 30, "68 points")
-        counts = ing.seq.counts  # type: ignore[attr-defined]
+        counts = ing.router.seq.counts  # type: ignore[attr-defined]
         assert (counts.duplicates, counts.gaps) == (5, 2)
-        assert ing.seq.high("r01") == 69  # type: ignore[attr-defined]
+        assert ing.router.seq.high("r01") == 69  # type: ignore[attr-defined]
     pub.close()
     seqs = sorted(int(r["seq"]) for r in influx_db.query('SELECT "seq" FROM "telemetry"'))
     assert seqs == [*range(60), *range(62, 70)]
