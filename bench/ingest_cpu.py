@@ -109,7 +109,7 @@ def seq_old(batch: list[Msg], decoded: list[list[Frame]], tracker: SeqTracker,
                 detect_late.append(late)
 
 
-def seq_new(  # what Ingestor._telemetry does after decoding
+def seq_new(  # what Router._telemetry does after decoding
 batch: list[Msg], decoded: list[list[Frame]], tracker: SeqTracker,
             out: tuple[list[Frame], list[bool], list[Frame], list[bool]]) -> None:
     store, store_late, detect, detect_late = out

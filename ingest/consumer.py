@@ -5,7 +5,8 @@ its own; the event loop watches the socket (``on_socket_open`` / ``on_socket_clo
 ``on_socket_register_write`` / ``on_socket_unregister_write``) and calls ``loop_read``,
 ``loop_write`` and, once a second, ``loop_misc`` (keepalive). Packets are read between the
 pipeline's steps (it yields to the loop every few milliseconds of work), up to
-``read_budget`` messages a turn, so reading never starves the writes and acknowledgements.
+``read_budget`` messages a turn, so reading never starves the writes and acknowledgements;
+what the pipeline publishes or acknowledges is written at once (:meth:`Consumer.flush`).
 
 Flow control is MQTT's own: the broker has at most ``receive_maximum`` unacknowledged messages
 out to this client, so the inbox can never hold more, and the rest waits in the broker's queue
@@ -46,12 +47,12 @@ log = logging.getLogger("minewatch.ingest.mqtt")
 class PahoOnLoop:
     """A paho client driven by the running asyncio loop through paho's public socket callbacks.
 
-    ``read_budget``: packets read at most per turn of the loop; ``on_read`` (optional) is called
-    after each turn's reading. The client's ``connect`` and ``reconnect`` block on the TCP (and
-    TLS) handshake, so :meth:`connect` runs them on a thread; everything else runs on the loop.
+    ``read_budget``: messages read at most per turn of the loop. The client's ``connect`` and
+    ``reconnect`` block on the TCP (and TLS) handshake, so :meth:`connect` runs them on a thread;
+    everything else runs on the loop.
     """
 
-    def __init__(self, client: paho.Client, *, read_budget: int = 2000) -> None:
+    def __init__(self, client: paho.Client, *, read_budget: int = 500) -> None:
         self.client = client
         self.read_budget = read_budget
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -179,7 +180,7 @@ class Consumer:
     def __init__(self, settings: Settings, client_id: str, subscriptions: Sequence[tuple[str, int]], *,
                  receive_maximum: int = 20_000, session_expiry_s: int = 7 * 24 * 3600, keepalive: int = 30,
                  on_connected: Callable[[bool], None] | None = None, max_packet: int = 16 * 1024 * 1024,
-                 read_budget: int = 2000) -> None:
+                 read_budget: int = 500) -> None:
         self.settings = settings
         # the broker's packet limit: ``max_packet`` until the broker says its own (CONNACK)
         self.configured_max_packet = self.max_packet = max_packet
@@ -347,6 +348,12 @@ class Consumer:
             pass
         finally:
             self._want_wake = False
+
+    def flush(self) -> None:
+        """Write what paho holds for the broker now (alerts just published, acknowledgements)
+        rather than at the loop's next turn, which a long stretch of the pipeline's work delays."""
+        if self.net.sock is not None and self.client.want_write():
+            self.client.loop_write()
 
     def ack(self, messages: Iterable[Incoming]) -> int:
         """Acknowledge durable messages of the current connection; returns how many were sent."""

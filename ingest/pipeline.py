@@ -206,6 +206,7 @@ class Pipeline:
             else:
                 c.spooled += batch.points
             c.acked += self.consumer.ack(batch.messages)
+            self.consumer.flush()
             if batch.messages:
                 m.batch_latency.observe(time.monotonic() - batch.clock.first_at)
             if batch.routed.newest_ts:
@@ -385,6 +386,8 @@ class Pipeline:
         self._out(publish_incident, incidents, now, batch)
         self.counters.alerts += len(events)
         self.counters.incidents += len(incidents)
+        if events or incidents:
+            self.consumer.flush()  # an alert goes out now, not after the rest of the batch's work
 
     def _out(self, publisher: Callable[..., str | None], items: Sequence[Any], now: int, batch: Batch) -> None:
         """Publish alert or incident events (dated ``now`` when the detectors left them undated);

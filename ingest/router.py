@@ -108,9 +108,6 @@ class Routed:
         """Frames waiting for the live detectors."""
         return len(self.detect)
 
-    def has_detector_work(self) -> bool:
-        return bool(self.detect or self.history or self.statuses or self.acks or self.clock)
-
     def take_for_detectors(self) -> Routed:
         """The detectors' part so far (frames, history, statuses, acks, clock changes), leaving
         this one without it."""
