@@ -280,8 +280,7 @@ class Router:
         out.store_late += late
         counters.readings += sum(len(f.readings) for f in frames)
         newest = max(map(_ts, frames)) if corrected else max(raw_ts)
-        if newest > out.newest_ts:
-            out.newest_ts = newest
+        out.newest_ts = max(out.newest_ts, newest)
         out.points += n
         counters.points += n
         w = self.tally.get(scenario_id)
@@ -386,7 +385,7 @@ class Router:
         if st.ts is None or now - st.ts <= self.clocks.horizon:
             out.statuses.append((st, now if now else None))
 
-    def _ack_request(self, msg: Incoming, kind: type[AlertAck] | type[IncidentAck], id_field: str, topic_id: str,
+    def _ack_request(self, msg: Incoming, kind: type[AlertAck | IncidentAck], id_field: str, topic_id: str,
                      out: Routed) -> None:
         try:
             req = kind.model_validate_json(msg.payload)

@@ -91,7 +91,7 @@ def test_each_refusal_is_a_dead_letter_with_its_reason(topic: str, payload: byte
 
 
 def test_a_robot_outside_the_registry_is_refused() -> None:
-    router, counters = _router(robots="r0[1-2]")
+    router, _ = _router(robots="r0[1-2]")
     out = Routed()
     fs = frames_for("mf01", "r07", 1)
     router.route([_msg(TOPICS.telemetry("mf01", "r07"), encode_frame(fs[0]))], out)
