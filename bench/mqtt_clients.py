@@ -46,13 +46,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import msgspec  # noqa: E402
+import msgspec
 
-from ingest_throughput import emit, messages, publish_all, replicate, simulated_frames  # noqa: E402
-from minewatch.mqtt import connect_properties, paho_client  # noqa: E402
-from minewatch.services import Mosquitto  # noqa: E402
-from minewatch.settings import MqttTarget, Settings  # noqa: E402
-from minewatch.topics import Topics  # noqa: E402
+from ingest_throughput import emit, messages, publish_all, replicate, simulated_frames
+from minewatch.mqtt import connect_properties, paho_client
+from minewatch.services import Mosquitto
+from minewatch.settings import MqttTarget, Settings
+from minewatch.topics import Topics
 
 PREFIX = "clients/v1"
 RECEIVE_MAXIMUM = 20_000
@@ -115,11 +115,10 @@ def paho_loop(broker: Mosquitto, cid: str, n: int, go: Callable[[], None]) -> No
 
 def aiomqtt_client(broker: Mosquitto, cid: str, n: int, go: Callable[[], None]) -> None:
     import aiomqtt
-    import paho.mqtt.client as paho
 
     async def main() -> None:
         got = 0
-        async with aiomqtt.Client(broker.host, broker.port, identifier=cid, protocol=paho.MQTTv5,
+        async with aiomqtt.Client(broker.host, broker.port, identifier=cid, protocol=aiomqtt.ProtocolVersion.V5,
                                   properties=connect_properties(600, RECEIVE_MAXIMUM)) as c:
             await c.subscribe(TOPIC, qos=1)
             go()
@@ -132,7 +131,7 @@ def aiomqtt_client(broker: Mosquitto, cid: str, n: int, go: Callable[[], None]) 
 
 
 def gmqtt_client(broker: Mosquitto, cid: str, n: int, go: Callable[[], None]) -> None:
-    import gmqtt
+    import gmqtt  # type: ignore[import-untyped]
 
     async def main() -> None:
         got = [0]
@@ -168,7 +167,7 @@ def mqtt5_codec(broker: Mosquitto, cid: str, n: int, go: Callable[[], None]) -> 
         writer.write(mqtt5.SubscribePacket(1, [mqtt5.TopicFilter(TOPIC, max_qos=mqtt5.QoS.AT_LEAST_ONCE)]).write())
         buf = bytearray()
         got = 0
-        read, Publish, PubAck, SubAck = mqtt5.read, mqtt5.PublishPacket, mqtt5.PubAckPacket, mqtt5.SubAckPacket
+        read = mqtt5.read
         while got < n:
             chunk = await reader.read(1 << 18)
             if not chunk:
@@ -183,11 +182,11 @@ def mqtt5_codec(broker: Mosquitto, cid: str, n: int, go: Callable[[], None]) -> 
                 except IndexError:  # the rest of a packet is still to come
                     break
                 pos += used
-                if isinstance(pkt, Publish):
+                if isinstance(pkt, mqtt5.PublishPacket):
                     got += 1
                     if pkt.packet_id is not None:
-                        acks.append(PubAck(pkt.packet_id).write())
-                elif isinstance(pkt, SubAck):
+                        acks.append(mqtt5.PubAckPacket(pkt.packet_id).write())
+                elif isinstance(pkt, mqtt5.SubAckPacket):
                     go()
             view.release()
             del buf[:pos]
@@ -215,7 +214,7 @@ def turn(broker: Mosquitto, name: str, n: int, payload_file: Path, k: int) -> tu
     send them (from its go to its last message in)."""
     fn = CANDIDATES[name][0]
     cid = f"bench-{name}-{k}-{os.getpid()}"
-    done: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+    done: mp.Queue = mp.Queue()
     pub = mp.Process(target=publish_all, args=(broker.url, str(payload_file), 2000, 0.0, done))
     start: list[float] = []
 

@@ -47,7 +47,8 @@ def test_the_ingestors_consumer_over_tls(tls_broker: tuple[DeployBroker, int]) -
     ca = b.auth.directory / "tls" / "ca.crt"
     topic = Topics().telemetry("mf01", "r01")
     rng = random.Random(3)
-    payloads = [rng.randbytes(n) for n in (1, 100, 16_000, 16_500, 40_000, 300_000, *[rng.randrange(1, 5000) for _ in range(300)])]
+    payloads = [rng.randbytes(n) for n in (1, 100, 16_000, 16_500, 40_000, 300_000,
+                                           *[rng.randrange(1, 5000) for _ in range(300)])]
     got: list[bytes] = []
 
     async def main() -> None:
