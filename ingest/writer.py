@@ -129,6 +129,18 @@ class Writer:
                 pass
         self.spool.close()
 
+    async def prepare(self) -> bool:
+        """Set up the database (retention policies, continuous queries) before the first write.
+        False when InfluxDB cannot be reached: the writer then starts down, spooling until it
+        answers (and sets the database up on its first write after that)."""
+        try:
+            await self._ensure_db()
+        except Exception as exc:  # noqa: BLE001 - InfluxDB may be down at start: the spool covers it
+            log.warning("InfluxDB not ready at start (%s); spooling until it is", exc)
+            self._mark_down(str(exc))
+            return False
+        return True
+
     @property
     def influx_up(self) -> bool:
         return self.down_since is None

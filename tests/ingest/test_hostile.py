@@ -196,7 +196,7 @@ def test_a_flood_of_new_channel_names_is_refused_and_the_log_stays_short(
 
 
 def test_the_detectors_watch_only_the_catalogues_channels() -> None:
-    from ingest.service import _catalogue_only
+    from ingest.pipeline import catalogue_only as _catalogue_only
 
     fs = frames_for("mf01", "r01", 2)
     assert _catalogue_only(fs) is fs  # a robot's own frames: untouched, not copied
