@@ -47,15 +47,15 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ingest_throughput import PREFIX, messages, replicate, simulated_frames  # noqa: E402
+from ingest_throughput import PREFIX, messages, replicate, simulated_frames
 
-from ingest.consumer import Incoming  # noqa: E402
-from ingest.lines import CHANNEL_RE, RESERVED_FIELDS, TelemetryLines  # noqa: E402
-from ingest.seqtrack import DUPLICATE, LATE, NEW, SeqTracker  # noqa: E402
-from minewatch.catalogue import SCENARIOS  # noqa: E402
-from minewatch.runtime import tune_gc  # noqa: E402
-from minewatch.topics import Topics  # noqa: E402
-from minewatch.wire import Frame, FramesOnTopic, decode_frames  # noqa: E402
+from ingest.consumer import Incoming
+from ingest.lines import CHANNEL_RE, RESERVED_FIELDS, TelemetryLines
+from ingest.seqtrack import DUPLICATE, LATE, NEW, SeqTracker
+from minewatch.catalogue import SCENARIOS
+from minewatch.runtime import tune_gc
+from minewatch.topics import Topics
+from minewatch.wire import Frame, FramesOnTopic, decode_frames
 
 LATE_AFTER_NS = 30 * 10**9
 _readings, _seq, _ts = operator.attrgetter("readings"), operator.attrgetter("seq"), operator.attrgetter("ts")
@@ -179,7 +179,7 @@ def one_pass(variant: str, batches: list[list[Msg]], clock: Clock, suite: Any) -
             lines = clock.time("format", variant, lambda: fmt.format_many(kept[0], kept[1]))  # noqa: B023
         clock.time("join", variant, lambda: "\n".join(lines).encode())  # noqa: B023
         if suite is not None:  # in both passes, so both run under the same load; reported from the new one
-            clock.time("detectors", "current" if variant == "new" else "old-pass", lambda: suite.process(kept[2], late=kept[3]))  # noqa: B023,E501
+            clock.time("detectors", "current" if variant == "new" else "old-pass", lambda: suite.process(kept[2], late=kept[3]))  # noqa: B023
         out.append(lines)
     return out
 
@@ -257,7 +257,7 @@ def main() -> None:
 
     suite_cls = None
     if not args.no_detectors:
-        from detectors import DetectorSuite  # type: ignore[attr-defined]
+        from detectors import DetectorSuite
 
         from ingest.pipeline import warm_up
 

@@ -29,7 +29,8 @@ from typing import Any
 import msgspec
 
 from minewatch.catalogue import SCENARIOS
-from minewatch.schema import AlertAck, AlertEvent, AlertKind, AlertTiming, IncidentAck, IncidentEvent, Severity, WatchStatus
+from minewatch.schema import (AlertAck, AlertEvent, AlertKind, AlertTiming, IncidentAck, IncidentEvent, Severity, WatchState,
+                              WatchStatus)
 from minewatch.topics import Topics
 from minewatch.wire import Frame
 
@@ -79,7 +80,7 @@ def load_suite(opts: IngestOptions, timing: AlertTiming = AlertTiming.live) -> A
     if not opts.detectors:
         return None
     try:
-        from detectors import DetectorSuite  # type: ignore[attr-defined]
+        from detectors import DetectorSuite
     except ImportError as exc:
         log.warning("detectors unavailable (%s): storing telemetry without detection", exc)
         return None
@@ -301,7 +302,7 @@ class Pipeline:
                     self._count_detected(frames, ok=True)
                 for st, at in work.statuses:
                     events.extend(suite.robot_status(st, arrived=at))
-            except Exception:  # noqa: BLE001 - a detector fault must not stop storage
+            except Exception:
                 log.exception("detectors failed on %d frames; the readings are stored anyway", len(frames))
                 self.counters.detector_errors += 1
                 self.counters.detector_skipped += len(frames)
@@ -342,7 +343,7 @@ class Pipeline:
         hs = self.history_suite
         try:
             det = hs.process(catalogue_only(frames))
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("history detectors failed on %d frames; the readings are stored anyway", len(frames))
             self.counters.detector_errors += 1
             return
@@ -412,7 +413,7 @@ class Pipeline:
                     now_ns = self.router.now(max(time.time_ns(), self.tick_floor))
                     if now_ns:
                         self.publish(self.suite.tick(now_ns), batch)
-                except Exception:  # noqa: BLE001
+                except Exception:
                     log.exception("detector tick failed")
                     self.counters.detector_errors += 1
         if now >= self._next_watch:
@@ -472,7 +473,7 @@ class Pipeline:
         return stats_line(self.stats_tags, fields, time.time_ns())
 
     # -- whether each scenario is watched --------------------------------------------------------
-    def _watch_state(self, w: ScenarioTally, now_ns: int) -> tuple[str, str]:
+    def _watch_state(self, w: ScenarioTally, now_ns: int) -> tuple[WatchState, str]:
         if self.suite is None:
             return "detectors_off", "this ingest process runs without detectors"
         if w.failed:

@@ -101,7 +101,7 @@ def reconcile(suite: Any, frames: list[Frame], restored: list[AlertEvent],
     restored_incidents = {i.incident_id for i in suite.engine.active_incidents()}
     try:
         det = suite.process(catalogue_only(frames), late=[False] * len(frames))
-    except Exception:  # noqa: BLE001 - a detector fault must not stop the start
+    except Exception:
         log.exception("detectors failed warming up on %d stored frames; they start cold", len(frames))
         return [], []
     now = time.time_ns()

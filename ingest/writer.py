@@ -86,7 +86,7 @@ class RetryPolicy:
         return random.uniform(0, min(self.cap_s, self.base_s * 2 ** attempt))
 
 
-class _Retryable(Exception):
+class _Retryable(Exception):  # noqa: N818 - an outcome (retry the write), not a fault
     pass
 
 
@@ -155,7 +155,7 @@ class Writer:
                 return "stored"
             except _Retryable as exc:
                 self._mark_down(str(exc))
-            except Exception as exc:  # noqa: BLE001 - whatever went wrong, keep the batch
+            except Exception as exc:
                 log.exception("unexpected failure writing a batch; spooling it")
                 self._mark_down(f"{type(exc).__name__}: {exc}")
         while True:

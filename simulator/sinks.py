@@ -86,7 +86,7 @@ class ProgressSink:
         self.t0 = sim.t0
         self.span = round(c.duration_s * 1e9) if c.duration_s is not None else None
         self.file = file or sys.stderr
-        self.bar = click.progressbar(length=1000, label="simulating", file=self.file, show_eta=True,
+        self.bar: Any = click.progressbar(length=1000, label="simulating", file=self.file, show_eta=True,
                                      item_show_func=lambda _: f"{self.sim.frames_generated:,} frames")
         self.bar.__enter__()
         self.done = 0

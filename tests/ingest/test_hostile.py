@@ -62,7 +62,7 @@ def test_poison_message_is_deadlettered_once_and_the_connection_stays(
     pub.publish(topics.telemetry("mf01", "r01"), poison)
     pub.send(topics, frames_for("mf01", "r01", 20, t0=t0))
     pub.flush()
-    wait_until(lambda: telemetry_count(influx_db) >= 20 and _letters(col), 60, "the good frames and the dead letter")
+    wait_until(lambda: telemetry_count(influx_db) >= 20 and bool(_letters(col)), 60, "the good frames and the dead letter")
     time.sleep(2.0)  # a redelivery, were there one, would be here by now
     letters = _letters(col)
     assert len(letters) == 1, [d.reason for d in letters]

@@ -67,8 +67,9 @@ def test_a_backlog_is_written_and_acknowledged_while_it_is_being_taken(mosquitto
                                                                         tmp_path: Path) -> None:
     """A backlog of many batches (robots back from an outage, an ingestor restarted) flows
     through: batches are stored and acknowledged while the rest still waits to be taken (in the
-    inbox, the socket or the broker's queue), not all at once when everything has been taken. Otherwise InfluxDB idles while the ingestor decodes,
-    then the ingestor idles while InfluxDB writes, and the broker holds every message meanwhile."""
+    inbox, the socket or the broker's queue), not all at once when everything has been taken.
+    Otherwise InfluxDB idles while the ingestor decodes, then the ingestor idles while InfluxDB
+    writes, and the broker holds every message meanwhile."""
     settings = ingest_settings(mosquitto.url, influxd.url, influx_db, prefix, tmp_path)
     topics = Topics(prefix)
     robots = [("mf01", "r01"), ("hf02", "r02"), ("bc03", "r03"), ("vf01", "r04")]
