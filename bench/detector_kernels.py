@@ -39,6 +39,7 @@ from detectors.health import HEALTH_ARGS, HEALTH_COLUMNS, health_kernel  # noqa:
 from detectors.limits import LIMIT_COLUMNS, limit_kernel  # noqa: E402
 from detectors.rise import RISE_ARGS, RISE_COLUMNS, rise_kernel  # noqa: E402
 from tests import naive  # noqa: E402
+from tests.detectors import naive_change  # noqa: E402
 
 S = 1_000_000_000
 
@@ -206,7 +207,7 @@ def naive_run(name: str, batch: tuple[np.ndarray, np.ndarray, np.ndarray]) -> No
                                          "spike_on": True, "spike_k": 10.0, "spike_window_s": 600.0,
                                          "silence_s": 60.0})
         else:
-            naive.change_scores(x[a:b].tolist())
+            naive_change.change_scores(t[a:b].tolist(), x[a:b].tolist())
 
 
 def ratios(kernel: str, numba_rate: float, peers: dict[str, float]) -> None:

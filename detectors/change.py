@@ -1,40 +1,60 @@
-"""A statistical change detector for channels without fixed limits.
+"""A streaming change and anomaly detector for sensor channels without fixed limits.
 
-Robust two-sided CUSUM on standardised residuals, plus a one-sample outlier test:
+Each stream learns, online and from its own values only, what it should read now and how far
+its readings usually stray, and scores each new value against that before learning from it
+(no look-ahead):
 
-* the stream's level ``m`` and scale ``d`` (mean absolute deviation) are learned during a
-  warm-up of ``warmup`` values (running mean), then tracked by exponential smoothing with
-  ``alpha``; values judged anomalous, or while the evidence is past half the threshold, are
-  *not* learned ("protect"), so a slow climb cannot teach the detector that it is normal;
-* each value gives ``z = (x - m) / sigma`` with ``sigma = 1.2533 d`` (the Gaussian ratio of
-  standard to mean absolute deviation), floored at half the finest step seen between two
-  values (a quantised sensor that barely moves is not infinitely precise) and at a millionth
-  of the level; everything is learned from the series itself, which makes the detector
-  scale-free: multiplying a series by any factor leaves its scores unchanged;
-* ``S+ = max(0, S+ + min(z, 4) - k)`` and ``S- = max(0, S- - max(z, -4) - k)`` accumulate
-  small persistent shifts that a windowed z-score never sees (clipping ``z`` at 4 keeps one
-  outlier from looking like a shift);
-* the evidence ``T = max(S+, S-) / h, |z| / spike)`` is mapped to a score
-  ``1 - 2 ** -T`` in ``[0, 1)``: 0.5 exactly at the decision threshold, higher is more
-  anomalous; a value is anomalous when ``T >= 1``; ±inf scores 1;
-* after ``warmup`` consecutive anomalous values the change is taken as the new normal: the
-  detector starts a fresh warm-up (scores 0 meanwhile); so it does after a gap in time of more
-  than ``gap`` (a patrol robot back in a scenario after its round).
+* **expected value** ``L + S(t)``: a level ``L`` (exponential smoothing with ``alpha`` per value)
+  plus a daily profile ``S`` of ``PROFILE_BINS`` bins over the ``period`` (24 h by default; 0
+  turns it off), read by linear interpolation at the value's *timestamp*, so irregular
+  sampling and gaps place a value correctly in its cycle. The profile learns ``x`` minus a slow
+  level (one period's time constant) at ``gamma`` per period, weighted by the time each value
+  stands for: a day of 1-second readings teaches it as much as a day of 5-minute ones. The
+  three 8-hour shifts of a mine (domain.md §6) are a harmonic of the day, so the daily profile
+  holds them too;
+* **scale** ``sigma = 1.2533 d``: ``d`` is a smoothed mean absolute residual (each residual
+  clipped at ``D_CLIP`` sigma, so heavy tails do not inflate it), floored at half the finest
+  step seen between two values and at a millionth of the level (a quantised or noise-free
+  series is not infinitely precise);
+* three tests of the standardised residual ``z = (x - L - S) / sigma``, combined into one
+  evidence ``T`` (the largest, each divided by its threshold):
 
-No value is ever used before its own score is computed (no look-ahead). The alert state of a
-stream rises after 2 consecutive anomalous values and clears after 5 consecutive normal ones.
-This beats a windowed z-score twice over: the z-score's window learns a drift as it happens,
-and with heavy-tailed noise its variance estimate swings so it both misses small shifts and
-fires on noise (``bench/detection_quality.py`` measures both on the same series).
+  - *shift*: a two-sided CUSUM of ``z`` clipped at ``Z_CLIP``, allowance ``k``, threshold ``h``;
+    ``z`` is first divided by a learned inflation ``max(1, s / s0)`` where ``s`` is the typical
+    size of a short moving average of ``z`` and ``s0`` what it is for independent values, so
+    residuals that come in runs (a smooth curve the profile does not hold yet) do not
+    accumulate as a shift would;
+  - *spike*: ``|z| >= spike`` times the learned tail heaviness ``max(1, q / (2.576 sigma))``, with
+    ``q`` an online 99th percentile of ``|x - L - S|``: one threshold holds for Gaussian and for
+    heavy-tailed noise;
+  - *variance*: a short moving average of ``|z|`` (clipped at ``V_CLIP``) ``VAR_RATIO`` times
+    its usual 0.8;
+
+* the score is ``1 - 2 ** -T`` in ``[0, 1)``: 0.5 exactly at the decision threshold whatever the
+  stream (every test is relative to what the stream learned), ±inf scores 1;
+* values with ``T >= LEARN_BELOW`` are not learned (a slow climb cannot teach the detector that
+  it is normal). After ``warmup`` such values in a row the change is taken as the new normal:
+  level and scale jump to those of the recent values (a short moving average), the profile is
+  kept and scoring goes on;
+* the first ``warmup`` values of a stream are learned (running mean and mean deviation), not
+  scored. After a gap in time of more than ``gap`` (a patrol robot back from its round) only
+  the level is learned again, over a quarter of the warm-up: the daily profile, the scale and
+  the tail it learned are kept.
+
+Everything is relative to the series itself, so the detector is scale-free: multiplying a
+series by any factor leaves its scores unchanged. The alert state of a stream rises after
+``ALERT_ON`` consecutive anomalous values and clears after ``ALERT_OFF`` consecutive normal
+ones. ``bench/change_quality.py`` measures false alarms, recall and delay on seasonal series
+with injected changes, against the previous detector and simple peers.
 
 Examples
 --------
 >>> import numpy as np
 >>> rng = np.random.default_rng(1)
->>> x = np.r_[rng.normal(10, 1, 200), rng.normal(12, 1, 100)]
+>>> x = np.r_[rng.normal(10, 1, 200), rng.normal(14, 1, 100)]
 >>> det = ChangeDetector()
 >>> score, alert = det.score_many(x)
->>> bool(alert[:200].any()), int(np.argmax(alert)) - 200 < 40
+>>> bool(alert[:200].any()), int(np.argmax(alert)) - 200 < 20
 (False, True)
 >>> score2, _ = ChangeDetector().score_many(x * 1000.0)
 >>> bool(np.allclose(score, score2))
@@ -43,65 +63,163 @@ True
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from detectors._jit import jit
 
 __all__ = ["CHANGE_ARGS", "CHANGE_COLUMNS", "ChangeDetector", "change_kernel", "to_score"]
 
-SIGMA_PER_MAD = 1.2533
-Z_CLIP = 4.0
+DAY_NS = 86_400 * 1_000_000_000
+PROFILE_BINS = 96  # 15 min bins over a day [P]: a shift change is a ramp of two bins, not a step
+SIGMA_PER_MAD = 1.2533  # Gaussian ratio of standard to mean absolute deviation
+Z_CLIP = 4.0  # one outlier must not look like a shift to the CUSUM
+D_CLIP = 4.0  # residuals past this many sigmas teach the scale no more than this
+V_CLIP = 6.0
+PROFILE_CLIP = 3.0  # nor the profile more than this
+V_MEAN = 1.0 / SIGMA_PER_MAD  # what |z| averages to when the scale is right
+V_RATE = 0.05
+D_HOLD = 1.5
+VAR_RATIO = 2.5  # noise 2.5 times its usual size is a change [P]
+M_RATE = 0.1  # the short moving average of z whose size measures how z comes in runs
+M_IID = V_MEAN * (M_RATE / (2.0 - M_RATE)) ** 0.5  # its mean |.| for independent Gaussian z
+FLOOR_SHARE = 0.01  # sigma is at least this share of how far values stray from their daily mean
+SCALE_RATE = 0.01  # scale, tail and run-size learning per value
+Q_LEVEL = 0.01  # the tail quantile learned: 99th percentile of |residual|
+Q_RATE = 0.1
+Q_GAUSS = 2.5758  # the 99th percentile of |z| for Gaussian z
+TAIL_MAX = 3.0  # the spike threshold grows at most this much for heavy tails [P]
+FAST_RATE = 0.1  # level and deviation of the recent values, taken over at a re-baseline
+LEARN_BELOW = 0.5
+SOFT_HOLD = 5  # values a building evidence (below the threshold) may hold learning back [P]
+GAP_FACTOR = 20.0  # an automatic gap: this many usual spacings without a value [P]
+SPACING_RATE = 0.05
 ALERT_ON = 2
 ALERT_OFF = 5
-LEARN_BELOW = 0.5
 
 
 @jit
-def change_kernel(stream, t, x, on, warmup, k, h, spike, alpha, gap,
-                  n, m, d, s_hi, s_lo, run_bad, state, on_count, off_count, last, step, t_last, score, code,
-                  level):  # noqa: ANN001, ANN201
-    """Score a batch. ``score[i]`` is the evidence ``T`` (0 for NaN and warm-up, inf for
-    ±inf; :func:`to_score` maps it to [0, 1]), ``code[i]`` the alert state change at ``i``
-    (1 raised, 0 cleared, -1 none), ``level[i]`` the learned level the value was compared with."""
+def _profile_at(prof, weight, s, phase):  # noqa: ANN001, ANN202
+    """Linear interpolation of stream ``s``'s cyclic profile between bin centres (phase in bins);
+    a bin never learned takes its neighbour's value."""
+    nb = prof.shape[1]
+    pos = phase - 0.5
+    lo = np.floor(pos)
+    w = pos - lo
+    i0 = int(lo)
+    if i0 < 0:
+        i0 += nb
+    i1 = i0 + 1
+    if i1 >= nb:
+        i1 -= nb
+    a = prof[s, i0]
+    b = prof[s, i1]
+    if weight[s, i0] <= 0.0:
+        a = b
+    elif weight[s, i1] <= 0.0:
+        b = a
+    return i0, i1, w, (1.0 - w) * a + w * b
+
+
+@jit
+def change_kernel(stream, t, x, on, warmup, k, h, spike, alpha, gamma, period, gap,
+                  n, ready, m, d, spread, fast, fdev, slow, prof, weight, spacing, q, mz, sm, v, s_hi, s_lo, held, state, on_count,
+                  off_count, last, step, t_last, t_phase, t_ns, score, code, level):  # noqa: ANN001, ANN201
+    """Score a batch sorted by stream then time. ``score[i]`` is the evidence ``T`` (0 for NaN and
+    warm-up, inf for ±inf; :func:`to_score` maps it to [0, 1]), ``code[i]`` the alert state change
+    at ``i`` (1 raised, 0 cleared, -1 none), ``level[i]`` the value expected there."""
     n_changes = 0
+    nb = prof.shape[1]
+    inv_nb = 1.0 / nb
     for i in range(x.shape[0]):
         s = stream[i]
-        v = x[i]
-        mean = m[s]
+        v_i = x[i]
         score[i] = 0.0
         code[i] = -1
-        level[i] = mean
-        if not on[s] or v != v:
+        per = period[s]
+        sv = 0.0
+        phase = 0.0
+        bins_per_ns = 0.0
+        i0 = 0
+        i1 = 0
+        w = 0.0
+        if per > 0:
+            # the time of day, in ns, carried on from the previous value (a division only after a jump)
+            step_t = t[i] - t_phase[s]
+            if t_phase[s] < 0 or step_t < 0 or step_t >= per:
+                ph = t[i] % per  # Python's %: never negative
+            else:
+                ph = t_ns[s] + step_t
+                if ph >= per:
+                    ph -= per
+            t_phase[s] = t[i]
+            t_ns[s] = ph
+            bins_per_ns = nb / per
+            phase = ph * bins_per_ns
+            i0, i1, w, sv = _profile_at(prof, weight, s, phase)
+        level[i] = m[s] + sv
+        if not on[s] or v_i != v_i:
             continue
-        if t_last[s] >= 0 and t[i] - t_last[s] > gap[s]:
-            # back after a gap (a patrol robot returning): what it knew is stale, learn afresh
-            n[s] = 0
-            mean = 0.0
-            m[s] = 0.0
-            d[s] = 0.0
-            s_hi[s] = 0.0
-            s_lo[s] = 0.0
-            run_bad[s] = 0
+        dt = 0
+        if t_last[s] >= 0:
+            dt = t[i] - t_last[s]
+            limit = gap[s]
+            if limit <= 0:  # automatic: GAP_FACTOR times the stream's usual spacing
+                limit = np.inf if spacing[s] <= 0.0 else GAP_FACTOR * spacing[s]
+            if dt > 0 and dt <= limit:
+                if spacing[s] <= 0.0:
+                    spacing[s] = dt
+                else:
+                    spacing[s] += SPACING_RATE * (dt - spacing[s])
+            if dt > limit:
+                # back after a gap (a patrol robot returning): the level is stale, the profile is not
+                n[s] = 0
+                s_hi[s] = 0.0
+                s_lo[s] = 0.0
+                mz[s] = 0.0
+                v[s] = V_MEAN
+                held[s] = 0
+                dt = 0
         t_last[s] = t[i]
         bad = False
-        if np.isfinite(v):
-            jump = abs(v - last[s])
+        if np.isfinite(v_i):
+            jump = abs(v_i - last[s])
             if jump > 0.0 and jump < step[s]:
                 step[s] = jump  # the finest step seen: the sensor's resolution, learned
-            last[s] = v
+            last[s] = v_i
+            y = v_i - sv  # the value without its time of day
+            need = warmup[s] if not ready[s] else max(2, (warmup[s] + 3) // 4)
             seen = n[s]
-            if seen < warmup[s]:
+            if seen < need:
                 seen += 1
                 n[s] = seen
-                dev = abs(v - mean)
-                m[s] = mean + (v - mean) / seen
-                if seen > 1:
-                    d[s] += (dev - d[s]) / (seen - 1)
+                mean = m[s] if seen > 1 else 0.0
+                if not ready[s] and seen > 1:
+                    d[s] += (abs(y - mean) - d[s]) / (seen - 1)
+                mean += (y - mean) / seen
+                m[s] = mean
+                fast[s] = mean
+                if seen == 1:
+                    fdev[s] = d[s]
+                    if not ready[s]:
+                        slow[s] = y
+                if seen == need:
+                    if not ready[s]:
+                        ready[s] = True
+                        slow[s] = mean
+                        fdev[s] = d[s]
+                        spread[s] = d[s]
+                        q[s] = Q_GAUSS * SIGMA_PER_MAD * d[s]
+                        sm[s] = M_IID
+                    mz[s] = 0.0
+                    v[s] = V_MEAN
+                    s_hi[s] = 0.0
+                    s_lo[s] = 0.0
+                    held[s] = 0
             else:
+                mean = m[s]
+                r = y - mean
                 sigma = SIGMA_PER_MAD * d[s]
-                floor = 1e-6 * abs(mean)
+                floor = max(1e-6 * abs(mean + sv), FLOOR_SHARE * spread[s])
                 half_step = 0.5 * step[s]
                 if half_step > floor and half_step < np.inf:
                     floor = half_step
@@ -109,33 +227,96 @@ def change_kernel(stream, t, x, on, warmup, k, h, spike, alpha, gap,
                     floor = 1e-300
                 if sigma < floor:
                     sigma = floor
-                z = (v - mean) / sigma
+                inv_sigma = 1.0 / sigma
+                z = r * inv_sigma
+                az = abs(z)
                 zc = min(max(z, -Z_CLIP), Z_CLIP)
+                mzv = mz[s] + M_RATE * (zc - mz[s])
+                mz[s] = mzv
+                infl = sm[s] * (1.0 / M_IID)
+                if infl < 1.0:
+                    infl = 1.0
+                zi = zc / infl
                 kk = k[s]
-                up = max(0.0, s_hi[s] + zc - kk)
-                down = max(0.0, s_lo[s] - zc - kk)
+                up = max(0.0, s_hi[s] + zi - kk)
+                down = max(0.0, s_lo[s] - zi - kk)
                 s_hi[s] = up
                 s_lo[s] = down
-                ev = max(max(up, down) / h[s], abs(z) / spike[s])
+                vv = v[s] + V_RATE * (min(az, V_CLIP) - v[s])
+                v[s] = vv
+                tail = min(max(q[s] * inv_sigma * (1.0 / Q_GAUSS), 1.0), TAIL_MAX)
+                ev = max(max(up, down) / h[s], az / (spike[s] * tail))
+                ev_var = vv * (1.0 / (VAR_RATIO * V_MEAN))
+                protect = ev >= 1.0 or ev_var >= 1.0 or (ev >= LEARN_BELOW and held[s] < SOFT_HOLD)
+                if ev_var > ev:
+                    ev = ev_var
                 score[i] = ev
-                if ev >= 1.0:
-                    bad = True
-                    run = run_bad[s] + 1
-                    run_bad[s] = run
+                bad = ev >= 1.0
+                dev = abs(y - fast[s])
+                fast[s] += FAST_RATE * (y - fast[s])
+                fdev[s] += FAST_RATE * (dev - fdev[s])
+                if protect:  # anomalous, or evidence of a shift building up: not learned
+                    run = held[s] + 1
+                    held[s] = run
                     if run >= warmup[s]:  # the change has lasted: it is the new normal
-                        n[s] = 0
-                        m[s] = 0.0
-                        d[s] = 0.0
+                        new_d = fdev[s]
+                        if new_d > 0.0 and d[s] > 0.0:
+                            q[s] = tail * Q_GAUSS * SIGMA_PER_MAD * new_d
+                            d[s] = new_d
+                        slow[s] += fast[s] - mean
+                        m[s] = fast[s]
+                        mz[s] = 0.0
+                        v[s] = V_MEAN
                         s_hi[s] = 0.0
                         s_lo[s] = 0.0
-                        run_bad[s] = 0
+                        held[s] = 0
                 else:
-                    run_bad[s] = 0
-                    if ev < LEARN_BELOW:  # evidence building up is not learned either
-                        a = alpha[s]
-                        dev = abs(v - mean)
-                        m[s] = mean + a * (v - mean)
-                        d[s] += a * (dev - d[s])
+                    held[s] = 0
+                    a = alpha[s]
+                    m[s] = mean + a * r
+                    if vv < D_HOLD * V_MEAN:  # the noise growing is not learned while it may be a change
+                        d[s] += SCALE_RATE * (min(abs(r), D_CLIP * sigma) - d[s])
+                    sm[s] += SCALE_RATE * (abs(mzv) - sm[s])
+                    spread[s] += SCALE_RATE * (abs(v_i - slow[s]) - spread[s])
+                    if abs(r) > q[s]:
+                        q[s] += Q_RATE * sigma * (1.0 - Q_LEVEL)
+                    else:
+                        q[s] -= Q_RATE * sigma * Q_LEVEL
+                    q[s] = min(q[s], TAIL_MAX * Q_GAUSS * sigma)
+                if per > 0 and dt > 0:
+                    # the profile learns x minus the slow level, by the time this value stands for,
+                    # even from anomalous values (clipped, and slowly: a change that comes back daily is the cycle)
+                    frac = dt * bins_per_ns
+                    if frac > 1.0:
+                        frac = 1.0
+                    sl = slow[s]
+                    err = v_i - sl - sv
+                    if weight[s, i0] >= 1.0 and weight[s, i1] >= 1.0:  # clipped once the bins know their time
+                        err = min(max(err, -PROFILE_CLIP * sigma), PROFILE_CLIP * sigma)
+                    # each bin averages what it saw until it has seen a period's worth, then smooths
+                    w0 = (1.0 - w) * frac
+                    w1 = w * frac
+                    # (a bin that has not seen a whole period yet learns whatever comes; after that,
+                    # what it sees while the stream is anomalous counts only at the slow rate)
+                    g0 = gamma[s]
+                    if not protect or weight[s, i0] < 1.0:
+                        weight[s, i0] += w0
+                        if weight[s, i0] > 0.0 and weight[s, i0] * g0 < 1.0:
+                            g0 = 1.0 / weight[s, i0]
+                    g1 = gamma[s]
+                    if not protect or weight[s, i1] < 1.0:
+                        weight[s, i1] += w1
+                        if weight[s, i1] > 0.0 and weight[s, i1] * g1 < 1.0:
+                            g1 = 1.0 / weight[s, i1]
+                    prof[s, i0] += g0 * w0 * err
+                    prof[s, i1] += g1 * w1 * err
+                    if (1.0 - w) * weight[s, i0] + w * weight[s, i1] >= 1.0:
+                        # the slow level follows the values without their time of day once the
+                        # profile knows this time of day: before, it would follow the cycle itself
+                        rate = dt * bins_per_ns * inv_nb
+                        if rate > 1.0:
+                            rate = 1.0
+                        slow[s] = sl + rate * (y - sl)
         else:
             score[i] = np.inf
             bad = True
@@ -159,25 +340,43 @@ def change_kernel(stream, t, x, on, warmup, k, h, spike, alpha, gap,
 
 
 CHANGE_COLUMNS = {
+    # configuration
     "c_on": (np.bool_, (), False),
     "c_warmup": (np.int64, (), 30),
     "c_k": (np.float64, (), 0.5),
     "c_h": (np.float64, (), 20.0),
     "c_spike": (np.float64, (), 12.0),
-    "c_alpha": (np.float64, (), 0.02),
-    "c_gap": (np.int64, (), 2**62),
+    "c_alpha": (np.float64, (), 0.1),
+    "c_gamma": (np.float64, (), 0.25),
+    "c_period": (np.int64, (), DAY_NS),
+    "c_gap": (np.int64, (), 0),
+    # state
     "c_n": (np.int64, (), 0),
+    "c_ready": (np.bool_, (), False),
     "c_m": (np.float64, (), 0.0),
     "c_d": (np.float64, (), 0.0),
+    "c_spread": (np.float64, (), 0.0),
+    "c_fast": (np.float64, (), 0.0),
+    "c_fdev": (np.float64, (), 0.0),
+    "c_slow": (np.float64, (), 0.0),
+    "c_prof": (np.float64, (PROFILE_BINS,), 0.0),
+    "c_weight": (np.float64, (PROFILE_BINS,), 0.0),
+    "c_spacing": (np.float64, (), 0.0),
+    "c_q": (np.float64, (), 0.0),
+    "c_mz": (np.float64, (), 0.0),
+    "c_sm": (np.float64, (), M_IID),
+    "c_v": (np.float64, (), V_MEAN),
     "c_s_hi": (np.float64, (), 0.0),
     "c_s_lo": (np.float64, (), 0.0),
-    "c_run_bad": (np.int64, (), 0),
+    "c_held": (np.int64, (), 0),
     "c_state": (np.int8, (), 0),
     "c_on_count": (np.int64, (), 0),
     "c_off_count": (np.int64, (), 0),
     "c_last": (np.float64, (), np.nan),
     "c_step": (np.float64, (), np.inf),
     "c_t_last": (np.int64, (), -1),
+    "c_t_phase": (np.int64, (), -1),
+    "c_t_ns": (np.int64, (), 0),
 }
 CHANGE_ARGS = tuple(CHANGE_COLUMNS)
 
@@ -199,39 +398,65 @@ class ChangeDetector:
     h
         CUSUM decision threshold.
     spike
-        A single value this many standard deviations away is anomalous on its own.
+        A single value this many standard deviations away (more where the noise has heavy
+        tails) is anomalous on its own.
     alpha
-        Smoothing of level and scale after the warm-up.
+        Smoothing of the level.
+    gamma
+        How much of its error the daily profile learns per period.
+    period_s
+        Length of the cycle in seconds (0: no profile).
+    gap_s
+        A pause longer than this between two values restarts the level's warm-up (None: never).
     """
 
-    def __init__(self, warmup: int = 30, k: float = 0.5, h: float = 20.0, spike: float = 12.0, alpha: float = 0.02) -> None:
+    def __init__(self, warmup: int = 30, k: float = 0.5, h: float = 20.0, spike: float = 12.0, alpha: float = 0.1,
+                 gamma: float = 0.25, period_s: float = 86_400.0, gap_s: float | None = None) -> None:
         if warmup < 2:
             raise ValueError("warmup must be at least 2")
-        if not (k >= 0 and h > 0 and spike > 0 and 0 < alpha < 1):
-            raise ValueError("need k >= 0, h > 0, spike > 0 and 0 < alpha < 1")
-        self.warmup = warmup
-        self.k = k
-        self.h = h
-        self.spike = spike
-        self.alpha = alpha
-        self.state_ = {name: np.full(1, fill, dtype=dt) for name, (dt, _, fill) in CHANGE_COLUMNS.items()}
+        if not (k >= 0 and h > 0 and spike > 0 and 0 < alpha < 1 and 0 <= gamma <= 1):
+            raise ValueError("need k >= 0, h > 0, spike > 0, 0 < alpha < 1 and 0 <= gamma <= 1")
+        if not (period_s >= 0 and np.isfinite(period_s)) or (gap_s is not None and not gap_s > 0):
+            raise ValueError("need a finite period_s >= 0 and gap_s > 0")
+        self.warmup, self.k, self.h, self.spike, self.alpha, self.gamma = warmup, k, h, spike, alpha, gamma
+        self.state_ = {name: np.full((1, *shape), fill, dtype=dt) for name, (dt, shape, fill) in CHANGE_COLUMNS.items()}
+        gap = 0 if gap_s is None else int(round(gap_s * 1e9))
         for name, value in (("c_on", True), ("c_warmup", warmup), ("c_k", k), ("c_h", h), ("c_spike", spike),
-                            ("c_alpha", alpha)):
+                            ("c_alpha", alpha), ("c_gamma", gamma), ("c_period", int(round(period_s * 1e9))),
+                            ("c_gap", gap)):
             self.state_[name][0] = value
 
-    def score_many(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Scores and 0/1 anomaly flags of the next values, in order (state carries on)."""
+    def score_many(self, x: np.ndarray, t: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and 0/1 anomaly flags of the next values, in order (state carries on).
+
+        ``t``: their times, as ``datetime64`` or integer nanoseconds, non-decreasing and after
+        the previous batch's; without it the values are one second apart."""
         x = np.ascontiguousarray(x, dtype=np.float64)
+        if x.ndim != 1:
+            raise ValueError(f"expected a 1-D series, got shape {x.shape}")
+        prev = int(self.state_["c_t_last"][0])
+        if t is None:
+            start = prev + 1_000_000_000 if prev >= 0 else 0
+            t = start + np.arange(x.shape[0], dtype=np.int64) * 1_000_000_000
+        else:
+            t = np.asarray(t)
+            if np.issubdtype(t.dtype, np.datetime64):
+                t = t.astype("datetime64[ns]").astype(np.int64)
+            elif not np.issubdtype(t.dtype, np.integer):
+                raise ValueError("t must be datetime64 or integer nanoseconds")
+            t = np.ascontiguousarray(t, dtype=np.int64)
+            if t.shape != x.shape:
+                raise ValueError(f"t has shape {t.shape}, the values {x.shape}")
+            if t.size and (np.any(np.diff(t) < 0) or t[0] < prev or t[0] < 0):
+                raise ValueError("times must be non-negative, non-decreasing and not before the previous batch")
         score = np.empty(x.shape[0])
         code = np.empty(x.shape[0], dtype=np.int8)
         level = np.empty(x.shape[0])
-        start = int(self.state_["c_t_last"][0]) + 1
-        t = np.arange(start, start + x.shape[0], dtype=np.int64)  # one step per value: no gaps
         change_kernel(np.zeros(x.shape[0], dtype=np.int64), t, x, *(self.state_[c] for c in CHANGE_ARGS), score, code,
                       level)
         alert = (score >= 1.0).astype(np.int8)
         return to_score(score), alert
 
-    def score_one(self, x: float) -> float:
+    def score_one(self, x: float, t: int | None = None) -> float:
         """Score one value (and learn from it, unless it is anomalous)."""
-        return float(self.score_many(np.array([x]))[0][0])
+        return float(self.score_many(np.array([x]), None if t is None else np.array([t], dtype=np.int64))[0][0])
