@@ -7,15 +7,18 @@ its readings usually stray, and scores each new value against that before learni
 * **expected value** ``L + S(t)``: a level ``L`` (exponential smoothing with ``alpha`` per value)
   plus a daily profile ``S`` of ``PROFILE_BINS`` bins over the ``period`` (24 h by default; 0
   turns it off), read by linear interpolation at the value's *timestamp*, so irregular
-  sampling and gaps place a value correctly in its cycle. The profile learns ``x`` minus a slow
-  level (one period's time constant) at ``gamma`` per period, weighted by the time each value
-  stands for: a day of 1-second readings teaches it as much as a day of 5-minute ones. The
-  three 8-hour shifts of a mine (domain.md §6) are a harmonic of the day, so the daily profile
-  holds them too;
+  sampling and gaps place a value correctly in its cycle. Each bin is an average of ``x`` minus
+  a slow level (one period's time constant) over the values near its centre, weighted by the
+  time each value stands for (a day of 1-second readings teaches it as much as a day of
+  5-minute ones): a plain average until the bin has seen a whole period, then smoothing at
+  ``gamma`` per period. The slow level follows the values only where the profile knows the
+  time of day (before, it would follow the cycle itself). The three 8-hour shifts of a mine
+  (domain.md §6) are a harmonic of the day, so the daily profile holds them too;
 * **scale** ``sigma = 1.2533 d``: ``d`` is a smoothed mean absolute residual (each residual
   clipped at ``D_CLIP`` sigma, so heavy tails do not inflate it), floored at half the finest
-  step seen between two values and at a millionth of the level (a quantised or noise-free
-  series is not infinitely precise);
+  step seen between two values, a millionth of the level and ``FLOOR_SHARE`` of how far the
+  values stray from their slow level (a quantised or noise-free series is not infinitely
+  precise);
 * three tests of the standardised residual ``z = (x - L - S) / sigma``, combined into one
   evidence ``T`` (the largest, each divided by its threshold):
 
@@ -24,20 +27,24 @@ its readings usually stray, and scores each new value against that before learni
     size of a short moving average of ``z`` and ``s0`` what it is for independent values, so
     residuals that come in runs (a smooth curve the profile does not hold yet) do not
     accumulate as a shift would;
-  - *spike*: ``|z| >= spike`` times the learned tail heaviness ``max(1, q / (2.576 sigma))``, with
-    ``q`` an online 99th percentile of ``|x - L - S|``: one threshold holds for Gaussian and for
-    heavy-tailed noise;
+  - *spike*: ``|z| >= spike`` times the learned tail heaviness ``q / (2.576 sigma)`` (between 1
+    and ``TAIL_MAX``), with ``q`` an online 99th percentile of ``|x - L - S|``: one threshold
+    holds for Gaussian and for heavy-tailed noise;
   - *variance*: a short moving average of ``|z|`` (clipped at ``V_CLIP``) ``VAR_RATIO`` times
     its usual 0.8;
 
 * the score is ``1 - 2 ** -T`` in ``[0, 1)``: 0.5 exactly at the decision threshold whatever the
   stream (every test is relative to what the stream learned), ±inf scores 1;
-* values with ``T >= LEARN_BELOW`` are not learned (a slow climb cannot teach the detector that
-  it is normal). After ``warmup`` such values in a row the change is taken as the new normal:
+* anomalous values (``T >= 1``, or the variance test at its threshold) are not learned, nor are
+  up to ``SOFT_HOLD`` values in a row whose shift or spike evidence is past ``LEARN_BELOW`` (a
+  slow climb cannot teach the detector that it is normal); the noise's scale does not grow
+  while its moving average is ``D_HOLD`` times the usual. After ``warmup`` unlearned values
+  in a row the change is taken as the new normal:
   level and scale jump to those of the recent values (a short moving average), the profile is
   kept and scoring goes on;
 * the first ``warmup`` values of a stream are learned (running mean and mean deviation), not
-  scored. After a gap in time of more than ``gap`` (a patrol robot back from its round) only
+  scored. After a gap in time of more than ``gap`` (0: ``GAP_FACTOR`` times the stream's usual
+  spacing; a patrol robot back from its round) only
   the level is learned again, over a quarter of the warm-up: the daily profile, the scale and
   the tail it learned are kept.
 
@@ -78,7 +85,7 @@ V_CLIP = 6.0
 PROFILE_CLIP = 3.0  # nor the profile more than this
 V_MEAN = 1.0 / SIGMA_PER_MAD  # what |z| averages to when the scale is right
 V_RATE = 0.05
-D_HOLD = 1.5
+D_HOLD = 1.5  # the scale is not learned while |z| averages this many times its usual size
 VAR_RATIO = 2.5  # noise 2.5 times its usual size is a change [P]
 M_RATE = 0.1  # the short moving average of z whose size measures how z comes in runs
 M_IID = V_MEAN * (M_RATE / (2.0 - M_RATE)) ** 0.5  # its mean |.| for independent Gaussian z
@@ -290,9 +297,7 @@ def change_kernel(stream, t, x, on, warmup, k, h, spike, alpha, gamma, period, g
                     if frac > 1.0:
                         frac = 1.0
                     sl = slow[s]
-                    err = v_i - sl - sv
-                    if weight[s, i0] >= 1.0 and weight[s, i1] >= 1.0:  # clipped once the bins know their time
-                        err = min(max(err, -PROFILE_CLIP * sigma), PROFILE_CLIP * sigma)
+                    target = v_i - sl
                     # each bin averages what it saw until it has seen a period's worth, then smooths
                     w0 = (1.0 - w) * frac
                     w1 = w * frac
@@ -308,8 +313,15 @@ def change_kernel(stream, t, x, on, warmup, k, h, spike, alpha, gamma, period, g
                         weight[s, i1] += w1
                         if weight[s, i1] > 0.0 and weight[s, i1] * g1 < 1.0:
                             g1 = 1.0 / weight[s, i1]
-                    prof[s, i0] += g0 * w0 * err
-                    prof[s, i1] += g1 * w1 * err
+                    # each bin moves toward the value minus the slow level (clipped once it knows its time)
+                    e0 = target - prof[s, i0]
+                    if weight[s, i0] >= 1.0:
+                        e0 = min(max(e0, -PROFILE_CLIP * sigma), PROFILE_CLIP * sigma)
+                    e1 = target - prof[s, i1]
+                    if weight[s, i1] >= 1.0:
+                        e1 = min(max(e1, -PROFILE_CLIP * sigma), PROFILE_CLIP * sigma)
+                    prof[s, i0] += g0 * w0 * e0
+                    prof[s, i1] += g1 * w1 * e1
                     if (1.0 - w) * weight[s, i0] + w * weight[s, i1] >= 1.0:
                         # the slow level follows the values without their time of day once the
                         # profile knows this time of day: before, it would follow the cycle itself

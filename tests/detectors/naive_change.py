@@ -133,15 +133,16 @@ def change_scores(times, values, *, warmup=30, k=0.5, h=20.0, spike=12.0, alpha=
                 if period > 0 and dt > 0:
                     span = period / bins
                     share = min(dt, span) / span
-                    err = x - st["slow"] - sv
-                    if weight[i0] >= 1.0 and weight[i1] >= 1.0:
-                        err = max(-c.PROFILE_CLIP * sigma, min(c.PROFILE_CLIP * sigma, err))
+                    target = x - st["slow"]
                     for b, part in ((i0, (1.0 - right_w) * share), (i1, right_w * share)):
                         gain = gamma
                         if not protect or weight[b] < 1.0:
                             weight[b] += part
                             if weight[b] > 0:
                                 gain = max(gamma, 1.0 / weight[b])
+                        err = target - profile[b]
+                        if weight[b] >= 1.0:  # the bin knows its time: clipped
+                            err = max(-c.PROFILE_CLIP * sigma, min(c.PROFILE_CLIP * sigma, err))
                         profile[b] += gain * part * err
                     if (1.0 - right_w) * weight[i0] + right_w * weight[i1] >= 1.0:
                         st["slow"] += min(1.0, dt / period) * (y - st["slow"])
