@@ -179,6 +179,8 @@ def change_kernel(stream, t, x, on, warmup, k, h, spike, alpha, gamma, period, g
                     spacing[s] += SPACING_RATE * (dt - spacing[s])
             if dt > limit:
                 # back after a gap (a patrol robot returning): the level is stale, the profile is not
+                if ready[s] and n[s] >= max(2, (warmup[s] + 3) // 4):
+                    slow[s] -= m[s]  # the slow level kept relative to the level until that is learned again
                 n[s] = 0
                 s_hi[s] = 0.0
                 s_lo[s] = 0.0
@@ -217,6 +219,8 @@ def change_kernel(stream, t, x, on, warmup, k, h, spike, alpha, gamma, period, g
                         spread[s] = d[s]
                         q[s] = Q_GAUSS * SIGMA_PER_MAD * d[s]
                         sm[s] = M_IID
+                    else:
+                        slow[s] += mean
                     mz[s] = 0.0
                     v[s] = V_MEAN
                     s_hi[s] = 0.0

@@ -56,7 +56,9 @@ def change_scores(times, values, *, warmup=30, k=0.5, h=20.0, spike=12.0, alpha=
             limit = gap if gap > 0 else (math.inf if st["spacing"] <= 0 else c.GAP_FACTOR * st["spacing"])
             if 0 < dt <= limit:
                 st["spacing"] = dt if st["spacing"] <= 0 else st["spacing"] + c.SPACING_RATE * (dt - st["spacing"])
-            if dt > limit:  # a gap: learn the level again, keep the rest
+            if dt > limit:  # a gap: learn the level again, keep the rest (the slow level relative to it)
+                if st["ready"] and st["n"] >= max(2, (warmup + 3) // 4):
+                    st["slow"] -= st["level"]
                 st.update(n=0, up=0.0, down=0.0, avg_z=0.0, avg_abs_z=c.V_MEAN, held=0)
                 dt = 0
         st["t_last"] = t
@@ -85,6 +87,8 @@ def change_scores(times, values, *, warmup=30, k=0.5, h=20.0, spike=12.0, alpha=
                     if not st["ready"]:
                         st.update(ready=True, slow=st["level"], fast_dev=st["dev"], spread=st["dev"],
                                   q=c.Q_GAUSS * c.SIGMA_PER_MAD * st["dev"], avg_z_size=c.M_IID)
+                    else:
+                        st["slow"] += st["level"]
                     st.update(avg_z=0.0, avg_abs_z=c.V_MEAN, up=0.0, down=0.0, held=0)
             else:
                 level = st["level"]
