@@ -36,8 +36,9 @@ its readings usually stray, and scores each new value against that before learni
 * the score is ``1 - 2 ** -T`` in ``[0, 1)``: 0.5 exactly at the decision threshold whatever the
   stream (every test is relative to what the stream learned), ±inf scores 1;
 * anomalous values (``T >= 1``, or the variance test at its threshold) are not learned, nor are
-  up to ``SOFT_HOLD`` values in a row whose shift or spike evidence is past ``LEARN_BELOW`` (a
-  slow climb cannot teach the detector that it is normal); the noise's scale does not grow
+  up to ``SOFT_HOLD`` values in a row whose shift or spike evidence is past ``LEARN_BELOW`` or
+  whose short moving average of ``z`` is ``M_PROTECT`` times its usual size (a shift or a
+  slow climb cannot teach the detector that it is normal before the CUSUM has seen it); the noise's scale does not grow
   while its moving average is ``D_HOLD`` times the usual. After ``warmup`` unlearned values
   in a row the change is taken as the new normal:
   level and scale jump to those of the recent values (a short moving average), the profile is
@@ -90,6 +91,7 @@ VAR_RATIO = 2.5  # noise 2.5 times its usual size is a change [P]
 M_RATE = 0.1  # the short moving average of z whose size measures how z comes in runs
 M_IID = V_MEAN * (M_RATE / (2.0 - M_RATE)) ** 0.5  # its mean |.| for independent Gaussian z
 FLOOR_SHARE = 0.01  # sigma is at least this share of how far values stray from their daily mean
+M_PROTECT = 5.0  # nor while the short average of z is this many times its usual size (for up to SOFT_HOLD) [P]
 SCALE_RATE = 0.01  # scale, tail and run-size learning per value
 Q_LEVEL = 0.01  # the tail quantile learned: 99th percentile of |residual|
 Q_RATE = 0.1
@@ -258,7 +260,8 @@ def change_kernel(stream, t, x, on, warmup, k, h, spike, alpha, gamma, period, g
                 tail = min(max(q[s] * inv_sigma * (1.0 / Q_GAUSS), 1.0), TAIL_MAX)
                 ev = max(max(up, down) / h[s], az / (spike[s] * tail))
                 ev_var = vv * (1.0 / (VAR_RATIO * V_MEAN))
-                protect = ev >= 1.0 or ev_var >= 1.0 or (ev >= LEARN_BELOW and held[s] < SOFT_HOLD)
+                building = ev >= LEARN_BELOW or abs(mzv) >= M_PROTECT * M_IID * infl
+                protect = ev >= 1.0 or ev_var >= 1.0 or (building and held[s] < SOFT_HOLD)
                 if ev_var > ev:
                     ev = ev_var
                 score[i] = ev

@@ -109,7 +109,8 @@ def change_scores(times, values, *, warmup=30, k=0.5, h=20.0, spike=12.0, alpha=
                 noisier = st["avg_abs_z"] / (c.VAR_RATIO * c.V_MEAN)
                 score = max(shift_or_spike, noisier)
                 bad = score >= 1.0
-                protect = score >= 1.0 or (shift_or_spike >= c.LEARN_BELOW and st["held"] < c.SOFT_HOLD)
+                building = shift_or_spike >= c.LEARN_BELOW or abs(st["avg_z"]) >= c.M_PROTECT * c.M_IID * inflation
+                protect = score >= 1.0 or (building and st["held"] < c.SOFT_HOLD)
                 far = abs(y - st["fast"])
                 st["fast"] += c.FAST_RATE * (y - st["fast"])
                 st["fast_dev"] += c.FAST_RATE * (far - st["fast_dev"])
