@@ -100,13 +100,13 @@ class TelemetrySource:
 @dataclass
 class ReplayResult:
     alerts: list[AlertEvent] = field(default_factory=list)
-    readings: int = 0
+    frames: int = 0
     data_ts: int | None = None
     elapsed_s: float = 0.0
     cancelled: bool = False
 
 
-ProgressFn = Callable[[int, int], Awaitable[None] | None]  # (data_ts, readings so far)
+ProgressFn = Callable[[int, int], Awaitable[None] | None]  # (data_ts, frames so far)
 AlertsFn = Callable[[list[AlertEvent]], Awaitable[None] | None]
 FramesFn = Callable[[list[Frame]], Awaitable[None] | None]
 
@@ -158,7 +158,7 @@ async def run_replay(influx: InfluxClient, start: int, end: int, *, overrides: M
         if speed is None:
             # the whole slice in a worker thread: the event loop (the API) keeps serving
             events = await asyncio.to_thread(_process_slice, suite, frames, late, t0, t1, step_ns)
-            res.readings += len(frames)
+            res.frames += len(frames)
             res.data_ts = t1
             if events:
                 res.alerts.extend(events)
@@ -169,7 +169,7 @@ async def run_replay(influx: InfluxClient, start: int, end: int, *, overrides: M
                     res.cancelled = True
                     break
                 events = _process(suite, batch, blate, e)
-                res.readings += len(batch)
+                res.frames += len(batch)
                 res.data_ts = e
                 if events:
                     res.alerts.extend(events)
@@ -179,7 +179,7 @@ async def run_replay(influx: InfluxClient, start: int, end: int, *, overrides: M
                 await asyncio.sleep(max(0.0, lag))
             if res.cancelled:
                 break
-        await _call(on_progress, t1, res.readings)
+        await _call(on_progress, t1, res.frames)
     res.elapsed_s = time.perf_counter() - t_wall
     return res
 

@@ -35,12 +35,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from api.replay_engine import run_replay  # noqa: E402
-from ingest.lines import TelemetryLines  # noqa: E402
-from minewatch.influx import InfluxClient, SyncInflux  # noqa: E402
-from minewatch.runtime import tune_gc  # noqa: E402
-from minewatch.services import Influxd  # noqa: E402
-from minewatch.shifts import ShiftCalendar  # noqa: E402
+from api.replay_engine import run_replay
+from ingest.lines import TelemetryLines
+from minewatch.influx import InfluxClient, SyncInflux
+from minewatch.runtime import tune_gc
+from minewatch.services import Influxd
+from minewatch.shifts import ShiftCalendar
 
 SHIFT = "2026-11-20:night"
 DB = "bench_replay"
@@ -80,7 +80,7 @@ def stored_readings(influx: SyncInflux, start: int, end: int) -> int:
 async def replay_once(url: str, start: int, end: int) -> tuple[float, int, int]:
     async with InfluxClient(url, DB, timeout=300.0) as influx:
         res = await run_replay(influx, start, end)
-    return res.elapsed_s, res.readings, len(res.alerts)
+    return res.elapsed_s, res.frames, len(res.alerts)
 
 
 async def detectors_only(url: str, start: int, hours: float) -> float:

@@ -32,6 +32,9 @@ import numpy as np
 
 from minewatch.catalogue import QUANTITIES, SCENARIOS
 from simulator import _kernels as _k
+from simulator._kernels import (F_FAN_A, F_FAN_B, F_FAN_DP, F_HEAT_Q, F_INV_Q, F_MUL_Q, F_NONE,
+                                F_PUMP_DP, F_RUN2, F_RUN_AMB, F_RUN_MUL, F_STATE, F_STEP, F_STEP_ADD, F_STEP_MUL,
+                                F_ZERO)
 from simulator.layout import DOWNSTREAM, GROUPS, LOCAL_FANS, MAIN_FANS, PLACES, WORKS
 from simulator.shifts import ShiftClock
 from simulator.timeutil import NS
@@ -68,9 +71,6 @@ _DYN = {
 
 # How each model turns production into an equilibrium: ``target = lo + span * (a + b * p)``,
 # then a transform by airflow or running state.
-from simulator._kernels import (F_FAN_A, F_FAN_B, F_FAN_DP, F_HEAT_Q, F_INV_Q, F_MUL_Q, F_NONE,  # noqa: E402
-                                F_PUMP_DP, F_RUN2, F_RUN_AMB, F_RUN_MUL, F_STATE, F_STEP, F_STEP_ADD, F_STEP_MUL,
-                                F_ZERO)
 
 _FORM = {
     GAS: (0.2, 0.55, F_INV_Q),  # emission over airflow
@@ -167,7 +167,8 @@ class Mine:
         self.dt = dt
         self.scenario_ids = list(SCENARIOS)
         self.place_index = {sid: i for i, sid in enumerate(self.scenario_ids)}
-        names, places, models, lo, hi, res, qlo, qhi, nsd, nrel = [], [], [], [], [], [], [], [], [], []
+        names: list[str] = []
+        places, models, lo, hi, res, qlo, qhi, nsd, nrel = [], [], [], [], [], [], [], [], []
         self.slices: dict[str, slice] = {}
         for sid in self.scenario_ids:
             sc = SCENARIOS[sid]
@@ -220,14 +221,14 @@ class Mine:
         # place -> main fan, local fan, production source
         self.fan_of = np.array([MAIN_FANS.index(PLACES[s].fan) for s in self.scenario_ids])
         lf_names = list(LOCAL_FANS)
-        self.local_of = np.array([lf_names.index(PLACES[s].local_fan) if PLACES[s].local_fan else -1
+        self.local_of = np.array([lf_names.index(lf) if (lf := PLACES[s].local_fan) else -1
                                   for s in self.scenario_ids])
         self.lf_place = np.array([self.place_index[lf] for lf in lf_names])
         self.fan_place = np.array([self.place_index[f] for f in MAIN_FANS])
         self.has_lf = self.local_of >= 0
         self.fan_index_of = self.fan_of[self.place_of]
         self.work_names = list(WORKS)
-        sources = []
+        sources: list[list[int]] = []
         for s in self.scenario_ids:
             src = PLACES[s].production
             if src is None:
@@ -237,16 +238,17 @@ class Mine:
             else:
                 sources.append([self.work_names.index(src)])
         self.prod_matrix = np.zeros((self.S, len(self.work_names)))
-        for i, src in enumerate(sources):
-            for w in src:
-                self.prod_matrix[i, w] = 1.0 / len(src)
+        for i, works in enumerate(sources):
+            for w in works:
+                self.prod_matrix[i, w] = 1.0 / len(works)
         self.work_share = np.array([WORKS[w][0] for w in self.work_names])
         self.work_phase_ns = [round(WORKS[w][1] * NS) for w in self.work_names]
         self.mode = [PLACES[s].machine_mode for s in self.scenario_ids]
         self._district_belts = [i for i, m in enumerate(self.mode) if m == "production_belt"]
         self._main_belts = [i for i, m in enumerate(self.mode) if m == "main_belt"]
         self.pump_places = np.array([i for i, m in enumerate(self.mode) if m == "pump"])
-        self.sump_k = np.array([self.slices[self.scenario_ids[p]].start + self.names[self.slices[self.scenario_ids[p]]].index("wl")
+        self.sump_k = np.array([self.slices[self.scenario_ids[p]].start
+                                + self.names[self.slices[self.scenario_ids[p]]].index("wl")
                                 for p in self.pump_places])
         self.comp_places = np.array([i for i, m in enumerate(self.mode) if m == "compressor"])
         self.recv_k = self._mk.get(RECEIVER, np.array([], dtype=int))
@@ -259,8 +261,8 @@ class Mine:
         self._link_src = np.array([int(src[0]) for src, _, _, _ in self.links], dtype=int)
         self._link_alpha = np.array([1.0 - math.exp(-dt / tau) for _, _, _, tau in self.links])
         self._link_spread = np.zeros((len(self.links), self.K))  # link -> dilution at each downstream channel
-        for i, (_, dst, dil, _) in enumerate(self.links):
-            self._link_spread[i, dst] = dil
+        for i, (_, dst_k, dil, _) in enumerate(self.links):
+            self._link_spread[i, dst_k] = dil
         self.wander = self.rng.standard_normal(self.K) * self.wander_sd
         # hysteresis states, one per row
         u = self.rng.random(max(len(self.pump_places), 1))[: len(self.pump_places)]
@@ -310,8 +312,7 @@ class Mine:
     # ------------------------------------------------------------------ the step
     def _drivers(self, t_ns: int, eff: Effects) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         p = self.production(t_ns)
-        R = self.rows
-        run = np.empty((R, self.S))
+        run = np.empty((self.rows, self.S))
         run[:] = self.machine_run(t_ns)
         fans = self._fans  # unit A, standby B, direction; row 0 of each stays fault-free
         fans[0, 1:], fans[1, 1:], fans[2, 1:] = eff.fan_run, eff.fan_standby, eff.fan_dir
