@@ -39,11 +39,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from detectors.change import ChangeDetector  # noqa: E402
-from tests import naive  # noqa: E402
-from tests.signals import KINDS, NOISES, background, inject  # noqa: E402
+from detectors.change import ChangeDetector
+from tests import naive
+from tests.signals import KINDS, NOISES, background, inject
 
 DAY_S = 86_400
 
@@ -156,11 +156,10 @@ def main() -> None:
     false: dict[str, list[tuple[int, int]]] = defaultdict(list)
     found: dict[tuple[str, str], list[float]] = defaultdict(list)
     delay: dict[tuple[str, str], list[float]] = defaultdict(list)
-    variants = [dict(noise=nz, patrol=p, quantise=q) for nz in NOISES for p, q in ((False, False), (True, False),
-                                                                                   (False, True))]
+    variants = [(nz, p, q) for nz in NOISES for p, q in ((False, False), (True, False), (False, True))]
     for i in range(args.series * len(NOISES)):
-        opts = variants[i % len(variants)]
-        ser = background(rng, n, dt_s=args.dt, **opts)
+        noise, patrol, quantise = variants[i % len(variants)]
+        ser = background(rng, n, dt_s=args.dt, noise=noise, patrol=patrol, quantise=quantise)
         for name in names:
             f = DETECTORS[name](ser.t, ser.x)
             false[name].append((onsets(f[start:]), n - start))
