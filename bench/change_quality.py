@@ -10,10 +10,12 @@ series strictly in order and flags a value when its score reaches its one fixed 
   series (no injected change), after a probation of ``--probation-days`` days (what the
   detectors learn first: the daily profile);
 * ``change_recall`` and ``change_delay_samples`` (median): one change injected per series,
-  after the probation, of each kind (a level shift of 3-6 noise units, a spike of 25-40, a
-  trend break of 0.1-0.2 per value, the noise four times larger); detected when a value from
-  the change on, within ``--window`` values (the spike: the value itself), is flagged; per
-  kind and overall.
+  after the probation, of each kind, sized in standard deviations of the noise where it starts
+  (production's noise is 1.3 times maintenance's): a level shift of 3-6 sigma, a spike of
+  25-40, a trend break of 0.1-0.2 sigma per value, the noise four times larger; against a
+  daily cycle of 2-8 sigma amplitude (plus a second harmonic) and a shift pattern of 1-6 sigma.
+  Detected when a value from the change on, within ``--window`` values (the spike: the value
+  itself), is flagged; per kind and overall. The sizes are in each line's conditions.
 
 Detectors, all in the same run: ``seasonal`` (``detectors.change``, the one the suite and
 ``minewatch detect`` use), ``previous`` (the earlier robust CUSUM without profile or
@@ -43,7 +45,7 @@ import numpy as np
 
 from detectors.change import ChangeDetector
 from tests import naive
-from tests.signals import KINDS, NOISES, background, inject
+from tests.signals import KINDS, NOISES, SIZES, VARIANCE_RATIO, background, inject
 
 DAY_S = 86_400
 
@@ -173,7 +175,9 @@ def main() -> None:
                 if hit.size:
                     delay[(name, kind)].append(float(hit[0]))
     cond = {"series": args.series * len(NOISES), "values_per_series": n, "dt_s": args.dt,
-            "probation_days": args.probation_days, "data": "generated (tests/signals.py)"}
+            "probation_days": args.probation_days, "data": "generated (tests/signals.py)",
+            "sizes_sigma": {**{kind: f"{lo:g}-{hi:g}" for kind, (lo, hi) in SIZES.items()},
+                            "variance": f"x{VARIANCE_RATIO:g}", "daily_amplitude": "2-8", "shift_pattern": "1-6"}}
     for name in names:
         alarms = sum(a for a, _ in false[name])
         values = sum(v for _, v in false[name])

@@ -22,11 +22,12 @@ its readings usually stray, and scores each new value against that before learni
 * three tests of the standardised residual ``z = (x - L - S) / sigma``, combined into one
   evidence ``T`` (the largest, each divided by its threshold):
 
-  - *shift*: a two-sided CUSUM of ``z`` clipped at ``Z_CLIP``, allowance ``k``, threshold ``h``;
-    ``z`` is first divided by a learned inflation ``max(1, s / s0)`` where ``s`` is the typical
-    size of a short moving average of ``z`` and ``s0`` what it is for independent values, so
-    residuals that come in runs (a smooth curve the profile does not hold yet) do not
-    accumulate as a shift would;
+  - *shift*: a two-sided CUSUM (allowance ``k``, threshold ``h``) of the residual's
+    *innovation* ``(z - phi z') / sqrt(1 - phi^2)`` clipped at ``Z_CLIP``, where ``z'`` is the
+    previous value's ``z`` and ``phi`` the lag-1 correlation of ``z`` learned on normal values
+    (between 0 and ``PHI_MAX``): noise that comes in runs (AR(1)) is whitened before it is
+    summed, so its runs do not accumulate as a shift would, while a shift still adds
+    ``(1 - phi) / sqrt(1 - phi^2)`` of its size at every value;
   - *spike*: ``|z| >= spike`` times the learned tail heaviness ``q / (2.576 sigma)`` (between 1
     and ``TAIL_MAX``), with ``q`` an online 99th percentile of ``|x - L - S|``: one threshold
     holds for Gaussian and for heavy-tailed noise;
@@ -44,10 +45,11 @@ its readings usually stray, and scores each new value against that before learni
   level and scale jump to those of the recent values (a short moving average), the profile is
   kept and scoring goes on;
 * the first ``warmup`` values of a stream are learned (running mean and mean deviation), not
-  scored. After a gap in time of more than ``gap`` (0: ``GAP_FACTOR`` times the stream's usual
-  spacing; a patrol robot back from its round) only
-  the level is learned again, over a quarter of the warm-up: the daily profile, the scale and
-  the tail it learned are kept.
+  scored. By default a pause in time changes nothing: the level and the daily profile place
+  the values after it (a shift that starts while a patrol robot is away is still a shift).
+  With ``gap`` set (``> 0``: that many ns; ``< 0``: ``GAP_FACTOR`` times the stream's usual
+  spacing), after a longer pause only the level is learned again, over a quarter of the
+  warm-up: the daily profile, the scale and the tail it learned are kept.
 
 Everything is relative to the series itself, so the detector is scale-free: multiplying a
 series by any factor leaves its scores unchanged. The alert state of a stream rises after
@@ -91,6 +93,7 @@ VAR_RATIO = 2.5  # noise 2.5 times its usual size is a change [P]
 M_RATE = 0.1  # the short moving average of z whose size measures how z comes in runs
 M_IID = V_MEAN * (M_RATE / (2.0 - M_RATE)) ** 0.5  # its mean |.| for independent Gaussian z
 FLOOR_SHARE = 0.01  # sigma is at least this share of how far values stray from their daily mean
+PHI_MAX = 0.9  # the residuals' learned lag-1 correlation is taken at most this high
 M_PROTECT = 5.0  # nor while the short average of z is this many times its usual size (for up to SOFT_HOLD) [P]
 SCALE_RATE = 0.01  # scale, tail and run-size learning per value
 Q_LEVEL = 0.01  # the tail quantile learned: 99th percentile of |residual|
@@ -131,7 +134,8 @@ def _profile_at(prof, weight, s, phase):  # noqa: ANN001, ANN202
 
 @jit
 def change_kernel(stream, t, x, on, warmup, k, h, spike, alpha, gamma, period, gap,
-                  n, ready, m, d, spread, fast, fdev, slow, prof, weight, spacing, q, mz, sm, v, s_hi, s_lo, held, state, on_count,
+                  n, ready, m, d, spread, fast, fdev, slow, prof, weight, spacing, q, mz, sm, c0, c1, zprev, v, s_hi, s_lo,
+                  held, state, on_count,
                   off_count, last, step, t_last, t_phase, t_ns, score, code, level):  # noqa: ANN001, ANN201
     """Score a batch sorted by stream then time. ``score[i]`` is the evidence ``T`` (0 for NaN and
     warm-up, inf for ±inf; :func:`to_score` maps it to [0, 1]), ``code[i]`` the alert state change
@@ -172,7 +176,9 @@ def change_kernel(stream, t, x, on, warmup, k, h, spike, alpha, gamma, period, g
         if t_last[s] >= 0:
             dt = t[i] - t_last[s]
             limit = gap[s]
-            if limit <= 0:  # automatic: GAP_FACTOR times the stream's usual spacing
+            if limit == 0:  # no gap rule: the level and profile place the values after any pause
+                limit = np.inf
+            elif limit < 0:  # automatic: GAP_FACTOR times the stream's usual spacing
                 limit = np.inf if spacing[s] <= 0.0 else GAP_FACTOR * spacing[s]
             if dt > 0 and dt <= limit:
                 if spacing[s] <= 0.0:
@@ -187,6 +193,7 @@ def change_kernel(stream, t, x, on, warmup, k, h, spike, alpha, gamma, period, g
                 s_hi[s] = 0.0
                 s_lo[s] = 0.0
                 mz[s] = 0.0
+                zprev[s] = 0.0
                 v[s] = V_MEAN
                 held[s] = 0
                 dt = 0
@@ -221,9 +228,12 @@ def change_kernel(stream, t, x, on, warmup, k, h, spike, alpha, gamma, period, g
                         spread[s] = d[s]
                         q[s] = Q_GAUSS * SIGMA_PER_MAD * d[s]
                         sm[s] = M_IID
+                        c0[s] = 1.0
+                        c1[s] = 0.0
                     else:
                         slow[s] += mean
                     mz[s] = 0.0
+                    zprev[s] = 0.0
                     v[s] = V_MEAN
                     s_hi[s] = 0.0
                     s_lo[s] = 0.0
@@ -249,7 +259,15 @@ def change_kernel(stream, t, x, on, warmup, k, h, spike, alpha, gamma, period, g
                 infl = sm[s] * (1.0 / M_IID)
                 if infl < 1.0:
                     infl = 1.0
-                zi = zc / infl
+                # the CUSUM sums the residual's innovation: z less what the previous z predicts of it
+                # (an AR(1) learned on the residuals), so noise that comes in runs is whitened
+                zp = zprev[s]
+                zprev[s] = zc
+                phi = 0.0
+                if c0[s] > 0.0:
+                    phi = min(max(c1[s] / c0[s], 0.0), PHI_MAX)
+                zi = (zc - phi * zp) / np.sqrt(1.0 - phi * phi)
+                zi = min(max(zi, -Z_CLIP), Z_CLIP)
                 kk = k[s]
                 up = max(0.0, s_hi[s] + zi - kk)
                 down = max(0.0, s_lo[s] - zi - kk)
@@ -280,6 +298,7 @@ def change_kernel(stream, t, x, on, warmup, k, h, spike, alpha, gamma, period, g
                         slow[s] += fast[s] - mean
                         m[s] = fast[s]
                         mz[s] = 0.0
+                        zprev[s] = 0.0
                         v[s] = V_MEAN
                         s_hi[s] = 0.0
                         s_lo[s] = 0.0
@@ -291,6 +310,8 @@ def change_kernel(stream, t, x, on, warmup, k, h, spike, alpha, gamma, period, g
                     if vv < D_HOLD * V_MEAN:  # the noise growing is not learned while it may be a change
                         d[s] += SCALE_RATE * (min(abs(r), D_CLIP * sigma) - d[s])
                     sm[s] += SCALE_RATE * (abs(mzv) - sm[s])
+                    c0[s] += SCALE_RATE * (zc * zc - c0[s])
+                    c1[s] += SCALE_RATE * (zc * zp - c1[s])
                     spread[s] += SCALE_RATE * (abs(v_i - slow[s]) - spread[s])
                     if abs(r) > q[s]:
                         q[s] += Q_RATE * sigma * (1.0 - Q_LEVEL)
@@ -362,13 +383,13 @@ CHANGE_COLUMNS = {
     # configuration
     "c_on": (np.bool_, (), False),
     "c_warmup": (np.int64, (), 30),
-    "c_k": (np.float64, (), 0.5),
-    "c_h": (np.float64, (), 20.0),
+    "c_k": (np.float64, (), 0.75),
+    "c_h": (np.float64, (), 12.0),
     "c_spike": (np.float64, (), 12.0),
-    "c_alpha": (np.float64, (), 0.1),
+    "c_alpha": (np.float64, (), 0.02),
     "c_gamma": (np.float64, (), 0.25),
     "c_period": (np.int64, (), DAY_NS),
-    "c_gap": (np.int64, (), 0),
+    "c_gap": (np.int64, (), 0),  # 0: no gap rule; > 0: ns; < 0: automatic
     # state
     "c_n": (np.int64, (), 0),
     "c_ready": (np.bool_, (), False),
@@ -384,6 +405,9 @@ CHANGE_COLUMNS = {
     "c_q": (np.float64, (), 0.0),
     "c_mz": (np.float64, (), 0.0),
     "c_sm": (np.float64, (), M_IID),
+    "c_c0": (np.float64, (), 1.0),
+    "c_c1": (np.float64, (), 0.0),
+    "c_zprev": (np.float64, (), 0.0),
     "c_v": (np.float64, (), V_MEAN),
     "c_s_hi": (np.float64, (), 0.0),
     "c_s_lo": (np.float64, (), 0.0),
@@ -426,10 +450,11 @@ class ChangeDetector:
     period_s
         Length of the cycle in seconds (0: no profile).
     gap_s
-        A pause longer than this between two values restarts the level's warm-up (None: never).
+        A pause longer than this between two values restarts the level's warm-up (None: never; the
+        level and the daily profile place the values after any pause).
     """
 
-    def __init__(self, warmup: int = 30, k: float = 0.5, h: float = 20.0, spike: float = 12.0, alpha: float = 0.1,
+    def __init__(self, warmup: int = 30, k: float = 0.75, h: float = 12.0, spike: float = 12.0, alpha: float = 0.02,
                  gamma: float = 0.25, period_s: float = 86_400.0, gap_s: float | None = None) -> None:
         if warmup < 2:
             raise ValueError("warmup must be at least 2")

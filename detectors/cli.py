@@ -27,14 +27,15 @@ __all__ = ["detect", "vibration"]
               help="Length of the cycle the detector learns (0: none; the times are then only copied and rows "
                    "taken as evenly spaced, as they are when a time cannot be read).")
 @click.option("--gap-minutes", default=None, type=click.FloatRange(min=0, min_open=True),
-              help="A pause longer than this relearns the level (the cycle is kept) [default: 20 usual spacings].")
+              help="A pause longer than this relearns the level (the cycle is kept) [default: none, the learned level and "
+                   "cycle place the rows after any pause].")
 @click.option("--warmup", default=30, show_default=True, type=click.IntRange(min=2),
               help="Rows learned before any score (scores are 0 meanwhile).")
-@click.option("--threshold", default=20.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+@click.option("--threshold", default=12.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="CUSUM decision threshold h (higher: fewer, later alerts).")
 @click.option("--spike", default=12.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="A single value this many standard deviations away (more for heavy-tailed noise) is anomalous.")
-@click.option("--alpha", default=0.1, show_default=True, type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
+@click.option("--alpha", default=0.02, show_default=True, type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
               help="How fast the learned level follows the data (higher: slow wander counts as normal).")
 def detect(input_path: Path, out_path: Path, time_column: str | None, value_column: str | None, period_hours: float,
            gap_minutes: float | None, warmup: int, threshold: float, spike: float, alpha: float) -> None:

@@ -9,7 +9,9 @@ series has its own offset and scale (1e-3 to 1e3), so one threshold has to work 
 
 :func:`inject` adds one change at a sample index: a persistent level ``shift``, a one-value
 ``spike``, a ``trend`` break (a new slope from there on) or a ``variance`` change (the noise
-four times larger from there on), sized in units of the series' own noise.
+four times larger from there on), sized in standard deviations of the series' own noise where
+the change starts (``SIZES``; a shift of 3 to 6 sigma, well clear of the noise, where the daily
+cycle spans 4 to 16 units and the shift pattern 1 to 6).
 """
 
 from __future__ import annotations
@@ -18,13 +20,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["KINDS", "NOISES", "Series", "background", "inject"]
+__all__ = ["KINDS", "NOISES", "SIZES", "VARIANCE_RATIO", "Series", "background", "inject"]
 
 S = 1_000_000_000
 DAY_S = 86_400
 T0 = 1_795_852_800 * S  # 2026-11-28 00:00 UTC
 KINDS = ("shift", "spike", "trend", "variance")
 NOISES = ("gauss", "t3", "ar1")
+# injected sizes, in the noise's standard deviations where the change starts: a level shift, a
+# one-value spike, a trend break's slope per value; a variance change makes the noise 4 times larger
+SIZES = {"shift": (3.0, 6.0), "spike": (25.0, 40.0), "trend": (0.1, 0.2)}
+VARIANCE_RATIO = 4.0
 
 
 @dataclass
@@ -34,6 +40,7 @@ class Series:
     noise: np.ndarray  # the noise alone, before scaling (so changes can be sized by it)
     scale: float  # multiply noise units by this to get the series' units
     kind: str  # noise kind
+    sd: np.ndarray  # the noise's standard deviation at each value, in noise units (1.3 in production)
 
 
 def _shift_pattern(hour: np.ndarray) -> np.ndarray:
@@ -80,7 +87,8 @@ def background(rng: np.random.Generator, n: int, *, dt_s: float = 300.0, noise: 
             acc = 0.7 * acc + w[i]
             e[i] = acc
         e *= np.sqrt(1 - 0.49)
-    e = e * np.where(_shift_pattern(hour) > 0.5, 1.3, 1.0)  # production is noisier
+    sd = np.where(_shift_pattern(hour) > 0.5, 1.3, 1.0)  # production is noisier
+    e = e * sd
     if noise_free:
         e = np.zeros(n)
     scale = float(10.0 ** rng.uniform(-3, 3))
@@ -89,21 +97,23 @@ def background(rng: np.random.Generator, n: int, *, dt_s: float = 300.0, noise: 
     if quantise:
         x = np.round(x / (0.1 * scale)) * (0.1 * scale)
     t = (T0 + np.round(t_s * S)).astype(np.int64)
-    return Series(t=t, x=x, noise=e, scale=scale, kind=noise)
+    return Series(t=t, x=x, noise=e, scale=scale, kind=noise, sd=sd)
 
 
 def inject(rng: np.random.Generator, ser: Series, kind: str, at: int) -> np.ndarray:
-    """``ser.x`` with one change of ``kind`` from index ``at`` on, sized in noise units."""
+    """``ser.x`` with one change of ``kind`` from index ``at`` on, sized in standard deviations of
+    the noise where it starts (production's noise is 1.3 times maintenance's)."""
     x = ser.x.copy()
     sign = rng.choice([-1.0, 1.0])
+    unit = ser.scale * float(ser.sd[at])
     if kind == "shift":
-        x[at:] += sign * rng.uniform(3.0, 6.0) * ser.scale
+        x[at:] += sign * rng.uniform(*SIZES["shift"]) * unit
     elif kind == "spike":
-        x[at] += sign * rng.uniform(25.0, 40.0) * ser.scale
+        x[at] += sign * rng.uniform(*SIZES["spike"]) * unit
     elif kind == "trend":
-        x[at:] += sign * rng.uniform(0.1, 0.2) * ser.scale * np.arange(x.shape[0] - at)
+        x[at:] += sign * rng.uniform(*SIZES["trend"]) * unit * np.arange(x.shape[0] - at)
     elif kind == "variance":
-        x[at:] += 3.0 * ser.scale * ser.noise[at:]
+        x[at:] += (VARIANCE_RATIO - 1.0) * ser.scale * ser.noise[at:]
     else:
         raise ValueError(f"kind must be one of {KINDS}")
     return x

@@ -10,18 +10,19 @@ from __future__ import annotations
 import math
 
 
-def change_scores(times, values, *, warmup=30, k=0.5, h=20.0, spike=12.0, alpha=0.1, gamma=0.25,
+def change_scores(times, values, *, warmup=30, k=0.75, h=12.0, spike=12.0, alpha=0.02, gamma=0.25,
                   period=86_400 * 10**9, gap=0):
     """Scores (evidence ``T``), alert-state codes and expected values of one stream's values.
 
-    ``times`` in integer nanoseconds; ``gap`` 0 means automatic (``GAP_FACTOR`` usual spacings)."""
+    ``times`` in integer nanoseconds; ``gap`` 0 means none, below 0 automatic (``GAP_FACTOR`` usual spacings)."""
     from detectors import change as c
 
     bins = c.PROFILE_BINS
     profile = [0.0] * bins
     weight = [0.0] * bins
     st = {"n": 0, "ready": False, "level": 0.0, "dev": 0.0, "spread": 0.0, "fast": 0.0, "fast_dev": 0.0, "slow": 0.0,
-          "spacing": 0.0, "q": 0.0, "avg_z": 0.0, "avg_z_size": c.M_IID, "avg_abs_z": c.V_MEAN, "up": 0.0,
+          "spacing": 0.0, "q": 0.0, "avg_z": 0.0, "avg_z_size": c.M_IID, "z2": 1.0, "zz": 0.0,
+          "prev_z": 0.0, "avg_abs_z": c.V_MEAN, "up": 0.0,
           "down": 0.0, "held": 0, "alerting": False, "on": 0, "off": 0, "last": math.nan, "step": math.inf,
           "t_last": -1}
     scores, codes, expected = [], [], []
@@ -53,13 +54,18 @@ def change_scores(times, values, *, warmup=30, k=0.5, h=20.0, spike=12.0, alpha=
         dt = 0
         if st["t_last"] >= 0:
             dt = t - st["t_last"]
-            limit = gap if gap > 0 else (math.inf if st["spacing"] <= 0 else c.GAP_FACTOR * st["spacing"])
+            if gap > 0:
+                limit = gap
+            elif gap == 0:  # no gap rule
+                limit = math.inf
+            else:  # automatic
+                limit = math.inf if st["spacing"] <= 0 else c.GAP_FACTOR * st["spacing"]
             if 0 < dt <= limit:
                 st["spacing"] = dt if st["spacing"] <= 0 else st["spacing"] + c.SPACING_RATE * (dt - st["spacing"])
             if dt > limit:  # a gap: learn the level again, keep the rest (the slow level relative to it)
                 if st["ready"] and st["n"] >= max(2, (warmup + 3) // 4):
                     st["slow"] -= st["level"]
-                st.update(n=0, up=0.0, down=0.0, avg_z=0.0, avg_abs_z=c.V_MEAN, held=0)
+                st.update(n=0, up=0.0, down=0.0, avg_z=0.0, prev_z=0.0, avg_abs_z=c.V_MEAN, held=0)
                 dt = 0
         st["t_last"] = t
         bad = False
@@ -86,10 +92,10 @@ def change_scores(times, values, *, warmup=30, k=0.5, h=20.0, spike=12.0, alpha=
                 if seen == need:
                     if not st["ready"]:
                         st.update(ready=True, slow=st["level"], fast_dev=st["dev"], spread=st["dev"],
-                                  q=c.Q_GAUSS * c.SIGMA_PER_MAD * st["dev"], avg_z_size=c.M_IID)
+                                  q=c.Q_GAUSS * c.SIGMA_PER_MAD * st["dev"], avg_z_size=c.M_IID, z2=1.0, zz=0.0)
                     else:
                         st["slow"] += st["level"]
-                    st.update(avg_z=0.0, avg_abs_z=c.V_MEAN, up=0.0, down=0.0, held=0)
+                    st.update(avg_z=0.0, prev_z=0.0, avg_abs_z=c.V_MEAN, up=0.0, down=0.0, held=0)
             else:
                 level = st["level"]
                 r = y - level
@@ -101,8 +107,13 @@ def change_scores(times, values, *, warmup=30, k=0.5, h=20.0, spike=12.0, alpha=
                 zc = max(-c.Z_CLIP, min(c.Z_CLIP, z))
                 st["avg_z"] += c.M_RATE * (zc - st["avg_z"])
                 inflation = max(1.0, st["avg_z_size"] / c.M_IID)
-                st["up"] = max(0.0, st["up"] + zc / inflation - k)
-                st["down"] = max(0.0, st["down"] - zc / inflation - k)
+                # the CUSUM of the innovation: z less what the previous z predicts (AR(1) on the residuals)
+                prev_z = st["prev_z"]
+                st["prev_z"] = zc
+                phi = min(max(st["zz"] / st["z2"], 0.0), c.PHI_MAX) if st["z2"] > 0 else 0.0
+                innovation = max(-c.Z_CLIP, min(c.Z_CLIP, (zc - phi * prev_z) / math.sqrt(1.0 - phi * phi)))
+                st["up"] = max(0.0, st["up"] + innovation - k)
+                st["down"] = max(0.0, st["down"] - innovation - k)
                 st["avg_abs_z"] += c.V_RATE * (min(abs(z), c.V_CLIP) - st["avg_abs_z"])
                 tail = min(max(st["q"] / (c.Q_GAUSS * sigma), 1.0), c.TAIL_MAX)
                 shift_or_spike = max(max(st["up"], st["down"]) / h, abs(z) / (spike * tail))
@@ -122,13 +133,15 @@ def change_scores(times, values, *, warmup=30, k=0.5, h=20.0, spike=12.0, alpha=
                             st["dev"] = st["fast_dev"]
                         st["slow"] += st["fast"] - level
                         st["level"] = st["fast"]
-                        st.update(avg_z=0.0, avg_abs_z=c.V_MEAN, up=0.0, down=0.0, held=0)
+                        st.update(avg_z=0.0, prev_z=0.0, avg_abs_z=c.V_MEAN, up=0.0, down=0.0, held=0)
                 else:
                     st["held"] = 0
                     st["level"] = level + alpha * r
                     if st["avg_abs_z"] < c.D_HOLD * c.V_MEAN:
                         st["dev"] += c.SCALE_RATE * (min(abs(r), c.D_CLIP * sigma) - st["dev"])
                     st["avg_z_size"] += c.SCALE_RATE * (abs(st["avg_z"]) - st["avg_z_size"])
+                    st["z2"] += c.SCALE_RATE * (zc * zc - st["z2"])
+                    st["zz"] += c.SCALE_RATE * (zc * prev_z - st["zz"])
                     st["spread"] += c.SCALE_RATE * (abs(x - st["slow"]) - st["spread"])
                     if abs(r) > st["q"]:
                         st["q"] += c.Q_RATE * sigma * (1.0 - c.Q_LEVEL)

@@ -56,14 +56,14 @@ def _table(streams: int, **settings: float) -> StreamTable:
 
 
 @pytest.mark.parametrize(("seed", "settings"), [(31, {}), (32, {"c_gap": 3600 * S, "c_warmup": 12}),
-                                                (33, {"c_period": 0, "c_alpha": 0.02})])
+                                                (33, {"c_period": 0, "c_alpha": 0.1, "c_gap": -1})])
 def test_change_kernel_matches_reference(seed: int, settings: dict) -> None:
     rng = np.random.default_rng(seed)
     runs = [_rough(rng, 1500) for _ in range(3)]
     tab = _table(3, **settings)
     stream = np.repeat(np.arange(3), 1500)
     score, code, level = _run(tab, stream, np.concatenate([r[0] for r in runs]), np.concatenate([r[1] for r in runs]))
-    kw = {"warmup": int(settings.get("c_warmup", 30)), "alpha": settings.get("c_alpha", 0.1),
+    kw = {"warmup": int(settings.get("c_warmup", 30)), "alpha": settings.get("c_alpha", CHANGE_COLUMNS["c_alpha"][2]),
           "period": int(settings.get("c_period", DAY_NS)), "gap": int(settings.get("c_gap", 0))}
     for s, (t, x) in enumerate(runs):
         want_score, want_code, want_level = naive_change.change_scores(t.tolist(), x.tolist(), **kw)
