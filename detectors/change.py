@@ -110,10 +110,10 @@ ALERT_OFF = 5
 
 
 @jit
-def _profile_at(prof, weight, s, phase):  # noqa: ANN001, ANN202
-    """Linear interpolation of stream ``s``'s cyclic profile between bin centres (phase in bins);
+def _profile_at(prof, weight, phase):  # noqa: ANN001, ANN202
+    """Linear interpolation of one stream's cyclic profile between bin centres (phase in bins);
     a bin never learned takes its neighbour's value."""
-    nb = prof.shape[1]
+    nb = prof.shape[0]
     pos = phase - 0.5
     lo = np.floor(pos)
     w = pos - lo
@@ -123,13 +123,20 @@ def _profile_at(prof, weight, s, phase):  # noqa: ANN001, ANN202
     i1 = i0 + 1
     if i1 >= nb:
         i1 -= nb
-    a = prof[s, i0]
-    b = prof[s, i1]
-    if weight[s, i0] <= 0.0:
+    a = prof[i0]
+    b = prof[i1]
+    if weight[i0] <= 0.0:
         a = b
-    elif weight[s, i1] <= 0.0:
+    elif weight[i1] <= 0.0:
         b = a
     return i0, i1, w, (1.0 - w) * a + w * b
+
+
+@jit
+def _fresh_tests():
+    """The tests' running values after a warm-up, a re-baseline or a gap: the short averages of
+    ``z`` and ``|z|``, the previous ``z``, both CUSUM sums and the run of unlearned values."""
+    return 0.0, 0.0, V_MEAN, 0.0, 0.0, 0
 
 
 @jit
@@ -143,239 +150,298 @@ def change_kernel(stream, t, x, on, warmup, k, h, spike, alpha, gamma, period, g
     n_changes = 0
     nb = prof.shape[1]
     inv_nb = 1.0 / nb
-    for i in range(x.shape[0]):
-        s = stream[i]
-        v_i = x[i]
-        score[i] = 0.0
-        code[i] = -1
-        per = period[s]
-        sv = 0.0
-        phase = 0.0
-        bins_per_ns = 0.0
-        i0 = 0
-        i1 = 0
-        w = 0.0
-        if per > 0:
-            # the time of day, in ns, carried on from the previous value (a division only after a jump)
-            step_t = t[i] - t_phase[s]
-            if t_phase[s] < 0 or step_t < 0 or step_t >= per:
-                ph = t[i] % per  # Python's %: never negative
-            else:
-                ph = t_ns[s] + step_t
-                if ph >= per:
-                    ph -= per
-            t_phase[s] = t[i]
-            t_ns[s] = ph
-            bins_per_ns = nb / per
-            phase = ph * bins_per_ns
-            i0, i1, w, sv = _profile_at(prof, weight, s, phase)
-        level[i] = m[s] + sv
-        if not on[s] or v_i != v_i:
-            continue
-        dt = 0
-        if t_last[s] >= 0:
-            dt = t[i] - t_last[s]
-            limit = gap[s]
-            if limit == 0:  # no gap rule: the level and profile place the values after any pause
-                limit = np.inf
-            elif limit < 0:  # automatic: GAP_FACTOR times the stream's usual spacing
-                limit = np.inf if spacing[s] <= 0.0 else GAP_FACTOR * spacing[s]
-            if dt > 0 and dt <= limit:
-                if spacing[s] <= 0.0:
-                    spacing[s] = dt
+    size = x.shape[0]
+    start = 0
+    while start < size:
+        # one run of a stream's values: its state is read once, kept in locals, written back once
+        s = stream[start]
+        end = start + 1
+        while end < size and stream[end] == s:
+            end += 1
+        pr = prof[s]
+        wt = weight[s]
+        on_s = on[s]
+        warmup_s = warmup[s]
+        k_s = k[s]
+        h_s = h[s]
+        spike_s = spike[s]
+        alpha_s = alpha[s]
+        gamma_s = gamma[s]
+        period_s = period[s]
+        gap_s = gap[s]
+        n_s = n[s]
+        ready_s = ready[s]
+        m_s = m[s]
+        d_s = d[s]
+        spread_s = spread[s]
+        fast_s = fast[s]
+        fdev_s = fdev[s]
+        slow_s = slow[s]
+        spacing_s = spacing[s]
+        q_s = q[s]
+        mz_s = mz[s]
+        sm_s = sm[s]
+        c0_s = c0[s]
+        c1_s = c1[s]
+        zprev_s = zprev[s]
+        v_s = v[s]
+        s_hi_s = s_hi[s]
+        s_lo_s = s_lo[s]
+        held_s = held[s]
+        state_s = state[s]
+        on_count_s = on_count[s]
+        off_count_s = off_count[s]
+        last_s = last[s]
+        step_s = step[s]
+        t_last_s = t_last[s]
+        t_phase_s = t_phase[s]
+        t_ns_s = t_ns[s]
+        bins_per_ns_s = nb / period_s if period_s > 0 else 0.0
+        for i in range(start, end):
+            v_i = x[i]
+            score[i] = 0.0
+            code[i] = -1
+            per = period_s
+            sv = 0.0
+            phase = 0.0
+            bins_per_ns = 0.0
+            i0 = 0
+            i1 = 0
+            w = 0.0
+            if per > 0:
+                # the time of day, in ns, carried on from the previous value (a division only after a jump)
+                step_t = t[i] - t_phase_s
+                if t_phase_s < 0 or step_t < 0 or step_t >= per:
+                    ph = t[i] % per  # Python's %: never negative
                 else:
-                    spacing[s] += SPACING_RATE * (dt - spacing[s])
-            if dt > limit:
-                # back after a gap (a patrol robot returning): the level is stale, the profile is not
-                if ready[s] and n[s] >= max(2, (warmup[s] + 3) // 4):
-                    slow[s] -= m[s]  # the slow level kept relative to the level until that is learned again
-                n[s] = 0
-                s_hi[s] = 0.0
-                s_lo[s] = 0.0
-                mz[s] = 0.0
-                zprev[s] = 0.0
-                v[s] = V_MEAN
-                held[s] = 0
-                dt = 0
-        t_last[s] = t[i]
-        bad = False
-        if np.isfinite(v_i):
-            jump = abs(v_i - last[s])
-            if jump > 0.0 and jump < step[s]:
-                step[s] = jump  # the finest step seen: the sensor's resolution, learned
-            last[s] = v_i
-            y = v_i - sv  # the value without its time of day
-            need = warmup[s] if not ready[s] else max(2, (warmup[s] + 3) // 4)
-            seen = n[s]
-            if seen < need:
-                seen += 1
-                n[s] = seen
-                mean = m[s] if seen > 1 else 0.0
-                if not ready[s] and seen > 1:
-                    d[s] += (abs(y - mean) - d[s]) / (seen - 1)
-                mean += (y - mean) / seen
-                m[s] = mean
-                fast[s] = mean
-                if seen == 1:
-                    fdev[s] = d[s]
-                    if not ready[s]:
-                        slow[s] = y
-                if seen == need:
-                    if not ready[s]:
-                        ready[s] = True
-                        slow[s] = mean
-                        fdev[s] = d[s]
-                        spread[s] = d[s]
-                        q[s] = Q_GAUSS * SIGMA_PER_MAD * d[s]
-                        sm[s] = M_IID
-                        c0[s] = 1.0
-                        c1[s] = 0.0
+                    ph = t_ns_s + step_t
+                    if ph >= per:
+                        ph -= per
+                t_phase_s = t[i]
+                t_ns_s = ph
+                bins_per_ns = bins_per_ns_s
+                phase = ph * bins_per_ns
+                i0, i1, w, sv = _profile_at(pr, wt, phase)
+            level[i] = m_s + sv
+            if not on_s or v_i != v_i:
+                continue
+            dt = 0
+            if t_last_s >= 0:
+                dt = t[i] - t_last_s
+                limit = gap_s
+                if limit == 0:  # no gap rule: the level and profile place the values after any pause
+                    limit = np.inf
+                elif limit < 0:  # automatic: GAP_FACTOR times the stream's usual spacing
+                    limit = np.inf if spacing_s <= 0.0 else GAP_FACTOR * spacing_s
+                if dt > 0 and dt <= limit:
+                    if spacing_s <= 0.0:
+                        spacing_s = dt
                     else:
-                        slow[s] += mean
-                    mz[s] = 0.0
-                    zprev[s] = 0.0
-                    v[s] = V_MEAN
-                    s_hi[s] = 0.0
-                    s_lo[s] = 0.0
-                    held[s] = 0
-            else:
-                mean = m[s]
-                r = y - mean
-                sigma = SIGMA_PER_MAD * d[s]
-                floor = max(1e-6 * abs(mean + sv), FLOOR_SHARE * spread[s])
-                half_step = 0.5 * step[s]
-                if half_step > floor and half_step < np.inf:
-                    floor = half_step
-                if floor < 1e-300:
-                    floor = 1e-300
-                if sigma < floor:
-                    sigma = floor
-                inv_sigma = 1.0 / sigma
-                z = r * inv_sigma
-                az = abs(z)
-                zc = min(max(z, -Z_CLIP), Z_CLIP)
-                mzv = mz[s] + M_RATE * (zc - mz[s])
-                mz[s] = mzv
-                infl = sm[s] * (1.0 / M_IID)
-                if infl < 1.0:
-                    infl = 1.0
-                # the CUSUM sums the residual's innovation: z less what the previous z predicts of it
-                # (an AR(1) learned on the residuals), so noise that comes in runs is whitened
-                zp = zprev[s]
-                zprev[s] = zc
-                phi = 0.0
-                if c0[s] > 0.0:
-                    phi = min(max(c1[s] / c0[s], 0.0), PHI_MAX)
-                zi = (zc - phi * zp) / np.sqrt(1.0 - phi * phi)
-                zi = min(max(zi, -Z_CLIP), Z_CLIP)
-                kk = k[s]
-                up = max(0.0, s_hi[s] + zi - kk)
-                down = max(0.0, s_lo[s] - zi - kk)
-                s_hi[s] = up
-                s_lo[s] = down
-                vv = v[s] + V_RATE * (min(az, V_CLIP) - v[s])
-                v[s] = vv
-                tail = min(max(q[s] * inv_sigma * (1.0 / Q_GAUSS), 1.0), TAIL_MAX)
-                ev = max(max(up, down) / h[s], az / (spike[s] * tail))
-                ev_var = vv * (1.0 / (VAR_RATIO * V_MEAN))
-                building = ev >= LEARN_BELOW or abs(mzv) >= M_PROTECT * M_IID * infl
-                protect = ev >= 1.0 or ev_var >= 1.0 or (building and held[s] < SOFT_HOLD)
-                if ev_var > ev:
-                    ev = ev_var
-                score[i] = ev
-                bad = ev >= 1.0
-                dev = abs(y - fast[s])
-                fast[s] += FAST_RATE * (y - fast[s])
-                fdev[s] += FAST_RATE * (dev - fdev[s])
-                if protect:  # anomalous, or evidence of a shift building up: not learned
-                    run = held[s] + 1
-                    held[s] = run
-                    if run >= warmup[s]:  # the change has lasted: it is the new normal
-                        new_d = fdev[s]
-                        if new_d > 0.0 and d[s] > 0.0:
-                            q[s] = tail * Q_GAUSS * SIGMA_PER_MAD * new_d
-                            d[s] = new_d
-                        slow[s] += fast[s] - mean
-                        m[s] = fast[s]
-                        mz[s] = 0.0
-                        zprev[s] = 0.0
-                        v[s] = V_MEAN
-                        s_hi[s] = 0.0
-                        s_lo[s] = 0.0
-                        held[s] = 0
+                        spacing_s += SPACING_RATE * (dt - spacing_s)
+                if dt > limit:
+                    # back after a gap (a patrol robot returning): the level is stale, the profile is not
+                    if ready_s and n_s >= max(2, (warmup_s + 3) // 4):
+                        slow_s -= m_s  # the slow level kept relative to the level until that is learned again
+                    n_s = 0
+                    mz_s, zprev_s, v_s, s_hi_s, s_lo_s, held_s = _fresh_tests()
+                    dt = 0
+            t_last_s = t[i]
+            bad = False
+            if np.isfinite(v_i):
+                jump = abs(v_i - last_s)
+                if jump > 0.0 and jump < step_s:
+                    step_s = jump  # the finest step seen: the sensor's resolution, learned
+                last_s = v_i
+                y = v_i - sv  # the value without its time of day
+                need = warmup_s if not ready_s else max(2, (warmup_s + 3) // 4)
+                seen = n_s
+                if seen < need:
+                    seen += 1
+                    n_s = seen
+                    mean = m_s if seen > 1 else 0.0
+                    if not ready_s and seen > 1:
+                        d_s += (abs(y - mean) - d_s) / (seen - 1)
+                    mean += (y - mean) / seen
+                    m_s = mean
+                    fast_s = mean
+                    if seen == 1:
+                        fdev_s = d_s
+                        if not ready_s:
+                            slow_s = y
+                    if seen == need:
+                        if not ready_s:
+                            ready_s = True
+                            slow_s = mean
+                            fdev_s = d_s
+                            spread_s = d_s
+                            q_s = Q_GAUSS * SIGMA_PER_MAD * d_s
+                            sm_s = M_IID
+                            c0_s = 1.0
+                            c1_s = 0.0
+                        else:
+                            slow_s += mean
+                        mz_s, zprev_s, v_s, s_hi_s, s_lo_s, held_s = _fresh_tests()
                 else:
-                    held[s] = 0
-                    a = alpha[s]
-                    m[s] = mean + a * r
-                    if vv < D_HOLD * V_MEAN:  # the noise growing is not learned while it may be a change
-                        d[s] += SCALE_RATE * (min(abs(r), D_CLIP * sigma) - d[s])
-                    sm[s] += SCALE_RATE * (abs(mzv) - sm[s])
-                    c0[s] += SCALE_RATE * (zc * zc - c0[s])
-                    c1[s] += SCALE_RATE * (zc * zp - c1[s])
-                    spread[s] += SCALE_RATE * (abs(v_i - slow[s]) - spread[s])
-                    if abs(r) > q[s]:
-                        q[s] += Q_RATE * sigma * (1.0 - Q_LEVEL)
+                    mean = m_s
+                    r = y - mean
+                    sigma = SIGMA_PER_MAD * d_s
+                    floor = max(1e-6 * abs(mean + sv), FLOOR_SHARE * spread_s)
+                    half_step = 0.5 * step_s
+                    if half_step > floor and half_step < np.inf:
+                        floor = half_step
+                    if floor < 1e-300:
+                        floor = 1e-300
+                    if sigma < floor:
+                        sigma = floor
+                    inv_sigma = 1.0 / sigma
+                    z = r * inv_sigma
+                    az = abs(z)
+                    zc = min(max(z, -Z_CLIP), Z_CLIP)
+                    mzv = mz_s + M_RATE * (zc - mz_s)
+                    mz_s = mzv
+                    infl = sm_s * (1.0 / M_IID)
+                    if infl < 1.0:
+                        infl = 1.0
+                    # the CUSUM sums the residual's innovation: z less what the previous z predicts of it
+                    # (an AR(1) learned on the residuals), so noise that comes in runs is whitened
+                    zp = zprev_s
+                    zprev_s = zc
+                    phi = 0.0
+                    if c0_s > 0.0:
+                        phi = min(max(c1_s / c0_s, 0.0), PHI_MAX)
+                    zi = (zc - phi * zp) / np.sqrt(1.0 - phi * phi)
+                    zi = min(max(zi, -Z_CLIP), Z_CLIP)
+                    kk = k_s
+                    up = max(0.0, s_hi_s + zi - kk)
+                    down = max(0.0, s_lo_s - zi - kk)
+                    s_hi_s = up
+                    s_lo_s = down
+                    vv = v_s + V_RATE * (min(az, V_CLIP) - v_s)
+                    v_s = vv
+                    tail = min(max(q_s * inv_sigma * (1.0 / Q_GAUSS), 1.0), TAIL_MAX)
+                    ev = max(max(up, down) / h_s, az / (spike_s * tail))
+                    ev_var = vv * (1.0 / (VAR_RATIO * V_MEAN))
+                    building = ev >= LEARN_BELOW or abs(mzv) >= M_PROTECT * M_IID * infl
+                    protect = ev >= 1.0 or ev_var >= 1.0 or (building and held_s < SOFT_HOLD)
+                    if ev_var > ev:
+                        ev = ev_var
+                    score[i] = ev
+                    bad = ev >= 1.0
+                    dev = abs(y - fast_s)
+                    fast_s += FAST_RATE * (y - fast_s)
+                    fdev_s += FAST_RATE * (dev - fdev_s)
+                    if protect:  # anomalous, or evidence of a shift building up: not learned
+                        run = held_s + 1
+                        held_s = run
+                        if run >= warmup_s:  # the change has lasted: it is the new normal
+                            new_d = fdev_s
+                            if new_d > 0.0 and d_s > 0.0:
+                                q_s = tail * Q_GAUSS * SIGMA_PER_MAD * new_d
+                                d_s = new_d
+                            slow_s += fast_s - mean
+                            m_s = fast_s
+                            mz_s, zprev_s, v_s, s_hi_s, s_lo_s, held_s = _fresh_tests()
                     else:
-                        q[s] -= Q_RATE * sigma * Q_LEVEL
-                    q[s] = min(q[s], TAIL_MAX * Q_GAUSS * sigma)
-                if per > 0 and dt > 0:
-                    # the profile learns x minus the slow level, by the time this value stands for,
-                    # even from anomalous values (clipped, and slowly: a change that comes back daily is the cycle)
-                    frac = dt * bins_per_ns
-                    if frac > 1.0:
-                        frac = 1.0
-                    sl = slow[s]
-                    target = v_i - sl
-                    # each bin averages what it saw until it has seen a period's worth, then smooths
-                    w0 = (1.0 - w) * frac
-                    w1 = w * frac
-                    # (a bin that has not seen a whole period yet learns whatever comes; after that,
-                    # what it sees while the stream is anomalous counts only at the slow rate)
-                    g0 = gamma[s]
-                    if not protect or weight[s, i0] < 1.0:
-                        weight[s, i0] += w0
-                        if weight[s, i0] > 0.0 and weight[s, i0] * g0 < 1.0:
-                            g0 = 1.0 / weight[s, i0]
-                    g1 = gamma[s]
-                    if not protect or weight[s, i1] < 1.0:
-                        weight[s, i1] += w1
-                        if weight[s, i1] > 0.0 and weight[s, i1] * g1 < 1.0:
-                            g1 = 1.0 / weight[s, i1]
-                    # each bin moves toward the value minus the slow level (clipped once it knows its time)
-                    e0 = target - prof[s, i0]
-                    if weight[s, i0] >= 1.0:
-                        e0 = min(max(e0, -PROFILE_CLIP * sigma), PROFILE_CLIP * sigma)
-                    e1 = target - prof[s, i1]
-                    if weight[s, i1] >= 1.0:
-                        e1 = min(max(e1, -PROFILE_CLIP * sigma), PROFILE_CLIP * sigma)
-                    prof[s, i0] += g0 * w0 * e0
-                    prof[s, i1] += g1 * w1 * e1
-                    if (1.0 - w) * weight[s, i0] + w * weight[s, i1] >= 1.0:
-                        # the slow level follows the values without their time of day once the
-                        # profile knows this time of day: before, it would follow the cycle itself
-                        rate = dt * bins_per_ns * inv_nb
-                        if rate > 1.0:
-                            rate = 1.0
-                        slow[s] = sl + rate * (y - sl)
-        else:
-            score[i] = np.inf
-            bad = True
-        if bad:
-            on_n = on_count[s] + 1
-            on_count[s] = on_n
-            off_count[s] = 0
-            if state[s] == 0 and on_n >= ALERT_ON:
-                state[s] = 1
-                code[i] = 1
-                n_changes += 1
-        else:
-            on_count[s] = 0
-            off_n = off_count[s] + 1
-            off_count[s] = off_n
-            if state[s] == 1 and off_n >= ALERT_OFF:
-                state[s] = 0
-                code[i] = 0
-                n_changes += 1
+                        held_s = 0
+                        a = alpha_s
+                        m_s = mean + a * r
+                        if vv < D_HOLD * V_MEAN:  # the noise growing is not learned while it may be a change
+                            d_s += SCALE_RATE * (min(abs(r), D_CLIP * sigma) - d_s)
+                        sm_s += SCALE_RATE * (abs(mzv) - sm_s)
+                        c0_s += SCALE_RATE * (zc * zc - c0_s)
+                        c1_s += SCALE_RATE * (zc * zp - c1_s)
+                        spread_s += SCALE_RATE * (abs(v_i - slow_s) - spread_s)
+                        if abs(r) > q_s:
+                            q_s += Q_RATE * sigma * (1.0 - Q_LEVEL)
+                        else:
+                            q_s -= Q_RATE * sigma * Q_LEVEL
+                        q_s = min(q_s, TAIL_MAX * Q_GAUSS * sigma)
+                    if per > 0 and dt > 0:
+                        # the profile learns x minus the slow level, by the time this value stands for,
+                        # even from anomalous values (clipped, and slowly: a change that comes back daily is the cycle)
+                        frac = dt * bins_per_ns
+                        if frac > 1.0:
+                            frac = 1.0
+                        sl = slow_s
+                        target = v_i - sl
+                        # each bin averages what it saw until it has seen a period's worth, then smooths
+                        w0 = (1.0 - w) * frac
+                        w1 = w * frac
+                        # (a bin that has not seen a whole period yet learns whatever comes; after that,
+                        # what it sees while the stream is anomalous counts only at the slow rate)
+                        g0 = gamma_s
+                        if not protect or wt[i0] < 1.0:
+                            wt[i0] += w0
+                            if wt[i0] > 0.0 and wt[i0] * g0 < 1.0:
+                                g0 = 1.0 / wt[i0]
+                        g1 = gamma_s
+                        if not protect or wt[i1] < 1.0:
+                            wt[i1] += w1
+                            if wt[i1] > 0.0 and wt[i1] * g1 < 1.0:
+                                g1 = 1.0 / wt[i1]
+                        # each bin moves toward the value minus the slow level (clipped once it knows its time)
+                        e0 = target - pr[i0]
+                        if wt[i0] >= 1.0:
+                            e0 = min(max(e0, -PROFILE_CLIP * sigma), PROFILE_CLIP * sigma)
+                        e1 = target - pr[i1]
+                        if wt[i1] >= 1.0:
+                            e1 = min(max(e1, -PROFILE_CLIP * sigma), PROFILE_CLIP * sigma)
+                        pr[i0] += g0 * w0 * e0
+                        pr[i1] += g1 * w1 * e1
+                        if (1.0 - w) * wt[i0] + w * wt[i1] >= 1.0:
+                            # the slow level follows the values without their time of day once the
+                            # profile knows this time of day: before, it would follow the cycle itself
+                            rate = dt * bins_per_ns * inv_nb
+                            if rate > 1.0:
+                                rate = 1.0
+                            slow_s = sl + rate * (y - sl)
+            else:
+                score[i] = np.inf
+                bad = True
+            if bad:
+                on_n = on_count_s + 1
+                on_count_s = on_n
+                off_count_s = 0
+                if state_s == 0 and on_n >= ALERT_ON:
+                    state_s = 1
+                    code[i] = 1
+                    n_changes += 1
+            else:
+                on_count_s = 0
+                off_n = off_count_s + 1
+                off_count_s = off_n
+                if state_s == 1 and off_n >= ALERT_OFF:
+                    state_s = 0
+                    code[i] = 0
+                    n_changes += 1
+        n[s] = n_s
+        ready[s] = ready_s
+        m[s] = m_s
+        d[s] = d_s
+        spread[s] = spread_s
+        fast[s] = fast_s
+        fdev[s] = fdev_s
+        slow[s] = slow_s
+        spacing[s] = spacing_s
+        q[s] = q_s
+        mz[s] = mz_s
+        sm[s] = sm_s
+        c0[s] = c0_s
+        c1[s] = c1_s
+        zprev[s] = zprev_s
+        v[s] = v_s
+        s_hi[s] = s_hi_s
+        s_lo[s] = s_lo_s
+        held[s] = held_s
+        state[s] = state_s
+        on_count[s] = on_count_s
+        off_count[s] = off_count_s
+        last[s] = last_s
+        step[s] = step_s
+        t_last[s] = t_last_s
+        t_phase[s] = t_phase_s
+        t_ns[s] = t_ns_s
+        start = end
     return n_changes
 
 
