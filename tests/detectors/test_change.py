@@ -252,3 +252,34 @@ def csv_rows(path: Path) -> list[dict[str, str]]:
 
     with path.open(newline="") as fh:
         return list(csv.DictReader(fh))
+
+
+def test_a_shift_during_a_pause_is_found_after_it() -> None:
+    """By default a pause changes nothing: a level that moved 4 sigma while a patrol robot was
+    away 6 hours is flagged within 60 values of its return; with a gap rule the level is learned
+    again after the pause and the same values are the new normal."""
+    rng = np.random.default_rng(12)
+    ser = background(rng, 7 * 288, noise="gauss", trend_per_day=0.0)
+    at = 5 * 288
+    keep = np.ones(ser.x.shape[0], dtype=bool)
+    keep[at - 72:at] = False  # away 6 h
+    x = ser.x.copy()
+    x[at:] += 4.0 * ser.scale * ser.sd[at]
+    t, x = ser.t[keep], x[keep]
+    back = at - 72
+    _, flags = ChangeDetector().score_many(x, t)
+    assert not flags[3 * 288:back].any() and flags[back:back + 60].any()
+    _, flags = ChangeDetector(gap_s=3600).score_many(x, t)
+    assert not flags[back:].any()
+
+
+def test_the_residuals_correlation_is_learned() -> None:
+    """AR(1) noise with coefficient 0.7: the lag-1 correlation the CUSUM whitens with is near it
+    (Gaussian noise: near 0)."""
+    rng = np.random.default_rng(13)
+    for noise, lo, hi in (("ar1", 0.55, 0.85), ("gauss", -0.15, 0.15)):
+        ser = background(rng, 6 * 288, noise=noise)
+        det = ChangeDetector()
+        det.score_many(ser.x, ser.t)
+        phi = det.state_["c_c1"][0] / det.state_["c_c0"][0]
+        assert lo < phi < hi, (noise, phi)
