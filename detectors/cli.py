@@ -19,26 +19,34 @@ __all__ = ["detect", "vibration"]
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="CSV to write: timestamp,value,anomaly_score,alert ('-' writes standard output).")
 @click.option("--time-column", default=None,
-              help="Column copied to the output's timestamp [default: timestamp, or time as in the API's export.csv].")
+              help="Column of the times: ISO 8601 (UTC unless an offset is given) or Unix time in s, ms, us or ns "
+                   "[default: timestamp, or time as in the API's export.csv].")
 @click.option("--value-column", default=None,
               help="Column of numbers to score [default: value, or the only reading column of an export.csv].")
+@click.option("--period-hours", default=24.0, show_default=True, type=click.FloatRange(min=0),
+              help="Length of the cycle the detector learns (0: none; the times are then only copied and rows "
+                   "taken as evenly spaced, as they are when a time cannot be read).")
+@click.option("--gap-minutes", default=None, type=click.FloatRange(min=0, min_open=True),
+              help="A pause longer than this relearns the level (the cycle is kept) [default: none, the learned level and "
+                   "cycle place the rows after any pause].")
 @click.option("--warmup", default=30, show_default=True, type=click.IntRange(min=2),
               help="Rows learned before any score (scores are 0 meanwhile).")
-@click.option("--threshold", default=20.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+@click.option("--threshold", default=12.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="CUSUM decision threshold h (higher: fewer, later alerts).")
 @click.option("--spike", default=12.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="A single value this many standard deviations away is anomalous on its own.")
+              help="A single value this many standard deviations away (more for heavy-tailed noise) is anomalous.")
 @click.option("--alpha", default=0.02, show_default=True, type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
               help="How fast the learned level follows the data (higher: slow wander counts as normal).")
-def detect(input_path: Path, out_path: Path, time_column: str | None, value_column: str | None, warmup: int, threshold: float,
-           spike: float, alpha: float) -> None:
+def detect(input_path: Path, out_path: Path, time_column: str | None, value_column: str | None, period_hours: float,
+           gap_minutes: float | None, warmup: int, threshold: float, spike: float, alpha: float) -> None:
     """Run the change detector over a CSV, strictly in row order, with no look-ahead.
 
-    Each row is scored from the rows before it only (robust CUSUM on standardised residuals
-    plus a one-value outlier test; scale-free). The output has one row per input row:
+    Each row is scored from the rows before it only, against what the stream learned: its level,
+    a daily profile placed by the row's time, its noise and how heavy its tails are (so one
+    threshold works for any series; scale-free). The output has one row per input row:
     timestamp, value, anomaly_score (0..1, higher is more anomalous, 0.5 at the decision
-    threshold) and alert (1 when the row is anomalous). Empty or non-numeric values score 0
-    and are written as empty values.
+    threshold) and alert (1 when the row is anomalous). Empty or non-numeric values score 0 and
+    are written as empty values. Rows must be in time order.
     """
     import numpy as np
 
@@ -60,7 +68,23 @@ def detect(input_path: Path, out_path: Path, time_column: str | None, value_colu
             times.append(row.get(time_column) or "")
             raw.append(row.get(value_column))
     values = np.array([_number(v) for v in raw], dtype=np.float64)
-    score, alert = ChangeDetector(warmup=warmup, h=threshold, spike=spike, alpha=alpha).score_many(values)
+    t = None
+    if period_hours > 0:
+        parsed = [_time_ns(v) for v in times]
+        bad = next((i for i, v in enumerate(parsed) if v is None), None)
+        if bad is not None:
+            click.echo(f"{input_path}: row {bad + 2}: time {times[bad]!r} is neither ISO 8601 nor a Unix time; "
+                       f"rows taken as evenly spaced, without a daily profile", err=True)
+            period_hours = 0.0
+        else:
+            t = np.array(parsed, dtype=np.int64)
+            back = np.flatnonzero(np.diff(t) < 0)
+            if back.size:
+                raise click.ClickException(f"{input_path}: row {int(back[0]) + 3} is earlier than the row before "
+                                           f"it; sort the file by {time_column}")
+    det = ChangeDetector(warmup=warmup, h=threshold, spike=spike, alpha=alpha, period_s=period_hours * 3600.0,
+                         gap_s=None if gap_minutes is None else gap_minutes * 60.0)
+    score, alert = det.score_many(values, t)
     try:
         dst = sys.stdout if str(out_path) == "-" else out_path.open("w", newline="", encoding="utf-8")
     except OSError as exc:
@@ -68,10 +92,33 @@ def detect(input_path: Path, out_path: Path, time_column: str | None, value_colu
     with dst:
         w = csv.writer(dst, lineterminator="\n")
         w.writerow(["timestamp", "value", "anomaly_score", "alert"])
-        for t, v, s, a in zip(times, values, score, alert):
-            w.writerow([t, "" if math.isnan(v) else repr(float(v)), f"{s:.6f}", int(a)])
+        for tt, v, s, a in zip(times, values, score, alert):
+            w.writerow([tt, "" if math.isnan(v) else repr(float(v)), f"{s:.6f}", int(a)])
     if dst is not sys.stdout:
         click.echo(f"{len(values)} rows scored, {int(alert.sum())} anomalous -> {out_path}", err=True)
+
+
+def _time_ns(text: str) -> int | None:
+    """A CSV time as integer nanoseconds since 1970 UTC: ISO 8601 (naive means UTC) or a Unix time
+    in seconds, milliseconds, microseconds or nanoseconds (told apart by size); None if neither."""
+    from datetime import datetime, timezone
+
+    text = text.strip()
+    num = _number(text)
+    if num == num and math.isfinite(num) and num >= 0:
+        for limit, per_s in ((1e11, 1e9), (1e14, 1e6), (1e17, 1e3)):
+            if num < limit:
+                return int(round(num * per_s))
+        return int(text) if text.isdigit() else int(num)
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    delta = dt - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    ns = (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+    return ns if ns >= 0 else None
 
 
 # columns of the API's /telemetry/export.csv that are not readings
