@@ -75,7 +75,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from detectors._jit import jit
+from detectors._jit import Arr, jit
 
 __all__ = ["CHANGE_ARGS", "CHANGE_COLUMNS", "ChangeDetector", "change_kernel", "to_score"]
 
@@ -110,7 +110,7 @@ ALERT_OFF = 5
 
 
 @jit
-def _profile_at(prof, weight, phase):  # noqa: ANN001, ANN202
+def _profile_at(prof: Arr, weight: Arr, phase: float) -> tuple[int, int, float, float]:
     """Linear interpolation of one stream's cyclic profile between bin centres (phase in bins);
     a bin never learned takes its neighbour's value."""
     nb = prof.shape[0]
@@ -133,17 +133,19 @@ def _profile_at(prof, weight, phase):  # noqa: ANN001, ANN202
 
 
 @jit
-def _fresh_tests():
+def _fresh_tests() -> tuple[float, float, float, float, float, int]:
     """The tests' running values after a warm-up, a re-baseline or a gap: the short averages of
     ``z`` and ``|z|``, the previous ``z``, both CUSUM sums and the run of unlearned values."""
     return 0.0, 0.0, V_MEAN, 0.0, 0.0, 0
 
 
 @jit
-def change_kernel(stream, t, x, on, warmup, k, h, spike, alpha, gamma, period, gap,
-                  n, ready, m, d, spread, fast, fdev, slow, prof, weight, spacing, q, mz, sm, c0, c1, zprev, v, s_hi, s_lo,
-                  held, state, on_count,
-                  off_count, last, step, t_last, t_phase, t_ns, score, code, level):  # noqa: ANN001, ANN201
+def change_kernel(stream: Arr, t: Arr, x: Arr, on: Arr, warmup: Arr, k: Arr, h: Arr, spike: Arr, alpha: Arr,
+                  gamma: Arr, period: Arr, gap: Arr, n: Arr, ready: Arr, m: Arr, d: Arr, spread: Arr, fast: Arr,
+                  fdev: Arr, slow: Arr, prof: Arr, weight: Arr, spacing: Arr, q: Arr, mz: Arr, sm: Arr, c0: Arr,
+                  c1: Arr, zprev: Arr, v: Arr, s_hi: Arr, s_lo: Arr, held: Arr, state: Arr, on_count: Arr,
+                  off_count: Arr, last: Arr, step: Arr, t_last: Arr, t_phase: Arr, t_ns: Arr, score: Arr, code: Arr,
+                  level: Arr) -> int:
     """Score a batch sorted by stream then time. ``score[i]`` is the evidence ``T`` (0 for NaN and
     warm-up, inf for ±inf; :func:`to_score` maps it to [0, 1]), ``code[i]`` the alert state change
     at ``i`` (1 raised, 0 cleared, -1 none), ``level[i]`` the value expected there."""
@@ -492,7 +494,8 @@ CHANGE_ARGS = tuple(CHANGE_COLUMNS)
 
 def to_score(evidence: np.ndarray) -> np.ndarray:
     """Map the kernel's evidence ``T`` to the score ``1 - 2 ** -T`` in [0, 1] (vectorised)."""
-    return -np.expm1(-np.log(2.0) * np.asarray(evidence, dtype=np.float64))
+    out: np.ndarray = -np.expm1(-np.log(2.0) * np.asarray(evidence, dtype=np.float64))
+    return out
 
 
 class ChangeDetector:
@@ -529,7 +532,8 @@ class ChangeDetector:
         if not (period_s >= 0 and np.isfinite(period_s)) or (gap_s is not None and not gap_s > 0):
             raise ValueError("need a finite period_s >= 0 and gap_s > 0")
         self.warmup, self.k, self.h, self.spike, self.alpha, self.gamma = warmup, k, h, spike, alpha, gamma
-        self.state_ = {name: np.full((1, *shape), fill, dtype=dt) for name, (dt, shape, fill) in CHANGE_COLUMNS.items()}
+        self.state_: dict[str, np.ndarray] = {name: np.full((1, *shape), fill, dtype=dt)
+                                              for name, (dt, shape, fill) in CHANGE_COLUMNS.items()}
         gap = 0 if gap_s is None else int(round(gap_s * 1e9))
         for name, value in (("c_on", True), ("c_warmup", warmup), ("c_k", k), ("c_h", h), ("c_spike", spike),
                             ("c_alpha", alpha), ("c_gamma", gamma), ("c_period", int(round(period_s * 1e9))),
@@ -562,8 +566,9 @@ class ChangeDetector:
         score = np.empty(x.shape[0])
         code = np.empty(x.shape[0], dtype=np.int8)
         level = np.empty(x.shape[0])
-        change_kernel(np.zeros(x.shape[0], dtype=np.int64), t, x, *(self.state_[c] for c in CHANGE_ARGS), score, code,
-                      level)
+        args: list[np.ndarray] = [np.zeros(x.shape[0], dtype=np.int64), t, x, *(self.state_[c] for c in CHANGE_ARGS),
+                                  score, code, level]
+        change_kernel(*args)
         alert = (score >= 1.0).astype(np.int8)
         return to_score(score), alert
 

@@ -6,9 +6,16 @@ import csv
 import json
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from minewatch.catalogue import Bearing
 
 __all__ = ["detect", "vibration"]
 
@@ -125,7 +132,7 @@ def _time_ns(text: str) -> int | None:
 EXPORT_KEYS = ("time", "ts_ns", "robot", "robot_id", "scenario", "scenario_id")
 
 
-def _detect_columns(path: Path, cols: list[str], time_column: str | None, value_column: str | None) -> tuple[str, str]:
+def _detect_columns(path: Path, cols: Sequence[str], time_column: str | None, value_column: str | None) -> tuple[str, str]:
     """The time and value columns: the ones given, else ``timestamp``/``value``, else those of an
     export (``time`` and its one reading column); several candidates are refused, with the list."""
     if time_column is None:
@@ -150,7 +157,7 @@ def _number(v: str | None) -> float:
         return math.nan
 
 
-def _bearing(spec: str):  # noqa: ANN202
+def _bearing(spec: str) -> Bearing:
     from minewatch.catalogue import BEARINGS, Bearing
 
     if spec in BEARINGS:
@@ -169,7 +176,7 @@ def _bearing(spec: str):  # noqa: ANN202
     return Bearing(f"{n},{d:g},{dd:g},{angle:g}", n, d, dd, angle)
 
 
-def _load_waveform(path: Path, column: str | None):  # noqa: ANN202
+def _load_waveform(path: Path, column: str | None) -> np.ndarray:
     import numpy as np
 
     if path.suffix.lower() == ".npy":
@@ -179,7 +186,8 @@ def _load_waveform(path: Path, column: str | None):  # noqa: ANN202
             raise click.ClickException(f"cannot read {path}: {exc}") from None
         if x.ndim != 1 or not np.issubdtype(x.dtype, np.number):
             raise click.ClickException(f"{path}: expected a 1-D numeric array, got shape {x.shape} {x.dtype}")
-        return x.astype(np.float64)
+        out: np.ndarray = x.astype(np.float64)
+        return out
     try:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:

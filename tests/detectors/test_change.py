@@ -41,7 +41,8 @@ def _rough(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _run(tab: StreamTable, stream: np.ndarray, t: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, ...]:
     score, code, level = np.empty(x.shape[0]), np.empty(x.shape[0], dtype=np.int8), np.empty(x.shape[0])
-    change_kernel(stream, t, x, *(tab[c] for c in CHANGE_ARGS), score, code, level)
+    args: list[np.ndarray] = [stream, t, x, *(tab[c] for c in CHANGE_ARGS), score, code, level]
+    change_kernel(*args)
     return score, code, level
 
 
