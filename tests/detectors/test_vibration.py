@@ -139,3 +139,155 @@ def test_peak_energy_matches_reference(rng: np.random.Generator, f0: float, tol:
     got = peak_energy(power, 1.0, f0, 3, tol)
     want = naive.peak_energy(power.tolist(), 1.0, f0, 3, tol)
     np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+# -- the envelope analysis at any rate: kernels against the slow references, generated bearings ----------
+
+def test_kurtogram_matches_reference(rng: np.random.Generator) -> None:
+    from detectors.vibration import kurtogram
+    from tests.detectors import naive_vibration as nv
+
+    for rate, n, f_lo, width in ((8192.0, 1024, 300.0, 500.0), (12000.0, 1500, 0.0, 1400.0), (5000.0, 777, 120.0, 300.0)):
+        x = rng.standard_t(4, n)
+        x[:: 97] += 8.0 * np.sin(np.arange(len(x[:: 97])))
+        got = kurtogram(np.fft.rfft(x - x.mean()), n, rate, f_lo, width)
+        want = np.array(nv.kurtogram(x.tolist(), rate, f_lo, width))
+        assert got.shape == want.shape and got.shape[0] > 5
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("n, lo, hi", [(4096, 1000.0, 1500.0), (1000, 700.0, 2100.0), (2048, 5.0, 4095.0)])
+def test_complex_envelope_is_the_band_analytic_signal_at_a_reduced_rate(rng: np.random.Generator, n: int, lo: float,
+                                                                         hi: float) -> None:
+    """|c|² at the reduced rate is the full-rate analytic band signal's |.|², sampled at the same instants."""
+    from detectors.vibration import complex_envelope
+    from tests.detectors import naive_vibration as nv
+
+    rate = 8192.0
+    x = rng.standard_normal(n) + 3.0 * np.sin(2 * np.pi * 1234.5 * np.arange(n) / rate)
+    c, c_rate = complex_envelope(np.fft.rfft(x - x.mean()), n, rate, lo, hi)
+    full = nv.analytic_band(x, rate, lo, hi)
+    t_c = np.arange(c.shape[0]) / c_rate
+    assert c.shape[0] >= 2 * int((hi - lo) / (rate / n))
+    # the full-rate envelope at the reduced-rate instants: band-limited, so its DFT interpolates exactly
+    coef = np.fft.fft(np.abs(full) ** 2) / n
+    k = np.fft.fftfreq(n, 1.0 / n)
+    at = np.real(np.exp(2j * np.pi * np.outer(t_c, k) * rate / n) @ coef)
+    np.testing.assert_allclose(np.abs(c) ** 2, at, rtol=1e-8, atol=1e-8 * float(np.max(at)))
+    on_grid = np.isclose((t_c * rate) % 1.0, 0.0) | np.isclose((t_c * rate) % 1.0, 1.0)
+    idx = np.round(t_c[on_grid] * rate).astype(int)
+    assert on_grid.sum() >= 2
+    np.testing.assert_allclose(np.abs(c[on_grid]) ** 2, np.abs(full[idx]) ** 2, rtol=1e-8, atol=1e-9)
+
+
+@pytest.mark.parametrize("n, seg", [(300, 64), (64, 64), (50, 64), (257, 32)])
+def test_envelope_spectrum_matches_reference_welch(rng: np.random.Generator, n: int, seg: int) -> None:
+    from detectors.vibration import envelope_spectrum
+    from tests.detectors import naive_vibration as nv
+
+    y = rng.exponential(2.0, n) + np.cos(2 * np.pi * 0.1 * np.arange(n))
+    got, df = envelope_spectrum(y, 500.0, seg)
+    want, want_df = nv.welch(y.tolist(), 500.0, seg)
+    assert df == want_df
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+
+
+def test_shaft_speed_is_found_within_the_tolerance(rng: np.random.Generator) -> None:
+    from detectors.vibration import low_spectrum, shaft_rate
+
+    rate, n, fr = 12000.0, 24000, 24.37
+    t = np.arange(n) / rate
+    x = rng.standard_normal(n) + sum(a * np.sin(2 * np.pi * h * fr * t + h) for h, a in ((1, 0.2), (2, 0.1), (3, 0.15)))
+    x += 0.5 * np.sin(2 * np.pi * 25.0 * 0.5 * t)  # a line off the comb, within the window of 1x/2
+    p, df = low_spectrum(np.fft.rfft(x), n, rate, 3.5 * 27.0)
+    for given in (fr * 0.91, fr * 1.08, fr):
+        got, db = shaft_rate(p, df, given, 0.1)
+        assert got == pytest.approx(fr, rel=2e-3) and db > 10
+    assert shaft_rate(p, df, fr * 0.91, 0.0) == (fr * 0.91, 0.0)  # no tolerance: the given speed
+    assert shaft_rate(p, df, 40.0, 0.05)[0] == 40.0  # nothing there: the given speed stays
+
+
+def test_envelope_resolution_follows_the_bearing_lines_not_the_block() -> None:
+    """6205 at 1797 rpm: FTF 11.9 Hz is the closest pair; six bins across it whatever the rate."""
+    from detectors.vibration import RESOLUTION_STEPS, resolution_hz
+
+    b = BEARINGS["6205"]
+    ftf = 1797 / 60 * b.orders()["ftf"]
+    assert resolution_hz(b, 1797.0) == pytest.approx(ftf / RESOLUTION_STEPS)
+    x = np.random.default_rng(5).standard_normal(48000 * 4)
+    feats = [analyse(x[:int(rate * 4)], rate, 1797.0, b) for rate in (12000.0, 48000.0)]
+    for f in feats:
+        assert ftf / RESOLUTION_STEPS / 2 < f.evidence["envelope_df_hz"] <= ftf / RESOLUTION_STEPS
+        assert f.evidence["segments"] > 1  # 4 s blocks: averaged, not finer than needed
+
+
+BEARING_RATES = (12000.0, 25600.0, 48000.0)
+
+
+@pytest.mark.parametrize("rate", BEARING_RATES)
+def test_generated_bearings_are_diagnosed_at_any_rate(rate: float) -> None:
+    """Machines with their own resonance, heavy-tailed noise, gear tones; speed given 6-9 % off."""
+    from tests.detectors.bearing_signals import DEFECTS, machines, signal
+
+    rng = np.random.default_rng(int(rate) + 1)
+    wrong = []
+    for m in machines(rate, rng, 4):
+        for defect in (None, "outer", "inner", "ball"):
+            x = signal(m, rate, 2.0, rng, defect, snr_db=0.0)
+            given = m.rpm * rng.choice([-1, 1]) * rng.uniform(0.06, 0.09) + m.rpm
+            f = analyse(x, rate, given, m.bearing, rpm_tolerance=0.1)
+            want = DEFECTS[defect] if defect else "healthy"
+            if f.diagnosis != want:
+                wrong.append((m, defect, f.diagnosis))
+            assert f.rpm == pytest.approx(m.rpm, rel=5e-3), (m, f.evidence)
+    assert not wrong
+
+
+def test_evidence_names_peak_harmonics_and_sidebands() -> None:
+    from tests.detectors.bearing_signals import Machine, signal
+
+    rate = 25600.0
+    m = Machine(BEARINGS["6205"], 1797.0, 3500.0, 0.05, 23)
+    fr = m.rpm / 60
+    o = m.bearing.orders()
+    rng = np.random.default_rng(11)
+    feats = {d: analyse(signal(m, rate, 4.0, rng, d, snr_db=3.0), rate, m.rpm, m.bearing) for d in ("outer", "inner", "ball", None)}
+    for d, name, f0 in (("outer", "bpfo", o["bpfo"]), ("inner", "bpfi", o["bpfi"]), ("ball", "bsf", 2 * o["bsf"])):
+        ev = feats[d].evidence
+        assert ev["fault"] == name
+        assert ev["peak_hz"] == pytest.approx(f0 * fr, rel=0.015)
+        assert ev["peak_over_floor_db"] > 10 and 1 in ev["harmonics"] and len(ev["harmonics"]) >= 2
+        assert 3000.0 < np.mean(ev["band_hz"]) < 4000.0 or ev["band_hz"][0] <= 3500 <= ev["band_hz"][1]
+        assert 0.5 < feats[d].confidence <= 1.0
+    assert feats["inner"].evidence["sidebands"]["rate"] == "shaft"
+    assert feats["inner"].evidence["sidebands"]["found"] >= 1
+    assert feats["inner"].evidence["sidebands"]["spacing_hz"] == pytest.approx(fr)
+    assert feats["ball"].evidence["sidebands"]["rate"] == "cage"
+    assert feats["ball"].evidence["sidebands"]["found"] >= 1
+    assert "sidebands" not in feats["outer"].evidence
+    assert feats[None].diagnosis == "healthy" and "fault" not in feats[None].evidence and feats[None].confidence > 0.5
+
+
+def test_simulator_defects_at_48_khz_are_not_called_healthy() -> None:
+    """The simulator's own blocks at a high rate (its resonance far below the Nyquist)."""
+    from simulator.vibration import Health, synthesize
+
+    for sid, defect, want in (("lf01", "outer", "outer race"), ("pr01", "outer", "outer race"),
+                              ("lf02", "inner", "inner race"), ("vf01", "ball", "ball")):
+        m = SCENARIOS[sid].machine
+        x = synthesize(m, 48000.0, 96000, np.random.default_rng(3), Health(defect=defect, impact=6.0))
+        assert analyse(x, 48000.0, m.rpm, m.bearing, m.iso_group, m.support).diagnosis == want, sid
+
+
+def test_noise_alone_with_an_approximate_speed_is_healthy() -> None:
+    rng = np.random.default_rng(13)
+    for rate in BEARING_RATES:
+        for name in BEARINGS:
+            x = rng.standard_t(3.5, int(rate * 2))
+            f = analyse(x, rate, 1480.0, BEARINGS[name], rpm_tolerance=0.1)
+            assert f.diagnosis == "healthy", (rate, name, f.bpfo_snr_db, f.bpfi_snr_db, f.bsf_snr_db)
+
+
+def test_analyse_rejects_a_bad_rpm_tolerance() -> None:
+    with pytest.raises(ValueError, match="rpm tolerance"):
+        analyse(np.zeros(100), 1000.0, 1500.0, BEARINGS["6205"], rpm_tolerance=0.7)
