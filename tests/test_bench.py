@@ -27,6 +27,7 @@ SERVERS = pytest.mark.integration  # starts its own mosquitto and/or influxd
 # script: (tiny-size flags, "{tmp}" being the test's temporary directory; needs servers)
 SMOKE: dict[str, tuple[list[str], bool]] = {
     "alarm_load.py": (["--smoke"], True),
+    "bearing.py": (["--machines", "1", "--snrs", "0", "--seconds", "0.5"], False),
     "broker_security.py": (["--runs", "1", "--messages", "200"], True),
     "detection_quality.py": (["--seeds", "1", "--hours", "0.25", "--rate", "0.2",
                               "--kinds", "methane_outburst,sensor_stuck", "--trials", "4"], False),
@@ -46,6 +47,7 @@ SMOKE: dict[str, tuple[list[str], bool]] = {
 FIGURES: dict[str, set[str]] = {
     "alarm_load.py": {"alarm_incidents", "alarm_annunciations_peak_10min", "alarm_annunciations_per_hour",
                       "alarm_chattering", "alarm_stale", "alarm_recall"},
+    "bearing.py": {"bearing_accuracy", "bearing_healthy_false_fault_rate", "bearing_analyse_ms"},
     "broker_security.py": {"mqtt_login_ms", "mqtt_qos1_publish_rate", "tls_over_plain"},
     "detection_quality.py": {"change_detection_rate", "detection_recall", "detection_precision",
                              "limit_violation_recall", "methane_power_cut_delay_p95_s", "false_alerts_per_shift"},

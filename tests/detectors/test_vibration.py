@@ -291,3 +291,25 @@ def test_noise_alone_with_an_approximate_speed_is_healthy() -> None:
 def test_analyse_rejects_a_bad_rpm_tolerance() -> None:
     with pytest.raises(ValueError, match="rpm tolerance"):
         analyse(np.zeros(100), 1000.0, 1500.0, BEARINGS["6205"], rpm_tolerance=0.7)
+
+
+def test_vibration_command_at_48_khz_with_an_approximate_speed(tmp_path) -> None:  # noqa: ANN001
+    import json
+
+    from click.testing import CliRunner
+
+    from minewatch.cli import main
+    from tests.detectors.bearing_signals import Machine, signal
+
+    m = Machine(BEARINGS["6205"], 1797.0, 3200.0, 0.05, 29)
+    np.save(tmp_path / "w.npy", signal(m, 48000.0, 2.0, np.random.default_rng(21), "outer", snr_db=0.0))
+    args = ["vibration", "--input", str(tmp_path / "w.npy"), "--rate", "48000", "--rpm", "1680"]
+    res = CliRunner().invoke(main, [*args, "--rpm-tolerance", "0.1"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["diagnosis"] == "outer race" and 0.5 < out["confidence"] <= 1.0
+    assert out["rpm"] == pytest.approx(1797.0, rel=3e-3) and out["evidence"]["rpm_given"] == 1680.0
+    assert out["evidence"]["peak_hz"] == pytest.approx(1797 / 60 * BEARINGS["6205"].orders()["bpfo"], rel=0.015)
+    assert out["evidence"]["band_hz"][0] < 3200.0 < out["evidence"]["band_hz"][1]
+    bad = CliRunner().invoke(main, [*args, "--rpm-tolerance", "0.7"])
+    assert bad.exit_code != 0 and "--rpm-tolerance" in bad.output
