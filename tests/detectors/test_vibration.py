@@ -208,7 +208,7 @@ def test_shaft_speed_is_found_within_the_tolerance(rng: np.random.Generator) -> 
 
 
 def test_envelope_resolution_follows_the_bearing_lines_not_the_block() -> None:
-    """6205 at 1797 rpm: FTF 11.9 Hz is the closest pair; six bins across it whatever the rate."""
+    """6205 at 1797 rpm: FTF 11.9 Hz is the closest pair; ten bins across it whatever the rate."""
     from detectors.vibration import RESOLUTION_STEPS, resolution_hz
 
     b = BEARINGS["6205"]
