@@ -177,15 +177,20 @@ def _next_pow2(k: int) -> int:
     return 1 << max(0, int(math.ceil(math.log2(max(1, k)))))
 
 
-def kurtogram(spec: np.ndarray, n: int, rate_hz: float, f_lo: float, min_width_hz: float) -> np.ndarray:
+def kurtogram(spec: np.ndarray, n: int, rate_hz: float, f_lo: float, min_width_hz: float, pieces: int = 1) -> np.ndarray:
     """Spectral kurtosis of the bands of a fast kurtogram, from a block's one-sided spectrum
     ``spec`` (``np.fft.rfft`` of ``n`` samples at ``rate_hz``).
 
     Levels of bands of width ``rate/2 / 2^l`` and ``rate/2 / (3 * 2^(l-1))`` (the 1/3-binary
     tree), each level's bands overlapping by half, none starting below ``f_lo`` nor narrower
     than ``min_width_hz``. A band's spectral kurtosis is that of its complex envelope ``c``:
-    ``mean |c|^4 / mean(|c|^2)^2 - 2`` (0 for Gaussian noise, -1 for a tone, large for impacts).
-    Returns rows (low Hz, high Hz, kurtosis), empty when no band fits."""
+    ``mean |c|^4 / mean(|c|^2)^2 - 2`` (0 for Gaussian noise, -1 for a tone, large for impacts),
+    ``c`` sampled at the reduced rate of :func:`complex_envelope`; with ``pieces`` > 1 (a power
+    of two) the median of that over as many equal stretches of the block, so that one lone
+    knock or noise spike does not make a band look impulsive while a defect's repeating impacts
+    still do. Returns rows (low Hz, high Hz, kurtosis), empty when no band fits."""
+    if pieces < 1 or pieces & (pieces - 1):
+        raise ValueError(f"pieces must be a power of two, got {pieces}")
     df = rate_hz / n
     top = spec.shape[0] - 1
     rows = []
@@ -215,9 +220,10 @@ def kurtogram(spec: np.ndarray, n: int, rate_hz: float, f_lo: float, min_width_h
         base = np.zeros((starts.size, m), dtype=np.complex128)
         base[:, :nb] = spec[idx]
         p = np.abs(np.fft.ifft(base, axis=1)) ** 2
-        m2 = p.mean(axis=1)
-        m4 = (p * p).mean(axis=1)
-        sk = np.where(m2 > 0, m4 / np.where(m2 > 0, m2 * m2, 1.0) - 2.0, -np.inf)
+        p = p.reshape(starts.size, min(pieces, m), -1)
+        m2 = p.mean(axis=2)
+        m4 = (p * p).mean(axis=2)
+        sk = np.median(np.where(m2 > 0, m4 / np.where(m2 > 0, m2 * m2, 1.0) - 2.0, -np.inf), axis=1)
         rows.append(np.column_stack([starts * df, (starts + nb - 1) * df, sk]))
     return np.concatenate(rows) if rows else np.zeros((0, 3))
 
@@ -447,7 +453,9 @@ def analyse_blocks(blocks: Sequence[np.ndarray], rates: Sequence[float], rpms: S
         # the residual speed uncertainty widens the fault lines' tolerance when no shaft line was found
         tol = SLIP if rpm_tolerance == 0 or shaft_db >= SHAFT_FOUND_DB else max(SLIP, rpm_tolerance)
         f_lo = max(3.0 * top, min(500.0, 0.1 * rate))
-        bands = kurtogram(spec, n, rate, f_lo, MIN_BAND_FAULTS * top)
+        # stretches of the block for the kurtosis: each holding at least eight impacts of the slowest fault
+        pieces = 1 << max(0, min(3, int(math.log2(max(1.0, n / rate * min(fault_hz.values()) / 8.0)))))
+        bands = kurtogram(spec, n, rate, f_lo, MIN_BAND_FAULTS * top, pieces)
         evidence: dict[str, object] = {"rpm_given": rpm_given, "rpm_used": rpm, "shaft_line_db": shaft_db}
         energies = {k: 0.0 for k in fault_hz}
         snrs = {k: 0.0 for k in fault_hz}
