@@ -10,16 +10,19 @@ For each block:
   shaft rate is found in the spectrum (the strongest 1x-2x-3x comb within the tolerance), and the
   fault frequencies follow it;
 * **envelope spectrum**: a fast kurtogram (:func:`kurtogram`: bands of width half-rate/2^l and
-  half-rate/(3·2^l), overlapping by half, at least :data:`MIN_BAND_FAULTS` times the highest
-  fault frequency wide, above the shaft lines) picks the band where the complex envelope is most
-  impulsive (spectral kurtosis); the band is demodulated (analytic signal, shifted to baseband at
-  a reduced rate) and the squared envelope's spectrum averaged over segments (Welch, Hann, half
-  overlap) whose length gives :data:`RESOLUTION_STEPS` bins across the closest pair of the
-  bearing's lines (FTF, shaft rate, the gaps between BPFO, BPFI and 2x BSF), so the resolution
-  follows the rate and the fault frequencies, not the block length. The peaks at the fault
-  frequencies (BPFO, BPFI, and 2x BSF, since a ball defect strikes both races; harmonics 1-3,
-  ±1.5 % for slip or 2 bins) are compared with the spectrum's local median level around each:
-  the **energy** (share of the envelope spectrum's power) and the **SNR** in dB of each;
+  half-rate/(3·2^(l-1)), a third of a band apart, at least :data:`MIN_BAND_FAULTS` times the
+  highest fault frequency wide, above the shaft lines) ranks the bands by how impulsive their
+  complex envelope is (spectral kurtosis, the median over stretches of the block so that a lone
+  knock does not count); the :data:`CANDIDATES` most impulsive bands of each width are
+  demodulated (analytic signal, shifted to baseband at a reduced rate) and the squared
+  envelope's spectrum averaged over segments (Welch, Hann, half overlap) whose length gives
+  :data:`RESOLUTION_STEPS` bins across the closest pair of the bearing's lines (FTF, shaft rate,
+  the gaps between BPFO, BPFI and 2x BSF), so the resolution follows the rate and the fault
+  frequencies, not the block length; the band whose envelope spectrum shows the clearest fault
+  line is kept. The peaks at the fault frequencies (BPFO, BPFI, and 2x BSF, since a ball defect
+  strikes both races; harmonics 1-3, ±1.5 % for slip or 2 bins) are compared with the
+  spectrum's local median level around each: the **energy** (share of the envelope spectrum's
+  power) and the **SNR** in dB of each;
 * **diagnosis**: a bearing fault (outer race, inner race, ball) when the best fault SNR is at
   least :data:`BEARING_SNR_DB`; else imbalance when the 1x shaft line carries at least
   :data:`IMBALANCE_SHARE` of the band's velocity power and the RMS is past the A/B boundary;
