@@ -464,6 +464,9 @@ def analyse_blocks(blocks: Sequence[np.ndarray], rates: Sequence[float], rpms: S
         snrs = {k: 0.0 for k in fault_hz}
         env_pow, env_df = np.zeros(2), 1.0
         seg_hz = resolution_hz(bearing, rpm)
+        if not bands.shape[0]:
+            evidence.update({"band_hz": None, "note": f"no envelope band: {rate:g} Hz is too low a rate for "
+                                                      f"fault lines up to {top:.0f} Hz (needs about {14 * top:.0f} Hz)"})
         for band_lo, band_hi, sk in _candidates(bands):
             c, c_rate = complex_envelope(spec, n, rate, band_lo, band_hi)
             seg = _next_pow2(int(math.ceil(c_rate / seg_hz)))
@@ -477,7 +480,7 @@ def analyse_blocks(blocks: Sequence[np.ndarray], rates: Sequence[float], rpms: S
                 e, floor = peak_energy(pw, pw_df, f0, HARMONICS, tol)
                 en[name] = float(e) / total
                 cand[name] = _db(e, floor)
-            if "band_hz" not in evidence or max(cand.values()) > max(snrs.values()):
+            if evidence.get("band_hz") is None or max(cand.values()) > max(snrs.values()):
                 snrs, energies, env_pow, env_df = cand, en, pw, pw_df
                 seg = min(seg, c.shape[0])
                 evidence.update({"band_hz": [band_lo, band_hi], "band_kurtosis": sk, "envelope_df_hz": pw_df,

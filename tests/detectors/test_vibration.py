@@ -312,6 +312,12 @@ def test_noise_alone_with_an_approximate_speed_is_healthy() -> None:
             assert f.diagnosis == "healthy", (rate, name, f.bpfo_snr_db, f.bpfi_snr_db, f.bsf_snr_db)
 
 
+def test_a_rate_too_low_for_the_fault_lines_says_so() -> None:
+    f = analyse(np.random.default_rng(1).standard_normal(4000), 1000.0, 2950.0, BEARINGS["6205"])
+    assert f.diagnosis == "healthy" and f.evidence["band_hz"] is None and "too low a rate" in f.evidence["note"]
+    assert f.confidence > 0.5
+
+
 def test_analyse_rejects_a_bad_rpm_tolerance() -> None:
     with pytest.raises(ValueError, match="rpm tolerance"):
         analyse(np.zeros(100), 1000.0, 1500.0, BEARINGS["6205"], rpm_tolerance=0.7)
@@ -337,3 +343,17 @@ def test_vibration_command_at_48_khz_with_an_approximate_speed(tmp_path) -> None
     assert out["evidence"]["band_hz"][0] < 3200.0 < out["evidence"]["band_hz"][1]
     bad = CliRunner().invoke(main, [*args, "--rpm-tolerance", "0.7"])
     assert bad.exit_code != 0 and "--rpm-tolerance" in bad.output
+
+
+@pytest.mark.parametrize("rate", [5000.0, 100000.0])
+def test_generated_bearings_at_the_ends_of_the_rate_range(rate: float) -> None:
+    from tests.detectors.bearing_signals import DEFECTS, machines, signal
+
+    rng = np.random.default_rng(int(rate) + 2)
+    got, want = [], []
+    for m in machines(rate, rng, 2):
+        for defect in (None, "outer", "inner", "ball"):
+            x = signal(m, rate, 1.5, rng, defect, snr_db=0.0)
+            got.append(analyse(x, rate, m.rpm * 1.05, m.bearing, rpm_tolerance=0.1).diagnosis)
+            want.append(DEFECTS[defect] if defect else "healthy")
+    assert got == want
