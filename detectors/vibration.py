@@ -41,6 +41,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from itertools import pairwise
 
 import numpy as np
 
@@ -333,7 +334,7 @@ def resolution_hz(bearing: Bearing, rpm: float) -> float:
     fr = rpm / 60.0
     o = bearing.orders()
     lines = sorted([fr * o["bpfo"], fr * o["bpfi"], 2 * fr * o["bsf"]])
-    gaps = [fr * o["ftf"], fr] + [b - a for a, b in zip(lines, lines[1:]) if b - a > 0]
+    gaps = [fr * o["ftf"], fr] + [b - a for a, b in pairwise(lines) if b - a > 0]
     return min(gaps) / RESOLUTION_STEPS
 
 
@@ -347,7 +348,7 @@ def _line(power: np.ndarray, df: float, fc: float, tol: float) -> tuple[float, f
     if k0 > k1:
         return fc, 0.0, 0.0
     k = k0 + int(np.argmax(power[k0:k1 + 1]))
-    e, floor = peak_energy(power, df, k * df, 1, 0.0)
+    _, floor = peak_energy(power, df, k * df, 1, 0.0)
     return k * df, float(power[k]), float(floor)
 
 
@@ -361,7 +362,7 @@ def _evidence(env_pow: np.ndarray, env_df: float, name: str, f0: float, fr: floa
     f1, p1, fl1 = _line(env_pow, env_df, f0, tol)
     found = []
     for h in range(1, HARMONICS + 1):
-        fh, ph, flh = _line(env_pow, env_df, f0 * h, tol)
+        _, ph, flh = _line(env_pow, env_df, f0 * h, tol)
         if _db(ph, flh) >= HARMONIC_FOUND_DB:
             found.append(h)
     ev: dict[str, object] = {"peak_hz": f1, "peak_amplitude": math.sqrt(max(p1, 0.0)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -323,7 +324,7 @@ def test_analyse_rejects_a_bad_rpm_tolerance() -> None:
         analyse(np.zeros(100), 1000.0, 1500.0, BEARINGS["6205"], rpm_tolerance=0.7)
 
 
-def test_vibration_command_at_48_khz_with_an_approximate_speed(tmp_path) -> None:  # noqa: ANN001
+def test_vibration_command_at_48_khz_with_an_approximate_speed(tmp_path: Path) -> None:
     import json
 
     from click.testing import CliRunner
