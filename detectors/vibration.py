@@ -60,8 +60,8 @@ SLIP = 0.015  # relative tolerance of a fault line: rolling elements slip 1-2 %
 MIN_BAND_FAULTS = 3.5  # a demodulation band is at least this many highest fault frequencies wide
 RESOLUTION_STEPS = 10.0  # envelope bins across the closest pair of bearing lines
 HARMONIC_FOUND_DB = 6.0  # a harmonic or sideband counts as found this far above its floor
-SHAFT_FOUND_DB = 10.0
-CANDIDATES = 3  # bands of each kurtogram level whose envelope spectrum is examined  # the shaft comb must stand this far above its floor to move the speed
+SHAFT_FOUND_DB = 10.0  # the shaft comb must stand this far above its floor to move the speed
+CANDIDATES = 3  # bands of each kurtogram width whose envelope spectrum is examined
 
 
 @jit

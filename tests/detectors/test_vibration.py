@@ -276,7 +276,8 @@ def test_evidence_names_peak_harmonics_and_sidebands() -> None:
     fr = m.rpm / 60
     o = m.bearing.orders()
     rng = np.random.default_rng(11)
-    feats = {d: analyse(signal(m, rate, 4.0, rng, d, snr_db=3.0), rate, m.rpm, m.bearing) for d in ("outer", "inner", "ball", None)}
+    feats = {d: analyse(signal(m, rate, 4.0, rng, d, snr_db=3.0), rate, m.rpm, m.bearing)
+             for d in ("outer", "inner", "ball", None)}
     for d, name, f0 in (("outer", "bpfo", o["bpfo"]), ("inner", "bpfi", o["bpfi"]), ("ball", "bsf", 2 * o["bsf"])):
         ev = feats[d].evidence
         assert ev["fault"] == name
