@@ -1,4 +1,4 @@
-# minewatch: `make up` runs the whole system here, `make test` runs the tests.
+# minewatch: `make up` runs the whole system here, `make test` runs the checks (`make check`) and the tests.
 # Both set up what is missing first: Debian's mosquitto, influxdb, chromium and prometheus packages
 # (prometheus for promtool and a scraping test), and a
 # virtual environment in .venv with the package and its dev extras.
@@ -12,12 +12,17 @@ PYTEST_ARGS ?=
 # the integration tests mostly wait on servers and processes: two at a time, a file each
 PYTEST_JOBS ?= -n 2 --dist loadfile
 
-.PHONY: up test test-nojit bench deps system-deps venv clean
+.PHONY: up check test test-nojit bench deps system-deps venv clean
 
 up: deps
 	$(VENV)/bin/minewatch up
 
-test: deps
+# ruff and mypy (configured in pyproject.toml): any finding fails the build
+check: venv
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
+test: deps check
 	$(PY) -m pytest $(PYTEST_JOBS) $(PYTEST_ARGS)
 	@echo "# the detector kernels again, interpreted (NUMBA_DISABLE_JIT=1), against the same references"
 	NUMBA_DISABLE_JIT=1 $(PY) -m pytest -q tests/detectors $(PYTEST_ARGS)

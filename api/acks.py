@@ -30,8 +30,8 @@ async def send_ack(state: Any, target_id: str, scenario_id: str, latest_ts: int,
         raise HTTPException(503, str(exc)) from None
     if ev is None:
         state.metrics.acks.labels("pending").inc()
-        ids = {"incident_id": target_id} if incident else {"alert_id": target_id}
-        return JSONResponse(AckAccepted(**ids, operator=operator, note=body.note, ts=ts).model_dump(exclude_none=True),
-                            status_code=202)
+        accepted = AckAccepted(incident_id=target_id if incident else None, alert_id=None if incident else target_id,
+                               operator=operator, note=body.note, ts=ts)
+        return JSONResponse(accepted.model_dump(exclude_none=True), status_code=202)
     state.metrics.acks.labels("confirmed").inc()
     return ev

@@ -6,7 +6,7 @@ import secrets
 
 import click
 
-from minewatch.cli import influx_options, mqtt_option, settings_from
+from minewatch.options import influx_options, mqtt_option, settings_from
 
 __all__ = ["api"]
 

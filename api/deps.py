@@ -20,7 +20,7 @@ from starlette.requests import HTTPConnection
 from api.schemas import Role
 from api.state import AppState
 from minewatch.influx import InfluxClient
-from minewatch.settings import Settings
+from minewatch.settings import API_ROLE_RANK, API_ROLES, Settings
 
 __all__ = ["Principal", "StateDep", "SettingsDep", "InfluxDep", "Reader", "CurrentOperator", "CurrentEngineer",
            "authenticate", "KEY_COOKIE", "KEY_QUERY"]
@@ -28,7 +28,6 @@ __all__ = ["Principal", "StateDep", "SettingsDep", "InfluxDep", "Reader", "Curre
 KEY_HEADER = "X-API-Key"
 KEY_QUERY = "api_key"
 KEY_COOKIE = "minewatch_api_key"
-_RANK: dict[str, int] = {"integrator": 0, "operator": 1, "engineer": 2}
 
 header_key = APIKeyHeader(name=KEY_HEADER, auto_error=False, scheme_name="ApiKeyHeader",
                           description="The API key in a header (preferred).")
@@ -45,11 +44,11 @@ class Principal:
     key_id: str  # a short digest of the key, safe to log and to show
 
     def may(self, role: Role) -> bool:
-        return _RANK[self.role] >= _RANK[role]
+        return API_ROLE_RANK[self.role] >= API_ROLE_RANK[role]
 
 
 def get_state(conn: HTTPConnection) -> AppState:
-    return conn.app.state.minewatch  # type: ignore[no-any-return]
+    return conn.app.state.minewatch
 
 
 StateDep = Annotated[AppState, Depends(get_state)]
@@ -76,9 +75,10 @@ def authenticate(keys: dict[str, str], key: str | None) -> Principal:
     if not key:
         raise _unauthorized(f"no API key: send it in the {KEY_HEADER} header, as 'Authorization: Bearer KEY', "
                             f"as the {KEY_QUERY} query parameter or the {KEY_COOKIE} cookie")
-    for known, role in keys.items():
-        if hmac.compare_digest(known.encode(), key.encode()):
-            return Principal(role, hashlib.sha256(key.encode()).hexdigest()[:8])  # type: ignore[arg-type]
+    for known, name in keys.items():
+        role = next((r for r in API_ROLES if r == name), None)  # the settings check the names
+        if role is not None and hmac.compare_digest(known.encode(), key.encode()):
+            return Principal(role, hashlib.sha256(key.encode()).hexdigest()[:8])
     raise _unauthorized("unknown API key")
 
 
@@ -106,7 +106,7 @@ def current_principal(
     return authenticate(state.api_keys, key)
 
 
-def require(role: Role):  # noqa: ANN201 - a dependency
+def require(role: Role):
     def check(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
         if not principal.may(role):
             raise HTTPException(status.HTTP_403_FORBIDDEN,

@@ -37,7 +37,7 @@ from api.alertbook import AlertBook, stored_events
 from api.hub import Hub, Slots
 from api.incidents import IncidentBook, stored_incidents
 from api.metrics import Metrics
-from api.views import frame_json
+from api.frames import frame_json
 from minewatch.catalogue import SCENARIOS
 from minewatch.mqtt import aiomqtt_kwargs
 from minewatch.registry import RobotRegistry

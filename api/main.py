@@ -18,7 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.guard import BodyLimit, MethodCheck, SecurityHeaders
 from api.live import LiveState
@@ -114,7 +114,7 @@ class _Timing:
             m.streams.labels(stream_route).inc()
             m.streams_open.labels(stream_route).inc()
 
-        async def send_wrapper(message: dict) -> None:  # type: ignore[type-arg]
+        async def send_wrapper(message: Message) -> None:
             nonlocal code
             kind = message["type"]
             if kind == "http.response.start":

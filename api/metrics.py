@@ -53,5 +53,5 @@ class Metrics:
                                     registry=r)
         self.acks = Counter("minewatch_api_acks_total", "Acknowledgements by outcome", ["outcome"], registry=r)
         self.replays = Counter("minewatch_api_replays_total", "Replay jobs by final state", ["state"], registry=r)
-        self.replay_readings = Counter("minewatch_api_replay_readings_total", "Telemetry rows replayed",
-                                       registry=r)
+        self.replay_frames = Counter("minewatch_api_replay_frames_total",
+                                     "Frames replayed (one robot's telemetry message each)", registry=r)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from fastapi.exceptions import RequestValidationError
 
 from api.times import parse_time
 from minewatch.catalogue import SCENARIOS, Scenario
 
-__all__ = ["bad", "excerpt", "ROBOT_PATTERN", "SCENARIO_IDS", "ScenarioName", "SHIFT_PATTERN", "CHANNELS_PATTERN", "time_or_422", "window_or_422", "scenario_or_422", "channels_or_422", "robot_or_422", "EXTRA_FIELDS"]
+__all__ = ["bad", "excerpt", "ROBOT_PATTERN", "SCENARIO_IDS", "ScenarioName", "SHIFT_PATTERN", "CHANNELS_PATTERN",
+           "time_or_422", "window_or_422", "scenario_or_422", "channels_or_422", "robot_or_422", "EXTRA_FIELDS"]
 
 # Telemetry fields that are not channels of a scenario but may be asked for like one.
 EXTRA_FIELDS = {"battery": "%", "pos_m": "m", "latency_ms": "ms", "rssi_dbm": "dBm"}
@@ -19,7 +20,10 @@ EXTRA_FIELDS = {"battery": "%", "pos_m": "m", "latency_ms": "ms", "rssi_dbm": "d
 ROBOT_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 _ROBOT = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 SCENARIO_IDS = list(SCENARIOS)
-ScenarioName = Literal[tuple(SCENARIO_IDS)]  # type: ignore[valid-type]  # the document lists them as an enum
+if TYPE_CHECKING:
+    ScenarioName = str  # the ids are known at run time only
+else:
+    ScenarioName = Literal[tuple(SCENARIO_IDS)]  # the document lists them as an enum
 # a shift id, YYYY-MM-DD:NAME (names as minewatch.shifts allows them); one that is well formed but
 # names no shift of the calendar is a 404
 # every channel name of the catalogue (and the extra fields): a name that is no channel anywhere

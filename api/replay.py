@@ -21,7 +21,7 @@ from api.hub import Hub, Message
 from api.replay_engine import compare, live_alerts, run_replay
 from api.schemas import ReplayCreate, ReplayDiff, ReplayPublic
 from api.times import parse_time
-from api.views import frame_json
+from api.frames import frame_json
 from minewatch.schema import AlertEvent
 from minewatch.wire import Frame
 
@@ -97,7 +97,7 @@ class ReplayJob:
     created_by: str
     state: str = "queued"
     error: str | None = None
-    readings: int = 0
+    frames: int = 0
     data_ts: int | None = None
     t_started: float | None = None
     t_finished: float | None = None
@@ -123,21 +123,21 @@ class ReplayJob:
         return ReplayPublic(
             id=self.id, state=self.state, shift=self.shift, start=self.start, end=self.end,  # type: ignore[arg-type]
             overrides=self.overrides, speed=self.speed,
-            progress=min(1.0, max(0.0, covered * NS / max(1, self.end - self.start))), readings=self.readings,
+            progress=min(1.0, max(0.0, covered * NS / max(1, self.end - self.start))), frames=self.frames,
             data_ts=self.data_ts, elapsed_s=round(el, 3), x_realtime=round(covered / el, 1) if el > 0 and covered else None,
             alert_count=len(self.alerts), alerts=list(self.alerts) if with_alerts else [], diff=self.diff,
-            error=self.error, note=NO_DATA_NOTE if self.state == "done" and not self.readings else None,
+            error=self.error, note=NO_DATA_NOTE if self.state == "done" and not self.frames else None,
             created_by=self.created_by)
 
     def progress_message(self) -> Message:
         p = self.public(with_alerts=False)
-        return {"type": "progress", "data": {"state": p.state, "progress": p.progress, "readings": p.readings,
+        return {"type": "progress", "data": {"state": p.state, "progress": p.progress, "frames": p.frames,
                                              "data_ts": p.data_ts, "elapsed_s": p.elapsed_s,
                                              "x_realtime": p.x_realtime, "alert_count": p.alert_count}}
 
     # sinks of run_replay
-    def on_progress(self, data_ts: int, readings: int) -> None:
-        self.data_ts, self.readings = data_ts, readings
+    def on_progress(self, data_ts: int, frames: int) -> None:
+        self.data_ts, self.frames = data_ts, frames
         self.hub.publish(self.progress_message())
 
     def on_alerts(self, events: list[AlertEvent]) -> None:
@@ -203,7 +203,7 @@ class ReplayManager:
             res = await run_replay(self.influx, job.start, job.end, overrides=job.overrides, speed=job.speed,
                                    on_progress=job.on_progress, on_alerts=job.on_alerts, on_frames=job.on_frames,
                                    cancel=job.cancel)
-            job.readings = res.readings
+            job.frames = res.frames
             if res.cancelled:
                 job.state = "cancelled"
             else:
@@ -218,7 +218,7 @@ class ReplayManager:
         finally:
             job.t_finished = time.perf_counter()
             self.metrics.replays.labels(job.state).inc()
-            self.metrics.replay_readings.inc(job.readings)
+            self.metrics.replay_frames.inc(job.frames)
             job.hub.publish({"type": "done", "data": job.public(with_alerts=False).model_dump(mode="json")})
 
     async def diff(self, job: ReplayJob) -> ReplayDiff:

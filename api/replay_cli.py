@@ -9,7 +9,7 @@ from typing import IO, Any
 
 import click
 
-from minewatch.cli import influx_options, settings_from
+from minewatch.options import influx_options, settings_from
 
 __all__ = ["replay"]
 
@@ -114,11 +114,11 @@ async def _run(settings: Any, t0: int, t1: int, overrides: dict[str, float], spe
                 bar.__exit__(None, None, None)
         out.flush()
         summary: dict[str, Any] = {
-            "window": label, "frames": res.readings, "alert_events": len(res.alerts),
+            "window": label, "frames": res.frames, "alert_events": len(res.alerts),
             "alerts": len({e.alert_id for e in res.alerts}), "elapsed_s": round(res.elapsed_s, 3),
             "x_realtime": round(total_s / res.elapsed_s, 1) if res.elapsed_s else None,
-            "frames_per_s": round(res.readings / res.elapsed_s) if res.elapsed_s else None}
-        if not res.readings and not res.cancelled:
+            "frames_per_s": round(res.frames / res.elapsed_s) if res.elapsed_s else None}
+        if not res.frames and not res.cancelled:
             summary["note"] = NO_DATA_NOTE
         if compare:
             cmp = compare_alerts(res.alerts, await live_alerts(influx, t0, t1), t0, t1)

@@ -57,9 +57,12 @@ class TelemetrySource:
     """Frames of ``[start, end)`` in time order, in slices of ``slice_s`` of data time (see
     :mod:`minewatch.stored`)."""
 
-    def __init__(self, influx: InfluxClient, start: int, end: int, *, slice_s: float = 600.0) -> None:
+    def __init__(self, influx: InfluxClient, start: int, end: int, *, slice_s: float = 600.0, in_flight: int = 2) -> None:
         if end <= start:
             raise ValueError("end must be after start")
+        if in_flight < 1:
+            raise ValueError("in_flight must be at least 1 (the slice being read)")
+        self.in_flight = in_flight
         self.influx = influx
         self.start, self.end = start, end
         self.slice_ns = max(1, int(slice_s * NS))
@@ -73,22 +76,27 @@ class TelemetrySource:
             return None
         return int(rows[0]["time"]), int(rows[1]["time"])
 
+    async def bounds(self) -> list[tuple[int, int]]:
+        """``(slice_start, slice_end)`` of the slices :meth:`slices` reads: none before the first
+        stored frame, none past the last (plus :data:`TAIL_S`)."""
+        ext = await self.extent()
+        if ext is None:
+            return []
+        first = self.start + (ext[0] - self.start) // self.slice_ns * self.slice_ns
+        last = min(self.end, ext[1] + int(TAIL_S * NS) + 1)
+        bounds = [*range(first, last, self.slice_ns), last]
+        return list(zip(bounds[:-1], bounds[1:]))
+
     async def slices(self) -> AsyncIterator[tuple[int, int, list[Frame], list[bool]]]:
         """``(slice_start, slice_end, frames, late)`` per slice, reading ahead. Stretches of the
         window before the first and after the last stored frame (plus :data:`TAIL_S`, for the
         time-driven checks to see the silence) are not read."""
-        ext = await self.extent()
-        if ext is None:
-            return
-        first = self.start + (ext[0] - self.start) // self.slice_ns * self.slice_ns
-        last = min(self.end, ext[1] + int(TAIL_S * NS) + 1)
-        bounds = [*range(first, last, self.slice_ns), last]
-        pairs = list(zip(bounds[:-1], bounds[1:]))
+        pairs = await self.bounds()
         reader = SliceReader(self.influx)
         ahead: list[asyncio.Task[tuple[list[Frame], list[bool]]]] = []
         try:
             for k, (t0, t1) in enumerate(pairs):
-                while len(ahead) < 2 and k + len(ahead) < len(pairs):
+                while len(ahead) < self.in_flight and k + len(ahead) < len(pairs):
                     ahead.append(asyncio.create_task(reader.read(*pairs[k + len(ahead)])))
                 frames, late = await ahead.pop(0)
                 yield t0, t1, frames, late
@@ -100,13 +108,13 @@ class TelemetrySource:
 @dataclass
 class ReplayResult:
     alerts: list[AlertEvent] = field(default_factory=list)
-    readings: int = 0
+    frames: int = 0
     data_ts: int | None = None
     elapsed_s: float = 0.0
     cancelled: bool = False
 
 
-ProgressFn = Callable[[int, int], Awaitable[None] | None]  # (data_ts, readings so far)
+ProgressFn = Callable[[int, int], Awaitable[None] | None]  # (data_ts, frames so far)
 AlertsFn = Callable[[list[AlertEvent]], Awaitable[None] | None]
 FramesFn = Callable[[list[Frame]], Awaitable[None] | None]
 
@@ -133,20 +141,22 @@ def _batches(frames: list[Frame], late: list[bool], t_from: int, t_to: int, step
 async def run_replay(influx: InfluxClient, start: int, end: int, *, overrides: Mapping[str, float] | None = None,
                      speed: float | None = None, tick_s: float = TICK_S, slice_s: float = 600.0,
                      on_progress: ProgressFn | None = None, on_alerts: AlertsFn | None = None,
-                     on_frames: FramesFn | None = None, cancel: asyncio.Event | None = None) -> ReplayResult:
+                     on_frames: FramesFn | None = None, cancel: asyncio.Event | None = None,
+                     in_flight: int = 2) -> ReplayResult:
     """Run the detectors, fresh, over ``[start, end)``.
 
     As fast as possible (``speed`` None), frames go to the detectors in batches of ``tick_s`` of
     data time, each followed by a ``tick`` at the batch's end (the time-driven checks such as a
-    silent robot need the clock to move as it did live), in a worker thread, while the next two
-    slices are read. With a ``speed`` (data seconds per wall
-    second), batches are a tenth of a wall second long and ``on_frames`` gets each batch's
+    silent robot need the clock to move as it did live), in a worker thread, while the next
+    ``in_flight - 1`` slices are read (1: none, one slice after another). With a ``speed`` (data
+    seconds per wall second), batches are a tenth of a wall second long and ``on_frames`` gets each batch's
     latest frame per robot, on time."""
     from detectors import DetectorSuite  # numba compiles on first import: only when replaying
 
     suite = DetectorSuite(SCENARIOS, overrides=dict(overrides or {}))
     res = ReplayResult()
-    src = TelemetrySource(influx, start, end, slice_s=slice_s if speed is None else min(slice_s, max(10.0, speed * 5)))
+    src = TelemetrySource(influx, start, end, slice_s=slice_s if speed is None else min(slice_s, max(10.0, speed * 5)),
+                          in_flight=in_flight)
     step_ns = int(tick_s * NS) if speed is None else max(1, int(speed * 0.1 * NS))
     t_wall = time.perf_counter()
     origin: int | None = None  # data time of the first slice: the paced clock starts there
@@ -158,7 +168,7 @@ async def run_replay(influx: InfluxClient, start: int, end: int, *, overrides: M
         if speed is None:
             # the whole slice in a worker thread: the event loop (the API) keeps serving
             events = await asyncio.to_thread(_process_slice, suite, frames, late, t0, t1, step_ns)
-            res.readings += len(frames)
+            res.frames += len(frames)
             res.data_ts = t1
             if events:
                 res.alerts.extend(events)
@@ -169,7 +179,7 @@ async def run_replay(influx: InfluxClient, start: int, end: int, *, overrides: M
                     res.cancelled = True
                     break
                 events = _process(suite, batch, blate, e)
-                res.readings += len(batch)
+                res.frames += len(batch)
                 res.data_ts = e
                 if events:
                     res.alerts.extend(events)
@@ -179,7 +189,7 @@ async def run_replay(influx: InfluxClient, start: int, end: int, *, overrides: M
                 await asyncio.sleep(max(0.0, lag))
             if res.cancelled:
                 break
-        await _call(on_progress, t1, res.readings)
+        await _call(on_progress, t1, res.frames)
     res.elapsed_s = time.perf_counter() - t_wall
     return res
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.times import MAX_NS_DOC, TIME_PATTERN
 from minewatch.schema import AlertEvent, AlertKind, AlertState, AlertTiming, IncidentEvent, Link, Severity
+from minewatch.settings import ApiRole
 
 __all__ = [
     "AckAccepted", "AckRequest", "AlertDetail", "AlertPublic", "AlertsPublic", "ChannelPublic", "ErrorModel",
@@ -19,8 +20,17 @@ __all__ = [
 ]
 
 Nanos = int
-Role = Literal["operator", "engineer", "integrator"]
+Role = ApiRole
 
+
+
+def example_of(model: type[BaseModel]) -> dict[str, Any]:
+    """The first example of ``model``'s JSON schema (``json_schema_extra``)."""
+    extra = model.model_config.get("json_schema_extra")
+    examples = extra.get("examples") if isinstance(extra, dict) else None
+    if not (isinstance(examples, list) and examples and isinstance(examples[0], dict)):
+        raise TypeError(f"{model.__name__} has no example")
+    return examples[0]
 
 class ErrorModel(BaseModel):
     """Every 4xx/5xx answer other than request validation (422) has this body."""
@@ -35,7 +45,8 @@ def errors(*codes: int, streaming: bool = False) -> dict[int | str, dict[str, An
     whose success is not JSON (a stream, a CSV file), ``streaming`` states the errors' JSON
     content explicitly instead of letting them take the route's media type."""
     text = {
-        400: "The body is not readable JSON", 401: "No API key, or an unknown one", 403: "The key's role may not do this", 404: "Not found",
+        400: "The body is not readable JSON", 401: "No API key, or an unknown one", 403: "The key's role may not do this",
+        404: "Not found",
         409: "Conflict with the current state", 429: "Too many running jobs",
         503: "A backing service (MQTT broker or InfluxDB) is unreachable",
     }
@@ -171,8 +182,7 @@ class IncidentPublic(IncidentEvent):
     """An incident: its latest step (members included) and whether it is still open."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        **IncidentEvent.model_config["json_schema_extra"]["examples"][0],  # type: ignore[index]
-        "active": True, "events": 2}]})
+        **example_of(IncidentEvent), "active": True, "events": 2}]})
 
     active: bool = Field(description="not cleared yet")
     events: int = Field(ge=1, description="number of steps in its history")
@@ -182,8 +192,7 @@ class IncidentDetail(IncidentPublic):
     """An incident with every step of its history, oldest first."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        **IncidentPublic.model_config["json_schema_extra"]["examples"][0],  # type: ignore[index]
-        "history": [IncidentEvent.model_config["json_schema_extra"]["examples"][0]]}]})  # type: ignore[index]
+        **example_of(IncidentPublic), "history": [example_of(IncidentEvent)]}]})
 
     history: list[IncidentEvent]
 
@@ -382,7 +391,8 @@ class ShiftsPublic(BaseModel):
 # ----------------------------------------------------------------------------- replays
 
 _SHIFT = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}:[a-z0-9_-]{1,32}$"  # api.params.SHIFT_PATTERN
-OVERRIDE_KEY = r"^[A-Za-z0-9_*?\[\]-]{1,32}\.[A-Za-z0-9_*?\[\]-]{1,32}\.(warning|alarm|critical|restore|rise|debounce)(\.(high|low))?$"
+OVERRIDE_KEY = (r"^[A-Za-z0-9_*?\[\]-]{1,32}\.[A-Za-z0-9_*?\[\]-]{1,32}"
+                r"\.(warning|alarm|critical|restore|rise|debounce)(\.(high|low))?$")
 
 
 def _shift_or_window(schema: dict[str, Any]) -> None:
@@ -405,10 +415,10 @@ class ReplayCreate(BaseModel):
     shift: str = Field(default=None, pattern=_SHIFT,  # type: ignore[assignment]  # absent, never null
                        description="YYYY-MM-DD:NAME, a shift of the calendar; or give start and end")
     start: Annotated[str, Field(pattern=TIME_PATTERN)] | Annotated[int, Field(ge=0, le=MAX_NS_DOC)] = Field(
-        default=None, description="window start, ISO 8601 or ns")  # type: ignore[assignment]
+        default=None, description="window start, ISO 8601 or ns")  # type: ignore[assignment]  # absent, never null
     end: Annotated[str, Field(pattern=TIME_PATTERN)] | Annotated[int, Field(ge=0, le=MAX_NS_DOC)] = Field(
         default=None, description="window end (exclusive), ISO 8601 or ns; one not after start is an empty "
-        "window, one more than 7 days after it is cut to 7 days")  # type: ignore[assignment]
+        "window, one more than 7 days after it is cut to 7 days")  # type: ignore[assignment]  # absent, never null
     overrides: dict[Annotated[str, Field(pattern=OVERRIDE_KEY)], Annotated[float, Field(allow_inf_nan=False)]] = Field(
         default_factory=dict, max_length=200, json_schema_extra={"additionalProperties": False},
         description="detector limit overrides, SCENARIO.CHANNEL.FIELD[.high|.low] as the detectors define them "
@@ -443,7 +453,7 @@ class ReplayDiff(BaseModel):
 class ReplayPublic(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "id": "rp-3f2a1c9d", "state": "done", "shift": "2026-11-27:night", "start": 1795795200000000000,
-        "end": 1795824000000000000, "overrides": {}, "speed": None, "progress": 1.0, "readings": 575000,
+        "end": 1795824000000000000, "overrides": {}, "speed": None, "progress": 1.0, "frames": 575000,
         "data_ts": 1795824000000000000, "elapsed_s": 21.4, "x_realtime": 1345.8, "alert_count": 0, "alerts": [],
         "diff": None,
         "error": None, "created_by": "engineer"}]})
@@ -456,7 +466,8 @@ class ReplayPublic(BaseModel):
     overrides: dict[str, float]
     speed: float | None = None
     progress: float = Field(ge=0, le=1)
-    readings: int = Field(description="telemetry rows fed to the detectors so far")
+    frames: int = Field(description="frames fed to the detectors so far (a frame: one robot's telemetry "
+                        "message, its readings of one moment; one stored telemetry row)")
     data_ts: Nanos | None = Field(default=None, description="data time reached")
     elapsed_s: float
     x_realtime: float | None = Field(default=None, description="data time covered / wall time taken")

@@ -3,27 +3,18 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from api.schemas import ChannelPublic, LatestReading, LimitPublic, RobotPublic, ScenarioPublic, WatchPublic
-from minewatch.catalogue import Channel, Scenario
-from minewatch.schema import SEVERITY_RANK, Severity
-from minewatch.schema import Link
+from minewatch.catalogue import QUANTITIES, Channel, Scenario
+from minewatch.schema import SEVERITY_RANK, Link, Severity
 from minewatch.wire import Frame
 
 if TYPE_CHECKING:
     from api.live import LiveState
 
-__all__ = ["scenario_public", "robot_public", "channel_public", "latest_readings", "merge_readings", "frame_json",
-           "watch_public", "beyond"]
-
-
-def frame_json(f: Frame, key: tuple[str, str] | None = None) -> dict[str, Any]:
-    """A frame as stream clients get it (``reading`` messages): no link, no waveforms. With
-    ``key``, the (scenario, robot) of the topic it came on names it."""
-    scenario_id, robot_id = key if key is not None else (f.scenario_id, f.robot_id)
-    return {"robot_id": robot_id, "scenario_id": scenario_id, "seq": f.seq, "ts": f.ts, "pos_m": f.pos_m,
-            "battery": f.battery, "readings": f.readings}
+__all__ = ["scenario_public", "robot_public", "channel_public", "latest_readings", "merge_readings", "watch_public",
+           "beyond"]
 
 
 def channel_public(c: Channel) -> ChannelPublic:
@@ -38,7 +29,7 @@ def beyond(c: Channel | None, value: float | None) -> Severity | None:
     its size: its sign is the direction of the flow)."""
     if c is None or value is None:
         return None
-    v = abs(value) if c.quantity == "ws" else value
+    v = abs(value) if QUANTITIES[c.quantity].signed else value
     worst: Severity | None = None
     for lim in c.limits:
         for sev, thr in lim.levels:
@@ -107,7 +98,7 @@ def robot_public(live: LiveState, robot_id: str) -> RobotPublic:
 
 def scenario_public(live: LiveState, sc: Scenario, robots: list[RobotPublic] | None = None) -> ScenarioPublic:
     active = [a.public() for a in live.book.active() if a.latest.scenario_id == sc.id]
-    active.sort(key=lambda a: (-_rank(a.severity.value), -a.ts))
+    active.sort(key=lambda a: (-SEVERITY_RANK[a.severity], -a.ts))
     worst = active[0] if active else None
     if robots is None:
         robots = [robot_public(live, r) for r in live.robot_ids()]
@@ -117,7 +108,3 @@ def scenario_public(live: LiveState, sc: Scenario, robots: list[RobotPublic] | N
         status=worst.severity.value if worst else "ok", worst_alert=worst, active_alerts=len(active),
         readings=latest_readings(live.frames_of(sc.id), sc), watch=watch_public(live, sc.id),
         robots=sorted(r.robot_id for r in robots if r.online and r.scenario_id == sc.id))
-
-
-def _rank(sev: str) -> int:
-    return {"info": 0, "warning": 1, "alarm": 2, "critical": 3}[sev]

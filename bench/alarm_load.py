@@ -109,15 +109,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from detection_quality import belongs, emit, label_alerts, scored_labels  # noqa: E402
-from ingest_throughput import Ingestors  # noqa: E402
+from detection_quality import belongs, emit, label_alerts, scored_labels
+from ingest_throughput import Ingestors
 
-from minewatch.schema import SEVERITY_RANK, AlertEvent, AlertState, IncidentEvent, IncidentState  # noqa: E402
-from minewatch.services import Influxd, Mosquitto  # noqa: E402
-from minewatch.shifts import Shift, ShiftCalendar  # noqa: E402
-from minewatch.topics import Topics  # noqa: E402
-from simulator.faults import LIBRARY  # noqa: E402
-from tests.ingest.helpers import Collector  # noqa: E402
+from minewatch.schema import SEVERITY_RANK, AlertEvent, AlertState, IncidentEvent, IncidentState
+from minewatch.services import Influxd, Mosquitto
+from minewatch.shifts import Shift, ShiftCalendar
+from minewatch.topics import Topics
+from simulator.faults import LIBRARY
+from tests.ingest.helpers import Collector
 
 NS = 1_000_000_000
 MIN = 60 * NS
@@ -524,7 +524,7 @@ def report(case: Case, runs: list[Observed], cond: dict[str, Any]) -> None:
 
     again = set().union(*(f["again"] for f in fs))
     quick = set().union(*(f["quick"] for f in fs))
-    all_incidents = sum((f["incident_causes"] for f in fs), Counter())
+    all_incidents: Counter[str] = sum((f["incident_causes"] for f in fs), Counter())
     raised = Counter(f"{place(e)} {e.detector} {e.channel or '-'}" for r in runs for e in r.alerts
                      if e.state is AlertState.raised)
     line("alarm_incidents", [f["alarm_incidents"] for f in fs], "incidents",

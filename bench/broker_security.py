@@ -27,12 +27,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from minewatch.mqtt import paho_client  # noqa: E402
-from minewatch.services import free_port  # noqa: E402
-from minewatch.settings import MqttTarget  # noqa: E402
-from minewatch.topics import Topics  # noqa: E402
-from tests.deploy.conftest import deploy_tls_snippet, start_deploy_broker  # noqa: E402
-from tests.deploy.tls import make_certs  # noqa: E402
+import paho.mqtt.client as paho
+
+from minewatch.mqtt import paho_client
+from minewatch.services import free_port
+from minewatch.settings import MqttTarget
+from minewatch.topics import Topics
+from tests.deploy.conftest import deploy_tls_snippet, start_deploy_broker
+from tests.deploy.tls import make_certs
 
 FRAME = json.dumps({"robot_id": "r01", "scenario_id": "mf01", "seq": 1, "ts": 1795852800000000000, "pos_m": 118.5,
                     "battery": 76.5, "link": {"latency_ms": 14.2, "rssi_dbm": -78.0, "loss": 0.0},
@@ -40,7 +42,7 @@ FRAME = json.dumps({"robot_id": "r01", "scenario_id": "mf01", "seq": 1, "ts": 17
                                  "ws": 1.8}}).encode()
 
 
-def _connect(url: str, ca: Path | None) -> tuple[object, float]:
+def _connect(url: str, ca: Path | None) -> tuple[paho.Client, float]:
     target = MqttTarget(url)
     client = paho_client(target, ca=ca)
     done = threading.Event()

@@ -35,23 +35,24 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import httpx  # noqa: E402
-import msgspec  # noqa: E402
-import paho.mqtt.client as paho  # noqa: E402
+import httpx
+import msgspec
+import paho.mqtt.client as paho
 
-from minewatch.catalogue import SCENARIOS  # noqa: E402
-from minewatch.influx import SyncInflux  # noqa: E402
-from minewatch.mqtt import connect_properties, paho_client  # noqa: E402
-from minewatch.settings import parse_mqtt_url  # noqa: E402
-from minewatch.services import Influxd, Mosquitto, free_port, stop_process  # noqa: E402
-from minewatch.topics import Topics  # noqa: E402
-from minewatch.wire import Frame, encode_frame, encode_frames  # noqa: E402
+from minewatch.catalogue import SCENARIOS
+from minewatch.influx import SyncInflux
+from minewatch.mqtt import connect_properties, paho_client
+from minewatch.settings import parse_mqtt_url
+from minewatch.services import Influxd, Mosquitto, free_port, stop_process
+from minewatch.topics import Topics
+from minewatch.wire import Frame, encode_frame, encode_frames
 
-from hostile_api import rss_mb, sse_clients_rss  # noqa: E402 - bench/, beside this script
+from hostile_api import rss_mb, sse_clients_rss
 
 _NS = 1_000_000_000
 PREFIX = "minewatch/v1"
@@ -67,14 +68,14 @@ class Frames:
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
         self.robots = [(sid, f"r{i + 1:02d}") for i, sid in enumerate(SCENARIOS)]
-        self.seq = Counter()
+        self.seq: Counter[str] = Counter()
         self.t = {rid: time.time_ns() - 3_600 * _NS for _, rid in self.robots}
 
     def one(self, k: int | None = None) -> Frame:
         sid, rid = self.robots[self.rng.randrange(len(self.robots)) if k is None else k % len(self.robots)]
         self.seq[rid] += 1
         self.t[rid] = min(self.t[rid] + 50_000_000, time.time_ns())
-        readings = {c.name: round(self.rng.uniform(0.1, 0.3), 3) for c in SCENARIOS[sid].channels[:6]}
+        readings: dict[str, float | None] = {c.name: round(self.rng.uniform(0.1, 0.3), 3) for c in SCENARIOS[sid].channels[:6]}
         return Frame(robot_id=rid, scenario_id=sid, seq=self.seq[rid], ts=self.t[rid], readings=readings)
 
 
@@ -333,9 +334,9 @@ def _good_message(topics: Topics, f: Frame) -> tuple[str, bytes]:
     return topics.telemetry(f.scenario_id, f.robot_id), encode_frames([f])
 
 
-def _wait(check: object, timeout: float, what: str) -> None:
+def _wait(check: Callable[[], object], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
+    while not check():
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out waiting for {what}")
         time.sleep(0.2)

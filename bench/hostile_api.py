@@ -28,8 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from minewatch.influx import SyncInflux  # noqa: E402
-from minewatch.services import Influxd, Mosquitto, free_port, stop_process, wait_http  # noqa: E402
+from minewatch.influx import SyncInflux
+from minewatch.services import Influxd, Mosquitto, free_port, stop_process, wait_http
 
 KEY = "bench-integrator-key"
 T0 = 1_795_852_800_000_000_000
@@ -82,16 +82,17 @@ def open_clients(port: int, clients: int, timeout: float = 120.0) -> tuple[list[
         if time.monotonic() > deadline:
             raise TimeoutError(f"{len(pending)} of {clients} clients did not get their snapshot")
         for key, _ in sel.select(1.0):
-            s = key.fileobj
-            chunk = s.recv(1 << 20)  # type: ignore[union-attr]
+            conn = key.fileobj
+            assert isinstance(conn, socket.socket)
+            chunk = conn.recv(1 << 20)
             if not chunk:
-                raise RuntimeError(f"the API closed a stream: {bytes(got[s][:300])!r}")
-            got[s] += chunk
-            if b"event: watch" in got[s]:
-                pending.discard(s)
-                sel.unregister(s)
-                if not got[s].startswith(b"HTTP/1.1 200"):
-                    raise RuntimeError(f"the API refused a stream: {bytes(got[s][:300])!r}")
+                raise RuntimeError(f"the API closed a stream: {bytes(got[conn][:300])!r}")
+            got[conn] += chunk
+            if b"event: watch" in got[conn]:
+                pending.discard(conn)
+                sel.unregister(conn)
+                if not got[conn].startswith(b"HTTP/1.1 200"):
+                    raise RuntimeError(f"the API refused a stream: {bytes(got[conn][:300])!r}")
     return socks, len(got[socks[0]])
 
 

@@ -24,12 +24,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import httpx  # noqa: E402
+import httpx
 
-from ingest.lines import TelemetryLines  # noqa: E402
-from ingest_throughput import cpu_s, emit, replicate, settle, simulated_frames  # noqa: E402
-from minewatch.influx import SyncInflux  # noqa: E402
-from minewatch.services import Influxd  # noqa: E402
+from ingest.lines import TelemetryLines
+from ingest_throughput import cpu_s, emit, replicate, settle, simulated_frames
+from minewatch.influx import SyncInflux
+from minewatch.services import Influxd
 
 
 def main() -> None:
@@ -47,7 +47,8 @@ def main() -> None:
         try:
             SyncInflux(server.url, "direct").ensure_db()
             settle(server)
-            pid = server.proc.pid  # type: ignore[union-attr]
+            assert server.proc is not None  # started above
+            pid = server.proc.pid
             c0, t0 = cpu_s(pid), time.perf_counter()
             with httpx.Client(timeout=300) as http:
                 def post(body: bytes) -> None:

@@ -24,12 +24,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from api.report import DEFAULT_POINTS, collect, render  # noqa: E402
-from ingest.lines import TelemetryLines  # noqa: E402
-from minewatch.influx import SyncInflux  # noqa: E402
-from minewatch.services import Influxd  # noqa: E402
-from minewatch.shifts import ShiftCalendar  # noqa: E402
-from minewatch.wire import decode_frames  # noqa: E402
+from api.report import DEFAULT_POINTS, collect
+from api.report_render import render
+from ingest.lines import TelemetryLines
+from minewatch.influx import SyncInflux
+from minewatch.services import Influxd
+from minewatch.shifts import ShiftCalendar
+from minewatch.wire import decode_frames
 
 SHIFT_ID = "2026-11-27:night"
 RATE_HZ = 0.2  # a frame every 5 s per robot (domain §5: an environment frame every 1-5 s)

@@ -19,14 +19,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from minewatch.services import Mosquitto  # noqa: E402
-from minewatch.settings import MqttTarget  # noqa: E402
-from minewatch.topics import Topics  # noqa: E402
-from simulator.engine import SimConfig, Simulation  # noqa: E402
-from simulator.fleet import default_fleet  # noqa: E402
-from simulator.runner import run  # noqa: E402
-from simulator.sinks import FileSink, MqttSink  # noqa: E402
-from simulator.timeutil import iso_ns  # noqa: E402
+from minewatch.services import Mosquitto
+from minewatch.settings import MqttTarget
+from minewatch.topics import Topics
+from simulator.engine import SimConfig, Simulation
+from simulator.fleet import default_fleet
+from simulator.runner import Sink, run
+from simulator.sinks import FileSink, MqttSink
+from simulator.timeutil import iso_ns
 
 START = iso_ns("2026-11-26T16:00:00Z")
 WAVE_RATE = 10240.0
@@ -36,10 +36,12 @@ def once(sink: str, waveforms: bool, robots: int, frames: int, tmp: Path, broker
          seed: int) -> tuple[float, float, int]:
     sim = Simulation(SimConfig(seed=seed, start_ns=START, frames=frames, robots=robots,
                                waveform_rate_hz=WAVE_RATE if waveforms else 0.0))
-    sinks: list = []
+    sinks: list[Sink] = []
     if sink == "file":
         sinks.append(FileSink(tmp / "frames.jsonl"))
     else:
+        if broker is None:
+            raise ValueError("an MQTT run needs a broker")
         mqtt = MqttSink(MqttTarget(broker.url), Topics(f"bench{seed}/v1"), [r.id for r in sim.fleet])
         mqtt.connect()
         sinks.append(mqtt)

@@ -9,13 +9,22 @@ test suite uses to check the kernels' logic line by line.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
 import numba
+import numpy.typing as npt
 
-__all__ = ["JIT_OPTIONS", "jit"]
+__all__ = ["JIT_OPTIONS", "Arr", "jit"]
 
-JIT_OPTIONS: dict[str, object] = {"cache": True, "nogil": True, "fastmath": False, "error_model": "numpy"}
+JIT_OPTIONS: dict[str, Any] = {"cache": True, "nogil": True, "fastmath": False, "error_model": "numpy"}
+
+#: a kernel's array argument (Numba types it from the array it gets when it compiles)
+Arr = npt.NDArray[Any]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def jit(fn):  # noqa: ANN001, ANN201 - decorator
-    """Compile ``fn`` with the project's Numba options."""
-    return numba.njit(**JIT_OPTIONS)(fn)
+def jit(fn: F) -> F:
+    """Compile ``fn`` with the project's Numba options (called as before: the same signature)."""
+    return cast(F, numba.njit(**JIT_OPTIONS)(fn))

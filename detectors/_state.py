@@ -7,7 +7,7 @@ new stream needs room, so a kernel call never sees a Python object.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 import numpy as np
@@ -24,7 +24,7 @@ class StreamTable:
         name -> (dtype, trailing shape, fill value) of each per-stream array.
     """
 
-    def __init__(self, columns: dict[str, tuple[Any, tuple[int, ...], Any]], capacity: int = 16) -> None:
+    def __init__(self, columns: Mapping[str, tuple[Any, tuple[int, ...], Any]], capacity: int = 16) -> None:
         self._columns = dict(columns)
         self.index: dict[Hashable, int] = {}
         self.keys: list[Hashable] = []

@@ -144,10 +144,14 @@ class AlertEngine:
         out: list[AlertEvent] = []
         if not self._held:
             return out
-        due = sorted((self._active[k].clear_at, k) for k in self._held
-                     if k in self._active and self._active[k].clear_at is not None and self._active[k].clear_at <= now_ns)
-        for _, k in due:
+        due: list[tuple[int, Key]] = []
+        for k in self._held:
+            held = self._active.get(k)
+            if held is not None and held.clear_at is not None and held.clear_at <= now_ns:
+                due.append((held.clear_at, k))
+        for _, k in sorted(due):
             a = self._active[k]
+            assert a.clear_event is not None  # a held clear keeps the event it will send
             ev = a.clear_event.model_copy(update={"ts": a.clear_at})
             out.append(self._close(k, ev))
         return out

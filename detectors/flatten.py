@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from detectors._jit import jit
+from detectors._jit import Arr, jit
 
 __all__ = ["Cols", "Shape", "ShapeArrays", "ShapeTable", "gather_kernel"]
 
@@ -42,11 +42,11 @@ class Cols:
 
     def __init__(self, dtypes: tuple[type, ...]) -> None:
         self.dtypes = dtypes
-        self.lists: tuple[list, ...] = tuple([] for _ in dtypes)
+        self.lists: tuple[list[Any], ...] = tuple([] for _ in dtypes)
         self.chunks: list[tuple[np.ndarray, ...]] = []
 
     def __len__(self) -> int:
-        return len(self.lists[0]) + sum(c[0].shape[0] for c in self.chunks)
+        return len(self.lists[0]) + sum(int(c[0].shape[0]) for c in self.chunks)
 
     def add(self, *arrays: np.ndarray) -> None:
         if arrays[0].shape[0]:
@@ -137,7 +137,7 @@ class ShapeTable:
 
     def arrays(self) -> ShapeArrays:
         if self._arrays is None:
-            def ragged(rows: list[list], width: int) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+            def ragged(rows: list[list[Any]], width: int) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
                 n = np.array([len(r) for r in rows], dtype=np.int64)
                 start = np.concatenate([[0], np.cumsum(n)[:-1]]).astype(np.int64)
                 flat = [e for r in rows for e in r]
@@ -158,11 +158,12 @@ class ShapeTable:
 
 
 @jit
-def gather_kernel(S, T, FI, X, BAT, LAT, RSSI, LOSS,  # noqa: ANN001, ANN201, N803 - per frame
-                  k_n, base_start, base_flat, miss_start, miss_n, miss_flat,  # per shape
-                  lim_start, lim_n, lim_pos, lim_s, lim_signed,
-                  pair_start, pair_n, pair_a, pair_b, pair_s, robot_s,
-                  b_s, b_t, b_x, b_fi, l_s, l_t, l_x, l_fi, p_s, p_t, p_a, p_b, p_fi):  # out
+def gather_kernel(S: Arr, T: Arr, FI: Arr, X: Arr, BAT: Arr, LAT: Arr, RSSI: Arr, LOSS: Arr,  # noqa: N803 - per frame
+                  k_n: Arr, base_start: Arr, base_flat: Arr, miss_start: Arr, miss_n: Arr, miss_flat: Arr,  # per shape
+                  lim_start: Arr, lim_n: Arr, lim_pos: Arr, lim_s: Arr, lim_signed: Arr,
+                  pair_start: Arr, pair_n: Arr, pair_a: Arr, pair_b: Arr, pair_s: Arr, robot_s: Arr,
+                  b_s: Arr, b_t: Arr, b_x: Arr, b_fi: Arr, l_s: Arr, l_t: Arr, l_x: Arr, l_fi: Arr,  # out
+                  p_s: Arr, p_t: Arr, p_a: Arr, p_b: Arr, p_fi: Arr) -> tuple[int, int, int]:
     """Write the samples of compiled frames; returns (base, limit, pair) sample counts.
 
     Frame ``i`` has shape ``S[i]``, time ``T[i]``, index ``FI[i]`` in the batch, and its values

@@ -36,12 +36,20 @@ silence has lasted.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
+import numpy.typing as npt
 
-from detectors._jit import jit
+from detectors._jit import Arr, jit
+from detectors.base import EventOrder, Pending, StreamDetector, register, timing_of
+from detectors.engine import Signal
+from detectors.health_rules import HEALTH_DETECTORS, SILENCE_S, STUCK_S, health_message, health_severity
+from minewatch.catalogue import QUANTITIES, Channel, Scenario
+from minewatch.schema import AlertEvent, AlertKind
 
-__all__ = ["HEALTH_COLUMNS", "HEALTH_ARGS", "health_kernel", "STUCK_MIN_RUN", "STUCK_WARMUP"]
+__all__ = ["HEALTH_ARGS", "HEALTH_COLUMNS", "STUCK_MIN_RUN", "STUCK_WARMUP", "HealthDetector", "health_kernel"]
 
 STUCK_MIN_RUN = 20
 STUCK_LEARN_RUN = 200
@@ -50,13 +58,14 @@ STUCK_TAIL = math.log(1e-12)
 REP_ALPHA = 0.002
 SPIKE_WARMUP = 30
 SPIKE_ALPHA = 0.05
-SPIKES_TO_RAISE = 3
 
 
 @jit
-def health_kernel(stream, t, x, lo, hi, tol, stuck_on, stuck_s, spike_on, spike_k, spike_window_s, silence_s,
-                  rng_state, rng_ok, last_x, run, run_t0, rep, n_vals, stuck, max_run,
-                  m, d, n_learn, cand, cand_t, spikes, spike_state, last_t, silent, out, aux):  # noqa: ANN001, ANN201
+def health_kernel(stream: Arr, t: Arr, x: Arr, lo: Arr, hi: Arr, tol: Arr, stuck_on: Arr, stuck_s: Arr,
+                  spike_on: Arr, spike_k: Arr, spike_window_s: Arr, silence_s: Arr, rng_state: Arr, rng_ok: Arr,
+                  last_x: Arr, run: Arr, run_t0: Arr, rep: Arr, n_vals: Arr, stuck: Arr, max_run: Arr, m: Arr,
+                  d: Arr, n_learn: Arr, cand: Arr, cand_t: Arr, spikes: Arr, spike_state: Arr, last_t: Arr,
+                  silent: Arr, out: Arr, aux: Arr) -> int:
     n_changes = 0
     for i in range(x.shape[0]):
         s = stream[i]
@@ -194,3 +203,82 @@ HEALTH_COLUMNS = {
     "h_silent": (np.int8, (), 0),
 }
 HEALTH_ARGS = tuple(HEALTH_COLUMNS)
+
+_STATE = ("h_rng_state", "h_stuck", "h_spike_state", "h_silent")  # each condition's raised state, by column
+
+
+@register
+class HealthDetector(StreamDetector):
+    """A sensor's own health on every base stream: out of range, stuck, spiky, silent."""
+
+    name = "sensor_health"
+    order = EventOrder.HEALTH
+    alerts = frozenset(HEALTH_DETECTORS)
+    columns = HEALTH_COLUMNS
+    kernel = staticmethod(health_kernel)
+    args = HEALTH_ARGS
+    state_columns: ClassVar[Mapping[str, str]] = dict(zip(HEALTH_DETECTORS, _STATE))
+
+    def configure(self, s: int, sc: Scenario, c: Channel | None) -> None:
+        b = self.table
+        b["h_silence_s"][s] = SILENCE_S
+        b["h_stuck_s"][s] = STUCK_S
+        if c is not None:
+            q = QUANTITIES[c.quantity]
+            b["h_lo"][s], b["h_hi"][s], b["h_tol"][s] = q.low, q.high, q.resolution / 2
+            # a two-valued signal is never "stuck"; spikes only where the physics cannot jump (air,
+            # gas, temperatures), not in flows, currents and levels of machines that start and stop
+            b["h_stuck_on"][s] = q.stuck
+            b["h_spike_on"][s] = q.spikes
+
+    def detect(self, stream: npt.NDArray[np.int64], t: npt.NDArray[np.int64],
+               x: npt.NDArray[np.float64], *,
+               check: bool = True) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float64], int]:
+        """The kernel over checked arrays: per sample and condition its step (1 raised, 0
+        cleared, -1 none), the run or silence behind a raise, and the number of steps."""
+        n = self.check(stream, t, x) if check else stream.shape[0]
+        out = np.empty((n, 4), dtype=np.int8)
+        aux = np.empty(n)
+        return out, aux, self.call((stream, t, x), (out, aux))
+
+    def run(self, cols: tuple[npt.NDArray[Any], ...], late: Sequence[bool] | None) -> list[Pending]:
+        stream, t, x, origin = cols
+        out, aux, steps = self.detect(stream, t, x, check=False)  # the suite's own sorted batch
+        if not steps:
+            return []
+        return [Pending(int(t[i]), self.order, int(stream[i]) * 4 + int(col),
+                        self.signal(int(stream[i]), int(col), int(out[i, col]), float(x[i]), int(t[i]), float(aux[i]),
+                                    late, int(origin[i])))
+                for i, col in zip(*np.nonzero(out >= 0))]
+
+    def signal(self, s: int, col: int, code: int, value: float, ts: int, aux: float, late: Sequence[bool] | None,
+               fi: int) -> Signal:
+        sid, rid, chan, c = self.meta[s]
+        sc = self.setup.scenarios[sid]
+        since = aux if code == 1 and col in (1, 3) else None
+        shown = None if col == 3 and code == 1 else value
+        msg, rule, limit = health_message(col, code == 1, sc, c, chan, rid, shown, since)
+        evidence: dict[str, object] = {"rule": rule, "robot": rid}
+        if since is not None:
+            evidence["for_s"] = round(since, 1)
+        is_late, timing = timing_of(self.setup, late, fi)
+        if is_late:
+            evidence["late"] = True
+        return Signal(scenario_id=sid, detector=HEALTH_DETECTORS[col], subject=chan, kind=AlertKind.sensor_health,
+                      source=rid, severity=health_severity(c) if code else None, ts=ts, message=msg,
+                      value=shown if shown is None or np.isfinite(shown) else None, limit=limit,
+                      unit=c.unit if c else None, channel=chan, robot_id=rid, evidence=evidence, timing=timing)
+
+    def seed(self, ev: AlertEvent) -> None:
+        s = self.stream_of(ev)
+        if s is None:
+            return
+        col = HEALTH_DETECTORS.index(ev.detector)
+        b = self.table
+        if b[_STATE[col]][s]:
+            return
+        b[_STATE[col]][s] = 1
+        if col == 1:
+            b["h_last_x"][s] = ev.value if ev.value is not None else np.nan
+        if col == 2:
+            b["h_spikes"][s, 2] = ev.ts

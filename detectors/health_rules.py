@@ -29,9 +29,7 @@ HEALTH_DETECTORS = ("sensor_range", "sensor_stuck", "sensor_spikes", "sensor_sil
 
 def health_severity(channel: Channel | None) -> Severity:
     """A blind methane sensor is an alarm: gas monitoring there has stopped working."""
-    if channel is not None and channel.quantity in ("ch4", "ch4_hr", "co", "o2"):
-        return Severity.alarm
-    return Severity.warning
+    return Severity(QUANTITIES[channel.quantity].blind) if channel is not None else Severity.warning
 
 
 def _v(value: float | None, channel: Channel | None) -> str:

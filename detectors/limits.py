@@ -23,18 +23,43 @@ The rule, per sample of one stream, in time order:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
+import numpy.typing as npt
 
-from detectors._jit import jit
+from detectors._jit import Arr, jit
+from detectors._state import StreamTable
+from detectors.base import (
+    NS,
+    ROBOTS,
+    STALE_S,
+    Detector,
+    EventOrder,
+    Inputs,
+    Pending,
+    Setup,
+    check_batch,
+    register,
+    timing_of,
+)
+from detectors.engine import AlertEngine, Signal
+from detectors.overrides import LEVEL_FIELDS
+from detectors.rules import ROBOT_RULES, Rule, fmt_thr, fmt_value, subject, vibration_rules, where_place, where_robot
+from detectors.vibration import VibrationFeatures
+from minewatch.schema import AlertEvent, AlertKind, Severity
+from minewatch.wire import Frame
 
-__all__ = ["MAX_LEVELS", "limit_kernel", "LimitState"]
+__all__ = ["LIMIT_ARGS", "LIMIT_COLUMNS", "MAX_LEVELS", "LimitDetector", "limit_kernel"]
 
 MAX_LEVELS = 3
 _SATURATE = 1 << 30
 
 
 @jit
-def limit_kernel(stream, x, thr, above, restore, n_raise, n_clear, level, count, clear_count, out):  # noqa: ANN001, ANN201
+def limit_kernel(stream: Arr, x: Arr, thr: Arr, above: Arr, restore: Arr, n_raise: Arr, n_clear: Arr, level: Arr,
+                 count: Arr, clear_count: Arr, out: Arr) -> int:
     """Run a batch through the limit rule.
 
     ``stream``/``x`` are the batch (sorted by stream, then time); ``thr``/``n_raise`` are
@@ -95,8 +120,282 @@ LIMIT_COLUMNS = {
 }
 
 
-class LimitState:
-    """Names of the configuration and state arrays the kernel takes, in order."""
+LIMIT_ARGS = ("thr", "above", "restore", "n_raise", "n_clear", "level", "count", "clear_count")
+_BATCH_DTYPES = {"stream": np.int64, "t": np.int64, "x": np.float64}
+VIB_INDEX = 100  # rule index of a machine's vibration zone rule (its bearing rule: 101), after any channel rule
+Key = tuple[str, str, str, int]  # (scenario, or "" for a robot's own readings; robot; channel; rule index)
 
-    config = ("thr", "above", "restore", "n_raise", "n_clear")
-    state = ("level", "count", "clear_count")
+
+class _Evidence:
+    """A reading past the restore level by a robot that is not part of an active alert: resolved
+    into clears of stale robots' parts when its turn in the batch's event order comes."""
+
+    __slots__ = ("det", "key", "s", "ts", "value", "slices", "t")
+
+    def __init__(self, det: LimitDetector, key: tuple[str, str, str], s: int, ts: int, value: float,
+                 slices: dict[int, tuple[int, int]], t: Arr) -> None:
+        self.det, self.key, self.s, self.ts, self.value, self.slices, self.t = det, key, s, ts, value, slices, t
+
+    def resolve(self) -> list[Signal]:
+        det = self.det
+        assert det.engine is not None
+        sources = det.engine.sources(self.key)
+        sid, robot, chan = det.meta[self.s]
+        if not sources or robot in sources or sid is None:
+            return []
+        out = []
+        j = det.key_index[self.s]
+        for src in sources:
+            src_stream = det.table.get((sid, src, chan, j))
+            if src_stream is None:
+                continue
+            last = det.last_report(src_stream, self.ts, self.slices, self.t)
+            quiet = (self.ts - last) / NS
+            if last >= 0 and quiet < STALE_S:
+                continue
+            rule = det.rule[self.s]
+            sc = det.setup.scenarios[sid]
+            c = sc.channel_map.get(chan)
+            what = subject(sc, c) if c else f"{chan} in {where_place(sc)}"
+            v = fmt_value(self.value, rule.unit, rule.digits)
+            side = "below" if rule.direction == "above" else "back above"
+            msg = (f"{what} reads {v} by robot {robot}, {side} the restore level {fmt_thr(rule.restore, rule.unit)}; "
+                   f"robot {src}, which raised this alert, has not read it for {quiet:.0f} s: its part of the alert "
+                   f"is cleared.")
+            out.append(Signal(scenario_id=sid, detector=rule.detector, subject=chan, kind=rule.kind, source=src,
+                              severity=None, ts=self.ts, message=msg, value=self.value, limit=rule.restore,
+                              unit=rule.unit, channel=chan, robot_id=robot, timing=det.setup.timing,
+                              evidence={"rule": rule.rule, "robot": robot, "stale_robot": src,
+                                        "stale_s": round(quiet, 1), "level": "restore level"}))
+        return out
+
+
+@register
+class LimitDetector(Detector):
+    """Fixed limits on limit streams (scenario, robot, channel, rule index): every limit rule of a
+    channel (the catalogue's limits with the overrides, and the ventilation checks derived from
+    them), a machine's vibration zone and bearing rules (fed by the suite's vibration analysis,
+    whose features go into the alert), and a robot's own battery and 5G link (scenario ``""``).
+
+    A robot that raised a limit alert may move on while the condition stands under its name: a
+    reading of another robot past the restore level, when the first has not reported that
+    channel for :data:`~detectors.base.STALE_S`, clears the first robot's part (judged in event
+    time with the batch's other signals, :attr:`EventOrder.STALE_EVIDENCE`)."""
+
+    name = "limits"
+    inputs = Inputs.LIMIT
+    order = EventOrder.LIMIT
+    columns = LIMIT_COLUMNS
+    kernel = staticmethod(limit_kernel)
+    args = LIMIT_ARGS
+    settings = (*LEVEL_FIELDS, "debounce")
+    per_robot = False
+
+    def __init__(self, setup: Setup) -> None:
+        super().__init__(setup)
+        self.table = StreamTable(LIMIT_COLUMNS)
+        self.rule: list[Rule] = []
+        self.meta: list[tuple[str | None, str, str]] = []  # (scenario or None for robot rules, robot, channel)
+        self.key_index: list[int] = []
+        self.key_streams: dict[tuple[str, str, str], list[int]] = {}  # engine key -> limit streams
+        self.vib_rules = {sid: r for sid, sc in setup.scenarios.items() if (r := vibration_rules(sc)) is not None}
+        # vibration features of the batch's blocks, by (stream, time), for the alerts they raise
+        self.features: dict[tuple[int, int], VibrationFeatures] = {}
+        self.alerts = frozenset([*(r.detector for rules in setup.rules.values() for r in rules),
+                                 *(r.detector for r in ROBOT_RULES.values()),
+                                 *(r.detector for pair in self.vib_rules.values() for r in pair)])
+        self.engine: AlertEngine | None = None
+        self.frames: Sequence[Frame] = ()
+        self._sorted: tuple[Arr, Arr] | None = None
+
+    def bind(self, engine: AlertEngine) -> None:
+        """The engine whose active alerts the stale-robot evidence looks at."""
+        self.engine = engine
+
+    # -- streams ---------------------------------------------------------------------------------
+    def stream(self, key: Key, rule: Rule) -> int:
+        """The limit stream of ``key`` under ``rule``, set up when new."""
+        s, new = self.table.add(key)
+        if new:
+            t = self.table
+            for k, (_, thr) in enumerate(rule.levels[:MAX_LEVELS]):
+                t["thr"][s, k] = thr
+                t["n_raise"][s, k] = rule.n_raise[k]
+            t["above"][s] = rule.direction == "above"
+            t["restore"][s] = rule.restore
+            t["n_clear"][s] = rule.n_clear
+            self.rule.append(rule)
+            self.meta.append((key[0] or None, key[1], key[2]))
+            self.key_index.append(key[3])
+            if key[0]:
+                self.key_streams.setdefault((key[0], rule.detector, key[2]), []).append(s)
+        return s
+
+    def channel_streams(self, sid: str, rid: str, chan: str) -> list[tuple[int, bool]]:
+        """The limit streams of a channel read by ``rid`` in ``sid``, each with whether its rule
+        takes the signed value (else its size)."""
+        return [(self.stream((sid, rid, chan, j), rule), rule.signed)
+                for j, rule in enumerate(self.setup.rules.get((sid, chan), ()))]
+
+    def robot_streams(self, rid: str) -> dict[str, int]:
+        """Robot ``rid``'s own limit streams, by reading (battery and the link's three)."""
+        return {name: self.stream(("", rid, name, 0), rule) for name, rule in ROBOT_RULES.items()}
+
+    # -- a batch ---------------------------------------------------------------------------------
+    def begin(self, frames: Sequence[Frame]) -> None:
+        self.frames = frames
+
+    def detect(self, stream: npt.NDArray[np.int64], t: npt.NDArray[np.int64], x: npt.NDArray[np.float64], *,
+               check: bool = True) -> tuple[npt.NDArray[np.int8], int]:
+        """The kernel over checked arrays (``t`` is checked, the kernel needs only the order):
+        per sample the stream's new level where it changed (0 cleared), else -1; and the number
+        of changes."""
+        n = check_batch(self.name, {"stream": stream, "t": t, "x": x}, _BATCH_DTYPES, len(self.table)) if check \
+            else stream.shape[0]
+        out = np.empty(n, dtype=np.int8)
+        return out, self.call((stream, x), (out,))
+
+    def step(self, s: int, value: float) -> int:
+        """One reading of stream ``s`` (a robot's status): its new level, or -1."""
+        out, _ = self.detect(np.array([s], dtype=np.int64), np.zeros(1, dtype=np.int64), np.array([value]),
+                             check=False)  # its own stream
+        return int(out[0])
+
+    def run(self, cols: tuple[npt.NDArray[Any], ...], late: Sequence[bool] | None) -> list[Pending]:
+        stream, t, x, origin = cols
+        self._sorted = (stream, t)
+        level_before = self.table["level"].copy()
+        out, n = self.detect(stream, t, x, check=False)  # the suite's own sorted batch
+        pending: list[Pending] = []
+        raised_keys = set()
+        if n:
+            for i in np.flatnonzero(out >= 0):
+                s, k, ts, fi = int(stream[i]), int(out[i]), int(t[i]), int(origin[i])
+                sig = self.signal(s, k, float(x[i]), ts, self.frames[fi].scenario_id, late, fi)
+                pending.append(Pending(ts, self.order, s, sig))
+                if k:
+                    raised_keys.add(sig.key)
+        self._stale_evidence(stream, t, x, out, level_before, raised_keys, pending)
+        return pending
+
+    def finish(self) -> None:
+        if self._sorted is not None:
+            stream, t = self._sorted
+            np.maximum.at(self.table["last_t"], stream, t)
+            self._sorted = None
+        self.features.clear()
+
+    def _stale_evidence(self, stream: Arr, t: Arr, x: Arr, out: Arr, level_before: Arr,
+                        raised_keys: set[tuple[str, str, str]], pending: list[Pending]) -> None:
+        """Readings that can retire a robot's stale part in an alert (see the class's text). Only
+        places with an active alert are looked at."""
+        assert self.engine is not None
+        keys = raised_keys | {k for k in self.engine.active_keys() if k in self.key_streams}
+        if not keys:
+            return
+        starts = np.flatnonzero(np.r_[True, stream[1:] != stream[:-1]])
+        ends = np.r_[starts[1:], stream.shape[0]]
+        slices = {int(stream[a]): (int(a), int(b)) for a, b in zip(starts, ends, strict=True)}
+        for key in keys:
+            streams = [s for s in self.key_streams.get(key, ()) if s in slices]
+            if len(self.key_streams.get(key, ())) < 2 or not streams:
+                continue
+            for s in streams:
+                a, b = slices[s]
+                rule = self.rule[s]
+                xs = x[a:b]
+                past = (xs < rule.restore) if rule.direction == "above" else (xs >= rule.restore)
+                steps = out[a:b].astype(np.int64)
+                pos = np.where(steps >= 0, np.arange(b - a), -1)
+                np.maximum.accumulate(pos, out=pos)
+                level = np.where(pos >= 0, steps[np.maximum(pos, 0)], level_before[s])
+                for i in np.flatnonzero(past & np.isfinite(xs) & (level == 0)):
+                    ts = int(t[a + i])
+                    pending.append(Pending(ts, EventOrder.STALE_EVIDENCE, s,
+                                           _Evidence(self, key, s, ts, float(xs[i]), slices, t)))
+
+    def last_report(self, s: int, ts: int, slices: dict[int, tuple[int, int]], t: Arr) -> int:
+        """When stream ``s`` last reported at or before ``ts`` (this batch, or earlier)."""
+        sl = slices.get(s)
+        if sl is not None:
+            times = t[sl[0]:sl[1]]
+            j = int(np.searchsorted(times, ts, side="right")) - 1
+            if j >= 0:
+                return int(times[j])
+        return int(self.table["last_t"][s])
+
+    def signal(self, s: int, k: int, value: float, ts: int, frame_scenario: str, late: Sequence[bool] | None,
+               fi: int) -> Signal:
+        """Stream ``s``'s step to level ``k`` (0: cleared) at ``value``; ``frame_scenario``: where the
+        frame says its robot is (a robot rule's alert is placed there)."""
+        rule = self.rule[s]
+        scenario_id, robot_id, channel = self.meta[s]
+        evidence: dict[str, object] = {"rule": rule.rule, "robot": robot_id}
+        severity: Severity | None
+        if k:
+            severity, limit = rule.levels[k - 1]
+            evidence["level"] = rule.level_names[k - 1]
+        else:
+            severity, limit = None, rule.restore
+            evidence["level"] = "restore level"
+        evidence["restore"] = rule.restore
+        is_late, timing = timing_of(self.setup, late, fi)
+        if is_late:
+            evidence["late"] = True
+        if scenario_id is None:  # a robot rule: the robot is where its frame says
+            here = self.setup.scenarios.get(frame_scenario)
+            what = f"{rule.what} of {where_robot(robot_id, here)}"
+            return Signal(scenario_id=frame_scenario, place=ROBOTS, detector=rule.detector, subject=robot_id,
+                          kind=rule.kind, source=robot_id, severity=severity, ts=ts,
+                          message=rule.message(k, value, what), value=value, limit=limit, unit=rule.unit, channel=None,
+                          robot_id=robot_id, evidence=evidence, timing=timing)
+        sc = self.setup.scenarios[scenario_id]
+        c = sc.channel_map.get(channel)
+        if rule.quantity == "run":
+            what = f"{rule.what} in {where_place(sc)}"
+        else:
+            what = subject(sc, c) if c else f"{channel} in {where_place(sc)}"
+        feats = self.features.get((s, ts))
+        if feats is not None and sc.machine is not None:
+            what = f"{rule.what} of the {sc.machine.name} in {where_place(sc)}"
+        message = rule.message(k, value, what)
+        if feats is not None and sc.machine is not None:
+            diag = feats.diagnosis
+            message += (f" Diagnosis: {diag}; zone {feats.zone}, {feats.rms_mm_s:.2f} mm/s, "
+                        f"kurtosis {feats.kurtosis:.1f}, crest factor {feats.crest:.1f}.")
+            evidence.update(diagnosis=diag, zone=feats.zone, rms_mm_s=round(feats.rms_mm_s, 3),
+                            kurtosis=round(feats.kurtosis, 2), crest=round(feats.crest, 2),
+                            snr_db={"bpfo": round(feats.bpfo_snr_db, 1), "bpfi": round(feats.bpfi_snr_db, 1),
+                                    "bsf": round(feats.bsf_snr_db, 1)})
+        return Signal(scenario_id=scenario_id, detector=rule.detector, subject=channel, kind=rule.kind, source=robot_id,
+                      severity=severity, ts=ts, message=message, value=value, limit=limit,
+                      unit=rule.unit, channel=channel, robot_id=robot_id, evidence=evidence, timing=timing)
+
+    # -- restore ---------------------------------------------------------------------------------
+    def seed(self, ev: AlertEvent) -> None:
+        rid = ev.robot_id
+        if rid is None:
+            return
+        if ev.kind is AlertKind.robot_health:
+            for name, rule in ROBOT_RULES.items():
+                if rule.detector == ev.detector:
+                    self._seed(("", rid, name, 0), rule, ev.severity)
+            return
+        vib = self.vib_rules.get(ev.scenario_id)
+        if vib is not None and ev.detector in (vib[0].detector, vib[1].detector):
+            j = 0 if ev.detector == vib[0].detector else 1
+            self._seed((ev.scenario_id, rid, ev.channel or "", VIB_INDEX + j), vib[j], ev.severity)
+            return
+        for j, rule in enumerate(self.setup.rules.get((ev.scenario_id, ev.channel or ""), ())):
+            if rule.detector == ev.detector:
+                self._seed((ev.scenario_id, rid, ev.channel or "", j), rule, ev.severity)
+
+    def _seed(self, key: Key, rule: Rule, severity: Severity) -> None:
+        ks = [k for k, (sev, _) in enumerate(rule.levels, start=1) if sev is severity]
+        if ks:
+            s = self.stream(key, rule)
+            if self.table["level"][s] == 0:
+                self.table["level"][s] = ks[0]
+
+    def forget(self, ev: AlertEvent, robot: str) -> None:
+        """Limit alerts stand until someone reads the place clear: a robot leaving changes nothing."""

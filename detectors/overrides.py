@@ -33,7 +33,7 @@ import re
 from collections.abc import Iterable, Mapping
 from fnmatch import fnmatchcase
 
-from minewatch.catalogue import SCENARIOS, Scenario
+from minewatch.catalogue import QUANTITIES, SCENARIOS, Channel, Scenario
 
 __all__ = ["LEVEL_FIELDS", "SETTING_FIELDS", "Overrides", "parse_overrides"]
 
@@ -114,9 +114,9 @@ class Overrides:
                                              f"add .high or .low")
 
 
-def _applies(scenario: Scenario, channel, fld: str, side: str | None) -> bool:  # noqa: ANN001
+def _applies(scenario: Scenario, channel: Channel, fld: str, side: str | None) -> bool:
     if fld == "rise":
-        return channel.quantity in ("ch4", "co", "co2")
+        return QUANTITIES[channel.quantity].rise_per_min is not None
     if fld == "debounce":
         return bool(channel.limits)
     for lim in channel.limits:

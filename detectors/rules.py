@@ -25,10 +25,10 @@ an off-delay in place of the missing deadband (keeping power off seconds longer,
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from minewatch.catalogue import QUANTITIES, Channel, Limit, Scenario, ScenarioKind
+from minewatch.catalogue import QUANTITIES, Channel, Limit, Scenario, ScenarioKind, quantity
 from minewatch.schema import AlertKind, Severity
 
 from detectors.overrides import Overrides
@@ -40,22 +40,25 @@ DEFAULT_DEBOUNCE = 2
 NO_BAND_CLEAR = 3
 _METHANE = ("ch4", "ch4_hr")
 
-# quantity -> (alert kind, detector base name)
-_KINDS: dict[str, tuple[AlertKind, str]] = {
-    "ch4": (AlertKind.gas, "gas"), "ch4_hr": (AlertKind.gas, "gas"), "co": (AlertKind.gas, "gas"),
-    "o2": (AlertKind.gas, "gas"), "co2": (AlertKind.gas, "gas"), "sm": (AlertKind.gas, "smoke"),
-    "ws": (AlertKind.ventilation, "air_velocity"), "dp": (AlertKind.ventilation, "fan_pressure"),
-    "t": (AlertKind.ventilation, "temperature"),
-    # Equipment temperatures and sump levels are machine condition; the contract's alert kinds
-    # put machine condition under "vibration".
-    "t_hot": (AlertKind.vibration, "machine_temperature"), "wl": (AlertKind.vibration, "water_level"),
-}
 
 
-def decimals(quantity: str) -> int:
-    q = QUANTITIES.get(quantity)
-    res = q.resolution if q else 0.01
-    return max(0, -math.floor(math.log10(res) + 1e-9))
+def limit_kind(sc: Scenario, c: Channel) -> tuple[AlertKind, str]:
+    """The alert kind and the detector-name stem of a fixed limit on channel ``c`` of ``sc``, from
+    its quantity (:class:`minewatch.catalogue.Quantity`: ``kind``, ``limit_name``). A quantity
+    that is unknown or cannot carry limits is an error naming the channel, never a guess."""
+    try:
+        q = quantity(c.quantity)
+    except KeyError as exc:
+        raise ValueError(f"{sc.id}.{c.name}: {exc.args[0]}") from None
+    if q.limit_name is None:
+        raise ValueError(f"{sc.id}.{c.name} has a limit, but its quantity {q.code!r} ({q.name}) names no limit "
+                         f"detector: give the quantity a limit_name in minewatch.catalogue.QUANTITIES")
+    return AlertKind(q.kind.alert_kind), q.limit_name
+
+
+def decimals(code: str) -> int:
+    """Decimals a value of quantity ``code`` is shown with (:attr:`Quantity.decimals`)."""
+    return quantity(code).decimals
 
 
 def fmt_thr(value: float, unit: str) -> str:
@@ -160,7 +163,7 @@ def _levels_with_overrides(sc: Scenario, c: Channel, lim: Limit, side: str | Non
 
 
 def _catalogue_rule(sc: Scenario, c: Channel, lim: Limit, side: str | None, ov: Overrides) -> Rule:
-    kind, base = _KINDS.get(c.quantity, (AlertKind.sensor_health, c.quantity))
+    kind, base = limit_kind(sc, c)
     levels, restore = _levels_with_overrides(sc, c, lim, side, ov)
     methane = c.quantity in _METHANE
     deb = ov.get(sc.id, c.name, "debounce")
@@ -188,7 +191,8 @@ def _catalogue_rule(sc: Scenario, c: Channel, lim: Limit, side: str | None, ov: 
         detector=f"{base}_{side}" if side else f"{base}_limit", kind=kind, direction=lim.direction, levels=levels,
         restore=restore, n_raise=tuple(1 if (methane or s is Severity.critical) else deb_n for s, _ in levels),
         n_clear=n_clear, rule=lim.rule, actions=tuple(actions), level_names=tuple(names),
-        what=_what(c.quantity), quantity=c.quantity, unit=c.unit, digits=decimals(c.quantity), power_cut=power_cut, signed=c.quantity != "ws",
+        what=_what(c.quantity), quantity=c.quantity, unit=c.unit, digits=decimals(c.quantity), power_cut=power_cut,
+        signed=not quantity(c.quantity).signed,
     )
 
 
@@ -235,7 +239,27 @@ def _derived_rules(sc: Scenario, c: Channel) -> list[Rule]:
     return out
 
 
-MAIN_FAN_RUNNING = Channel("fan", "run", "main fan (either unit)", (1.0, 1.0))
+FAN = "fan"  # a main fan's derived reading: 1 while either of its two units runs
+FAN_UNITS = ("run_a", "run_b")  # the units' own run signals
+
+
+def derives_fan(sc: Scenario, names: Iterable[str]) -> bool:
+    """Whether readings ``names`` of ``sc`` give the derived :data:`FAN` reading: a main fan's
+    with a unit's run signal among them."""
+    return sc.kind is ScenarioKind.main_fan and any(n in FAN_UNITS for n in names)
+
+
+def fan_running(runs: Iterable[float | None]) -> float | None:
+    """The derived :data:`FAN` reading from the units' run signals: the higher of those present."""
+    present = [v for v in runs if v is not None]
+    return max(present) if present else None
+
+
+def with_fan(sc: Scenario, readings: Mapping[str, float | None]) -> Mapping[str, float | None]:
+    """``readings`` with the derived :data:`FAN` reading where ``sc`` and they give it."""
+    if not derives_fan(sc, readings):
+        return readings
+    return {**readings, FAN: fan_running(readings.get(n) for n in FAN_UNITS)}
 
 
 def channel_rules(scenarios: Mapping[str, Scenario], overrides: Overrides) -> dict[tuple[str, str], list[Rule]]:
@@ -253,14 +277,14 @@ def channel_rules(scenarios: Mapping[str, Scenario], overrides: Overrides) -> di
             if rules:
                 out[(sc.id, c.name)] = rules
         if sc.kind is ScenarioKind.main_fan:
-            out[(sc.id, "fan")] = [_binary_stop("fan_stoppage", "The main fan", Severity.critical, _MAIN_FAN_STOP)]
+            out[(sc.id, FAN)] = [_binary_stop("fan_stoppage", "The main fan", Severity.critical, _MAIN_FAN_STOP)]
     return out
 
 
 # -- robot health via the same kernel (pseudo-channels of a robot) ---------------------------
 
-def _robot_rule(detector: str, direction: str, levels, restore: float, what: str, digits: int, unit: str,
-                rule: str, action: str, n_raise: int = DEFAULT_DEBOUNCE) -> Rule:  # noqa: ANN001
+def _robot_rule(detector: str, direction: str, levels: Sequence[tuple[Severity, float]], restore: float, what: str,
+                digits: int, unit: str, rule: str, action: str, n_raise: int = DEFAULT_DEBOUNCE) -> Rule:
     return Rule(detector=detector, kind=AlertKind.robot_health, direction=direction, levels=tuple(levels),
                 restore=restore, n_raise=(n_raise,) * len(levels), n_clear=DEFAULT_DEBOUNCE, rule=rule,
                 actions=(action,) * len(levels), level_names=tuple(f"{s.value} level" for s, _ in levels),

@@ -20,31 +20,50 @@ frames give the same alerts however they are split into batches.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from itertools import chain
 from dataclasses import dataclass, field
+from itertools import chain
+from typing import Any, cast
 
 import numpy as np
-
-from minewatch.catalogue import SCENARIOS, Channel, Scenario, ScenarioKind, upstream_fans
-from minewatch.schema import AlertEvent, AlertKind, AlertTiming, IncidentEvent, RobotStatus, Severity
-from minewatch.wire import Frame
+import numpy.typing as npt
 
 from detectors._state import StreamTable
-from detectors.change import CHANGE_ARGS, CHANGE_COLUMNS, change_kernel, to_score
-from detectors.drift import DRIFT_ARGS, DRIFT_COLUMNS, drift_kernel
+from detectors.base import (
+    NS,
+    ROBOTS,
+    STALE_S,
+    BaseStream,
+    Detector,
+    EventOrder,
+    Inputs,
+    Pending,
+    Setup,
+    StreamDetector,
+    event_order,
+)
+from detectors.drift import DriftDetector
 from detectors.engine import AlertEngine, Signal
-from detectors.incidents import Grouping
 from detectors.flatten import Cols, Shape, ShapeTable, gather_kernel
-from detectors.health import HEALTH_ARGS, HEALTH_COLUMNS, health_kernel
-from detectors.health_rules import (HEALTH_DETECTORS, ROBOT_LONG_SILENCE_S, ROBOT_SILENCE_S, SILENCE_S, STUCK_S,
-                                    health_message,
-                                    health_severity)
-from detectors.limits import LIMIT_COLUMNS, MAX_LEVELS, limit_kernel
+from detectors.health_rules import ROBOT_LONG_SILENCE_S, ROBOT_SILENCE_S
+from detectors.incidents import Grouping
+from detectors.limits import VIB_INDEX, LimitDetector
 from detectors.overrides import Overrides
-from detectors.rise import RISE_ARGS, RISE_COLUMNS, RISE_DEFAULTS, rise_kernel
-from detectors.rules import (ROBOT_RULES, Rule, channel_rules, decimals, fmt_thr, fmt_value, subject, vibration_rules,
-                             where_place, where_robot)
-from detectors.vibration import VibrationFeatures, analyse_blocks
+from detectors.registry import REGISTRY
+from detectors.rules import (
+    FAN,
+    FAN_UNITS,
+    ROBOT_RULES,
+    channel_rules,
+    derives_fan,
+    fan_running,
+    subject,
+    where_robot,
+    with_fan,
+)
+from detectors.vibration import analyse_blocks
+from minewatch.catalogue import QUANTITIES, SCENARIOS, Channel, Scenario, upstream_fans
+from minewatch.schema import AlertEvent, AlertKind, AlertTiming, IncidentEvent, RobotStatus, Severity
+from minewatch.wire import Frame, WaveBlock
 
 __all__ = ["Detection", "DetectorSuite"]
 
@@ -52,14 +71,7 @@ __all__ = ["Detection", "DetectorSuite"]
 # some hundreds; a robot sending a new combination with every frame costs a recompile, not memory.
 MAX_SHAPES = 4096
 
-_NS = 1_000_000_000
-ROBOTS = "robots"  # the engine's place for robot-level alerts (a robot moves between scenarios)
-# The change detector watches channels without fixed limits whose level does not jump with the
-# mine's routine (machines starting and stopping, pumps cycling, bunkers filling) [P]: humidity
-# and dust. It tracks the level closely (alpha 0.1) so the air's slow wander is normal and only
-# abrupt, unexplained changes alert, as notices (info): "this has changed, look at it".
-CHANGE_QUANTITIES: dict[str, AlertKind] = {"rh": AlertKind.ventilation, "du": AlertKind.ventilation}
-CHANGE_SETTINGS = {"c_warmup": 60, "c_h": 30.0, "c_spike": 16.0, "c_alpha": 0.1, "c_gap": 60 * _NS}
+_NS = NS
 
 
 @dataclass
@@ -71,17 +83,15 @@ class Detection:
     lines: list[str] = field(default_factory=list)
 
 
-STALE_S = 120.0  # [P] four 30 s polling cycles (domain §3) without a reading from that robot
-# Alerts about what one robot's own readings show over time (a rate, a sensor's health, a change):
+# STALE_S: alerts about what one robot's own readings show over time (a rate, a sensor's health, a change):
 # once that robot has left the place (no frame from there for STALE_S) nobody can say they still
 # hold, and they would stand until it came back; its part of them ends (and it is raised again if
 # the robot finds the same on its return). Limit alerts stay until someone reads the place clear.
-PER_ROBOT_DETECTORS = frozenset({"rate_of_rise", "change", "sensor_stuck", "sensor_range", "sensor_spikes",
-                                 "sensor_silent", "sensor_drift"})
+# Which alerts are such is each detector's word (Detector.per_robot).
+PER_ROBOT_DETECTORS = frozenset(a for cls in REGISTRY.values() if cls.per_robot for a in cls.alerts)
 
-# Incident causes: what an operator handles as one thing at one place (detectors.incidents).
-_GAS_CAUSE = {"ch4": "methane", "ch4_hr": "methane", "co": "fire", "sm": "fire", "co2": "air-quality",
-              "o2": "air-quality"}
+# Incident causes: what an operator handles as one thing at one place (detectors.incidents); a
+# gas's is its quantity's (Quantity.cause).
 CAUSE_TITLES = {
     "methane": "Methane", "fire": "Signs of fire (CO, smoke)", "air-quality": "Air quality (O2, CO2)",
     "ventilation": "Ventilation", "heat": "Heat", "machine": "Machine condition", "water": "Water level",
@@ -98,48 +108,6 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s"
 
 
-class _Evidence:
-    """A reading past the restore level by a robot that is not part of an active alert."""
-
-    __slots__ = ("suite", "key", "s", "ts", "value", "slices", "t")
-
-    def __init__(self, suite: DetectorSuite, key, s: int, ts: int, value: float, slices: dict,  # noqa: ANN001
-                 t: np.ndarray) -> None:
-        self.suite, self.key, self.s, self.ts, self.value, self.slices, self.t = suite, key, s, ts, value, slices, t
-
-    def resolve(self) -> list[Signal]:
-        suite = self.suite
-        sources = suite.engine.sources(self.key)
-        sid, robot, chan = suite._lim_meta[self.s]
-        if not sources or robot in sources:
-            return []
-        out = []
-        j = suite._lim_key_index[self.s]
-        for src in sources:
-            src_stream = suite._lim.get((sid, src, chan, j))
-            if src_stream is None:
-                continue
-            last = suite._last_report(src_stream, self.ts, self.slices, self.t)
-            quiet = (self.ts - last) / _NS
-            if last >= 0 and quiet < STALE_S:
-                continue
-            rule = suite._lim_rule[self.s]
-            sc = suite.scenarios[sid]
-            c = sc.channel_map.get(chan)
-            what = subject(sc, c) if c else f"{chan} in {where_place(sc)}"
-            v = fmt_value(self.value, rule.unit, rule.digits)
-            side = "below" if rule.direction == "above" else "back above"
-            msg = (f"{what} reads {v} by robot {robot}, {side} the restore level {fmt_thr(rule.restore, rule.unit)}; "
-                   f"robot {src}, which raised this alert, has not read it for {quiet:.0f} s: its part of the alert "
-                   f"is cleared.")
-            out.append(Signal(scenario_id=sid, detector=rule.detector, subject=chan, kind=rule.kind, source=src,
-                              severity=None, ts=self.ts, message=msg, value=self.value, limit=rule.restore,
-                              unit=rule.unit, channel=chan, robot_id=robot, timing=suite.timing,
-                              evidence={"rule": rule.rule, "robot": robot, "stale_robot": src,
-                                        "stale_s": round(quiet, 1), "level": "restore level"}))
-        return out
-
-
 @dataclass
 class _Robot:
     last_seen: int = -1
@@ -150,7 +118,7 @@ class _Robot:
     number: int = -1      # index in DetectorSuite._robot_list
 
 
-class _Batch:
+class Batch:
     """Samples of one batch, per stream family: (stream, time, value, frame index) for the
     limit and base streams, (stream, time, value a, value b, frame index) for drift pairs."""
 
@@ -160,7 +128,7 @@ class _Batch:
         self.lim = Cols((np.int64, np.int64, np.float64, np.int64))
         self.base = Cols((np.int64, np.int64, np.float64, np.int64))
         self.pairs = Cols((np.int64, np.int64, np.float64, np.float64, np.int64))
-        self.blocks: list[tuple[int, object]] = []  # (frame index, WaveBlock)
+        self.blocks: list[tuple[int, WaveBlock]] = []  # (frame index, block)
         self.lim_sorted: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self.robots = np.empty(0, dtype=np.int64)  # per frame: the robot's number
         self.ts = np.empty(0, dtype=np.int64)      # per frame: its time
@@ -176,12 +144,11 @@ class _Batch:
 
 
 def _with_fan(readings: dict[str, float | None], fan: tuple[int, int, int, bool]) -> list[float | None]:
-    """A main fan's values with the derived ``fan`` reading: the higher of its two fans' run
-    signals (``run_a``, ``run_b``), at ``fan``'s position or appended."""
+    """A main fan's values with the derived ``fan`` reading (:func:`detectors.rules.fan_running`)
+    at ``fan``'s position or appended."""
     values = list(readings.values())
     pa, pb, pf, appended = fan
-    runs = [values[p] for p in (pa, pb) if p >= 0 and values[p] is not None]
-    v = max(runs) if runs else None
+    v = fan_running(values[p] for p in (pa, pb) if p >= 0)
     if appended:
         values.append(v)
     else:
@@ -189,7 +156,7 @@ def _with_fan(readings: dict[str, float | None], fan: tuple[int, int, int, bool]
     return values
 
 
-def _samples(block) -> np.ndarray:  # noqa: ANN001 - a minewatch.wire.WaveBlock
+def _samples(block: WaveBlock) -> npt.NDArray[np.float64]:
     import base64
     import binascii
 
@@ -203,7 +170,8 @@ def _samples(block) -> np.ndarray:  # noqa: ANN001 - a minewatch.wire.WaveBlock
         return np.frombuffer(raw, dtype="<f4").astype(np.float64)
     if len(raw) % 2:
         raise ValueError("i2 waveform length is not a multiple of 2 bytes")
-    return np.frombuffer(raw, dtype="<i2").astype(np.float64) * block.scale
+    samples: npt.NDArray[np.float64] = np.frombuffer(raw, dtype="<i2").astype(np.float64) * block.scale
+    return samples
 
 
 _WARM = False
@@ -218,7 +186,7 @@ def _warm_up() -> None:
     _WARM = True
     import base64
 
-    from minewatch.wire import LinkInfo, WaveBlock
+    from minewatch.wire import LinkInfo
 
     suite = DetectorSuite()
     block = WaveBlock(rate_hz=2048.0, data=base64.b64encode(np.zeros(64, dtype="<f4").tobytes()).decode())
@@ -259,28 +227,28 @@ class DetectorSuite:
         self.rules = channel_rules(self.scenarios, self._ov)
         self.engine = AlertEngine(flap_hold_s=repeat_hold_s, group=self.group,
                                   upstream=lambda ev: upstream_fans(ev.scenario_id))
-        self._lim = StreamTable(LIMIT_COLUMNS)
-        self._lim_rule: list[Rule] = []
-        self._lim_meta: list[tuple[str | None, str, str]] = []  # (scenario or None for robot rules, robot, channel)
-        self._lim_key_index: list[int] = []
-        self._key_streams: dict[tuple[str, str, str], list[int]] = {}  # engine key -> limit streams
-        self._base = StreamTable({**HEALTH_COLUMNS, **RISE_COLUMNS, **CHANGE_COLUMNS})
-        self._base_meta: list[tuple[str, str, str, Channel | None]] = []
-        self._base_rise: list[Rule | None] = []
         # (scenario, robot) -> channel -> (base stream, [(limit stream, signed)])
         self._routes: dict[tuple[str, str], dict[str, tuple[int, list[tuple[int, bool]]]]] = {}
         self._robots: dict[str, _Robot] = {}
         self._robot_list: list[_Robot] = []
         self._place_seen: dict[tuple[str, str], int] = {}  # (scenario, robot) -> when last seen there
-        self._deadman_due = 0  # no robot can fall silent before this time (see _deadman)
+        self._deadman_due = 0  # no robot can fall silent before this time (see deadman)
         self._robot_streams: dict[str, dict[str, int]] = {}
-        self._vib_rules = {sid: r for sid, sc in self.scenarios.items() if (r := vibration_rules(sc)) is not None}
-        self._vib_feats: dict[tuple[int, int], VibrationFeatures] = {}
-        # neighbouring methane sensors of one place, compared for drift
-        self._pairs = {sid: [(a, b) for a, b in zip(ch4, ch4[1:])] for sid, sc in self.scenarios.items()
-                       if len(ch4 := [c for c in sc.channels if c.quantity == "ch4" and c.limits]) > 1}
-        self._drift = StreamTable(DRIFT_COLUMNS)
-        self._drift_meta: list[tuple[str, str, Channel, Channel]] = []
+        setup = Setup(self.scenarios, self._ov, timing, self.rules)
+        # the registered detectors (detectors.base), and which of them raises each kind of alert
+        self.detectors: dict[str, Detector] = {name: cls(setup) for name, cls in REGISTRY.items()}
+        self._by_alert = {alert: det for det in self.detectors.values() for alert in det.alerts}
+        # the base streams (scenario, robot, channel), shared by the detectors that read them
+        self._on_base = [det for det in self.detectors.values() if isinstance(det, StreamDetector)]
+        self._base = StreamTable({name: col for det in self._on_base for name, col in det.columns.items()})
+        self._base_meta: list[BaseStream] = []
+        for det in self._on_base:
+            det.bind(self._base, self._base_meta, lambda sid, rid, chan: self._route(sid, rid, chan)[0])
+        drift, limits = self.detectors[DriftDetector.name], self.detectors[LimitDetector.name]
+        assert isinstance(drift, DriftDetector) and isinstance(limits, LimitDetector)
+        self.drift = drift  # its pair streams are made as frames are flattened
+        self.limits = limits  # and the limit streams, the vibration rules' samples and the robots' own
+        limits.bind(self.engine)
         # compiled frame shapes (detectors.flatten): (scenario, robot, channel names) -> Shape
         self._shapes: dict[tuple[str, str, tuple[str, ...]], Shape] = {}
         self._ready: dict[tuple[str, str, tuple[str, ...]], Shape] = {}  # the compiled ones
@@ -288,23 +256,6 @@ class DetectorSuite:
         self._shape_table = ShapeTable()
 
     # -- streams ---------------------------------------------------------------------------
-    def _limit_stream(self, key: tuple[str, str, str, int], rule: Rule) -> int:
-        s, new = self._lim.add(key)
-        if new:
-            t = self._lim
-            for k, (_, thr) in enumerate(rule.levels[:MAX_LEVELS]):
-                t["thr"][s, k] = thr
-                t["n_raise"][s, k] = rule.n_raise[k]
-            t["above"][s] = rule.direction == "above"
-            t["restore"][s] = rule.restore
-            t["n_clear"][s] = rule.n_clear
-            self._lim_rule.append(rule)
-            self._lim_meta.append((key[0] or None, key[1], key[2]))
-            self._lim_key_index.append(key[3])
-            if key[0]:
-                self._key_streams.setdefault((key[0], rule.detector, key[2]), []).append(s)
-        return s
-
     def _route(self, sid: str, rid: str, chan: str) -> tuple[int, list[tuple[int, bool]]]:
         routes = self._routes.setdefault((sid, rid), {})
         sc = self.scenarios[sid]
@@ -312,44 +263,14 @@ class DetectorSuite:
         s, new = self._base.add((sid, rid, chan))
         if new:
             self._configure_base(s, sc, c, chan, rid)
-        lims = [(self._limit_stream((sid, rid, chan, j), rule), rule.signed)
-                for j, rule in enumerate(self.rules.get((sid, chan), ()))]
+        lims = self.limits.channel_streams(sid, rid, chan)
         routes[chan] = r = (s, lims)
         return r
 
     def _configure_base(self, s: int, sc: Scenario, c: Channel | None, chan: str, rid: str) -> None:
-        b = self._base
-        b["h_silence_s"][s] = SILENCE_S
-        b["h_stuck_s"][s] = STUCK_S
-        rise_rule = None
-        if c is not None:
-            from minewatch.catalogue import QUANTITIES
-
-            q = QUANTITIES[c.quantity]
-            b["h_lo"][s], b["h_hi"][s], b["h_tol"][s] = q.low, q.high, q.resolution / 2
-            analog = c.quantity not in ("run", "sm")
-            # spikes only where the physics cannot jump (air, gas, temperatures); flows, currents
-            # and levels of machines that start and stop do
-            smooth = c.quantity in ("ch4", "ch4_hr", "co", "co2", "o2", "t", "t_hot", "rh")
-            if c.quantity in CHANGE_QUANTITIES and not c.limits:
-                b["c_on"][s] = True
-                for name, value in CHANGE_SETTINGS.items():
-                    b[name][s] = value
-            b["h_stuck_on"][s] = analog
-            b["h_spike_on"][s] = smooth
-            rise = self._ov.get(sc.id, c.name, "rise")
-            rise = RISE_DEFAULTS.get(c.quantity) if rise is None else rise
-            limit_rules = [r for r in self.rules.get((sc.id, chan), ()) if r.direction == "above"
-                           and r.detector.endswith("_limit")]
-            if rise is not None and limit_rules:
-                rise_rule = limit_rules[0]
-                b["rise_on"][s] = True
-                b["rise"][s] = rise / 60.0
-                b["rise_target"][s] = rise_rule.levels[0][1]
-                crit = [thr for sev, thr in rise_rule.levels if sev is Severity.critical]
-                b["rise_cut"][s] = crit[0] if crit and crit[0] > rise_rule.levels[0][1] else np.nan
-        self._base_meta.append((sc.id, rid, chan, c))
-        self._base_rise.append(rise_rule)
+        self._base_meta.append(BaseStream(sc.id, rid, chan, c))
+        for det in self._on_base:
+            det.configure(s, sc, c)
 
     # -- batches ---------------------------------------------------------------------------
     def process(self, frames: Sequence[Frame], *, late: Sequence[bool] | None = None,
@@ -366,19 +287,24 @@ class DetectorSuite:
             raise ValueError(f"arrived has {len(arrived)} times for {len(frames)} frames")
         if not frames:
             return Detection()
-        batch = self._flatten(frames)
+        batch = self.flatten(frames)
         batch.clock = batch.ts if arrived is None else np.asarray(arrived, dtype=np.int64)
         lines = self._vibration(batch, frames)
-        pending: list[tuple[int, int, int, Signal]] = []
-        self._run_limits(batch, frames, late, pending)
-        self._run_base(batch, frames, late, pending)
-        self._run_drift(batch, late, pending)
+        pending: list[Pending] = []
+        inputs = {Inputs.LIMIT: batch.lim, Inputs.PAIRS: batch.pairs, Inputs.BASE: batch.base}
+        ready: dict[Inputs, tuple[np.ndarray, ...]] = {}  # each family sorted once, for every detector reading it
+        for det in self.detectors.values():
+            det.begin(frames)
+            if len(inputs[det.inputs]):
+                if det.inputs not in ready:
+                    ready[det.inputs] = batch.sorted(inputs[det.inputs])
+                pending += det.run(ready[det.inputs], late)
         clock_now = int(batch.clock.max())
-        self._robot_frames(frames, batch, clock_now, pending)
+        self.robot_frames(frames, batch, clock_now, pending)
         for sig in self._departed(clock_now):
-            pending.append((sig.ts, 3, 2, sig))
+            pending.append(Pending(sig.ts, EventOrder.ROBOT, 2, sig))
         now = int(batch.ts.max())
-        pending.sort(key=lambda p: p[:3])
+        pending.sort(key=event_order)
         events: list[AlertEvent] = []
         for *_, item in pending:
             if isinstance(item, Signal):
@@ -386,13 +312,13 @@ class DetectorSuite:
             else:
                 for sig in item.resolve():
                     events.extend(self.engine.update(sig))
-        self._lim_after_batch(batch)
+        for det in self.detectors.values():
+            det.finish()
         events.extend(self.engine.advance(now))
         events.sort(key=lambda e: e.ts)
-        self._vib_feats.clear()
         return Detection(events=events, lines=lines)
 
-    def _vibration(self, batch: _Batch, frames: Sequence[Frame]) -> list[str]:
+    def _vibration(self, batch: Batch, frames: Sequence[Frame]) -> list[str]:
         """Features of the batch's waveform blocks: line protocol, and samples for the zone and
         bearing rules (through the limit kernel with the other limits)."""
         if not batch.blocks:
@@ -410,8 +336,12 @@ class DetectorSuite:
                 continue  # a malformed block: the ingestor's validation reports it; nothing to analyse
             if x.shape[0] < 16:
                 continue
-            xs.append(x), rates.append(block.rate_hz), rpms.append(block.rpm or m.rpm)
-            bearings.append(m.bearing), groups.append((m.iso_group, m.support)), where.append(fi)
+            xs.append(x)
+            rates.append(block.rate_hz)
+            rpms.append(block.rpm or m.rpm)
+            bearings.append(m.bearing)
+            groups.append((m.iso_group, m.support))
+            where.append(fi)
         lines = []
         ls, lt, lx, lo = batch.lim.lists
         for fi, feats in zip(where, analyse_blocks(xs, rates, rpms, bearings, groups)):
@@ -425,24 +355,29 @@ class DetectorSuite:
                 "diagnosis": feats.diagnosis, "rpm": feats.rpm}, f.ts)
             if ln:
                 lines.append(ln)
-            zone_rule, bearing_rule = self._vib_rules[sc.id]
+            zone_rule, bearing_rule = self.limits.vib_rules[sc.id]
             snr = max(feats.bpfo_snr_db, feats.bpfi_snr_db, feats.bsf_snr_db)
             for j, (rule, value) in enumerate(((zone_rule, feats.rms_mm_s), (bearing_rule, snr))):
-                s = self._limit_stream((sc.id, f.robot_id, sc.machine.channel, 100 + j), rule)
-                self._vib_feats[(s, f.ts)] = feats
-                ls.append(s), lt.append(f.ts), lx.append(float(value)), lo.append(fi)
+                s = self.limits.stream((sc.id, f.robot_id, sc.machine.channel, VIB_INDEX + j), rule)
+                self.limits.features[(s, f.ts)] = feats
+                ls.append(s)
+                lt.append(f.ts)
+                lx.append(float(value))
+                lo.append(fi)
         return lines
 
-    def _flatten(self, frames: Sequence[Frame]) -> _Batch:
-        """The batch's samples through :func:`gather_kernel`. In the steady state every frame's
+    def flatten(self, frames: Sequence[Frame]) -> Batch:
+        """A stage of :meth:`process` (``tests/detectors/reference_suite.py`` restates it frame by
+        frame). The batch's samples through :func:`gather_kernel`. In the steady state every frame's
         shape is compiled and nothing here loops in Python per frame; otherwise the frames are
         taken in order and those of shapes not compiled yet go one by one
         (:meth:`_flatten_frame`), creating their streams."""
-        batch = _Batch()
+        batch = Batch()
         ready = self._ready
-        shps = [ready.get((f.scenario_id, f.robot_id, tuple(f.readings))) for f in frames]
-        if None in shps:
-            shps = [self._shape_for(fi, f, batch) for fi, f in enumerate(frames)]
+        found = [ready.get((f.scenario_id, f.robot_id, tuple(f.readings))) for f in frames]
+        # every frame's shape compiled already (the steady state), or each found or made now
+        shps = cast(list[Shape], found) if None not in found else [self._shape_for(fi, f, batch)
+                                                                    for fi, f in enumerate(frames)]
         batch.robots = np.array([shp.robot for shp in shps], dtype=np.int64)
         batch.ts = np.array([f.ts for f in frames], dtype=np.int64)
         pick: Sequence[int] = range(len(frames))
@@ -455,6 +390,9 @@ class DetectorSuite:
         values = chain.from_iterable([f.readings.values() if shp.fan is None else _with_fan(f.readings, shp.fan)
                                       for f, shp in zip(frames, shps)])
         links = [f.link for f in frames]
+        lat: list[float | None]
+        rssi: list[float | None]
+        loss: list[float | None]
         if links.count(None) == n:
             lat = rssi = loss = [None] * n
         else:
@@ -467,7 +405,7 @@ class DetectorSuite:
                      lat, rssi, loss)
         return batch
 
-    def _shape_for(self, fi: int, f: Frame, batch: _Batch) -> Shape:
+    def _shape_for(self, fi: int, f: Frame, batch: Batch) -> Shape:
         """Frame ``fi``'s shape, compiled now if it can be; a frame whose shape is not ready is
         flattened on its own (which may create streams and so retire its place's shapes)."""
         key = (f.scenario_id, f.robot_id, tuple(f.readings))
@@ -476,7 +414,7 @@ class DetectorSuite:
             self._flatten_frame(fi, f, batch)
         return shp
 
-    def _gather(self, batch: _Batch, S: list[int], FI: Sequence[int], *columns: list) -> None:  # noqa: N803
+    def _gather(self, batch: Batch, S: list[int], FI: Sequence[int], *columns: list[Any]) -> None:  # noqa: N803
         """Run :func:`gather_kernel` over the compiled frames ``FI`` of the batch (shapes ``S``,
         their values, battery and link columns) and add the samples to ``batch``."""
         f64, i64 = np.float64, np.int64
@@ -501,7 +439,9 @@ class DetectorSuite:
         every stream its samples go to exists."""
         shp = Shape(index=-1, scenario_id=sid, robot_id=rid, keys=keys, robot=self._robot(rid).number)
         if len(self._shape_table) >= MAX_SHAPES:  # robots come and go, or one sends ever new shapes: start afresh
-            self._shapes.clear(), self._ready.clear(), self._shape_keys.clear()
+            self._shapes.clear()
+            self._ready.clear()
+            self._shape_keys.clear()
             self._shape_table = ShapeTable()
         self._shapes[(sid, rid, keys)] = shp
         self._shape_keys.setdefault((sid, rid), []).append(keys)
@@ -510,12 +450,12 @@ class DetectorSuite:
             shp.skip = True
             return shp
         ext = list(keys)
-        if sc.kind is ScenarioKind.main_fan and ("run_a" in keys or "run_b" in keys):
-            appended = "fan" not in keys
+        if derives_fan(sc, keys):
+            appended = FAN not in keys
             if appended:
-                ext.append("fan")
-            shp.fan = (keys.index("run_a") if "run_a" in keys else -1, keys.index("run_b") if "run_b" in keys else -1,
-                       ext.index("fan"), appended)
+                ext.append(FAN)
+            pa, pb = (keys.index(n) if n in keys else -1 for n in FAN_UNITS)
+            shp.fan = (pa, pb, ext.index(FAN), appended)
         routes = self._routes.get((sid, rid), {})
         rs = self._robot_streams.get(rid)
         if rs is None or any(c not in routes for c in ext):
@@ -524,8 +464,8 @@ class DetectorSuite:
         base = [routes[c][0] for c in ext]
         miss = [s for c, (s, _) in routes.items() if c not in pos]
         lim = [(j, ls, signed) for j, c in enumerate(ext) for ls, signed in routes[c][1]]
-        pairs = [(pos[ca.name], pos[cb.name], self._drift_stream(sid, rid, ca, cb))
-                 for ca, cb in self._pairs.get(sid, ()) if ca.name in pos and cb.name in pos]
+        pairs = [(pos[ca.name], pos[cb.name], self.drift.stream(sid, rid, ca, cb))
+                 for ca, cb in self.drift.pairs.get(sid, ()) if ca.name in pos and cb.name in pos]
         robot = (rs["battery"], rs["link_latency_ms"], rs["link_rssi_dbm"], rs["link_loss"])
         self._shape_table.add(shp, base, miss, lim, pairs, robot)
         shp.ready = True
@@ -538,25 +478,21 @@ class DetectorSuite:
             self._shapes.pop((sid, rid, keys), None)
             self._ready.pop((sid, rid, keys), None)
 
-    def _blocks(self, fi: int, f: Frame, batch: _Batch) -> None:
+    def _blocks(self, fi: int, f: Frame, batch: Batch) -> None:
         m = self.scenarios[f.scenario_id].machine
         if m is not None:
             for wchan, block in f.waveforms.items():
                 if wchan == m.channel:
                     batch.blocks.append((fi, block))
 
-    def _flatten_frame(self, fi: int, f: Frame, batch: _Batch) -> None:
+    def _flatten_frame(self, fi: int, f: Frame, batch: Batch) -> None:
         """One frame's samples, creating the streams it needs (the frames of shapes not
         compiled yet)."""
         ls, lt, lx, lo = (c.append for c in batch.lim.lists)
         bs, bt, bx, bo = (c.append for c in batch.base.lists)
         sid, rid, ts = f.scenario_id, f.robot_id, f.ts
         sc = self.scenarios[sid]
-        readings = f.readings
-        if sc.kind is ScenarioKind.main_fan and ("run_a" in readings or "run_b" in readings):
-            readings = dict(readings)
-            runs = [v for v in (readings.get("run_a"), readings.get("run_b")) if v is not None]
-            readings["fan"] = max(runs) if runs else None
+        readings = with_fan(sc, f.readings)
         routes = self._routes.get((sid, rid))
         n_routes = -1 if routes is None else len(routes)
         if routes is None:
@@ -575,20 +511,22 @@ class DetectorSuite:
             bs(s), bt(ts), bx(v), bo(fi)
             for ls_i, signed in lims:
                 ls(ls_i), lt(ts), lx(v if signed else abs(v)), lo(fi)
-        pairs = self._pairs.get(sid)
+        pairs = self.drift.pairs.get(sid)
         if pairs:
             ps, pt, pa, pb, po = batch.pairs.lists
             for ca, cb in pairs:
                 va, vb = readings.get(ca.name), readings.get(cb.name)
                 if va is not None and vb is not None:
-                    ps.append(self._drift_stream(sid, rid, ca, cb)), pt.append(ts), pa.append(va), pb.append(vb)
+                    ps.append(self.drift.stream(sid, rid, ca, cb))
+                    pt.append(ts)
+                    pa.append(va)
+                    pb.append(vb)
                     po.append(fi)
         if f.waveforms:
             self._blocks(fi, f, batch)
         rs = self._robot_streams.get(rid)
         if rs is None:
-            rs = self._robot_streams[rid] = {name: self._limit_stream(("", rid, name, 0), rule)
-                                             for name, rule in ROBOT_RULES.items()}
+            rs = self._robot_streams[rid] = self.limits.robot_streams(rid)
             n_routes = -2
         if f.battery is not None:
             ls(rs["battery"]), lt(ts), lx(f.battery), lo(fi)
@@ -599,275 +537,6 @@ class DetectorSuite:
                 ls(rs[name]), lt(ts), lx(v), lo(fi)
         if n_routes != len(routes):
             self._forget_shapes(sid, rid)
-
-    def _run_limits(self, batch: _Batch, frames: Sequence[Frame], late: Sequence[bool] | None,
-                    pending: list) -> None:  # noqa: ANN001
-        if not len(batch.lim):
-            return
-        stream, t, x, origin = batch.sorted(batch.lim)
-        batch.lim_sorted = (stream, t, x)
-        out = np.empty(x.shape[0], dtype=np.int8)
-        tab = self._lim
-        level_before = tab["level"].copy()
-        n = limit_kernel(stream, x, tab["thr"], tab["above"], tab["restore"], tab["n_raise"], tab["n_clear"],
-                         tab["level"], tab["count"], tab["clear_count"], out)
-        raised_keys = set()
-        if n:
-            for i in np.flatnonzero(out >= 0):
-                s, k, ts = int(stream[i]), int(out[i]), int(t[i])
-                fi = int(origin[i])
-                sig = self._limit_signal(s, k, float(x[i]), ts, frames[fi], bool(late[fi]) if late else False)
-                pending.append((ts, 0, s, sig))
-                if k:
-                    raised_keys.add(sig.key)
-        self._stale_evidence(stream, t, x, out, level_before, raised_keys, pending)
-
-    def _stale_evidence(self, stream: np.ndarray, t: np.ndarray, x: np.ndarray, out: np.ndarray,
-                        level_before: np.ndarray, raised_keys: set, pending: list) -> None:  # noqa: ANN001
-        """Readings that can retire a robot's stale part in an alert.
-
-        A robot that raised an alert may move on (a patrol) while the condition is still
-        active under its name. When another robot then reads the same channel past the restore
-        level, and the first robot has not reported that channel for :data:`STALE_S`, the
-        first robot's part is dropped (and the alert clears if it was the last). Only places
-        with an active alert are looked at; the readings are judged in event time with the
-        others of the batch, so batch boundaries do not matter."""
-        keys = raised_keys | {k for k in self.engine.active_keys() if k in self._key_streams}
-        if not keys:
-            return
-        starts = np.flatnonzero(np.r_[True, stream[1:] != stream[:-1]])
-        ends = np.r_[starts[1:], stream.shape[0]]
-        slices = {int(stream[a]): (int(a), int(b)) for a, b in zip(starts, ends)}
-        for key in keys:
-            streams = [s for s in self._key_streams.get(key, ()) if s in slices]
-            if len(self._key_streams.get(key, ())) < 2 or not streams:
-                continue
-            for s in streams:
-                a, b = slices[s]
-                rule = self._lim_rule[s]
-                xs = x[a:b]
-                past = (xs < rule.restore) if rule.direction == "above" else (xs >= rule.restore)
-                steps = out[a:b].astype(np.int64)
-                pos = np.where(steps >= 0, np.arange(b - a), -1)
-                np.maximum.accumulate(pos, out=pos)
-                level = np.where(pos >= 0, steps[np.maximum(pos, 0)], level_before[s])
-                for i in np.flatnonzero(past & np.isfinite(xs) & (level == 0)):
-                    pending.append((int(t[a + i]), 5, s, _Evidence(self, key, s, int(t[a + i]), float(xs[i]), slices, t)))
-
-    def _drift_stream(self, sid: str, rid: str, ca: Channel, cb: Channel) -> int:
-        s, new = self._drift.add((sid, rid, ca.name, cb.name))
-        if new:
-            d = self._drift
-            d["tol"][s] = 0.5 * min(ca.normal[1] - ca.normal[0], cb.normal[1] - cb.normal[0])
-            d["gas_a"][s] = 0.8 * ca.limits[0].lowest
-            d["gas_b"][s] = 0.8 * cb.limits[0].lowest
-            self._drift_meta.append((sid, rid, ca, cb))
-        return s
-
-    def _run_drift(self, batch: _Batch, late: Sequence[bool] | None, pending: list) -> None:  # noqa: ANN001
-        if not len(batch.pairs):
-            return
-        stream, t, xa, xb, origin = batch.sorted(batch.pairs)
-        out = np.empty(stream.shape[0], dtype=np.int8)
-        aux = np.empty(stream.shape[0])
-        if not drift_kernel(stream, t, xa, xb, *(self._drift[c] for c in DRIFT_ARGS), out, aux):
-            return
-        for i in np.flatnonzero(out >= 0):
-            s, code, ts = int(stream[i]), int(out[i]), int(t[i])
-            sid, rid, ca, cb = self._drift_meta[s]
-            sc = self.scenarios[sid]
-            gap = float(aux[i])
-            tol = float(self._drift["tol"][s])
-            rule = (f"drift against a neighbouring sensor: the difference of two sensors of one place moved "
-                    f"{tol:g} {ca.unit} from its usual value for 5 min, outside gas events [P]")
-            sensors = f"The {ca.label} and {cb.label} sensors read by robot {rid} in {where_place(sc)}"
-            if code:
-                msg = (f"{sensors} have drifted apart: now {xa[i]:.2f} and {xb[i]:.2f} {ca.unit}, {gap:+.2f} {ca.unit} "
-                       f"off their usual difference: one of them is out of calibration; check both against a "
-                       f"hand-held detector and recalibrate.")
-            else:
-                msg = f"{sensors} agree again ({xa[i]:.2f} and {xb[i]:.2f} {ca.unit}): the alert is cleared."
-            fi = int(origin[i])
-            evidence: dict[str, object] = {"rule": rule, "robot": rid, "neighbour": cb.name,
-                                           "neighbour_value": float(xb[i]), "offset": round(gap, 4)}
-            if late and late[fi]:
-                evidence["late"] = True
-            pending.append((ts, 6, s, Signal(
-                scenario_id=sid, detector="sensor_drift", subject=f"{ca.name}.{cb.name}", kind=AlertKind.sensor_health,
-                source=rid, severity=health_severity(ca) if code else None, ts=ts, message=msg, value=float(xa[i]),
-                limit=tol, unit=ca.unit, channel=ca.name, robot_id=rid, evidence=evidence,
-                timing=AlertTiming.late if late and late[fi] else self.timing)))
-
-    def _lim_after_batch(self, batch: _Batch) -> None:
-        if batch.lim_sorted is None:
-            return
-        stream, t, _ = batch.lim_sorted
-        last = self._lim["last_t"]
-        np.maximum.at(last, stream, t)
-
-    def _last_report(self, s: int, ts: int, slices: dict, t: np.ndarray) -> int:
-        """When stream ``s`` last reported at or before ``ts`` (this batch, or earlier)."""
-        sl = slices.get(s)
-        if sl is not None:
-            times = t[sl[0]:sl[1]]
-            j = int(np.searchsorted(times, ts, side="right")) - 1
-            if j >= 0:
-                return int(times[j])
-        return int(self._lim["last_t"][s])
-
-    def _limit_signal(self, s: int, k: int, value: float, ts: int, f: Frame, is_late: bool) -> Signal:
-        rule = self._lim_rule[s]
-        scenario_id, robot_id, channel = self._lim_meta[s]
-        evidence: dict[str, object] = {"rule": rule.rule, "robot": robot_id}
-        if k:
-            severity, limit = rule.levels[k - 1]
-            evidence["level"] = rule.level_names[k - 1]
-        else:
-            severity, limit = None, rule.restore
-            evidence["level"] = "restore level"
-        evidence["restore"] = rule.restore
-        if is_late:
-            evidence["late"] = True
-        timing = AlertTiming.late if is_late else self.timing
-        if scenario_id is None:  # a robot rule: the robot is where its frame says
-            sc = self.scenarios.get(f.scenario_id)
-            what = f"{rule.what} of {where_robot(robot_id, sc)}"
-            return Signal(scenario_id=f.scenario_id, place=ROBOTS, detector=rule.detector, subject=robot_id,
-                          kind=rule.kind, source=robot_id, severity=severity, ts=ts, message=rule.message(k, value, what),
-                          value=value, limit=limit, unit=rule.unit, channel=None, robot_id=robot_id, evidence=evidence,
-                          timing=timing)
-        sc = self.scenarios[scenario_id]
-        c = sc.channel_map.get(channel)
-        if rule.quantity == "run":
-            what = f"{rule.what} in {where_place(sc)}"
-        else:
-            what = subject(sc, c) if c else f"{channel} in {where_place(sc)}"
-        feats = self._vib_feats.get((s, ts))
-        if feats is not None and sc.machine is not None:
-            what = f"{rule.what} of the {sc.machine.name} in {where_place(sc)}"
-        message = rule.message(k, value, what)
-        if feats is not None and sc.machine is not None:
-            diag = feats.diagnosis
-            message += (f" Diagnosis: {diag}; zone {feats.zone}, {feats.rms_mm_s:.2f} mm/s, kurtosis {feats.kurtosis:.1f}, "
-                        f"crest factor {feats.crest:.1f}.")
-            evidence.update(diagnosis=diag, zone=feats.zone, rms_mm_s=round(feats.rms_mm_s, 3),
-                            kurtosis=round(feats.kurtosis, 2), crest=round(feats.crest, 2),
-                            snr_db={"bpfo": round(feats.bpfo_snr_db, 1), "bpfi": round(feats.bpfi_snr_db, 1),
-                                    "bsf": round(feats.bsf_snr_db, 1)})
-        return Signal(scenario_id=scenario_id, detector=rule.detector, subject=channel, kind=rule.kind, source=robot_id,
-                      severity=severity, ts=ts, message=message, value=value, limit=limit,
-                      unit=rule.unit, channel=channel, robot_id=robot_id, evidence=evidence, timing=timing)
-
-    def _run_base(self, batch: _Batch, frames: Sequence[Frame], late: Sequence[bool] | None,
-                  pending: list[tuple[int, int, int, Signal]]) -> None:
-        if not len(batch.base):
-            return
-        stream, t, x, origin = batch.sorted(batch.base)
-        b = self._base
-        hout = np.empty((x.shape[0], 4), dtype=np.int8)
-        haux = np.empty(x.shape[0])
-        rout = np.empty(x.shape[0], dtype=np.int8)
-        raux = np.empty(x.shape[0])
-        n_h = health_kernel(stream, t, x, *(b[name] for name in HEALTH_ARGS), hout, haux)
-        n_r = rise_kernel(stream, t, x, *(b[name] for name in RISE_ARGS), rout, raux)
-        cscore = np.empty(x.shape[0])
-        cout = np.empty(x.shape[0], dtype=np.int8)
-        clevel = np.empty(x.shape[0])
-        if change_kernel(stream, t, x, *(b[name] for name in CHANGE_ARGS), cscore, cout, clevel):
-            for i in np.flatnonzero(cout >= 0):
-                fi = int(origin[i])
-                pending.append((int(t[i]), 4, int(stream[i]),
-                                self._change_signal(int(stream[i]), int(cout[i]), float(x[i]), int(t[i]),
-                                                    float(to_score(cscore[i])), float(clevel[i]),
-                                                    bool(late[fi]) if late else False)))
-        if n_h:
-            for i, col in zip(*np.nonzero(hout >= 0)):
-                fi = int(origin[i])
-                pending.append((int(t[i]), 1, int(stream[i]) * 4 + int(col),
-                                self._health_signal(int(stream[i]), int(col), int(hout[i, col]), float(x[i]), int(t[i]),
-                                                    float(haux[i]), bool(late[fi]) if late else False)))
-        if n_r:
-            for i in np.flatnonzero(rout >= 0):
-                fi = int(origin[i])
-                pending.append((int(t[i]), 2, int(stream[i]),
-                                self._rise_signal(int(stream[i]), int(rout[i]), float(x[i]), int(t[i]),
-                                                  float(raux[i]), bool(late[fi]) if late else False)))
-
-    def _health_signal(self, s: int, col: int, code: int, value: float, ts: int, aux: float, is_late: bool) -> Signal:
-        sid, rid, chan, c = self._base_meta[s]
-        sc = self.scenarios[sid]
-        since = aux if code == 1 and col in (1, 3) else None
-        shown = None if col == 3 and code == 1 else value
-        msg, rule, limit = health_message(col, code == 1, sc, c, chan, rid, shown, since)
-        evidence: dict[str, object] = {"rule": rule, "robot": rid}
-        if since is not None:
-            evidence["for_s"] = round(since, 1)
-        if is_late:
-            evidence["late"] = True
-        return Signal(scenario_id=sid, detector=HEALTH_DETECTORS[col], subject=chan, kind=AlertKind.sensor_health,
-                      source=rid, severity=health_severity(c) if code else None, ts=ts, message=msg,
-                      value=shown if shown is None or np.isfinite(shown) else None, limit=limit,
-                      unit=c.unit if c else None, channel=chan, robot_id=rid, evidence=evidence,
-                      timing=AlertTiming.late if is_late else self.timing)
-
-    def _rise_signal(self, s: int, code: int, value: float, ts: int, slope: float, is_late: bool) -> Signal:
-        """A rate-of-rise step. The alert's ``value`` is the rate and its ``limit`` the rate that
-        alerts (per minute, unit ``%/min``); the level reached and the limit it heads for are in
-        the evidence and the sentence."""
-        sid, rid, chan, c = self._base_meta[s]
-        rule = self._base_rise[s]
-        assert rule is not None and c is not None
-        sc = self.scenarios[sid]
-        b = self._base
-        per_min = slope * 60.0
-        rise_per_min = float(b["rise"][s]) * 60.0
-        horizon = float(b["rise_horizon"][s])
-        unit = f"{c.unit}/min"
-        rise_rule = f"rate of rise {rise_per_min:g} {unit}, projected {horizon:g} s ahead [P]"
-        what = subject(sc, c)
-        now = fmt_value(value, c.unit, rule.digits)
-        evidence: dict[str, object] = {"rule": rise_rule, "robot": rid, "rate_per_min": round(per_min, 4),
-                                       "level": value, "level_unit": c.unit}
-        if code == 0:
-            msg = f"{what} has stopped rising fast (now {now}): the alert is cleared."
-        else:
-            target = float(b["rise_cut"][s]) if code == 2 else float(b["rise_target"][s])
-            name = "power-cut level" if code == 2 and rule.power_cut else rule.level_names[0]
-            evidence.update(heading_for=target, heading_for_level=name, limit_rule=rule.rule)
-            msg = (f"{what} is rising {per_min:.2f} {unit} (now {now}); at this rate it reaches the {name} "
-                   f"{fmt_thr(target, c.unit)} within {horizon:g} s: find the cause now (airflow, local fan, outburst "
-                   f"signs) and be ready to withdraw people and cut power.")
-        if is_late:
-            evidence["late"] = True
-        severity = None if code == 0 else (Severity.alarm if code == 2 else Severity.warning)
-        return Signal(scenario_id=sid, detector="rate_of_rise", subject=chan, kind=rule.kind, source=rid,
-                      severity=severity, ts=ts, message=msg, value=round(per_min, 4), limit=rise_per_min, unit=unit,
-                      channel=chan, robot_id=rid, evidence=evidence, timing=AlertTiming.late if is_late else self.timing)
-
-    def _change_signal(self, s: int, code: int, value: float, ts: int, score: float, usual: float,
-                       is_late: bool) -> Signal:
-        sid, rid, chan, c = self._base_meta[s]
-        assert c is not None
-        sc = self.scenarios[sid]
-        b = self._base
-        what = subject(sc, c)
-        rule = (f"change detector: robust CUSUM, threshold {b['c_h'][s]:g}, after a {int(b['c_warmup'][s])}-value "
-                f"warm-up [P]")
-        digits = decimals(c.quantity)
-        v = fmt_value(value, c.unit, digits) if np.isfinite(value) else str(value)
-        if code:
-            msg = (f"{what} has changed from its usual {fmt_value(usual, c.unit, digits)} to {v}: check whether the "
-                   f"change is real or the sensor is drifting.")
-        else:
-            msg = f"{what} is steady again at {v}: the notice is cleared."
-        evidence: dict[str, object] = {"rule": rule, "robot": rid, "score": round(score, 3),
-                                       "usual": round(float(usual), 6)}
-        if is_late:
-            evidence["late"] = True
-        return Signal(scenario_id=sid, detector="change", subject=chan, kind=CHANGE_QUANTITIES[c.quantity], source=rid,
-                      severity=Severity.info if code else None, ts=ts, message=msg,
-                      value=value if np.isfinite(value) else None, unit=c.unit, channel=chan, robot_id=rid,
-                      evidence=evidence, timing=AlertTiming.late if is_late else self.timing)
 
     # -- robots ------------------------------------------------------------------------------
     def _robot(self, rid: str) -> _Robot:
@@ -936,7 +605,7 @@ class DetectorSuite:
         elif ev.detector == "change":
             cause = "notice"
         elif ev.kind is AlertKind.gas or ev.detector == "rate_of_rise":
-            cause = _GAS_CAUSE.get(q, "air-quality")
+            cause = (QUANTITIES[q].cause if q else None) or "air-quality"
         elif ev.kind is AlertKind.ventilation:
             cause = "heat" if ev.detector.startswith("temperature") else "ventilation"
         elif ev.kind is AlertKind.vibration:
@@ -946,9 +615,9 @@ class DetectorSuite:
         where = f"{sc.id}, {sc.name}" if sc else ev.scenario_id
         return Grouping(ev.scenario_id, cause, f"{CAUSE_TITLES[cause]} at {where}")
 
-    def _robot_frames(self, frames: Sequence[Frame], batch: _Batch, now: int,
-                      pending: list[tuple[int, int, int, Signal]]) -> None:
-        """Each robot's last-seen time, and its silences: a gap of :data:`ROBOT_SILENCE_S` or
+    def robot_frames(self, frames: Sequence[Frame], batch: Batch, now: int,
+                     pending: list[Pending]) -> None:
+        """A stage of :meth:`process`: each robot's last-seen time, and its silences: a gap of :data:`ROBOT_SILENCE_S` or
         more between its frames (in time order) raises ``robot_offline`` at the gap's start plus
         that time, and the next frame clears it. Robots without a gap or a standing silence
         are updated in bulk; the others frame by frame."""
@@ -976,27 +645,27 @@ class DetectorSuite:
         for _, a, b, rob in sorted(walk, key=lambda w: w[0]):
             for k in range(a, b):
                 self._robot_frame(frames[ol[k]], tl[k], rob, gap, pending)
-        for sig in self._deadman(now):
-            pending.append((sig.ts, 3, 0, sig))
+        for sig in self.deadman(now):
+            pending.append(Pending(sig.ts, EventOrder.ROBOT, 0, sig))
 
-    def _robot_frame(self, f: Frame, t: int, r: _Robot, gap: int, pending: list[tuple[int, int, int, Signal]]) -> None:
+    def _robot_frame(self, f: Frame, t: int, r: _Robot, gap: int, pending: list[Pending]) -> None:
         """One frame of a robot seen at ``t`` (its arrival live, its time in replay). A frame after the
         robot's offline status proves it back: its offline alert clears."""
         if r.offline and t > r.offline_at:
             r.offline = False
-            pending.append((t, 3, 1, self._offline_signal(f.robot_id, "status", False, t, f.scenario_id)))
+            pending.append(Pending(t, EventOrder.ROBOT, 1, self._offline_signal(f.robot_id, "status", False, t, f.scenario_id)))
             self._deadman_due = 0
         if r.last_seen >= 0 and t - r.last_seen >= gap and not r.silent and not r.offline:
-            pending.append((r.last_seen + gap, 3, 0, self._offline_signal(f.robot_id, "silence", True,
+            pending.append(Pending(r.last_seen + gap, EventOrder.ROBOT, 0, self._offline_signal(f.robot_id, "silence", True,
                                                                          r.last_seen + gap, r.scenario)))
             r.silent = 1
         long = int(ROBOT_LONG_SILENCE_S * _NS)
         if r.silent == 1 and not r.offline and t - r.last_seen >= long:
-            pending.append((r.last_seen + long, 3, 0, self._offline_signal(f.robot_id, "silence", True,
+            pending.append(Pending(r.last_seen + long, EventOrder.ROBOT, 0, self._offline_signal(f.robot_id, "silence", True,
                                                                           r.last_seen + long, r.scenario, long=True)))
             r.silent = 2
         if r.silent and t >= r.last_seen:
-            pending.append((t, 3, 1, self._offline_signal(f.robot_id, "silence", False, t, f.scenario_id)))
+            pending.append(Pending(t, EventOrder.ROBOT, 1, self._offline_signal(f.robot_id, "silence", False, t, f.scenario_id)))
             r.silent = 0
             self._deadman_due = 0
         if t >= r.last_seen:
@@ -1007,8 +676,9 @@ class DetectorSuite:
         if t > self._place_seen.get((f.scenario_id, f.robot_id), -1):
             self._place_seen[(f.scenario_id, f.robot_id)] = t
 
-    def _deadman(self, now: int) -> list[Signal]:
-        """Robots watched (seen, neither silent nor offline) that have sent nothing for
+    def deadman(self, now: int) -> list[Signal]:
+        """A stage of :meth:`process` and :meth:`tick`: robots watched (seen, neither silent nor
+        offline) that have sent nothing for
         :data:`ROBOT_SILENCE_S` by ``now``: marked silent, with their signals.
 
         Every robot is looked at only once ``now`` reaches ``_deadman_due``, the earliest time
@@ -1044,7 +714,7 @@ class DetectorSuite:
         """Time-driven checks at ``now_ns`` (wall clock live, data time in replay): a robot that
         has sent nothing for 60 s, and held clears of flapping alerts."""
         events: list[AlertEvent] = []
-        for sig in sorted(self._deadman(now_ns) + self._departed(now_ns), key=lambda s: s.ts):
+        for sig in sorted(self.deadman(now_ns) + self._departed(now_ns), key=lambda s: s.ts):
             events.extend(self.engine.update(sig))
         events.extend(self.engine.advance(now_ns))
         return events
@@ -1065,7 +735,7 @@ class DetectorSuite:
                 last = self._place_seen.get((sid, rid))
                 if last is None or now - last < stale:
                     continue
-                self._forget_state(sid, rid, ev.channel, detector, ev.evidence.get("neighbour"))
+                self._forget_state(ev, rid)
                 sc = self.scenarios.get(sid)
                 c = sc.channel_map.get(ev.channel) if sc else None
                 what = subject(sc, c) if sc is not None and c is not None else f"{ev.channel} in {sid}"
@@ -1079,18 +749,10 @@ class DetectorSuite:
                                   timing=self.timing))
         return out
 
-    def _forget_state(self, sid: str, rid: str, chan: str, detector: str, neighbour: object) -> None:
-        if detector == "sensor_drift":
-            s = self._drift.get((sid, rid, chan, neighbour))
-            if s is not None:
-                self._drift["state"][s] = 0
-            return
-        s = self._base.get((sid, rid, chan))
-        if s is None:
-            return
-        column = {"rate_of_rise": "rise_state", "change": "c_state", "sensor_stuck": "h_stuck",
-                  "sensor_range": "h_rng_state", "sensor_spikes": "h_spike_state", "sensor_silent": "h_silent"}
-        self._base[column[detector]][s] = 0
+    def _forget_state(self, ev: AlertEvent, rid: str) -> None:
+        det = self._by_alert.get(ev.detector)
+        if det is not None:
+            det.forget(ev, rid)
 
     def robot_status(self, status: RobotStatus, arrived: int | None = None) -> list[AlertEvent]:
         """A robot's retained status: online/offline, battery and 5G link. ``arrived``: when it
@@ -1125,17 +787,14 @@ class DetectorSuite:
         if status.link is not None:
             vals.update(link_latency_ms=status.link.latency_ms, link_rssi_dbm=status.link.rssi_dbm,
                         link_loss=status.link.loss)
-        fake = Frame(robot_id=status.robot_id, scenario_id=status.scenario_id or r.scenario or "unknown", seq=0, ts=ts)
+        where = status.scenario_id or r.scenario or "unknown"
         for name, v in vals.items():
             if v is None:
                 continue
-            s = self._limit_stream(("", status.robot_id, name, 0), ROBOT_RULES[name])
-            out = np.empty(1, dtype=np.int8)
-            tab = self._lim
-            limit_kernel(np.array([s], dtype=np.int64), np.array([float(v)]), tab["thr"], tab["above"], tab["restore"],
-                         tab["n_raise"], tab["n_clear"], tab["level"], tab["count"], tab["clear_count"], out)
-            if out[0] >= 0:
-                sigs.append(self._limit_signal(s, int(out[0]), float(v), ts, fake, False))
+            s = self.limits.stream(("", status.robot_id, name, 0), ROBOT_RULES[name])
+            k = self.limits.step(s, float(v))
+            if k >= 0:
+                sigs.append(self.limits.signal(s, k, float(v), ts, where, None, 0))
         events: list[AlertEvent] = []
         for sig in sigs:
             events.extend(self.engine.update(sig))
@@ -1183,65 +842,13 @@ class DetectorSuite:
         for ev in events:
             if ev.robot_id is None:
                 continue
-            if ev.detector in HEALTH_DETECTORS or ev.detector == "rate_of_rise":
-                self._seed_base(ev)
+            det = self._by_alert.get(ev.detector)
+            if det is not None:
+                det.seed(ev)
                 continue
-            if ev.detector == "sensor_drift":
-                sc = self.scenarios.get(ev.scenario_id)
-                nb = ev.evidence.get("neighbour")
-                if sc is not None and ev.channel in sc.channel_map and nb in sc.channel_map:
-                    s = self._drift_stream(ev.scenario_id, ev.robot_id, sc.channel_map[ev.channel], sc.channel_map[nb])
-                    self._drift["state"][s] = max(1, int(self._drift["state"][s]))
-                continue
-            if ev.kind is AlertKind.robot_health:
-                for name, rule in ROBOT_RULES.items():
-                    if rule.detector == ev.detector:
-                        self._seed(("", ev.robot_id, name, 0), rule, ev.severity)
-                if ev.detector == "robot_offline":
-                    r = self._robot(ev.robot_id)
-                    if ev.evidence.get("by") == "status":
-                        r.offline = True
-                    elif not r.silent:
-                        r.silent = 1 if ev.severity is Severity.info else 2
-                continue
-            if ev.detector == "change":
-                if ev.scenario_id in self.scenarios and ev.channel:
-                    s, _ = self._route(ev.scenario_id, ev.robot_id, ev.channel)
-                    self._base["c_state"][s] = max(1, int(self._base["c_state"][s]))
-                continue
-            vib = self._vib_rules.get(ev.scenario_id)
-            if vib is not None and ev.detector in (vib[0].detector, vib[1].detector):
-                j = 0 if ev.detector == vib[0].detector else 1
-                self._seed((ev.scenario_id, ev.robot_id, ev.channel or "", 100 + j), vib[j], ev.severity)
-                continue
-            for j, rule in enumerate(self.rules.get((ev.scenario_id, ev.channel or ""), ())):
-                if rule.detector == ev.detector:
-                    self._seed((ev.scenario_id, ev.robot_id, ev.channel or "", j), rule, ev.severity)
-
-    def _seed_base(self, ev: AlertEvent) -> None:
-        """Put a restored health or rate alert's stream back in its raised state, so the next
-        good reading clears it."""
-        if ev.scenario_id not in self.scenarios or not ev.channel:
-            return
-        s, _ = self._route(ev.scenario_id, ev.robot_id or "", ev.channel)
-        b = self._base
-        if ev.detector == "rate_of_rise":
-            if b["rise_state"][s] == 0:
-                b["rise_state"][s] = 2 if ev.severity is Severity.alarm else 1
-            return
-        col = HEALTH_DETECTORS.index(ev.detector)
-        name = ("h_rng_state", "h_stuck", "h_spike_state", "h_silent")[col]
-        if b[name][s]:
-            return
-        b[name][s] = 1
-        if col == 1:
-            b["h_last_x"][s] = ev.value if ev.value is not None else np.nan
-        if col == 2:
-            b["h_spikes"][s, 2] = ev.ts
-
-    def _seed(self, key: tuple[str, str, str, int], rule: Rule, severity: Severity) -> None:
-        ks = [k for k, (sev, _) in enumerate(rule.levels, start=1) if sev is severity]
-        if ks:
-            s = self._limit_stream(key, rule)
-            if self._lim["level"][s] == 0:
-                self._lim["level"][s] = ks[0]
+            if ev.detector == "robot_offline":
+                r = self._robot(ev.robot_id)
+                if ev.evidence.get("by") == "status":
+                    r.offline = True
+                elif not r.silent:
+                    r.silent = 1 if ev.severity is Severity.info else 2

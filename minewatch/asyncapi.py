@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel
 
 from minewatch import __version__
+from minewatch.catalogue import QUANTITIES
 from minewatch.schema import (AlertAck, AlertEvent, DeadLetter, IncidentAck, IncidentEvent, RobotStatus, TelemetryFrame,
                               WatchStatus)
 from minewatch.topics import DEFAULT_PREFIX
@@ -140,6 +141,15 @@ def _schemas() -> dict[str, Any]:
     return dict(sorted(out.items()))
 
 
+def _readings() -> str:
+    """What the keys of a frame's ``readings`` measure: every quantity of the catalogue, its unit
+    and the range its sensor reports (from minewatch.catalogue.QUANTITIES)."""
+    rows = "\n".join(f"| `{q.code}` | {q.name} | {q.unit or '(on/off)'} | {q.low:g} to {q.high:g} | {q.kind.value} |"
+                     for q in QUANTITIES.values())
+    return ("\n\nEach reading measures one quantity (the channel's, listed per scenario by the API):\n\n"
+            "| quantity | what | unit | sensor range | kind |\n|---|---|---|---|---|\n" + rows)
+
+
 def _message_id(spec: str) -> str:
     return spec.strip("[]") + ("Batch" if spec.startswith("[") else "")
 
@@ -181,7 +191,7 @@ def document(prefix: str = DEFAULT_PREFIX) -> dict[str, Any]:
         channels[cid] = {
             "address": address,
             "title": ch["address"],
-            "description": ch["description"],
+            "description": ch["description"] + (_readings() if cid == "telemetry" else ""),
             "parameters": {p: {"description": PARAMETERS[p]} for p in params},
             "messages": {m: {"$ref": f"#/components/messages/{m}"} for m in msg_ids},
         }

@@ -11,27 +11,30 @@ power-cut level (the alert tells the operator that power must be, or has been, c
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Literal
 
 __all__ = [
     "BEARINGS",
-    "Bearing",
+    "FLEET",
     "ISO_10816_3",
+    "PATROL_ROUTES",
+    "QUANTITIES",
+    "SCENARIOS",
+    "VENTILATION",
+    "Bearing",
     "Channel",
     "Limit",
     "Machine",
     "Quantity",
+    "QuantityKind",
     "Scenario",
     "ScenarioKind",
-    "SCENARIOS",
-    "QUANTITIES",
-    "VENTILATION",
-    "upstream_fans",
     "get_scenario",
-    "PATROL_ROUTES",
-    "FLEET",
+    "quantity",
+    "upstream_fans",
 ]
 
 
@@ -69,9 +72,44 @@ _GROUPS = {
 }
 
 
+class QuantityKind(str, Enum):
+    """What a quantity is about, which decides the kind of alert its limits raise."""
+
+    gas = "gas"                  # gases in the air: alerts of kind gas
+    smoke = "smoke"              # a smoke sensor: alerts of kind gas
+    ventilation = "ventilation"  # airflow, fan pressure, run signals, the air's humidity and dust
+    heat = "heat"                # air temperature (the heat rule): alerts of kind ventilation
+    equipment = "equipment"      # machines' temperatures, currents, flows and levels: kind vibration
+    water = "water"              # sump levels: kind vibration (machine condition)
+
+    @property
+    def alert_kind(self) -> str:
+        """The contract's alert kind (``minewatch.schema.AlertKind`` value) of its limit alerts."""
+        return _ALERT_KINDS[self]
+
+
+_ALERT_KINDS = {QuantityKind.gas: "gas", QuantityKind.smoke: "gas", QuantityKind.ventilation: "ventilation",
+                QuantityKind.heat: "ventilation", QuantityKind.equipment: "vibration", QuantityKind.water: "vibration"}
+
+
 @dataclass(frozen=True)
 class Quantity:
-    """What a sensor measures: its unit and the range the sensor can report."""
+    """Everything a quantity means, for the detectors, the simulator, the API and the board.
+
+    ``low``/``high``: the range the sensor can report (outside it, a sensor fault, domain §1.4);
+    ``resolution``: its step (and so the decimals it is shown with). ``kind``: what it is about
+    (:class:`QuantityKind`). ``limit_name``: the stem of its fixed-limit alerts' detector name
+    (``gas`` -> ``gas_limit``); a quantity without one cannot carry limits (an error when the
+    rules are built). ``rise_per_min``: the rate of rise that alerts (per minute, in its unit),
+    None for no rate-of-rise detection [P]. Health: ``stuck`` whether a run of equal values is
+    suspect (not for two-valued signals), ``spikes`` whether the physics cannot jump so a lone
+    spike is a sensor fault, ``blind`` the severity of a sensor-health alert (``alarm`` where a
+    blind sensor means gas monitoring has stopped). ``cause``: the incident cause of its alerts
+    (gases). ``change_notice``: the change detector watches it where it has no limit.
+    ``noise``: the simulator's sensor noise (1 sigma, in its unit, and a relative part) [U].
+    ``signed``: the sign is a direction (air velocity), the limits apply to the size.
+    ``short``: its short name on the board.
+    """
 
     code: str
     name: str
@@ -80,34 +118,84 @@ class Quantity:
     high: float
     resolution: float
     source: str
+    kind: QuantityKind = QuantityKind.equipment
+    limit_name: str | None = None
+    rise_per_min: float | None = None
+    stuck: bool = True
+    spikes: bool = False
+    blind: Literal["warning", "alarm"] = "warning"
+    cause: str | None = None
+    change_notice: bool = False
+    noise: tuple[float, float] = (0.0, 0.0)
+    signed: bool = False
+    short: str = ""
 
+    @property
+    def decimals(self) -> int:
+        """Decimals a value is shown with: as many as the resolution has."""
+        return max(0, -math.floor(math.log10(self.resolution) + 1e-9))
+
+
+_GAS = QuantityKind.gas
+_VENT = QuantityKind.ventilation
+_EQ = QuantityKind.equipment
 
 # Sensor ranges, domain §1.4. Anything outside [low, high] is physically impossible for the
-# sensor and is a sensor-health fault, not a hazard.
+# sensor and is a sensor-health fault, not a hazard. Rates of rise [P] (no regulation gives a
+# rate): methane 0.1 %/min, CO 2 ppm/min, CO2 0.05 %/min. Sensor noise [U]: catalytic CH4
+# repeats to about a resolution step, electrochemical CO to under 1 ppm, anemometers see
+# turbulence of a few percent.
 QUANTITIES: dict[str, Quantity] = {
     q.code: q
     for q in (
-        Quantity("ch4", "methane", "%", 0.0, 4.0, 0.01, "catalytic CH4 0-4 %, AQ 6203-2006 [C]"),
-        Quantity("ch4_hr", "methane (high range)", "%", 0.0, 100.0, 0.1, "laser/thermal-conductivity CH4 0-100 % [U]"),
-        Quantity("co", "carbon monoxide", "ppm", 0.0, 1000.0, 1.0, "electrochemical CO 0-1000 ppm, GTH1000 [U]"),
-        Quantity("o2", "oxygen", "%", 0.0, 25.0, 0.1, "O2 0-25 %, GYW25 [C name, U range]"),
-        Quantity("co2", "carbon dioxide", "%", 0.0, 5.0, 0.01, "IR CO2 0-5 % [U]"),
-        Quantity("t", "temperature", "°C", 0.0, 50.0, 0.1, "temperature 0-50 °C, GYW50 [C name, U range]"),
-        Quantity("t_hot", "equipment temperature", "°C", 0.0, 200.0, 0.1, "IR / RTD on equipment 0-200 °C [U]"),
-        Quantity("rh", "relative humidity", "%", 0.0, 100.0, 0.1, "RH 0-100 % [U]"),
-        Quantity("ws", "air velocity", "m/s", -15.0, 15.0, 0.01, "wind speed 0.3-15 m/s, signed for direction [U]"),
-        Quantity("dp", "pressure difference", "kPa", 0.0, 10.0, 0.001, "negative pressure 0-10 kPa [U]"),
-        Quantity("du", "dust", "mg/m³", 0.0, 1000.0, 0.1, "dust 0-1000 mg/m³ [U]"),
-        Quantity("sm", "smoke", "", 0.0, 1.0, 1.0, "on/off smoke sensor [U]"),
-        Quantity("i", "current", "A", 0.0, 2000.0, 0.1, "motor current [U]"),
-        Quantity("run", "running", "", 0.0, 1.0, 1.0, "on/off run signal, domain §1.4 outstation on/off [C]"),
-        Quantity("wl", "water level", "m", 0.0, 10.0, 0.01, "sump level 0-10 m [U]"),
-        Quantity("fl", "flow", "m³/h", 0.0, 2000.0, 0.1, "flow 0-2000 m³/h [U]"),
-        Quantity("speed", "belt speed", "m/s", 0.0, 6.0, 0.01, "belt speed 0-6 m/s [U]"),
-        Quantity("p_bar", "pressure", "bar", 0.0, 16.0, 0.01, "receiver pressure 0-16 bar [U]"),
-        Quantity("level", "bunker level", "m", 0.0, 30.0, 0.01, "bunker level 0-30 m [U]"),
+        Quantity("ch4", "methane", "%", 0.0, 4.0, 0.01, "catalytic CH4 0-4 %, AQ 6203-2006 [C]", _GAS, "gas",
+                 rise_per_min=0.1, spikes=True, blind="alarm", cause="methane", noise=(0.006, 0.0), short="CH₄"),
+        Quantity("ch4_hr", "methane (high range)", "%", 0.0, 100.0, 0.1, "laser/thermal-conductivity CH4 0-100 % [U]",
+                 _GAS, "gas", spikes=True, blind="alarm", cause="methane", noise=(0.2, 0.0), short="CH₄"),
+        Quantity("co", "carbon monoxide", "ppm", 0.0, 1000.0, 1.0, "electrochemical CO 0-1000 ppm, GTH1000 [U]", _GAS,
+                 "gas", rise_per_min=2.0, spikes=True, blind="alarm", cause="fire", noise=(0.4, 0.0), short="CO"),
+        Quantity("o2", "oxygen", "%", 0.0, 25.0, 0.1, "O2 0-25 %, GYW25 [C name, U range]", _GAS, "gas", spikes=True,
+                 blind="alarm", cause="air-quality", noise=(0.03, 0.0), short="O₂"),
+        Quantity("co2", "carbon dioxide", "%", 0.0, 5.0, 0.01, "IR CO2 0-5 % [U]", _GAS, "gas", rise_per_min=0.05,
+                 spikes=True, cause="air-quality", noise=(0.006, 0.0), short="CO₂"),
+        Quantity("t", "temperature", "°C", 0.0, 50.0, 0.1, "temperature 0-50 °C, GYW50 [C name, U range]",
+                 QuantityKind.heat, "temperature", spikes=True, noise=(0.05, 0.0), short="Temp"),
+        Quantity("t_hot", "equipment temperature", "°C", 0.0, 200.0, 0.1, "IR / RTD on equipment 0-200 °C [U]", _EQ,
+                 "machine_temperature", spikes=True, noise=(0.15, 0.0), short="Temp"),
+        Quantity("rh", "relative humidity", "%", 0.0, 100.0, 0.1, "RH 0-100 % [U]", _VENT, spikes=True,
+                 change_notice=True, noise=(0.4, 0.0), short="RH"),
+        Quantity("ws", "air velocity", "m/s", -15.0, 15.0, 0.01, "wind speed 0.3-15 m/s, signed for direction [U]",
+                 _VENT, "air_velocity", noise=(0.02, 0.02), signed=True, short="Air"),
+        Quantity("dp", "pressure difference", "kPa", 0.0, 10.0, 0.001, "negative pressure 0-10 kPa [U]", _VENT,
+                 "fan_pressure", noise=(0.004, 0.003), short="ΔP"),
+        Quantity("du", "dust", "mg/m³", 0.0, 1000.0, 0.1, "dust 0-1000 mg/m³ [U]", _VENT, change_notice=True,
+                 noise=(0.05, 0.06), short="Dust"),
+        Quantity("sm", "smoke", "", 0.0, 1.0, 1.0, "on/off smoke sensor [U]", QuantityKind.smoke, "smoke",
+                 stuck=False, cause="fire", short="Smoke"),
+        Quantity("i", "current", "A", 0.0, 2000.0, 0.1, "motor current [U]", _EQ, noise=(0.2, 0.005),
+                 short="Current"),
+        Quantity("run", "running", "", 0.0, 1.0, 1.0, "on/off run signal, domain §1.4 outstation on/off [C]", _VENT,
+                 stuck=False, short="Run"),
+        Quantity("wl", "water level", "m", 0.0, 10.0, 0.01, "sump level 0-10 m [U]", QuantityKind.water,
+                 "water_level", noise=(0.004, 0.0), short="Water"),
+        Quantity("fl", "flow", "m³/h", 0.0, 2000.0, 0.1, "flow 0-2000 m³/h [U]", _EQ, noise=(0.5, 0.01),
+                 short="Flow"),
+        Quantity("speed", "belt speed", "m/s", 0.0, 6.0, 0.01, "belt speed 0-6 m/s [U]", _EQ, noise=(0.005, 0.0),
+                 short="Belt"),
+        Quantity("p_bar", "pressure", "bar", 0.0, 16.0, 0.01, "receiver pressure 0-16 bar [U]", _EQ,
+                 noise=(0.01, 0.0), short="Receiver"),
+        Quantity("level", "bunker level", "m", 0.0, 30.0, 0.01, "bunker level 0-30 m [U]", _EQ, noise=(0.03, 0.0),
+                 short="Level"),
     )
 }
+
+
+def quantity(code: str) -> Quantity:
+    """The quantity ``code``; ``KeyError`` naming it and the known ones if there is none."""
+    q = QUANTITIES.get(code)
+    if q is None:
+        raise KeyError(f"unknown quantity {code!r}; known: {', '.join(QUANTITIES)}")
+    return q
 
 
 Direction = Literal["above", "below"]
@@ -152,6 +240,11 @@ class Channel:
     label: str
     normal: tuple[float, float]
     limits: tuple[Limit, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.quantity not in QUANTITIES:
+            raise ValueError(f"channel {self.name!r} measures unknown quantity {self.quantity!r}; add it to "
+                             f"minewatch.catalogue.QUANTITIES (known: {', '.join(QUANTITIES)})")
 
     @property
     def unit(self) -> str:
@@ -375,6 +468,7 @@ def _face(extra: tuple[Channel, ...] = ()) -> tuple[Channel, ...]:
 
 
 def _heading(ch4_count: int = 2, rock: bool = False, extra: tuple[Channel, ...] = ()) -> tuple[Channel, ...]:
+    ch4s: tuple[Channel, ...]
     if ch4_count == 2:
         ch4s = (
             ch("ch4_t1", "ch4", "methane, heading face T1", (0.1, 0.5), CH4_HEADING_T1),
@@ -419,7 +513,7 @@ def _main_fan() -> tuple[Channel, ...]:
 
 
 def _belt(with_ch4: bool) -> tuple[Channel, ...]:
-    out = (
+    out: tuple[Channel, ...] = (
         ch("sm", "sm", "smoke", (0.0, 0.0), SMOKE),
         _co(),
         _temp(T_CHAMBER, (17.0, 25.0)),
@@ -454,7 +548,7 @@ def _substation() -> tuple[Channel, ...]:
 
 
 def _return(ch4_limit: Limit, co2_limit: Limit, ws: tuple[Limit, ...], with_t: bool = True) -> tuple[Channel, ...]:
-    out = (
+    out: tuple[Channel, ...] = (
         ch("ch4", "ch4", "methane in return air", (0.15, 0.45), ch4_limit),
         ch("co2", "co2", "carbon dioxide in return air", (0.15, 0.4), co2_limit),
         _co(),

@@ -7,13 +7,16 @@ command runs, so ``minewatch --help`` stays fast.
 from __future__ import annotations
 
 import importlib
-from typing import Any
 
 import click
 
 from minewatch import __version__
 
-__all__ = ["main", "settings_from", "COMMANDS"]
+# The shared options live in minewatch.options; ingest/cli.py still imports them from here.
+# TEMPORARY, removed at merge once it imports minewatch.options.
+from minewatch.options import influx_options, mqtt_option, settings_from
+
+__all__ = ["main", "COMMANDS", "influx_options", "mqtt_option", "settings_from"]
 
 # name -> (module, attribute, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -24,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "detect": ("detectors.cli", "detect", "Run the change detector over a CSV, in row order, no look-ahead."),
     "vibration": ("detectors.cli", "vibration", "Vibration features and diagnosis of one waveform (CSV or .npy)."),
     "replay": ("api.replay_cli", "replay", "Replay a recorded shift or window through the detectors."),
-    "report": ("api.report", "report", "Write a self-contained HTML report of a shift."),
+    "report": ("api.report_cli", "report", "Write a self-contained HTML report of a shift."),
     "secrets": ("minewatch.security", "secrets_command",
                 "Write broker accounts and ACL, InfluxDB users, API keys and env files for a deployment."),
     "storage": ("minewatch.storage", "storage_command",
@@ -41,13 +44,13 @@ class LazyGroup(click.Group):
             return None
         module, attr, _ = COMMANDS[name]
         try:
-            cmd = getattr(importlib.import_module(module), attr)
+            cmd: click.Command = getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError) as exc:
-            help_text = COMMANDS[name][2]
+            help_text, reason = COMMANDS[name][2], str(exc)  # `exc` is unbound once the except block ends
 
-            @click.command(name=name, help=f"{help_text} (unavailable: {exc})")
+            @click.command(name=name, help=f"{help_text} (unavailable: {reason})")
             def _missing() -> None:
-                raise click.ClickException(f"'{name}' is not available in this installation: {exc}")
+                raise click.ClickException(f"'{name}' is not available in this installation: {reason}")
 
             return _missing
         return cmd
@@ -56,30 +59,6 @@ class LazyGroup(click.Group):
         rows = [(name, help_text) for name, (_, _, help_text) in COMMANDS.items()]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
-
-
-def settings_from(**overrides: Any):  # noqa: ANN201 - Settings, imported lazily
-    """Settings from the environment, with CLI flags that were given taking precedence."""
-    from pydantic import ValidationError
-
-    from minewatch.settings import Settings
-
-    given = {k: v for k, v in overrides.items() if v is not None}
-    try:
-        return Settings(**given)
-    except ValidationError as exc:
-        msgs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise click.UsageError(msgs) from None
-
-
-def mqtt_option(f):  # noqa: ANN001, ANN201
-    return click.option("--mqtt-url", default=None, help="Broker URL [env MINEWATCH_MQTT_URL; default mqtt://127.0.0.1:1883].")(f)
-
-
-def influx_options(f):  # noqa: ANN001, ANN201
-    f = click.option("--influx-db", default=None, help="Database [env MINEWATCH_INFLUX_DB; default minewatch].")(f)
-    return click.option("--influx-url", default=None,
-                        help="InfluxDB 1.x HTTP URL [env MINEWATCH_INFLUX_URL; default http://127.0.0.1:8086].")(f)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

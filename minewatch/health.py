@@ -22,7 +22,7 @@ def check_url(url: str, timeout: float = 5.0) -> str | None:
     ctx = None
     if url.startswith("https:"):
         ca = os.environ.get("MINEWATCH_API_TLS_CA")
-        ctx = ssl.create_default_context(cafile=ca) if ca else ssl._create_unverified_context()  # noqa: S323
+        ctx = ssl.create_default_context(cafile=ca) if ca else ssl._create_unverified_context()
     try:
         with urllib.request.urlopen(url, timeout=timeout, context=ctx) as r:
             return None if 200 <= r.status < 300 else f"{url} answered {r.status}"
@@ -41,7 +41,7 @@ def check_mqtt(timeout: float = 5.0) -> str | None:
     done = threading.Event()
     result: list[object] = []
 
-    def on_connect(c, userdata, flags, rc, props=None) -> None:  # noqa: ANN001
+    def on_connect(c: object, userdata: object, flags: object, rc: object, props: object = None) -> None:
         result.append(rc)
         done.set()
 

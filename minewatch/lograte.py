@@ -94,7 +94,7 @@ class RateLimiter:
         record = seen.logger.makeRecord(
             seen.logger.name, seen.level, "(minewatch.lograte)", 0,
             "%s (repeated %d more times in %.0f s, not logged)", (text, seen.dropped, self.interval_s), None)
-        record._summary = True  # type: ignore[attr-defined]
+        record._summary = True
         return record
 
 
@@ -129,6 +129,6 @@ def install(*, burst: int = BURST, interval_s: float = INTERVAL_S) -> RateLimite
         if ok:
             _handle(self, record)
 
-    logging.Logger.handle = handle  # type: ignore[method-assign]
+    logging.Logger.handle = handle  # type: ignore[method-assign]  # installed on purpose, for every logger
     atexit.register(lambda: _emit(limiter.flush()))
     return limiter

@@ -56,7 +56,7 @@ def _redact_value(v: Any) -> Any:
 def _scrub(record: logging.LogRecord) -> None:
     if getattr(record, "_redacted", False):
         return
-    record._redacted = True  # type: ignore[attr-defined]
+    record._redacted = True
     # the arguments one by one first, so that a formatter that reads them (uvicorn's access
     # log takes the request line from them) still finds them where it expects
     if isinstance(record.args, tuple):

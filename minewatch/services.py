@@ -15,6 +15,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Callable
+from typing import Any, Self
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,7 @@ __all__ = ["free_port", "Mosquitto", "Influxd", "TlsFiles", "find_program", "sto
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 
 
-def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+def stop_process(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
     """Send ``sig`` to a running ``proc``, wait ``timeout`` seconds for it to end, kill it if it has
     not; its exit status."""
     if proc.poll() is None:
@@ -39,7 +40,8 @@ def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: flo
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def find_program(name: str) -> str:
@@ -112,7 +114,7 @@ class _Process:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def __enter__(self):  # noqa: ANN204
+    def __enter__(self) -> Self:
         self.start()
         return self
 

@@ -11,13 +11,20 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from minewatch.topics import DEFAULT_PREFIX, Topics
+
+# The API's roles: every list of them is this one (keys, key files, the API's checks, its schema).
+ApiRole = Literal["operator", "engineer", "integrator"]
+API_ROLES: tuple[ApiRole, ...] = get_args(ApiRole)
+# What each may do, least first: an integrator reads; an operator also acknowledges; an engineer also
+# runs replays and tries limits.
+API_ROLE_RANK: dict[ApiRole, int] = {"integrator": 0, "operator": 1, "engineer": 2}
 
 __all__ = ["Settings", "MqttTarget", "parse_mqtt_url", "env_file", "credentials_hint", "DEFAULT_DATA_DIR"]
 
@@ -136,7 +143,8 @@ class Settings(BaseSettings):
         out: dict[str, str] = {}
         for pair in filter(None, (p.strip() for p in self.api_keys.split(","))):
             key, sep, role = pair.rpartition(":")
-            if not sep or not key or role not in ("operator", "engineer", "integrator"):
-                raise ValueError(f"MINEWATCH_API_KEYS entry {pair!r} must be key:role with role operator, engineer or integrator")
+            if not sep or not key or role not in API_ROLES:
+                raise ValueError(f"MINEWATCH_API_KEYS entry {pair!r} must be key:role with role "
+                                 f"{', '.join(API_ROLES[:-1])} or {API_ROLES[-1]}")
             out[key] = role
         return out

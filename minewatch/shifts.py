@@ -84,7 +84,7 @@ def parse_shifts(spec: str) -> tuple[ShiftDef, ...]:
         start, end = _parse_hhmm(m.group(2)), _parse_hhmm(m.group(3))
         if end <= start:
             end += 1440
-        out.append(ShiftDef(m.group(1), start, end, m.group(4)))  # type: ignore[arg-type]
+        out.append(ShiftDef(m.group(1), start, end, m.group(4)))  # type: ignore[arg-type]  # the pattern admits the kinds only
     if not out:
         raise ValueError("no shifts given")
     return tuple(out)

@@ -178,11 +178,11 @@ async def ensure_storage(client: InfluxClient, *, raw_days: int = RAW_DAYS, long
     Idempotent: returns the statements it ran, none when everything was in place.
     """
     steps = _setup(StoragePlan(client.db, raw_days=raw_days, long_days=long_days, every=every))
-    rows: list[dict[str, Any]] | None = None
     try:
+        query, options = next(steps)
         while True:
-            query, options = steps.send(rows)  # type: ignore[arg-type]
             rows = await client.query(query, **options)
+            query, options = steps.send(rows)
     except StopIteration as done:
         ran: list[str] = done.value
     except InfluxError as exc:
@@ -196,13 +196,14 @@ def ensure_storage_sync(client: SyncInflux, *, raw_days: int = RAW_DAYS, long_da
                         every: str = "5m") -> list[str]:
     """:func:`ensure_storage` with the blocking client."""
     steps = _setup(StoragePlan(client.db, raw_days=raw_days, long_days=long_days, every=every))
-    rows: list[dict[str, Any]] | None = None
     try:
+        query, options = next(steps)
         while True:
-            query, options = steps.send(rows)  # type: ignore[arg-type]
             rows = client.query(query, **options)
+            query, options = steps.send(rows)
     except StopIteration as done:
-        return done.value
+        changed: list[str] = done.value
+        return changed
     except InfluxError as exc:
         raise _explain(exc) from None
 
@@ -291,7 +292,7 @@ def storage_command(influx_url: str | None, influx_db: str | None, raw_days: int
 
     import httpx
 
-    from minewatch.cli import settings_from
+    from minewatch.options import settings_from
 
     s = settings_from(influx_url=influx_url, influx_db=influx_db)
     client = SyncInflux(s.influx_url, s.influx_db, user=s.influx_user, password=s.influx_password)

@@ -28,6 +28,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -35,7 +36,7 @@ import click
 from minewatch.security import (PUBLIC_PORT, SERVICE_PORT, BrokerAuth, load_credentials, new_secret, save_credentials,
                                  write_broker_auth, write_private)
 from minewatch.services import Influxd, Mosquitto, free_port, wait_http, wait_port
-from minewatch.settings import Settings
+from minewatch.settings import API_ROLES, Settings
 from minewatch.stack import service_commands
 
 __all__ = ["up", "System", "integrator_command", "write_env_file"]
@@ -56,10 +57,10 @@ def _port_free(port: int, host: str = "127.0.0.1") -> bool:
 def _api_keys(path: Path) -> dict[str, str]:
     """Local keys, made once and kept in ``.minewatch/api-keys.json``: role → key."""
     if path.exists():
-        keys = json.loads(path.read_text())
-        if {"operator", "engineer", "integrator"} <= set(keys):
+        keys: dict[str, str] = json.loads(path.read_text())
+        if set(API_ROLES) <= set(keys):
             return keys
-    keys = {role: f"{role[:3]}-{secrets.token_urlsafe(18)}" for role in ("operator", "engineer", "integrator")}
+    keys = {role: f"{role[:3]}-{secrets.token_urlsafe(18)}" for role in API_ROLES}
     path.write_text(json.dumps(keys, indent=2))
     path.chmod(0o600)
     return keys
@@ -69,7 +70,7 @@ class System:
     """The processes of a local minewatch, started in order and stopped in reverse."""
 
     def __init__(self, home: Path, mqtt_port: int, influx_port: int, api_port: int, *, simulate: bool = True,
-                 sim_args: tuple[str, ...] = (), ingest_args: tuple[str, ...] = (), log=print,  # noqa: ANN001
+                 sim_args: tuple[str, ...] = (), ingest_args: tuple[str, ...] = (), log: Callable[[str], object] = print,
                  service_port: int | None = None, metrics_port: int | None = None) -> None:
         self.home = home
         self.metrics_port = metrics_port if metrics_port is not None else free_port()
@@ -203,7 +204,7 @@ class System:
         return None
 
     def stop(self) -> None:
-        for name, proc in reversed(self.children):
+        for _, proc in reversed(self.children):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 15

@@ -19,7 +19,7 @@ import binascii
 import math
 import re
 from collections.abc import Iterable
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -143,13 +143,13 @@ class _OnTopicFrame(Frame, forbid_unknown_fields=True, omit_defaults=True, gc=Fa
     robot_id: str
     scenario_id: str
     link: _OnTopicLink | None = None
-    waveforms: dict[str, _OnTopicWave] = {}
+    waveforms: dict[str, _OnTopicWave] = {}  # type: ignore[assignment]  # narrowed for decoding only
 
 
 _id_ok = re.compile(_ID_PATTERN).match
 
 
-def _decode_on(dec: msgspec.json.Decoder, one: msgspec.json.Decoder, payload: bytes, scenario_id: str,
+def _decode_on(dec: msgspec.json.Decoder[Any], one: msgspec.json.Decoder[Any], payload: bytes, scenario_id: str,
                robot_id: str) -> list[Frame] | None:
     if not (_id_ok(robot_id) and _id_ok(scenario_id)):
         return None
@@ -204,10 +204,11 @@ class FramesOnTopic:
 
     def _build(self) -> None:
         # no names yet: a key no channel can have (a space), so any reading takes the checked way
-        keys = Literal[tuple(sorted(self.names)) or (" ",)]  # type: ignore[valid-type]
-        cls = msgspec.defstruct("_OnTopicFrame", [("readings", dict[keys, float | None], {})],  # type: ignore[valid-type]
+        # types built at run time from the names seen so far: nothing a type checker can follow
+        keys = Literal[tuple(sorted(self.names)) or (" ",)]  # type: ignore[valid-type]  # built at run time
+        cls = msgspec.defstruct("_OnTopicFrame", [("readings", dict[keys, float | None], {})],  # type: ignore[valid-type]  # built at run time
                                 bases=(_OnTopicFrame,), forbid_unknown_fields=True, omit_defaults=True, gc=False)
-        self._dec = (msgspec.json.Decoder(list[cls]), msgspec.json.Decoder(cls))
+        self._dec = (msgspec.json.Decoder(list[cls]), msgspec.json.Decoder(cls))  # type: ignore[valid-type]  # built at run time
 
     def decode(self, payload: bytes, scenario_id: str, robot_id: str) -> list[Frame] | None:
         return _decode_on(*self._dec, payload, scenario_id, robot_id)

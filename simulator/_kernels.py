@@ -20,8 +20,8 @@ GAS_Q_FLOOR = 0.05  # the gas lag's time constant V/Q stops growing below this a
 def equilibrium(forms: np.ndarray, base: np.ndarray, gain: np.ndarray, c_in: np.ndarray, lo: np.ndarray,
                 span: np.ndarray, place_of: np.ndarray, fan_of: np.ndarray, p: np.ndarray, q: np.ndarray,
                 run: np.ndarray, fan_a: np.ndarray, fan_b: np.ndarray, fan_d: np.ndarray, eq: np.ndarray) -> None:
-    rows, K = eq.shape
-    for k in range(K):
+    rows, cols = eq.shape
+    for k in range(cols):
         pl = place_of[k]
         target = base[k] + gain[k] * p[pl]
         form = forms[k]
@@ -72,9 +72,9 @@ def equilibrium(forms: np.ndarray, base: np.ndarray, gain: np.ndarray, c_in: np.
 def relax(value: np.ndarray, eq: np.ndarray, alpha: np.ndarray, tau: np.ndarray, is_gas: np.ndarray,
           q: np.ndarray, place_of: np.ndarray, dt: float) -> None:
     """First-order lag towards the equilibrium; a gas's time constant is V/Q (slower in less air)."""
-    rows, K = value.shape
+    rows, cols = value.shape
     for r in range(rows):
-        for k in range(K):
+        for k in range(cols):
             a = alpha[k]
             if is_gas[k]:
                 a = 1.0 - math.exp(-dt * max(abs(q[r, place_of[k]]), GAS_Q_FLOOR) / tau[k])

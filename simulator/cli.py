@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from minewatch.cli import mqtt_option, settings_from
+from minewatch.options import mqtt_option, settings_from
 
 __all__ = ["simulate"]
 

@@ -256,7 +256,7 @@ class Simulation:
         offsets = np.zeros(len(self.fleet) + 1, dtype=np.int64)
         np.cumsum([len(self._sid_idx[s]) for s in sids], out=offsets[1:])
         for f in self.injector.sensor_active(t):
-            local = f.k - m.slices[f.scenario].start
+            local = f.k - m.slices[f.place].start
             for ri, r in enumerate(self.fleet):
                 if sids[ri] == f.scenario and (f.robot is None or f.robot == r.id):
                     pos = offsets[ri] + local
@@ -381,7 +381,7 @@ class Simulation:
         """At the end of a run every held frame is sent: nothing generated is left behind."""
         msgs: list[Message] = []
         statuses: list[StatusUpdate] = []
-        for ri, (r, st) in enumerate(zip(self.fleet, self.state)):
+        for r, st in zip(self.fleet, self.state):
             if st.hole_since is not None:
                 self._coverage_label(r, st.hole_since, st.hole_last)
                 st.hole_since = None
@@ -406,6 +406,8 @@ class Simulation:
     def _waveform(self, ri: int, i: int, t: int, sid: str, running: float) -> WaveBlock:
         c = self.config
         machine = SCENARIOS[sid].machine
+        if machine is None:
+            raise ValueError(f"{sid} has no rotating machine to take a waveform of")
         rng = np.random.default_rng([c.seed, 0x5A, ri, i])
         n = int(round(c.waveform_rate_hz * c.waveform_seconds))
         health = self.injector.health(sid, t)

@@ -16,11 +16,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from minewatch.catalogue import SCENARIOS, ScenarioKind
 from simulator.layout import LOCAL_FANS, MAIN_FANS
 from simulator.timeutil import NS, parse_duration_s, parse_time_ns
+
+if TYPE_CHECKING:
+    from minewatch.catalogue import Machine
 
 __all__ = ["FaultSpec", "FaultError", "KINDS", "LIBRARY", "load_faults", "ActiveFault", "PHYSICS", "SENSOR", "FLEET"]
 
@@ -205,6 +208,29 @@ class ActiveFault:
         return self.spec.kind
 
     @property
+    def place(self) -> str:
+        """The scenario the fault acts in (a robot or link fault may have none)."""
+        return _given(self.scenario, self, "a scenario")
+
+    @property
+    def channel_name(self) -> str:
+        """The channel the fault drives."""
+        return _given(self.channel, self, "a channel")
+
+    @property
+    def robot_id(self) -> str:
+        """The robot a robot or link fault takes."""
+        return _given(self.robot, self, "a robot")
+
+    @property
+    def machine(self) -> Machine:
+        """The rotating machine of the fault's scenario (checked by :func:`resolve` for the machine faults)."""
+        machine = SCENARIOS[self.place].machine
+        if machine is None:
+            raise ValueError(f"{self.fault_id}: {self.place} has no rotating machine")
+        return machine
+
+    @property
     def duration_s(self) -> float:
         return (self.end_ns - self.start_ns) / NS
 
@@ -214,6 +240,12 @@ class ActiveFault:
 
     def active(self, t_ns: int) -> bool:
         return self.start_ns <= t_ns < self.end_ns
+
+
+def _given(value: str | None, f: ActiveFault, what: str) -> str:
+    if value is None:
+        raise ValueError(f"{f.fault_id}: a {f.kind} fault without {what}")
+    return value
 
 
 def outburst_shape(t_s: float, duration_s: float) -> float:
@@ -264,13 +296,14 @@ def resolve(specs: list[FaultSpec], run_start_ns: int, channel_index: Any, robot
             sk = SCENARIOS[sid].kind.value
             if kinds is not None and sk not in kinds:
                 raise FaultError(f"{where}: applies to {', '.join(kinds)} scenarios, {sid} is a {sk}")
-        if spec.kind in ("bearing_fault", "imbalance") and (sid is None or SCENARIOS[sid].machine is None):
+        machine = SCENARIOS[sid].machine if sid is not None else None
+        if spec.kind in ("bearing_fault", "imbalance") and machine is None:
             raise FaultError(f"{where}: {sid} has no rotating machine")
-        if spec.kind == "imbalance":
+        if spec.kind == "imbalance" and machine is not None:
             from simulator.vibration import imbalance_for
 
             try:
-                imbalance_for(SCENARIOS[sid].machine, 1.0)
+                imbalance_for(machine, 1.0)
             except ValueError as exc:
                 raise FaultError(f"{where}: {exc}") from None
         if spec.kind == "bearing_fault" and spec.params.get("defect", "outer") not in ("outer", "inner", "ball"):

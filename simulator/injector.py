@@ -49,8 +49,8 @@ class Injector:
         m = self.mine
         if f.kind == "methane_outburst":
             if f.spec.peak is None:
-                f.spec.peak = _cut_level(m, f.scenario, f.channel) + 0.3
-            sl = m.slices[f.scenario]
+                f.spec.peak = _cut_level(m, f.place, f.channel_name) + 0.3
+            sl = m.slices[f.place]
             for k in range(sl.start, sl.stop):
                 if k != f.k and m.quantity[k] == "ch4":
                     name = m.names[k]
@@ -61,11 +61,11 @@ class Injector:
         """Channels (bool mask over the mine's flat arrays) that fault ``f`` can move: its place, the
         places its fan ventilates, and everything downstream of those."""
         m = self.mine
-        places = {f.scenario}
+        places = {f.place}
         if f.kind in ("main_fan_stoppage", "airflow_reversal"):
-            places |= {sid for sid in m.scenario_ids if PLACES[sid].fan == f.scenario}
+            places |= {sid for sid in m.scenario_ids if PLACES[sid].fan == f.place}
         if f.kind == "local_fan_stoppage":
-            places.add(LOCAL_FANS[f.scenario])
+            places.add(LOCAL_FANS[f.place])
         todo = list(places)
         while todo:
             for dst, _, _ in DOWNSTREAM.get(todo.pop(), ()):
@@ -100,7 +100,10 @@ class Injector:
         add_direct, add_eq = eff.add_direct[rows], eff.add_eq[rows]
         if kind == "methane_outburst":
             if f.amplitude is None:
-                f.amplitude = max(0.0, f.spec.peak * 1.04 + 0.02 - now)
+                peak = f.spec.peak
+                if peak is None:
+                    raise ValueError(f"{f.fault_id}: no peak (set when the injector is made)")
+                f.amplitude = max(0.0, peak * 1.04 + 0.02 - now)
             add_direct[:, f.k] += f.amplitude * outburst_shape(into_s, f.duration_s)
             for k, factor, delay in f.related:
                 add_direct[:, k] += f.amplitude * factor * outburst_shape(into_s - delay, f.duration_s)
@@ -108,36 +111,36 @@ class Injector:
             if f.amplitude is None:
                 airflow = f.spec.params.get("airflow")
                 if airflow is None:
-                    peak = f.spec.peak if f.spec.peak is not None else _cut_level(m, f.scenario, f.channel) + 0.2
+                    peak = f.spec.peak if f.spec.peak is not None else _cut_level(m, f.place, f.channel_name) + 0.2
                     c_in = float(m.c_in[f.k])
                     airflow = (now - c_in) / max(1e-6, peak * 1.15 - c_in)
                 f.amplitude = float(min(0.9, max(0.05, airflow)))
             if u < 0.65:
-                eff.branch_q[rows, m.place_index[f.scenario]] *= f.amplitude
+                eff.branch_q[rows, m.place_index[f.place]] *= f.amplitude
         elif kind == "co_rise":
             if f.amplitude is None:
                 f.amplitude = max(0.0, (f.spec.peak if f.spec.peak is not None else 30.0) * 1.03 - now)
             h = hump_shape(u)
             add_eq[:, f.k] += f.amplitude * h
-            self._add_named(add_eq, f.scenario, "co2", 0.004 * f.amplitude * h)
-            self._add_named(add_eq, f.scenario, "t", 1.5 * h)
-            self._add_named(add_eq, f.scenario, "o2", -0.01 * f.amplitude * h)
+            self._add_named(add_eq, f.place, "co2", 0.004 * f.amplitude * h)
+            self._add_named(add_eq, f.place, "t", 1.5 * h)
+            self._add_named(add_eq, f.place, "o2", -0.01 * f.amplitude * h)
         elif kind == "o2_depletion":
             if f.amplitude is None:
                 f.amplitude = max(0.0, now - (f.spec.peak if f.spec.peak is not None else 19.3) + 0.05)
             h = hump_shape(u, 0.5, 0.9)
             add_direct[:, f.k] -= f.amplitude * h
-            self._add_named(add_direct, f.scenario, "co2", 0.3 * f.amplitude * h)
+            self._add_named(add_direct, f.place, "co2", 0.3 * f.amplitude * h)
         elif kind == "main_fan_stoppage":
-            i = fan_index(f.scenario)
+            i = fan_index(f.place)
             eff.fan_run[rows, i] = 0.0
             after = f.spec.params.get("standby_after")
             if after is not None and into_s >= _seconds(after):
                 eff.fan_standby[rows, i] = 1.0
         elif kind == "local_fan_stoppage":
-            eff.local_run[rows, local_fan_index(f.scenario)] = 0.0
+            eff.local_run[rows, local_fan_index(f.place)] = 0.0
         elif kind == "airflow_reversal":
-            eff.fan_dir[rows, fan_index(f.scenario)] = -1.0
+            eff.fan_dir[rows, fan_index(f.place)] = -1.0
         elif kind == "bearing_fault":
             heat = 12.0 * u ** 3  # the bearing warms as the defect spreads [U]
             if f.k >= 0:
@@ -147,7 +150,7 @@ class Injector:
                 f.amplitude = max(0.0, (f.spec.peak if f.spec.peak is not None else 75.0) * 1.02 - now)
             h = hump_shape(u, 0.6, 0.95)
             add_direct[:, f.k] += f.amplitude * h
-            self._add_named(add_direct, f.scenario, "tb", 0.25 * f.amplitude * h)
+            self._add_named(add_direct, f.place, "tb", 0.25 * f.amplitude * h)
         eff.add_direct[rows], eff.add_eq[rows] = add_direct, add_eq
 
     def _add_named(self, arr: np.ndarray, sid: str, name: str, value: float) -> None:
@@ -178,9 +181,9 @@ class Injector:
         """The reading the faulty sensor gives instead of ``value``."""
         if f.kind == "sensor_stuck":
             return f.stuck.setdefault(robot_id, value)
-        q = QUANTITIES[SCENARIOS[f.scenario].channel(f.channel).quantity]
+        q = QUANTITIES[SCENARIOS[f.place].channel(f.channel_name).quantity]
         if f.kind == "sensor_drift":
-            ch = SCENARIOS[f.scenario].channel(f.channel)
+            ch = SCENARIOS[f.place].channel(f.channel_name)
             peak = f.spec.peak if f.spec.peak is not None else ch.normal[1] - ch.normal[0]
             return value + peak * f.u(t_ns)
         bad = f.spec.params.get("value")
@@ -188,16 +191,16 @@ class Injector:
 
     def offline(self, t_ns: int) -> dict[str, ActiveFault]:
         """Robots dead at ``t_ns``, with the fault that took them."""
-        return {f.robot: f for f in self.robot_offline if f.active(t_ns)}
+        return {f.robot_id: f for f in self.robot_offline if f.active(t_ns)}
 
     def outage(self, t_ns: int) -> dict[str, ActiveFault]:
         """Robots whose 5G link is out at ``t_ns``."""
-        return {f.robot: f for f in self.link_outage if f.active(t_ns)}
+        return {f.robot_id: f for f in self.link_outage if f.active(t_ns)}
 
 
 def imbalance_peak(f: ActiveFault) -> float:
     """The imbalance an imbalance fault reaches (extra 1x), from its ``peak`` velocity RMS."""
-    machine = SCENARIOS[f.scenario].machine
+    machine = f.machine
     v = f.spec.peak if f.spec.peak is not None else 1.1 * machine.zone_limits[2]
     return imbalance_for(machine, v)
 

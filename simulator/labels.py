@@ -17,7 +17,8 @@ time at which the fault moved the channel's true value by at least half its reso
 :mod:`simulator.mine`); ``start_ns``/``end_ns`` span the windows of the channels that should
 alert (of all labelled channels when none should). For sensor faults: when the sensor's reading
 was altered; for fleet faults: the frames the robot lost or held back. ``extremes`` is the
-fault's value farthest from the fault-free one, per channel, and ``deviation`` how far that is. ``expected_alerts`` lists what a correct system
+fault's value farthest from the fault-free one, per channel, and ``deviation`` how far that is. ``expected_alerts`` lists what
+a correct system
 raises: catalogue limit crossings of those extremes plus the fault's own signature (fan
 stoppage, airflow reversal, bearing defect frequency, sensor health, robot offline).
 ``expected_severity`` is the highest of them (``info`` when nothing should alert).
@@ -29,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from minewatch.catalogue import SCENARIOS, Limit
+from minewatch.catalogue import QUANTITIES, SCENARIOS, Limit
 from minewatch.schema import SEVERITY_RANK, Severity
 from simulator.faults import FLEET, PHYSICS, SENSOR, ActiveFault
 from simulator.injector import imbalance_peak
@@ -38,19 +39,12 @@ from simulator.vibration import DEFECT_ORDER, Health, fault_frequency_hz, iso_zo
 
 __all__ = ["LabelTracker", "limit_severity", "quantity_kind"]
 
-_GAS = {"ch4", "ch4_hr", "co", "o2", "co2", "sm"}
-_VENT = {"ws", "dp", "run"}
 
 
 def quantity_kind(quantity: str) -> str:
-    """The alert kind a limit on this quantity raises (gas, ventilation, or equipment → vibration)."""
-    if quantity in _GAS:
-        return "gas"
-    if quantity in _VENT:
-        return "ventilation"
-    if quantity == "t_hot":
-        return "vibration"
-    return "gas"
+    """The alert kind a limit on this quantity raises (gas, ventilation, or equipment → vibration):
+    its kind's (:attr:`minewatch.catalogue.QuantityKind.alert_kind`)."""
+    return QUANTITIES[quantity].kind.alert_kind
 
 
 def limit_severity(limit: Limit, lo: float, hi: float) -> tuple[str, float] | None:
@@ -64,13 +58,13 @@ def limit_severity(limit: Limit, lo: float, hi: float) -> tuple[str, float] | No
 
 
 class _Track:
-    def __init__(self, K: int) -> None:
-        self.first = np.full(K, -1, dtype=np.int64)
-        self.last = np.full(K, -1, dtype=np.int64)
-        self.hi = np.full(K, -np.inf)
-        self.lo = np.full(K, np.inf)
-        self.dev = np.zeros(K)  # largest |faulted - nominal|
-        self.far = np.zeros(K)  # the faulted value there
+    def __init__(self, n: int) -> None:
+        self.first = np.full(n, -1, dtype=np.int64)
+        self.last = np.full(n, -1, dtype=np.int64)
+        self.hi = np.full(n, -np.inf)
+        self.lo = np.full(n, np.inf)
+        self.dev = np.zeros(n)  # largest |faulted - nominal|
+        self.far = np.zeros(n)  # the faulted value there
         self.closed = False
 
 
@@ -169,8 +163,8 @@ class LabelTracker:
         tr = self.tracks[f.fault_id]
         touched = np.flatnonzero(tr.first >= 0)
         by_scenario: dict[str, list[int]] = {}
-        for k in touched:
-            by_scenario.setdefault(m.scenario_ids[m.place_of[k]], []).append(int(k))
+        for k in touched.tolist():
+            by_scenario.setdefault(m.scenario_ids[m.place_of[k]], []).append(k)
         if f.scenario not in by_scenario:
             rec = self._base(f, f.scenario)
             rec["visible"] = False
@@ -211,7 +205,7 @@ class LabelTracker:
         elif f.kind == "local_fan_stoppage":
             alerts.append({"kind": "ventilation", "detector": "fan_stoppage", "channel": "run", "severity": "alarm"})
         elif f.kind == "imbalance":
-            machine = SCENARIOS[f.scenario].machine
+            machine = f.machine
             v = velocity_rms_mm_s(machine, Health(imbalance=imbalance_peak(f)))
             zone = iso_zone(machine, v)
             sev = {"A": "info", "B": "info", "C": "warning", "D": "alarm"}[zone]
@@ -219,7 +213,7 @@ class LabelTracker:
                            "velocity_mm_s": round(v, 2), "zone": zone})
             self._vib_channel(f, rec)
         elif f.kind == "bearing_fault":
-            machine = SCENARIOS[f.scenario].machine
+            machine = f.machine
             defect = f.spec.params.get("defect", "outer")
             alerts.append({"kind": "vibration", "detector": "bearing_envelope", "channel": "vib", "severity": "warning",
                            "defect": defect, "fault_order": DEFECT_ORDER[defect],

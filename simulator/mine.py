@@ -30,27 +30,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from minewatch.catalogue import QUANTITIES, SCENARIOS
+from minewatch.catalogue import QUANTITIES, SCENARIOS, QuantityKind
 from simulator import _kernels as _k
+from simulator._kernels import (F_FAN_A, F_FAN_B, F_FAN_DP, F_HEAT_Q, F_INV_Q, F_MUL_Q, F_NONE,
+                                F_PUMP_DP, F_RUN2, F_RUN_AMB, F_RUN_MUL, F_STATE, F_STEP, F_STEP_ADD, F_STEP_MUL,
+                                F_ZERO)
 from simulator.layout import DOWNSTREAM, GROUPS, LOCAL_FANS, MAIN_FANS, PLACES, WORKS
 from simulator.shifts import ShiftClock
 from simulator.timeutil import NS
 
-__all__ = ["Mine", "Effects", "SENSOR_NOISE", "channel_index"]
+__all__ = ["Mine", "Effects", "channel_index"]
 
 NATURAL_DRAUGHT = 0.1  # flow left by natural draught when a main fan stops [U]
 REVERSED_FLOW = 0.5  # reversed volume, ≥ 40 % required by CMSR 2016 Art.159 (domain §2) [C]
 LOCAL_FAN_LEAK = 0.06  # diffusion into a heading whose local fan stopped [U]
 
-# Sensor noise (1 sigma) per quantity, in its unit, and a relative part [U]: catalytic CH4
-# repeats to about a resolution step, electrochemical CO to under 1 ppm, anemometers see
-# turbulence of a few percent.
-SENSOR_NOISE: dict[str, tuple[float, float]] = {
-    "ch4": (0.006, 0.0), "ch4_hr": (0.2, 0.0), "co": (0.4, 0.0), "o2": (0.03, 0.0), "co2": (0.006, 0.0),
-    "t": (0.05, 0.0), "t_hot": (0.15, 0.0), "rh": (0.4, 0.0), "ws": (0.02, 0.02), "dp": (0.004, 0.003),
-    "du": (0.05, 0.06), "sm": (0.0, 0.0), "i": (0.2, 0.005), "run": (0.0, 0.0), "wl": (0.004, 0.0),
-    "fl": (0.5, 0.01), "speed": (0.005, 0.0), "p_bar": (0.01, 0.0), "level": (0.03, 0.0),
-}
 
 # Channel models.
 (GAS, CO, O2, TAIR, RH, WS, DUST, DP_MAIN, DP_LOCAL, DP_PUMP, FLAT, RUN_A, RUN_B, CURRENT, TBEAR,
@@ -68,9 +62,6 @@ _DYN = {
 
 # How each model turns production into an equilibrium: ``target = lo + span * (a + b * p)``,
 # then a transform by airflow or running state.
-from simulator._kernels import (F_FAN_A, F_FAN_B, F_FAN_DP, F_HEAT_Q, F_INV_Q, F_MUL_Q, F_NONE,  # noqa: E402
-                                F_PUMP_DP, F_RUN2, F_RUN_AMB, F_RUN_MUL, F_STATE, F_STEP, F_STEP_ADD, F_STEP_MUL,
-                                F_ZERO)
 
 _FORM = {
     GAS: (0.2, 0.55, F_INV_Q),  # emission over airflow
@@ -121,6 +112,8 @@ def _model(sid: str, name: str, quantity: str) -> int:
         return SUMP if kind == "pump" else FLAT
     if quantity == "fl":
         return FL_PUMP if kind == "pump" else FLAT
+    if QUANTITIES[quantity].kind is QuantityKind.gas:
+        return FLAT  # a trace gas without a source of its own here: steady in its normal band
     raise ValueError(f"no model for {sid}.{name} ({quantity})")
 
 
@@ -167,7 +160,8 @@ class Mine:
         self.dt = dt
         self.scenario_ids = list(SCENARIOS)
         self.place_index = {sid: i for i, sid in enumerate(self.scenario_ids)}
-        names, places, models, lo, hi, res, qlo, qhi, nsd, nrel = [], [], [], [], [], [], [], [], [], []
+        names: list[str] = []
+        places, models, lo, hi, res, qlo, qhi, nsd, nrel = [], [], [], [], [], [], [], [], []
         self.slices: dict[str, slice] = {}
         for sid in self.scenario_ids:
             sc = SCENARIOS[sid]
@@ -182,7 +176,7 @@ class Mine:
                 res.append(q.resolution)
                 qlo.append(q.low)
                 qhi.append(q.high)
-                sd, rel = SENSOR_NOISE[c.quantity]
+                sd, rel = QUANTITIES[c.quantity].noise  # sensor noise: the quantity's (catalogue)
                 nsd.append(sd)
                 nrel.append(rel)
             self.slices[sid] = slice(start, len(names))
@@ -220,14 +214,14 @@ class Mine:
         # place -> main fan, local fan, production source
         self.fan_of = np.array([MAIN_FANS.index(PLACES[s].fan) for s in self.scenario_ids])
         lf_names = list(LOCAL_FANS)
-        self.local_of = np.array([lf_names.index(PLACES[s].local_fan) if PLACES[s].local_fan else -1
+        self.local_of = np.array([lf_names.index(lf) if (lf := PLACES[s].local_fan) else -1
                                   for s in self.scenario_ids])
         self.lf_place = np.array([self.place_index[lf] for lf in lf_names])
         self.fan_place = np.array([self.place_index[f] for f in MAIN_FANS])
         self.has_lf = self.local_of >= 0
         self.fan_index_of = self.fan_of[self.place_of]
         self.work_names = list(WORKS)
-        sources = []
+        sources: list[list[int]] = []
         for s in self.scenario_ids:
             src = PLACES[s].production
             if src is None:
@@ -237,16 +231,17 @@ class Mine:
             else:
                 sources.append([self.work_names.index(src)])
         self.prod_matrix = np.zeros((self.S, len(self.work_names)))
-        for i, src in enumerate(sources):
-            for w in src:
-                self.prod_matrix[i, w] = 1.0 / len(src)
+        for i, works in enumerate(sources):
+            for w in works:
+                self.prod_matrix[i, w] = 1.0 / len(works)
         self.work_share = np.array([WORKS[w][0] for w in self.work_names])
         self.work_phase_ns = [round(WORKS[w][1] * NS) for w in self.work_names]
         self.mode = [PLACES[s].machine_mode for s in self.scenario_ids]
         self._district_belts = [i for i, m in enumerate(self.mode) if m == "production_belt"]
         self._main_belts = [i for i, m in enumerate(self.mode) if m == "main_belt"]
         self.pump_places = np.array([i for i, m in enumerate(self.mode) if m == "pump"])
-        self.sump_k = np.array([self.slices[self.scenario_ids[p]].start + self.names[self.slices[self.scenario_ids[p]]].index("wl")
+        self.sump_k = np.array([self.slices[self.scenario_ids[p]].start
+                                + self.names[self.slices[self.scenario_ids[p]]].index("wl")
                                 for p in self.pump_places])
         self.comp_places = np.array([i for i, m in enumerate(self.mode) if m == "compressor"])
         self.recv_k = self._mk.get(RECEIVER, np.array([], dtype=int))
@@ -259,8 +254,8 @@ class Mine:
         self._link_src = np.array([int(src[0]) for src, _, _, _ in self.links], dtype=int)
         self._link_alpha = np.array([1.0 - math.exp(-dt / tau) for _, _, _, tau in self.links])
         self._link_spread = np.zeros((len(self.links), self.K))  # link -> dilution at each downstream channel
-        for i, (_, dst, dil, _) in enumerate(self.links):
-            self._link_spread[i, dst] = dil
+        for i, (_, dst_k, dil, _) in enumerate(self.links):
+            self._link_spread[i, dst_k] = dil
         self.wander = self.rng.standard_normal(self.K) * self.wander_sd
         # hysteresis states, one per row
         u = self.rng.random(max(len(self.pump_places), 1))[: len(self.pump_places)]
@@ -310,8 +305,7 @@ class Mine:
     # ------------------------------------------------------------------ the step
     def _drivers(self, t_ns: int, eff: Effects) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         p = self.production(t_ns)
-        R = self.rows
-        run = np.empty((R, self.S))
+        run = np.empty((self.rows, self.S))
         run[:] = self.machine_run(t_ns)
         fans = self._fans  # unit A, standby B, direction; row 0 of each stays fault-free
         fans[0, 1:], fans[1, 1:], fans[2, 1:] = eff.fan_run, eff.fan_standby, eff.fan_dir

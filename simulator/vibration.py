@@ -114,10 +114,10 @@ def synthesize(machine: Machine, rate_hz: float, n: int, rng: np.random.Generato
     x = a_bb * noise * running
     # shaft harmonics carry the rest of the velocity (velocity amplitude -> acceleration 2 pi f v)
     for (h, share), ph in zip(HARMONICS, phases):
-        amp = 2.0 * math.pi * fr * h * v_h * share * running
+        a_h = 2.0 * math.pi * fr * h * v_h * share * running
         if h == 1:
-            amp *= 1.0 + health.imbalance
-        x += amp * np.sin(2.0 * math.pi * fr * h * t + ph)
+            a_h *= 1.0 + health.imbalance
+        x += a_h * np.sin(2.0 * math.pi * fr * h * t + ph)
     x += 0.02 * noise[::-1]  # sensor electronics floor, m/s²
 
     if health.defect and health.impact > 0.0 and running > 0.0:

@@ -110,9 +110,10 @@ def health_changes(samples, cfg):
     """Reference for ``detectors.health.health_kernel`` on one stream: ``samples`` = [(t_ns, x)]
     with NaN for "frame without a value". Returns per sample a list of 4 change codes
     (range, stuck, spike, silent)."""
-    from detectors.health import (REP_ALPHA, SPIKE_ALPHA, SPIKE_WARMUP, SPIKES_TO_RAISE, STUCK_LEARN_RUN, STUCK_MIN_RUN,
+    from detectors.health import (REP_ALPHA, SPIKE_ALPHA, SPIKE_WARMUP, STUCK_LEARN_RUN, STUCK_MIN_RUN,
                                   STUCK_TAIL, STUCK_WARMUP)
 
+    spikes_to_raise = 3  # three spikes within the window raise (the kernel keeps the last three, h_spikes)
     result = []
     st = {"longest": 0, "range": 0, "ok": 0, "last": None, "run": 0, "run_t0": 0, "rep": 0.5, "n": 0, "stuck": 0,
           "values": [], "cand": None, "spike_times": [], "spiky": 0, "last_t": None, "silent": 0}
@@ -176,9 +177,9 @@ def health_changes(samples, cfg):
             if st["cand"] is not None:
                 cand_t, st["cand"] = st["cand"], None
                 if far <= 0.5 * cfg["spike_k"] * sigma:
-                    st["spike_times"] = (st["spike_times"] + [cand_t])[-SPIKES_TO_RAISE:]
+                    st["spike_times"] = (st["spike_times"] + [cand_t])[-spikes_to_raise:]
                     times = st["spike_times"]
-                    if not st["spiky"] and len(times) == SPIKES_TO_RAISE and \
+                    if not st["spiky"] and len(times) == spikes_to_raise and \
                             (times[-1] - times[0]) / 1e9 <= cfg["spike_window_s"]:
                         st["spiky"] = 1
                         codes[2] = 1

@@ -16,7 +16,9 @@ import math
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,14 +61,14 @@ FIGURES: dict[str, set[str]] = {
     "ingest_cpu.py": {"ingest_cpu_us_per_point", "ingest_cpu_speedup"},
     "ingest_throughput.py": {"ingest_points_per_s", "ingest_lost_points", "ingest_to_ceiling_ratio",
                              "alert_latency_p50_ms", "alert_latency_p99_ms"},
-    "replay.py": {"replay_x_realtime", "replay_readings_per_s", "replay_detectors_only_x_realtime"},
+    "replay.py": {"replay_x_realtime", "replay_readings_per_s", "replay_detectors_only_x_realtime", "replay_split_s_per_hour"},
     "report.py": {"report_collect", "report_render", "report_size"},
     "simulator.py": {"simulator_frames_per_s", "simulator_realtime_mines", "simulator_realtime_max_lag_s"},
 }
 
 
 # what a smoke run must show besides well-formed figures: (name, field, predicate, why)
-CHECKS: dict[str, list[tuple[str, str, object, str]]] = {
+CHECKS: dict[str, list[tuple[str, str, Callable[[Any], bool], str]]] = {
     "alarm_load.py": [("alarm_incidents", "value", lambda v: v >= 1, "the demo's outburst opens an incident"),
                       ("alarm_recall", "meets", lambda v: v is True, "the live stack alerts what the detectors do")],
     "ingest_throughput.py": [("ingest_lost_points", "value", lambda v: v == 0, "no point is lost")],
@@ -107,13 +109,13 @@ def test_bench_script_smoke_run(script: str, tmp_path: Path) -> None:
         f"{script}: no figure has a finite value"
     for name, key, ok, why in CHECKS.get(script, []):
         for f in (f for f in figures if f["name"] == name):
-            assert ok(f.get(key)), f"{script}: {name} {key}={f.get(key)!r}, but {why}"  # type: ignore[operator]
+            assert ok(f.get(key)), f"{script}: {name} {key}={f.get(key)!r}, but {why}"
     print(f"{script}: {took:.1f} s")
 
 
 # -- the alarm-load rules, on events made by hand ------------------------------------------------------
 @functools.cache
-def _alarm_load():  # noqa: ANN202
+def _alarm_load():
     spec = importlib.util.spec_from_file_location("bench_alarm_load", BENCH / "alarm_load.py")
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
@@ -129,9 +131,10 @@ T0 = 1_795_852_800 * S  # a fixed event time
 
 def _alert(aid: str, state: str, t: int, *, channel: str = "ch4_t1", detector: str = "gas_limit",
            scenario: str = "mf01", robot: str = "r01", kind: str = "gas") -> object:
-    from minewatch.schema import AlertEvent
+    from minewatch.schema import AlertEvent, AlertKind, AlertState, Severity
 
-    return AlertEvent(alert_id=aid, kind=kind, detector=detector, severity="alarm", state=state, scenario_id=scenario,
+    return AlertEvent(alert_id=aid, kind=AlertKind(kind), detector=detector, severity=Severity.alarm,
+                      state=AlertState(state), scenario_id=scenario,
                       robot_id=robot, channel=channel, first_ts=T0, ts=T0 + t, message="m")
 
 
@@ -186,13 +189,14 @@ def test_alarm_load_upsets_leave_out_coverage_holes_and_merge() -> None:
 
 
 def test_alarm_load_counts_an_incident_escalating_again_to_where_it_was() -> None:
-    from minewatch.schema import IncidentEvent
+    from minewatch.schema import AlertKind, IncidentEvent, IncidentState, Severity
 
     al = _alarm_load()
 
     def step(state: str, severity: str, worst: str, t: int, needs_ack: bool = True) -> IncidentEvent:
         return IncidentEvent(incident_id="mf01.methane.1", place="mf01", scenario_id="mf01", cause="methane",
-                             title="t", kind="gas", severity=severity, max_severity=worst, state=state,
+                             title="t", kind=AlertKind.gas, severity=Severity(severity), max_severity=Severity(worst),
+                             state=IncidentState(state),
                              needs_ack=needs_ack, first_ts=T0, ts=T0 + t, message="m", members=[])
 
     steps = [step("raised", "alarm", "alarm", 0), step("escalated", "critical", "critical", 2 * S),

@@ -74,7 +74,8 @@ _frame = st.fixed_dictionaries(
         "link": st.fixed_dictionaries({"latency_ms": st.floats(-1, 100), "rssi_dbm": st.floats(-160, 5)}),
     },
 )
-_junk = st.one_of(_frame, st.dictionaries(st.text(max_size=5), st.one_of(st.integers(-2**40, 2**40), st.text(max_size=5)), max_size=4))
+_junk = st.one_of(_frame, st.dictionaries(st.text(max_size=5), st.one_of(st.integers(-2**40, 2**40), st.text(max_size=5)),
+                                                  max_size=4))
 
 
 @settings(max_examples=300, deadline=None)

@@ -48,7 +48,7 @@ class AlertListener:
         self.topics = topics
         self.client.loop_start()
 
-    def _on_message(self, client, userdata, msg) -> None:  # noqa: ANN001
+    def _on_message(self, client, userdata, msg) -> None:
         kind = self.topics.parse_alert(msg.topic)
         if kind and kind[0] == "event":
             with self._lock:
@@ -144,7 +144,7 @@ def test_simulated_methane_excursion_is_stored_alerted_shown_and_cleared(
                 p.kill()
 
 
-def _wait(cond, timeout: float, what: str) -> None:  # noqa: ANN001
+def _wait(cond, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if cond():

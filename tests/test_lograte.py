@@ -40,7 +40,7 @@ def test_the_count_comes_when_the_interval_is_over_and_the_next_interval_starts_
     log = logging.getLogger("minewatch.test.lograte")
 
     def rec(msg: str) -> logging.LogRecord:
-        return log.makeRecord(log.name, logging.WARNING, __file__, 1, msg, None, None)
+        return log.makeRecord(log.name, logging.WARNING, __file__, 1, msg, (), None)
 
     assert [limiter.allow(log, rec("full"))[0] for _ in range(5)] == [True, True, False, False, False]
     now[0] += 9.9

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -63,7 +64,7 @@ class Up:
         self.sub.loop_start()
         assert ready.wait(20)
 
-    def _on_message(self, client, userdata, msg) -> None:  # noqa: ANN001
+    def _on_message(self, client, userdata, msg) -> None:
         with self.lock:
             self.messages.append((msg.topic, msg.payload, time.time()))
 
@@ -104,13 +105,13 @@ def test_up_runs_alerts_stops_on_ctrl_c_and_a_second_run_on_the_same_data_watche
     first = Up(home, ports, _faults(tmp_path / "f1.json", 6, 300))
     try:
         assert time.monotonic() - started < 60
-        assert len(_get(first.api, "/scenarios")["data"]) == 31  # type: ignore[index]
+        assert len(_get(first.api, "/scenarios")["data"]) == 31
         # the outburst: its power-cut alarm, within 2 s of the reading that crossed
         _wait(lambda: _critical(first.alert_events()), 60)
         (ev, at), *_ = _critical(first.alert_events())
         crossing = first.first_crossing()
         assert crossing is not None and at - crossing <= 2.0, (at, crossing)
-        left = {a["alert_id"] for a in _get(first.api, "/alerts")["data"] if a["active"]}  # type: ignore[index]
+        left = {a["alert_id"] for a in _get(first.api, "/alerts")["data"] if a["active"]}
         assert ev["alert_id"] in left
         # the ingestor's metrics are on, on the port given
         metrics = httpx.get(f"http://127.0.0.1:{ports['--metrics-port']}/metrics", timeout=5).text
@@ -146,14 +147,14 @@ def test_up_runs_alerts_stops_on_ctrl_c_and_a_second_run_on_the_same_data_watche
         assert ev2["alert_id"] not in left
         _wait(lambda: any(e["alert_id"] == ev2["alert_id"] and e["state"] == "cleared"
                           for e, _ in second.alert_events()), 60)
-        tiles = {s["id"]: s for s in _get(second.api, "/scenarios")["data"]}  # type: ignore[index]
+        tiles = {s["id"]: s for s in _get(second.api, "/scenarios")["data"]}
         assert tiles["mf01"]["watch"]["watched"], tiles["mf01"]["watch"]
     finally:
         text = second.stop()
     assert second.proc.returncode == 0, text
 
 
-def _get(api: httpx.Client, path: str) -> dict | None:
+def _get(api: httpx.Client, path: str) -> Any:
     try:
         r = api.get(path)
     except httpx.HTTPError:
@@ -161,7 +162,7 @@ def _get(api: httpx.Client, path: str) -> dict | None:
     return r.json() if r.status_code == 200 else None
 
 
-def _wait(fn, timeout: float):  # noqa: ANN001, ANN202
+def _wait(fn, timeout: float):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         got = fn()

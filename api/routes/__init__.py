@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api import report
-from api.routes import alerts, health, incidents, me, replays, robots, scenarios, shifts, stream, telemetry
+from api.routes import alerts, health, incidents, me, replays, report, robots, scenarios, shifts, stream, telemetry, ui
 
 __all__ = ["api_router"]
 
 api_router = APIRouter()
-for _module in (health, me, scenarios, robots, telemetry, incidents, alerts, shifts, replays, stream, report):
+for _module in (health, me, scenarios, robots, telemetry, incidents, alerts, shifts, replays, stream, report, ui):
     api_router.include_router(_module.router)

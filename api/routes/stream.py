@@ -20,17 +20,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, WebSocket, WebSocketDisconnect
-from fastapi.sse import EventSourceResponse, ServerSentEvent
+from fastapi.sse import ServerSentEvent
 
 from api.deps import Reader, StateDep, authenticate, get_state, key_of
 from api.hub import Message, Slots, Subscriber
 from api.params import bad
 from api.schemas import errors
+from api.sse import EVENTS_DOC, PING, EventStream, event_stream, next_or_ping
 from minewatch.catalogue import SCENARIOS
 
 def close_reason(text: str, limit: int = 123) -> str:
@@ -44,6 +46,8 @@ def close_reason(text: str, limit: int = 123) -> str:
         cut = cut[:cut.rindex(" ")]
     return cut.rstrip(" ,;:") + "…"
 
+
+log = logging.getLogger("minewatch.api.stream")
 
 router = APIRouter(tags=["stream"])
 
@@ -71,7 +75,7 @@ def snapshots(state: Any) -> list[tuple[str, str]]:
     live = state.live
     cached = live.snapshot_cache
     if cached is not None and cached[0] == live.version:
-        return cached[1]  # type: ignore[no-any-return]
+        return cached[1]
     n = state.settings.api_snapshot_max
     out = [("active", orjson.dumps([a.model_dump(mode="json") for a in live.book.active_public()[:n]]).decode()),
            ("incidents", orjson.dumps([i.model_dump(mode="json") for i in live.incidents.active_public()[:n]]).decode()),
@@ -112,27 +116,36 @@ def stream_scenarios(scenario: ScenariosQ = None) -> set[str]:
         raise bad(str(exc), "scenario") from None
 
 
-@router.get("/stream", response_class=EventSourceResponse, responses=errors(503, streaming=True),
+@router.get("/stream", response_class=EventStream, responses={**EVENTS_DOC, **errors(503, streaming=True)},
             summary="Live alert events (and readings) as Server-Sent Events")
 async def stream(state: StateDep, _: Reader, scenarios: Annotated[set[str], Depends(stream_scenarios)],
-                 slots: StreamSlot) -> AsyncIterator[ServerSentEvent]:
+                 slots: StreamSlot) -> EventStream:
     """Server-Sent Events: first an `active` event with the active alerts, then `alert` events,
     `status` events and, for the scenarios in `scenario`, `reading` events. Browsers pass the key
-    as `?api_key=` or the `minewatch_api_key` cookie (EventSource cannot send headers)."""
-    sub = state.live.hub.subscribe(scenarios)
+    as `?api_key=` or the `minewatch_api_key` cookie (EventSource cannot send headers). A comment
+    line every 15 s keeps an idle stream open through proxies."""
+    # subscribed here, before the snapshots are taken, so no event can fall between the two
+    return event_stream(_live_events(state, state.live.hub.subscribe(scenarios)))
+
+
+async def _live_events(state: Any, sub: Subscriber) -> AsyncIterator[ServerSentEvent | object]:
     try:
-        # the snapshots are taken after subscribing, so no event can fall between the two
         (kind, data), *rest = snapshots(state)
         yield ServerSentEvent(retry=2000, event=kind, raw_data=data)
         for kind, data in rest:
             yield ServerSentEvent(event=kind, raw_data=data)
         while True:
-            msg = await sub.get()
+            msg = await next_or_ping(sub)
+            if msg is PING:
+                yield PING
+                continue
+            assert isinstance(msg, dict)
             yield sse(msg)
             if msg["type"] == "lagged":
                 return
     finally:
         state.live.hub.unsubscribe(sub)
+        log.debug("a live stream client went away")
 
 
 @router.websocket("/ws")
@@ -192,7 +205,8 @@ async def _read_commands(websocket: WebSocket, sub: Subscriber) -> None:
         msg = await websocket.receive()
         if msg["type"] == "websocket.disconnect":
             raise WebSocketDisconnect(msg.get("code", 1000))
-        raw = msg.get("text") if msg.get("text") is not None else msg.get("bytes") or b""
+        text, data = msg.get("text"), msg.get("bytes")
+        raw: str | bytes = text if text is not None else data or b""
         try:
             if len(raw) > 4096:
                 raise ValueError("a command is a small JSON object, at most 4 KiB")

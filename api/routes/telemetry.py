@@ -6,7 +6,7 @@ import csv
 import io
 import math
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
@@ -82,7 +82,7 @@ async def history(
     sel = ", ".join(f'mean("{c}") AS "{c}__mean", min("{c}") AS "{c}__min", max("{c}") AS "{c}__max"' for c, _ in chans)
     rows = await influx.query(f'SELECT {sel} FROM "telemetry" WHERE {_where(sc.id, robot, t0, t1)} '
                               f"GROUP BY time({interval_ms}ms) fill(none)")
-    source = "raw"
+    source: Literal["raw", "5m"] = "raw"
     if not rows:
         # past the raw retention: the 5-minute statistics kept for a year (minewatch/storage.py)
         interval_ms = max(interval_ms, 300_000)

@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any, Literal, TypeVar
 from dataclasses import dataclass
 
 import httpx
@@ -26,6 +27,7 @@ from minewatch.topics import Topics
 KEYS = {"operator": "op-key-1", "engineer": "eng-key-1", "integrator": "int-key-1"}
 T0 = 1_795_852_800_000_000_000  # 2026-11-28T08:00:00Z: 16:00 local, the start of shift 2026-11-28:swing
 S = 1_000_000_000
+T = TypeVar("T")
 
 
 @dataclass
@@ -34,14 +36,14 @@ class Api:
     settings: Settings
     server: uvicorn.Server
 
-    def client(self, role: str | None = "operator", **kw: object) -> httpx.Client:
+    def client(self, role: str | None = "operator", **kw: Any) -> httpx.Client:
         headers = {"X-API-Key": KEYS[role]} if role else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=10.0, **kw)  # type: ignore[arg-type]
+        return httpx.Client(base_url=self.url, headers=headers, timeout=10.0, **kw)
 
 
-def serve(settings: Settings, **app_kw: object) -> tuple[uvicorn.Server, threading.Thread, str]:
+def serve(settings: Settings, **app_kw: Any) -> tuple[uvicorn.Server, threading.Thread, str]:
     port = free_port()
-    config = uvicorn.Config(create_app(settings, **app_kw), host="127.0.0.1", port=port,  # type: ignore[arg-type]
+    config = uvicorn.Config(create_app(settings, **app_kw), host="127.0.0.1", port=port,
                             log_level="warning", ws="websockets-sansio", lifespan="on",
                             timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
@@ -66,7 +68,7 @@ def start_api(settings: Settings) -> Iterator[Callable[..., Api]]:
     """Start the API (after the test has put what it needs in place); stopped at the end."""
     running: list[tuple[uvicorn.Server, threading.Thread]] = []
 
-    def start(wait_mqtt: bool = True, **app_kw: object) -> Api:
+    def start(wait_mqtt: bool = True, **app_kw: Any) -> Api:
         server, thread, url = serve(settings, **app_kw)
         running.append((server, thread))
         api = Api(url, settings, server)
@@ -104,7 +106,7 @@ def shared_api(mosquitto: Mosquitto, influxd: Influxd) -> Iterator[Api]:
         db.close()
 
 
-def wait_for(cond: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> object:
+def wait_for(cond: Callable[[], T | Literal[False] | None], timeout: float = 10.0, what: str = "condition") -> T:
     deadline = time.monotonic() + timeout
     while True:
         got = cond()
@@ -119,12 +121,12 @@ def wait_for(cond: Callable[[], object], timeout: float = 10.0, what: str = "con
 
 def event(alert_id: str = "mf01.ch4_t1.gas_limit.1795852800000", state: str = "raised", severity: str = "alarm",
           ts: int = T0, first_ts: int = T0, scenario: str = "mf01", kind: str = "gas", channel: str = "ch4_t1",
-          value: float = 1.1, limit: float = 1.0, **kw: object) -> AlertEvent:
+          value: float = 1.1, limit: float = 1.0, **kw: Any) -> AlertEvent:
     return AlertEvent(alert_id=alert_id, kind=AlertKind(kind), detector="gas_limit", severity=Severity(severity),
                       state=AlertState(state), scenario_id=scenario, robot_id="r01", channel=channel, value=value,
                       limit=limit, unit="%", first_ts=first_ts, ts=ts,
                       message=f"Methane {value} % at {channel} in {scenario}", evidence={"rule": "test"},
-                      **kw)  # type: ignore[arg-type]
+                      **kw)
 
 
 def alert_line(ev: AlertEvent) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from typing import Any, TypeGuard
 
 import schemathesis
 
@@ -31,11 +31,11 @@ def _path(context: Any) -> str:
     return getattr(op, "path", "") if op is not None else ""
 
 
-def _valid(pattern: str, value: Any) -> bool:
+def _valid(pattern: str, value: object) -> bool:
     return isinstance(value, str) and re.fullmatch(pattern[1:-1], value) is not None
 
 
-def _time(value: Any) -> bool:
+def _time(value: object) -> TypeGuard[str | int]:
     if isinstance(value, int) and not isinstance(value, bool):
         return 0 <= value <= 2**63 - 1
     return _valid(TIME_PATTERN, value)
@@ -63,9 +63,10 @@ def map_query(context: Any, query: dict[str, Any] | None) -> dict[str, Any] | No
     if not query or path not in _WINDOWS:
         return query
     _window(query, _WINDOWS[path])
-    sc = SCENARIOS.get(query.get("scenario")) if isinstance(query.get("scenario"), str) else None
+    sid = query.get("scenario")
+    sc = SCENARIOS.get(sid) if isinstance(sid, str) else None
     channels = query.get("channels")
-    if sc is not None and _valid(CHANNELS_PATTERN, channels):
+    if sc is not None and isinstance(channels, str) and _valid(CHANNELS_PATTERN, channels):
         names = [c for c in channels.split(",") if c in sc.channel_map or c in _EXTRA]
         query["channels"] = ",".join(names or [sc.channels[0].name])
     return query

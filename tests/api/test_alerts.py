@@ -86,7 +86,7 @@ def test_acknowledge_without_an_answer_is_accepted_202_and_cleared_alert_is_404(
     ev = event(f"hf01.ch4_t1.gas_limit.{now}", "raised", "alarm", ts=now, first_ts=now, scenario="hf01")
     api = start_api(ack_wait_s=0.3)
     requests: list[bytes] = []
-    publisher.subscribe(publisher.topics.ack(ev.alert_id), lambda m: requests.append(m.payload))
+    publisher.subscribe(publisher.topics.ack(ev.alert_id), lambda m: requests.append(bytes(m.payload)))
     publisher.alert(ev)
     with api.client("engineer") as c:
         wait_for(lambda: c.get(f"/alerts/{ev.alert_id}").status_code == 200, what="alert")

@@ -10,6 +10,7 @@ import contextlib
 import socket
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.integration
 YEAR_2100 = 4_102_444_800 * S
 
 
-def _frame(robot: str, scenario: str, ts: int, seq: int = 1, **readings: float) -> bytes:
+def _frame(robot: str, scenario: str, ts: int, seq: int = 1, **readings: float | None) -> bytes:
     return encode_frame(Frame(robot_id=robot, scenario_id=scenario, seq=seq, ts=ts, readings=readings))
 
 
@@ -93,7 +94,7 @@ def test_a_message_of_3000_frames_is_one_reading_and_disconnects_nobody(api: Api
             publisher.publish(publisher.topics.telemetry("mf01", "r01"), encode_frames(frames))
             publisher.publish(publisher.topics.telemetry("mf01", "r01"),
                               _frame("r01", "mf01", time.time_ns(), 20_000, ch4_t1=0.5))
-            got = []
+            got: list[Any] = []
             while len(got) < 2:
                 name, data = reader.next()
                 assert name != "lagged"

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 import schemathesis
+import schemathesis.python.asgi
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
@@ -81,7 +82,8 @@ def test_the_document_is_complete(api_schema: schemathesis.BaseSchema) -> None:
     doc = api_schema.raw_schema
     assert {"/healthz", "/metrics", "/me", "/scenarios", "/scenarios/{scenario_id}", "/robots", "/robots/{robot_id}",
             "/telemetry/latest", "/telemetry/history", "/telemetry/export.csv", "/alerts", "/alerts/{alert_id}",
-            "/alerts/{alert_id}/ack", "/incidents", "/incidents/{incident_id}", "/incidents/{incident_id}/ack", "/shifts", "/shifts/{shift_id}", "/replays", "/replays/{replay_id}",
+            "/alerts/{alert_id}/ack", "/incidents", "/incidents/{incident_id}", "/incidents/{incident_id}/ack",
+            "/shifts", "/shifts/{shift_id}", "/replays", "/replays/{replay_id}",
             "/replays/{replay_id}/stream", "/stream"} <= set(doc["paths"])
     for path, ops in doc["paths"].items():
         for method, op in ops.items():

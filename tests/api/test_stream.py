@@ -20,8 +20,8 @@ from .conftest import KEYS, S, Api, Publisher, alert_line, event
 pytestmark = pytest.mark.integration
 
 
-def sse_events(resp: httpx.Response) -> Iterator[tuple[str, object]]:
-    name, data = "message", []
+def sse_events(resp: httpx.Response) -> Iterator[tuple[str, Any]]:
+    name, data = "message", list[str]()
     for line in resp.iter_lines():
         if line == "":
             if data:
@@ -36,12 +36,12 @@ def sse_events(resp: httpx.Response) -> Iterator[tuple[str, object]]:
 class SseReader:
     """Reads an SSE response event by event; a read that waits more than 30 s fails the test."""
 
-    def __init__(self, client: httpx.Client, url: str, **kw: object) -> None:
-        self._cm = client.stream("GET", url, timeout=httpx.Timeout(30.0), **kw)  # type: ignore[arg-type]
+    def __init__(self, client: httpx.Client, url: str, **kw: Any) -> None:
+        self._cm = client.stream("GET", url, timeout=httpx.Timeout(30.0), **kw)
         self.resp = self._cm.__enter__()
         self._events = sse_events(self.resp)
 
-    def next(self) -> tuple[str, object]:
+    def next(self) -> tuple[str, Any]:
         return next(self._events)
 
     def until(self, name: str, where: Callable[[Any], bool] = lambda data: True) -> Any:
@@ -70,11 +70,11 @@ def test_sse_sends_the_active_alerts_first_then_events_and_readings(
         try:
             assert reader.resp.headers["content-type"].startswith("text/event-stream")
             name, data = reader.next()
-            assert name == "active" and [a["alert_id"] for a in data] == [stored.alert_id]  # type: ignore[union-attr]
+            assert name == "active" and [a["alert_id"] for a in data] == [stored.alert_id]
             live = event(f"mf01.ch4_t1.gas_limit.{now}", "raised", "critical", ts=now, first_ts=now)
             publisher.alert(live)
             got = reader.until("alert")
-            assert got["alert_id"] == live.alert_id and got["severity"] == "critical"  # type: ignore[index]
+            assert got["alert_id"] == live.alert_id and got["severity"] == "critical"
             publisher.publish(publisher.topics.telemetry("hf01", "r09"),
                               encode_frame(Frame(robot_id="r09", scenario_id="hf01", seq=1, ts=now,
                                                  readings={"ch4_t1": 0.1})), qos=0)
@@ -82,14 +82,14 @@ def test_sse_sends_the_active_alerts_first_then_events_and_readings(
                               encode_frame(Frame(robot_id="r01", scenario_id="mf01", seq=7, ts=now,
                                                  readings={"ch4_t1": 0.42})), qos=0)
             reading = reader.until("reading")
-            assert reading["scenario_id"] == "mf01" and reading["readings"] == {"ch4_t1": 0.42}  # type: ignore[index]
+            assert reading["scenario_id"] == "mf01" and reading["readings"] == {"ch4_t1": 0.42}
         finally:
             reader.close()
         # a client that reconnects gets the current active alerts first
         again = SseReader(c, "/stream", cookies={"minewatch_api_key": KEYS["operator"]})
         try:
             name, data = again.next()
-            assert name == "active" and live.alert_id in [a["alert_id"] for a in data]  # type: ignore[union-attr]
+            assert name == "active" and live.alert_id in [a["alert_id"] for a in data]
         finally:
             again.close()
 

@@ -8,7 +8,9 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from api.times import iso
@@ -47,7 +49,7 @@ def test_acknowledging_round_trip_through_the_ingestor(
     with api.client("operator") as c:
         got = wait_for(lambda: c.get("/alerts", params={"active": "true", "scenario": "hf02"}).json()["data"],
                        what="the ingestor's alert")
-        alert = got[0]  # type: ignore[index]
+        alert = got[0]
         assert alert["channel"] == "ch4_t1" and alert["severity"] == "alarm" and alert["state"] == "raised"
         r = c.post(f"/alerts/{alert['alert_id']}/ack", json={"operator": "Zhao Min", "note": "deputy on the way"})
         assert r.status_code == 200, r.text
@@ -71,14 +73,14 @@ def _simulate(settings: Settings, tmp_path: Path, start_ns: int, minutes: int) -
     return int(json.loads(out.stdout.strip().splitlines()[-1])["frames"])
 
 
-def _replay(c: object, body: dict) -> dict:
-    r = c.post("/replays", json=body)  # type: ignore[attr-defined]
+def _replay(c: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
+    r = c.post("/replays", json=body)
     assert r.status_code == 201, r.text
     job = r.json()
-    done = wait_for(lambda: (j := c.get(f"/replays/{job['id']}").json())["state"] not in ("queued", "running") and j,  # type: ignore[attr-defined]
+    done = wait_for(lambda: (j := c.get(f"/replays/{job['id']}").json())["state"] not in ("queued", "running") and j,
                     timeout=60, what="the replay")
-    assert done["state"] == "done", done  # type: ignore[index]
-    return done  # type: ignore[return-value]
+    assert done["state"] == "done", done
+    return done
 
 
 def test_replaying_a_recorded_shift_reproduces_the_alerts_recorded_for_it(
@@ -103,7 +105,7 @@ def test_replaying_a_recorded_shift_reproduces_the_alerts_recorded_for_it(
         assert "critical" in {a["max_severity"] for a in gas}, recorded
 
         same = _replay(c, {"shift": SHIFT})
-        assert same["readings"] == frames and same["progress"] == 1.0
+        assert same["frames"] == frames and same["progress"] == 1.0
         d = same["diff"]
         assert d["missed"] == 0 and d["new"] == 0, (d, [e for e in same["alerts"] if e["alert_id"] in d["new_alerts"]],
                                                     recorded)
@@ -117,4 +119,4 @@ def test_replaying_a_recorded_shift_reproduces_the_alerts_recorded_for_it(
         new = [e for e in lowered["alerts"] if e["alert_id"] in d2["new_alerts"]]
         assert new and all(e["scenario_id"] == "ra01" and e["channel"] == "ch4" for e in new)
         assert all(e["limit"] == 0.3 for e in new if e["state"] == "raised")
-    assert len(live) >= 2  # type: ignore[arg-type]
+    assert len(live) >= 2

@@ -11,6 +11,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,15 +45,15 @@ def playwright_sync() -> Iterator[object]:
         yield p
 
 
-def launch(p: object, profile: Path, **kw: object) -> object:
+def launch(p: Any, profile: Path, extra_args: list[str] | None = None, **kw: Any) -> Any:
     """Chromium with a fresh user-data-dir (a persistent context is how Playwright takes one)."""
-    return p.chromium.launch_persistent_context(  # type: ignore[attr-defined]
-        str(profile), executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS,
+    return p.chromium.launch_persistent_context(
+        str(profile), executable_path=chromium_path(), headless=True, args=[*CHROMIUM_ARGS, *(extra_args or [])],
         viewport={"width": 1600, "height": 1000}, device_scale_factor=1, **kw)
 
 
 @pytest.fixture(scope="package")
-def browser_context(playwright_sync: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+def browser_context(playwright_sync: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One Chromium for the browser tests, in the machine's time zone."""
     ctx = launch(playwright_sync, tmp_path_factory.mktemp("chromium-profile"))
     try:
@@ -62,7 +63,7 @@ def browser_context(playwright_sync: object, tmp_path_factory: pytest.TempPathFa
 
 
 @pytest.fixture(scope="package")
-def new_york_context(playwright_sync: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+def new_york_context(playwright_sync: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A second Chromium whose process runs in New York's time zone (TZ=America/New_York, UTC-5
     in winter, UTC-4 in summer): what it shows must still be mine time."""
     env = {**os.environ, "TZ": "America/New_York"}
@@ -73,8 +74,21 @@ def new_york_context(playwright_sync: object, tmp_path_factory: pytest.TempPathF
         ctx.close()
 
 
-def _watched_page(ctx: object) -> Iterator[object]:
-    pg = ctx.new_page()  # type: ignore[attr-defined]
+@pytest.fixture(scope="package")
+def us_context(playwright_sync: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A Chromium in US English (``--lang=en-US``; its date picker would show 12/05/2026) in
+    Chicago's time zone: days and times it shows must still be ISO and mine time."""
+    env = {**os.environ, "TZ": "America/Chicago", "LANG": "en_US.UTF-8", "LANGUAGE": "en_US"}
+    ctx = launch(playwright_sync, tmp_path_factory.mktemp("chromium-us"), extra_args=["--lang=en-US"], env=env,
+                 locale="en-US", timezone_id="America/Chicago")
+    try:
+        yield ctx
+    finally:
+        ctx.close()
+
+
+def _watched_page(ctx: Any) -> Iterator[Any]:
+    pg = ctx.new_page()
     errors: list[str] = []
     pg.expected_errors = []
     pg.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
@@ -95,6 +109,12 @@ def page(browser_context: object) -> Iterator[object]:
 
 
 @pytest.fixture
+def us_page(us_context: object) -> Iterator[object]:
+    """A tab of the US-English Chromium, errors checked as for ``page``."""
+    yield from _watched_page(us_context)
+
+
+@pytest.fixture
 def ny_page(new_york_context: object) -> Iterator[object]:
     """A tab of the Chromium running in New York's time zone, errors checked as for ``page``."""
     yield from _watched_page(new_york_context)
@@ -102,12 +122,12 @@ def ny_page(new_york_context: object) -> Iterator[object]:
 
 # The API served on a free port in front of the session's broker and InfluxDB, and a publisher
 # that plays the robots and the ingestor: the API's own test fixtures.
-from tests.api.conftest import KEYS, Api, Publisher, publisher, settings, start_api, wait_for  # noqa: E402,F401
-from tests.browser.mine import Mine  # noqa: E402
+from tests.api.conftest import KEYS, Api, Publisher, publisher, settings, start_api, wait_for  # noqa: E402, F401 - fixtures for this folder's tests, after its own
+from tests.browser.mine import Mine  # noqa: E402 - beside the fixtures it drives
 
 
 @pytest.fixture
-def mine(publisher: Publisher) -> Iterator[Mine]:
+def mine(publisher: Publisher) -> Iterator[Mine]:  # noqa: F811 - uses the fixture imported above
     """Robots in every scenario and an ingestor watching them all (retained status and watch
     statuses: the API gets them when it subscribes)."""
     m = Mine(publisher)
@@ -117,7 +137,7 @@ def mine(publisher: Publisher) -> Iterator[Mine]:
 
 
 @pytest.fixture
-def dash(start_api, mine: Mine) -> Iterator[Api]:  # noqa: ANN001
+def dash(start_api, mine: Mine) -> Iterator[Api]:  # noqa: F811 - uses the fixture imported above
     """The API, once it has a frame of every scenario and every scenario watched."""
     api = start_api()
     mine.frames_all()
@@ -127,7 +147,7 @@ def dash(start_api, mine: Mine) -> Iterator[Api]:  # noqa: ANN001
     yield api
 
 
-def open_board(page, api: Api, key: str = KEYS["operator"]) -> None:  # noqa: ANN001
+def open_board(page, api: Api, key: str = KEYS["operator"]) -> None:
     page.goto(f"{api.url}/?api_key={key}")
     page.wait_for_selector("body[data-ready=true]", timeout=10000)
     page.wait_for_selector("#conn[data-state=live]", timeout=5000)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
+from typing import Any
 
 import orjson
 import paho.mqtt.client as paho
@@ -77,7 +78,7 @@ class Mine:
         """A frame of the scenario's robot: every channel in the middle of its normal band but those given."""
         sc = SCENARIOS[scenario_id]
         self.seq += 1
-        readings = {c.name: round((c.normal[0] + c.normal[1]) / 2, 3) for c in sc.channels}
+        readings: dict[str, float | None] = {c.name: round((c.normal[0] + c.normal[1]) / 2, 3) for c in sc.channels}
         readings.update(override)
         i = list(SCENARIOS).index(scenario_id)
         f = Frame(robot_id=robot_of(i), scenario_id=scenario_id, seq=self.seq, ts=time.time_ns(), readings=readings,
@@ -101,9 +102,10 @@ class Mine:
             detail = "" if watched else {"no_data": "no frame for 75 s", "detectors_off": "this ingest process runs "
                                          "without detectors", "not_detected": "the detectors failed on 3 frame(s) in "
                                          "the last 2 s"}.get(st, "")
-            ws = WatchStatus(scenario_id=sid, watched=watched, state=st, detail=detail, frames=3, detected=3 if watched else 0,
-                             skipped=0, last_frame_ts=now, last_arrival_ts=now, ts=now, every_s=self.watch_every_s,
-                             partition="0/1")
+            ws = WatchStatus.model_validate({
+                "scenario_id": sid, "watched": watched, "state": st, "detail": detail, "frames": 3,
+                "detected": 3 if watched else 0, "skipped": 0, "last_frame_ts": now, "last_arrival_ts": now, "ts": now,
+                "every_s": self.watch_every_s, "partition": "0/1"})
             self.pub.publish(self.topics.watch(sid), ws.model_dump_json(exclude_none=True), retain=True)
 
     def set_watch(self, scenario_id: str, state: str) -> None:
@@ -144,8 +146,8 @@ class Mine:
         self._publish(events, incidents)
         return events
 
-    def clear(self, scenario_id: str, channel: str | None, value: float = 0.3, **kw: object) -> list[AlertEvent]:
-        return self.signal(scenario_id, channel, None, value, **kw)  # type: ignore[arg-type]
+    def clear(self, scenario_id: str, channel: str | None, value: float = 0.3, **kw: Any) -> list[AlertEvent]:
+        return self.signal(scenario_id, channel, None, value, **kw)
 
     def _publish(self, events: list[AlertEvent], incidents: list[IncidentEvent]) -> None:
         now = time.time_ns()
@@ -186,3 +188,38 @@ class Mine:
             self._publish(events, incidents)
 
         threading.Thread(target=apply).start()
+
+    # -- a board in trouble everywhere ---------------------------------------------------------
+    def acknowledge(self, alert_id: str, operator: str = "shift-boss") -> None:
+        """The played ingestor applies an operator's acknowledgement of ``alert_id``."""
+        with self.lock:
+            ev = self.engine.acknowledge(alert_id, operator, None, time.time_ns())
+            incidents = self.engine.drain_incidents()
+        self._publish([ev], incidents)
+
+    def alarm_everywhere(self, not_watched: dict[str, str], every_ack: int = 3) -> dict[str, str]:
+        """An active alert in every scenario, on its first limited channel, past the level
+        cycled through warning, alarm and critical (the frame reads it too); every
+        ``every_ack``-th alert acknowledged; ``not_watched`` maps scenarios to the watch state
+        the played ingestor gives them from now on. The alert id of each scenario."""
+        levels = ("alarm", "critical", "warning")
+        out: dict[str, str] = {}
+        for i, (sid, sc) in enumerate(SCENARIOS.items()):
+            ch = next(c for c in sc.channels if c.limits)
+            lim = ch.limits[0]
+            by_level = dict(lim.levels)
+            severity = levels[i % 3] if levels[i % 3] in by_level else lim.levels[-1][0]
+            limit = by_level[severity]
+            value = round(limit * 1.1 + 0.01, 3) if lim.direction == "above" else round(limit * 0.9, 3)
+            self.frame(sid, **{ch.name: value})
+            (ev, *_) = self.signal(sid, ch.name, severity, value, limit, detector=f"{ch.quantity}_limit",
+                                   unit=ch.unit)
+            out[sid] = ev.alert_id
+            if i % every_ack == 1:
+                self.acknowledge(ev.alert_id)
+        for sid, state in not_watched.items():
+            if state == "no_ingest":
+                self.forget(sid)
+            else:
+                self.set_watch(sid, state)
+        return out

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import time
 from datetime import datetime, timedelta
+from typing import Any
 
 from ingest.lines import TelemetryLines, alert_line, status_line
 from minewatch.catalogue import SCENARIOS
@@ -49,8 +50,9 @@ def telemetry_lines() -> list[str]:
     for i in range(0, 480):
         ts = T0 + i * MIN + 7 * NS
         if not (OFFLINE[0] <= ts < OFFLINE[1]):
-            readings = {c.name: round((c.normal[0] + c.normal[1]) / 2 + 0.1 * (c.normal[1] - c.normal[0])
-                                      * math.sin(i / 9 + k), 4) for k, c in enumerate(mf01.channels)}
+            readings: dict[str, float | None] = {
+                c.name: round((c.normal[0] + c.normal[1]) / 2 + 0.1 * (c.normal[1] - c.normal[0]) * math.sin(i / 9 + k), 4)
+                for k, c in enumerate(mf01.channels)}
             readings["ch4_t1"] = ch4_t1(ts)
             out.append(fmt.format(Frame(robot_id="r01", scenario_id="mf01", seq=i, ts=ts, readings=readings,
                                         battery=95.0 - i * 0.1)))
@@ -60,7 +62,7 @@ def telemetry_lines() -> list[str]:
     return out
 
 
-def alert_event(state: str, severity: str, ts: int, value: float, limit: float, **extra: str) -> str:
+def alert_event(state: str, severity: str, ts: int, value: float, limit: float, **extra: Any) -> str:
     ev = AlertEvent(alert_id=ALERT_ID, kind=AlertKind.gas, detector="gas_limit", severity=Severity(severity),
                     state=AlertState(state), scenario_id="mf01", robot_id="r01", channel="ch4_t1", value=value,
                     limit=limit, unit="%", first_ts=EXCURSION[0] + 2 * MIN, ts=ts,

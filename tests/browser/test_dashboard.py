@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.integration]
 GROUP_ORDER = ["faces", "headings", "fans", "belts", "pumps", "substations", "returns", "other"]
 
 
-def row(page, incident_id: str):  # noqa: ANN001, ANN201
+def row(page, incident_id: str | None):
     return page.locator(f'#incident-list [data-incident-id="{incident_id}"]')
 
 

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from api.report import collect, render, report
+from api.report import collect
+from api.report_cli import report
+from api.report_render import render
 from minewatch.influx import SyncInflux
 from tests.browser.seed import ALERT_ID, PEAK, SHIFT, SHIFT_ID, seed
 

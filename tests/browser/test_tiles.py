@@ -27,7 +27,7 @@ new MutationObserver(() => {
 """
 
 
-def tile(page, sid: str):  # noqa: ANN001, ANN201
+def tile(page, sid: str):
     return page.locator(f'#board [data-scenario-id="{sid}"]')
 
 

@@ -11,10 +11,11 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from api.report import report
+from api.report_cli import report
 from minewatch.catalogue import SCENARIOS
 from tests.api.conftest import KEYS, Api
 from tests.browser.conftest import open_board
+from tests.browser.mine import Mine
 from tests.browser.seed import ALERT_ID, PEAK, SHIFT, SHIFT_ID, seed
 
 # a time-axis label as uPlot draws it from our format table: "HH:MM", ":SS", optionally with the
@@ -22,7 +23,7 @@ from tests.browser.seed import ALERT_ID, PEAK, SHIFT, SHIFT_ID, seed
 TICK = re.compile(r"^(?:([01]\d|2[0-3]):[0-5]\d|:[0-5]\d)(?:\n(?:\d{4}-)?\d{2}-\d{2}(?: ([01]\d|2[0-3]):[0-5]\d)?)?$")
 
 
-def axis_labels(page, selector: str) -> list[str]:  # noqa: ANN001
+def axis_labels(page, selector: str) -> list[str]:
     ticks = page.get_attribute(selector, "data-x-ticks")
     assert ticks, f"no time axis drawn on {selector}"
     return ticks.split("|")
@@ -53,7 +54,8 @@ def test_board_fits_a_control_room_screen_and_a_laptop(dash: Api, page, screensh
     assert page.locator("#board [data-scenario-id] .reading").count() >= 31 * 3
     cut = page.locator("#board .reading dd").evaluate_all(
         "els => els.filter(e => e.scrollWidth > e.clientWidth + 1 || e.getBoundingClientRect().right > "
-        "e.closest('.tile').getBoundingClientRect().right).map(e => e.closest('[data-scenario-id]').dataset.scenarioId + ' ' + e.textContent)")
+        "e.closest('.tile').getBoundingClientRect().right).map("
+        "e => e.closest('[data-scenario-id]').dataset.scenarioId + ' ' + e.textContent)")
     assert not cut, cut
     # the incident worklist beside the tiles, not under them
     board = page.locator("#board").bounding_box()
@@ -68,6 +70,68 @@ def test_board_fits_a_control_room_screen_and_a_laptop(dash: Api, page, screensh
     assert min(widths) >= 200
     assert page.locator('#board [data-scenario-id="mf01"] [data-channel="ch4_t1"] dd').inner_text() == "0.35 %"
     page.screenshot(path=str(screenshots / "board-1366x768.png"))
+
+
+# scenarios the played ingestor stops watching, each in one of the ways the board tells apart
+NOT_WATCHED = {"mf02": "no_ingest", "hf01": "no_data", "ra02": "detectors_off", "bc01": "not_detected",
+               "lf02": "no_data", "gd01": "detectors_off"}
+
+
+def tile_boxes(page) -> list[tuple[str, float, float, float, float]]:
+    return page.locator("#board [data-scenario-id]").evaluate_all(
+        "els => els.map(e => { const r = e.getBoundingClientRect(); "
+        "return [e.dataset.scenarioId, r.left, r.top + scrollY, r.right, r.bottom + scrollY]; })")
+
+
+def overlaps(boxes: list[tuple[str, float, float, float, float]]) -> list[tuple[str, str]]:
+    return [(a[0], b[0]) for i, a in enumerate(boxes) for b in boxes[i + 1:]
+            if a[1] < b[3] - 0.5 and b[1] < a[3] - 0.5 and a[2] < b[4] - 0.5 and b[2] < a[4] - 0.5]
+
+
+def spilled(page) -> list[str]:
+    """Tiles whose content runs past their edges (taller or wider than the tile shows)."""
+    return page.locator("#board [data-scenario-id]").evaluate_all(
+        "els => els.filter(e => e.scrollHeight > e.clientHeight + 1 || e.scrollWidth > e.clientWidth + 1)"
+        ".map(e => e.dataset.scenarioId)")
+
+
+def test_board_of_alarms_fits_a_control_room_screen_and_a_laptop(dash: Api, mine: Mine, page,
+                                                                 screenshots: Path) -> None:
+    ids = mine.alarm_everywhere(NOT_WATCHED)
+    present = [sid for sid in NOT_WATCHED if sid in SCENARIOS]
+    assert len(present) == 6, present
+    page.set_viewport_size({"width": 1920, "height": 1080})
+    open_board(page, dash)
+    tiles = page.locator("#board [data-scenario-id]")
+    assert tiles.count() == 31
+    page.wait_for_function("n => [...document.querySelectorAll('#board [data-scenario-id]')]"
+                           ".filter(e => e.dataset.watched === 'false').length >= n", arg=len(present), timeout=15000)
+    page.wait_for_function("() => [...document.querySelectorAll('#board [data-scenario-id]')]"
+                           ".every(e => ['warning', 'alarm', 'critical'].includes(e.dataset.severity))", timeout=15000)
+    acked = [sid for i, sid in enumerate(SCENARIOS) if i % 3 == 1]
+    page.wait_for_function("ids => ids.every(id => document.querySelector("
+                           "`#board [data-scenario-id='${id}'][data-state=acknowledged]`))", arg=acked, timeout=15000)
+    page.wait_for_timeout(300)  # fonts and the layout settle
+    size = page.evaluate("() => ({h: document.scrollingElement.scrollHeight, vh: innerHeight, "
+                         "w: document.scrollingElement.scrollWidth, vw: innerWidth})")
+    page.screenshot(path=str(screenshots / "board-alarms-1920x1080.png"))
+    assert size["h"] <= size["vh"] and size["w"] <= size["vw"], size
+    boxes = tile_boxes(page)
+    for sid, left, top, right, bottom in boxes:
+        assert 0 <= left and right <= 1920 and 0 <= top and bottom <= 1080, (sid, left, top, right, bottom)
+    assert not overlaps(boxes)
+    assert not spilled(page)
+    assert len(ids) == 31
+    # a laptop: it scrolls, and still nothing overlaps, spills or runs off to the side
+    page.set_viewport_size({"width": 1366, "height": 768})
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(screenshots / "board-alarms-1366x768.png"), full_page=True)
+    assert page.evaluate("() => document.scrollingElement.scrollWidth <= innerWidth")
+    boxes = tile_boxes(page)
+    assert not overlaps(boxes)
+    assert not spilled(page)
+    assert all(0 <= left and right <= 1366 for _, left, _, right, _ in boxes)
+    assert min(right - left for _, left, _, right, _ in boxes) >= 200
 
 
 def test_scenario_charts_24_hour_axes_with_units(dash: Api, ny_page, screenshots: Path) -> None:
@@ -157,3 +221,52 @@ def test_replay_zooms_to_the_readings_and_says_why_a_rerun_is_off(influx_db, sta
     assert page.locator("#rp-rerun").is_disabled()
     why = page.inner_text("#rp-rerun-why")
     assert "engineer key" in why and "operator" in why
+
+
+def test_replay_day_is_iso_in_a_us_english_browser(start_api: Callable[..., Api], us_page,
+                                                    screenshots: Path) -> None:
+    page = us_page
+    api = start_api()
+    page.goto(f"{api.url}/?api_key={KEYS['engineer']}#/replay")
+    page.wait_for_selector("body[data-ready=true]", timeout=10000)
+    # the browser is US English: a date picker or toLocaleDateString would give month/day/year
+    assert page.evaluate("navigator.language") == "en-US"
+    assert page.evaluate("new Date(2026, 11, 5).toLocaleDateString()") == "12/5/2026"
+    assert page.evaluate("Intl.DateTimeFormat().resolvedOptions().timeZone") == "America/Chicago"
+    day = page.locator("#rp-day")
+    page.wait_for_selector("#rp-shift[data-day]", state="attached", timeout=5000)
+    shown = day.input_value()
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", shown), shown
+    assert page.get_attribute("#rp-shift", "data-day") == shown
+    # a US-style date is refused with a message that says what to type; nothing is loaded for it
+    day.fill("12/05/2026")
+    day.dispatch_event("change")
+    error = page.locator("#rp-day-error")
+    error.wait_for(state="visible", timeout=3000)
+    assert "YYYY-MM-DD" in error.inner_text() and "12/05/2026" in error.inner_text()
+    assert page.evaluate("document.getElementById('rp-day').validity.valid") is False
+    assert page.get_attribute("#rp-shift", "data-day") == shown
+    day.fill("2026-02-30")
+    day.dispatch_event("change")
+    assert "not a day" in error.inner_text()
+    # an ISO day is taken: its shifts are listed, named by that day
+    day.fill("2026-11-28")
+    day.dispatch_event("change")
+    page.wait_for_selector('#rp-shift[data-day="2026-11-28"]', state="attached", timeout=5000)
+    assert error.is_hidden() and page.evaluate("document.getElementById('rp-day').validity.valid") is True
+    options = page.eval_on_selector_all("#rp-shift option[value]", "os => os.map(o => o.value).filter(Boolean)")
+    assert options and all(o.startswith("2026-11-28:") for o in options), options
+    # the window fields show the chosen shift in 24-hour mine time, in the same ISO form
+    start = page.input_value("#rp-start")
+    assert re.fullmatch(r"2026-11-2[78] ([01]\d|2[0-3]):[0-5]\d:[0-5]\d", start), start
+    assert re.fullmatch(r"24-hour mine time, UTC[+−]\d+", page.inner_text("#rp-when-note"))
+    # keyboard: arrow down steps back a day, across a month's end too
+    day.fill("2026-12-01")
+    day.dispatch_event("change")
+    page.wait_for_selector('#rp-shift[data-day="2026-12-01"]', state="attached", timeout=5000)
+    day.press("ArrowDown")
+    page.wait_for_selector('#rp-shift[data-day="2026-11-30"]', state="attached", timeout=5000)
+    assert day.input_value() == "2026-11-30"
+    page.click("#rp-day-next")
+    page.wait_for_selector('#rp-shift[data-day="2026-12-01"]', state="attached", timeout=5000)
+    page.locator("#replay-form").screenshot(path=str(screenshots / "replay-day-en-us.png"))

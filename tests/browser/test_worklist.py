@@ -29,7 +29,7 @@ def mine_time(ns: int) -> str:
     return datetime.fromtimestamp(ns / S, TZ).strftime("%H:%M:%S")
 
 
-def rows(page) -> list[str]:  # noqa: ANN001
+def rows(page) -> list[str]:
     return page.locator("#incident-list [data-incident-id]").evaluate_all("els => els.map(e => e.dataset.incidentId)")
 
 

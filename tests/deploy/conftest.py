@@ -28,9 +28,9 @@ def deploy_mosquitto_config(data_dir: Path, secrets_dir: Path, conf_d: Path, por
                      ("/mosquitto/data/", f"{data_dir}/")):
         assert old in text, old
         text = text.replace(old, new)
-    for old, new in ((1883, port), (1884, service_port)):
-        assert f"\nlistener {old}\n" in text
-        text = text.replace(f"\nlistener {old}\n", f"\nlistener {new} 127.0.0.1\n")
+    for default, given in ((1883, port), (1884, service_port)):
+        assert f"\nlistener {default}\n" in text
+        text = text.replace(f"\nlistener {default}\n", f"\nlistener {given} 127.0.0.1\n")
     if os.geteuid() == 0:  # see Mosquitto.render_config
         text += "user root\n"
     return text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -19,7 +20,7 @@ TIMEOUT = 5.0
 class Session:
     """One connected paho client; ``connack`` is the broker's answer to the login."""
 
-    def __init__(self, url: str, *, ca: Path | None = None, protocol: int = paho.MQTTv5,
+    def __init__(self, url: str, *, ca: Path | None = None, protocol: paho.MQTTProtocolVersion = paho.MQTTv5,
                  timeout: float = TIMEOUT, client_class: type[paho.Client] = paho.Client) -> None:
         target = MqttTarget(url)
         if protocol == paho.MQTTv5:
@@ -33,7 +34,7 @@ class Session:
         self.acks: dict[int, ReasonCode | int] = {}
         self.acked = threading.Condition()
         self.messages: list[paho.MQTTMessage] = []
-        self.client.reconnect_delay_set(0.05, 0.05)  # paho reconnects after a refused publish; don't linger
+        self.client.reconnect_delay_set(0.05, 0.05)  # type: ignore[arg-type]  # paho takes seconds as a float; paho reconnects after a refused publish; don't linger
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = lambda *a: self.closed.set()
         self.client.on_publish = self._on_publish
@@ -44,19 +45,19 @@ class Session:
             self.close()
             raise TimeoutError(f"no CONNACK from {url}")
 
-    def _on_connect(self, client, userdata, flags, rc, props=None) -> None:  # noqa: ANN001
+    def _on_connect(self, client, userdata, flags, rc, props=None) -> None:
         if self.connack is None:
             self.connack = rc
         self.connected.set()
         if rc != 0:
             client.disconnect()
 
-    def _on_publish(self, client, userdata, mid, rc, props=None) -> None:  # noqa: ANN001
+    def _on_publish(self, client, userdata, mid, rc, props=None) -> None:
         with self.acked:
             self.acks[mid] = rc
             self.acked.notify_all()
 
-    def _on_message(self, client, userdata, msg: paho.MQTTMessage) -> None:  # noqa: ANN001
+    def _on_message(self, client, userdata, msg: paho.MQTTMessage) -> None:
         self.messages.append(msg)
 
     @property
@@ -101,13 +102,14 @@ class Session:
         self.close()
 
 
-def login(url: str, **kw: object) -> ReasonCode | int:
+def login(url: str, **kw: Any) -> ReasonCode | int:
     """The CONNACK reason for ``url``'s credentials."""
-    with Session(url, **kw) as s:  # type: ignore[arg-type]
-        return s.connack  # type: ignore[return-value]
+    with Session(url, **kw) as s:
+        assert s.connack is not None, "no CONNACK"
+        return s.connack
 
 
-def publish_once(url: str, topic: str, payload: bytes = b"probe", *, protocol: int = paho.MQTTv5,
+def publish_once(url: str, topic: str, payload: bytes = b"probe", *, protocol: paho.MQTTProtocolVersion = paho.MQTTv5,
                  retain: bool = False) -> ReasonCode | int:
     """Log in, publish one QoS 1 message, return the PUBACK reason. A fresh connection each time:
     paho drops the connection after a PUBACK that refuses the message."""

@@ -43,7 +43,7 @@ def test_the_committed_document_is_what_the_generator_writes() -> None:
     assert result.exit_code == 0, result.output
 
 
-def test_check_fails_on_a_stale_file(tmp_path) -> None:  # noqa: ANN001
+def test_check_fails_on_a_stale_file(tmp_path) -> None:
     stale = tmp_path / "asyncapi.yaml"
     stale.write_text(asyncapi.render().replace("qos: 1", "qos: 2", 1))
     result = CliRunner().invoke(asyncapi.main, ["--check", "--out", str(stale)])

@@ -125,7 +125,9 @@ def test_the_acl_fleet_is_the_simulators() -> None:
 
 
 def test_deploy_conf_keeps_every_loss_free_limit() -> None:
-    directives = lambda text: {ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")}  # noqa: E731
+    def directives(text: str) -> set[str]:
+        return {ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")}
+
     limits = directives((DEPLOY / "mosquitto-limits.conf").read_text())
     conf = directives((DEPLOY / "mosquitto.conf").read_text())
     assert limits <= conf, limits - conf
@@ -212,7 +214,7 @@ def test_robot_ids_cannot_take_a_service_name() -> None:
         Account("r/01", "robot", "pw")
 
 
-def test_password_hashes_are_mosquittos_own_format(tmp_path) -> None:  # noqa: ANN001
+def test_password_hashes_are_mosquittos_own_format(tmp_path) -> None:
     """Hashes made here verify like mosquitto_passwd's, and the other way round."""
     pw_file = tmp_path / "pw"
     subprocess.run([find_program("mosquitto_passwd"), "-c", "-b", str(pw_file), "alice", "s3cret"], check=True)
@@ -224,7 +226,7 @@ def test_password_hashes_are_mosquittos_own_format(tmp_path) -> None:  # noqa: A
     assert (kind, it) == ("7", "101") and len(salt) == len(ours.split("$")[3]) and len(digest) == 88
 
 
-def test_accounts_are_kept_across_writes_when_asked(tmp_path) -> None:  # noqa: ANN001
+def test_accounts_are_kept_across_writes_when_asked(tmp_path) -> None:
     first = write_broker_auth(tmp_path, robots=["r07", "r40=mf01,ra03"], integrators=["integrator", "scada"])
     again = write_broker_auth(tmp_path, keep_accounts=True)
     assert again["r07"].password == first["r07"].password and "scada" in again.accounts
@@ -235,7 +237,7 @@ def test_accounts_are_kept_across_writes_when_asked(tmp_path) -> None:  # noqa: 
     assert "r07" not in fresh.accounts and fresh["ingest"].password == first["ingest"].password
 
 
-def test_robots_outside_the_fleet_get_telemetry_only_where_their_account_says(tmp_path) -> None:  # noqa: ANN001
+def test_robots_outside_the_fleet_get_telemetry_only_where_their_account_says(tmp_path) -> None:
     """The generated files on a real broker with both listeners: r40 was made with its scenarios,
     r41 without any (status only), r05 of the fleet keeps its station."""
     auth = write_broker_auth(tmp_path / "secrets", robots=["r40=mf01,mf02", "r41", "r05"])

@@ -7,6 +7,7 @@ import json
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import jsonschema
@@ -66,11 +67,11 @@ SCHEMA = {
 }
 
 
-def dashboards() -> list[dict]:  # type: ignore[type-arg]
+def dashboards() -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in DASHBOARDS]
 
 
-def influxql(d: dict) -> list[str]:  # type: ignore[type-arg]
+def influxql(d: dict[str, Any]) -> list[str]:
     out = [v["query"] for v in d["templating"]["list"] if v["datasource"]["type"] == "influxdb"]
     for p in d["panels"]:
         out += [t["query"] for t in p["targets"] if t["datasource"]["type"] == "influxdb"]

@@ -49,7 +49,8 @@ class Sub:
         cmd = cmd.replace("mosquitto_sub", find_program("mosquitto_sub"), 1) + " -d " + " ".join(extra)
         env = {**os.environ, "MINEWATCH_HOST": "127.0.0.1", "MINEWATCH_PASSWORD": b.auth["integrator"].password}
         # stdbuf: mosquitto_sub's stdout is block-buffered into a pipe; the SUBACK line must show at once.
-        self.proc = subprocess.Popen(["sh", "-c", "exec stdbuf -oL " + cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+        self.proc = subprocess.Popen(["sh", "-c", "exec stdbuf -oL " + cmd], stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, env=env,
                                      text=True)
         self.lines: list[str] = []
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -61,7 +62,7 @@ class Sub:
         for line in self.proc.stdout:
             self.lines.append(line.rstrip("\n"))
 
-    def wait(self, pred, timeout: float = 5.0) -> str:  # noqa: ANN001
+    def wait(self, pred, timeout: float = 5.0) -> str:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -45,7 +45,8 @@ def test_the_ingestors_read_ahead_client_over_tls(tls_broker: tuple[DeployBroker
     ca = b.auth.directory / "tls" / "ca.crt"
     topic = Topics().telemetry("mf01", "r01")
     rng = random.Random(3)
-    payloads = [rng.randbytes(n) for n in (1, 100, 16_000, 16_500, 40_000, 300_000, *[rng.randrange(1, 5000) for _ in range(300)])]
+    payloads = [rng.randbytes(n) for n in (1, 100, 16_000, 16_500, 40_000, 300_000,
+                                               *[rng.randrange(1, 5000) for _ in range(300)])]
     with Session(_url(b, port, "ingest"), ca=ca, client_class=ConsumerClient) as ingest, \
             Session(_url(b, port, "r01"), ca=ca) as robot:
         assert ingest.accepted and robot.accepted

@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -69,7 +70,7 @@ def test_a_real_prometheus_scrapes_a_running_ingestor(mosquitto: Mosquitto, infl
     log.close()
     api = f"http://127.0.0.1:{prom_port}/api/v1"
 
-    def query(q: str) -> list[dict]:  # type: ignore[type-arg]
+    def query(q: str) -> list[dict[str, Any]]:
         try:
             body = httpx.get(f"{api}/query", params={"query": q}, timeout=5).json()
         except httpx.HTTPError:

@@ -73,7 +73,7 @@ class Stack:
                           password=e["MINEWATCH_INFLUX_PASSWORD"])
 
 
-def _wait(check, timeout: float, what: str):  # noqa: ANN001, ANN202
+def _wait(check, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while True:
         got = check()
@@ -151,7 +151,8 @@ def test_every_compose_healthcheck_passes(stack: Stack) -> None:
 
     for name, (argv, env) in checks.items():
         proc = stack.procs.get(name)
-        _wait(lambda: healthy(argv, env) or (proc is not None and proc.poll() is not None), 90, f"{name} healthy")
+        _wait(lambda: healthy(argv, env) or (proc is not None and proc.poll() is not None),  # noqa: B023 - waited on at once
+              90, f"{name} healthy")
         assert proc is None or proc.poll() is None, f"{name} exited:\n{stack.log(name)}"
     # A wrong password makes the broker's check fail: it really logs in.
     assert not healthy(["sh", "-c", shell], {"HEALTHCHECK_PASSWORD": "wrong"})

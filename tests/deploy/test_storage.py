@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
+from typing import Any
 
 import pytest
 
@@ -36,7 +37,7 @@ def _cq_names(c: SyncInflux) -> set[str]:
 
 
 def test_ensure_storage_sets_up_raw_long_and_the_queries_once(influxd: Influxd, db: SyncInflux) -> None:
-    async def run(**kw: int) -> list[str]:
+    async def run(**kw: Any) -> list[str]:
         async with InfluxClient(influxd.url, db.db) as client:
             return await ensure_storage(client, **kw)
 
@@ -128,9 +129,9 @@ def test_alert_events_are_copied_unchanged_into_long(db: SyncInflux) -> None:
     assert long == raw and len(long) == 2 and long[1]["state"] == "cleared"
 
 
-def test_with_influxdb_auth_only_an_admin_sets_up_and_a_plain_user_then_runs(tmp_path) -> None:  # noqa: ANN001
+def test_with_influxdb_auth_only_an_admin_sets_up_and_a_plain_user_then_runs(tmp_path) -> None:
     with Influxd(tmp_path / "influx-auth", auth=True) as server, ExitStack() as stack:
-        def client(**kw: str) -> SyncInflux:
+        def client(**kw: Any) -> SyncInflux:
             c = SyncInflux(server.url, "mw", **kw)
             stack.callback(c.close)
             return c

@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -43,7 +44,11 @@ class Holder:
         self.connected = threading.Event()
         self.drops = 0
         self.topics: list[str] = []
-        self.client.on_connect = lambda c, u, f, rc, p: (c.subscribe(T.all_telemetry, qos=1), self.connected.set())
+        def on_connect(c: paho.Client, *_: object) -> None:
+            c.subscribe(T.all_telemetry, qos=1)
+            self.connected.set()
+
+        self.client.on_connect = on_connect
         self.client.on_disconnect = self._dropped
         self.client.on_message = lambda c, u, m: self.topics.append(m.topic)
         target = MqttTarget(url)
@@ -67,7 +72,7 @@ def take_over(url: str, client_id: str = INGEST_ID) -> int:
     answered = threading.Event()
     got: list[int] = []
 
-    def on_connect(c, u, f, rc: ReasonCode, p) -> None:  # noqa: ANN001
+    def on_connect(c, u, f, rc: ReasonCode, p) -> None:
         got.append(rc.value)
         answered.set()
 

@@ -12,26 +12,27 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from detectors.rules import ROBOT_RULES
-from detectors.suite import _NS, DetectorSuite, _Batch
+from detectors.base import EventOrder, Pending
+from detectors.rules import with_fan
+from detectors.engine import Signal
+from detectors.suite import Batch, DetectorSuite
 from detectors.health_rules import ROBOT_LONG_SILENCE_S, ROBOT_SILENCE_S
-from minewatch.catalogue import ScenarioKind
 from minewatch.wire import Frame
 
 
+NS = 1_000_000_000
+
+
 class FrameByFrameSuite(DetectorSuite):
-    def _flatten(self, frames: Sequence[Frame]) -> _Batch:
-        batch = _Batch()
+    def flatten(self, frames: Sequence[Frame]) -> Batch:
+        batch = Batch()
         lim, base, pairs = batch.lim.lists, batch.base.lists, batch.pairs.lists
         for fi, f in enumerate(frames):
             sid, rid, ts = f.scenario_id, f.robot_id, f.ts
             sc = self.scenarios.get(sid)
             if sc is None:
                 continue
-            readings = dict(f.readings)
-            if sc.kind is ScenarioKind.main_fan and ("run_a" in readings or "run_b" in readings):
-                runs = [v for v in (readings.get("run_a"), readings.get("run_b")) if v is not None]
-                readings["fan"] = max(runs) if runs else None
+            readings = with_fan(sc, f.readings)
             routes = self._routes.setdefault((sid, rid), {})
             for chan, (s, _) in list(routes.items()):
                 if readings.get(chan) is None:  # a routed channel without a value this time
@@ -46,18 +47,17 @@ class FrameByFrameSuite(DetectorSuite):
                 for ls, signed in lims:
                     for col, w in zip(lim, (ls, ts, v if signed else abs(v), fi)):
                         col.append(w)
-            for ca, cb in self._pairs.get(sid, []):
+            for ca, cb in self.drift.pairs.get(sid, []):
                 va, vb = readings.get(ca.name), readings.get(cb.name)
                 if va is not None and vb is not None:
-                    for col, w in zip(pairs, (self._drift_stream(sid, rid, ca, cb), ts, va, vb, fi)):
+                    for col, w in zip(pairs, (self.drift.stream(sid, rid, ca, cb), ts, va, vb, fi)):
                         col.append(w)
             if sc.machine is not None:
                 for wchan, block in f.waveforms.items():
                     if wchan == sc.machine.channel:
                         batch.blocks.append((fi, block))
             if rid not in self._robot_streams:
-                self._robot_streams[rid] = {name: self._limit_stream(("", rid, name, 0), rule)
-                                            for name, rule in ROBOT_RULES.items()}
+                self._robot_streams[rid] = self.limits.robot_streams(rid)
             rs = self._robot_streams[rid]
             extra = [] if f.battery is None else [("battery", f.battery)]
             if f.link is not None:
@@ -69,21 +69,21 @@ class FrameByFrameSuite(DetectorSuite):
         batch.ts = np.array([f.ts for f in frames], dtype=np.int64)
         return batch
 
-    def _robot_frames(self, frames, batch, now, pending) -> None:  # noqa: ANN001
+    def robot_frames(self, frames: Sequence[Frame], batch: Batch, now: int, pending: list[Pending]) -> None:
         """Every frame through the one-frame silence rule, robots in id order, each in the order it
         was seen (its arrival, or its time)."""
-        gap = int(ROBOT_SILENCE_S * _NS)
+        gap = int(ROBOT_SILENCE_S * NS)
         clock = batch.clock.tolist()
         for fi in sorted(range(len(frames)), key=lambda i: (frames[i].robot_id, clock[i])):
             self._robot_frame(frames[fi], clock[fi], self._robot(frames[fi].robot_id), gap, pending)
-        for sig in self._deadman(now):
-            pending.append((sig.ts, 3, 0, sig))
+        for sig in self.deadman(now):
+            pending.append(Pending(sig.ts, EventOrder.ROBOT, 0, sig))
 
-    def _deadman(self, now: int) -> list:  # type: ignore[override]
+    def deadman(self, now: int) -> list[Signal]:
         """Every robot looked at, every time."""
-        gap = int(ROBOT_SILENCE_S * _NS)
-        long = int(ROBOT_LONG_SILENCE_S * _NS)
-        out = []
+        gap = int(ROBOT_SILENCE_S * NS)
+        long = int(ROBOT_LONG_SILENCE_S * NS)
+        out: list[Signal] = []
         for rid, r in self._robots.items():
             if r.last_seen < 0 or r.offline:
                 continue

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from detectors import DetectorSuite
-from detectors.suite import _Batch
+from detectors.suite import Batch
 from minewatch.catalogue import SCENARIOS
 from minewatch.wire import Frame, LinkInfo
 from simulator.engine import SimConfig, Simulation
@@ -45,17 +45,17 @@ def batches(draw: st.DrawFn) -> list[list[Frame]]:
     return out
 
 
-def keyed(suite: DetectorSuite, batch: _Batch) -> dict[str, list[tuple]]:
+def keyed(suite: DetectorSuite, batch: Batch) -> dict[str, list[tuple]]:
     """The batch's samples with stream numbers replaced by the streams' keys, in a fixed order."""
     def rows(cols, table) -> list[tuple]:  # noqa: ANN001
-        arrays = _Batch.sorted(cols)
+        arrays = Batch.sorted(cols)
         out = []
         for row in zip(*(a.tolist() for a in arrays)):
             vals = tuple("nan" if isinstance(v, float) and math.isnan(v) else v for v in row[2:])
             out.append((table.keys[row[0]], row[1], *vals))
         return sorted(out, key=repr)
-    return {"lim": rows(batch.lim, suite._lim), "base": rows(batch.base, suite._base),
-            "pairs": rows(batch.pairs, suite._drift), "blocks": [fi for fi, _ in batch.blocks]}
+    return {"lim": rows(batch.lim, suite.limits.table), "base": rows(batch.base, suite._base),
+            "pairs": rows(batch.pairs, suite.drift.table), "blocks": [fi for fi, _ in batch.blocks]}
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -63,7 +63,7 @@ def keyed(suite: DetectorSuite, batch: _Batch) -> dict[str, list[tuple]]:
 def test_samples_match_the_frame_by_frame_flattening(parts: list[list[Frame]]) -> None:
     fast, ref = DetectorSuite(), FrameByFrameSuite()
     for batch in parts:
-        assert keyed(fast, fast._flatten(batch)) == keyed(ref, ref._flatten(batch))
+        assert keyed(fast, fast.flatten(batch)) == keyed(ref, ref.flatten(batch))
 
 
 def _simulated() -> list[Frame]:

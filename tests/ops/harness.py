@@ -61,9 +61,9 @@ class Robot:
             self.seq = 0
             self.boot = boot
 
-    def readings(self) -> dict[str, float]:
+    def readings(self) -> dict[str, float | None]:
         sc = SCENARIOS[self.scenario_id]
-        out = {c.name: round(self.rng.uniform(*c.normal), 3) for c in sc.channels}
+        out: dict[str, float | None] = {c.name: round(self.rng.uniform(*c.normal), 3) for c in sc.channels}
         out.update(self.override)
         return out
 
@@ -183,7 +183,8 @@ def outburst_alerted_within(robot: Robot, obs: Observer, limit_s: float = 2.0) -
     t0 = time.time()
     robot.methane(OUTBURST)
     seen = obs.first_alert(critical_methane(robot.scenario_id), after=t0, timeout=limit_s + 10)
-    crossed = robot.first_sent(lambda f: any(v >= 1.5 for k, v in f.readings.items() if k.startswith("ch4")), after=t0)
+    crossed = robot.first_sent(lambda f: any(v is not None and v >= 1.5 for k, v in f.readings.items() if k.startswith("ch4")),
+                               after=t0)
     delay = seen.at - crossed
     assert delay <= limit_s, f"the power-cut alarm came {delay:.2f} s after the reading that crossed"
     return seen.payload

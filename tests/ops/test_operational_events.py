@@ -113,7 +113,7 @@ def test_a_broker_restart_loses_no_alert_and_leaves_none_stale(own_broker_stack:
     robot = Robot(stack.pub, stack.topics, "r14", "hf01", boot=5).stream()
     try:
         warm(robot)
-        alert = outburst_alerted_within(robot, stack.obs)
+        outburst_alerted_within(robot, stack.obs)
         stack.broker.stop()
         robot.methane(None)
         time.sleep(1)
@@ -155,7 +155,7 @@ def test_a_robot_clock_that_jumps_an_hour_and_back(stack: Stack, jump_s: float) 
     # nothing stored an hour away from when it was read
     rows = stack.db.query('SELECT max("ch4_t1"), count("seq") FROM "telemetry" WHERE time > now() + 10m')
     assert not rows or not rows[0].get("count"), rows
-    back = stack.db.query(f'SELECT count("seq") FROM "telemetry" WHERE time < now() - 50m')
+    back = stack.db.query('SELECT count("seq") FROM "telemetry" WHERE time < now() - 50m')
     assert not back or not back[0].get("count"), back
 
 

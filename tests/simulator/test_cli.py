@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -96,13 +97,13 @@ def test_methane_outburst_rises_above_peak_and_clears_within_its_label(tmp_path:
 class Listener:
     """A subscriber that keeps every message of ``subscriptions``: ``(topic, payload, retained)``."""
 
-    def __init__(self, mosquitto, name: str, *subscriptions: str) -> None:  # noqa: ANN001
+    def __init__(self, mosquitto, name: str, *subscriptions: str) -> None:
         self.got: list[tuple[str, bytes, bool]] = []
         self.lock = threading.Lock()
         self.client = paho_client(MqttTarget(mosquitto.url), client_id=name)
         subscribed = threading.Event()
 
-        def on_message(client, userdata, msg) -> None:  # noqa: ANN001
+        def on_message(client, userdata, msg) -> None:
             with self.lock:
                 self.got.append((msg.topic, msg.payload, msg.retain))
 
@@ -130,7 +131,7 @@ def test_mqtt_publishes_exactly_n_frames_with_status_and_will(mosquitto, prefix:
     sub = paho_client(MqttTarget(mosquitto.url), client_id=f"sub-{prefix.replace('/', '-')}")
     subscribed = threading.Event()
 
-    def on_message(client, userdata, msg) -> None:  # noqa: ANN001
+    def on_message(client, userdata, msg) -> None:
         with lock:
             got.append((msg.topic, msg.payload, msg.retain))
 
@@ -180,7 +181,7 @@ def test_mqtt_offline_robot_and_outage_show_as_will_then_backlog(mosquitto, pref
     sub = paho_client(MqttTarget(mosquitto.url), client_id=f"sub2-{prefix.replace('/', '-')}")
     subscribed = threading.Event()
 
-    def on_message(client, userdata, msg) -> None:  # noqa: ANN001
+    def on_message(client, userdata, msg) -> None:
         with lock:
             got.append((msg.topic, msg.payload))
 
@@ -213,7 +214,7 @@ def test_mqtt_offline_robot_and_outage_show_as_will_then_backlog(mosquitto, pref
         sub.loop_stop()
         sub.disconnect()
     assert summary["frames"] == 60 + 30  # r24 loses none, r29 is dead for 30 s
-    status = {}
+    status: dict[str, Any] = {}
     for t, p in got:
         rid = topics.parse_status(t)
         if rid and p:
@@ -256,12 +257,13 @@ def test_more_robots_than_the_default_fleet_and_bad_flags(tmp_path: Path) -> Non
 
 
 @pytest.mark.integration
-def test_a_broker_restart_mid_run_loses_no_acknowledgement(fresh_broker) -> None:  # noqa: ANN001
+def test_a_broker_restart_mid_run_loses_no_acknowledgement(fresh_broker) -> None:
     """The robots reconnect and re-send what was not acknowledged; the run still ends with every
     publish acknowledged."""
     proc = subprocess.Popen([str(Path(sys.executable).parent / "minewatch"), "simulate", "--mqtt-url", fresh_broker.url,
                              "--topic-prefix", "restart/v1", "--duration", "24s", "--scenarios", "mf01,vf01",
-                             "--speed", "8", "--start", START, "--live"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--speed", "8", "--start", START, "--live"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_first_frame(fresh_broker, "restart/v1")  # the robots are connected and publishing
         fresh_broker.stop()
@@ -276,7 +278,7 @@ def test_a_broker_restart_mid_run_loses_no_acknowledgement(fresh_broker) -> None
     assert summary["frames"] == 48
 
 
-def _wait_first_frame(broker, prefix: str, timeout: float = 30.0) -> None:  # noqa: ANN001
+def _wait_first_frame(broker, prefix: str, timeout: float = 30.0) -> None:
     import threading
 
     from minewatch.mqtt import paho_client

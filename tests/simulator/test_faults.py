@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -55,7 +56,7 @@ def test_every_labelled_fault_shows_inside_its_window_and_nowhere_else(runs: tup
     clean_sim, clean, sim, msgs = runs
     assert clean_sim.labels() == [] or all(r["kind"] == "coverage_hole" for r in clean_sim.labels())
     labels = sim.labels()
-    by_id = {}
+    by_id: dict[str, list[dict[str, Any]]] = {}
     for rec in labels:
         by_id.setdefault(rec["fault_id"], []).append(rec)
     assert len([f for f in by_id if not f.startswith("hole-")]) == len(FAULTS)
@@ -81,7 +82,8 @@ def test_every_labelled_fault_shows_inside_its_window_and_nowhere_else(runs: tup
                 inside = [rec for a, b, rec in windows.get((f.scenario_id, ch), []) if a <= f.ts <= b]
                 assert inside, f"{f.scenario_id}.{ch} at +{(f.ts - START) / NS:.0f}s differs by {d} outside every label"
                 for rec in inside:
-                    hits[(rec["fault_id"], rec["scenario_id"], ch)] = max(hits.get((rec["fault_id"], rec["scenario_id"], ch), 0.0), d)
+                    hit = (rec["fault_id"], rec["scenario_id"], ch)
+                    hits[hit] = max(hits.get(hit, 0.0), d)
     # each label shows: every channel it moved by 1.5 resolution steps or more differs in the data
     for rec in labels:
         if rec["kind"] in ("robot_offline", "link_outage", "coverage_hole"):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from minewatch.catalogue import SCENARIOS
+from minewatch.wire import Frame
 from simulator.engine import SimConfig, Simulation
 from simulator.faults import load_faults
 from simulator.labels import limit_severity
@@ -13,6 +16,13 @@ from simulator.timeutil import NS, iso_ns
 
 NIGHT_SHIFT = iso_ns("2026-11-26T16:00:00Z")  # 00:00 local (UTC+8): the night production shift
 
+
+
+def _at(f: Frame, ch: str) -> float:
+    """Channel ``ch`` of frame ``f``, which must carry it."""
+    v = f.readings[ch]
+    assert v is not None, (f.robot_id, f.ts, ch)
+    return v
 
 def test_a_normal_production_shift_of_the_whole_mine_crosses_no_limit() -> None:
     """Zero limit crossings: every reading of every robot over 8 hours, a reading every 5 s (domain §5).
@@ -58,7 +68,7 @@ def test_production_raises_methane_dust_and_runs_the_district_belts() -> None:
                 continue
             for ch in ("ch4_t1", "du", "speed"):
                 if ch in f.readings:
-                    by_kind[kind].setdefault(ch, []).append(f.readings[ch])
+                    by_kind[kind].setdefault(ch, []).append(_at(f, ch))
     prod, maint = by_kind["production"], by_kind["maintenance"]
     assert np.mean(prod["ch4_t1"]) > np.mean(maint["ch4_t1"]) + 0.1
     assert np.mean(prod["du"]) > 2 * np.mean(maint["du"])
@@ -73,20 +83,25 @@ def test_a_main_fan_trip_starves_the_faces_and_methane_climbs() -> None:
     t0 = sim.t0
     fan = [f for f in frames if f.scenario_id == "vf01"]
     face = [f for f in frames if f.scenario_id == "mf01"]
-    during = lambda f: t0 + 15 * 60 * NS <= f.ts < t0 + 25 * 60 * NS  # noqa: E731
-    before = lambda f: f.ts < t0 + 5 * 60 * NS  # noqa: E731
+
+    def during(f: Frame) -> bool:
+        return t0 + 15 * 60 * NS <= f.ts < t0 + 25 * 60 * NS
+
+    def before(f: Frame) -> bool:
+        return f.ts < t0 + 5 * 60 * NS
+
     assert all(f.readings["run_a"] == 0.0 for f in fan if during(f))
-    assert max(f.readings["dp"] for f in fan if during(f)) < 0.3
+    assert max(_at(f, "dp") for f in fan if during(f)) < 0.3
     assert np.median([f.readings["ws"] for f in face if during(f)]) < 0.25  # below the face minimum (domain §2)
     ch4_before = np.mean([f.readings["ch4_t1"] for f in face if before(f)])
-    assert max(f.readings["ch4_t1"] for f in face if during(f)) > 1.5 > 3 * ch4_before  # past the power cut
+    assert max(_at(f, "ch4_t1") for f in face if during(f)) > 1.5 > 3 * ch4_before  # past the power cut
     # after the restart the methane is flushed out again
-    late = [f.readings["ch4_t1"] for f in face if f.ts > t0 + 45 * 60 * NS]
+    late = [_at(f, "ch4_t1") for f in face if f.ts > t0 + 45 * 60 * NS]
     assert max(late) < 1.0
 
 
 def test_readings_are_the_numbers_the_frames_carry() -> None:
-    cfg = dict(seed=8, start_ns=NIGHT_SHIFT, duration_s=300, rate_hz=1.0,
+    cfg: dict[str, Any] = dict(seed=8, start_ns=NIGHT_SHIFT, duration_s=300, rate_hz=1.0,
                faults=load_faults([{"kind": "sensor_drift", "scenario": "mf01", "channel": "co", "start": "+1m",
                                     "duration": "2m", "peak": 5}]))
     frames = {(f.robot_id, f.ts): f for batch in Simulation(SimConfig(**cfg)).frames() for f in batch}

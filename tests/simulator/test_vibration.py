@@ -7,12 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from minewatch.catalogue import SCENARIOS
+from minewatch.catalogue import SCENARIOS, Machine
 from minewatch.schema import Waveform
 from simulator.engine import SimConfig, Simulation
 from simulator.faults import load_faults
 from simulator.timeutil import NS, iso_ns
-from simulator.vibration import Health, encode_block, fault_frequency_hz, imbalance_for, iso_zone, synthesize, velocity_rms_mm_s as model_velocity
+from simulator.vibration import Health, encode_block, fault_frequency_hz, imbalance_for, iso_zone, synthesize
+from simulator.vibration import velocity_rms_mm_s as model_velocity
 
 RATE = 10240.0
 
@@ -43,10 +44,16 @@ def kurtosis(x: np.ndarray) -> float:
     return float(np.mean(x ** 4) / np.mean(x ** 2) ** 2)
 
 
+
+def _machine(sid: str) -> Machine:
+    machine = SCENARIOS[sid].machine
+    assert machine is not None, f"{sid} has no rotating machine"
+    return machine
+
 @pytest.mark.parametrize("sid, defect", [("lf01", "outer"), ("pr01", "outer"), ("lf02", "inner"), ("vf01", "ball"),
                                          ("ac01", "outer")])
 def test_bearing_defect_puts_the_envelope_peak_at_its_fault_frequency(sid: str, defect: str) -> None:
-    machine = SCENARIOS[sid].machine
+    machine = _machine(sid)
     n = int(RATE * 2.0)
     x = synthesize(machine, RATE, n, np.random.default_rng(4), Health(defect=defect, impact=8.0))
     f_def = fault_frequency_hz(machine, defect)
@@ -65,19 +72,19 @@ def test_bearing_defect_puts_the_envelope_peak_at_its_fault_frequency(sid: str, 
 
 @pytest.mark.parametrize("sid", [s.id for s in SCENARIOS.values() if s.machine is not None])
 def test_healthy_machines_are_in_iso_zone_a(sid: str) -> None:
-    machine = SCENARIOS[sid].machine
+    machine = _machine(sid)
     x = synthesize(machine, RATE, int(RATE * 4), np.random.default_rng(1), Health())
     v = velocity_rms_mm_s(x.astype(np.float64), RATE, machine.band_low_hz, 1000.0)
     assert 0.1 * machine.zone_limits[0] < v < machine.zone_limits[0], (sid, v, machine.zone_limits)
 
 
 def test_int16_blocks_round_trip_within_a_quantum() -> None:
-    machine = SCENARIOS["pr01"].machine
+    machine = _machine("pr01")
     x = synthesize(machine, RATE, 4096, np.random.default_rng(2), Health(defect="outer", impact=5.0))
     for dtype in ("f4", "i2"):
         block = encode_block(x, RATE, machine.rpm, dtype)
-        back = Waveform(rate_hz=block.rate_hz, dtype=block.dtype, scale=block.scale, rpm=block.rpm,
-                        data=block.data).samples()
+        back = Waveform.model_validate({"rate_hz": block.rate_hz, "dtype": block.dtype, "scale": block.scale,
+                                        "rpm": block.rpm, "data": block.data}).samples()
         assert len(back) == len(x)
         assert np.max(np.abs(back - x)) <= (block.scale if dtype == "i2" else 1e-6)
 
@@ -91,12 +98,12 @@ def test_simulated_bearing_fault_grows_in_the_frames() -> None:
                                                     "duration": "10m", "defect": "outer"}])))
     blocks = [(f.ts, f.waveforms["vib"]) for msgs in sim.frames() for f in msgs if f.waveforms]
     assert len(blocks) == 30
-    machine = SCENARIOS["lf01"].machine
+    machine = _machine("lf01")
     f_def = fault_frequency_hz(machine, "outer")
     label = next(r for r in sim.labels() if r["kind"] == "bearing_fault")
     assert label["expected_alerts"][0]["fault_hz"] == pytest.approx(f_def, abs=1e-3)
 
-    def energy_at_fault(block) -> float:  # noqa: ANN001
+    def energy_at_fault(block) -> float:
         x = Waveform(rate_hz=block.rate_hz, data=block.data, rpm=block.rpm).samples()
         f, e = envelope_spectrum(x, block.rate_hz, (1800.0, 3800.0))
         return float(e[np.abs(f - f_def) <= 1.0].max() / np.median(e[(f > 20) & (f < 600)]))
@@ -110,7 +117,7 @@ def test_simulated_bearing_fault_grows_in_the_frames() -> None:
 
 @pytest.mark.parametrize("sid", ["vf01", "lf01", "pr01", "ac01", "gd01"])
 def test_imbalance_raises_the_iso_velocity_to_the_asked_zone(sid: str) -> None:
-    machine = SCENARIOS[sid].machine
+    machine = _machine(sid)
     healthy = synthesize(machine, RATE, int(RATE * 4), np.random.default_rng(3), Health())
     target = 1.1 * machine.zone_limits[2]  # into zone D
     imb = imbalance_for(machine, target)
@@ -128,4 +135,4 @@ def test_imbalance_raises_the_iso_velocity_to_the_asked_zone(sid: str) -> None:
 
 def test_imbalance_cannot_be_asked_of_a_slow_belt_drum() -> None:
     with pytest.raises(ValueError, match="below the ISO band"):
-        imbalance_for(SCENARIOS["bc01"].machine, 10.0)
+        imbalance_for(_machine("bc01"), 10.0)

@@ -1,7 +1,7 @@
 // The board: every scenario as a tile, grouped by kind, coloured by its worst active alert; a
 // place the detectors are not watching says so, and a reading past a limit is marked.
 
-import { GROUPS, GROUP_LABELS, state, worstFor, isStale, on, isActive, rank, watchOf } from "./store.js";
+import { GROUPS, groupLabel, state, worstFor, isStale, on, isActive, rank, watchOf } from "./store.js";
 import { el, fmtValue, fmtAge, keyChannels, shortLabel, SEV_TEXT, SEV_ICON, WATCH_REASON } from "./format.js";
 
 const tiles = new Map(); // id -> element
@@ -48,8 +48,8 @@ function build() {
       grid.append(t);
       paint(s.id);
     }
-    root.append(el("section", { class: "group", "data-group": group, "aria-label": GROUP_LABELS[group] ?? group },
-      el("h2", { text: GROUP_LABELS[group] ?? group }), grid));
+    root.append(el("section", { class: "group", "data-group": group, "aria-label": groupLabel(group) },
+      el("h2", { text: groupLabel(group) }), grid));
   }
 }
 
@@ -91,7 +91,7 @@ function paint(id) {
       el("dt", { text: shortLabel(ch) }),
       el("dd", { text: fmtValue(ch, r.value, r.unit) }),
       r.beyond ? el("span", { class: "past" }, el("span", { "aria-hidden": "true", text: SEV_ICON[r.beyond] }),
-        ` ${SEV_TEXT[r.beyond] ?? r.beyond}`) : null);
+        el("span", { class: "past-word", text: ` ${SEV_TEXT[r.beyond] ?? r.beyond}` })) : null);
   }));
   let badge;
   if (level === "ok" && beyond) {

@@ -6,14 +6,11 @@
 (function (global) {
   "use strict";
 
-  var SEVERITY = ["info", "warning", "alarm", "critical"];
   var COLORS = {
     critical: "#e53935", alarm: "#fb8c00", warning: "#fdd835", info: "#64b5f6",
     ok: "#43a047", stale: "#757575", line: "#e0e0e0", grid: "rgba(255,255,255,0.08)", axis: "#b0b0b0",
     playhead: "#80deea", band: "rgba(224,224,224,0.10)", minmax: "rgba(224,224,224,0.25)"
   };
-
-  function rank(sev) { return SEVERITY.indexOf(sev); }
 
   /* Times are shown in the browser's zone unless a fixed offset from UTC (hours) is set: the
    * shift report shows mine time wherever it is opened. */
@@ -331,5 +328,5 @@
   }
 
   global.MWCharts = { Chart: Chart, timeline: timeline, flattenLimits: flattenLimits, COLORS: COLORS, setTheme: setTheme, setTzOffset: setTzOffset, toDate: toDate, tzOffset: function () { return tzOffsetH; },
-                      SEVERITY: SEVERITY, rank: rank, fmtClock: fmtClock };
+                      fmtClock: fmtClock };
 })(window);

@@ -40,6 +40,22 @@ const pad = (n) => String(n).padStart(2, "0");
 // browser's: shifts are named in mine time, so times on the page are too.
 export const mineDate = (sec) => window.MWCharts.toDate(sec);
 
+// A calendar day typed as "YYYY-MM-DD" (ISO 8601, whatever the browser's language): the same
+// text, trimmed, when it names a real day (2026-02-30 does not), else null.
+export function parseDay(text) {
+  const m = /^\s*(\d{4})-(\d{2})-(\d{2})\s*$/.exec(text || "");
+  if (!m) return null;
+  const d = new Date(Date.UTC(+m[1], +m[2] - 1, +m[3]));
+  return d.getUTCFullYear() === +m[1] && d.getUTCMonth() === +m[2] - 1 && d.getUTCDate() === +m[3]
+    ? `${m[1]}-${m[2]}-${m[3]}` : null;
+}
+
+// The day ``n`` days after the "YYYY-MM-DD" ``day`` (a calendar step: no clock or zone involved).
+export function addDays(day, n) {
+  const [y, mo, d] = day.split("-").map(Number);
+  return new Date(Date.UTC(y, mo - 1, d + n)).toISOString().slice(0, 10);
+}
+
 // "YYYY-MM-DD HH:MM[:SS]" (24-hour; a "T" for the space is taken too), read as mine time, to
 // seconds since the epoch. NaN for anything else, an hour past 23 included.
 export function fromMineLocal(text) {

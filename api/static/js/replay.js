@@ -2,8 +2,8 @@
 // readings at a chosen speed (play, pause, seek) with the recorded alerts on a timeline.
 
 import { api, listOf, stream } from "./api.js";
-import { state, nsToSec } from "./store.js";
-import { el, fmtTime, fmtValue, shortLabel, SEV_TEXT, SEV_ICON, fromMineLocal, toMineLocal } from "./format.js";
+import { state, nsToSec, rank } from "./store.js";
+import { el, fmtTime, fmtValue, shortLabel, SEV_TEXT, SEV_ICON, fromMineLocal, toMineLocal, parseDay, addDays } from "./format.js";
 import { loadDetail, fetchHistory, buildCharts, lastValue } from "./scenario.js";
 
 const POINTS = 1500;
@@ -20,12 +20,35 @@ function shiftBounds(s) {
 // The mine-local calendar day ("YYYY-MM-DD") of a time in seconds.
 const mineDay = (sec) => toMineLocal(sec).slice(0, 10);
 
+// #rp-day holds an ISO day, typed (the browser's date picker would show its language's format):
+// true when it does; otherwise the field is marked invalid and says what it takes.
+function checkDay() {
+  const input = $("rp-day");
+  const day = parseDay(input.value);
+  const why = day ? "" : `"${input.value.trim()}" is not a day: type it as YYYY-MM-DD, e.g. 2026-11-28`;
+  if (day) input.value = day;
+  input.setCustomValidity(why);
+  $("rp-day-error").textContent = why;
+  $("rp-day-error").hidden = !why;
+  input.dataset.valid = String(Boolean(day));
+  return Boolean(day);
+}
+
+// ‹ › and the arrow keys step the day (the field keeps the caret for typing otherwise).
+function stepDay(n) {
+  const input = $("rp-day");
+  if (!checkDay()) return;
+  input.value = addDays(input.value, n);
+  loadShifts();
+}
+
 // The shifts of the day in #rp-day (mine time): any date can be picked, so a shift of any
 // day can be replayed. Without a day, the day of the shift that ended last.
 async function loadShifts(wanted = null) {
   const sel = $("rp-shift");
   const dayInput = $("rp-day");
   if (wanted) dayInput.value = wanted.slice(0, 10);
+  if (dayInput.value && !checkDay()) return;
   if (!dayInput.value) {
     try {
       const cur = await api("/shifts/current");
@@ -97,10 +120,9 @@ export function alertBars(alerts) {
 // A re-run's alert events (oldest first) as the summaries alertBars takes.
 export function foldEvents(events) {
   const by = new Map();
-  const order = ["info", "warning", "alarm", "critical"];
   for (const e of events) {
     const a = by.get(e.alert_id) ?? { ...e, max_severity: e.severity, cleared_ts: null, acknowledged_ts: null };
-    if (order.indexOf(e.severity) > order.indexOf(a.max_severity)) a.max_severity = e.severity;
+    if (rank(e.severity) > rank(a.max_severity)) a.max_severity = e.severity;
     if (e.state === "cleared") a.cleared_ts = e.ts;
     a.state = e.state;
     by.set(e.alert_id, a);
@@ -288,7 +310,7 @@ async function rerun(ev) {
       el("b", { "data-diff": "same", text: String(d?.same ?? 0) }), " the same, ",
       el("b", { "data-diff": "missed", text: String(d?.missed ?? 0) }), " no longer raised, ",
       el("b", { "data-diff": "new", text: String(d?.new ?? 0) }), " new. ",
-      el("span", { class: "muted", text: `${rp.rerun.length} in ${rp.scenario}; ${full.readings} readings in ${full.elapsed_s.toFixed(1)} s.` }));
+      el("span", { class: "muted", text: `${rp.rerun.length} in ${rp.scenario}; ${full.frames} frames in ${full.elapsed_s.toFixed(1)} s.` }));
     $("view-replay").dataset.rerun = String(rp.rerun.length);
     note.textContent = done.state === "done" || full.state === "done" ? "done" : full.state;
     seek(rp.playhead);
@@ -313,6 +335,8 @@ function rerunRights() {
 
 export function enterReplay(hash) {
   fillScenarios();
+  const h = window.MWCharts.tzOffset();
+  if (h != null) $("rp-when-note").textContent = `24-hour mine time, UTC${h >= 0 ? "+" : "−"}${Math.abs(h)}`;
   rerunRights();
   const q = new URLSearchParams(hash.split("?")[1] ?? "");
   loadShifts(q.get("shift")).then(() => {
@@ -335,6 +359,13 @@ export function mountReplay(toastFn) {
   $("rerun-form").addEventListener("submit", rerun);
   $("rp-shift").addEventListener("change", syncWindowInputs);
   $("rp-day").addEventListener("change", () => loadShifts());
+  $("rp-day").addEventListener("input", () => { if (parseDay($("rp-day").value)) checkDay(); });
+  $("rp-day").addEventListener("keydown", (e) => {
+    if (e.key === "ArrowUp" || e.key === "ArrowDown") { e.preventDefault(); stepDay(e.key === "ArrowUp" ? 1 : -1); }
+    if (e.key === "Enter") { e.preventDefault(); loadShifts(); }
+  });
+  $("rp-day-prev").addEventListener("click", () => stepDay(-1));
+  $("rp-day-next").addEventListener("click", () => stepDay(1));
   $("rp-play").addEventListener("click", () => (rp?.playing ? pause() : play()));
   $("rp-speed").addEventListener("change", () => {
     if (!rp) return;

@@ -1,12 +1,10 @@
 // The page's live picture: scenarios with their latest readings, whether each is watched, active
 // alerts, incidents, robots. Views subscribe to changes; the stream and the periodic refresh feed it.
 
-export const SEVERITIES = ["info", "warning", "alarm", "critical"];
-export const GROUPS = ["faces", "headings", "fans", "belts", "pumps", "substations", "returns", "other"];
-export const GROUP_LABELS = {
-  faces: "Faces", headings: "Headings", fans: "Fans", belts: "Belts", pumps: "Pumps",
-  substations: "Substations", returns: "Returns", other: "Other",
-};
+import { GROUPS, SEVERITIES } from "./order.js"; // from the server (api/ui.py)
+
+export { GROUPS, SEVERITIES };
+export const groupLabel = (g) => g.charAt(0).toUpperCase() + g.slice(1);
 // Two missed inspection cycles (domain §3: polling cycle ≤ 30 s) make a scenario's data stale.
 export const STALE_AFTER_S = 60;
 
