@@ -61,6 +61,10 @@ MIN_BAND_FAULTS = 3.5  # a demodulation band is at least this many highest fault
 RESOLUTION_STEPS = 10.0  # envelope bins across the closest pair of bearing lines
 HARMONIC_FOUND_DB = 6.0  # a harmonic or sideband counts as found this far above its floor
 SHAFT_FOUND_DB = 10.0  # the shaft comb must stand this far above its floor to move the speed
+WHITEN_CUT = 0.05  # the envelope spectrum is used up to this share under the band's width
+LINE_GAP_BINS = 2.0  # the closest two fault lines (BPFO, BPFI, 2x BSF) are at least this many block bins apart
+FALSE_ALARM = 1e-3  # chance per block of a noise bin passing the level the search allowance is set at
+LINE_BINS = 5 * HARMONICS  # envelope bins searched for one fault's lines (2 bins each side of each harmonic)
 CANDIDATES = 3  # bands of each kurtogram width whose envelope spectrum is examined
 
 
@@ -338,6 +342,54 @@ def resolution_hz(bearing: Bearing, rpm: float) -> float:
     return min(gaps) / RESOLUTION_STEPS
 
 
+def _whiten(power: np.ndarray, df: float, width_hz: float) -> np.ndarray:
+    """An envelope spectrum divided by the shape noise alone gives it, and cut where that shape
+    ends. The squared envelope of a band of white noise ``width_hz`` wide has a spectrum falling
+    as ``1 - f / width`` to nothing at the band's width: a floor taken as the median around a
+    line would otherwise sit under the level at a low fault line (the slope) and far under it
+    next to the empty bins past the width (a slow shaft's lines, a few Hz, in a narrow band)."""
+    f = np.arange(power.shape[0]) * df
+    keep = f <= (1.0 - WHITEN_CUT) * width_hz
+    return power[keep] / (1.0 - f[keep] / width_hz)
+
+
+def _chance_level(segments: int, p: float) -> float:
+    """The level, over its mean, that a bin of a Welch spectrum of noise averaging ``segments``
+    segments passes with probability ``p``: ``P(G / K > x) = p`` for ``G`` a Gamma(K) variate
+    (``exp(-Kx) sum_j<K (Kx)^j / j!``), by bisection (half overlap taken as independent)."""
+    k = max(1, segments)
+
+    def tail(x: float) -> float:
+        y = k * x
+        term, total = 1.0, 1.0
+        for j in range(1, k):
+            term *= y / j
+            total += term
+        return math.exp(-y) * total
+
+    lo, hi = 0.0, 1.0
+    while tail(hi) > p:
+        hi *= 2.0
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if tail(mid) > p else (lo, mid)
+    return hi
+
+
+def search_allowance_db(segments: int, bands: int) -> float:
+    """How much higher (dB) noise alone reaches when the fault lines are sought in the envelope
+    spectra of ``bands`` bands and the best kept, than in one band's: the level a noise bin
+    passes with probability :data:`FALSE_ALARM` over all the bins searched, over that level for
+    one band's :data:`LINE_BINS`. The fault SNR of a block is its best band's less this, so
+    that a slow machine (many narrow bands fit under its low fault lines) or a short block (one
+    segment, no averaging) meets the same :data:`BEARING_SNR_DB` at the same false-alarm rate
+    as any other."""
+    if bands <= 1:
+        return 0.0
+    one = _chance_level(segments, FALSE_ALARM / LINE_BINS)
+    return _db(_chance_level(segments, FALSE_ALARM / (LINE_BINS * bands)), one)
+
+
 def _line(power: np.ndarray, df: float, fc: float, tol: float) -> tuple[float, float, float]:
     """(frequency, power, floor) of the largest bin within ``tol`` (relative, at least 2 bins)
     of ``fc``; the floor as :func:`peak_energy` takes it."""
@@ -459,19 +511,30 @@ def analyse_blocks(blocks: Sequence[np.ndarray], rates: Sequence[float], rpms: S
         f_lo = max(3.0 * top, min(500.0, 0.1 * rate))
         # stretches of the block for the kurtosis: each holding at least eight impacts of the slowest fault
         pieces = 1 << max(0, min(3, int(math.log2(max(1.0, n / rate * min(fault_hz.values()) / 8.0)))))
-        bands = kurtogram(spec, n, rate, f_lo, MIN_BAND_FAULTS * top, pieces)
         evidence: dict[str, object] = {"rpm_given": rpm_given, "rpm_used": rpm, "shaft_line_db": shaft_db}
+        gap = min(b - a for a, b in pairwise(sorted(fault_hz.values())))
+        if n / rate * gap < LINE_GAP_BINS:
+            # a block too short for the fault lines to fall in bins of their own: one line could not
+            # be told from another, and the search around each would take in its neighbours' bins
+            bands = np.zeros((0, 3))
+            evidence.update({"band_hz": None, "note": f"a {n / rate:g} s block is too short to tell the bearing's "
+                                                      f"fault lines apart ({gap:.2f} Hz apart at {rpm:.0f} rpm; "
+                                                      f"needs {LINE_GAP_BINS / gap:.2f} s or more)"})
+        else:
+            bands = kurtogram(spec, n, rate, f_lo, MIN_BAND_FAULTS * top, pieces)
         energies = {k: 0.0 for k in fault_hz}
         snrs = {k: 0.0 for k in fault_hz}
-        env_pow, env_df = np.zeros(2), 1.0
+        env_pow, env_df, segments = np.zeros(2), 1.0, 1
         seg_hz = resolution_hz(bearing, rpm)
-        if not bands.shape[0]:
+        if not bands.shape[0] and "note" not in evidence:
             evidence.update({"band_hz": None, "note": f"no envelope band: {rate:g} Hz is too low a rate for "
                                                       f"fault lines up to {top:.0f} Hz (needs about {14 * top:.0f} Hz)"})
-        for band_lo, band_hi, sk in _candidates(bands):
+        tried = _candidates(bands)
+        for band_lo, band_hi, sk in tried:
             c, c_rate = complex_envelope(spec, n, rate, band_lo, band_hi)
             seg = _next_pow2(int(math.ceil(c_rate / seg_hz)))
             pw, pw_df = envelope_spectrum(np.abs(c) ** 2, c_rate, seg)
+            pw = _whiten(pw, pw_df, band_hi - band_lo)
             cand = {k: 0.0 for k in fault_hz}
             en = dict(cand)
             total = float(pw[1:].sum()) or 1.0
@@ -484,8 +547,13 @@ def analyse_blocks(blocks: Sequence[np.ndarray], rates: Sequence[float], rpms: S
             if evidence.get("band_hz") is None or max(cand.values()) > max(snrs.values()):
                 snrs, energies, env_pow, env_df = cand, en, pw, pw_df
                 seg = min(seg, c.shape[0])
+                segments = 1 + (c.shape[0] - seg) // max(1, seg // 2)
                 evidence.update({"band_hz": [band_lo, band_hi], "band_kurtosis": sk, "envelope_df_hz": pw_df,
-                                 "segments": 1 + (c.shape[0] - seg) // max(1, seg // 2)})
+                                 "segments": segments})
+        if tried:
+            allowance = search_allowance_db(segments, len(tried))
+            evidence["search_allowance_db"] = allowance
+            snrs = {k: max(0.0, v - allowance) for k, v in snrs.items()}
         zone = zone_of(rms, ISO_10816_3[groups[i]])
         best = max(snrs, key=lambda k: snrs[k])
         if snrs[best] >= BEARING_SNR_DB:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from detectors.vibration import analyse, band_velocity_power, block_stats, peak_energy
-from minewatch.catalogue import BEARINGS, SCENARIOS, Bearing
+from minewatch.catalogue import BEARINGS, SCENARIOS, Bearing, Machine
 from tests import naive
 
 
@@ -359,3 +359,77 @@ def test_generated_bearings_at_the_ends_of_the_rate_range(rate: float) -> None:
             got.append(analyse(x, rate, m.rpm * 1.05, m.bearing, rpm_tolerance=0.1).diagnosis)
             want.append(DEFECTS[defect] if defect else "healthy")
     assert got == want
+
+
+def test_chance_level_is_the_noise_bin_quantile() -> None:
+    from detectors.vibration import _chance_level
+
+    # one segment: a bin over its mean is exponential, P(X > x) = exp(-x)
+    assert _chance_level(1, 1e-3) == pytest.approx(-math.log(1e-3), rel=1e-9)
+    # more segments: the Gamma(K)/K tail, summed term by term in the reference
+    for k, p in ((2, 1e-2), (5, 1e-4), (12, 1e-3)):
+        x = _chance_level(k, p)
+        tail = math.exp(-k * x) * sum((k * x) ** j / math.factorial(j) for j in range(k))
+        assert tail == pytest.approx(p, rel=1e-6)
+        # and against the spectrum of noise itself: that share of averaged bins passes it
+        bins = np.random.default_rng(k).gamma(k, 1.0 / k, 400_000)
+        assert (bins > x).mean() == pytest.approx(p, rel=0.25, abs=3e-5)
+
+
+def test_search_allowance_grows_with_the_bands_tried_and_shrinks_with_averaging() -> None:
+    from detectors.vibration import search_allowance_db
+
+    assert search_allowance_db(1, 1) == 0.0
+    one = [search_allowance_db(1, b) for b in (2, 6, 30)]
+    assert 0.0 < one[0] < one[1] < one[2] < 3.0
+    assert search_allowance_db(16, 30) < one[2]
+
+
+def _machines() -> dict[tuple[float, str], Machine]:
+    """Every rpm and bearing the catalogue's machines have, one machine each."""
+    return {(sc.machine.rpm, sc.machine.bearing.name): sc.machine for sc in SCENARIOS.values() if sc.machine}
+
+
+@pytest.mark.parametrize("rate, seconds, blocks", [(4096.0, 0.5, 150), (4096.0, 2.0, 40)])
+def test_healthy_simulator_blocks_of_every_machine_stay_under_the_restore_level(rate: float, seconds: float,
+                                                                                 blocks: int) -> None:
+    """The simulator's healthy blocks, every machine of the catalogue (the 60 rpm belt drum among
+    them: fault lines of a few Hz, many narrow bands tried), at the shift's rate and block length
+    and a longer one: no block's best fault SNR reaches the bearing rule's restore level, let alone
+    its threshold. The drum's 0.5 s blocks cannot tell its fault lines apart (1.7 Hz, a block bin
+    is 2 Hz) and say so; its 2 s blocks are analysed."""
+    from detectors.rules import vibration_rules
+    from detectors.vibration import BEARING_SNR_DB, analyse_blocks
+    from simulator.vibration import Health, synthesize
+
+    rules = vibration_rules(SCENARIOS["bc01"])
+    assert rules is not None
+    restore = rules[1].restore
+    assert restore < BEARING_SNR_DB
+    machines = _machines()
+    assert (60.0, "22228") in machines
+    n = int(rate * seconds)
+    for (rpm, bearing), m in machines.items():
+        rng = np.random.default_rng([int(rpm), len(bearing)])
+        xs = [synthesize(m, rate, n, rng, Health(), t0_s=7.0 * i) for i in range(blocks)]
+        feats = analyse_blocks(xs, [rate] * blocks, [rpm] * blocks, [m.bearing] * blocks,
+                               [(m.iso_group, m.support)] * blocks)
+        worst = max(max(f.bpfo_snr_db, f.bpfi_snr_db, f.bsf_snr_db) for f in feats)
+        assert worst < restore, f"{rpm:g} rpm, {bearing}: a healthy block reaches {worst:.1f} dB"
+        assert {f.diagnosis for f in feats} <= {"healthy", "imbalance"}
+        short = "too short to tell the bearing's fault lines apart" in str(feats[0].evidence.get("note"))
+        assert short == (rpm == 60.0 and seconds < 1.0), (rpm, seconds, feats[0].evidence)
+
+
+def test_shift_lock_raises_bearing_alerts_only_at_the_shifts_bearing_faults() -> None:
+    """The stored shift (the behaviour lock's fixture): bearing-fault alerts only at the
+    scenarios the shift's fault set gives a bearing fault, each raised and cleared once."""
+    from simulator.faults import LIBRARY
+    from tests.detectors.data.shift_lock import load
+
+    faulted = {spec["scenario"] for spec in LIBRARY["shift"] if spec["kind"] == "bearing_fault"}
+    events = [e for e in load()[:-1] if e["detector"] == "bearing_fault"]
+    assert events and {e["scenario_id"] for e in events} <= faulted
+    for sid in {e["scenario_id"] for e in events}:
+        states = [e["state"] for e in events if e["scenario_id"] == sid]
+        assert states.count("raised") == 1 and states.count("cleared") == 1, (sid, states)
