@@ -19,10 +19,14 @@ For each block:
   :data:`RESOLUTION_STEPS` bins across the closest pair of the bearing's lines (FTF, shaft rate,
   the gaps between BPFO, BPFI and 2x BSF), so the resolution follows the rate and the fault
   frequencies, not the block length; the band whose envelope spectrum shows the clearest fault
-  line is kept. The peaks at the fault frequencies (BPFO, BPFI, and 2x BSF, since a ball defect
-  strikes both races; harmonics 1-3, ±1.5 % for slip or 2 bins) are compared with the
-  spectrum's local median level around each: the **energy** (share of the envelope spectrum's
-  power) and the **SNR** in dB of each;
+  line is kept. Each envelope spectrum is first divided by the shape band noise alone gives it
+  (``1 - f / width``, cut short of the band's width). The peaks at the fault frequencies (BPFO,
+  BPFI, and 2x BSF, since a ball defect strikes both races; harmonics 1-3, ±1.5 % for slip or 2
+  bins) are compared with the spectrum's local median level around each: the **energy** (share
+  of the envelope spectrum's power) and the **SNR** in dB of each, less the **search
+  allowance** (:func:`search_allowance_db`: how much higher noise alone reaches when the best of
+  several bands is kept, for the segments averaged). A block too short to put the closest two
+  fault lines :data:`LINE_GAP_BINS` bins apart is not searched (SNR 0) and the evidence says so;
 * **diagnosis**: a bearing fault (outer race, inner race, ball) when the best fault SNR is at
   least :data:`BEARING_SNR_DB`; else imbalance when the 1x shaft line carries at least
   :data:`IMBALANCE_SHARE` of the band's velocity power and the RMS is past the A/B boundary;
