@@ -46,14 +46,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import pairwise
+from typing import TypedDict
 
 import numpy as np
 
 from minewatch.catalogue import ISO_10816_3, Bearing
 
-from detectors._jit import jit
+from detectors._jit import Arr, jit
 
-__all__ = ["VibrationFeatures", "analyse", "analyse_blocks", "block_stats", "zone_of", "DIAGNOSES", "kurtogram",
+__all__ = ["VibrationFeatures", "Evidence", "analyse", "analyse_blocks", "block_stats", "zone_of", "DIAGNOSES", "kurtogram",
            "complex_envelope", "envelope_spectrum", "shaft_rate", "low_spectrum"]
 
 BEARING_SNR_DB = 14.0
@@ -73,7 +74,7 @@ CANDIDATES = 3  # bands of each kurtogram width whose envelope spectrum is exami
 
 
 @jit
-def block_stats(x, offsets, out):
+def block_stats(x: Arr, offsets: Arr, out: Arr) -> None:
     """Per block ``b`` (samples ``x[offsets[b]:offsets[b+1]]``), mean removed: ``out[b]`` =
     (rms, kurtosis, crest factor). Non-finite samples are skipped; an empty block gives NaN."""
     for b in range(offsets.shape[0] - 1):
@@ -111,7 +112,7 @@ def block_stats(x, offsets, out):
 
 
 @jit
-def band_velocity_power(power, df, lo, hi):
+def band_velocity_power(power: Arr, df: Arr, lo: Arr, hi: Arr) -> Arr:
     """Per block row of a one-sided acceleration power spectrum ``power[b, k]`` (bin width
     ``df[b]``), the velocity power summed over ``lo[b] <= f <= hi[b]``."""
     out = np.zeros(power.shape[0])
@@ -125,7 +126,7 @@ def band_velocity_power(power, df, lo, hi):
 
 
 @jit
-def peak_energy(power, df, f0, harmonics, tol):
+def peak_energy(power: Arr, df: float, f0: float, harmonics: int, tol: float) -> tuple[float, float]:
     """Energy at ``f0`` and its harmonics in a one-sided power spectrum: per harmonic the
     largest bin within ``tol`` (relative, at least 2 bins), and the local floor: the median of
     the bins within 10 % (at least 20 bins) around it. Returns (energy, floor), both summed
@@ -152,6 +153,40 @@ def peak_energy(power, df, f0, harmonics, tol):
     return energy, floor
 
 
+class SidebandLine(TypedDict):
+    hz: float
+    over_floor_db: float
+
+
+class Sidebands(TypedDict):
+    """Modulation sidebands around a fault's envelope peak."""
+
+    rate: str  # "shaft" (around BPFI) or "cage" (around 2x BSF)
+    spacing_hz: float
+    lines: list[SidebandLine]
+    found: int  # how many stand :data:`HARMONIC_FOUND_DB` over their floor
+
+
+class Evidence(TypedDict, total=False):
+    """What a block's diagnosis rests on; the keys present depend on how far the analysis got."""
+
+    rpm_given: float
+    rpm_used: float
+    shaft_line_db: float
+    band_hz: list[float] | None  # the demodulation band kept, None when no band was searched
+    note: str  # why no band was searched
+    band_kurtosis: float
+    envelope_df_hz: float
+    segments: int
+    search_allowance_db: float
+    fault: str  # "bpfo", "bpfi" or "bsf", for a bearing fault
+    peak_hz: float
+    peak_amplitude: float
+    peak_over_floor_db: float
+    harmonics: list[int]
+    sidebands: Sidebands
+
+
 @dataclass
 class VibrationFeatures:
     rms_mm_s: float
@@ -171,7 +206,7 @@ class VibrationFeatures:
     rpm: float
     samples: int
     confidence: float = math.nan
-    evidence: dict[str, object] = field(default_factory=dict)
+    evidence: Evidence = field(default_factory=Evidence)
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -290,8 +325,8 @@ def shaft_rate(power: np.ndarray, df: float, fr0: float, tolerance: float) -> tu
             continue
         floor = float(np.median(power[lo:hi + 1])) or 1e-300
         # the largest bin within half a bin of h·f
-        k = grid * h / df
-        val = np.maximum(power[np.floor(k).astype(np.int64)], power[np.ceil(k).astype(np.int64)])
+        pos = grid * h / df
+        val = np.maximum(power[np.floor(pos).astype(np.int64)], power[np.ceil(pos).astype(np.int64)])
         db = 10.0 * np.log10(np.maximum(val, 1e-300) / floor)
         score += np.maximum(db, 0.0)
         best_db = np.maximum(best_db, db)
@@ -300,18 +335,18 @@ def shaft_rate(power: np.ndarray, df: float, fr0: float, tolerance: float) -> tu
         return fr0, float(max(best_db[i], 0.0)) if np.isfinite(best_db[i]) else 0.0
     # refine on the harmonic standing highest above its floor: parabolic peak interpolation
     f = float(grid[i])
-    best = None
+    best: tuple[float, float] | None = None  # (snr, rate) of the harmonic standing highest
     for h in (1, 2, 3):
         k = int(round(h * f / df))
         if 1 <= k < n - 1:
             lo = int(math.floor(h * fr0 * (1 - tolerance) * 0.9 / df))
             hi = int(math.ceil(h * fr0 * (1 + tolerance) * 1.1 / df))
             floor = float(np.median(power[max(1, lo):min(n, hi + 1)])) or 1e-300
-            a, b, c = np.log(np.maximum(power[k - 1:k + 2], 1e-300))
+            a, b, c = (float(v) for v in np.log(np.maximum(power[k - 1:k + 2], 1e-300)))
             d = a - 2 * b + c
             off = 0.5 * (a - c) / d if d < 0 else 0.0
             est = (k + max(-0.5, min(0.5, off))) * df / h
-            snr = power[k] / floor * h  # a higher harmonic divides the error by its order
+            snr = float(power[k]) / floor * h  # a higher harmonic divides the error by its order
             if best is None or snr > best[0]:
                 best = (snr, est)
     return (best[1] if best else f), float(best_db[i])
@@ -354,7 +389,8 @@ def _whiten(power: np.ndarray, df: float, width_hz: float) -> np.ndarray:
     next to the empty bins past the width (a slow shaft's lines, a few Hz, in a narrow band)."""
     f = np.arange(power.shape[0]) * df
     keep = f <= (1.0 - WHITEN_CUT) * width_hz
-    return power[keep] / (1.0 - f[keep] / width_hz)
+    out: np.ndarray = power[keep] / (1.0 - f[keep] / width_hz)
+    return out
 
 
 def _chance_level(segments: int, p: float) -> float:
@@ -413,7 +449,7 @@ def _db(a: float, b: float) -> float:
 
 
 def _evidence(env_pow: np.ndarray, env_df: float, name: str, f0: float, fr: float, ftf: float,
-              tol: float) -> dict[str, object]:
+              tol: float) -> Evidence:
     """Envelope peak, harmonics and modulation sidebands of one fault line."""
     f1, p1, fl1 = _line(env_pow, env_df, f0, tol)
     found = []
@@ -421,11 +457,11 @@ def _evidence(env_pow: np.ndarray, env_df: float, name: str, f0: float, fr: floa
         _, ph, flh = _line(env_pow, env_df, f0 * h, tol)
         if _db(ph, flh) >= HARMONIC_FOUND_DB:
             found.append(h)
-    ev: dict[str, object] = {"peak_hz": f1, "peak_amplitude": math.sqrt(max(p1, 0.0)),
-                             "peak_over_floor_db": _db(p1, fl1), "harmonics": found}
+    ev: Evidence = {"peak_hz": f1, "peak_amplitude": math.sqrt(max(p1, 0.0)),
+                    "peak_over_floor_db": _db(p1, fl1), "harmonics": found}
     mod = {"bpfi": ("shaft", fr), "bsf": ("cage", ftf)}.get(name)
     if mod is not None and mod[1] > 2 * env_df:
-        side = []
+        side: list[SidebandLine] = []
         for sign in (-1, 1):
             fs, ps, fls = _line(env_pow, env_df, f1 + sign * mod[1], 0.0)
             side.append({"hz": fs, "over_floor_db": _db(ps, fls)})
@@ -515,7 +551,7 @@ def analyse_blocks(blocks: Sequence[np.ndarray], rates: Sequence[float], rpms: S
         f_lo = max(3.0 * top, min(500.0, 0.1 * rate))
         # stretches of the block for the kurtosis: each holding at least eight impacts of the slowest fault
         pieces = 1 << max(0, min(3, int(math.log2(max(1.0, n / rate * min(fault_hz.values()) / 8.0)))))
-        evidence: dict[str, object] = {"rpm_given": rpm_given, "rpm_used": rpm, "shaft_line_db": shaft_db}
+        evidence: Evidence = {"rpm_given": rpm_given, "rpm_used": rpm, "shaft_line_db": shaft_db}
         gap = min(b - a for a, b in pairwise(sorted(fault_hz.values())))
         if n / rate * gap < LINE_GAP_BINS:
             # a block too short for the fault lines to fall in bins of their own: one line could not
