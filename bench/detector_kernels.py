@@ -12,7 +12,9 @@ implementations, in the same run:
 * ``python``: the plain-Python references of ``tests/naive.py`` (lists and dicts).
 
 Prints one JSON line per kernel and implementation: ``kernel_samples_per_s`` (median of
-``--repeats`` runs) with the kernel, implementation, samples and streams as conditions, and
+``--repeats`` runs, by this process's CPU time on one thread, so a busy shared machine does not
+lower it; the wall-clock rate and the load are conditions) with the kernel, implementation,
+samples and streams as conditions, and
 the speed-up of Numba over each peer measured in the same run.
 
     python bench/detector_kernels.py [--samples 5000000] [--repeats 5]
@@ -39,6 +41,7 @@ from detectors.health import HEALTH_ARGS, HEALTH_COLUMNS, health_kernel
 from detectors.limits import LIMIT_COLUMNS, limit_kernel
 from detectors.rise import RISE_ARGS, RISE_COLUMNS, rise_kernel
 from tests import naive
+from tests.detectors import naive_change
 
 S = 1_000_000_000
 
@@ -107,19 +110,27 @@ def limit_numpy(stream: np.ndarray, x: np.ndarray, tab: StreamTable) -> np.ndarr
     return out
 
 
-def timed(fn, repeats: int) -> float:
-    times = []
+def timed(fn, repeats: int) -> tuple[float, float]:
+    """Median CPU time of this process (one thread: the kernels run on one core) and median wall
+    time of ``repeats`` runs; the CPU time does not count the time other work on a shared machine
+    takes the core away."""
+    cpu, wall = [], []
     for _ in range(repeats):
-        a = time.perf_counter()
+        a, b = time.process_time(), time.perf_counter()
         fn()
-        times.append(time.perf_counter() - a)
-    return statistics.median(times)
+        cpu.append(time.process_time() - a)
+        wall.append(time.perf_counter() - b)
+    return statistics.median(cpu), statistics.median(wall)
 
 
-def report(kernel: str, impl: str, n: int, streams: int, seconds: float, repeats: int, extra: dict | None = None) -> float:
-    rate = n / seconds
+def report(kernel: str, impl: str, n: int, streams: int, seconds: tuple[float, float], repeats: int,
+           extra: dict | None = None) -> float:
+    cpu, wall = seconds
+    rate = n / max(cpu, 1e-9)
     print(json.dumps({"name": "kernel_samples_per_s", "value": round(rate), "unit": "samples/s", "kernel": kernel,
                       "implementation": impl, "samples": n, "streams": streams, "repeats": repeats, "cores": 1,
+                      "threads": 1, "clock": "process CPU time (time.process_time), median",
+                      "wall_samples_per_s": round(n / max(wall, 1e-9)), "load_1min": round(os.getloadavg()[0], 1),
                       **(extra or {})}), flush=True)
     return rate
 
@@ -207,7 +218,7 @@ def naive_run(name: str, batch: tuple[np.ndarray, np.ndarray, np.ndarray]) -> No
                                          "spike_on": True, "spike_k": 10.0, "spike_window_s": 600.0,
                                          "silence_s": 60.0})
         else:
-            naive.change_scores(x[a:b].tolist())
+            naive_change.change_scores(t[a:b].tolist(), x[a:b].tolist())
 
 
 def ratios(kernel: str, numba_rate: float, peers: dict[str, float]) -> None:

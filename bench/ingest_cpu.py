@@ -17,8 +17,9 @@ Stages, each timed alone over the same batches:
 * ``format``: ``TelemetryLines.format`` per frame (old) / ``TelemetryLines.format_many`` per batch;
 * ``join``: ``"\\n".join(lines).encode()``, the writer's request body (the same in both);
 * ``total``: the sum of the above;
-* ``service``: the real ``Ingestor._take`` over every message plus ``Ingestor._finish`` per batch
-  (new only: everything above plus metrics and bookkeeping; detectors off);
+* ``service``: the real router (``Router.route``, each batch's messages in one call) plus the
+  formatting at the cut (new only: everything above plus limits, counters and bookkeeping;
+  detectors off);
 * ``detectors``: ``DetectorSuite.process`` over each batch (``--no-detectors`` to skip); it runs
   in the old pass too, so that both carry the same load, and is reported from the new one.
 
@@ -46,15 +47,15 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ingest_throughput import PREFIX, messages, replicate, simulated_frames  # noqa: E402
+from ingest_throughput import PREFIX, messages, replicate, simulated_frames
 
-from ingest.consumer import Incoming  # noqa: E402
-from ingest.lines import CHANNEL_RE, RESERVED_FIELDS, TelemetryLines  # noqa: E402
-from ingest.seqtrack import DUPLICATE, LATE, NEW, SeqTracker  # noqa: E402
-from minewatch.catalogue import SCENARIOS  # noqa: E402
-from minewatch.runtime import tune_gc  # noqa: E402
-from minewatch.topics import Topics  # noqa: E402
-from minewatch.wire import Frame, FramesOnTopic, decode_frames  # noqa: E402
+from ingest.consumer import Incoming
+from ingest.lines import CHANNEL_RE, RESERVED_FIELDS, TelemetryLines
+from ingest.seqtrack import DUPLICATE, LATE, NEW, SeqTracker
+from minewatch.catalogue import SCENARIOS
+from minewatch.runtime import tune_gc
+from minewatch.topics import Topics
+from minewatch.wire import Frame, FramesOnTopic, decode_frames
 
 LATE_AFTER_NS = 30 * 10**9
 _readings, _seq, _ts = operator.attrgetter("readings"), operator.attrgetter("seq"), operator.attrgetter("ts")
@@ -108,7 +109,7 @@ def seq_old(batch: list[Msg], decoded: list[list[Frame]], tracker: SeqTracker,
                 detect_late.append(late)
 
 
-def seq_new(  # what Ingestor._telemetry does after decoding
+def seq_new(  # what Router._telemetry does after decoding
 batch: list[Msg], decoded: list[list[Frame]], tracker: SeqTracker,
             out: tuple[list[Frame], list[bool], list[Frame], list[bool]]) -> None:
     store, store_late, detect, detect_late = out
@@ -178,7 +179,7 @@ def one_pass(variant: str, batches: list[list[Msg]], clock: Clock, suite: Any) -
             lines = clock.time("format", variant, lambda: fmt.format_many(kept[0], kept[1]))  # noqa: B023
         clock.time("join", variant, lambda: "\n".join(lines).encode())  # noqa: B023
         if suite is not None:  # in both passes, so both run under the same load; reported from the new one
-            clock.time("detectors", "current" if variant == "new" else "old-pass", lambda: suite.process(kept[2], late=kept[3]))  # noqa: B023,E501
+            clock.time("detectors", "current" if variant == "new" else "old-pass", lambda: suite.process(kept[2], late=kept[3]))  # noqa: B023
         out.append(lines)
     return out
 
@@ -200,29 +201,28 @@ def one_run(batches: list[list[Msg]], suite_cls: Any, tmp: Path) -> dict[tuple[s
 
 
 def service_run(batches: list[list[Msg]], tmp: Path) -> float:
-    """CPU of the real ``Ingestor._take`` + ``_finish`` over the batches (detectors off)."""
-    from ingest.service import IngestOptions, Ingestor, _Batch
-    from minewatch.settings import Settings
+    """CPU of the ingestor's own path over the batches (detectors off): the real router
+    (:class:`ingest.router.Router`) taking each batch's messages in one call, and the frames
+    formatted as the pipeline does at the cut."""
+    from ingest.counters import Counters
+    from ingest.lines import TelemetryLines
+    from ingest.options import IngestOptions
+    from ingest.router import Routed, Router
 
-    settings = Settings(topic_prefix=PREFIX, data_dir=tmp)
     # the load names its robots freely (copies of the fleet)
-    ing = Ingestor(settings, IngestOptions(detectors=False, spool_dir=tmp / "spool", stats_interval_s=1e9, tick_s=1e9,
-                                           robots="*"))
-    ing._next_stats = ing._next_tick = time.monotonic() + 1e9
+    counters = Counters()
+    router = Router(Topics(PREFIX), IngestOptions(detectors=False, spool_dir=tmp / "spool", robots="*"), counters)
+    fmt = TelemetryLines()
     spent = 0.0
-    try:
-        for batch in batches:
-            msgs = [Incoming(topic, payload, i, 1, False, 0, received) for i, (topic, _, _, payload, received) in
-                    enumerate(batch)]
-            t0 = time.process_time()
-            b = _Batch()
-            for m in msgs:
-                ing._take(m, b)
-            done = ing._finish(b)
-            spent += time.process_time() - t0
-            assert done is not None and len(done.lines) == done.points and not ing.counts["deadlettered"]
-    finally:
-        ing.spool.close()
+    for batch in batches:
+        msgs = [Incoming(topic, payload, i, 1, False, 0, received) for i, (topic, _, _, payload, received) in
+                enumerate(batch)]
+        t0 = time.process_time()
+        routed = Routed()
+        router.route(msgs, routed)
+        lines = routed.status_lines + fmt.format_many(routed.store, routed.store_late, routed.store_robot_ts)
+        spent += time.process_time() - t0
+        assert len(lines) == routed.points and not routed.dead, routed.dead[:1]
     return spent
 
 
@@ -257,11 +257,11 @@ def main() -> None:
 
     suite_cls = None
     if not args.no_detectors:
-        from detectors import DetectorSuite  # type: ignore[attr-defined]
+        from detectors import DetectorSuite
 
-        from ingest.service import _warm_up
+        from ingest.pipeline import warm_up
 
-        _warm_up(DetectorSuite)
+        warm_up(DetectorSuite)
         suite_cls = DetectorSuite
 
     tune_gc()

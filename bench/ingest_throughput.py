@@ -15,7 +15,10 @@ landed per second from the first publish to the last point acknowledged as store
 on the data's clock, ``--clock data``: the frames are minutes of robot time sent in seconds); loss is
 points sent minus points found in InfluxDB afterwards. In the same run InfluxDB's own ceiling is
 measured: the same points, as line protocol, written straight to ``/write`` in 5,000-point
-batches by ``--ceiling-writers`` concurrent writers, with the lines built beforehand.
+batches by ``--ceiling-writers`` concurrent writers, with the lines built beforehand; and the
+broker's ceiling for one receiver: a bare paho subscriber that only counts, taking the same
+messages from the same publisher (``subscriber_points_per_s``; the ingestor's share of it is
+``ingest_to_subscriber_ceiling_ratio``).
 
 Alert latency. A robot's frame carries its own timestamp (robot clock = this clock); methane
 over the limit on a scenario's channel raises an alert, back under it clears it. The latency is
@@ -25,7 +28,8 @@ the measured maximum, each after ``--latency-warmup`` seconds of that load.
 
 Prints one JSON line per figure (medians over ``--runs``):
 ``ingest_points_per_s``, ``ingest_readings_per_s``, ``ingest_lost_points``,
-``influx_direct_points_per_s``, ``ingest_to_ceiling_ratio``, ``alert_latency_p50_ms``,
+``influx_direct_points_per_s``, ``ingest_to_ceiling_ratio``, ``subscriber_points_per_s``,
+``ingest_to_subscriber_ceiling_ratio``, ``alert_latency_p50_ms``,
 ``alert_latency_p99_ms``. ``ingest_points_per_s`` carries ``cpu_us_per_point``: the CPU each
 process (ingest, influxd, mosquitto, the publisher) spent per point landed during the run, which
 shows where a 2-core machine's time goes.
@@ -61,7 +65,7 @@ import msgspec  # noqa: E402
 from ingest.lines import TelemetryLines  # noqa: E402
 from minewatch.catalogue import SCENARIOS  # noqa: E402
 from minewatch.influx import SyncInflux  # noqa: E402
-from minewatch.mqtt import paho_client  # noqa: E402
+from minewatch.mqtt import connect_properties, paho_client  # noqa: E402
 from minewatch.services import Influxd, Mosquitto, free_port  # noqa: E402
 from minewatch.storage import DOWNSAMPLED  # noqa: E402
 from minewatch.settings import MqttTarget  # noqa: E402
@@ -361,6 +365,42 @@ def ceiling(influx: Influxd, frames: list[Frame], writers: int, run: int) -> flo
     return rate
 
 
+def subscriber(broker: Mosquitto, payload_file: Path, n_msgs: int, run: int) -> tuple[float, float]:
+    """The broker's ceiling for one receiver: a bare paho subscriber (its own network thread, QoS 1,
+    the ingestor's Receive Maximum) that only counts, taking the same messages from the same
+    publisher. Seconds from the first publish to the last message in, and its CPU µs a message."""
+    got = [0]
+    done = threading.Event()
+    subscribed = threading.Event()
+
+    def on_message(client: object, userdata: object, msg: object) -> None:
+        got[0] += 1
+        if got[0] >= n_msgs:
+            done.set()
+
+    c = paho_client(MqttTarget(broker.url), f"bench-sub-ceiling-{run}")
+    c.on_message = on_message
+    c.on_subscribe = lambda *a: subscribed.set()
+    c.connect(broker.host, broker.port, 30, properties=connect_properties(None, 30_000))
+    c.loop_start()
+    try:
+        c.subscribe(f"{PREFIX}/telemetry/#", 1)
+        if not subscribed.wait(30):
+            raise RuntimeError("the ceiling subscriber could not subscribe")
+        q: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+        pub = mp.Process(target=publish_all, args=(broker.url, str(payload_file), 2000, 0.0, q))
+        cpu0, t0 = time.process_time(), time.monotonic()
+        pub.start()
+        if not done.wait(900):
+            raise RuntimeError(f"the ceiling subscriber got {got[0]} of {n_msgs} messages")
+        elapsed, cpu = time.monotonic() - t0, time.process_time() - cpu0
+        pub.join(60)
+    finally:
+        c.disconnect()
+        c.loop_stop()
+    return elapsed, cpu / n_msgs * 1e6
+
+
 # -- alert latency ---------------------------------------------------------------------------------
 def methane_channels() -> list[tuple[str, str]]:
     return [(sid, c.name) for sid, sc in SCENARIOS.items() for c in sc.channels
@@ -476,7 +516,7 @@ def main() -> None:
                 latencies.append(("default_mine", DEFAULT_MINE_FPS,
                                   latency(broker, influx, args.partitions, DEFAULT_MINE_FPS, args.latency_seconds,
                                           base, 1, tmp, "default", args.latency_warmup)))
-            rates, losses, ceilings, cpus = [], [], [], []
+            rates, losses, ceilings, cpus, subs, sub_cpu = [], [], [], [], [], []
             for run in range(args.runs):
                 settle(broker, influx)
                 pps, lost, cpu = throughput(broker, influx, frames, payload_file, len(msgs), args.partitions, run, tmp)
@@ -485,6 +525,10 @@ def main() -> None:
                 cpus.append(cpu)
                 settle(broker, influx)
                 ceilings.append(ceiling(influx, frames, args.ceiling_writers, run))
+                settle(broker, influx)
+                took, us = subscriber(broker, payload_file, len(msgs), run)
+                subs.append(len(frames) / took)
+                sub_cpu.append(us)
             cond = {"points": args.points, "frames_per_message": args.frames_per_message,
                     "partitions": args.partitions, "detectors": True, "runs": args.runs, "cores": cores,
                     "readings_per_point": round(readings_per_point, 2)}
@@ -499,6 +543,11 @@ def main() -> None:
             emit("influx_direct_points_per_s", ceil, "points/s", batch=5000, writers=args.ceiling_writers,
                  runs=args.runs, cores=cores, each_run=[round(c) for c in ceilings])
             emit("ingest_to_ceiling_ratio", pps / ceil, "ratio", **cond)
+            sub = statistics.median(subs)
+            emit("subscriber_points_per_s", sub, "points/s", client="paho, network thread, counting only",
+                 cpu_us_per_message=round(statistics.median(sub_cpu), 1), messages=len(msgs),
+                 each_run=[round(r) for r in subs], **cond)
+            emit("ingest_to_subscriber_ceiling_ratio", pps / sub, "ratio", **cond)
             if not args.no_latency:
                 settle(broker, influx)
                 latencies.append(("80pct_max", 0.8 * pps,

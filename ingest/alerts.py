@@ -32,7 +32,7 @@ __all__ = ["publish_event", "publish_incident", "read_active"]
 log = logging.getLogger("minewatch.ingest.alerts")
 
 
-def publish_event(publish: Callable[[str, bytes, int, bool], None], topics: Topics, ev: AlertEvent) -> str | None:
+def publish_event(publish: Callable[[str, bytes, int, bool], object], topics: Topics, ev: AlertEvent) -> str | None:
     """Publish ``ev`` on its event and active topics (unless historical); return its ``alert_events`` line."""
     if ev.timing is AlertTiming.historical:
         return alert_line(ev)
@@ -45,7 +45,7 @@ def publish_event(publish: Callable[[str, bytes, int, bool], None], topics: Topi
     return alert_line(ev)
 
 
-def publish_incident(publish: Callable[[str, bytes, int, bool], None], topics: Topics,
+def publish_incident(publish: Callable[[str, bytes, int, bool], object], topics: Topics,
                      inc: IncidentEvent) -> str | None:
     """Publish ``inc`` on its event and active topics (unless historical); return its
     ``incident_events`` line."""
@@ -72,13 +72,13 @@ def read_active(settings: Settings, timeout: float = 10.0) -> tuple[list[AlertEv
     client = paho_client(settings.mqtt, f"minewatch-ingest-restore-{uuid.uuid4().hex[:8]}",
                          ca=settings.mqtt_ca, cert=settings.mqtt_cert, key=settings.mqtt_key)
 
-    def on_connect(c, userdata, flags, rc, props):  # noqa: ANN001, ANN202
+    def on_connect(c, userdata, flags, rc, props):
         c.subscribe([(topics.all_active, 1), (topics.all_active_incidents, 1), (marker, 1)])
 
-    def on_subscribe(c, userdata, mid, rcs, props):  # noqa: ANN001, ANN202
+    def on_subscribe(c, userdata, mid, rcs, props):
         c.publish(marker, b"1", qos=1)
 
-    def on_message(c, userdata, msg):  # noqa: ANN001, ANN202
+    def on_message(c, userdata, msg):
         if msg.topic == marker:
             done.set()
             return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from minewatch.cli import influx_options, mqtt_option, settings_from
 __all__ = ["ingest"]
 
 
-def _partition(ctx: click.Context, param: click.Parameter, value: str):  # noqa: ANN202
+def _partition(ctx: click.Context, param: click.Parameter, value: str):
     from ingest.partition import Partition
 
     try:
@@ -102,11 +103,12 @@ def _partition(ctx: click.Context, param: click.Parameter, value: str):  # noqa:
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
 def ingest(mqtt_url: str | None, influx_url: str | None, influx_db: str | None, topic_prefix: str | None, partition,
            client_id: str | None, spool_dir: Path | None, spool_max_mb: int, metrics_port: int | None, metrics_host: str,
-           batch_size: int, batch_ms: float, late_after: float, live_horizon: float, clock_tolerance: float, clock_settle: float,
-           warmup: float, clock: str, repeat_hold: float, stop_timeout: float, robots: str, max_message_bytes: int,
-           max_frames: int, max_channels: int, max_new_channels: int, max_age: float | None, max_clock_ahead: float, max_ahead: float,
+           batch_size: int, batch_ms: float, late_after: float, live_horizon: float, clock_tolerance: float,
+           clock_settle: float, warmup: float, clock: str, repeat_hold: float, stop_timeout: float, robots: str,
+           max_message_bytes: int, max_frames: int, max_channels: int, max_new_channels: int, max_age: float | None,
+           max_clock_ahead: float, max_ahead: float,
            max_packet_bytes: int, no_detectors: bool, limits: tuple[str, ...],
-           log_level: str) -> None:  # noqa: ANN001
+           log_level: str) -> None:
     """Consume telemetry, store every reading in InfluxDB, run the detectors, publish alerts.
 
     Subscribes with QoS 1 on a persistent MQTT session and acknowledges a message only after its
@@ -122,7 +124,7 @@ def ingest(mqtt_url: str | None, influx_url: str | None, influx_db: str | None, 
     overrides = None
     if limits:
         try:
-            from detectors.overrides import parse_overrides  # type: ignore[import-not-found]
+            from detectors.overrides import parse_overrides
         except ImportError as exc:
             raise click.UsageError(f"--limit needs the detectors: {exc}") from None
         try:
@@ -134,12 +136,14 @@ def ingest(mqtt_url: str | None, influx_url: str | None, influx_db: str | None, 
     opts = IngestOptions(partition=partition, client_id=client_id, spool_dir=spool_dir,
                          spool_max_bytes=spool_max_mb << 20, metrics_port=metrics_port, metrics_host=metrics_host,
                          batch_size=batch_size, batch_ms=batch_ms, late_after_s=late_after,
-                         live_horizon_s=live_horizon, clock_tolerance_s=clock_tolerance, clock_settle_s=clock_settle, warmup_s=warmup, clock=clock,
-                         repeat_hold_s=repeat_hold, robots=robots, max_message_bytes=max_message_bytes,
-                         max_frames=max_frames, max_channels=max_channels, max_new_channels=max_new_channels, max_clock_ahead_s=max_clock_ahead,
+                         live_horizon_s=live_horizon, clock_tolerance_s=clock_tolerance, clock_settle_s=clock_settle,
+                         warmup_s=warmup, clock=clock, repeat_hold_s=repeat_hold, robots=robots,
+                         max_message_bytes=max_message_bytes, max_frames=max_frames, max_channels=max_channels,
+                         max_new_channels=max_new_channels, max_clock_ahead_s=max_clock_ahead,
                          max_ahead_s=max_ahead, max_packet_bytes=max_packet_bytes,
-                         **({"max_age_s": max_age} if max_age is not None else {}),
                          detectors=not no_detectors, overrides=overrides, stop_timeout_s=stop_timeout)
+    if max_age is not None:
+        opts = dataclasses.replace(opts, max_age_s=max_age)
     try:
         RobotRegistry(robots)
     except (ValueError, ImportError) as exc:

@@ -1,16 +1,23 @@
-"""The MQTT side of the ingestor: paho-mqtt 2 directly, QoS 1, a persistent session, manual acks.
+"""The MQTT side of the ingestor: paho-mqtt 2, QoS 1, a persistent session, manual acks.
 
-paho's network loop runs in its own thread (``loop_start``) and never waits for the pipeline: it
-keeps answering pings and reading packets while batches are decoded and written. Flow control is
-MQTT's own: the broker has at most ``receive_maximum`` unacknowledged messages out to this client,
-so the inbox can never hold more, and the rest waits in the broker's queue (bounded by bytes in
-``deploy/mosquitto-limits.conf``). Nothing is acknowledged until the pipeline says the message's
-readings are durable.
+paho is held through its public interface only, the way aiomqtt holds it: no network thread of
+its own; the event loop watches the socket (``on_socket_open`` / ``on_socket_close`` /
+``on_socket_register_write`` / ``on_socket_unregister_write``) and calls ``loop_read``,
+``loop_write`` and, once a second, ``loop_misc`` (keepalive). Packets are read between the
+pipeline's steps (it yields to the loop every few milliseconds of work), up to
+``read_budget`` messages a turn, so reading never starves the writes and acknowledgements;
+what the pipeline publishes or acknowledges is written at once (:meth:`Consumer.flush`).
+
+Flow control is MQTT's own: the broker has at most ``receive_maximum`` unacknowledged messages
+out to this client, so the inbox can never hold more, and the rest waits in the broker's queue
+(bounded by bytes in ``deploy/mosquitto-limits.conf``). Nothing is acknowledged until the
+pipeline says the message's readings are durable.
 
 After a disconnect the broker sends every unacknowledged message again on the resumed session
 (flagged ``dup``), reusing their packet ids. Acks still pending for messages of the old connection
 are therefore dropped (``generation``): the redelivered copies are stored again (harmless) and
-acknowledged instead, and an old id can never acknowledge a new message.
+acknowledged instead, and an old id can never acknowledge a new message. A lost connection is
+made again by :meth:`Consumer._supervise`, with backoff from 0.2 s to 5 s.
 """
 
 from __future__ import annotations
@@ -26,100 +33,136 @@ from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from minewatch.mqtt import connect_properties, paho_client
 from minewatch.settings import Settings
 
-__all__ = ["Consumer", "ConsumerClient", "Incoming", "ReadAhead", "share_property_tables"]
+__all__ = ["Consumer", "Incoming", "PahoOnLoop"]
 
 log = logging.getLogger("minewatch.ingest.mqtt")
 
 
-class ReadAhead:
-    """A client socket read in large chunks.
+class PahoOnLoop:
+    """A paho client driven by the running asyncio loop through paho's public socket callbacks.
 
-    paho reads a packet with one ``recv`` for its first byte, one per byte of its length and one
-    for the rest: four or five system calls per message, each also a hand-over of the GIL between
-    paho's thread and the pipeline's. This takes whatever the kernel holds (up to ``size`` bytes)
-    in one call and hands paho the bytes it asks for from that. ``pending()`` counts them, which
-    is how paho's loop already learns of bytes a TLS socket holds decrypted: it does not wait in
-    ``select`` while any are left. Everything else goes to the socket itself."""
+    ``read_budget``: messages read at most per turn of the loop. The client's ``connect`` and
+    ``reconnect`` block on the TCP (and TLS) handshake, so :meth:`connect` runs them on a thread;
+    everything else runs on the loop.
+    """
 
-    def __init__(self, sock: Any, size: int = 1 << 18) -> None:
-        self._sock = sock
-        self._size = size
-        self._buf = b""
-        self._pos = 0
+    def __init__(self, client: paho.Client, *, read_budget: int = 500) -> None:
+        self.client = client
+        self.read_budget = read_budget
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.sock: Any = None
+        self._misc: asyncio.Task[None] | None = None
+        self._progress = 0  # bumped by the owner for every message taken: reading goes on while it moves
+        client.on_socket_open = self._opened
+        client.on_socket_close = self._closed
+        client.on_socket_register_write = self._want_write
+        client.on_socket_unregister_write = self._no_write
 
-    def recv(self, n: int) -> bytes:
-        buf, pos = self._buf, self._pos
-        if pos >= len(buf):
-            data = self._sock.recv(max(n, self._size))
-            if len(data) <= n:
-                return data
-            self._buf, buf, pos = data, data, 0
-        end = min(pos + n, len(buf))
-        self._pos = end
-        return buf[pos:end]
+    def attach(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        if self._misc is None:
+            self._misc = self.loop.create_task(self._keepalive(), name="mqtt-misc")
 
-    def buffered(self) -> int:
-        return len(self._buf) - self._pos
+    def detach(self) -> None:
+        if self._misc is not None:
+            self._misc.cancel()
+            self._misc = None
 
-    def pending(self) -> int:
-        inner = getattr(self._sock, "pending", None)
-        return self.buffered() + (inner() if inner is not None else 0)
+    def progressed(self) -> None:
+        self._progress += 1
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
+    async def connect(self, host: str, port: int, keepalive: int, **kw: Any) -> None:
+        assert self.loop is not None
+        await self.loop.run_in_executor(None, lambda: self.client.connect(host, port, keepalive, **kw))
 
+    async def reconnect(self) -> None:
+        assert self.loop is not None
+        await self.loop.run_in_executor(None, self.client.reconnect)
 
-class ConsumerClient(paho.Client):
-    """paho's client on a :class:`ReadAhead` socket: every packet already read is handled before
-    the loop waits again."""
+    # -- paho's socket callbacks (on a connecting thread, or on the loop) ------------------------
+    def _on_loop(self, fn: Callable[..., None], *args: Any) -> None:
+        loop = self.loop
+        assert loop is not None
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            fn(*args)
+        else:
+            loop.call_soon_threadsafe(fn, *args)
 
-    def _create_socket(self) -> Any:
-        return ReadAhead(super()._create_socket())
+    def _opened(self, client: paho.Client, userdata: object, sock: Any) -> None:
+        self._on_loop(self._watch, sock)
 
-    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
-        rc = super().loop_read(max_packets)
-        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and isinstance(self._sock, ReadAhead) and self._sock.buffered():
-            rc = super().loop_read(1)
-        return rc
+    def _closed(self, client: paho.Client, userdata: object, sock: Any) -> None:
+        self._on_loop(self._unwatch, sock)
 
+    def _want_write(self, client: paho.Client, userdata: object, sock: Any) -> None:
+        self._on_loop(self._add_writer, sock)
 
-class _SharedTables(Properties):
-    """paho's ``Properties`` with its lookup tables built once. paho builds them (three tables,
-    some 60 entries) anew for every MQTT 5 PUBLISH it decodes, which was about a third of its
-    cost per message. The tables are only ever read, so one copy serves every instance."""
+    def _no_write(self, client: paho.Client, userdata: object, sock: Any) -> None:
+        self._on_loop(self._remove_writer, sock)
 
-    _tables = {k: v for k, v in vars(Properties(PacketTypes.PUBLISH)).items() if k != "packetType"}
-    _names = tuple(name.replace(" ", "") for name in _tables["names"])
+    def _watch(self, sock: Any) -> None:
+        assert self.loop is not None
+        if sock.fileno() < 0:  # closed again before the loop got to it
+            return
+        self.sock = sock
+        self.loop.add_reader(sock, self._readable)
 
-    def __init__(self, packetType: int) -> None:  # noqa: N803 - paho's name
-        vars(self).update(self._tables)
-        vars(self)["packetType"] = packetType
+    def _unwatch(self, sock: Any) -> None:
+        assert self.loop is not None
+        if self.sock is sock:
+            self.sock = None
+        try:
+            self.loop.remove_reader(sock)
+            self.loop.remove_writer(sock)
+        except (ValueError, OSError):  # already closed: nothing is registered under it any more
+            pass
 
-    def clear(self) -> None:
-        own = vars(self)
-        for name in self._names:
-            own.pop(name, None)
+    def _add_writer(self, sock: Any) -> None:
+        assert self.loop is not None
+        if sock is self.sock:
+            self.loop.add_writer(sock, self._writable)
 
+    def _remove_writer(self, sock: Any) -> None:
+        assert self.loop is not None
+        try:
+            self.loop.remove_writer(sock)
+        except (ValueError, OSError):
+            pass
 
-def share_property_tables() -> bool:
-    """Have paho decode PUBLISH properties with :class:`_SharedTables` (for every client of the
-    process: the result is the same). False when this paho version decodes elsewhere."""
-    try:
-        from paho.mqtt import _packet
-    except ImportError:
-        return False
-    if getattr(_packet, "Properties", None) not in (Properties, _SharedTables):
-        return False
-    _packet.Properties = _SharedTables  # type: ignore[attr-defined]
-    return True
+    # -- the loop's side ---------------------------------------------------------------------------
+    def _readable(self) -> None:
+        """Read packets while messages come (up to the budget). The reader is level-triggered: a
+        packet left in the socket brings the loop back here on its next turn."""
+        client = self.client
+        for _ in range(self.read_budget):
+            before = self._progress
+            if client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS or self._progress == before:
+                break
+        sock = self.sock
+        # TLS: records already decrypted are in the SSL object, not the socket: the loop would
+        # not wake for them
+        if sock is not None and getattr(sock, "pending", None) is not None and sock.pending():
+            assert self.loop is not None
+            self.loop.call_soon(self._readable)
+
+    def _writable(self) -> None:
+        self.client.loop_write()
+
+    async def _keepalive(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            if self.sock is not None:
+                self.client.loop_misc()
 
 
 @dataclass(slots=True)
@@ -136,7 +179,8 @@ class Incoming:
 class Consumer:
     def __init__(self, settings: Settings, client_id: str, subscriptions: Sequence[tuple[str, int]], *,
                  receive_maximum: int = 20_000, session_expiry_s: int = 7 * 24 * 3600, keepalive: int = 30,
-                 on_connected: Callable[[bool], None] | None = None, max_packet: int = 16 * 1024 * 1024) -> None:
+                 on_connected: Callable[[bool], None] | None = None, max_packet: int = 16 * 1024 * 1024,
+                 read_budget: int = 500) -> None:
         self.settings = settings
         # the broker's packet limit: ``max_packet`` until the broker says its own (CONNACK)
         self.configured_max_packet = self.max_packet = max_packet
@@ -152,76 +196,105 @@ class Consumer:
         self.connected = threading.Event()
         self.subscribed = threading.Event()
         self.connects = 0
-        self._lock = threading.Lock()
         self._accepting = True
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._running = False
+        self._lost: asyncio.Event | None = None
+        self._supervisor: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Event | None = None
         self._want_wake = False
-        share_property_tables()
         self.client = paho_client(settings.mqtt, client_id, ca=settings.mqtt_ca, cert=settings.mqtt_cert,
-                                  key=settings.mqtt_key, manual_ack=True, client_class=ConsumerClient)
+                                  key=settings.mqtt_key, manual_ack=True)
         self.client.max_inflight_messages_set(200)
         self.client.max_queued_messages_set(0)
-        self.client.reconnect_delay_set(0.2, 5)  # type: ignore[arg-type]
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
+        self.net = PahoOnLoop(self.client, read_budget=read_budget)
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self, timeout: float = 30.0) -> None:
-        self._loop = asyncio.get_running_loop()
         self._wakeup = asyncio.Event()
+        self._lost = asyncio.Event()
+        self._running = True
+        self.net.attach()
+        self._supervisor = asyncio.create_task(self._supervise(), name="mqtt-connection")
         target = self.settings.mqtt
-        props = connect_properties(self.session_expiry_s, self.receive_maximum)
-        # connect_async + loop_start: the loop thread connects, and reconnects after any failure
-        self.client.connect_async(target.host, target.port, self.keepalive, clean_start=False, properties=props)
-        self.client.loop_start()
         # ready once the broker has confirmed the subscriptions: from then on nothing is missed
-        # (polled, not waited for on a thread: a stop during the wait cancels it at once)
+        # (polled: a stop during the wait cancels it at once)
         deadline = time.monotonic() + timeout
         while not self.subscribed.is_set():
             if time.monotonic() > deadline:
-                self._stop_loop(2.0)
+                await self.close(2.0)
                 raise ConnectionError(f"could not connect to the broker at {target.host}:{target.port} "
                                       f"in {timeout:.0f} s")
             await asyncio.sleep(0.02)
 
+    async def _supervise(self) -> None:
+        """Connect, and connect again whenever the connection is lost (backoff 0.2 s to 5 s)."""
+        assert self._lost is not None
+        target = self.settings.mqtt
+        delay = 0.2
+        first = True
+        while self._running:
+            try:
+                if first:
+                    props = connect_properties(self.session_expiry_s, self.receive_maximum)
+                    await self.net.connect(target.host, target.port, self.keepalive, clean_start=False,
+                                           properties=props)
+                    first = False
+                else:
+                    await self.net.reconnect()
+                delay = 0.2
+                await self._lost.wait()
+                self._lost.clear()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a broker down or unreachable: try again
+                log.warning("cannot reach the broker at %s:%d (%s); again in %.1f s", target.host, target.port,
+                            exc, delay)
+            if not self._running:
+                break
+            await asyncio.sleep(delay)
+            delay = min(5.0, delay * 2)
+
     def stop_accepting(self) -> None:
         """Take no new messages into the inbox; the broker keeps them for the next session."""
-        with self._lock:
-            self._accepting = False
+        self._accepting = False
 
-    def close(self, timeout: float = 5.0) -> bool:
-        """Disconnect (acknowledgements already handed to paho go out first) and stop the network
-        thread, waiting at most ``timeout`` seconds; False if the thread was still running then (it
-        is a daemon thread: it does not keep the process alive)."""
+    async def close(self, timeout: float = 5.0) -> bool:
+        """Disconnect (acknowledgements already handed to paho go out first), waiting at most
+        ``timeout`` seconds for the socket to close; False if it was still open then."""
+        self._running = False
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            await asyncio.wait({self._supervisor})
         self.client.disconnect()
-        return self._stop_loop(timeout)
-
-    def _stop_loop(self, timeout: float) -> bool:
-        stopper = threading.Thread(target=self.client.loop_stop, name="mqtt-loop-stop", daemon=True)
-        stopper.start()
-        stopper.join(timeout)
-        if stopper.is_alive():
-            log.warning("the MQTT network thread did not stop within %.1f s; leaving it", timeout)
-            return False
-        return True
+        deadline = time.monotonic() + timeout
+        while self.net.sock is not None and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        ok = self.net.sock is None
+        if not ok:
+            log.warning("the broker connection did not close within %.1f s; dropping it", timeout)
+            sock, self.net.sock = self.net.sock, None
+            self.net._unwatch(sock)
+            sock.close()
+        self.net.detach()
+        return ok
 
     def wake(self) -> None:
-        """Wake :meth:`wait` now (from the event loop's thread)."""
+        """Wake :meth:`wait` now."""
         if self._wakeup is not None:
             self._wakeup.set()
 
-    # -- paho callbacks (network thread) -------------------------------------------------------
+    # -- paho callbacks (on the event loop) ------------------------------------------------------
     def _on_connect(self, client: paho.Client, userdata: object, flags: paho.ConnectFlags, rc: ReasonCode,
                     properties: object) -> None:
         if rc.is_failure:
             log.error("broker refused the connection: %s", rc)
             return
-        with self._lock:
-            self.generation += 1
-            self.connects += 1
+        self.generation += 1
+        self.connects += 1
         log.info("connected to the broker (session %s, generation %d)",
                  "resumed" if flags.session_present else "new", self.generation)
         # MQTT 5: a broker with a packet limit says it in CONNACK; a publish over it would cost the
@@ -243,23 +316,25 @@ class Consumer:
 
     def _on_disconnect(self, client: paho.Client, userdata: object, flags: object, rc: ReasonCode,
                        properties: object) -> None:
-        with self._lock:
-            self.generation += 1
+        self.generation += 1
         self.connected.clear()
-        if rc.value != 0:
+        if rc.value != 0 and self._running:
             log.warning("lost the broker (%s); reconnecting, unacknowledged messages will come again", rc)
+        if self._lost is not None:
+            self._lost.set()
 
     def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+        self.net.progressed()
         if not self._accepting:
             return
         self.inbox.append(Incoming(msg.topic, msg.payload, msg.mid, msg.qos, bool(msg.dup), self.generation,
                                    time.time_ns()))
         if self._want_wake:
             self._want_wake = False
-            assert self._loop is not None and self._wakeup is not None
-            self._loop.call_soon_threadsafe(self._wakeup.set)
+            assert self._wakeup is not None
+            self._wakeup.set()
 
-    # -- pipeline side (event loop) ------------------------------------------------------------
+    # -- pipeline side ---------------------------------------------------------------------------
     async def wait(self, timeout: float | None) -> None:
         """Return when the inbox has messages, or after ``timeout`` seconds."""
         assert self._wakeup is not None
@@ -267,9 +342,6 @@ class Consumer:
             return
         self._wakeup.clear()
         self._want_wake = True
-        if self.inbox:  # arrived between the check and the flag
-            self._want_wake = False
-            return
         try:
             await asyncio.wait_for(self._wakeup.wait(), timeout)
         except TimeoutError:
@@ -277,15 +349,21 @@ class Consumer:
         finally:
             self._want_wake = False
 
+    def flush(self) -> None:
+        """Write what paho holds for the broker now (alerts just published, acknowledgements)
+        rather than at the loop's next turn, which a long stretch of the pipeline's work delays."""
+        if self.net.sock is not None and self.client.want_write():
+            self.client.loop_write()
+
     def ack(self, messages: Iterable[Incoming]) -> int:
         """Acknowledge durable messages of the current connection; returns how many were sent."""
         n = 0
-        with self._lock:
-            gen = self.generation
-            for m in messages:
-                if m.qos and m.generation == gen:
-                    self.client.ack(m.mid, m.qos)
-                    n += 1
+        gen = self.generation
+        ack = self.client.ack
+        for m in messages:
+            if m.qos and m.generation == gen:
+                ack(m.mid, m.qos)
+                n += 1
         return n
 
     def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> bool:

@@ -61,16 +61,25 @@ class TelemetryLines:
     def __init__(self, scenarios: dict[str, Scenario] | None = None) -> None:
         self.scenarios = SCENARIOS if scenarios is None else scenarios
         self._prefix: dict[tuple[str, str], str] = {}
+        self._origin: dict[str, tuple[str, str]] = {}  # the other way round
 
     def prefix(self, scenario_id: str, robot_id: str) -> str:
         key = (scenario_id, robot_id)
         p = self._prefix.get(key)
         if p is None:
+            if len(self._prefix) >= 100_000:  # robots come and go; keep the cache bounded
+                self._prefix.clear()
+                self._origin.clear()
             kind = self.scenarios[scenario_id].kind.value
             p = self._prefix[key] = f"telemetry,robot={robot_id},scenario={scenario_id},scenario_kind={kind} "
-            if len(self._prefix) > 100_000:  # robots come and go; keep the cache bounded
-                self._prefix.clear()
+            self._origin[p] = key
         return p
+
+    def origin(self, line: str) -> tuple[str, str] | None:
+        """``(scenario_id, robot_id)`` of a telemetry line this formatter made lately (its prefix is
+        still known), else None."""
+        head, sep, _ = line.partition(" ")
+        return self._origin.get(head + sep) if sep else None
 
     def format(self, f: Frame, late: bool = False, robot_ts: int | None = None) -> str:
         """One frame's point. ``robot_ts``: the robot's own time, when the ingestor corrected the

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, start_http_server
+from prometheus_client import CollectorRegistry, Gauge, Histogram, disable_created_metrics, start_http_server
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+from ingest.counters import Counters
 
 __all__ = ["Metrics"]
 
@@ -14,37 +19,66 @@ log = logging.getLogger("minewatch.ingest.metrics")
 disable_created_metrics()  # no ``_created`` series beside the counters and histograms
 
 
+# name (after minewatch_ingest_), help, and how to read it from the counters
+_COUNTERS: tuple[tuple[str, str, Callable[[Counters], int]], ...] = (
+    ("messages_received", "MQTT messages received", lambda c: c.messages),
+    ("points_received", "frames (points) decoded from telemetry messages", lambda c: c.points),
+    ("readings_received", "channel readings in the received frames", lambda c: c.readings),
+    ("points_stored", "telemetry points written to InfluxDB directly", lambda c: c.stored),
+    ("points_spooled", "telemetry points appended to the disk spool", lambda c: c.spooled),
+    ("points_drained", "spooled lines (points of any measurement) later written to InfluxDB", lambda c: c.drained),
+    ("duplicates", "frames that repeat a reading already seen (the same boot, seq and ts)",
+     lambda c: c.seq.duplicates),
+    ("robot_restarts", "robots that started their numbering again (a reboot, a spare)", lambda c: c.seq.resets),
+    ("clock_corrections", "changes of a robot's clock correction", lambda c: c.clock_corrections),
+    ("history_frames", "frames taken as bulk history (history topic, or older than the live horizon)",
+     lambda c: c.history),
+    ("history_alert_events", "alert events of bulk history (stored only)", lambda c: c.history_alerts),
+    ("incident_events", "incident events published", lambda c: c.incidents),
+    ("seq_gaps", "seq values skipped when a higher one arrived", lambda c: c.seq.gaps),
+    ("late", "frames marked late (filled a gap, or older than the late threshold)", lambda c: c.late),
+    ("alert_events", "alert events published", lambda c: c.alerts),
+    ("messages_acked", "MQTT messages acknowledged", lambda c: c.acked),
+    ("detector_errors", "batches whose detector run raised", lambda c: c.detector_errors),
+)
+
+
+class _CountersCollector(Collector):
+    """The counters as Prometheus counters (``minewatch_ingest_*_total``), read at each scrape."""
+
+    def __init__(self, counters: Counters, partition: str) -> None:
+        self.counters = counters
+        self.partition = partition
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        c, p = self.counters, self.partition
+        for name, doc, read in _COUNTERS:
+            fam = CounterMetricFamily(f"minewatch_ingest_{name}", doc, labels=("partition",))
+            fam.add_metric((p,), read(c))
+            yield fam
+        fam = CounterMetricFamily("minewatch_ingest_deadlettered", "messages or lines sent to the dead-letter topic",
+                                  labels=("partition", "reason"))
+        for reason, n in sorted(c.deadlettered.items()):
+            fam.add_metric((p, reason), n)
+        yield fam
+        fam = CounterMetricFamily("minewatch_ingest_frames_skipped", "frames stored but not run through the "
+                                  "detectors, by reason: duplicate (a reading already checked), detector_error",
+                                  labels=("partition", "reason"))
+        for reason, n in c.skipped().items():
+            fam.add_metric((p, reason), n)
+        yield fam
+
+
 class Metrics:
-    def __init__(self, partition: str) -> None:
+    """The Prometheus side of one ingest process: the :class:`Counters` (read at each scrape),
+    and the histograms and gauges, which are only set."""
+
+    def __init__(self, partition: str, counters: Counters | None = None) -> None:
         self.registry = r = CollectorRegistry()
         lab = {"partition": partition}
-
-        def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Any:
-            c = Counter(f"minewatch_ingest_{name}", doc, ("partition", *labels), registry=r)
-            return c.labels(**lab) if not labels else c
-
-        self.messages = counter("messages_received", "MQTT messages received")
-        self.received = counter("points_received", "frames (points) decoded from telemetry messages")
-        self.readings = counter("readings_received", "channel readings in the received frames")
-        self.stored = counter("points_stored", "telemetry points written to InfluxDB directly")
-        self.spooled = counter("points_spooled", "telemetry points appended to the disk spool")
-        self.drained = counter("points_drained", "spooled lines (points of any measurement) later written to InfluxDB")
-        self._dead = counter("deadlettered", "messages or lines sent to the dead-letter topic", ("reason",))
-        self.duplicates = counter("duplicates", "frames that repeat a reading already seen (the same boot, seq and ts)")
-        self.skipped = Counter("minewatch_ingest_frames_skipped", "frames stored but not run through the detectors, "
-                               "by reason: duplicate (a reading already checked), detector_error",
-                               ("partition", "reason"), registry=r)
-        self.restarts = counter("robot_restarts", "robots that started their numbering again (a reboot, a spare)")
-        self.clock_corrections = counter("clock_corrections", "changes of a robot's clock correction")
-        self.history = counter("history_frames", "frames taken as bulk history (history topic, or older than the "
-                               "live horizon)")
-        self.history_alerts = counter("history_alert_events", "alert events of bulk history (stored only)")
-        self.incidents = counter("incident_events", "incident events published")
-        self.gaps = counter("seq_gaps", "seq values skipped when a higher one arrived")
-        self.late = counter("late", "frames marked late (filled a gap, or older than the late threshold)")
-        self.alerts = counter("alert_events", "alert events published")
-        self.acked = counter("messages_acked", "MQTT messages acknowledged")
-        self.detector_errors = counter("detector_errors", "batches whose detector run raised")
+        self.partition = partition
+        self.counters = counters if counters is not None else Counters()
+        r.register(_CountersCollector(self.counters, partition))
         self.batch_latency = Histogram(
             "minewatch_ingest_batch_latency_seconds", "first message of a batch received -> batch acknowledged",
             ("partition",), registry=r,
@@ -71,11 +105,12 @@ class Metrics:
                                    registry=r).labels(**lab)
         self.publish_dropped = Gauge("minewatch_ingest_publish_dropped", "messages not published because they were "
                                      "over the broker's packet limit", ("partition",), registry=r).labels(**lab)
-        self._partition = partition
         self._server: Any = None
 
-    def deadlettered(self, reason: str, n: int = 1) -> None:
-        self._dead.labels(partition=self._partition, reason=reason).inc(n)
+    def value(self, name: str, **labels: str) -> float:
+        """The current value of sample ``name`` (with this partition's label), 0 when absent."""
+        v = self.registry.get_sample_value(name, {"partition": self.partition, **labels})
+        return 0.0 if v is None else v
 
     def serve(self, port: int, host: str = "127.0.0.1") -> None:
         server = start_http_server(port, addr=host, registry=self.registry)

@@ -24,6 +24,7 @@ import logging
 import os
 import struct
 import zlib
+from typing import BinaryIO
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,7 @@ _HEAD = struct.Struct("<4sIII")
 _WARN_LEVELS = (0.5, 0.8, 0.95)
 
 
-class SpoolFull(Exception):
+class SpoolFull(Exception):  # noqa: N818 - a state the caller handles (spool full), named as it reads
     pass
 
 
@@ -58,7 +59,7 @@ class Spool:
         self._sizes: dict[int, int] = {}     # segment number -> bytes on disk
         self._points: dict[int, int] = {}    # segment number -> points not yet drained
         self._read_pos: tuple[int, int] = (0, 0)  # (segment, offset) of the next record to drain
-        self._fh = None
+        self._fh: BinaryIO | None = None
         self._write_seg = 1
         self._warned = 0
         self._recover()

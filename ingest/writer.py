@@ -86,7 +86,7 @@ class RetryPolicy:
         return random.uniform(0, min(self.cap_s, self.base_s * 2 ** attempt))
 
 
-class _Retryable(Exception):
+class _Retryable(Exception):  # noqa: N818 - an outcome (retry the write), not a fault
     pass
 
 
@@ -129,6 +129,18 @@ class Writer:
                 pass
         self.spool.close()
 
+    async def prepare(self) -> bool:
+        """Set up the database (retention policies, continuous queries) before the first write.
+        False when InfluxDB cannot be reached: the writer then starts down, spooling until it
+        answers (and sets the database up on its first write after that)."""
+        try:
+            await self._ensure_db()
+        except Exception as exc:  # noqa: BLE001 - InfluxDB may be down at start: the spool covers it
+            log.warning("InfluxDB not ready at start (%s); spooling until it is", exc)
+            self._mark_down(str(exc))
+            return False
+        return True
+
     @property
     def influx_up(self) -> bool:
         return self.down_since is None
@@ -143,7 +155,7 @@ class Writer:
                 return "stored"
             except _Retryable as exc:
                 self._mark_down(str(exc))
-            except Exception as exc:  # noqa: BLE001 - whatever went wrong, keep the batch
+            except Exception as exc:
                 log.exception("unexpected failure writing a batch; spooling it")
                 self._mark_down(f"{type(exc).__name__}: {exc}")
         while True:

@@ -18,6 +18,7 @@ __all__ = [
     "ID_PATTERN",
     "AlertAck",
     "AlertEvent",
+    "WatchState",
     "AlertTiming",
     "IncidentAck",
     "IncidentEvent",
@@ -304,6 +305,10 @@ class IncidentAck(BaseModel):
     ts: Nanos | None = None
 
 
+# whether a scenario is watched, and if not, why (WatchStatus.state)
+WatchState = Literal["watched", "no_data", "not_detected", "detectors_off"]
+
+
 class WatchStatus(BaseModel):
     """Whether the detectors are watching a scenario, retained on ``watch/{scenario_id}`` by the ingest
     process that owns it and refreshed every ``every_s``: a board shows a place as not watched when this
@@ -316,7 +321,7 @@ class WatchStatus(BaseModel):
 
     scenario_id: ScenarioId
     watched: bool
-    state: Literal["watched", "no_data", "not_detected", "detectors_off"] = Field(
+    state: WatchState = Field(
         description="watched; no_data: no frame for the silence time; not_detected: frames arrive but the "
                     "detectors failed on them; detectors_off: this ingest process runs without detectors")
     detail: str = ""

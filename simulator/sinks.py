@@ -86,7 +86,7 @@ class ProgressSink:
         self.t0 = sim.t0
         self.span = round(c.duration_s * 1e9) if c.duration_s is not None else None
         self.file = file or sys.stderr
-        self.bar = click.progressbar(length=1000, label="simulating", file=self.file, show_eta=True,
+        self.bar: Any = click.progressbar(length=1000, label="simulating", file=self.file, show_eta=True,
                                      item_show_func=lambda _: f"{self.sim.frames_generated:,} frames")
         self.bar.__enter__()
         self.done = 0
@@ -136,13 +136,15 @@ class LabelSink:
 
 
 class _Robot:
-    __slots__ = ("id", "client", "connected", "online")
+    __slots__ = ("id", "client", "connected", "online", "window", "outstanding")
 
     def __init__(self, robot_id: str, client: paho.Client) -> None:
         self.id = robot_id
         self.client = client
         self.connected = False
         self.online = True
+        self.window = MAX_INFLIGHT  # publishes unacknowledged at most: the broker's Receive Maximum, if lower
+        self.outstanding = 0        # publishes handed to paho and not yet acknowledged by the broker
 
 
 class MqttSink:
@@ -178,6 +180,7 @@ class MqttSink:
     # paho callbacks (called from pump, on this thread)
     def _on_publish(self, client: paho.Client, userdata: Any, mid: int, rc: Any, props: Any) -> None:
         self.acked += 1
+        self.robots[userdata].outstanding -= 1
 
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
         if rc.is_failure:
@@ -189,11 +192,10 @@ class MqttSink:
             self.errors.append(f"{userdata}: connection refused: {rc}{hint}")
             return
         self.robots[userdata].connected = True
-        # never more publishes in flight than the broker's MQTT 5 Receive Maximum (65535 if unsaid);
-        # paho has no public way to lower the window once connected
+        # never more publishes in flight than the broker's MQTT 5 Receive Maximum (65535 if unsaid)
+        # (paho's own window cannot change on an open connection: the robot keeps to it itself)
         allowed = getattr(props, "ReceiveMaximum", 65535) if props is not None else 20
-        if allowed < client._max_inflight_messages:
-            client._max_inflight_messages = max(1, allowed)
+        self.robots[userdata].window = max(1, min(MAX_INFLIGHT, allowed))
 
     @staticmethod
     def _on_socket_open(client: paho.Client, userdata: Any, sock: Any) -> None:
@@ -281,7 +283,7 @@ class MqttSink:
             payload = st.status.model_dump_json(exclude_none=True)
             if st.event == "offline":
                 # the connection drops; the broker publishes the robot's will (online: false)
-                self._wait(lambda r=r: not r.client._out_messages, "flush before disconnect", 30.0)
+                self._wait(lambda r=r: not r.outstanding, "flush before disconnect", 30.0)
                 r.client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, identifier=4))
                 self.pump(0.0)
                 r.online = False
@@ -302,10 +304,13 @@ class MqttSink:
             self.pump(0.01)
 
     def _publish(self, r: _Robot, topic: str, payload: bytes, retain: bool = False) -> None:
+        while r.connected and r.outstanding >= r.window:  # the broker takes no more from this robot yet
+            self.pump(0.01)
         info = r.client.publish(topic, payload, qos=1, retain=retain)
         if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
             raise SinkError(f"{r.id}: publish failed: {paho.error_string(info.rc)}")
         self.published += 1
+        r.outstanding += 1
 
     def drain(self, timeout: float = 60.0) -> None:
         """Wait until the broker has acknowledged every publish."""

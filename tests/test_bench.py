@@ -29,6 +29,8 @@ SERVERS = pytest.mark.integration  # starts its own mosquitto and/or influxd
 # script: (tiny-size flags, "{tmp}" being the test's temporary directory; needs servers)
 SMOKE: dict[str, tuple[list[str], bool]] = {
     "alarm_load.py": (["--smoke"], True),
+    "bearing.py": (["--machines", "1", "--snrs", "0", "--seconds", "0.5"], False),
+    "change_quality.py": (["--series", "1", "--days", "4", "--dt", "900", "--probation-days", "2"], False),
     "broker_security.py": (["--runs", "1", "--messages", "200"], True),
     "detection_quality.py": (["--seeds", "1", "--hours", "0.25", "--rate", "0.2",
                               "--kinds", "methane_outburst,sensor_stuck", "--trials", "4"], False),
@@ -40,6 +42,7 @@ SMOKE: dict[str, tuple[list[str], bool]] = {
     "ingest_cpu.py": (["--points", "2000", "--runs", "1", "--batch", "500"], False),
     "ingest_throughput.py": (["--points", "3000", "--runs", "1", "--latency-seconds", "2", "--latency-warmup", "1"],
                              True),
+    "mqtt_clients.py": (["--messages", "300", "--runs", "1"], True),
     "replay.py": (["--runs", "1", "--hours", "0.05", "--out", "{tmp}"], True),
     "report.py": (["--runs", "1", "--hours", "0.05", "--out", "{tmp}"], True),
     "simulator.py": (["--runs", "1", "--frames", "500", "--realtime-seconds", "2"], True),
@@ -48,7 +51,9 @@ SMOKE: dict[str, tuple[list[str], bool]] = {
 FIGURES: dict[str, set[str]] = {
     "alarm_load.py": {"alarm_incidents", "alarm_annunciations_peak_10min", "alarm_annunciations_per_hour",
                       "alarm_chattering", "alarm_stale", "alarm_recall"},
+    "bearing.py": {"bearing_accuracy", "bearing_healthy_false_fault_rate", "bearing_analyse_ms"},
     "broker_security.py": {"mqtt_login_ms", "mqtt_qos1_publish_rate", "tls_over_plain"},
+    "change_quality.py": {"change_false_alarms_per_10k", "change_recall", "change_delay_samples"},
     "detection_quality.py": {"change_detection_rate", "detection_recall", "detection_precision",
                              "limit_violation_recall", "methane_power_cut_delay_p95_s", "false_alerts_per_shift"},
     "detector_kernels.py": {"kernel_samples_per_s", "kernel_speedup"},
@@ -58,7 +63,9 @@ FIGURES: dict[str, set[str]] = {
     "influx_direct.py": {"influx_direct_sustained_points_per_s", "influx_cpu_us_per_point"},
     "ingest_cpu.py": {"ingest_cpu_us_per_point", "ingest_cpu_speedup"},
     "ingest_throughput.py": {"ingest_points_per_s", "ingest_lost_points", "ingest_to_ceiling_ratio",
+                             "subscriber_points_per_s", "ingest_to_subscriber_ceiling_ratio",
                              "alert_latency_p50_ms", "alert_latency_p99_ms"},
+    "mqtt_clients.py": {"mqtt_client_msgs_per_s", "mqtt_client_cpu_us_per_msg"},
     "replay.py": {"replay_x_realtime", "replay_readings_per_s", "replay_detectors_only_x_realtime", "replay_split_s_per_hour"},
     "report.py": {"report_collect", "report_render", "report_size"},
     "simulator.py": {"simulator_frames_per_s", "simulator_realtime_mines", "simulator_realtime_max_lag_s"},

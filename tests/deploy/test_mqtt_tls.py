@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from minewatch.topics import Topics
-from tests.ingest.helpers import wait_until
 
 from .conftest import DeployBroker
 from .probe import Session, login
@@ -35,27 +34,43 @@ def test_robot_telemetry_over_tls_reaches_the_ingestor(tls_broker: tuple[DeployB
         assert ingest.wait_for(topic).payload == b'{"robot_id": "r01"}'
 
 
-def test_the_ingestors_read_ahead_client_over_tls(tls_broker: tuple[DeployBroker, int]) -> None:
-    """The ingestor's paho client reads its socket ahead (ingest.consumer.ReadAhead); over TLS
-    the bytes come out of TLS records of up to 16 kB, which it must take whole and in order."""
-    from ingest.consumer import ConsumerClient, ReadAhead, share_property_tables
+def test_the_ingestors_consumer_over_tls(tls_broker: tuple[DeployBroker, int]) -> None:
+    """The ingestor's consumer drives paho from the event loop (ingest.consumer); over TLS the bytes
+    come out of TLS records of up to 16 kB, some already decrypted when the socket has no more to
+    wake the loop for, which it must take whole and in order."""
+    import asyncio
 
-    share_property_tables()
+    from ingest.consumer import Consumer
+    from minewatch.settings import Settings
+
     b, port = tls_broker
     ca = b.auth.directory / "tls" / "ca.crt"
     topic = Topics().telemetry("mf01", "r01")
     rng = random.Random(3)
     payloads = [rng.randbytes(n) for n in (1, 100, 16_000, 16_500, 40_000, 300_000,
-                                               *[rng.randrange(1, 5000) for _ in range(300)])]
-    with Session(_url(b, port, "ingest"), ca=ca, client_class=ConsumerClient) as ingest, \
-            Session(_url(b, port, "r01"), ca=ca) as robot:
-        assert ingest.accepted and robot.accepted
-        assert isinstance(ingest.client.socket(), ReadAhead)
-        ingest.subscribe(Topics().all_telemetry)
-        for p in payloads:
-            robot.client.publish(topic, p, qos=1)
-        wait_until(lambda: len(ingest.messages) >= len(payloads), 30, f"{len(payloads)} messages")
-        assert [m.payload for m in ingest.messages] == payloads
+                                           *[rng.randrange(1, 5000) for _ in range(300)])]
+    got: list[bytes] = []
+
+    async def main() -> None:
+        consumer = Consumer(Settings(mqtt_url=_url(b, port, "ingest"), mqtt_ca=ca), "ingest-tls-test",
+                            [(Topics().all_telemetry, 1)], read_budget=3)
+        await consumer.start(20)
+        with Session(_url(b, port, "r01"), ca=ca) as robot:
+            assert robot.accepted
+            for p in payloads:
+                robot.client.publish(topic, p, qos=1)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 30
+            while len(got) < len(payloads) and loop.time() < deadline:
+                await consumer.wait(0.2)
+                taken = list(consumer.inbox)
+                consumer.inbox.clear()
+                got.extend(m.payload for m in taken)
+                consumer.ack(taken)
+        await consumer.close(5)
+
+    asyncio.run(main())
+    assert got == payloads
 
 
 def test_tls_listener_still_demands_an_account(tls_broker: tuple[DeployBroker, int]) -> None:

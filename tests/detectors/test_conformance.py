@@ -33,6 +33,7 @@ from detectors.registry import REGISTRY
 from minewatch.schema import AlertEvent, AlertState
 from minewatch.wire import Frame
 from tests import naive
+from tests.detectors import naive_change
 from tests.detectors.conftest import frame
 
 ROBOT = "r01"
@@ -96,9 +97,9 @@ def _change_frames(rng: np.random.Generator) -> list[Frame]:
 
 def _change_reference(det: Detector, s: int, a: Arrays) -> list[Any]:
     r = _row(det, s, "c_")
-    # one frame a second: never a gap, so the reference's one-step-per-value holds
-    _, codes = naive.change_scores(a[2].tolist(), warmup=r["warmup"], k=r["k"], h=r["h"], spike=r["spike"],
-                                   alpha=r["alpha"])
+    _, codes, _ = naive_change.change_scores(a[1].tolist(), a[2].tolist(), warmup=r["warmup"], k=r["k"], h=r["h"],
+                                             spike=r["spike"], alpha=r["alpha"], gamma=r["gamma"], period=r["period"],
+                                             gap=r["gap"])
     return codes
 
 

@@ -36,7 +36,7 @@ def frames_for(scenario_id: str, robot_id: str, n: int, *, start_seq: int = 0, t
     out = []
     for i in range(n):
         seq = start_seq + i
-        readings = {c.name: round(rng.uniform(*c.normal), 3) for c in sc.channels}
+        readings: dict[str, float | None] = {c.name: round(rng.uniform(*c.normal), 3) for c in sc.channels}
         out.append(Frame(robot_id=robot_id, scenario_id=scenario_id, seq=seq, ts=t0 + seq * step_ns,
                          readings=readings, pos_m=float(seq % 500), battery=80.0,
                          link=LinkInfo(latency_ms=12.0, rssi_dbm=-75.0)))
@@ -114,7 +114,7 @@ class Collector:
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe([(s, 1) for s in subscriptions])
         self.client.on_subscribe = lambda c, u, mid, rcs, p: ready.set()
 
-        def on_message(c, u, msg):  # noqa: ANN001, ANN202
+        def on_message(c, u, msg):
             with self.lock:
                 self.messages.append((msg.topic, msg.payload, bool(msg.retain), time.time()))
 

@@ -1,76 +1,29 @@
-"""The consumer's paho client reads its socket in large chunks and shares paho's property tables:
-what it hands the pipeline must be exactly what paho's own client hands over."""
+"""The consumer drives paho from the event loop through paho's public socket callbacks: what it
+hands the pipeline must be exactly what paho's own threaded loop hands over, across a broker
+restart, and without touching paho for the rest of the process."""
 
 from __future__ import annotations
 
+import asyncio
 import random
-import socket
 import threading
 import time
 
 import paho.mqtt.client as paho
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ingest.consumer import ConsumerClient, ReadAhead, _SharedTables, share_property_tables
+from ingest.consumer import Consumer, Incoming
 from minewatch.mqtt import MqttTarget, connect_properties, paho_client
 from minewatch.services import Mosquitto
+from minewatch.settings import Settings
 
 from tests.ingest.helpers import wait_until
 
 
-@settings(max_examples=60, deadline=None)
-@given(chunks=st.lists(st.binary(min_size=1, max_size=3000), min_size=1, max_size=30),
-       asks=st.lists(st.integers(1, 5000), min_size=1, max_size=200), size=st.sampled_from([1, 7, 64, 4096]))
-def test_read_ahead_hands_out_the_stream_in_order(chunks: list[bytes], asks: list[int], size: int) -> None:
-    """Whatever the sender's chunks and the reader's request sizes, the bytes come out in order,
-    none twice and none lost, never more than asked, and ``pending`` counts what is held."""
-    a, b = socket.socketpair()
-    try:
-        a.sendall(b"".join(chunks))
-        a.shutdown(socket.SHUT_WR)
-        sock = ReadAhead(b, size=size)
-        want = b"".join(chunks)
-        got = bytearray()
-        i = 0
-        while True:
-            n = asks[i % len(asks)]
-            i += 1
-            piece = sock.recv(n)
-            assert len(piece) <= n
-            if not piece:
-                break
-            got += piece
-            assert sock.pending() == sock.buffered() >= 0
-        assert bytes(got) == want
-        assert sock.fileno() == b.fileno()  # the rest goes to the socket
-    finally:
-        a.close()
-        b.close()
-
-
-def test_shared_tables_decode_properties_as_paho_does() -> None:
-    props = Properties(PacketTypes.PUBLISH)
-    props.UserProperty = [("site", "mine"), ("shift", "night")]
-    props.ContentType = "application/json"
-    props.MessageExpiryInterval = 600
-    props.CorrelationData = b"\x00\x01"
-    packed = props.pack()
-    ours, theirs = _SharedTables(PacketTypes.PUBLISH), Properties(PacketTypes.PUBLISH)
-    assert ours.unpack(packed)[1] == theirs.unpack(packed)[1] == len(packed)
-    assert ours.json() == theirs.json() and str(ours) == str(theirs)
-    ours.clear()
-    assert ours.json() == {} and ours.isEmpty()
-    # instances share the tables, not the values
-    other = _SharedTables(PacketTypes.PUBLISH)
-    assert other.names is ours.names and other.json() == {}
-
-
-def _session(broker: Mosquitto, cls: type[paho.Client], cid: str, got: list[paho.MQTTMessage]) -> paho.Client:
-    c = paho_client(MqttTarget(broker.url), cid, manual_ack=True, client_class=cls)
+def _stock(broker: Mosquitto, cid: str, topic: str, got: list[paho.MQTTMessage]) -> paho.Client:
+    c = paho_client(MqttTarget(broker.url), cid, manual_ack=True)
 
     def on_message(client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
         got.append(msg)
@@ -78,7 +31,7 @@ def _session(broker: Mosquitto, cls: type[paho.Client], cid: str, got: list[paho
 
     c.on_message = on_message
     subscribed = threading.Event()
-    c.on_connect = lambda cl, u, f, rc, p: cl.subscribe("ra/#", 1)
+    c.on_connect = lambda cl, u, f, rc, p: cl.subscribe(topic, 1)
     c.on_subscribe = lambda cl, u, mid, rcs, p: subscribed.set()
     c.connect(broker.host, broker.port, 30, clean_start=False, properties=connect_properties(600, 5000))
     c.loop_start()
@@ -86,80 +39,157 @@ def _session(broker: Mosquitto, cls: type[paho.Client], cid: str, got: list[paho
     return c
 
 
+def _publisher(broker: Mosquitto, cid: str) -> paho.Client:
+    pub = paho_client(MqttTarget(broker.url), cid)
+    pub.max_inflight_messages_set(0)
+    pub.connect(broker.host, broker.port, 30)
+    pub.loop_start()
+    return pub
+
+
+async def _drain(consumer: Consumer, into: list[Incoming], until: int, timeout: float, prefix: bytes = b"") -> None:
+    """Take the consumer's inbox, acknowledging as the pipeline does, until ``until`` messages
+    (whose payload starts with ``prefix``) are in."""
+    deadline = time.monotonic() + timeout
+    while sum(m.payload.startswith(prefix) for m in into) < until and time.monotonic() < deadline:
+        await consumer.wait(0.2)
+        taken = list(consumer.inbox)
+        consumer.inbox.clear()
+        into += taken
+        consumer.ack(taken)
+
+
+def _consumer(broker: Mosquitto, cid: str, topic: str, **kw: object) -> Consumer:
+    settings = Settings(mqtt_url=broker.url)
+    return Consumer(settings, cid, [(topic, 1)], receive_maximum=5000, **kw)  # type: ignore[arg-type]
+
+
 @pytest.mark.integration
-def test_consumer_client_receives_what_paho_receives(mosquitto: Mosquitto, unique: str) -> None:
-    """The same messages (sizes from empty to beyond the read-ahead, with and without properties,
-    QoS 0 and 1) reach a stock paho client and the consumer's client alike."""
-    assert share_property_tables()
+def test_consumer_receives_what_paho_receives(mosquitto: Mosquitto, unique: str) -> None:
+    """The same messages (sizes from empty to beyond a socket buffer, with and without properties,
+    QoS 0 and 1) reach a stock threaded paho client and the consumer alike, in order."""
     rng = random.Random(5)
     sizes = [0, 1, 2, 127, 128, 16_383, 16_384, (1 << 18) - 10, (1 << 18) + 10, 600_000] + \
         [rng.randrange(1, 9000) for _ in range(2000)]
+    topic = f"ra/{unique}/#"
     got_stock: list[paho.MQTTMessage] = []
-    got_ours: list[paho.MQTTMessage] = []
-    stock = _session(mosquitto, paho.Client, f"stock-{unique}", got_stock)
-    ours = _session(mosquitto, ConsumerClient, f"ours-{unique}", got_ours)
-    assert isinstance(ours.socket(), ReadAhead)
-    pub = paho_client(MqttTarget(mosquitto.url), f"pub-{unique}")
-    pub.max_inflight_messages_set(0)
-    pub.connect(mosquitto.host, mosquitto.port, 30)
-    pub.loop_start()
+    got_ours: list[Incoming] = []
+    stock = _stock(mosquitto, f"stock-{unique}", topic, got_stock)
     sent = []
-    for i, n in enumerate(sizes):
-        props = None
-        if i % 3 == 0:
-            props = Properties(PacketTypes.PUBLISH)
-            props.UserProperty = [("i", str(i))]
-            props.ContentType = "application/octet-stream"
-        payload = rng.randbytes(n)
-        topic = f"ra/{unique}/{i % 7}"
-        sent.append((topic, payload, str(props) if props else "[]"))
-        pub.publish(topic, payload, qos=i % 2, properties=props)
+
+    async def main() -> None:
+        consumer = _consumer(mosquitto, f"ours-{unique}", topic, read_budget=7)
+        await consumer.start(20)
+        pub = _publisher(mosquitto, f"pub-{unique}")
+        try:
+            for i, n in enumerate(sizes):
+                props = None
+                if i % 3 == 0:
+                    props = Properties(PacketTypes.PUBLISH)
+                    props.UserProperty = [("i", str(i))]
+                    props.ContentType = "application/octet-stream"
+                payload = rng.randbytes(n)
+                t = f"ra/{unique}/{i % 7}"
+                sent.append((t, payload, i % 2))
+                pub.publish(t, payload, qos=i % 2, properties=props)
+            await _drain(consumer, got_ours, len(sent), 60)
+        finally:
+            pub.disconnect()
+            pub.loop_stop()
+            assert await consumer.close(5)
+
     try:
-        wait_until(lambda: len(got_stock) == len(got_ours) == len(sent), 60, f"{len(sent)} messages each")
+        asyncio.run(main())
+        wait_until(lambda: len(got_stock) == len(sent), 60, f"{len(sent)} messages")
     finally:
-        for c in (pub, stock, ours):
-            c.disconnect()
-            c.loop_stop()
-    for got in (got_stock, got_ours):
-        seen = [(m.topic, m.payload, str(m.properties)) for m in got]
-        assert seen == sent
+        stock.disconnect()
+        stock.loop_stop()
+    assert [(m.topic, m.payload, m.qos) for m in got_stock] == sent
+    assert [(m.topic, m.payload, m.qos) for m in got_ours] == sent
+    assert all(m.generation == 1 and m.received_ns > 0 for m in got_ours)
 
 
 @pytest.mark.integration
-def test_consumer_client_resumes_after_a_broker_restart(fresh_broker: Mosquitto, unique: str) -> None:
-    """A new connection starts with an empty read-ahead: nothing of the old socket is handed over,
-    and the session goes on."""
-    got: list[paho.MQTTMessage] = []
-    c = _session(fresh_broker, ConsumerClient, f"ours-{unique}", got)
-    c.reconnect_delay_set(0.1, 1)
-    pub = paho_client(MqttTarget(fresh_broker.url), f"pub-{unique}")
-    pub.connect(fresh_broker.host, fresh_broker.port, 30)
-    pub.loop_start()
-    for i in range(200):
-        pub.publish(f"ra/{unique}", f"a{i}".encode() * 50, qos=1).wait_for_publish(10)
-    wait_until(lambda: len(got) == 200, 30, "200 messages")
-    pub.disconnect()
-    pub.loop_stop()
-    fresh_broker.stop()
-    time.sleep(0.5)
-    fresh_broker.start()
-    wait_until(c.is_connected, 30, "the consumer client to reconnect")
-    pub = paho_client(MqttTarget(fresh_broker.url), f"pub2-{unique}")
-    pub.connect(fresh_broker.host, fresh_broker.port, 30)
-    pub.loop_start()
-    for i in range(200):
-        pub.publish(f"ra/{unique}", f"b{i}".encode() * 50, qos=1).wait_for_publish(10)
-    wait_until(lambda: len(got) >= 400, 30, "200 more messages")
-    pub.disconnect()
-    pub.loop_stop()
-    c.disconnect()
-    c.loop_stop()
+def test_consumer_reconnects_after_a_broker_restart(fresh_broker: Mosquitto, unique: str) -> None:
+    """The session goes on after the broker comes back: unacknowledged messages come again under a
+    new generation (an ack of the old one is dropped), nothing is lost and nothing is new twice."""
+    topic = f"ra/{unique}"
+    got: list[Incoming] = []
+
+    async def main() -> None:
+        consumer = _consumer(fresh_broker, f"ours-{unique}", topic)
+        await consumer.start(20)
+        pub = _publisher(fresh_broker, f"pub-{unique}")
+        for i in range(200):
+            pub.publish(topic, f"a{i}".encode() * 50, qos=1).wait_for_publish(10)
+        pub.disconnect()
+        pub.loop_stop()
+        await _drain(consumer, got, 200, 30)
+        assert len(got) == 200
+        held = await _held(consumer, fresh_broker)  # received, not acknowledged: comes again
+        await asyncio.get_running_loop().run_in_executor(None, fresh_broker.stop)
+        await asyncio.sleep(0.5)
+        await asyncio.get_running_loop().run_in_executor(None, fresh_broker.start)
+        deadline = time.monotonic() + 30
+        while consumer.connects < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert consumer.connects == 2 and consumer.generation >= 3
+        assert consumer.ack(held) == 0  # of the old connection: dropped
+        pub = _publisher(fresh_broker, f"pub2-{unique}")
+        for i in range(200):
+            pub.publish(topic, f"b{i}".encode() * 50, qos=1).wait_for_publish(10)
+        pub.disconnect()
+        pub.loop_stop()
+        await _drain(consumer, got, 200, 30, prefix=b"b")
+        assert await consumer.close(5)
+
+    asyncio.run(main())
     # QoS 1 is at least once: a message whose PUBACK the broker had not taken in when it stopped
-    # comes again after the restart. Everything else arrives once, whole and in order.
+    # comes again after the restart, flagged dup, on the new connection. Everything else arrives
+    # once, whole and in order.
     firsts: list[bytes] = []
     for m in got:
         if m.payload in firsts:
-            assert m.payload.startswith(b"a"), f"{m.payload[:8]!r}, sent after the restart, came twice"
+            assert m.dup and m.generation >= 3 and not m.payload.startswith(b"b"), f"{m.payload[:8]!r} came twice"
         else:
             firsts.append(m.payload)
-    assert firsts == [f"a{i}".encode() * 50 for i in range(200)] + [f"b{i}".encode() * 50 for i in range(200)]
+    assert firsts == [f"a{i}".encode() * 50 for i in range(200)] + [f"c{i}".encode() for i in range(5)] + \
+        [f"b{i}".encode() * 50 for i in range(200)]
+    redelivered = [m for m in got if m.payload.startswith(b"c") and m.dup]
+    assert len(redelivered) == 5  # the held ones, never acknowledged
+
+
+async def _held(consumer: Consumer, broker: Mosquitto) -> list[Incoming]:
+    """Five messages taken from the inbox and not acknowledged."""
+    topic = consumer.subscriptions[0][0]
+    pub = _publisher(broker, f"held-{consumer.client_id}")
+    for i in range(5):
+        pub.publish(topic, f"c{i}".encode(), qos=1).wait_for_publish(10)
+    pub.disconnect()
+    pub.loop_stop()
+    held: list[Incoming] = []
+    deadline = time.monotonic() + 20
+    while len(held) < 5 and time.monotonic() < deadline:
+        await consumer.wait(0.2)
+        held += consumer.inbox
+        consumer.inbox.clear()
+    assert [m.payload for m in held] == [f"c{i}".encode() for i in range(5)]
+    return held
+
+
+def test_no_private_paho_and_no_process_wide_patch() -> None:
+    """The consumer's client is paho's own class, its socket paho's, and paho's modules are as
+    installed: nothing of this process's other clients changes because an ingestor runs here."""
+    from paho import mqtt as package
+
+    before = {name: dict(vars(mod)) for name, mod in vars(package).items() if type(mod) is type(paho)}
+    consumer = _consumer(_Nowhere(), "c", "t/#")  # type: ignore[arg-type]
+    assert type(consumer.client) is paho.Client
+    after = {name: dict(vars(mod)) for name, mod in vars(package).items() if type(mod) is type(paho)}
+    assert before.keys() == after.keys()
+    for name, was in before.items():
+        assert {k: v for k, v in after[name].items() if was.get(k) is not v} == {}, name
+
+
+class _Nowhere:
+    url = "mqtt://127.0.0.1:1"

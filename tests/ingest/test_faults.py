@@ -180,7 +180,7 @@ def test_5g_outage_backlog_is_stored_and_marked_late(mosquitto: Mosquitto, influ
     proc = ingest_process(*_args(mosquitto.url, influxd.url, influx_db.db, prefix, tmp_path, "--late-after", "1"))
     wait_until(lambda: "connected to the broker" in proc.log(), 30, "ingest to connect")
     pub = Publisher(mosquitto.url)
-    rate, step = 20, 50_000_000
+    step = 50_000_000  # 20 frames a second
     t0 = time.time_ns()
     a = frames_for("mf02", "ra", 200, t0=t0, step_ns=step)
     b = frames_for("hf01", "rb", 200, t0=t0, step_ns=step)

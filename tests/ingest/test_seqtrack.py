@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from ingest.seqtrack import DUPLICATE, LATE, NEW, PRESUMED, REPEATS, RING, SUSPECT_RUN, SeqTracker
 
@@ -111,7 +112,7 @@ def test_restore_continues_counting_and_knows_redeliveries_exactly() -> None:
 
 def test_two_robots_in_one_place_one_rebooting() -> None:
     t = SeqTracker()
-    kinds = {"a": [], "b": []}
+    kinds: dict[str, list[Any]] = {"a": [], "b": []}
     for s in range(200):
         kinds["a"].append(t.observe("a", s, T + s * S))
         sb = s if s < 100 else s - 100  # b reboots halfway
@@ -138,7 +139,8 @@ class Reference:
 def _fleet_traffic(rng: random.Random, with_boot: bool, n: int = 6000) -> list[tuple[str, int | None, int, int]]:
     """What robots send and a broker delivers: streams in order, holes filled later, redeliveries of
     recent frames, reboots (counter from 0, clock sometimes set back)."""
-    robots = {r: {"boot": 1, "seq": 0, "clock": T + i * 1000 * S, "sent": []} for i, r in enumerate("abc")}
+    robots: dict[str, dict[str, Any]] = {r: {"boot": 1, "seq": 0, "clock": T + i * 1000 * S, "sent": []}
+                                         for i, r in enumerate("abc")}
     out: list[tuple[str, int | None, int, int]] = []
     for _ in range(n):
         r = rng.choice("abc")

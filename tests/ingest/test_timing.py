@@ -17,7 +17,7 @@ class Robot:
         self.t = NOW  # true time
         self.off = 0  # its clock minus true time (s)
 
-    def send(self, n: int = 1, latency_s: float = 0.02):  # noqa: ANN201
+    def send(self, n: int = 1, latency_s: float = 0.02):
         out = []
         for _ in range(n):
             self.t += S
@@ -88,7 +88,7 @@ def test_a_backlog_is_late_not_a_clock_and_older_than_the_horizon_is_history() -
         arrive += S // 10  # ten messages a second: the lag shrinks as it drains
     assert all(p.offset == 0 and p.changed is None for p in placements)
     assert placements[0].classes == [LATE] * 60
-    assert placements[-1].classes[-1] == LIVE
+    assert placements[-1].classes is not None and placements[-1].classes[-1] == LIVE
     # a robot that was out of reach for two hours: the oldest part of its backlog is history
     far = clocks.place("r2", [NOW - 7200 * S, NOW - 1800 * S, NOW - 10 * S], [1, 2, 3], None, NOW)
     assert far.classes == [HISTORY, LATE, LIVE] and far.offset == 0

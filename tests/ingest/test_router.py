@@ -1,0 +1,146 @@
+"""The router and the batching policy on their own: no broker, no database."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import msgspec
+import pytest
+
+from ingest.batching import BatchClock, BatchPolicy
+from ingest.consumer import Incoming
+from ingest.counters import Counters
+from ingest.options import IngestOptions
+from ingest.partition import Partition
+from ingest.router import Routed, Router
+from minewatch.topics import Topics
+from minewatch.wire import encode_frame, encode_frames
+
+from tests.ingest.helpers import frames_for
+
+TOPICS = Topics("rt/v1")
+
+
+def _router(**opts: object) -> tuple[Router, Counters]:
+    counters = Counters()
+    return Router(TOPICS, IngestOptions(**{"robots": "*", **opts}), counters), counters  # type: ignore[arg-type]
+
+
+def _msg(topic: str, payload: bytes, mid: int = 1) -> Incoming:
+    return Incoming(topic, payload, mid, 1, False, 1, time.time_ns())
+
+
+def test_many_messages_in_one_call_become_frames_in_order() -> None:
+    router, counters = _router()
+    t0 = time.time_ns() - 5 * 10**9  # robot clocks right, frames a tenth of a second apart: all live
+    a = frames_for("mf01", "r01", 40, t0=t0, step_ns=10**8)
+    b = frames_for("bc03", "r02", 3, t0=t0, step_ns=10**8)
+    msgs = [_msg(TOPICS.telemetry("mf01", "r01"), encode_frames(a[i:i + 20]), i) for i in (0, 20)]
+    msgs += [_msg(TOPICS.telemetry("bc03", "r02"), encode_frame(f), 100 + f.seq) for f in b]
+    out = Routed()
+    router.route(msgs, out)
+    assert [(f.robot_id, f.seq) for f in out.store] == [(f.robot_id, f.seq) for f in a + b]
+    assert [(f.robot_id, f.seq) for f in out.detect] == [(f.robot_id, f.seq) for f in a + b]
+    assert out.points == counters.points == 43 and counters.messages == 5
+    assert counters.readings == sum(len(f.readings) for f in a + b)
+    assert not out.dead and not any(out.store_late)
+    assert router.tally["mf01"].frames == 40 and router.tally["bc03"].last_ts == b[-1].ts
+    # the detectors' part is taken, the storage part stays
+    work = out.take_for_detectors()
+    assert len(work.detect) == 43 and not out.detect and len(out.store) == 43
+
+
+def test_a_repeat_is_stored_once_and_detected_once() -> None:
+    router, counters = _router()
+    fs = frames_for("mf01", "r01", 10, t0=time.time_ns() - 60 * 10**9)
+    topic = TOPICS.telemetry("mf01", "r01")
+    out = Routed()
+    router.route([_msg(topic, encode_frames(fs))], out)
+    router.route([_msg(topic, encode_frames(fs[5:]))], out)  # the robot sends its backlog again
+    assert len(out.store) == 10 and len(out.detect) == 10
+    assert counters.seq.duplicates == 5 and counters.skipped() == {"duplicate": 5}
+    assert router.tally["mf01"].skipped == 5
+
+
+@pytest.mark.parametrize(("topic", "payload", "reason"), [
+    ("rt/v1/telemetry/mf01/r01", b"{", "not_json"),
+    ("rt/v1/telemetry/mf01/r01", b"x" * 2000, "too_large"),
+    ("rt/v1/somewhere/else", b"{}", "bad_topic"),
+    ("rt/v1/telemetry/mf02/r01", None, "topic_mismatch"),
+    ("rt/v1/telemetry/mf01/r01", "frames", "too_many_frames"),
+    ("rt/v1/telemetry/mf01/r01", "future", "ts_out_of_range"),
+    ("rt/v1/status/r01", b'{"robot_id": "r09", "online": true}', "topic_mismatch"),
+    ("rt/v1/status/r01", b'{"robot_id": 5}', "bad_status"),
+    ("rt/v1/alerts/ack/a1", b'{"alert_id": "a2", "operator": "x"}', "bad_ack"),
+])
+def test_each_refusal_is_a_dead_letter_with_its_reason(topic: str, payload: bytes | str | None, reason: str) -> None:
+    router, counters = _router(max_message_bytes=1000 if reason == "too_large" else 4000, max_frames=5)
+    f = frames_for("mf01", "r01", 6, t0=time.time_ns() - 60 * 10**9)
+    if payload is None:
+        payload = encode_frame(f[0])                       # mf01's frame on mf02's topic
+    elif payload == "frames":
+        payload = encode_frames(f)                         # six frames, five allowed
+    elif payload == "future":
+        payload = encode_frame(msgspec.structs.replace(f[0], ts=time.time_ns() + 10 * 86_400 * 10**9))
+    out = Routed()
+    router.route([_msg(topic, payload)], out)  # type: ignore[arg-type]
+    assert [(d.reason, d.topic) for d in out.dead] == [(reason, topic)]
+    assert counters.deadlettered == {reason: 1}
+    assert not out.store and not out.statuses and not out.acks
+
+
+def test_a_robot_outside_the_registry_is_refused() -> None:
+    router, _ = _router(robots="r0[1-2]")
+    out = Routed()
+    fs = frames_for("mf01", "r07", 1)
+    router.route([_msg(TOPICS.telemetry("mf01", "r07"), encode_frame(fs[0]))], out)
+    assert [d.reason for d in out.dead] == ["unknown_robot"] and not out.store
+
+
+def test_statuses_and_acks_are_routed_to_their_lists() -> None:
+    router, _ = _router(partition=Partition(0, 1))
+    now = time.time_ns()
+    status = json.dumps({"robot_id": "r01", "online": True, "ts": now, "scenario_id": "mf01", "battery": 70.0})
+    ack = json.dumps({"alert_id": "mf01.ch4.gas_limit.1", "scenario_id": "mf01", "operator": "op", "ts": now})
+    out = Routed()
+    router.route([_msg(TOPICS.status("r01"), status.encode()),
+                  _msg(f"{TOPICS.prefix}/alerts/ack/mf01.ch4.gas_limit.1", ack.encode())], out)
+    assert [(s.robot_id, s.battery) for s, _ in out.statuses] == [("r01", 70.0)]
+    assert len(out.status_lines) == 1 and out.status_lines[0].startswith("robot_status,")
+    assert [getattr(r, "alert_id", None) for r, _ in out.acks] == ["mf01.ch4.gas_limit.1"]
+    assert not out.dead and out.points == 0
+
+
+def test_a_robot_clock_far_ahead_is_corrected_and_reported() -> None:
+    router, _ = _router()
+    ahead = 3_600 * 10**9
+    fs = frames_for("mf01", "r01", 5, t0=time.time_ns() + ahead)
+    out = Routed()
+    router.route([_msg(TOPICS.telemetry("mf01", "r01"), encode_frames(fs))], out)
+    assert [c.robot_id for c in out.clock] == ["r01"] and out.clock[0].offset < -ahead // 2
+    # stored at the corrected time, with the robot's own time beside it
+    assert [out.store_robot_ts[i] for i in range(5)] == [f.ts for f in fs]
+    assert all(s.ts < f.ts - ahead // 2 for s, f in zip(out.store, fs))
+
+
+def test_the_batching_policy() -> None:
+    p = BatchPolicy(batch_size=1000, batch_ms=100, detect_ms=10, detect_frames=50, step_points=300)
+    assert p.step_end(0) == 300 and p.step_end(900) == 1000 and p.full(1000) and not p.full(999)
+    clock = BatchClock()
+    assert not p.detect_due(clock, 5.0, idle=True, acks_waiting=True, frames_waiting=999)  # nothing taken
+    p.taken(clock, 5.0, messages=True, undetected=True)
+    p.taken(clock, 5.5, messages=True, undetected=True)  # the clocks keep their first time
+    assert (clock.first_at, clock.undetected_at) == (5.0, 5.0)
+    assert not p.detect_due(clock, 5.005, idle=False, acks_waiting=False, frames_waiting=49)
+    assert p.detect_due(clock, 5.005, idle=False, acks_waiting=False, frames_waiting=50)
+    assert p.detect_due(clock, 5.005, idle=False, acks_waiting=True, frames_waiting=0)
+    assert p.detect_due(clock, 5.011, idle=False, acks_waiting=False, frames_waiting=0)
+    assert p.wake_at(clock, 99.0) == pytest.approx(5.01)
+    clock.undetected_at = 0.0
+    assert p.wake_at(clock, 99.0) == pytest.approx(5.1)
+    assert not p.cut_due(clock, 5.05, writing=True, inbox=False)
+    assert p.cut_due(clock, 5.05, writing=False, inbox=False)   # nothing else to do: cut at once
+    assert p.cut_due(clock, 5.1, writing=True, inbox=True)      # its age is up
+    with pytest.raises(ValueError, match="at least 1"):
+        BatchPolicy(batch_size=0)
