@@ -53,7 +53,7 @@ def test_the_ingestors_consumer_over_tls(tls_broker: tuple[DeployBroker, int]) -
 
     async def main() -> None:
         consumer = Consumer(Settings(mqtt_url=_url(b, port, "ingest"), mqtt_ca=ca), "ingest-tls-test",
-                            [(Topics().all_telemetry, 1)], read_budget=3)
+                            [(Topics().all_telemetry, 1)], read_size=5)
         await consumer.start(20)
         with Session(_url(b, port, "r01"), ca=ca) as robot:
             assert robot.accepted
