@@ -177,15 +177,17 @@ class Receiver:
                 log.warning("cannot reach the broker at %s:%d (%s); again in %.1f s", target.host, target.port,
                             exc, delay)
             else:
+                connects = self.connects
                 try:
-                    if await self._session(reader, writer):
-                        delay = 0.2
+                    await self._session(reader, writer)
                 except (OSError, ConnectionError, TimeoutError, ssl.SSLError, ValueError) as exc:
                     if self._running:
                         log.warning("lost the broker (%s); reconnecting, unacknowledged messages will come again",
                                     exc or type(exc).__name__)
                 finally:
                     self._lost(writer)
+                if self.connects > connects:  # the broker took this connection: back to a short delay
+                    delay = 0.2
             if not self._running:
                 break
             await asyncio.sleep(delay)
@@ -200,9 +202,8 @@ class Receiver:
         if not writer.is_closing():
             writer.transport.abort()
 
-    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-        """One connection: CONNECT, CONNACK, SUBSCRIBE, then read until it ends. True if the
-        broker accepted the connection."""
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One connection: CONNECT, CONNACK, SUBSCRIBE, then read until it ends (an exception)."""
         t = self.target
         connect = mqtt5.ConnectPacket(
             self.client_id, username=t.username or None, password=t.password.encode() if t.password else None,
@@ -227,7 +228,7 @@ class Receiver:
             del buf[:used]
         if int(connack.reason_code) >= 0x80:
             log.error("broker refused the connection: %s", connack.reason_code)
-            return False
+            return
         self._writer = writer
         self.generation += 1
         self.connects += 1
@@ -257,7 +258,6 @@ class Receiver:
             await self._read(reader, buf)
         finally:
             keepalive.cancel()
-        return True
 
     async def _keepalive(self, writer: asyncio.StreamWriter) -> None:
         """PINGREQ every half keep-alive; a broker silent for 1.5 keep-alives is gone."""
