@@ -1,7 +1,8 @@
 """MQTT connection settings shared by every stage (credentials and TLS from one place).
 
-Paho is used directly where acknowledgement must wait for durability (the ingestor) and for the
-simulator's publishing; aiomqtt where acking on receipt is fine (API, subscribers).
+Paho is used for the simulator's publishing and the tests' clients; aiomqtt where acking on receipt
+is fine (API, subscribers). The ingestor, whose acknowledgement must wait for durability, has a
+client of its own (``ingest/mqttrx.py``).
 """
 
 from __future__ import annotations
