@@ -43,7 +43,7 @@ def paho_client(target: MqttTarget, client_id: str = "", *, ca: Path | None = No
 
 
 def connect_properties(session_expiry_s: int | None = None, receive_maximum: int | None = None) -> Properties:
-    props = Properties(PacketTypes.CONNECT)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho leaves it unannotated
     if session_expiry_s is not None:
         props.SessionExpiryInterval = session_expiry_s
     if receive_maximum is not None:

@@ -16,7 +16,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from ingest.consumer import Consumer, Incoming
-from minewatch.mqtt import MqttTarget, connect_properties, paho_client
+from minewatch.mqtt import connect_properties, paho_client
+from minewatch.settings import MqttTarget
 from minewatch.services import Mosquitto
 from minewatch.settings import Settings
 
