@@ -43,14 +43,13 @@ class Batch:
     """Samples of one batch, per stream family: (stream, time, value, frame index) for the
     limit and base streams, (stream, time, value a, value b, frame index) for drift pairs."""
 
-    __slots__ = ("lim", "base", "pairs", "blocks", "lim_sorted", "robots", "ts", "clock")
+    __slots__ = ("lim", "base", "pairs", "blocks", "robots", "ts", "clock")
 
     def __init__(self) -> None:
         self.lim = Cols((np.int64, np.int64, np.float64, np.int64))
         self.base = Cols((np.int64, np.int64, np.float64, np.int64))
         self.pairs = Cols((np.int64, np.int64, np.float64, np.float64, np.int64))
         self.blocks: list[tuple[int, WaveBlock]] = []  # (frame index, block)
-        self.lim_sorted: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self.robots = np.empty(0, dtype=np.int64)  # per frame: the robot's number
         self.ts = np.empty(0, dtype=np.int64)      # per frame: its time
         self.clock = self.ts                       # per frame: when it was seen (live: its arrival)

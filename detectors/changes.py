@@ -47,10 +47,7 @@ class ChangeNotices(StreamDetector):
             self.table["c_on"][s] = True
             for name, value in CHANGE_SETTINGS.items():
                 self.table[name][s] = value
-            for fld, col in (("change_h", "c_h"), ("change_warmup", "c_warmup")):  # --set
-                v = self.setup.overrides.get(sc.id, c.name, fld)
-                if v is not None:
-                    self.table[col][s] = v
+            self.apply_settings(s, sc, c, {"change_h": "c_h", "change_warmup": "c_warmup"})
 
     def detect(self, stream: npt.NDArray[np.int64], t: npt.NDArray[np.int64], x: npt.NDArray[np.float64], *,
                check: bool = True

@@ -231,10 +231,7 @@ class HealthDetector(StreamDetector):
             # gas, temperatures), not in flows, currents and levels of machines that start and stop
             b["h_stuck_on"][s] = q.stuck
             b["h_spike_on"][s] = q.spikes
-            for fld in self.settings:  # --set spike_k / stuck_s
-                v = self.setup.overrides.get(sc.id, c.name, fld)
-                if v is not None:
-                    b[f"h_{fld}"][s] = v
+            self.apply_settings(s, sc, c, {fld: f"h_{fld}" for fld in self.settings})  # spike_k, stuck_s
 
     def detect(self, stream: npt.NDArray[np.int64], t: npt.NDArray[np.int64],
                x: npt.NDArray[np.float64], *,
