@@ -43,11 +43,27 @@ from tests.detectors.bearing_signals import DEFECTS, machines, signal
 TARGET = 0.95
 
 
-def emit(name: str, value: Any, unit: str, **cond: Any) -> None:
-    print(json.dumps({"name": name, "value": value, "unit": unit, **cond}), flush=True)
+def warm_up() -> None:
+    """Compile the kernels, so that no recording's time includes it."""
+    warm = machines(12000.0, np.random.default_rng(0), 1)[0]
+    analyse(np.random.default_rng(0).standard_normal(4096), 12000.0, warm.rpm, warm.bearing)
 
 
-def run(rate: float, count: int, snrs: list[float], seconds: float, rpm_error: float, seed: int) -> None:
+def check(rate: float, count: int, snrs: list[float], seconds: float, rpm_error: float) -> None:
+    """Raise :class:`ValueError` for sizes :func:`run` cannot measure with."""
+    if rate <= 0 or count < 1 or seconds <= 0 or not 0 <= rpm_error < 0.1 or not snrs:
+        raise ValueError("need a positive rate, at least one machine and one SNR, a positive length "
+                         "and an rpm error in [0, 0.1)")
+
+
+def run(rate: float, count: int, snrs: list[float], seconds: float, rpm_error: float, seed: int) -> list[dict[str, Any]]:
+    """The figures at one sample rate, as dicts (``name``, ``value``, ``unit`` and the conditions)."""
+    check(rate, count, snrs, seconds, rpm_error)
+    out: list[dict[str, Any]] = []
+
+    def emit(name: str, value: Any, unit: str, **cond: Any) -> None:
+        out.append({"name": name, "value": value, "unit": unit, **cond})
+
     rng = np.random.default_rng(seed + int(rate))
     tolerance = 0.1 if rpm_error > 0 else 0.0
     right: dict[float, list[bool]] = {s: [] for s in snrs}
@@ -79,6 +95,7 @@ def run(rate: float, count: int, snrs: list[float], seconds: float, rpm_error: f
          healthy=len(healthy_wrong), snr_db=snrs, meets=not any(healthy_wrong), **cond)
     emit("bearing_analyse_ms", round(1e3 * statistics.median(took), 2), "ms", samples=int(round(seconds * rate)),
          cpu_ms=round(1e3 * statistics.median(cpu), 2), **cond)
+    return out
 
 
 def main() -> None:
@@ -90,12 +107,13 @@ def main() -> None:
     ap.add_argument("--rpm-error", type=float, default=0.08, help="largest relative error of the given speed")
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args()
-    if a.machines < 1 or a.seconds <= 0 or not 0 <= a.rpm_error < 0.1:
-        ap.error("--machines must be at least 1, --seconds positive, --rpm-error in [0, 0.1)")
-    warm = machines(12000.0, np.random.default_rng(0), 1)[0]
-    analyse(np.random.default_rng(0).standard_normal(4096), 12000.0, warm.rpm, warm.bearing)  # compile the kernels first
-    for rate in (float(r) for r in a.rates.split(",")):
-        run(rate, a.machines, [float(s) for s in a.snrs.split(",")], a.seconds, a.rpm_error, a.seed)
+    warm_up()
+    try:
+        for rate in (float(r) for r in a.rates.split(",")):
+            for f in run(rate, a.machines, [float(s) for s in a.snrs.split(",")], a.seconds, a.rpm_error, a.seed):
+                print(json.dumps(f), flush=True)
+    except ValueError as e:
+        ap.error(str(e))
 
 
 if __name__ == "__main__":
