@@ -30,6 +30,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
@@ -98,20 +99,42 @@ def run(rate: float, count: int, snrs: list[float], seconds: float, rpm_error: f
     return out
 
 
+def floats(text: str) -> list[float]:
+    return [float(v) for v in text.split(",") if v.strip()]
+
+
+def add_size_options(ap: argparse.ArgumentParser, prefix: str = "") -> None:
+    """``--rates``, ``--machines``, ``--snrs``, ``--seconds`` and ``--rpm-error``, each after ``prefix``."""
+    ap.add_argument(f"--{prefix}rates", type=floats, default="12000,25600,48000", help="sample rates, Hz, comma-separated")
+    ap.add_argument(f"--{prefix}machines", type=int, default=16, help="machines per rate")
+    ap.add_argument(f"--{prefix}snrs", type=floats, default="-6,0,6", help="defect SNRs over the noise, dB, comma-separated")
+    ap.add_argument(f"--{prefix}seconds", type=float, default=2.0, help="length of a recording, s")
+    ap.add_argument(f"--{prefix}rpm-error", type=float, default=0.08, help="largest relative error of the given speed")
+
+
+def run_all(args: argparse.Namespace, prefix: str = "", seed: int = 1) -> Iterator[dict[str, Any]]:
+    """The figures at every rate of the options :func:`add_size_options` added, as they come; the
+    options are checked at once (:class:`ValueError`), the recordings measured as it is iterated."""
+    a = {k: getattr(args, prefix.replace("-", "_") + k) for k in ("rates", "machines", "snrs", "seconds", "rpm_error")}
+    for rate in a["rates"] or [0.0]:
+        check(rate, a["machines"], a["snrs"], a["seconds"], a["rpm_error"])
+
+    def rates() -> Iterator[dict[str, Any]]:
+        warm_up()
+        for rate in a["rates"]:
+            yield from run(rate, a["machines"], a["snrs"], a["seconds"], a["rpm_error"], seed)
+
+    return rates()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rates", default="12000,25600,48000", help="sample rates, Hz, comma-separated")
-    ap.add_argument("--machines", type=int, default=16, help="machines per rate")
-    ap.add_argument("--snrs", default="-6,0,6", help="defect SNRs over the noise, dB, comma-separated")
-    ap.add_argument("--seconds", type=float, default=2.0, help="length of a recording, s")
-    ap.add_argument("--rpm-error", type=float, default=0.08, help="largest relative error of the given speed")
+    add_size_options(ap)
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args()
-    warm_up()
     try:
-        for rate in (float(r) for r in a.rates.split(",")):
-            for f in run(rate, a.machines, [float(s) for s in a.snrs.split(",")], a.seconds, a.rpm_error, a.seed):
-                print(json.dumps(f), flush=True)
+        for f in run_all(a, seed=a.seed):
+            print(json.dumps(f), flush=True)
     except ValueError as e:
         ap.error(str(e))
 

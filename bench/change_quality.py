@@ -133,8 +133,24 @@ def onsets(f: np.ndarray) -> int:
     return int((f & ~np.r_[False, f[:-1]]).sum())
 
 
-def figures(names: list[str], *, series: int = 40, days: float = 8.0, dt: float = 300.0,
-            probation_days: float = 3.0, window: int = 60, seed: int = 1) -> list[dict[str, Any]]:
+SIZE_OPTIONS = ("series", "days", "dt", "probation_days")
+
+
+def add_size_options(ap: argparse.ArgumentParser, prefix: str = "") -> None:
+    """``--series``, ``--days``, ``--dt`` and ``--probation-days``, each after ``prefix``."""
+    ap.add_argument(f"--{prefix}series", type=int, default=40, help="series per noise kind (clean, and per injected kind)")
+    ap.add_argument(f"--{prefix}days", type=float, default=8.0, help="length of a series, days")
+    ap.add_argument(f"--{prefix}dt", type=float, default=300.0, help="mean sampling interval, s")
+    ap.add_argument(f"--{prefix}probation-days", type=float, default=3.0, help="days learned before counting")
+
+
+def size_options(args: argparse.Namespace, prefix: str = "") -> dict[str, Any]:
+    """The sizes :func:`add_size_options` added, as :func:`figures`' keywords."""
+    return {k: getattr(args, prefix.replace("-", "_") + k) for k in SIZE_OPTIONS}
+
+
+def figures(names: list[str], *, series: int, days: float, dt: float, probation_days: float, window: int = 60,
+            seed: int = 1) -> list[dict[str, Any]]:
     """The figures of ``names`` (keys of :data:`DETECTORS`): ``change_false_alarms_per_10k``, then
     ``change_recall`` and ``change_delay_samples`` per injected kind and over all kinds, as dicts
     (``name``, ``value``, ``unit`` and the conditions). ``series`` per noise kind. Raises
@@ -198,18 +214,14 @@ def figures(names: list[str], *, series: int = 40, days: float = 8.0, dt: float 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--series", type=int, default=40, help="series per noise kind (clean, and per injected kind)")
-    ap.add_argument("--days", type=float, default=8.0, help="length of a series, days")
-    ap.add_argument("--dt", type=float, default=300.0, help="mean sampling interval, s")
-    ap.add_argument("--probation-days", type=float, default=3.0, help="days learned before counting")
+    add_size_options(ap)
     ap.add_argument("--window", type=int, default=60, help="values after a change within which it counts as found")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--detectors", default=",".join(DETECTORS), help="comma-separated subset of " + ",".join(DETECTORS))
     args = ap.parse_args()
     names = [d.strip() for d in args.detectors.split(",") if d.strip()]
     try:
-        out = figures(names, series=args.series, days=args.days, dt=args.dt, probation_days=args.probation_days,
-                      window=args.window, seed=args.seed)
+        out = figures(names, **size_options(args), window=args.window, seed=args.seed)
     except ValueError as e:
         ap.error(str(e))
     for f in out:
