@@ -13,6 +13,7 @@ import logging
 import click
 
 from minewatch.group import DEFAULT_PARTITIONS, check_mine
+from group.up import up as up_command
 from minewatch.options import mqtt_option, settings_from
 
 __all__ = ["group", "SUBCOMMANDS", "worker_command", "nats_urls"]
@@ -133,3 +134,6 @@ def add_mine(mines: tuple[str, ...], nats_: str, replicas: int) -> None:
     except (OSError, TimeoutError) as exc:
         raise click.ClickException(f"cannot set up GROUP at {nats_}: {exc}") from None
     click.echo(f"GROUP sources {len(have)} mine(s): {', '.join(have)}")
+
+
+group.add_command(up_command)

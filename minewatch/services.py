@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["free_port", "Mosquitto", "Influxd", "NatsServer", "nats_cluster", "TlsFiles", "find_program", "stop_process",
-           "wait_http", "wait_port"]
+           "stop_children", "wait_http", "wait_port"]
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 
@@ -38,6 +38,23 @@ def stop_process(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout
             proc.kill()
             proc.wait()
     return proc.returncode
+
+
+def stop_children(children: list[tuple[str, subprocess.Popen[Any]]], timeout: float = 15.0,
+                  log: Callable[[str], object] = print) -> None:
+    """SIGTERM every running one of ``children`` (name, process), last started first, wait up to
+    ``timeout`` seconds in all for them to end, kill those that have not."""
+    for _, proc in reversed(children):
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for name, proc in reversed(children):
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log(f"{name} did not stop in time; killing it")
+            proc.kill()
+            proc.wait()
 
 
 def _ephemeral_start() -> int:
