@@ -20,7 +20,7 @@ __all__ = ["group", "SUBCOMMANDS", "worker_command", "nats_urls"]
 
 # name -> (module, attribute, help) of subcommands that live elsewhere: the centre's ingest worker
 SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
-    "worker": ("ingest.group_worker", "worker",
+    "worker": ("ingest.group_cli", "worker",
                "Ingest partitions of the centre's GROUP stream into InfluxDB, run the detectors, publish alerts."),
 }
 

@@ -22,8 +22,8 @@ import pytest
 from group.servers import Centre
 from minewatch.group import GROUP_STREAM, MINE_STREAM, parse_subject
 from minewatch.services import Mosquitto
-from tests.group.conftest import Mine
-from tests.group.helpers import ForwardProcess, read_stream, stream_count, wait_until
+from tests.group.topo import Mine
+from tests.group.topo import ForwardProcess, read_stream, stream_count, wait_until
 from tests.ingest.helpers import Publisher
 
 pytestmark = pytest.mark.integration
@@ -94,21 +94,21 @@ def _wait_tagged(urls: list[str] | str, stream: str, tag: str, n: int, timeout: 
 
 def test_a_forwarder_killed_mid_stream_leaves_every_message_in_mine_once(mosquitto: Mosquitto, centre: Centre,
                                                                           mine: Mine, tmp_path: Path,
-                                                                          unique_prefix: str,
+                                                                          prefix: str,
                                                                           forwarders: list[ForwardProcess]) -> None:
     tag, n = uuid.uuid4().hex[:8], 3000
-    fwd = _forwarder(tmp_path, mosquitto, mine, unique_prefix, f"fw-{tag}", forwarders)
+    fwd = _forwarder(tmp_path, mosquitto, mine, prefix, f"fw-{tag}", forwarders)
     base = stream_count(mine.leaf.url, MINE_STREAM)
-    sender = threading.Thread(target=_publish, args=(mosquitto, unique_prefix, tag, n), kwargs={"pace_every": 50})
+    sender = threading.Thread(target=_publish, args=(mosquitto, prefix, tag, n), kwargs={"pace_every": 50})
     sender.start()
     wait_until(lambda: stream_count(mine.leaf.url, MINE_STREAM) >= base + n // 4, 30, "a quarter in MINE", 0.02)
     fwd.kill()
     killed_at = stream_count(mine.leaf.url, MINE_STREAM) - base
-    fwd = _forwarder(tmp_path, mosquitto, mine, unique_prefix, f"fw-{tag}", forwarders)
+    fwd = _forwarder(tmp_path, mosquitto, mine, prefix, f"fw-{tag}", forwarders)
     sender.join(60)
     in_mine = _wait_tagged(mine.leaf.url, MINE_STREAM, tag, n, 30)
     assert 0 < killed_at < n, "the forwarder was not killed mid-stream"
-    _assert_each_once_in_order(in_mine, n, mine.id, unique_prefix)
+    _assert_each_once_in_order(in_mine, n, mine.id, prefix)
     assert stream_count(mine.leaf.url, MINE_STREAM) == base + n  # nothing else stored: no duplicate at all
     in_group = _wait_tagged(centre.urls, GROUP_STREAM, tag, n, 30)
     assert in_group == in_mine
@@ -117,26 +117,26 @@ def test_a_forwarder_killed_mid_stream_leaves_every_message_in_mine_once(mosquit
 
 def test_the_backlog_of_a_cut_link_reaches_the_centre_in_order_once_it_is_back(mosquitto: Mosquitto, centre: Centre,
                                                                                  mine: Mine, tmp_path: Path,
-                                                                                 unique_prefix: str,
+                                                                                 prefix: str,
                                                                           forwarders: list[ForwardProcess]) -> None:
     tag, n = uuid.uuid4().hex[:8], 2000
-    fwd = _forwarder(tmp_path, mosquitto, mine, unique_prefix, f"fw-{tag}", forwarders)
+    fwd = _forwarder(tmp_path, mosquitto, mine, prefix, f"fw-{tag}", forwarders)
     mine.cut()
     try:
-        _publish(mosquitto, unique_prefix, tag, n)
+        _publish(mosquitto, prefix, tag, n)
         in_mine = _wait_tagged(mine.leaf.url, MINE_STREAM, tag, n, 30)  # the mine goes on while cut off
         time.sleep(1.0)
         assert _tagged(read_stream(centre.urls, GROUP_STREAM), tag) == {}, "the link was not cut"
     finally:
         mine.restore()
     in_group = _wait_tagged(centre.urls, GROUP_STREAM, tag, n, 40)
-    _assert_each_once_in_order(in_group, n, mine.id, unique_prefix)
+    _assert_each_once_in_order(in_group, n, mine.id, prefix)
     assert in_group == in_mine
     assert fwd.terminate() == 0
 
 
 def test_a_centre_node_killed_mid_stream_loses_nothing_in_group(mosquitto: Mosquitto, centre: Centre, mine: Mine,
-                                                                tmp_path: Path, unique_prefix: str,
+                                                                tmp_path: Path, prefix: str,
                                                                 forwarders: list[ForwardProcess]) -> None:
     import asyncio
 
@@ -150,9 +150,9 @@ def test_a_centre_node_killed_mid_stream_loses_nothing_in_group(mosquitto: Mosqu
             await nc.close()
 
     tag, n = uuid.uuid4().hex[:8], 3000
-    fwd = _forwarder(tmp_path, mosquitto, mine, unique_prefix, f"fw-{tag}", forwarders)
+    fwd = _forwarder(tmp_path, mosquitto, mine, prefix, f"fw-{tag}", forwarders)
     base = stream_count(centre.urls, GROUP_STREAM)
-    sender = threading.Thread(target=_publish, args=(mosquitto, unique_prefix, tag, n), kwargs={"pace_every": 30})
+    sender = threading.Thread(target=_publish, args=(mosquitto, prefix, tag, n), kwargs={"pace_every": 30})
     sender.start()
     wait_until(lambda: stream_count(centre.urls, GROUP_STREAM) >= base + n // 5, 30, "a fifth in GROUP", 0.02)
     victim = asyncio.run(leader())
@@ -161,7 +161,7 @@ def test_a_centre_node_killed_mid_stream_loses_nothing_in_group(mosquitto: Mosqu
         sender.join(60)
         in_group = _wait_tagged([u for n_, u in zip(centre.nodes, centre.urls) if n_.name != victim], GROUP_STREAM,
                                 tag, n, 45)
-        _assert_each_once_in_order(in_group, n, mine.id, unique_prefix)
+        _assert_each_once_in_order(in_group, n, mine.id, prefix)
     finally:
         centre.servers[victim].start()
     assert fwd.terminate() == 0

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from minewatch.group import GROUP_STREAM, parse_subject
-from tests.group.helpers import read_stream, wait_until
+from tests.group.topo import read_stream, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -1,16 +1,56 @@
-"""Helpers of the group tests: the forwarder as a process, stream readers."""
+"""Helpers of the group tests: a mine's leaf node, the forwarder as a process, stream readers."""
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from pathlib import Path
 
 import nats
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from group.servers import Centre, LeafNode
+from group.streams import ensure_group_stream, ensure_mine_stream
 from tests.ingest.helpers import IngestProcess, minewatch_exe, wait_until
 
-__all__ = ["ForwardProcess", "read_stream", "stream_count", "wait_until"]
+__all__ = ["Mine", "setup_streams", "ForwardProcess", "read_stream", "stream_count", "wait_until"]
+
+
+@dataclass
+class Mine:
+    """A mine's leaf node; :meth:`cut` restarts it without its link to the centre, :meth:`restore`
+    with it (its stream ``MINE`` stays)."""
+
+    id: str
+    leaf: LeafNode
+
+    def cut(self) -> None:
+        self.leaf.cut()
+
+    def restore(self) -> None:
+        self.leaf.join()
+
+
+async def setup_streams(centre: Centre, mine: Mine, timeout: float = 30.0) -> None:
+    nc = await nats.connect(mine.leaf.url, connect_timeout=5)
+    try:
+        await ensure_mine_stream(nc.jetstream(timeout=5), mine.id)
+    finally:
+        await nc.close()
+    nc = await nats.connect(centre.urls, connect_timeout=5)
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:  # the cluster's meta leader is elected within a few seconds of its start
+            try:
+                await ensure_group_stream(nc.jetstream(timeout=5), [mine.id])
+                return
+            except (nats.errors.Error, TimeoutError):
+                if loop.time() > deadline:
+                    raise
+                await asyncio.sleep(0.3)
+    finally:
+        await nc.close()
 
 
 class ForwardProcess(IngestProcess):
