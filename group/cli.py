@@ -129,9 +129,11 @@ def add_mine(mines: tuple[str, ...], nats_: str, replicas: int) -> None:
         ids = [check_mine(m) for m in mines]
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="MINES") from None
+    import nats.errors
+
     try:
         have = asyncio.run(_centre_streams(nats_urls(nats_), ids, replicas))
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, nats.errors.Error) as exc:
         raise click.ClickException(f"cannot set up GROUP at {nats_}: {exc}") from None
     click.echo(f"GROUP sources {len(have)} mine(s): {', '.join(have)}")
 

@@ -86,8 +86,20 @@ class Forwarder:
         """The leaf node (retried until it answers, reconnecting for ever after) and its ``MINE``."""
         from group.streams import ensure_mine_stream
 
-        self.nc = await nats.connect(self.opts.nats_urls, name=self.client_id, max_reconnect_attempts=-1,
-                                     reconnect_time_wait=0.5, connect_timeout=2, allow_reconnect=True)
+        async def error(exc: Exception) -> None:
+            log.warning("leaf node: %s", exc or type(exc).__name__)
+
+        # nats-py tries the servers again and again until one answers; a stop meanwhile ends the wait
+        connecting = asyncio.ensure_future(nats.connect(
+            self.opts.nats_urls, name=self.client_id, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+            connect_timeout=2, allow_reconnect=True, error_cb=error))
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not connecting.done():
+            connecting.cancel()
+            raise ConnectionError(f"stopped before the leaf node at {', '.join(self.opts.nats_urls)} answered")
+        self.nc = connecting.result()
         self.js = self.nc.jetstream(timeout=self.opts.publish_timeout_s)
         while self.opts.create_stream and not self._stopping.is_set():
             try:
