@@ -60,4 +60,4 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 clean:
-	rm -rf $(VENV) .minewatch .pytest_cache build *.egg-info
+	rm -rf $(VENV) .minewatch .minewatch-group .pytest_cache build *.egg-info
