@@ -1,13 +1,13 @@
 # minewatch: `make up` runs the whole system here, `make test` runs the checks (`make check`) and the tests.
-# Both set up what is missing first: Debian's mosquitto, influxdb, chromium and prometheus packages
-# (prometheus for promtool and a scraping test), and a
+# Both set up what is missing first: Debian's mosquitto, influxdb, nats-server, chromium and prometheus
+# packages (nats-server for the group deployment, prometheus for promtool and a scraping test), and a
 # virtual environment in .venv with the package and its dev extras.
 
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-APT_PACKAGES := mosquitto mosquitto-clients influxdb chromium prometheus
+APT_PACKAGES := mosquitto mosquitto-clients influxdb nats-server chromium prometheus
 PYTEST_ARGS ?=
 # the integration tests mostly wait on servers and processes: two at a time, a file each
 PYTEST_JOBS ?= -n 2 --dist loadfile
@@ -40,6 +40,7 @@ system-deps:
 	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
 	command -v mosquitto_sub >/dev/null 2>&1 || missing="$$missing mosquitto-clients"; \
 	command -v influxd >/dev/null 2>&1 || [ -x /usr/bin/influxd ] || missing="$$missing influxdb"; \
+	command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || missing="$$missing nats-server"; \
 	command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	command -v promtool >/dev/null 2>&1 || [ -x /usr/bin/promtool ] || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
@@ -59,4 +60,4 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 clean:
-	rm -rf $(VENV) .minewatch .pytest_cache build *.egg-info
+	rm -rf $(VENV) .minewatch .minewatch-group .pytest_cache build *.egg-info
