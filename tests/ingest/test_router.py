@@ -144,3 +144,108 @@ def test_the_batching_policy() -> None:
     assert p.cut_due(clock, 5.1, writing=True, inbox=True)      # its age is up
     with pytest.raises(ValueError, match="at least 1"):
         BatchPolicy(batch_size=0)
+
+
+class _Counting(Router):
+    """The router counting the messages its fast path takes."""
+
+    fast = 0
+
+    def _one_frame(self, msg: Incoming, out: Routed, lo: int, hi: int) -> bool:
+        took = super()._one_frame(msg, out, lo, hi)
+        self.fast += took
+        return took
+
+
+class _GeneralOnly(Router):
+    """The router with its one-frame fast path off: every message goes the general way."""
+
+    def _one_frame(self, msg: Incoming, out: Routed, lo: int, hi: int) -> bool:
+        return False
+
+
+def _mixed_messages(seed: int, now: int) -> list[Incoming]:
+    """Messages of four robots as a fleet sends them, with what bends the common case: gaps,
+    repeats, seq going back, a new boot, a clock an hour ahead or jumping back, arrays, an
+    unknown reading name, a frame on another robot's topic, broken JSON, a frame far in the past."""
+    import random
+
+    rng = random.Random(seed)
+    robots = [("mf01", "r01"), ("mf02", "r02"), ("bc03", "r03"), ("mf01", "r04")]
+    state = {rid: [0, now - 10 * 10**9, None] for _, rid in robots}  # next seq, robot clock, boot
+    out = []
+    for k in range(400):
+        sid, rid = rng.choice(robots)
+        st = state[rid]
+        topic = TOPICS.telemetry(sid, rid)
+        ev = rng.random()
+        if ev < 0.04:
+            st[0] += rng.randint(2, 5)  # a gap
+        elif ev < 0.08:
+            st[0] = max(0, st[0] - rng.randint(1, 4))  # repeats, or late fillers
+        elif ev < 0.10:
+            st[0], st[2] = 0, rng.randint(1, 3)  # a restart with a boot
+        elif ev < 0.12:
+            st[1] += 3600 * 10**9  # the clock jumps an hour ahead
+        elif ev < 0.14:
+            st[1] -= 120 * 10**9  # and back
+        st[1] += 10**7
+        received = now + k * 10**6
+        f = frames_for(sid, rid, 1, start_seq=st[0], t0=st[1] - st[0] * 10**9, step_ns=10**9)[0]
+        if st[2] is not None:
+            f = msgspec.structs.replace(f, boot=st[2])
+        ev = rng.random()
+        if ev < 0.05:
+            fs = frames_for(sid, rid, 3, start_seq=st[0], t0=st[1] - st[0] * 10**9, step_ns=10**9)
+            payload = encode_frames(fs)
+            st[0] += 2
+        elif ev < 0.07:
+            payload = encode_frame(msgspec.structs.replace(f, readings={**f.readings, f"x{k % 3}": 1.0}))
+        elif ev < 0.09:
+            payload = encode_frame(msgspec.structs.replace(f, robot_id="r09"))
+        elif ev < 0.10:
+            payload = b'{"robot_id": "' + rid.encode()
+        elif ev < 0.11:
+            payload = encode_frame(msgspec.structs.replace(f, ts=10**9))
+        elif ev < 0.12:
+            payload = b"   " + encode_frame(f)  # leading space: still one frame
+        else:
+            payload = encode_frame(f)
+        st[0] += 1
+        out.append(Incoming(topic, payload, k + 1, 1, False, 1, received))
+    return out
+
+
+def _state(router: Router, out: Routed, counters: Counters) -> object:
+    frame = lambda f: msgspec.to_builtins(f)  # noqa: E731
+    clocks = {r: vars(c) for r, c in router.clocks._clocks.items()}
+    seq = {r: (vars(x.current), [vars(b) for b in x.older], x.unverified_run, x.unverified_ts)
+           for r, x in router.seq._robots.items()}
+    return ([frame(f) for f in out.store], out.store_late, out.store_robot_ts, [frame(f) for f in out.detect],
+            out.detect_late, out.detect_arrived, [frame(f) for f in out.history],
+            [(c.robot_id, c.offset, c.why) for c in out.clock], [(d.reason, d.topic, d.payload) for d in out.dead],
+            out.points, out.newest_ts, str(counters), clocks, seq, {s: vars(w) for s, w in router.tally.items()},
+            router.data_now)
+
+
+@pytest.mark.parametrize("clock", ["wall", "data"])
+@pytest.mark.parametrize("seed", range(6))
+def test_the_one_frame_fast_path_routes_exactly_as_the_general_way(seed: int, clock: str) -> None:
+    now = time.time_ns()
+    msgs = _mixed_messages(seed, now)
+    results = []
+    routers = []
+    for cls in (_Counting, _GeneralOnly):
+        counters = Counters()
+        router = cls(TOPICS, IngestOptions(robots="r0[1-4]", clock=clock), counters)
+        out = Routed()
+        i = 0
+        for size in [1, 7, 50, 3, 200, 139]:  # calls of every size, as the pipeline's steps make them
+            router.route(msgs[i:i + size], out)
+            i += size
+        assert i == len(msgs)
+        results.append(_state(router, out, counters))
+        routers.append(router)
+    assert routers[0].fast > 20  # the fast path took its share, the general way the rest
+    fast, general = results
+    assert fast == general
