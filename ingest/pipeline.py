@@ -258,6 +258,7 @@ class Pipeline:
             if policy.detect_due(clock, now, idle=idle, acks_waiting=bool(routed.acks),
                                  frames_waiting=routed.waiting()):
                 self.detect(batch)
+            self.format_taken(batch)
             if policy.full(routed.points) or self.stopping.is_set():
                 break
             if inbox:
@@ -425,6 +426,16 @@ class Pipeline:
                 if ln:
                     batch.lines.append(ln)
             self._next_stats = now + self.opts.stats_interval_s
+        self.format_taken(batch)
+        if not batch.lines and not batch.messages:
+            return None
+        self.metrics.batch_points.observe(batch.points)
+        return batch
+
+    def format_taken(self, batch: Batch) -> None:
+        """The frames and statuses taken so far as lines of the batch. Done after every step, not
+        only at the cut: a cut then costs no more than a step, and nothing (the detectors, an
+        alert waiting to go out) waits behind the formatting of a whole batch."""
         r = batch.routed
         if r.status_lines:
             batch.lines += r.status_lines
@@ -432,10 +443,6 @@ class Pipeline:
         if r.store:
             batch.lines += self.fmt.format_many(r.store, r.store_late, r.store_robot_ts)
             r.store, r.store_late, r.store_robot_ts = [], [], {}
-        if not batch.lines and not batch.messages:
-            return None
-        self.metrics.batch_points.observe(batch.points)
-        return batch
 
     # -- side outputs --------------------------------------------------------------------------
     def _dead_letters(self, routed: Routed) -> None:
