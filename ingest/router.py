@@ -219,7 +219,7 @@ class Router:
         if parsed is None:
             return False
         sid, rid = parsed
-        if is_id(sid) and is_id(rid) and sid in SCENARIOS and rid in self.robots.known:
+        if is_id(sid) and is_id(rid) and sid in SCENARIOS and rid in self.robots.known and self.opts.max_frames >= 1:
             if len(self._streams) >= 100_000:  # robots come and go; keep it bounded
                 self._streams.clear()
             self._streams[topic] = (sid, rid, self.tally.get(sid))

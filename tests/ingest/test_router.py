@@ -266,3 +266,12 @@ def test_the_watch_tally_counts_detected_and_failed_frames_per_scenario() -> Non
     assert (router.tally["mf01"].detected, router.tally["mf01"].failed) == (3, 0)
     assert (router.tally["bc03"].detected, router.tally["bc03"].failed) == (2, 2)
     assert "zz99" not in router.tally
+
+
+def test_a_limit_of_no_frames_refuses_one_frame_messages_of_a_known_stream_too() -> None:
+    router, counters = _router(max_frames=0)
+    topic = TOPICS.telemetry("mf01", "r01")
+    fs = frames_for("mf01", "r01", 3, t0=time.time_ns() - 3 * 10**9)
+    out = Routed()
+    router.route([_msg(topic, encode_frame(f), f.seq + 1) for f in fs], out)
+    assert not out.store and counters.deadlettered == {"too_many_frames": 3}
