@@ -11,6 +11,8 @@ APT_PACKAGES := mosquitto mosquitto-clients influxdb nats-server chromium promet
 PYTEST_ARGS ?=
 # the integration tests mostly wait on servers and processes: two at a time, a file each
 PYTEST_JOBS ?= -n 2 --dist loadfile
+# where `make test` keeps the output of what runs beside the main test run
+TEST_LOGS := test-output/make-test
 
 .PHONY: up check test test-nojit bench deps system-deps venv clean
 
@@ -22,10 +24,24 @@ check: venv
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 
-test: deps check
-	$(PY) -m pytest $(PYTEST_JOBS) $(PYTEST_ARGS)
-	@echo "# the detector kernels again, interpreted (NUMBA_DISABLE_JIT=1), against the same references"
-	NUMBA_DISABLE_JIT=1 $(PY) -m pytest -q tests/detectors $(PYTEST_ARGS)
+# The main test run mostly waits on servers and processes, which leaves CPU to spare: the checks
+# of `make check` and the detector kernels' interpreted pass (NUMBA_DISABLE_JIT=1, against the
+# same references) run beside it, one process each. (Not niced: on a busy machine a niced process
+# gets next to no CPU, and the interpreted pass's slowest tests would run into pytest's per-test
+# timeout.) Their output follows the main run's; a failure in any of the three fails the target.
+test: deps
+	@mkdir -p $(TEST_LOGS); \
+	{ $(PY) -m ruff check . && $(PY) -m mypy; } > $(TEST_LOGS)/check.log 2>&1 & check=$$!; \
+	NUMBA_DISABLE_JIT=1 $(PY) -m pytest -q -p no:cacheprovider tests/detectors $(PYTEST_ARGS) \
+	  > $(TEST_LOGS)/interpreted.log 2>&1 & interpreted=$$!; \
+	echo "# the tests (make check and the interpreted pass beside them, in $(TEST_LOGS))"; \
+	$(PY) -m pytest $(PYTEST_JOBS) $(PYTEST_ARGS); tests=$$?; \
+	wait $$check; checked=$$?; \
+	echo "# make check: ruff and mypy"; cat $(TEST_LOGS)/check.log; \
+	wait $$interpreted; interpreted=$$?; \
+	echo "# the detector kernels again, interpreted (NUMBA_DISABLE_JIT=1), against the same references"; \
+	cat $(TEST_LOGS)/interpreted.log; \
+	test $$tests = 0 -a $$checked = 0 -a $$interpreted = 0
 
 test-nojit: deps
 	NUMBA_DISABLE_JIT=1 $(PY) -m pytest -q tests/detectors $(PYTEST_ARGS)
