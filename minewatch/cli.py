@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "up": ("minewatch.up", "up", "Run the whole system on this machine: broker, InfluxDB, simulator, ingestor, API."),
     "simulate": ("simulator.cli", "simulate", "Publish simulated robot telemetry (MQTT or a JSONL file)."),
     "ingest": ("ingest.cli", "ingest", "Consume telemetry, store it in InfluxDB, run the detectors, publish alerts."),
+    "group": ("ingest.group_cli", "group", "A mining group's centre: ingest workers on NATS JetStream."),
     "api": ("api.cli", "api", "Serve the control-centre API and dashboard."),
     "detect": ("detectors.cli", "detect", "Run the change detector over a CSV, in row order, no look-ahead."),
     "vibration": ("detectors.cli", "vibration", "Vibration features and diagnosis of one waveform (CSV or .npy)."),
