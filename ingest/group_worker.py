@@ -431,21 +431,20 @@ class GroupWorker:
     async def _manage(self) -> None:
         """Heartbeat, renew, and move toward this worker's share, every ``renew_s``."""
         opts, leases = self.opts, self.leases
-        await leases.heartbeat()
-        first = True
+        beats = 0
         while not self._stop.is_set():
             try:
                 for part in await leases.renew():
                     await self._drop(part)
                 await leases.heartbeat()
-                if not first:  # a round of heartbeats first: a worker starting beside others sees them
+                beats += 1
+                if beats > 1:  # a round of heartbeats first: a worker starting beside others sees them
                     await self._balance()
             except Exception as exc:  # noqa: BLE001 - NATS away for a moment; the leases' clocks decide
                 log.warning("lease round failed (%s: %s)", type(exc).__name__, exc)
                 for part in leases.held:
                     if not leases.holds(part):
                         await self._drop(part)
-            first = False
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), opts.renew_s if leases.held else min(opts.renew_s, 1.0))
 
@@ -516,11 +515,10 @@ class GroupWorker:
             while leases.holds(part):
                 try:
                     msgs = await sub.fetch(self.opts.fetch_batch, timeout=1.0)
-                except nats.errors.TimeoutError:
+                except (TimeoutError, nats.errors.TimeoutError):
                     continue
-                except (nats.errors.ConnectionReconnectingError, nats.errors.ConnectionClosedError,
-                        nats.errors.NoRespondersError) as exc:
-                    log.debug("partition %d: fetch: %s", part, exc)
+                except Exception as exc:  # noqa: BLE001 - NATS reconnecting, a leader being elected
+                    log.info("partition %d: fetch failed (%s: %s); again", part, type(exc).__name__, exc)
                     await asyncio.sleep(0.2)
                     continue
                 for m in msgs:

@@ -66,6 +66,32 @@ class Js:
 
         self.run(go(), timeout=300)
 
+    def owners(self, partitions: int, bucket: str = "group-owners") -> dict[int, str]:
+        """Who holds each partition's lease now."""
+
+        async def go() -> dict[int, str]:
+            from nats.js.errors import BucketNotFoundError
+
+            try:
+                kv = await self.js.key_value(bucket)
+            except BucketNotFoundError:  # no worker has started yet
+                return {}
+            out = {}
+            for p in range(partitions):
+                try:
+                    entry = await kv.get(f"part.{p}")
+                except Exception:  # noqa: BLE001 - free
+                    continue
+                if entry.value:
+                    out[p] = entry.value.decode()
+            return out
+
+        return self.run(go())
+
+    def stream_leader(self, name: str = "GROUP") -> str:
+        info = self.run(self.js.stream_info(name))
+        return info.cluster.leader
+
     def close(self) -> None:
         try:
             self.run(self.nc.close(), timeout=5)
