@@ -331,7 +331,9 @@ def main() -> None:
             s.start()
         try:
             make_stream(nats.url)
-            base = simulated_frames(min(20_000, args.frames), 40, args.seed)
+            # each of the group's robots gets an equal share of the frames (40 simulated robots copied)
+            per_robot = max(1, args.frames // (args.mines * args.robots))
+            base = simulated_frames(min(20_000, 40 * per_robot), 40, args.seed)
             frames = replicate(base, args.frames)
             cond = {"mines": args.mines, "robots_per_mine": args.robots, "workers": args.workers,
                     "partitions": args.partitions, "frames": args.frames, "cores": cores, "nats_nodes": 1,
