@@ -180,7 +180,7 @@ class Workers:
                 out = {}
                 for p in range(partitions):
                     try:
-                        out[p] = (await kv.get(f"part.{p}")).value.decode()
+                        out[p] = ((await kv.get(f"part.{p}")).value or b"").decode()
                     except Exception:  # noqa: BLE001 - free
                         pass
                 return out
