@@ -44,6 +44,7 @@ scenarios (as a partitioned ingest process does).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import logging
@@ -344,7 +345,11 @@ class GroupWorker:
         self.started = asyncio.Event()
         self.nc: Any = None
         self.js: Any = None
-        self.leases: Leases = None  # type: ignore[assignment]  # set by run()
+        self.leases = Leases(None, opts.worker_id, opts.partitions, opts.lease_ttl_s)  # its bucket: the keeper's
+        self.main_loop: asyncio.AbstractEventLoop | None = None
+        self._keeper_loop: asyncio.AbstractEventLoop | None = None
+        self._keeper_stop: asyncio.Event | None = None
+        self._keeper_done: concurrent.futures.Future[None] = concurrent.futures.Future()
 
     # -- shared per mine -----------------------------------------------------------------------
     def influx(self, mine: str) -> InfluxClient:
@@ -389,11 +394,11 @@ class GroupWorker:
 
     # -- lifecycle -----------------------------------------------------------------------------
     def stop(self) -> None:
+        """Stop (from the main loop): units finish and acknowledge, leases are released."""
         self._stop.set()
 
     async def run(self) -> None:
         import nats
-        from nats.js.api import KeyValueConfig, StorageType
 
         opts = self.opts
         if opts.ingest.detectors:
@@ -404,38 +409,95 @@ class GroupWorker:
             else:
                 self._suite_cls = DetectorSuite
                 warm_up(DetectorSuite)
+        self.main_loop = asyncio.get_running_loop()
         self.nc = await nats.connect(servers=opts.nats_urls, name=f"minewatch-group-{opts.worker_id}",
                                      max_reconnect_attempts=-1, reconnect_time_wait=0.5)
         self.js = self.nc.jetstream()
-        try:
-            kv = await self.js.key_value(opts.bucket)
-        except Exception as exc:
-            if not _not_found(exc):
-                raise
-            kv = await self.js.create_key_value(KeyValueConfig(
-                bucket=opts.bucket, history=1, ttl=opts.lease_ttl_s, replicas=opts.kv_replicas,
-                storage=StorageType.FILE))
-        self.leases = Leases(kv, opts.worker_id, opts.partitions, opts.lease_ttl_s)
         await self.link.start()
-        statuses = await self._follow_statuses()
+        statuses = await _persist("following the robots' statuses", self._follow_statuses, self._stop)
+        # The leases are kept on a thread of their own, with a NATS connection of its own: however
+        # busy the pipelines keep this loop, a renewal is never late because of them.
+        keeper = threading.Thread(target=self._keep_leases, name="leases", daemon=True)
+        keeper.start()
         log.info("group worker %s: %d partitions, stream %s, leases in %s", opts.worker_id, opts.partitions,
                  opts.stream, opts.bucket)
-        self.started.set()
         try:
-            await self._manage()
+            stopped: asyncio.Future[Any] = asyncio.ensure_future(self._stop.wait())
+            done: asyncio.Future[Any] = asyncio.wrap_future(self._keeper_done)
+            await asyncio.wait({stopped, done}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            self._stop_keeper()
+            await done  # the keeper drops and releases every partition first
         finally:
             with contextlib.suppress(Exception):
                 await statuses.unsubscribe()
             await self._shutdown()
 
+    # -- the lease keeper (its own thread and loop) ----------------------------------------------
+    def _keep_leases(self) -> None:
+        try:
+            asyncio.run(self._keeper())
+        except BaseException as exc:  # noqa: BLE001 - handed to the main loop
+            self._keeper_done.set_exception(exc)
+        else:
+            self._keeper_done.set_result(None)
+
+    def _stop_keeper(self) -> None:
+        loop, event = self._keeper_loop, self._keeper_stop
+        if loop is not None and event is not None:
+            with contextlib.suppress(RuntimeError):  # its loop has ended already
+                loop.call_soon_threadsafe(event.set)
+
+    async def _on_main(self, coro: Any) -> Any:
+        """Run ``coro`` on the worker's main loop (where the units and the fetchers live)."""
+        assert self.main_loop is not None
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.main_loop))
+
+    async def _keeper(self) -> None:
+        import nats
+        from nats.js.api import KeyValueConfig, StorageType
+
+        opts = self.opts
+        self._keeper_stop = keeper_stop = asyncio.Event()
+        self._keeper_loop = asyncio.get_running_loop()
+        if self._stop.is_set():
+            return
+        nc = await nats.connect(servers=opts.nats_urls, name=f"minewatch-group-{opts.worker_id}-leases",
+                                max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+        js = nc.jetstream()
+        try:
+            async def bucket() -> Any:
+                try:
+                    return await js.key_value(opts.bucket)
+                except Exception as exc:
+                    if not _not_found(exc):
+                        raise
+                return await js.create_key_value(KeyValueConfig(
+                    bucket=opts.bucket, history=1, ttl=opts.lease_ttl_s, replicas=opts.kv_replicas,
+                    storage=StorageType.FILE))
+
+            self.leases.kv = await _persist("the lease bucket", bucket, keeper_stop)
+            self.started.set()
+            await self._manage()
+        finally:
+            for part in self.leases.held:
+                await self._on_main(self._drop(part, lost=not self.leases.holds(part)))
+            with contextlib.suppress(Exception):
+                await self.leases.leave()
+            with contextlib.suppress(Exception):
+                await nc.close()
+
     async def _manage(self) -> None:
         """Heartbeat, renew, and move toward this worker's share, every ``renew_s``."""
         opts, leases = self.opts, self.leases
+        stop = self._keeper_stop
+        assert stop is not None
         beats = 0
-        while not self._stop.is_set():
+        while not stop.is_set() and not self._stop.is_set():
             try:
                 for part in await leases.renew():
-                    await self._drop(part)
+                    leases.forget(part)
+                    await self._on_main(self._drop(part))
                 await leases.heartbeat()
                 beats += 1
                 if beats > 1:  # a round of heartbeats first: a worker starting beside others sees them
@@ -444,9 +506,10 @@ class GroupWorker:
                 log.warning("lease round failed (%s: %s)", type(exc).__name__, exc)
                 for part in leases.held:
                     if not leases.holds(part):
-                        await self._drop(part)
+                        leases.forget(part)
+                        await self._on_main(self._drop(part))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), opts.renew_s if leases.held else min(opts.renew_s, 1.0))
+                await asyncio.wait_for(stop.wait(), opts.renew_s if leases.held else min(opts.renew_s, 1.0))
 
     async def _balance(self) -> None:
         leases = self.leases
@@ -455,7 +518,7 @@ class GroupWorker:
         held = leases.held
         if len(held) > share:
             for part in sorted(held, reverse=True)[:len(held) - share]:
-                await self._drop(part, lost=False)
+                await self._on_main(self._drop(part, lost=False))
                 await leases.release(part)
                 log.info("partition %d released (%d live workers, a share of %d)", part, len(live), share)
         elif len(held) < share:
@@ -469,7 +532,7 @@ class GroupWorker:
                     continue
                 if await leases.claim(part):
                     want -= 1
-                    await self._take(part)
+                    await self._on_main(self._take(part))
 
     async def _take(self, part: int) -> None:
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -552,11 +615,8 @@ class GroupWorker:
                                        deliver_policy=DeliverPolicy.NEW)
 
     async def _shutdown(self) -> None:
-        for part in list(self.fetchers):
-            await self._drop(part, lost=not self.leases.holds(part))
-        if self.leases is not None:
-            with contextlib.suppress(Exception):
-                await self.leases.leave()
+        for part in list(self.fetchers):  # the keeper did not get to them (it failed)
+            await self._drop(part, lost=True)
         await self.link.close(2.0)
         for client in self._influx.values():
             with contextlib.suppress(Exception):
@@ -564,6 +624,20 @@ class GroupWorker:
         with contextlib.suppress(Exception):
             await self.nc.drain()
         log.info("group worker %s stopped", self.opts.worker_id)
+
+
+async def _persist(what: str, fn: Callable[[], Any], stop: asyncio.Event, tries: int = 60) -> Any:
+    """``await fn()`` again until it answers (NATS electing a leader, a bucket being made by
+    another worker at the same moment), half a second apart; the last failure is raised."""
+    for attempt in range(tries):
+        try:
+            return await fn()
+        except Exception as exc:
+            if attempt == tries - 1 or stop.is_set():
+                raise
+            log.info("%s: %s: %s; trying again", what, type(exc).__name__, exc)
+            await asyncio.sleep(0.5)
+    raise AssertionError("unreachable")
 
 
 async def _on_thread(fn: Callable[..., T], *args: Any) -> T:

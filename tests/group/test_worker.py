@@ -25,7 +25,7 @@ P = 4
 # excursion goes through (power-cut level 1.5 %, restored below 1.0 %: domain §2)
 ROUTES = [("mf01", "r01"), ("hf01", "r02"), ("bc01", "r03"), ("pr01", "r04"), ("ss01", "r05"), ("ra02", "r06")]
 FRAMES_PER_ROUND = 4
-STEP_NS = 100_000_000
+STEP_NS = 50_000_000
 
 
 class Workload:
@@ -39,7 +39,7 @@ class Workload:
         self.expected: dict[str, set[tuple[str, int, int]]] = {m: set() for m in mines}
 
     def round(self, i: int) -> None:
-        # robot time runs with the wall clock: round i is the frames of [base + i * 0.4 s, base + (i + 1) * 0.4 s)
+        # robot time runs with the wall clock: round i is the frames of [base + i * 0.2 s, base + (i + 1) * 0.2 s)
         delay = (self.base + i * FRAMES_PER_ROUND * STEP_NS - time.time_ns()) / 1e9
         if delay > 0:
             time.sleep(delay)
