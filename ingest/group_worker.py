@@ -120,6 +120,7 @@ class WorkerOptions:
     lease_ttl_s: float = 10.0
     renew_s: float = 3.0
     fetch_batch: int = 500
+    fetch_wait_s: float = 1.0            # a fetch waits this long for its first message
     ack_wait_s: float = 30.0
     max_ack_pending: int = 20_000
     db_prefix: str = "minewatch_"
@@ -336,6 +337,8 @@ class GroupWorker:
         self.units: dict[tuple[str, int], MineUnit] = {}
         self.counters: dict[tuple[str, int], Counters] = {}
         self.fetchers: dict[int, asyncio.Task[None]] = {}
+        self._unfetch: set[asyncio.Task[Any] | None] = set()  # fetch tasks told to stop after their fetch
+        self._dropping: dict[int, asyncio.Task[Any]] = {}  # partitions whose units are being closed
         self._influx: dict[str, InfluxClient] = {}
         self._db: dict[str, asyncio.Future[bool]] = {}
         self._active: dict[tuple[str, int], asyncio.Task[tuple[list[AlertEvent], list[IncidentEvent]]]] = {}
@@ -350,6 +353,7 @@ class GroupWorker:
         self._keeper_loop: asyncio.AbstractEventLoop | None = None
         self._keeper_stop: asyncio.Event | None = None
         self._keeper_done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._releasing: dict[int, asyncio.Future[None]] = {}  # partitions being handed over (keeper's loop)
 
     # -- shared per mine -----------------------------------------------------------------------
     def influx(self, mine: str) -> InfluxClient:
@@ -411,7 +415,7 @@ class GroupWorker:
                 warm_up(DetectorSuite)
         self.main_loop = asyncio.get_running_loop()
         self.nc = await nats.connect(servers=opts.nats_urls, name=f"minewatch-group-{opts.worker_id}",
-                                     max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+                                     max_reconnect_attempts=-1, reconnect_time_wait=0.5, error_cb=_nats_error)
         self.js = self.nc.jetstream()
         await self.link.start()
         statuses = await _persist("following the robots' statuses", self._follow_statuses, self._stop)
@@ -449,9 +453,14 @@ class GroupWorker:
                 loop.call_soon_threadsafe(event.set)
 
     async def _on_main(self, coro: Any) -> Any:
-        """Run ``coro`` on the worker's main loop (where the units and the fetchers live)."""
+        """Run ``coro`` on the worker's main loop (where the units and the fetchers live) and wait."""
+        return await asyncio.wrap_future(self._to_main(coro))
+
+    def _to_main(self, coro: Any) -> concurrent.futures.Future[Any]:
+        """Start ``coro`` on the worker's main loop; the lease rounds never wait for it (however
+        busy that loop is, the leases are renewed on time)."""
         assert self.main_loop is not None
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.main_loop))
+        return asyncio.run_coroutine_threadsafe(coro, self.main_loop)
 
     async def _keeper(self) -> None:
         import nats
@@ -463,7 +472,7 @@ class GroupWorker:
         if self._stop.is_set():
             return
         nc = await nats.connect(servers=opts.nats_urls, name=f"minewatch-group-{opts.worker_id}-leases",
-                                max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+                                max_reconnect_attempts=-1, reconnect_time_wait=0.5, error_cb=_nats_error)
         js = nc.jetstream()
         try:
             async def bucket() -> Any:
@@ -480,6 +489,8 @@ class GroupWorker:
             self.started.set()
             await self._manage()
         finally:
+            if self._releasing:
+                await asyncio.wait(set(self._releasing.values()))
             for part in self.leases.held:
                 await self._on_main(self._drop(part, lost=not self.leases.holds(part)))
             with contextlib.suppress(Exception):
@@ -497,7 +508,7 @@ class GroupWorker:
             try:
                 for part in await leases.renew():
                     leases.forget(part)
-                    await self._on_main(self._drop(part))
+                    self._to_main(self._drop(part))
                 await leases.heartbeat()
                 beats += 1
                 if beats > 1:  # a round of heartbeats first: a worker starting beside others sees them
@@ -507,20 +518,27 @@ class GroupWorker:
                 for part in leases.held:
                     if not leases.holds(part):
                         leases.forget(part)
-                        await self._on_main(self._drop(part))
+                        self._to_main(self._drop(part))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), opts.renew_s if leases.held else min(opts.renew_s, 1.0))
+
+    async def _release(self, part: int, live: int, share: int) -> None:
+        try:
+            await asyncio.wrap_future(self._to_main(self._drop(part, lost=False)))
+            await self.leases.release(part)
+            log.info("partition %d released (%d live workers, a share of %d)", part, live, share)
+        finally:
+            self._releasing.pop(part, None)
 
     async def _balance(self) -> None:
         leases = self.leases
         owners, live = await leases.survey()
         share = math.ceil(self.opts.partitions / len(live))
-        held = leases.held
+        held = [p for p in leases.held if p not in self._releasing]
         if len(held) > share:
             for part in sorted(held, reverse=True)[:len(held) - share]:
-                await self._on_main(self._drop(part, lost=False))
-                await leases.release(part)
-                log.info("partition %d released (%d live workers, a share of %d)", part, len(live), share)
+                # held (and renewed) while its units finish their batches; released after
+                self._releasing[part] = asyncio.ensure_future(self._release(part, len(live), share))
         elif len(held) < share:
             start = group_partition(self.opts.worker_id, "", self.opts.partitions)  # spread the first claims
             order = [(start + i) % self.opts.partitions for i in range(self.opts.partitions)]
@@ -528,28 +546,35 @@ class GroupWorker:
             for part in order:
                 if want == 0:
                     break
-                if part in owners or part in held:
+                if part in owners or part in leases.revision:
                     continue
                 if await leases.claim(part):
                     want -= 1
-                    await self._on_main(self._take(part))
+                    self._to_main(self._take(part))
 
     async def _take(self, part: int) -> None:
+        """Start fetching ``part`` (its lease just taken): a fetch task of its own."""
+        dropping = self._dropping.get(part)
+        if dropping is not None:  # its last holding's writes first: the warm start must see them
+            await asyncio.wait({dropping})
+        self._taken += 1
+        log.info("partition %d taken", part)
+        self.fetchers[part] = asyncio.get_running_loop().create_task(self._fetch(part), name=f"fetch-{part}")
+
+    async def _consumer(self, part: int) -> None:
+        """Partition ``part``'s durable consumer on the stream, made by the first worker to take it."""
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-        self._taken += 1
         name = f"part-{part}"
-        cfg = ConsumerConfig(durable_name=name, filter_subject=partition_filter(part), ack_policy=AckPolicy.EXPLICIT,
-                             deliver_policy=DeliverPolicy.ALL, ack_wait=self.opts.ack_wait_s,
-                             max_ack_pending=self.opts.max_ack_pending, max_deliver=-1)
         try:
             await self.js.consumer_info(self.opts.stream, name)
         except Exception as exc:
             if not _not_found(exc):
                 raise
-            await self.js.add_consumer(self.opts.stream, cfg)
-        log.info("partition %d taken", part)
-        self.fetchers[part] = asyncio.get_running_loop().create_task(self._fetch(part), name=f"fetch-{part}")
+            await self.js.add_consumer(self.opts.stream, ConsumerConfig(
+                durable_name=name, filter_subject=partition_filter(part), ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL, ack_wait=self.opts.ack_wait_s,
+                max_ack_pending=self.opts.max_ack_pending, max_deliver=-1))
 
     async def _drop(self, part: int, *, lost: bool = True) -> None:
         """Stop fetching ``part`` and drop its units (their state goes; what they held unacknowledged
@@ -557,13 +582,32 @@ class GroupWorker:
         of it is acknowledged; otherwise (a release, a stop) the units finish what they hold first."""
         if lost:
             self.leases.forget(part)
+        me = asyncio.current_task()
+        assert me is not None
+        self._dropping[part] = me
+        try:
+            await self._close_holding(part, lost)
+        finally:
+            if self._dropping.get(part) is me:
+                del self._dropping[part]
+
+    async def _close_holding(self, part: int, lost: bool) -> None:
+        # everything of this holding is taken out before the first wait: a take of the partition
+        # again, scheduled behind this drop, starts afresh
         task = self.fetchers.pop(part, None)
-        if task is not None:
-            task.cancel()
-            await asyncio.wait({task})
         units = [u for k, u in self.units.items() if k[1] == part]
         for u in units:
             del self.units[(u.mine, part)]
+        if task is not None:
+            # the fetch in progress is let finish and what it brings handed back at once: a fetch cut
+            # short would leave messages delivered to nobody, to come back only after the ack wait,
+            # behind newer ones
+            self._unfetch.add(task)
+            _, late = await asyncio.wait({task}, timeout=self.opts.fetch_wait_s + 2.0)
+            for t in late:
+                t.cancel()
+                await asyncio.wait({t})
+            self._unfetch.discard(task)
         results = await asyncio.gather(*(u.close(self.opts.stop_timeout_s, lost=lost) for u in units),
                                        return_exceptions=True)
         given = sum(r for r in results if isinstance(r, int))
@@ -572,18 +616,39 @@ class GroupWorker:
     async def _fetch(self, part: int) -> None:
         import nats.errors
 
-        sub = await self.js.pull_subscribe_bind(durable=f"part-{part}", stream=self.opts.stream)
         leases = self.leases
+        me = asyncio.current_task()
+
+        async def bind() -> Any:
+            await self._consumer(part)
+            return await self.js.pull_subscribe_bind(durable=f"part-{part}", stream=self.opts.stream)
+
+        sub = None
+        while sub is None and leases.holds(part) and me not in self._unfetch:
+            try:
+                sub = await bind()
+            except Exception as exc:  # noqa: BLE001 - NATS electing a leader: again, while the lease lasts
+                log.info("partition %d: consumer not ready (%s: %s); again", part, type(exc).__name__, exc)
+                await asyncio.sleep(0.5)
+        if sub is None:
+            return
         try:
-            while leases.holds(part):
+            while leases.holds(part) and me not in self._unfetch:
                 try:
-                    msgs = await sub.fetch(self.opts.fetch_batch, timeout=1.0)
+                    msgs = await sub.fetch(self.opts.fetch_batch, timeout=self.opts.fetch_wait_s)
                 except (TimeoutError, nats.errors.TimeoutError):
+                    if me in self._unfetch:
+                        break
                     continue
                 except Exception as exc:  # noqa: BLE001 - NATS reconnecting, a leader being elected
                     log.info("partition %d: fetch failed (%s: %s); again", part, type(exc).__name__, exc)
                     await asyncio.sleep(0.2)
                     continue
+                if me in self._unfetch or not leases.holds(part):
+                    for m in msgs:
+                        with contextlib.suppress(Exception):
+                            await m.nak()
+                    break
                 for m in msgs:
                     s = parse_subject(m.subject)
                     if s is None or s.part != part:
@@ -624,6 +689,11 @@ class GroupWorker:
         with contextlib.suppress(Exception):
             await self.nc.drain()
         log.info("group worker %s stopped", self.opts.worker_id)
+
+
+async def _nats_error(exc: Exception) -> None:
+    """One line per NATS connection error (a server gone: the client reconnects to another)."""
+    log.info("NATS: %s: %s", type(exc).__name__, exc)
 
 
 async def _persist(what: str, fn: Callable[[], Any], stop: asyncio.Event, tries: int = 60) -> Any:

@@ -9,7 +9,7 @@ import pytest
 
 from minewatch.services import NatsServer, nats_cluster
 
-from tests.group.helpers import WorkerProcess
+from tests.group.helpers import Js, WorkerProcess
 from tests.ingest.helpers import process_starter
 
 
@@ -39,3 +39,18 @@ def worker_process(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     start, kill_all = process_starter(tmp_path, WorkerProcess)
     yield start
     kill_all()
+
+
+@pytest.fixture
+def js_client() -> Iterator[Callable[..., Js]]:
+    """Connect test clients to NATS (``js_client(urls)``); closed at the end, failed test or not."""
+    clients: list[Js] = []
+
+    def connect(urls: list[str]) -> Js:
+        c = Js(urls)
+        clients.append(c)
+        return c
+
+    yield connect
+    for c in clients:
+        c.close()

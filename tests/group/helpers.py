@@ -33,7 +33,12 @@ class Js:
     async def _connect(self, urls: list[str]) -> Any:
         import nats
 
-        return await nats.connect(servers=urls, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+        async def quiet(exc: Exception) -> None:
+            # the client's default logs each failed reconnection with a traceback; formatting one on
+            # this thread while pytest parses a module on its own trips CPython 3.11's parser state
+            pass
+
+        return await nats.connect(servers=urls, max_reconnect_attempts=-1, reconnect_time_wait=0.2, error_cb=quiet)
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)

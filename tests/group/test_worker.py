@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
@@ -95,10 +94,10 @@ def worker_args(nats_urls: str, mosquitto: Mosquitto, influxd: Influxd, base: st
 
 def test_worker_sigkilled_mid_stream_and_restarted(nats_server: NatsServer, mosquitto: Mosquitto, influxd: Influxd,
                                                    unique: str, worker_process: Callable[..., WorkerProcess],
-                                                   tmp_path: Path) -> None:
+                                                   js_client: Callable[..., Js]) -> None:
     base = f"t{unique}/v1"
     mines = [f"a{unique[:6]}", f"b{unique[:6]}"]
-    js = Js([nats_server.url])
+    js = js_client([nats_server.url])
     js.make_group_stream()
     col = Collector(mosquitto.url, f"{base}/mines/+/alerts/#")
     work = Workload(js, mines, rounds=24, hot=range(6, 14))
@@ -120,16 +119,16 @@ def test_worker_sigkilled_mid_stream_and_restarted(nats_server: NatsServer, mosq
     assert_one_methane_alert(col, base, mines[0], mines[1:])
     assert w1b.terminate() == 0, w1b.log()
     col.close()
-    js.close()
 
 
 def test_workers_added_and_removed_mid_stream(nats_server: NatsServer, mosquitto: Mosquitto, influxd: Influxd,
-                                              unique: str, worker_process: Callable[..., WorkerProcess]) -> None:
+                                              unique: str, worker_process: Callable[..., WorkerProcess],
+                                              js_client: Callable[..., Js]) -> None:
     """w1 alone; w2 joins (partitions move to it); w1 stops (SIGTERM: its partitions handed over at
     once); w3 joins; w2 is SIGKILLed (its partitions taken over once their leases expire)."""
     base = f"t{unique}/v1"
     mines = [f"a{unique[:6]}", f"b{unique[:6]}"]
-    js = Js([nats_server.url])
+    js = js_client([nats_server.url])
     js.make_group_stream()
     col = Collector(mosquitto.url, f"{base}/mines/+/alerts/#")
     work = Workload(js, mines, rounds=40, hot=range(8, 22))
@@ -164,17 +163,17 @@ def test_workers_added_and_removed_mid_stream(nats_server: NatsServer, mosquitto
     time.sleep(1.0)
     assert_one_methane_alert(col, base, mines[0], mines[1:])
     col.close()
-    js.close()
 
 
 def test_a_cluster_node_sigkilled_mid_stream(nats_nodes: list[NatsServer], mosquitto: Mosquitto, influxd: Influxd,
-                                             unique: str, worker_process: Callable[..., WorkerProcess]) -> None:
+                                             unique: str, worker_process: Callable[..., WorkerProcess],
+                                             js_client: Callable[..., Js]) -> None:
     """GROUP and the leases replicated on three nodes; the stream's leader is SIGKILLed while two
     workers consume: nothing lost, nothing stored twice, the alert once."""
     base = f"t{unique}/v1"
     mines = [f"a{unique[:6]}", f"b{unique[:6]}"]
     urls = ",".join(n.url for n in nats_nodes)
-    js = Js([n.url for n in nats_nodes])
+    js = js_client([n.url for n in nats_nodes])
     wait_until(lambda: _made_stream(js), 30, "the cluster to take the GROUP stream")
     col = Collector(mosquitto.url, f"{base}/mines/+/alerts/#")
     work = Workload(js, mines, rounds=30, hot=range(8, 18))
@@ -194,7 +193,6 @@ def test_a_cluster_node_sigkilled_mid_stream(nats_nodes: list[NatsServer], mosqu
     assert_one_methane_alert(col, base, mines[0], mines[1:])
     assert all(w.alive for w in ws)
     col.close()
-    js.close()
 
 
 def _made_stream(js: Js) -> bool:
