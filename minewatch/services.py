@@ -77,7 +77,8 @@ def find_program(name: str) -> str:
     for candidate in (shutil.which(name), f"/usr/sbin/{name}", f"/usr/bin/{name}"):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
-    pkg = {"mosquitto": "mosquitto", "influxd": "influxdb", "mosquitto_passwd": "mosquitto"}.get(name, name)
+    pkg = {"mosquitto": "mosquitto", "influxd": "influxdb", "mosquitto_passwd": "mosquitto",
+           "nats-server": "nats-server"}.get(name, name)
     raise FileNotFoundError(f"{name} not found: install Debian's {pkg!r} package (make test / make up do it)")
 
 
