@@ -75,17 +75,17 @@ def _level(token: str) -> str:
 
 
 def telemetry_subject(mine: str, scenario: str, robot: str, partitions: int = DEFAULT_PARTITIONS) -> str:
-    return (f"{SUBJECT_ROOT}.{mine}.{group_partition(mine, scenario, partitions)}.telemetry."
+    return (f"{SUBJECT_ROOT}.{check_mine(mine)}.{group_partition(mine, scenario, partitions)}.telemetry."
             f"{_token(scenario, 'scenario')}.{_token(robot, 'robot')}")
 
 
 def history_subject(mine: str, scenario: str, robot: str, partitions: int = DEFAULT_PARTITIONS) -> str:
-    return (f"{SUBJECT_ROOT}.{mine}.{group_partition(mine, scenario, partitions)}.history."
+    return (f"{SUBJECT_ROOT}.{check_mine(mine)}.{group_partition(mine, scenario, partitions)}.history."
             f"{_token(scenario, 'scenario')}.{_token(robot, 'robot')}")
 
 
 def status_subject(mine: str, robot: str) -> str:
-    return f"{SUBJECT_ROOT}.{mine}.status.{_token(robot, 'robot')}"
+    return f"{SUBJECT_ROOT}.{check_mine(mine)}.status.{_token(robot, 'robot')}"
 
 
 def mine_subjects(mine: str) -> str:

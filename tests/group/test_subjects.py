@@ -40,8 +40,10 @@ def test_subjects_round_trip() -> None:
     assert partition_filter(5) == "mw.*.5.>"
     with pytest.raises(ValueError):
         telemetry_subject("M 1", "mf01", "r07", 16)
+    dotted = parse_subject(telemetry_subject("m001", "mf01", "r.07", 16))  # a '.' in a level travels as '~'
+    assert dotted is not None and dotted.robot_id == "r.07"
     with pytest.raises(ValueError):
-        telemetry_subject("m001", "mf01", "r.07", 16)
+        telemetry_subject("m001", "mf01", "r*07", 16)
 
 
 def test_a_units_share_owns_its_partition_of_its_mine() -> None:
