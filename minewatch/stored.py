@@ -219,7 +219,8 @@ class FrameColumns:
             at = np.flatnonzero(self.group == g)
             s = self.series[g]
             rows = self.row[at].tolist()
-            values = s.values if len(rows) == len(s.values) else [s.values[r] for r in rows]
+            whole = len(rows) == len(s.values) and rows == list(range(len(rows)))  # as stored, in time order
+            values = s.values if whole else [s.values[r] for r in rows]
             for p, f in zip(at.tolist(), _series_frames(s.cols, s.robot, s.scenario, values)[0]):
                 out[p] = f
         return out  # type: ignore[return-value]  # every place filled: each frame belongs to one series
