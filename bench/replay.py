@@ -109,7 +109,7 @@ async def split(url: str, start: int, hours: float) -> dict[str, float]:
     InfluxDB's answers, decoding them, building the columns, and the detectors over them (the
     same batches and ticks as a replay). ``detect`` alone is the peer: what a replay could reach
     if reading cost nothing."""
-    from api.replay_engine import TICK_S, TelemetrySource, _process_columns
+    from api.replay_engine import SLICE_S, TICK_S, TelemetrySource, _process_columns
     from detectors import DetectorSuite
     from minewatch.influx import decode_series
     from minewatch.stored import rows_to_columns, slice_query
@@ -118,7 +118,7 @@ async def split(url: str, start: int, hours: float) -> dict[str, float]:
     parts = dict.fromkeys(("read", "decode", "build", "detect"), 0.0)
     suite = DetectorSuite()
     async with InfluxClient(url, DB, timeout=300.0) as influx:
-        for t0, t1 in await TelemetrySource(influx, start, end).bounds():
+        for t0, t1 in await TelemetrySource(influx, start, end, slice_s=SLICE_S).bounds():
             t = time.perf_counter()
             body = await influx.query_bytes(slice_query(t0, t1))
             t, parts["read"] = time.perf_counter(), parts["read"] + time.perf_counter() - t
@@ -195,7 +195,7 @@ def main() -> None:
                       "runs_x_realtime": [round(p, 1) for p in peers], **cond}))
     print(json.dumps({"name": "replay_split_s_per_hour", "value": round(sum(parts.values()), 3),
                       "unit": "s per hour of data", **parts,
-                      "note": "read (InfluxDB's answer), decode, build frames, detect: one after another over the first "
+                      "note": "read (InfluxDB's answer), decode, build the columns, detect: one after another over the first "
                               "hour, medians; a replay overlaps reading with the rest", **cond}))
     hours = window_s / 3600
     own = [r[3] / hours for r in runs]
