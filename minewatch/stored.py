@@ -1,18 +1,21 @@
-"""Reading stored telemetry back as frames: for replay, and for an ingestor warming up its detectors.
+"""Reading stored telemetry back: as columns for replay, as frames for an ingestor warming up its
+detectors (and wherever frames are wanted).
 
 One InfluxQL statement per scenario selects only that scenario's channels (and ``seq``, ``boot``,
 ``battery``, ``pos_m``, ``latency_ms``, ``rssi_dbm``, ``late``), ``GROUP BY scenario, robot``,
-asked for as MessagePack (:meth:`minewatch.influx.InfluxClient.query_series`); the rows become
-:class:`minewatch.wire.Frame` objects again, in time order.
+asked for as MessagePack (:meth:`minewatch.influx.InfluxClient.query_series`). The rows become
+either :class:`FrameColumns` (:func:`rows_to_columns`: what the detector suite's columnar entry
+takes, no Python object per row) or :class:`minewatch.wire.Frame` objects again
+(:func:`rows_to_frames`), in time order either way.
 
-Per hour of the default mine's data (126,000 frames) this costs about 0.15 s of this process's
-CPU to decode and 0.3 to 0.6 s to build the frames (on the 2-core development machine, shared,
-with the collector tuned as the services run it, :mod:`minewatch.runtime`); InfluxDB answers an
-hour in 0.7 to 1.3 s of its own. Building the frames is creating the objects (a dict of readings,
-a link and a frame per row) more than walking the rows: the column-wise ``map`` below is 15 to
-25 % cheaper than a loop over the rows. Building the frames in a worker process was
-tried and dropped: decoding them from MessagePack into frames (even into a subclass without the
-id checks, as arrays) costs the replay about as much as building them.
+Per hour of the default mine's data (126,000 frames) decoding the answer costs about 0.06 s of
+this process's CPU, the columns about 0.09 s, where building the frames cost 0.3 to 0.6 s (on
+the 2-core development machine, shared, with the collector tuned as the services run it,
+:mod:`minewatch.runtime`). Building the frames is creating the objects (a dict of readings, a
+link and a frame per row) more than walking the rows: the column-wise ``map`` below is 15 to
+25 % cheaper than a loop over the rows. Building the frames in a worker process was tried and
+dropped: decoding them from MessagePack into frames (even into a subclass without the id
+checks, as arrays) costs the replay about as much as building them.
 """
 
 from __future__ import annotations
