@@ -11,8 +11,13 @@ Prints one JSON line per figure, the median of ``--runs`` runs:
   over the shift's first hour already in memory (the ceiling a replay could reach if reading
   InfluxDB cost nothing);
 - ``replay_split_s_per_hour``: the replay's parts one after another over the first hour, in
-  seconds per hour of data: ``read`` (InfluxDB's answers), ``decode``, ``build`` (the frames),
-  ``detect``; the value is their sum.
+  seconds per hour of data: ``read`` (InfluxDB's answers), ``decode``, ``build`` (the columns
+  the detectors take, :func:`minewatch.stored.rows_to_columns`), ``detect``; the value is their
+  sum;
+- ``replay_cpu_s_per_hour``: CPU seconds per replayed hour of data, of this process (decoding,
+  the detectors) and of influxd (answering), in the same runs as ``replay_x_realtime``: the
+  figure that moves least with the machine's load (its wall time can be no less than the larger
+  of the two on an otherwise idle machine).
 
 The machine's load average is printed with the figures: on a shared machine they move with it.
 
@@ -80,35 +85,48 @@ def stored_readings(influx: SyncInflux, start: int, end: int) -> int:
     return sum(int(v) for k, v in rows[0].items() if k.startswith("count_") and k[6:] not in META) if rows else 0
 
 
-async def replay_once(url: str, start: int, end: int) -> tuple[float, int, int]:
+def cpu_of(pid: int) -> float | None:
+    """CPU seconds (user and system) process ``pid`` has used, or None where /proc cannot tell."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def replay_once(url: str, start: int, end: int, server_pid: int) -> tuple[float, int, int, float, float | None]:
+    """Wall time, frames, alert events, and the CPU seconds of this process and of influxd."""
+    cpu, server = time.process_time(), cpu_of(server_pid)
     async with InfluxClient(url, DB, timeout=300.0) as influx:
         res = await run_replay(influx, start, end)
-    return res.elapsed_s, res.frames, len(res.alerts)
+    server_after = cpu_of(server_pid)
+    server_cpu = None if server is None or server_after is None else server_after - server
+    return res.elapsed_s, res.frames, len(res.alerts), time.process_time() - cpu, server_cpu
 
 
 async def split(url: str, start: int, hours: float) -> dict[str, float]:
     """The replay's parts one after another over the shift's first ``hours``, in seconds: reading
-    InfluxDB's answers, decoding them, building the frames, and the detectors over the frames
-    (the same batches and ticks as a replay). ``detect`` alone is the peer: what a replay could
-    reach if reading cost nothing."""
-    from api.replay_engine import TICK_S, TelemetrySource, _process_slice
+    InfluxDB's answers, decoding them, building the columns, and the detectors over them (the
+    same batches and ticks as a replay). ``detect`` alone is the peer: what a replay could reach
+    if reading cost nothing."""
+    from api.replay_engine import SLICE_S, TICK_S, TelemetrySource, _process_columns
     from detectors import DetectorSuite
     from minewatch.influx import decode_series
-    from minewatch.stored import rows_to_frames, slice_query
+    from minewatch.stored import rows_to_columns, slice_query
 
     end = start + int(hours * 3600e9)
     parts = dict.fromkeys(("read", "decode", "build", "detect"), 0.0)
     suite = DetectorSuite()
     async with InfluxClient(url, DB, timeout=300.0) as influx:
-        for t0, t1 in await TelemetrySource(influx, start, end).bounds():
+        for t0, t1 in await TelemetrySource(influx, start, end, slice_s=SLICE_S).bounds():
             t = time.perf_counter()
             body = await influx.query_bytes(slice_query(t0, t1))
             t, parts["read"] = time.perf_counter(), parts["read"] + time.perf_counter() - t
             series = decode_series(*body)
             t, parts["decode"] = time.perf_counter(), parts["decode"] + time.perf_counter() - t
-            frames, late = rows_to_frames(series)
+            cols = rows_to_columns(series)
             t, parts["build"] = time.perf_counter(), parts["build"] + time.perf_counter() - t
-            _process_slice(suite, frames, late, t0, t1, int(TICK_S * 1e9))
+            _process_columns(suite, cols, t0, t1, int(TICK_S * 1e9))
             parts["detect"] += time.perf_counter() - t
     return parts
 
@@ -143,12 +161,14 @@ def main() -> None:
         n_readings = stored_readings(sync, start, end)
         sync.close()
         tune_gc(freeze=False)  # as the API and `minewatch replay` run
-        asyncio.run(replay_once(server.url, start, start + int(600e9)))  # warm up: compile the kernels
+        assert server.proc is not None
+        pid = server.proc.pid
+        asyncio.run(replay_once(server.url, start, start + int(600e9), pid))  # warm up: compile the kernels
         runs = []
         splits = []
         peer_h = min(1.0, args.hours)
         for _ in range(args.runs):
-            runs.append(asyncio.run(replay_once(server.url, start, end)))
+            runs.append(asyncio.run(replay_once(server.url, start, end, pid)))
             splits.append(asyncio.run(split(server.url, start, peer_h)))
         load = os.getloadavg()[0]
     finally:
@@ -175,8 +195,18 @@ def main() -> None:
                       "runs_x_realtime": [round(p, 1) for p in peers], **cond}))
     print(json.dumps({"name": "replay_split_s_per_hour", "value": round(sum(parts.values()), 3),
                       "unit": "s per hour of data", **parts,
-                      "note": "read (InfluxDB's answer), decode, build frames, detect: one after another over the first "
+                      "note": "read (InfluxDB's answer), decode, build the columns, detect: one after another over the first "
                               "hour, medians; a replay overlaps reading with the rest", **cond}))
+    hours = window_s / 3600
+    own = [r[3] / hours for r in runs]
+    served = [r[4] / hours for r in runs if r[4] is not None]
+    print(json.dumps({"name": "replay_cpu_s_per_hour",
+                      "value": round(statistics.median(own) + statistics.median(served), 3) if served else None,
+                      "unit": "CPU s per hour of data", "replay_process": round(statistics.median(own), 3),
+                      "influxd": round(statistics.median(served), 3) if served else None,
+                      "replay_process_runs": [round(c, 3) for c in own], "influxd_runs": [round(c, 3) for c in served],
+                      "note": "CPU time of the replaying process and of influxd over the replays, medians; "
+                              "influxd None where /proc cannot tell", **cond}))
 
 
 if __name__ == "__main__":

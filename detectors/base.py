@@ -34,7 +34,7 @@ from detectors.overrides import Overrides
 from detectors.rules import Rule
 from minewatch.catalogue import Channel, Scenario
 from minewatch.schema import AlertEvent, AlertTiming
-from minewatch.wire import Frame
+from minewatch.wire import Origin
 
 __all__ = ["NS", "ROBOTS", "STALE_S",
     "REGISTRY",
@@ -182,8 +182,8 @@ class Detector(ABC):
             return 0
         return int(self.kernel(*inputs, *(self.table[c] for c in self.args), *outs))
 
-    def begin(self, frames: Sequence[Frame]) -> None:  # noqa: B027 - an optional hook, nothing by default
-        """A batch of ``frames`` starts (before :meth:`run`)."""
+    def begin(self, frames: Sequence[Origin]) -> None:  # noqa: B027 - an optional hook, nothing by default
+        """A batch of ``frames`` starts (before :meth:`run`): who sent each (its robot and place)."""
 
     def finish(self) -> None:  # noqa: B027 - an optional hook, nothing by default
         """The batch's signals have gone through the alert engine."""

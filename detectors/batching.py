@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import chain
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -25,6 +25,8 @@ from minewatch.wire import Frame, WaveBlock
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    from minewatch.stored import FrameColumns
 
     from detectors.drift import DriftDetector
     from detectors.limits import LimitDetector
@@ -180,9 +182,67 @@ class Batching:
             loss = [None if k is None else k.loss for k in links]
         for i in [i for i, f in enumerate(frames) if f.waveforms]:
             self.blocks(pick[i], frames[i], batch)
-        self._gather(batch, [shp.index for shp in shps], pick, list(values), [f.battery for f in frames],
-                     lat, rssi, loss)
+        f64 = np.float64
+        shapes = np.array([shp.index for shp in shps], dtype=np.int64)
+        k = self._shape_table.arrays().k_n[shapes]
+        off = np.concatenate([[0], np.cumsum(k)[:-1]]).astype(np.int64)  # the frames' values one after another
+        self._gather(batch, shapes, np.asarray(pick, dtype=np.int64), np.asarray(list(values), dtype=f64), off,
+                     *(np.asarray(c, dtype=f64) for c in ([f.battery for f in frames], lat, rssi, loss)))
         return batch
+
+    def flatten_columns(self, cols: FrameColumns) -> Batch | None:
+        """:meth:`flatten` of stored frames given as columns (:class:`minewatch.stored.FrameColumns`):
+        the same samples through the same :func:`gather_kernel`, straight from the columns. None
+        if the shape of one of their series is not compiled yet: the caller then flattens their
+        frames (:meth:`flatten` makes the streams and compiles the shapes)."""
+        batch = Batch()
+        present = np.flatnonzero(np.bincount(cols.group, minlength=len(cols.keys))).tolist()
+        ready = self._ready
+        found = [ready.get(cols.keys[g]) for g in present]
+        if None in found:
+            return None
+        shps = cast(list[Shape], found)
+        shape_of = np.zeros(len(cols.keys), dtype=np.int64)
+        robot_of = np.zeros(len(cols.keys), dtype=np.int64)
+        shape_of[present] = [shp.index for shp in shps]
+        robot_of[present] = [shp.robot for shp in shps]
+        batch.robots = robot_of[cols.group]
+        batch.ts = cols.ts
+        values, off = cols.values, cols.off
+        fans = [(g, shp.fan) for g, shp in zip(present, shps) if shp.fan is not None]
+        if fans:
+            values, off = self._fan_columns(cols, fans)
+        self._gather(batch, shape_of[cols.group], np.arange(len(cols), dtype=np.int64), values, off, cols.battery,
+                     cols.latency_ms, cols.rssi_dbm, cols.loss)
+        return batch
+
+    def _fan_columns(self, cols: FrameColumns, fans: list[tuple[int, tuple[int, int, int, bool]]]
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """The readings of main fans' series with the derived ``fan`` reading (as :func:`_with_fan`
+        gives a frame's): each such series' rows once per slice, after the slice's readings
+        (kept in ``cols.derived``), and the frames' offsets into them."""
+        memo: tuple[np.ndarray, dict[int, tuple[int, int]]] | None = cols.derived.get(FAN)
+        values, at = memo or (cols.values, {})  # at: series -> (its first value, its width) in values
+        for g, (pa, pb, pf, appended) in fans:
+            if g in at:
+                continue
+            k, n = len(cols.keys[g][2]), len(cols.series[g].values)
+            rows = values[cols.xbase[g]:cols.xbase[g] + n * k].reshape(n, k).copy()
+            runs = [rows[:, p] for p in (pa, pb) if p >= 0]
+            fan = runs[0] if len(runs) == 1 else np.fmax(runs[0], runs[1])  # the higher of those present
+            if appended:
+                rows = np.column_stack([rows, fan])
+            else:
+                rows[:, pf] = fan
+            at[g] = (values.shape[0], rows.shape[1])
+            values = np.concatenate([values, rows.ravel()])
+        cols.derived[FAN] = (values, at)
+        off = cols.off.copy()
+        for g, _ in fans:
+            mine = cols.group == g
+            base, width = at[g]
+            off[mine] = base + cols.row[mine] * width
+        return values, off
 
     def _shape_for(self, fi: int, f: Frame, batch: Batch) -> Shape:
         """Frame ``fi``'s shape, compiled now if it can be; a frame whose shape is not ready is
@@ -193,13 +253,12 @@ class Batching:
             self._flatten_frame(fi, f, batch)
         return shp
 
-    def _gather(self, batch: Batch, S: list[int], FI: Sequence[int], *columns: list[Any]) -> None:  # noqa: N803
-        """Run :func:`gather_kernel` over the compiled frames ``FI`` of the batch (shapes ``S``,
-        their values, battery and link columns) and add the samples to ``batch``."""
+    def _gather(self, batch: Batch, shapes: np.ndarray, fis: np.ndarray, x: np.ndarray, off: np.ndarray,
+                bat: np.ndarray, lat: np.ndarray, rssi: np.ndarray, loss: np.ndarray) -> None:
+        """Run :func:`gather_kernel` over the compiled frames ``fis`` of the batch (of ``shapes``,
+        their values in ``x`` from ``off``, battery and link NaN where absent) and add the samples
+        to ``batch``."""
         f64, i64 = np.float64, np.int64
-        shapes = np.asarray(S, dtype=i64)
-        fis = np.asarray(FI, dtype=i64)
-        X, BAT, LAT, RSSI, LOSS = (np.asarray(c, dtype=f64) for c in columns)  # noqa: N806 - gather_kernel's names
         tabs = self._shape_table.arrays()
         n_base = int(tabs.k_n[shapes].sum() + tabs.miss_n[shapes].sum())
         n_lim = int(tabs.lim_n[shapes].sum()) + 4 * shapes.shape[0]  # + battery and the link's three
@@ -208,7 +267,8 @@ class Batching:
         lim = (np.empty(n_lim, i64), np.empty(n_lim, i64), np.empty(n_lim, f64), np.empty(n_lim, i64))
         pairs = (np.empty(n_pair, i64), np.empty(n_pair, i64), np.empty(n_pair, f64), np.empty(n_pair, f64),
                  np.empty(n_pair, i64))
-        nb, nl, npair = gather_kernel(shapes, batch.ts[fis], fis, X, BAT, LAT, RSSI, LOSS, *tabs, *base, *lim, *pairs)
+        nb, nl, npair = gather_kernel(shapes, batch.ts[fis], fis, x, off, bat, lat, rssi, loss, *tabs, *base, *lim,
+                                      *pairs)
         batch.base.add(*(a[:nb] for a in base))
         batch.lim.add(*(a[:nl] for a in lim))
         batch.pairs.add(*(a[:npair] for a in pairs))

@@ -158,7 +158,7 @@ class ShapeTable:
 
 
 @jit
-def gather_kernel(S: Arr, T: Arr, FI: Arr, X: Arr, BAT: Arr, LAT: Arr, RSSI: Arr, LOSS: Arr,  # noqa: N803 - per frame
+def gather_kernel(S: Arr, T: Arr, FI: Arr, X: Arr, OFF: Arr, BAT: Arr, LAT: Arr, RSSI: Arr, LOSS: Arr,  # noqa: N803 - per frame
                   k_n: Arr, base_start: Arr, base_flat: Arr, miss_start: Arr, miss_n: Arr, miss_flat: Arr,  # per shape
                   lim_start: Arr, lim_n: Arr, lim_pos: Arr, lim_s: Arr, lim_signed: Arr,
                   pair_start: Arr, pair_n: Arr, pair_a: Arr, pair_b: Arr, pair_s: Arr, robot_s: Arr,
@@ -167,17 +167,17 @@ def gather_kernel(S: Arr, T: Arr, FI: Arr, X: Arr, BAT: Arr, LAT: Arr, RSSI: Arr
     """Write the samples of compiled frames; returns (base, limit, pair) sample counts.
 
     Frame ``i`` has shape ``S[i]``, time ``T[i]``, index ``FI[i]`` in the batch, and its values
-    at ``X[off:off + k_n[S[i]]]`` (``off`` the sum of the earlier frames' counts); NaN is no
-    value. ``BAT`` and ``LAT``/``RSSI``/``LOSS`` are NaN where the frame has no battery or link.
+    at ``X[OFF[i]:OFF[i] + k_n[S[i]]]``; NaN is no value.
+    ``BAT`` and ``LAT``/``RSSI``/``LOSS`` are NaN where the frame has no battery or link.
     """
     nb = 0
     nl = 0
     npair = 0
-    off = 0
     for i in range(S.shape[0]):
         sh = S[i]
         t = T[i]
         fi = FI[i]
+        off = OFF[i]
         m0 = miss_start[sh]
         for j in range(miss_n[sh]):
             b_s[nb] = miss_flat[m0 + j]
@@ -228,5 +228,4 @@ def gather_kernel(S: Arr, T: Arr, FI: Arr, X: Arr, BAT: Arr, LAT: Arr, RSSI: Arr
                 l_x[nl] = LAT[i] if c == 0 else (RSSI[i] if c == 1 else LOSS[i])
                 l_fi[nl] = fi
                 nl += 1
-        off += k
     return nb, nl, npair

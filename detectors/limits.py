@@ -49,7 +49,7 @@ from detectors.overrides import LEVEL_FIELDS
 from detectors.rules import ROBOT_RULES, Rule, fmt_thr, fmt_value, subject, vibration_rules, where_place, where_robot
 from detectors.vibration import VibrationFeatures
 from minewatch.schema import AlertEvent, AlertKind, Severity
-from minewatch.wire import Frame
+from minewatch.wire import Origin
 
 __all__ = ["LIMIT_ARGS", "LIMIT_COLUMNS", "MAX_LEVELS", "LimitDetector", "limit_kernel"]
 
@@ -205,7 +205,7 @@ class LimitDetector(Detector):
                                  *(r.detector for r in ROBOT_RULES.values()),
                                  *(r.detector for pair in self.vib_rules.values() for r in pair)])
         self.engine: AlertEngine | None = None
-        self.frames: Sequence[Frame] = ()
+        self.frames: Sequence[Origin] = ()
         self._sorted: tuple[Arr, Arr] | None = None
 
     def bind(self, engine: AlertEngine) -> None:
@@ -242,7 +242,7 @@ class LimitDetector(Detector):
         return {name: self.stream(("", rid, name, 0), rule) for name, rule in ROBOT_RULES.items()}
 
     # -- a batch ---------------------------------------------------------------------------------
-    def begin(self, frames: Sequence[Frame]) -> None:
+    def begin(self, frames: Sequence[Origin]) -> None:
         self.frames = frames
 
     def detect(self, stream: npt.NDArray[np.int64], t: npt.NDArray[np.int64], x: npt.NDArray[np.float64], *,

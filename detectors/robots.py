@@ -28,7 +28,7 @@ from detectors.health_rules import ROBOT_LONG_SILENCE_S, ROBOT_SILENCE_S
 from detectors.rules import subject, where_robot
 from minewatch.catalogue import Scenario
 from minewatch.schema import AlertEvent, AlertKind, AlertTiming, RobotStatus, Severity
-from minewatch.wire import Frame
+from minewatch.wire import Origin
 
 __all__ = ["GAP_NS", "LONG_NS", "Robot", "RobotLiveness", "duration", "per_robot_detectors"]
 
@@ -126,7 +126,7 @@ class RobotLiveness:
                       evidence={"rule": rule, "robot": rid, "by": source}, timing=self.timing)
 
     # -- frames ------------------------------------------------------------------------------
-    def frames(self, frames: Sequence[Frame], robots: npt.NDArray[np.int64], clock: npt.NDArray[np.int64],
+    def frames(self, frames: Sequence[Origin], robots: npt.NDArray[np.int64], clock: npt.NDArray[np.int64],
                now: int, pending: list[Pending]) -> None:
         """A batch's frames (``robots``: each frame's robot number, ``clock``: when it was seen):
         each robot's last-seen time, and its silences: a gap of :data:`ROBOT_SILENCE_S` or more
@@ -160,7 +160,7 @@ class RobotLiveness:
         for sig in self.deadman(now):
             pending.append(Pending(sig.ts, EventOrder.ROBOT, 0, sig))
 
-    def frame(self, f: Frame, t: int, r: Robot, pending: list[Pending]) -> None:
+    def frame(self, f: Origin, t: int, r: Robot, pending: list[Pending]) -> None:
         """One frame of robot ``r`` seen at ``t`` (its arrival live, its time in replay). A frame
         after the robot's offline status proves it back: its offline alert clears."""
         gap, long = GAP_NS, LONG_NS

@@ -5,7 +5,9 @@ the registered detectors (:data:`detectors.registry.REGISTRY`); per batch of fra
 robots and scenarios, in any order:
 
 1. :class:`~detectors.batching.Batching` flattens the frames into plain arrays per stream
-   family (stream, time, value, frame), creating streams as readings first appear;
+   family (stream, time, value, frame), creating streams as readings first appear; a replay
+   hands over the columns it read instead (:meth:`DetectorSuite.process_columns`), flattened
+   straight into the same arrays, and from here on both entries share every stage;
 2. :class:`~detectors.vibration_stage.VibrationStage` turns waveform blocks into features (the
    ``vibration`` lines) and the limit samples of the vibration rules;
 3. each detector runs its compiled kernel over its family, sorted once by (stream, time);
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -38,7 +41,10 @@ from detectors.rules import ROBOT_RULES, channel_rules
 from detectors.vibration_stage import VibrationStage
 from minewatch.catalogue import QUANTITIES, SCENARIOS, Scenario, upstream_fans
 from minewatch.schema import AlertEvent, AlertKind, AlertTiming, IncidentEvent, RobotStatus
-from minewatch.wire import Frame, WaveBlock
+from minewatch.wire import Frame, Origin, WaveBlock
+
+if TYPE_CHECKING:
+    from minewatch.stored import FrameColumns
 
 __all__ = ["Detection", "DetectorSuite"]
 
@@ -151,6 +157,26 @@ class DetectorSuite:
         batch = self.batching.flatten(frames)
         batch.clock = batch.ts if arrived is None else np.asarray(arrived, dtype=np.int64)
         lines = self.vibration(batch, frames)
+        return Detection(events=self._detect(batch, frames, late), lines=lines)
+
+    def process_columns(self, cols: FrameColumns) -> Detection:
+        """:meth:`process` of stored frames given as columns (:class:`minewatch.stored.FrameColumns`,
+        as a replay reads them), their ``late`` flags among them: the same stages, the same
+        events, without a Python object per frame. Judged by the frames' own times, as
+        :meth:`process` without ``arrived``. Until every series' shape is known to the flattening
+        (the first frames of a robot at a place), the frames are built and go through
+        :meth:`process`."""
+        if not len(cols):
+            return Detection()
+        batch = self.batching.flatten_columns(cols)
+        if batch is None:
+            return self.process(cols.frames(), late=cols.late_flags())
+        batch.clock = batch.ts
+        return Detection(events=self._detect(batch, cols.senders(), cols.late_flags()))
+
+    def _detect(self, batch: Batch, frames: Sequence[Origin], late: Sequence[bool] | None) -> list[AlertEvent]:
+        """The stages after flattening, for either entry: the detectors over their sorted
+        families, the robots' liveness, and the signals through the alert engine in event order."""
         pending: list[Pending] = []
         inputs = {Inputs.LIMIT: batch.lim, Inputs.PAIRS: batch.pairs, Inputs.BASE: batch.base}
         ready: dict[Inputs, tuple[np.ndarray, ...]] = {}  # each family sorted once, for every detector reading it
@@ -177,7 +203,7 @@ class DetectorSuite:
             det.finish()
         events.extend(self.engine.advance(now))
         events.sort(key=lambda e: e.ts)
-        return Detection(events=events, lines=lines)
+        return events
 
     def flatten(self, frames: Sequence[Frame]) -> Batch:
         """A batch's samples per stream family (:meth:`detectors.batching.Batching.flatten`)."""

@@ -19,14 +19,14 @@ import binascii
 import math
 import re
 from collections.abc import Iterable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 import msgspec
 
 from minewatch.schema import ID_PATTERN
 
-__all__ = ["Frame", "LinkInfo", "WaveBlock", "decode_frames", "decode_frames_on", "FramesOnTopic", "encode_frame",
-           "encode_frames", "FrameError", "is_id"]
+__all__ = ["Frame", "Origin", "LinkInfo", "WaveBlock", "decode_frames", "decode_frames_on", "FramesOnTopic",
+           "encode_frame", "encode_frames", "FrameError", "is_id"]
 
 # ``\Z``, not ``$``: in Python's ``re`` (which msgspec uses) ``$`` also matches before a final
 # newline, so "r01\n" would pass here while the pydantic contract (and the topic check) refuse it.
@@ -69,6 +69,17 @@ class Frame(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, gc=F
     battery: Annotated[float, msgspec.Meta(ge=0, le=100)] | None = None
     link: LinkInfo | None = None
     waveforms: dict[str, WaveBlock] = {}
+
+
+class Origin(Protocol):
+    """Who sent a frame: all the detector suite's stages after flattening ask of it (a
+    :class:`Frame`, or a replay's :class:`minewatch.stored.Sender`)."""
+
+    @property
+    def robot_id(self) -> str: ...
+
+    @property
+    def scenario_id(self) -> str: ...
 
 
 _frame_dec = msgspec.json.Decoder(Frame)

@@ -75,7 +75,8 @@ FIGURES: dict[str, set[str]] = {
                              "subscriber_points_per_s", "ingest_to_subscriber_ceiling_ratio",
                              "alert_latency_p50_ms", "alert_latency_p99_ms"},
     "mqtt_clients.py": {"mqtt_client_msgs_per_s", "mqtt_client_cpu_us_per_msg"},
-    "replay.py": {"replay_x_realtime", "replay_readings_per_s", "replay_detectors_only_x_realtime", "replay_split_s_per_hour"},
+    "replay.py": {"replay_x_realtime", "replay_readings_per_s", "replay_detectors_only_x_realtime", "replay_split_s_per_hour",
+                  "replay_cpu_s_per_hour"},
     "report.py": {"report_collect", "report_render", "report_size"},
     "simulator.py": {"simulator_frames_per_s", "simulator_realtime_mines", "simulator_realtime_max_lag_s"},
 }

@@ -87,3 +87,40 @@ def test_frames_are_those_of_the_row_by_row_reference(seed: int) -> None:
 def test_nothing_to_decode_is_no_frames() -> None:
     assert rows_to_frames([]) == ([], [])
     assert rows_to_frames([(["time", "co"], {"robot": "r1", "scenario": "mf01"}, [])]) == ([], [])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_columns_hold_the_frames_of_the_row_by_row_reference(seed: int) -> None:
+    import numpy as np
+
+    from minewatch.stored import rows_to_columns
+
+    rng = random.Random(seed)
+    holes = [0.0, 0.1, 0.5][seed]
+    chunks = [_series(rng, f"r{i}", sc, chans, rng.randrange(1, 60), holes=holes)
+              for i, (sc, chans) in enumerate([("mf01", ["ch4_t1", "co", "t"]), ("vf01", ["run_a", "run_b"]),
+                                               ("hf01", ["ch4_t1", "co2", "o2", "dust"]), ("ps01", [])])]
+    chunks.append(_series(rng, "r9", "mf02", ["co"], 30, meta=("seq", "battery", "pos_m"), holes=holes))
+    chunks.append((["time", "co", "seq"], {"robot": "", "scenario": "mf01"}, [[1, 1.0, 1]]))
+    frames, late = naive_rows_to_frames(chunks)
+    cols = rows_to_columns(chunks)
+    assert len(cols) == len(frames) > 0
+    assert cols.frames() == frames and cols.late.tolist() == late
+    for i, j in [(0, 1), (3, 40), (len(frames) - 5, len(frames)), (7, 7)]:
+        assert cols.take(i, j).frames() == frames[i:j]
+    for i, f in enumerate(frames):
+        assert cols.ts[i] == f.ts and cols.sender(int(cols.group[i])) == (f.robot_id, f.scenario_id)
+        assert cols.keys[cols.group[i]] == (f.scenario_id, f.robot_id, tuple(f.readings))
+        got = cols.values[cols.off[i]:cols.off[i] + len(f.readings)]
+        assert np.array_equal(got, np.array(list(f.readings.values()), dtype=float), equal_nan=True)
+        assert (cols.battery[i] == f.battery) if f.battery is not None else np.isnan(cols.battery[i])
+        link = [f.link.latency_ms, f.link.rssi_dbm, f.link.loss] if f.link else [np.nan] * 3
+        assert np.array_equal([cols.latency_ms[i], cols.rssi_dbm[i], cols.loss[i]], link, equal_nan=True)
+
+
+def test_a_stored_value_that_is_not_a_number_is_a_clear_error() -> None:
+    from minewatch.stored import rows_to_columns
+
+    with pytest.raises(ValueError, match="'r1' at 'mf01' holds a value that is not a number"):
+        rows_to_columns([(["time", "co", "seq"], {"robot": "r1", "scenario": "mf01"}, [[1, "high", 1]])])
+    assert len(rows_to_columns([])) == 0

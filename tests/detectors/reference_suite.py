@@ -22,7 +22,7 @@ from detectors.batching import Batch, Batching
 from detectors.engine import Signal
 from detectors.robots import GAP_NS, LONG_NS, RobotLiveness
 from detectors.rules import with_fan
-from minewatch.wire import Frame
+from minewatch.wire import Frame, Origin
 
 
 def FrameByFrameSuite(**kwargs: Any) -> DetectorSuite:  # noqa: N802 - stands where a suite class stands
@@ -77,7 +77,7 @@ class FrameByFrameBatching(Batching):
 
 
 class EveryRobotLiveness(RobotLiveness):
-    def frames(self, frames: Sequence[Frame], robots: npt.NDArray[np.int64], clock: npt.NDArray[np.int64],
+    def frames(self, frames: Sequence[Origin], robots: npt.NDArray[np.int64], clock: npt.NDArray[np.int64],
                now: int, pending: list[Pending]) -> None:
         """Every frame through the one-frame silence rule, robots in id order, each in the order it
         was seen (its arrival, or its time)."""

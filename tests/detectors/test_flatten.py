@@ -67,6 +67,39 @@ def test_samples_match_the_frame_by_frame_flattening(parts: list[list[Frame]]) -
         assert keyed(fast, fast.flatten(batch)) == keyed(ref, ref.flatten(batch))
 
 
+def stored(batch: list[Frame]) -> list[Any]:
+    """The batch as InfluxDB answers for stored frames: a series per (place, robot, channel
+    names), late flags among the columns (a frame with a low battery here)."""
+    from minewatch.stored import META
+
+    series: dict[tuple[str, str, tuple[str, ...]], list[list[Any]]] = {}
+    for f in batch:
+        link = [f.link.latency_ms, f.link.rssi_dbm] if f.link else [None, None]
+        late = True if f.battery is not None and f.battery < 10 else None
+        series.setdefault((f.scenario_id, f.robot_id, tuple(f.readings)), []).append(
+            [f.ts, *f.readings.values(), f.seq, f.boot, f.battery, f.pos_m, *link, late, None])
+    return [(["time", *keys, *META], {"scenario": sid, "robot": rid}, rows) for (sid, rid, keys), rows in series.items()]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batches())
+def test_columns_give_the_samples_and_the_alerts_of_their_frames(parts: list[list[Frame]]) -> None:
+    """The columnar entry (what a replay uses) against the frame entry over the same stored rows."""
+    from minewatch.stored import rows_to_columns, rows_to_frames
+
+    by_frames, by_columns = DetectorSuite(), DetectorSuite()
+    flat_frames, flat_columns = DetectorSuite(), DetectorSuite()
+    for batch in parts:
+        frames, late = rows_to_frames(stored(batch))
+        cols = rows_to_columns(stored(batch))
+        want = keyed(flat_frames, flat_frames.flatten(frames))
+        got = flat_columns.batching.flatten_columns(cols) or flat_columns.flatten(cols.frames())
+        assert keyed(flat_columns, got) == want
+        want_events = by_frames.process(frames, late=late).events + by_frames.tick(int(cols.ts.max()))
+        got_events = by_columns.process_columns(cols).events + by_columns.tick(int(cols.ts.max()))
+        assert got_events == want_events
+
+
 def _simulated() -> list[Frame]:
     faults = load_faults([
         {"kind": "methane_outburst", "scenario": "mf01", "channel": "ch4_t1", "start": "+60s", "duration": "90s"},
