@@ -177,7 +177,8 @@ class MineSummary(BaseModel):
 
 
 class MinesPublic(BaseModel):
-    mines: list[MineSummary]
+    data: list[MineSummary]
+    count: int
 
 
 class GroupIncident(IncidentEvent):
@@ -187,7 +188,8 @@ class GroupIncident(IncidentEvent):
 
 
 class GroupIncidentsPublic(BaseModel):
-    incidents: list[GroupIncident]
+    data: list[GroupIncident]
+    count: int = Field(description="open incidents that match, before the limit")
 
 
 class GroupHealth(BaseModel):
@@ -263,7 +265,8 @@ async def list_mines(request: Request, _: Reader) -> MinesPublic:
     await _refresh_stored(request)
     state = _group(request)
     now = time.time_ns()
-    return MinesPublic(mines=[summary(state, m, now) for m in sorted(set(state.mines) | state.stored)])
+    out = [summary(state, m, now) for m in sorted(set(state.mines) | state.stored)]
+    return MinesPublic(data=out, count=len(out))
 
 
 @router.get("/mines/{mine}", response_model=MineSummary, summary="One mine",
@@ -301,7 +304,7 @@ async def group_incidents(
                 continue
             out.append(GroupIncident(**inc.model_dump(), mine=name))
     out.sort(key=board_order)
-    return GroupIncidentsPublic(incidents=out[:limit])
+    return GroupIncidentsPublic(data=out[:limit], count=len(out))
 
 
 health_router = APIRouter(tags=["health"])

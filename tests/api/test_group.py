@@ -4,9 +4,14 @@ centre's workers publish them."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,9 +24,9 @@ from api.group import create_group_app
 from api.schemas import example_of
 from minewatch.influx import SyncInflux
 from minewatch.schema import IncidentEvent, WatchStatus
-from minewatch.services import Influxd, Mosquitto
+from minewatch.services import Influxd, Mosquitto, free_port, stop_process, wait_http
 from minewatch.settings import Settings
-from tests.api.conftest import KEYS, T0, Publisher, event, serve, wait_for
+from tests.api.conftest import KEYS, T0, Publisher, alert_line, event, serve, wait_for
 from tests.api.test_openapi import fuzz
 
 S = 1_000_000_000
@@ -71,7 +76,7 @@ def test_group_view_counts_orders_and_forgets_closed(group: tuple[str, Publisher
     url, pub, stored_mine, _ = group
     base = pub.topics.prefix
     inc_a1 = incident("mf01.methane.1", "critical", True, T0 + 5 * S)
-    inc_a2 = incident("hf01.heat.2", "warning", False, T0 + 9 * S, scenario="hf01")
+    inc_a2 = incident("hf01.heat.2", "critical", False, T0 + 9 * S, scenario="hf01")
     inc_b1 = incident("mf02.fire.3", "alarm", True, T0 + 7 * S, scenario="mf02")
     inc_b2 = incident("mf03.water.4", "critical", True, T0 + 1 * S, scenario="mf03")
     for mine, inc in (("m001", inc_a1), ("m001", inc_a2), ("m002", inc_b1), ("m002", inc_b2)):
@@ -87,13 +92,13 @@ def test_group_view_counts_orders_and_forgets_closed(group: tuple[str, Publisher
     c = httpx.Client(base_url=url, headers={"X-API-Key": KEYS["integrator"]}, timeout=10)
 
     def mines() -> dict[str, dict]:
-        return {m["mine"]: m for m in c.get("/group/mines").raise_for_status().json()["mines"]}
+        return {m["mine"]: m for m in c.get("/group/mines").raise_for_status().json()["data"]}
 
     got = wait_for(lambda: (m := mines()) and m.get("m001", {}).get("open_incidents") == 2
                    and m.get("m002", {}).get("active_alerts") == 1 and m.get("m001", {}).get("active_alerts") == 2
                    and m.get("m002", {}).get("open_incidents") == 2 and m, what="both mines' state")
     m1, m2 = got["m001"], got["m002"]
-    assert m1["incidents_by_severity"] == {"info": 0, "warning": 1, "alarm": 0, "critical": 1}
+    assert m1["incidents_by_severity"] == {"info": 0, "warning": 0, "alarm": 0, "critical": 2}
     assert m1["unacknowledged_incidents"] == 1 and m2["unacknowledged_incidents"] == 2
     assert m1["alerts_by_severity"]["critical"] == 1 and m1["alerts_by_severity"]["warning"] == 1
     assert m1["unacknowledged_alerts"] == 1 and m2["unacknowledged_alerts"] == 1
@@ -105,11 +110,12 @@ def test_group_view_counts_orders_and_forgets_closed(group: tuple[str, Publisher
     assert got[stored_mine]["stored"] is True and got[stored_mine]["open_incidents"] == 0
     assert got[stored_mine]["last_heard_ts"] is None
 
-    # every mine's incidents: needing acknowledgement first, then severity, then the newest
-    incs = c.get("/group/incidents").raise_for_status().json()["incidents"]
+    # every mine's incidents: needing acknowledgement first (an acknowledged critical after an
+    # alarm that needs it), then severity, then the newest
+    incs = c.get("/group/incidents").raise_for_status().json()["data"]
     assert [(i["mine"], i["incident_id"]) for i in incs] == [
         ("m001", "mf01.methane.1"), ("m002", "mf03.water.4"), ("m002", "mf02.fire.3"), ("m001", "hf01.heat.2")]
-    only = c.get("/group/incidents", params={"mine": "m002"}).raise_for_status().json()["incidents"]
+    only = c.get("/group/incidents", params={"mine": "m002"}).raise_for_status().json()["data"]
     assert {i["incident_id"] for i in only} == {"mf02.fire.3", "mf03.water.4"}
     one = c.get("/group/mines/m002").raise_for_status().json()
     assert one["open_incidents"] == 2
@@ -117,14 +123,17 @@ def test_group_view_counts_orders_and_forgets_closed(group: tuple[str, Publisher
     # an incident closing (empty retained message) leaves the group view
     pub.publish(mine_topic(base, "m002", "incidents/active/mf03.water.4"), b"", retain=True)
     wait_for(lambda: mines()["m002"]["open_incidents"] == 1, what="the closed incident to leave")
-    ids = [i["incident_id"] for i in c.get("/group/incidents").json()["incidents"]]
+    ids = [i["incident_id"] for i in c.get("/group/incidents").json()["data"]]
     assert "mf03.water.4" not in ids and len(ids) == 3
+    limited = c.get("/group/incidents", params={"limit": 1}).json()
+    assert limited["count"] == 3 and [i["incident_id"] for i in limited["data"]] == ["mf01.methane.1"]
     for rest in ("incidents/active/mf01.methane.1", "incidents/active/hf01.heat.2", "incidents/active/mf02.fire.3"):
         pub.publish(mine_topic(base, "m001" if "f01" in rest else "m002", rest), b"", retain=True)
     for ev, mine in ((a1, "m001"), (a2, "m001"), (b1, "m002")):
         pub.publish(mine_topic(base, mine, f"alerts/active/{ev.alert_id}"), b"", retain=True)
-    wait_for(lambda: c.get("/group/incidents").json()["incidents"] == [], what="every incident closed")
+    wait_for(lambda: c.get("/group/incidents").json()["data"] == [], what="every incident closed")
     assert mines()["m001"]["active_alerts"] == 0
+    c.close()
 
 
 def test_group_bad_input_and_auth(group: tuple[str, Publisher, str, SyncInflux]) -> None:
@@ -142,6 +151,7 @@ def test_group_bad_input_and_auth(group: tuple[str, Publisher, str, SyncInflux])
         assert httpx.get(url + path).status_code == 401
         assert httpx.get(url + path, headers={"X-API-Key": "wrong"}).status_code == 401
     assert httpx.get(url + "/healthz").status_code == 200
+    c.close()
 
 
 def test_mine_flag_refuses_a_bad_mine_id() -> None:
@@ -166,3 +176,51 @@ def test_group_openapi_holds(mosquitto: Mosquitto, influxd: Influxd) -> None:
             fuzz(schema[path]["GET"], KEYS["integrator"])
     finally:
         schemathesis.python.asgi.shutdown_lifespans()
+
+
+def test_the_commands_serve_the_group_and_one_mine(mosquitto: Mosquitto, influxd: Influxd, tmp_path: Path) -> None:
+    """``minewatch api --group`` and ``minewatch api --mine M`` as processes: the mine's API reads the
+    database minewatch_M and the topics <base>/mines/M, the group API lists the mine's incident."""
+    unique = uuid.uuid4().hex[:10]
+    base, mine = f"t{unique}/v1", f"x{unique}"
+    db = SyncInflux(influxd.url, f"minewatch_{mine}")
+    db.ensure_db()
+    stored = event("mf01.ch4_t1.gas_limit.9", severity="alarm")
+    db.write([alert_line(stored)])
+    pub = Publisher(mosquitto, base)
+    inc = incident("mf01.methane.9", "critical", True, T0)
+    pub.publish(f"{base}/mines/{mine}/incidents/active/{inc.incident_id}", inc.model_dump_json(), retain=True)
+    env = {**os.environ, "MINEWATCH_API_KEYS": ",".join(f"{k}:{role}" for role, k in KEYS.items()),
+           "MINEWATCH_TOPIC_PREFIX": base}
+    procs: list[subprocess.Popen[bytes]] = []
+    urls = []
+    try:
+        for flags in (["--mine", mine], ["--group", "--influx-db", db.db]):
+            port = free_port()
+            with open(tmp_path / f"api-{len(procs)}.log", "wb") as out:
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "minewatch", "api", "--mqtt-url", mosquitto.url, "--influx-url", influxd.url,
+                     "--port", str(port), "--log-level", "warning", *flags],
+                    env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
+            urls.append(f"http://127.0.0.1:{port}")
+        for url in urls:
+            wait_http(f"{url}/healthz", timeout=30, interval=0.2)
+        mine_api, group_api = (httpx.Client(base_url=u, headers={"X-API-Key": KEYS["integrator"]}, timeout=10)
+                               for u in urls)
+        got = wait_for(lambda: mine_api.get("/incidents").json()["data"], what="the mine's incident")
+        assert [i["incident_id"] for i in got] == ["mf01.methane.9"]
+        alerts = wait_for(lambda: mine_api.get("/alerts").json()["data"], what="the stored alert")
+        assert [a["alert_id"] for a in alerts] == [stored.alert_id]
+        incs = wait_for(lambda: group_api.get("/group/incidents").json()["data"], what="the group's incident")
+        assert [(i["mine"], i["incident_id"]) for i in incs] == [(mine, "mf01.methane.9")]
+        listed = {m["mine"]: m for m in group_api.get("/group/mines").json()["data"]}
+        assert listed[mine]["stored"] is True and listed[mine]["open_incidents"] == 1
+        mine_api.close()
+        group_api.close()
+    finally:
+        for proc in procs:
+            stop_process(proc, signal.SIGINT, 20)
+        pub.publish(f"{base}/mines/{mine}/incidents/active/{inc.incident_id}", b"", retain=True)
+        pub.close()
+        db.query(f'DROP DATABASE "{db.db}"', db="", post=True)
+        db.close()
