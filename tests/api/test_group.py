@@ -209,6 +209,10 @@ def test_the_commands_serve_the_group_and_one_mine(mosquitto: Mosquitto, influxd
                                for u in urls)
         got = wait_for(lambda: mine_api.get("/incidents").json()["data"], what="the mine's incident")
         assert [i["incident_id"] for i in got] == ["mf01.methane.9"]
+        # acknowledging is the mine's own business: refused at the centre, saying where to do it
+        r = httpx.post(f"{urls[0]}/incidents/mf01.methane.9/ack", json={"operator": "centre-desk"},
+                       headers={"X-API-Key": KEYS["operator"]}, timeout=10)
+        assert r.status_code == 409 and f"mine {mine}'s own control room" in r.json()["detail"]
         alerts = wait_for(lambda: mine_api.get("/alerts").json()["data"], what="the stored alert")
         assert [a["alert_id"] for a in alerts] == [stored.alert_id]
         incs = wait_for(lambda: group_api.get("/group/incidents").json()["data"], what="the group's incident")
