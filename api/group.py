@@ -22,16 +22,21 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+import pathlib
 from typing import Annotated
 
 import aiomqtt
 from fastapi import APIRouter, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field, ValidationError
 
 from api.deps import Reader
-from api.main import invalid_request
+from api.guard import SecurityHeaders
+from api.main import STATIC_DIR, invalid_request
 from api.params import MINE_PATTERN
+from api.routes import ui as ui_routes
 from api.schemas import errors
 from minewatch import __version__
 from minewatch.group import check_mine
@@ -44,6 +49,7 @@ __all__ = ["GroupState", "create_group_app", "DB_PREFIX"]
 
 log = logging.getLogger("minewatch.api.group")
 DB_PREFIX = "minewatch_"
+GROUP_PAGE = "group.html"
 WATCH_STALE_REFRESHES = 3  # as one mine's board: a place is not watched after three missed refreshes
 _RETRY_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 _S = 1_000_000_000
@@ -174,6 +180,8 @@ class MineSummary(BaseModel):
                                                   "(ns since the epoch, the API's clock); null: never since it started")
     quiet_s: float | None = Field(description="seconds since then")
     stored: bool = Field(description="a database minewatch_<mine> exists")
+    board_url: str | None = Field(default=None, description="the mine's own board (its view at the centre), "
+                                                            "when the centre was given --board-url")
 
 
 class MinesPublic(BaseModel):
@@ -207,7 +215,7 @@ def _by_severity(items: list[Severity]) -> dict[Severity, int]:
     return out
 
 
-def summary(state: GroupState, mine: str, now_ns: int) -> MineSummary:
+def summary(state: GroupState, mine: str, now_ns: int, board_url: str | None = None) -> MineSummary:
     m = state.mines.get(mine) or MineLive()
     incs = list(m.incidents.values())
     alerts = list(m.alerts.values())
@@ -220,7 +228,7 @@ def summary(state: GroupState, mine: str, now_ns: int) -> MineSummary:
         unacknowledged_alerts=sum(a.state is not AlertState.acknowledged for a in alerts), not_watched=nw,
         watched=len(m.watch) - len(nw), last_heard_ts=m.last_heard_ns,
         quiet_s=None if m.last_heard_ns is None else round((now_ns - m.last_heard_ns) / _S, 3),
-        stored=mine in state.stored)
+        stored=mine in state.stored, board_url=board_url.replace("{mine}", mine) if board_url else None)
 
 
 def board_order(i: GroupIncident) -> tuple[bool, int, int, str]:
@@ -265,7 +273,8 @@ async def list_mines(request: Request, _: Reader) -> MinesPublic:
     await _refresh_stored(request)
     state = _group(request)
     now = time.time_ns()
-    out = [summary(state, m, now) for m in sorted(set(state.mines) | state.stored)]
+    board = request.app.state.board_url
+    out = [summary(state, m, now, board) for m in sorted(set(state.mines) | state.stored)]
     return MinesPublic(data=out, count=len(out))
 
 
@@ -277,7 +286,7 @@ async def one_mine(request: Request, _: Reader, mine: MinePath) -> MineSummary:
     if mine not in state.mines and mine not in state.stored:
         raise HTTPException(404, f"no mine {mine!r} at the centre (nothing on its broker, no database "
                                  f"{DB_PREFIX}{mine})")
-    return summary(state, mine, time.time_ns())
+    return summary(state, mine, time.time_ns(), request.app.state.board_url)
 
 
 @router.get("/incidents", response_model=GroupIncidentsPublic, summary="Every mine's open incidents",
@@ -326,9 +335,14 @@ class _Keys:
     api_keys: dict[str, str]
 
 
-def create_group_app(settings: Settings | None = None) -> FastAPI:
+def create_group_app(settings: Settings | None = None, *, board_url: str | None = None,
+                     static_dir: pathlib.Path | None = None) -> FastAPI:
+    """The group view. ``board_url``: each mine's board, ``{mine}`` standing for the mine id
+    (``https://centre.example/mines/{mine}/``); the group page links to it."""
     settings = settings or Settings()
     keys = settings.api_key_roles()
+    if board_url is not None and "{mine}" not in board_url:
+        raise ValueError(f"the board URL {board_url!r} needs {{mine}} where the mine id goes")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -347,7 +361,18 @@ def create_group_app(settings: Settings | None = None) -> FastAPI:
                   description="The dispatch centre's view of every mine: open incidents and alerts, places not "
                               "watched, when each mine was last heard from. Each mine's own view is its API "
                               "(`minewatch api --mine MINE` at the centre). Keys and roles as in the single-mine API.")
+    app.state.board_url = board_url
     app.include_router(health_router)
     app.include_router(router)
+    app.include_router(ui_routes.router)  # /js/order.js, which the page's api.js imports (through store.js)
     app.add_exception_handler(RequestValidationError, invalid_request)  # type: ignore[arg-type]
+    static = static_dir or STATIC_DIR
+    if (static / GROUP_PAGE).is_file():
+        # the group page at /, beside the dashboard's styles and scripts (no key needed for them)
+        @app.get("/", include_in_schema=False)
+        async def group_page() -> FileResponse:
+            return FileResponse(static / GROUP_PAGE)
+
+        app.mount("/", StaticFiles(directory=static), name="static")
+    app.add_middleware(SecurityHeaders)
     return app

@@ -11,7 +11,9 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -45,9 +47,10 @@ def watch(scenario: str, watched: bool) -> WatchStatus:
                                        "state": "watched" if watched else "no_data", "ts": time.time_ns()})
 
 
-@pytest.fixture
-def group(mosquitto: Mosquitto, influxd: Influxd) -> Iterator[tuple[str, Publisher, str, SyncInflux]]:
-    """The group API on a unique topic base; a database of a third mine that published nothing."""
+@contextmanager
+def running_group(mosquitto: Mosquitto, influxd: Influxd, **app_kw: Any) -> Iterator[tuple[str, Publisher, str, SyncInflux]]:
+    """The group API on a unique topic base (its URL, a publisher on that base); a database of a
+    third mine that published nothing (its id, the database)."""
     unique = uuid.uuid4().hex[:10]
     base = f"t{unique}/v1"
     stored_mine = f"s{unique}"
@@ -56,7 +59,7 @@ def group(mosquitto: Mosquitto, influxd: Influxd) -> Iterator[tuple[str, Publish
     pub = Publisher(mosquitto, base)
     s = Settings(mqtt_url=mosquitto.url, influx_url=influxd.url, influx_db=db.db, topic_prefix=base,
                  api_keys=",".join(f"{k}:{role}" for role, k in KEYS.items()))
-    server, thread, url = serve(s, factory=create_group_app)
+    server, thread, url = serve(s, factory=create_group_app, **app_kw)
     try:
         wait_for(lambda: httpx.get(f"{url}/healthz").json()["mqtt"], what="the group API's MQTT connection")
         yield url, pub, stored_mine, db
@@ -66,6 +69,12 @@ def group(mosquitto: Mosquitto, influxd: Influxd) -> Iterator[tuple[str, Publish
         pub.close()
         db.query(f'DROP DATABASE "{db.db}"', db="", post=True)
         db.close()
+
+
+@pytest.fixture
+def group(mosquitto: Mosquitto, influxd: Influxd) -> Iterator[tuple[str, Publisher, str, SyncInflux]]:
+    with running_group(mosquitto, influxd) as g:
+        yield g
 
 
 def mine_topic(base: str, mine: str, rest: str) -> str:
