@@ -53,6 +53,7 @@ GROUP_PAGE = "group.html"
 WATCH_STALE_REFRESHES = 3  # as one mine's board: a place is not watched after three missed refreshes
 _RETRY_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 _S = 1_000_000_000
+_GRACE_NS = 5 * _S  # a watch state's own time may run this far behind the API's clock (as api.views)
 
 MinePath = Annotated[str, Path(pattern=MINE_PATTERN, description="the mine id (as in minewatch_<mine>)",
                                examples=["m001"])]
@@ -62,7 +63,7 @@ MinePath = Annotated[str, Path(pattern=MINE_PATTERN, description="the mine id (a
 class MineLive:
     incidents: dict[str, IncidentEvent] = field(default_factory=dict)
     alerts: dict[str, AlertEvent] = field(default_factory=dict)
-    watch: dict[str, tuple[WatchStatus, int]] = field(default_factory=dict)  # scenario -> (status, arrived)
+    watch: dict[str, tuple[WatchStatus, int]] = field(default_factory=dict)  # scenario -> (status, heard)
     last_heard_ns: int | None = None
 
 
@@ -125,8 +126,12 @@ class GroupState:
         try:
             if kind == "watch":
                 if payload:
-                    m.watch[key] = (WatchStatus.model_validate_json(payload), now_ns)
-                    m.last_heard_ns = now_ns
+                    ws = WatchStatus.model_validate_json(payload)
+                    # a retained state delivered on subscribing may be hours old: it counts from
+                    # when it was made (the worker's clock, a few seconds' grace), not from now
+                    heard = min(now_ns, ws.ts + _GRACE_NS)
+                    m.watch[key] = (ws, heard)
+                    m.last_heard_ns = max(m.last_heard_ns or heard, heard)
                 else:
                     m.watch.pop(key, None)
             elif kind == "incidents/active":
@@ -176,8 +181,8 @@ class MineSummary(BaseModel):
     not_watched: list[str] = Field(description="places whose detectors say they are not watched, or whose "
                                                "watch state is older than three refreshes")
     watched: int = Field(ge=0, description="places watched now")
-    last_heard_ts: int | None = Field(description="when the centre last had a watch refresh of this mine "
-                                                  "(ns since the epoch, the API's clock); null: never since it started")
+    last_heard_ts: int | None = Field(description="when the newest watch refresh of this mine was made (ns since "
+                                                  "the epoch; its ts plus 5 s, at most when it arrived); null: none")
     quiet_s: float | None = Field(description="seconds since then")
     stored: bool = Field(description="a database minewatch_<mine> exists")
     board_url: str | None = Field(default=None, description="the mine's own board (its view at the centre), "

@@ -41,10 +41,11 @@ def incident(iid: str, severity: str, needs_ack: bool, ts: int, scenario: str = 
                                          "state": "raised" if needs_ack else "acknowledged"})
 
 
-def watch(scenario: str, watched: bool) -> WatchStatus:
+def watch(scenario: str, watched: bool, age_s: float = 0.0) -> WatchStatus:
     base = example_of(WatchStatus)
     return WatchStatus.model_validate({**base, "scenario_id": scenario, "watched": watched,
-                                       "state": "watched" if watched else "no_data", "ts": time.time_ns()})
+                                       "state": "watched" if watched else "no_data",
+                                       "ts": time.time_ns() - int(age_s * S)})
 
 
 @contextmanager
@@ -97,6 +98,8 @@ def test_group_view_counts_orders_and_forgets_closed(group: tuple[str, Publisher
         pub.publish(mine_topic(base, mine, f"alerts/active/{ev.alert_id}"), ev.model_dump_json(), retain=True)
     for mine, sc, watched in (("m001", "mf01", True), ("m001", "hf01", False), ("m002", "mf02", True)):
         pub.publish(mine_topic(base, mine, f"watch/{sc}"), watch(sc, watched).model_dump_json(), retain=True)
+    # a mine whose last word, retained, is an hour old: not heard from since, whatever it said
+    pub.publish(mine_topic(base, "m003", "watch/mf01"), watch("mf01", True, age_s=3600).model_dump_json(), retain=True)
 
     c = httpx.Client(base_url=url, headers={"X-API-Key": KEYS["integrator"]}, timeout=10)
 
@@ -114,6 +117,8 @@ def test_group_view_counts_orders_and_forgets_closed(group: tuple[str, Publisher
     assert m1["not_watched"] == ["hf01"] and m1["watched"] == 1
     assert m2["not_watched"] == [] and m2["watched"] == 1
     assert m1["last_heard_ts"] is not None and m1["quiet_s"] < 60
+    m3 = wait_for(lambda: mines().get("m003"), what="the silent mine")
+    assert m3["not_watched"] == ["mf01"] and m3["watched"] == 0 and 3500 < m3["quiet_s"] < 3700
     assert m1["prefix"] == f"{base}/mines/m001" and m1["database"] == "minewatch_m001"
     # a mine known only by its database
     assert got[stored_mine]["stored"] is True and got[stored_mine]["open_incidents"] == 0
