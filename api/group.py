@@ -103,6 +103,9 @@ class GroupState:
         s = self.settings
         async with aiomqtt.Client(**aiomqtt_kwargs(s.mqtt, ca=s.mqtt_ca, cert=s.mqtt_cert, key=s.mqtt_key),
                                   identifier=f"minewatch-group-api-{uuid.uuid4().hex[:8]}") as client:
+            # a fresh picture from the retained states: an incident that closed while this client was
+            # away left no message behind (its retained state was emptied), only its absence
+            self.mines = {}
             for what in ("incidents/active/+", "alerts/active/+", "watch/+"):
                 await client.subscribe(f"{self.base}/mines/+/{what}", qos=1)
             self.connected.set()

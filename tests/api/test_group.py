@@ -242,3 +242,33 @@ def test_the_commands_serve_the_group_and_one_mine(mosquitto: Mosquitto, influxd
         pub.close()
         db.query(f'DROP DATABASE "{db.db}"', db="", post=True)
         db.close()
+
+
+def test_an_incident_closed_while_the_view_was_away_is_gone(fresh_broker: Mosquitto, influxd: Influxd) -> None:
+    """The broker restarts; while the group view is still waiting to reconnect an incident closes
+    (its retained state emptied: nothing is left to deliver). Back, the view has not kept it."""
+    with running_group(fresh_broker, influxd) as (url, pub, _, _):
+        base = pub.topics.prefix
+        for iid in ("mf01.methane.1", "mf02.fire.2"):
+            pub.publish(mine_topic(base, "m001", f"incidents/active/{iid}"),
+                        incident(iid, "alarm", True, T0).model_dump_json(), retain=True)
+        c = httpx.Client(base_url=url, headers={"X-API-Key": KEYS["integrator"]}, timeout=10)
+
+        def open_ids() -> list[str]:
+            return sorted(i["incident_id"] for i in c.get("/group/incidents").json()["data"])
+
+        wait_for(lambda: open_ids() == ["mf01.methane.1", "mf02.fire.2"], what="both incidents")
+        pub.client.loop_stop()
+        pub.client.disconnect()
+        fresh_broker.stop()
+        time.sleep(4)  # the view's reconnect attempts back off (0.2, 0.5, 1, 2, 5 s)
+        fresh_broker.start()
+        again = Publisher(fresh_broker, base)
+        try:
+            again.publish(mine_topic(base, "m001", "incidents/active/mf02.fire.2"), b"", retain=True)
+            assert httpx.get(f"{url}/healthz").json()["mqtt"] is False, "the view reconnected before the close"
+            wait_for(lambda: httpx.get(f"{url}/healthz").json()["mqtt"], timeout=20, what="the view back")
+            wait_for(lambda: open_ids() == ["mf01.methane.1"], what="the closed incident gone")
+        finally:
+            again.close()
+            c.close()
