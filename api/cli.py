@@ -24,10 +24,19 @@ __all__ = ["api"]
               help="Serve HTTPS with this certificate [env MINEWATCH_API_TLS_CERT].")
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Private key of the certificate [env MINEWATCH_API_TLS_KEY].")
+@click.option("--group", "group", is_flag=True,
+              help="Serve the dispatch centre's group view (/group/mines, /group/incidents) of every mine under "
+                   "<topic-prefix>/mines/+ on the centre's alert broker (docs/scale.md).")
+@click.option("--board-url", default=None,
+              help="With --group: each mine's board, {mine} standing for the mine id "
+                   "(e.g. https://centre.example/mines/{mine}/); the group page links to it.")
+@click.option("--mine", default=None,
+              help="At the centre: serve one mine's view, its database minewatch_MINE and its topics "
+                   "<topic-prefix>/mines/MINE (sets --influx-db and the prefix).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
 def api(mqtt_url: str | None, influx_url: str | None, influx_db: str | None, host: str | None, port: int | None,
         topic_prefix: str | None, api_keys: str | None, tls_cert: str | None, tls_key: str | None,
-        log_level: str) -> None:
+        group: bool, board_url: str | None, mine: str | None, log_level: str) -> None:
     """Serve the control-centre API: live alerts and scenario state from the MQTT alert topics,
     history from InfluxDB, shift replay through the detectors, SSE and WebSocket streams.
 
@@ -36,6 +45,7 @@ def api(mqtt_url: str | None, influx_url: str | None, influx_db: str | None, hos
     or the minewatch_api_key cookie)."""
     import uvicorn
 
+    from api.group import create_group_app
     from api.main import create_app
     from minewatch.redact import install, redact
 
@@ -44,6 +54,23 @@ def api(mqtt_url: str | None, influx_url: str | None, influx_db: str | None, hos
     settings = settings_from(mqtt_url=mqtt_url, influx_url=influx_url, influx_db=influx_db, api_host=host,
                              api_port=port, topic_prefix=topic_prefix, api_keys=api_keys, api_tls_cert=tls_cert,
                              api_tls_key=tls_key)
+    app_kw: dict[str, str] = {}
+    if group and mine:
+        raise click.UsageError("--group serves every mine; --mine one of them: give one or the other")
+    if board_url is not None and (not group or "{mine}" not in board_url):
+        raise click.UsageError("--board-url goes with --group and needs {mine} where the mine id goes")
+    if mine is not None:
+        from minewatch.group import mine_prefix
+
+        if influx_db:
+            raise click.UsageError("--mine sets the database (minewatch_MINE): leave out --influx-db")
+        try:
+            prefix = mine_prefix(mine, settings.topic_prefix)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+        settings = settings.model_copy(update={"influx_db": f"minewatch_{mine}", "topic_prefix": prefix})
+        app_kw["acks_elsewhere"] = (f"acknowledge this in mine {mine}'s own control room: the group's centre "
+                                    f"shows the mine's alerts but does not apply acknowledgements")
     try:
         keys = settings.api_key_roles()
     except ValueError as exc:
@@ -57,7 +84,8 @@ def api(mqtt_url: str | None, influx_url: str | None, influx_db: str | None, hos
     scheme = "https" if settings.api_tls_cert else "http"
     click.echo(redact(f"minewatch api on {scheme}://{settings.api_host}:{settings.api_port} "
                       f"(broker {settings.mqtt_url}, InfluxDB {settings.influx_url}/{settings.influx_db})"), err=True)
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level=log_level,
+    app = create_group_app(settings, board_url=board_url) if group else create_app(settings, **app_kw)
+    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level=log_level,
                 ssl_certfile=str(settings.api_tls_cert) if settings.api_tls_cert else None,
                 ssl_keyfile=str(settings.api_tls_key) if settings.api_tls_key else None,
                 proxy_headers=False, ws="websockets-sansio", timeout_keep_alive=5,

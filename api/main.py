@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.guard import BodyLimit, MethodCheck, SecurityHeaders
 from api.live import LiveState
 from api.metrics import METHODS, Metrics, status_class
-from api.params import CHANNELS_PATTERN, SCENARIO_IDS, SHIFT_PATTERN, excerpt
+from api.params import CHANNELS_PATTERN, MINE_PATTERN, SCENARIO_IDS, SHIFT_PATTERN, excerpt
 from api.schemas import OVERRIDE_KEY
 from api.replay import ReplayManager
 from api.routes import api_router
@@ -37,7 +37,7 @@ from minewatch.runtime import tune_gc
 from minewatch.settings import Settings
 from minewatch.shifts import ShiftCalendar, calendar_from_env
 
-__all__ = ["create_app", "STATIC_DIR"]
+__all__ = ["create_app", "invalid_request", "STATIC_DIR"]
 
 log = logging.getLogger("minewatch.api")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -67,6 +67,7 @@ PATTERN_WORDS = {
     TIME_PATTERN: "ISO 8601 (2026-11-27T08:00:00Z, 1971-2261) or integer nanoseconds since the epoch",
     ID_PATTERN: "an id (1-64 letters, digits, '_', '.', '-')",
     SHIFT_PATTERN: "a shift id, YYYY-MM-DD:NAME",
+    MINE_PATTERN: "a mine id (1-32 lower-case letters, digits, '_', '-', starting with a letter or digit)",
     OVERRIDE_KEY: "an override key SCENARIO.CHANNEL.FIELD[.high|.low], FIELD one of warning, alarm, critical, "
                   "restore, rise, debounce, spike_k, stuck_s, change_h, change_warmup, drift_tol",
     CHANNELS_PATTERN: "comma-separated channel names (of the scenario's channels, battery, pos_m, latency_ms, "
@@ -84,6 +85,30 @@ TAGS = [
     {"name": "replays", "description": "Re-run the detectors over a recorded shift or window."},
     {"name": "stream", "description": "Live alert events and readings over SSE and WebSocket."},
 ]
+
+
+async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """A 422 naming what was wrong, quoting at most an excerpt of what was sent (every app of the API)."""
+    # FastAPI's shape (loc, msg, type), without the input it would echo in full
+    out = []
+    for e in exc.errors():
+        msg = str(e.get("msg", ""))
+        pattern = (e.get("ctx") or {}).get("pattern")
+        # the parameter's name, also for an item of a list parameter (loc ends with its index)
+        field = next((str(p) for p in reversed(e.get("loc", ())) if not isinstance(p, int)), "")
+        if e.get("type") == "string_pattern_mismatch" and pattern in PATTERN_WORDS:
+            what = "a robot id" if field == "robot" else None
+            msg = f"{field} should be {PATTERN_WORDS[pattern].replace('an id', what or 'an id')}"
+        elif e.get("type") == "literal_error" and field == "scenario":
+            msg = f"unknown scenario {excerpt(e.get('input'))}; known: {', '.join(SCENARIO_IDS)}"
+        if len(msg) > MAX_MSG:
+            msg = msg[:MAX_MSG] + "..."
+        # a location may be a key the client sent (of overrides): quoted short too
+        loc = [p if isinstance(p, int) else (str(p) if len(str(p)) <= 64 else str(p)[:64] + "...")
+               for p in e.get("loc", ())][:8]
+        out.append({"loc": loc,
+                    "msg": msg, "type": str(e.get("type", "value_error"))})
+    return JSONResponse({"detail": out[:20]}, status_code=422)
 
 
 class _Timing:
@@ -141,7 +166,10 @@ class _Timing:
 
 
 def create_app(settings: Settings | None = None, *, calendar: ShiftCalendar | None = None,
-               ack_wait_s: float = 3.0, static_dir: Path | None = None) -> FastAPI:
+               ack_wait_s: float = 3.0, static_dir: Path | None = None,
+               acks_elsewhere: str | None = None) -> FastAPI:
+    """The single-mine API. ``acks_elsewhere``: acknowledgements are not taken here (a mine's view
+    at the group's centre, whose workers do not apply them); a request is a 409 with these words."""
     settings = settings or Settings()
     redact_logs(rate_limit=False)  # `minewatch api` limits repeated lines for the whole process
     api_keys = settings.api_key_roles()
@@ -155,7 +183,8 @@ def create_app(settings: Settings | None = None, *, calendar: ShiftCalendar | No
                               password=settings.influx_password)
         live = LiveState(settings, influx, metrics)
         replays = ReplayManager(influx, metrics, calendar)
-        app.state.minewatch = AppState(settings, api_keys, influx, live, replays, calendar, metrics, ack_wait_s)
+        app.state.minewatch = AppState(settings, api_keys, influx, live, replays, calendar, metrics, ack_wait_s,
+                                      acks_elsewhere)
         await live.start()
         replays.warm_up()
         try:
@@ -182,27 +211,7 @@ def create_app(settings: Settings | None = None, *, calendar: ShiftCalendar | No
         log.warning("InfluxDB unreachable for %s %s: %r", request.method, request.url.path, exc)
         return JSONResponse({"detail": "the database is unreachable; try again later"}, status_code=503)
 
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        # FastAPI's shape (loc, msg, type), without the input it would echo in full
-        out = []
-        for e in exc.errors():
-            msg = str(e.get("msg", ""))
-            pattern = (e.get("ctx") or {}).get("pattern")
-            field = str(e.get("loc", ("",))[-1])
-            if e.get("type") == "string_pattern_mismatch" and pattern in PATTERN_WORDS:
-                what = "a robot id" if field == "robot" else None
-                msg = f"{field} should be {PATTERN_WORDS[pattern].replace('an id', what or 'an id')}"
-            elif e.get("type") == "literal_error" and field == "scenario":
-                msg = f"unknown scenario {excerpt(e.get('input'))}; known: {', '.join(SCENARIO_IDS)}"
-            if len(msg) > MAX_MSG:
-                msg = msg[:MAX_MSG] + "..."
-            # a location may be a key the client sent (of overrides): quoted short too
-            loc = [p if isinstance(p, int) else (str(p) if len(str(p)) <= 64 else str(p)[:64] + "...")
-                   for p in e.get("loc", ())][:8]
-            out.append({"loc": loc,
-                        "msg": msg, "type": str(e.get("type", "value_error"))})
-        return JSONResponse({"detail": out[:20]}, status_code=422)
+    app.add_exception_handler(RequestValidationError, invalid_request)  # type: ignore[arg-type]
 
     static = static_dir or STATIC_DIR
     if (static / "index.html").is_file():

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from api.times import parse_time
 from minewatch.catalogue import SCENARIOS, Scenario
 
-__all__ = ["bad", "excerpt", "ROBOT_PATTERN", "SCENARIO_IDS", "ScenarioName", "SHIFT_PATTERN", "CHANNELS_PATTERN",
+__all__ = ["bad", "excerpt", "MINE_PATTERN", "ROBOT_PATTERN", "SCENARIO_IDS", "ScenarioName", "SHIFT_PATTERN", "CHANNELS_PATTERN",
            "time_or_422", "window_or_422", "scenario_or_422", "channels_or_422", "robot_or_422", "EXTRA_FIELDS"]
 
 # Telemetry fields that are not channels of a scenario but may be asked for like one.
@@ -18,6 +18,7 @@ EXTRA_FIELDS = {"battery": "%", "pos_m": "m", "latency_ms": "ms", "rssi_dbm": "d
 # for the OpenAPI document (ECMA-262: `$` is the end of the input); checked here with fullmatch,
 # as Python's `$` also matches before a final newline
 ROBOT_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+MINE_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"  # a mine id of the group (minewatch.group.check_mine)
 _ROBOT = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 SCENARIO_IDS = list(SCENARIOS)
 if TYPE_CHECKING:

@@ -41,9 +41,10 @@ class Api:
         return httpx.Client(base_url=self.url, headers=headers, timeout=10.0, **kw)
 
 
-def serve(settings: Settings, **app_kw: Any) -> tuple[uvicorn.Server, threading.Thread, str]:
+def serve(settings: Settings, factory: Callable[..., Any] = create_app,
+          **app_kw: Any) -> tuple[uvicorn.Server, threading.Thread, str]:
     port = free_port()
-    config = uvicorn.Config(create_app(settings, **app_kw), host="127.0.0.1", port=port,
+    config = uvicorn.Config(factory(settings, **app_kw), host="127.0.0.1", port=port,
                             log_level="warning", ws="websockets-sansio", lifespan="on",
                             timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
