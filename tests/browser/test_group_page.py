@@ -9,19 +9,19 @@ from pathlib import Path
 import pytest
 
 from minewatch.services import Influxd, Mosquitto
-from tests.api.conftest import KEYS, T0
+from tests.api.conftest import KEYS, T0, Publisher
 from tests.api.test_group import incident, running_group, watch
 
 S = 1_000_000_000
 
 
 @pytest.fixture
-def group_url(mosquitto: Mosquitto, influxd: Influxd) -> Iterator[tuple[str, object, str]]:
+def group_url(mosquitto: Mosquitto, influxd: Influxd) -> Iterator[tuple[str, Publisher, str]]:
     with running_group(mosquitto, influxd, board_url="https://centre.example/mines/{mine}/") as (url, pub, stored, _):
         yield url, pub, stored
 
 
-def test_group_page(group_url: tuple[str, object, str], page, screenshots: Path) -> None:
+def test_group_page(group_url: tuple[str, Publisher, str], page, screenshots: Path) -> None:
     url, pub, stored = group_url
     base = pub.topics.prefix
     published = [("m001", incident("mf01.methane.1", "critical", True, T0 + 5 * S)),
