@@ -199,7 +199,9 @@ def test_the_commands_serve_the_group_and_one_mine(mosquitto: Mosquitto, influxd
     base, mine = f"t{unique}/v1", f"x{unique}"
     db = SyncInflux(influxd.url, f"minewatch_{mine}")
     db.ensure_db()
-    stored = event("mf01.ch4_t1.gas_limit.9", severity="alarm")
+    # an hour ago, not at the fixed T0: the mine's /alerts looks back from now, and T0 ages out
+    when = time.time_ns() - 3600 * S
+    stored = event("mf01.ch4_t1.gas_limit.9", severity="alarm", ts=when, first_ts=when)
     db.write([alert_line(stored)])
     pub = Publisher(mosquitto, base)
     inc = incident("mf01.methane.9", "critical", True, T0)
