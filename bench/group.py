@@ -54,7 +54,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -78,7 +78,7 @@ GROUP_TOPICS = Topics("minewatch/v1")  # the forwarders' default prefix
 
 
 # -- NATS at the centre ------------------------------------------------------------------------------
-def _nats(urls: list[str], fn: Callable[..., object]) -> object:
+def _nats(urls: list[str], fn: Callable[..., Awaitable[object]]) -> object:
     import nats
 
     async def go() -> object:
@@ -259,7 +259,7 @@ class Live:
         target = MqttTarget(alert_url)
         sub = paho_client(target, f"bench-alerts-sub-{self.tag}")
 
-        def on_message(c, u, msg) -> None:  # noqa: ANN001
+        def on_message(c, u, msg) -> None:
             now = time.time_ns()
             if not is_event(msg.topic):
                 return
