@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import click
@@ -35,11 +35,16 @@ class GroupSystem:
     """The servers and processes of a local group, started in order and stopped in reverse."""
 
     def __init__(self, home: Path, mines: int, *, partitions: int = DEFAULT_PARTITIONS, workers: int = 2,
-                 simulate: bool = True, log: Callable[[str], object] = print) -> None:
+                 simulate: bool = True, mine_ingest: bool = True, worker_args: Sequence[str] = (),
+                 log: Callable[[str], object] = print) -> None:
+        """``mine_ingest`` False leaves each mine's own ingestor out (``bench/group.py``: on one
+        machine it would take the centre's CPU); ``worker_args`` are added to every worker's."""
         self.home = home
         self.mines = mine_ids(mines)
         self.partitions = partitions
         self.simulate = simulate
+        self.mine_ingest = mine_ingest
+        self.worker_args = list(worker_args)
         self.log = log
         self.servers: list[Mosquitto | Influxd | LeafNode | Centre] = []
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
@@ -96,12 +101,14 @@ class GroupSystem:
                                             seed=i + 1).items():
                 if name.startswith("simulate-"):
                     fleets.append((name, args))
+                elif name.startswith("ingest-") and not self.mine_ingest:
+                    continue
                 else:
                     self._spawn(name, args)
         if not self.has_worker:
             self.log("  (no `minewatch group worker` in this installation: GROUP fills, nothing ingests it)")
         for name, args in commands.items():
-            self._spawn(name, args)
+            self._spawn(name, [*args, *self.worker_args] if name.startswith("worker-") else args)
         self._wait_subscribed()
         for name, args in fleets:  # once every session is there, so the first frames reach them all
             self._spawn(name, args)
