@@ -201,3 +201,38 @@ def _made_stream(js: Js) -> bool:
     except Exception:  # noqa: BLE001 - no JetStream leader elected yet
         return False
     return True
+
+
+def test_a_robot_moving_between_places_of_two_partitions(nats_server: NatsServer, mosquitto: Mosquitto,
+                                                        influxd: Influxd, unique: str,
+                                                        worker_process: Callable[..., WorkerProcess],
+                                                        js_client: Callable[..., Js]) -> None:
+    """A patrol robot walks between two places whose partitions differ, frame by frame, and two
+    workers share the partitions: each sees every other seq of the robot, and every frame is still
+    stored exactly once."""
+    from minewatch.group import group_partition
+
+    base = f"t{unique}/v1"
+    mine = f"c{unique[:6]}"
+    places = ["mf01", "hf01", "bc01", "pr01", "ss01", "ra02", "mf02", "hf02"]
+    a = places[0]
+    b = next(s for s in places if group_partition(mine, s, P) != group_partition(mine, a, P))
+    js = js_client([nats_server.url])
+    js.make_group_stream()
+    w = worker_process(*worker_args(nats_server.url, mosquitto, influxd, base, "w1"), name="w1")
+    w2 = worker_process(*worker_args(nats_server.url, mosquitto, influxd, base, "w2"), name="w2")
+    wait_until(lambda: len(set(js.owners(P).values())) == 2, 30, f"the partitions shared\n{w.log()}\n{w2.log()}")
+    t0 = time.time_ns()
+    frames: list[Frame] = []
+    for i in range(120):
+        f = frames_for(a if i % 2 == 0 else b, "r09", 1, start_seq=i, t0=t0, step_ns=STEP_NS)[0]
+        frames.append(f)
+    for i in range(0, len(frames), 10):
+        js.publish_frames(mine, frames[i:i + 10], P)
+    want = {(f.robot_id, f.boot or 0, f.seq) for f in frames}
+    wait_until(lambda: set(stored_keys(influxd.url, mine)) >= want, 40,
+               f"every frame of the moving robot stored\n{w.log()}")
+    got = Counter(stored_keys(influxd.url, mine))
+    assert set(got) == want and all(n == 1 for n in got.values())
+    assert w.terminate() == 0, w.log()
+    assert w2.terminate() == 0, w2.log()
