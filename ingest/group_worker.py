@@ -36,6 +36,14 @@ handed back to the consumer for the next owner. Redelivered messages are known a
 warm start's seq restore, so they are stored again (harmless: a point written twice lands once)
 but raise no alert twice.
 
+A message's time of receipt is the stream's time of it (when it reached the centre), not when
+the worker took it: neither a worker catching up nor a redelivery makes frames late, and a
+redelivered frame filling a seq gap is not marked late for that (:func:`ingest.jsconsumer.delivery`).
+
+Operators' acknowledgements (``<base>/mines/<mine>/alerts/ack/<id>``, ``.../incidents/ack/<id>`` on
+the centre's alert broker) go to the unit of the partition of the scenario they name, in the
+worker holding it, which applies them as an ingest process does.
+
 Robot statuses (``mw.<mine>.status.<robot>``, not partitioned) come to every worker through an
 ordered consumer and go to each of its units of that mine, which keep those of their own
 scenarios (as a partitioned ingest process does).
@@ -66,7 +74,7 @@ from minewatch.topics import Topics
 
 from ingest.alerts import read_active
 from ingest.counters import Counters
-from ingest.jsconsumer import AlertLink, JsInbox
+from ingest.jsconsumer import AlertLink, JsInbox, ack_route, delivery
 from ingest.metrics import Metrics
 from ingest.options import IngestOptions
 from ingest.partition import Partition
@@ -419,6 +427,7 @@ class GroupWorker:
         self.js = self.nc.jetstream()
         await self.link.start()
         statuses = await _persist("following the robots' statuses", self._follow_statuses, self._stop)
+        acks = asyncio.get_running_loop().create_task(self._follow_acks(), name="operators-acks")
         # The leases are kept on a thread of their own, with a NATS connection of its own: however
         # busy the pipelines keep this loop, a renewal is never late because of them.
         keeper = threading.Thread(target=self._keep_leases, name="leases", daemon=True)
@@ -433,6 +442,7 @@ class GroupWorker:
             self._stop_keeper()
             await done  # the keeper drops and releases every partition first
         finally:
+            acks.cancel()
             with contextlib.suppress(Exception):
                 await statuses.unsubscribe()
             await self._shutdown()
@@ -656,14 +666,46 @@ class GroupWorker:
                                     m.subject)
                         await m.term()
                         continue
-                    unit = self.units.get((s.mine, part))
-                    if unit is None:
-                        unit = self.units[(s.mine, part)] = MineUnit(self, s.mine, part)
-                        unit.start()
-                    unit.inbox.put(s.topic(unit.topics.prefix), m.data, m)
+                    unit = self._unit(s.mine, part)
+                    arrived, times = delivery(m.reply)
+                    unit.inbox.put(s.topic(unit.topics.prefix), m.data, m, arrived, times > 1)
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+
+    def _unit(self, mine: str, part: int) -> MineUnit:
+        """The unit of ``mine`` in held partition ``part``, made (and started) on first use."""
+        unit = self.units.get((mine, part))
+        if unit is None:
+            unit = self.units[(mine, part)] = MineUnit(self, mine, part)
+            unit.start()
+        return unit
+
+    async def _follow_acks(self) -> None:
+        """The operators' acknowledgements from the alert broker, each to the unit owning its
+        scenario's partition (partition 0 for one naming none, as a partitioned ingestor does),
+        when this worker holds it; the worker holding it otherwise applies it."""
+        link, base, count = self.link, self.settings.topics.prefix, self.opts.partitions
+        while not self._stop.is_set():
+            await link.wait(1.0)
+            msgs = list(link.inbox)
+            link.inbox.clear()
+            for m in msgs:
+                route = ack_route(m.topic, m.payload, base)
+                if route is None:
+                    continue
+                mine, scenario = route
+                part = group_partition(mine, scenario, count) if scenario else 0
+                if not self.leases.holds(part) or part not in self.fetchers:
+                    continue
+                try:
+                    unit = self._unit(mine, part)
+                except ValueError as exc:  # not a mine id
+                    log.warning("acknowledgement on %s not taken: %s", m.topic, exc)
+                    continue
+                unit.inbox.put(m.topic, m.payload, None)
+            if msgs:
+                link.ack(msgs)  # handed to the unit: as safe as a frame in its inbox
 
     async def _follow_statuses(self) -> Any:
         from nats.js.api import DeliverPolicy
