@@ -29,6 +29,9 @@ state of exactly its streams; a unit is that state, so taking or losing a partit
 dropping units, and nothing else in the worker changes. A unit's detectors are made for its own
 scenarios only (about half a millisecond each, against 80 ms for all 31).
 
+The units of one mine write through one client of its database (:class:`SharedWrites`): at most
+one request in flight per mine database, what the units give meanwhile going together in the next.
+
 **Acknowledgements** go to JetStream only once a batch is durable (InfluxDB or the unit's disk
 spool), exactly as the MQTT path; a unit whose partition is no longer held acknowledges and
 publishes nothing more (:class:`ingest.jsconsumer.JsInbox`), and what it held unacknowledged is
@@ -55,6 +58,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
+import gzip
 import logging
 import math
 import signal
@@ -67,7 +71,7 @@ from typing import Any, TypeVar
 
 from minewatch.catalogue import SCENARIOS
 from minewatch.group import GROUP_STREAM, group_partition, mine_prefix, parse_subject, partition_filter
-from minewatch.influx import InfluxClient
+from minewatch.influx import InfluxClient, InfluxError
 from minewatch.schema import AlertEvent, AlertTiming, IncidentEvent
 from minewatch.settings import Settings
 from minewatch.topics import Topics
@@ -85,7 +89,7 @@ from ingest.service import _watchdog
 from ingest.warmstart import take_over
 from ingest.writer import Writer
 
-__all__ = ["GroupWorker", "Leases", "MineShare", "MineUnit", "WorkerOptions", "run_worker"]
+__all__ = ["GroupWorker", "Leases", "MineShare", "MineUnit", "SharedWrites", "WorkerOptions", "run_worker"]
 
 log = logging.getLogger("minewatch.group.worker")
 T = TypeVar("T")
@@ -256,6 +260,84 @@ def _not_found(exc: Exception) -> bool:
     return isinstance(exc, (KeyNotFoundError, NoKeysError, NotFoundError))
 
 
+class SharedWrites(InfluxClient):
+    """One mine's InfluxDB client, shared by the worker's units of that mine (one per partition
+    that has the mine's frames): their writes go together. While a request to the database is
+    in flight, the bodies given meanwhile wait, and go as one request when it is answered (up to
+    ``max_body`` bytes a request); each writer hears its own outcome. So a worker sends at most one
+    write at a time to each mine's database, the databases' requests in flight together, however
+    many units write: the lines of a fetch go in a few requests, not one per unit. A request InfluxDB
+    refuses as a whole for a bad line (400) is sent again body by body, so each writer learns
+    which of its own lines were refused, as when it wrote alone. Compressed bodies go on their own."""
+
+    def __init__(self, *args: Any, max_body: int = 4 << 20, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_body = max_body
+        self.requests = 0  # write requests sent (for the stats)
+        self._queued: list[tuple[bytes, asyncio.Future[None]]] = []
+        self._sender: asyncio.Task[None] | None = None
+
+    async def write_body(self, body: bytes, *, gzipped: bool = False, precision: str = "ns") -> None:
+        if gzipped or precision != "ns":
+            self.requests += 1
+            await super().write_body(body, gzipped=gzipped, precision=precision)
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queued.append((body, fut))
+        if self._sender is None:
+            self._sender = asyncio.get_running_loop().create_task(self._send(), name=f"writes-{self.db}")
+        await fut
+
+    async def _send(self) -> None:
+        try:
+            while self._queued:
+                group: list[tuple[bytes, asyncio.Future[None]]] = []
+                size = 0
+                while self._queued and (not group or size + len(self._queued[0][0]) <= self.max_body):
+                    item = self._queued.pop(0)
+                    group.append(item)
+                    size += len(item[0]) + 1
+                await self._send_group(group)
+        finally:
+            self._sender = None
+
+    async def _post(self, body: bytes) -> None:
+        self.requests += 1
+        if len(body) > 64 << 10:
+            await InfluxClient.write_body(self, gzip.compress(body, 1), gzipped=True)
+        else:
+            await InfluxClient.write_body(self, body)
+
+    async def _send_group(self, group: list[tuple[bytes, asyncio.Future[None]]]) -> None:
+        try:
+            await self._post(b"\n".join(b for b, _ in group))
+        except InfluxError as exc:
+            if exc.status != 400 or len(group) == 1:
+                _settle(group, exc)
+                return
+            for body, fut in group:  # a line refused: each body alone, for each writer's own answer
+                try:
+                    await self._post(body)
+                except Exception as one:  # noqa: BLE001 - handed to that body's writer
+                    _settle([(body, fut)], one)
+                else:
+                    _settle([(body, fut)], None)
+        except Exception as exc:  # noqa: BLE001 - InfluxDB away: every writer retries or spools
+            _settle(group, exc)
+        else:
+            _settle(group, None)
+
+
+def _settle(group: list[tuple[bytes, asyncio.Future[None]]], exc: BaseException | None) -> None:
+    for _, fut in group:
+        if fut.done():  # its writer gave up waiting (a stop)
+            continue
+        if exc is None:
+            fut.set_result(None)
+        else:
+            fut.set_exception(exc)
+
+
 class MineUnit:
     """One mine's scenarios of one partition: the pipeline of an ingest process (see the module)."""
 
@@ -347,7 +429,7 @@ class GroupWorker:
         self.fetchers: dict[int, asyncio.Task[None]] = {}
         self._unfetch: set[asyncio.Task[Any] | None] = set()  # fetch tasks told to stop after their fetch
         self._dropping: dict[int, asyncio.Task[Any]] = {}  # partitions whose units are being closed
-        self._influx: dict[str, InfluxClient] = {}
+        self._influx: dict[str, SharedWrites] = {}
         self._db: dict[str, asyncio.Future[bool]] = {}
         self._active: dict[tuple[str, int], asyncio.Task[tuple[list[AlertEvent], list[IncidentEvent]]]] = {}
         self._taken = 0  # partitions taken so far: the retained alerts are read again after each
@@ -364,10 +446,10 @@ class GroupWorker:
         self._releasing: dict[int, asyncio.Future[None]] = {}  # partitions being handed over (keeper's loop)
 
     # -- shared per mine -----------------------------------------------------------------------
-    def influx(self, mine: str) -> InfluxClient:
+    def influx(self, mine: str) -> SharedWrites:
         if mine not in self._influx:
             s = self.settings
-            self._influx[mine] = InfluxClient(s.influx_url, f"{self.opts.db_prefix}{mine}", user=s.influx_user,
+            self._influx[mine] = SharedWrites(s.influx_url, f"{self.opts.db_prefix}{mine}", user=s.influx_user,
                                               password=s.influx_password, rp=s.influx_rp, timeout=15.0)
         return self._influx[mine]
 
