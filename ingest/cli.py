@@ -25,6 +25,20 @@ def _partition(ctx: click.Context, param: click.Parameter, value: str):
         raise click.BadParameter(str(exc)) from None
 
 
+# options the group worker shares (ingest.group_cli)
+batch_ms_option = click.option(
+    "--batch-ms", type=click.FloatRange(0.0), default=100.0, show_default=True,
+    help="Cut a batch this long after its first message (sooner when the writer is idle).")
+late_after_option = click.option(
+    "--late-after", type=click.FloatRange(0.0, min_open=True), default=30.0, show_default=True,
+    help="Mark a frame late when its robot time is this many seconds behind the clock (a 5G backlog); "
+         "frames that fill a seq gap are late too. 30 s is the monitoring system's polling cycle (domain §3).")
+clock_settle_option = click.option(
+    "--clock-settle", type=click.FloatRange(1.0), default=30.0, show_default=True,
+    help="A robot whose frames stay the same time behind (more than --late-after) for this many seconds "
+         "has its clock corrected (a backlog's lag shrinks as it drains; a wrong clock's does not).")
+
+
 @click.command("ingest")
 @mqtt_option
 @influx_options
@@ -45,20 +59,15 @@ def _partition(ctx: click.Context, param: click.Parameter, value: str):
               help="Address for the metrics port [env MINEWATCH_METRICS_HOST].")
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=10_000, show_default=True,
               help="Cut a batch at this many points (frames).")
-@click.option("--batch-ms", type=click.FloatRange(0.0), default=100.0, show_default=True,
-              help="Cut a batch this long after its first message (sooner when the writer is idle).")
-@click.option("--late-after", type=click.FloatRange(0.0, min_open=True), default=30.0, show_default=True,
-              help="Mark a frame late when its robot time is this many seconds behind the clock (a 5G backlog); "
-                   "frames that fill a seq gap are late too. 30 s is the monitoring system's polling cycle (domain §3).")
+@batch_ms_option
+@late_after_option
 @click.option("--live-horizon", type=click.FloatRange(60.0), default=3600.0, show_default=True,
               help="Frames older than this many seconds (by the robot's clock, corrected) are bulk history: stored "
                    "and run through detectors of their own whose alerts are only stored, never on the live board.")
 @click.option("--clock-tolerance", type=click.FloatRange(0.0, min_open=True), default=5.0, show_default=True,
               help="A robot clock further than this ahead of the ingestor's (or jumping back) is corrected, with a "
                    "robot_clock alert.")
-@click.option("--clock-settle", type=click.FloatRange(1.0), default=30.0, show_default=True,
-              help="A robot whose frames stay the same time behind (more than --late-after) for this many seconds "
-                   "has its clock corrected (a backlog's lag shrinks as it drains; a wrong clock's does not).")
+@clock_settle_option
 @click.option("--warmup", type=click.FloatRange(0.0), default=600.0, show_default=True,
               help="At start, run this many seconds of stored telemetry through the detectors, so rate of rise, "
                    "stuck sensors, change and drift work from the first frame and restored alerts are checked "

@@ -12,6 +12,8 @@ import click
 
 from minewatch.options import mqtt_option, settings_from
 
+from ingest.cli import batch_ms_option, clock_settle_option, late_after_option
+
 __all__ = ["group", "worker"]
 
 
@@ -52,6 +54,9 @@ def group() -> None:
               help="As for minewatch ingest (data: the newest event time seen, for simulated mines).")
 @click.option("--robots", default="*", show_default=True, envvar="MINEWATCH_ROBOTS",
               help="Robot ids and patterns taken ('*' any: each mine keeps its own fleet registry).")
+@batch_ms_option
+@late_after_option
+@clock_settle_option
 @click.option("--no-detectors", is_flag=True, help="Store telemetry only; run no detectors and publish no alerts.")
 @click.option("--stop-timeout", type=click.FloatRange(0.5), default=5.0, show_default=True,
               help="Seconds a stopping worker gives each partition to finish its batches before releasing it.")
@@ -59,8 +64,8 @@ def group() -> None:
 def worker(nats_urls: str, partitions: int, worker_id: str | None, mqtt_url: str | None, influx_url: str | None,
            topic_prefix: str | None, stream: str, kv_replicas: int, lease_ttl: float, renew: float, ack_wait: float,
            fetch_batch: int,
-           spool_dir: Path | None, warmup: float, clock: str, robots: str, no_detectors: bool, stop_timeout: float,
-           log_level: str) -> None:
+           spool_dir: Path | None, warmup: float, clock: str, robots: str, batch_ms: float, late_after: float,
+           clock_settle: float, no_detectors: bool, stop_timeout: float, log_level: str) -> None:
     """An ingest worker of the group's centre: holds leases on partitions of the GROUP stream,
     stores their frames in InfluxDB (database minewatch_<mine>), runs the detectors and publishes
     alerts to the centre's broker (--mqtt-url) under <prefix>/mines/<mine>. Acknowledges to
@@ -77,7 +82,8 @@ def worker(nats_urls: str, partitions: int, worker_id: str | None, mqtt_url: str
                              partitions=partitions, stream=stream, kv_replicas=kv_replicas, lease_ttl_s=lease_ttl,
                              renew_s=renew, ack_wait_s=ack_wait, fetch_batch=fetch_batch, spool_dir=spool_dir,
                              stop_timeout_s=stop_timeout,
-                             ingest=IngestOptions(warmup_s=warmup, clock=clock, robots=robots,
+                             ingest=IngestOptions(warmup_s=warmup, clock=clock, robots=robots, batch_ms=batch_ms,
+                                                  late_after_s=late_after, clock_settle_s=clock_settle,
                                                   detectors=not no_detectors, stop_timeout_s=stop_timeout))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

@@ -29,12 +29,23 @@ state of exactly its streams; a unit is that state, so taking or losing a partit
 dropping units, and nothing else in the worker changes. A unit's detectors are made for its own
 scenarios only (about half a millisecond each, against 80 ms for all 31).
 
+The units of one mine write through one client of its database (:class:`SharedWrites`): at most
+one request in flight per mine database, what the units give meanwhile going together in the next.
+
 **Acknowledgements** go to JetStream only once a batch is durable (InfluxDB or the unit's disk
 spool), exactly as the MQTT path; a unit whose partition is no longer held acknowledges and
 publishes nothing more (:class:`ingest.jsconsumer.JsInbox`), and what it held unacknowledged is
 handed back to the consumer for the next owner. Redelivered messages are known as repeats by the
 warm start's seq restore, so they are stored again (harmless: a point written twice lands once)
 but raise no alert twice.
+
+A message's time of receipt is the stream's time of it (when it reached the centre), not when
+the worker took it: neither a worker catching up nor a redelivery makes frames late, and a
+redelivered frame filling a seq gap is not marked late for that (:func:`ingest.jsconsumer.delivery`).
+
+Operators' acknowledgements (``<base>/mines/<mine>/alerts/ack/<id>``, ``.../incidents/ack/<id>`` on
+the centre's alert broker) go to the unit of the partition of the scenario they name, in the
+worker holding it, which applies them as an ingest process does.
 
 Robot statuses (``mw.<mine>.status.<robot>``, not partitioned) come to every worker through an
 ordered consumer and go to each of its units of that mine, which keep those of their own
@@ -47,6 +58,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
+import gzip
 import logging
 import math
 import signal
@@ -59,14 +71,14 @@ from typing import Any, TypeVar
 
 from minewatch.catalogue import SCENARIOS
 from minewatch.group import GROUP_STREAM, group_partition, mine_prefix, parse_subject, partition_filter
-from minewatch.influx import InfluxClient
+from minewatch.influx import InfluxClient, InfluxError
 from minewatch.schema import AlertEvent, AlertTiming, IncidentEvent
 from minewatch.settings import Settings
 from minewatch.topics import Topics
 
 from ingest.alerts import read_active
 from ingest.counters import Counters
-from ingest.jsconsumer import AlertLink, JsInbox
+from ingest.jsconsumer import AlertLink, JsInbox, ack_route, delivery
 from ingest.metrics import Metrics
 from ingest.options import IngestOptions
 from ingest.partition import Partition
@@ -77,7 +89,7 @@ from ingest.service import _watchdog
 from ingest.warmstart import take_over
 from ingest.writer import Writer
 
-__all__ = ["GroupWorker", "Leases", "MineShare", "MineUnit", "WorkerOptions", "run_worker"]
+__all__ = ["GroupWorker", "Leases", "MineShare", "MineUnit", "SharedWrites", "WorkerOptions", "run_worker"]
 
 log = logging.getLogger("minewatch.group.worker")
 T = TypeVar("T")
@@ -248,6 +260,84 @@ def _not_found(exc: Exception) -> bool:
     return isinstance(exc, (KeyNotFoundError, NoKeysError, NotFoundError))
 
 
+class SharedWrites(InfluxClient):
+    """One mine's InfluxDB client, shared by the worker's units of that mine (one per partition
+    that has the mine's frames): their writes go together. While a request to the database is
+    in flight, the bodies given meanwhile wait, and go as one request when it is answered (up to
+    ``max_body`` bytes a request); each writer hears its own outcome. So a worker sends at most one
+    write at a time to each mine's database, the databases' requests in flight together, however
+    many units write: the lines of a fetch go in a few requests, not one per unit. A request InfluxDB
+    refuses as a whole for a bad line (400) is sent again body by body, so each writer learns
+    which of its own lines were refused, as when it wrote alone. Compressed bodies go on their own."""
+
+    def __init__(self, *args: Any, max_body: int = 4 << 20, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_body = max_body
+        self.requests = 0  # write requests sent (for the stats)
+        self._queued: list[tuple[bytes, asyncio.Future[None]]] = []
+        self._sender: asyncio.Task[None] | None = None
+
+    async def write_body(self, body: bytes, *, gzipped: bool = False, precision: str = "ns") -> None:
+        if gzipped or precision != "ns":
+            self.requests += 1
+            await super().write_body(body, gzipped=gzipped, precision=precision)
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queued.append((body, fut))
+        if self._sender is None:
+            self._sender = asyncio.get_running_loop().create_task(self._send(), name=f"writes-{self.db}")
+        await fut
+
+    async def _send(self) -> None:
+        try:
+            while self._queued:
+                group: list[tuple[bytes, asyncio.Future[None]]] = []
+                size = 0
+                while self._queued and (not group or size + len(self._queued[0][0]) <= self.max_body):
+                    item = self._queued.pop(0)
+                    group.append(item)
+                    size += len(item[0]) + 1
+                await self._send_group(group)
+        finally:
+            self._sender = None
+
+    async def _post(self, body: bytes) -> None:
+        self.requests += 1
+        if len(body) > 64 << 10:
+            await InfluxClient.write_body(self, gzip.compress(body, 1), gzipped=True)
+        else:
+            await InfluxClient.write_body(self, body)
+
+    async def _send_group(self, group: list[tuple[bytes, asyncio.Future[None]]]) -> None:
+        try:
+            await self._post(b"\n".join(b for b, _ in group))
+        except InfluxError as exc:
+            if exc.status != 400 or len(group) == 1:
+                _settle(group, exc)
+                return
+            for body, fut in group:  # a line refused: each body alone, for each writer's own answer
+                try:
+                    await self._post(body)
+                except Exception as one:  # noqa: BLE001 - handed to that body's writer
+                    _settle([(body, fut)], one)
+                else:
+                    _settle([(body, fut)], None)
+        except Exception as exc:  # noqa: BLE001 - InfluxDB away: every writer retries or spools
+            _settle(group, exc)
+        else:
+            _settle(group, None)
+
+
+def _settle(group: list[tuple[bytes, asyncio.Future[None]]], exc: BaseException | None) -> None:
+    for _, fut in group:
+        if fut.done():  # its writer gave up waiting (a stop)
+            continue
+        if exc is None:
+            fut.set_result(None)
+        else:
+            fut.set_exception(exc)
+
+
 class MineUnit:
     """One mine's scenarios of one partition: the pipeline of an ingest process (see the module)."""
 
@@ -339,7 +429,7 @@ class GroupWorker:
         self.fetchers: dict[int, asyncio.Task[None]] = {}
         self._unfetch: set[asyncio.Task[Any] | None] = set()  # fetch tasks told to stop after their fetch
         self._dropping: dict[int, asyncio.Task[Any]] = {}  # partitions whose units are being closed
-        self._influx: dict[str, InfluxClient] = {}
+        self._influx: dict[str, SharedWrites] = {}
         self._db: dict[str, asyncio.Future[bool]] = {}
         self._active: dict[tuple[str, int], asyncio.Task[tuple[list[AlertEvent], list[IncidentEvent]]]] = {}
         self._taken = 0  # partitions taken so far: the retained alerts are read again after each
@@ -356,10 +446,10 @@ class GroupWorker:
         self._releasing: dict[int, asyncio.Future[None]] = {}  # partitions being handed over (keeper's loop)
 
     # -- shared per mine -----------------------------------------------------------------------
-    def influx(self, mine: str) -> InfluxClient:
+    def influx(self, mine: str) -> SharedWrites:
         if mine not in self._influx:
             s = self.settings
-            self._influx[mine] = InfluxClient(s.influx_url, f"{self.opts.db_prefix}{mine}", user=s.influx_user,
+            self._influx[mine] = SharedWrites(s.influx_url, f"{self.opts.db_prefix}{mine}", user=s.influx_user,
                                               password=s.influx_password, rp=s.influx_rp, timeout=15.0)
         return self._influx[mine]
 
@@ -419,6 +509,7 @@ class GroupWorker:
         self.js = self.nc.jetstream()
         await self.link.start()
         statuses = await _persist("following the robots' statuses", self._follow_statuses, self._stop)
+        acks = asyncio.get_running_loop().create_task(self._follow_acks(), name="operators-acks")
         # The leases are kept on a thread of their own, with a NATS connection of its own: however
         # busy the pipelines keep this loop, a renewal is never late because of them.
         keeper = threading.Thread(target=self._keep_leases, name="leases", daemon=True)
@@ -433,6 +524,7 @@ class GroupWorker:
             self._stop_keeper()
             await done  # the keeper drops and releases every partition first
         finally:
+            acks.cancel()
             with contextlib.suppress(Exception):
                 await statuses.unsubscribe()
             await self._shutdown()
@@ -656,14 +748,46 @@ class GroupWorker:
                                     m.subject)
                         await m.term()
                         continue
-                    unit = self.units.get((s.mine, part))
-                    if unit is None:
-                        unit = self.units[(s.mine, part)] = MineUnit(self, s.mine, part)
-                        unit.start()
-                    unit.inbox.put(s.topic(unit.topics.prefix), m.data, m)
+                    unit = self._unit(s.mine, part)
+                    arrived, times = delivery(m.reply)
+                    unit.inbox.put(s.topic(unit.topics.prefix), m.data, m, arrived, times > 1)
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+
+    def _unit(self, mine: str, part: int) -> MineUnit:
+        """The unit of ``mine`` in held partition ``part``, made (and started) on first use."""
+        unit = self.units.get((mine, part))
+        if unit is None:
+            unit = self.units[(mine, part)] = MineUnit(self, mine, part)
+            unit.start()
+        return unit
+
+    async def _follow_acks(self) -> None:
+        """The operators' acknowledgements from the alert broker, each to the unit owning its
+        scenario's partition (partition 0 for one naming none, as a partitioned ingestor does),
+        when this worker holds it; the worker holding it otherwise applies it."""
+        link, base, count = self.link, self.settings.topics.prefix, self.opts.partitions
+        while not self._stop.is_set():
+            await link.wait(1.0)
+            msgs = list(link.inbox)
+            link.inbox.clear()
+            for m in msgs:
+                route = ack_route(m.topic, m.payload, base)
+                if route is None:
+                    continue
+                mine, scenario = route
+                part = group_partition(mine, scenario, count) if scenario else 0
+                if not self.leases.holds(part) or part not in self.fetchers:
+                    continue
+                try:
+                    unit = self._unit(mine, part)
+                except ValueError as exc:  # not a mine id
+                    log.warning("acknowledgement on %s not taken: %s", m.topic, exc)
+                    continue
+                unit.inbox.put(m.topic, m.payload, None)
+            if msgs:
+                link.ack(msgs)  # handed to the unit: as safe as a frame in its inbox
 
     async def _follow_statuses(self) -> Any:
         from nats.js.api import DeliverPolicy

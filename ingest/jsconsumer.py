@@ -15,6 +15,7 @@ is handed back (``nak``) so the new owner gets it without waiting out the ack wa
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import deque
@@ -26,21 +27,60 @@ from ingest.mqttrx import Receiver
 from minewatch.mqtt import tls_context
 from minewatch.settings import Settings
 
-__all__ = ["AlertLink", "JsInbox"]
+__all__ = ["AlertLink", "JsInbox", "ack_route", "delivery"]
 
 log = logging.getLogger("minewatch.group.worker")
 
 
+def delivery(reply: str) -> tuple[int, int]:
+    """(the stream's time of a JetStream message, in ns since the epoch: when it came into the
+    stream, i.e. to the centre; how many times it has been delivered), read from its
+    acknowledgement subject ``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer
+    seq>.<time>.<pending>`` (or the form with ``<domain>.<account hash>.`` after ``$JS.ACK.`` and a
+    token at the end); (0, 1) when the subject is not one of those."""
+    tokens = reply.split(".")
+    if len(tokens) == 9:
+        delivered, ts = tokens[4], tokens[7]
+    elif len(tokens) >= 11:
+        delivered, ts = tokens[6], tokens[9]
+    else:
+        return 0, 1
+    try:
+        return int(ts), int(delivered)
+    except ValueError:
+        return 0, 1
+
+
 class AlertLink(Receiver):
-    """The worker's MQTT 5 connection to the centre's alert broker: publishes only (QoS 1 kept
-    until the broker has it, through reconnections). Its one subscription is a topic of its own
-    nobody publishes on (the client subscribes on every connection)."""
+    """The worker's MQTT 5 connection to the centre's alert broker: its publishes (QoS 1 kept
+    until the broker has it, through reconnections), and the operators' acknowledgements of every
+    mine (``<base>/mines/+/alerts/ack/+`` and ``.../incidents/ack/+``), which the worker hands to
+    the unit owning the alert."""
 
     def __init__(self, settings: Settings, client_id: str) -> None:
         target = settings.mqtt
         tls = tls_context(settings.mqtt_ca, settings.mqtt_cert, settings.mqtt_key) if target.tls else None
-        super().__init__(target, client_id, [(f"{settings.topics.prefix}/group/{client_id}/none", 0)], tls=tls,
-                         session_expiry_s=0)
+        mines = f"{settings.topics.prefix}/mines/+"
+        super().__init__(target, client_id, [(f"{mines}/alerts/ack/+", 1), (f"{mines}/incidents/ack/+", 1)],
+                         tls=tls, session_expiry_s=0)
+
+
+def ack_route(topic: str, payload: bytes, base: str) -> tuple[str, str | None] | None:
+    """An operator's acknowledgement on the centre's alert broker: (its mine, the scenario it names,
+    None when it names none or cannot be read: the router says why); None when ``topic`` is not
+    ``<base>/mines/<mine>/(alerts|incidents)/ack/<id>``."""
+    head = base + "/mines/"
+    if not topic.startswith(head):
+        return None
+    parts = topic[len(head):].split("/")
+    if len(parts) != 4 or parts[1] not in ("alerts", "incidents") or parts[2] != "ack" or not parts[0]:
+        return None
+    try:
+        body = json.loads(payload)
+    except ValueError:
+        return parts[0], None
+    scenario = body.get("scenario_id") if isinstance(body, dict) else None
+    return parts[0], scenario if isinstance(scenario, str) and scenario else None
 
 
 class JsInbox:
@@ -61,14 +101,19 @@ class JsInbox:
         self.dropped_publishes = 0
 
     # -- the worker's side ---------------------------------------------------------------------
-    def put(self, topic: str, payload: bytes, msg: Any | None) -> None:
-        """A message for the pipeline; ``msg`` the JetStream message to acknowledge (None: nothing to)."""
+    def put(self, topic: str, payload: bytes, msg: Any | None, arrived_ns: int = 0, redelivered: bool = False) -> None:
+        """A message for the pipeline; ``msg`` the JetStream message to acknowledge (None: nothing
+        to). ``arrived_ns``: when it came to the centre (the stream's time of it; 0: now), taken as
+        its time of receipt, so that neither a worker catching up nor a redelivery (``redelivered``:
+        delivered before, to this worker or another) makes its frames late; only a late arrival at
+        the centre does."""
         mid = 0
         if msg is not None:
             self._next_mid += 1
             mid = self._next_mid
             self._pending[mid] = msg
-        self.inbox.append(Incoming(topic, payload, mid, 1 if msg is not None else 0, False, 0, time.time_ns()))
+        self.inbox.append(Incoming(topic, payload, mid, 1 if msg is not None else 0, redelivered, 0,
+                                   arrived_ns or time.time_ns(), redelivered))
         self._wakeup.set()
 
     @property

@@ -61,6 +61,9 @@ class Incoming(msgspec.Struct, gc=False):
     dup: bool
     generation: int
     received_ns: int
+    # a redelivery whose first arrival is known (``received_ns`` is then that arrival, not now):
+    # its frames are as late as that arrival made them, not late for having come round again
+    redelivered: bool = False
 
 
 class Receiver:

@@ -308,7 +308,7 @@ class Router:
                 out.detect_late += late
                 out.detect_arrived += [received] * n
             else:
-                late = [k == LATE for k in kinds]
+                late = [False] * n if msg.redelivered else [k == LATE for k in kinds]
                 _to_detectors(frames, kinds, late, received, out)
                 if DUPLICATE in kinds:
                     store, late = _not_proven_repeats(frames, kinds, late)
@@ -320,7 +320,7 @@ class Router:
             if live:
                 for i in live:
                     kinds[i] = self.seq.observe(robot_id, seqs[i], raw_ts[i], frames[i].boot)
-                    late[i] = late[i] or kinds[i] == LATE
+                    late[i] = late[i] or (kinds[i] == LATE and not msg.redelivered)
                 _to_detectors([frames[i] for i in live], [kinds[i] for i in live], [late[i] for i in live],
                               received, out)
             if old:

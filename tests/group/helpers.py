@@ -93,6 +93,20 @@ class Js:
 
         return self.run(go())
 
+    def ack_pending(self, partitions: int, stream: str = "GROUP") -> int:
+        """Messages delivered by the partitions' consumers and not yet acknowledged."""
+
+        async def go() -> int:
+            n = 0
+            for p in range(partitions):
+                try:
+                    n += (await self.js.consumer_info(stream, f"part-{p}")).num_ack_pending
+                except Exception:  # noqa: BLE001 - no consumer yet: nothing delivered
+                    continue
+            return n
+
+        return self.run(go())
+
     def stream_leader(self, name: str = "GROUP") -> str:
         info = self.run(self.js.stream_info(name))
         return info.cluster.leader
@@ -121,6 +135,16 @@ def stored_keys(influx_url: str, mine: str) -> list[tuple[str, int, int]]:
     finally:
         db.close()
     return [(r["robot"], int(r.get("boot") or 0), int(r["seq"])) for r in rows]
+
+
+def late_points(influx_url: str, mine: str) -> int:
+    """How many of a mine's stored telemetry points are marked late."""
+    db = SyncInflux(influx_url, f"minewatch_{mine}")
+    try:
+        rows = db.query('SELECT count("seq") FROM "telemetry" WHERE "late" = true')
+    finally:
+        db.close()
+    return int(rows[0]["count"]) if rows else 0
 
 
 def alert_events(col: Collector, base: str, mine: str) -> list[dict[str, Any]]:

@@ -5,17 +5,21 @@ expected alert is published once and live, nothing else is raised."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from collections.abc import Callable
 
+import orjson
 import pytest
 
+from minewatch.group import mine_prefix
 from minewatch.services import Influxd, Mosquitto, NatsServer
+from minewatch.topics import Topics
 from minewatch.wire import Frame
 
-from tests.group.helpers import Js, WorkerProcess, alert_events, stored_keys
-from tests.ingest.helpers import Collector, frames_for, wait_until
+from tests.group.helpers import Js, WorkerProcess, alert_events, late_points, stored_keys
+from tests.ingest.helpers import Collector, Publisher, SilentProxy, frames_for, retained_active, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -55,6 +59,11 @@ class Workload:
             self.expected[m] |= {(f.robot_id, f.boot or 0, f.seq) for f in frames}
         self.sent = i + 1
 
+    def resume(self) -> None:
+        """Robot time goes on from now (after a pause of the test's making): the rounds still to
+        send are stamped as sent, not as due before the pause (which would make them late)."""
+        self.base = time.time_ns() - self.sent * FRAMES_PER_ROUND * STEP_NS
+
     def run(self, until: int) -> None:
         for i in range(self.sent, until):
             self.round(i)
@@ -83,23 +92,28 @@ def assert_one_methane_alert(col: Collector, base: str, mine: str, others: list[
         assert not [e for e in alert_events(col, base, m) if e["detector"] == "gas_limit"]
 
 
-def worker_args(nats_urls: str, mosquitto: Mosquitto, influxd: Influxd, base: str, wid: str, *,
-                replicas: int = 1, lease_s: float = 3.0) -> list[str]:
+def one_server_setup(unique: str, nats_server: NatsServer, mosquitto: Mosquitto,
+                     js_client: Callable[..., Js]) -> tuple[str, list[str], Js, Collector]:
+    """The topic base, two mines, the GROUP stream on one server, and a collector of every alert."""
+    base = f"t{unique}/v1"
+    js = js_client([nats_server.url])
+    js.make_group_stream()
+    return base, [f"a{unique[:6]}", f"b{unique[:6]}"], js, Collector(mosquitto.url, f"{base}/mines/+/alerts/#")
+
+
+def worker_args(nats_urls: str, mosquitto: Mosquitto, influxd: Influxd | SilentProxy, base: str, wid: str, *,
+                replicas: int = 1, lease_s: float = 3.0, ack_wait_s: float = 3.0) -> list[str]:
     """A worker's flags: the leases, the ack wait and the stop short, so the test is."""
     return ["--nats", nats_urls, "--partitions", str(P), "--worker-id", wid, "--mqtt-url", mosquitto.url,
             "--influx-url", influxd.url, "--topic-prefix", base, "--kv-replicas", str(replicas),
-            "--lease-ttl", str(lease_s), "--renew", "0.5", "--ack-wait", "3", "--stop-timeout", "3",
+            "--lease-ttl", str(lease_s), "--renew", "0.5", "--ack-wait", str(ack_wait_s), "--stop-timeout", "3",
             "--log-level", "info"]
 
 
 def test_worker_sigkilled_mid_stream_and_restarted(nats_server: NatsServer, mosquitto: Mosquitto, influxd: Influxd,
                                                    unique: str, worker_process: Callable[..., WorkerProcess],
                                                    js_client: Callable[..., Js]) -> None:
-    base = f"t{unique}/v1"
-    mines = [f"a{unique[:6]}", f"b{unique[:6]}"]
-    js = js_client([nats_server.url])
-    js.make_group_stream()
-    col = Collector(mosquitto.url, f"{base}/mines/+/alerts/#")
+    base, mines, js, col = one_server_setup(unique, nats_server, mosquitto, js_client)
     work = Workload(js, mines, rounds=24, hot=range(6, 14))
     args = worker_args(nats_server.url, mosquitto, influxd, base, "w1")
     w1 = worker_process(*args, name="w1")
@@ -126,11 +140,7 @@ def test_workers_added_and_removed_mid_stream(nats_server: NatsServer, mosquitto
                                               js_client: Callable[..., Js]) -> None:
     """w1 alone; w2 joins (partitions move to it); w1 stops (SIGTERM: its partitions handed over at
     once); w3 joins; w2 is SIGKILLed (its partitions taken over once their leases expire)."""
-    base = f"t{unique}/v1"
-    mines = [f"a{unique[:6]}", f"b{unique[:6]}"]
-    js = js_client([nats_server.url])
-    js.make_group_stream()
-    col = Collector(mosquitto.url, f"{base}/mines/+/alerts/#")
+    base, mines, js, col = one_server_setup(unique, nats_server, mosquitto, js_client)
     work = Workload(js, mines, rounds=40, hot=range(8, 22))
 
     def args(wid: str) -> list[str]:
@@ -236,3 +246,83 @@ def test_a_robot_moving_between_places_of_two_partitions(nats_server: NatsServer
     assert set(got) == want and all(n == 1 for n in got.values())
     assert w.terminate() == 0, w.log()
     assert w2.terminate() == 0, w2.log()
+
+
+def test_operators_acknowledgement_reaches_the_owning_worker(
+        nats_server: NatsServer, mosquitto: Mosquitto, influxd: Influxd, unique: str,
+        worker_process: Callable[..., WorkerProcess], js_client: Callable[..., Js]) -> None:
+    """An acknowledgement published on the centre's alert broker under the mine's prefix is applied
+    by the worker holding the alert's partition: the acknowledged event once, the retained active
+    state acknowledged; the same id acknowledged under another mine changes nothing there."""
+    base, mines, js, col = one_server_setup(unique, nats_server, mosquitto, js_client)
+    work = Workload(js, mines, rounds=40, hot=range(4, 30))
+    w1 = worker_process(*worker_args(nats_server.url, mosquitto, influxd, base, "w1"), name="w1")
+    work.run(2)
+    wait_until(lambda: stored_keys(influxd.url, mines[1]) != [], 60, f"the worker storing frames\n{w1.log()}")
+    work.resume()
+    work.run(8)
+    wait_until(lambda: any(e["state"] == "raised" for e in alert_events(col, base, mines[0])), 30,
+               f"the methane alert\n{w1.log()}")
+    raised = next(e for e in alert_events(col, base, mines[0]) if e["state"] == "raised")
+    alert_id = raised["alert_id"]
+    ack = {"alert_id": alert_id, "scenario_id": "mf01", "operator": "op-zhao", "note": "power cut, people out",
+           "ts": time.time_ns()}
+    pub = Publisher(mosquitto.url)
+    for m in (mines[1], mines[0]):  # the other mine first: not its alert
+        pub.publish(Topics(mine_prefix(m, base)).ack(alert_id), orjson.dumps(ack))
+    pub.flush()
+    work.run(14)
+    wait_until(lambda: any(e["state"] == "acknowledged" for e in alert_events(col, base, mines[0])), 20,
+               f"the acknowledgement\n{w1.log()}")
+    acked = [e for e in alert_events(col, base, mines[0]) if e["state"] == "acknowledged"]
+    assert [(e["alert_id"], e["operator"], e["note"]) for e in acked] == [(alert_id, "op-zhao", "power cut, people out")]
+    active = retained_active(mosquitto.url, Topics(mine_prefix(mines[0], base)))
+    assert json.loads(active[alert_id])["state"] == "acknowledged", active
+    assert not [e for e in alert_events(col, base, mines[1]) if e["state"] == "acknowledged"]
+    work.run(40)
+    wait_until(lambda: any(e["state"] == "cleared" for e in alert_events(col, base, mines[0])), 30,
+               f"the clear\n{w1.log()}")
+    assert alert_id not in retained_active(mosquitto.url, Topics(mine_prefix(mines[0], base)))
+    pub.close()
+    col.close()
+
+
+def test_a_redelivery_after_a_sigkill_is_not_late(
+        nats_server: NatsServer, mosquitto: Mosquitto, influxd: Influxd, unique: str,
+        worker_process: Callable[..., WorkerProcess], js_client: Callable[..., Js]) -> None:
+    """w1's writes stall (InfluxDB silent behind a proxy) while it goes on fetching, and it is
+    SIGKILLed holding those messages unacknowledged, unstored. w2 takes over and stores newer frames;
+    the held ones come back after the ack wait (8 s), long past --late-after (4 s): they are stored
+    once, not as late, and raise nothing (no robot_clock correction, no alert marked late)."""
+    base, mines, js, col = one_server_setup(unique, nats_server, mosquitto, js_client)
+    proxy = SilentProxy(influxd.url)
+    work = Workload(js, mines, rounds=22, hot=range(0))
+    tight = ["--late-after", "4", "--clock-settle", "1"]
+    w1 = worker_process(*worker_args(nats_server.url, mosquitto, proxy, base, "w1", ack_wait_s=8), *tight, name="w1")
+    work.run(2)
+    wait_until(lambda: stored_keys(influxd.url, mines[1]) != [], 60, f"the worker storing frames\n{w1.log()}")
+    work.resume()
+    work.run(6)
+    wait_until(lambda: all(set(stored_keys(influxd.url, m)) >= work.expected[m] for m in mines), 30,
+               f"rounds 0-5 stored\n{w1.log()}")
+    proxy.silent.set()  # from now on w1's writes wait for an answer that never comes
+    work.run(10)
+    held = len(mines) * len(ROUTES) * FRAMES_PER_ROUND * 4
+    wait_until(lambda: js.ack_pending(P) >= held, 20, f"w1 holding rounds 6-9 unacknowledged\n{w1.log()}")
+    unstored = sum(len(work.expected[m] - set(stored_keys(influxd.url, m))) for m in mines)
+    assert unstored >= held, f"only {unstored} frames held unstored"
+    w1.kill()
+    proxy.close()
+    w2 = worker_process(*worker_args(nats_server.url, mosquitto, influxd, base, "w2", ack_wait_s=8), *tight,
+                        name="w2")
+    wait_until(lambda: set(js.owners(P).values()) == {"w2"} and len(js.owners(P)) == P, 30,
+               f"w2 holding every partition\n{w2.log()}")
+    work.resume()
+    work.run(22)  # newer frames, taken before the held ones come back
+    work.assert_stored_once(influxd.url)
+    for m in mines:
+        assert late_points(influxd.url, m) == 0, f"{m}: frames stored as late\n{w2.log()}"
+        events = alert_events(col, base, m)
+        assert not [e for e in events if e["detector"] == "robot_clock" or e["timing"] != "live"], events
+    assert w2.terminate() == 0, w2.log()
+    col.close()

@@ -8,6 +8,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -159,6 +160,15 @@ def alert_events_of(col: Collector, topics: Topics) -> list[dict[str, Any]]:
     return out
 
 
+def retained_active(mqtt_url: str, topics: Topics) -> dict[str, bytes]:
+    """The retained active state under ``topics`` (alert id -> payload), as a new subscriber gets it."""
+    col = Collector(mqtt_url, topics.all_active)
+    time.sleep(0.5)
+    got = {t.rsplit("/", 1)[1]: p for t, p, retained, _ in col.take() if retained}
+    col.close()
+    return got
+
+
 def telemetry_count(db: SyncInflux) -> int:
     try:
         return db.count("telemetry", "seq")
@@ -294,3 +304,54 @@ class IngestProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
+
+
+class SilentProxy:
+    """A TCP proxy to InfluxDB that can fall silent: connections are accepted and requests read,
+    but nothing is passed on or answered (an InfluxDB stuck in a long compaction, a dead route)."""
+
+    def __init__(self, upstream: str) -> None:
+        host, port = upstream.removeprefix("http://").split(":")
+        self.upstream = (host, int(port))
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        self.silent = threading.Event()
+        self.closed = threading.Event()
+        self.socks: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.closed.is_set():
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            self.socks.append(client)
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        try:
+            up = socket.create_connection(self.upstream)
+        except OSError:
+            client.close()
+            return
+        self.socks.append(up)
+        threading.Thread(target=self._pump, args=(client, up), daemon=True).start()
+        self._pump(up, client)
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                while self.silent.is_set() and not self.closed.is_set():
+                    time.sleep(0.05)
+                if self.closed.is_set():
+                    return
+                dst.sendall(data)
+
+    def close(self) -> None:
+        self.closed.set()
+        self.server.close()
+        for s in self.socks:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()

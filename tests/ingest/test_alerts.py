@@ -17,7 +17,7 @@ from minewatch.topics import Topics
 from minewatch.wire import Frame
 
 from tests.ingest.helpers import (Collector, alert_events_of, Publisher, assert_exactly_once, frames_for, ingestor_in_process,
-                                  ingest_settings, wait_until)
+                                  ingest_settings, retained_active, wait_until)
 
 pytestmark = pytest.mark.integration
 
@@ -30,15 +30,6 @@ def _methane(frames: list[Frame], value: float) -> list[Frame]:
 
 def _gas(col: Collector, topics: Topics) -> list[dict]:
     return [e for e in alert_events_of(col, topics) if e["detector"] == "gas_limit" and e["channel"] == "ch4_t1"]
-
-
-def _retained(url: str, topics: Topics) -> dict[str, bytes]:
-    """What a new subscriber to alerts/active/+ gets now."""
-    col = Collector(url, topics.all_active)
-    time.sleep(0.5)
-    got = {t.rsplit("/", 1)[1]: p for t, p, retained, _ in col.take() if retained}
-    col.close()
-    return got
 
 
 def test_methane_alert_raised_acknowledged_cleared_and_stored(mosquitto: Mosquitto, influxd: Influxd,
@@ -58,7 +49,7 @@ def test_methane_alert_raised_acknowledged_cleared_and_stored(mosquitto: Mosquit
         alert_id = raised["alert_id"]
         assert raised["state"] == "raised" and raised["scenario_id"] == "mf01" and raised["robot_id"] == "r01"
         AlertEvent.model_validate(raised)
-        active = _retained(mosquitto.url, topics)
+        active = retained_active(mosquitto.url, topics)
         assert alert_id in active and json.loads(active[alert_id])["severity"] == "critical"
 
         ack = {"alert_id": alert_id, "scenario_id": "mf01", "operator": "op-li", "note": "power cut, people out",
@@ -68,11 +59,11 @@ def test_methane_alert_raised_acknowledged_cleared_and_stored(mosquitto: Mosquit
         wait_until(lambda: any(e["state"] == "acknowledged" for e in _gas(col, topics)), 20, "the acknowledgement")
         acked = next(e for e in _gas(col, topics) if e["state"] == "acknowledged")
         assert (acked["alert_id"], acked["operator"], acked["note"]) == (alert_id, "op-li", "power cut, people out")
-        assert json.loads(_retained(mosquitto.url, topics)[alert_id])["state"] == "acknowledged"
+        assert json.loads(retained_active(mosquitto.url, topics)[alert_id])["state"] == "acknowledged"
 
         pub.send(topics, _methane(frames[15:30], 0.3))    # below the restore level 1.0 %
         wait_until(lambda: any(e["state"] == "cleared" for e in _gas(col, topics)), 20, "the clear")
-        assert alert_id not in _retained(mosquitto.url, topics)
+        assert alert_id not in retained_active(mosquitto.url, topics)
         pub.flush()
         wait_until(lambda: influx_db.count("telemetry", "seq") >= 30, 20, "30 points")
     assert_exactly_once(influx_db, {"r01": 30})

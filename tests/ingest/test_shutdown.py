@@ -3,10 +3,7 @@ and loses nothing: what was not durable was not acknowledged, and the broker sen
 
 from __future__ import annotations
 
-import contextlib
 import signal
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,61 +14,10 @@ from minewatch.influx import SyncInflux
 from minewatch.services import Influxd, Mosquitto
 from minewatch.topics import Topics
 
-from tests.ingest.helpers import IngestProcess, Publisher, telemetry_count, wait_until
+from tests.ingest.helpers import IngestProcess, Publisher, SilentProxy, telemetry_count, wait_until
 from tests.ingest.test_faults import Stream, _args
 
 pytestmark = pytest.mark.integration
-
-
-class SilentProxy:
-    """A TCP proxy to InfluxDB that can fall silent: connections are accepted and requests read,
-    but nothing is passed on or answered (an InfluxDB stuck in a long compaction, a dead route)."""
-
-    def __init__(self, upstream: str) -> None:
-        host, port = upstream.removeprefix("http://").split(":")
-        self.upstream = (host, int(port))
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
-        self.silent = threading.Event()
-        self.closed = threading.Event()
-        self.socks: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self.closed.is_set():
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            self.socks.append(client)
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
-
-    def _serve(self, client: socket.socket) -> None:
-        try:
-            up = socket.create_connection(self.upstream)
-        except OSError:
-            client.close()
-            return
-        self.socks.append(up)
-        threading.Thread(target=self._pump, args=(client, up), daemon=True).start()
-        self._pump(up, client)
-
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := src.recv(65536):
-                while self.silent.is_set() and not self.closed.is_set():
-                    time.sleep(0.05)
-                if self.closed.is_set():
-                    return
-                dst.sendall(data)
-
-    def close(self) -> None:
-        self.closed.set()
-        self.server.close()
-        for s in self.socks:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            s.close()
 
 
 @pytest.fixture
