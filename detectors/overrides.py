@@ -13,6 +13,8 @@ power-cut level), ``restore`` (where an alert clears), or a detector setting:
 ==============  ==========================================================================
 ``rise``        methane / gas rate of rise that alerts, in the channel's unit per minute
 ``debounce``    consecutive samples a non-critical level must hold before it alerts
+``drift``       how far a sensor may walk from its own long baseline before it is called
+                drifted, in the channel's unit (``detectors.selfdrift``)
 ==============  ==========================================================================
 
 ``SIDE`` is ``high`` or ``low`` and is needed only for a channel limited on both sides (air
@@ -38,7 +40,7 @@ from minewatch.catalogue import QUANTITIES, SCENARIOS, Channel, Scenario
 __all__ = ["LEVEL_FIELDS", "SETTING_FIELDS", "Overrides", "parse_overrides"]
 
 LEVEL_FIELDS = ("warning", "alarm", "critical", "restore")
-SETTING_FIELDS = ("rise", "debounce")
+SETTING_FIELDS = ("rise", "debounce", "drift")
 _SIDES = ("high", "low")
 _PATTERN = re.compile(r"\A[A-Za-z0-9_*?\[\]!-]+\Z")
 
@@ -119,6 +121,8 @@ def _applies(scenario: Scenario, channel: Channel, fld: str, side: str | None) -
         return QUANTITIES[channel.quantity].rise_per_min is not None
     if fld == "debounce":
         return bool(channel.limits)
+    if fld == "drift":
+        return QUANTITIES[channel.quantity].drift is not None
     for lim in channel.limits:
         if side is not None and side != ("high" if lim.direction == "above" else "low"):
             continue

@@ -108,6 +108,9 @@ class Quantity:
     (gases). ``change_notice``: the change detector watches it where it has no limit.
     ``noise``: the simulator's sensor noise (1 sigma, in its unit, and a relative part) [U].
     ``signed``: the sign is a direction (air velocity), the limits apply to the size.
+    ``drift``: how far (a share of a channel's normal band) a sensor's reading may walk, slowly
+    and steadily, from its own long baseline before it is called drifted (``detectors.selfdrift``);
+    None where a drift cannot be told from the process (two-valued signals) [P].
     ``short``: its short name on the board.
     """
 
@@ -129,6 +132,7 @@ class Quantity:
     noise: tuple[float, float] = (0.0, 0.0)
     signed: bool = False
     short: str = ""
+    drift: float | None = 0.5
 
     @property
     def decimals(self) -> int:
@@ -171,11 +175,11 @@ QUANTITIES: dict[str, Quantity] = {
         Quantity("du", "dust", "mg/m³", 0.0, 1000.0, 0.1, "dust 0-1000 mg/m³ [U]", _VENT, change_notice=True,
                  noise=(0.05, 0.06), short="Dust"),
         Quantity("sm", "smoke", "", 0.0, 1.0, 1.0, "on/off smoke sensor [U]", QuantityKind.smoke, "smoke",
-                 stuck=False, cause="fire", short="Smoke"),
+                 stuck=False, cause="fire", short="Smoke", drift=None),
         Quantity("i", "current", "A", 0.0, 2000.0, 0.1, "motor current [U]", _EQ, noise=(0.2, 0.005),
                  short="Current"),
         Quantity("run", "running", "", 0.0, 1.0, 1.0, "on/off run signal, domain §1.4 outstation on/off [C]", _VENT,
-                 stuck=False, short="Run"),
+                 stuck=False, short="Run", drift=None),
         Quantity("wl", "water level", "m", 0.0, 10.0, 0.01, "sump level 0-10 m [U]", QuantityKind.water,
                  "water_level", noise=(0.004, 0.0), short="Water"),
         Quantity("fl", "flow", "m³/h", 0.0, 2000.0, 0.1, "flow 0-2000 m³/h [U]", _EQ, noise=(0.5, 0.01),

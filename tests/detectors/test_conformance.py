@@ -33,7 +33,7 @@ from detectors.registry import REGISTRY
 from minewatch.schema import AlertEvent, AlertState
 from minewatch.wire import Frame
 from tests import naive
-from tests.detectors import naive_change
+from tests.detectors import naive_change, naive_selfdrift
 from tests.detectors.conftest import frame
 
 ROBOT = "r01"
@@ -131,6 +131,18 @@ def _drift_reference(det: Detector, s: int, a: Arrays) -> list[Any]:
     return naive.drift_changes(list(zip(a[1].tolist(), a[2].tolist(), a[3].tolist())), cfg)
 
 
+def _selfdrift_frames(rng: np.random.Generator) -> list[Frame]:
+    x = 2.0 + rng.normal(0, 0.4, 825)
+    x[225:675] += np.linspace(0, 6.0, 450)  # the face's CO sensor drifts one band in 30 min, and is set right
+    return [frame(ROBOT, "mf01", i, {"co": float(np.round(v))}, dt_s=4.0) for i, v in enumerate(x)]
+
+
+def _selfdrift_reference(det: Detector, s: int, a: Arrays) -> list[Any]:
+    r = _row(det, s, "sd_")
+    cfg = {k: r[k] for k in ("tol", "warmup", "alpha_base", "alpha_fast", "step_s", "hold_s", "gap_s")}
+    return naive_selfdrift.selfdrift_changes(list(zip(a[1].tolist(), a[2].tolist())), cfg)
+
+
 def _one(out: tuple[np.ndarray, ...]) -> list[Any]:
     return out[0].tolist()
 
@@ -141,6 +153,7 @@ CASES: dict[str, Case] = {
     "rate_of_rise": Case("mf01", ("ch4_t1",), _rise_frames, _rise_reference, _one, ("mf01.ch4_t1.rise", 0.02)),
     "change": Case("mf01", ("rh",), _change_frames, _change_reference, _one),
     "sensor_drift": Case("mf01", ("ch4_t0", "ch4_t1"), _drift_frames, _drift_reference, _one),
+    "selfdrift": Case("mf01", ("co",), _selfdrift_frames, _selfdrift_reference, _one, ("mf01.co.drift", 1.5)),
 }
 
 

@@ -1,0 +1,264 @@
+"""Drift of a sensor against its own long baseline.
+
+A drifting sensor (a catalytic head losing sensitivity, an electrochemical cell ageing, a
+thermistor's offset creeping) reads the same air as before plus an offset that grows slowly
+and steadily over tens of minutes to hours. What tells it from a change of the process:
+
+* it is *slow and monotone*: a machine starting or a door opening moves a reading in a step
+  that then stays, a gas event rises and falls; a drift grows checkpoint after checkpoint;
+* it walks away from the sensor's own *long* baseline while the short-term noise stays as it
+  was.
+
+Per base stream (scenario, robot, channel), one value per frame:
+
+* ``base`` is the mean of the first ``warmup`` values, then follows the reading very slowly
+  (``alpha_base`` per value, about an hour at 0.5 Hz), and only while the reading is near it
+  (protected: a drift cannot teach itself into the baseline);
+* ``fast`` follows the reading (``alpha_fast``, about 40 s at 0.5 Hz); ``dev = fast - base``;
+* every ``step_s`` seconds ``dev`` is put down as a checkpoint; the last four are kept;
+* the alert rises at a checkpoint at least ``tol`` from the baseline when the three
+  increments from the oldest kept checkpoint are all on its side, each at least ``tol / 6``
+  and none more than :data:`STEADY` times another: a steady walk over ``3 * step_s``, not a
+  step (a machine starting) nor a curve that settles (a machine warming up); it clears after
+  ``hold_s`` seconds of ``|dev| < tol / 2`` (ISA-18.2: the deadband and the hold keep it from
+  chattering);
+* neighbours: a raise is dropped when another sensor of the same robot in the same place has
+  walked at least half its own tolerance from its baseline as well (the air or the machine
+  changed: production starting, a machine warming up), checked against the neighbours' state
+  at the end of the batch;
+* a gap of more than ``gap_s`` without a value restarts the warm-up (not while raised: the
+  baseline of the healthy sensor is what the drift is measured against).
+
+``tol`` [P] is the quantity's ``drift`` share (:class:`minewatch.catalogue.Quantity`, half the
+channel's normal operating band by default) of the channel's normal band, or the ``drift``
+``--set`` field in the channel's unit. A drift of one band over half an hour (the simulator's
+``sensor_drift``) crosses half the band halfway through.
+Neighbouring methane sensors are compared with each other by :mod:`detectors.drift`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from detectors._jit import Arr, jit
+from detectors.base import EventOrder, Pending, StreamDetector, register, timing_of
+from detectors.engine import Signal
+from detectors.health_rules import health_severity
+from detectors.rules import where_place
+from minewatch.catalogue import QUANTITIES, Channel, Scenario
+from minewatch.schema import AlertEvent, AlertKind
+
+__all__ = ["SELFDRIFT", "SELFDRIFT_ARGS", "SELFDRIFT_COLUMNS", "SelfDriftDetector", "selfdrift_kernel"]
+
+SELFDRIFT = "baseline_drift"
+STEADY = 2.0  # the largest ratio of two checkpoint increments of a steady walk [P]
+
+
+@jit
+def _walks(cp: Arr, s: int, tol: float) -> bool:
+    """Whether the checkpoints of stream ``s`` walk steadily away from the baseline, to ``tol`` or
+    beyond: three increments on one side, each at least ``tol / 6`` and none more than
+    :data:`STEADY` times another (a step or a curve that settles is not a drift)."""
+    sign = 1.0 if cp[s, 3] > 0.0 else -1.0
+    if not sign * cp[s, 3] >= tol:
+        return False
+    lo = np.inf
+    hi = 0.0
+    for k in range(3):
+        d = sign * (cp[s, k + 1] - cp[s, k])
+        if not d >= tol / 6.0:
+            return False
+        lo = min(lo, d)
+        hi = max(hi, d)
+    return bool(hi <= STEADY * lo)
+
+
+@jit
+def selfdrift_kernel(stream: Arr, t: Arr, x: Arr, tol: Arr, warmup: Arr, alpha_base: Arr, alpha_fast: Arr,
+                     step_s: Arr, hold_s: Arr, gap_s: Arr, n: Arr, base: Arr, fast: Arr, cp: Arr, cp_t: Arr,
+                     t_last: Arr, since: Arr, state: Arr, out: Arr, aux: Arr) -> int:
+    """``out[i]``: 1 raised, 0 cleared, -1 no change; ``aux[i]``: ``fast - base`` and ``base`` after ``i``."""
+    n_changes = 0
+    for i in range(x.shape[0]):
+        s = stream[i]
+        v = x[i]
+        out[i] = -1
+        aux[i, 0] = np.nan
+        aux[i, 1] = np.nan
+        if not np.isfinite(v) or not np.isfinite(tol[s]):
+            continue
+        ti = t[i]
+        if state[s] == 0 and t_last[s] >= 0 and (ti - t_last[s]) * 1e-9 > gap_s[s]:
+            n[s] = 0
+        t_last[s] = ti
+        if n[s] < warmup[s]:
+            n[s] += 1
+            base[s] += (v - base[s]) / n[s]
+            fast[s] = base[s]
+            for k in range(4):
+                cp[s, k] = np.nan
+            cp_t[s] = ti
+            since[s] = -1
+            continue
+        fast[s] += alpha_fast[s] * (v - fast[s])
+        dev = fast[s] - base[s]
+        aux[i, 0] = dev
+        aux[i, 1] = base[s]
+        checkpoint = (ti - cp_t[s]) * 1e-9 >= step_s[s]
+        if checkpoint:
+            for k in range(3):
+                cp[s, k] = cp[s, k + 1]
+            cp[s, 3] = dev
+            cp_t[s] = ti
+        if state[s] == 0:
+            if checkpoint and _walks(cp, s, tol[s]):
+                state[s] = 1
+                since[s] = -1
+                out[i] = 1
+                n_changes += 1
+            elif abs(dev) < 0.5 * tol[s]:
+                base[s] += alpha_base[s] * (v - base[s])
+        elif abs(dev) < 0.5 * tol[s]:
+            if since[s] < 0:
+                since[s] = ti
+            if (ti - since[s]) * 1e-9 >= hold_s[s]:
+                state[s] = 0
+                since[s] = -1
+                out[i] = 0
+                n_changes += 1
+        else:
+            since[s] = -1
+    return n_changes
+
+
+SELFDRIFT_COLUMNS = {
+    "sd_tol": (np.float64, (), np.inf),
+    "sd_warmup": (np.int64, (), 150),
+    "sd_alpha_base": (np.float64, (), 0.0005),
+    "sd_alpha_fast": (np.float64, (), 0.05),
+    "sd_step_s": (np.float64, (), 300.0),
+    "sd_hold_s": (np.float64, (), 300.0),
+    "sd_gap_s": (np.float64, (), 300.0),
+    "sd_n": (np.int64, (), 0),
+    "sd_base": (np.float64, (), 0.0),
+    "sd_fast": (np.float64, (), 0.0),
+    "sd_cp": (np.float64, (4,), np.nan),
+    "sd_cp_t": (np.int64, (), -1),
+    "sd_t_last": (np.int64, (), -1),
+    "sd_since": (np.int64, (), -1),
+    "sd_state": (np.int8, (), 0),
+}
+SELFDRIFT_ARGS = tuple(SELFDRIFT_COLUMNS)
+
+
+def drift_tolerance(sc: Scenario, c: Channel | None, overrides: Any) -> float:
+    """The offset from its own baseline at which channel ``c`` of ``sc`` is called drifted (inf: not watched)."""
+    if c is None:
+        return float("inf")
+    share = QUANTITIES[c.quantity].drift
+    if share is None:
+        return float("inf")
+    set_tol = overrides.get(sc.id, c.name, "drift")
+    if set_tol is not None:
+        return float(set_tol)
+    band = c.normal[1] - c.normal[0]
+    return share * band if band > 0 else float("inf")
+
+
+@register
+class SelfDriftDetector(StreamDetector):
+    """A sensor drifting away from its own long baseline, slowly and steadily, on every base stream."""
+
+    name = "selfdrift"
+    order = EventOrder.DRIFT
+    alerts = frozenset({SELFDRIFT})
+    columns = SELFDRIFT_COLUMNS
+    kernel = staticmethod(selfdrift_kernel)
+    args = SELFDRIFT_ARGS
+    settings = ("drift",)
+    state_columns: ClassVar[Mapping[str, str]] = {SELFDRIFT: "sd_state"}
+
+    def configure(self, s: int, sc: Scenario, c: Channel | None) -> None:
+        self.table["sd_tol"][s] = drift_tolerance(sc, c, self.setup.overrides)
+
+    def detect(self, stream: npt.NDArray[np.int64], t: npt.NDArray[np.int64], x: npt.NDArray[np.float64], *,
+               check: bool = True) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float64], int]:
+        """The kernel over checked arrays: per sample its step (1 raised, 0 cleared, -1 none),
+        ``fast - base`` and ``base`` after it, and the number of steps."""
+        n = self.check(stream, t, x) if check else stream.shape[0]
+        out = np.empty(n, dtype=np.int8)
+        aux = np.empty((n, 2))
+        return out, aux, self.call((stream, t, x), (out, aux))
+
+    def run(self, cols: tuple[npt.NDArray[Any], ...], late: Sequence[bool] | None) -> list[Pending]:
+        stream, t, x, origin = cols
+        out, aux, steps = self.detect(stream, t, x, check=False)  # the suite's own sorted batch
+        if not steps:
+            return []
+        for i in np.flatnonzero(out == 1):
+            if self.neighbours_move(int(stream[i])):
+                out[i] = -1  # a change of the process, not of one sensor
+                self.table["sd_state"][int(stream[i])] = 0
+        return [Pending(int(t[i]), self.order, int(stream[i]),
+                        self.signal(int(stream[i]), int(out[i]), float(x[i]), int(t[i]), float(aux[i, 0]),
+                                    float(aux[i, 1]), late, int(origin[i])))
+                for i in np.flatnonzero(out >= 0)]
+
+    def neighbours_move(self, s: int) -> bool:
+        """Whether another sensor of the same robot in the same place has walked at least half
+        its own tolerance from its baseline too: the air or the machine changed, not one sensor."""
+        sid, rid = self.meta[s][0], self.meta[s][1]
+        b = self.table
+        for o, m in enumerate(self.meta):
+            if o == s or m[0] != sid or m[1] != rid or b["sd_n"][o] < b["sd_warmup"][o]:
+                continue
+            tol = float(b["sd_tol"][o])
+            if np.isfinite(tol) and abs(float(b["sd_fast"][o] - b["sd_base"][o])) >= 0.5 * tol:
+                return True
+        return False
+
+    def signal(self, s: int, code: int, value: float, ts: int, dev: float, base: float,
+               late: Sequence[bool] | None, fi: int) -> Signal:
+        sid, rid, chan, c = self.meta[s]
+        assert c is not None  # only streams the catalogue knows are watched (their tolerance is finite)
+        sc = self.setup.scenarios[sid]
+        q = QUANTITIES[c.quantity]
+        tol = float(self.table["sd_tol"][s])
+        d = q.decimals
+        unit = f" {c.unit}" if c.unit else ""
+        rule = (f"drift against its own baseline: the reading walked {tol:.{d}f}{unit} from its slow baseline, "
+                f"growing steadily over four {self.table['sd_step_s'][s]:g} s checkpoints [P]")
+        who = f"The {c.label} sensor read by robot {rid} in {where_place(sc)}"
+        if code:
+            side = "above" if dev > 0 else "below"
+            msg = (f"{who} reads {abs(dev):.{d}f}{unit} {side} its own baseline of {base:.{d}f}{unit} and keeps "
+                   f"drifting: check it against a hand-held instrument and calibrate.")
+        else:
+            msg = f"{who} is back at its own baseline ({value:.{d}f}{unit}): the alert is cleared."
+        evidence: dict[str, object] = {"rule": rule, "robot": rid, "baseline": round(base, 6),
+                                       "offset": round(dev, 6)}
+        is_late, timing = timing_of(self.setup, late, fi)
+        if is_late:
+            evidence["late"] = True
+        return Signal(scenario_id=sid, detector=SELFDRIFT, subject=chan, kind=AlertKind.sensor_health, source=rid,
+                      severity=health_severity(c) if code else None, ts=ts, message=msg, value=value, limit=tol,
+                      unit=c.unit, channel=chan, robot_id=rid, evidence=evidence, timing=timing)
+
+    def seed(self, ev: AlertEvent) -> None:
+        s = self.stream_of(ev)
+        if s is None:
+            return
+        b = self.table
+        if b["sd_state"][s]:
+            return
+        b["sd_state"][s] = 1
+        base = ev.evidence.get("baseline")
+        if isinstance(base, (int, float)):
+            # the healthy sensor's baseline, so the next readings decide whether the drift is gone
+            b["sd_base"][s] = float(base)
+            b["sd_fast"][s] = ev.value if ev.value is not None else float(base)
+            b["sd_n"][s] = b["sd_warmup"][s]
