@@ -23,7 +23,8 @@ alert belongs to it; the delay is the first such alert's event time minus the la
 false. Coverage holes of the patrol robots' routes are labelled by the simulator too.
 
 Figures (one JSON line each): ``detection_recall``, ``detection_precision``,
-``detection_delay_median_s`` and ``detection_delay_p95_s`` per fault kind; ``limit_violation_recall``
+``detection_delay_median_s`` and ``detection_delay_p95_s`` per fault kind; ``drift_recall`` (the
+``sensor_drift`` recall again, under its own name); ``limit_violation_recall``
 (every catalogue limit a fault pushed a channel past, at every place, must alert);
 ``methane_power_cut_delay_p95_s`` (event time from the first reading at or above the power-cut
 level to the critical alert) and ``detector_batch_wall_p95_s`` (wall-clock time of one
@@ -258,6 +259,9 @@ def quality(seeds: list[int], hours: float, rate: float, grace_s: float, kinds: 
         for where, values in (("primary", primary_delays[kind]), ("all", delays[kind])):
             emit("detection_delay_median_s", pct(values, 50), "s", kind=kind, labels=where, n=len(values), **cond)
             emit("detection_delay_p95_s", pct(values, 95), "s", kind=kind, labels=where, n=len(values), **cond)
+    if "sensor_drift" in detected:
+        emit("drift_recall", round(sum(detected["sensor_drift"]) / len(detected["sensor_drift"]), 3), "ratio",
+             kind="sensor_drift", labels=len(detected["sensor_drift"]), **cond)
     all_tp = sum(tp.values())
     all_fp = sum(false_by_detector.values())
     emit("detection_precision", round(all_tp / (all_tp + all_fp), 3) if all_tp + all_fp else None, "ratio",

@@ -23,7 +23,7 @@ Per base stream (scenario, robot, channel), one value per frame:
   ``hold_s`` seconds of ``|dev| < tol / 2`` (ISA-18.2: the deadband and the hold keep it from
   chattering);
 * neighbours: a raise is dropped when another sensor of the same robot in the same place has
-  walked at least half its own tolerance from its baseline as well (the air or the machine
+  walked :data:`NEIGHBOUR` of its own tolerance from its baseline as well (the air or the machine
   changed: production starting, a machine warming up), checked against the neighbours' state
   at the end of the batch;
 * a gap of more than ``gap_s`` without a value restarts the warm-up (not while raised: the
@@ -56,6 +56,7 @@ __all__ = ["SELFDRIFT", "SELFDRIFT_ARGS", "SELFDRIFT_COLUMNS", "SelfDriftDetecto
 
 SELFDRIFT = "baseline_drift"
 STEADY = 2.0  # the largest ratio of two checkpoint increments of a steady walk [P]
+NEIGHBOUR = 0.25  # a neighbour this far (a share of its own tolerance) from its baseline moves with it [P]
 
 
 @jit
@@ -209,15 +210,16 @@ class SelfDriftDetector(StreamDetector):
                 for i in np.flatnonzero(out >= 0)]
 
     def neighbours_move(self, s: int) -> bool:
-        """Whether another sensor of the same robot in the same place has walked at least half
-        its own tolerance from its baseline too: the air or the machine changed, not one sensor."""
+        """Whether another sensor of the same robot in the same place has walked at least
+        :data:`NEIGHBOUR` of its own tolerance from its baseline too: the air or the machine
+        changed, not one sensor."""
         sid, rid = self.meta[s][0], self.meta[s][1]
         b = self.table
         for o, m in enumerate(self.meta):
             if o == s or m[0] != sid or m[1] != rid or b["sd_n"][o] < b["sd_warmup"][o]:
                 continue
             tol = float(b["sd_tol"][o])
-            if np.isfinite(tol) and abs(float(b["sd_fast"][o] - b["sd_base"][o])) >= 0.5 * tol:
+            if np.isfinite(tol) and abs(float(b["sd_fast"][o] - b["sd_base"][o])) >= NEIGHBOUR * tol:
                 return True
         return False
 
