@@ -68,7 +68,8 @@ PATTERN_WORDS = {
     ID_PATTERN: "an id (1-64 letters, digits, '_', '.', '-')",
     SHIFT_PATTERN: "a shift id, YYYY-MM-DD:NAME",
     OVERRIDE_KEY: "an override key SCENARIO.CHANNEL.FIELD[.high|.low], FIELD one of warning, alarm, critical, "
-                  "restore, rise, debounce",
+                  "restore, rise, debounce, spike_k, stuck_s, change_h, change_warmup, drift_tol, "
+                  "selfdrift_tol",
     CHANNELS_PATTERN: "comma-separated channel names (of the scenario's channels, battery, pos_m, latency_ms, "
                       "rssi_dbm)",
 }

@@ -13,6 +13,7 @@ from minewatch.settings import ApiRole
 
 __all__ = [
     "AckAccepted", "AckRequest", "AlertDetail", "AlertPublic", "AlertsPublic", "ChannelPublic", "ErrorModel",
+    "QuantityDisplay",
     "IncidentPublic", "IncidentsPublic", "IncidentDetail", "WatchPublic",
     "Health", "LimitPublic", "Me", "ReplayCreate", "Role", "ReplayDiff", "ReplayPublic", "ReplaysPublic", "RobotPublic",
     "RobotsPublic", "ScenarioPublic", "ScenariosPublic", "ShiftPublic", "ShiftsPublic", "TelemetryLatest",
@@ -236,9 +237,23 @@ class LimitPublic(BaseModel):
     action: str
 
 
+class QuantityDisplay(BaseModel):
+    """How a channel's values are shown: its quantity's entry in the catalogue
+    (``minewatch.catalogue.QUANTITIES``)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"decimals": 2, "short": "CH₄", "unit": "%", "signed": False}]})
+
+    decimals: int = Field(ge=0, description="decimals a value is shown with (as many as the sensor's resolution has)")
+    short: str = Field(description="the quantity's short name on the board")
+    unit: str = Field(examples=["%"])
+    signed: bool = Field(description="the sign is a direction (air velocity); limits apply to the size")
+
+
 class ChannelPublic(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        "name": "ch4_t1", "label": "methane, face T1", "quantity": "ch4", "unit": "%", "low": 0.0, "high": 4.0,
+        "name": "ch4_t1", "label": "methane, face T1", "quantity": "ch4", "unit": "%",
+        "display": {"decimals": 2, "short": "CH₄", "unit": "%", "signed": False}, "low": 0.0, "high": 4.0,
         "normal": [0.15, 0.55], "limits": [{"direction": "above", "levels": {"alarm": 1.0, "critical": 1.5},
                                            "restore": 1.0, "rule": "CMSR Art.498 methane settings, longwall face T1",
                                            "action": "cut power to the face and return roadway, withdraw people"}]}]})
@@ -247,6 +262,7 @@ class ChannelPublic(BaseModel):
     label: str = Field(examples=["methane, face T1"])
     quantity: str
     unit: str = Field(examples=["%"])
+    display: QuantityDisplay
     low: float = Field(description="sensor range low")
     high: float = Field(description="sensor range high")
     normal: tuple[float, float] = Field(description="normal operating band")
@@ -392,7 +408,9 @@ class ShiftsPublic(BaseModel):
 
 _SHIFT = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}:[a-z0-9_-]{1,32}$"  # api.params.SHIFT_PATTERN
 OVERRIDE_KEY = (r"^[A-Za-z0-9_*?\[\]-]{1,32}\.[A-Za-z0-9_*?\[\]-]{1,32}"
-                r"\.(warning|alarm|critical|restore|rise|debounce)(\.(high|low))?$")
+                r"\.(warning|alarm|critical|restore|rise|debounce|spike_k|stuck_s|change_h|change_warmup|drift_tol"
+                r"|selfdrift_tol)"
+                r"(\.(high|low))?$")  # detectors.overrides: LEVEL_FIELDS + SETTING_FIELDS
 
 
 def _shift_or_window(schema: dict[str, Any]) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from api.schemas import ChannelPublic, LatestReading, LimitPublic, RobotPublic, ScenarioPublic, WatchPublic
+from api.schemas import (ChannelPublic, LatestReading, LimitPublic, QuantityDisplay, RobotPublic, ScenarioPublic,
+                         WatchPublic)
 from minewatch.catalogue import QUANTITIES, Channel, Scenario
 from minewatch.schema import SEVERITY_RANK, Link, Severity
 from minewatch.wire import Frame
@@ -18,8 +19,11 @@ __all__ = ["scenario_public", "robot_public", "channel_public", "latest_readings
 
 
 def channel_public(c: Channel) -> ChannelPublic:
+    q = QUANTITIES[c.quantity]
     return ChannelPublic(
-        name=c.name, label=c.label, quantity=c.quantity, unit=c.unit, low=c.low, high=c.high, normal=c.normal,
+        name=c.name, label=c.label, quantity=c.quantity, unit=c.unit,
+        display=QuantityDisplay(decimals=q.decimals, short=q.short, unit=q.unit, signed=q.signed),
+        low=c.low, high=c.high, normal=c.normal,
         limits=[LimitPublic(direction=lim.direction, levels=dict(lim.levels), restore=lim.restore, rule=lim.rule,
                             action=lim.action) for lim in c.limits])
 

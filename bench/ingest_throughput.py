@@ -59,19 +59,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import httpx  # noqa: E402
-import msgspec  # noqa: E402
+import httpx
+import msgspec
 
-from ingest.lines import TelemetryLines  # noqa: E402
-from minewatch.catalogue import SCENARIOS  # noqa: E402
-from minewatch.influx import SyncInflux  # noqa: E402
-from minewatch.mqtt import connect_properties, paho_client  # noqa: E402
-from minewatch.services import Influxd, Mosquitto, free_port  # noqa: E402
-from minewatch.storage import DOWNSAMPLED  # noqa: E402
-from minewatch.settings import MqttTarget  # noqa: E402
-from minewatch.topics import Topics  # noqa: E402
-from minewatch.wire import Frame, encode_frame, encode_frames  # noqa: E402
-from simulator.engine import SimConfig, Simulation  # noqa: E402
+from ingest.lines import TelemetryLines
+from minewatch.catalogue import SCENARIOS
+from minewatch.influx import SyncInflux
+from minewatch.mqtt import connect_properties, paho_client
+from minewatch.services import Influxd, Mosquitto, free_port
+from minewatch.storage import DOWNSAMPLED
+from minewatch.settings import MqttTarget
+from minewatch.topics import Topics
+from minewatch.wire import Frame, encode_frame, encode_frames
+from simulator.engine import SimConfig, Simulation
 
 PREFIX = "bench/v1"
 FACES = ["mf01", "mf02"]
@@ -169,7 +169,7 @@ def _packet(kind: int, body: bytes) -> bytes:
     return bytes([kind]) + _varint(len(body)) + body
 
 
-def publish_all(url: str, path: str, window: int, rate_msgs: float, done: mp.Queue) -> None:  # type: ignore[type-arg]
+def publish_all(url: str, path: str, window: int, rate_msgs: float, done: "mp.Queue[tuple[float, float]]") -> None:
     """Child process: publish every (topic, payload) in ``path`` with QoS 1, at most ``window``
     unacknowledged; ``rate_msgs`` messages/s, or as fast as possible when 0.
 
@@ -309,9 +309,10 @@ def throughput(broker: Mosquitto, influx: Influxd, frames: list[Frame], payload_
     # would take every robot's for one running minutes ahead and correct it
     ing = Ingestors(broker, influx, db, partitions, f"t{run}", tmp, extra=("--clock", "data"))
     try:
-        done: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+        done: "mp.Queue[tuple[float, float]]" = mp.Queue()
         pub = mp.Process(target=publish_all, args=(broker.url, str(payload_file), 2000, 0.0, done))
         base = ing.durable()
+        assert influx.proc is not None and broker.proc is not None
         servers = {"ingest": [p.pid for p in ing.procs], "influxd": [influx.proc.pid], "mosquitto": [broker.proc.pid]}
         cpu0 = {k: sum(cpu_s(p) for p in pids) for k, pids in servers.items()}
         t0 = time.monotonic()
@@ -387,7 +388,7 @@ def subscriber(broker: Mosquitto, payload_file: Path, n_msgs: int, run: int) -> 
         c.subscribe(f"{PREFIX}/telemetry/#", 1)
         if not subscribed.wait(30):
             raise RuntimeError("the ceiling subscriber could not subscribe")
-        q: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+        q: "mp.Queue[tuple[float, float]]" = mp.Queue()
         pub = mp.Process(target=publish_all, args=(broker.url, str(payload_file), 2000, 0.0, q))
         cpu0, t0 = time.process_time(), time.monotonic()
         pub.start()
@@ -422,7 +423,7 @@ def latency(broker: Mosquitto, influx: Influxd, partitions: int, load_pps: float
     lock = threading.Lock()
     sub = paho_client(MqttTarget(broker.url), f"bench-sub-{tag}")
 
-    def on_message(c, u, msg) -> None:  # noqa: ANN001
+    def on_message(c, u, msg) -> None:
         now = time.time_ns()
         parsed = topics.parse_alert(msg.topic)
         if parsed and parsed[0] == "event":
@@ -455,7 +456,7 @@ def latency(broker: Mosquitto, influx: Influxd, partitions: int, load_pps: float
         seq = itertools.count()
         t_end = time.monotonic() + seconds
         # each (scenario, channel): high then low, twice (a third raise within 10 min is flapping)
-        for cycle, (sid, chan), value in ((c, sc, v) for c in range(2) for sc in combos for v in (1.8, 0.1)):
+        for _, (sid, chan), value in ((c, sc, v) for c in range(2) for sc in combos for v in (1.8, 0.1)):
             if time.monotonic() > t_end:
                 break
             f = Frame(robot_id=f"lat{sid}", scenario_id=sid, seq=next(seq), ts=time.time_ns(), readings={chan: value})

@@ -14,8 +14,9 @@ Candidates:
 
 - ``paho_thread``: paho-mqtt's own network thread (``loop_start``), acknowledging each message
   in its callback: paho used the stock way;
-- ``paho_loop``: the ingestor's consumer (:class:`ingest.consumer.Consumer`): paho driven by the
-  event loop through its public socket callbacks, acknowledging what the loop took in a turn;
+- ``consumer``: the ingestor's consumer (:class:`ingest.consumer.Consumer`, ``ingest/mqttrx.py``):
+  its own MQTT 5 client on asyncio streams and the ``mqtt5`` codec, acknowledging what the loop
+  took in a turn, the PUBACKs in one write;
 - ``aiomqtt``: aiomqtt over paho (it acknowledges on receipt);
 - ``gmqtt``: gmqtt's own asyncio protocol (acknowledges on receipt);
 - ``mqtt5_codec``: the Rust ``mqtt5`` codec under a bare asyncio reading loop (CONNECT, then
@@ -90,7 +91,7 @@ def paho_thread(broker: Mosquitto, cid: str, n: int, go: Callable[[], None]) -> 
         c.loop_stop()
 
 
-def paho_loop(broker: Mosquitto, cid: str, n: int, go: Callable[[], None]) -> None:
+def ingest_consumer(broker: Mosquitto, cid: str, n: int, go: Callable[[], None]) -> None:
     from ingest.consumer import Consumer
 
     async def main() -> None:
@@ -105,10 +106,11 @@ def paho_loop(broker: Mosquitto, cid: str, n: int, go: Callable[[], None]) -> No
             consumer.inbox.clear()
             got += len(taken)
             consumer.ack(taken)
+            consumer.flush()
             await asyncio.sleep(0)
         await consumer.close(5)
         if got < n:
-            raise RuntimeError(f"paho_loop: {got} of {n} messages")
+            raise RuntimeError(f"consumer: {got} of {n} messages")
 
     asyncio.run(main())
 
@@ -201,7 +203,7 @@ def mqtt5_codec(broker: Mosquitto, cid: str, n: int, go: Callable[[], None]) -> 
 
 CANDIDATES: dict[str, tuple[Callable[[Mosquitto, str, int, Callable[[], None]], None], str | None]] = {
     "paho_thread": (paho_thread, None),
-    "paho_loop": (paho_loop, None),
+    "consumer": (ingest_consumer, None),
     "aiomqtt": (aiomqtt_client, "aiomqtt"),
     "gmqtt": (gmqtt_client, "gmqtt"),
     "mqtt5_codec": (mqtt5_codec, "mqtt5"),

@@ -235,6 +235,14 @@ class StreamDetector(Detector):
         """Set up new stream ``s`` (``c``: its channel in ``sc``, None if the catalogue does not
         know it)."""
 
+    def apply_settings(self, s: int, sc: Scenario, c: Channel, columns: Mapping[str, str]) -> None:
+        """Write the ``--set`` fields given for ``c`` in ``sc`` into stream ``s``'s state
+        (``columns``: each field's column); fields not given keep what :meth:`configure` set."""
+        for fld, col in columns.items():
+            v = self.setup.overrides.get(sc.id, c.name, fld)
+            if v is not None:
+                self.table[col][s] = v
+
     def check(self, stream: npt.NDArray[Any], t: npt.NDArray[Any], x: npt.NDArray[Any]) -> int:
         """:func:`check_batch` for a batch of base samples: their number."""
         return check_batch(self.name, {"stream": stream, "t": t, "x": x}, BASE_DTYPES, len(self.table))

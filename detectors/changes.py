@@ -4,7 +4,8 @@ starting and stopping, pumps cycling, bunkers filling) [P]: humidity and dust, t
 with ``change_notice`` in :data:`minewatch.catalogue.QUANTITIES`.
 
 It tracks the level closely (alpha 0.1) so the air's slow wander is normal and only abrupt,
-unexplained changes alert, as notices (info): "this has changed, look at it".
+unexplained changes alert, as notices (info): "this has changed, look at it". Its threshold and
+warm-up can be set per channel (``--set mf01.rh.change_h=40``, ``change_warmup``).
 """
 
 from __future__ import annotations
@@ -39,12 +40,14 @@ class ChangeNotices(StreamDetector):
     kernel = staticmethod(change_kernel)
     args = CHANGE_ARGS
     state_columns: ClassVar[Mapping[str, str]] = {"change": "c_state"}
+    settings = ("change_h", "change_warmup")
 
     def configure(self, s: int, sc: Scenario, c: Channel | None) -> None:
         if c is not None and QUANTITIES[c.quantity].change_notice and not c.limits:
             self.table["c_on"][s] = True
             for name, value in CHANGE_SETTINGS.items():
                 self.table[name][s] = value
+            self.apply_settings(s, sc, c, {"change_h": "c_h", "change_warmup": "c_warmup"})
 
     def detect(self, stream: npt.NDArray[np.int64], t: npt.NDArray[np.int64], x: npt.NDArray[np.float64], *,
                check: bool = True

@@ -222,6 +222,9 @@ def _load_waveform(path: Path, column: str | None) -> np.ndarray:
               help="Acceleration in m/s²: a .npy 1-D array, or a CSV (one value per row, or --column of a CSV with a header).")
 @click.option("--rate", required=True, type=click.FloatRange(min=0, min_open=True), help="Sample rate, Hz.")
 @click.option("--rpm", required=True, type=click.FloatRange(min=0, min_open=True), help="Shaft speed, rev/min.")
+@click.option("--rpm-tolerance", default=0.0, show_default=True, type=click.FloatRange(min=0, max=0.5, max_open=True),
+              help="How far off --rpm may be (relative, e.g. 0.1 for a nameplate speed): the shaft rate is then "
+                   "found in the spectrum within it and the fault frequencies follow; 0 trusts --rpm.")
 @click.option("--bearing", "bearing_spec", default="6205", show_default=True,
               help="Catalogue bearing (6205, 6312, 6316, 22228) or n,d,D[,angle] in mm and degrees.")
 @click.option("--group", default=2, show_default=True, type=click.Choice(["1", "2"]),
@@ -230,21 +233,23 @@ def _load_waveform(path: Path, column: str | None) -> np.ndarray:
               help="ISO 10816-3 foundation.")
 @click.option("--column", default=None,
               help="CSV column with the acceleration; needed when the CSV has more than one column.")
-def vibration(input_path: Path, rate: float, rpm: float, bearing_spec: str, group: str, support: str,
-              column: str | None) -> None:
+def vibration(input_path: Path, rate: float, rpm: float, rpm_tolerance: float, bearing_spec: str, group: str,
+              support: str, column: str | None) -> None:
     """Vibration features and diagnosis of one waveform, printed as JSON.
 
     RMS velocity over the ISO 10816-3 band (10-1000 Hz; 2-1000 Hz below 600 rpm) and its zone,
     kurtosis and crest factor, the envelope-spectrum energy and SNR at the bearing's fault
     frequencies (BPFO, BPFI, 2x BSF), and a diagnosis: healthy, imbalance, outer race,
-    inner race or ball.
+    inner race or ball, with a confidence (0-1) and its evidence (demodulation band from the
+    kurtogram, envelope resolution, shaft speed used, the fault's envelope peak, harmonics and
+    sidebands). Any sample rate; the band and resolution follow the signal and the bearing.
     """
     from detectors.vibration import analyse
 
     bearing = _bearing(bearing_spec)
     x = _load_waveform(input_path, column)
     try:
-        feats = analyse(x, rate, rpm, bearing, int(group), support)
+        feats = analyse(x, rate, rpm, bearing, int(group), support, rpm_tolerance=rpm_tolerance)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     out = feats.as_dict()

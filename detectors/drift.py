@@ -21,7 +21,8 @@ readings of one frame:
 
 ``tol`` [P] is half the channel's normal operating band (0.2 % for a face's methane):
 above the largest natural swing of the difference seen on simulated shifts (0.16 %), far above
-sensor noise; ``hold_s`` is 5 min.
+sensor noise; ``hold_s`` is 5 min. ``--set mf01.ch4_t1.drift_tol=0.3`` sets a channel's
+tolerance (a pair takes the smaller of its two channels').
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from detectors._state import StreamTable
 from detectors.base import Detector, EventOrder, Inputs, Pending, Setup, check_batch, register, timing_of
 from detectors.engine import Signal
 from detectors.health_rules import health_severity
+from detectors.overrides import drift_channels
 from detectors.rules import where_place
 from minewatch.catalogue import Channel
 from minewatch.schema import AlertEvent, AlertKind
@@ -135,6 +137,7 @@ class DriftDetector(Detector):
     columns = DRIFT_COLUMNS
     kernel = staticmethod(drift_kernel)
     args = DRIFT_ARGS
+    settings = ("drift_tol",)
 
     def __init__(self, setup: Setup) -> None:
         super().__init__(setup)
@@ -143,16 +146,22 @@ class DriftDetector(Detector):
         # neighbouring methane sensors of one place, compared for drift
         self.pairs: dict[str, list[tuple[Channel, Channel]]] = {}
         for sid, sc in setup.scenarios.items():
-            ch4 = [c for c in sc.channels if c.quantity == "ch4" and c.limits]
-            if len(ch4) > 1:
+            ch4 = drift_channels(sc)
+            if ch4:
                 self.pairs[sid] = list(pairwise(ch4))
+
+    def tolerance(self, sid: str, c: Channel) -> float:
+        """Channel ``c``'s drift tolerance: its ``--set`` ``drift_tol``, or half its normal band
+        (a pair takes the smaller of its two)."""
+        v = self.setup.overrides.get(sid, c.name, "drift_tol")
+        return 0.5 * (c.normal[1] - c.normal[0]) if v is None else v
 
     def stream(self, sid: str, rid: str, ca: Channel, cb: Channel) -> int:
         """The pair stream of ``ca`` and ``cb`` read by robot ``rid`` in ``sid``, set up when new."""
         s, new = self.table.add((sid, rid, ca.name, cb.name))
         if new:
             d = self.table
-            d["tol"][s] = 0.5 * min(ca.normal[1] - ca.normal[0], cb.normal[1] - cb.normal[0])
+            d["tol"][s] = min(self.tolerance(sid, ca), self.tolerance(sid, cb))
             d["gas_a"][s] = 0.8 * ca.limits[0].lowest
             d["gas_b"][s] = 0.8 * cb.limits[0].lowest
             self.meta.append((sid, rid, ca, cb))

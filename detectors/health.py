@@ -218,6 +218,7 @@ class HealthDetector(StreamDetector):
     kernel = staticmethod(health_kernel)
     args = HEALTH_ARGS
     state_columns: ClassVar[Mapping[str, str]] = dict(zip(HEALTH_DETECTORS, _STATE))
+    settings = ("spike_k", "stuck_s")
 
     def configure(self, s: int, sc: Scenario, c: Channel | None) -> None:
         b = self.table
@@ -230,6 +231,7 @@ class HealthDetector(StreamDetector):
             # gas, temperatures), not in flows, currents and levels of machines that start and stop
             b["h_stuck_on"][s] = q.stuck
             b["h_spike_on"][s] = q.spikes
+            self.apply_settings(s, sc, c, {fld: f"h_{fld}" for fld in self.settings})  # spike_k, stuck_s
 
     def detect(self, stream: npt.NDArray[np.int64], t: npt.NDArray[np.int64],
                x: npt.NDArray[np.float64], *,

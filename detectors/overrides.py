@@ -10,12 +10,23 @@ scenario ids and channel names of the catalogue, e.g. ``mf01``, ``hf*``, ``ch4*`
 is a limit level (``warning``, ``alarm``, ``critical``; for methane ``critical`` is the
 power-cut level), ``restore`` (where an alert clears), or a detector setting:
 
-==============  ==========================================================================
-``rise``        methane / gas rate of rise that alerts, in the channel's unit per minute
-``debounce``    consecutive samples a non-critical level must hold before it alerts
-``drift``       how far a sensor may walk from its own long baseline before it is called
-                drifted, in the channel's unit (``detectors.selfdrift``)
-==============  ==========================================================================
+=================  =======================================================================
+``rise``           methane / gas rate of rise that alerts, in the channel's unit per minute
+``debounce``       consecutive samples a non-critical level must hold before it alerts
+``spike_k``        sensor health: robust deviations from its level that make a value a spike
+                   (> 0; channels whose quantity is watched for spikes)
+``stuck_s``        sensor health: seconds a sensor must repeat one value to be stuck (> 0;
+                   channels whose quantity can be stuck)
+``change_h``       change notices: the CUSUM threshold (> 0; humidity and dust without limits)
+``change_warmup``  change notices: values learned before the detector judges (a whole number
+                   >= 1; the same channels)
+``drift_tol``      drift: how far, in the channel's unit, the difference to a neighbouring
+                   sensor must move (> 0; methane channels with a neighbour; a pair takes the
+                   smaller of its two channels' tolerances)
+``selfdrift_tol``  baseline drift: how far, in the channel's unit, a sensor may walk from its
+                   own long baseline before it is called drifted (> 0; quantities with a
+                   ``drift`` share: all but two-valued signals; ``detectors.selfdrift``)
+=================  =======================================================================
 
 ``SIDE`` is ``high`` or ``low`` and is needed only for a channel limited on both sides (air
 velocity: ``ra03.ws.alarm.low=0.3``). Later overrides win over earlier ones. A key whose
@@ -37,10 +48,14 @@ from fnmatch import fnmatchcase
 
 from minewatch.catalogue import QUANTITIES, SCENARIOS, Channel, Scenario
 
-__all__ = ["LEVEL_FIELDS", "SETTING_FIELDS", "Overrides", "parse_overrides"]
+__all__ = ["LEVEL_FIELDS", "SETTING_FIELDS", "Overrides", "drift_channels", "parse_overrides"]
 
 LEVEL_FIELDS = ("warning", "alarm", "critical", "restore")
-SETTING_FIELDS = ("rise", "debounce", "drift")
+SETTING_FIELDS = ("rise", "debounce", "spike_k", "stuck_s", "change_h", "change_warmup", "drift_tol",
+                  "selfdrift_tol")
+# settings that must be above zero, and those that must be whole numbers
+_POSITIVE = frozenset({"spike_k", "stuck_s", "change_h", "change_warmup", "drift_tol", "selfdrift_tol"})
+_WHOLE = frozenset({"change_warmup"})
 _SIDES = ("high", "low")
 _PATTERN = re.compile(r"\A[A-Za-z0-9_*?\[\]!-]+\Z")
 
@@ -61,6 +76,16 @@ def _split_key(key: str) -> tuple[str, str, str, str | None]:
     if side is not None and side not in _SIDES:
         raise ValueError(f"override key {key!r}: side must be 'high' or 'low', got {side!r}")
     return scenario, channel, fld, side
+
+
+def _check_value(key: str, fld: str, value: float) -> None:
+    """``ValueError`` for a value the field cannot take."""
+    if not math.isfinite(value):
+        raise ValueError(f"override {key!r}: value must be finite, got {value!r}")
+    if fld in _POSITIVE and value <= 0:
+        raise ValueError(f"override {key!r}: {fld} must be above 0, got {value:g}")
+    if fld in _WHOLE and value != int(value):
+        raise ValueError(f"override {key!r}: {fld} must be a whole number, got {value:g}")
 
 
 def parse_overrides(items: Iterable[str], scenarios: Mapping[str, Scenario] = SCENARIOS) -> dict[str, float]:
@@ -91,6 +116,8 @@ class Overrides:
         self.values = dict(values or {})
         self._scenarios = scenarios
         self._parsed = [(_split_key(k), v, k) for k, v in self.values.items()]
+        for (_, _, fld, _), value, key in self._parsed:
+            _check_value(key, fld, value)
 
     def get(self, scenario_id: str, channel: str, fld: str, side: str | None = None) -> float | None:
         """The last override for this field, or ``None``. ``side`` is the limit's side when
@@ -116,13 +143,29 @@ class Overrides:
                                              f"add .high or .low")
 
 
+def drift_channels(scenario: Scenario) -> list[Channel]:
+    """The channels of ``scenario`` compared for drift with a neighbour (:mod:`detectors.drift`):
+    its methane channels with limits, when it has more than one."""
+    ch4 = [c for c in scenario.channels if c.quantity == "ch4" and c.limits]
+    return ch4 if len(ch4) > 1 else []
+
+
 def _applies(scenario: Scenario, channel: Channel, fld: str, side: str | None) -> bool:
     if fld == "rise":
         return QUANTITIES[channel.quantity].rise_per_min is not None
     if fld == "debounce":
         return bool(channel.limits)
-    if fld == "drift":
-        return QUANTITIES[channel.quantity].drift is not None
+    q = QUANTITIES[channel.quantity]
+    if fld == "spike_k":
+        return q.spikes
+    if fld == "stuck_s":
+        return q.stuck
+    if fld in ("change_h", "change_warmup"):
+        return q.change_notice and not channel.limits
+    if fld == "drift_tol":
+        return channel in drift_channels(scenario)
+    if fld == "selfdrift_tol":
+        return q.drift is not None
     for lim in channel.limits:
         if side is not None and side != ("high" if lim.direction == "above" else "low"):
             continue

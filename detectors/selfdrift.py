@@ -30,8 +30,8 @@ Per base stream (scenario, robot, channel), one value per frame:
   baseline of the healthy sensor is what the drift is measured against).
 
 ``tol`` [P] is the quantity's ``drift`` share (:class:`minewatch.catalogue.Quantity`, half the
-channel's normal operating band by default) of the channel's normal band, or the ``drift``
-``--set`` field in the channel's unit. A drift of one band over half an hour (the simulator's
+channel's normal operating band by default) of the channel's normal band, or the
+``selfdrift_tol`` ``--set`` field in the channel's unit. A drift of one band over half an hour (the simulator's
 ``sensor_drift``) crosses half the band halfway through.
 Neighbouring methane sensors are compared with each other by :mod:`detectors.drift`.
 """
@@ -163,7 +163,7 @@ def drift_tolerance(sc: Scenario, c: Channel | None, overrides: Any) -> float:
     share = QUANTITIES[c.quantity].drift
     if share is None:
         return float("inf")
-    set_tol = overrides.get(sc.id, c.name, "drift")
+    set_tol = overrides.get(sc.id, c.name, "selfdrift_tol")
     if set_tol is not None:
         return float(set_tol)
     band = c.normal[1] - c.normal[0]
@@ -180,7 +180,7 @@ class SelfDriftDetector(StreamDetector):
     columns = SELFDRIFT_COLUMNS
     kernel = staticmethod(selfdrift_kernel)
     args = SELFDRIFT_ARGS
-    settings = ("drift",)
+    settings = ("selfdrift_tol",)
     state_columns: ClassVar[Mapping[str, str]] = {SELFDRIFT: "sd_state"}
 
     def configure(self, s: int, sc: Scenario, c: Channel | None) -> None:

@@ -161,7 +161,7 @@ class Router:
         for msg in messages:
             try:
                 one(msg, out)
-            except Exception as exc:  # noqa: BLE001 - one bad message must not stop the rest
+            except Exception as exc:
                 log.exception("could not handle a message on %s", msg.topic)
                 self._dead(out, "internal_error", f"{type(exc).__name__}: {exc}", msg)
 

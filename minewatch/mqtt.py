@@ -1,7 +1,8 @@
 """MQTT connection settings shared by every stage (credentials and TLS from one place).
 
-Paho is used directly where acknowledgement must wait for durability (the ingestor) and for the
-simulator's publishing; aiomqtt where acking on receipt is fine (API, subscribers).
+Paho is used for the simulator's publishing and the tests' clients; aiomqtt where acking on receipt
+is fine (API, subscribers). The ingestor, whose acknowledgement must wait for durability, has a
+client of its own (``ingest/mqttrx.py``).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def paho_client(target: MqttTarget, client_id: str = "", *, ca: Path | None = No
 
 
 def connect_properties(session_expiry_s: int | None = None, receive_maximum: int | None = None) -> Properties:
-    props = Properties(PacketTypes.CONNECT)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho leaves it unannotated
     if session_expiry_s is not None:
         props.SessionExpiryInterval = session_expiry_s
     if receive_maximum is not None:

@@ -8,10 +8,12 @@ servers from Debian's ``mosquitto`` and ``influxdb`` packages.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -37,11 +39,37 @@ def stop_process(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout
     return proc.returncode
 
 
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+# Ports for the servers started here come from just below the kernel's ephemeral range. A port
+# from inside that range, free when picked, can be given to any outgoing connection (an HTTP
+# client, a broker's bridge) in the moment before the server binds it; below it, only another
+# free_port() can hand it out, and each process walks the range from its own starting point.
+_PORTS = range(max(1024, _ephemeral_start() - 12000), _ephemeral_start())
+_port_cursor = random.Random(os.getpid()).randrange(len(_PORTS))
+_port_lock = threading.Lock()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A loopback TCP port nothing listens on, for a server about to be started; never the same
+    twice in one process until the range has been walked."""
+    global _port_cursor
+    with _port_lock:
+        for _ in range(len(_PORTS)):
+            port = _PORTS[_port_cursor % len(_PORTS)]
+            _port_cursor += 1
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+    raise OSError(f"no free loopback port in {_PORTS.start}-{_PORTS.stop - 1}")
 
 
 def find_program(name: str) -> str:

@@ -29,6 +29,7 @@ SERVERS = pytest.mark.integration  # starts its own mosquitto and/or influxd
 # script: (tiny-size flags, "{tmp}" being the test's temporary directory; needs servers)
 SMOKE: dict[str, tuple[list[str], bool]] = {
     "alarm_load.py": (["--smoke"], True),
+    "bearing.py": (["--machines", "1", "--snrs", "0", "--seconds", "0.5"], False),
     "change_quality.py": (["--series", "1", "--days", "4", "--dt", "900", "--probation-days", "2"], False),
     "broker_security.py": (["--runs", "1", "--messages", "200"], True),
     "detection_quality.py": (["--seeds", "1", "--hours", "0.25", "--rate", "0.2",
@@ -50,6 +51,7 @@ SMOKE: dict[str, tuple[list[str], bool]] = {
 FIGURES: dict[str, set[str]] = {
     "alarm_load.py": {"alarm_incidents", "alarm_annunciations_peak_10min", "alarm_annunciations_per_hour",
                       "alarm_chattering", "alarm_stale", "alarm_recall"},
+    "bearing.py": {"bearing_accuracy", "bearing_healthy_false_fault_rate", "bearing_analyse_ms"},
     "broker_security.py": {"mqtt_login_ms", "mqtt_qos1_publish_rate", "tls_over_plain"},
     "change_quality.py": {"change_false_alarms_per_10k", "change_recall", "change_delay_samples"},
     "detection_quality.py": {"change_detection_rate", "detection_recall", "detection_precision",

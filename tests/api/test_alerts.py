@@ -8,6 +8,7 @@ from collections.abc import Callable
 import orjson
 import pytest
 
+from minewatch.catalogue import QUANTITIES
 from minewatch.influx import SyncInflux
 from minewatch.schema import AlertState
 
@@ -76,6 +77,12 @@ def test_scenarios_are_all_31_with_the_worst_active_alert(
         assert {ch["name"] for ch in mf01["channels"]} >= {"ch4_t0", "ch4_t1", "ch4_t2", "co", "o2", "ws"}
         t1 = next(ch for ch in mf01["channels"] if ch["name"] == "ch4_t1")
         assert t1["limits"][0]["levels"] == {"alarm": 1.0, "critical": 1.5}
+        # each channel's display is its quantity's in the catalogue (the board's decimals)
+        for ch in mf01["channels"]:
+            q = QUANTITIES[ch["quantity"]]
+            assert ch["display"] == {"decimals": q.decimals, "short": q.short, "unit": q.unit, "signed": q.signed}
+        ws = next(ch for ch in mf01["channels"] if ch["name"] == "ws")
+        assert t1["display"]["decimals"] == 2 and ws["display"]["signed"] is True
         assert all(s["status"] == "ok" for s in got["data"] if s["id"] != "mf01")
         assert c.get("/scenarios/zz99").status_code == 404
 

@@ -372,3 +372,14 @@ def test_a_replay_reads_at_least_the_slice_it_is_on() -> None:
 
     with pytest.raises(ValueError, match="in_flight"):
         TelemetrySource(None, T0, T0 + S, in_flight=0)  # type: ignore[arg-type]
+
+
+def test_the_override_key_pattern_names_every_field_the_detectors_read() -> None:
+    import re
+
+    from api.schemas import OVERRIDE_KEY
+    from detectors.overrides import LEVEL_FIELDS, SETTING_FIELDS
+
+    for fld in (*LEVEL_FIELDS, *SETTING_FIELDS):
+        assert re.match(OVERRIDE_KEY, f"mf01.ch4_t1.{fld}"), fld
+    assert not re.match(OVERRIDE_KEY, "mf01.ch4_t1.panic")

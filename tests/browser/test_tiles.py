@@ -129,3 +129,8 @@ def test_a_reading_past_its_limit_is_marked_without_an_alert(dash: Api, mine: Mi
     assert mf02.get_attribute("data-beyond") is None
     mine.frame("mf02", ws=-4.3)
     page.wait_for_selector('#board [data-scenario-id="mf02"] [data-channel="ws"][data-beyond="alarm"]', timeout=1500)
+    # shown with the decimals the API serves for its quantity (air velocity: 0.01 m/s), whatever its size
+    mine.frame("mf02", ws=-12.34)
+    page.wait_for_function("() => document.querySelector('#board [data-scenario-id=\"mf02\"] [data-channel=\"ws\"] dd')"
+                           "?.textContent.startsWith('-12.34')", timeout=1500)
+    assert mf02.locator('[data-channel="ws"] dd').inner_text() == "-12.34 m/s"

@@ -35,9 +35,9 @@ def test_robot_telemetry_over_tls_reaches_the_ingestor(tls_broker: tuple[DeployB
 
 
 def test_the_ingestors_consumer_over_tls(tls_broker: tuple[DeployBroker, int]) -> None:
-    """The ingestor's consumer drives paho from the event loop (ingest.consumer); over TLS the bytes
-    come out of TLS records of up to 16 kB, some already decrypted when the socket has no more to
-    wake the loop for, which it must take whole and in order."""
+    """The ingestor's consumer (ingest.mqttrx on asyncio streams) over TLS: the bytes come out of
+    TLS records of up to 16 kB, read here 5 bytes at a time, so records and packets split
+    everywhere; every message must still arrive whole and in order."""
     import asyncio
 
     from ingest.consumer import Consumer
@@ -53,7 +53,7 @@ def test_the_ingestors_consumer_over_tls(tls_broker: tuple[DeployBroker, int]) -
 
     async def main() -> None:
         consumer = Consumer(Settings(mqtt_url=_url(b, port, "ingest"), mqtt_ca=ca), "ingest-tls-test",
-                            [(Topics().all_telemetry, 1)], read_budget=3)
+                            [(Topics().all_telemetry, 1)], read_size=5)
         await consumer.start(20)
         with Session(_url(b, port, "r01"), ca=ca) as robot:
             assert robot.accepted

@@ -1,29 +1,36 @@
-"""The detector suite with its batch flattening restated frame by frame, reading by reading.
+"""The detector suite with its batch flattening and robot silences restated frame by frame.
 
-:class:`FrameByFrameSuite` is :class:`detectors.DetectorSuite` with the two batch steps the
-compiled path replaces written the obvious way: every reading of every frame routed to its
-streams with dictionary lookups, and every robot's frames walked in time order for silences.
-The tests run both over the same frames and require the same samples and the same alerts.
+:func:`FrameByFrameSuite` is a :class:`detectors.DetectorSuite` whose two batch stages the
+compiled path replaces are written the obvious way: :class:`FrameByFrameBatching` routes every
+reading of every frame to its streams with dictionary lookups, and :class:`EveryRobotLiveness`
+walks every robot's frames in time order for silences and looks at every robot at every
+deadman call. The tests run both over the same frames and require the same samples and the
+same alerts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
+from detectors import DetectorSuite
 from detectors.base import EventOrder, Pending
-from detectors.rules import with_fan
+from detectors.batching import Batch, Batching
 from detectors.engine import Signal
-from detectors.suite import Batch, DetectorSuite
-from detectors.health_rules import ROBOT_LONG_SILENCE_S, ROBOT_SILENCE_S
+from detectors.robots import GAP_NS, LONG_NS, RobotLiveness
+from detectors.rules import with_fan
 from minewatch.wire import Frame
 
 
-NS = 1_000_000_000
+def FrameByFrameSuite(**kwargs: Any) -> DetectorSuite:  # noqa: N802 - stands where a suite class stands
+    """A suite with the frame-by-frame stages below."""
+    return DetectorSuite(batching=FrameByFrameBatching, liveness=EveryRobotLiveness, **kwargs)
 
 
-class FrameByFrameSuite(DetectorSuite):
+class FrameByFrameBatching(Batching):
     def flatten(self, frames: Sequence[Frame]) -> Batch:
         batch = Batch()
         lim, base, pairs = batch.lim.lists, batch.base.lists, batch.pairs.lists
@@ -33,7 +40,7 @@ class FrameByFrameSuite(DetectorSuite):
             if sc is None:
                 continue
             readings = with_fan(sc, f.readings)
-            routes = self._routes.setdefault((sid, rid), {})
+            routes = self.routes.setdefault((sid, rid), {})
             for chan, (s, _) in list(routes.items()):
                 if readings.get(chan) is None:  # a routed channel without a value this time
                     for col, blank in zip(base, (s, ts, np.nan, fi)):
@@ -41,7 +48,7 @@ class FrameByFrameSuite(DetectorSuite):
             for chan, v in readings.items():
                 if v is None:
                     continue
-                s, lims = routes[chan] if chan in routes else self._route(sid, rid, chan)
+                s, lims = routes[chan] if chan in routes else self.route(sid, rid, chan)
                 for col, w in zip(base, (s, ts, v, fi)):
                     col.append(w)
                 for ls, signed in lims:
@@ -56,9 +63,7 @@ class FrameByFrameSuite(DetectorSuite):
                 for wchan, block in f.waveforms.items():
                     if wchan == sc.machine.channel:
                         batch.blocks.append((fi, block))
-            if rid not in self._robot_streams:
-                self._robot_streams[rid] = self.limits.robot_streams(rid)
-            rs = self._robot_streams[rid]
+            rs = self.robot_streams_of(rid)
             extra = [] if f.battery is None else [("battery", f.battery)]
             if f.link is not None:
                 extra += [("link_latency_ms", f.link.latency_ms), ("link_rssi_dbm", f.link.rssi_dbm),
@@ -67,30 +72,31 @@ class FrameByFrameSuite(DetectorSuite):
                 for col, w in zip(lim, (rs[name], ts, v, fi)):
                     col.append(w)
         batch.ts = np.array([f.ts for f in frames], dtype=np.int64)
+        batch.robots = np.array([self.robots.robot(f.robot_id).number for f in frames], dtype=np.int64)
         return batch
 
-    def robot_frames(self, frames: Sequence[Frame], batch: Batch, now: int, pending: list[Pending]) -> None:
+
+class EveryRobotLiveness(RobotLiveness):
+    def frames(self, frames: Sequence[Frame], robots: npt.NDArray[np.int64], clock: npt.NDArray[np.int64],
+               now: int, pending: list[Pending]) -> None:
         """Every frame through the one-frame silence rule, robots in id order, each in the order it
         was seen (its arrival, or its time)."""
-        gap = int(ROBOT_SILENCE_S * NS)
-        clock = batch.clock.tolist()
-        for fi in sorted(range(len(frames)), key=lambda i: (frames[i].robot_id, clock[i])):
-            self._robot_frame(frames[fi], clock[fi], self._robot(frames[fi].robot_id), gap, pending)
+        seen = clock.tolist()
+        for fi in sorted(range(len(frames)), key=lambda i: (frames[i].robot_id, seen[i])):
+            self.frame(frames[fi], seen[fi], self.robot(frames[fi].robot_id), pending)
         for sig in self.deadman(now):
             pending.append(Pending(sig.ts, EventOrder.ROBOT, 0, sig))
 
     def deadman(self, now: int) -> list[Signal]:
         """Every robot looked at, every time."""
-        gap = int(ROBOT_SILENCE_S * NS)
-        long = int(ROBOT_LONG_SILENCE_S * NS)
         out: list[Signal] = []
-        for rid, r in self._robots.items():
+        for rid, r in self.robots.items():
             if r.last_seen < 0 or r.offline:
                 continue
-            if not r.silent and now - r.last_seen >= gap:
+            if not r.silent and now - r.last_seen >= GAP_NS:
                 r.silent = 1
-                out.append(self._offline_signal(rid, "silence", True, r.last_seen + gap, r.scenario))
-            if r.silent == 1 and now - r.last_seen >= long:
+                out.append(self.offline_signal(rid, "silence", True, r.last_seen + GAP_NS, r.scenario))
+            if r.silent == 1 and now - r.last_seen >= LONG_NS:
                 r.silent = 2
-                out.append(self._offline_signal(rid, "silence", True, r.last_seen + long, r.scenario, long=True))
+                out.append(self.offline_signal(rid, "silence", True, r.last_seen + LONG_NS, r.scenario, long=True))
         return out

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from detectors import DetectorSuite
-from detectors.suite import Batch
+from detectors.batching import Batch
 from minewatch.catalogue import SCENARIOS
 from minewatch.wire import Frame, LinkInfo
 from simulator.engine import SimConfig, Simulation
@@ -55,7 +55,7 @@ def keyed(suite: DetectorSuite, batch: Batch) -> dict[str, list[Any]]:
             vals = tuple("nan" if isinstance(v, float) and math.isnan(v) else v for v in row[2:])
             out.append((table.keys[row[0]], row[1], *vals))
         return sorted(out, key=repr)
-    return {"lim": rows(batch.lim, suite.limits.table), "base": rows(batch.base, suite._base),
+    return {"lim": rows(batch.lim, suite.limits.table), "base": rows(batch.base, suite.batching.base),
             "pairs": rows(batch.pairs, suite.drift.table), "blocks": [fi for fi, _ in batch.blocks]}
 
 

@@ -157,10 +157,32 @@ def test_overrides_change_limits() -> None:
     (["mf01.ch4_t2.alarm=1"], "matches no channel"),  # T2 has only the power-cut level
     (["ra03.ws.alarm=1"], "both sides"),
     (["ra03.ws.alarm.middle=1"], "high' or 'low"),
+    (["mf01.ch4_t1.spike_k=0"], "spike_k must be above 0"),
+    (["mf01.ch4_t1.stuck_s=-5"], "stuck_s must be above 0"),
+    (["mf01.rh.change_h=-1"], "change_h must be above 0"),
+    (["mf01.rh.change_warmup=2.5"], "whole number"),
+    (["mf01.ch4_t1.drift_tol=0"], "drift_tol must be above 0"),
+    (["mf01.ch4_t1.change_h=30"], "matches no channel"),  # methane has limits: no change notices
+    (["lf01.run.stuck_s=600"], "matches no channel"),  # a two-valued signal is never stuck
 ])
 def test_parse_overrides_rejects_bad_keys(bad: list[str], why: str) -> None:
     with pytest.raises(ValueError, match=why):
         parse_overrides(bad)
+
+
+def test_detector_settings_are_overridden_per_channel() -> None:
+    suite = DetectorSuite(overrides=parse_overrides(["mf01.ch4_t1.stuck_s=600", "mf01.ch4*.spike_k=7",
+                                                     "mf01.rh.change_warmup=90", "mf01.ch4_t1.drift_tol=0.05"]))
+    suite.process([frame("r01", "mf01", 0, {"ch4_t0": 0.3, "ch4_t1": 0.3, "ch4_t2": 0.3, "rh": 80.0})])
+    health, change, drift = (suite.detectors[n].table for n in ("sensor_health", "change", "sensor_drift"))
+    base = suite.batching.base
+    t0, t1, rh = (base.get(("mf01", "r01", c)) for c in ("ch4_t0", "ch4_t1", "rh"))
+    assert health["h_stuck_s"][t1] == 600.0 and health["h_stuck_s"][t0] == 120.0
+    assert health["h_spike_k"][t0] == health["h_spike_k"][t1] == 7.0
+    assert change["c_warmup"][rh] == 90
+    # a pair takes the smaller tolerance of its two channels: T0-T1 and T1-T2 both hold T1
+    assert drift["tol"][drift.get(("mf01", "r01", "ch4_t0", "ch4_t1"))] == 0.05
+    assert drift["tol"][drift.get(("mf01", "r01", "ch4_t1", "ch4_t2"))] == 0.05
 
 
 def test_misordered_override_is_refused() -> None:

@@ -1,6 +1,7 @@
-"""The consumer drives paho from the event loop through paho's public socket callbacks: what it
-hands the pipeline must be exactly what paho's own threaded loop hands over, across a broker
-restart, and without touching paho for the rest of the process."""
+"""The consumer (``ingest.mqttrx``: asyncio streams and the ``mqtt5`` codec): what it hands the
+pipeline must be exactly what paho's own threaded loop hands over, across a broker restart, a
+packet split over many reads and a message over the packet limit; and it acknowledges exactly
+what the pipeline gives it, nothing on receipt."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from ingest.consumer import Consumer, Incoming
-from minewatch.mqtt import MqttTarget, connect_properties, paho_client
+from minewatch.mqtt import connect_properties, paho_client
+from minewatch.settings import MqttTarget
 from minewatch.services import Mosquitto
 from minewatch.settings import Settings
 
@@ -78,7 +80,7 @@ def test_consumer_receives_what_paho_receives(mosquitto: Mosquitto, unique: str)
     sent = []
 
     async def main() -> None:
-        consumer = _consumer(mosquitto, f"ours-{unique}", topic, read_budget=7)
+        consumer = _consumer(mosquitto, f"ours-{unique}", topic, read_size=7)
         await consumer.start(20)
         pub = _publisher(mosquitto, f"pub-{unique}")
         try:
@@ -177,19 +179,98 @@ async def _held(consumer: Consumer, broker: Mosquitto) -> list[Incoming]:
     return held
 
 
-def test_no_private_paho_and_no_process_wide_patch() -> None:
-    """The consumer's client is paho's own class, its socket paho's, and paho's modules are as
-    installed: nothing of this process's other clients changes because an ingestor runs here."""
-    from paho import mqtt as package
+@pytest.mark.integration
+def test_a_publish_split_across_one_byte_reads(mosquitto: Mosquitto, unique: str) -> None:
+    """Read one byte at a time, every packet (CONNACK, SUBACK, PUBLISH of every length class of
+    the remaining-length field) arrives in pieces and is still decoded whole and in order."""
+    topic = f"one/{unique}"
+    sizes = [0, 1, 100, 127, 128, 300, 16_383, 16_384, 20_000]
+    sent = [(topic, bytes([i]) * n) for i, n in enumerate(sizes)]
+    got: list[Incoming] = []
 
-    before = {name: dict(vars(mod)) for name, mod in vars(package).items() if type(mod) is type(paho)}
-    consumer = _consumer(_Nowhere(), "c", "t/#")  # type: ignore[arg-type]
-    assert type(consumer.client) is paho.Client
-    after = {name: dict(vars(mod)) for name, mod in vars(package).items() if type(mod) is type(paho)}
-    assert before.keys() == after.keys()
-    for name, was in before.items():
-        assert {k: v for k, v in after[name].items() if was.get(k) is not v} == {}, name
+    async def main() -> None:
+        consumer = _consumer(mosquitto, f"one-{unique}", topic, read_size=1)
+        await consumer.start(20)
+        pub = _publisher(mosquitto, f"pub-{unique}")
+        for t, payload in sent:
+            pub.publish(t, payload, qos=1)
+        await _drain(consumer, got, len(sent), 60)
+        pub.disconnect()
+        pub.loop_stop()
+        assert await consumer.close(5)
+
+    asyncio.run(main())
+    assert [(m.topic, m.payload) for m in got] == sent
+    assert all(m.qos == 1 and not m.dup for m in got)
 
 
-class _Nowhere:
-    url = "mqtt://127.0.0.1:1"
+@pytest.mark.integration
+def test_a_message_over_the_packet_limit_is_not_delivered_and_costs_nothing(mosquitto: Mosquitto,
+                                                                             unique: str) -> None:
+    """The Maximum Packet Size asked in CONNECT makes the broker drop a bigger message for this
+    client: the connection stays up and the messages around it arrive."""
+    topic = f"big/{unique}"
+    got: list[Incoming] = []
+
+    async def main() -> None:
+        consumer = _consumer(mosquitto, f"big-{unique}", topic, max_packet=64 * 1024)
+        await consumer.start(20)
+        pub = _publisher(mosquitto, f"pub-{unique}")
+        pub.publish(topic, b"before", qos=1)
+        pub.publish(topic, b"x" * 200_000, qos=1)
+        pub.publish(topic, b"y" * 60_000, qos=1)  # just under the limit
+        pub.publish(topic, b"after", qos=1)
+        await _drain(consumer, got, 3, 30)
+        await asyncio.sleep(0.5)  # nothing more comes
+        await _drain(consumer, got, 3, 0.2)
+        pub.disconnect()
+        pub.loop_stop()
+        assert consumer.connects == 1 and consumer.connected.is_set()
+        assert await consumer.close(5)
+
+    asyncio.run(main())
+    assert [m.payload for m in got] == [b"before", b"y" * 60_000, b"after"]
+
+
+@pytest.mark.integration
+def test_only_what_is_acknowledged_is_gone_after_a_hard_drop(mosquitto: Mosquitto, unique: str) -> None:
+    """Nothing is acknowledged on receipt: of 300 messages taken, the 120 the pipeline said were
+    durable are gone, the other 180 come again (dup) to the next connection of the session after
+    the first one is dropped without a DISCONNECT, as a killed process drops it."""
+    topic = f"ack/{unique}"
+    cid = f"ack-{unique}"
+    first: list[Incoming] = []
+    again: list[Incoming] = []
+
+    async def main() -> None:
+        consumer = _consumer(mosquitto, cid, topic)
+        await consumer.start(20)
+        pub = _publisher(mosquitto, f"pub-{unique}")
+        for i in range(300):
+            pub.publish(topic, f"m{i}".encode(), qos=1)
+        deadline = time.monotonic() + 30
+        while len(first) < 300 and time.monotonic() < deadline:
+            await consumer.wait(0.2)
+            first.extend(consumer.inbox)
+            consumer.inbox.clear()
+        assert consumer.ack(first[:120]) == 120
+        consumer.flush()
+        await asyncio.sleep(0.5)  # the broker takes the acks in
+        consumer.stop_accepting()
+        assert consumer._writer is not None
+        consumer._writer.transport.abort()  # no DISCONNECT: a killed process
+        await consumer.close(1)
+        pub.publish(topic, b"last", qos=1).wait_for_publish(10)
+        pub.disconnect()
+        pub.loop_stop()
+        again_consumer = _consumer(mosquitto, cid, topic)
+        await again_consumer.start(20)
+        await _drain(again_consumer, again, 181, 30)
+        await asyncio.sleep(0.3)
+        await _drain(again_consumer, again, 181, 0.2)
+        assert await again_consumer.close(5)
+
+    asyncio.run(main())
+    assert [m.payload for m in first] == [f"m{i}".encode() for i in range(300)]
+    assert [m.payload for m in again] == [f"m{i}".encode() for i in range(120, 300)] + [b"last"]
+    assert all(m.dup for m in again[:-1]) and not again[-1].dup

@@ -131,3 +131,44 @@ def test_sigterm_while_starting_against_a_silent_influxdb(mosquitto: Mosquitto, 
     assert took < 3.5, f"{took:.1f} s from SIGTERM to exit:\n{proc.log()}"
     assert proc.proc is not None and proc.proc.returncode == 0, proc.log()
     assert "stopped while starting" in proc.log()
+
+
+def _metric(port: int, name: str) -> float:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name + "{") or line.startswith(name + " "):
+                return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in the metrics")
+
+
+def test_nothing_is_acknowledged_while_influxdb_is_silent(
+        mosquitto: Mosquitto, influxd: Influxd, influx_db: SyncInflux, proxy: SilentProxy, prefix: str,
+        tmp_path: Path, ingest_process: Callable[..., IngestProcess]) -> None:
+    """The acknowledgements follow the writes: while InfluxDB answers nothing, messages keep coming
+    in and not one more is acknowledged; killed then, the process has lost nothing."""
+    from minewatch.services import free_port
+
+    port = free_port()
+    topics = Topics(prefix)
+    proc = ingest_process(*_args(mosquitto.url, proxy.url, influx_db.db, prefix, tmp_path, "--no-detectors",
+                                 "--metrics-port", str(port)))
+    wait_until(lambda: "connected to the broker" in proc.log(), 30, "ingest to connect")
+    pub = Publisher(mosquitto.url)
+    stream = Stream(pub, topics, per_robot=1000, rate=100)   # 400 frames/s for 10 s
+    stream.start()
+    acked = "minewatch_ingest_messages_acked_total"
+    received = "minewatch_ingest_messages_received_total"
+    wait_until(lambda: _metric(port, acked) > 0, 15, "the first acknowledgements")
+    proxy.silent.set()
+    time.sleep(0.5)  # writes already answered are acknowledged by now
+    acked_then, received_then = _metric(port, acked), _metric(port, received)
+    time.sleep(1.5)
+    assert _metric(port, received) > received_then + 100  # messages still come in
+    assert _metric(port, acked) == acked_then             # and none is acknowledged
+    proc.kill()
+    again = ingest_process(*_args(mosquitto.url, influxd.url, influx_db.db, prefix, tmp_path, "--no-detectors"),
+                           name="again")
+    stream.land(influx_db, again)
+    pub.close()

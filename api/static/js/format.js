@@ -25,12 +25,25 @@ export function keyChannels(readings, n = 4, preferred = null) {
 
 const ONOFF = new Set(["run", "run_a", "run_b", "sm"]);
 
+// How each channel's values are shown, as the API serves it with the channel (its quantity's
+// `display` in the catalogue: decimals, short name, unit, signed): learnt from every scenario the
+// page loads (store.normChannels). A channel of one name is one quantity wherever it is.
+const DISPLAY = new Map();
+
+export function learnDisplay(channel) {
+  const d = channel?.display;
+  if (d && Number.isInteger(d.decimals) && d.decimals >= 0) DISPLAY.set(channel.name, d);
+}
+
+// Decimals of a value not described by the catalogue (a rate, the robot's battery and link):
+// by its size.
+const bySize = (a) => (a >= 100 ? 0 : a >= 10 ? 1 : 2);
+
 export function fmtValue(ch, value, unit) {
   if (value === null || value === undefined || Number.isNaN(value)) return "–";
   if (ONOFF.has(ch)) return ch === "sm" ? (value >= 0.5 ? "SMOKE" : "clear") : (value >= 0.5 ? "ON" : "off");
   const v = Number(value);
-  const a = Math.abs(v);
-  const digits = a >= 100 ? 0 : a >= 10 ? 1 : 2;
+  const digits = DISPLAY.get(ch)?.decimals ?? bySize(Math.abs(v));
   return `${v.toFixed(digits)}${unit ? " " + unit : ""}`;
 }
 

@@ -2,6 +2,7 @@
 // alerts, incidents, robots. Views subscribe to changes; the stream and the periodic refresh feed it.
 
 import { GROUPS, SEVERITIES } from "./order.js"; // from the server (api/ui.py)
+import { learnDisplay } from "./format.js";
 
 export { GROUPS, SEVERITIES };
 export const groupLabel = (g) => g.charAt(0).toUpperCase() + g.slice(1);
@@ -33,12 +34,16 @@ export const state = {
 
 // --- scenarios -----------------------------------------------------------------------------
 
-// Channels as the API describes them: [{name, label, unit, limits, normal, quantity}].
+// Channels as the API describes them: [{name, label, unit, limits, normal, quantity, display}].
 export function normChannels(list) {
-  return (list || []).map((c) => ({
-    name: c.name ?? c.channel, label: c.label ?? c.name, unit: c.unit ?? "", limits: c.limits ?? [],
-    normal: c.normal ?? null, quantity: c.quantity,
-  }));
+  return (list || []).map((c) => {
+    const out = {
+      name: c.name ?? c.channel, label: c.label ?? c.name, unit: c.unit ?? "", limits: c.limits ?? [],
+      normal: c.normal ?? null, quantity: c.quantity, display: c.display ?? null,
+    };
+    learnDisplay(out);
+    return out;
+  });
 }
 
 // Latest readings: {ch: {value, ts, robot_id, beyond}} (the API's), or {ch: value}; units from the channels.
