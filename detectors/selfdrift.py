@@ -45,17 +45,17 @@ import numpy as np
 import numpy.typing as npt
 
 from detectors._jit import Arr, jit
-from detectors.base import EventOrder, Pending, StreamDetector, register, timing_of
+from detectors.base import BASE_DTYPES, EventOrder, Pending, Setup, StreamDetector, check_batch, register, timing_of
 from detectors.engine import Signal
 from detectors.health_rules import health_severity
 from detectors.rules import where_place
-from minewatch.catalogue import QUANTITIES, Channel, Scenario
+from minewatch.catalogue import MACHINE_RUN, QUANTITIES, SET_POINT_LEVELS, QuantityKind, Channel, Scenario
 from minewatch.schema import AlertEvent, AlertKind
 
 __all__ = ["SELFDRIFT", "SELFDRIFT_ARGS", "SELFDRIFT_COLUMNS", "SelfDriftDetector", "selfdrift_kernel"]
 
 SELFDRIFT = "baseline_drift"
-STEADY = 2.0  # the largest ratio of two checkpoint increments of a steady walk [P]
+STEADY = 3.0  # the largest ratio of two checkpoint increments of a steady walk [P]
 NEIGHBOUR = 0.25  # a neighbour this far (a share of its own tolerance) from its baseline moves with it [P]
 
 
@@ -79,10 +79,14 @@ def _walks(cp: Arr, s: int, tol: float) -> bool:
 
 
 @jit
-def selfdrift_kernel(stream: Arr, t: Arr, x: Arr, tol: Arr, warmup: Arr, alpha_base: Arr, alpha_fast: Arr,
-                     step_s: Arr, hold_s: Arr, gap_s: Arr, n: Arr, base: Arr, fast: Arr, cp: Arr, cp_t: Arr,
-                     t_last: Arr, since: Arr, state: Arr, out: Arr, aux: Arr) -> int:
-    """``out[i]``: 1 raised, 0 cleared, -1 no change; ``aux[i]``: ``fast - base`` and ``base`` after ``i``."""
+def selfdrift_kernel(stream: Arr, t: Arr, x: Arr, run: Arr, tol: Arr, warmup: Arr, alpha_base: Arr, alpha_fast: Arr,
+                     step_s: Arr, hold_s: Arr, gap_s: Arr, settle_s: Arr, run_thr: Arr, n: Arr, base: Arr, fast: Arr,
+                     mode: Arr, carry: Arr, switch_t: Arr, cp: Arr, cp_age: Arr, t_judged: Arr, t_last: Arr,
+                     since: Arr, state: Arr, out: Arr, aux: Arr) -> int:
+    """``out[i]``: 1 raised, 0 cleared, -1 no change; ``aux[i]``: ``fast - base`` and ``base`` after
+    ``i``. ``run[i]``: the reading of the place's run indicator in the same frame (NaN: none; the
+    machine keeps its last run state), compared with the stream's ``run_thr`` (NaN: the stream
+    does not follow a machine's run state, one baseline)."""
     n_changes = 0
     for i in range(x.shape[0]):
         s = stream[i]
@@ -94,27 +98,53 @@ def selfdrift_kernel(stream: Arr, t: Arr, x: Arr, tol: Arr, warmup: Arr, alpha_b
             continue
         ti = t[i]
         if state[s] == 0 and t_last[s] >= 0 and (ti - t_last[s]) * 1e-9 > gap_s[s]:
-            n[s] = 0
+            n[s, 0] = 0
+            n[s, 1] = 0
+            switch_t[s] = -1
+            t_judged[s] = -1
         t_last[s] = ti
-        if n[s] < warmup[s]:
-            n[s] += 1
-            base[s] += (v - base[s]) / n[s]
-            fast[s] = base[s]
-            for k in range(4):
-                cp[s, k] = np.nan
-            cp_t[s] = ti
-            since[s] = -1
+        m = mode[s]
+        if np.isfinite(run_thr[s]) and np.isfinite(run[i]):
+            new = 1 if run[i] >= run_thr[s] else 0
+            if new != m:
+                # the machine started or stopped: the offset found so far goes with the sensor
+                carry[s] = fast[s] - base[s, m] if n[s, m] >= warmup[s] else 0.0
+                if n[s, new] >= warmup[s]:
+                    fast[s] = base[s, new] + carry[s]
+                mode[s] = new
+                m = new
+                switch_t[s] = ti
+                t_judged[s] = -1
+        if switch_t[s] >= 0 and (ti - switch_t[s]) * 1e-9 < settle_s[s]:
+            continue  # the machine settles into its new state
+        if n[s, m] < warmup[s]:
+            n[s, m] += 1
+            base[s, m] += (v - base[s, m]) / n[s, m]
+            if n[s, 1 - m] < warmup[s]:  # nothing learned yet: no walk to follow
+                carry[s] = 0.0
+                for k in range(4):
+                    cp[s, k] = np.nan
+                cp_age[s] = 0
+                since[s] = -1
+            if n[s, m] == warmup[s]:
+                base[s, m] -= carry[s]  # the state's level as the healthy sensor reads it
+                fast[s] = base[s, m] + carry[s]
+            t_judged[s] = -1
             continue
         fast[s] += alpha_fast[s] * (v - fast[s])
-        dev = fast[s] - base[s]
+        b = base[s, m]
+        dev = fast[s] - b
         aux[i, 0] = dev
-        aux[i, 1] = base[s]
-        checkpoint = (ti - cp_t[s]) * 1e-9 >= step_s[s]
+        aux[i, 1] = b
+        if t_judged[s] >= 0:
+            cp_age[s] += ti - t_judged[s]
+        t_judged[s] = ti
+        checkpoint = cp_age[s] * 1e-9 >= step_s[s]
         if checkpoint:
             for k in range(3):
                 cp[s, k] = cp[s, k + 1]
             cp[s, 3] = dev
-            cp_t[s] = ti
+            cp_age[s] = 0
         if state[s] == 0:
             if checkpoint and _walks(cp, s, tol[s]):
                 state[s] = 1
@@ -122,7 +152,7 @@ def selfdrift_kernel(stream: Arr, t: Arr, x: Arr, tol: Arr, warmup: Arr, alpha_b
                 out[i] = 1
                 n_changes += 1
             elif abs(dev) < 0.5 * tol[s]:
-                base[s] += alpha_base[s] * (v - base[s])
+                base[s, m] += alpha_base[s] * (v - b)
         elif abs(dev) < 0.5 * tol[s]:
             if since[s] < 0:
                 since[s] = ti
@@ -144,21 +174,28 @@ SELFDRIFT_COLUMNS = {
     "sd_step_s": (np.float64, (), 300.0),
     "sd_hold_s": (np.float64, (), 300.0),
     "sd_gap_s": (np.float64, (), 300.0),
-    "sd_n": (np.int64, (), 0),
-    "sd_base": (np.float64, (), 0.0),
+    "sd_settle_s": (np.float64, (), 60.0),
+    "sd_run_thr": (np.float64, (), np.nan),
+    "sd_n": (np.int64, (2,), 0),
+    "sd_base": (np.float64, (2,), 0.0),
     "sd_fast": (np.float64, (), 0.0),
+    "sd_mode": (np.int64, (), 0),
+    "sd_carry": (np.float64, (), 0.0),
+    "sd_switch_t": (np.int64, (), -1),
     "sd_cp": (np.float64, (4,), np.nan),
-    "sd_cp_t": (np.int64, (), -1),
+    "sd_cp_age": (np.int64, (), 0),
+    "sd_t_judged": (np.int64, (), -1),
     "sd_t_last": (np.int64, (), -1),
     "sd_since": (np.int64, (), -1),
     "sd_state": (np.int8, (), 0),
 }
 SELFDRIFT_ARGS = tuple(SELFDRIFT_COLUMNS)
+_DTYPES = {**BASE_DTYPES, "run": np.float64}
 
 
 def drift_tolerance(sc: Scenario, c: Channel | None, overrides: Any) -> float:
     """The offset from its own baseline at which channel ``c`` of ``sc`` is called drifted (inf: not watched)."""
-    if c is None:
+    if c is None or (sc.id, c.name) in SET_POINT_LEVELS:
         return float("inf")
     share = QUANTITIES[c.quantity].drift
     if share is None:
@@ -183,25 +220,66 @@ class SelfDriftDetector(StreamDetector):
     settings = ("selfdrift_tol",)
     state_columns: ClassVar[Mapping[str, str]] = {SELFDRIFT: "sd_state"}
 
-    def configure(self, s: int, sc: Scenario, c: Channel | None) -> None:
-        self.table["sd_tol"][s] = drift_tolerance(sc, c, self.setup.overrides)
+    def __init__(self, setup: Setup) -> None:
+        super().__init__(setup)
+        self._indicator = np.zeros(0, dtype=bool)
 
-    def detect(self, stream: npt.NDArray[np.int64], t: npt.NDArray[np.int64], x: npt.NDArray[np.float64], *,
+    def configure(self, s: int, sc: Scenario, c: Channel | None) -> None:
+        b = self.table
+        b["sd_tol"][s] = drift_tolerance(sc, c, self.setup.overrides)
+        if c is not None and sc.id in MACHINE_RUN:
+            indicator, follow = MACHINE_RUN[sc.id]
+            if c.name in follow:
+                # a baseline per run state: running above half the low end of the indicator's band
+                b["sd_run_thr"][s] = 0.5 * sc.channel(indicator).normal[0]
+
+    def detect(self, stream: npt.NDArray[np.int64], t: npt.NDArray[np.int64], x: npt.NDArray[np.float64],
+               run: npt.NDArray[np.float64] | None = None, *,
                check: bool = True) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float64], int]:
-        """The kernel over checked arrays: per sample its step (1 raised, 0 cleared, -1 none),
-        ``fast - base`` and ``base`` after it, and the number of steps."""
-        n = self.check(stream, t, x) if check else stream.shape[0]
+        """The kernel over checked arrays (``run``: the reading of the place's run indicator in
+        each sample's frame, NaN or None where there is none): per sample its step (1 raised, 0
+        cleared, -1 none), ``fast - base`` and ``base`` after it, and the number of steps."""
+        if run is None:
+            run = np.full(stream.shape[0], np.nan)
+        n = (check_batch(self.name, {"stream": stream, "t": t, "x": x, "run": run}, _DTYPES, len(self.table))
+             if check else stream.shape[0])
         out = np.empty(n, dtype=np.int8)
         aux = np.empty((n, 2))
-        return out, aux, self.call((stream, t, x), (out, aux))
+        return out, aux, self.call((stream, t, x, run), (out, aux))
+
+    def run_readings(self, stream: npt.NDArray[np.int64], x: npt.NDArray[np.float64],
+                     origin: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+        """Per sample of a batch, the reading of its place's run indicator in the same frame (NaN
+        where its channel follows no machine, or the frame has no such reading)."""
+        run = np.full(stream.shape[0], np.nan)
+        thr = self.table["sd_run_thr"][stream]
+        follows = np.isfinite(thr)
+        if not follows.any():
+            return run
+        ind = self.indicator[stream]
+        frame_run = np.full(int(origin.max()) + 1, np.nan)
+        frame_run[origin[ind]] = x[ind]
+        run[follows] = frame_run[origin[follows]]
+        return run
+
+    @property
+    def indicator(self) -> npt.NDArray[np.bool_]:
+        """Per base stream, whether it is its place's run indicator."""
+        known = len(self._indicator)
+        if known < len(self.meta):
+            self._indicator = np.r_[self._indicator, [
+                m.spec is not None and m.scenario_id in MACHINE_RUN and MACHINE_RUN[m.scenario_id][0] == m.channel
+                for m in self.meta[known:]]].astype(bool)
+        return self._indicator
 
     def run(self, cols: tuple[npt.NDArray[Any], ...], late: Sequence[bool] | None) -> list[Pending]:
         stream, t, x, origin = cols
-        out, aux, steps = self.detect(stream, t, x, check=False)  # the suite's own sorted batch
+        run = self.run_readings(stream, x, origin)
+        out, aux, steps = self.detect(stream, t, x, run, check=False)  # the suite's own sorted batch
         if not steps:
             return []
         for i in np.flatnonzero(out == 1):
-            if self.neighbours_move(int(stream[i])):
+            if self.neighbours_move(int(stream[i]), int(t[i])):
                 out[i] = -1  # a change of the process, not of one sensor
                 self.table["sd_state"][int(stream[i])] = 0
         return [Pending(int(t[i]), self.order, int(stream[i]),
@@ -209,19 +287,38 @@ class SelfDriftDetector(StreamDetector):
                                     float(aux[i, 1]), late, int(origin[i])))
                 for i in np.flatnonzero(out >= 0)]
 
-    def neighbours_move(self, s: int) -> bool:
-        """Whether another sensor of the same robot in the same place has walked at least
-        :data:`NEIGHBOUR` of its own tolerance from its baseline too: the air or the machine
-        changed, not one sensor."""
+    def neighbours_move(self, s: int, ts: int) -> bool:
+        """Whether, at a raise of stream ``s`` at ``ts``, another sensor of the same robot in the
+        same place and of the same kind (the air's, or the machine's own) has walked at least
+        :data:`NEIGHBOUR` of its own tolerance from its baseline (of its machine's run state) too,
+        or (for a channel with one baseline) the place's machine started or stopped within the
+        walk's four checkpoints: the air or the machine changed, not one sensor. A channel with a
+        baseline per run state is compared only with the others that have one."""
         sid, rid = self.meta[s][0], self.meta[s][1]
         b = self.table
+        per_state = bool(np.isfinite(b["sd_run_thr"][s]))
+        kind = self.machine_side(s)
+        window = 4 * float(b["sd_step_s"][s]) * 1e9
         for o, m in enumerate(self.meta):
-            if o == s or m[0] != sid or m[1] != rid or b["sd_n"][o] < b["sd_warmup"][o]:
+            if o == s or m[0] != sid or m[1] != rid:
+                continue
+            o_per_state = bool(np.isfinite(b["sd_run_thr"][o]))
+            if o_per_state and not per_state and b["sd_switch_t"][o] >= 0 and ts - int(b["sd_switch_t"][o]) < window:
+                return True
+            mo = int(b["sd_mode"][o])
+            if (per_state and not o_per_state) or self.machine_side(o) != kind or b["sd_n"][o, mo] < b["sd_warmup"][o]:
                 continue
             tol = float(b["sd_tol"][o])
-            if np.isfinite(tol) and abs(float(b["sd_fast"][o] - b["sd_base"][o])) >= NEIGHBOUR * tol:
+            if np.isfinite(tol) and abs(float(b["sd_fast"][o] - b["sd_base"][o, mo])) >= NEIGHBOUR * tol:
                 return True
         return False
+
+    def machine_side(self, s: int) -> bool:
+        """Whether stream ``s`` reads the machine itself (its current, flow, speed, pressure,
+        temperatures, levels) rather than the air around it."""
+        c = self.meta[s].spec
+        return c is not None and (bool(np.isfinite(self.table["sd_run_thr"][s])) or QUANTITIES[c.quantity].kind in (
+            QuantityKind.equipment, QuantityKind.water))
 
     def signal(self, s: int, code: int, value: float, ts: int, dev: float, base: float,
                late: Sequence[bool] | None, fi: int) -> Signal:
@@ -243,6 +340,9 @@ class SelfDriftDetector(StreamDetector):
             msg = f"{who} is back at its own baseline ({value:.{d}f}{unit}): the alert is cleared."
         evidence: dict[str, object] = {"rule": rule, "robot": rid, "baseline": round(base, 6),
                                        "offset": round(dev, 6)}
+        if np.isfinite(self.table["sd_run_thr"][s]):
+            # the baseline is that of the machine's run state
+            evidence["machine"] = "running" if self.table["sd_mode"][s] else "stopped"
         is_late, timing = timing_of(self.setup, late, fi)
         if is_late:
             evidence["late"] = True
@@ -260,7 +360,10 @@ class SelfDriftDetector(StreamDetector):
         b["sd_state"][s] = 1
         base = ev.evidence.get("baseline")
         if isinstance(base, (int, float)):
-            # the healthy sensor's baseline, so the next readings decide whether the drift is gone
-            b["sd_base"][s] = float(base)
+            # the healthy sensor's baseline (in the machine's run state then), so the next
+            # readings decide whether the drift is gone
+            mo = 1 if ev.evidence.get("machine") == "running" else 0
+            b["sd_mode"][s] = mo
+            b["sd_base"][s, mo] = float(base)
             b["sd_fast"][s] = ev.value if ev.value is not None else float(base)
-            b["sd_n"][s] = b["sd_warmup"][s]
+            b["sd_n"][s, mo] = b["sd_warmup"][s]
