@@ -83,10 +83,11 @@ def selfdrift_kernel(stream: Arr, t: Arr, x: Arr, run: Arr, tol: Arr, warmup: Ar
                      step_s: Arr, hold_s: Arr, gap_s: Arr, settle_s: Arr, run_thr: Arr, n: Arr, base: Arr, fast: Arr,
                      mode: Arr, carry: Arr, switch_t: Arr, cp: Arr, cp_age: Arr, t_judged: Arr, t_last: Arr,
                      since: Arr, state: Arr, out: Arr, aux: Arr) -> int:
-    """``out[i]``: 1 raised, 0 cleared, -1 no change; ``aux[i]``: ``fast - base`` and ``base`` after
-    ``i``. ``run[i]``: the reading of the place's run indicator in the same frame (NaN: none; the
-    machine keeps its last run state), compared with the stream's ``run_thr`` (NaN: the stream
-    does not follow a machine's run state, one baseline)."""
+    """``out[i]``: 1 raised, 0 cleared, -1 no change; ``aux[i]``: ``fast - base``, ``base`` and the
+    machine's run state (1 running, 0 stopped) after ``i``. ``run[i]``: the reading of the place's
+    run indicator in the same frame (NaN: none; the machine keeps its last run state), compared
+    with the stream's ``run_thr`` (NaN: the stream does not follow a machine's run state, one
+    baseline)."""
     n_changes = 0
     for i in range(x.shape[0]):
         s = stream[i]
@@ -94,6 +95,7 @@ def selfdrift_kernel(stream: Arr, t: Arr, x: Arr, run: Arr, tol: Arr, warmup: Ar
         out[i] = -1
         aux[i, 0] = np.nan
         aux[i, 1] = np.nan
+        aux[i, 2] = mode[s]
         if not np.isfinite(v) or not np.isfinite(tol[s]):
             continue
         ti = t[i]
@@ -113,6 +115,7 @@ def selfdrift_kernel(stream: Arr, t: Arr, x: Arr, run: Arr, tol: Arr, warmup: Ar
                     fast[s] = base[s, new] + carry[s]
                 mode[s] = new
                 m = new
+                aux[i, 2] = m
                 switch_t[s] = ti
                 t_judged[s] = -1
         if switch_t[s] >= 0 and (ti - switch_t[s]) * 1e-9 < settle_s[s]:
@@ -238,13 +241,14 @@ class SelfDriftDetector(StreamDetector):
                check: bool = True) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float64], int]:
         """The kernel over checked arrays (``run``: the reading of the place's run indicator in
         each sample's frame, NaN or None where there is none): per sample its step (1 raised, 0
-        cleared, -1 none), ``fast - base`` and ``base`` after it, and the number of steps."""
+        cleared, -1 none), ``fast - base``, ``base`` and the machine's run state after it, and the
+        number of steps."""
         if run is None:
             run = np.full(stream.shape[0], np.nan)
         n = (check_batch(self.name, {"stream": stream, "t": t, "x": x, "run": run}, _DTYPES, len(self.table))
              if check else stream.shape[0])
         out = np.empty(n, dtype=np.int8)
-        aux = np.empty((n, 2))
+        aux = np.empty((n, 3))
         return out, aux, self.call((stream, t, x, run), (out, aux))
 
     def run_readings(self, stream: npt.NDArray[np.int64], x: npt.NDArray[np.float64],
@@ -283,8 +287,8 @@ class SelfDriftDetector(StreamDetector):
                 out[i] = -1  # a change of the process, not of one sensor
                 self.table["sd_state"][int(stream[i])] = 0
         return [Pending(int(t[i]), self.order, int(stream[i]),
-                        self.signal(int(stream[i]), int(out[i]), float(x[i]), int(t[i]), float(aux[i, 0]),
-                                    float(aux[i, 1]), late, int(origin[i])))
+                        self.signal(int(stream[i]), int(out[i]), float(x[i]), int(t[i]), aux[i], late,
+                                    int(origin[i])))
                 for i in np.flatnonzero(out >= 0)]
 
     def neighbours_move(self, s: int, ts: int) -> bool:
@@ -320,8 +324,11 @@ class SelfDriftDetector(StreamDetector):
         return c is not None and (bool(np.isfinite(self.table["sd_run_thr"][s])) or QUANTITIES[c.quantity].kind in (
             QuantityKind.equipment, QuantityKind.water))
 
-    def signal(self, s: int, code: int, value: float, ts: int, dev: float, base: float,
+    def signal(self, s: int, code: int, value: float, ts: int, aux: npt.NDArray[np.float64],
                late: Sequence[bool] | None, fi: int) -> Signal:
+        """The raise (``code`` 1) or clear (0) at sample value ``value`` of stream ``s`` (``aux``:
+        the kernel's offset, baseline and run state after it)."""
+        dev, base = float(aux[0]), float(aux[1])
         sid, rid, chan, c = self.meta[s]
         assert c is not None  # only streams the catalogue knows are watched (their tolerance is finite)
         sc = self.setup.scenarios[sid]
@@ -342,7 +349,7 @@ class SelfDriftDetector(StreamDetector):
                                        "offset": round(dev, 6)}
         if np.isfinite(self.table["sd_run_thr"][s]):
             # the baseline is that of the machine's run state
-            evidence["machine"] = "running" if self.table["sd_mode"][s] else "stopped"
+            evidence["machine"] = "running" if aux[2] else "stopped"
         is_late, timing = timing_of(self.setup, late, fi)
         if is_late:
             evidence["late"] = True
