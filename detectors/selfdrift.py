@@ -56,6 +56,7 @@ __all__ = ["SELFDRIFT", "SELFDRIFT_ARGS", "SELFDRIFT_COLUMNS", "SelfDriftDetecto
 
 SELFDRIFT = "baseline_drift"
 STEADY = 3.0  # the largest ratio of two checkpoint increments of a steady walk [P]
+AFTER_SWITCH_S = 3600.0  # how long a machine's temperatures walk after it starts or stops [P]
 NEIGHBOUR = 0.25  # a neighbour this far (a share of its own tolerance) from its baseline moves with it [P]
 
 
@@ -302,7 +303,7 @@ class SelfDriftDetector(StreamDetector):
         b = self.table
         per_state = bool(np.isfinite(b["sd_run_thr"][s]))
         kind = self.machine_side(s)
-        window = 4 * float(b["sd_step_s"][s]) * 1e9
+        window = AFTER_SWITCH_S * 1e9
         for o, m in enumerate(self.meta):
             if o == s or m[0] != sid or m[1] != rid:
                 continue
@@ -313,7 +314,12 @@ class SelfDriftDetector(StreamDetector):
             if (per_state and not o_per_state) or self.machine_side(o) != kind or b["sd_n"][o, mo] < b["sd_warmup"][o]:
                 continue
             tol = float(b["sd_tol"][o])
-            if np.isfinite(tol) and abs(float(b["sd_fast"][o] - b["sd_base"][o, mo])) >= NEIGHBOUR * tol:
+            now = float(b["sd_fast"][o] - b["sd_base"][o, mo])
+            then = float(b["sd_cp"][o, 0])  # its offset about the walk's start
+            # the air's sensors: moved over the same walk (production moves a face's gases up and
+            # down all shift); the machine's: away from their baseline at all
+            moved = abs(now - then) if np.isfinite(then) and not kind else abs(now)
+            if np.isfinite(tol) and moved >= NEIGHBOUR * tol:
                 return True
         return False
 
