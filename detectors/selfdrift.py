@@ -15,24 +15,34 @@ Per base stream (scenario, robot, channel), one value per frame:
   (``alpha_base`` per value, about an hour at 0.5 Hz), and only while the reading is near it
   (protected: a drift cannot teach itself into the baseline);
 * ``fast`` follows the reading (``alpha_fast``, about 40 s at 0.5 Hz); ``dev = fast - base``;
-* every ``step_s`` seconds ``dev`` is put down as a checkpoint; the last four are kept;
+* every ``step_s`` seconds of judged time ``dev`` is put down as a checkpoint; the last four are
+  kept;
 * the alert rises at a checkpoint at least ``tol`` from the baseline when the three
   increments from the oldest kept checkpoint are all on its side, each at least ``tol / 6``
   and none more than :data:`STEADY` times another: a steady walk over ``3 * step_s``, not a
   step (a machine starting) nor a curve that settles (a machine warming up); it clears after
   ``hold_s`` seconds of ``|dev| < tol / 2`` (ISA-18.2: the deadband and the hold keep it from
   chattering);
-* neighbours: a raise is dropped when another sensor of the same robot in the same place has
-  walked :data:`NEIGHBOUR` of its own tolerance from its baseline as well (the air or the machine
-  changed: production starting, a machine warming up), checked against the neighbours' state
-  at the end of the batch;
+* machines that start and stop (:data:`minewatch.catalogue.MACHINE_RUN`): a channel that
+  follows its place's machine has a baseline per run state (``base[2]``, ``n[2]``), the run
+  state read from the indicator's reading in the same frame (``run``, against ``run_thr``);
+  at a start or stop the offset found so far is carried into the other state, the first
+  ``settle_s`` seconds are not judged, and a state seen for the first time learns its baseline
+  less the offset carried into it;
+* neighbours: a raise is dropped when another sensor of the same robot in the same place and of
+  the same side (the air's, or the machine's own) has moved :data:`NEIGHBOUR` of its own
+  tolerance as well (an air sensor over the same walk, a machine's from its baseline), or, for a
+  channel with one baseline, when the place's machine started or stopped within
+  :data:`AFTER_SWITCH_S`: the air or the machine changed, not one sensor; checked against the
+  neighbours' state at the end of the batch;
 * a gap of more than ``gap_s`` without a value restarts the warm-up (not while raised: the
   baseline of the healthy sensor is what the drift is measured against).
 
 ``tol`` [P] is the quantity's ``drift`` share (:class:`minewatch.catalogue.Quantity`, half the
 channel's normal operating band by default) of the channel's normal band, or the
-``selfdrift_tol`` ``--set`` field in the channel's unit. A drift of one band over half an hour (the simulator's
-``sensor_drift``) crosses half the band halfway through.
+``selfdrift_tol`` ``--set`` field in the channel's unit. A drift of one band over half an hour
+(the simulator's ``sensor_drift``) crosses half the band halfway through. Levels a machine
+moves between set points (:data:`minewatch.catalogue.SET_POINT_LEVELS`) are not watched.
 Neighbouring methane sensors are compared with each other by :mod:`detectors.drift`.
 """
 
