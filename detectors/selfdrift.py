@@ -66,17 +66,20 @@ __all__ = ["SELFDRIFT", "SELFDRIFT_ARGS", "SELFDRIFT_COLUMNS", "SelfDriftDetecto
 
 SELFDRIFT = "baseline_drift"
 STEADY = 3.0  # the largest ratio of two checkpoint increments of a steady walk [P]
+FAR = 2.0  # a walk first found this far (times the tolerance) off was a curve, a gas event's rise [P]
 AFTER_SWITCH_S = 3600.0  # how long a machine's temperatures walk after it starts or stops [P]
 NEIGHBOUR = 0.25  # a neighbour this far (a share of its own tolerance) from its baseline moves with it [P]
 
 
 @jit
 def _walks(cp: Arr, s: int, tol: float) -> bool:
-    """Whether the checkpoints of stream ``s`` walk steadily away from the baseline, to ``tol`` or
-    beyond: three increments on one side, each at least ``tol / 6`` and none more than
-    :data:`STEADY` times another (a step or a curve that settles is not a drift)."""
+    """Whether the checkpoints of stream ``s`` walk steadily away from the baseline, to between
+    ``tol`` and :data:`FAR` times it (a drift is found as it crosses the tolerance; a reading
+    already far off when its course first looks steady rose in a curve): three increments on
+    one side, each at least ``tol / 6`` and none more than :data:`STEADY` times another (a step
+    or a curve that settles is not a drift)."""
     sign = 1.0 if cp[s, 3] > 0.0 else -1.0
-    if not sign * cp[s, 3] >= tol:
+    if not tol <= sign * cp[s, 3] <= FAR * tol:
         return False
     lo = np.inf
     hi = 0.0

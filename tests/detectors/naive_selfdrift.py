@@ -69,7 +69,7 @@ def selfdrift_changes(samples: list[tuple[int, float, float]], cfg: dict[str, An
                 last4 = checkpoints[-4:]
                 side = 1.0 if last4[-1] > 0 else -1.0
                 steps = [side * (b - a) for a, b in zip(last4, last4[1:])]
-                steady = (side * last4[-1] >= cfg["tol"] and all(d >= cfg["tol"] / 6 for d in steps)
+                steady = (cfg["tol"] <= side * last4[-1] <= 2.0 * cfg["tol"] and all(d >= cfg["tol"] / 6 for d in steps)
                           and max(steps) <= 3.0 * min(steps))
             else:
                 steady = False
