@@ -8,6 +8,7 @@ COPY ingest ingest
 COPY detectors detectors
 COPY api api
 COPY simulator simulator
+COPY group group
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim

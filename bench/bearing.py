@@ -29,6 +29,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +44,27 @@ from tests.detectors.bearing_signals import DEFECTS, machines, signal
 TARGET = 0.95
 
 
-def emit(name: str, value: Any, unit: str, **cond: Any) -> None:
-    print(json.dumps({"name": name, "value": value, "unit": unit, **cond}), flush=True)
+def warm_up() -> None:
+    """Compile the kernels, so that no recording's time includes it."""
+    warm = machines(12000.0, np.random.default_rng(0), 1)[0]
+    analyse(np.random.default_rng(0).standard_normal(4096), 12000.0, warm.rpm, warm.bearing)
 
 
-def run(rate: float, count: int, snrs: list[float], seconds: float, rpm_error: float, seed: int) -> None:
+def check(rate: float, count: int, snrs: list[float], seconds: float, rpm_error: float) -> None:
+    """Raise :class:`ValueError` for sizes :func:`run` cannot measure with."""
+    if rate <= 0 or count < 1 or seconds <= 0 or not 0 <= rpm_error < 0.1 or not snrs:
+        raise ValueError("need a positive rate, at least one machine and one SNR, a positive length "
+                         "and an rpm error in [0, 0.1)")
+
+
+def run(rate: float, count: int, snrs: list[float], seconds: float, rpm_error: float, seed: int) -> list[dict[str, Any]]:
+    """The figures at one sample rate, as dicts (``name``, ``value``, ``unit`` and the conditions)."""
+    check(rate, count, snrs, seconds, rpm_error)
+    out: list[dict[str, Any]] = []
+
+    def emit(name: str, value: Any, unit: str, **cond: Any) -> None:
+        out.append({"name": name, "value": value, "unit": unit, **cond})
+
     rng = np.random.default_rng(seed + int(rate))
     tolerance = 0.1 if rpm_error > 0 else 0.0
     right: dict[float, list[bool]] = {s: [] for s in snrs}
@@ -79,23 +96,47 @@ def run(rate: float, count: int, snrs: list[float], seconds: float, rpm_error: f
          healthy=len(healthy_wrong), snr_db=snrs, meets=not any(healthy_wrong), **cond)
     emit("bearing_analyse_ms", round(1e3 * statistics.median(took), 2), "ms", samples=int(round(seconds * rate)),
          cpu_ms=round(1e3 * statistics.median(cpu), 2), **cond)
+    return out
+
+
+def floats(text: str) -> list[float]:
+    return [float(v) for v in text.split(",") if v.strip()]
+
+
+def add_size_options(ap: argparse.ArgumentParser, prefix: str = "") -> None:
+    """``--rates``, ``--machines``, ``--snrs``, ``--seconds`` and ``--rpm-error``, each after ``prefix``."""
+    ap.add_argument(f"--{prefix}rates", type=floats, default="12000,25600,48000", help="sample rates, Hz, comma-separated")
+    ap.add_argument(f"--{prefix}machines", type=int, default=16, help="machines per rate")
+    ap.add_argument(f"--{prefix}snrs", type=floats, default="-6,0,6", help="defect SNRs over the noise, dB, comma-separated")
+    ap.add_argument(f"--{prefix}seconds", type=float, default=2.0, help="length of a recording, s")
+    ap.add_argument(f"--{prefix}rpm-error", type=float, default=0.08, help="largest relative error of the given speed")
+
+
+def run_all(args: argparse.Namespace, prefix: str = "", seed: int = 1) -> Iterator[dict[str, Any]]:
+    """The figures at every rate of the options :func:`add_size_options` added, as they come; the
+    options are checked at once (:class:`ValueError`), the recordings measured as it is iterated."""
+    a = {k: getattr(args, prefix.replace("-", "_") + k) for k in ("rates", "machines", "snrs", "seconds", "rpm_error")}
+    for rate in a["rates"] or [0.0]:
+        check(rate, a["machines"], a["snrs"], a["seconds"], a["rpm_error"])
+
+    def rates() -> Iterator[dict[str, Any]]:
+        warm_up()
+        for rate in a["rates"]:
+            yield from run(rate, a["machines"], a["snrs"], a["seconds"], a["rpm_error"], seed)
+
+    return rates()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rates", default="12000,25600,48000", help="sample rates, Hz, comma-separated")
-    ap.add_argument("--machines", type=int, default=16, help="machines per rate")
-    ap.add_argument("--snrs", default="-6,0,6", help="defect SNRs over the noise, dB, comma-separated")
-    ap.add_argument("--seconds", type=float, default=2.0, help="length of a recording, s")
-    ap.add_argument("--rpm-error", type=float, default=0.08, help="largest relative error of the given speed")
+    add_size_options(ap)
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args()
-    if a.machines < 1 or a.seconds <= 0 or not 0 <= a.rpm_error < 0.1:
-        ap.error("--machines must be at least 1, --seconds positive, --rpm-error in [0, 0.1)")
-    warm = machines(12000.0, np.random.default_rng(0), 1)[0]
-    analyse(np.random.default_rng(0).standard_normal(4096), 12000.0, warm.rpm, warm.bearing)  # compile the kernels first
-    for rate in (float(r) for r in a.rates.split(",")):
-        run(rate, a.machines, [float(s) for s in a.snrs.split(",")], a.seconds, a.rpm_error, a.seed)
+    try:
+        for f in run_all(a, seed=a.seed):
+            print(json.dumps(f), flush=True)
+    except ValueError as e:
+        ap.error(str(e))
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -48,10 +49,6 @@ from tests import naive
 from tests.signals import KINDS, NOISES, SIZES, VARIANCE_RATIO, background, inject
 
 DAY_S = 86_400
-
-
-def emit(name: str, value: float | None, unit: str, **cond: object) -> None:
-    print(json.dumps({"name": name, "value": value, "unit": unit, **cond}), flush=True)
 
 
 def seasonal(t: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -136,66 +133,99 @@ def onsets(f: np.ndarray) -> int:
     return int((f & ~np.r_[False, f[:-1]]).sum())
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--series", type=int, default=40, help="series per noise kind (clean, and per injected kind)")
-    ap.add_argument("--days", type=float, default=8.0, help="length of a series, days")
-    ap.add_argument("--dt", type=float, default=300.0, help="mean sampling interval, s")
-    ap.add_argument("--probation-days", type=float, default=3.0, help="days learned before counting")
-    ap.add_argument("--window", type=int, default=60, help="values after a change within which it counts as found")
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--detectors", default=",".join(DETECTORS), help="comma-separated subset of " + ",".join(DETECTORS))
-    args = ap.parse_args()
-    names = [d.strip() for d in args.detectors.split(",") if d.strip()]
+SIZE_OPTIONS = ("series", "days", "dt", "probation_days")
+
+
+def add_size_options(ap: argparse.ArgumentParser, prefix: str = "") -> None:
+    """``--series``, ``--days``, ``--dt`` and ``--probation-days``, each after ``prefix``."""
+    ap.add_argument(f"--{prefix}series", type=int, default=40, help="series per noise kind (clean, and per injected kind)")
+    ap.add_argument(f"--{prefix}days", type=float, default=8.0, help="length of a series, days")
+    ap.add_argument(f"--{prefix}dt", type=float, default=300.0, help="mean sampling interval, s")
+    ap.add_argument(f"--{prefix}probation-days", type=float, default=3.0, help="days learned before counting")
+
+
+def size_options(args: argparse.Namespace, prefix: str = "") -> dict[str, Any]:
+    """The sizes :func:`add_size_options` added, as :func:`figures`' keywords."""
+    return {k: getattr(args, prefix.replace("-", "_") + k) for k in SIZE_OPTIONS}
+
+
+def figures(names: list[str], *, series: int, days: float, dt: float, probation_days: float, window: int = 60,
+            seed: int = 1) -> list[dict[str, Any]]:
+    """The figures of ``names`` (keys of :data:`DETECTORS`): ``change_false_alarms_per_10k``, then
+    ``change_recall`` and ``change_delay_samples`` per injected kind and over all kinds, as dicts
+    (``name``, ``value``, ``unit`` and the conditions). ``series`` per noise kind. Raises
+    :class:`ValueError` for an unknown detector or a probation that leaves no room for a change."""
     unknown = set(names) - set(DETECTORS)
     if unknown or not names:
-        ap.error(f"unknown detectors: {', '.join(sorted(unknown))}")
-    n = int(args.days * DAY_S / args.dt)
-    start = int(args.probation_days * DAY_S / args.dt)
-    if not 0 < start < n - args.window - 1:
-        ap.error("the probation must leave room for a change and its window")
-    rng = np.random.default_rng(args.seed)
+        raise ValueError(f"unknown detectors: {', '.join(sorted(unknown)) or '(none given)'}")
+    n = int(days * DAY_S / dt)
+    start = int(probation_days * DAY_S / dt)
+    if series < 1 or not 0 < start < n - window - 1:
+        raise ValueError("need at least one series, and a probation that leaves room for a change and its window")
+    rng = np.random.default_rng(seed)
     false: dict[str, list[tuple[int, int]]] = defaultdict(list)
     found: dict[tuple[str, str], list[float]] = defaultdict(list)
     delay: dict[tuple[str, str], list[float]] = defaultdict(list)
     variants = [(nz, p, q) for nz in NOISES for p, q in ((False, False), (True, False), (False, True))]
-    for i in range(args.series * len(NOISES)):
+    for i in range(series * len(NOISES)):
         noise, patrol, quantise = variants[i % len(variants)]
-        ser = background(rng, n, dt_s=args.dt, noise=noise, patrol=patrol, quantise=quantise)
+        ser = background(rng, n, dt_s=dt, noise=noise, patrol=patrol, quantise=quantise)
         for name in names:
             f = DETECTORS[name](ser.t, ser.x)
             false[name].append((onsets(f[start:]), n - start))
         for kind in KINDS:
-            at = int(rng.integers(start, n - args.window - 1))
+            at = int(rng.integers(start, n - window - 1))
             x = inject(rng, ser, kind, at)
             for name in names:
                 f = DETECTORS[name](ser.t, x)
-                hit = np.flatnonzero(f[at:at + (1 if kind == "spike" else args.window)])
+                hit = np.flatnonzero(f[at:at + (1 if kind == "spike" else window)])
                 found[(name, kind)].append(float(hit.size > 0))
                 if hit.size:
                     delay[(name, kind)].append(float(hit[0]))
-    cond = {"series": args.series * len(NOISES), "values_per_series": n, "dt_s": args.dt,
-            "probation_days": args.probation_days, "data": "generated (tests/signals.py)",
+    cond = {"series": series * len(NOISES), "values_per_series": n, "dt_s": dt,
+            "probation_days": probation_days, "data": "generated (tests/signals.py)",
             "sizes_sigma": {**{kind: f"{lo:g}-{hi:g}" for kind, (lo, hi) in SIZES.items()},
                             "variance": f"x{VARIANCE_RATIO:g}", "daily_amplitude": "2-8", "shift_pattern": "1-6"}}
+    out: list[dict[str, Any]] = []
+
+    def fig(name: str, value: float | None, unit: str, **more: Any) -> None:
+        out.append({"name": name, "value": value, "unit": unit, **more})
+
     for name in names:
         alarms = sum(a for a, _ in false[name])
         values = sum(v for _, v in false[name])
-        emit("change_false_alarms_per_10k", round(alarms / values * 10_000, 3), "alarms/10k values", detector=name,
-             alarms=alarms, values=values, **cond)
+        fig("change_false_alarms_per_10k", round(alarms / values * 10_000, 3), "alarms/10k values", detector=name,
+            alarms=alarms, values=values, **cond)
         all_found: list[float] = []
         all_delay: list[float] = []
         for kind in KINDS:
             all_found += found[(name, kind)]
             all_delay += delay[(name, kind)]
-            emit("change_recall", round(statistics.mean(found[(name, kind)]), 3), "ratio", detector=name, kind=kind,
-                 window_values=args.window, **cond)
-            emit("change_delay_samples", statistics.median(delay[(name, kind)]) if delay[(name, kind)] else None,
-                 "values", detector=name, kind=kind, stat="median")
-        emit("change_recall", round(statistics.mean(all_found), 3), "ratio", detector=name, kind="all",
-             window_values=args.window, **cond)
-        emit("change_delay_samples", statistics.median(all_delay) if all_delay else None, "values", detector=name,
-             kind="all", stat="median")
+            fig("change_recall", round(statistics.mean(found[(name, kind)]), 3), "ratio", detector=name, kind=kind,
+                window_values=window, **cond)
+            fig("change_delay_samples", statistics.median(delay[(name, kind)]) if delay[(name, kind)] else None,
+                "values", detector=name, kind=kind, stat="median")
+        fig("change_recall", round(statistics.mean(all_found), 3), "ratio", detector=name, kind="all",
+            window_values=window, **cond)
+        fig("change_delay_samples", statistics.median(all_delay) if all_delay else None, "values", detector=name,
+            kind="all", stat="median")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_size_options(ap)
+    ap.add_argument("--window", type=int, default=60, help="values after a change within which it counts as found")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--detectors", default=",".join(DETECTORS), help="comma-separated subset of " + ",".join(DETECTORS))
+    args = ap.parse_args()
+    names = [d.strip() for d in args.detectors.split(",") if d.strip()]
+    try:
+        out = figures(names, **size_options(args), window=args.window, seed=args.seed)
+    except ValueError as e:
+        ap.error(str(e))
+    for f in out:
+        print(json.dumps(f), flush=True)
 
 
 if __name__ == "__main__":

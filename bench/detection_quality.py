@@ -36,6 +36,17 @@ same synthetic series.
 
 ``--kinds`` schedules only some fault kinds and ``--trials`` sets the change detector's series per
 seed (the smoke run in the tests uses two kinds, a quarter-hour fault-free shift and a few series).
+The comparison's false alarms before the step are ``heavy_tail_ar1_false_alarms_per_10k``.
+
+The change detector on seasonal series and bearing diagnosis, by the code of their detailed
+benchmarks: ``change_false_alarms_per_10k``, ``change_recall`` and ``change_delay_samples`` per
+injected kind and over all (:func:`bench.change_quality.figures`, the ``seasonal`` detector only;
+``--change-series`` per noise kind, ``--change-days``, ``--change-dt``, ``--change-probation-days``),
+and ``bearing_accuracy``, ``bearing_healthy_false_fault_rate`` and ``bearing_analyse_ms`` per sample
+rate (:func:`bench.bearing.run_all`; ``--bearing-rates``, ``--bearing-machines``, ``--bearing-snrs``,
+``--bearing-seconds``, ``--bearing-rpm-error``). Targets: at most 1 false alarm per 10k values,
+recall at least 0.9 (each line says ``target`` and ``meets``), bearings named right at every rate
+(``bench/bearing.py``'s target, 0.95 of the faulty recordings, and no healthy one called faulty).
 """
 
 from __future__ import annotations
@@ -53,6 +64,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 
+from bench import bearing, change_quality
 from detectors import DetectorSuite
 from detectors.change import ChangeDetector
 from minewatch.catalogue import SCENARIOS, ScenarioKind
@@ -319,8 +331,22 @@ def change_vs_zscore(seeds: list[int], trials: int = 40) -> None:
     for name, m in out.items():
         emit("change_detection_rate", round(statistics.mean(m["detected"]), 3), "ratio", detector=name,
              series=len(m["detected"]), window_values=60)
-        emit("change_false_alarms_per_10k", round(statistics.mean(m["false"]), 2), "alarms/10k values", detector=name)
+        emit("heavy_tail_ar1_false_alarms_per_10k", round(statistics.mean(m["false"]), 2), "alarms/10k values",
+             detector=name)
         emit("change_delay_median_values", pct(m["delay"], 50), "values", detector=name)
+
+
+def seasonal_and_bearings(args: argparse.Namespace) -> None:
+    """The change detector's figures on seasonal series and bearing diagnosis per sample rate."""
+    bearings = bearing.run_all(args, "bearing-")
+    for f in change_quality.figures(["seasonal"], **change_quality.size_options(args, "change-")):
+        if f["name"] == "change_false_alarms_per_10k":
+            f.update(target=1.0, meets=f["value"] <= 1.0)
+        elif f["name"] == "change_recall":
+            f.update(target=0.9, meets=f["value"] >= 0.9)
+        print(json.dumps(f), flush=True)
+    for f in bearings:
+        print(json.dumps(f), flush=True)
 
 
 def main() -> None:
@@ -329,9 +355,11 @@ def main() -> None:
     ap.add_argument("--hours", type=float, default=8.0, help="length of a shift, hours")
     ap.add_argument("--rate", type=float, default=0.5, help="frames per second per robot")
     ap.add_argument("--grace", type=float, default=120.0, help="seconds after a label's end an alert still counts")
-    ap.add_argument("--skip-shifts", action="store_true", help="only the change-detector comparison")
+    ap.add_argument("--skip-shifts", action="store_true", help="no simulated shifts: the series and recordings only")
     ap.add_argument("--kinds", default=None, help="comma-separated fault kinds to schedule (default: every kind)")
     ap.add_argument("--trials", type=int, default=40, help="change-detector series per seed")
+    change_quality.add_size_options(ap, "change-")
+    bearing.add_size_options(ap, "bearing-")
     args = ap.parse_args()
     seeds = list(range(1, args.seeds + 1))
     kinds = None
@@ -340,6 +368,10 @@ def main() -> None:
         unknown = kinds - set(LANE_A) - set(LANE_B)
         if unknown:
             ap.error(f"unknown fault kinds: {', '.join(sorted(unknown))}")
+    try:
+        seasonal_and_bearings(args)
+    except ValueError as e:
+        ap.error(str(e))
     change_vs_zscore(seeds, args.trials)
     if not args.skip_shifts:
         quality(seeds, args.hours, args.rate, args.grace, kinds)

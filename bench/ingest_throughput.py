@@ -273,16 +273,21 @@ class Ingestors:
     def stop(self) -> None:
         """Stop the processes and end their persistent sessions: a session left behind would go
         on queueing every later run's messages in the broker (and in its autosaved database)."""
-        for p in self.procs:
-            p.send_signal(signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(60)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(self.procs)
         self.http.close()
         for cid in self.client_ids:
             end_session(self.broker, cid)
+
+
+def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM to every process, then wait for each (a minute at most, then SIGKILL)."""
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(60)
+        except subprocess.TimeoutExpired:
+            p.kill()
 
 
 def end_session(broker: Mosquitto, client_id: str) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -149,6 +151,22 @@ def ingest(mqtt_url: str | None, influx_url: str | None, influx_db: str | None, 
     except (ValueError, ImportError) as exc:
         raise click.BadParameter(str(exc), param_hint="--robots") from None
     try:
-        asyncio.run(run(settings, opts))
+        _profiled(lambda: asyncio.run(run(settings, opts)))
     except (ConnectionError, TimeoutError) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _profiled(fn: Callable[[], object]) -> None:
+    """``fn()``; with ``MINEWATCH_INGEST_PROFILE=PATH`` in the environment, under cProfile, the
+    statistics written to ``PATH.<pid>`` when it returns (for ``python -m pstats``)."""
+    path = os.environ.get("MINEWATCH_INGEST_PROFILE")
+    if not path:
+        fn()
+        return
+    import cProfile
+
+    prof = cProfile.Profile()
+    try:
+        prof.runcall(fn)
+    finally:
+        prof.dump_stats(f"{path}.{os.getpid()}")

@@ -34,8 +34,8 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 
+import msgspec
 import mqtt5
 
 from minewatch.settings import MqttTarget
@@ -50,8 +50,10 @@ _DISCONNECT = b"\xe0\x00"  # normal disconnection: the session stays for its exp
 _QOS1 = mqtt5.QoS.AT_LEAST_ONCE
 
 
-@dataclass(slots=True)
-class Incoming:
+class Incoming(msgspec.Struct, gc=False):
+    """One message as received: made for every PUBLISH, so a struct built in C (a third of the cost
+    of a dataclass's ``__init__``); nothing in it refers back to anything, hence ``gc=False``."""
+
     topic: str
     payload: bytes
     mid: int

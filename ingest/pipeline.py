@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +53,7 @@ __all__ = ["Batch", "Pipeline", "catalogue_only", "load_suite", "warm_up"]
 log = logging.getLogger("minewatch.ingest")
 
 _NS = 1_000_000_000
+_scenario_of = operator.attrgetter("scenario_id")
 WATCH_SILENCE_S = 60.0  # [P] no frame from a scenario for two 30 s polling cycles (domain §3): not watched
 
 # The channels the detectors watch, per scenario: the catalogue's. Other reading names a robot
@@ -258,6 +261,7 @@ class Pipeline:
             if policy.detect_due(clock, now, idle=idle, acks_waiting=bool(routed.acks),
                                  frames_waiting=routed.waiting()):
                 self.detect(batch)
+            self.format_taken(batch)
             if policy.full(routed.points) or self.stopping.is_set():
                 break
             if inbox:
@@ -324,13 +328,13 @@ class Pipeline:
 
     def _count_detected(self, frames: Sequence[Frame], ok: bool) -> None:
         tally = self.router.tally
-        for f in frames:
-            w = tally.get(f.scenario_id)
+        for sid, n in Counter(map(_scenario_of, frames)).items():  # counted in C, a few scenarios looked up
+            w = tally.get(sid)
             if w is not None:
                 if ok:
-                    w.detected += 1
+                    w.detected += n
                 else:
-                    w.failed += 1
+                    w.failed += n
 
     def _detect_history(self, frames: list[Frame], batch: Batch) -> None:
         """Bulk history through detectors of its own, in event time; its alerts are only stored."""
@@ -425,6 +429,16 @@ class Pipeline:
                 if ln:
                     batch.lines.append(ln)
             self._next_stats = now + self.opts.stats_interval_s
+        self.format_taken(batch)
+        if not batch.lines and not batch.messages:
+            return None
+        self.metrics.batch_points.observe(batch.points)
+        return batch
+
+    def format_taken(self, batch: Batch) -> None:
+        """The frames and statuses taken so far as lines of the batch. Done after every step, not
+        only at the cut: a cut then costs no more than a step, and nothing (the detectors, an
+        alert waiting to go out) waits behind the formatting of a whole batch."""
         r = batch.routed
         if r.status_lines:
             batch.lines += r.status_lines
@@ -432,10 +446,6 @@ class Pipeline:
         if r.store:
             batch.lines += self.fmt.format_many(r.store, r.store_late, r.store_robot_ts)
             r.store, r.store_late, r.store_robot_ts = [], [], {}
-        if not batch.lines and not batch.messages:
-            return None
-        self.metrics.batch_points.observe(batch.points)
-        return batch
 
     # -- side outputs --------------------------------------------------------------------------
     def _dead_letters(self, routed: Routed) -> None:

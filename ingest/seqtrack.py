@@ -168,6 +168,24 @@ class SeqTracker:
                 return self._restart(r, seq, ts, boot)
         return self._classify(r, b, seq, ts, restart_ok=True)
 
+    def follows(self, robot_id: str, seq: int, boot: int | None = None) -> bool:
+        """Whether :meth:`observe` would find ``seq`` the next of the robot's current boot: NEW, no
+        gap, no restart (what a robot sends, message after message). Changes nothing."""
+        r = self._robots.get(robot_id)
+        if r is None:
+            return False
+        b = r.current
+        return seq == b.high + 1 and (boot is None or boot == b.boot)
+
+    def take_next(self, robot_id: str, seq: int, ts: int) -> None:
+        """:meth:`observe` of a frame :meth:`follows` said is the next: the same effect, no answer."""
+        self.counts.frames += 1
+        r = self._robots[robot_id]
+        b = r.current
+        b.high, b.high_ts = seq, ts
+        b.remember(seq, ts)
+        r.unverified_run = 0
+
     def _classify(self, r: _Robot, b: _Boot, seq: int, ts: int, restart_ok: bool) -> int:
         c = self.counts
         if seq > b.high:

@@ -36,7 +36,6 @@ from minewatch.runtime import tune_gc
 from minewatch.schema import AlertEvent, IncidentEvent
 from minewatch.settings import Settings
 from minewatch.storage import maintain_storage
-from minewatch.wire import Frame
 
 from ingest.alerts import read_active
 from ingest.consumer import Consumer
@@ -46,7 +45,7 @@ from ingest.options import IngestOptions
 from ingest.pipeline import Pipeline, load_suite
 from ingest.router import Router
 from ingest.spool import Spool
-from ingest.warmstart import read_recent, reconcile, restore_seq, restore_seq_from
+from ingest.warmstart import take_over
 from ingest.writer import Writer
 
 __all__ = ["IngestOptions", "Ingestor", "run"]
@@ -185,22 +184,8 @@ class Ingestor:
             alerts, incidents = await _on_daemon_thread(read_active, self.settings)
             alerts = [e for e in alerts if self.partition.owns(e.scenario_id)]
             incidents = [i for i in incidents if self.partition.owns(i.scenario_id)]
-        frames: list[Frame] = []
-        own: dict[int, int] = {}
-        if influx_ok and opts.warmup_s > 0:
-            frames, own = await read_recent(self.influx, self._scenarios, opts.warmup_s, opts.clock_tolerance_s)
-        restore_seq_from(self.router.seq, frames, own)
-        if influx_ok:
-            await restore_seq(self.influx, self.router.seq, self.partition, opts.seq_restore_s)
-        if self.suite is not None:
-            restored = self.suite.restore(alerts, incidents, seed=False)
-            self.router.clock_alerts = {e.robot_id for e in restored if e.detector == "robot_clock" and e.robot_id}
-            if frames:
-                events, steps = reconcile(self.suite, frames, restored, self.router.clocks.late_after)
-                self.pipeline.startup_events, self.pipeline.startup_incidents = events, steps
-            self.suite.seed(self.suite.active())
-            log.info("restored %d active alert(s) in %d incident(s); warmed up on %d stored frame(s)",
-                     len(restored), len(self.suite.engine.active_incidents()), len(frames))
+        await take_over(self.influx, influx_ok, opts, self.partition, self._scenarios, self.router, self.suite,
+                        self.pipeline, alerts, incidents)
         self.writer.start()
         # The catalogue, the compiled kernels and the clients live for the whole run: keep them
         # out of the collector's way, and collect the young generation less often (a batch makes

@@ -24,7 +24,7 @@ from ingest.partition import Partition
 from ingest.pipeline import catalogue_only
 from ingest.seqtrack import SeqTracker
 
-__all__ = ["read_recent", "reconcile", "restore_seq", "restore_seq_from"]
+__all__ = ["read_recent", "reconcile", "restore_seq", "restore_seq_from", "take_over"]
 
 log = logging.getLogger("minewatch.ingest")
 _NS = 1_000_000_000
@@ -123,3 +123,29 @@ def reconcile(suite: Any, frames: list[Frame], restored: list[AlertEvent],
     incidents = [i for iid, i in latest.items() if iid in restored_incidents or iid in open_now]
     log.info("warm-up: %d event(s) and %d incident step(s) to publish", len(out), len(incidents))
     return out, incidents
+
+
+async def take_over(influx: InfluxClient, influx_ok: bool, opts: Any, partition: Partition, scenarios: list[str],
+                    router: Any, suite: Any, pipeline: Any, alerts: list[AlertEvent],
+                    incidents: list[IncidentEvent]) -> None:
+    """The warm start of one partition's pipeline (an ingest process, or a group worker's share
+    of one mine): the robots' numbering, the restored active ``alerts`` and ``incidents`` (of
+    this partition), and the detectors run over the last ``opts.warmup_s`` of stored readings;
+    what that changed waits in ``pipeline`` to be published first."""
+    frames: list[Frame] = []
+    own: dict[int, int] = {}
+    if influx_ok and opts.warmup_s > 0:
+        frames, own = await read_recent(influx, scenarios, opts.warmup_s, opts.clock_tolerance_s)
+    restore_seq_from(router.seq, frames, own)
+    if influx_ok:
+        await restore_seq(influx, router.seq, partition, opts.seq_restore_s)
+    if suite is None:
+        return
+    restored = suite.restore(alerts, incidents, seed=False)
+    router.clock_alerts = {e.robot_id for e in restored if e.detector == "robot_clock" and e.robot_id}
+    if frames:
+        events, steps = reconcile(suite, frames, restored, router.clocks.late_after)
+        pipeline.startup_events, pipeline.startup_incidents = events, steps
+    suite.seed(suite.active())
+    log.info("%s: restored %d active alert(s) in %d incident(s); warmed up on %d stored frame(s)", partition,
+             len(restored), len(suite.engine.active_incidents()), len(frames))

@@ -30,6 +30,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "report": ("api.report_cli", "report", "Write a self-contained HTML report of a shift."),
     "secrets": ("minewatch.security", "secrets_command",
                 "Write broker accounts and ACL, InfluxDB users, API keys and env files for a deployment."),
+    "group": ("group.cli", "group",
+              "A mining group: the mines' leaf nodes and forwarders, the centre's NATS cluster, `group up`."),
     "storage": ("minewatch.storage", "storage_command",
                 "Create or update InfluxDB retention policies and continuous queries (admin account)."),
 }

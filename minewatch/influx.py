@@ -14,12 +14,14 @@ from __future__ import annotations
 import calendar
 import gzip
 import math
+import numbers
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any
 
 import httpx
 import msgspec
+import numpy as np
 import orjson
 
 __all__ = ["InfluxClient", "InfluxError", "decode_series", "line", "escape_tag", "escape_key", "quote_str", "SyncInflux"]
@@ -53,16 +55,22 @@ def quote_str(s: str) -> str:
 
 
 def _field(v: Any) -> str | None:
+    """One field value in line protocol, or None to leave it out (None, NaN, infinite).
+
+    NumPy's scalars are written as the numbers they are: ``repr`` of ``np.float64`` is
+    ``np.float64(0.5)`` and ``np.int64`` is no ``int``, so both go through ``numbers``.
+    """
     if v is None:
         return None
-    if isinstance(v, bool):
+    if isinstance(v, (bool, np.bool_)):
         return "true" if v else "false"
-    if isinstance(v, int):
-        return f"{v}i"
-    if isinstance(v, float):
-        if not math.isfinite(v):
+    if isinstance(v, numbers.Integral):
+        return f"{int(v)}i"
+    if isinstance(v, numbers.Real):
+        f = float(v)
+        if not math.isfinite(f):
             return None
-        return repr(v)
+        return repr(f)
     return quote_str(str(v))
 
 

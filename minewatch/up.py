@@ -35,7 +35,7 @@ import click
 
 from minewatch.security import (PUBLIC_PORT, SERVICE_PORT, BrokerAuth, load_credentials, new_secret, save_credentials,
                                  write_broker_auth, write_private)
-from minewatch.services import Influxd, Mosquitto, free_port, wait_http, wait_port
+from minewatch.services import Influxd, Mosquitto, free_port, stop_children, wait_http, wait_port
 from minewatch.settings import API_ROLES, Settings
 from minewatch.stack import service_commands
 
@@ -204,17 +204,7 @@ class System:
         return None
 
     def stop(self) -> None:
-        for _, proc in reversed(self.children):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for name, proc in reversed(self.children):
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self.log(f"{name} did not stop in time; killing it")
-                proc.kill()
-                proc.wait()
+        stop_children(self.children, 15.0, self.log)
         self.children.clear()
         if self.influx:
             self.influx.stop()

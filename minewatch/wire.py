@@ -26,7 +26,7 @@ import msgspec
 from minewatch.schema import ID_PATTERN
 
 __all__ = ["Frame", "LinkInfo", "WaveBlock", "decode_frames", "decode_frames_on", "FramesOnTopic", "encode_frame",
-           "encode_frames", "FrameError"]
+           "encode_frames", "FrameError", "is_id"]
 
 # ``\Z``, not ``$``: in Python's ``re`` (which msgspec uses) ``$`` also matches before a final
 # newline, so "r01\n" would pass here while the pydantic contract (and the topic check) refuse it.
@@ -212,6 +212,25 @@ class FramesOnTopic:
 
     def decode(self, payload: bytes, scenario_id: str, robot_id: str) -> list[Frame] | None:
         return _decode_on(*self._dec, payload, scenario_id, robot_id)
+
+    def decode_one(self, payload: bytes, scenario_id: str, robot_id: str) -> Frame | None:
+        """The frame of a one-frame payload (a JSON object), as :meth:`decode` gives it, for ids the
+        caller has checked against the id pattern (:func:`is_id`); None for an array and wherever
+        :meth:`decode` would answer None."""
+        try:
+            f: Frame = self._dec[1].decode(payload)  # type: ignore[assignment]  # a Frame subclass built at run time
+        except msgspec.DecodeError:  # ValidationError included; an array as well
+            return None
+        if f.robot_id != robot_id or f.scenario_id != scenario_id:
+            return None
+        if f.waveforms and any(_wave_data_fault(w) for w in f.waveforms.values()):
+            return None
+        return f
+
+
+def is_id(s: str) -> bool:
+    """Whether ``s`` is an id (robot, scenario) of the contract's id alphabet."""
+    return _id_ok(s) is not None
 
 
 def encode_frame(frame: Frame) -> bytes:

@@ -61,7 +61,8 @@ def _speed(value: str) -> float | None:
 @click.option("--waveform-rate", type=float, default=0.0, show_default=True,
               help="Vibration sample rate in Hz (e.g. 10240); 0 = no waveforms. Blocks go on rotating-machine "
                    "scenarios' frames as waveforms['vib'].")
-@click.option("--waveform-seconds", type=float, default=0.5, show_default=True, help="Length of a waveform block.")
+@click.option("--waveform-seconds", type=float, default=0.5, show_default=True,
+              help="Length of a waveform block (at least two shaft revolutions: a 60 rpm drum's are 2 s).")
 @click.option("--waveform-every", type=int, default=10, show_default=True,
               help="A waveform block on every Nth frame of a robot at a machine.")
 @click.option("--waveform-dtype", type=click.Choice(["f4", "i2"]), default="f4", show_default=True,

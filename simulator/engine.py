@@ -27,6 +27,10 @@ from simulator.vibration import encode_block, synthesize
 __all__ = ["SimConfig", "Simulation", "Message", "StatusUpdate", "Tick", "Readings"]
 
 STATUS_EVERY_NS = 60 * NS  # a robot's retained status is refreshed every minute
+# A vibration block spans at least this many shaft revolutions, whatever ``waveform_seconds`` says:
+# bearing diagnosis needs the closest fault lines two block bins apart, 1.2 revolutions for the
+# catalogue's slow machines (the 60 rpm belt drum: 1.17 s), so the drum's blocks are 2 s.
+WAVEFORM_MIN_REVOLUTIONS = 2.0
 
 
 @dataclass
@@ -409,7 +413,7 @@ class Simulation:
         if machine is None:
             raise ValueError(f"{sid} has no rotating machine to take a waveform of")
         rng = np.random.default_rng([c.seed, 0x5A, ri, i])
-        n = int(round(c.waveform_rate_hz * c.waveform_seconds))
+        n = int(round(c.waveform_rate_hz * max(c.waveform_seconds, WAVEFORM_MIN_REVOLUTIONS * 60.0 / machine.rpm)))
         health = self.injector.health(sid, t)
         running = 1.0 if running >= 0.5 else 0.0
         x = synthesize(machine, c.waveform_rate_hz, n, rng, health, t0_s=(t - self.t0) / NS % 3600.0, running=running)

@@ -1,4 +1,4 @@
-"""Fixtures that start real mosquitto and influxd processes on free loopback ports."""
+"""Fixtures that start real mosquitto, influxd and nats-server processes on free loopback ports."""
 
 from __future__ import annotations
 
@@ -6,11 +6,16 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from minewatch.influx import SyncInflux
-from minewatch.services import Influxd, Mosquitto
+from minewatch.services import Influxd, Mosquitto, NatsServer
+
+if TYPE_CHECKING:
+    from group.servers import Centre
+    from tests.group.topo import ForwardProcess, Mine
 
 OUTPUT = Path(os.environ.get("MINEWATCH_TEST_OUTPUT", Path(__file__).resolve().parent.parent / "test-output"))
 
@@ -74,3 +79,51 @@ def influx_db(influxd: Influxd, unique: str) -> Iterator[SyncInflux]:
     yield client
     client.query(f'DROP DATABASE "{client.db}"', db="", post=True)
     client.close()
+
+
+# The group deployment's servers (tests/group), rendered by the same code `minewatch group up` runs
+# (group.servers); one set per test module.
+@pytest.fixture(scope="module")
+def nats_single(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """One JetStream server, alone."""
+    server = NatsServer(tmp_path_factory.mktemp("nats"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def centre(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Centre]:
+    """The group centre's three-node cluster (JetStream domain ``centre``)."""
+    from group.servers import Centre
+
+    c = Centre(tmp_path_factory.mktemp("centre"))
+    c.start()
+    yield c
+    c.stop()
+
+
+@pytest.fixture(scope="module")
+def mine(centre: Centre, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mine]:
+    """A mine's leaf node with its own domain and stream ``MINE``, sourced into the centre's ``GROUP``."""
+    import asyncio
+
+    from group.servers import LeafNode
+    from tests.group.topo import Mine, setup_streams
+
+    mine_id = f"m{uuid.uuid4().hex[:6]}"
+    m = Mine(mine_id, LeafNode(mine_id, tmp_path_factory.mktemp(mine_id), centre.leaf_urls))
+    m.leaf.start()
+    asyncio.run(setup_streams(centre, m))
+    yield m
+    m.leaf.stop()
+
+
+@pytest.fixture
+def forwarders() -> Iterator[list[ForwardProcess]]:
+    """Forwarder processes a test starts; any still running at its end are killed."""
+    procs: list[ForwardProcess] = []
+    yield procs
+    for p in procs:
+        if p.alive:
+            p.kill()

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
 import pytest
 
 from minewatch.stored import SliceReader, slice_query
 from ingest.lines import TelemetryLines
-from minewatch.influx import InfluxClient, InfluxError, SyncInflux
+from minewatch.influx import InfluxClient, InfluxError, SyncInflux, line
 from minewatch.wire import Frame, LinkInfo
 from tests.ingest.helpers import frames_for
 
@@ -54,3 +55,16 @@ def test_a_bad_statement_is_a_clear_error(influx_db: SyncInflux) -> None:
 
     with pytest.raises(InfluxError, match="error parsing query"):
         asyncio.run(read())
+
+
+def test_numpy_numbers_are_written_as_numbers(influx_db: SyncInflux) -> None:
+    """Detector evidence carries NumPy scalars; each must be a plain number in line protocol."""
+    fields = {"f64": np.float64(0.15), "f32": np.float32(2.5), "i64": np.int64(7), "flag": np.bool_(True),
+              "nan": np.float64("nan"), "txt": "ok"}
+    text = line("probe", {"scenario_id": "mf01"}, fields, 1_700_000_000_000_000_000)
+    assert text is not None and "np." not in text
+    assert "f64=0.15," in text and "f32=2.5," in text and "i64=7i" in text and "flag=true" in text
+    assert "nan=" not in text
+    influx_db.write([text])
+    rows = influx_db.query("SELECT f64, f32, i64, flag, txt FROM probe")
+    assert rows and rows[0]["f64"] == 0.15 and rows[0]["i64"] == 7 and rows[0]["flag"] is True

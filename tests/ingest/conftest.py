@@ -8,21 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.ingest.helpers import IngestProcess
+from tests.ingest.helpers import IngestProcess, process_starter
 
 
 @pytest.fixture
 def ingest_process(tmp_path: Path) -> Iterator[Callable[..., IngestProcess]]:
     """Start ``minewatch ingest`` subprocesses; any still running at the end are killed."""
-    procs: list[IngestProcess] = []
-
-    def start(*args: str, name: str = "ingest") -> IngestProcess:
-        p = IngestProcess(tmp_path / f"{name}.log", *args).start()
-        procs.append(p)
-        return p
-
+    start, kill_all = process_starter(tmp_path, IngestProcess)
     yield start
-    for p in procs:
-        if p.alive:
-            p.kill()
-
+    kill_all()

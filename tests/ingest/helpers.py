@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import random
 import signal
@@ -13,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -147,6 +149,16 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: f
         time.sleep(interval)
 
 
+def alert_events_of(col: Collector, topics: Topics) -> list[dict[str, Any]]:
+    """The alert events (not the retained state) ``col`` has received under ``topics``."""
+    out = []
+    for topic, payload, _, _ in col.take():
+        parsed = topics.parse_alert(topic)
+        if parsed and parsed[0] == "event":
+            out.append(json.loads(payload))
+    return out
+
+
 def telemetry_count(db: SyncInflux) -> int:
     try:
         return db.count("telemetry", "seq")
@@ -171,6 +183,27 @@ def assert_exactly_once(db: SyncInflux, expected: dict[str, int]) -> None:
         assert len(seqs) == n and sorted(seqs) == list(range(n)), \
             f"{robot}: {len(seqs)} stored, {n} sent; missing {sorted(set(range(n)) - set(seqs))[:20]}"
     assert telemetry_count(db) == sum(expected.values())
+
+
+P_ = TypeVar("P_", bound="IngestProcess")
+
+
+def process_starter(tmp_path: Path, cls: type[P_]) -> tuple[Callable[..., P_], Callable[[], None]]:
+    """A fixture's ``start(*args, name=...)`` for processes of ``cls`` (logs in ``tmp_path``), and
+    the clean-up that kills any still running."""
+    procs: list[P_] = []
+
+    def start(*args: str, name: str = "ingest") -> P_:
+        p = cls(tmp_path / f"{name}.log", *args).start()
+        procs.append(p)
+        return p
+
+    def kill_all() -> None:
+        for p in procs:
+            if p.alive:
+                p.kill()
+
+    return start, kill_all
 
 
 @contextlib.contextmanager
@@ -222,15 +255,17 @@ def minewatch_exe() -> list[str]:
 
 
 class IngestProcess:
-    """``minewatch ingest`` as a real process (for SIGKILL and restart tests)."""
+    """``minewatch ingest`` (or another ``command``) as a real process (for SIGKILL and restart tests)."""
+
+    command: tuple[str, ...] = ("ingest",)
 
     def __init__(self, log_path: Path, *args: str, env: dict[str, str] | None = None) -> None:
-        self.argv = [*minewatch_exe(), "ingest", *args]
+        self.argv = [*minewatch_exe(), *self.command, *args]
         self.log_path = log_path
         self.env = {"MINEWATCH_ROBOTS": "*", **os.environ, **(env or {})}  # robots named freely, as above
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> IngestProcess:
+    def start(self: P_) -> P_:
         with open(self.log_path, "ab") as logf:
             self.proc = subprocess.Popen(self.argv, stdout=logf, stderr=subprocess.STDOUT, env=self.env,
                                          start_new_session=True)

@@ -16,7 +16,7 @@ from minewatch.services import Influxd, Mosquitto
 from minewatch.topics import Topics
 from minewatch.wire import Frame
 
-from tests.ingest.helpers import (Collector, Publisher, assert_exactly_once, frames_for, ingestor_in_process,
+from tests.ingest.helpers import (Collector, alert_events_of, Publisher, assert_exactly_once, frames_for, ingestor_in_process,
                                   ingest_settings, wait_until)
 
 pytestmark = pytest.mark.integration
@@ -28,17 +28,8 @@ def _methane(frames: list[Frame], value: float) -> list[Frame]:
     return frames
 
 
-def _events(col: Collector, topics: Topics) -> list[dict]:
-    out = []
-    for topic, payload, _, _ in col.take():
-        parsed = topics.parse_alert(topic)
-        if parsed and parsed[0] == "event":
-            out.append(json.loads(payload))
-    return out
-
-
 def _gas(col: Collector, topics: Topics) -> list[dict]:
-    return [e for e in _events(col, topics) if e["detector"] == "gas_limit" and e["channel"] == "ch4_t1"]
+    return [e for e in alert_events_of(col, topics) if e["detector"] == "gas_limit" and e["channel"] == "ch4_t1"]
 
 
 def _retained(url: str, topics: Topics) -> dict[str, bytes]:

@@ -144,3 +144,134 @@ def test_the_batching_policy() -> None:
     assert p.cut_due(clock, 5.1, writing=True, inbox=True)      # its age is up
     with pytest.raises(ValueError, match="at least 1"):
         BatchPolicy(batch_size=0)
+
+
+class _Counting(Router):
+    """The router counting the messages its fast path takes."""
+
+    fast = 0
+
+    def _one_frame(self, msg: Incoming, out: Routed, lo: int, hi: int) -> bool:
+        took = super()._one_frame(msg, out, lo, hi)
+        self.fast += took
+        return took
+
+
+class _GeneralOnly(Router):
+    """The router with its one-frame fast path off: every message goes the general way."""
+
+    def _one_frame(self, msg: Incoming, out: Routed, lo: int, hi: int) -> bool:
+        return False
+
+
+def _mixed_messages(seed: int, now: int) -> list[Incoming]:
+    """Messages of four robots as a fleet sends them, with what bends the common case: gaps,
+    repeats, seq going back, a new boot, a clock an hour ahead or jumping back, arrays, an
+    unknown reading name, a frame on another robot's topic, broken JSON, a frame far in the past."""
+    import random
+
+    rng = random.Random(seed)
+    robots = [("mf01", "r01"), ("mf02", "r02"), ("bc03", "r03"), ("mf01", "r04")]
+    nseq = {rid: 0 for _, rid in robots}  # each robot's next seq, its clock, its boot
+    clock = {rid: now - 10 * 10**9 for _, rid in robots}
+    boots: dict[str, int | None] = {rid: None for _, rid in robots}
+    out = []
+    for k in range(400):
+        sid, rid = rng.choice(robots)
+        topic = TOPICS.telemetry(sid, rid)
+        ev = rng.random()
+        if ev < 0.04:
+            nseq[rid] += rng.randint(2, 5)  # a gap
+        elif ev < 0.08:
+            nseq[rid] = max(0, nseq[rid] - rng.randint(1, 4))  # repeats, or late fillers
+        elif ev < 0.10:
+            nseq[rid], boots[rid] = 0, rng.randint(1, 3)  # a restart with a boot
+        elif ev < 0.12:
+            clock[rid] += 3600 * 10**9  # the clock jumps an hour ahead
+        elif ev < 0.14:
+            clock[rid] -= 120 * 10**9  # and back
+        clock[rid] += 10**7
+        received = now + k * 10**6
+        f = frames_for(sid, rid, 1, start_seq=nseq[rid], t0=clock[rid] - nseq[rid] * 10**9, step_ns=10**9)[0]
+        if boots[rid] is not None:
+            f = msgspec.structs.replace(f, boot=boots[rid])
+        ev = rng.random()
+        if ev < 0.05:
+            fs = frames_for(sid, rid, 3, start_seq=nseq[rid], t0=clock[rid] - nseq[rid] * 10**9, step_ns=10**9)
+            payload = encode_frames(fs)
+            nseq[rid] += 2
+        elif ev < 0.07:
+            payload = encode_frame(msgspec.structs.replace(f, readings={**f.readings, f"x{k % 3}": 1.0}))
+        elif ev < 0.09:
+            payload = encode_frame(msgspec.structs.replace(f, robot_id="r09"))
+        elif ev < 0.10:
+            payload = b'{"robot_id": "' + rid.encode()
+        elif ev < 0.11:
+            payload = encode_frame(msgspec.structs.replace(f, ts=10**9))
+        elif ev < 0.12:
+            payload = b"   " + encode_frame(f)  # leading space: still one frame
+        else:
+            payload = encode_frame(f)
+        nseq[rid] += 1
+        out.append(Incoming(topic, payload, k + 1, 1, False, 1, received))
+    return out
+
+
+def _state(router: Router, out: Routed, counters: Counters) -> object:
+    frame = lambda f: msgspec.to_builtins(f)  # noqa: E731
+    clocks = {r: vars(c) for r, c in router.clocks._clocks.items()}
+    seq = {r: (vars(x.current), [vars(b) for b in x.older], x.unverified_run, x.unverified_ts)
+           for r, x in router.seq._robots.items()}
+    return ([frame(f) for f in out.store], out.store_late, out.store_robot_ts, [frame(f) for f in out.detect],
+            out.detect_late, out.detect_arrived, [frame(f) for f in out.history],
+            [(c.robot_id, c.offset, c.why) for c in out.clock], [(d.reason, d.topic, d.payload) for d in out.dead],
+            out.points, out.newest_ts, str(counters), clocks, seq, {s: vars(w) for s, w in router.tally.items()},
+            router.data_now)
+
+
+@pytest.mark.parametrize("clock", ["wall", "data"])
+@pytest.mark.parametrize("seed", range(6))
+def test_the_one_frame_fast_path_routes_exactly_as_the_general_way(seed: int, clock: str) -> None:
+    now = time.time_ns()
+    msgs = _mixed_messages(seed, now)
+    results = []
+    fast_taken = 0
+    for cls in (_Counting, _GeneralOnly):
+        counters = Counters()
+        router = cls(TOPICS, IngestOptions(robots="r0[1-4]", clock=clock), counters)
+        out = Routed()
+        i = 0
+        for size in [1, 7, 50, 3, 200, 139]:  # calls of every size, as the pipeline's steps make them
+            router.route(msgs[i:i + size], out)
+            i += size
+        assert i == len(msgs)
+        results.append(_state(router, out, counters))
+        fast_taken = fast_taken or getattr(router, "fast", 0)
+    assert fast_taken > 20  # the fast path took its share, the general way the rest
+    fast, general = results
+    assert fast == general
+
+
+def test_the_watch_tally_counts_detected_and_failed_frames_per_scenario() -> None:
+    from types import SimpleNamespace
+
+    from ingest.pipeline import Pipeline
+
+    router, _ = _router(partition=Partition.parse("0/1"))
+    frames = frames_for("mf01", "r01", 3) + frames_for("bc03", "r02", 2)
+    frames.append(msgspec.structs.replace(frames[0], scenario_id="zz99"))  # not in the catalogue: no tally
+    host = SimpleNamespace(router=router)
+    Pipeline._count_detected(host, frames, ok=True)  # type: ignore[arg-type]
+    Pipeline._count_detected(host, frames[3:], ok=False)  # type: ignore[arg-type]
+    assert (router.tally["mf01"].detected, router.tally["mf01"].failed) == (3, 0)
+    assert (router.tally["bc03"].detected, router.tally["bc03"].failed) == (2, 2)
+    assert "zz99" not in router.tally
+
+
+def test_a_limit_of_no_frames_refuses_one_frame_messages_of_a_known_stream_too() -> None:
+    router, counters = _router(max_frames=0)
+    topic = TOPICS.telemetry("mf01", "r01")
+    fs = frames_for("mf01", "r01", 3, t0=time.time_ns() - 3 * 10**9)
+    out = Routed()
+    router.route([_msg(topic, encode_frame(f), f.seq + 1) for f in fs], out)
+    assert not out.store and counters.deadlettered == {"too_many_frames": 3}

@@ -136,3 +136,30 @@ def test_imbalance_raises_the_iso_velocity_to_the_asked_zone(sid: str) -> None:
 def test_imbalance_cannot_be_asked_of_a_slow_belt_drum() -> None:
     with pytest.raises(ValueError, match="below the ISO band"):
         imbalance_for(_machine("bc01"), 10.0)
+
+
+def test_a_slow_machine_sends_blocks_long_enough_to_diagnose() -> None:
+    """The 60 rpm belt drum's blocks span two revolutions (2 s, though 0.5 s is asked for), long
+    enough for bearing diagnosis to tell its fault lines apart; a fast machine's stay as asked."""
+    from detectors.vibration import analyse
+
+    sim = Simulation(SimConfig(seed=3, start_ns=iso_ns("2026-11-26T16:00:00Z"), duration_s=120, rate_hz=1.0,
+                               scenarios=["bc01", "lf01"], waveform_rate_hz=4096.0, waveform_seconds=0.5,
+                               waveform_every=30))
+    blocks: dict[str, list[np.ndarray]] = {"bc01": [], "lf01": []}
+    for msgs in sim.frames():
+        for f in msgs:
+            if f.waveforms:
+                w = f.waveforms["vib"]
+                blocks[f.scenario_id].append(Waveform(rate_hz=w.rate_hz, data=w.data, rpm=w.rpm).samples())
+    assert blocks["bc01"] and blocks["lf01"]
+    assert {len(x) for x in blocks["bc01"]} == {int(4096 * 2.0)}
+    assert {len(x) for x in blocks["lf01"]} == {int(4096 * 0.5)}
+    drum = _machine("bc01")
+    for x in blocks["bc01"]:
+        feats = analyse(x.astype(np.float64), 4096.0, drum.rpm, drum.bearing)
+        assert "note" not in feats.evidence, feats.evidence  # searched, not too short
+        assert feats.diagnosis == "healthy"
+    # the same block cut to the length asked for is too short to search
+    short = analyse(blocks["bc01"][0][:2048].astype(np.float64), 4096.0, drum.rpm, drum.bearing)
+    assert "too short" in str(short.evidence.get("note"))

@@ -1,0 +1,203 @@
+"""Group ingest workers on JetStream, as real processes against real nats-server, mosquitto and
+influxd: a worker SIGKILLed and restarted, a worker added, workers removed (SIGTERM, SIGKILL), a
+cluster node SIGKILLed, all mid-stream. Every frame is stored once (by robot, boot and seq), every
+expected alert is published once and live, nothing else is raised."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+
+from minewatch.services import Influxd, Mosquitto, NatsServer
+from minewatch.wire import Frame
+
+from tests.group.helpers import Js, WorkerProcess, alert_events, stored_keys
+from tests.ingest.helpers import Collector, frames_for, wait_until
+
+pytestmark = pytest.mark.integration
+
+P = 4
+# (scenario, robot): each robot patrols one place; mf01's ch4_t1 is the methane channel the
+# excursion goes through (power-cut level 1.5 %, restored below 1.0 %: domain §2)
+ROUTES = [("mf01", "r01"), ("hf01", "r02"), ("bc01", "r03"), ("pr01", "r04"), ("ss01", "r05"), ("ra02", "r06")]
+FRAMES_PER_ROUND = 4
+STEP_NS = 50_000_000
+
+
+class Workload:
+    """Rounds of frames for each mine, stamped with the time they are sent; mine ``mines[0]``'s
+    methane goes over the power-cut level in rounds ``hot`` and back below the restore level after."""
+
+    def __init__(self, js: Js, mines: list[str], rounds: int, hot: range) -> None:
+        self.js, self.mines, self.rounds, self.hot = js, mines, rounds, hot
+        self.sent = 0
+        self.base = time.time_ns()
+        self.expected: dict[str, set[tuple[str, int, int]]] = {m: set() for m in mines}
+
+    def round(self, i: int) -> None:
+        # robot time runs with the wall clock: round i is the frames of [base + i * 0.2 s, base + (i + 1) * 0.2 s)
+        delay = (self.base + i * FRAMES_PER_ROUND * STEP_NS - time.time_ns()) / 1e9
+        if delay > 0:
+            time.sleep(delay)
+        for m in self.mines:
+            frames: list[Frame] = []
+            for sid, robot in ROUTES:
+                fs = frames_for(sid, robot, FRAMES_PER_ROUND, start_seq=i * FRAMES_PER_ROUND,
+                                t0=self.base, step_ns=STEP_NS)
+                if sid == "mf01" and m == self.mines[0]:
+                    for f in fs:
+                        f.readings["ch4_t1"] = 1.7 if i in self.hot else 0.3
+                frames += fs
+            self.js.publish_frames(m, frames, P)
+            self.expected[m] |= {(f.robot_id, f.boot or 0, f.seq) for f in frames}
+        self.sent = i + 1
+
+    def run(self, until: int) -> None:
+        for i in range(self.sent, until):
+            self.round(i)
+
+    def assert_stored_once(self, influx_url: str, timeout: float = 40.0) -> None:
+        for m in self.mines:
+            want = self.expected[m]
+            wait_until(lambda m=m, want=want: set(stored_keys(influx_url, m)) >= want, timeout,  # type: ignore[misc]
+                       f"every frame of {m} stored")
+            got = Counter(stored_keys(influx_url, m))
+            assert set(got) == want and all(n == 1 for n in got.values()), \
+                f"{m}: {len(want - set(got))} missing, {sum(n > 1 for n in got.values())} stored twice"
+
+
+def assert_one_methane_alert(col: Collector, base: str, mine: str, others: list[str]) -> None:
+    """The excursion's alert raised once and cleared once, both live; nothing else anywhere."""
+    gas = [e for e in alert_events(col, base, mine) if e["detector"] == "gas_limit" and e["channel"] == "ch4_t1"]
+    states = Counter(e["state"] for e in gas)
+    assert states["raised"] == 1 and states["cleared"] == 1, \
+        [(e["alert_id"], e["state"], e["timing"], e["ts"], e.get("evidence", {}).get("reconciled")) for e in gas]
+    assert len({e["alert_id"] for e in gas}) == 1
+    keys = [(e["alert_id"], e["state"], e.get("severity")) for e in gas]
+    assert len(keys) == len(set(keys)), f"an alert event published twice: {keys}"
+    assert all(e["timing"] == "live" for e in gas), [e["timing"] for e in gas]
+    for m in others:
+        assert not [e for e in alert_events(col, base, m) if e["detector"] == "gas_limit"]
+
+
+def worker_args(nats_urls: str, mosquitto: Mosquitto, influxd: Influxd, base: str, wid: str, *,
+                replicas: int = 1, lease_s: float = 3.0) -> list[str]:
+    """A worker's flags: the leases, the ack wait and the stop short, so the test is."""
+    return ["--nats", nats_urls, "--partitions", str(P), "--worker-id", wid, "--mqtt-url", mosquitto.url,
+            "--influx-url", influxd.url, "--topic-prefix", base, "--kv-replicas", str(replicas),
+            "--lease-ttl", str(lease_s), "--renew", "0.5", "--ack-wait", "3", "--stop-timeout", "3",
+            "--log-level", "info"]
+
+
+def test_worker_sigkilled_mid_stream_and_restarted(nats_server: NatsServer, mosquitto: Mosquitto, influxd: Influxd,
+                                                   unique: str, worker_process: Callable[..., WorkerProcess],
+                                                   js_client: Callable[..., Js]) -> None:
+    base = f"t{unique}/v1"
+    mines = [f"a{unique[:6]}", f"b{unique[:6]}"]
+    js = js_client([nats_server.url])
+    js.make_group_stream()
+    col = Collector(mosquitto.url, f"{base}/mines/+/alerts/#")
+    work = Workload(js, mines, rounds=24, hot=range(6, 14))
+    args = worker_args(nats_server.url, mosquitto, influxd, base, "w1")
+    w1 = worker_process(*args, name="w1")
+    work.run(6)
+    wait_until(lambda: stored_keys(influxd.url, mines[1]) != [], 60, f"the worker storing frames\n{w1.log()}")
+    work.run(8)
+    wait_until(lambda: any(e["state"] == "raised" for e in alert_events(col, base, mines[0])), 30,
+               f"the methane alert\n{w1.log()}")
+    w1.kill()
+    work.run(16)
+    w1b = worker_process(*args, name="w1b")
+    work.run(24)
+    work.assert_stored_once(influxd.url)
+    wait_until(lambda: any(e["state"] == "cleared" for e in alert_events(col, base, mines[0])), 30,
+               f"the clear\n{w1b.log()}")
+    time.sleep(1.0)  # anything published twice would be in by now
+    assert_one_methane_alert(col, base, mines[0], mines[1:])
+    assert w1b.terminate() == 0, w1b.log()
+    col.close()
+
+
+def test_workers_added_and_removed_mid_stream(nats_server: NatsServer, mosquitto: Mosquitto, influxd: Influxd,
+                                              unique: str, worker_process: Callable[..., WorkerProcess],
+                                              js_client: Callable[..., Js]) -> None:
+    """w1 alone; w2 joins (partitions move to it); w1 stops (SIGTERM: its partitions handed over at
+    once); w3 joins; w2 is SIGKILLed (its partitions taken over once their leases expire)."""
+    base = f"t{unique}/v1"
+    mines = [f"a{unique[:6]}", f"b{unique[:6]}"]
+    js = js_client([nats_server.url])
+    js.make_group_stream()
+    col = Collector(mosquitto.url, f"{base}/mines/+/alerts/#")
+    work = Workload(js, mines, rounds=40, hot=range(8, 22))
+
+    def args(wid: str) -> list[str]:
+        return worker_args(nats_server.url, mosquitto, influxd, base, wid)
+
+    w1 = worker_process(*args("w1"), name="w1")
+    wait_until(lambda: set(js.owners(P).values()) == {"w1"} and len(js.owners(P)) == P, 60,
+               f"w1 holding every partition\n{w1.log()}")
+    work.run(6)
+    w2 = worker_process(*args("w2"), name="w2")
+    work.run(10)
+    wait_until(lambda: sorted(Counter(js.owners(P).values()).values()) == [P // 2, P // 2], 30,
+               f"the partitions shared by w1 and w2: {js.owners(P)}\n{w2.log()}")
+    work.run(16)
+    assert w1.terminate() == 0, w1.log()
+    assert "released" in w1.log() or "dropped" in w1.log()
+    work.run(20)
+    wait_until(lambda: set(js.owners(P).values()) == {"w2"} and len(js.owners(P)) == P, 30,
+               f"w2 holding every partition: {js.owners(P)}")
+    w3 = worker_process(*args("w3"), name="w3")
+    work.run(28)
+    wait_until(lambda: set(js.owners(P).values()) == {"w2", "w3"}, 30, f"w3 sharing: {js.owners(P)}")
+    w2.kill()
+    work.run(40)
+    wait_until(lambda: set(js.owners(P).values()) == {"w3"} and len(js.owners(P)) == P, 30,
+               f"w3 holding every partition: {js.owners(P)}\n{w3.log()}")
+    work.assert_stored_once(influxd.url)
+    wait_until(lambda: any(e["state"] == "cleared" for e in alert_events(col, base, mines[0])), 30,
+               f"the clear\n{w3.log()}")
+    time.sleep(1.0)
+    assert_one_methane_alert(col, base, mines[0], mines[1:])
+    col.close()
+
+
+def test_a_cluster_node_sigkilled_mid_stream(nats_nodes: list[NatsServer], mosquitto: Mosquitto, influxd: Influxd,
+                                             unique: str, worker_process: Callable[..., WorkerProcess],
+                                             js_client: Callable[..., Js]) -> None:
+    """GROUP and the leases replicated on three nodes; the stream's leader is SIGKILLed while two
+    workers consume: nothing lost, nothing stored twice, the alert once."""
+    base = f"t{unique}/v1"
+    mines = [f"a{unique[:6]}", f"b{unique[:6]}"]
+    urls = ",".join(n.url for n in nats_nodes)
+    js = js_client([n.url for n in nats_nodes])
+    wait_until(lambda: _made_stream(js), 30, "the cluster to take the GROUP stream")
+    col = Collector(mosquitto.url, f"{base}/mines/+/alerts/#")
+    work = Workload(js, mines, rounds=30, hot=range(8, 18))
+    ws = [worker_process(*worker_args(urls, mosquitto, influxd, base, w, replicas=3, lease_s=6.0), name=w)
+          for w in ("w1", "w2")]
+    work.run(6)
+    wait_until(lambda: len(js.owners(P)) == P, 60, f"every partition held\n{ws[0].log()}")
+    work.run(10)
+    leader = js.stream_leader()
+    victim = next(n for n in nats_nodes if n.server_name == leader)
+    victim.kill()
+    work.run(30)
+    work.assert_stored_once(influxd.url, timeout=60)
+    wait_until(lambda: any(e["state"] == "cleared" for e in alert_events(col, base, mines[0])), 30,
+               f"the clear\n{ws[0].log()}\n{ws[1].log()}")
+    time.sleep(1.0)
+    assert_one_methane_alert(col, base, mines[0], mines[1:])
+    assert all(w.alive for w in ws)
+    col.close()
+
+
+def _made_stream(js: Js) -> bool:
+    try:
+        js.make_group_stream(replicas=3)
+    except Exception:  # noqa: BLE001 - no JetStream leader elected yet
+        return False
+    return True
