@@ -69,7 +69,8 @@ PATTERN_WORDS = {
     SHIFT_PATTERN: "a shift id, YYYY-MM-DD:NAME",
     MINE_PATTERN: "a mine id (1-32 lower-case letters, digits, '_', '-', starting with a letter or digit)",
     OVERRIDE_KEY: "an override key SCENARIO.CHANNEL.FIELD[.high|.low], FIELD one of warning, alarm, critical, "
-                  "restore, rise, debounce, spike_k, stuck_s, change_h, change_warmup, drift_tol",
+                  "restore, rise, debounce, spike_k, stuck_s, change_h, change_warmup, drift_tol, "
+                  "selfdrift_tol",
     CHANNELS_PATTERN: "comma-separated channel names (of the scenario's channels, battery, pos_m, latency_ms, "
                       "rssi_dbm)",
 }

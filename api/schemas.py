@@ -408,7 +408,8 @@ class ShiftsPublic(BaseModel):
 
 _SHIFT = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}:[a-z0-9_-]{1,32}$"  # api.params.SHIFT_PATTERN
 OVERRIDE_KEY = (r"^[A-Za-z0-9_*?\[\]-]{1,32}\.[A-Za-z0-9_*?\[\]-]{1,32}"
-                r"\.(warning|alarm|critical|restore|rise|debounce|spike_k|stuck_s|change_h|change_warmup|drift_tol)"
+                r"\.(warning|alarm|critical|restore|rise|debounce|spike_k|stuck_s|change_h|change_warmup|drift_tol"
+                r"|selfdrift_tol)"
                 r"(\.(high|low))?$")  # detectors.overrides: LEVEL_FIELDS + SETTING_FIELDS
 
 

@@ -23,7 +23,8 @@ alert belongs to it; the delay is the first such alert's event time minus the la
 false. Coverage holes of the patrol robots' routes are labelled by the simulator too.
 
 Figures (one JSON line each): ``detection_recall``, ``detection_precision``,
-``detection_delay_median_s`` and ``detection_delay_p95_s`` per fault kind; ``limit_violation_recall``
+``detection_delay_median_s`` and ``detection_delay_p95_s`` per fault kind; ``drift_recall`` (the
+``sensor_drift`` recall again, under its own name); ``limit_violation_recall``
 (every catalogue limit a fault pushed a channel past, at every place, must alert);
 ``methane_power_cut_delay_p95_s`` (event time from the first reading at or above the power-cut
 level to the critical alert) and ``detector_batch_wall_p95_s`` (wall-clock time of one
@@ -224,6 +225,8 @@ def quality(seeds: list[int], hours: float, rate: float, grace_s: float, kinds: 
     walls: list[float] = []
     false_free: list[int] = []
     free_detail: dict[str, int] = defaultdict(int)
+    drift_by_seed: dict[int, list[bool]] = {}
+    unlabelled_by_seed: dict[int, int] = {}
     for seed in seeds:
         plan = schedule(seed, kinds)
         fault_hours = max(hours, (max(float(f["start"][1:-1]) + DURATION_MIN[f["kind"]] for f in plan) + 15) / 60)
@@ -234,6 +237,8 @@ def quality(seeds: list[int], hours: float, rate: float, grace_s: float, kinds: 
         for lab in scored_labels(labels):
             mine = label_alerts(lab, res["events"], grace_s)
             detected[lab["kind"]].append(bool(mine))
+            if lab["kind"] == "sensor_drift":
+                drift_by_seed.setdefault(seed, []).append(bool(mine))
             if mine:
                 delay = max(0.0, (min(e.ts for e in mine) - lab["start_ns"]) / NS)
                 delays[lab["kind"]].append(delay)
@@ -251,6 +256,7 @@ def quality(seeds: list[int], hours: float, rate: float, grace_s: float, kinds: 
                     tp_detectors[kind].add(e.detector)
             else:
                 false_by_detector[e.detector] += 1
+                unlabelled_by_seed[seed] = unlabelled_by_seed.get(seed, 0) + 1
         free = run(seed + 1000, [], hours, rate)
         walls += free["walls"]
         holes = [lab for lab in free["labels"] if lab["kind"] == "coverage_hole"]
@@ -270,10 +276,15 @@ def quality(seeds: list[int], hours: float, rate: float, grace_s: float, kinds: 
         for where, values in (("primary", primary_delays[kind]), ("all", delays[kind])):
             emit("detection_delay_median_s", pct(values, 50), "s", kind=kind, labels=where, n=len(values), **cond)
             emit("detection_delay_p95_s", pct(values, 95), "s", kind=kind, labels=where, n=len(values), **cond)
+    if "sensor_drift" in detected:
+        emit("drift_recall", round(sum(detected["sensor_drift"]) / len(detected["sensor_drift"]), 3), "ratio",
+             kind="sensor_drift", labels=len(detected["sensor_drift"]),
+             per_seed={s: round(sum(v) / len(v), 3) for s, v in drift_by_seed.items()}, **cond)
     all_tp = sum(tp.values())
     all_fp = sum(false_by_detector.values())
     emit("detection_precision", round(all_tp / (all_tp + all_fp), 3) if all_tp + all_fp else None, "ratio",
-         kind="all", alerts=all_tp + all_fp, false_by_detector=dict(false_by_detector), **cond)
+         kind="all", alerts=all_tp + all_fp, false_by_detector=dict(false_by_detector),
+         unlabelled_per_seed={s: unlabelled_by_seed.get(s, 0) for s in seeds}, **cond)
     emit("limit_violation_recall", round(sum(limit_hits) / len(limit_hits), 3) if limit_hits else None, "ratio",
          violations=len(limit_hits), **cond)
     emit("methane_power_cut_delay_p95_s", pct(cut_delays, 95), "s", alerts=len(cut_delays), clock="event time", **cond)

@@ -40,8 +40,9 @@ from detectors.change import CHANGE_ARGS, CHANGE_COLUMNS, change_kernel, to_scor
 from detectors.health import HEALTH_ARGS, HEALTH_COLUMNS, health_kernel
 from detectors.limits import LIMIT_COLUMNS, limit_kernel
 from detectors.rise import RISE_ARGS, RISE_COLUMNS, rise_kernel
+from detectors.selfdrift import SELFDRIFT_ARGS, SELFDRIFT_COLUMNS, selfdrift_kernel
 from tests import naive
-from tests.detectors import naive_change
+from tests.detectors import naive_change, naive_selfdrift
 
 S = 1_000_000_000
 
@@ -180,6 +181,7 @@ def main() -> None:
         "health": (HEALTH_COLUMNS, HEALTH_ARGS, {"h_lo": 0.0, "h_hi": 4.0, "h_tol": 0.005, "h_stuck_on": True,
                                                   "h_spike_on": True}, health_kernel, 3),
         "change": (CHANGE_COLUMNS, CHANGE_ARGS, {"c_on": True}, change_kernel, 4),
+        "selfdrift": (SELFDRIFT_COLUMNS, SELFDRIFT_ARGS, {"sd_tol": 0.2, "sd_run_thr": 0.5}, selfdrift_kernel, 5),
     }
     for name, (cols, argn, on, kernel, kind) in specs.items():
         def run(st, tt, xx, count, fn=kernel, cols=cols, argn=argn, on=on, kind=kind):
@@ -189,6 +191,9 @@ def main() -> None:
                 return fn(st, tt, xx, *(tab[c] for c in argn), np.empty(m, np.int8), np.empty(m))
             if kind == 3:
                 return fn(st, tt, xx, *(tab[c] for c in argn), np.empty((m, 4), np.int8), np.empty(m))
+            if kind == 5:  # a machine that starts and stops every 10 min
+                return fn(st, tt, xx, machine_run(tt), *(tab[c] for c in argn), np.empty(m, np.int8),
+                          np.empty((m, 3)))
             score = np.empty(m)
             fn(st, tt, xx, *(tab[c] for c in argn), score, np.empty(m, np.int8), np.empty(m))
             return to_score(score)  # the kernel yields the evidence; the 0..1 score is one vectorised step
@@ -205,6 +210,11 @@ def main() -> None:
         ratios(name, r_nb, {"numpy-interpreted": r_np, "python": r_py})
 
 
+def machine_run(t: np.ndarray) -> np.ndarray:
+    """The run indicator of a machine that starts and stops every 10 min, at times ``t``."""
+    return ((t // (600 * S)) % 2).astype(np.float64)
+
+
 def naive_run(name: str, batch: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
     stream, t, x = batch
     bounds = np.flatnonzero(np.r_[True, stream[1:] != stream[:-1], True])
@@ -217,6 +227,11 @@ def naive_run(name: str, batch: tuple[np.ndarray, np.ndarray, np.ndarray]) -> No
             naive.health_changes(pairs, {"lo": 0.0, "hi": 4.0, "tol": 0.005, "stuck_on": True, "stuck_s": 120.0,
                                          "spike_on": True, "spike_k": 10.0, "spike_window_s": 600.0,
                                          "silence_s": 60.0})
+        elif name == "selfdrift":
+            naive_selfdrift.selfdrift_changes(
+                list(zip(t[a:b].tolist(), x[a:b].tolist(), machine_run(t[a:b]).tolist())),
+                {"tol": 0.2, "warmup": 150, "alpha_base": 0.0005, "alpha_fast": 0.05, "step_s": 300.0, "hold_s": 300.0,
+                 "gap_s": 300.0, "settle_s": 60.0, "run_thr": 0.5})
         else:
             naive_change.change_scores(t[a:b].tolist(), x[a:b].tolist())
 

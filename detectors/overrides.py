@@ -23,6 +23,9 @@ power-cut level), ``restore`` (where an alert clears), or a detector setting:
 ``drift_tol``      drift: how far, in the channel's unit, the difference to a neighbouring
                    sensor must move (> 0; methane channels with a neighbour; a pair takes the
                    smaller of its two channels' tolerances)
+``selfdrift_tol``  baseline drift: how far, in the channel's unit, a sensor may walk from its
+                   own long baseline before it is called drifted (> 0; quantities with a
+                   ``drift`` share: all but two-valued signals; ``detectors.selfdrift``)
 =================  =======================================================================
 
 ``SIDE`` is ``high`` or ``low`` and is needed only for a channel limited on both sides (air
@@ -48,9 +51,10 @@ from minewatch.catalogue import QUANTITIES, SCENARIOS, Channel, Scenario
 __all__ = ["LEVEL_FIELDS", "SETTING_FIELDS", "Overrides", "drift_channels", "parse_overrides"]
 
 LEVEL_FIELDS = ("warning", "alarm", "critical", "restore")
-SETTING_FIELDS = ("rise", "debounce", "spike_k", "stuck_s", "change_h", "change_warmup", "drift_tol")
+SETTING_FIELDS = ("rise", "debounce", "spike_k", "stuck_s", "change_h", "change_warmup", "drift_tol",
+                  "selfdrift_tol")
 # settings that must be above zero, and those that must be whole numbers
-_POSITIVE = frozenset({"spike_k", "stuck_s", "change_h", "change_warmup", "drift_tol"})
+_POSITIVE = frozenset({"spike_k", "stuck_s", "change_h", "change_warmup", "drift_tol", "selfdrift_tol"})
 _WHOLE = frozenset({"change_warmup"})
 _SIDES = ("high", "low")
 _PATTERN = re.compile(r"\A[A-Za-z0-9_*?\[\]!-]+\Z")
@@ -160,6 +164,8 @@ def _applies(scenario: Scenario, channel: Channel, fld: str, side: str | None) -
         return q.change_notice and not channel.limits
     if fld == "drift_tol":
         return channel in drift_channels(scenario)
+    if fld == "selfdrift_tol":
+        return q.drift is not None
     for lim in channel.limits:
         if side is not None and side != ("high" if lim.direction == "above" else "low"):
             continue

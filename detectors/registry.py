@@ -4,9 +4,9 @@ import here."""
 
 from __future__ import annotations
 
-from detectors import changes, drift, health, limits, rise
+from detectors import changes, drift, health, limits, rise, selfdrift
 from detectors.base import REGISTRY
 
 __all__ = ["MODULES", "REGISTRY"]
 
-MODULES = (limits, health, rise, changes, drift)
+MODULES = (limits, health, rise, changes, drift, selfdrift)

@@ -20,6 +20,8 @@ __all__ = [
     "BEARINGS",
     "FLEET",
     "ISO_10816_3",
+    "MACHINE_RUN",
+    "SET_POINT_LEVELS",
     "PATROL_ROUTES",
     "QUANTITIES",
     "SCENARIOS",
@@ -108,6 +110,9 @@ class Quantity:
     (gases). ``change_notice``: the change detector watches it where it has no limit.
     ``noise``: the simulator's sensor noise (1 sigma, in its unit, and a relative part) [U].
     ``signed``: the sign is a direction (air velocity), the limits apply to the size.
+    ``drift``: how far (a share of a channel's normal band) a sensor's reading may walk, slowly
+    and steadily, from its own long baseline before it is called drifted (``detectors.selfdrift``);
+    None where a drift cannot be told from the process (two-valued signals) [P].
     ``short``: its short name on the board.
     """
 
@@ -129,6 +134,7 @@ class Quantity:
     noise: tuple[float, float] = (0.0, 0.0)
     signed: bool = False
     short: str = ""
+    drift: float | None = 0.5
 
     @property
     def decimals(self) -> int:
@@ -171,11 +177,11 @@ QUANTITIES: dict[str, Quantity] = {
         Quantity("du", "dust", "mg/m³", 0.0, 1000.0, 0.1, "dust 0-1000 mg/m³ [U]", _VENT, change_notice=True,
                  noise=(0.05, 0.06), short="Dust"),
         Quantity("sm", "smoke", "", 0.0, 1.0, 1.0, "on/off smoke sensor [U]", QuantityKind.smoke, "smoke",
-                 stuck=False, cause="fire", short="Smoke"),
+                 stuck=False, cause="fire", short="Smoke", drift=None),
         Quantity("i", "current", "A", 0.0, 2000.0, 0.1, "motor current [U]", _EQ, noise=(0.2, 0.005),
                  short="Current"),
         Quantity("run", "running", "", 0.0, 1.0, 1.0, "on/off run signal, domain §1.4 outstation on/off [C]", _VENT,
-                 stuck=False, short="Run"),
+                 stuck=False, short="Run", drift=None),
         Quantity("wl", "water level", "m", 0.0, 10.0, 0.01, "sump level 0-10 m [U]", QuantityKind.water,
                  "water_level", noise=(0.004, 0.0), short="Water"),
         Quantity("fl", "flow", "m³/h", 0.0, 2000.0, 0.1, "flow 0-2000 m³/h [U]", _EQ, noise=(0.5, 0.01),
@@ -655,6 +661,31 @@ VENTILATION: dict[str, tuple[str, str | None]] = {
     "gd01": ("vf02", None), "cb01": ("vf02", None), "ac01": ("vf02", None),
 }
 assert set(VENTILATION) == set(SCENARIOS), set(VENTILATION) ^ set(SCENARIOS)
+
+
+# Machines that start and stop in normal work [P]: the channel whose reading says the machine
+# runs (above half the low end of its normal band: a motor's current, a belt's speed, a fan's
+# run signal), and the channels whose level follows its run state within seconds (the machine's
+# own current, flow, pressure and speed; not the air around it, and not its temperatures, which
+# follow over tens of minutes). Pumps start and stop on their sump level, belts with the
+# production shifts, local fans only when they trip. The baseline-drift detector keeps one
+# baseline per run state for the followers, and takes a steady walk of any other channel of the
+# place soon after a start or stop for the machine's doing (detectors.selfdrift). The
+# compressor's load and unload show in no on/off reading and the main fans run throughout:
+# neither is here.
+MACHINE_RUN: dict[str, tuple[str, tuple[str, ...]]] = {
+    **{sid: ("i", ("i", "fl", "dp")) for sid in ("pr01", "pr02")},
+    "pr03": ("i", ("i",)),
+    **{sid: ("speed", ("speed",)) for sid in ("bc01", "bc02", "bc03", "bc04")},
+    **{sid: ("run", ("dp", "i")) for sid in ("lf01", "lf02", "lf03", "lf04")},
+}
+assert all(c in SCENARIOS[sid].channel_map for sid, (run, follow) in MACHINE_RUN.items() for c in (run, *follow))
+# Levels a machine moves between its set points [P]: a sump filling until its pump starts and
+# emptying until it stops, an air receiver charged and drawn down by its compressor. Their own
+# course is a steady walk of the whole band, so a sensor's drift cannot be told from it by the
+# reading alone (detectors.selfdrift leaves them out).
+SET_POINT_LEVELS: frozenset[tuple[str, str]] = frozenset(
+    {("pr01", "wl"), ("pr02", "wl"), ("pr03", "wl"), ("ac01", "p")})
 
 
 def upstream_fans(scenario_id: str) -> tuple[str, ...]:

@@ -33,7 +33,7 @@ from detectors.registry import REGISTRY
 from minewatch.schema import AlertEvent, AlertState
 from minewatch.wire import Frame
 from tests import naive
-from tests.detectors import naive_change
+from tests.detectors import naive_change, naive_selfdrift
 from tests.detectors.conftest import frame
 
 ROBOT = "r01"
@@ -131,6 +131,24 @@ def _drift_reference(det: Detector, s: int, a: Arrays) -> list[Any]:
     return naive.drift_changes(list(zip(a[1].tolist(), a[2].tolist(), a[3].tolist())), cfg)
 
 
+def _selfdrift_frames(rng: np.random.Generator) -> list[Frame]:
+    n = 1650  # 110 min at 4 s
+    k = np.arange(n)
+    on = (k % 240) < 90  # the district pump runs 6 min in every 16
+    fl = np.where(on, 380.0, 0.0) + rng.normal(0, 3.0, n)
+    fl[720:1170] += np.linspace(0, 150.0, 450)  # its flow meter drifts one band in 30 min, and is set right
+    cur = np.where(on, 30.0, 0.0) + rng.normal(0, 0.3, n)
+    return [frame(ROBOT, "pr02", i, {"fl": float(np.round(f, 1)), "i": float(np.round(c, 1))}, dt_s=4.0)
+            for i, (f, c) in enumerate(zip(fl, cur))]
+
+
+def _selfdrift_reference(det: Detector, s: int, a: Arrays) -> list[Any]:
+    r = _row(det, s, "sd_")
+    cfg = {k: r[k] for k in ("tol", "warmup", "alpha_base", "alpha_fast", "step_s", "hold_s", "gap_s", "settle_s",
+                             "run_thr")}
+    return naive_selfdrift.selfdrift_changes(list(zip(a[1].tolist(), a[2].tolist(), a[3].tolist())), cfg)
+
+
 def _one(out: tuple[np.ndarray, ...]) -> list[Any]:
     return out[0].tolist()
 
@@ -143,6 +161,8 @@ CASES: dict[str, Case] = {
     "change": Case("mf01", ("rh",), _change_frames, _change_reference, _one, ("mf01.rh.change_h", 200.0)),
     "sensor_drift": Case("mf01", ("ch4_t0", "ch4_t1"), _drift_frames, _drift_reference, _one,
                          ("mf01.ch4_t*.drift_tol", 0.6)),
+    "selfdrift": Case("pr02", ("fl", "i"), _selfdrift_frames, _selfdrift_reference, _one,
+                      ("pr02.fl.selfdrift_tol", 40.0)),
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from detectors import DetectorSuite, parse_overrides
@@ -164,6 +165,8 @@ def test_overrides_change_limits() -> None:
     (["mf01.ch4_t1.drift_tol=0"], "drift_tol must be above 0"),
     (["mf01.ch4_t1.change_h=30"], "matches no channel"),  # methane has limits: no change notices
     (["lf01.run.stuck_s=600"], "matches no channel"),  # a two-valued signal is never stuck
+    (["mf01.co.selfdrift_tol=-1"], "selfdrift_tol must be above 0"),
+    (["bc01.sm.selfdrift_tol=1"], "matches no channel"),  # a two-valued signal has no baseline drift
 ])
 def test_parse_overrides_rejects_bad_keys(bad: list[str], why: str) -> None:
     with pytest.raises(ValueError, match=why):
@@ -235,3 +238,15 @@ def test_a_robot_still_reporting_keeps_its_part() -> None:
         frames.append(frame("p01", "hf01", i, {"ch4_t1": 1.7}))
         frames.append(frame("r04", "hf01", i + 1, {"ch4_t1": 0.4}))
     assert states(suite.process(frames).events) == [("raised", "critical")]
+
+
+def test_baseline_drift_follows_the_pumps_run_state() -> None:
+    suite = DetectorSuite(overrides=parse_overrides(["pr02.fl.selfdrift_tol=60"]))
+    suite.process([frame("r21", "pr02", 0, {"wl": 1.5, "fl": 380.0, "i": 30.0, "t": 22.0})])
+    table, base = suite.detectors["selfdrift"].table, suite.batching.base
+    fl, cur, level, air = (base.get(("pr02", "r21", c)) for c in ("fl", "i", "wl", "t"))
+    assert table["sd_tol"][fl] == 60.0
+    # flow and current follow the pump's current (running above half its normal 25 A)
+    assert table["sd_run_thr"][fl] == table["sd_run_thr"][cur] == 12.5
+    assert np.isnan(table["sd_run_thr"][air])  # the room's air has one baseline
+    assert np.isinf(table["sd_tol"][level])  # the sump's level walks between set points: not watched
