@@ -54,7 +54,6 @@ def api(mqtt_url: str | None, influx_url: str | None, influx_db: str | None, hos
     settings = settings_from(mqtt_url=mqtt_url, influx_url=influx_url, influx_db=influx_db, api_host=host,
                              api_port=port, topic_prefix=topic_prefix, api_keys=api_keys, api_tls_cert=tls_cert,
                              api_tls_key=tls_key)
-    acks_elsewhere: str | None = None
     if group and mine:
         raise click.UsageError("--group serves every mine; --mine one of them: give one or the other")
     if board_url is not None and (not group or "{mine}" not in board_url):
@@ -69,8 +68,6 @@ def api(mqtt_url: str | None, influx_url: str | None, influx_db: str | None, hos
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
         settings = settings.model_copy(update={"influx_db": f"minewatch_{mine}", "topic_prefix": prefix})
-        acks_elsewhere = (f"acknowledge this in mine {mine}'s own control room: the group's centre "
-                                    f"shows the mine's alerts but does not apply acknowledgements")
     try:
         keys = settings.api_key_roles()
     except ValueError as exc:
@@ -84,7 +81,7 @@ def api(mqtt_url: str | None, influx_url: str | None, influx_db: str | None, hos
     scheme = "https" if settings.api_tls_cert else "http"
     click.echo(redact(f"minewatch api on {scheme}://{settings.api_host}:{settings.api_port} "
                       f"(broker {settings.mqtt_url}, InfluxDB {settings.influx_url}/{settings.influx_db})"), err=True)
-    app = create_group_app(settings, board_url=board_url) if group else create_app(settings, acks_elsewhere=acks_elsewhere)
+    app = create_group_app(settings, board_url=board_url) if group else create_app(settings)
     uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level=log_level,
                 ssl_certfile=str(settings.api_tls_cert) if settings.api_tls_cert else None,
                 ssl_keyfile=str(settings.api_tls_key) if settings.api_tls_key else None,

@@ -167,10 +167,8 @@ class _Timing:
 
 
 def create_app(settings: Settings | None = None, *, calendar: ShiftCalendar | None = None,
-               ack_wait_s: float = 3.0, static_dir: Path | None = None,
-               acks_elsewhere: str | None = None) -> FastAPI:
-    """The single-mine API. ``acks_elsewhere``: acknowledgements are not taken here (a mine's view
-    at the group's centre, whose workers do not apply them); a request is a 409 with these words."""
+               ack_wait_s: float = 3.0, static_dir: Path | None = None) -> FastAPI:
+    """The single-mine API (also a mine's view at a group's centre: ``minewatch api --mine``)."""
     settings = settings or Settings()
     redact_logs(rate_limit=False)  # `minewatch api` limits repeated lines for the whole process
     api_keys = settings.api_key_roles()
@@ -184,8 +182,7 @@ def create_app(settings: Settings | None = None, *, calendar: ShiftCalendar | No
                               password=settings.influx_password)
         live = LiveState(settings, influx, metrics)
         replays = ReplayManager(influx, metrics, calendar)
-        app.state.minewatch = AppState(settings, api_keys, influx, live, replays, calendar, metrics, ack_wait_s,
-                                      acks_elsewhere)
+        app.state.minewatch = AppState(settings, api_keys, influx, live, replays, calendar, metrics, ack_wait_s)
         await live.start()
         replays.warm_up()
         try:

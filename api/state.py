@@ -26,4 +26,3 @@ class AppState:
     calendar: ShiftCalendar
     metrics: Metrics
     ack_wait_s: float = 3.0
-    acks_elsewhere: str | None = None  # set: acknowledging is refused (409) with these words
