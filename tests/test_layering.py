@@ -9,6 +9,7 @@ run later and do not make a module-level cycle.
 from __future__ import annotations
 
 import ast
+import gc
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,12 +62,25 @@ def _top_level_imports(tree: ast.Module, name: str, is_package: bool, modules: s
     return out
 
 
+def _parse(path: Path) -> ast.Module:
+    """``ast.parse`` with the collector off: under CPython 3.11.7 a finalizer run by the collector
+    while the tree is being built (a socket an earlier test left to it, say) can end the parse in
+    ``SystemError: AST constructor recursion depth mismatch``, an interpreter fault, not the file's."""
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        return ast.parse(path.read_text(), str(path))
+    finally:
+        if was_on:
+            gc.enable()
+
+
 def import_graph(root: Path = ROOT, packages: tuple[str, ...] = PACKAGES) -> dict[str, set[str]]:
     """Module -> the project modules it imports at module level."""
     files = {_module_name(p, root): p for pkg in packages for p in (root / pkg).rglob("*.py")}
     graph: dict[str, set[str]] = {}
     for name, path in files.items():
-        imported = _top_level_imports(ast.parse(path.read_text(), str(path)), name, path.name == "__init__.py",
+        imported = _top_level_imports(_parse(path), name, path.name == "__init__.py",
                                       set(files))
         graph[name] = {m for m in imported if m in files and m != name}
     return graph
