@@ -25,6 +25,7 @@ NATS_IMAGE = "nats:2.9.10-alpine"  # the version of Debian's nats-server the tes
 CLIENT, ROUTE, LEAF = 4222, 6222, 7422
 NODES = [CentreNode(f"c{i}", f"nats-c{i}", CLIENT, ROUTE, LEAF) for i in (1, 2, 3)]
 CONFIG_DIR = "deploy/group"
+API_HOST, API_PORT = "0.0.0.0", 8000  # the group view, published on the centre's host
 
 ENDPOINTS = Endpoints(mine_mqtt=lambda m: f"mqtt://mosquitto-{m}:1883", leaf=lambda m: f"nats://leaf-{m}:{CLIENT}",
                       mine_influx=lambda m: f"http://influxdb-{m}:8086", centre_nats=[n.url for n in NODES],
@@ -85,10 +86,14 @@ def compose_document() -> dict[str, Any]:
         add(f"nats-{n.name}", _nats(f"{n.name}.conf", f"nats-{n.name}-data"))
     add("alerts", {**_mosquitto("alerts-data"), "ports": ["1883:1883"]})
     add("influxdb-centre", _influx("influxdb-centre-data"))
-    centre = centre_commands(mines, ENDPOINTS)
+    centre = centre_commands(mines, ENDPOINTS, api_host=API_HOST, api_port=API_PORT)
     add("add-mines", _app(centre.pop("add-mines"), "add-mines-data", nodes, restart="on-failure"))
+    api = centre.pop("api-group")
     for name, cmd in centre.items():
         add(name, _app(cmd, f"{name}-data", [*nodes, "alerts", "influxdb-centre"]))
+    # with MINEWATCH_GROUP_API_KEYS unset the API makes up an operator key and logs it
+    add("api-group", _app(api, "api-group-data", ["alerts", "influxdb-centre"], ports=[f"{API_PORT}:{API_PORT}"],
+                          environment={"MINEWATCH_API_KEYS": "${MINEWATCH_GROUP_API_KEYS:-}"}))
     for i, m in enumerate(mines):
         add(f"mosquitto-{m}", _mosquitto(f"mosquitto-{m}-data"))
         add(f"leaf-{m}", _nats(f"leaf-{m}.conf", f"leaf-{m}-data"))
@@ -104,7 +109,9 @@ def compose_document() -> dict[str, Any]:
 HEADER = """\
 # A mining group (docs/scale.md): the centre's three-node NATS cluster (JetStream domain
 # "centre", stream GROUP), its alert broker and InfluxDB, the ingest workers; and per mine its
-# broker, leaf node (domain = the mine id, stream MINE), InfluxDB, ingestor and forwarder. On real
+# broker, leaf node (domain = the mine id, stream MINE), InfluxDB, ingestor and forwarder; the
+# centre's group view (minewatch api --group) on port 8000, its keys from MINEWATCH_GROUP_API_KEYS
+# (key:role,...; unset, it logs the operator key it made up: docker compose logs api-group). On real
 # hosts each mine's *-m00N services run at the mine, the rest at the centre; the leaf nodes reach
 # nats-c1..3 on port 7422 over the wide-area link.
 #   docker compose -f docker-compose.group.yml up -d

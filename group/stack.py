@@ -67,12 +67,16 @@ def mine_commands(mine: str, ep: Endpoints, *, partitions: int = DEFAULT_PARTITI
 
 
 def centre_commands(mines: list[str], ep: Endpoints, *, partitions: int = DEFAULT_PARTITIONS, workers: int = 2,
-                    ) -> dict[str, list[str]]:
+                    api_host: str = "127.0.0.1", api_port: int = 8000) -> dict[str, list[str]]:
     """Service name -> ``minewatch`` arguments at the centre: GROUP sourcing every mine, then the
-    ingest workers (``workers`` 0: none)."""
+    ingest workers (``workers`` 0: none), then the group view (``api-group``: ``minewatch api
+    --group`` on the alert broker and InfluxDB the workers write; its keys come from the
+    environment, ``MINEWATCH_API_KEYS``)."""
     nats = ",".join(ep.centre_nats)
     out = {"add-mines": ["group", "add-mine", *mines, "--nats", nats]}
     for i in range(workers):
         out[f"worker-{i + 1}"] = ["group", "worker", "--nats", nats, "--partitions", str(partitions), "--worker-id",
                                   f"w{i + 1}", "--influx-url", ep.centre_influx, "--mqtt-url", ep.centre_mqtt]
+    out["api-group"] = ["api", "--group", "--mqtt-url", ep.centre_mqtt, "--influx-url", ep.centre_influx, "--host",
+                        api_host, "--port", str(api_port)]
     return out

@@ -4,6 +4,8 @@ The centre: three NATS nodes (JetStream domain ``centre``, stream ``GROUP``), it
 mosquitto) and, when this installation has ``minewatch group worker``, the ingest workers. Each
 mine: its mosquitto, its leaf node (domain = the mine id, stream ``MINE``), its own ingestor
 (the unchanged single-machine one, writing ``mine_<mine>``), the forwarder and a simulated fleet.
+Last, the centre's group view (``minewatch api --group``) on the alert broker and the InfluxDB,
+with keys made once and kept in ``--home``'s ``api-keys.json`` (as ``minewatch up`` does).
 One InfluxDB serves both sides here (on real hosts each mine has its own). Everything listens on
 loopback only and takes anonymous clients: a demonstration, not a deployment (``docs/scale.md``).
 Data stays under ``--home``: a second run resumes every stream and session. Ctrl-C stops
@@ -26,7 +28,8 @@ import click
 from group.servers import Centre, LeafNode
 from group.stack import Endpoints, centre_commands, mine_commands, mine_ids
 from minewatch.group import DEFAULT_PARTITIONS
-from minewatch.services import Influxd, Mosquitto, free_port, stop_children
+from minewatch.services import Influxd, Mosquitto, free_port, stop_children, wait_http
+from minewatch.up import local_api_keys
 
 __all__ = ["GroupSystem", "up"]
 
@@ -36,7 +39,7 @@ class GroupSystem:
 
     def __init__(self, home: Path, mines: int, *, partitions: int = DEFAULT_PARTITIONS, workers: int = 2,
                  simulate: bool = True, mine_ingest: bool = True, worker_args: Sequence[str] = (),
-                 log: Callable[[str], object] = print) -> None:
+                 api_port: int | None = None, log: Callable[[str], object] = print) -> None:
         """``mine_ingest`` False leaves each mine's own ingestor out (``bench/group.py``: on one
         machine it would take the centre's CPU); ``worker_args`` are added to every worker's."""
         self.home = home
@@ -45,6 +48,8 @@ class GroupSystem:
         self.simulate = simulate
         self.mine_ingest = mine_ingest
         self.worker_args = list(worker_args)
+        self.api_port = api_port if api_port is not None else free_port()
+        self.api_keys: dict[str, str] = {}
         self.log = log
         self.servers: list[Mosquitto | Influxd | LeafNode | Centre] = []
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
@@ -65,10 +70,14 @@ class GroupSystem:
 
         return worker_command() is not None
 
-    def _spawn(self, name: str, args: list[str], *, wait: bool = False) -> None:
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def _spawn(self, name: str, args: list[str], *, wait: bool = False, env: dict[str, str] | None = None) -> None:
         d = self.home / "logs"
         d.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, MINEWATCH_ENV_FILE="", MINEWATCH_DATA_DIR=str(self.home / name))
+        env = dict(os.environ, **(env or {}), MINEWATCH_ENV_FILE="", MINEWATCH_DATA_DIR=str(self.home / name))
         self.log(f"  {name:14s} minewatch {' '.join(args)}")
         with open(d / f"{name}.log", "ab") as logf:
             proc = subprocess.Popen([sys.executable, "-m", "minewatch", *args], stdout=logf, stderr=subprocess.STDOUT,
@@ -93,8 +102,10 @@ class GroupSystem:
         for m in self.mines:
             self._server(self.brokers[m])
             self._server(self.leaves[m])
-        commands = centre_commands(self.mines, self.endpoints, partitions=self.partitions, workers=self.workers)
+        commands = centre_commands(self.mines, self.endpoints, partitions=self.partitions, workers=self.workers,
+                                   api_port=self.api_port)
         self._add_mines(commands.pop("add-mines"))
+        api = commands.pop("api-group")
         fleets = []
         for i, m in enumerate(self.mines):
             for name, args in mine_commands(m, self.endpoints, partitions=self.partitions, simulate=self.simulate,
@@ -112,6 +123,9 @@ class GroupSystem:
         self._wait_subscribed()
         for name, args in fleets:  # once every session is there, so the first frames reach them all
             self._spawn(name, args)
+        self.api_keys = local_api_keys(self.home / "api-keys.json")
+        self._spawn("api-group", api, env={"MINEWATCH_API_KEYS": ",".join(f"{k}:{r}" for r, k in self.api_keys.items())})
+        wait_http(f"{self.api_url}/healthz", timeout=60, check=self._raise_dead)
         (self.home / "group.json").write_text(json.dumps(self.describe(), indent=2))
 
     def _wait_subscribed(self, timeout: float = 90.0) -> None:
@@ -141,7 +155,7 @@ class GroupSystem:
     def describe(self) -> dict[str, object]:
         """Where everything is (written to ``group.json``)."""
         return {"centre": {"nats": self.centre.urls, "alerts_mqtt": self.alerts.url, "influx": self.influx.url,
-                           "workers": self.workers, "partitions": self.partitions},
+                           "workers": self.workers, "partitions": self.partitions, "api": self.api_url},
                 "mines": {m: {"mqtt": self.brokers[m].url, "leaf": self.leaves[m].url} for m in self.mines}}
 
     def check(self) -> str | None:
@@ -155,6 +169,11 @@ class GroupSystem:
                 if not p.running:
                     return f"{p.name} in {p.data_dir} exited (see {p.log_path})"
         return None
+
+    def _raise_dead(self) -> None:
+        dead = self.check()
+        if dead:
+            raise click.ClickException(dead)
 
     def stop(self) -> None:
         stop_children(self.children, 15.0, self.log)
@@ -181,6 +200,10 @@ def run_group(system: GroupSystem, echo: Callable[[str], object] = click.echo) -
         echo(f"  alerts of every mine: mosquitto_sub -p {system.alerts.port} -v -t 'minewatch/v1/mines/+/alerts/#'")
         for m in system.mines:
             echo(f"  {m}: MQTT {system.brokers[m].url}, leaf {system.leaves[m].url}")
+        op = system.api_keys["operator"]
+        echo(f"  centre's group view: {system.api_url}/?api_key={op}")
+        echo(f"    API: {system.api_url}/group/mines, {system.api_url}/docs (header X-API-Key: {op}); "
+             f"keys in {system.home / 'api-keys.json'}")
         echo(f"  where everything is: {system.home / 'group.json'}; logs in {system.home / 'logs'}")
         echo("Ctrl-C stops it.")
         while not stopping:
@@ -203,8 +226,11 @@ def run_group(system: GroupSystem, echo: Callable[[str], object] = click.echo) -
 @click.option("--workers", type=click.IntRange(0, 64), default=2, show_default=True,
               help="Ingest workers at the centre (when `minewatch group worker` is installed).")
 @click.option("--no-simulator", is_flag=True, help="No simulated fleets: robots publish to each mine's broker.")
-def up(mines: int, home: Path, partitions: int, workers: int, no_simulator: bool) -> None:
-    """Run a whole mining group on this machine until Ctrl-C: the centre's NATS cluster, alert broker
-    and workers, and per mine its broker, leaf node, ingestor, forwarder and simulated fleet."""
+@click.option("--api-port", type=click.IntRange(1, 65535), default=None,
+              help="Port of the centre's group view (minewatch api --group) on loopback [default: a free one].")
+def up(mines: int, home: Path, partitions: int, workers: int, no_simulator: bool, api_port: int | None) -> None:
+    """Run a whole mining group on this machine until Ctrl-C: the centre's NATS cluster, alert broker,
+    workers and group view (the API's /group/mines), and per mine its broker, leaf node, ingestor,
+    forwarder and simulated fleet."""
     run_group(GroupSystem(home.resolve(), mines, partitions=partitions, workers=workers, simulate=not no_simulator,
-                          log=click.echo))
+                          api_port=api_port, log=click.echo))

@@ -39,7 +39,7 @@ from minewatch.services import Influxd, Mosquitto, free_port, stop_children, wai
 from minewatch.settings import API_ROLES, Settings
 from minewatch.stack import service_commands
 
-__all__ = ["up", "System", "integrator_command", "write_env_file"]
+__all__ = ["up", "System", "integrator_command", "write_env_file", "local_api_keys"]
 
 
 def _port_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -54,7 +54,7 @@ def _port_free(port: int, host: str = "127.0.0.1") -> bool:
             return False
 
 
-def _api_keys(path: Path) -> dict[str, str]:
+def local_api_keys(path: Path) -> dict[str, str]:
     """Local keys, made once and kept in ``.minewatch/api-keys.json``: role → key."""
     if path.exists():
         keys: dict[str, str] = json.loads(path.read_text())
@@ -123,7 +123,7 @@ class System:
                            ("API", self.api_port), ("ingest metrics", self.metrics_port)):
             if not _port_free(port):
                 raise click.ClickException(f"port {port} for {what} is in use; choose another with the --*-port options")
-        self.keys = _api_keys(self.home / "api-keys.json")
+        self.keys = local_api_keys(self.home / "api-keys.json")
         env = dict(os.environ)
         env["MINEWATCH_API_KEYS"] = ",".join(f"{k}:{r}" for r, k in self.keys.items())
         env["MINEWATCH_DATA_DIR"] = str(self.home)

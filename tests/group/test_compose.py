@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from group.compose import COMPOSE_MINES, ENDPOINTS, ROOT, write
+from group.compose import API_HOST, API_PORT, COMPOSE_MINES, ENDPOINTS, ROOT, write
 from group.stack import centre_commands, mine_commands, mine_ids
 from minewatch.services import find_program
 
@@ -25,7 +25,7 @@ def test_the_committed_files_are_the_ones_the_code_writes(tmp_path: Path) -> Non
 def test_the_services_run_the_commands_of_group_up() -> None:
     services = COMPOSE["services"]
     mines = mine_ids(COMPOSE_MINES)
-    want = centre_commands(mines, ENDPOINTS)
+    want = centre_commands(mines, ENDPOINTS, api_host=API_HOST, api_port=API_PORT)
     for i, m in enumerate(mines):
         want.update(mine_commands(m, ENDPOINTS, seed=i + 1))
     for name, cmd in want.items():

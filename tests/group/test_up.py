@@ -1,14 +1,17 @@
 """``minewatch group up --mines 2`` as a user runs it: the centre's stream GROUP fills with both
 mines' simulated telemetry (and, with the centre's workers installed, the centre's database of each
-mine), Ctrl-C stops every process, and a second run on the same data goes on
-from where the first stopped (GROUP keeps what it had and grows)."""
+mine, which the group view at the printed URL lists with the printed key), Ctrl-C stops every
+process, and a second run on the same data goes on from where the first stopped (GROUP keeps what
+it had and grows)."""
 
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections import Counter
@@ -38,13 +41,34 @@ def _centre_has_telemetry(influx_url: str, mine: str) -> bool:
         return any("series" in res for res in json.loads(r.read())["results"])
 
 
+def _group_view(out: str) -> tuple[str, str]:
+    """The group view's URL and operator key, as ``group up`` prints them."""
+    found = re.search(r"group view: (http://127\.0\.0\.1:\d+)/\?api_key=(\S+)", out)
+    assert found, out
+    return found[1], found[2]
+
+
+def _mines_listed(url: str, key: str | None) -> list[str]:
+    req = urllib.request.Request(f"{url}/group/mines", headers={"X-API-Key": key} if key else {})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return [m["mine"] for m in json.loads(r.read())["data"]]
+
+
 def _run(home: Path, previous: Counter[str]) -> Counter[str]:
     (home / "group.json").unlink(missing_ok=True)  # the last run's: the new one writes its own once up
-    proc = subprocess.Popen([sys.executable, "-m", "minewatch", "group", "up", "--mines", "2", "--home", str(home)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    home.mkdir(parents=True, exist_ok=True)
+    out_path = home.parent / "group-up.out"
+    with open(out_path, "wb") as out_file:
+        proc = subprocess.Popen([sys.executable, "-m", "minewatch", "group", "up", "--mines", "2", "--home", str(home)],
+                                stdout=out_file, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_until(lambda: (home / "group.json").exists() or proc.poll() is not None, 120, "group up to start")
-        assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+        wait_until(lambda: "Ctrl-C stops it" in out_path.read_text() or proc.poll() is not None, 120,
+                   "group up to start")
+        assert proc.poll() is None, out_path.read_text()
+        api, key = _group_view(out_path.read_text())
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            _mines_listed(api, None)
+        assert refused.value.code == 401
         urls = json.loads((home / "group.json").read_text())["centre"]["nats"]
         seen: dict[str, Counter[str]] = {}
 
@@ -57,9 +81,11 @@ def _run(home: Path, previous: Counter[str]) -> Counter[str]:
             influx = json.loads((home / "group.json").read_text())["centre"]["influx"]
             wait_until(lambda: all(_centre_has_telemetry(influx, m) for m in ("m001", "m002")), 60,
                        "the workers to store both mines' frames at the centre", interval=1.0)
+            assert set(_mines_listed(api, key)) == {"m001", "m002"}  # the centre's view lists every mine
     finally:
         proc.send_signal(signal.SIGINT)
-        out = proc.communicate(timeout=60)[0].decode()
+        proc.wait(timeout=60)
+    out = out_path.read_text()
     assert proc.returncode == 0, out
     assert "stopping the group" in out
     return seen["now"]
