@@ -9,8 +9,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 APT_PACKAGES := mosquitto mosquitto-clients influxdb nats-server chromium prometheus
 PYTEST_ARGS ?=
-# the integration tests mostly wait on servers and processes: two at a time, a file each
-PYTEST_JOBS ?= -n 2 --dist loadfile
+# the integration tests mostly wait on servers and processes: three at a time on two cores, a file each
+PYTEST_JOBS ?= -n 3 --dist loadfile
 # where `make test` keeps the output of what runs beside the main test run
 TEST_LOGS := test-output/make-test
 
