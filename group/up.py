@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ from group.servers import Centre, LeafNode
 from group.stack import Endpoints, centre_commands, mine_commands, mine_ids
 from minewatch.group import DEFAULT_PARTITIONS
 from minewatch.services import Influxd, Mosquitto, free_port, stop_children, wait_http
-from minewatch.up import local_api_keys
+from minewatch.up import local_api_keys, run_until_stopped
 
 __all__ = ["GroupSystem", "up"]
 
@@ -185,16 +184,8 @@ class GroupSystem:
 
 def run_group(system: GroupSystem, echo: Callable[[str], object] = click.echo) -> None:
     """Start ``system``, say where things are, and wait for Ctrl-C/SIGTERM (or a process dying)."""
-    stopping = False
 
-    def _stop(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    try:
-        system.start()
+    def announce() -> None:
         echo("")
         echo(f"the group is up: {len(system.mines)} mine(s), centre NATS {', '.join(system.centre.urls)}")
         echo(f"  alerts of every mine: mosquitto_sub -p {system.alerts.port} -v -t 'minewatch/v1/mines/+/alerts/#'")
@@ -206,15 +197,8 @@ def run_group(system: GroupSystem, echo: Callable[[str], object] = click.echo) -
              f"keys in {system.home / 'api-keys.json'}")
         echo(f"  where everything is: {system.home / 'group.json'}; logs in {system.home / 'logs'}")
         echo("Ctrl-C stops it.")
-        while not stopping:
-            dead = system.check()
-            if dead:
-                echo(f"stopping: {dead}")
-                break
-            time.sleep(0.5)
-    finally:
-        echo("stopping the group")
-        system.stop()
+
+    run_until_stopped(system, announce, problem=echo, stopping=lambda: echo("stopping the group"))
 
 
 @click.command("up")

@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from typing import Protocol
 from pathlib import Path
 
 import click
@@ -39,7 +40,7 @@ from minewatch.services import Influxd, Mosquitto, free_port, stop_children, wai
 from minewatch.settings import API_ROLES, Settings
 from minewatch.stack import service_commands
 
-__all__ = ["up", "System", "integrator_command", "write_env_file", "local_api_keys"]
+__all__ = ["up", "System", "integrator_command", "write_env_file", "local_api_keys", "run_until_stopped"]
 
 
 def _port_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -243,6 +244,42 @@ def integrator_command(password: str, port: int = PUBLIC_PORT, prefix: str | Non
             f"-t '{prefix}/alerts/+/+' -t '{prefix}/incidents/+/+'")
 
 
+class Supervised(Protocol):
+    """What ``run_until_stopped`` runs: a set of processes started, checked and stopped together."""
+
+    def start(self) -> None: ...
+
+    def check(self) -> str | None: ...
+
+    def stop(self) -> None: ...
+
+
+def run_until_stopped(system: Supervised, announce: Callable[[], None], *, problem: Callable[[str], object],
+                      stopping: Callable[[], object]) -> None:
+    """Start ``system``, ``announce`` it, and wait for Ctrl-C/SIGTERM or one of its processes dying
+    (said through ``problem``); whatever happened, ``stopping`` is said and everything stopped."""
+    asked = False
+
+    def _stop(signum: int, frame: object) -> None:
+        nonlocal asked
+        asked = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        system.start()
+        announce()
+        while not asked:
+            dead = system.check()
+            if dead:
+                problem(f"stopping: {dead}")
+                break
+            time.sleep(0.5)
+    finally:
+        stopping()
+        system.stop()
+
+
 def _wait_healthy(url: str, timeout: float = 60) -> None:
     try:
         wait_http(f"{url}/healthz", 200, timeout=timeout)
@@ -273,16 +310,8 @@ def up(home: Path, mqtt_port: int, service_port: int, influx_port: int, api_port
     system = System(home.resolve(), mqtt_port, influx_port, api_port, simulate=not no_simulator, sim_args=sim_args,
                     ingest_args=ingest_args, log=click.echo, service_port=service_port,
                     metrics_port=metrics_port)
-    stopping = False
 
-    def _stop(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    try:
-        system.start()
+    def announce() -> None:
         _wait_healthy(system.api_url)
         op = system.keys["operator"]
         click.echo("")
@@ -299,13 +328,9 @@ def up(home: Path, mqtt_port: int, service_port: int, influx_port: int, api_port
         click.echo("                 simulate ... read from there (run them here, or set MINEWATCH_DATA_DIR)")
         click.echo(f"  metrics        {system.metrics_url} (ingestor), {system.api_url}/metrics (API)")
         click.echo("Ctrl-C stops everything.")
-        while not stopping:
-            problem = system.check()
-            if problem:
-                click.echo(f"stopping: {problem}", err=True)
-                break
-            time.sleep(0.5)
+
+    try:
+        run_until_stopped(system, announce, problem=lambda text: click.echo(text, err=True),
+                          stopping=lambda: click.echo("stopping minewatch ..."))
     finally:
-        click.echo("stopping minewatch ...")
-        system.stop()
         click.echo("stopped.")
