@@ -48,8 +48,10 @@ its readings usually stray, and scores each new value against that before learni
   scored. By default a pause in time changes nothing: the level and the daily profile place
   the values after it (a shift that starts while a patrol robot is away is still a shift).
   With ``gap`` set (``> 0``: that many ns; ``< 0``: ``GAP_FACTOR`` times the stream's usual
-  spacing), after a longer pause only the level is learned again, over a quarter of the
-  warm-up: the daily profile, the scale and the tail it learned are kept.
+  spacing), after a longer pause the level is learned again, over a quarter of the warm-up,
+  and so is the noise's scale where the values are now louder than it (a patrol robot back at
+  a face whose shearer started cutting while it was away; the tail grows with it); the daily
+  profile is kept, and so is a larger scale (it shrinks at the usual rate).
 
 Everything is relative to the series itself, so the detector is scale-free: multiplying a
 series by any factor leaves its scores unchanged. The alert state of a stream rises after
@@ -261,13 +263,16 @@ def change_kernel(stream: Arr, t: Arr, x: Arr, on: Arr, warmup: Arr, k: Arr, h: 
                     seen += 1
                     n_s = seen
                     mean = m_s if seen > 1 else 0.0
-                    if not ready_s and seen > 1:
-                        d_s += (abs(y - mean) - d_s) / (seen - 1)
+                    if seen > 1:
+                        if not ready_s:
+                            d_s += (abs(y - mean) - d_s) / (seen - 1)
+                        else:  # back after a gap: the noise of this visit, measured as at the warm-up
+                            fdev_s += (abs(y - mean) - fdev_s) / (seen - 1)
                     mean += (y - mean) / seen
                     m_s = mean
                     fast_s = mean
                     if seen == 1:
-                        fdev_s = d_s
+                        fdev_s = 0.0 if ready_s else d_s
                         if not ready_s:
                             slow_s = y
                     if seen == need:
@@ -282,6 +287,12 @@ def change_kernel(stream: Arr, t: Arr, x: Arr, on: Arr, warmup: Arr, k: Arr, h: 
                             c1_s = 0.0
                         else:
                             slow_s += mean
+                            if fdev_s > d_s > 0.0:
+                                # louder than the scale learned before the gap: the place's conditions
+                                # moved on while the robot was away (a shearer cutting since), not news
+                                q_s *= fdev_s / d_s
+                                d_s = fdev_s
+                            fdev_s = d_s
                         mz_s, zprev_s, v_s, s_hi_s, s_lo_s, held_s = _fresh_tests()
                 else:
                     mean = m_s

@@ -20,8 +20,8 @@ def change_scores(times, values, *, warmup=30, k=0.75, h=12.0, spike=12.0, alpha
     bins = c.PROFILE_BINS
     profile = [0.0] * bins
     weight = [0.0] * bins
-    st = {"n": 0, "ready": False, "level": 0.0, "dev": 0.0, "spread": 0.0, "fast": 0.0, "fast_dev": 0.0, "slow": 0.0,
-          "spacing": 0.0, "q": 0.0, "avg_z": 0.0, "avg_z_size": c.M_IID, "z2": 1.0, "zz": 0.0,
+    st = {"n": 0, "ready": False, "level": 0.0, "dev": 0.0, "spread": 0.0, "fast": 0.0, "fast_dev": 0.0,
+          "visit_dev": 0.0, "slow": 0.0, "spacing": 0.0, "q": 0.0, "avg_z": 0.0, "avg_z_size": c.M_IID, "z2": 1.0, "zz": 0.0,
           "prev_z": 0.0, "avg_abs_z": c.V_MEAN, "up": 0.0,
           "down": 0.0, "held": 0, "alerting": False, "on": 0, "off": 0, "last": math.nan, "step": math.inf,
           "t_last": -1}
@@ -83,6 +83,9 @@ def change_scores(times, values, *, warmup=30, k=0.75, h=12.0, spike=12.0, alpha
                 old_mean = st["level"] if seen > 1 else 0.0
                 if not st["ready"] and seen > 1:
                     st["dev"] += (abs(y - old_mean) - st["dev"]) / (seen - 1)
+                if st["ready"]:  # back after a gap: this visit's mean absolute deviation
+                    st["visit_dev"] = 0.0 if seen == 1 else \
+                        st["visit_dev"] + (abs(y - old_mean) - st["visit_dev"]) / (seen - 1)
                 st["level"] = old_mean + (y - old_mean) / seen
                 st["fast"] = st["level"]
                 if seen == 1:
@@ -95,6 +98,10 @@ def change_scores(times, values, *, warmup=30, k=0.75, h=12.0, spike=12.0, alpha
                                   q=c.Q_GAUSS * c.SIGMA_PER_MAD * st["dev"], avg_z_size=c.M_IID, z2=1.0, zz=0.0)
                     else:
                         st["slow"] += st["level"]
+                        if st["visit_dev"] > st["dev"] > 0.0:  # louder now: the scale and tail grow with it
+                            st["q"] *= st["visit_dev"] / st["dev"]
+                            st["dev"] = st["visit_dev"]
+                        st["fast_dev"] = st["dev"]
                     st.update(avg_z=0.0, prev_z=0.0, avg_abs_z=c.V_MEAN, up=0.0, down=0.0, held=0)
             else:
                 level = st["level"]

@@ -284,3 +284,21 @@ def test_the_residuals_correlation_is_learned() -> None:
         det.score_many(ser.x, ser.t)
         phi = det.state_["c_c1"][0] / det.state_["c_c0"][0]
         assert lo < phi < hi, (noise, phi)
+
+
+def test_a_patrol_back_at_a_louder_place_learns_its_noise() -> None:
+    """Dust at a face whose shearer started cutting while the patrol robot was away: the level
+    is three times higher and the noise grows with it. With a gap rule the robot's return learns
+    both, and flags nothing; the same louder noise with no pause in between is a change."""
+    rng = np.random.default_rng(21)
+    quiet = 2.0 + rng.normal(0, 0.2, 150)
+    loud = 7.0 + rng.normal(0, 0.5, 150)
+    t = (np.r_[np.arange(150), np.arange(150) + 900] * 2 * S).astype(np.int64)  # 30 min away
+    x = np.r_[quiet, loud]
+    det = ChangeDetector(warmup=60, h=30.0, spike=16.0, alpha=0.1, gap_s=60)
+    _, flags = det.score_many(x, t)
+    assert not flags.any()
+    assert det.state_["c_d"][0] > 0.3  # the louder visit's scale (0.5 / 1.2533 is 0.4)
+    _, flags = ChangeDetector(warmup=60, h=30.0, spike=16.0, alpha=0.1, gap_s=60).score_many(
+        np.r_[quiet, 2.0 + rng.normal(0, 0.5, 150)], (np.arange(300) * 2 * S).astype(np.int64))
+    assert flags[150:].any()
