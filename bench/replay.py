@@ -25,7 +25,7 @@ The stored shift is kept under ``bench/out/replay-influxd`` (``--out``) and reus
 (``--fresh`` rebuilds it; building takes a few minutes). ``--hours`` stores and replays only the
 shift's first hours (the smoke run in the tests uses a few minutes).
 
-    .venv/bin/python bench/replay.py [--runs 3] [--fresh] [--hours 8] [--out DIR]
+    .venv/bin/python bench/replay.py [--runs 3] [--fresh] [--hours 8] [--in-flight 2] [--out DIR]
 """
 
 from __future__ import annotations
@@ -94,11 +94,12 @@ def cpu_of(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def replay_once(url: str, start: int, end: int, server_pid: int) -> tuple[float, int, int, float, float | None]:
+async def replay_once(url: str, start: int, end: int, server_pid: int, in_flight: int = 2
+                      ) -> tuple[float, int, int, float, float | None]:
     """Wall time, frames, alert events, and the CPU seconds of this process and of influxd."""
     cpu, server = time.process_time(), cpu_of(server_pid)
     async with InfluxClient(url, DB, timeout=300.0) as influx:
-        res = await run_replay(influx, start, end)
+        res = await run_replay(influx, start, end, in_flight=in_flight)
     server_after = cpu_of(server_pid)
     server_cpu = None if server is None or server_after is None else server_after - server
     return res.elapsed_s, res.frames, len(res.alerts), time.process_time() - cpu, server_cpu
@@ -136,6 +137,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--fresh", action="store_true", help="rebuild the stored shift")
     ap.add_argument("--hours", type=float, default=8.0, help="length of the stored window (default: the shift)")
+    ap.add_argument("--in-flight", type=int, default=2,
+                    help="slices being read at once, the one the detectors will take next included")
     ap.add_argument("--out", type=Path, default=OUT, help="where the stored shift's influxd keeps its data")
     args = ap.parse_args()
     out = args.out
@@ -168,7 +171,7 @@ def main() -> None:
         splits = []
         peer_h = min(1.0, args.hours)
         for _ in range(args.runs):
-            runs.append(asyncio.run(replay_once(server.url, start, end, pid)))
+            runs.append(asyncio.run(replay_once(server.url, start, end, pid, args.in_flight)))
             splits.append(asyncio.run(split(server.url, start, peer_h)))
         load = os.getloadavg()[0]
     finally:
@@ -180,7 +183,8 @@ def main() -> None:
     peers = [peer_h * 3600 / p["detect"] for p in splits]
     peer = statistics.median(peers)
     parts = {k: round(statistics.median(p[k] for p in splits) / peer_h, 3) for k in splits[0]}
-    cond = {"shift": SHIFT, "hours": args.hours, "robots": 35, "frames": frames, "frames_replayed": replayed,
+    cond = {"shift": SHIFT, "hours": args.hours, "in_flight": args.in_flight, "robots": 35, "frames": frames,
+            "frames_replayed": replayed,
             "readings": n_readings,
             "alert_events": runs[0][2], "runs": args.runs, "elapsed_s": [round(r[0], 2) for r in runs], "x_realtime_runs": xs,
             "cpus": os.cpu_count(), "load_avg_1m": round(load, 1)}
