@@ -23,8 +23,13 @@ messages from the same publisher (``subscriber_points_per_s``; the ingestor's sh
 Alert latency. A robot's frame carries its own timestamp (robot clock = this clock); methane
 over the limit on a scenario's channel raises an alert, back under it clears it. The latency is
 the time from that frame's timestamp to the alert event arriving at an MQTT subscriber of
-``alerts/+/+``. Measured at the default mine's load (35 robots, 1 frame/s each) and at 80 % of
-the measured maximum, each after ``--latency-warmup`` seconds of that load.
+``alerts/+/+``. Measured at the default mine's load (35 points/s: 40 robots, about 1 frame/s
+each) and at 80 % of the measured maximum, sent by the throughput runs' own robots (a maximum
+measured with one fleet says nothing about another's: InfluxDB's cost of a point grows with the
+series), each after ``--latency-warmup`` seconds of that load. With the latency: the robots, the
+load the broker took and the ingestor took while the alerts were measured
+(``published_points_per_s``, ``ingested_points_per_s`` against ``load_points_per_s`` offered) and
+the load's points not yet taken at the end (``backlog_points``).
 
 Prints one JSON line per figure (medians over ``--runs``):
 ``ingest_points_per_s``, ``ingest_readings_per_s``, ``ingest_lost_points``,
@@ -56,6 +61,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -120,6 +126,21 @@ def replicate(base: list[Frame], points: int) -> list[Frame]:
     return out
 
 
+def fleet(base: list[Frame], points: int, copies: int) -> list[Frame]:
+    """``points`` frames of the robots :func:`replicate` makes of ``copies`` copies of ``base``
+    (r01x0 .. r01x<copies-1>, ...), each robot going round its simulated frames again as often as
+    needed, its ``seq`` running on: a load as long as asked for, from a fleet of a given size."""
+    period = max(f.seq for f in base) + 1
+    out: list[Frame] = []
+    for cycle in itertools.count():
+        for f in base:
+            for k in range(copies):
+                if len(out) == points:
+                    return out
+                out.append(msgspec.structs.replace(f, robot_id=f"{f.robot_id}x{k}", seq=f.seq + cycle * period))
+    return out
+
+
 def grouped(frames: list[Frame], per_message: int, topics: Topics) -> list[tuple[str, list[Frame]]]:
     """Per robot, consecutive frames in arrays of ``per_message``; robots interleaved, in sending order."""
     by_robot: dict[str, list[Frame]] = {}
@@ -169,9 +190,11 @@ def _packet(kind: int, body: bytes) -> bytes:
     return bytes([kind]) + _varint(len(body)) + body
 
 
-def publish_all(url: str, path: str, window: int, rate_msgs: float, done: "mp.Queue[tuple[float, float]]") -> None:
+def publish_all(url: str, path: str, window: int, rate_msgs: float, done: "mp.Queue[tuple[float, float]]",
+                progress: Any = None) -> None:
     """Child process: publish every (topic, payload) in ``path`` with QoS 1, at most ``window``
-    unacknowledged; ``rate_msgs`` messages/s, or as fast as possible when 0.
+    unacknowledged; ``rate_msgs`` messages/s, or as fast as possible when 0. ``progress`` (a shared
+    integer, ``multiprocessing.RawValue``), if given, holds the messages acknowledged so far.
 
     The fleet's stand-in speaks MQTT 3.1.1 over a plain socket with every PUBLISH packet encoded
     up front, so that the robots, which are other machines in the mine, take as little of this
@@ -213,6 +236,8 @@ def publish_all(url: str, path: str, window: int, rate_msgs: float, done: "mp.Qu
                 raise RuntimeError(f"unexpected packet from the broker: {inbox[:16]!r}")
             acked += k
             inbox = inbox[4 * k:]
+            if progress is not None:
+                progress.value = acked
     done.put((time.monotonic() - t0, time.process_time()))
     sock.sendall(b"\xe0\x00")  # DISCONNECT
     sock.close()
@@ -259,6 +284,10 @@ class Ingestors:
                 raise KeyError(name)
             out.append(float(m.group(1)))
         return out
+
+    def received(self) -> float:
+        """Points received so far (all partitions)."""
+        return sum(self._values(p, "minewatch_ingest_points_received_total")[0] for p in self.ports)
 
     def durable(self) -> float:
         return sum(sum(self._values(p, "minewatch_ingest_points_stored_total", "minewatch_ingest_points_spooled_total"))
@@ -414,16 +443,36 @@ def methane_channels() -> list[tuple[str, str]]:
 
 
 def latency(broker: Mosquitto, influx: Influxd, partitions: int, load_pps: float, seconds: float,
-            base: list[Frame], per_message: int, tmp: Path, tag: str, warmup: float) -> list[float]:
+            base: list[Frame], per_message: int, tmp: Path, tag: str, warmup: float,
+            copies: int | None = None) -> tuple[list[float], dict[str, float]]:
     """Latencies (ms) of alert events while ``load_pps`` points/s of other traffic flow, measured
-    once the load has run ``warmup`` seconds. The load's first seconds are a transient of their
-    own (1,200 robots new to the ingestor, a new database's first compactions): at 80 % of the
-    maximum, alerts waited up to about a second then, while the backlog drained."""
+    once the load has run ``warmup`` seconds, and what the load achieved while they were measured.
+
+    The load's robots: with ``copies``, the fleet of a throughput run (``copies`` copies of
+    ``base``'s robots, each as fast as the load needs), so that a share of that run's maximum is
+    offered by the robots it was measured with; else as many copies of ``base`` as the load's
+    frames fill (at the default mine's load, its 40 robots at about 1 frame/s). InfluxDB's cost of
+    a point grows with the series it is spread over: the same 28,000 points/s from 1,960 robots
+    instead of 120 took it 0.55 core instead of 0.43, which a 2-core machine running the whole
+    stack at 80 % of its maximum does not have.
+
+    The figures besides: ``published_points_per_s`` (the load the broker took while the alerts were
+    measured: the publisher holds ``load_pps`` or falls behind), ``ingested_points_per_s`` (the
+    points the ingestor took meanwhile), ``backlog_points`` (load points published and not yet
+    taken by the ingestor when the last alert frame went out: a backlog the alerts wait behind) and
+    ``catch_up_s`` (how long the ingestor then took to take them and the alert frames: the alerts
+    are listened for until then, and 2 s more, so none is left out for being late). The load's
+    first seconds are a transient of their own (robots new to the ingestor, a new database's first
+    compactions), hence the warmup."""
     db = f"latency{tag}"
     client = SyncInflux(influx.url, db, timeout=300)
     client.ensure_db()
-    topics = Topics(PREFIX)
-    ing = Ingestors(broker, influx, db, partitions, f"l{tag}", tmp)
+    # topics of its own: the alerts a phase leaves active (a second raise's clear is held for
+    # minutes), retained on the broker, would be restored into the next phase's ingestor, and the
+    # alert robots' raises there would only join them, with no event to time
+    prefix = f"{PREFIX}/lat{tag}"
+    topics = Topics(prefix)
+    ing = Ingestors(broker, influx, db, partitions, f"l{tag}", tmp, prefix=prefix)
     lat: list[float] = []
     lock = threading.Lock()
     sub = paho_client(MqttTarget(broker.url), f"bench-sub-{tag}")
@@ -442,18 +491,26 @@ def latency(broker: Mosquitto, influx: Influxd, partitions: int, load_pps: float
     sub.subscribe(topics.all_alert_events, qos=1)
     sub.loop_start()
     load: mp.Process | None = None
+    acked = mp.RawValue("q", 0)  # load messages the broker has acknowledged
+    upto = [0]  # load points in the first k messages
+    robots = 0
+    lat_frames = 0
     try:
         n_load = int(load_pps * (seconds + warmup + 5))
         if n_load:
-            groups = grouped(replicate(base, n_load), per_message, topics)
+            load_frames = fleet(base, n_load, copies) if copies else replicate(base, n_load)
+            groups = grouped(load_frames, per_message, topics)
+            upto += itertools.accumulate(len(fs) for _, fs in groups)
+            robots = len({f.robot_id for f in load_frames})
             rate = len(groups) / (n_load / load_pps)
             # each frame stamped with the time its message goes out: robots whose clocks are right
             msgs = encoded(stamped(groups, time.time_ns() + 2 * 10**9, rate))
             path = tmp / f"load-{tag}.msgpack"
             path.write_bytes(msgspec.msgpack.encode(msgs))
-            load = mp.Process(target=publish_all, args=(broker.url, str(path), 2000, rate, mp.Queue()))
+            load = mp.Process(target=publish_all, args=(broker.url, str(path), 2000, rate, mp.Queue(), acked))
             load.start()
             time.sleep(warmup)
+        start = (time.monotonic(), upto[acked.value], ing.received())
         pub = paho_client(MqttTarget(broker.url), f"bench-alerts-{tag}")
         pub.connect(broker.host, broker.port, 30)
         pub.loop_start()
@@ -466,7 +523,15 @@ def latency(broker: Mosquitto, influx: Influxd, partitions: int, load_pps: float
                 break
             f = Frame(robot_id=f"lat{sid}", scenario_id=sid, seq=next(seq), ts=time.time_ns(), readings={chan: value})
             pub.publish(topics.telemetry(sid, f.robot_id), encode_frame(f), qos=1)
+            lat_frames += 1
             time.sleep(seconds / (2 * 2 * len(combos)))
+        end = (time.monotonic(), upto[acked.value], ing.received() - lat_frames)
+        # the alerts of every frame sent: wait until the ingestor has taken the load published so
+        # far and the alert frames (a backlog delays them, and an alert missed is a sample hidden)
+        deadline = end[0] + 300
+        while ing.received() < end[1] + lat_frames and time.monotonic() < deadline:
+            time.sleep(0.25)
+        caught_up = time.monotonic() - end[0]
         time.sleep(2.0)
         pub.disconnect()
         pub.loop_stop()
@@ -479,7 +544,11 @@ def latency(broker: Mosquitto, influx: Influxd, partitions: int, load_pps: float
         ing.stop()
     retire(client)
     client.close()
-    return lat
+    took = end[0] - start[0]
+    achieved = {"robots": robots, "published_points_per_s": (end[1] - start[1]) / took,
+                "ingested_points_per_s": (end[2] - start[2]) / took,
+                "backlog_points": end[1] - end[2], "catch_up_s": caught_up, "alert_frames": lat_frames}
+    return lat, achieved
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -515,13 +584,14 @@ def main() -> None:
             payload_file = tmp / "payloads.msgpack"
             payload_file.write_bytes(msgspec.msgpack.encode(msgs))
             lat_cond = {"partitions": args.partitions, "cores": cores}
-            latencies: list[tuple[str, float, list[float]]] = []
+            latencies: list[tuple[str, float, tuple[list[float], dict[str, float]]]] = []
             if not args.no_latency:
                 # the mine's steady state first, on a fresh InfluxDB (not one still compacting the
                 # throughput runs' points)
                 latencies.append(("default_mine", DEFAULT_MINE_FPS,
                                   latency(broker, influx, args.partitions, DEFAULT_MINE_FPS, args.latency_seconds,
                                           base, 1, tmp, "default", args.latency_warmup)))
+            copies = -(-args.points // len(base))  # the throughput runs' fleet: replicate's copies of base
             rates, losses, ceilings, cpus, subs, sub_cpu = [], [], [], [], [], []
             for run in range(args.runs):
                 settle(broker, influx)
@@ -558,9 +628,10 @@ def main() -> None:
                 settle(broker, influx)
                 latencies.append(("80pct_max", 0.8 * pps,
                                   latency(broker, influx, args.partitions, 0.8 * pps, args.latency_seconds, base,
-                                          args.frames_per_message, tmp, "80pct", args.latency_warmup)))
-            for load_name, load_pps, lat in latencies:
-                lc = {"load": load_name, "load_points_per_s": round(load_pps), "samples": len(lat),
+                                          args.frames_per_message, tmp, "80pct", args.latency_warmup, copies)))
+            for load_name, load_pps, (lat, achieved) in latencies:
+                lc = {"load": load_name, "load_points_per_s": round(load_pps),
+                      **{k: round(v, 1) for k, v in achieved.items()}, "samples": len(lat),
                       "warmup_s": args.latency_warmup, **lat_cond}
                 emit("alert_latency_p50_ms", pct(lat, 50) if lat else float("nan"), "ms", **lc)
                 emit("alert_latency_p99_ms", pct(lat, 99) if lat else float("nan"), "ms", **lc)

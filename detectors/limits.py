@@ -197,6 +197,7 @@ class LimitDetector(Detector):
         self.rule: list[Rule] = []
         self.meta: list[tuple[str | None, str, str]] = []  # (scenario or None for robot rules, robot, channel)
         self.key_index: list[int] = []
+        self._key_index = np.zeros(0, dtype=np.int64)  # key_index as an array, remade as streams come
         self.key_streams: dict[tuple[str, str, str], list[int]] = {}  # engine key -> limit streams
         self.vib_rules = {sid: r for sid, sc in setup.scenarios.items() if (r := vibration_rules(sc)) is not None}
         # vibration features of the batch's blocks, by (stream, time), for the alerts they raise
@@ -267,15 +268,15 @@ class LimitDetector(Detector):
         level_before = self.table["level"].copy()
         out, n = self.detect(stream, t, x, check=False)  # the suite's own sorted batch
         pending: list[Pending] = []
-        raised_keys = set()
+        raisers: dict[tuple[str, str, str], set[str]] = {}  # key -> robots raising it in this batch
         if n:
             for i in np.flatnonzero(out >= 0):
                 s, k, ts, fi = int(stream[i]), int(out[i]), int(t[i]), int(origin[i])
                 sig = self.signal(s, k, float(x[i]), ts, self.frames[fi].scenario_id, late, fi)
                 pending.append(Pending(ts, self.order, s, sig))
                 if k:
-                    raised_keys.add(sig.key)
-        self._stale_evidence(stream, t, x, out, level_before, raised_keys, pending)
+                    raisers.setdefault(sig.key, set()).add(sig.source)
+        self._stale_evidence(stream, t, x, out, level_before, raisers, pending)
         return pending
 
     def finish(self) -> None:
@@ -286,33 +287,66 @@ class LimitDetector(Detector):
         self.features.clear()
 
     def _stale_evidence(self, stream: Arr, t: Arr, x: Arr, out: Arr, level_before: Arr,
-                        raised_keys: set[tuple[str, str, str]], pending: list[Pending]) -> None:
+                        raisers: dict[tuple[str, str, str], set[str]], pending: list[Pending]) -> None:
         """Readings that can retire a robot's stale part in an alert (see the class's text). Only
-        places with an active alert are looked at."""
+        places with an active alert (or one raised in this batch) are looked at, and of their
+        readings past the restore level at level 0 only those at a time when one of the alert's
+        possible sources (its sources now, or a robot raising it in this batch) has not reported
+        for :data:`STALE_S`: any other would resolve to nothing. Whole arrays at a time: in a busy
+        place with an alert up, every robot's every reading is such a reading."""
         assert self.engine is not None
-        keys = raised_keys | {k for k in self.engine.active_keys() if k in self.key_streams}
+        keys = set(raisers) | {k for k in self.engine.active_keys() if k in self.key_streams}
+        keys = {k for k in keys if len(self.key_streams.get(k, ())) >= 2}
         if not keys:
             return
+        n = stream.shape[0]
         starts = np.flatnonzero(np.r_[True, stream[1:] != stream[:-1]])
-        ends = np.r_[starts[1:], stream.shape[0]]
-        slices = {int(stream[a]): (int(a), int(b)) for a, b in zip(starts, ends, strict=True)}
+        ends = np.r_[starts[1:], n]
+        runs = stream[starts]  # each stream's samples are one run (the batch is sorted by stream)
+        # the level each reading leaves its stream at: its own step, else the stream's last step
+        # before it in the batch, else the level before the batch
+        pos = np.where(out >= 0, np.arange(n), -1)
+        np.maximum.accumulate(pos, out=pos)
+        first = np.repeat(starts, ends - starts)
+        level = np.where(pos >= first, out[np.maximum(pos, 0)], level_before[stream])
+        table = self.table
+        restore = table["restore"][stream]
+        past = np.where(table["above"][stream], x < restore, x >= restore) & np.isfinite(x) & (level == 0)
+        if not past.any():
+            return
+        if len(self._key_index) != len(self.key_index):
+            self._key_index = np.asarray(self.key_index, dtype=np.int64)
+        last_t = table["last_t"]
+        slices: dict[int, tuple[int, int]] = {}  # the possible sources' samples in this batch
         for key in keys:
-            streams = [s for s in self.key_streams.get(key, ()) if s in slices]
-            if len(self.key_streams.get(key, ())) < 2 or not streams:
+            member = np.zeros(len(table), dtype=np.bool_)
+            member[self.key_streams[key]] = True
+            rows = np.flatnonzero(past & member[stream])
+            if not rows.size:
                 continue
-            for s in streams:
-                a, b = slices[s]
-                rule = self.rule[s]
-                xs = x[a:b]
-                past = (xs < rule.restore) if rule.direction == "above" else (xs >= rule.restore)
-                steps = out[a:b].astype(np.int64)
-                pos = np.where(steps >= 0, np.arange(b - a), -1)
-                np.maximum.accumulate(pos, out=pos)
-                level = np.where(pos >= 0, steps[np.maximum(pos, 0)], level_before[s])
-                for i in np.flatnonzero(past & np.isfinite(xs) & (level == 0)):
-                    ts = int(t[a + i])
-                    pending.append(Pending(ts, EventOrder.STALE_EVIDENCE, s,
-                                           _Evidence(self, key, s, ts, float(xs[i]), slices, t)))
+            sid, _, chan = key
+            sources = set(self.engine.sources(key)) | raisers.get(key, set())
+            ts = t[rows]
+            js = self._key_index[stream[rows]]
+            stale = np.zeros(rows.size, dtype=np.bool_)
+            for j in np.unique(js).tolist():
+                of_j = js == j
+                for src in sources:
+                    ss = table.get((sid, src, chan, j))
+                    if ss is None:
+                        continue
+                    last = np.full(rows.size, last_t[ss], dtype=np.int64)
+                    r = int(np.searchsorted(runs, ss))
+                    if r < runs.size and runs[r] == ss:
+                        a, b = int(starts[r]), int(ends[r])
+                        slices[ss] = (a, b)
+                        k = np.searchsorted(t[a:b], ts, side="right") - 1
+                        last = np.where(k >= 0, t[a:b][np.maximum(k, 0)], last)
+                    stale |= of_j & ((last < 0) | ((ts - last) / NS >= STALE_S))
+            for i in rows[stale].tolist():
+                s, ts_i = int(stream[i]), int(t[i])
+                pending.append(Pending(ts_i, EventOrder.STALE_EVIDENCE, s,
+                                       _Evidence(self, key, s, ts_i, float(x[i]), slices, t)))
 
     def last_report(self, s: int, ts: int, slices: dict[int, tuple[int, int]], t: Arr) -> int:
         """When stream ``s`` last reported at or before ``ts`` (this batch, or earlier)."""

@@ -250,3 +250,64 @@ def test_baseline_drift_follows_the_pumps_run_state() -> None:
     assert table["sd_run_thr"][fl] == table["sd_run_thr"][cur] == 12.5
     assert np.isnan(table["sd_run_thr"][air])  # the room's air has one baseline
     assert np.isinf(table["sd_tol"][level])  # the sump's level walks between set points: not watched
+
+
+def _every_reading_evidence(det, stream, t, x, out, level_before, raisers, pending) -> None:
+    """The stale-robot evidence restated the obvious way: every reading past the restore level,
+    at level 0, of any robot in a place with an alert up (or raised in the batch) becomes
+    evidence, and its resolution alone decides whether it clears anything."""
+    from detectors.base import EventOrder, Pending
+    from detectors.limits import _Evidence
+
+    keys = set(raisers) | {k for k in det.engine.active_keys() if k in det.key_streams}
+    slices = {}
+    for i, s in enumerate(stream.tolist()):
+        a, _ = slices.get(s, (i, i))
+        slices[s] = (a, i + 1)
+    for key in keys:
+        if len(det.key_streams.get(key, ())) < 2:
+            continue
+        for s in det.key_streams[key]:
+            if s not in slices:
+                continue
+            a, b = slices[s]
+            rule, level = det.rule[s], int(level_before[s])
+            for i in range(a, b):
+                if out[i] >= 0:
+                    level = int(out[i])
+                v = float(x[i])
+                past = v < rule.restore if rule.direction == "above" else v >= rule.restore
+                if past and np.isfinite(v) and level == 0:
+                    pending.append(Pending(int(t[i]), EventOrder.STALE_EVIDENCE, s,
+                                           _Evidence(det, key, s, int(t[i]), v, slices, t)))
+
+
+def test_stale_robot_evidence_against_every_reading() -> None:
+    # patrol robots raise methane and oxygen alerts at a face and move on, others come and go,
+    # stationed robots read the place clear (or not) all along; only readings at a time when a
+    # source of the alert is stale are made into evidence, and that must change nothing
+    rng = np.random.default_rng(11)
+    frames = []
+    for i in range(0, 1500):
+        for r in ("r01", "r02", "r03"):
+            if rng.random() < 0.4 and (r != "r03" or i % 600 < 250):  # r03 goes away for minutes
+                ch4 = float(rng.choice([0.3, 0.6, 0.95, 1.2, np.nan], p=[0.5, 0.4, 0.04, 0.01, 0.05]))
+                o2 = float(rng.choice([20.8, 20.5, 19.7, 19.3], p=[0.6, 0.37, 0.02, 0.01]))
+                frames.append(frame(r, "mf01", i, {"ch4_t1": ch4, "o2": o2}))
+        if i % 300 < 20 and rng.random() < 0.5:  # a patrol passing, reading high
+            p = f"p0{1 + (i // 300) % 3}"
+            frames.append(frame(p, "mf01", i, {"ch4_t1": float(rng.uniform(1.0, 1.8)), "o2": 19.5}))
+    for seed, sizes in ((0, [1500]), (1, [1, 7, 40]), (2, [300, 3, 900])):
+        pick = np.random.default_rng(seed)
+        got, ref = DetectorSuite(), DetectorSuite()
+        det = ref.detectors["limits"]
+        det._stale_evidence = _every_reading_evidence.__get__(det)
+        events_got, events_ref, k = [], [], 0
+        while k < len(frames):
+            n = int(pick.choice(sizes))
+            events_got += got.process(frames[k:k + n]).events
+            events_ref += ref.process(frames[k:k + n]).events
+            k += n
+        assert events_got == events_ref, sizes
+        stale = [e for e in events_ref if "stale_robot" in e.evidence]
+        assert len(stale) >= 3 and {e.channel for e in stale} == {"ch4_t1", "o2"}, stale
