@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -260,7 +262,7 @@ def _every_reading_evidence(det, stream, t, x, out, level_before, raisers, pendi
     from detectors.limits import _Evidence
 
     keys = set(raisers) | {k for k in det.engine.active_keys() if k in det.key_streams}
-    slices = {}
+    slices: dict[int, tuple[int, int]] = {}
     for i, s in enumerate(stream.tolist()):
         a, _ = slices.get(s, (i, i))
         slices[s] = (a, i + 1)
@@ -300,7 +302,7 @@ def test_stale_robot_evidence_against_every_reading() -> None:
     for seed, sizes in ((0, [1500]), (1, [1, 7, 40]), (2, [300, 3, 900])):
         pick = np.random.default_rng(seed)
         got, ref = DetectorSuite(), DetectorSuite()
-        det = ref.detectors["limits"]
+        det: Any = ref.detectors["limits"]  # the reference way put in place of the detector's own
         det._stale_evidence = _every_reading_evidence.__get__(det)
         events_got, events_ref, k = [], [], 0
         while k < len(frames):
