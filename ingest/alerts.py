@@ -1,9 +1,9 @@
 """Publishing alert and incident events, and reading the active ones back after a restart.
 
-Every live event goes out three ways: QoS 1 on ``alerts/{scenario}/{kind}`` (integrators follow the
-stream), QoS 1 retained on ``alerts/active/{alert_id}`` (a late subscriber sees what is active
-now; a ``cleared`` event replaces it with an empty retained message, which removes it), and a
-point in ``alert_events``. Incident events go the same three ways on ``incidents/{scenario}/{cause}``,
+Every live event goes out three ways: QoS 1 retained on ``alerts/active/{alert_id}`` (a late
+subscriber sees what is active now; a ``cleared`` event replaces it with an empty retained message,
+which removes it), then QoS 1 on ``alerts/{scenario}/{kind}`` (integrators follow the stream), and
+a point in ``alert_events``. Incident events go the same three ways on ``incidents/{scenario}/{cause}``,
 ``incidents/active/{incident_id}`` and ``incident_events``. Historical events (from bulk history)
 are only stored. The ingestor is the only writer of the retained topics; acks from the API arrive
 as requests on ``alerts/ack/{alert_id}`` or ``incidents/ack/{incident_id}`` and come back out as
@@ -37,11 +37,11 @@ def publish_event(publish: Callable[[str, bytes, int, bool], object], topics: To
     if ev.timing is AlertTiming.historical:
         return alert_line(ev)
     payload = ev.model_dump_json(exclude_none=True).encode()
+    # the retained state first: the broker takes one connection's messages in order, so an event a
+    # subscriber saw is always in the active set a restarted ingestor reads back (the other way
+    # round, one stopped between the two left a raised alert nobody would ever clear)
+    publish(topics.active(ev.alert_id), b"" if ev.state == AlertState.cleared else payload, 1, True)
     publish(topics.alert(ev.scenario_id, ev.kind.value), payload, 1, False)
-    if ev.state == AlertState.cleared:
-        publish(topics.active(ev.alert_id), b"", 1, True)
-    else:
-        publish(topics.active(ev.alert_id), payload, 1, True)
     return alert_line(ev)
 
 
@@ -52,8 +52,8 @@ def publish_incident(publish: Callable[[str, bytes, int, bool], object], topics:
     if inc.timing is AlertTiming.historical:
         return incident_line(inc)
     payload = inc.model_dump_json(exclude_none=True).encode()
-    publish(topics.incident(inc.scenario_id, inc.cause), payload, 1, False)
     publish(topics.incident_active(inc.incident_id), b"" if inc.state is IncidentState.cleared else payload, 1, True)
+    publish(topics.incident(inc.scenario_id, inc.cause), payload, 1, False)
     return incident_line(inc)
 
 

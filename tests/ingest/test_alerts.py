@@ -103,3 +103,44 @@ def test_alert_ids_survive_a_restart(mosquitto: Mosquitto, influxd: Influxd, inf
     assert [e["state"] for e in gas].count("raised") == 1
     col.close()
     pub.close()
+
+
+def test_the_active_state_is_published_before_the_event(mosquitto: Mosquitto, prefix: str) -> None:
+    """One subscriber to both the active set and the event stream, on the real broker: each raise
+    and clear reaches the retained active set before the event stream, so an event anyone saw is
+    always in what a restarted ingestor reads back (an ingestor stopped between the two would
+    otherwise leave a raised alert that nothing clears)."""
+    import paho.mqtt.client as mqtt
+
+    from ingest.alerts import publish_event
+    from minewatch.schema import AlertKind, AlertState, Severity
+
+    topics = Topics(prefix)
+    col = Collector(mosquitto.url, f"{prefix}/#")
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"order-{prefix.replace('/', '-')}")
+    pub.connect(mosquitto.host, mosquitto.port)
+    pub.loop_start()
+    try:
+        def send(topic: str, payload: bytes, qos: int, retain: bool) -> None:
+            pub.publish(topic, payload, qos, retain)
+
+        ids = [f"mf01.ch4_t1.gas_limit.{1795852800000 + i}" for i in range(5)]
+        for i, aid in enumerate(ids):
+            for state in ("raised", "cleared"):
+                ev = AlertEvent(alert_id=aid, kind=AlertKind.gas, detector="gas_limit", severity=Severity.alarm,
+                                state=AlertState(state), scenario_id="mf01", robot_id="r01", channel="ch4_t1",
+                                value=1.6, limit=1.5, unit="%", first_ts=i, ts=i, message="methane")
+                publish_event(send, topics, ev)
+        wait_until(lambda: len(col.take()) >= 20, 10, "every message")
+        seen: dict[str, list[str]] = {aid: [] for aid in ids}
+        active = {topics.active(aid): aid for aid in ids}
+        for topic, payload, _, _ in col.take():
+            if topic in active:
+                seen[active[topic]].append("active")
+            else:
+                seen[json.loads(payload)["alert_id"]].append("event")
+        assert all(kinds == ["active", "event", "active", "event"] for kinds in seen.values()), seen
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+        col.close()
