@@ -256,15 +256,14 @@ def decode_events(messages: list[tuple[str, bytes, bool, float]], topics: Topics
     incidents: list[IncidentEvent] = []
     seen: set[bytes] = set()
     for topic, payload, _, _ in messages:
-        if payload in seen:
-            continue
-        seen.add(payload)
         a = topics.parse_alert(topic)
-        if a is not None and a[0] == "event":
+        i = None if a is not None else topics.parse_incident(topic)
+        if (a or i or ("",))[0] != "event" or payload in seen:
+            continue  # an active state carries its event's very payload: only events are compared
+        seen.add(payload)
+        if a is not None:
             alerts.append(AlertEvent.model_validate_json(payload))
-            continue
-        i = topics.parse_incident(topic)
-        if i is not None and i[0] == "event":
+        else:
             incidents.append(IncidentEvent.model_validate_json(payload))
     return ([e for e in sorted(alerts, key=lambda e: e.ts) if e.ts < end_ns],
             [e for e in sorted(incidents, key=lambda e: e.ts) if e.ts < end_ns])

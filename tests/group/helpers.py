@@ -75,11 +75,14 @@ class Js:
         """Who holds each partition's lease now."""
 
         async def go() -> dict[int, str]:
+            from nats.errors import TimeoutError as NatsTimeout
             from nats.js.errors import BucketNotFoundError
 
             try:
                 kv = await self.js.key_value(bucket)
             except BucketNotFoundError:  # no worker has started yet
+                return {}
+            except NatsTimeout:  # a slow answer (a loaded machine, a cluster electing): asked again
                 return {}
             out = {}
             for p in range(partitions):
