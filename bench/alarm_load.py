@@ -257,8 +257,8 @@ def decode_events(messages: list[tuple[str, bytes, bool, float]], topics: Topics
     seen: set[bytes] = set()
     for topic, payload, _, _ in messages:
         a = topics.parse_alert(topic)
-        i = None if a is not None else topics.parse_incident(topic)
-        if (a or i or ("",))[0] != "event" or payload in seen:
+        parsed = a if a is not None else topics.parse_incident(topic)
+        if parsed is None or parsed[0] != "event" or payload in seen:
             continue  # an active state carries its event's very payload: only events are compared
         seen.add(payload)
         if a is not None:

@@ -124,6 +124,13 @@ class Centre:
         for s in self.servers.values():
             s.stop()
 
+    def __enter__(self) -> Centre:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
 
 class LeafNode(NatsServer):
     """A mine's leaf node as a local process; :meth:`cut` and :meth:`join` restart it without and

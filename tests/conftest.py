@@ -29,28 +29,22 @@ def test_output() -> Path:
 @pytest.fixture(scope="session")
 def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
     """One broker for the session; tests keep apart by a unique topic prefix each."""
-    broker = Mosquitto(tmp_path_factory.mktemp("mosquitto"))
-    broker.start()
-    yield broker
-    broker.stop()
+    with Mosquitto(tmp_path_factory.mktemp("mosquitto")) as broker:
+        yield broker
 
 
 @pytest.fixture(scope="session")
 def influxd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Influxd]:
     """One InfluxDB for the session; tests keep apart by a unique database each."""
-    server = Influxd(tmp_path_factory.mktemp("influxd"))
-    server.start()
-    yield server
-    server.stop()
+    with Influxd(tmp_path_factory.mktemp("influxd")) as server:
+        yield server
 
 
 @pytest.fixture
 def fresh_broker(tmp_path: Path) -> Iterator[Mosquitto]:
     """A broker of the test's own, for tests that stop or restart it."""
-    broker = Mosquitto(tmp_path / "mosquitto")
-    broker.start()
-    yield broker
-    broker.stop()
+    with Mosquitto(tmp_path / "mosquitto") as broker:
+        yield broker
 
 
 @pytest.fixture
@@ -86,10 +80,8 @@ def influx_db(influxd: Influxd, unique: str) -> Iterator[SyncInflux]:
 @pytest.fixture(scope="module")
 def nats_single(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
     """One JetStream server, alone."""
-    server = NatsServer(tmp_path_factory.mktemp("nats"))
-    server.start()
-    yield server
-    server.stop()
+    with NatsServer(tmp_path_factory.mktemp("nats")) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -97,10 +89,8 @@ def centre(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Centre]:
     """The group centre's three-node cluster (JetStream domain ``centre``)."""
     from group.servers import Centre
 
-    c = Centre(tmp_path_factory.mktemp("centre"))
-    c.start()
-    yield c
-    c.stop()
+    with Centre(tmp_path_factory.mktemp("centre")) as c:
+        yield c
 
 
 @pytest.fixture(scope="module")
@@ -113,10 +103,9 @@ def mine(centre: Centre, tmp_path_factory: pytest.TempPathFactory) -> Iterator[M
 
     mine_id = f"m{uuid.uuid4().hex[:6]}"
     m = Mine(mine_id, LeafNode(mine_id, tmp_path_factory.mktemp(mine_id), centre.leaf_urls))
-    m.leaf.start()
-    asyncio.run(setup_streams(centre, m))
-    yield m
-    m.leaf.stop()
+    with m.leaf:
+        asyncio.run(setup_streams(centre, m))
+        yield m
 
 
 @pytest.fixture
