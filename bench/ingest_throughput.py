@@ -510,6 +510,11 @@ def latency(broker: Mosquitto, influx: Influxd, partitions: int, load_pps: float
             load = mp.Process(target=publish_all, args=(broker.url, str(path), 2000, rate, mp.Queue(), acked))
             load.start()
             time.sleep(warmup)
+        assert influx.proc is not None and broker.proc is not None
+        pids = {"ingest": [p.pid for p in ing.procs], "influxd": [influx.proc.pid], "mosquitto": [broker.proc.pid]}
+        if load is not None and load.pid is not None:
+            pids["publisher"] = [load.pid]
+        cpu0 = {k: sum(cpu_s(p) for p in v) for k, v in pids.items()}
         start = (time.monotonic(), upto[acked.value], ing.received())
         pub = paho_client(MqttTarget(broker.url), f"bench-alerts-{tag}")
         pub.connect(broker.host, broker.port, 30)
@@ -526,6 +531,8 @@ def latency(broker: Mosquitto, influx: Influxd, partitions: int, load_pps: float
             lat_frames += 1
             time.sleep(seconds / (2 * 2 * len(combos)))
         end = (time.monotonic(), upto[acked.value], ing.received() - lat_frames)
+        cores = {f"{k}_cores": (sum(cpu_s(p) for p in v) - cpu0[k]) / (end[0] - start[0]) for k, v in pids.items()}
+        cores["points_per_write"] = ing.write_batches()
         # the alerts of every frame sent: wait until the ingestor has taken the load published so
         # far and the alert frames (a backlog delays them, and an alert missed is a sample hidden)
         deadline = end[0] + 300
@@ -547,7 +554,7 @@ def latency(broker: Mosquitto, influx: Influxd, partitions: int, load_pps: float
     took = end[0] - start[0]
     achieved = {"robots": robots, "published_points_per_s": (end[1] - start[1]) / took,
                 "ingested_points_per_s": (end[2] - start[2]) / took,
-                "backlog_points": end[1] - end[2], "catch_up_s": caught_up, "alert_frames": lat_frames}
+                "backlog_points": end[1] - end[2], "catch_up_s": caught_up, "alert_frames": lat_frames, **cores}
     return lat, achieved
 
 
@@ -568,6 +575,7 @@ def main() -> None:
     ap.add_argument("--latency-warmup", type=float, default=15.0, help="seconds of load before measuring latency")
     ap.add_argument("--no-latency", action="store_true")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--influx-nice", type=int, default=0)
     args = ap.parse_args()
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as d:
@@ -576,6 +584,10 @@ def main() -> None:
         influx = Influxd(tmp / "influxd")
         broker.start()
         influx.start()
+        if args.influx_nice:
+            assert influx.proc is not None
+            for tid in os.listdir(f"/proc/{influx.proc.pid}/task"):
+                os.setpriority(os.PRIO_PROCESS, int(tid), args.influx_nice)
         try:
             base = simulated_frames(20_000, 40, args.seed)
             frames = replicate(base, args.points)

@@ -29,6 +29,10 @@ def _partition(ctx: click.Context, param: click.Parameter, value: str):
 batch_ms_option = click.option(
     "--batch-ms", type=click.FloatRange(0.0), default=100.0, show_default=True,
     help="Cut a batch this long after its first message (sooner when the writer is idle).")
+linger_ms_option = click.option(
+    "--linger-ms", type=click.FloatRange(0.0), default=25.0, show_default=True,
+    help="When the writer is idle, cut a batch once it is this old (0: at once). Larger writes cost "
+         "InfluxDB and the ingestor less a point; alerts never wait for a cut.")
 late_after_option = click.option(
     "--late-after", type=click.FloatRange(0.0, min_open=True), default=30.0, show_default=True,
     help="Mark a frame late when its robot time is this many seconds behind the clock (a 5G backlog); "
@@ -60,6 +64,7 @@ clock_settle_option = click.option(
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=10_000, show_default=True,
               help="Cut a batch at this many points (frames).")
 @batch_ms_option
+@linger_ms_option
 @late_after_option
 @click.option("--live-horizon", type=click.FloatRange(60.0), default=3600.0, show_default=True,
               help="Frames older than this many seconds (by the robot's clock, corrected) are bulk history: stored "
@@ -114,7 +119,7 @@ clock_settle_option = click.option(
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
 def ingest(mqtt_url: str | None, influx_url: str | None, influx_db: str | None, topic_prefix: str | None, partition,
            client_id: str | None, spool_dir: Path | None, spool_max_mb: int, metrics_port: int | None, metrics_host: str,
-           batch_size: int, batch_ms: float, late_after: float, live_horizon: float, clock_tolerance: float,
+           batch_size: int, batch_ms: float, linger_ms: float, late_after: float, live_horizon: float, clock_tolerance: float,
            clock_settle: float, warmup: float, clock: str, repeat_hold: float, stop_timeout: float, robots: str,
            max_message_bytes: int, max_frames: int, max_channels: int, max_new_channels: int, max_age: float | None,
            max_clock_ahead: float, max_ahead: float,
@@ -146,7 +151,7 @@ def ingest(mqtt_url: str | None, influx_url: str | None, influx_db: str | None, 
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLevelName(log_level.upper())))
     opts = IngestOptions(partition=partition, client_id=client_id, spool_dir=spool_dir,
                          spool_max_bytes=spool_max_mb << 20, metrics_port=metrics_port, metrics_host=metrics_host,
-                         batch_size=batch_size, batch_ms=batch_ms, late_after_s=late_after,
+                         batch_size=batch_size, batch_ms=batch_ms, linger_ms=linger_ms, late_after_s=late_after,
                          live_horizon_s=live_horizon, clock_tolerance_s=clock_tolerance, clock_settle_s=clock_settle,
                          warmup_s=warmup, clock=clock, repeat_hold_s=repeat_hold, robots=robots,
                          max_message_bytes=max_message_bytes, max_frames=max_frames, max_channels=max_channels,

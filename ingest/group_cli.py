@@ -12,7 +12,7 @@ import click
 
 from minewatch.options import mqtt_option, settings_from
 
-from ingest.cli import batch_ms_option, clock_settle_option, late_after_option
+from ingest.cli import batch_ms_option, clock_settle_option, late_after_option, linger_ms_option
 
 __all__ = ["group", "worker"]
 
@@ -55,6 +55,7 @@ def group() -> None:
 @click.option("--robots", default="*", show_default=True, envvar="MINEWATCH_ROBOTS",
               help="Robot ids and patterns taken ('*' any: each mine keeps its own fleet registry).")
 @batch_ms_option
+@linger_ms_option
 @late_after_option
 @clock_settle_option
 @click.option("--no-detectors", is_flag=True, help="Store telemetry only; run no detectors and publish no alerts.")
@@ -64,7 +65,8 @@ def group() -> None:
 def worker(nats_urls: str, partitions: int, worker_id: str | None, mqtt_url: str | None, influx_url: str | None,
            topic_prefix: str | None, stream: str, kv_replicas: int, lease_ttl: float, renew: float, ack_wait: float,
            fetch_batch: int,
-           spool_dir: Path | None, warmup: float, clock: str, robots: str, batch_ms: float, late_after: float,
+           spool_dir: Path | None, warmup: float, clock: str, robots: str, batch_ms: float, linger_ms: float,
+           late_after: float,
            clock_settle: float, no_detectors: bool, stop_timeout: float, log_level: str) -> None:
     """An ingest worker of the group's centre: holds leases on partitions of the GROUP stream,
     stores their frames in InfluxDB (database minewatch_<mine>), runs the detectors and publishes
@@ -83,6 +85,7 @@ def worker(nats_urls: str, partitions: int, worker_id: str | None, mqtt_url: str
                              renew_s=renew, ack_wait_s=ack_wait, fetch_batch=fetch_batch, spool_dir=spool_dir,
                              stop_timeout_s=stop_timeout,
                              ingest=IngestOptions(warmup_s=warmup, clock=clock, robots=robots, batch_ms=batch_ms,
+                                                  linger_ms=linger_ms,
                                                   late_after_s=late_after, clock_settle_s=clock_settle,
                                                   detectors=not no_detectors, stop_timeout_s=stop_timeout))
     except ValueError as exc:

@@ -34,6 +34,9 @@ class IngestOptions:
     # Messages are taken from the inbox in steps of about this many points (some milliseconds of
     # work), with a turn of the event loop between steps for the writes and acknowledgements.
     step_points: int = 500
+    # A batch is cut when no write is in flight and nothing waits only once it is this old: a busy
+    # mine's writes then hold some hundreds of points or more, instead of tens (see ingest.batching).
+    linger_ms: float = 25.0
     max_inflight: int = 2                 # batches being written at once
     receive_maximum: int | None = None    # default enough for max_inflight + 1 full batches
     session_expiry_s: int = 7 * 24 * 3600

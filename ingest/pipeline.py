@@ -128,7 +128,8 @@ class Pipeline:
                  spool: Spool, metrics: Metrics, suite: Any, *, stats_tags: dict[str, str],
                  stopping: asyncio.Event, stop_left: Callable[[float], float]) -> None:
         self.opts = opts
-        self.policy = BatchPolicy(opts.batch_size, opts.batch_ms, opts.detect_ms, opts.detect_frames, opts.step_points)
+        self.policy = BatchPolicy(opts.batch_size, opts.batch_ms, opts.detect_ms, opts.detect_frames, opts.step_points,
+                                  opts.linger_ms)
         self.topics = topics
         self.partition = opts.partition
         self.router = router
@@ -202,6 +203,7 @@ class Pipeline:
                 await asyncio.wait({task})
             finally:
                 self.inflight -= 1
+                self.consumer.wake()  # a batch that has lingered is cut once no write is in flight
             outcome = self._spool_instead(batch) if task.cancelled() else task.result()
             if outcome is None:
                 continue  # not durable: not acknowledged, the broker sends it again
@@ -270,7 +272,7 @@ class Pipeline:
                 # reads); were the inbox emptied in one go, they would wait until the robots paused.
                 await asyncio.sleep(0)
                 continue
-            due = policy.wake_at(clock, min(self._next_tick, self._next_stats))
+            due = policy.wake_at(clock, min(self._next_tick, self._next_stats), now)
             if not batch.messages:
                 if now >= due and not clock.undetected_at:
                     break

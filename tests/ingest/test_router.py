@@ -136,14 +136,20 @@ def test_the_batching_policy() -> None:
     assert p.detect_due(clock, 5.005, idle=False, acks_waiting=False, frames_waiting=50)
     assert p.detect_due(clock, 5.005, idle=False, acks_waiting=True, frames_waiting=0)
     assert p.detect_due(clock, 5.011, idle=False, acks_waiting=False, frames_waiting=0)
-    assert p.wake_at(clock, 99.0) == pytest.approx(5.01)
+    assert p.wake_at(clock, 99.0, 5.005) == pytest.approx(5.01)
     clock.undetected_at = 0.0
-    assert p.wake_at(clock, 99.0) == pytest.approx(5.1)
+    assert p.wake_at(clock, 99.0, 5.005) == pytest.approx(5.025)  # the end of its linger
+    assert p.wake_at(clock, 99.0, 5.03) == pytest.approx(5.1)     # lingered: its age
+    assert not p.cut_due(clock, 5.01, writing=False, inbox=False)  # nothing else to do, but lingering
     assert not p.cut_due(clock, 5.05, writing=True, inbox=False)
-    assert p.cut_due(clock, 5.05, writing=False, inbox=False)   # nothing else to do: cut at once
+    assert p.cut_due(clock, 5.05, writing=False, inbox=False)   # lingered, nothing else to do: cut
     assert p.cut_due(clock, 5.1, writing=True, inbox=True)      # its age is up
+    eager = BatchPolicy(batch_size=1000, batch_ms=100, linger_ms=0)
+    assert eager.cut_due(clock, 5.0, writing=False, inbox=False)
     with pytest.raises(ValueError, match="at least 1"):
         BatchPolicy(batch_size=0)
+    with pytest.raises(ValueError, match="negative"):
+        BatchPolicy(linger_ms=-1)
 
 
 class _Counting(Router):
