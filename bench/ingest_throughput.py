@@ -29,7 +29,9 @@ measured with one fleet says nothing about another's: InfluxDB's cost of a point
 series), each after ``--latency-warmup`` seconds of that load. With the latency: the robots, the
 load the broker took and the ingestor took while the alerts were measured
 (``published_points_per_s``, ``ingested_points_per_s`` against ``load_points_per_s`` offered) and
-the load's points not yet taken at the end (``backlog_points``).
+the load's points not yet taken at the end (``backlog_points``), the cores each process used
+meanwhile (``ingest_cores``, ``influxd_cores``, ``mosquitto_cores``, ``publisher_cores``) and the
+ingestor's mean points a write (``points_per_write``).
 
 Prints one JSON line per figure (medians over ``--runs``):
 ``ingest_points_per_s``, ``ingest_readings_per_s``, ``ingest_lost_points``,
@@ -575,7 +577,6 @@ def main() -> None:
     ap.add_argument("--latency-warmup", type=float, default=15.0, help="seconds of load before measuring latency")
     ap.add_argument("--no-latency", action="store_true")
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--influx-nice", type=int, default=0)
     args = ap.parse_args()
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as d:
@@ -584,10 +585,6 @@ def main() -> None:
         influx = Influxd(tmp / "influxd")
         broker.start()
         influx.start()
-        if args.influx_nice:
-            assert influx.proc is not None
-            for tid in os.listdir(f"/proc/{influx.proc.pid}/task"):
-                os.setpriority(os.PRIO_PROCESS, int(tid), args.influx_nice)
         try:
             base = simulated_frames(20_000, 40, args.seed)
             frames = replicate(base, args.points)
