@@ -195,7 +195,7 @@ def main() -> None:
                 return fn(st, tt, xx, machine_run(tt), *(tab[c] for c in argn), np.empty(m, np.int8),
                           np.empty((m, 3)))
             score = np.empty(m)
-            fn(st, tt, xx, *(tab[c] for c in argn), score, np.empty(m, np.int8), np.empty(m))
+            fn(st, tt, xx, *(tab[c] for c in argn), score, np.empty(m, np.int8), np.empty(m), np.zeros(m, np.int8))
             return to_score(score)  # the kernel yields the evidence; the 0..1 score is one vectorised step
 
         run(stream[:1000], t[:1000], x[:1000], streams)

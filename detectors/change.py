@@ -79,7 +79,7 @@ import numpy as np
 
 from detectors._jit import Arr, jit
 
-__all__ = ["CHANGE_ARGS", "CHANGE_COLUMNS", "ChangeDetector", "change_kernel", "to_score"]
+__all__ = ["CHANGE_ARGS", "CHANGE_COLUMNS", "WHY_NAMES", "ChangeDetector", "change_kernel", "to_score"]
 
 DAY_NS = 86_400 * 1_000_000_000
 PROFILE_BINS = 96  # 15 min bins over a day [P]: a shift change is a ramp of two bins, not a step
@@ -109,6 +109,11 @@ GAP_FACTOR = 20.0  # an automatic gap: this many usual spacings without a value 
 SPACING_RATE = 0.05
 ALERT_ON = 2
 ALERT_OFF = 5
+# which test raised a notice (the kernel's ``why`` output, at the raising value; 0 elsewhere)
+WHY_NONE, WHY_RISE, WHY_FALL, WHY_SPIKE, WHY_NOISE, WHY_NONFINITE = 0, 1, 2, 3, 4, 5
+#: the tests' names, by ``why`` code, as a notice's evidence gives them (``"test"``)
+WHY_NAMES = ("", "rise", "fall", "spike", "noise", "nonfinite")
+LEAN_SHARE = 0.6  # noisier values whose z averages this share of their |z| lean one way: a level change [P]
 
 
 @jit
@@ -142,16 +147,50 @@ def _fresh_tests() -> tuple[float, float, float, float, float, int]:
 
 
 @jit
+def _why(v_i: float, up: float, down: float, h: float, ev_spike: float, ev_var: float, mzv: float) -> int:
+    """Which test a raising value is anomalous by (see :func:`change_kernel`'s ``why``)."""
+    if not np.isfinite(v_i):
+        return WHY_NONFINITE
+    ev_level = max(up, down) / h
+    if ev_level >= ev_spike and ev_level >= ev_var:
+        return WHY_RISE if up >= down else WHY_FALL
+    if ev_spike >= ev_var:
+        return WHY_SPIKE
+    # a large step makes |z| large before its CUSUM reaches h: louder values that lean one way,
+    # with the CUSUM building, are a level change
+    if ev_level >= LEARN_BELOW and abs(mzv) >= LEAN_SHARE * VAR_RATIO * V_MEAN * ev_var:
+        return WHY_RISE if mzv > 0.0 else WHY_FALL
+    return WHY_NOISE
+
+
+@jit
 def change_kernel(stream: Arr, t: Arr, x: Arr, on: Arr, warmup: Arr, k: Arr, h: Arr, spike: Arr, alpha: Arr,
                   gamma: Arr, period: Arr, gap: Arr, n: Arr, ready: Arr, m: Arr, d: Arr, spread: Arr, fast: Arr,
                   fdev: Arr, slow: Arr, prof: Arr, weight: Arr, spacing: Arr, q: Arr, mz: Arr, sm: Arr, c0: Arr,
                   c1: Arr, zprev: Arr, v: Arr, s_hi: Arr, s_lo: Arr, held: Arr, state: Arr, on_count: Arr,
                   off_count: Arr, last: Arr, step: Arr, t_last: Arr, t_phase: Arr, t_ns: Arr, score: Arr, code: Arr,
-                  level: Arr) -> int:
+                  level: Arr, why: Arr) -> int:
     """Score a batch sorted by stream then time. ``score[i]`` is the evidence ``T`` (0 for NaN and
     warm-up, inf for ±inf; :func:`to_score` maps it to [0, 1]), ``code[i]`` the alert state change
-    at ``i`` (1 raised, 0 cleared, -1 none), ``level[i]`` the value expected there."""
+    at ``i`` (1 raised, 0 cleared, -1 none), ``level[i]`` the value expected there.
+
+    ``why[i]`` is written only where a notice is raised (``code[i] == 1``), so pass it zeroed
+    (``WHY_NONE`` elsewhere): the test with the largest evidence at that value, each divided by its
+    threshold as in ``T`` (the level's CUSUM ``WHY_RISE`` or ``WHY_FALL`` by which sum is larger,
+    the spike ``WHY_SPIKE``, the noise ``WHY_NOISE``; a tie goes to the first of these), or
+    ``WHY_NONFINITE`` for ±inf. A large step raises the noise test first (its ``|z|`` are large at
+    once, while the CUSUM needs several values): where the noise test is the largest but the
+    CUSUM is building (past ``LEARN_BELOW``) and the short average of ``z`` is at least
+    ``LEAN_SHARE`` of the average ``|z|`` (the values lean one way), it is reported as the level's
+    rise or fall, by the sign of that average. A notice rises at the ``ALERT_ON``-th anomalous value
+    in a row, so the test is that value's: the values before it may have been anomalous by another."""
     n_changes = 0
+    # the tests' evidence at the latest scored value, read only where a notice rises
+    up = 0.0
+    down = 0.0
+    ev_spike = 0.0
+    ev_var = 0.0
+    mzv = 0.0
     nb = prof.shape[1]
     inv_nb = 1.0 / nb
     size = x.shape[0]
@@ -332,7 +371,8 @@ def change_kernel(stream: Arr, t: Arr, x: Arr, on: Arr, warmup: Arr, k: Arr, h: 
                     vv = v_s + V_RATE * (min(az, V_CLIP) - v_s)
                     v_s = vv
                     tail = min(max(q_s * inv_sigma * (1.0 / Q_GAUSS), 1.0), TAIL_MAX)
-                    ev = max(max(up, down) / h_s, az / (spike_s * tail))
+                    ev_spike = az / (spike_s * tail)
+                    ev = max(max(up, down) / h_s, ev_spike)
                     ev_var = vv * (1.0 / (VAR_RATIO * V_MEAN))
                     building = ev >= LEARN_BELOW or abs(mzv) >= M_PROTECT * M_IID * infl
                     protect = ev >= 1.0 or ev_var >= 1.0 or (building and held_s < SOFT_HOLD)
@@ -419,6 +459,7 @@ def change_kernel(stream: Arr, t: Arr, x: Arr, on: Arr, warmup: Arr, k: Arr, h: 
                     state_s = 1
                     code[i] = 1
                     n_changes += 1
+                    why[i] = _why(v_i, up, down, h_s, ev_spike, ev_var, mzv)
             else:
                 on_count_s = 0
                 off_n = off_count_s + 1
@@ -577,8 +618,9 @@ class ChangeDetector:
         score = np.empty(x.shape[0])
         code = np.empty(x.shape[0], dtype=np.int8)
         level = np.empty(x.shape[0])
+        why = np.zeros(x.shape[0], dtype=np.int8)
         args: list[np.ndarray] = [np.zeros(x.shape[0], dtype=np.int64), t, x, *(self.state_[c] for c in CHANGE_ARGS),
-                                  score, code, level]
+                                  score, code, level, why]
         change_kernel(*args)
         alert = (score >= 1.0).astype(np.int8)
         return to_score(score), alert

@@ -4,8 +4,11 @@ starting and stopping, pumps cycling, bunkers filling) [P]: humidity and dust, t
 with ``change_notice`` in :data:`minewatch.catalogue.QUANTITIES`.
 
 It tracks the level closely (alpha 0.1) so the air's slow wander is normal and only abrupt,
-unexplained changes alert, as notices (info): "this has changed, look at it". Its threshold and
-warm-up can be set per channel (``--set mf01.rh.change_h=40``, ``change_warmup``).
+unexplained changes alert, as notices (info): "this has changed, look at it". A notice says what
+changed, by the test that raised it (the kernel's ``why``): the level rose or fell, one value
+jumped, the values vary more than usual, or a value is not a number; its evidence names that test
+(``"test"``). Its threshold and warm-up can be set per channel (``--set mf01.rh.change_h=40``,
+``change_warmup``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import numpy as np
 import numpy.typing as npt
 
 from detectors.base import EventOrder, Pending, StreamDetector, register, timing_of
-from detectors.change import CHANGE_ARGS, CHANGE_COLUMNS, change_kernel, to_score
+from detectors.change import (CHANGE_ARGS, CHANGE_COLUMNS, VAR_RATIO, WHY_FALL, WHY_NAMES, WHY_NOISE, WHY_NONFINITE,
+                              WHY_RISE, WHY_SPIKE, change_kernel, to_score)
 from detectors.engine import Signal
 from detectors.rules import decimals, fmt_value, subject
 from minewatch.catalogue import QUANTITIES, Channel, Scenario
@@ -51,27 +55,32 @@ class ChangeNotices(StreamDetector):
 
     def detect(self, stream: npt.NDArray[np.int64], t: npt.NDArray[np.int64], x: npt.NDArray[np.float64], *,
                check: bool = True
-               ) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float64], npt.NDArray[np.float64], int]:
+               ) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float64], npt.NDArray[np.float64],
+                          npt.NDArray[np.int8], int]:
         """The kernel over checked arrays: per sample its step (1 raised, 0 cleared, -1 none),
-        its score and the usual level, and whether anything changed."""
+        its evidence ``T``, the usual level and the test that raised a notice there (``WHY_*``,
+        0 where none rose), and whether anything changed."""
         n = self.check(stream, t, x) if check else stream.shape[0]
         score = np.empty(n)
         out = np.empty(n, dtype=np.int8)
         level = np.empty(n)
-        return out, score, level, self.call((stream, t, x), (score, out, level))
+        why = np.zeros(n, dtype=np.int8)  # the kernel writes it only where a notice rises
+        return out, score, level, why, self.call((stream, t, x), (score, out, level, why))
 
     def run(self, cols: tuple[npt.NDArray[Any], ...], late: Sequence[bool] | None) -> list[Pending]:
         stream, t, x, origin = cols
-        out, score, level, steps = self.detect(stream, t, x, check=False)  # the suite's own sorted batch
+        out, score, level, why, steps = self.detect(stream, t, x, check=False)  # the suite's own sorted batch
         if not steps:
             return []
         return [Pending(int(t[i]), self.order, int(stream[i]),
-                        self.signal(int(stream[i]), int(out[i]), float(x[i]), int(t[i]), float(to_score(score[i])),
-                                    float(level[i]), late, int(origin[i])))
+                        self.signal(int(stream[i]), int(out[i]), float(x[i]), int(t[i]), float(score[i]),
+                                    float(level[i]), late, int(origin[i]), int(why[i])))
                 for i in np.flatnonzero(out >= 0)]
 
-    def signal(self, s: int, code: int, value: float, ts: int, score: float, usual: float,
-               late: Sequence[bool] | None, fi: int) -> Signal:
+    def signal(self, s: int, code: int, value: float, ts: int, evidence_t: float, usual: float,
+               late: Sequence[bool] | None, fi: int, why: int = 0) -> Signal:
+        """The notice (``code`` 1) or its clearing (0) at ``value``: ``evidence_t`` is the kernel's
+        evidence ``T`` there, ``why`` the test that raised the notice."""
         sid, rid, chan, c = self.meta[s]
         assert c is not None
         sc = self.setup.scenarios[sid]
@@ -82,12 +91,14 @@ class ChangeNotices(StreamDetector):
         digits = decimals(c.quantity)
         v = fmt_value(value, c.unit, digits) if np.isfinite(value) else str(value)
         if code:
-            msg = (f"{what} has changed from its usual {fmt_value(usual, c.unit, digits)} to {v}: check whether the "
-                   f"change is real or the sensor is drifting.")
+            msg = _raised(what, why, v, fmt_value(usual, c.unit, digits), value > usual, evidence_t)
         else:
             msg = f"{what} is steady again at {v}: the notice is cleared."
+        score = float(to_score(np.asarray(evidence_t)))
         evidence: dict[str, object] = {"rule": rule, "robot": rid, "score": round(score, 3),
                                        "usual": round(float(usual), 6)}
+        if code:
+            evidence["test"] = WHY_NAMES[why]
         is_late, timing = timing_of(self.setup, late, fi)
         if is_late:
             evidence["late"] = True
@@ -101,3 +112,21 @@ class ChangeNotices(StreamDetector):
         s = self.stream_of(ev)
         if s is not None:
             self.table["c_state"][s] = max(1, int(self.table["c_state"][s]))
+
+
+def _raised(what: str, why: int, value: str, usual: str, above: bool, evidence_t: float) -> str:
+    """A notice's message, by the test that raised it (the kernel's ``why``)."""
+    if why == WHY_RISE or why == WHY_FALL:
+        moved = "risen" if why == WHY_RISE else "fallen"
+        return (f"{what} has {moved} from its usual {usual} to {value}: check whether the change is real or the "
+                f"sensor is drifting.")
+    if why == WHY_SPIKE:
+        return (f"{what} {'jumped' if above else 'dropped'} to {value} (usual {usual}): check whether it is real or "
+                f"a sensor fault.")
+    if why == WHY_NOISE:
+        # the noise test is the largest evidence here, so T is its ratio to the threshold, VAR_RATIO times the usual
+        return (f"{what} is varying about {evidence_t * VAR_RATIO:.1f} times as much as usual around its usual "
+                f"{usual} (now {value}): check whether the change is real or the sensor is failing.")
+    if why == WHY_NONFINITE:
+        return f"{what} read {value}, not a number (usual {usual}): check the sensor and its connection."
+    raise ValueError(f"change notice raised by an unknown test {why}")

@@ -12,7 +12,9 @@ import math
 
 def change_scores(times, values, *, warmup=30, k=0.75, h=12.0, spike=12.0, alpha=0.02, gamma=0.25,
                   period=86_400 * 10**9, gap=0):
-    """Scores (evidence ``T``), alert-state codes and expected values of one stream's values.
+    """Scores (evidence ``T``), alert-state codes, expected values and, where a notice rises, the
+    test that raised it (``why``: the ``WHY_*`` code of the raising value's largest evidence, 0 elsewhere)
+    of one stream's values.
 
     ``times`` in integer nanoseconds; ``gap`` 0 means none, below 0 automatic (``GAP_FACTOR`` usual spacings)."""
     from detectors import change as c
@@ -25,7 +27,7 @@ def change_scores(times, values, *, warmup=30, k=0.75, h=12.0, spike=12.0, alpha
           "prev_z": 0.0, "avg_abs_z": c.V_MEAN, "up": 0.0,
           "down": 0.0, "held": 0, "alerting": False, "on": 0, "off": 0, "last": math.nan, "step": math.inf,
           "t_last": -1}
-    scores, codes, expected = [], [], []
+    scores, codes, expected, whys = [], [], [], []
 
     def season(t):
         """(left bin, right bin, weight of the right one, profile value) at time ``t``."""
@@ -47,9 +49,11 @@ def change_scores(times, values, *, warmup=30, k=0.75, h=12.0, spike=12.0, alpha
         i0, i1, right_w, sv = season(t)
         expected.append(st["level"] + sv)
         score, code = 0.0, -1
+        evidence = {}  # each test's evidence at this value, by its why code
         if x != x:
             scores.append(score)
             codes.append(code)
+            whys.append(c.WHY_NONE)
             continue
         dt = 0
         if st["t_last"] >= 0:
@@ -71,6 +75,7 @@ def change_scores(times, values, *, warmup=30, k=0.75, h=12.0, spike=12.0, alpha
         bad = False
         if math.isinf(x):
             score, bad = math.inf, True
+            evidence = {c.WHY_NONFINITE: math.inf}
         else:
             if 0 < abs(x - st["last"]) < st["step"]:
                 st["step"] = abs(x - st["last"])
@@ -123,8 +128,16 @@ def change_scores(times, values, *, warmup=30, k=0.75, h=12.0, spike=12.0, alpha
                 st["down"] = max(0.0, st["down"] - innovation - k)
                 st["avg_abs_z"] += c.V_RATE * (min(abs(z), c.V_CLIP) - st["avg_abs_z"])
                 tail = min(max(st["q"] / (c.Q_GAUSS * sigma), 1.0), c.TAIL_MAX)
-                shift_or_spike = max(max(st["up"], st["down"]) / h, abs(z) / (spike * tail))
+                shifted = max(st["up"], st["down"]) / h
+                spiked = abs(z) / (spike * tail)
+                shift_or_spike = max(shifted, spiked)
                 noisier = st["avg_abs_z"] / (c.VAR_RATIO * c.V_MEAN)
+                # in order of precedence: the first of equal evidences names the test
+                evidence = {c.WHY_RISE if st["up"] >= st["down"] else c.WHY_FALL: shifted, c.WHY_SPIKE: spiked,
+                            c.WHY_NOISE: noisier}
+                # louder values leaning one way while the CUSUM builds: a large step, not noise
+                leaning = shifted >= c.LEARN_BELOW and abs(st["avg_z"]) >= c.LEAN_SHARE * st["avg_abs_z"]
+                step_sign = st["avg_z"]
                 score = max(shift_or_spike, noisier)
                 bad = score >= 1.0
                 building = shift_or_spike >= c.LEARN_BELOW or abs(st["avg_z"]) >= c.M_PROTECT * c.M_IID * inflation
@@ -179,6 +192,12 @@ def change_scores(times, values, *, warmup=30, k=0.75, h=12.0, spike=12.0, alpha
             st["on"], st["off"] = 0, st["off"] + 1
             if st["alerting"] and st["off"] >= c.ALERT_OFF:
                 st["alerting"], code = False, 0
+        why = c.WHY_NONE
+        if code == 1:  # the largest evidence of the raising value (max keeps the first of equals)
+            why = max(evidence, key=lambda w: evidence[w])
+            if why == c.WHY_NOISE and leaning:
+                why = c.WHY_RISE if step_sign > 0 else c.WHY_FALL
         scores.append(score)
         codes.append(code)
-    return scores, codes, expected
+        whys.append(why)
+    return scores, codes, expected, whys

@@ -41,9 +41,10 @@ def _rough(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _run(tab: StreamTable, stream: np.ndarray, t: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, ...]:
     score, code, level = np.empty(x.shape[0]), np.empty(x.shape[0], dtype=np.int8), np.empty(x.shape[0])
-    args: list[np.ndarray] = [stream, t, x, *(tab[c] for c in CHANGE_ARGS), score, code, level]
+    why = np.zeros(x.shape[0], dtype=np.int8)
+    args: list[np.ndarray] = [stream, t, x, *(tab[c] for c in CHANGE_ARGS), score, code, level, why]
     change_kernel(*args)
-    return score, code, level
+    return score, code, level, why
 
 
 def _table(streams: int, **settings: float) -> StreamTable:
@@ -63,15 +64,17 @@ def test_change_kernel_matches_reference(seed: int, settings: dict) -> None:
     runs = [_rough(rng, 1500) for _ in range(3)]
     tab = _table(3, **settings)
     stream = np.repeat(np.arange(3), 1500)
-    score, code, level = _run(tab, stream, np.concatenate([r[0] for r in runs]), np.concatenate([r[1] for r in runs]))
+    score, code, level, why = _run(tab, stream, np.concatenate([r[0] for r in runs]), np.concatenate([r[1] for r in runs]))
     kw = {"warmup": int(settings.get("c_warmup", 30)), "alpha": settings.get("c_alpha", CHANGE_COLUMNS["c_alpha"][2]),
           "period": int(settings.get("c_period", DAY_NS)), "gap": int(settings.get("c_gap", 0))}
     for s, (t, x) in enumerate(runs):
-        want_score, want_code, want_level = naive_change.change_scores(t.tolist(), x.tolist(), **kw)
+        want_score, want_code, want_level, want_why = naive_change.change_scores(t.tolist(), x.tolist(), **kw)
         np.testing.assert_allclose(score[stream == s], want_score, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(level[stream == s], want_level, rtol=1e-9, atol=1e-9)
         assert code[stream == s].tolist() == want_code
+        assert why[stream == s].tolist() == want_why
     assert (code == 1).sum() >= 3 and (score >= 1.0).sum() > 20 and np.isinf(score).sum() > 5
+    assert len(set(why[code == 1].tolist())) >= 2 and not why[code != 1].any()  # raised by several tests
 
 
 def test_batch_invariance() -> None:
@@ -199,8 +202,9 @@ JIT_OFF = """
 import json, numpy as np
 from tests.detectors.test_change import _rough, _run, _table
 t, x = _rough(np.random.default_rng(21), 1200)
-score, code, level = _run(_table(1), np.zeros(1200, dtype=np.int64), t, x)
-print(json.dumps([[float(v) if np.isfinite(v) else str(v) for v in score], code.tolist(), level.tolist()]))
+score, code, level, why = _run(_table(1), np.zeros(1200, dtype=np.int64), t, x)
+print(json.dumps([[float(v) if np.isfinite(v) else str(v) for v in score], code.tolist(), level.tolist(),
+                  why.tolist()]))
 """
 
 
@@ -210,11 +214,11 @@ def test_jit_off_gives_the_same_numbers() -> None:
     proc = subprocess.run([sys.executable, "-c", JIT_OFF], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    score_off, code_off, level_off = json.loads(proc.stdout)
+    score_off, code_off, level_off, why_off = json.loads(proc.stdout)
     t, x = _rough(np.random.default_rng(21), 1200)
-    score, code, level = _run(_table(1), np.zeros(1200, dtype=np.int64), t, x)
+    score, code, level, why = _run(_table(1), np.zeros(1200, dtype=np.int64), t, x)
     assert [float(v) if np.isfinite(v) else str(v) for v in score] == score_off
-    assert code.tolist() == code_off and level.tolist() == level_off
+    assert code.tolist() == code_off and level.tolist() == level_off and why.tolist() == why_off
 
 
 def test_detect_cli_places_rows_by_their_times(tmp_path: Path) -> None:

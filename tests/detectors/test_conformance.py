@@ -97,10 +97,10 @@ def _change_frames(rng: np.random.Generator) -> list[Frame]:
 
 def _change_reference(det: Detector, s: int, a: Arrays) -> list[Any]:
     r = _row(det, s, "c_")
-    _, codes, _ = naive_change.change_scores(a[1].tolist(), a[2].tolist(), warmup=r["warmup"], k=r["k"], h=r["h"],
+    _, codes, _, whys = naive_change.change_scores(a[1].tolist(), a[2].tolist(), warmup=r["warmup"], k=r["k"], h=r["h"],
                                              spike=r["spike"], alpha=r["alpha"], gamma=r["gamma"], period=r["period"],
                                              gap=r["gap"])
-    return codes
+    return _raised_by(codes, whys)
 
 
 def _limit_frames(rng: np.random.Generator) -> list[Frame]:
@@ -153,12 +153,22 @@ def _one(out: tuple[np.ndarray, ...]) -> list[Any]:
     return out[0].tolist()
 
 
+def _raised_by(codes: list[int], whys: list[int]) -> list[Any]:
+    """Each step paired with the test that raised it (-1 where nothing was raised)."""
+    return [(c, w if c == 1 else -1) for c, w in zip(codes, whys, strict=True)]
+
+
+def _change_codes(out: tuple[np.ndarray, ...]) -> list[Any]:
+    """The change detector's steps with the test that raised each notice (its ``why``)."""
+    return _raised_by(out[0].tolist(), out[3].tolist())
+
+
 CASES: dict[str, Case] = {
     "limits": Case("mf01", ("ch4_t1",), _limit_frames, _limit_reference, _one, ("mf01.ch4_t1.alarm", 0.8)),
     "sensor_health": Case("mf01", ("ch4_t1",), _health_frames, _health_reference, _one,
                           ("mf01.ch4_t1.stuck_s", 600.0)),
     "rate_of_rise": Case("mf01", ("ch4_t1",), _rise_frames, _rise_reference, _one, ("mf01.ch4_t1.rise", 0.02)),
-    "change": Case("mf01", ("rh",), _change_frames, _change_reference, _one, ("mf01.rh.change_h", 200.0)),
+    "change": Case("mf01", ("rh",), _change_frames, _change_reference, _change_codes, ("mf01.rh.change_h", 200.0)),
     "sensor_drift": Case("mf01", ("ch4_t0", "ch4_t1"), _drift_frames, _drift_reference, _one,
                          ("mf01.ch4_t*.drift_tol", 0.6)),
     "selfdrift": Case("pr02", ("fl", "i"), _selfdrift_frames, _selfdrift_reference, _one,
