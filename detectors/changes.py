@@ -129,4 +129,5 @@ def _raised(what: str, why: int, value: str, usual: str, above: bool, evidence_t
                 f"{usual} (now {value}): check whether the change is real or the sensor is failing.")
     if why == WHY_NONFINITE:
         return f"{what} read {value}, not a number (usual {usual}): check the sensor and its connection."
-    raise ValueError(f"change notice raised by an unknown test {why}")
+    # no test named (not expected from the kernel): the notice still goes out, in general words
+    return f"{what} has changed (usual {usual}, now {value}): check whether the change is real."
