@@ -385,6 +385,8 @@ class Pipeline:
         """Publish alert events and the incident steps they made; their lines go with the batch."""
         now = time.time_ns()
         self._out(publish_event, events, now, batch)
+        for ev in events:  # the log's record of what the board was told (a burst is cut down by minewatch.lograte)
+            log.info("alert %s %s (%s, at %d)", ev.alert_id, ev.state.value, ev.timing.value, ev.ts)
         incidents: list[IncidentEvent] = []
         if self.startup_incidents:
             incidents, self.startup_incidents = self.startup_incidents, []

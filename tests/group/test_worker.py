@@ -78,12 +78,22 @@ class Workload:
                 f"{m}: {len(want - set(got))} missing, {sum(n > 1 for n in got.values())} stored twice"
 
 
-def assert_one_methane_alert(col: Collector, base: str, mine: str, others: list[str]) -> None:
+def story(*procs: WorkerProcess) -> str:
+    """What each worker's log says, less the HTTP requests (for a failure's message)."""
+    out = []
+    for p in procs:
+        lines = p.log_path.read_text(errors="replace").splitlines() if p.log_path.exists() else []
+        out += [f"--- {p.log_path.name}"] + [ln for ln in lines if "HTTP Request" not in ln][-60:]
+    return "\n".join(out)
+
+
+def assert_one_methane_alert(col: Collector, base: str, mine: str, others: list[str], *procs: WorkerProcess) -> None:
     """The excursion's alert raised once and cleared once, both live; nothing else anywhere."""
     gas = [e for e in alert_events(col, base, mine) if e["detector"] == "gas_limit" and e["channel"] == "ch4_t1"]
     states = Counter(e["state"] for e in gas)
     assert states["raised"] == 1 and states["cleared"] == 1, \
-        [(e["alert_id"], e["state"], e["timing"], e["ts"], e.get("evidence", {}).get("reconciled")) for e in gas]
+        (f"{[(e['alert_id'], e['state'], e['timing'], e['ts'], e.get('evidence', {}).get('reconciled')) for e in gas]}"
+         f"\n{story(*procs)}")
     assert len({e["alert_id"] for e in gas}) == 1
     keys = [(e["alert_id"], e["state"], e.get("severity")) for e in gas]
     assert len(keys) == len(set(keys)), f"an alert event published twice: {keys}"
@@ -130,7 +140,7 @@ def test_worker_sigkilled_mid_stream_and_restarted(nats_server: NatsServer, mosq
     wait_until(lambda: any(e["state"] == "cleared" for e in alert_events(col, base, mines[0])), 30,
                f"the clear\n{w1b.log()}")
     time.sleep(1.0)  # anything published twice would be in by now
-    assert_one_methane_alert(col, base, mines[0], mines[1:])
+    assert_one_methane_alert(col, base, mines[0], mines[1:], w1, w1b)
     assert w1b.terminate() == 0, w1b.log()
     col.close()
 
@@ -171,7 +181,7 @@ def test_workers_added_and_removed_mid_stream(nats_server: NatsServer, mosquitto
     wait_until(lambda: any(e["state"] == "cleared" for e in alert_events(col, base, mines[0])), 30,
                f"the clear\n{w3.log()}")
     time.sleep(1.0)
-    assert_one_methane_alert(col, base, mines[0], mines[1:])
+    assert_one_methane_alert(col, base, mines[0], mines[1:], w1, w2, w3)
     col.close()
 
 
@@ -200,7 +210,7 @@ def test_a_cluster_node_sigkilled_mid_stream(nats_nodes: list[NatsServer], mosqu
     wait_until(lambda: any(e["state"] == "cleared" for e in alert_events(col, base, mines[0])), 30,
                f"the clear\n{ws[0].log()}\n{ws[1].log()}")
     time.sleep(1.0)
-    assert_one_methane_alert(col, base, mines[0], mines[1:])
+    assert_one_methane_alert(col, base, mines[0], mines[1:], *ws)
     assert all(w.alive for w in ws)
     col.close()
 
