@@ -12,7 +12,7 @@ import click
 
 from minewatch.options import mqtt_option, settings_from
 
-from ingest.cli import batch_ms_option, clock_settle_option, late_after_option
+from ingest.cli import batch_ms_option, clock_settle_option, late_after_option, linger_ms_option
 
 __all__ = ["group", "worker"]
 
@@ -55,11 +55,7 @@ def group() -> None:
 @click.option("--robots", default="*", show_default=True, envvar="MINEWATCH_ROBOTS",
               help="Robot ids and patterns taken ('*' any: each mine keeps its own fleet registry).")
 @batch_ms_option
-# No linger by default here: JetStream sends the messages a killed worker held unacknowledged again
-# only after the ack wait, behind newer ones, and the longer a batch lingers the more of them there
-# are, and older frames behind newer ones can raise an alert again (docs/group-worker.md, "Limits").
-@click.option("--linger-ms", type=click.FloatRange(0.0), default=0.0, show_default=True,
-              help="When the writer is idle, cut a batch once it is this old (0: at once).")
+@linger_ms_option
 @late_after_option
 @clock_settle_option
 @click.option("--no-detectors", is_flag=True, help="Store telemetry only; run no detectors and publish no alerts.")

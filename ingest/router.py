@@ -309,7 +309,7 @@ class Router:
                 out.detect_arrived += [received] * n
             else:
                 late = [False] * n if msg.redelivered else [k == LATE for k in kinds]
-                _to_detectors(frames, kinds, late, received, out)
+                _to_detectors(frames, kinds, late, received, out, msg.redelivered)
                 if DUPLICATE in kinds:
                     store, late = _not_proven_repeats(frames, kinds, late)
         else:
@@ -322,7 +322,7 @@ class Router:
                     kinds[i] = self.seq.observe(robot_id, seqs[i], raw_ts[i], frames[i].boot)
                     late[i] = late[i] or (kinds[i] == LATE and not msg.redelivered)
                 _to_detectors([frames[i] for i in live], [kinds[i] for i in live], [late[i] for i in live],
-                              received, out)
+                              received, out, msg.redelivered)
             if old:
                 for i in old:
                     kinds[i] = self.history_seq.observe(robot_id, seqs[i], raw_ts[i], frames[i].boot)
@@ -480,12 +480,23 @@ def _not_proven_repeats(frames: Sequence[Frame], kinds: Sequence[int],
 
 
 def _to_detectors(frames: Sequence[Frame], kinds: Sequence[int], late: Sequence[bool], received_ns: int,
-                  out: Routed) -> None:
+                  out: Routed, redelivered: bool = False) -> None:
     """Frames not seen before to the detectors, each seen at ``received_ns`` (the ingestor's clock:
     its own, or the data's newest time with ``--clock data``, which a robot whose messages lag
-    behind the others' does not fall silent by)."""
+    behind the others' does not fall silent by).
+
+    A redelivered message's frames that fill a gap behind newer frames of their robot (a message a
+    dead group worker held, which JetStream sends again only after the ack wait, behind newer
+    ones) go to the history detectors instead: the live ones have already moved past them, and an
+    older reading must not move the live board (raised again after the newer readings cleared it,
+    such an alert would stand with nothing left to clear it). Their condition was the last
+    holder's to report, and the newer readings say what holds now."""
     for f, k, is_late in zip(frames, kinds, late):
-        if k not in REPEATS:  # a repeat is not detected twice
-            out.detect.append(f)
-            out.detect_late.append(is_late)
-            out.detect_arrived.append(received_ns)
+        if k in REPEATS:  # a repeat is not detected twice
+            continue
+        if redelivered and k == LATE:
+            out.history.append(f)
+            continue
+        out.detect.append(f)
+        out.detect_late.append(is_late)
+        out.detect_arrived.append(received_ns)

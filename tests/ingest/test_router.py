@@ -281,3 +281,28 @@ def test_a_limit_of_no_frames_refuses_one_frame_messages_of_a_known_stream_too()
     out = Routed()
     router.route([_msg(topic, encode_frame(f), f.seq + 1) for f in fs], out)
     assert not out.store and counters.deadlettered == {"too_many_frames": 3}
+
+
+def test_a_redelivered_message_behind_newer_frames_goes_to_the_history_detectors() -> None:
+    """Frames sent again after newer frames of their robot were taken (JetStream's redelivery of
+    what a dead worker held) fill a gap behind the live detectors: stored, not late, and checked by
+    the history detectors, never the live ones. The same frames first-hand are late data, live."""
+    t0 = time.time_ns() - 5 * 10**9
+    fs = frames_for("mf01", "r01", 12, t0=t0, step_ns=10**8)
+    for redelivered in (True, False):
+        router, _ = _router()
+        out = Routed()
+        router.route([_msg(TOPICS.telemetry("mf01", "r01"), encode_frames(fs[:4]), 1),
+                      _msg(TOPICS.telemetry("mf01", "r01"), encode_frames(fs[8:]), 2)], out)
+        assert [f.seq for f in out.detect] == [0, 1, 2, 3, 8, 9, 10, 11] and not out.history
+        again = Incoming(TOPICS.telemetry("mf01", "r01"), encode_frames(fs[4:8]), 3, 1, redelivered, 1,
+                         time.time_ns(), redelivered)
+        router.route([again], out)
+        assert [f.seq for f in out.store] == [0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7]
+        if redelivered:
+            assert [f.seq for f in out.history] == [4, 5, 6, 7]
+            assert [f.seq for f in out.detect] == [0, 1, 2, 3, 8, 9, 10, 11]
+            assert out.store_late[-4:] == [False] * 4
+        else:
+            assert not out.history
+            assert [f.seq for f in out.detect][-4:] == [4, 5, 6, 7] and out.detect_late[-4:] == [True] * 4
