@@ -533,8 +533,8 @@ def latency(broker: Mosquitto, influx: Influxd, partitions: int, load_pps: float
             lat_frames += 1
             time.sleep(seconds / (2 * 2 * len(combos)))
         end = (time.monotonic(), upto[acked.value], ing.received() - lat_frames)
-        cores = {f"{k}_cores": (sum(cpu_s(p) for p in v) - cpu0[k]) / (end[0] - start[0]) for k, v in pids.items()}
-        cores["points_per_write"] = ing.write_batches()
+        during = {f"{k}_cores": (sum(cpu_s(p) for p in v) - cpu0[k]) / (end[0] - start[0]) for k, v in pids.items()}
+        during["points_per_write"] = ing.write_batches()
         # the alerts of every frame sent: wait until the ingestor has taken the load published so
         # far and the alert frames (a backlog delays them, and an alert missed is a sample hidden)
         deadline = end[0] + 300
@@ -556,7 +556,7 @@ def latency(broker: Mosquitto, influx: Influxd, partitions: int, load_pps: float
     took = end[0] - start[0]
     achieved = {"robots": robots, "published_points_per_s": (end[1] - start[1]) / took,
                 "ingested_points_per_s": (end[2] - start[2]) / took,
-                "backlog_points": end[1] - end[2], "catch_up_s": caught_up, "alert_frames": lat_frames, **cores}
+                "backlog_points": end[1] - end[2], "catch_up_s": caught_up, "alert_frames": lat_frames, **during}
     return lat, achieved
 
 

@@ -385,7 +385,7 @@ class Pipeline:
         """Publish alert events and the incident steps they made; their lines go with the batch."""
         now = time.time_ns()
         self._out(publish_event, events, now, batch)
-        for ev in events:  # the log's record of what the board was told (a burst is cut down by minewatch.lograte)
+        for ev in events:  # what the board was told; minewatch.lograte lets five a minute through, and counts the rest
             log.info("alert %s %s (%s, at %d)", ev.alert_id, ev.state.value, ev.timing.value, ev.ts)
         incidents: list[IncidentEvent] = []
         if self.startup_incidents:

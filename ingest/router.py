@@ -480,7 +480,7 @@ def _not_proven_repeats(frames: Sequence[Frame], kinds: Sequence[int],
 
 
 def _to_detectors(frames: Sequence[Frame], kinds: Sequence[int], late: Sequence[bool], received_ns: int,
-                  out: Routed, redelivered: bool = False) -> None:
+                  out: Routed, redelivered: bool) -> None:
     """Frames not seen before to the detectors, each seen at ``received_ns`` (the ingestor's clock:
     its own, or the data's newest time with ``--clock data``, which a robot whose messages lag
     behind the others' does not fall silent by).

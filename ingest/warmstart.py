@@ -147,8 +147,9 @@ async def take_over(influx: InfluxClient, influx_ok: bool, opts: Any, partition:
         events, steps = reconcile(suite, frames, restored, router.clocks.late_after)
         pipeline.startup_events, pipeline.startup_incidents = events, steps
     suite.seed(suite.active())
-    log.info("%s: restored %d active alert(s) in %d incident(s); warmed up on %d stored frame(s)%s", partition,
-             len(restored), len(suite.engine.active_incidents()), len(frames),
+    # one line: the log limiter lets five of one line through a minute, and a restart holding an
+    # alarm flood would otherwise name five of its alerts
+    held = ", ".join(e.alert_id for e in restored[:20]) + (f" and {len(restored) - 20} more" if len(restored) > 20 else "")
+    log.info("%s: restored %d active alert(s) in %d incident(s)%s; warmed up on %d stored frame(s)%s", partition,
+             len(restored), len(suite.engine.active_incidents()), f" ({held})" if restored else "", len(frames),
              f" up to {max(f.ts for f in frames)}" if frames else "")
-    for e in restored:
-        log.info("%s: holding alert %s (%s since %d)", partition, e.alert_id, e.state.value, e.first_ts)
