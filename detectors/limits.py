@@ -23,6 +23,7 @@ The rule, per sample of one stream, in time order:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -118,6 +119,10 @@ LIMIT_COLUMNS = {
     "clear_count": (np.int32, (), 0),
     "last_t": (np.int64, (), -1),  # the stream's last reading, for the suite (not the kernel)
 }
+
+
+def _hms(ns: int) -> str:
+    return time.strftime("%H:%M:%S", time.gmtime(ns // NS))
 
 
 LIMIT_ARGS = ("thr", "above", "restore", "n_raise", "n_clear", "level", "count", "clear_count")
@@ -264,10 +269,16 @@ class LimitDetector(Detector):
 
     def run(self, cols: tuple[npt.NDArray[Any], ...], late: Sequence[bool] | None) -> list[Pending]:
         stream, t, x, origin = cols
+        pending: list[Pending] = []
+        if late and True in late:
+            behind = np.asarray(late, dtype=np.bool_)[origin] & (t < self.table["last_t"][stream])
+            if behind.any():  # late readings older than their stream's newest: judged apart
+                pending += self._behind(stream[behind], t[behind], x[behind], origin[behind], late)
+                keep = ~behind
+                stream, t, x, origin = stream[keep], t[keep], x[keep], origin[keep]
         self._sorted = (stream, t)
         level_before = self.table["level"].copy()
         out, n = self.detect(stream, t, x, check=False)  # the suite's own sorted batch
-        pending: list[Pending] = []
         raisers: dict[tuple[str, str, str], set[str]] = {}  # key -> robots raising it in this batch
         if n:
             for i in np.flatnonzero(out >= 0):
@@ -285,6 +296,39 @@ class LimitDetector(Detector):
             np.maximum.at(self.table["last_t"], stream, t)
             self._sorted = None
         self.features.clear()
+
+    def _behind(self, stream: Arr, t: Arr, x: Arr, origin: Arr, late: Sequence[bool]) -> list[Pending]:
+        """Late readings older than their stream's newest (a robot's held-back readings sent after
+        newer ones): they must not move the live level, which the newer readings have set. An
+        alert standing on the stream goes on standing (a late reading back below the restore level
+        does not clear it; a late one past a limit adds nothing to it). Where none stands, the
+        late readings are run through the rule on their own, from no alert, and what they raise
+        is raised, marked late, and cleared again at the stream's newest reading, which is below
+        the limits: the condition happened and is over, and the board says so without leaving an
+        alert up that no newer reading would clear."""
+        table = self.table
+        quiet = table["level"][stream] == 0
+        if not quiet.any():
+            return []
+        stream, t, x, origin = stream[quiet], t[quiet], x[quiet], origin[quiet]
+        # a scratch copy of the state with no alert, in which the late readings run alone
+        scratch = {name: np.zeros_like(table[name]) for name in ("level", "count", "clear_count")}
+        out = np.empty(stream.shape[0], dtype=np.int8)
+        limit_kernel(stream, x, table["thr"], table["above"], table["restore"], table["n_raise"], table["n_clear"],
+                     scratch["level"], scratch["count"], scratch["clear_count"], out)
+        pending: list[Pending] = []
+        for i in np.flatnonzero(out >= 0).tolist():
+            s, ts = int(stream[i]), int(t[i])
+            sig = self.signal(s, int(out[i]), float(x[i]), ts, self.frames[int(origin[i])].scenario_id, late,
+                              int(origin[i]))
+            pending.append(Pending(ts, self.order, s, sig))
+        for s in np.flatnonzero(scratch["level"][: len(table)] > 0).tolist():
+            last = int(np.flatnonzero(stream == s)[-1])
+            newest = int(table["last_t"][s])
+            pending.append(Pending(newest, self.order, s, self.signal(
+                s, 0, float(x[last]), newest, self.frames[int(origin[last])].scenario_id, late, int(origin[last]),
+                over=True)))
+        return pending
 
     def _stale_evidence(self, stream: Arr, t: Arr, x: Arr, out: Arr, level_before: Arr,
                         raisers: dict[tuple[str, str, str], set[str]], pending: list[Pending]) -> None:
@@ -359,10 +403,17 @@ class LimitDetector(Detector):
         return int(self.table["last_t"][s])
 
     def signal(self, s: int, k: int, value: float, ts: int, frame_scenario: str, late: Sequence[bool] | None,
-               fi: int) -> Signal:
+               fi: int, *, over: bool = False) -> Signal:
         """Stream ``s``'s step to level ``k`` (0: cleared) at ``value``; ``frame_scenario``: where the
-        frame says its robot is (a robot rule's alert is placed there)."""
+        frame says its robot is (a robot rule's alert is placed there). ``over``: the clear, at
+        ``ts``, the stream's newest reading, of what late readings raised (:meth:`_behind`)."""
         rule = self.rule[s]
+
+        def say(k: int, v: float | None, what: str) -> str:
+            if not over:
+                return rule.message(k, v, what)
+            return (f"{what}: the readings past the limit came late, and the robot's newer readings (the last "
+                    f"at {_hms(ts)} UTC) raise no alert: the alert is cleared.")
         scenario_id, robot_id, channel = self.meta[s]
         evidence: dict[str, object] = {"rule": rule.rule, "robot": robot_id}
         severity: Severity | None
@@ -376,12 +427,15 @@ class LimitDetector(Detector):
         is_late, timing = timing_of(self.setup, late, fi)
         if is_late:
             evidence["late"] = True
+        if over:
+            evidence["newer_readings_ts"] = ts
         if scenario_id is None:  # a robot rule: the robot is where its frame says
             here = self.setup.scenarios.get(frame_scenario)
             what = f"{rule.what} of {where_robot(robot_id, here)}"
             return Signal(scenario_id=frame_scenario, place=ROBOTS, detector=rule.detector, subject=robot_id,
                           kind=rule.kind, source=robot_id, severity=severity, ts=ts,
-                          message=rule.message(k, value, what), value=value, limit=limit, unit=rule.unit, channel=None,
+                          message=say(k, value, what), value=None if over else value, limit=limit, unit=rule.unit,
+                          channel=None,
                           robot_id=robot_id, evidence=evidence, timing=timing)
         sc = self.setup.scenarios[scenario_id]
         c = sc.channel_map.get(channel)
@@ -392,7 +446,7 @@ class LimitDetector(Detector):
         feats = self.features.get((s, ts))
         if feats is not None and sc.machine is not None:
             what = f"{rule.what} of the {sc.machine.name} in {where_place(sc)}"
-        message = rule.message(k, value, what)
+        message = say(k, value, what)
         if feats is not None and sc.machine is not None:
             diag = feats.diagnosis
             message += (f" Diagnosis: {diag}; zone {feats.zone}, {feats.rms_mm_s:.2f} mm/s, "
@@ -402,7 +456,7 @@ class LimitDetector(Detector):
                             snr_db={"bpfo": round(feats.bpfo_snr_db, 1), "bpfi": round(feats.bpfi_snr_db, 1),
                                     "bsf": round(feats.bsf_snr_db, 1)})
         return Signal(scenario_id=scenario_id, detector=rule.detector, subject=channel, kind=rule.kind, source=robot_id,
-                      severity=severity, ts=ts, message=message, value=value, limit=limit,
+                      severity=severity, ts=ts, message=message, value=None if over else value, limit=limit,
                       unit=rule.unit, channel=channel, robot_id=robot_id, evidence=evidence, timing=timing)
 
     # -- restore ---------------------------------------------------------------------------------

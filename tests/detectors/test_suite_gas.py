@@ -141,6 +141,46 @@ def test_late_frames_are_marked() -> None:
     assert d.events[0].evidence["late"] is True
 
 
+def test_a_late_reading_past_the_limit_behind_newer_ones_is_raised_and_cleared() -> None:
+    # a robot's held-back reading (seq 5) comes after its newer ones: the exceedance happened and is
+    # over; the board gets it, marked late, and no alert is left up that no newer reading would clear
+    suite = DetectorSuite()
+    assert suite.process(series("r01", "mf01", "ch4_t1", [0.3] * 10)).events == []
+    d = suite.process([frame("r01", "mf01", 5, {"ch4_t1": 1.6})], late=[True])
+    assert states(d.events) == [("raised", "critical"), ("cleared", "critical")]
+    raised, cleared = d.events
+    assert raised.ts == T0 + 5 * S and raised.value == 1.6 and raised.timing.value == "late"
+    assert cleared.ts == T0 + 9 * S and cleared.timing.value == "late" and cleared.value is None
+    assert "came late" in cleared.message and "08:00:09 UTC" in cleared.message
+    assert suite.active() == []
+    # the live level was not moved: the robot's next readings raise nothing, a real rise raises
+    assert suite.process(series("r01", "mf01", "ch4_t1", [0.3, 0.3], start=10)).events == []
+    assert states(suite.process(series("r01", "mf01", "ch4_t1", [1.6], start=12)).events) == [("raised", "critical")]
+
+
+def test_late_readings_below_the_restore_level_do_not_clear_a_standing_alert() -> None:
+    suite = DetectorSuite()
+    d = suite.process(series("r01", "mf01", "ch4_t1", [0.3] * 8 + [1.6, 1.6]))
+    assert states(d.events) == [("raised", "critical")]
+    # three older readings of the quiet minutes before, sent late: the methane is still high
+    d = suite.process([frame("r01", "mf01", i, {"ch4_t1": 0.3}) for i in (5, 6, 7)], late=[True] * 3)
+    assert only(d.events) == []
+    assert [e.severity for e in suite.active()] == [Severity.critical]
+    # the newest readings decide
+    d = suite.process(series("r01", "mf01", "ch4_t1", [0.3, 0.3, 0.3], start=10))
+    assert states(d.events) == [("cleared", "critical")]
+
+
+def test_late_readings_of_a_stream_with_nothing_newer_are_taken_as_its_newest() -> None:
+    # the robot has since moved on (its newer frames are of another place): the late readings are
+    # all that place knows of it, so what they raise stands until a reading clears it
+    suite = DetectorSuite()
+    suite.process(series("r01", "mf02", "ch4_t1", [0.3] * 3, start=20))
+    d = suite.process(series("r01", "mf01", "ch4_t1", [0.3, 1.6, 1.6]), late=[True] * 3)
+    assert states(d.events) == [("raised", "critical")]
+    assert [e.scenario_id for e in suite.active()] == ["mf01"]
+
+
 def test_overrides_change_limits() -> None:
     suite = DetectorSuite(overrides=parse_overrides(["mf01.ch4_t1.critical=1.2", "*.ch4*.alarm=0.8"]))
     d = suite.process(series("r01", "mf01", "ch4_t1", [0.5, 0.85, 1.25]))

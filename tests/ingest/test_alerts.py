@@ -144,3 +144,49 @@ def test_the_active_state_is_published_before_the_event(mosquitto: Mosquitto, pr
         pub.loop_stop()
         pub.disconnect()
         col.close()
+
+
+def test_held_back_readings_sent_after_newer_ones_leave_the_board_true(mosquitto: Mosquitto, influxd: Influxd,
+                                                                       influx_db: SyncInflux, prefix: str,
+                                                                       tmp_path: Path) -> None:
+    """Two robots send seq 0-9 and 20-29 live and hold 10-19 back (a coverage hole), then send them.
+    r01's held-back readings end past the power-cut level, its newer ones are normal: the alert is
+    raised and cleared, both late, and none is left up. r02's newer readings are past it and its
+    held-back ones normal: its alert stands (older readings cannot clear it) until newer ones do."""
+    topics = Topics(prefix)
+    settings = ingest_settings(mosquitto.url, influxd.url, influx_db, prefix, tmp_path)
+    col = Collector(mosquitto.url, topics.all_alert_events)
+    pub = Publisher(mosquitto.url)
+    t0 = time.time_ns() - 40 * 200_000_000
+    a = _methane(frames_for("mf01", "r01", 30, t0=t0, step_ns=200_000_000), 0.3)
+    b = _methane(frames_for("mf02", "r02", 40, t0=t0, step_ns=200_000_000), 0.3)
+    _methane(a[17:20], 1.7)
+    _methane(b[25:30], 1.7)
+
+    def gas(robot: str) -> list[dict]:
+        return [e for e in _gas(col, topics) if e["robot_id"] == robot]
+
+    with ingestor_in_process(settings, client_id=f"ing-{prefix}"):
+        for fs in (a, b):
+            pub.send(topics, fs[:10])
+            pub.send(topics, fs[20:30])
+        wait_until(lambda: [e["state"] for e in gas("r02")] == ["raised"], 20, "r02's alert")
+        pub.send(topics, a[10:20], per_message=10)
+        pub.send(topics, b[10:20], per_message=10)
+        wait_until(lambda: [e["state"] for e in gas("r01")] == ["raised", "cleared"], 20, "r01's late alert, cleared")
+        pub.flush()
+        wait_until(lambda: influx_db.count("telemetry", "seq") >= 60, 20, "60 points")
+        time.sleep(1.0)  # anything the late readings would wrongly do to r02's alert has been published
+        raised, cleared = gas("r01")
+        assert raised["timing"] == cleared["timing"] == "late", (raised, cleared)
+        assert raised["ts"] == a[17].ts and cleared["ts"] == a[29].ts and "came late" in cleared["message"]
+        assert [e["state"] for e in gas("r02")] == ["raised"]
+        active = retained_active(mosquitto.url, topics)
+        assert raised["alert_id"] not in active
+        assert gas("r02")[0]["alert_id"] in active
+        pub.send(topics, b[30:40])  # newer readings, normal: they clear it
+        wait_until(lambda: [e["state"] for e in gas("r02")] == ["raised", "cleared"], 20, "r02's clear")
+        pub.flush()
+    assert_exactly_once(influx_db, {"r01": 30, "r02": 40})
+    col.close()
+    pub.close()
