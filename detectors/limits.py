@@ -212,6 +212,7 @@ class LimitDetector(Detector):
                                  *(r.detector for pair in self.vib_rules.values() for r in pair)])
         self.engine: AlertEngine | None = None
         self.frames: Sequence[Origin] = ()
+        self.held_back: Sequence[int] = ()  # the batch's frames a robot held back (DetectorSuite.process)
         self._sorted: tuple[Arr, Arr] | None = None
 
     def bind(self, engine: AlertEngine) -> None:
@@ -270,9 +271,11 @@ class LimitDetector(Detector):
     def run(self, cols: tuple[npt.NDArray[Any], ...], late: Sequence[bool] | None) -> list[Pending]:
         stream, t, x, origin = cols
         pending: list[Pending] = []
-        if late and True in late:
-            behind = np.asarray(late, dtype=np.bool_)[origin] & (t < self.table["last_t"][stream])
-            if behind.any():  # late readings older than their stream's newest: judged apart
+        if self.held_back:
+            held = np.zeros(len(self.frames), dtype=np.bool_)
+            held[np.asarray(self.held_back, dtype=np.int64)] = True
+            behind = held[origin] & (t < self.table["last_t"][stream])
+            if behind.any():  # held-back readings older than their stream's newest: judged apart
                 pending += self._behind(stream[behind], t[behind], x[behind], origin[behind], late)
                 keep = ~behind
                 stream, t, x, origin = stream[keep], t[keep], x[keep], origin[keep]
@@ -297,9 +300,11 @@ class LimitDetector(Detector):
             self._sorted = None
         self.features.clear()
 
-    def _behind(self, stream: Arr, t: Arr, x: Arr, origin: Arr, late: Sequence[bool]) -> list[Pending]:
-        """Late readings older than their stream's newest (a robot's held-back readings sent after
-        newer ones): they must not move the live level, which the newer readings have set. An
+    def _behind(self, stream: Arr, t: Arr, x: Arr, origin: Arr, late: Sequence[bool] | None) -> list[Pending]:
+        """Held-back readings older than their stream's newest (a robot's readings sent after newer
+        ones, filling a gap in its numbering): they must not move the live level, which the newer
+        readings have set. Only those: a reading merely dated late (a spare robot whose clock is
+        behind, until the ingestor corrects it) may be the newest there is, and is taken as such. An
         alert standing on the stream goes on standing (a late reading back below the restore level
         does not clear it; a late one past a limit adds nothing to it). Where none stands, the
         late readings are run through the rule on their own, from no alert, and what they raise

@@ -141,13 +141,16 @@ class DetectorSuite:
 
     # -- batches ---------------------------------------------------------------------------
     def process(self, frames: Sequence[Frame], *, late: Sequence[bool] | None = None,
-                arrived: Sequence[int] | None = None) -> Detection:
+                arrived: Sequence[int] | None = None, held_back: Sequence[int] = ()) -> Detection:
         """Run every detector over a batch of frames (any robots, scenarios and order).
 
         ``late`` flags frames that arrived late (their alerts are marked late). ``arrived`` is
         when each frame reached the ingestor (its clock): whether a robot is still reporting is
         judged by it, so a backlog being worked off does not look like a silent robot. Without it
-        (replay), by the frames' own times."""
+        (replay), by the frames' own times. ``held_back``: the frames (by index) that a robot held
+        back and sent after newer ones (they fill a gap in its numbering); where their readings
+        are older than the newest a limit stream has had, they do not move its live level
+        (:class:`detectors.limits.LimitDetector`)."""
         if late is not None and len(late) != len(frames):
             raise ValueError(f"late has {len(late)} flags for {len(frames)} frames")
         if arrived is not None and len(arrived) != len(frames):
@@ -157,7 +160,11 @@ class DetectorSuite:
         batch = self.batching.flatten(frames)
         batch.clock = batch.ts if arrived is None else np.asarray(arrived, dtype=np.int64)
         lines = self.vibration(batch, frames)
-        return Detection(events=self._detect(batch, frames, late), lines=lines)
+        self.limits.held_back = held_back
+        try:
+            return Detection(events=self._detect(batch, frames, late), lines=lines)
+        finally:
+            self.limits.held_back = ()
 
     def process_columns(self, cols: FrameColumns) -> Detection:
         """:meth:`process` of stored frames given as columns (:class:`minewatch.stored.FrameColumns`,

@@ -302,7 +302,8 @@ class Pipeline:
         if suite is not None and (frames or work.statuses):
             try:
                 if frames:
-                    det = suite.process(catalogue_only(frames), late=work.detect_late, arrived=work.detect_arrived)
+                    det = suite.process(catalogue_only(frames), late=work.detect_late, arrived=work.detect_arrived,
+                                        held_back=work.detect_held)
                     events.extend(det.events)
                     batch.lines.extend(det.lines)
                     self._count_detected(frames, ok=True)

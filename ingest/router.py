@@ -95,6 +95,8 @@ class Routed:
     detect: list[Frame] = field(default_factory=list)
     detect_late: list[bool] = field(default_factory=list)
     detect_arrived: list[int] = field(default_factory=list)
+    # which of them (by index) a robot held back: they fill a gap in its numbering behind newer frames
+    detect_held: list[int] = field(default_factory=list)
     history: list[Frame] = field(default_factory=list)   # bulk history, for the history detectors
     statuses: list[tuple[RobotStatus, int | None]] = field(default_factory=list)  # and when seen
     status_lines: list[str] = field(default_factory=list)
@@ -112,8 +114,9 @@ class Routed:
         """The detectors' part so far (frames, history, statuses, acks, clock changes), leaving
         this one without it."""
         out = Routed(detect=self.detect, detect_late=self.detect_late, detect_arrived=self.detect_arrived,
-                     history=self.history, statuses=self.statuses, acks=self.acks, clock=self.clock)
-        self.detect, self.detect_late, self.detect_arrived = [], [], []
+                     detect_held=self.detect_held, history=self.history, statuses=self.statuses, acks=self.acks,
+                     clock=self.clock)
+        self.detect, self.detect_late, self.detect_arrived, self.detect_held = [], [], [], []
         self.history, self.statuses, self.acks, self.clock = [], [], [], []
         return out
 
@@ -490,13 +493,17 @@ def _to_detectors(frames: Sequence[Frame], kinds: Sequence[int], late: Sequence[
     ones) go to the history detectors instead: the live ones have already moved past them, and an
     older reading must not move the live board (raised again after the newer readings cleared it,
     such an alert would stand with nothing left to clear it). Their condition was the last
-    holder's to report, and the newer readings say what holds now."""
+    holder's to report, and the newer readings say what holds now. First-hand, such frames (a
+    robot's held-back readings) are named in ``detect_held``: the live detectors judge them apart
+    from the newer readings (:meth:`detectors.DetectorSuite.process`, ``held_back``)."""
     for f, k, is_late in zip(frames, kinds, late):
         if k in REPEATS:  # a repeat is not detected twice
             continue
-        if redelivered and k == LATE:
-            out.history.append(f)
-            continue
+        if k == LATE:
+            if redelivered:
+                out.history.append(f)
+                continue
+            out.detect_held.append(len(out.detect))
         out.detect.append(f)
         out.detect_late.append(is_late)
         out.detect_arrived.append(received_ns)

@@ -306,3 +306,6 @@ def test_a_redelivered_message_behind_newer_frames_goes_to_the_history_detectors
         else:
             assert not out.history
             assert [f.seq for f in out.detect][-4:] == [4, 5, 6, 7] and out.detect_late[-4:] == [True] * 4
+            # named as held back, for the live detectors to judge apart from the newer readings
+            assert out.detect_held == [8, 9, 10, 11]
+            assert out.take_for_detectors().detect_held == [8, 9, 10, 11] and out.detect_held == []
