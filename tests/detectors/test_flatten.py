@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from detectors import DetectorSuite
 from detectors.batching import Batch
+from detectors.flatten import Cols
 from minewatch.catalogue import SCENARIOS
 from minewatch.wire import Frame, LinkInfo
 from simulator.engine import SimConfig, Simulation
@@ -210,3 +211,22 @@ def _same_events_each_step(steps: list[tuple[str, object]]) -> list[list]:
         assert [e.model_dump() for e in got] == [e.model_dump() for e in want], f"step {i}: {kind}"
         per_step.append(got)
     return per_step
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 12), st.integers(0, 6), st.integers(0, 9)), max_size=60),
+       st.sampled_from([0, 1, 10**6]))
+def test_sorted_orders_by_stream_time_and_frame_as_a_full_sort_does(rows: list[tuple[int, int, int]],
+                                                                       spread: int) -> None:
+    # samples in chunks as the flattening gathers them: in order, out of order, ties, sparse streams
+    cols = Cols((np.int64, np.int64, np.float64, np.int64))
+    for k in range(0, len(rows), 7):
+        part = rows[k:k + 7]
+        cols.add(np.array([r[0] * (spread or 1) for r in part], dtype=np.int64),
+                 np.array([r[1] for r in part], dtype=np.int64),
+                 np.arange(k, k + len(part), dtype=np.float64), np.array([r[2] for r in part], dtype=np.int64))
+    got = Batch.sorted(cols)
+    arrays = cols.arrays()
+    want = sorted(zip(*(a.tolist() for a in arrays)), key=lambda r: (r[0], r[1], r[3], r[2]))
+    # a stable order: rows equal in (stream, time, frame) stay in the order they were gathered in
+    assert list(zip(*(a.tolist() for a in got))) == want
