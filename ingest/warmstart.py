@@ -86,7 +86,8 @@ async def restore_seq(influx: InfluxClient, seq: SeqTracker, partition: Partitio
         if r["robot"] not in last or t > last[r["robot"]][0]:
             last[r["robot"]] = (t, v, boot)
     n = sum(seq.restore(robot, v, t, boot) for robot, (t, v, boot) in last.items())
-    log.info("restored the last seq of %d robot(s)", n)
+    log.info("restored the last seq of %d robot(s) from their newest stored frame (of %d with frames in the last "
+             "%d s; the others' numbering came from the frames of the warm-up)", n, len(last), int(restore_s))
 
 
 def reconcile(suite: Any, frames: list[Frame], restored: list[AlertEvent],
