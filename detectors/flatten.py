@@ -108,6 +108,8 @@ class ShapeTable:
 
     shapes: list[Shape] = field(default_factory=list)
     _k: list[int] = field(default_factory=list)
+    _fan: list[bool] = field(default_factory=list)
+    _fan_flags: np.ndarray | None = None
     _base: list[list[int]] = field(default_factory=list)
     _miss: list[list[int]] = field(default_factory=list)
     _lim: list[list[tuple[int, int, bool]]] = field(default_factory=list)
@@ -127,6 +129,8 @@ class ShapeTable:
         shape.index = len(self.shapes)
         self.shapes.append(shape)
         self._k.append(len(base or ()))
+        self._fan.append(shape.fan is not None)
+        self._fan_flags = None
         self._base.append(base or [])
         self._miss.append(miss or [])
         self._lim.append(lim or [])
@@ -134,6 +138,12 @@ class ShapeTable:
         self._robot.append(robot)
         self._arrays = None
         return shape
+
+    def fans(self) -> np.ndarray:
+        """Per shape number: whether its frames carry a derived ``fan`` reading (a main fan)."""
+        if self._fan_flags is None:
+            self._fan_flags = np.array(self._fan, dtype=np.bool_)
+        return self._fan_flags
 
     def arrays(self) -> ShapeArrays:
         if self._arrays is None:
