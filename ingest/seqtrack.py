@@ -8,7 +8,9 @@ A frame is
 
 - ``NEW`` when its ``seq`` is above the highest (a jump of more than one opens a gap of the
   skipped count), or when it starts a new boot (see below);
-- ``LATE`` when it fills part of an open gap (it arrived after a frame with a higher ``seq``);
+- ``LATE`` when it fills part of an open gap (it arrived after a frame with a higher ``seq``), or
+  when it is of a boot the robot has since left (its backlog of that boot, arriving after frames
+  of the newer one: held back, as a gap-filler is);
 - ``DUPLICATE`` when it is that very reading again (a QoS 1 redelivery, a robot resending): the
   same ``seq`` with the same ``ts`` as one the ring holds (a reading this tracker has seen, or one
   it was restored with as stored);
@@ -49,7 +51,7 @@ _OLD_BOOTS = 3      # boots kept besides the current one (their late backlog is 
 class SeqCounts:
     frames: int = 0
     gaps: int = 0          # seq values skipped when a higher one arrived
-    late: int = 0          # skipped values that arrived afterwards
+    late: int = 0          # skipped values that arrived afterwards, and frames of a boot since left
     duplicates: int = 0    # repeats, proven and presumed
     presumed: int = 0      # of those, presumed (not in the ring)
     resets: int = 0        # restarts: a robot's counter (or boot) started again
@@ -136,13 +138,22 @@ class SeqTracker:
                 recent: Sequence[tuple[int, int]] = ()) -> bool:
         """Start ``robot_id`` at its newest stored frame (``high`` with time ``high_ts``, of boot
         ``boot``), unless it has been seen already; ``recent`` are stored ``(seq, ts)`` pairs of that
-        boot for the ring, so that redelivered frames are recognised exactly. True when restored."""
+        boot for the ring, so that redelivered frames are recognised exactly, and the numbers
+        missing between them are open gaps again, so that frames the robot held back are known as
+        late when they come. True when restored."""
         if robot_id in self._robots:
             return False
         b = _Boot(boot, high, high_ts)
         for s, t in recent:
             if high - RING < s <= high:
                 b.remember(s, t)
+        seen = sorted({s for s, _ in recent if high - RING < s < high})
+        for a, z in zip(seen, [*seen[1:], high]):
+            if z > a + 1:
+                b.lo.append(a + 1)
+                b.hi.append(z)
+        if len(b.lo) > self.max_ranges:
+            del b.lo[:-self.max_ranges], b.hi[:-self.max_ranges]
         self._robots[robot_id] = _Robot(b)
         return True
 
@@ -164,6 +175,9 @@ class SeqTracker:
                 for old in r.older:
                     if old.boot == boot:
                         kind = self._classify(r, old, seq, ts, restart_ok=False)
+                        if kind == NEW:  # new to its boot, but behind the frames of the robot's newer boot
+                            self.counts.late += 1
+                            return LATE
                         return kind
                 return self._restart(r, seq, ts, boot)
         return self._classify(r, b, seq, ts, restart_ok=True)

@@ -85,10 +85,13 @@ def test_boots_name_their_streams() -> None:
     back = T - 3600 * S
     assert [t.observe("r", s, back + s * S, boot=9) for s in range(10)] == [NEW] * 10
     assert t.counts.resets == 1 and t.boot("r") == 9
-    # the first robot's backlog, late: its own boot's numbering still holds
-    assert t.observe("r", 100, T + 100 * S, boot=7) == NEW
+    # the first robot's backlog, late (behind the newer boot's frames): its own boot's numbering holds
+    assert t.observe("r", 100, T + 100 * S, boot=7) == LATE
     assert t.observe("r", 99, T + 99 * S, boot=7) == DUPLICATE
     assert t.observe("r", 5, back + 5 * S, boot=9) == DUPLICATE
+    # a message of that backlog leaves the current boot's numbering as it was
+    assert t.observe_run("r", [101, 102, 103], [T + k * S for k in (101, 102, 103)], boot=7) == [LATE] * 3
+    assert t.high("r") == 9 and t.boot("r") == 9 and t.observe("r", 10, back + 10 * S, boot=9) == NEW
     assert t.counts.resets == 1
     # back to a boot not kept: a restart
     assert t.observe("r", 0, T + 10_000 * S, boot=11) == NEW and t.counts.resets == 2
@@ -108,6 +111,16 @@ def test_restore_continues_counting_and_knows_redeliveries_exactly() -> None:
     # one whose clock came up behind: a number the ring knows, another time
     t.restore("r3", 999, T + 999 * S, recent=recent)
     assert t.observe("r3", 960, T - 50 * S) == NEW and t.counts.resets == 2
+
+
+def test_restore_opens_the_gaps_between_the_stored_frames_again() -> None:
+    # stored: 0-9 and 15-19; 10-14 were held back by the robot when the ingestor stopped
+    t = SeqTracker()
+    recent = [(s, T + s * S) for s in [*range(10), *range(15, 20)]]
+    assert t.restore("r", 19, T + 19 * S, boot=1, recent=recent) and t.missing("r") == 5
+    assert [t.observe("r", s, T + s * S, boot=1) for s in range(10, 15)] == [LATE] * 5
+    assert t.observe("r", 12, T + 12 * S, boot=1) == DUPLICATE and t.missing("r") == 0
+    assert t.counts.late == 5 and t.counts.gaps == 0  # the gap was counted by the last process
 
 
 def test_two_robots_in_one_place_one_rebooting() -> None:
