@@ -139,8 +139,8 @@ class SeqTracker:
         """Start ``robot_id`` at its newest stored frame (``high`` with time ``high_ts``, of boot
         ``boot``), unless it has been seen already; ``recent`` are stored ``(seq, ts)`` pairs of that
         boot for the ring, so that redelivered frames are recognised exactly, and the numbers
-        missing between them are open gaps again, so that frames the robot held back are known as
-        late when they come. True when restored."""
+        missing between them (or below them) are open gaps again, so that frames the robot held
+        back are known as late when they come. True when restored."""
         if robot_id in self._robots:
             return False
         b = _Boot(boot, high, high_ts)
@@ -152,6 +152,8 @@ class SeqTracker:
             if z > a + 1:
                 b.lo.append(a + 1)
                 b.hi.append(z)
+        if seen:  # below the stored frames: the robot's backlog from before them, late when it comes
+            b.first = seen[0]
         if len(b.lo) > self.max_ranges:
             del b.lo[:-self.max_ranges], b.hi[:-self.max_ranges]
         self._robots[robot_id] = _Robot(b)
@@ -240,10 +242,19 @@ class SeqTracker:
             return self._restart(r, seq, ts, b.boot)  # numbered again, and newer than anything seen
         if seq < b.first:  # below anything seen of this boot: a reading new to us, arriving late
             c.late += 1
+            if seq + 1 < b.first:  # the numbers between it and the lowest seen are a hole: the rest of a backlog
+                b.lo.insert(0, seq + 1)
+                b.hi.insert(0, b.first)
+                if len(b.lo) > self.max_ranges:  # bounded, as the holes above: the lowest is given up on
+                    c.abandoned += b.hi[0] - b.lo[0]
+                    del b.lo[0], b.hi[0]
             b.first = seq
             b.remember(seq, ts)
             return LATE
-        if restart_ok:  # not provably a repeat: a run of these moving forward in time is a restart
+        # not provably a repeat: for a robot that sends no boot, a run of these moving forward in time
+        # is a restart (one that sends its boot says so by it: such a run is its backlog from before
+        # what this tracker knows, e.g. from before an ingestor's warm-up)
+        if restart_ok and b.boot is None:
             r.unverified_run = r.unverified_run + 1 if ts > r.unverified_ts else 1
             r.unverified_ts = ts
             if r.unverified_run >= SUSPECT_RUN:

@@ -105,3 +105,49 @@ def test_held_back_readings_after_a_restart_are_judged_as_held_back() -> None:
     assert _states(events) == [("raised", "critical"), ("cleared", "critical")]
     assert events[0].ts == t0 + 10 * S and events[1].ts == t0 + 19 * S
     assert live.suite.active() == []
+
+
+def test_a_long_backlog_from_before_the_warm_up_does_not_restart_a_robots_numbering() -> None:
+    """The ingestor restarted and warmed up on seq 100-119 of boot 1, in which the methane alarm
+    stands. Then the robot's backlog from before the warm-up comes, seq 40-79, older and normal.
+    A robot that sends its boot says by it that it has not restarted: the backlog must not be
+    taken for a restart (and so for the newest readings), nor clear the alarm."""
+    t0 = time.time_ns() - 200 * S
+    stored = _frames([1.6] * 20, start_seq=100, t0=t0 + 100 * S, boot=1)
+    live = _Live()
+    restore_seq_from(live.router.seq, stored, {})
+    live.suite.process(stored, late=[False] * len(stored))  # the warm-up
+    assert [e.severity for e in live.suite.active() if e.detector == "gas_limit"] == [Severity.critical]
+    for k in range(40, 80, 10):
+        assert live.send(_frames([0.3] * 10, start_seq=k, t0=t0 + k * S, boot=1)) == []
+    assert [e.severity for e in live.suite.active() if e.detector == "gas_limit"] == [Severity.critical]
+    assert live.router.seq.counts.resets == 0 and live.router.seq.high("r01") == 119
+    # the robot's next frame follows on
+    assert live.send(_frames([1.6], start_seq=120, t0=t0 + 120 * S, boot=1)) == []
+    assert live.router.seq.counts.gaps == 0
+
+
+def test_a_backlog_from_before_the_warm_up_past_the_limit_is_raised_late_and_cleared() -> None:
+    """As above, the warm-up's readings normal and the backlog from before them at 1.6 %: the
+    alarm happened, and every one of those readings is judged, not passed over as a repeat."""
+    t0 = time.time_ns() - 200 * S
+    stored = _frames([0.3] * 20, start_seq=100, t0=t0 + 100 * S, boot=1)
+    live = _Live()
+    restore_seq_from(live.router.seq, stored, {})
+    live.suite.process(stored, late=[False] * len(stored))
+    events = live.send(_frames([0.3] * 5 + [1.6] * 5, start_seq=40, t0=t0 + 40 * S, boot=1))
+    assert _states(events) == [("raised", "critical"), ("cleared", "critical")]
+    assert events[0].ts == t0 + 45 * S and events[1].ts == t0 + 119 * S
+    assert live.router.seq.counts.duplicates == 0 and live.router.seq.counts.late == 10
+
+
+def test_the_backlog_of_a_robot_first_met_mid_stream_is_judged_frame_by_frame() -> None:
+    """The ingestor first meets the robot at seq 100 (nothing stored of it), then its backlog comes
+    in order, oldest first: every frame is late, not only the first."""
+    t0 = time.time_ns() - 200 * S
+    live = _Live()
+    live.send(_frames([0.3] * 10, start_seq=100, t0=t0 + 100 * S, boot=1))
+    events = live.send(_frames([0.3] * 5 + [1.6] * 5, start_seq=40, t0=t0 + 40 * S, boot=1))
+    assert _states(events) == [("raised", "critical"), ("cleared", "critical")]
+    assert live.router.seq.counts.late == 10 and live.router.seq.counts.duplicates == 0
+    assert live.routed.store_late[-10:] == [True] * 10

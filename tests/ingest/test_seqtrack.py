@@ -123,6 +123,18 @@ def test_restore_opens_the_gaps_between_the_stored_frames_again() -> None:
     assert t.counts.late == 5 and t.counts.gaps == 0  # the gap was counted by the last process
 
 
+def test_a_backlog_below_the_first_frame_seen_is_late_in_any_order_and_its_holes_are_bounded() -> None:
+    t = SeqTracker(max_ranges=16)
+    t.observe("r", 100, T + 100 * S, boot=1)  # first met mid-stream
+    assert [t.observe("r", s, T + s * S, boot=1) for s in range(40, 100)] == [LATE] * 60
+    assert t.missing("r") == 0 and t.counts.duplicates == 0
+    # numbers going down two at a time, each below the lowest seen: the holes they leave are bounded
+    u = SeqTracker(max_ranges=16)
+    u.observe("r", 10**12, T, boot=1)
+    assert [u.observe("r", 10**12 - 2 * k, T - k * S, boot=1) for k in range(1, 500)] == [LATE] * 499
+    assert u.missing("r") == 16 and u.counts.abandoned == 499 - 16
+
+
 def test_two_robots_in_one_place_one_rebooting() -> None:
     t = SeqTracker()
     kinds: dict[str, list[Any]] = {"a": [], "b": []}
