@@ -478,8 +478,7 @@ class LimitDetector(Detector):
             return Signal(scenario_id=frame_scenario, place=ROBOTS, detector=rule.detector, subject=robot_id,
                           kind=rule.kind, source=robot_id, severity=severity, ts=ts,
                           message=say(k, value, what), value=None if over else value, limit=limit, unit=rule.unit,
-                          channel=None,
-                          robot_id=robot_id, evidence=evidence, timing=timing)
+                          channel=None, robot_id=robot_id, evidence=evidence, timing=timing, may_hold=not over)
         sc = self.setup.scenarios[scenario_id]
         c = sc.channel_map.get(channel)
         if rule.quantity == "run":
@@ -500,7 +499,8 @@ class LimitDetector(Detector):
                                     "bsf": round(feats.bsf_snr_db, 1)})
         return Signal(scenario_id=scenario_id, detector=rule.detector, subject=channel, kind=rule.kind, source=robot_id,
                       severity=severity, ts=ts, message=message, value=None if over else value, limit=limit,
-                      unit=rule.unit, channel=channel, robot_id=robot_id, evidence=evidence, timing=timing)
+                      unit=rule.unit, channel=channel, robot_id=robot_id, evidence=evidence, timing=timing,
+                      may_hold=not over)
 
     # -- restore ---------------------------------------------------------------------------------
     def seed(self, ev: AlertEvent) -> None:

@@ -201,6 +201,20 @@ def test_held_back_readings_from_before_the_standing_alarm_do_not_escalate_it() 
     assert [e.severity for e in only(suite.active())] == [Severity.alarm]
 
 
+def test_a_held_back_reading_of_an_alarm_already_over_is_cleared_at_once_not_held_as_flapping() -> None:
+    # live: an alarm from seq 5, cleared at seq 12; seq 7, held back, comes after: what it raises is
+    # cleared at once. Were its clear held as a flapping alarm's is, an alarm whose cause was gone
+    # would stand on the board for the hold.
+    suite = DetectorSuite()
+    live = series("r01", "mf01", "ch4_t1", [0.3] * 5 + [1.2] * 2) + series("r01", "mf01", "ch4_t1", [1.2] * 2 + [0.3] * 5,
+                                                                           start=8)
+    assert states(suite.process(live).events) == [("raised", "alarm"), ("cleared", "alarm")]
+    d = suite.process([frame("r01", "mf01", 7, {"ch4_t1": 1.2})], late=[True], held_back=[0])
+    assert states(d.events) == [("raised", "alarm"), ("cleared", "alarm")]
+    assert d.events[1].ts == T0 + 14 * S and "flapping" not in d.events[1].evidence
+    assert only(suite.active()) == []
+
+
 def test_late_readings_of_a_stream_with_nothing_newer_are_taken_as_its_newest() -> None:
     # the robot has since moved on (its newer frames are of another place): the late readings are
     # all that place knows of it, so what they raise stands until a reading clears it
