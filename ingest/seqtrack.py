@@ -9,8 +9,8 @@ A frame is
 - ``NEW`` when its ``seq`` is above the highest (a jump of more than one opens a gap of the
   skipped count), or when it starts a new boot (see below);
 - ``LATE`` when it fills part of an open gap (it arrived after a frame with a higher ``seq``), or
-  when it is of a boot the robot has since left (its backlog of that boot, arriving after frames
-  of the newer one: held back, as a gap-filler is);
+  when it is of a boot the robot has since left and older than the newest frame of the current
+  one (its backlog of that boot, arriving after newer frames: held back, as a gap-filler is);
 - ``DUPLICATE`` when it is that very reading again (a QoS 1 redelivery, a robot resending): the
   same ``seq`` with the same ``ts`` as one the ring holds (a reading this tracker has seen, or one
   it was restored with as stored);
@@ -177,7 +177,7 @@ class SeqTracker:
                 for old in r.older:
                     if old.boot == boot:
                         kind = self._classify(r, old, seq, ts, restart_ok=False)
-                        if kind == NEW:  # new to its boot, but behind the frames of the robot's newer boot
+                        if kind == NEW and ts < b.high_ts:  # new to its boot, but older than the newer boot's newest
                             self.counts.late += 1
                             return LATE
                         return kind
@@ -284,7 +284,7 @@ class SeqTracker:
         if n > 1 and (seqs[-1] - first != n - 1 or list(seqs) != list(range(first, first + n))):
             return [self.observe(robot_id, s, t, boot) for s, t in zip(seqs, ts)]
         kind = self.observe(robot_id, first, ts[0], boot)
-        if kind != NEW:
+        if kind != NEW or (boot is not None and self._robots[robot_id].current.boot != boot):  # or of an older boot
             return [kind, *(self.observe(robot_id, s, t, boot) for s, t in zip(seqs[1:], ts[1:]))]
         if n > 1:  # the rest follow one by one above the new highest: all new, no gap
             b = self._robots[robot_id].current

@@ -85,12 +85,14 @@ def test_boots_name_their_streams() -> None:
     back = T - 3600 * S
     assert [t.observe("r", s, back + s * S, boot=9) for s in range(10)] == [NEW] * 10
     assert t.counts.resets == 1 and t.boot("r") == 9
-    # the first robot's backlog, late (behind the newer boot's frames): its own boot's numbering holds
-    assert t.observe("r", 100, T + 100 * S, boot=7) == LATE
+    # the first robot's backlog, late: its own boot's numbering still holds (dated after the spare's
+    # newest, it is new; dated before it, it is late, held back behind the spare's newer frames)
+    assert t.observe("r", 100, T + 100 * S, boot=7) == NEW
     assert t.observe("r", 99, T + 99 * S, boot=7) == DUPLICATE
     assert t.observe("r", 5, back + 5 * S, boot=9) == DUPLICATE
+    assert t.observe("r", 101, back + S, boot=7) == LATE
     # a message of that backlog leaves the current boot's numbering as it was
-    assert t.observe_run("r", [101, 102, 103], [T + k * S for k in (101, 102, 103)], boot=7) == [LATE] * 3
+    assert t.observe_run("r", [102, 103, 104], [T + k * S for k in (102, 103, 104)], boot=7) == [NEW] * 3
     assert t.high("r") == 9 and t.boot("r") == 9 and t.observe("r", 10, back + 10 * S, boot=9) == NEW
     assert t.counts.resets == 1
     # back to a boot not kept: a restart
