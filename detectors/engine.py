@@ -64,6 +64,9 @@ class Signal:
     evidence: dict[str, Any] = field(default_factory=dict)
     place: str | None = None  # where the alert lives, if not the scenario (robot alerts follow the robot)
     timing: AlertTiming = AlertTiming.live
+    # a clear that may be held while the key is flapping; not one that closes what held-back readings
+    # raised, which newer readings already show over (LimitDetector._behind)
+    may_hold: bool = True
 
     @property
     def key(self) -> Key:
@@ -171,7 +174,7 @@ class AlertEngine:
             if a.sources:
                 return out
             ev = self._event(sig, a, AlertState.cleared, a.severity)
-            if self._repeating(key, sig.ts):
+            if sig.may_hold and self._repeating(key, sig.ts):
                 a.clear_at = sig.ts + int(self.flap_hold_s * _NS)
                 a.clear_event = ev.model_copy(update={
                     "message": ev.message + f" (Held {self.flap_hold_s:g} s: it has come back within minutes.)",

@@ -306,22 +306,26 @@ class LimitDetector(Detector):
         readings have set. Only those: a reading merely dated late (a spare robot whose clock is
         behind, until the ingestor corrects it) may be the newest there is, and is taken as such. An
         alert standing on the stream goes on standing (a late reading back below the restore level
-        does not clear it; a late one past a limit adds nothing to it). Where none stands, the
+        does not clear it; one past a more severe level since it was raised escalates it,
+        :meth:`_escalations`, and any other adds nothing to it). Where none stands, the
         late readings are run through the rule on their own, from no alert, and what they raise
         is raised, marked late, and cleared again at the stream's newest reading, which is below
         the limits: the condition happened and is over, and the board says so without leaving an
         alert up that no newer reading would clear."""
         table = self.table
         quiet = table["level"][stream] == 0
+        pending: list[Pending] = []
+        if not quiet.all():
+            standing = ~quiet
+            pending += self._escalations(stream[standing], t[standing], x[standing], origin[standing], late)
         if not quiet.any():
-            return []
+            return pending
         stream, t, x, origin = stream[quiet], t[quiet], x[quiet], origin[quiet]
         # a scratch copy of the state with no alert, in which the late readings run alone
         scratch = {name: np.zeros_like(table[name]) for name in ("level", "count", "clear_count")}
         out = np.empty(stream.shape[0], dtype=np.int8)
         limit_kernel(stream, x, table["thr"], table["above"], table["restore"], table["n_raise"], table["n_clear"],
                      scratch["level"], scratch["count"], scratch["clear_count"], out)
-        pending: list[Pending] = []
         for i in np.flatnonzero(out >= 0).tolist():
             s, ts = int(stream[i]), int(t[i])
             sig = self.signal(s, int(out[i]), float(x[i]), ts, self.frames[int(origin[i])].scenario_id, late,
@@ -334,6 +338,40 @@ class LimitDetector(Detector):
                 s, 0, float(x[last]), newest, self.frames[int(origin[last])].scenario_id, late, int(origin[last]),
                 over=True)))
         return pending
+
+    def _escalations(self, stream: Arr, t: Arr, x: Arr, origin: Arr, late: Sequence[bool] | None) -> list[Pending]:
+        """Held-back readings of streams whose alert stands: they cannot clear it, but those dated
+        since the alert was raised that pass a more severe level (debounce and all) escalate it,
+        marked late: an alert's severity is the worst it has been since it was raised. The live
+        level is not moved. Readings from before the alert was raised add nothing (the stream may
+        have been back below the restore level in between)."""
+        table = self.table
+        since = np.full(len(table), np.iinfo(np.int64).max, dtype=np.int64)
+        for s in np.unique(stream).tolist():
+            standing = self.engine.get(self._alert_key(s)) if self.engine is not None else None
+            if standing is not None:
+                since[s] = standing.first_ts
+        inside = t >= since[stream]
+        if not inside.any():
+            return []
+        stream, t, x, origin = stream[inside], t[inside], x[inside], origin[inside]
+        # from the standing level, with no restore level: only a move up is looked for
+        level = table["level"].copy()
+        out = np.empty(stream.shape[0], dtype=np.int8)
+        limit_kernel(stream, x, table["thr"], table["above"], np.full_like(table["restore"], np.nan), table["n_raise"],
+                     table["n_clear"], level, np.zeros_like(table["count"]), np.zeros_like(table["clear_count"]), out)
+        pending: list[Pending] = []
+        for i in np.flatnonzero(out > 0).tolist():
+            s, ts, fi = int(stream[i]), int(t[i]), int(origin[i])
+            pending.append(Pending(ts, self.order, s, self.signal(s, int(out[i]), float(x[i]), ts,
+                                                                  self.frames[fi].scenario_id, late, fi)))
+        return pending
+
+    def _alert_key(self, s: int) -> tuple[str, str, str]:
+        """The alert key (:attr:`detectors.engine.Signal.key`) of stream ``s``'s alerts."""
+        scenario_id, robot_id, channel = self.meta[s]
+        detector = self.rule[s].detector
+        return (ROBOTS, detector, robot_id) if scenario_id is None else (scenario_id, detector, channel)
 
     def _stale_evidence(self, stream: Arr, t: Arr, x: Arr, out: Arr, level_before: Arr,
                         raisers: dict[tuple[str, str, str], set[str]], pending: list[Pending]) -> None:
@@ -440,8 +478,7 @@ class LimitDetector(Detector):
             return Signal(scenario_id=frame_scenario, place=ROBOTS, detector=rule.detector, subject=robot_id,
                           kind=rule.kind, source=robot_id, severity=severity, ts=ts,
                           message=say(k, value, what), value=None if over else value, limit=limit, unit=rule.unit,
-                          channel=None,
-                          robot_id=robot_id, evidence=evidence, timing=timing)
+                          channel=None, robot_id=robot_id, evidence=evidence, timing=timing, may_hold=not over)
         sc = self.setup.scenarios[scenario_id]
         c = sc.channel_map.get(channel)
         if rule.quantity == "run":
@@ -462,7 +499,8 @@ class LimitDetector(Detector):
                                     "bsf": round(feats.bsf_snr_db, 1)})
         return Signal(scenario_id=scenario_id, detector=rule.detector, subject=channel, kind=rule.kind, source=robot_id,
                       severity=severity, ts=ts, message=message, value=None if over else value, limit=limit,
-                      unit=rule.unit, channel=channel, robot_id=robot_id, evidence=evidence, timing=timing)
+                      unit=rule.unit, channel=channel, robot_id=robot_id, evidence=evidence, timing=timing,
+                      may_hold=not over)
 
     # -- restore ---------------------------------------------------------------------------------
     def seed(self, ev: AlertEvent) -> None:

@@ -8,7 +8,9 @@ A frame is
 
 - ``NEW`` when its ``seq`` is above the highest (a jump of more than one opens a gap of the
   skipped count), or when it starts a new boot (see below);
-- ``LATE`` when it fills part of an open gap (it arrived after a frame with a higher ``seq``);
+- ``LATE`` when it fills part of an open gap (it arrived after a frame with a higher ``seq``), or
+  when it is of a boot the robot has since left and older than the newest frame of the current
+  one (its backlog of that boot, arriving after newer frames: held back, as a gap-filler is);
 - ``DUPLICATE`` when it is that very reading again (a QoS 1 redelivery, a robot resending): the
   same ``seq`` with the same ``ts`` as one the ring holds (a reading this tracker has seen, or one
   it was restored with as stored);
@@ -49,7 +51,7 @@ _OLD_BOOTS = 3      # boots kept besides the current one (their late backlog is 
 class SeqCounts:
     frames: int = 0
     gaps: int = 0          # seq values skipped when a higher one arrived
-    late: int = 0          # skipped values that arrived afterwards
+    late: int = 0          # skipped values that arrived afterwards, and frames of a boot since left
     duplicates: int = 0    # repeats, proven and presumed
     presumed: int = 0      # of those, presumed (not in the ring)
     resets: int = 0        # restarts: a robot's counter (or boot) started again
@@ -136,13 +138,24 @@ class SeqTracker:
                 recent: Sequence[tuple[int, int]] = ()) -> bool:
         """Start ``robot_id`` at its newest stored frame (``high`` with time ``high_ts``, of boot
         ``boot``), unless it has been seen already; ``recent`` are stored ``(seq, ts)`` pairs of that
-        boot for the ring, so that redelivered frames are recognised exactly. True when restored."""
+        boot for the ring, so that redelivered frames are recognised exactly, and the numbers
+        missing between them (or below them) are open gaps again, so that frames the robot held
+        back are known as late when they come. True when restored."""
         if robot_id in self._robots:
             return False
         b = _Boot(boot, high, high_ts)
         for s, t in recent:
             if high - RING < s <= high:
                 b.remember(s, t)
+        seen = sorted({s for s, _ in recent if high - RING < s < high})
+        for a, z in zip(seen, [*seen[1:], high]):
+            if z > a + 1:
+                b.lo.append(a + 1)
+                b.hi.append(z)
+        if seen:  # below the stored frames: the robot's backlog from before them, late when it comes
+            b.first = seen[0]
+        if len(b.lo) > self.max_ranges:
+            del b.lo[:-self.max_ranges], b.hi[:-self.max_ranges]
         self._robots[robot_id] = _Robot(b)
         return True
 
@@ -164,6 +177,9 @@ class SeqTracker:
                 for old in r.older:
                     if old.boot == boot:
                         kind = self._classify(r, old, seq, ts, restart_ok=False)
+                        if kind == NEW and ts < b.high_ts:  # new to its boot, but older than the newer boot's newest
+                            self.counts.late += 1
+                            return LATE
                         return kind
                 return self._restart(r, seq, ts, boot)
         return self._classify(r, b, seq, ts, restart_ok=True)
@@ -226,10 +242,19 @@ class SeqTracker:
             return self._restart(r, seq, ts, b.boot)  # numbered again, and newer than anything seen
         if seq < b.first:  # below anything seen of this boot: a reading new to us, arriving late
             c.late += 1
+            if seq + 1 < b.first:  # the numbers between it and the lowest seen are a hole: the rest of a backlog
+                b.lo.insert(0, seq + 1)
+                b.hi.insert(0, b.first)
+                if len(b.lo) > self.max_ranges:  # bounded, as the holes above: the lowest is given up on
+                    c.abandoned += b.hi[0] - b.lo[0]
+                    del b.lo[0], b.hi[0]
             b.first = seq
             b.remember(seq, ts)
             return LATE
-        if restart_ok:  # not provably a repeat: a run of these moving forward in time is a restart
+        # not provably a repeat: for a robot that sends no boot, a run of these moving forward in time
+        # is a restart (one that sends its boot says so by it: such a run is its backlog from before
+        # what this tracker knows, e.g. from before an ingestor's warm-up)
+        if restart_ok and b.boot is None:
             r.unverified_run = r.unverified_run + 1 if ts > r.unverified_ts else 1
             r.unverified_ts = ts
             if r.unverified_run >= SUSPECT_RUN:
@@ -259,7 +284,7 @@ class SeqTracker:
         if n > 1 and (seqs[-1] - first != n - 1 or list(seqs) != list(range(first, first + n))):
             return [self.observe(robot_id, s, t, boot) for s, t in zip(seqs, ts)]
         kind = self.observe(robot_id, first, ts[0], boot)
-        if kind != NEW:
+        if kind != NEW or (boot is not None and self._robots[robot_id].current.boot != boot):  # or of an older boot
             return [kind, *(self.observe(robot_id, s, t, boot) for s, t in zip(seqs[1:], ts[1:]))]
         if n > 1:  # the rest follow one by one above the new highest: all new, no gap
             b = self._robots[robot_id].current

@@ -172,6 +172,49 @@ def test_late_readings_below_the_restore_level_do_not_clear_a_standing_alert() -
     assert states(d.events) == [("cleared", "critical")]
 
 
+def test_held_back_readings_past_the_power_cut_level_escalate_the_standing_alarm() -> None:
+    # the alarm stands from seq 8 (1.2 %); the robot held back seq 9-11, in which methane passed the
+    # power-cut level: the alarm was critical, and the regulation keeps power off until methane is
+    # below the restore level, whatever it passed through. The alert says so, marked late.
+    suite = DetectorSuite()
+    d = suite.process(series("r01", "mf01", "ch4_t1", [0.3] * 8 + [1.2]) + series("r01", "mf01", "ch4_t1", [1.2] * 3,
+                                                                                   start=12))
+    assert states(d.events) == [("raised", "alarm")]
+    d = suite.process(series("r01", "mf01", "ch4_t1", [1.4, 1.8, 1.3], start=9), late=[True] * 3, held_back=[0, 1, 2])
+    assert states(d.events) == [("escalated", "critical")]
+    esc = d.events[0]
+    assert esc.ts == T0 + 10 * S and esc.value == 1.8 and esc.timing.value == "late"
+    assert [e.severity for e in only(suite.active())] == [Severity.critical]
+    # the live level was not moved by the held-back readings; the newest readings clear the alarm
+    assert suite.process(series("r01", "mf01", "ch4_t1", [1.2], start=15)).events == []
+    d = suite.process(series("r01", "mf01", "ch4_t1", [0.3] * 3, start=16))
+    assert states(d.events) == [("cleared", "critical")]
+
+
+def test_held_back_readings_from_before_the_standing_alarm_do_not_escalate_it() -> None:
+    # seq 3 read 1.8 %, seq 4 0.3 %: an excursion that was over before the alarm of seq 8 was raised
+    suite = DetectorSuite()
+    suite.process(series("r01", "mf01", "ch4_t1", [0.3] * 3) + series("r01", "mf01", "ch4_t1", [0.3] * 3 + [1.2] * 2,
+                                                                       start=5))
+    d = suite.process(series("r01", "mf01", "ch4_t1", [1.8, 0.3], start=3), late=[True] * 2, held_back=[0, 1])
+    assert only(d.events) == []
+    assert [e.severity for e in only(suite.active())] == [Severity.alarm]
+
+
+def test_a_held_back_reading_of_an_alarm_already_over_is_cleared_at_once_not_held_as_flapping() -> None:
+    # live: an alarm from seq 5, cleared at seq 12; seq 7, held back, comes after: what it raises is
+    # cleared at once. Were its clear held as a flapping alarm's is, an alarm whose cause was gone
+    # would stand on the board for the hold.
+    suite = DetectorSuite()
+    live = series("r01", "mf01", "ch4_t1", [0.3] * 5 + [1.2] * 2) + series("r01", "mf01", "ch4_t1", [1.2] * 2 + [0.3] * 5,
+                                                                           start=8)
+    assert states(suite.process(live).events) == [("raised", "alarm"), ("cleared", "alarm")]
+    d = suite.process([frame("r01", "mf01", 7, {"ch4_t1": 1.2})], late=[True], held_back=[0])
+    assert states(d.events) == [("raised", "alarm"), ("cleared", "alarm")]
+    assert d.events[1].ts == T0 + 14 * S and "flapping" not in d.events[1].evidence
+    assert only(suite.active()) == []
+
+
 def test_late_readings_of_a_stream_with_nothing_newer_are_taken_as_its_newest() -> None:
     # the robot has since moved on (its newer frames are of another place): the late readings are
     # all that place knows of it, so what they raise stands until a reading clears it

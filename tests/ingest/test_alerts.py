@@ -28,6 +28,12 @@ def _methane(frames: list[Frame], value: float) -> list[Frame]:
     return frames
 
 
+def _held_back_run(scenario_id: str, robot_id: str, n: int) -> list[Frame]:
+    """``n`` frames of a robot, one every 0.2 s up to a few seconds ago, methane at the face normal."""
+    return _methane(frames_for(scenario_id, robot_id, n, t0=time.time_ns() - 40 * 200_000_000, step_ns=200_000_000),
+                    0.3)
+
+
 def _gas(col: Collector, topics: Topics) -> list[dict]:
     return [e for e in alert_events_of(col, topics) if e["detector"] == "gas_limit" and e["channel"] == "ch4_t1"]
 
@@ -157,9 +163,7 @@ def test_held_back_readings_sent_after_newer_ones_leave_the_board_true(mosquitto
     settings = ingest_settings(mosquitto.url, influxd.url, influx_db, prefix, tmp_path)
     col = Collector(mosquitto.url, topics.all_alert_events)
     pub = Publisher(mosquitto.url)
-    t0 = time.time_ns() - 40 * 200_000_000
-    a = _methane(frames_for("mf01", "r01", 30, t0=t0, step_ns=200_000_000), 0.3)
-    b = _methane(frames_for("mf02", "r02", 40, t0=t0, step_ns=200_000_000), 0.3)
+    a, b = _held_back_run("mf01", "r01", 30), _held_back_run("mf02", "r02", 40)
     _methane(a[17:20], 1.7)
     _methane(b[25:30], 1.7)
 
@@ -188,5 +192,37 @@ def test_held_back_readings_sent_after_newer_ones_leave_the_board_true(mosquitto
         wait_until(lambda: [e["state"] for e in gas("r02")] == ["raised", "cleared"], 20, "r02's clear")
         pub.flush()
     assert_exactly_once(influx_db, {"r01": 30, "r02": 40})
+    col.close()
+    pub.close()
+
+
+def test_held_back_readings_sent_after_a_restart_are_raised_late_and_cleared(mosquitto: Mosquitto, influxd: Influxd,
+                                                                             influx_db: SyncInflux, prefix: str,
+                                                                             tmp_path: Path) -> None:
+    """A robot sends seq 0-9 and 20-29 and holds 10-19 back; the ingestor is stopped and started
+    again (it warms up on what was stored), and then the held-back readings come, the last three
+    past the power-cut level. They fill a hole in what was stored: the alert is raised and cleared,
+    both late, not passed over as repeats of stored readings."""
+    topics = Topics(prefix)
+    settings = ingest_settings(mosquitto.url, influxd.url, influx_db, prefix, tmp_path)
+    col = Collector(mosquitto.url, topics.all_alert_events)
+    pub = Publisher(mosquitto.url)
+    a = _held_back_run("mf01", "r01", 30)
+    _methane(a[17:20], 1.7)
+    with ingestor_in_process(settings, client_id=f"ing-{prefix}"):
+        pub.send(topics, a[:10])
+        pub.send(topics, a[20:30])
+        pub.flush()
+        wait_until(lambda: influx_db.count("telemetry", "seq") >= 20, 20, "20 points")
+    with ingestor_in_process(settings, client_id=f"ing-{prefix}"):
+        pub.send(topics, a[10:20], per_message=10)
+        wait_until(lambda: [e["state"] for e in _gas(col, topics)] == ["raised", "cleared"], 20,
+                   "the held-back readings' alert, raised and cleared")
+        pub.flush()
+        raised, cleared = _gas(col, topics)
+        assert raised["timing"] == cleared["timing"] == "late", (raised, cleared)
+        assert raised["ts"] == a[17].ts and cleared["ts"] == a[29].ts
+        assert raised["alert_id"] not in retained_active(mosquitto.url, topics)
+    assert_exactly_once(influx_db, {"r01": 30})
     col.close()
     pub.close()

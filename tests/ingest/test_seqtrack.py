@@ -85,10 +85,15 @@ def test_boots_name_their_streams() -> None:
     back = T - 3600 * S
     assert [t.observe("r", s, back + s * S, boot=9) for s in range(10)] == [NEW] * 10
     assert t.counts.resets == 1 and t.boot("r") == 9
-    # the first robot's backlog, late: its own boot's numbering still holds
+    # the first robot's backlog, late: its own boot's numbering still holds (dated after the spare's
+    # newest, it is new; dated before it, it is late, held back behind the spare's newer frames)
     assert t.observe("r", 100, T + 100 * S, boot=7) == NEW
     assert t.observe("r", 99, T + 99 * S, boot=7) == DUPLICATE
     assert t.observe("r", 5, back + 5 * S, boot=9) == DUPLICATE
+    assert t.observe("r", 101, back + S, boot=7) == LATE
+    # a message of that backlog leaves the current boot's numbering as it was
+    assert t.observe_run("r", [102, 103, 104], [T + k * S for k in (102, 103, 104)], boot=7) == [NEW] * 3
+    assert t.high("r") == 9 and t.boot("r") == 9 and t.observe("r", 10, back + 10 * S, boot=9) == NEW
     assert t.counts.resets == 1
     # back to a boot not kept: a restart
     assert t.observe("r", 0, T + 10_000 * S, boot=11) == NEW and t.counts.resets == 2
@@ -108,6 +113,28 @@ def test_restore_continues_counting_and_knows_redeliveries_exactly() -> None:
     # one whose clock came up behind: a number the ring knows, another time
     t.restore("r3", 999, T + 999 * S, recent=recent)
     assert t.observe("r3", 960, T - 50 * S) == NEW and t.counts.resets == 2
+
+
+def test_restore_opens_the_gaps_between_the_stored_frames_again() -> None:
+    # stored: 0-9 and 15-19; 10-14 were held back by the robot when the ingestor stopped
+    t = SeqTracker()
+    recent = [(s, T + s * S) for s in [*range(10), *range(15, 20)]]
+    assert t.restore("r", 19, T + 19 * S, boot=1, recent=recent) and t.missing("r") == 5
+    assert [t.observe("r", s, T + s * S, boot=1) for s in range(10, 15)] == [LATE] * 5
+    assert t.observe("r", 12, T + 12 * S, boot=1) == DUPLICATE and t.missing("r") == 0
+    assert t.counts.late == 5 and t.counts.gaps == 0  # the gap was counted by the last process
+
+
+def test_a_backlog_below_the_first_frame_seen_is_late_in_any_order_and_its_holes_are_bounded() -> None:
+    t = SeqTracker(max_ranges=16)
+    t.observe("r", 100, T + 100 * S, boot=1)  # first met mid-stream
+    assert [t.observe("r", s, T + s * S, boot=1) for s in range(40, 100)] == [LATE] * 60
+    assert t.missing("r") == 0 and t.counts.duplicates == 0
+    # numbers going down two at a time, each below the lowest seen: the holes they leave are bounded
+    u = SeqTracker(max_ranges=16)
+    u.observe("r", 10**12, T, boot=1)
+    assert [u.observe("r", 10**12 - 2 * k, T - k * S, boot=1) for k in range(1, 500)] == [LATE] * 499
+    assert u.missing("r") == 16 and u.counts.abandoned == 499 - 16
 
 
 def test_two_robots_in_one_place_one_rebooting() -> None:
