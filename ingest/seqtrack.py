@@ -242,7 +242,10 @@ class SeqTracker:
             return self._restart(r, seq, ts, b.boot)  # numbered again, and newer than anything seen
         if seq < b.first:  # below anything seen of this boot: a reading new to us, arriving late
             c.late += 1
-            if seq + 1 < b.first:  # the numbers between it and the lowest seen are a hole: the rest of a backlog
+            # the numbers between it and the lowest seen are a hole, the rest of a backlog; only for a
+            # robot that sends its boot: for one that does not, this may be the start of a restart with
+            # its clock gone back, whose frames must not all be taken as held back (the run rule below)
+            if seq + 1 < b.first and b.boot is not None:
                 b.lo.insert(0, seq + 1)
                 b.hi.insert(0, b.first)
                 if len(b.lo) > self.max_ranges:  # bounded, as the holes above: the lowest is given up on
