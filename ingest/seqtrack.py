@@ -67,7 +67,7 @@ class _Boot:
     boot: int | None
     high: int
     high_ts: int
-    first: int = 0  # numbers below this were never seen (a robot first met mid-stream): new if they come
+    first: int = 0  # numbers below this were never seen (a robot first met mid-stream): late if they come
     # disjoint half-open ranges [lo, hi) of missing seq, sorted by lo
     lo: list[int] = field(default_factory=list)
     hi: list[int] = field(default_factory=list)
