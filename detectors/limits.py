@@ -384,9 +384,9 @@ class LimitDetector(Detector):
         assert self.engine is not None
         keys = set(raisers) | {k for k in self.engine.active_keys() if k in self.key_streams}
         keys = {k for k in keys if len(self.key_streams.get(k, ())) >= 2}
-        if not keys:
-            return
         n = stream.shape[0]
+        if not keys or not n:  # no readings left: a batch whose every limit sample was held back (run)
+            return
         starts = np.flatnonzero(np.r_[True, stream[1:] != stream[:-1]])
         ends = np.r_[starts[1:], n]
         runs = stream[starts]  # each stream's samples are one run (the batch is sorted by stream)

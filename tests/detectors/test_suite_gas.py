@@ -407,3 +407,16 @@ def test_stale_robot_evidence_against_every_reading() -> None:
         assert events_got == events_ref, sizes
         stale = [e for e in events_ref if "stale_robot" in e.evidence]
         assert len(stale) >= 3 and {e.channel for e in stale} == {"ch4_t1", "o2"}, stale
+
+
+def test_a_pass_of_only_held_back_readings_where_two_robots_share_a_standing_alarm() -> None:
+    # r01's alarm stands where r02 reads too; a pass holds nothing but r02's held-back readings,
+    # all behind its newest: none is left for the live rule, and the pass must still run (an
+    # error would skip every detector for the pass's frames)
+    suite = DetectorSuite()
+    suite.process(series("r01", "mf01", "ch4_t1", [0.3] * 8 + [1.2] * 4) + series("r02", "mf01", "ch4_t1", [0.3] * 12))
+    d = suite.process(series("r02", "mf01", "ch4_t1", [0.4, 0.3], start=9), late=[True] * 2, held_back=[0, 1])
+    assert only(d.events) == []
+    assert [e.severity for e in only(suite.active())] == [Severity.alarm]
+    # and r01's newest readings still clear it
+    assert states(suite.process(series("r01", "mf01", "ch4_t1", [0.3] * 3, start=12)).events) == [("cleared", "alarm")]
