@@ -420,3 +420,18 @@ def test_a_pass_of_only_held_back_readings_where_two_robots_share_a_standing_ala
     assert [e.severity for e in only(suite.active())] == [Severity.alarm]
     # and r01's newest readings still clear it
     assert states(suite.process(series("r01", "mf01", "ch4_t1", [0.3] * 3, start=12)).events) == [("cleared", "alarm")]
+
+
+def test_another_robots_held_back_reading_from_before_the_standing_alarm_does_not_escalate_it() -> None:
+    # r01's alarm stands from seq 8 (1.2 %); r02, reading the same channel, held back seq 3 at 1.8 %:
+    # an excursion over before the alarm was raised. As for r01's own such readings, it adds
+    # nothing: the alarm did not pass the power-cut level
+    suite = DetectorSuite()
+    suite.process(series("r01", "mf01", "ch4_t1", [0.3] * 8 + [1.2] * 4) + series("r02", "mf01", "ch4_t1", [0.3] * 12))
+    d = suite.process([frame("r02", "mf01", 3, {"ch4_t1": 1.8})], late=[True], held_back=[0])
+    assert only(d.events) == []
+    assert [e.severity for e in only(suite.active())] == [Severity.alarm]
+    # one from inside the alarm does escalate it, and leaves no part of r02 in it: r01 clears it
+    d = suite.process([frame("r02", "mf01", 10, {"ch4_t1": 1.8})], late=[True], held_back=[0])
+    assert states(d.events) == [("escalated", "critical")]
+    assert states(suite.process(series("r01", "mf01", "ch4_t1", [0.3] * 3, start=12)).events) == [("cleared", "critical")]
