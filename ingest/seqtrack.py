@@ -143,6 +143,22 @@ class SeqTracker:
         back are known as late when they come. True when restored."""
         if robot_id in self._robots:
             return False
+        self._robots[robot_id] = _Robot(self._restored(high, high_ts, boot, recent))
+        return True
+
+    def restore_older(self, robot_id: str, high: int, high_ts: int, boot: int,
+                      recent: Sequence[tuple[int, int]] = ()) -> bool:
+        """After :meth:`restore`, a boot the robot had before its current one, from its stored frames
+        (as :meth:`restore`; the newest first, up to three): its backlog, when it comes, is known as
+        of a boot since left (late where older than the current boot's newest), not taken for a
+        restart and the newest readings. True when restored."""
+        r = self._robots.get(robot_id)
+        if r is None or r.current.boot in (None, boot) or len(r.older) >= _OLD_BOOTS or any(o.boot == boot for o in r.older):
+            return False
+        r.older.append(self._restored(high, high_ts, boot, recent))
+        return True
+
+    def _restored(self, high: int, high_ts: int, boot: int | None, recent: Sequence[tuple[int, int]]) -> _Boot:
         b = _Boot(boot, high, high_ts)
         for s, t in recent:
             if high - RING < s <= high:
@@ -156,8 +172,7 @@ class SeqTracker:
             b.first = seen[0]
         if len(b.lo) > self.max_ranges:
             del b.lo[:-self.max_ranges], b.hi[:-self.max_ranges]
-        self._robots[robot_id] = _Robot(b)
-        return True
+        return b
 
     # -- classifying ------------------------------------------------------------------------------
     def observe(self, robot_id: str, seq: int, ts: int, boot: int | None = None) -> int:

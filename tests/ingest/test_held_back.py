@@ -168,3 +168,22 @@ def test_a_robot_without_boot_that_restarts_with_its_clock_back_after_a_warm_sta
         live.send(_frames([1.6], start_seq=k, t0=t0 + 50 * S + k * S))
     assert [e.severity for e in live.suite.active() if e.detector == "gas_limit"] == [Severity.critical]
     assert live.router.seq.counts.resets == 1
+
+
+def test_the_last_boots_backlog_after_a_reboot_and_a_warm_start_does_not_clear_a_standing_methane_alarm() -> None:
+    """As the first test, with the ingestor restarted between the reboot and the backlog: it warmed
+    up on boot 1's seq 0-9 and boot 2's 0-2 (the alarm stands). Boot 1's backlog is still known as
+    held back, not taken for a restart and the newest readings."""
+    t0 = time.time_ns() - 40 * S
+    stored = _frames([0.3] * 10, start_seq=0, t0=t0, boot=1) + _frames([1.6] * 3, start_seq=0, t0=t0 + 20 * S, boot=2)
+    live = _Live()
+    restore_seq_from(live.router.seq, stored, {})
+    live.suite.process(stored, late=[False] * len(stored))  # the warm-up
+    assert [e.severity for e in live.suite.active() if e.detector == "gas_limit"] == [Severity.critical]
+    assert live.send(_frames([0.3] * 5, start_seq=10, t0=t0 + 10 * S, boot=1)) == []
+    assert [e.severity for e in live.suite.active() if e.detector == "gas_limit"] == [Severity.critical]
+    assert live.router.seq.boot("r01") == 2 and live.router.seq.counts.late == 5
+    assert live.router.seq.counts.resets == 0
+    # the newer boot's readings decide, and its numbering goes on
+    assert _states(live.send(_frames([0.3] * 3, start_seq=3, t0=t0 + 23 * S, boot=2))) == [("cleared", "critical")]
+    assert live.router.seq.follows("r01", 6, 2)
