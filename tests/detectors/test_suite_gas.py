@@ -435,3 +435,11 @@ def test_another_robots_held_back_reading_from_before_the_standing_alarm_does_no
     d = suite.process([frame("r02", "mf01", 10, {"ch4_t1": 1.8})], late=[True], held_back=[0])
     assert states(d.events) == [("escalated", "critical")]
     assert states(suite.process(series("r01", "mf01", "ch4_t1", [0.3] * 3, start=12)).events) == [("cleared", "critical")]
+
+
+@pytest.mark.parametrize("held", [[3], [-1]])
+def test_held_back_must_name_frames_of_the_batch(held: list[int]) -> None:
+    # an index past the batch, or a negative one (which would name the last frame), is refused
+    frames = series("r01", "mf01", "ch4_t1", [0.3, 0.3, 0.3])
+    with pytest.raises(ValueError, match="held_back names frames outside the 3 given"):
+        DetectorSuite().process(frames, held_back=held)
