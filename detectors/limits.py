@@ -307,7 +307,8 @@ class LimitDetector(Detector):
         behind, until the ingestor corrects it) may be the newest there is, and is taken as such. An
         alert standing on the stream goes on standing (a late reading back below the restore level
         does not clear it; one past a more severe level since it was raised escalates it,
-        :meth:`_escalations`, and any other adds nothing to it). Where none stands, the
+        :meth:`_escalations`, and any other adds nothing to it; of another robot's alert on the
+        key, readings from before it was raised add nothing either). Where none stands, the
         late readings are run through the rule on their own, from no alert, and what they raise
         is raised, marked late, and cleared again at the stream's newest reading, which is below
         the limits: the condition happened and is over, and the board says so without leaving an
@@ -318,6 +319,9 @@ class LimitDetector(Detector):
         if not quiet.all():
             standing = ~quiet
             pending += self._escalations(stream[standing], t[standing], x[standing], origin[standing], late)
+        # of streams with no alert of their own, where another robot's alert stands on the key,
+        # readings from before it was raised add nothing, as on a stream whose own alert stands
+        quiet &= t >= self._raised_at(stream, np.iinfo(np.int64).min)[stream]
         if not quiet.any():
             return pending
         stream, t, x, origin = stream[quiet], t[quiet], x[quiet], origin[quiet]
@@ -346,12 +350,7 @@ class LimitDetector(Detector):
         level is not moved. Readings from before the alert was raised add nothing (the stream may
         have been back below the restore level in between)."""
         table = self.table
-        since = np.full(len(table), np.iinfo(np.int64).max, dtype=np.int64)
-        for s in np.unique(stream).tolist():
-            standing = self.engine.get(self._alert_key(s)) if self.engine is not None else None
-            if standing is not None:
-                since[s] = standing.first_ts
-        inside = t >= since[stream]
+        inside = t >= self._raised_at(stream, np.iinfo(np.int64).max)[stream]
         if not inside.any():
             return []
         stream, t, x, origin = stream[inside], t[inside], x[inside], origin[inside]
@@ -366,6 +365,16 @@ class LimitDetector(Detector):
             pending.append(Pending(ts, self.order, s, self.signal(s, int(out[i]), float(x[i]), ts,
                                                                   self.frames[fi].scenario_id, late, fi)))
         return pending
+
+    def _raised_at(self, stream: Arr, none: int) -> Arr:
+        """Per stream number (of those in ``stream``): when the alert standing on its key was
+        raised; ``none`` where no alert stands."""
+        since = np.full(len(self.table), none, dtype=np.int64)
+        for s in np.unique(stream).tolist():
+            standing = self.engine.get(self._alert_key(s)) if self.engine is not None else None
+            if standing is not None:
+                since[s] = standing.first_ts
+        return since
 
     def _alert_key(self, s: int) -> tuple[str, str, str]:
         """The alert key (:attr:`detectors.engine.Signal.key`) of stream ``s``'s alerts."""
@@ -384,9 +393,9 @@ class LimitDetector(Detector):
         assert self.engine is not None
         keys = set(raisers) | {k for k in self.engine.active_keys() if k in self.key_streams}
         keys = {k for k in keys if len(self.key_streams.get(k, ())) >= 2}
-        if not keys:
-            return
         n = stream.shape[0]
+        if not keys or not n:  # no readings left: a batch whose every limit sample was held back (run)
+            return
         starts = np.flatnonzero(np.r_[True, stream[1:] != stream[:-1]])
         ends = np.r_[starts[1:], n]
         runs = stream[starts]  # each stream's samples are one run (the batch is sorted by stream)

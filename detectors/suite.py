@@ -155,6 +155,8 @@ class DetectorSuite:
             raise ValueError(f"late has {len(late)} flags for {len(frames)} frames")
         if arrived is not None and len(arrived) != len(frames):
             raise ValueError(f"arrived has {len(arrived)} times for {len(frames)} frames")
+        if any(not 0 <= i < len(frames) for i in held_back):
+            raise ValueError(f"held_back names frames outside the {len(frames)} given: {list(held_back)}")
         if not frames:
             return Detection()
         batch = self.batching.flatten(frames)

@@ -67,7 +67,7 @@ class _Boot:
     boot: int | None
     high: int
     high_ts: int
-    first: int = 0  # numbers below this were never seen (a robot first met mid-stream): new if they come
+    first: int = 0  # numbers below this were never seen (a robot first met mid-stream): late if they come
     # disjoint half-open ranges [lo, hi) of missing seq, sorted by lo
     lo: list[int] = field(default_factory=list)
     hi: list[int] = field(default_factory=list)
@@ -143,6 +143,22 @@ class SeqTracker:
         back are known as late when they come. True when restored."""
         if robot_id in self._robots:
             return False
+        self._robots[robot_id] = _Robot(self._restored(high, high_ts, boot, recent))
+        return True
+
+    def restore_older(self, robot_id: str, high: int, high_ts: int, boot: int,
+                      recent: Sequence[tuple[int, int]] = ()) -> bool:
+        """After :meth:`restore`, a boot the robot had before its current one, from its stored frames
+        (as :meth:`restore`; the newest first, up to three): its backlog, when it comes, is known as
+        of a boot since left (late where older than the current boot's newest), not taken for a
+        restart and the newest readings. True when restored."""
+        r = self._robots.get(robot_id)
+        if r is None or r.current.boot in (None, boot) or len(r.older) >= _OLD_BOOTS or any(o.boot == boot for o in r.older):
+            return False
+        r.older.append(self._restored(high, high_ts, boot, recent))
+        return True
+
+    def _restored(self, high: int, high_ts: int, boot: int | None, recent: Sequence[tuple[int, int]]) -> _Boot:
         b = _Boot(boot, high, high_ts)
         for s, t in recent:
             if high - RING < s <= high:
@@ -156,8 +172,7 @@ class SeqTracker:
             b.first = seen[0]
         if len(b.lo) > self.max_ranges:
             del b.lo[:-self.max_ranges], b.hi[:-self.max_ranges]
-        self._robots[robot_id] = _Robot(b)
-        return True
+        return b
 
     # -- classifying ------------------------------------------------------------------------------
     def observe(self, robot_id: str, seq: int, ts: int, boot: int | None = None) -> int:
@@ -242,7 +257,10 @@ class SeqTracker:
             return self._restart(r, seq, ts, b.boot)  # numbered again, and newer than anything seen
         if seq < b.first:  # below anything seen of this boot: a reading new to us, arriving late
             c.late += 1
-            if seq + 1 < b.first:  # the numbers between it and the lowest seen are a hole: the rest of a backlog
+            # the numbers between it and the lowest seen are a hole, the rest of a backlog; only for a
+            # robot that sends its boot: for one that does not, this may be the start of a restart with
+            # its clock gone back, whose frames must not all be taken as held back (the run rule below)
+            if seq + 1 < b.first and b.boot is not None:
                 b.lo.insert(0, seq + 1)
                 b.hi.insert(0, b.first)
                 if len(b.lo) > self.max_ranges:  # bounded, as the holes above: the lowest is given up on

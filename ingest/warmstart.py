@@ -49,14 +49,25 @@ async def read_recent(influx: InfluxClient, scenarios: list[str], warmup_s: floa
 
 def restore_seq_from(seq: SeqTracker, frames: Sequence[Frame], own: dict[int, int]) -> None:
     """Each robot's numbering from its recent stored frames: the newest, and the exact ``(seq, ts)``
-    of that boot's others (the robot's own ts), so redelivered messages are known as repeats."""
+    of that boot's others (the robot's own ts), so redelivered messages are known as repeats; and
+    likewise the boots it left within them, so that a backlog of one is known as held back."""
     by_robot: dict[str, list[tuple[Frame, int]]] = {}
     for i, f in enumerate(frames):
         by_robot.setdefault(f.robot_id, []).append((f, own.get(i, f.ts)))
     for robot, fs in by_robot.items():
-        newest, newest_ts = max(fs, key=lambda p: (p[0].ts, p[0].seq))
-        recent = [(f.seq, t) for f, t in fs if f.boot == newest.boot]
-        seq.restore(robot, newest.seq, newest_ts, newest.boot, recent)
+        boots: dict[int | None, list[tuple[Frame, int]]] = {}
+        for p in fs:
+            boots.setdefault(p[0].boot, []).append(p)
+        # each boot's newest frame; the newest of all first (the current boot), then the older boots
+        newest = sorted(((max(b, key=lambda p: (p[0].ts, p[0].seq)), b) for b in boots.values()),
+                        key=lambda nb: (nb[0][0].ts, nb[0][0].seq), reverse=True)
+        for k, ((f, f_ts), b) in enumerate(newest):
+            recent = [(g.seq, t) for g, t in b]
+            if k == 0:
+                if not seq.restore(robot, f.seq, f_ts, f.boot, recent):
+                    break
+            elif f.boot is not None:  # a boot left within the warm-up: its backlog is known as such
+                seq.restore_older(robot, f.seq, f_ts, f.boot, recent)
 
 
 async def restore_seq(influx: InfluxClient, seq: SeqTracker, partition: Partition, restore_s: float) -> None:

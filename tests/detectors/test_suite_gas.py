@@ -407,3 +407,39 @@ def test_stale_robot_evidence_against_every_reading() -> None:
         assert events_got == events_ref, sizes
         stale = [e for e in events_ref if "stale_robot" in e.evidence]
         assert len(stale) >= 3 and {e.channel for e in stale} == {"ch4_t1", "o2"}, stale
+
+
+def test_a_pass_of_only_held_back_readings_where_two_robots_share_a_standing_alarm() -> None:
+    # r01's alarm stands where r02 reads too; a pass holds nothing but r02's held-back readings,
+    # all behind its newest: none is left for the live rule, and the pass must still run (an
+    # error would skip every detector for the pass's frames)
+    suite = DetectorSuite()
+    suite.process(series("r01", "mf01", "ch4_t1", [0.3] * 8 + [1.2] * 4) + series("r02", "mf01", "ch4_t1", [0.3] * 12))
+    d = suite.process(series("r02", "mf01", "ch4_t1", [0.4, 0.3], start=9), late=[True] * 2, held_back=[0, 1])
+    assert only(d.events) == []
+    assert [e.severity for e in only(suite.active())] == [Severity.alarm]
+    # and r01's newest readings still clear it
+    assert states(suite.process(series("r01", "mf01", "ch4_t1", [0.3] * 3, start=12)).events) == [("cleared", "alarm")]
+
+
+def test_another_robots_held_back_reading_from_before_the_standing_alarm_does_not_escalate_it() -> None:
+    # r01's alarm stands from seq 8 (1.2 %); r02, reading the same channel, held back seq 3 at 1.8 %:
+    # an excursion over before the alarm was raised. As for r01's own such readings, it adds
+    # nothing: the alarm did not pass the power-cut level
+    suite = DetectorSuite()
+    suite.process(series("r01", "mf01", "ch4_t1", [0.3] * 8 + [1.2] * 4) + series("r02", "mf01", "ch4_t1", [0.3] * 12))
+    d = suite.process([frame("r02", "mf01", 3, {"ch4_t1": 1.8})], late=[True], held_back=[0])
+    assert only(d.events) == []
+    assert [e.severity for e in only(suite.active())] == [Severity.alarm]
+    # one from inside the alarm does escalate it, and leaves no part of r02 in it: r01 clears it
+    d = suite.process([frame("r02", "mf01", 10, {"ch4_t1": 1.8})], late=[True], held_back=[0])
+    assert states(d.events) == [("escalated", "critical")]
+    assert states(suite.process(series("r01", "mf01", "ch4_t1", [0.3] * 3, start=12)).events) == [("cleared", "critical")]
+
+
+@pytest.mark.parametrize("held", [[3], [-1]])
+def test_held_back_must_name_frames_of_the_batch(held: list[int]) -> None:
+    # an index past the batch, or a negative one (which would name the last frame), is refused
+    frames = series("r01", "mf01", "ch4_t1", [0.3, 0.3, 0.3])
+    with pytest.raises(ValueError, match="held_back names frames outside the 3 given"):
+        DetectorSuite().process(frames, held_back=held)

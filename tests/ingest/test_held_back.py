@@ -13,6 +13,7 @@ from ingest.counters import Counters
 from ingest.options import IngestOptions
 from ingest.pipeline import catalogue_only
 from ingest.router import Routed, Router
+from ingest.seqtrack import SUSPECT_RUN
 from ingest.warmstart import restore_seq_from
 from minewatch.schema import AlertEvent, Severity
 from minewatch.topics import Topics
@@ -151,3 +152,38 @@ def test_the_backlog_of_a_robot_first_met_mid_stream_is_judged_frame_by_frame() 
     assert _states(events) == [("raised", "critical"), ("cleared", "critical")]
     assert live.router.seq.counts.late == 10 and live.router.seq.counts.duplicates == 0
     assert live.routed.store_late[-10:] == [True] * 10
+
+
+def test_a_robot_without_boot_that_restarts_with_its_clock_back_after_a_warm_start_raises_its_alarm() -> None:
+    """The ingestor warmed up on seq 100-119 of a robot that sends no boot. The robot restarts with
+    its clock gone back (dated before the stored frames) and reads 1.6 % at the face, one frame a
+    message. Its frames are its newest readings, not a backlog: after at most the unverified run
+    (SUSPECT_RUN) they are taken as the restart they are, and the alarm stands."""
+    t0 = time.time_ns() - 200 * S
+    stored = _frames([0.3] * 20, start_seq=100, t0=t0 + 100 * S)
+    live = _Live()
+    restore_seq_from(live.router.seq, stored, {})
+    live.suite.process(stored, late=[False] * len(stored))
+    for k in range(SUSPECT_RUN + 5):
+        live.send(_frames([1.6], start_seq=k, t0=t0 + 50 * S + k * S))
+    assert [e.severity for e in live.suite.active() if e.detector == "gas_limit"] == [Severity.critical]
+    assert live.router.seq.counts.resets == 1
+
+
+def test_the_last_boots_backlog_after_a_reboot_and_a_warm_start_does_not_clear_a_standing_methane_alarm() -> None:
+    """As the first test, with the ingestor restarted between the reboot and the backlog: it warmed
+    up on boot 1's seq 0-9 and boot 2's 0-2 (the alarm stands). Boot 1's backlog is still known as
+    held back, not taken for a restart and the newest readings."""
+    t0 = time.time_ns() - 40 * S
+    stored = _frames([0.3] * 10, start_seq=0, t0=t0, boot=1) + _frames([1.6] * 3, start_seq=0, t0=t0 + 20 * S, boot=2)
+    live = _Live()
+    restore_seq_from(live.router.seq, stored, {})
+    live.suite.process(stored, late=[False] * len(stored))  # the warm-up
+    assert [e.severity for e in live.suite.active() if e.detector == "gas_limit"] == [Severity.critical]
+    assert live.send(_frames([0.3] * 5, start_seq=10, t0=t0 + 10 * S, boot=1)) == []
+    assert [e.severity for e in live.suite.active() if e.detector == "gas_limit"] == [Severity.critical]
+    assert live.router.seq.boot("r01") == 2 and live.router.seq.counts.late == 5
+    assert live.router.seq.counts.resets == 0
+    # the newer boot's readings decide, and its numbering goes on
+    assert _states(live.send(_frames([0.3] * 3, start_seq=3, t0=t0 + 23 * S, boot=2))) == [("cleared", "critical")]
+    assert live.router.seq.follows("r01", 6, 2)
