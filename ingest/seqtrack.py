@@ -25,7 +25,8 @@ send no ``boot``, a ``seq`` at or below the highest that is not a repeat: a diff
 ``seq`` the ring holds, or a ``ts`` after the highest frame's. A restart is counted once and the
 frame is ``NEW``. A robot without ``boot`` whose clock went back when it restarted looks like a
 run of repeats: :data:`SUSPECT_RUN` such unverified repeats in a row, moving forward in time, are
-taken as the restart they are (robots should send ``boot`` so that this never has to happen).
+taken as the restart they are (robots should send ``boot`` so that this never has to happen), and
+so are they for a robot whose counter started again under the ``boot`` it sent before.
 
 Open gaps are kept for the last ``max_ranges`` holes per boot; older holes are given up on
 (counted as abandoned).
@@ -269,10 +270,12 @@ class SeqTracker:
             b.first = seq
             b.remember(seq, ts)
             return LATE
-        # not provably a repeat: for a robot that sends no boot, a run of these moving forward in time
-        # is a restart (one that sends its boot says so by it: such a run is its backlog from before
-        # what this tracker knows, e.g. from before an ingestor's warm-up)
-        if restart_ok and b.boot is None:
+        # not provably a repeat: a run of these moving forward in time is a restart (a robot that
+        # sends its boot should have changed it; one whose counter started again under the same
+        # number must not have every reading up to its old highest skip the detectors). A backlog
+        # from before what this tracker knows is not such a run: below the first frame seen it is
+        # late (the hole above), and a warm start restores the stored frames' holes and boots.
+        if restart_ok:
             r.unverified_run = r.unverified_run + 1 if ts > r.unverified_ts else 1
             r.unverified_ts = ts
             if r.unverified_run >= SUSPECT_RUN:

@@ -56,6 +56,19 @@ def test_unprovable_repeats_moving_forward_in_time_are_a_restart() -> None:
     assert t.counts.resets == 1
 
 
+def test_a_restart_under_the_same_boot_number_is_found_as_soon_as_without_one() -> None:
+    # a robot that counts again from 0 but sends the boot number it sent before (a fault of the
+    # robot), its clock set back: its readings are new; at most a run of them skips the detectors
+    # before the restart is seen, not every number up to the old highest
+    t = SeqTracker()
+    t.observe("r", 0, T, 7)
+    t.observe_run("r", list(range(1, 100_000)), [T + s * S for s in range(1, 100_000)], 7)
+    back = T - 86_400 * S
+    kinds = [t.observe("r", s, back + s * S, 7) for s in range(SUSPECT_RUN + 10)]
+    assert kinds == [PRESUMED] * (SUSPECT_RUN - 1) + [NEW] * 11
+    assert t.counts.resets == 1
+
+
 def test_a_redelivery_is_a_repeat_and_not_a_restart() -> None:
     t = SeqTracker()
     for s in range(3000):
