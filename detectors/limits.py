@@ -315,27 +315,22 @@ class LimitDetector(Detector):
         alert up that no newer reading would clear."""
         table = self.table
         quiet = table["level"][stream] == 0
+        since = self._raised_at(stream)[stream]  # when the alert standing on each reading's key was raised
         pending: list[Pending] = []
         if not quiet.all():
-            standing = ~quiet
-            pending += self._escalations(stream[standing], t[standing], x[standing], origin[standing], late)
+            # its own alert stands on the key; readings from before that was raised add nothing
+            standing = ~quiet & (since >= 0) & (t >= since)
+            if standing.any():
+                pending += self._escalations(stream[standing], t[standing], x[standing], origin[standing], late)
         # of streams with no alert of their own, where another robot's alert stands on the key,
         # readings from before it was raised add nothing, as on a stream whose own alert stands
-        quiet &= t >= self._raised_at(stream, np.iinfo(np.int64).min)[stream]
+        quiet &= t >= since
         if not quiet.any():
             return pending
         stream, t, x, origin = stream[quiet], t[quiet], x[quiet], origin[quiet]
-        # a scratch copy of the state with no alert, in which the late readings run alone
-        scratch = {name: np.zeros_like(table[name]) for name in ("level", "count", "clear_count")}
-        out = np.empty(stream.shape[0], dtype=np.int8)
-        limit_kernel(stream, x, table["thr"], table["above"], table["restore"], table["n_raise"], table["n_clear"],
-                     scratch["level"], scratch["count"], scratch["clear_count"], out)
-        for i in np.flatnonzero(out >= 0).tolist():
-            s, ts = int(stream[i]), int(t[i])
-            sig = self.signal(s, int(out[i]), float(x[i]), ts, self.frames[int(origin[i])].scenario_id, late,
-                              int(origin[i]))
-            pending.append(Pending(ts, self.order, s, sig))
-        for s in np.flatnonzero(scratch["level"][: len(table)] > 0).tolist():
+        out, level = self._apart(stream, x, np.zeros_like(table["level"]))  # from no alert
+        pending += self._steps(stream, t, x, origin, out, late)
+        for s in np.flatnonzero(level[: len(table)] > 0).tolist():  # still raised: over at the newest reading
             last = int(np.flatnonzero(stream == s)[-1])
             newest = int(table["last_t"][s])
             pending.append(Pending(newest, self.order, s, self.signal(
@@ -343,33 +338,40 @@ class LimitDetector(Detector):
                 over=True)))
         return pending
 
-    def _escalations(self, stream: Arr, t: Arr, x: Arr, origin: Arr, late: Sequence[bool] | None) -> list[Pending]:
-        """Held-back readings of streams whose alert stands: they cannot clear it, but those dated
-        since the alert was raised that pass a more severe level (debounce and all) escalate it,
-        marked late: an alert's severity is the worst it has been since it was raised. The live
-        level is not moved. Readings from before the alert was raised add nothing (the stream may
-        have been back below the restore level in between)."""
+    def _apart(self, stream: Arr, x: Arr, level: Arr, *, clears: bool = True) -> tuple[Arr, Arr]:
+        """Run readings through the limit rule on state of their own, from ``level`` (taken over)
+        with no readings counted, the live state untouched: per reading the new level where it
+        changed, else -1, and the levels they leave. ``clears`` False: no restore level, so only a
+        move up is looked for."""
         table = self.table
-        inside = t >= self._raised_at(stream, np.iinfo(np.int64).max)[stream]
-        if not inside.any():
-            return []
-        stream, t, x, origin = stream[inside], t[inside], x[inside], origin[inside]
-        # from the standing level, with no restore level: only a move up is looked for
-        level = table["level"].copy()
+        restore = table["restore"] if clears else np.full_like(table["restore"], np.nan)
         out = np.empty(stream.shape[0], dtype=np.int8)
-        limit_kernel(stream, x, table["thr"], table["above"], np.full_like(table["restore"], np.nan), table["n_raise"],
-                     table["n_clear"], level, np.zeros_like(table["count"]), np.zeros_like(table["clear_count"]), out)
+        limit_kernel(stream, x, table["thr"], table["above"], restore, table["n_raise"], table["n_clear"], level,
+                     np.zeros_like(table["count"]), np.zeros_like(table["clear_count"]), out)
+        return out, level
+
+    def _steps(self, stream: Arr, t: Arr, x: Arr, origin: Arr, out: Arr, late: Sequence[bool] | None) -> list[Pending]:
+        """The signals of the steps ``out`` (of :meth:`_apart`) of readings judged apart."""
         pending: list[Pending] = []
-        for i in np.flatnonzero(out > 0).tolist():
+        for i in np.flatnonzero(out >= 0).tolist():
             s, ts, fi = int(stream[i]), int(t[i]), int(origin[i])
             pending.append(Pending(ts, self.order, s, self.signal(s, int(out[i]), float(x[i]), ts,
                                                                   self.frames[fi].scenario_id, late, fi)))
         return pending
 
-    def _raised_at(self, stream: Arr, none: int) -> Arr:
+    def _escalations(self, stream: Arr, t: Arr, x: Arr, origin: Arr, late: Sequence[bool] | None) -> list[Pending]:
+        """Held-back readings of streams whose alert stands, dated since it was raised (those from
+        before add nothing: the stream may have been back below the restore level in between): they
+        cannot clear it, but those that pass a more severe level (debounce and all) escalate it,
+        marked late: an alert's severity is the worst it has been since it was raised. The live
+        level is not moved."""
+        out, _ = self._apart(stream, x, self.table["level"].copy(), clears=False)  # from the standing level
+        return self._steps(stream, t, x, origin, out, late)  # raises only: with no restore level nothing clears
+
+    def _raised_at(self, stream: Arr) -> Arr:
         """Per stream number (of those in ``stream``): when the alert standing on its key was
-        raised; ``none`` where no alert stands."""
-        since = np.full(len(self.table), none, dtype=np.int64)
+        raised; -1 where none stands (before any reading)."""
+        since = np.full(len(self.table), -1, dtype=np.int64)
         for s in np.unique(stream).tolist():
             standing = self.engine.get(self._alert_key(s)) if self.engine is not None else None
             if standing is not None:

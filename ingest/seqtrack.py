@@ -98,6 +98,15 @@ class _Boot:
             for k in range(n):
                 self.remember(first + k, ts[k])
 
+    def give_up_beyond(self, max_ranges: int) -> int:
+        """Keep the ``max_ranges`` highest holes, giving up on the lowest; the numbers given up."""
+        extra = len(self.lo) - max_ranges
+        if extra <= 0:
+            return 0
+        lost = sum(h - lo for lo, h in zip(self.lo[:extra], self.hi[:extra]))
+        del self.lo[:extra], self.hi[:extra]
+        return lost
+
     def recalled(self, seq: int) -> int | None:
         """The ``ts`` of ``seq`` if the ring still holds it."""
         if self.ring_seq is None or self.ring_seq[seq % RING] != seq:
@@ -171,8 +180,7 @@ class SeqTracker:
                 b.hi.append(z)
         if seen:  # below the stored frames: the robot's backlog from before them, late when it comes
             b.first = seen[0]
-        if len(b.lo) > self.max_ranges:
-            del b.lo[:-self.max_ranges], b.hi[:-self.max_ranges]
+        b.give_up_beyond(self.max_ranges)
         return b
 
     # -- classifying ------------------------------------------------------------------------------
@@ -225,9 +233,7 @@ class SeqTracker:
                 c.gaps += seq - b.high - 1
                 b.lo.append(b.high + 1)
                 b.hi.append(seq)
-                if len(b.lo) > self.max_ranges:
-                    c.abandoned += b.hi[0] - b.lo[0]
-                    del b.lo[0], b.hi[0]
+                c.abandoned += b.give_up_beyond(self.max_ranges)
             b.high, b.high_ts = seq, ts
             b.remember(seq, ts)
             r.unverified_run = 0
@@ -264,9 +270,7 @@ class SeqTracker:
             if seq + 1 < b.first and b.boot is not None:
                 b.lo.insert(0, seq + 1)
                 b.hi.insert(0, b.first)
-                if len(b.lo) > self.max_ranges:  # bounded, as the holes above: the lowest is given up on
-                    c.abandoned += b.hi[0] - b.lo[0]
-                    del b.lo[0], b.hi[0]
+                c.abandoned += b.give_up_beyond(self.max_ranges)  # bounded, as the holes above
             b.first = seq
             b.remember(seq, ts)
             return LATE
