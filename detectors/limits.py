@@ -118,6 +118,12 @@ LIMIT_COLUMNS = {
     "count": (np.int32, (MAX_LEVELS,), 0),
     "clear_count": (np.int32, (), 0),
     "last_t": (np.int64, (), -1),  # the stream's last reading, for the suite (not the kernel)
+    # the rule's state over the stream's held-back readings, judged apart from the live level
+    # (LimitDetector._behind): carried from pass to pass while they go forward in time
+    "held_level": (np.int8, (), 0),
+    "held_count": (np.int32, (MAX_LEVELS,), 0),
+    "held_clear_count": (np.int32, (), 0),
+    "held_last_t": (np.int64, (), -1),
 }
 
 
@@ -309,7 +315,7 @@ class LimitDetector(Detector):
         does not clear it; one past a more severe level since it was raised escalates it,
         :meth:`_escalations`, and any other adds nothing to it; of another robot's alert on the
         key, readings from before it was raised add nothing either). Where none stands, the
-        late readings are run through the rule on their own, from no alert, and what they raise
+        late readings are run through the rule on their own (:meth:`_held_run`), and what they raise
         is raised, marked late, and cleared again at the stream's newest reading, which is below
         the limits: the condition happened and is over, and the board says so without leaving an
         alert up that no newer reading would clear."""
@@ -328,15 +334,49 @@ class LimitDetector(Detector):
         if not quiet.any():
             return pending
         stream, t, x, origin = stream[quiet], t[quiet], x[quiet], origin[quiet]
-        out, level = self._apart(stream, x, np.zeros_like(table["level"]))  # from no alert
-        pending += self._steps(stream, t, x, origin, out, late)
-        for s in np.flatnonzero(level[: len(table)] > 0).tolist():  # still raised: over at the newest reading
+        out, level, shown = self._held_run(stream, t, x)
+        pending += self._steps(stream, t, x, origin, out, late, shown)
+        for s in np.unique(stream[out > 0]).tolist():
+            if level[s] == 0:
+                continue
+            # raised in this pass and still raised: over at the newest reading
             last = int(np.flatnonzero(stream == s)[-1])
             newest = int(table["last_t"][s])
             pending.append(Pending(newest, self.order, s, self.signal(
                 s, 0, float(x[last]), newest, self.frames[int(origin[last])].scenario_id, late, int(origin[last]),
                 over=True)))
         return pending
+
+    def _held_run(self, stream: Arr, t: Arr, x: Arr) -> tuple[Arr, Arr, Arr]:
+        """Held-back readings of streams with no alert standing through the rule on the streams'
+        held-back state (``held_*``), not the live one: a robot sending its backlog a frame a
+        message between its live frames is judged as one run, as if it came in one message (a rule
+        that wants two readings in a row sees them across passes). The state is taken from no
+        alert wherever a stream's first reading here is not after the last held-back one judged
+        (another backlog, or the same sent again). Per reading the new level where it changed,
+        else -1; the levels left; and per reading whether its step goes on the board: a clear of
+        what an earlier pass raised does not, as that pass cleared it at once (:meth:`_behind`)."""
+        table = self.table
+        level, count, clear_count, last = (table["held_level"], table["held_count"], table["held_clear_count"],
+                                           table["held_last_t"])
+        starts, first = np.unique(stream, return_index=True)  # sorted by stream, then time
+        again = starts[t[first] <= last[starts]]
+        level[again], count[again], clear_count[again] = 0, 0, 0
+        carried = level[stream] > 0
+        out = np.empty(stream.shape[0], dtype=np.int8)
+        limit_kernel(stream, x, table["thr"], table["above"], table["restore"], table["n_raise"], table["n_clear"],
+                     level, count, clear_count, out)
+        np.maximum.at(last, stream, t)
+        # a step is shown unless it is a clear of a level carried in and not raised again in this pass
+        raised_here = np.zeros(len(table), dtype=np.bool_)
+        shown = np.ones(stream.shape[0], dtype=np.bool_)
+        for i in np.flatnonzero(out >= 0).tolist():
+            s = int(stream[i])
+            if out[i] > 0:
+                raised_here[s] = True
+            elif carried[i] and not raised_here[s]:
+                shown[i] = False
+        return out, level, shown
 
     def _apart(self, stream: Arr, x: Arr, level: Arr, *, clears: bool = True) -> tuple[Arr, Arr]:
         """Run readings through the limit rule on state of their own, from ``level`` (taken over)
@@ -350,10 +390,13 @@ class LimitDetector(Detector):
                      np.zeros_like(table["count"]), np.zeros_like(table["clear_count"]), out)
         return out, level
 
-    def _steps(self, stream: Arr, t: Arr, x: Arr, origin: Arr, out: Arr, late: Sequence[bool] | None) -> list[Pending]:
-        """The signals of the steps ``out`` (of :meth:`_apart`) of readings judged apart."""
+    def _steps(self, stream: Arr, t: Arr, x: Arr, origin: Arr, out: Arr, late: Sequence[bool] | None,
+               shown: Arr | None = None) -> list[Pending]:
+        """The signals of the steps ``out`` (of :meth:`_apart`) of readings judged apart (those
+        ``shown``, where given)."""
         pending: list[Pending] = []
-        for i in np.flatnonzero(out >= 0).tolist():
+        steps = out >= 0 if shown is None else (out >= 0) & shown
+        for i in np.flatnonzero(steps).tolist():
             s, ts, fi = int(stream[i]), int(t[i]), int(origin[i])
             pending.append(Pending(ts, self.order, s, self.signal(s, int(out[i]), float(x[i]), ts,
                                                                   self.frames[fi].scenario_id, late, fi)))

@@ -443,3 +443,34 @@ def test_held_back_must_name_frames_of_the_batch(held: list[int]) -> None:
     frames = series("r01", "mf01", "ch4_t1", [0.3, 0.3, 0.3])
     with pytest.raises(ValueError, match="held_back names frames outside the 3 given"):
         DetectorSuite().process(frames, held_back=held)
+
+
+def test_held_back_readings_sent_a_frame_a_message_are_judged_as_one_run() -> None:
+    # a robot flushes its backlog between its live frames, one held-back frame a pass: CO at 30 ppm
+    # in seq 3-5 (the alarm level, 24 ppm, wants two readings in a row). Judged a pass at a time from
+    # no alert, no pass would hold two; as one run, the excursion is raised once, late, and cleared
+    suite = DetectorSuite()
+    assert only(suite.process(series("r01", "mf01", "co", [3.0] * 10)).events) == []
+    got = []
+    for seq, v in ((3, 30.0), (4, 30.0), (5, 30.0), (6, 3.0), (7, 3.0)):
+        got += suite.process([frame("r01", "mf01", seq, {"co": v})], late=[True], held_back=[0]).events
+    assert states(got) == [("raised", "alarm"), ("cleared", "alarm")]
+    raised, cleared = only(got)
+    assert raised.ts == T0 + 4 * S and raised.timing.value == "late" and cleared.ts == T0 + 9 * S
+    assert only(suite.active()) == []
+    # the same readings in one message give the same alert
+    whole = DetectorSuite()
+    whole.process(series("r01", "mf01", "co", [3.0] * 10))
+    d = whole.process(series("r01", "mf01", "co", [30.0, 30.0, 30.0, 3.0, 3.0], start=3), late=[True] * 5,
+                      held_back=list(range(5)))
+    assert [(e.state, e.severity, e.ts) for e in only(d.events)] == \
+        [(e.state, e.severity, e.ts) for e in only(got)]
+
+
+def test_a_held_back_run_starts_again_when_its_readings_go_back_in_time() -> None:
+    # one reading past the alarm level, then an older one: not two in a row of one backlog
+    suite = DetectorSuite()
+    suite.process(series("r01", "mf01", "co", [3.0] * 10))
+    got = suite.process([frame("r01", "mf01", 6, {"co": 30.0})], late=[True], held_back=[0]).events
+    got += suite.process([frame("r01", "mf01", 3, {"co": 30.0})], late=[True], held_back=[0]).events
+    assert only(got) == []

@@ -196,6 +196,45 @@ def test_held_back_readings_sent_after_newer_ones_leave_the_board_true(mosquitto
     pub.close()
 
 
+def test_held_back_readings_sent_a_frame_a_message_are_judged_as_one_run(mosquitto: Mosquitto, influxd: Influxd,
+                                                                          influx_db: SyncInflux, prefix: str,
+                                                                          tmp_path: Path) -> None:
+    """A robot sends seq 0-9 and 20-29 live, then its held-back 10-19 a frame a message and a
+    moment apart (each in a detector pass of its own), CO at 30 ppm in 14-16: the alarm level wants
+    two readings in a row, which no one pass holds. The excursion is raised once, late, cleared at
+    once, and nothing is left up."""
+    topics = Topics(prefix)
+    settings = ingest_settings(mosquitto.url, influxd.url, influx_db, prefix, tmp_path)
+    col = Collector(mosquitto.url, topics.all_alert_events)
+    pub = Publisher(mosquitto.url)
+    a = _held_back_run("mf01", "r01", 30)
+    for f in a[14:17]:
+        f.readings["co"] = 30.0
+
+    def co() -> list[dict]:
+        return [e for e in alert_events_of(col, topics) if e["detector"] == "gas_limit" and e["channel"] == "co"]
+
+    with ingestor_in_process(settings, client_id=f"ing-{prefix}"):
+        pub.send(topics, a[:10])
+        pub.send(topics, a[20:30])
+        pub.flush()
+        wait_until(lambda: influx_db.count("telemetry", "seq") >= 20, 20, "the live points")
+        for f in a[10:20]:
+            pub.send(topics, [f])
+            pub.flush()
+            time.sleep(0.1)
+        wait_until(lambda: [e["state"] for e in co()] == ["raised", "cleared"], 20, "the late CO alarm, cleared")
+        wait_until(lambda: influx_db.count("telemetry", "seq") >= 30, 20, "30 points")
+        time.sleep(0.5)
+        raised, cleared = co()
+        assert raised["timing"] == cleared["timing"] == "late" and raised["severity"] == "alarm", (raised, cleared)
+        assert raised["ts"] == a[15].ts and cleared["ts"] == a[29].ts
+        assert raised["alert_id"] not in retained_active(mosquitto.url, topics)
+    assert_exactly_once(influx_db, {"r01": 30})
+    col.close()
+    pub.close()
+
+
 def test_held_back_readings_sent_after_a_restart_are_raised_late_and_cleared(mosquitto: Mosquitto, influxd: Influxd,
                                                                              influx_db: SyncInflux, prefix: str,
                                                                              tmp_path: Path) -> None:
