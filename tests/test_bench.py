@@ -73,7 +73,7 @@ FIGURES: dict[str, set[str]] = {
     "ingest_cpu.py": {"ingest_cpu_us_per_point", "ingest_cpu_speedup"},
     "ingest_throughput.py": {"ingest_points_per_s", "ingest_lost_points", "ingest_to_ceiling_ratio",
                              "subscriber_points_per_s", "ingest_to_subscriber_ceiling_ratio",
-                             "alert_latency_p50_ms", "alert_latency_p99_ms"},
+                             "alert_latency_p50_ms", "alert_latency_p99_ms", "alert_latency_max_ms"},
     "mqtt_clients.py": {"mqtt_client_msgs_per_s", "mqtt_client_cpu_us_per_msg"},
     "replay.py": {"replay_x_realtime", "replay_readings_per_s", "replay_detectors_only_x_realtime", "replay_split_s_per_hour",
                   "replay_cpu_s_per_hour"},
