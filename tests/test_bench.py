@@ -139,13 +139,17 @@ def test_bench_script_smoke_run(script: str, tmp_path: Path) -> None:
 
 # -- the alarm-load rules, on events made by hand ------------------------------------------------------
 @functools.cache
-def _alarm_load():
-    spec = importlib.util.spec_from_file_location("bench_alarm_load", BENCH / "alarm_load.py")
+def _bench_module(script: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{script.removesuffix('.py')}", BENCH / script)
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod  # its dataclasses look their module up
     spec.loader.exec_module(mod)
     return mod
+
+
+def _alarm_load():
+    return _bench_module("alarm_load.py")
 
 
 S = 1_000_000_000
@@ -229,3 +233,26 @@ def test_alarm_load_counts_an_incident_escalating_again_to_where_it_was() -> Non
     again, quick = al.repeated(steps)
     assert again == {id(steps[3]), id(steps[5])}
     assert quick == {id(steps[1]), id(steps[3])}
+
+
+def test_the_latency_bench_alert_robots_raise_and_clear_every_channel_they_take() -> None:
+    # the readings of ingest_throughput's alert robots, through the detectors frame by frame: each
+    # channel raised twice and cleared once (the second clear is held as flapping, and not timed).
+    # A rule changed so that a cycle no longer raises or clears would leave the latency with
+    # fewer samples than it says, or none.
+    bench = _bench_module("ingest_throughput.py")
+    from detectors import DetectorSuite
+    from minewatch.wire import Frame
+
+    channels = bench.alert_channels()
+    assert len({sid for sid, _, _ in channels}) >= 20 and len(channels) >= 100
+    cycle = [(sid, chan, v) for sid, chan, values in channels for v in values]
+    suite = DetectorSuite()
+    got: dict[tuple[str, str | None], list[str]] = {}
+    for seq, (sid, chan, v) in enumerate(cycle * 2):
+        f = Frame(robot_id=f"lat{sid}", scenario_id=sid, seq=seq, ts=T0 + seq * 35_000_000, readings={chan: v})
+        for e in suite.process([f]).events:
+            if e.detector in bench.ALERT_DETECTORS and not e.evidence.get("flapping"):
+                got.setdefault((e.scenario_id, e.channel), []).append(e.state.value)
+    assert {k: got.get(k) for k in ((sid, chan) for sid, chan, _ in channels)} == \
+        {(sid, chan): ["raised", "cleared", "raised"] for sid, chan, _ in channels}
