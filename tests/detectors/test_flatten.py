@@ -20,13 +20,16 @@ from tests.detectors.reference_suite import FrameByFrameSuite
 
 T0 = 1_795_852_800_000_000_000
 PLACES = ["mf01", "vf01", "hf04", "zz99"]  # two methane pairs, a main fan's derived reading, an unknown place
-values = st.one_of(st.none(), st.floats(-50, 120, allow_nan=False), st.sampled_from([0.0, -0.0, 1.6, 20.0]))
+numbers = st.one_of(st.floats(-50, 120, allow_nan=False), st.sampled_from([0.0, -0.0, 1.6, 20.0]))
+values = st.one_of(st.none(), numbers)
 
 
 @st.composite
-def batches(draw: st.DrawFn) -> list[list[Frame]]:
+def batches(draw: st.DrawFn, nulls: bool = True) -> list[list[Frame]]:
     """Batches of frames of a few robots; each place's frames mostly carry one of two channel
-    sets (as real robots do, so most frames take the compiled path), sometimes any other."""
+    sets (as real robots do, so most frames take the compiled path), sometimes any other.
+    ``nulls`` False: no reading is sent as null (a batch's values then take the fast way)."""
+    reading = values if nulls else numbers
     def channel_set(sid: str) -> list[str]:
         names = [c.name for c in SCENARIOS[sid].channels] if sid in SCENARIOS else ["ch4", "t"]
         return draw(st.lists(st.sampled_from([*names, "fan", "odd_one"]), unique=True, max_size=8))
@@ -41,7 +44,7 @@ def batches(draw: st.DrawFn) -> list[list[Frame]]:
             link = draw(st.one_of(st.none(), st.builds(LinkInfo, latency_ms=st.floats(0, 500),
                                                         rssi_dbm=st.floats(-120, 0), loss=st.floats(0, 1))))
             batch.append(Frame(robot_id=draw(st.sampled_from(["r1", "r2", "r3"])), scenario_id=sid, seq=0,
-                               ts=T0 + draw(st.integers(0, 400)) * 10**9, readings={k: draw(values) for k in keys},
+                               ts=T0 + draw(st.integers(0, 400)) * 10**9, readings={k: draw(reading) for k in keys},
                                battery=draw(st.one_of(st.none(), st.floats(0, 100))), link=link))
         out.append(batch)
     return out
@@ -63,6 +66,15 @@ def keyed(suite: DetectorSuite, batch: Batch) -> dict[str, list[Any]]:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(batches())
 def test_samples_match_the_frame_by_frame_flattening(parts: list[list[Frame]]) -> None:
+    fast, ref = DetectorSuite(), FrameByFrameSuite()
+    for batch in parts:
+        assert keyed(fast, fast.flatten(batch)) == keyed(ref, ref.flatten(batch))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batches(nulls=False))
+def test_samples_without_nulls_match_the_frame_by_frame_flattening(parts: list[list[Frame]]) -> None:
+    # every batch's values straight from the frames' dicts, main fans' derived readings put in
     fast, ref = DetectorSuite(), FrameByFrameSuite()
     for batch in parts:
         assert keyed(fast, fast.flatten(batch)) == keyed(ref, ref.flatten(batch))
