@@ -230,3 +230,20 @@ def test_sorted_orders_by_stream_time_and_frame_as_a_full_sort_does(rows: list[t
     want = sorted(zip(*(a.tolist() for a in arrays)), key=lambda r: (r[0], r[1], r[3], r[2]))
     # a stable order: rows equal in (stream, time, frame) stay in the order they were gathered in
     assert list(zip(*(a.tolist() for a in got))) == want
+
+
+def test_a_robot_reading_two_places_in_one_batch_has_not_left_either() -> None:
+    """Robot r1 raises a sensor-range alarm in hf04, then sends one batch with a frame from hf04
+    and a newer one from mf01 (it passes between them): its part of the hf04 alarm stands until
+    it has been gone from hf04 for the stale time counted from that frame (170 s), not from the
+    first (120 s)."""
+    def frame(sid: str, t: int, readings: dict[str, float]) -> Frame:
+        return Frame(robot_id="r1", scenario_id=sid, seq=0, ts=T0 + t * 10**9, readings=readings)
+
+    steps = [[frame("hf04", 0, {"ch4_t1": 107.0})],
+             [frame("hf04", 50, {"ch4_t1": 107.0}), frame("mf01", 51, {"ch4_t1": 0.3})],
+             [frame("mf01", 100, {"ch4_t1": 0.3})], [frame("mf01", 150, {"ch4_t1": 0.3})]]
+    for suite in (DetectorSuite(), FrameByFrameSuite()):
+        events = [[(e.detector, e.state.value, e.scenario_id) for e in suite.process(batch).events] for batch in steps]
+        assert ("sensor_range", "raised", "hf04") in events[0]
+        assert ("sensor_range", "cleared", "hf04") not in [e for step in events[1:] for e in step]
