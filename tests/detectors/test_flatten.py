@@ -232,6 +232,48 @@ def test_sorted_orders_by_stream_time_and_frame_as_a_full_sort_does(rows: list[t
     assert list(zip(*(a.tolist() for a in got))) == want
 
 
+def _odd_batches(rng: np.random.Generator, n_batches: int) -> list[list[Frame]]:
+    """Batches with what the compiled flattening's fast way must agree with the general way on:
+    one channel set in different key orders, names outside the catalogue, one robot in two places
+    in a batch, whole-number values, nulls, empty readings, a main fan's frame among others, a
+    robot's frames out of time order, and many distinct shapes."""
+    places = {sid: [c.name for c in SCENARIOS[sid].channels] for sid in ("mf01", "vf01", "hf04")}
+    out = []
+    for b in range(n_batches):
+        batch = []
+        for _ in range(int(rng.integers(1, 15))):
+            sid = str(rng.choice(list(places)))
+            names = [*places[sid], "odd_one", "fan"]
+            keys = [str(k) for k in rng.choice(names, size=int(rng.integers(0, 6)), replace=False)]
+            rng.shuffle(keys)
+            readings: dict[str, float | None] = {}
+            for k in keys:
+                kind = int(rng.integers(0, 6))
+                readings[k] = (None if kind == 0 else int(rng.integers(0, 3)) if kind == 1  # type: ignore[assignment]
+                               else float(rng.choice([0.0, 1.6, 2.5, 20.0, 95.0])) if kind == 2
+                               else float(rng.uniform(-5, 120)))
+            batch.append(Frame(robot_id=str(rng.choice(["r1", "r2"])), scenario_id=sid, seq=0,
+                               ts=T0 + (b * 20 + int(rng.integers(0, 25))) * 10**9, readings=readings,
+                               battery=None if rng.integers(0, 2) else float(rng.uniform(0, 100))))
+        out.append(batch)
+    return out
+
+
+def test_samples_and_alerts_match_the_frame_by_frame_suite_past_the_shape_cap(monkeypatch: Any) -> None:
+    """Over many seeds, with the compiled shapes' cap low enough that it is reached inside a batch
+    (the table then starts afresh while frames earlier in the batch hold numbers of the old one)."""
+    import detectors.batching
+
+    for cap in (3, 7, detectors.batching.MAX_SHAPES):
+        monkeypatch.setattr(detectors.batching, "MAX_SHAPES", cap)
+        for seed in range(40):
+            fast, ref = DetectorSuite(), FrameByFrameSuite()
+            for i, batch in enumerate(_odd_batches(np.random.default_rng(seed), 8)):
+                ctx = f"cap {cap}, seed {seed}, batch {i}"
+                assert keyed(fast, fast.flatten(batch)) == keyed(ref, ref.flatten(batch)), ctx
+                got, want = fast.process(batch).events, ref.process(batch).events
+                assert [e.model_dump() for e in got] == [e.model_dump() for e in want], ctx
+
 def test_a_robot_reading_two_places_in_one_batch_has_not_left_either() -> None:
     """Robot r1 raises a sensor-range alarm in hf04, then sends one batch with a frame from hf04
     and a newer one from mf01 (it passes between them): its part of the hf04 alarm stands until
