@@ -124,6 +124,7 @@ LIMIT_COLUMNS = {
     "held_count": (np.int32, (MAX_LEVELS,), 0),
     "held_clear_count": (np.int32, (), 0),
     "held_last_t": (np.int64, (), -1),
+    "held_live_t": (np.int64, (), -1),  # the stream's newest reading when its held-back state last moved
 }
 
 
@@ -353,15 +354,18 @@ class LimitDetector(Detector):
         message between its live frames is judged as one run, as if it came in one message (a rule
         that wants two readings in a row sees them across passes). The state is taken from no
         alert wherever a stream's first reading here is not after the last held-back one judged
-        (another backlog, or the same sent again). Per reading the new level where it changed,
+        (another backlog, or the same sent again), or is after the stream's newest reading when its
+        held-back state last moved (the backlog of a later gap: that newer reading broke the run).
+        Per reading the new level where it changed,
         else -1; the levels left; and per reading whether its step goes on the board: a clear of
         what an earlier pass raised does not, as that pass cleared it at once (:meth:`_behind`)."""
         table = self.table
-        level, count, clear_count, last = (table["held_level"], table["held_count"], table["held_clear_count"],
-                                           table["held_last_t"])
+        level, count, clear_count, last, live = (table["held_level"], table["held_count"], table["held_clear_count"],
+                                                 table["held_last_t"], table["held_live_t"])
         starts, first = np.unique(stream, return_index=True)  # sorted by stream, then time
-        again = starts[t[first] <= last[starts]]
+        again = starts[(t[first] <= last[starts]) | (t[first] > live[starts])]
         level[again], count[again], clear_count[again] = 0, 0, 0
+        live[starts] = table["last_t"][starts]  # newer than every reading here (they are behind it)
         carried = level[stream] > 0
         out = np.empty(stream.shape[0], dtype=np.int8)
         limit_kernel(stream, x, table["thr"], table["above"], table["restore"], table["n_raise"], table["n_clear"],

@@ -474,3 +474,34 @@ def test_a_held_back_run_starts_again_when_its_readings_go_back_in_time() -> Non
     got = suite.process([frame("r01", "mf01", 6, {"co": 30.0})], late=[True], held_back=[0]).events
     got += suite.process([frame("r01", "mf01", 3, {"co": 30.0})], late=[True], held_back=[0]).events
     assert only(got) == []
+
+
+@pytest.mark.parametrize("end_of_first", [[30.0, 30.0], [30.0]], ids=["raised", "one_reading"])
+def test_a_later_backlog_is_a_run_of_its_own(end_of_first: list[float]) -> None:
+    # a robot's link drops twice: backlog seq 10-19 (CO at 30 ppm at its end) is sent a frame a
+    # message after live 20-29, backlog 30-39 after live 40-49. The readings 20-29 lie between the
+    # two: the second backlog starts a run of its own, whatever the first left
+    suite = DetectorSuite()
+
+    def send(seqs: range, values: list[float], held: bool) -> list[AlertEvent]:
+        got: list[AlertEvent] = []
+        for seq, v in zip(seqs, values):
+            kw: dict[str, Any] = {"late": [True], "held_back": [0]} if held else {}
+            got += suite.process([frame("r01", "mf01", seq, {"co": v})], **kw).events
+        return got
+
+    send(range(10), [3.0] * 10, False)
+    send(range(20, 30), [3.0] * 10, False)
+    first = send(range(10, 20), [3.0] * (10 - len(end_of_first)) + end_of_first, True)
+    assert states(first) == ([("raised", "alarm"), ("cleared", "alarm")] if len(end_of_first) == 2 else [])
+    send(range(40, 50), [3.0] * 10, False)
+    # the second backlog: an excursion of its own (seq 31-34), and one reading at 30 ppm to start
+    values = [3.0, 30.0, 30.0, 30.0, 30.0, 3.0, 3.0, 3.0, 3.0, 3.0]
+    if len(end_of_first) == 1:
+        values = [30.0] + [3.0] * 9
+    second = send(range(30, 40), values, True)
+    if len(end_of_first) == 2:
+        assert [(e.state.value, e.ts) for e in only(second)] == [("raised", T0 + 32 * S), ("cleared", T0 + 49 * S)]
+    else:
+        assert only(second) == []  # seq 19 and 30 at 30 ppm are not two in a row: 20-29 read 3 ppm
+    assert only(suite.active()) == []
