@@ -336,7 +336,7 @@ class LimitDetector(Detector):
             return pending
         stream, t, x, origin = stream[quiet], t[quiet], x[quiet], origin[quiet]
         out, level, shown = self._held_run(stream, t, x)
-        pending += self._steps(stream, t, x, origin, out, late, shown)
+        pending += self._steps(stream, t, x, origin, out, late, shown, hold=False)
         for s in np.unique(stream[out > 0]).tolist():
             if level[s] == 0:
                 continue
@@ -395,15 +395,16 @@ class LimitDetector(Detector):
         return out, level
 
     def _steps(self, stream: Arr, t: Arr, x: Arr, origin: Arr, out: Arr, late: Sequence[bool] | None,
-               shown: Arr | None = None) -> list[Pending]:
+               shown: Arr | None = None, *, hold: bool = True) -> list[Pending]:
         """The signals of the steps ``out`` (of :meth:`_apart`) of readings judged apart (those
-        ``shown``, where given)."""
+        ``shown``, where given). ``hold`` False: their clears are never held as a flapping
+        alarm's are (newer readings show the whole run over)."""
         pending: list[Pending] = []
         steps = out >= 0 if shown is None else (out >= 0) & shown
         for i in np.flatnonzero(steps).tolist():
             s, ts, fi = int(stream[i]), int(t[i]), int(origin[i])
             pending.append(Pending(ts, self.order, s, self.signal(s, int(out[i]), float(x[i]), ts,
-                                                                  self.frames[fi].scenario_id, late, fi)))
+                                                                  self.frames[fi].scenario_id, late, fi, hold=hold)))
         return pending
 
     def _escalations(self, stream: Arr, t: Arr, x: Arr, origin: Arr, late: Sequence[bool] | None) -> list[Pending]:
@@ -504,10 +505,11 @@ class LimitDetector(Detector):
         return int(self.table["last_t"][s])
 
     def signal(self, s: int, k: int, value: float, ts: int, frame_scenario: str, late: Sequence[bool] | None,
-               fi: int, *, over: bool = False) -> Signal:
+               fi: int, *, over: bool = False, hold: bool = True) -> Signal:
         """Stream ``s``'s step to level ``k`` (0: cleared) at ``value``; ``frame_scenario``: where the
         frame says its robot is (a robot rule's alert is placed there). ``over``: the clear, at
-        ``ts``, the stream's newest reading, of what late readings raised (:meth:`_behind`)."""
+        ``ts``, the stream's newest reading, of what late readings raised (:meth:`_behind`).
+        ``hold`` False, or ``over``: a clear never held as a flapping alarm's is."""
         rule = self.rule[s]
 
         def say(k: int, v: float | None, what: str) -> str:
@@ -536,7 +538,7 @@ class LimitDetector(Detector):
             return Signal(scenario_id=frame_scenario, place=ROBOTS, detector=rule.detector, subject=robot_id,
                           kind=rule.kind, source=robot_id, severity=severity, ts=ts,
                           message=say(k, value, what), value=None if over else value, limit=limit, unit=rule.unit,
-                          channel=None, robot_id=robot_id, evidence=evidence, timing=timing, may_hold=not over)
+                          channel=None, robot_id=robot_id, evidence=evidence, timing=timing, may_hold=hold and not over)
         sc = self.setup.scenarios[scenario_id]
         c = sc.channel_map.get(channel)
         if rule.quantity == "run":
@@ -558,7 +560,7 @@ class LimitDetector(Detector):
         return Signal(scenario_id=scenario_id, detector=rule.detector, subject=channel, kind=rule.kind, source=robot_id,
                       severity=severity, ts=ts, message=message, value=None if over else value, limit=limit,
                       unit=rule.unit, channel=channel, robot_id=robot_id, evidence=evidence, timing=timing,
-                      may_hold=not over)
+                      may_hold=hold and not over)
 
     # -- restore ---------------------------------------------------------------------------------
     def seed(self, ev: AlertEvent) -> None:
