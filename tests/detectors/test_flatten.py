@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -289,3 +290,33 @@ def test_a_robot_reading_two_places_in_one_batch_has_not_left_either() -> None:
         events = [[(e.detector, e.state.value, e.scenario_id) for e in suite.process(batch).events] for batch in steps]
         assert ("sensor_range", "raised", "hf04") in events[0]
         assert ("sensor_range", "cleared", "hf04") not in [e for step in events[1:] for e in step]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_sorted_matches_a_plain_stable_sort_on_larger_batches(seed: int) -> None:
+    """Hundreds of samples: in time order, with neighbours swapped (a robot's frames reordered),
+    reversed (past the insertion budget, the full sort) or at random, over few, many or sparse
+    streams; against Python's stable sort by (stream, time, frame)."""
+    rng = np.random.default_rng(seed)
+    for _ in range(10):
+        n = int(rng.integers(0, 500))
+        stream = rng.integers(0, int(rng.choice([1, 3, 60, 5000, 10**6])), n).astype(np.int64)
+        t = rng.integers(0, 40, n).astype(np.int64)
+        how = int(rng.integers(0, 4))
+        if how == 1:
+            t = np.arange(n, dtype=np.int64)
+            for i in rng.integers(0, max(n - 1, 1), n // 8).tolist():
+                if i + 1 < n:
+                    t[i], t[i + 1] = t[i + 1], t[i]
+        elif how == 2:
+            t = np.sort(t)[::-1].copy()
+        elif how == 3:
+            t = np.sort(t)
+        fi = rng.integers(0, 25, n).astype(np.int64)
+        cols = Cols((np.int64, np.int64, np.float64, np.int64))
+        for k in range(0, n, 37):  # in chunks, as the flattening gathers them
+            cols.add(stream[k:k + 37], t[k:k + 37], np.arange(k, min(n, k + 37), dtype=np.float64), fi[k:k + 37])
+        want = sorted(range(n), key=lambda i: (int(stream[i]), int(t[i]), int(fi[i])))
+        got = Batch.sorted(cols)
+        assert got[2].astype(np.int64).tolist() == want
+        assert got[0].tolist() == stream[want].tolist() and got[3].tolist() == fi[want].tolist()
