@@ -360,17 +360,12 @@ class LimitDetector(Detector):
         else -1; the levels left; and per reading whether its step goes on the board: a clear of
         what an earlier pass raised does not, as that pass cleared it at once (:meth:`_behind`)."""
         table = self.table
-        level, count, clear_count, last, live = (table["held_level"], table["held_count"], table["held_clear_count"],
-                                                 table["held_last_t"], table["held_live_t"])
-        starts, first = np.unique(stream, return_index=True)  # sorted by stream, then time
-        again = starts[(t[first] <= last[starts]) | (t[first] > live[starts])]
-        level[again], count[again], clear_count[again] = 0, 0, 0
-        live[starts] = table["last_t"][starts]  # newer than every reading here (they are behind it)
+        level, count, clear_count = table["held_level"], table["held_count"], table["held_clear_count"]
+        self._held_go_on(stream, t)
         carried = level[stream] > 0
         out = np.empty(stream.shape[0], dtype=np.int8)
         limit_kernel(stream, x, table["thr"], table["above"], table["restore"], table["n_raise"], table["n_clear"],
                      level, count, clear_count, out)
-        np.maximum.at(last, stream, t)
         # a step is shown unless it is a clear of a level carried in and not raised again in this pass
         raised_here = np.zeros(len(table), dtype=np.bool_)
         shown = np.ones(stream.shape[0], dtype=np.bool_)
@@ -382,16 +377,28 @@ class LimitDetector(Detector):
                 shown[i] = False
         return out, level, shown
 
-    def _apart(self, stream: Arr, x: Arr, level: Arr, *, clears: bool = True) -> tuple[Arr, Arr]:
-        """Run readings through the limit rule on state of their own, from ``level`` (taken over)
-        with no readings counted, the live state untouched: per reading the new level where it
-        changed, else -1, and the levels they leave. ``clears`` False: no restore level, so only a
-        move up is looked for."""
+    def _held_go_on(self, stream: Arr, t: Arr) -> None:
+        """The streams' held-back state (``held_*``) taken from no alert where the held-back
+        readings ``stream``/``t`` (sorted by stream, then time) do not go on from the last ones
+        judged (:meth:`_held_run`), and moved past them."""
+        table = self.table
+        last, live = table["held_last_t"], table["held_live_t"]
+        starts, first = np.unique(stream, return_index=True)
+        again = starts[(t[first] <= last[starts]) | (t[first] > live[starts])]
+        table["held_level"][again], table["held_count"][again], table["held_clear_count"][again] = 0, 0, 0
+        live[starts] = table["last_t"][starts]  # newer than every reading here (they are behind it)
+        np.maximum.at(last, stream, t)
+
+    def _apart(self, stream: Arr, x: Arr, level: Arr, count: Arr, *, clears: bool = True) -> tuple[Arr, Arr]:
+        """Run readings through the limit rule on state of their own, from ``level`` and ``count``
+        (both taken over), the live state untouched: per reading the new level where it changed,
+        else -1, and the levels they leave. ``clears`` False: no restore level, so only a move up
+        is looked for."""
         table = self.table
         restore = table["restore"] if clears else np.full_like(table["restore"], np.nan)
         out = np.empty(stream.shape[0], dtype=np.int8)
         limit_kernel(stream, x, table["thr"], table["above"], restore, table["n_raise"], table["n_clear"], level,
-                     np.zeros_like(table["count"]), np.zeros_like(table["clear_count"]), out)
+                     count, np.zeros_like(table["clear_count"]), out)
         return out, level
 
     def _steps(self, stream: Arr, t: Arr, x: Arr, origin: Arr, out: Arr, late: Sequence[bool] | None,
@@ -412,8 +419,12 @@ class LimitDetector(Detector):
         before add nothing: the stream may have been back below the restore level in between): they
         cannot clear it, but those that pass a more severe level (debounce and all) escalate it,
         marked late: an alert's severity is the worst it has been since it was raised. The live
-        level is not moved."""
-        out, _ = self._apart(stream, x, self.table["level"].copy(), clears=False)  # from the standing level
+        level is not moved. The readings in a row past each level are counted on in the streams'
+        held-back state, as :meth:`_held_run` counts them: a backlog sent a frame a message
+        escalates as it would in one message."""
+        self._held_go_on(stream, t)
+        out, _ = self._apart(stream, x, self.table["level"].copy(), self.table["held_count"],
+                             clears=False)  # from the standing level
         return self._steps(stream, t, x, origin, out, late)  # raises only: with no restore level nothing clears
 
     def _raised_at(self, stream: Arr) -> Arr:

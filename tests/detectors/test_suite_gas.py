@@ -541,3 +541,28 @@ def test_a_backlog_trickled_raises_what_it_raises_in_one_message(seed: int) -> N
         assert only(suite.active()) == [], (values, cuts)
         got.append([(e.severity, e.ts) for e in only(events) if e.state is not AlertState.cleared])
     assert got[1] == got[0], (values, cuts)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_backlog_trickled_escalates_a_standing_alert_as_in_one_message(seed: int) -> None:
+    # a CO warning stands (live seq 10-11 and 30-39 at 20 ppm); the held-back seq 12-21 come whole
+    # or in random pieces, each in a pass of its own. The alarm level wants two readings in a row
+    # past 24 ppm: the same escalations at the same times either way
+    rng = np.random.default_rng(seed)
+    values = rng.choice([10.0, 20.0, 26.0, 30.0], size=10).tolist()
+    cuts = sorted(set(rng.integers(1, 10, size=int(rng.integers(1, 7))).tolist()))
+    got = []
+    for pieces in ([range(10)], [range(a, b) for a, b in zip([0, *cuts], [*cuts, 10])]):
+        suite = DetectorSuite()
+        suite.process(series("r01", "mf01", "co", [3.0] * 10 + [20.0, 20.0]))
+        suite.process(series("r01", "mf01", "co", [20.0] * 10, start=30))
+        events = []
+        for piece in pieces:
+            n = len(piece)
+            events += suite.process(series("r01", "mf01", "co", [values[i] for i in piece], start=12 + piece[0]),
+                                    late=[True] * n, held_back=list(range(n))).events
+        got.append(([(e.state, e.severity, e.ts) for e in only(events)],
+                    [(e.state, e.severity) for e in only(suite.active())]))
+    assert got[1] == got[0], (values, cuts)
+    if any(a >= 24 and b >= 24 for a, b in zip(values, values[1:])):
+        assert got[0][1] == [(AlertState.escalated, Severity.alarm)]
