@@ -520,6 +520,18 @@ def test_a_backlog_that_flaps_leaves_no_alarm_up() -> None:
     assert only(suite.active()) == []
 
 
+def send_held(suite: DetectorSuite, channel: str, values: list[float], start: int,
+              pieces: list[range]) -> list[AlertEvent]:
+    """Robot r01's held-back ``values`` of ``channel`` in mf01 from seq ``start`` on, each piece (of
+    positions in ``values``) in a pass of its own; the events."""
+    events: list[AlertEvent] = []
+    for piece in pieces:
+        n = len(piece)
+        events += suite.process(series("r01", "mf01", channel, [values[i] for i in piece], start=start + piece[0]),
+                                late=[True] * n, held_back=list(range(n))).events
+    return events
+
+
 @pytest.mark.parametrize("seed", range(60))
 def test_a_backlog_trickled_raises_what_it_raises_in_one_message(seed: int) -> None:
     # random methane backlogs (seq 10-21, behind live 30-39 at 0.3 %) sent whole, or in random
@@ -533,11 +545,7 @@ def test_a_backlog_trickled_raises_what_it_raises_in_one_message(seed: int) -> N
         suite = DetectorSuite()
         suite.process(series("r01", "mf01", "ch4_t1", [0.3] * 10))
         suite.process(series("r01", "mf01", "ch4_t1", [0.3] * 10, start=30))
-        events = []
-        for piece in pieces:
-            n = len(piece)
-            events += suite.process(series("r01", "mf01", "ch4_t1", [values[i] for i in piece], start=10 + piece[0]),
-                                    late=[True] * n, held_back=list(range(n))).events
+        events = send_held(suite, "ch4_t1", values, 10, pieces)
         assert only(suite.active()) == [], (values, cuts)
         got.append([(e.severity, e.ts) for e in only(events) if e.state is not AlertState.cleared])
     assert got[1] == got[0], (values, cuts)
@@ -556,11 +564,7 @@ def test_a_backlog_trickled_escalates_a_standing_alert_as_in_one_message(seed: i
         suite = DetectorSuite()
         suite.process(series("r01", "mf01", "co", [3.0] * 10 + [20.0, 20.0]))
         suite.process(series("r01", "mf01", "co", [20.0] * 10, start=30))
-        events = []
-        for piece in pieces:
-            n = len(piece)
-            events += suite.process(series("r01", "mf01", "co", [values[i] for i in piece], start=12 + piece[0]),
-                                    late=[True] * n, held_back=list(range(n))).events
+        events = send_held(suite, "co", values, 12, pieces)
         got.append(([(e.state, e.severity, e.ts) for e in only(events)],
                     [(e.state, e.severity) for e in only(suite.active())]))
     assert got[1] == got[0], (values, cuts)
