@@ -210,6 +210,13 @@ class Batching:
         nothing here loops in Python per frame; otherwise the frames are taken in order and those
         of shapes not compiled yet go one by one (:meth:`_flatten_frame`), creating their streams."""
         batch = Batch()
+        if len(self._shape_table) >= MAX_SHAPES:
+            # robots come and go, or one sends ever new shapes: start afresh, between batches only
+            # (a batch's frames hold their shapes' numbers in the table until it is gathered)
+            self._shapes.clear()
+            self._ready.clear()
+            self._shape_keys.clear()
+            self._shape_table = ShapeTable()
         ready = self._ready
         found = [ready.get((f.scenario_id, f.robot_id, tuple(f.readings))) for f in frames]
         # every frame's shape compiled already (the steady state), or each found or made now
@@ -345,11 +352,6 @@ class Batching:
         """Compile the shape of a frame of robot ``rid`` in ``sid`` carrying ``keys``: ready when
         every stream its samples go to exists."""
         shp = Shape(index=-1, scenario_id=sid, robot_id=rid, keys=keys, robot=self.robots.robot(rid).number)
-        if len(self._shape_table) >= MAX_SHAPES:  # robots come and go, or one sends ever new shapes: start afresh
-            self._shapes.clear()
-            self._ready.clear()
-            self._shape_keys.clear()
-            self._shape_table = ShapeTable()
         self._shapes[(sid, rid, keys)] = shp
         self._shape_keys.setdefault((sid, rid), []).append(keys)
         sc = self.scenarios.get(sid)

@@ -124,6 +124,7 @@ LIMIT_COLUMNS = {
     "held_count": (np.int32, (MAX_LEVELS,), 0),
     "held_clear_count": (np.int32, (), 0),
     "held_last_t": (np.int64, (), -1),
+    "held_live_t": (np.int64, (), -1),  # the stream's newest reading when its held-back state last moved
 }
 
 
@@ -335,7 +336,7 @@ class LimitDetector(Detector):
             return pending
         stream, t, x, origin = stream[quiet], t[quiet], x[quiet], origin[quiet]
         out, level, shown = self._held_run(stream, t, x)
-        pending += self._steps(stream, t, x, origin, out, late, shown)
+        pending += self._steps(stream, t, x, origin, out, late, shown, hold=False)
         for s in np.unique(stream[out > 0]).tolist():
             if level[s] == 0:
                 continue
@@ -353,20 +354,18 @@ class LimitDetector(Detector):
         message between its live frames is judged as one run, as if it came in one message (a rule
         that wants two readings in a row sees them across passes). The state is taken from no
         alert wherever a stream's first reading here is not after the last held-back one judged
-        (another backlog, or the same sent again). Per reading the new level where it changed,
+        (another backlog, or the same sent again), or is after the stream's newest reading when its
+        held-back state last moved (the backlog of a later gap: that newer reading broke the run).
+        Per reading the new level where it changed,
         else -1; the levels left; and per reading whether its step goes on the board: a clear of
         what an earlier pass raised does not, as that pass cleared it at once (:meth:`_behind`)."""
         table = self.table
-        level, count, clear_count, last = (table["held_level"], table["held_count"], table["held_clear_count"],
-                                           table["held_last_t"])
-        starts, first = np.unique(stream, return_index=True)  # sorted by stream, then time
-        again = starts[t[first] <= last[starts]]
-        level[again], count[again], clear_count[again] = 0, 0, 0
+        level, count, clear_count = table["held_level"], table["held_count"], table["held_clear_count"]
+        self._held_go_on(stream, t)
         carried = level[stream] > 0
         out = np.empty(stream.shape[0], dtype=np.int8)
         limit_kernel(stream, x, table["thr"], table["above"], table["restore"], table["n_raise"], table["n_clear"],
                      level, count, clear_count, out)
-        np.maximum.at(last, stream, t)
         # a step is shown unless it is a clear of a level carried in and not raised again in this pass
         raised_here = np.zeros(len(table), dtype=np.bool_)
         shown = np.ones(stream.shape[0], dtype=np.bool_)
@@ -378,28 +377,41 @@ class LimitDetector(Detector):
                 shown[i] = False
         return out, level, shown
 
-    def _apart(self, stream: Arr, x: Arr, level: Arr, *, clears: bool = True) -> tuple[Arr, Arr]:
-        """Run readings through the limit rule on state of their own, from ``level`` (taken over)
-        with no readings counted, the live state untouched: per reading the new level where it
-        changed, else -1, and the levels they leave. ``clears`` False: no restore level, so only a
-        move up is looked for."""
+    def _held_go_on(self, stream: Arr, t: Arr) -> None:
+        """The streams' held-back state (``held_*``) taken from no alert where the held-back
+        readings ``stream``/``t`` (sorted by stream, then time) do not go on from the last ones
+        judged (:meth:`_held_run`), and moved past them."""
+        table = self.table
+        last, live = table["held_last_t"], table["held_live_t"]
+        starts, first = np.unique(stream, return_index=True)
+        again = starts[(t[first] <= last[starts]) | (t[first] > live[starts])]
+        table["held_level"][again], table["held_count"][again], table["held_clear_count"][again] = 0, 0, 0
+        live[starts] = table["last_t"][starts]  # newer than every reading here (they are behind it)
+        np.maximum.at(last, stream, t)
+
+    def _apart(self, stream: Arr, x: Arr, level: Arr, count: Arr, *, clears: bool = True) -> tuple[Arr, Arr]:
+        """Run readings through the limit rule on state of their own, from ``level`` and ``count``
+        (both taken over), the live state untouched: per reading the new level where it changed,
+        else -1, and the levels they leave. ``clears`` False: no restore level, so only a move up
+        is looked for."""
         table = self.table
         restore = table["restore"] if clears else np.full_like(table["restore"], np.nan)
         out = np.empty(stream.shape[0], dtype=np.int8)
         limit_kernel(stream, x, table["thr"], table["above"], restore, table["n_raise"], table["n_clear"], level,
-                     np.zeros_like(table["count"]), np.zeros_like(table["clear_count"]), out)
+                     count, np.zeros_like(table["clear_count"]), out)
         return out, level
 
     def _steps(self, stream: Arr, t: Arr, x: Arr, origin: Arr, out: Arr, late: Sequence[bool] | None,
-               shown: Arr | None = None) -> list[Pending]:
+               shown: Arr | None = None, *, hold: bool = True) -> list[Pending]:
         """The signals of the steps ``out`` (of :meth:`_apart`) of readings judged apart (those
-        ``shown``, where given)."""
+        ``shown``, where given). ``hold`` False: their clears are never held as a flapping
+        alarm's are (newer readings show the whole run over)."""
         pending: list[Pending] = []
         steps = out >= 0 if shown is None else (out >= 0) & shown
         for i in np.flatnonzero(steps).tolist():
             s, ts, fi = int(stream[i]), int(t[i]), int(origin[i])
             pending.append(Pending(ts, self.order, s, self.signal(s, int(out[i]), float(x[i]), ts,
-                                                                  self.frames[fi].scenario_id, late, fi)))
+                                                                  self.frames[fi].scenario_id, late, fi, hold=hold)))
         return pending
 
     def _escalations(self, stream: Arr, t: Arr, x: Arr, origin: Arr, late: Sequence[bool] | None) -> list[Pending]:
@@ -407,8 +419,12 @@ class LimitDetector(Detector):
         before add nothing: the stream may have been back below the restore level in between): they
         cannot clear it, but those that pass a more severe level (debounce and all) escalate it,
         marked late: an alert's severity is the worst it has been since it was raised. The live
-        level is not moved."""
-        out, _ = self._apart(stream, x, self.table["level"].copy(), clears=False)  # from the standing level
+        level is not moved. The readings in a row past each level are counted on in the streams'
+        held-back state, as :meth:`_held_run` counts them: a backlog sent a frame a message
+        escalates as it would in one message."""
+        self._held_go_on(stream, t)
+        out, _ = self._apart(stream, x, self.table["level"].copy(), self.table["held_count"],
+                             clears=False)  # from the standing level
         return self._steps(stream, t, x, origin, out, late)  # raises only: with no restore level nothing clears
 
     def _raised_at(self, stream: Arr) -> Arr:
@@ -500,10 +516,11 @@ class LimitDetector(Detector):
         return int(self.table["last_t"][s])
 
     def signal(self, s: int, k: int, value: float, ts: int, frame_scenario: str, late: Sequence[bool] | None,
-               fi: int, *, over: bool = False) -> Signal:
+               fi: int, *, over: bool = False, hold: bool = True) -> Signal:
         """Stream ``s``'s step to level ``k`` (0: cleared) at ``value``; ``frame_scenario``: where the
         frame says its robot is (a robot rule's alert is placed there). ``over``: the clear, at
-        ``ts``, the stream's newest reading, of what late readings raised (:meth:`_behind`)."""
+        ``ts``, the stream's newest reading, of what late readings raised (:meth:`_behind`).
+        ``hold`` False, or ``over``: a clear never held as a flapping alarm's is."""
         rule = self.rule[s]
 
         def say(k: int, v: float | None, what: str) -> str:
@@ -532,7 +549,7 @@ class LimitDetector(Detector):
             return Signal(scenario_id=frame_scenario, place=ROBOTS, detector=rule.detector, subject=robot_id,
                           kind=rule.kind, source=robot_id, severity=severity, ts=ts,
                           message=say(k, value, what), value=None if over else value, limit=limit, unit=rule.unit,
-                          channel=None, robot_id=robot_id, evidence=evidence, timing=timing, may_hold=not over)
+                          channel=None, robot_id=robot_id, evidence=evidence, timing=timing, may_hold=hold and not over)
         sc = self.setup.scenarios[scenario_id]
         c = sc.channel_map.get(channel)
         if rule.quantity == "run":
@@ -554,7 +571,7 @@ class LimitDetector(Detector):
         return Signal(scenario_id=scenario_id, detector=rule.detector, subject=channel, kind=rule.kind, source=robot_id,
                       severity=severity, ts=ts, message=message, value=None if over else value, limit=limit,
                       unit=rule.unit, channel=channel, robot_id=robot_id, evidence=evidence, timing=timing,
-                      may_hold=not over)
+                      may_hold=hold and not over)
 
     # -- restore ---------------------------------------------------------------------------------
     def seed(self, ev: AlertEvent) -> None:

@@ -152,8 +152,13 @@ class RobotLiveness:
                 if rob.last_seen < 0:
                     self.deadman_due = 0  # a robot first seen: watched from now on
                 rob.last_seen = tl[b - 1]
-                rob.scenario = sid = frames[ol[b - 1]].scenario_id
-                self.place_seen[(sid, frames[ol[a]].robot_id)] = tl[b - 1]
+                rob.scenario = frames[ol[b - 1]].scenario_id
+        # each (place, robot)'s newest frame: the last of its key in the frames in (robot, seen) order
+        # (one robot's frames from two places each count for their own place)
+        place_seen = self.place_seen
+        for key, t_seen in dict(zip([(frames[i].scenario_id, frames[i].robot_id) for i in ol], tl)).items():
+            if t_seen > place_seen.get(key, -1):
+                place_seen[key] = t_seen
         for _, a, b, rob in sorted(walk, key=lambda w: w[0]):
             for k in range(a, b):
                 self.frame(frames[ol[k]], tl[k], rob, pending)

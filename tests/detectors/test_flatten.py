@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -242,3 +243,92 @@ def test_sorted_orders_by_stream_time_and_frame_as_a_full_sort_does(rows: list[t
     want = sorted(zip(*(a.tolist() for a in arrays)), key=lambda r: (r[0], r[1], r[3], r[2]))
     # a stable order: rows equal in (stream, time, frame) stay in the order they were gathered in
     assert list(zip(*(a.tolist() for a in got))) == want
+
+
+def _odd_batches(rng: np.random.Generator, n_batches: int) -> list[list[Frame]]:
+    """Batches with what the compiled flattening's fast way must agree with the general way on:
+    one channel set in different key orders, names outside the catalogue, one robot in two places
+    in a batch, whole-number values, nulls, empty readings, a main fan's frame among others, a
+    robot's frames out of time order, and many distinct shapes."""
+    places = {sid: [c.name for c in SCENARIOS[sid].channels] for sid in ("mf01", "vf01", "hf04")}
+    out = []
+    for b in range(n_batches):
+        batch = []
+        for _ in range(int(rng.integers(1, 15))):
+            sid = str(rng.choice(list(places)))
+            names = [*places[sid], "odd_one", "fan"]
+            keys = [str(k) for k in rng.choice(names, size=int(rng.integers(0, 6)), replace=False)]
+            rng.shuffle(keys)
+            readings: dict[str, float | None] = {}
+            for k in keys:
+                kind = int(rng.integers(0, 6))
+                readings[k] = (None if kind == 0 else int(rng.integers(0, 3)) if kind == 1  # type: ignore[assignment]
+                               else float(rng.choice([0.0, 1.6, 2.5, 20.0, 95.0])) if kind == 2
+                               else float(rng.uniform(-5, 120)))
+            batch.append(Frame(robot_id=str(rng.choice(["r1", "r2"])), scenario_id=sid, seq=0,
+                               ts=T0 + (b * 20 + int(rng.integers(0, 25))) * 10**9, readings=readings,
+                               battery=None if rng.integers(0, 2) else float(rng.uniform(0, 100))))
+        out.append(batch)
+    return out
+
+
+def test_samples_and_alerts_match_the_frame_by_frame_suite_past_the_shape_cap(monkeypatch: Any) -> None:
+    """Over many seeds, with the compiled shapes' cap low enough that it is reached inside a batch
+    (the table then starts afresh while frames earlier in the batch hold numbers of the old one)."""
+    import detectors.batching
+
+    for cap in (3, 7, detectors.batching.MAX_SHAPES):
+        monkeypatch.setattr(detectors.batching, "MAX_SHAPES", cap)
+        for seed in range(40):
+            fast, ref = DetectorSuite(), FrameByFrameSuite()
+            for i, batch in enumerate(_odd_batches(np.random.default_rng(seed), 8)):
+                ctx = f"cap {cap}, seed {seed}, batch {i}"
+                assert keyed(fast, fast.flatten(batch)) == keyed(ref, ref.flatten(batch)), ctx
+                got, want = fast.process(batch).events, ref.process(batch).events
+                assert [e.model_dump() for e in got] == [e.model_dump() for e in want], ctx
+
+def test_a_robot_reading_two_places_in_one_batch_has_not_left_either() -> None:
+    """Robot r1 raises a sensor-range alarm in hf04, then sends one batch with a frame from hf04
+    and a newer one from mf01 (it passes between them): its part of the hf04 alarm stands until
+    it has been gone from hf04 for the stale time counted from that frame (170 s), not from the
+    first (120 s)."""
+    def frame(sid: str, t: int, readings: dict[str, float]) -> Frame:
+        return Frame(robot_id="r1", scenario_id=sid, seq=0, ts=T0 + t * 10**9, readings=readings)
+
+    steps = [[frame("hf04", 0, {"ch4_t1": 107.0})],
+             [frame("hf04", 50, {"ch4_t1": 107.0}), frame("mf01", 51, {"ch4_t1": 0.3})],
+             [frame("mf01", 100, {"ch4_t1": 0.3})], [frame("mf01", 150, {"ch4_t1": 0.3})]]
+    for suite in (DetectorSuite(), FrameByFrameSuite()):
+        events = [[(e.detector, e.state.value, e.scenario_id) for e in suite.process(batch).events] for batch in steps]
+        assert ("sensor_range", "raised", "hf04") in events[0]
+        assert ("sensor_range", "cleared", "hf04") not in [e for step in events[1:] for e in step]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_sorted_matches_a_plain_stable_sort_on_larger_batches(seed: int) -> None:
+    """Hundreds of samples: in time order, with neighbours swapped (a robot's frames reordered),
+    reversed (past the insertion budget, the full sort) or at random, over few, many or sparse
+    streams; against Python's stable sort by (stream, time, frame)."""
+    rng = np.random.default_rng(seed)
+    for _ in range(10):
+        n = int(rng.integers(0, 500))
+        stream = rng.integers(0, int(rng.choice([1, 3, 60, 5000, 10**6])), n).astype(np.int64)
+        t = rng.integers(0, 40, n).astype(np.int64)
+        how = int(rng.integers(0, 4))
+        if how == 1:
+            t = np.arange(n, dtype=np.int64)
+            for i in rng.integers(0, max(n - 1, 1), n // 8).tolist():
+                if i + 1 < n:
+                    t[i], t[i + 1] = t[i + 1], t[i]
+        elif how == 2:
+            t = np.sort(t)[::-1].copy()
+        elif how == 3:
+            t = np.sort(t)
+        fi = rng.integers(0, 25, n).astype(np.int64)
+        cols = Cols((np.int64, np.int64, np.float64, np.int64))
+        for k in range(0, n, 37):  # in chunks, as the flattening gathers them
+            cols.add(stream[k:k + 37], t[k:k + 37], np.arange(k, min(n, k + 37), dtype=np.float64), fi[k:k + 37])
+        want = sorted(range(n), key=lambda i: (int(stream[i]), int(t[i]), int(fi[i])))
+        got = Batch.sorted(cols)
+        assert got[2].astype(np.int64).tolist() == want
+        assert got[0].tolist() == stream[want].tolist() and got[3].tolist() == fi[want].tolist()

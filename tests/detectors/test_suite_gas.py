@@ -474,3 +474,99 @@ def test_a_held_back_run_starts_again_when_its_readings_go_back_in_time() -> Non
     got = suite.process([frame("r01", "mf01", 6, {"co": 30.0})], late=[True], held_back=[0]).events
     got += suite.process([frame("r01", "mf01", 3, {"co": 30.0})], late=[True], held_back=[0]).events
     assert only(got) == []
+
+
+@pytest.mark.parametrize("end_of_first", [[30.0, 30.0], [30.0]], ids=["raised", "one_reading"])
+def test_a_later_backlog_is_a_run_of_its_own(end_of_first: list[float]) -> None:
+    # a robot's link drops twice: backlog seq 10-19 (CO at 30 ppm at its end) is sent a frame a
+    # message after live 20-29, backlog 30-39 after live 40-49. The readings 20-29 lie between the
+    # two: the second backlog starts a run of its own, whatever the first left
+    suite = DetectorSuite()
+
+    def send(seqs: range, values: list[float], held: bool) -> list[AlertEvent]:
+        got: list[AlertEvent] = []
+        for seq, v in zip(seqs, values):
+            kw: dict[str, Any] = {"late": [True], "held_back": [0]} if held else {}
+            got += suite.process([frame("r01", "mf01", seq, {"co": v})], **kw).events
+        return got
+
+    send(range(10), [3.0] * 10, False)
+    send(range(20, 30), [3.0] * 10, False)
+    first = send(range(10, 20), [3.0] * (10 - len(end_of_first)) + end_of_first, True)
+    assert states(first) == ([("raised", "alarm"), ("cleared", "alarm")] if len(end_of_first) == 2 else [])
+    send(range(40, 50), [3.0] * 10, False)
+    # the second backlog: an excursion of its own (seq 31-34), and one reading at 30 ppm to start
+    values = [3.0, 30.0, 30.0, 30.0, 30.0, 3.0, 3.0, 3.0, 3.0, 3.0]
+    if len(end_of_first) == 1:
+        values = [30.0] + [3.0] * 9
+    second = send(range(30, 40), values, True)
+    if len(end_of_first) == 2:
+        assert [(e.state.value, e.ts) for e in only(second)] == [("raised", T0 + 32 * S), ("cleared", T0 + 49 * S)]
+    else:
+        assert only(second) == []  # seq 19 and 30 at 30 ppm are not two in a row: 20-29 read 3 ppm
+    assert only(suite.active()) == []
+
+
+def test_a_backlog_that_flaps_leaves_no_alarm_up() -> None:
+    # methane in a held-back backlog: an alarm, cleared, and an alarm again within the repeat window;
+    # the robot's newer readings (seq 30-39) are all 0.3 %. The second alarm's clear is not held as a
+    # flapping alarm's is: nothing newer would clear it, and the board would show it for minutes
+    suite = DetectorSuite()
+    suite.process(series("r01", "mf01", "ch4_t1", [0.3] * 10))
+    suite.process(series("r01", "mf01", "ch4_t1", [0.3] * 10, start=30))
+    values = [1.1, 0.9, 1.6, 0.3, 0.3, 0.3, 0.9, 1.3, 0.3, 0.3, 0.3, 0.9]
+    d = suite.process(series("r01", "mf01", "ch4_t1", values, start=10), late=[True] * 12, held_back=list(range(12)))
+    assert [(e.state.value, e.ts) for e in only(d.events)][-2:] == [("raised", T0 + 17 * S), ("cleared", T0 + 20 * S)]
+    assert only(suite.active()) == []
+
+
+def send_held(suite: DetectorSuite, channel: str, values: list[float], start: int,
+              pieces: list[range]) -> list[AlertEvent]:
+    """Robot r01's held-back ``values`` of ``channel`` in mf01 from seq ``start`` on, each piece (of
+    positions in ``values``) in a pass of its own; the events."""
+    events: list[AlertEvent] = []
+    for piece in pieces:
+        n = len(piece)
+        events += suite.process(series("r01", "mf01", channel, [values[i] for i in piece], start=start + piece[0]),
+                                late=[True] * n, held_back=list(range(n))).events
+    return events
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_a_backlog_trickled_raises_what_it_raises_in_one_message(seed: int) -> None:
+    # random methane backlogs (seq 10-21, behind live 30-39 at 0.3 %) sent whole, or in random
+    # pieces each in a pass of its own: the same alarms at the same times (the trickled ones each
+    # cleared at once, so a move to a worse level is raised anew), and nothing left up
+    rng = np.random.default_rng(seed)
+    values = rng.choice([0.3, 0.9, 1.1, 1.3, 1.6, 2.1], p=[0.4, 0.1, 0.2, 0.1, 0.1, 0.1], size=12).tolist()
+    cuts = sorted(set(rng.integers(1, 12, size=int(rng.integers(1, 8))).tolist()))
+    got = []
+    for pieces in ([range(12)], [range(a, b) for a, b in zip([0, *cuts], [*cuts, 12])]):
+        suite = DetectorSuite()
+        suite.process(series("r01", "mf01", "ch4_t1", [0.3] * 10))
+        suite.process(series("r01", "mf01", "ch4_t1", [0.3] * 10, start=30))
+        events = send_held(suite, "ch4_t1", values, 10, pieces)
+        assert only(suite.active()) == [], (values, cuts)
+        got.append([(e.severity, e.ts) for e in only(events) if e.state is not AlertState.cleared])
+    assert got[1] == got[0], (values, cuts)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_backlog_trickled_escalates_a_standing_alert_as_in_one_message(seed: int) -> None:
+    # a CO warning stands (live seq 10-11 and 30-39 at 20 ppm); the held-back seq 12-21 come whole
+    # or in random pieces, each in a pass of its own. The alarm level wants two readings in a row
+    # past 24 ppm: the same escalations at the same times either way
+    rng = np.random.default_rng(seed)
+    values = rng.choice([10.0, 20.0, 26.0, 30.0], size=10).tolist()
+    cuts = sorted(set(rng.integers(1, 10, size=int(rng.integers(1, 7))).tolist()))
+    got = []
+    for pieces in ([range(10)], [range(a, b) for a, b in zip([0, *cuts], [*cuts, 10])]):
+        suite = DetectorSuite()
+        suite.process(series("r01", "mf01", "co", [3.0] * 10 + [20.0, 20.0]))
+        suite.process(series("r01", "mf01", "co", [20.0] * 10, start=30))
+        events = send_held(suite, "co", values, 12, pieces)
+        got.append(([(e.state, e.severity, e.ts) for e in only(events)],
+                    [(e.state, e.severity) for e in only(suite.active())]))
+    assert got[1] == got[0], (values, cuts)
+    if any(a >= 24 and b >= 24 for a, b in zip(values, values[1:])):
+        assert got[0][1] == [(AlertState.escalated, Severity.alarm)]
