@@ -262,7 +262,7 @@ def _odd_batches(rng: np.random.Generator, n_batches: int) -> list[list[Frame]]:
             readings: dict[str, float | None] = {}
             for k in keys:
                 kind = int(rng.integers(0, 6))
-                readings[k] = (None if kind == 0 else int(rng.integers(0, 3)) if kind == 1  # type: ignore[assignment]
+                readings[k] = (None if kind == 0 else int(rng.integers(0, 3)) if kind == 1
                                else float(rng.choice([0.0, 1.6, 2.5, 20.0, 95.0])) if kind == 2
                                else float(rng.uniform(-5, 120)))
             batch.append(Frame(robot_id=str(rng.choice(["r1", "r2"])), scenario_id=sid, seq=0,
@@ -287,12 +287,13 @@ def test_samples_and_alerts_match_the_frame_by_frame_suite_past_the_shape_cap(mo
                 got, want = fast.process(batch).events, ref.process(batch).events
                 assert [e.model_dump() for e in got] == [e.model_dump() for e in want], ctx
 
+
 def test_a_robot_reading_two_places_in_one_batch_has_not_left_either() -> None:
     """Robot r1 raises a sensor-range alarm in hf04, then sends one batch with a frame from hf04
     and a newer one from mf01 (it passes between them): its part of the hf04 alarm stands until
     it has been gone from hf04 for the stale time counted from that frame (170 s), not from the
     first (120 s)."""
-    def frame(sid: str, t: int, readings: dict[str, float]) -> Frame:
+    def frame(sid: str, t: int, readings: dict[str, float | None]) -> Frame:
         return Frame(robot_id="r1", scenario_id=sid, seq=0, ts=T0 + t * 10**9, readings=readings)
 
     steps = [[frame("hf04", 0, {"ch4_t1": 107.0})],
