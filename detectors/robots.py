@@ -16,6 +16,7 @@ Time is the robot's frames' arrival at the ingestor live, their own times in rep
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -29,6 +30,8 @@ from detectors.rules import subject, where_robot
 from minewatch.catalogue import Scenario
 from minewatch.schema import AlertEvent, AlertKind, AlertTiming, RobotStatus, Severity
 from minewatch.wire import Origin
+
+_PLACE_ROBOT = operator.attrgetter("scenario_id", "robot_id")
 
 __all__ = ["GAP_NS", "LONG_NS", "Robot", "RobotLiveness", "duration", "per_robot_detectors"]
 
@@ -143,6 +146,8 @@ class RobotLiveness:
         numbered = self.numbered
         gapped = set(np.searchsorted(starts, inner, side="right").tolist()) if inner.shape[0] else set()
         rl, tl, ol = r.tolist(), t.tolist(), order.tolist()
+        keys = list(map(_PLACE_ROBOT, frames))
+        moved = len(set(keys)) > starts.shape[0]  # a robot read more than one place in this batch
         walk = []  # robots whose frames go one by one: in robot id order, as their events
         for g, (a, b) in enumerate(zip(starts.tolist(), ends.tolist())):
             rob = numbered[rl[a]]
@@ -152,13 +157,16 @@ class RobotLiveness:
                 if rob.last_seen < 0:
                     self.deadman_due = 0  # a robot first seen: watched from now on
                 rob.last_seen = tl[b - 1]
-                rob.scenario = frames[ol[b - 1]].scenario_id
-        # each (place, robot)'s newest frame: the last of its key in the frames in (robot, seen) order
-        # (one robot's frames from two places each count for their own place)
-        place_seen = self.place_seen
-        for key, t_seen in dict(zip([(frames[i].scenario_id, frames[i].robot_id) for i in ol], tl)).items():
-            if t_seen > place_seen.get(key, -1):
-                place_seen[key] = t_seen
+                rob.scenario = sid = frames[ol[b - 1]].scenario_id
+                if not moved:
+                    self.place_seen[(sid, frames[ol[a]].robot_id)] = tl[b - 1]
+        if moved:
+            # each (place, robot)'s newest frame: the last of its key in the frames in (robot, seen)
+            # order (one robot's frames from two places each count for their own place)
+            place_seen = self.place_seen
+            for key, t_seen in dict(zip([keys[i] for i in ol], tl)).items():
+                if t_seen > place_seen.get(key, -1):
+                    place_seen[key] = t_seen
         for _, a, b, rob in sorted(walk, key=lambda w: w[0]):
             for k in range(a, b):
                 self.frame(frames[ol[k]], tl[k], rob, pending)
