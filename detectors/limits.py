@@ -356,9 +356,9 @@ class LimitDetector(Detector):
         alert wherever a stream's first reading here is not after the last held-back one judged
         (another backlog, or the same sent again), or is after the stream's newest reading when its
         held-back state last moved (the backlog of a later gap: that newer reading broke the run).
-        Per reading the new level where it changed,
-        else -1; the levels left; and per reading whether its step goes on the board: a clear of
-        what an earlier pass raised does not, as that pass cleared it at once (:meth:`_behind`)."""
+        Per reading the new level where it changed, else -1; the levels left; and per reading
+        whether its step goes on the board: a clear of what an earlier pass raised does not, as
+        that pass cleared it at once (:meth:`_behind`)."""
         table = self.table
         level, count, clear_count = table["held_level"], table["held_count"], table["held_clear_count"]
         self._held_go_on(stream, t)
