@@ -125,6 +125,7 @@ LIMIT_COLUMNS = {
     "held_clear_count": (np.int32, (), 0),
     "held_last_t": (np.int64, (), -1),
     "held_live_t": (np.int64, (), -1),  # the stream's newest reading when its held-back state last moved
+    "held_run": (np.int64, (), -1),  # the run of the robot's held-back frames its last reading was of
 }
 
 
@@ -221,6 +222,10 @@ class LimitDetector(Detector):
         self.frames: Sequence[Origin] = ()
         self.held_back: Sequence[int] = ()  # the batch's frames a robot held back (DetectorSuite.process)
         self._sorted: tuple[Arr, Arr] | None = None
+        # robot -> (boot or -1, seq, run) of its last held-back frame judged: the next one goes on its run
+        self._held_frame: dict[str, tuple[int, int, int]] = {}
+        self._runs = 0  # held-back runs numbered so far
+        self._run_of: dict[int, int] = {}  # the batch's held-back frames' runs (by frame index)
 
     def bind(self, engine: AlertEngine) -> None:
         """The engine whose active alerts the stale-robot evidence looks at."""
@@ -279,6 +284,7 @@ class LimitDetector(Detector):
         stream, t, x, origin = cols
         pending: list[Pending] = []
         if self.held_back:
+            self._run_of = self._held_runs()  # every held-back frame, whether or not a reading here is behind
             held = np.zeros(len(self.frames), dtype=np.bool_)
             held[np.asarray(self.held_back, dtype=np.int64)] = True
             behind = held[origin] & (t < self.table["last_t"][stream])
@@ -305,6 +311,7 @@ class LimitDetector(Detector):
             stream, t = self._sorted
             np.maximum.at(self.table["last_t"], stream, t)
             self._sorted = None
+        self._run_of = {}
         self.features.clear()
 
     def _behind(self, stream: Arr, t: Arr, x: Arr, origin: Arr, late: Sequence[bool] | None) -> list[Pending]:
@@ -335,59 +342,110 @@ class LimitDetector(Detector):
         if not quiet.any():
             return pending
         stream, t, x, origin = stream[quiet], t[quiet], x[quiet], origin[quiet]
-        out, level, shown = self._held_run(stream, t, x)
+        out, shown, ends = self._held_run(stream, t, x, origin)
         pending += self._steps(stream, t, x, origin, out, late, shown, hold=False)
-        for s in np.unique(stream[out > 0]).tolist():
-            if level[s] == 0:
-                continue
-            # raised in this pass and still raised: over at the newest reading
-            last = int(np.flatnonzero(stream == s)[-1])
+        for last in ends:  # a run that raised and was still raised at its end: over at the newest reading
+            s = int(stream[last])
             newest = int(table["last_t"][s])
             pending.append(Pending(newest, self.order, s, self.signal(
                 s, 0, float(x[last]), newest, self.frames[int(origin[last])].scenario_id, late, int(origin[last]),
                 over=True)))
         return pending
 
-    def _held_run(self, stream: Arr, t: Arr, x: Arr) -> tuple[Arr, Arr, Arr]:
+    def _held_run(self, stream: Arr, t: Arr, x: Arr, origin: Arr) -> tuple[Arr, Arr, list[int]]:
         """Held-back readings of streams with no alert standing through the rule on the streams'
         held-back state (``held_*``), not the live one: a robot sending its backlog a frame a
         message between its live frames is judged as one run, as if it came in one message (a rule
-        that wants two readings in a row sees them across passes). The state is taken from no
-        alert wherever a stream's first reading here is not after the last held-back one judged
-        (another backlog, or the same sent again), or is after the stream's newest reading when its
-        held-back state last moved (the backlog of a later gap: that newer reading broke the run).
-        Per reading the new level where it changed, else -1; the levels left; and per reading
-        whether its step goes on the board: a clear of what an earlier pass raised does not, as
-        that pass cleared it at once (:meth:`_behind`)."""
+        that wants two readings in a row sees them across passes). A run ends, and the next
+        reading starts from no alert, where the frames' numbering does not go on from one reading
+        to the next (the backlogs of two gaps, with the live readings between them), and where
+        :meth:`_held_go_on` says the state does not go on at all. Per reading the new level where
+        it changed, else -1; per reading whether its step goes on the board (a clear of what an
+        earlier pass raised does not, as that pass cleared it at once, :meth:`_behind`); and the
+        last reading of each run that left raised what it raised in this pass, to be cleared."""
         table = self.table
         level, count, clear_count = table["held_level"], table["held_count"], table["held_clear_count"]
-        self._held_go_on(stream, t)
-        carried = level[stream] > 0
+        breaks = self._held_go_on(stream, t, origin)
+        args = (table["thr"], table["above"], table["restore"], table["n_raise"], table["n_clear"])
         out = np.empty(stream.shape[0], dtype=np.int8)
-        limit_kernel(stream, x, table["thr"], table["above"], table["restore"], table["n_raise"], table["n_clear"],
-                     level, count, clear_count, out)
-        # a step is shown unless it is a clear of a level carried in and not raised again in this pass
-        raised_here = np.zeros(len(table), dtype=np.bool_)
+        bounds = [0, *breaks, stream.shape[0]]
         shown = np.ones(stream.shape[0], dtype=np.bool_)
-        for i in np.flatnonzero(out >= 0).tolist():
-            s = int(stream[i])
-            if out[i] > 0:
-                raised_here[s] = True
-            elif carried[i] and not raised_here[s]:
-                shown[i] = False
-        return out, level, shown
+        on_board = np.zeros(len(table), dtype=np.bool_)  # raised in this pass and not cleared since
+        ends: list[int] = []
+        for a, b in zip(bounds, bounds[1:]):
+            if a in breaks:  # a new run of stream s: what the last one left on the board is over
+                s = int(stream[a])
+                if on_board[s]:
+                    ends.append(a - 1)
+                    on_board[s] = False
+                level[s], count[s], clear_count[s] = 0, 0, 0
+            limit_kernel(stream[a:b], x[a:b], *args, level, count, clear_count, out[a:b])
+            for i in (a + np.flatnonzero(out[a:b] >= 0)).tolist():
+                s = int(stream[i])
+                if out[i] > 0:
+                    on_board[s] = True
+                elif on_board[s]:
+                    on_board[s] = False
+                else:
+                    shown[i] = False  # the clear of a level carried in from an earlier pass
+        for s in np.flatnonzero(on_board).tolist():
+            ends.append(int(np.flatnonzero(stream == s)[-1]))
+        return out, shown, ends
 
-    def _held_go_on(self, stream: Arr, t: Arr) -> None:
+    def _held_go_on(self, stream: Arr, t: Arr, origin: Arr) -> list[int]:
         """The streams' held-back state (``held_*``) taken from no alert where the held-back
-        readings ``stream``/``t`` (sorted by stream, then time) do not go on from the last ones
-        judged (:meth:`_held_run`), and moved past them."""
+        readings ``stream``/``t`` (sorted by stream, then time; of the batch's frames ``origin``) do
+        not go on from the last ones judged (:meth:`_held_run`), and moved past them: where the
+        first reading of a stream here is not after the last one judged, or is after the stream's
+        newest reading when its state last moved (the backlog of a later gap), or its frame is not
+        of the run of held-back frames that reading's was of. The other readings here whose frame is
+        of another run than the reading's before them (the backlogs of two gaps): their indices."""
         table = self.table
-        last, live = table["held_last_t"], table["held_live_t"]
+        last, live, run_of = table["held_last_t"], table["held_live_t"], table["held_run"]
+        runs = self._run_of
+        run = np.array([runs.get(i, -1) for i in origin.tolist()], dtype=np.int64)
         starts, first = np.unique(stream, return_index=True)
-        again = starts[(t[first] <= last[starts]) | (t[first] > live[starts])]
+        again = starts[(t[first] <= last[starts]) | (t[first] > live[starts]) | (run[first] != run_of[starts])
+                       | (run[first] < 0)]
         table["held_level"][again], table["held_count"][again], table["held_clear_count"][again] = 0, 0, 0
         live[starts] = table["last_t"][starts]  # newer than every reading here (they are behind it)
         np.maximum.at(last, stream, t)
+        run_of[starts] = run[np.r_[first[1:], stream.shape[0]] - 1]
+        return np.flatnonzero(np.r_[False, (stream[1:] == stream[:-1]) & (run[1:] != run[:-1])]).tolist()
+
+    def _held_runs(self) -> dict[int, int]:
+        """The batch's held-back frames (by index) numbered by run: the frames of a robot's boot
+        whose seq follow one another, and go on from its last held-back frame judged before
+        (:attr:`_held_frame`) with that one's run number. Frames without seq (none the ingestor
+        names) are -1: no run goes on into them from an earlier pass."""
+        mine: dict[tuple[str, int], list[tuple[int, int]]] = {}
+        alone: dict[int, int] = {}
+        for fi in self.held_back:
+            f = self.frames[fi]
+            seq = getattr(f, "seq", None)
+            if seq is None:
+                alone[fi] = -1
+                continue
+            boot = getattr(f, "boot", None)
+            mine.setdefault((f.robot_id, -1 if boot is None else boot), []).append((seq, fi))
+        out = dict(alone)
+        for (rid, boot), frames in mine.items():
+            frames.sort()
+            was = self._held_frame.get(rid)
+            goes_on = was is not None and was[0] == boot and frames[0][0] == was[1] + 1
+            number = was[2] if goes_on and was is not None else self._new_run()
+            prev = frames[0][0] - 1
+            for seq, fi in frames:
+                if seq != prev + 1:
+                    number = self._new_run()
+                out[fi] = number
+                prev = seq
+            self._held_frame[rid] = (boot, prev, number)
+        return out
+
+    def _new_run(self) -> int:
+        self._runs += 1
+        return self._runs
 
     def _apart(self, stream: Arr, x: Arr, level: Arr, count: Arr, *, clears: bool = True) -> tuple[Arr, Arr]:
         """Run readings through the limit rule on state of their own, from ``level`` and ``count``
@@ -422,7 +480,7 @@ class LimitDetector(Detector):
         level is not moved. The readings in a row past each level are counted on in the streams'
         held-back state, as :meth:`_held_run` counts them: a backlog sent a frame a message
         escalates as it would in one message."""
-        self._held_go_on(stream, t)
+        self._held_go_on(stream, t, origin)
         out, _ = self._apart(stream, x, self.table["level"].copy(), self.table["held_count"],
                              clears=False)  # from the standing level
         return self._steps(stream, t, x, origin, out, late)  # raises only: with no restore level nothing clears

@@ -9,6 +9,7 @@ import pytest
 
 from detectors import DetectorSuite, parse_overrides
 from minewatch.schema import AlertEvent, AlertState, Severity
+from minewatch.wire import Frame
 from tests.detectors.conftest import S, T0, frame, series
 
 
@@ -570,3 +571,41 @@ def test_a_backlog_trickled_escalates_a_standing_alert_as_in_one_message(seed: i
     assert got[1] == got[0], (values, cuts)
     if any(a >= 24 and b >= 24 for a, b in zip(values, values[1:])):
         assert got[0][1] == [(AlertState.escalated, Severity.alarm)]
+
+
+@pytest.mark.parametrize("excursions", [False, True])
+def test_two_backlogs_sent_in_one_pass_are_runs_of_their_own(excursions: bool) -> None:
+    # the robot's link dropped twice: seq 10-19 and 30-39 held back, live 0-9, 20-29 and 40-49 at
+    # 3 ppm; both backlogs come in one message. CO at 30 ppm at seq 19 and 30 is not two readings in
+    # a row (20-29 lie between), so no alarm; excursions in them are raised, late, and nothing is
+    # left up (what the first raised is cleared at the newest reading, so the second's raise joins
+    # it on the board)
+    suite = DetectorSuite()
+    for start in (0, 20, 40):
+        suite.process(series("r01", "mf01", "co", [3.0] * 10, start=start))
+    first = [3.0] * 7 + [30.0] * 3 if excursions else [3.0] * 9 + [30.0]
+    second = [30.0] * 2 + [3.0] * 8 if excursions else [30.0] + [3.0] * 9
+    d = suite.process(series("r01", "mf01", "co", first, start=10) + series("r01", "mf01", "co", second, start=30),
+                      late=[True] * 20, held_back=list(range(20)))
+    got = [(e.state.value, e.ts) for e in only(d.events)]
+    if excursions:
+        assert got[0] == ("raised", T0 + 18 * S) and got[-1][0] == "cleared", got
+        assert all(e.timing.value == "late" for e in only(d.events))
+    else:
+        assert got == []
+    assert only(suite.active()) == []
+
+
+def test_a_backlog_whose_frames_carry_a_channel_every_other_frame_is_one_run() -> None:
+    # held-back seq 10-15 sent a frame a message; CO only in the even ones, 30 ppm at 12 and 14: two
+    # readings of the channel in a row, in one run of the robot's frames, as live they would be
+    def held(seq: int) -> Frame:
+        return frame("r01", "mf01", seq, {"co": 30.0 if seq in (12, 14) else 3.0} if seq % 2 == 0 else {"o2": 20.9})
+
+    suite = DetectorSuite()
+    suite.process(series("r01", "mf01", "co", [3.0] * 10) + series("r01", "mf01", "co", [3.0] * 10, start=20))
+    got = []
+    for seq in range(10, 16):
+        got += suite.process([held(seq)], late=[True], held_back=[0]).events
+    assert [(e.state.value, e.ts) for e in only(got)] == [("raised", T0 + 14 * S), ("cleared", T0 + 29 * S)]
+    assert only(suite.active()) == []
