@@ -479,10 +479,14 @@ class LimitDetector(Detector):
         marked late: an alert's severity is the worst it has been since it was raised. The live
         level is not moved. The readings in a row past each level are counted on in the streams'
         held-back state, as :meth:`_held_run` counts them: a backlog sent a frame a message
-        escalates as it would in one message."""
-        self._held_go_on(stream, t, origin)
-        out, _ = self._apart(stream, x, self.table["level"].copy(), self.table["held_count"],
-                             clears=False)  # from the standing level
+        escalates as it would in one message, and a new run (:meth:`_held_go_on`) counts anew."""
+        breaks = self._held_go_on(stream, t, origin)
+        level, count = self.table["level"].copy(), self.table["held_count"]  # from the standing level
+        out = np.empty(stream.shape[0], dtype=np.int8)
+        for a, b in zip([0, *breaks], [*breaks, stream.shape[0]]):
+            if a:  # a new run of the robot's held-back frames: its readings in a row are counted anew
+                count[int(stream[a])] = 0
+            out[a:b], _ = self._apart(stream[a:b], x[a:b], level, count, clears=False)
         return self._steps(stream, t, x, origin, out, late)  # raises only: with no restore level nothing clears
 
     def _raised_at(self, stream: Arr) -> Arr:

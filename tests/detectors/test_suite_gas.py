@@ -609,3 +609,52 @@ def test_a_backlog_whose_frames_carry_a_channel_every_other_frame_is_one_run() -
         got += suite.process([held(seq)], late=[True], held_back=[0]).events
     assert [(e.state.value, e.ts) for e in only(got)] == [("raised", T0 + 14 * S), ("cleared", T0 + 29 * S)]
     assert only(suite.active()) == []
+
+
+def test_two_backlogs_in_one_pass_do_not_escalate_a_standing_alert_together() -> None:
+    # a CO warning stands (20 ppm live); the link dropped twice (seq 12-19 and 30-39), live 20-29 at
+    # 20 ppm between. Both backlogs come in one message: 30 ppm at seq 19 and 30 is not two readings
+    # in a row, so the alarm level (two in a row past 24 ppm) is not passed
+    suite = DetectorSuite()
+    suite.process(series("r01", "mf01", "co", [3.0] * 10 + [20.0, 20.0]))
+    for start in (20, 40):
+        suite.process(series("r01", "mf01", "co", [20.0] * 10, start=start))
+    d = suite.process(series("r01", "mf01", "co", [20.0] * 7 + [30.0], start=12)
+                      + series("r01", "mf01", "co", [30.0] + [20.0] * 9, start=30),
+                      late=[True] * 18, held_back=list(range(18)))
+    assert only(d.events) == []
+    assert [(e.state, e.severity) for e in only(suite.active())] == [(AlertState.raised, Severity.warning)]
+
+
+def worst_alone(values: list[float]) -> int:
+    """The most severe CO level (0 none, 1 warning, 2 alarm) a fresh suite raises from ``values``
+    alone (robot r01's readings of one backlog, in seq order)."""
+    rank = {Severity.warning: 1, Severity.alarm: 2, Severity.critical: 3}
+    events = only(DetectorSuite().process(series("r01", "mf01", "co", values)).events)
+    return max((rank[e.severity] for e in events if e.state is not AlertState.cleared), default=0)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_backlogs_escalate_a_standing_alert_as_each_alone_would(seed: int) -> None:
+    # a CO warning stands (live seq 10-11, 20-29 and 40-49 at 20 ppm); backlogs 12-19 and 30-39,
+    # random, come each whole, a frame a message, or both in one message: the alert ends as severe as
+    # the worst either backlog alone reaches (and a warning at least), every escalation late
+    rng = np.random.default_rng(seed)
+    levels, p = [10.0, 20.0, 26.0, 30.0], [0.3, 0.4, 0.15, 0.15]
+    gaps = {12: rng.choice(levels, p=p, size=8).tolist(), 30: rng.choice(levels, p=p, size=10).tolist()}
+    if rng.random() < 0.5:  # past the alarm level at the end of one and the start of the other
+        gaps[12][-1] = gaps[30][0] = 30.0
+    mode = ["whole", "trickled", "together"][seed % 3]
+    suite = DetectorSuite()
+    suite.process(series("r01", "mf01", "co", [3.0] * 10 + [20.0, 20.0]))
+    for start in (20, 40):
+        suite.process(series("r01", "mf01", "co", [20.0] * 10, start=start))
+    messages = {"whole": [series("r01", "mf01", "co", v, start=a) for a, v in gaps.items()],
+                "together": [[f for a, v in gaps.items() for f in series("r01", "mf01", "co", v, start=a)]],
+                "trickled": [[f] for a, v in gaps.items() for f in series("r01", "mf01", "co", v, start=a)]}[mode]
+    events = []
+    for frames in messages:
+        events += suite.process(frames, late=[True] * len(frames), held_back=list(range(len(frames)))).events
+    want = {1: Severity.warning, 2: Severity.alarm}[max(1, *(worst_alone(v) for v in gaps.values()))]
+    assert [e.severity for e in only(suite.active())] == [want], (mode, gaps)
+    assert all(e.timing.value == "late" for e in only(events)), (mode, gaps)
