@@ -658,3 +658,82 @@ def test_backlogs_escalate_a_standing_alert_as_each_alone_would(seed: int) -> No
     want = {1: Severity.warning, 2: Severity.alarm}[max(1, *(worst_alone(v) for v in gaps.values()))]
     assert [e.severity for e in only(suite.active())] == [want], (mode, gaps)
     assert all(e.timing.value == "late" for e in only(events)), (mode, gaps)
+
+
+RANK = {Severity.warning: 1, Severity.alarm: 2, Severity.critical: 3}
+
+
+def severity_at(events: list[AlertEvent], channel: str, ts: int) -> int:
+    """The most severe level (0 none) an alert of ``events`` on ``channel`` stood at, at ``ts``
+    (each raise starts an alert of its own, even under an id used before)."""
+    alerts: list[list[AlertEvent]] = []
+    current: dict[str, int] = {}
+    for e in events:
+        if e.channel == channel:
+            if e.state is AlertState.raised or e.alert_id not in current:
+                current[e.alert_id] = len(alerts)
+                alerts.append([])
+            alerts[current[e.alert_id]].append(e)
+    best = 0
+    for steps in alerts:
+        level = 0
+        for e in sorted(steps, key=lambda e: e.ts):
+            if e.ts > ts:
+                break
+            level = 0 if e.state is AlertState.cleared else RANK[e.severity]
+        best = max(best, level)
+    return best
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_backlogs_raise_what_each_alone_raises_however_they_are_sent(seed: int) -> None:
+    # one or two robots in mf01, methane and CO (each in about three frames of four), several gaps
+    # in their numbering; the live readings are all quiet and sent first, then each backlog whole, in
+    # two pieces, a frame a message, or two gaps' backlogs in one message. Against each backlog run
+    # alone through a fresh suite: every alert it raises is raised late (or stands at that time), no
+    # late alert is raised that it does not raise, and nothing is left up
+    rng = np.random.default_rng(seed)
+    values = {"ch4_t1": [0.3, 0.3, 0.9, 1.1, 1.3, 1.6, 2.1], "co": [3.0, 3.0, 10.0, 20.0, 26.0, 30.0]}
+    quiet = {"ch4_t1": 0.3, "co": 3.0}
+    suite, live, messages = DetectorSuite(), [], []
+    alone: dict[str, list[AlertEvent]] = {}
+    robots = ["r01", "r02"][:int(rng.integers(1, 3))]
+    for rid in robots:
+        gaps, s = [], 5
+        while s < 50:
+            gaps.append(range(s, s + int(rng.integers(2, 8))))
+            s = gaps[-1].stop + int(rng.integers(1, 6))
+        held = {q for g in gaps for q in g}
+        frames = {}
+        for q in range(60):
+            chans = [c for c in values if q >= 57 or rng.random() < 0.75] or ["co"]
+            frames[q] = frame(rid, "mf01", q, {c: float(rng.choice(values[c])) if q in held else quiet[c]
+                                               for c in chans})
+        live += [frames[q] for q in range(60) if q not in held]
+        for g in gaps:
+            alone.setdefault(rid, []).extend(only(DetectorSuite().process([frames[q] for q in g]).events))
+        j = 0
+        while j < len(gaps):
+            backlog = [frames[q] for q in gaps[j]]
+            mode = ["whole", "pieces", "trickled", "together"][int(rng.integers(4))]
+            if mode == "together" and j + 1 < len(gaps):
+                backlog += [frames[q] for q in gaps[j + 1]]
+                j += 1
+            cut = int(rng.integers(1, len(backlog)))
+            messages += {"pieces": [backlog[:cut], backlog[cut:]], "trickled": [[f] for f in backlog]}.get(
+                mode, [backlog])
+            j += 1
+    live.sort(key=lambda f: f.ts)
+    for i in range(0, len(live), 4):
+        suite.process(live[i:i + 4])
+    late: list[AlertEvent] = []
+    for m in messages:
+        late += only(suite.process(m, late=[True] * len(m), held_back=list(range(len(m)))).events)
+    assert only(suite.active()) == []
+    assert all(e.timing.value == "late" for e in late)
+    for rid in robots:
+        raised = [e for e in alone.get(rid, []) if e.state is not AlertState.cleared]
+        missed = [e for e in raised if severity_at(late, e.channel or "", e.ts) < RANK[e.severity]]
+        false = [e for e in late if e.robot_id == rid and e.state is not AlertState.cleared
+                 and severity_at(alone.get(rid, []), e.channel or "", e.ts) < RANK[e.severity]]
+        assert missed == [] and false == [], rid
