@@ -331,6 +331,10 @@ class LimitDetector(Detector):
         quiet = table["level"][stream] == 0
         since = self._raised_at(stream)[stream]  # when the alert standing on each reading's key was raised
         pending: list[Pending] = []
+        before = t < since  # from before the alert standing on the key was raised: they add nothing,
+        if before.any():  # and the readings either side of them are not in a row: held-back state anew
+            again = np.unique(stream[before])
+            table["held_level"][again], table["held_count"][again], table["held_clear_count"][again] = 0, 0, 0
         if not quiet.all():
             # its own alert stands on the key; readings from before that was raised add nothing
             standing = ~quiet & (since >= 0) & (t >= since)

@@ -737,3 +737,23 @@ def test_backlogs_raise_what_each_alone_raises_however_they_are_sent(seed: int) 
         false = [e for e in late if e.robot_id == rid and e.state is not AlertState.cleared
                  and severity_at(alone.get(rid, []), e.channel or "", e.ts) < RANK[e.severity]]
         assert missed == [] and false == [], rid
+
+
+@pytest.mark.parametrize("trickled", [False, True])
+def test_held_back_readings_skipped_as_older_than_a_standing_alert_break_the_run(trickled: bool) -> None:
+    # r01 held back seq 9-12 (CO 30, 3, 30, 3 ppm: never two readings in a row past 24 ppm). Sent a
+    # frame a message, seq 9 is judged before r02 raises a warning at seq 11; seq 10, older than that
+    # warning, adds nothing. Seq 11 must not count on from seq 9 and escalate the warning to an alarm
+    suite = DetectorSuite()
+    suite.process(series("r01", "mf01", "co", [3.0] * 9) + series("r01", "mf01", "co", [3.0] * 8, start=13)
+                  + series("r02", "mf01", "co", [3.0] * 9))
+    backlog = series("r01", "mf01", "co", [30.0, 3.0, 30.0, 3.0], start=9)
+    pieces = [backlog[:1], None, *([f] for f in backlog[1:])] if trickled else [None, backlog]
+    got = []
+    for piece in pieces:
+        if piece is None:  # r02's live readings: a warning from seq 11
+            got += suite.process(series("r02", "mf01", "co", [3.0, 20.0, 20.0], start=9)).events
+        else:
+            got += suite.process(piece, late=[True] * len(piece), held_back=list(range(len(piece)))).events
+    assert [(e.robot_id, e.state, e.severity) for e in only(got)] == [("r02", AlertState.raised, Severity.warning)]
+    assert [e.severity for e in only(suite.active())] == [Severity.warning]
