@@ -331,6 +331,10 @@ class LimitDetector(Detector):
         quiet = table["level"][stream] == 0
         since = self._raised_at(stream)[stream]  # when the alert standing on each reading's key was raised
         pending: list[Pending] = []
+        before = t < since  # from before the alert standing on the key was raised: they add nothing,
+        if before.any():  # and the readings either side of them are not in a row: held-back state anew
+            again = np.unique(stream[before])
+            table["held_level"][again], table["held_count"][again], table["held_clear_count"][again] = 0, 0, 0
         if not quiet.all():
             # its own alert stands on the key; readings from before that was raised add nothing
             standing = ~quiet & (since >= 0) & (t >= since)
@@ -479,10 +483,14 @@ class LimitDetector(Detector):
         marked late: an alert's severity is the worst it has been since it was raised. The live
         level is not moved. The readings in a row past each level are counted on in the streams'
         held-back state, as :meth:`_held_run` counts them: a backlog sent a frame a message
-        escalates as it would in one message."""
-        self._held_go_on(stream, t, origin)
-        out, _ = self._apart(stream, x, self.table["level"].copy(), self.table["held_count"],
-                             clears=False)  # from the standing level
+        escalates as it would in one message, and a new run (:meth:`_held_go_on`) counts anew."""
+        breaks = self._held_go_on(stream, t, origin)
+        level, count = self.table["level"].copy(), self.table["held_count"]  # from the standing level
+        out = np.empty(stream.shape[0], dtype=np.int8)
+        for a, b in zip([0, *breaks], [*breaks, stream.shape[0]]):
+            if a:  # a new run of the robot's held-back frames: its readings in a row are counted anew
+                count[int(stream[a])] = 0
+            out[a:b], _ = self._apart(stream[a:b], x[a:b], level, count, clears=False)
         return self._steps(stream, t, x, origin, out, late)  # raises only: with no restore level nothing clears
 
     def _raised_at(self, stream: Arr) -> Arr:

@@ -609,3 +609,151 @@ def test_a_backlog_whose_frames_carry_a_channel_every_other_frame_is_one_run() -
         got += suite.process([held(seq)], late=[True], held_back=[0]).events
     assert [(e.state.value, e.ts) for e in only(got)] == [("raised", T0 + 14 * S), ("cleared", T0 + 29 * S)]
     assert only(suite.active()) == []
+
+
+def test_two_backlogs_in_one_pass_do_not_escalate_a_standing_alert_together() -> None:
+    # a CO warning stands (20 ppm live); the link dropped twice (seq 12-19 and 30-39), live 20-29 at
+    # 20 ppm between. Both backlogs come in one message: 30 ppm at seq 19 and 30 is not two readings
+    # in a row, so the alarm level (two in a row past 24 ppm) is not passed
+    suite = DetectorSuite()
+    suite.process(series("r01", "mf01", "co", [3.0] * 10 + [20.0, 20.0]))
+    for start in (20, 40):
+        suite.process(series("r01", "mf01", "co", [20.0] * 10, start=start))
+    d = suite.process(series("r01", "mf01", "co", [20.0] * 7 + [30.0], start=12)
+                      + series("r01", "mf01", "co", [30.0] + [20.0] * 9, start=30),
+                      late=[True] * 18, held_back=list(range(18)))
+    assert only(d.events) == []
+    assert [(e.state, e.severity) for e in only(suite.active())] == [(AlertState.raised, Severity.warning)]
+
+
+def worst_alone(values: list[float]) -> int:
+    """The most severe CO level (0 none, 1 warning, 2 alarm) a fresh suite raises from ``values``
+    alone (robot r01's readings of one backlog, in seq order)."""
+    rank = {Severity.warning: 1, Severity.alarm: 2, Severity.critical: 3}
+    events = only(DetectorSuite().process(series("r01", "mf01", "co", values)).events)
+    return max((rank[e.severity] for e in events if e.state is not AlertState.cleared), default=0)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_backlogs_escalate_a_standing_alert_as_each_alone_would(seed: int) -> None:
+    # a CO warning stands (live seq 10-11, 20-29 and 40-49 at 20 ppm); backlogs 12-19 and 30-39,
+    # random, come each whole, a frame a message, or both in one message: the alert ends as severe as
+    # the worst either backlog alone reaches (and a warning at least), every escalation late
+    rng = np.random.default_rng(seed)
+    levels, p = [10.0, 20.0, 26.0, 30.0], [0.3, 0.4, 0.15, 0.15]
+    gaps = {12: rng.choice(levels, p=p, size=8).tolist(), 30: rng.choice(levels, p=p, size=10).tolist()}
+    if rng.random() < 0.5:  # past the alarm level at the end of one and the start of the other
+        gaps[12][-1] = gaps[30][0] = 30.0
+    mode = ["whole", "trickled", "together"][seed % 3]
+    suite = DetectorSuite()
+    suite.process(series("r01", "mf01", "co", [3.0] * 10 + [20.0, 20.0]))
+    for start in (20, 40):
+        suite.process(series("r01", "mf01", "co", [20.0] * 10, start=start))
+    messages = {"whole": [series("r01", "mf01", "co", v, start=a) for a, v in gaps.items()],
+                "together": [[f for a, v in gaps.items() for f in series("r01", "mf01", "co", v, start=a)]],
+                "trickled": [[f] for a, v in gaps.items() for f in series("r01", "mf01", "co", v, start=a)]}[mode]
+    events = []
+    for frames in messages:
+        events += suite.process(frames, late=[True] * len(frames), held_back=list(range(len(frames)))).events
+    want = {1: Severity.warning, 2: Severity.alarm}[max(1, *(worst_alone(v) for v in gaps.values()))]
+    assert [e.severity for e in only(suite.active())] == [want], (mode, gaps)
+    assert all(e.timing.value == "late" for e in only(events)), (mode, gaps)
+
+
+RANK = {Severity.warning: 1, Severity.alarm: 2, Severity.critical: 3}
+
+
+def severity_at(events: list[AlertEvent], channel: str, ts: int) -> int:
+    """The most severe level (0 none) an alert of ``events`` on ``channel`` stood at, at ``ts``
+    (each raise starts an alert of its own, even under an id used before)."""
+    alerts: list[list[AlertEvent]] = []
+    current: dict[str, int] = {}
+    for e in events:
+        if e.channel == channel:
+            if e.state is AlertState.raised or e.alert_id not in current:
+                current[e.alert_id] = len(alerts)
+                alerts.append([])
+            alerts[current[e.alert_id]].append(e)
+    best = 0
+    for steps in alerts:
+        level = 0
+        for e in sorted(steps, key=lambda e: e.ts):
+            if e.ts > ts:
+                break
+            level = 0 if e.state is AlertState.cleared else RANK[e.severity]
+        best = max(best, level)
+    return best
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_backlogs_raise_what_each_alone_raises_however_they_are_sent(seed: int) -> None:
+    # one or two robots in mf01, methane and CO (each in about three frames of four), several gaps
+    # in their numbering; the live readings are all quiet and sent first, then each backlog whole, in
+    # two pieces, a frame a message, or two gaps' backlogs in one message. Against each backlog run
+    # alone through a fresh suite: every alert it raises is raised late (or stands at that time), no
+    # late alert is raised that it does not raise, and nothing is left up
+    rng = np.random.default_rng(seed)
+    values = {"ch4_t1": [0.3, 0.3, 0.9, 1.1, 1.3, 1.6, 2.1], "co": [3.0, 3.0, 10.0, 20.0, 26.0, 30.0]}
+    quiet = {"ch4_t1": 0.3, "co": 3.0}
+    suite, live, messages = DetectorSuite(), [], []
+    alone: dict[str, list[AlertEvent]] = {}
+    robots = ["r01", "r02"][:int(rng.integers(1, 3))]
+    for rid in robots:
+        gaps, s = [], 5
+        while s < 50:
+            gaps.append(range(s, s + int(rng.integers(2, 8))))
+            s = gaps[-1].stop + int(rng.integers(1, 6))
+        held = {q for g in gaps for q in g}
+        frames = {}
+        for q in range(60):
+            chans = [c for c in values if q >= 57 or rng.random() < 0.75] or ["co"]
+            frames[q] = frame(rid, "mf01", q, {c: float(rng.choice(values[c])) if q in held else quiet[c]
+                                               for c in chans})
+        live += [frames[q] for q in range(60) if q not in held]
+        for g in gaps:
+            alone.setdefault(rid, []).extend(only(DetectorSuite().process([frames[q] for q in g]).events))
+        j = 0
+        while j < len(gaps):
+            backlog = [frames[q] for q in gaps[j]]
+            mode = ["whole", "pieces", "trickled", "together"][int(rng.integers(4))]
+            if mode == "together" and j + 1 < len(gaps):
+                backlog += [frames[q] for q in gaps[j + 1]]
+                j += 1
+            cut = int(rng.integers(1, len(backlog)))
+            messages += {"pieces": [backlog[:cut], backlog[cut:]], "trickled": [[f] for f in backlog]}.get(
+                mode, [backlog])
+            j += 1
+    live.sort(key=lambda f: f.ts)
+    for i in range(0, len(live), 4):
+        suite.process(live[i:i + 4])
+    late: list[AlertEvent] = []
+    for m in messages:
+        late += only(suite.process(m, late=[True] * len(m), held_back=list(range(len(m)))).events)
+    assert only(suite.active()) == []
+    assert all(e.timing.value == "late" for e in late)
+    for rid in robots:
+        raised = [e for e in alone.get(rid, []) if e.state is not AlertState.cleared]
+        missed = [e for e in raised if severity_at(late, e.channel or "", e.ts) < RANK[e.severity]]
+        false = [e for e in late if e.robot_id == rid and e.state is not AlertState.cleared
+                 and severity_at(alone.get(rid, []), e.channel or "", e.ts) < RANK[e.severity]]
+        assert missed == [] and false == [], rid
+
+
+@pytest.mark.parametrize("trickled", [False, True])
+def test_held_back_readings_skipped_as_older_than_a_standing_alert_break_the_run(trickled: bool) -> None:
+    # r01 held back seq 9-12 (CO 30, 3, 30, 3 ppm: never two readings in a row past 24 ppm). Sent a
+    # frame a message, seq 9 is judged before r02 raises a warning at seq 11; seq 10, older than that
+    # warning, adds nothing. Seq 11 must not count on from seq 9 and escalate the warning to an alarm
+    suite = DetectorSuite()
+    suite.process(series("r01", "mf01", "co", [3.0] * 9) + series("r01", "mf01", "co", [3.0] * 8, start=13)
+                  + series("r02", "mf01", "co", [3.0] * 9))
+    backlog = series("r01", "mf01", "co", [30.0, 3.0, 30.0, 3.0], start=9)
+    pieces = [backlog[:1], None, *([f] for f in backlog[1:])] if trickled else [None, backlog]
+    got = []
+    for piece in pieces:
+        if piece is None:  # r02's live readings: a warning from seq 11
+            got += suite.process(series("r02", "mf01", "co", [3.0, 20.0, 20.0], start=9)).events
+        else:
+            got += suite.process(piece, late=[True] * len(piece), held_back=list(range(len(piece)))).events
+    assert [(e.robot_id, e.state, e.severity) for e in only(got)] == [("r02", AlertState.raised, Severity.warning)]
+    assert [e.severity for e in only(suite.active())] == [Severity.warning]
