@@ -65,7 +65,9 @@ class Signal:
     place: str | None = None  # where the alert lives, if not the scenario (robot alerts follow the robot)
     timing: AlertTiming = AlertTiming.live
     # a clear that may be held while the key is flapping; not one that closes what held-back readings
-    # raised, which newer readings already show over (LimitDetector._behind)
+    # raised, which newer readings already show over (LimitDetector._behind). A raise without it (of
+    # held-back readings) does not count towards the key's flapping either: it is a record of the
+    # past, not an alarm coming and going on the board
     may_hold: bool = True
 
     @property
@@ -185,8 +187,8 @@ class AlertEngine:
             out.append(self._close(key, ev))
             return out
         if a is None:
-            raises = self._raises.setdefault(key, deque())
-            raises.append(sig.ts)
+            if sig.may_hold:  # a raise judged apart (held-back readings) is a record, not chattering on the board
+                self._raises.setdefault(key, deque()).append(sig.ts)
             alert_id = self._new_id(key, sig.scenario_id, sig.ts)
             a = _Alert(alert_id, sig.ts, sig.severity, None, {sig.source: sig.severity})  # type: ignore[arg-type]
             self._active[key] = a
@@ -200,7 +202,8 @@ class AlertEngine:
         if a.clear_at is not None:  # re-raised inside a held clear: the same alert goes on
             a.clear_at = None
             a.clear_event = None
-            self._raises[key].append(sig.ts)
+            if sig.may_hold:
+                self._raises.setdefault(key, deque()).append(sig.ts)
         worst = max(a.sources.values(), key=_rank)
         if _rank(worst) > _rank(a.severity):
             a.severity = worst

@@ -757,3 +757,16 @@ def test_held_back_readings_skipped_as_older_than_a_standing_alert_break_the_run
             got += suite.process(piece, late=[True] * len(piece), held_back=list(range(len(piece)))).events
     assert [(e.robot_id, e.state, e.severity) for e in only(got)] == [("r02", AlertState.raised, Severity.warning)]
     assert [e.severity for e in only(suite.active())] == [Severity.warning]
+
+
+def test_a_late_alarm_from_held_back_readings_does_not_make_the_next_live_one_flap() -> None:
+    # held-back seq 5 read 1.6 % (raised and cleared at once, late); then a live alarm at seq 10 and
+    # methane back to 0.3 %: one alarm on the board in ten minutes, not two, so its clear is not held
+    suite = DetectorSuite()
+    suite.process(series("r01", "mf01", "ch4_t1", [0.3] * 10))
+    late = suite.process([frame("r01", "mf01", 5, {"ch4_t1": 1.6})], late=[True], held_back=[0]).events
+    assert states(late) == [("raised", "critical"), ("cleared", "critical")]
+    d = suite.process(series("r01", "mf01", "ch4_t1", [1.6] + [0.3] * 3, start=10))
+    assert states(d.events) == [("raised", "critical"), ("cleared", "critical")]
+    assert "flapping" not in d.events[-1].evidence
+    assert only(suite.active()) == []
