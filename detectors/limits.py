@@ -23,6 +23,7 @@ The rule, per sample of one stream, in time order:
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -224,7 +225,7 @@ class LimitDetector(Detector):
         self._sorted: tuple[Arr, Arr] | None = None
         # robot -> (boot or -1, seq, run) of its last held-back frame judged: the next one goes on its run
         self._held_frame: dict[str, tuple[int, int, int]] = {}
-        self._runs = 0  # held-back runs numbered so far
+        self._runs = itertools.count(1)  # numbers for held-back runs
         self._run_of: dict[int, int] = {}  # the batch's held-back frames' runs (by frame index)
 
     def bind(self, engine: AlertEngine) -> None:
@@ -333,8 +334,7 @@ class LimitDetector(Detector):
         pending: list[Pending] = []
         before = t < since  # from before the alert standing on the key was raised: they add nothing,
         if before.any():  # and the readings either side of them are not in a row: held-back state anew
-            again = np.unique(stream[before])
-            table["held_level"][again], table["held_count"][again], table["held_clear_count"][again] = 0, 0, 0
+            self._held_anew(np.unique(stream[before]))
         if not quiet.all():
             # its own alert stands on the key; readings from before that was raised add nothing
             standing = ~quiet & (since >= 0) & (t >= since)
@@ -370,31 +370,44 @@ class LimitDetector(Detector):
         table = self.table
         level, count, clear_count = table["held_level"], table["held_count"], table["held_clear_count"]
         breaks = self._held_go_on(stream, t, origin)
-        args = (table["thr"], table["above"], table["restore"], table["n_raise"], table["n_clear"])
-        out = np.empty(stream.shape[0], dtype=np.int8)
-        bounds = [0, *breaks, stream.shape[0]]
+        out = self._by_run(stream, x, breaks, table["restore"], level, count, clear_count)
         shown = np.ones(stream.shape[0], dtype=np.bool_)
         on_board = np.zeros(len(table), dtype=np.bool_)  # raised in this pass and not cleared since
         ends: list[int] = []
-        for a, b in zip(bounds, bounds[1:]):
-            if a in breaks:  # a new run of stream s: what the last one left on the board is over
-                s = int(stream[a])
+        new_run = set(breaks)
+        for i in sorted(new_run.union(np.flatnonzero(out >= 0).tolist())):
+            s = int(stream[i])
+            if i in new_run and on_board[s]:  # what the run before left on the board is over
+                ends.append(i - 1)
+                on_board[s] = False
+            if out[i] > 0:
+                on_board[s] = True
+            elif out[i] == 0:
                 if on_board[s]:
-                    ends.append(a - 1)
-                    on_board[s] = False
-                level[s], count[s], clear_count[s] = 0, 0, 0
-            limit_kernel(stream[a:b], x[a:b], *args, level, count, clear_count, out[a:b])
-            for i in (a + np.flatnonzero(out[a:b] >= 0)).tolist():
-                s = int(stream[i])
-                if out[i] > 0:
-                    on_board[s] = True
-                elif on_board[s]:
                     on_board[s] = False
                 else:
                     shown[i] = False  # the clear of a level carried in from an earlier pass
         for s in np.flatnonzero(on_board).tolist():
             ends.append(int(np.flatnonzero(stream == s)[-1]))
         return out, shown, ends
+
+    def _by_run(self, stream: Arr, x: Arr, breaks: list[int], restore: Arr, level: Arr, count: Arr,
+                clear_count: Arr, *, anew: tuple[str, ...] = ("level", "count", "clear_count")) -> Arr:
+        """The limit kernel over readings sorted by stream, then time, on the state ``level``,
+        ``count`` and ``clear_count`` (updated in place) with ``restore`` levels: per reading the
+        new level where it changed, else -1. At each of ``breaks`` (a reading starting a new run of
+        its robot's held-back frames, :meth:`_held_go_on`) its stream's state named in ``anew``
+        starts from nothing."""
+        state = {"level": level, "count": count, "clear_count": clear_count}
+        table = self.table
+        out = np.empty(stream.shape[0], dtype=np.int8)
+        for a, b in zip([0, *breaks], [*breaks, stream.shape[0]]):
+            if a:
+                for name in anew:
+                    state[name][int(stream[a])] = 0
+            limit_kernel(stream[a:b], x[a:b], table["thr"], table["above"], restore, table["n_raise"], table["n_clear"],
+                         level, count, clear_count, out[a:b])
+        return out
 
     def _held_go_on(self, stream: Arr, t: Arr, origin: Arr) -> list[int]:
         """The streams' held-back state (``held_*``) taken from no alert where the held-back
@@ -411,11 +424,16 @@ class LimitDetector(Detector):
         starts, first = np.unique(stream, return_index=True)
         again = starts[(t[first] <= last[starts]) | (t[first] > live[starts]) | (run[first] != run_of[starts])
                        | (run[first] < 0)]
-        table["held_level"][again], table["held_count"][again], table["held_clear_count"][again] = 0, 0, 0
+        self._held_anew(again)
         live[starts] = table["last_t"][starts]  # newer than every reading here (they are behind it)
         np.maximum.at(last, stream, t)
         run_of[starts] = run[np.r_[first[1:], stream.shape[0]] - 1]
         return np.flatnonzero(np.r_[False, (stream[1:] == stream[:-1]) & (run[1:] != run[:-1])]).tolist()
+
+    def _held_anew(self, streams: Arr) -> None:
+        """The held-back state of ``streams`` from no alert, nothing counted."""
+        table = self.table
+        table["held_level"][streams], table["held_count"][streams], table["held_clear_count"][streams] = 0, 0, 0
 
     def _held_runs(self) -> dict[int, int]:
         """The batch's held-back frames (by index) numbered by run: the frames of a robot's boot
@@ -423,49 +441,32 @@ class LimitDetector(Detector):
         (:attr:`_held_frame`) with that one's run number. Frames without seq (none the ingestor
         names) are -1: no run goes on into them from an earlier pass."""
         mine: dict[tuple[str, int], list[tuple[int, int]]] = {}
-        alone: dict[int, int] = {}
+        out: dict[int, int] = {}
         for fi in self.held_back:
             f = self.frames[fi]
             seq = getattr(f, "seq", None)
             if seq is None:
-                alone[fi] = -1
+                out[fi] = -1
                 continue
             boot = getattr(f, "boot", None)
             mine.setdefault((f.robot_id, -1 if boot is None else boot), []).append((seq, fi))
-        out = dict(alone)
         for (rid, boot), frames in mine.items():
             frames.sort()
             was = self._held_frame.get(rid)
             goes_on = was is not None and was[0] == boot and frames[0][0] == was[1] + 1
-            number = was[2] if goes_on and was is not None else self._new_run()
+            number = was[2] if goes_on and was is not None else next(self._runs)
             prev = frames[0][0] - 1
             for seq, fi in frames:
                 if seq != prev + 1:
-                    number = self._new_run()
+                    number = next(self._runs)
                 out[fi] = number
                 prev = seq
             self._held_frame[rid] = (boot, prev, number)
         return out
 
-    def _new_run(self) -> int:
-        self._runs += 1
-        return self._runs
-
-    def _apart(self, stream: Arr, x: Arr, level: Arr, count: Arr, *, clears: bool = True) -> tuple[Arr, Arr]:
-        """Run readings through the limit rule on state of their own, from ``level`` and ``count``
-        (both taken over), the live state untouched: per reading the new level where it changed,
-        else -1, and the levels they leave. ``clears`` False: no restore level, so only a move up
-        is looked for."""
-        table = self.table
-        restore = table["restore"] if clears else np.full_like(table["restore"], np.nan)
-        out = np.empty(stream.shape[0], dtype=np.int8)
-        limit_kernel(stream, x, table["thr"], table["above"], restore, table["n_raise"], table["n_clear"], level,
-                     count, np.zeros_like(table["clear_count"]), out)
-        return out, level
-
     def _steps(self, stream: Arr, t: Arr, x: Arr, origin: Arr, out: Arr, late: Sequence[bool] | None,
                shown: Arr | None = None, *, hold: bool = True) -> list[Pending]:
-        """The signals of the steps ``out`` (of :meth:`_apart`) of readings judged apart (those
+        """The signals of the steps ``out`` (of :meth:`_by_run`) of readings judged apart (those
         ``shown``, where given). ``hold`` False: their clears are never held as a flapping
         alarm's are (newer readings show the whole run over)."""
         pending: list[Pending] = []
@@ -484,13 +485,12 @@ class LimitDetector(Detector):
         level is not moved. The readings in a row past each level are counted on in the streams'
         held-back state, as :meth:`_held_run` counts them: a backlog sent a frame a message
         escalates as it would in one message, and a new run (:meth:`_held_go_on`) counts anew."""
+        table = self.table
         breaks = self._held_go_on(stream, t, origin)
-        level, count = self.table["level"].copy(), self.table["held_count"]  # from the standing level
-        out = np.empty(stream.shape[0], dtype=np.int8)
-        for a, b in zip([0, *breaks], [*breaks, stream.shape[0]]):
-            if a:  # a new run of the robot's held-back frames: its readings in a row are counted anew
-                count[int(stream[a])] = 0
-            out[a:b], _ = self._apart(stream[a:b], x[a:b], level, count, clears=False)
+        # from the standing level (one copy: a later run does not raise again what an earlier one
+        # escalated), with no restore level: only a move up is looked for; a new run counts anew
+        out = self._by_run(stream, x, breaks, np.full_like(table["restore"], np.nan), table["level"].copy(),
+                           table["held_count"], np.zeros_like(table["clear_count"]), anew=("count",))
         return self._steps(stream, t, x, origin, out, late)  # raises only: with no restore level nothing clears
 
     def _raised_at(self, stream: Arr) -> Arr:
