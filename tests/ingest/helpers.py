@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import os
@@ -61,12 +62,26 @@ class Publisher:
         self.early: set[int] = set()  # acknowledged before publish() had noted them
         self.lock = threading.Lock()
         self.connected = threading.Event()
-        self.client.on_connect = lambda c, u, f, rc, p: self.connected.set()
-        self.client.on_disconnect = lambda c, u, f, rc, p: self.connected.clear()
+        # the connection's history, for the message of a publish that timed out
+        self.history: collections.deque[str] = collections.deque(maxlen=40)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_connect_fail = lambda c, u: self._note("connect failed")
         self.client.on_publish = self._on_publish
         self.client.loop_start()
         if not self.connected.wait(20):
             raise TimeoutError("publisher could not connect")
+
+    def _note(self, what: str) -> None:
+        self.history.append(f"{time.strftime('%H:%M:%S')}.{int(time.time() * 1000) % 1000:03d} {what}")
+
+    def _on_connect(self, client: paho.Client, userdata: object, flags: object, rc: object, props: object) -> None:
+        self._note(f"connected: {rc}")
+        self.connected.set()
+
+    def _on_disconnect(self, client: paho.Client, userdata: object, flags: object, rc: object, props: object) -> None:
+        self._note(f"disconnected: {rc}")
+        self.connected.clear()
 
     def _on_publish(self, client: paho.Client, userdata: object, mid: int, rc: object, props: object) -> None:
         # paho calls this holding its own message lock: never wait on anything here that
@@ -81,7 +96,8 @@ class Publisher:
         # while the broker is away, hold on (a robot buffers); publishing into paho's reconnect
         # window can leave a message unsent behind its queued ones
         if not self.connected.wait(60):
-            raise TimeoutError("publisher lost the broker for 60 s")
+            raise TimeoutError("publisher lost the broker for 60 s; its connection's history:\n"
+                               + "\n".join(self.history))
         info = self.client.publish(topic, payload, qos=qos)
         if qos:
             with self.lock:
