@@ -29,7 +29,6 @@ hands out their steps, and :meth:`AlertEngine.acknowledge_incident` acknowledges
 
 from __future__ import annotations
 
-import hashlib
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -37,13 +36,13 @@ from typing import Any
 
 from minewatch.schema import SEVERITY_RANK, AlertEvent, AlertKind, AlertState, AlertTiming, IncidentEvent, Severity
 
+from detectors import ids
 from detectors.incidents import GroupFn, Grouping, Incidents, UpstreamFn
 
 __all__ = ["AlertEngine", "Signal", "Key", "default_group"]
 
 Key = tuple[str, str, str]  # (scenario_id, detector, channel-or-subject)
 _NS = 1_000_000_000
-_ID_MAX = 64  # minewatch.schema.ID_PATTERN: an id is a topic level of at most 64 characters
 
 
 @dataclass(frozen=True)
@@ -87,15 +86,6 @@ class _Alert:
     clear_at: int | None = None  # held clear (flapping): release time
     clear_event: AlertEvent | None = None
     incident_id: str | None = None
-
-
-def _fit(alert_id: str) -> str:
-    """``alert_id`` within an id's 64 characters: a long one keeps its head and ends in a digest of
-    the whole, so two long ids that share their first 51 characters still differ."""
-    if len(alert_id) <= _ID_MAX:
-        return alert_id
-    digest = hashlib.blake2b(alert_id.encode(), digest_size=6).hexdigest()
-    return f"{alert_id[:_ID_MAX - len(digest) - 1]}-{digest}"
 
 
 def _rank(s: Severity) -> int:
@@ -318,23 +308,16 @@ class AlertEngine:
         return len(raises) >= self.flap_count
 
     def _new_id(self, key: Key, scenario: str, ts: int, who: str) -> str:
-        """The id of an alert raised on ``key`` at ``ts`` by ``who`` (the robot that saw it).
-
-        It is made from what names the excursion, and nothing of what this process saw before, so
-        an excursion run again after a restart (a crash, the warm-up on stored readings, messages
-        delivered again) gets the id it had, and two excursions get two ids: two robots' held-back
-        readings raised on one key at one millisecond differ by the robot; one robot cannot raise
-        one key twice at one millisecond. A robot's own alert (its subject is the robot) is named
-        by it already. The suffix ``-n`` is only a guard within this process (a robot whose clock
+        """The id of an alert raised on ``key`` at ``ts`` by ``who`` (the robot that saw it), made
+        from these alone (:mod:`detectors.ids`): one robot cannot raise one key twice at one
+        millisecond. The suffix ``-n`` is only a guard within this process (a robot whose clock
         went back over readings of its own)."""
         _, detector, subject = key
-        base = f"{scenario}.{subject}.{detector}.{ts // 1_000_000}"
-        if who and who != subject:
-            base = f"{base}.{who}"
-        alert_id, n = _fit(base), 1
+        base = ids.name(f"{scenario}.{subject}.{detector}", ts, who, subject)
+        alert_id, n = ids.fit(base), 1
         while alert_id == self._last_id.get(key) or alert_id in self._by_id:
             n += 1
-            alert_id = _fit(f"{base}-{n}")
+            alert_id = ids.fit(f"{base}-{n}")
         self._last_id[key] = alert_id
         return alert_id
 

@@ -256,7 +256,7 @@ class IncidentEvent(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
-        "incident_id": "mf01.methane.1795852800000", "place": "mf01", "scenario_id": "mf01", "cause": "methane",
+        "incident_id": "mf01.methane.1795852800000.r01", "place": "mf01", "scenario_id": "mf01", "cause": "methane",
         "title": "Methane at mf01, 15101 fully-mechanised longwall", "kind": "gas", "severity": "critical",
         "max_severity": "critical", "state": "escalated", "needs_ack": True, "first_ts": 1795852800000000000,
         "ts": 1795852804000000000, "timing": "live",
@@ -295,7 +295,7 @@ class IncidentAck(BaseModel):
     ``incidents/ack/{incident_id}``."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        "incident_id": "mf01.methane.1795852800000", "scenario_id": "mf01", "operator": "shift-lead-2",
+        "incident_id": "mf01.methane.1795852800000.r01", "scenario_id": "mf01", "operator": "shift-lead-2",
         "note": "Power to 15101 face cut, gas patrol sent", "ts": 1795852830000000000,
     }]})
 

@@ -59,6 +59,19 @@ def test_an_alert_raised_after_a_restart_at_a_cleared_ones_millisecond_gets_its_
     assert raised(before)[0].alert_id != raised(now)[0].alert_id
 
 
+def test_an_incident_opened_after_a_restart_at_a_closed_ones_millisecond_gets_its_own_id() -> None:
+    """The incidents too: r01's alarm opened and closed an incident before the restart; r02's late
+    alarm at that millisecond opens another, with an id of its own (a paging gateway keys on it)."""
+    t = T0 + 7 * S
+    before = run(AlertEngine(), [sig("r01", t, Severity.alarm), sig("r01", T0 + 9 * S, None)])
+    after = AlertEngine()
+    after.restore([])
+    now = run(after, late_excursion("r02", t, T0 + 12 * S))
+    assert raised(before)[0].incident_id != raised(now)[0].incident_id
+    # and the same again after a crash: the id it had
+    assert raised(run(AlertEngine(), late_excursion("r02", t, T0 + 12 * S)))[0].incident_id == raised(now)[0].incident_id
+
+
 def test_an_acknowledgement_of_a_cleared_alert_does_not_reach_another_raised_at_its_millisecond() -> None:
     """An acknowledgement of r01's alert, delivered after it cleared and the ingestor restarted,
     names no active alert, even when r02's alert raised at that millisecond is up."""

@@ -36,7 +36,7 @@ def test_first_power_cut_reading_is_critical_in_that_batch() -> None:
         assert part in ev.message, part
     # plain words for the operator; the rule it comes from is in the evidence
     assert "CMSR" not in ev.message and "CMSR Art.498" in ev.evidence["rule"]
-    assert ev.incident_id == f"mf01.methane.{(T0 + 3 * S) // 1_000_000}"
+    assert ev.incident_id == f"mf01.methane.{(T0 + 3 * S) // 1_000_000}.r01"
 
 
 def test_methane_alarm_escalate_hysteresis_clear() -> None:
