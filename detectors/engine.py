@@ -108,10 +108,13 @@ class AlertEngine:
         A key raised this many times within this window is repeating.
     flap_hold_s
         How long a repeating key's clear is held back.
+    id_prefix
+        Put before every alert and incident id this engine makes (the mine, where one broker
+        carries the alerts of many: :mod:`detectors.ids`).
     """
 
     def __init__(self, flap_count: int = 2, flap_window_s: float = 600.0, flap_hold_s: float = 120.0,
-                 group: GroupFn | None = None, upstream: UpstreamFn | None = None) -> None:
+                 group: GroupFn | None = None, upstream: UpstreamFn | None = None, id_prefix: str = "") -> None:
         self.flap_count = flap_count
         self.flap_window_s = flap_window_s
         self.flap_hold_s = flap_hold_s
@@ -120,7 +123,8 @@ class AlertEngine:
         self._raises: dict[Key, deque[int]] = {}
         self._last_id: dict[Key, str] = {}
         self._held: list[Key] = []
-        self.incidents = Incidents(group or default_group, upstream)
+        self.id_prefix = id_prefix
+        self.incidents = Incidents(group or default_group, upstream, id_prefix)
 
     # -- queries ---------------------------------------------------------------------------
     def active(self) -> list[AlertEvent]:
@@ -313,7 +317,7 @@ class AlertEngine:
         millisecond. The suffix ``-n`` is only a guard within this process (a robot whose clock
         went back over readings of its own)."""
         _, detector, subject = key
-        base = ids.name(f"{scenario}.{subject}.{detector}", ts, who, subject)
+        base = ids.name(ids.head(self.id_prefix, scenario, subject, detector), ts, who, subject)
         alert_id, n = ids.fit(base), 1
         while alert_id == self._last_id.get(key) or alert_id in self._by_id:
             n += 1

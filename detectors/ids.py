@@ -6,16 +6,24 @@ named in the head already (a robot's own alert or incident is). So the same excu
 had, and two robots' alerts started at one millisecond (their held-back readings, sent late) get
 two, in one process or across a restart that forgot the first. An id is a topic level of at most
 64 characters (:data:`minewatch.schema.ID_PATTERN`): a longer one keeps its head and ends in a
-digest of the whole (:func:`fit`).
+digest of the whole (:func:`fit`). Where one broker carries many mines' alerts (the group's
+centre), each id starts with its mine (:func:`head`).
 """
 
 from __future__ import annotations
 
 import hashlib
 
-__all__ = ["ID_MAX", "fit", "name"]
+__all__ = ["ID_MAX", "fit", "head", "name"]
 
 ID_MAX = 64
+
+
+def head(prefix: str, *parts: str) -> str:
+    """The parts joined by dots, after ``prefix`` if there is one: the mine, where the alerts of
+    many mines meet on one broker (the group's centre), so that two mines' alerts never share an
+    id even where their places, robots and times are alike."""
+    return ".".join((prefix, *parts) if prefix else parts)
 
 
 def name(head: str, ts_ns: int, robot: str | None, named: str) -> str:
