@@ -90,7 +90,7 @@ class AlertPublic(BaseModel):
     """An alert: its latest event plus a summary of its life so far."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        "alert_id": "mf01.ch4_t1.gas_limit.1795852800000", "kind": "gas", "detector": "gas_limit",
+        "alert_id": "mf01.ch4_t1.gas_limit.1795852800000.r01", "kind": "gas", "detector": "gas_limit",
         "severity": "critical", "state": "acknowledged", "scenario_id": "mf01", "robot_id": "r01",
         "channel": "ch4_t1", "value": 1.62, "limit": 1.5, "unit": "%", "first_ts": 1795852800000000000,
         "ts": 1795852810000000000, "message": "Methane 1.62 % at face T1 in mf01 has reached the power-cut level 1.5 %.",
@@ -139,13 +139,13 @@ class AlertDetail(AlertPublic):
     """An alert with its whole event history, oldest first."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        "alert_id": "mf01.ch4_t1.gas_limit.1795852800000", "kind": "gas", "detector": "gas_limit",
+        "alert_id": "mf01.ch4_t1.gas_limit.1795852800000.r01", "kind": "gas", "detector": "gas_limit",
         "severity": "alarm", "state": "cleared", "scenario_id": "mf01", "robot_id": "r01", "channel": "ch4_t1",
         "value": 0.8, "limit": 1.0, "unit": "%", "first_ts": 1795852800000000000, "ts": 1795852900000000000,
         "message": "Methane at face T1 in mf01 is below the restore level 1 %: the alert is cleared.",
         "evidence": {}, "active": False, "max_severity": "alarm", "cleared_ts": 1795852900000000000, "events": 1,
         "history": [{
-            "alert_id": "mf01.ch4_t1.gas_limit.1795852800000", "kind": "gas", "detector": "gas_limit",
+            "alert_id": "mf01.ch4_t1.gas_limit.1795852800000.r01", "kind": "gas", "detector": "gas_limit",
             "severity": "alarm", "state": "cleared", "scenario_id": "mf01", "robot_id": "r01", "channel": "ch4_t1",
             "value": 0.8, "limit": 1.0, "unit": "%", "first_ts": 1795852800000000000, "ts": 1795852900000000000,
             "message": "Methane at face T1 in mf01 is below the restore level 1 %: the alert is cleared.",
@@ -166,7 +166,7 @@ class AckAccepted(BaseModel):
     """The acknowledgement was published; the ingestor has not confirmed it yet."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        "alert_id": "mf01.ch4_t1.gas_limit.1795852800000", "status": "pending", "operator": "Wang Li",
+        "alert_id": "mf01.ch4_t1.gas_limit.1795852800000.r01", "status": "pending", "operator": "Wang Li",
         "note": "power cut confirmed", "ts": 1795852810000000000}]})
 
     alert_id: str | None = None

@@ -36,6 +36,7 @@ from typing import Any
 
 from minewatch.schema import SEVERITY_RANK, AlertEvent, AlertKind, AlertState, AlertTiming, IncidentEvent, Severity
 
+from detectors import ids
 from detectors.incidents import GroupFn, Grouping, Incidents, UpstreamFn
 
 __all__ = ["AlertEngine", "Signal", "Key", "default_group"]
@@ -107,10 +108,13 @@ class AlertEngine:
         A key raised this many times within this window is repeating.
     flap_hold_s
         How long a repeating key's clear is held back.
+    id_prefix
+        Put before every alert and incident id this engine makes (the mine, where one broker
+        carries the alerts of many: :mod:`detectors.ids`).
     """
 
     def __init__(self, flap_count: int = 2, flap_window_s: float = 600.0, flap_hold_s: float = 120.0,
-                 group: GroupFn | None = None, upstream: UpstreamFn | None = None) -> None:
+                 group: GroupFn | None = None, upstream: UpstreamFn | None = None, id_prefix: str = "") -> None:
         self.flap_count = flap_count
         self.flap_window_s = flap_window_s
         self.flap_hold_s = flap_hold_s
@@ -119,7 +123,8 @@ class AlertEngine:
         self._raises: dict[Key, deque[int]] = {}
         self._last_id: dict[Key, str] = {}
         self._held: list[Key] = []
-        self.incidents = Incidents(group or default_group, upstream)
+        self.id_prefix = id_prefix
+        self.incidents = Incidents(group or default_group, upstream, id_prefix)
 
     # -- queries ---------------------------------------------------------------------------
     def active(self) -> list[AlertEvent]:
@@ -189,7 +194,7 @@ class AlertEngine:
         if a is None:
             if sig.may_hold:  # a raise judged apart (held-back readings) is a record, not chattering on the board
                 self._raises.setdefault(key, deque()).append(sig.ts)
-            alert_id = self._new_id(key, sig.scenario_id, sig.ts)
+            alert_id = self._new_id(key, sig.scenario_id, sig.ts, sig.robot_id or sig.source)
             a = _Alert(alert_id, sig.ts, sig.severity, None, {sig.source: sig.severity})  # type: ignore[arg-type]
             self._active[key] = a
             self._by_id[alert_id] = key
@@ -306,13 +311,17 @@ class AlertEngine:
             raises.popleft()
         return len(raises) >= self.flap_count
 
-    def _new_id(self, key: Key, scenario: str, ts: int) -> str:
+    def _new_id(self, key: Key, scenario: str, ts: int, who: str) -> str:
+        """The id of an alert raised on ``key`` at ``ts`` by ``who`` (the robot that saw it), made
+        from these alone (:mod:`detectors.ids`): one robot cannot raise one key twice at one
+        millisecond. The suffix ``-n`` is only a guard within this process (a robot whose clock
+        went back over readings of its own)."""
         _, detector, subject = key
-        base = f"{scenario}.{subject}.{detector}.{ts // 1_000_000}"
-        alert_id, n = base, 1
+        base = ids.name(ids.head(self.id_prefix, scenario, subject, detector), ts, who, subject)
+        alert_id, n = ids.fit(base), 1
         while alert_id == self._last_id.get(key) or alert_id in self._by_id:
             n += 1
-            alert_id = f"{base}-{n}"
+            alert_id = ids.fit(f"{base}-{n}")
         self._last_id[key] = alert_id
         return alert_id
 

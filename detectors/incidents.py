@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from detectors import ids
 from minewatch.schema import (SEVERITY_RANK, AlertEvent, AlertKind, AlertState, AlertTiming, IncidentEvent,
                               IncidentMember, IncidentState, Severity)
 
@@ -100,9 +101,10 @@ class _Incident:
 class Incidents:
     """Alert events in, incident events out (see the module docstring)."""
 
-    def __init__(self, group: GroupFn, upstream: UpstreamFn | None = None) -> None:
+    def __init__(self, group: GroupFn, upstream: UpstreamFn | None = None, id_prefix: str = "") -> None:
         self.group = group
         self.upstream = upstream
+        self.id_prefix = id_prefix
         self._open: dict[tuple[str, str], _Incident] = {}
         self._by_id: dict[str, _Incident] = {}
         self._by_alert: dict[str, _Incident] = {}
@@ -141,11 +143,13 @@ class Incidents:
                     inc = root
                     break
         if inc is None:
-            base = f"{g.place}.{g.cause}.{ev.first_ts // 1_000_000}"
-            iid, n = base, 1
+            # made from what opens it (detectors.ids): the same again after a crash, two robots'
+            # alerts at one millisecond two incidents also across a restart that forgot the first
+            base = ids.name(ids.head(self.id_prefix, g.place, g.cause), ev.first_ts, ev.robot_id, g.place)
+            iid, n = ids.fit(base), 1
             while iid in self._ids:
                 n += 1
-                iid = f"{base}-{n}"
+                iid = ids.fit(f"{base}-{n}")
             inc = _Incident(iid, g, ev.scenario_id, ev.first_ts)
             self._open[(g.place, g.cause)] = inc
             self._by_id[iid] = inc
@@ -210,7 +214,8 @@ class Incidents:
                 if cur is not None and (iid is None or cur.incident_id != iid):
                     inc = cur  # two restored incidents of one group: keep the older one
                 else:
-                    iid = iid or f"{g.place}.{g.cause}.{ev.first_ts // 1_000_000}"
+                    iid = iid or ids.fit(ids.name(ids.head(self.id_prefix, g.place, g.cause), ev.first_ts, ev.robot_id,
+                                                  g.place))
                     inc = _Incident(iid, g, ev.scenario_id, prev.first_ts if prev else ev.first_ts)
                     if prev is not None and prev.acknowledged_by is not None:
                         inc.acked_by, inc.acked_ts, inc.note = prev.acknowledged_by, prev.acknowledged_ts, prev.note

@@ -107,13 +107,15 @@ class DetectorSuite:
     repeat_hold_s
         How long the clear of an alert raised twice within ten minutes is held back (an off-delay
         against chattering and repeating alerts, :class:`detectors.engine.AlertEngine`).
+    id_prefix
+        Put before every alert and incident id (the mine, at the group's centre).
     batching, liveness
         The classes of the flattening and robot liveness stages (:class:`detectors.batching.Batching`,
         :class:`detectors.robots.RobotLiveness`); a test puts its slow restatements in their place.
     """
 
     def __init__(self, scenarios: Mapping[str, Scenario] = SCENARIOS, overrides: Mapping[str, float] | None = None,
-                 *, timing: AlertTiming = AlertTiming.live, repeat_hold_s: float = 120.0,
+                 *, timing: AlertTiming = AlertTiming.live, repeat_hold_s: float = 120.0, id_prefix: str = "",
                  batching: type[Batching] = Batching, liveness: type[RobotLiveness] = RobotLiveness) -> None:
         _warm_up()
         self.scenarios = dict(scenarios)
@@ -123,7 +125,7 @@ class DetectorSuite:
         self._ov.check_all_match()
         self.rules = channel_rules(self.scenarios, self._ov)
         self.engine = AlertEngine(flap_hold_s=repeat_hold_s, group=self.group,
-                                  upstream=lambda ev: upstream_fans(ev.scenario_id))
+                                  upstream=lambda ev: upstream_fans(ev.scenario_id), id_prefix=id_prefix)
         setup = Setup(self.scenarios, self._ov, timing, self.rules)
         # the registered detectors (detectors.base), and which of them raises each kind of alert
         self.detectors: dict[str, Detector] = {name: cls(setup) for name, cls in REGISTRY.items()}

@@ -115,6 +115,12 @@ class MineShare(Partition):
         return f"{self.mine}:{self.index}/{self.count}"
 
     @property
+    def id_prefix(self) -> str:
+        """The mine: the centre's broker carries every mine's alerts, and two mines' places,
+        robots and times may be alike, so their ids start with it."""
+        return self.mine
+
+    @property
     def tag(self) -> str:
         return f"{self.mine}-{self.index}of{self.count}"
 
@@ -352,7 +358,7 @@ class MineUnit:
         self.counters = worker.counters.setdefault((mine, part), Counters())
         self.metrics = Metrics(share.tag, self.counters)
         self.router = Router(self.topics, opts, self.counters)
-        self.suite = worker.make_suite(self.scenarios)
+        self.suite = worker.make_suite(self.scenarios, share.id_prefix)
         self.inbox = JsInbox(worker.link, lambda: worker.leases.holds(part))
         self.influx = worker.influx(mine)
         self.spool = Spool(worker.spool_root / share.tag, opts.spool_max_bytes)
@@ -480,11 +486,12 @@ class GroupWorker:
     def forget_alerts(self, mine: str) -> None:
         self._active.pop((mine, self._taken), None)
 
-    def make_suite(self, scenarios: list[str]) -> Any:
+    def make_suite(self, scenarios: list[str], id_prefix: str) -> Any:
         if self._suite_cls is None:
             return None
         return self._suite_cls({s: SCENARIOS[s] for s in scenarios}, overrides=self.opts.ingest.overrides,
-                               timing=AlertTiming.live, repeat_hold_s=self.opts.ingest.repeat_hold_s)
+                               timing=AlertTiming.live, repeat_hold_s=self.opts.ingest.repeat_hold_s,
+                               id_prefix=id_prefix)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def stop(self) -> None:

@@ -60,6 +60,11 @@ class Partition:
         return f"{self.index}/{self.count}"
 
     @property
+    def id_prefix(self) -> str:
+        """What starts the ids of this partition's alerts and incidents: nothing (one mine's broker)."""
+        return ""
+
+    @property
     def tag(self) -> str:
         """A form usable in client ids, tags and file names."""
         return f"{self.index}of{self.count}"

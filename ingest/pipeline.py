@@ -87,7 +87,8 @@ def load_suite(opts: IngestOptions, timing: AlertTiming = AlertTiming.live) -> A
     except ImportError as exc:
         log.warning("detectors unavailable (%s): storing telemetry without detection", exc)
         return None
-    suite = DetectorSuite(SCENARIOS, overrides=opts.overrides, timing=timing, repeat_hold_s=opts.repeat_hold_s)
+    suite = DetectorSuite(SCENARIOS, overrides=opts.overrides, timing=timing, repeat_hold_s=opts.repeat_hold_s,
+                          id_prefix=opts.partition.id_prefix)
     if timing is AlertTiming.live:
         warm_up(DetectorSuite)
     return suite

@@ -111,7 +111,7 @@ PARAMETERS = {
     "scenario_id": "Scenario id from the catalogue (31 places: mf01 ... ac01).",
     "robot_id": "Robot id; also the robot's MQTT username.",
     "kind": "Alert kind: gas, vibration, ventilation, sensor-health, robot-health or system.",
-    "alert_id": "Stable id of an alert while it is active.",
+    "alert_id": "Stable id of an alert while it is active; never the id of another alert.",
     "incident_id": "Stable id of an incident while it is open.",
     "cause": "Incident cause: methane, fire, air-quality, ventilation, heat, machine, water, sensors, robot, "
              "monitoring or notice.",

@@ -173,11 +173,12 @@ class AlertEvent(BaseModel):
     """One step of an alert's life: raised, escalated, acknowledged or cleared.
 
     ``alert_id`` is stable while the alert is active (same place, detector and channel); a new
-    alert after a clear gets a new id. ``severity`` is the alert's current severity.
+    alert after a clear gets a new id, and no two alerts share one (it names the robot whose
+    reading raised it: ``{scenario}.{channel}.{detector}.{first_ts_ms}.{robot}``). ``severity`` is the alert's current severity.
     """
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
-        "alert_id": "mf01.ch4_t1.gas_limit.1795852800000", "kind": "gas", "detector": "gas_limit",
+        "alert_id": "mf01.ch4_t1.gas_limit.1795852800000.r01", "kind": "gas", "detector": "gas_limit",
         "severity": "critical", "state": "escalated", "scenario_id": "mf01", "robot_id": "r01",
         "channel": "ch4_t1", "value": 1.62, "limit": 1.5, "unit": "%",
         "first_ts": 1795852800000000000, "ts": 1795852804000000000,
@@ -255,13 +256,13 @@ class IncidentEvent(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
-        "incident_id": "mf01.methane.1795852800000", "place": "mf01", "scenario_id": "mf01", "cause": "methane",
+        "incident_id": "mf01.methane.1795852800000.r01", "place": "mf01", "scenario_id": "mf01", "cause": "methane",
         "title": "Methane at mf01, 15101 fully-mechanised longwall", "kind": "gas", "severity": "critical",
         "max_severity": "critical", "state": "escalated", "needs_ack": True, "first_ts": 1795852800000000000,
         "ts": 1795852804000000000, "timing": "live",
         "message": "Methane 1.62 % at face T1 in mf01 (15101 fully-mechanised longwall) has reached the power-cut "
                    "level 1.50 %: cut power to the face and return roadway and withdraw people.",
-        "members": [{"alert_id": "mf01.ch4_t1.gas_limit.1795852800000", "detector": "gas_limit", "kind": "gas",
+        "members": [{"alert_id": "mf01.ch4_t1.gas_limit.1795852800000.r01", "detector": "gas_limit", "kind": "gas",
                      "severity": "critical", "state": "escalated", "active": True, "channel": "ch4_t1",
                      "robot_id": "r01", "value": 1.62, "limit": 1.5, "unit": "%", "first_ts": 1795852800000000000,
                      "ts": 1795852804000000000, "message": "Methane 1.62 % at face T1 in mf01 ..."}],
@@ -294,7 +295,7 @@ class IncidentAck(BaseModel):
     ``incidents/ack/{incident_id}``."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        "incident_id": "mf01.methane.1795852800000", "scenario_id": "mf01", "operator": "shift-lead-2",
+        "incident_id": "mf01.methane.1795852800000.r01", "scenario_id": "mf01", "operator": "shift-lead-2",
         "note": "Power to 15101 face cut, gas patrol sent", "ts": 1795852830000000000,
     }]})
 
@@ -341,7 +342,7 @@ class AlertAck(BaseModel):
     which then publishes the alert's ``acknowledged`` state."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        "alert_id": "mf01.ch4_t1.gas_limit.1795852800000", "scenario_id": "mf01", "operator": "shift-lead-2",
+        "alert_id": "mf01.ch4_t1.gas_limit.1795852800000.r01", "scenario_id": "mf01", "operator": "shift-lead-2",
         "note": "Power to 15101 face cut, gas patrol sent", "ts": 1795852830000000000,
     }]})
 

@@ -18,7 +18,7 @@ from minewatch.schema import ID_PATTERN, AlertKind, AlertState, AlertTiming, Sev
 router = APIRouter(prefix="/alerts", tags=["alerts"])
 
 AlertIdPath = Annotated[str, Path(pattern=ID_PATTERN, description="the alert's stable id",
-                                  examples=["mf01.ch4_t1.gas_limit.1795852800000"])]
+                                  examples=["mf01.ch4_t1.gas_limit.1795852800000.r01"])]
 
 
 @router.get("", response_model=AlertsPublic, responses=errors(), summary="Alerts, filtered")

@@ -18,7 +18,7 @@ from minewatch.schema import ID_PATTERN, Severity
 router = APIRouter(prefix="/incidents", tags=["incidents"])
 
 IncidentIdPath = Annotated[str, Path(pattern=ID_PATTERN, max_length=64, description="the incident's id",
-                                     examples=["mf01.methane.1795852800000"])]
+                                     examples=["mf01.methane.1795852800000.r01"])]
 
 
 @router.get("", response_model=IncidentsPublic, responses=errors(), summary="Incidents, as the operator works them")

@@ -82,8 +82,8 @@ def test_places_and_causes_keep_incidents_apart() -> None:
     for e in d.events:
         assert e.incident_id is not None
         by_incident.setdefault(e.incident_id, set()).add((e.scenario_id, e.channel))
-    assert sorted(by_incident) == sorted([f"mf01.methane.{T0 // 1_000_000}", f"mf01.fire.{(T0 + S) // 1_000_000}",
-                                          f"hf01.methane.{T0 // 1_000_000}"])
+    assert sorted(by_incident) == sorted([f"mf01.methane.{T0 // 1_000_000}.r01", f"mf01.fire.{(T0 + S) // 1_000_000}.r01",
+                                          f"hf01.methane.{T0 // 1_000_000}.r04"])
 
 
 def test_incidents_are_restored_with_their_acknowledgement() -> None:
@@ -155,7 +155,7 @@ def test_what_follows_a_fan_stopping_joins_its_incident_and_is_still_raised() ->
     assert inc.incident_id == root and {m.scenario_id for m in inc.members} == {"vf02", "mf02"}
     # a place not ventilated by vf02 keeps its own incident
     d = suite.process([frame("r01", "mf01", 20 + i, {"ch4_t1": 1.7}) for i in range(2)])
-    assert {e.incident_id for e in d.events} == {f"mf01.methane.{(T0 + 20 * S) // 1_000_000}"}
+    assert {e.incident_id for e in d.events} == {f"mf01.methane.{(T0 + 20 * S) // 1_000_000}.r01"}
 
 
 def test_a_place_with_its_own_incident_keeps_it_when_its_fan_stops() -> None:

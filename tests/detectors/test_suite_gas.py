@@ -28,7 +28,7 @@ def test_first_power_cut_reading_is_critical_in_that_batch() -> None:
     d = suite.process([frame("r01", "mf01", 3, {"ch4_t1": 1.62})])
     assert states(d.events) == [("raised", "critical")]
     ev = d.events[0]
-    assert ev.alert_id == f"mf01.ch4_t1.gas_limit.{(T0 + 3 * S) // 1_000_000}"
+    assert ev.alert_id == f"mf01.ch4_t1.gas_limit.{(T0 + 3 * S) // 1_000_000}.r01"
     assert ev.value == pytest.approx(1.62) and ev.limit == 1.5 and ev.unit == "%"
     assert ev.kind.value == "gas" and ev.robot_id == "r01" and ev.channel == "ch4_t1"
     for part in ("Methane at face T1", "1.62 %", "mf01", "15101 fully-mechanised longwall", "power-cut level 1.5 %",
@@ -36,7 +36,7 @@ def test_first_power_cut_reading_is_critical_in_that_batch() -> None:
         assert part in ev.message, part
     # plain words for the operator; the rule it comes from is in the evidence
     assert "CMSR" not in ev.message and "CMSR Art.498" in ev.evidence["rule"]
-    assert ev.incident_id == f"mf01.methane.{(T0 + 3 * S) // 1_000_000}"
+    assert ev.incident_id == f"mf01.methane.{(T0 + 3 * S) // 1_000_000}.r01"
 
 
 def test_methane_alarm_escalate_hysteresis_clear() -> None:

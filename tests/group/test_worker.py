@@ -33,10 +33,12 @@ STEP_NS = 50_000_000
 
 class Workload:
     """Rounds of frames for each mine, stamped with the time they are sent; mine ``mines[0]``'s
-    methane goes over the power-cut level in rounds ``hot`` and back below the restore level after."""
+    methane (or that of each of ``hot_mines``) goes over the power-cut level in rounds ``hot`` and
+    back below the restore level after."""
 
-    def __init__(self, js: Js, mines: list[str], rounds: int, hot: range) -> None:
+    def __init__(self, js: Js, mines: list[str], rounds: int, hot: range, hot_mines: int = 1) -> None:
         self.js, self.mines, self.rounds, self.hot = js, mines, rounds, hot
+        self.hot_mines = mines[:hot_mines]
         self.sent = 0
         self.base = time.time_ns()
         self.expected: dict[str, set[tuple[str, int, int]]] = {m: set() for m in mines}
@@ -51,7 +53,7 @@ class Workload:
             for sid, robot in ROUTES:
                 fs = frames_for(sid, robot, FRAMES_PER_ROUND, start_seq=i * FRAMES_PER_ROUND,
                                 t0=self.base, step_ns=STEP_NS)
-                if sid == "mf01" and m == self.mines[0]:
+                if sid == "mf01" and m in self.hot_mines:
                     for f in fs:
                         f.readings["ch4_t1"] = 1.7 if i in self.hot else 0.3
                 frames += fs
@@ -294,6 +296,39 @@ def test_operators_acknowledgement_reaches_the_owning_worker(
                f"the clear\n{w1.log()}")
     assert alert_id not in retained_active(mosquitto.url, Topics(mine_prefix(mines[0], base)))
     pub.close()
+    col.close()
+
+
+def test_two_mines_alike_reach_a_group_wide_integrator_as_two_alarms(
+        nats_server: NatsServer, mosquitto: Mosquitto, influxd: Influxd, unique: str,
+        worker_process: Callable[..., WorkerProcess], js_client: Callable[..., Js]) -> None:
+    """Two mines with the same places and robots send the same readings at the same times, and the
+    methane at both goes past the power-cut level together. An integrator following every mine's
+    alerts at the centre (``<base>/mines/+/alerts/+/+``) and deduplicating by ``alert_id`` sees two
+    alarms, one of each mine; each mine's alarm is raised and cleared under its own id."""
+    base, mines, js, col = one_server_setup(unique, nats_server, mosquitto, js_client)
+    work = Workload(js, mines, rounds=40, hot=range(4, 12), hot_mines=2)
+    w1 = worker_process(*worker_args(nats_server.url, mosquitto, influxd, base, "w1"), name="w1")
+    work.run(2)
+    wait_until(lambda: all(stored_keys(influxd.url, m) != [] for m in mines), 60, f"the worker storing frames\n{w1.log()}")
+    work.resume()
+    work.run(40)
+
+    def gas(m: str) -> list[dict]:
+        return [e for e in alert_events(col, base, m) if e["detector"] == "gas_limit" and e["channel"] == "ch4_t1"]
+
+    wait_until(lambda: all(sorted(e["state"] for e in gas(m)) == ["cleared", "raised"] for m in mines), 40,
+               f"each mine's alarm, raised and cleared\n{story(w1)}")
+    raised = [e for m in mines for e in gas(m) if e["state"] == "raised"]
+    assert raised[0]["first_ts"] == raised[1]["first_ts"]  # alike to the nanosecond
+    by_id: dict[str, dict] = {}
+    for e in raised:
+        by_id.setdefault(e["alert_id"], e)
+    assert len(by_id) == 2, sorted(by_id)
+    for m in mines:
+        assert {e["alert_id"] for e in gas(m)} == {next(e["alert_id"] for e in gas(m) if e["state"] == "raised")}
+        assert all(e["alert_id"].startswith(f"{m}.") and e["incident_id"].startswith(f"{m}.") for e in gas(m))
+    assert w1.terminate() == 0, w1.log()
     col.close()
 
 

@@ -265,3 +265,68 @@ def test_held_back_readings_sent_after_a_restart_are_raised_late_and_cleared(mos
     assert_exactly_once(influx_db, {"r01": 30})
     col.close()
     pub.close()
+
+
+def _alarms_by_id(events: list[dict]) -> dict[str, dict]:
+    """What an integrator deduplicating by ``alert_id`` takes for alarms: the first ``raised``
+    event of each id (a second one with an id it has seen is a repeat delivery to it)."""
+    out: dict[str, dict] = {}
+    for e in events:
+        if e["state"] == "raised":
+            out.setdefault(e["alert_id"], e)
+    return out
+
+
+def test_two_robots_late_alarms_at_one_millisecond_reach_an_integrator_as_two(mosquitto: Mosquitto,
+                                                                              influxd: Influxd,
+                                                                              influx_db: SyncInflux, prefix: str,
+                                                                              tmp_path: Path) -> None:
+    """r01 and r02 at one place send seq 0-9 and 20-29 live and hold 10-19 back, methane past the
+    power-cut level in 17-19 of both (the same robot times). r01's backlog comes: a late alarm,
+    raised and cleared at once. r01's newer readings then rise and fall: a live alarm. r02's backlog
+    comes: a late alarm raised at r01's millisecond, another alarm. An integrator following the
+    alert stream and deduplicating by ``alert_id`` sees three alarms, each under its own id, and
+    nothing is left retained."""
+    topics = Topics(prefix)
+    settings = ingest_settings(mosquitto.url, influxd.url, influx_db, prefix, tmp_path)
+    integrator = Collector(mosquitto.url, topics.all_alert_events)
+    pub = Publisher(mosquitto.url)
+    t0 = time.time_ns() - 50 * 200_000_000
+    a = _methane(frames_for("mf01", "r01", 50, t0=t0, step_ns=200_000_000), 0.3)
+    b = _methane(frames_for("mf01", "r02", 30, t0=t0, step_ns=200_000_000), 0.3)
+    for fs in (a, b):
+        _methane(fs[17:20], 1.7)
+    _methane(a[30:32], 1.7)
+
+    def raised(robot: str) -> list[dict]:
+        return [e for e in _gas(integrator, topics) if e["robot_id"] == robot and e["state"] == "raised"]
+
+    with ingestor_in_process(settings, client_id=f"ing-{prefix}"):
+        for fs in (a, b):
+            pub.send(topics, fs[:10])
+            pub.send(topics, fs[20:30])
+        pub.flush()
+        wait_until(lambda: influx_db.count("telemetry", "seq") >= 40, 20, "the live points")
+        pub.send(topics, a[10:20], per_message=10)
+        wait_until(lambda: len(raised("r01")) == 1, 20, "r01's late alarm")
+        pub.send(topics, a[30:50])
+        wait_until(lambda: len(raised("r01")) == 2 and sum(e["state"] == "cleared" for e in _gas(integrator, topics)) == 2,
+                   20, "r01's live alarm, cleared")
+        pub.send(topics, b[10:20], per_message=10)
+        wait_until(lambda: len(raised("r02")) == 1 and sum(e["state"] == "cleared" for e in _gas(integrator, topics)) == 3,
+                   20, "r02's late alarm, cleared")
+        pub.flush()
+        gas = _gas(integrator, topics)
+        ups = [e for e in gas if e["state"] == "raised"]
+        assert [(e["robot_id"], e["timing"], e["first_ts"]) for e in ups] == [
+            ("r01", "late", a[17].ts), ("r01", "live", a[30].ts), ("r02", "late", b[17].ts)], ups
+        assert a[17].ts == b[17].ts
+        alarms = _alarms_by_id(gas)
+        assert len(alarms) == 3, sorted(alarms)
+        assert alarms[ups[2]["alert_id"]]["robot_id"] == "r02"
+        # each id's clear is its own alert's: one raised and one cleared per id
+        for alert_id in alarms:
+            assert sorted(e["state"] for e in gas if e["alert_id"] == alert_id) == ["cleared", "raised"], alert_id
+        assert not [k for k in retained_active(mosquitto.url, topics) if ".gas_limit." in k]
+    integrator.close()
+    pub.close()

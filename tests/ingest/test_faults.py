@@ -18,8 +18,8 @@ from minewatch.services import Influxd, Mosquitto
 from minewatch.topics import Topics
 from minewatch.wire import Frame
 
-from tests.ingest.helpers import (IngestProcess, Publisher, assert_exactly_once, frames_for, telemetry_count,
-                                  wait_until)
+from tests.ingest.helpers import (Collector, IngestProcess, Publisher, alert_events_of, assert_exactly_once, frames_for,
+                                  retained_active, telemetry_count, wait_until)
 
 pytestmark = pytest.mark.integration
 
@@ -100,6 +100,53 @@ def test_sigkill_mid_stream_loses_nothing(mosquitto: Mosquitto, influxd: Influxd
     assert proc.terminate() == 0, proc.log()
     assert kills == 3
     assert_exactly_once(influx_db, stream.expected)
+    pub.close()
+
+
+def test_sigkill_mid_alert_keeps_each_alerts_id(mosquitto: Mosquitto, influxd: Influxd, influx_db: SyncInflux,
+                                               prefix: str, tmp_path: Path,
+        ingest_process: Callable[..., IngestProcess]) -> None:
+    """The ingestor is killed as soon as a methane alarm is out, its readings still past the level
+    and the rest (its clear, a CO alarm and its clear) to come; started again, it takes up what was retained,
+    warms up on what was stored, and is sent again what it had not acknowledged. An integrator
+    deduplicating by ``alert_id`` sees each alarm once: every event of one alarm under one id,
+    the two alarms under two."""
+    topics = Topics(prefix)
+    args = _args(mosquitto.url, influxd.url, influx_db.db, prefix, tmp_path)
+    integrator = Collector(mosquitto.url, topics.all_alert_events)
+    pub = Publisher(mosquitto.url)
+    frames = frames_for("mf01", "r01", 60, t0=time.time_ns() - 60 * 200_000_000, step_ns=200_000_000)
+    for f in frames:
+        f.readings["ch4_t1"], f.readings["co"] = 0.3, 5.0
+    for f in frames[17:20]:
+        f.readings["ch4_t1"] = 1.7
+    for f in frames[40:43]:
+        f.readings["co"] = 30.0
+
+    def alarms() -> list[dict]:
+        return [e for e in alert_events_of(integrator, topics) if e["detector"] == "gas_limit"]
+
+    proc = ingest_process(*args)
+    wait_until(lambda: "connected to the broker" in proc.log(), 30, "ingest to connect")
+    pub.send(topics, frames[:19])
+    wait_until(lambda: any(e["state"] == "raised" for e in alarms()), 20, "the methane alarm")
+    proc.kill()
+    pub.send(topics, frames[19:])  # queued in the ingestor's session while it is down
+    pub.flush()
+    proc.start()
+    wait_until(lambda: {e["channel"] for e in alarms() if e["state"] == "cleared"} == {"ch4_t1", "co"}, 30,
+               "both alarms cleared")
+    wait_until(lambda: telemetry_count(influx_db) >= 60, 30, "60 points")
+    time.sleep(1.0)  # anything the restart would send again has been published
+    assert proc.terminate() == 0, proc.log()
+    events = alarms()
+    ids = {ch: {e["alert_id"] for e in events if e["channel"] == ch} for ch in ("ch4_t1", "co")}
+    assert all(len(v) == 1 for v in ids.values()), ids
+    assert ids["ch4_t1"] != ids["co"]
+    assert {e["first_ts"] for e in events if e["channel"] == "ch4_t1"} == {frames[17].ts}
+    assert not [k for k in retained_active(mosquitto.url, topics) if ".gas_limit." in k]
+    assert_exactly_once(influx_db, {"r01": 60})
+    integrator.close()
     pub.close()
 
 
