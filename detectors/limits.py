@@ -57,6 +57,7 @@ __all__ = ["LIMIT_ARGS", "LIMIT_COLUMNS", "MAX_LEVELS", "LimitDetector", "limit_
 
 MAX_LEVELS = 3
 _SATURATE = 1 << 30
+_NEWEST = np.iinfo(np.int64).max  # held_live_t after readings taken live: newer than any
 
 
 @jit
@@ -284,18 +285,22 @@ class LimitDetector(Detector):
     def run(self, cols: tuple[npt.NDArray[Any], ...], late: Sequence[bool] | None) -> list[Pending]:
         stream, t, x, origin = cols
         pending: list[Pending] = []
+        taken = None  # held-back readings taken live (newer than their stream's newest)
         if self.held_back:
             self._run_of = self._held_runs()  # every held-back frame, whether or not a reading here is behind
             held = np.zeros(len(self.frames), dtype=np.bool_)
             held[np.asarray(self.held_back, dtype=np.int64)] = True
-            behind = held[origin] & (t < self.table["last_t"][stream])
+            taken = held[origin]
+            behind = taken & (t < self.table["last_t"][stream])
             if behind.any():  # held-back readings older than their stream's newest: judged apart
                 pending += self._behind(stream[behind], t[behind], x[behind], origin[behind], late)
                 keep = ~behind
-                stream, t, x, origin = stream[keep], t[keep], x[keep], origin[keep]
+                stream, t, x, origin, taken = stream[keep], t[keep], x[keep], origin[keep], taken[keep]
         self._sorted = (stream, t)
         level_before = self.table["level"].copy()
         out, n = self.detect(stream, t, x, check=False)  # the suite's own sorted batch
+        if taken is not None and taken.any():
+            self._held_taken(stream, t, x, origin, out, level_before, np.flatnonzero(taken))
         raisers: dict[tuple[str, str, str], set[str]] = {}  # key -> robots raising it in this batch
         if n:
             for i in np.flatnonzero(out >= 0):
@@ -356,6 +361,32 @@ class LimitDetector(Detector):
                 over=True)))
         return pending
 
+    def _held_taken(self, stream: Arr, t: Arr, x: Arr, origin: Arr, out: Arr, level_before: Arr,
+                    taken: Arr) -> None:
+        """Held-back readings the live rule took (at ``taken``, of the live batch ``stream``...
+        whose steps are ``out``): newer than their stream's newest, they may be the current state,
+        and what they raise is the live rule's to raise. They are still readings of their robot's
+        held-back run, so the run's held-back state counts them too (its steps here go nowhere): the
+        run's next reading judged apart (:meth:`_held_run`, :meth:`_escalations`) counts on from
+        them, and an excursion split between the live and the held-back rule is seen whole. A level
+        the live rule stands at after them covers the run too: the held-back state is taken at
+        least that high, so the run's later readings of the same excursion do not raise it again
+        (late, after a live clear). The held-back state cannot pass the live level here: a held-back
+        reading judged apart before one taken live is of another run (a live reading of the stream,
+        between them in time, lies between them in the robot's numbering)."""
+        table = self.table
+        s, ts, o = stream[taken], t[taken], origin[taken]
+        level, clear_count = table["held_level"], table["held_clear_count"]
+        breaks = self._held_go_on(s, ts, o, taken=True)
+        self._by_run(s, x[taken], breaks, table["restore"], level, table["held_count"], clear_count)
+        for i in taken[np.r_[s[1:] != s[:-1], True]].tolist():  # each stream's last reading taken
+            k = int(stream[i])
+            a = int(np.searchsorted(stream, k))  # the stream's first reading in the batch
+            steps = np.flatnonzero(out[a:i + 1] >= 0)
+            live = int(out[a + steps[-1]]) if steps.size else int(level_before[k])  # the live level after it
+            if live > level[k]:
+                level[k], clear_count[k] = live, 0
+
     def _held_run(self, stream: Arr, t: Arr, x: Arr, origin: Arr) -> tuple[Arr, Arr, list[int]]:
         """Held-back readings of streams with no alert standing through the rule on the streams'
         held-back state (``held_*``), not the live one: a robot sending its backlog a frame a
@@ -409,14 +440,16 @@ class LimitDetector(Detector):
                          level, count, clear_count, out[a:b])
         return out
 
-    def _held_go_on(self, stream: Arr, t: Arr, origin: Arr) -> list[int]:
+    def _held_go_on(self, stream: Arr, t: Arr, origin: Arr, *, taken: bool = False) -> list[int]:
         """The streams' held-back state (``held_*``) taken from no alert where the held-back
         readings ``stream``/``t`` (sorted by stream, then time; of the batch's frames ``origin``) do
         not go on from the last ones judged (:meth:`_held_run`), and moved past them: where the
         first reading of a stream here is not after the last one judged, or is after the stream's
         newest reading when its state last moved (the backlog of a later gap), or its frame is not
         of the run of held-back frames that reading's was of. The other readings here whose frame is
-        of another run than the reading's before them (the backlogs of two gaps): their indices."""
+        of another run than the reading's before them (the backlogs of two gaps): their indices.
+        ``taken``: readings the live rule took (:meth:`_held_taken`), themselves the stream's newest,
+        so that only the run of their frames says whether the next one judged goes on from them."""
         table = self.table
         last, live, run_of = table["held_last_t"], table["held_live_t"], table["held_run"]
         runs = self._run_of
@@ -425,7 +458,8 @@ class LimitDetector(Detector):
         again = starts[(t[first] <= last[starts]) | (t[first] > live[starts]) | (run[first] != run_of[starts])
                        | (run[first] < 0)]
         self._held_anew(again)
-        live[starts] = table["last_t"][starts]  # newer than every reading here (they are behind it)
+        # newer than every reading here (they are behind it; or taken live, and newest themselves)
+        live[starts] = _NEWEST if taken else table["last_t"][starts]
         np.maximum.at(last, stream, t)
         run_of[starts] = run[np.r_[first[1:], stream.shape[0]] - 1]
         return np.flatnonzero(np.r_[False, (stream[1:] == stream[:-1]) & (run[1:] != run[:-1])]).tolist()

@@ -739,6 +739,41 @@ def test_backlogs_raise_what_each_alone_raises_however_they_are_sent(seed: int) 
         assert missed == [] and false == [], rid
 
 
+def test_a_backlogs_excursion_split_between_the_live_and_the_held_back_rule_is_raised() -> None:
+    # live CO at 3 ppm to seq 9; live 14-15 carry no CO. The backlog's seq 10 (30 ppm) is CO's
+    # newest reading, so the live rule takes it; live 16 reads 3 ppm; then seq 11 (30 ppm), 12, 13
+    # come, older than CO's newest, judged apart. 30 ppm at seq 10 and 11 is two readings in a row
+    # past the alarm level in the robot's numbering: raised (late), and cleared at the newest reading
+    suite = DetectorSuite()
+    suite.process(series("r01", "mf01", "co", [3.0] * 10) + [frame("r01", "mf01", q, {"o2": 20.9}) for q in (14, 15)])
+    got = suite.process([frame("r01", "mf01", 10, {"co": 30.0})], late=[True], held_back=[0]).events
+    got += suite.process([frame("r01", "mf01", 16, {"co": 3.0})]).events
+    for q, v in ((11, 30.0), (12, 3.0), (13, 3.0)):
+        got += suite.process([frame("r01", "mf01", q, {"co": v})], late=[True], held_back=[0]).events
+    assert [(e.state, e.severity, e.ts, e.timing.value) for e in only(got)] == [
+        (AlertState.raised, Severity.alarm, T0 + 11 * S, "late"), (AlertState.cleared, Severity.alarm, T0 + 16 * S, "late")]
+    assert only(suite.active()) == []
+
+
+@pytest.mark.parametrize("channel, low, high, taken", [("co", 3.0, 30.0, 2), ("ch4_t1", 0.3, 1.6, 1)])
+def test_a_backlogs_excursion_raised_live_is_not_raised_again_by_its_held_back_rest(
+        channel: str, low: float, high: float, taken: int) -> None:
+    # live 14-15 carry no reading of the channel; the backlog's first frames (seq 10 on, past the
+    # top level) are the channel's newest readings and raise it live; live 16-20 read low and clear
+    # it. The rest of the excursion (held back, past the top level) is one excursion with what the
+    # live rule raised: no second alarm, late
+    suite = DetectorSuite()
+    suite.process(series("r01", "mf01", channel, [low] * 10) + [frame("r01", "mf01", q, {"o2": 20.9}) for q in (14, 15)])
+    got = suite.process(series("r01", "mf01", channel, [high] * taken, start=10), late=[True] * taken,
+                        held_back=list(range(taken))).events
+    got += suite.process(series("r01", "mf01", channel, [low] * 5, start=16)).events
+    assert [e.state for e in only(got)] == [AlertState.raised, AlertState.cleared]
+    for f in series("r01", "mf01", channel, [high] * (4 - taken), start=10 + taken):
+        got += suite.process([f], late=[True], held_back=[0]).events
+    assert [e.state for e in only(got)] == [AlertState.raised, AlertState.cleared]
+    assert only(suite.active()) == []
+
+
 @pytest.mark.parametrize("trickled", [False, True])
 def test_held_back_readings_skipped_as_older_than_a_standing_alert_break_the_run(trickled: bool) -> None:
     # r01 held back seq 9-12 (CO 30, 3, 30, 3 ppm: never two readings in a row past 24 ppm). Sent a
