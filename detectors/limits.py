@@ -305,7 +305,10 @@ class LimitDetector(Detector):
         if n:
             for i in np.flatnonzero(out >= 0):
                 s, k, ts, fi = int(stream[i]), int(out[i]), int(t[i]), int(origin[i])
-                sig = self.signal(s, k, float(x[i]), ts, self.frames[fi].scenario_id, late, fi)
+                # a raise by a held-back reading (taken live) is of a robot's backlog, not chattering
+                # on the board: it does not count towards the key's flapping (AlertEngine)
+                hold = not (k and taken is not None and taken[i])
+                sig = self.signal(s, k, float(x[i]), ts, self.frames[fi].scenario_id, late, fi, hold=hold)
                 pending.append(Pending(ts, self.order, s, sig))
                 if k:
                     raisers.setdefault(sig.key, set()).add(sig.source)
