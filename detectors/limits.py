@@ -58,6 +58,8 @@ __all__ = ["LIMIT_ARGS", "LIMIT_COLUMNS", "MAX_LEVELS", "LimitDetector", "limit_
 MAX_LEVELS = 3
 _SATURATE = 1 << 30
 _NEWEST = np.iinfo(np.int64).max  # held_live_t after readings taken live: newer than any
+_OPEN_RUNS = 8  # a robot's held-back runs that a later frame can go on (the newest judged)
+_PUT_BY = 4096  # held-back states of runs another run took over, kept to be taken up again
 
 
 @jit
@@ -224,8 +226,12 @@ class LimitDetector(Detector):
         self.frames: Sequence[Origin] = ()
         self.held_back: Sequence[int] = ()  # the batch's frames a robot held back (DetectorSuite.process)
         self._sorted: tuple[Arr, Arr] | None = None
-        # robot -> (boot or -1, seq, run) of its last held-back frame judged: the next one goes on its run
-        self._held_frame: dict[str, tuple[int, int, int]] = {}
+        # robot -> (boot or -1, seq) -> run: the seq that would go on each of its last few held-back
+        # runs judged (:data:`_OPEN_RUNS`, the newest last), and that run's number
+        self._held_frame: dict[str, dict[tuple[int, int], int]] = {}
+        # (stream, run) -> the stream's held-back state in that run, put by when another run took it
+        # (:meth:`_held_resume`); the newest :data:`_PUT_BY` kept
+        self._held_put_by: dict[tuple[int, int], tuple[Any, ...]] = {}
         self._runs = itertools.count(1)  # numbers for held-back runs
         self._run_of: dict[int, int] = {}  # the batch's held-back frames' runs (by frame index)
 
@@ -458,14 +464,37 @@ class LimitDetector(Detector):
         runs = self._run_of
         run = np.array([runs.get(i, -1) for i in origin.tolist()], dtype=np.int64)
         starts, first = np.unique(stream, return_index=True)
+        other = (run[first] != run_of[starts]) & (run[first] >= 0)
+        if other.any():
+            self._held_resume(starts[other], run[first][other])
         again = starts[(t[first] <= last[starts]) | (t[first] > live[starts]) | (run[first] != run_of[starts])
                        | (run[first] < 0)]
         self._held_anew(again)
+        last[again] = -1  # a run's own readings: not those of the run before (an older gap's backlog after)
         # newer than every reading here (they are behind it; or taken live, and newest themselves)
         live[starts] = _NEWEST if taken else table["last_t"][starts]
         np.maximum.at(last, stream, t)
         run_of[starts] = run[np.r_[first[1:], stream.shape[0]] - 1]
         return np.flatnonzero(np.r_[False, (stream[1:] == stream[:-1]) & (run[1:] != run[:-1])]).tolist()
+
+    def _held_resume(self, streams: Arr, runs: Arr) -> None:
+        """``streams``' held-back state taken by another run (``runs``, one each): the state of the
+        run it was in is put by, and the state of the run it goes to put back, where one was put by
+        (a run that comes back, the backlogs of two gaps trickled interleaved)."""
+        table = self.table
+        names = ("held_level", "held_count", "held_clear_count", "held_last_t", "held_live_t")
+        put_by = self._held_put_by
+        for s, r in zip(streams.tolist(), runs.tolist()):
+            was = int(table["held_run"][s])
+            if was >= 0:
+                put_by[(s, was)] = tuple(np.copy(table[name][s]) for name in names)
+                if len(put_by) > _PUT_BY:
+                    del put_by[next(iter(put_by))]
+            state = put_by.pop((s, r), None)
+            if state is not None:
+                for name, v in zip(names, state):
+                    table[name][s] = v
+                table["held_run"][s] = r
 
     def _held_anew(self, streams: Arr) -> None:
         """The held-back state of ``streams`` from no alert, nothing counted."""
@@ -475,8 +504,10 @@ class LimitDetector(Detector):
     def _held_runs(self) -> dict[int, int]:
         """The batch's held-back frames (by index) numbered by run: the frames of a robot's boot
         whose seq follow one another, and go on from its last held-back frame judged before
-        (:attr:`_held_frame`) with that one's run number. Frames without seq (none the ingestor
-        names) are -1: no run goes on into them from an earlier pass."""
+        (:attr:`_held_frame`) with that one's run number: the one before, or one of the few before
+        it (the backlogs of two gaps trickled interleaved, A0, A1, B0, A2: A2 goes on A's run).
+        Frames without seq (none the ingestor names) are -1: no run goes on into them from an
+        earlier pass."""
         mine: dict[tuple[str, int], list[tuple[int, int]]] = {}
         out: dict[int, int] = {}
         for fi in self.held_back:
@@ -489,16 +520,19 @@ class LimitDetector(Detector):
             mine.setdefault((f.robot_id, -1 if boot is None else boot), []).append((seq, fi))
         for (rid, boot), frames in mine.items():
             frames.sort()
-            was = self._held_frame.get(rid)
-            goes_on = was is not None and was[0] == boot and frames[0][0] == was[1] + 1
-            number = was[2] if goes_on and was is not None else next(self._runs)
-            prev = frames[0][0] - 1
+            ends = self._held_frame.setdefault(rid, {})
+            number, prev = -1, None
             for seq, fi in frames:
-                if seq != prev + 1:
-                    number = next(self._runs)
+                if prev is None or seq != prev + 1:
+                    if prev is not None:
+                        ends[(boot, prev + 1)] = number
+                    was = ends.pop((boot, seq), None)
+                    number = next(self._runs) if was is None else was
                 out[fi] = number
                 prev = seq
-            self._held_frame[rid] = (boot, prev, number)
+            ends[(boot, frames[-1][0] + 1)] = number
+            while len(ends) > _OPEN_RUNS:
+                del ends[next(iter(ends))]
         return out
 
     def _steps(self, stream: Arr, t: Arr, x: Arr, origin: Arr, out: Arr, late: Sequence[bool] | None,
