@@ -372,8 +372,9 @@ class LimitDetector(Detector):
 
     def _held_taken(self, stream: Arr, t: Arr, x: Arr, origin: Arr, out: Arr, level_before: Arr,
                     taken: Arr) -> None:
-        """Held-back readings the live rule took (at ``taken``, of the live batch ``stream``...
-        whose steps are ``out``): newer than their stream's newest, they may be the current state,
+        """Held-back readings the live rule took (indices ``taken`` into the batch ``stream``,
+        ``t``, ``x``, ``origin`` that it ran, with its steps ``out`` and the live levels before it,
+        ``level_before``): newer than their stream's newest, they may be the current state,
         and what they raise is the live rule's to raise. They are still readings of their robot's
         held-back run, so the run's held-back state counts them too (its steps here go nowhere): the
         run's next reading judged apart (:meth:`_held_run`, :meth:`_escalations`) counts on from
