@@ -57,6 +57,9 @@ __all__ = ["LIMIT_ARGS", "LIMIT_COLUMNS", "MAX_LEVELS", "LimitDetector", "limit_
 
 MAX_LEVELS = 3
 _SATURATE = 1 << 30
+_NEWEST = np.iinfo(np.int64).max  # held_live_t after readings taken live: newer than any
+_OPEN_RUNS = 8  # a robot's held-back runs that a later frame can go on (the newest judged)
+_PUT_BY = 4096  # held-back states of runs another run took over, kept to be taken up again
 
 
 @jit
@@ -223,8 +226,12 @@ class LimitDetector(Detector):
         self.frames: Sequence[Origin] = ()
         self.held_back: Sequence[int] = ()  # the batch's frames a robot held back (DetectorSuite.process)
         self._sorted: tuple[Arr, Arr] | None = None
-        # robot -> (boot or -1, seq, run) of its last held-back frame judged: the next one goes on its run
-        self._held_frame: dict[str, tuple[int, int, int]] = {}
+        # robot -> (boot or -1, seq) -> run: the seq that would go on each of its last few held-back
+        # runs judged (:data:`_OPEN_RUNS`, the newest last), and that run's number
+        self._held_frame: dict[str, dict[tuple[int, int], int]] = {}
+        # (stream, run) -> the stream's held-back state in that run, put by when another run took it
+        # (:meth:`_held_resume`); the newest :data:`_PUT_BY` kept
+        self._held_put_by: dict[tuple[int, int], tuple[Any, ...]] = {}
         self._runs = itertools.count(1)  # numbers for held-back runs
         self._run_of: dict[int, int] = {}  # the batch's held-back frames' runs (by frame index)
 
@@ -284,23 +291,30 @@ class LimitDetector(Detector):
     def run(self, cols: tuple[npt.NDArray[Any], ...], late: Sequence[bool] | None) -> list[Pending]:
         stream, t, x, origin = cols
         pending: list[Pending] = []
+        taken = None  # held-back readings taken live (newer than their stream's newest)
         if self.held_back:
             self._run_of = self._held_runs()  # every held-back frame, whether or not a reading here is behind
             held = np.zeros(len(self.frames), dtype=np.bool_)
             held[np.asarray(self.held_back, dtype=np.int64)] = True
-            behind = held[origin] & (t < self.table["last_t"][stream])
+            taken = held[origin]
+            behind = taken & (t < self.table["last_t"][stream])
             if behind.any():  # held-back readings older than their stream's newest: judged apart
                 pending += self._behind(stream[behind], t[behind], x[behind], origin[behind], late)
                 keep = ~behind
-                stream, t, x, origin = stream[keep], t[keep], x[keep], origin[keep]
+                stream, t, x, origin, taken = stream[keep], t[keep], x[keep], origin[keep], taken[keep]
         self._sorted = (stream, t)
         level_before = self.table["level"].copy()
         out, n = self.detect(stream, t, x, check=False)  # the suite's own sorted batch
+        if taken is not None and taken.any():
+            self._held_taken(stream, t, x, origin, out, level_before, np.flatnonzero(taken))
         raisers: dict[tuple[str, str, str], set[str]] = {}  # key -> robots raising it in this batch
         if n:
             for i in np.flatnonzero(out >= 0):
                 s, k, ts, fi = int(stream[i]), int(out[i]), int(t[i]), int(origin[i])
-                sig = self.signal(s, k, float(x[i]), ts, self.frames[fi].scenario_id, late, fi)
+                # a raise by a held-back reading (taken live) is of a robot's backlog, not chattering
+                # on the board: it does not count towards the key's flapping (AlertEngine)
+                hold = not (k and taken is not None and taken[i])
+                sig = self.signal(s, k, float(x[i]), ts, self.frames[fi].scenario_id, late, fi, hold=hold)
                 pending.append(Pending(ts, self.order, s, sig))
                 if k:
                     raisers.setdefault(sig.key, set()).add(sig.source)
@@ -356,6 +370,33 @@ class LimitDetector(Detector):
                 over=True)))
         return pending
 
+    def _held_taken(self, stream: Arr, t: Arr, x: Arr, origin: Arr, out: Arr, level_before: Arr,
+                    taken: Arr) -> None:
+        """Held-back readings the live rule took (indices ``taken`` into the batch ``stream``,
+        ``t``, ``x``, ``origin`` that it ran, with its steps ``out`` and the live levels before it,
+        ``level_before``): newer than their stream's newest, they may be the current state,
+        and what they raise is the live rule's to raise. They are still readings of their robot's
+        held-back run, so the run's held-back state counts them too (its steps here go nowhere): the
+        run's next reading judged apart (:meth:`_held_run`, :meth:`_escalations`) counts on from
+        them, and an excursion split between the live and the held-back rule is seen whole. A level
+        the live rule stands at after them covers the run too: the held-back state is taken at
+        least that high, so the run's later readings of the same excursion do not raise it again
+        (late, after a live clear). The held-back state cannot pass the live level here: a held-back
+        reading judged apart before one taken live is of another run (a live reading of the stream,
+        between them in time, lies between them in the robot's numbering)."""
+        table = self.table
+        s, ts, o = stream[taken], t[taken], origin[taken]
+        level, clear_count = table["held_level"], table["held_clear_count"]
+        breaks = self._held_go_on(s, ts, o, taken=True)
+        self._by_run(s, x[taken], breaks, table["restore"], level, table["held_count"], clear_count)
+        for i in taken[np.r_[s[1:] != s[:-1], True]].tolist():  # each stream's last reading taken
+            k = int(stream[i])
+            a = int(np.searchsorted(stream, k))  # the stream's first reading in the batch
+            steps = np.flatnonzero(out[a:i + 1] >= 0)
+            live = int(out[a + steps[-1]]) if steps.size else int(level_before[k])  # the live level after it
+            if live > level[k]:
+                level[k], clear_count[k] = live, 0
+
     def _held_run(self, stream: Arr, t: Arr, x: Arr, origin: Arr) -> tuple[Arr, Arr, list[int]]:
         """Held-back readings of streams with no alert standing through the rule on the streams'
         held-back state (``held_*``), not the live one: a robot sending its backlog a frame a
@@ -409,26 +450,52 @@ class LimitDetector(Detector):
                          level, count, clear_count, out[a:b])
         return out
 
-    def _held_go_on(self, stream: Arr, t: Arr, origin: Arr) -> list[int]:
+    def _held_go_on(self, stream: Arr, t: Arr, origin: Arr, *, taken: bool = False) -> list[int]:
         """The streams' held-back state (``held_*``) taken from no alert where the held-back
         readings ``stream``/``t`` (sorted by stream, then time; of the batch's frames ``origin``) do
         not go on from the last ones judged (:meth:`_held_run`), and moved past them: where the
         first reading of a stream here is not after the last one judged, or is after the stream's
         newest reading when its state last moved (the backlog of a later gap), or its frame is not
         of the run of held-back frames that reading's was of. The other readings here whose frame is
-        of another run than the reading's before them (the backlogs of two gaps): their indices."""
+        of another run than the reading's before them (the backlogs of two gaps): their indices.
+        ``taken``: readings the live rule took (:meth:`_held_taken`), themselves the stream's newest,
+        so that only the run of their frames says whether the next one judged goes on from them."""
         table = self.table
         last, live, run_of = table["held_last_t"], table["held_live_t"], table["held_run"]
         runs = self._run_of
         run = np.array([runs.get(i, -1) for i in origin.tolist()], dtype=np.int64)
         starts, first = np.unique(stream, return_index=True)
+        other = (run[first] != run_of[starts]) & (run[first] >= 0)
+        if other.any():
+            self._held_resume(starts[other], run[first][other])
         again = starts[(t[first] <= last[starts]) | (t[first] > live[starts]) | (run[first] != run_of[starts])
                        | (run[first] < 0)]
         self._held_anew(again)
-        live[starts] = table["last_t"][starts]  # newer than every reading here (they are behind it)
+        last[again] = -1  # a run's own readings: not those of the run before (an older gap's backlog after)
+        # newer than every reading here (they are behind it; or taken live, and newest themselves)
+        live[starts] = _NEWEST if taken else table["last_t"][starts]
         np.maximum.at(last, stream, t)
         run_of[starts] = run[np.r_[first[1:], stream.shape[0]] - 1]
         return np.flatnonzero(np.r_[False, (stream[1:] == stream[:-1]) & (run[1:] != run[:-1])]).tolist()
+
+    def _held_resume(self, streams: Arr, runs: Arr) -> None:
+        """``streams``' held-back state taken by another run (``runs``, one each): the state of the
+        run it was in is put by, and the state of the run it goes to put back, where one was put by
+        (a run that comes back, the backlogs of two gaps trickled interleaved)."""
+        table = self.table
+        names = ("held_level", "held_count", "held_clear_count", "held_last_t", "held_live_t")
+        put_by = self._held_put_by
+        for s, r in zip(streams.tolist(), runs.tolist()):
+            was = int(table["held_run"][s])
+            if was >= 0:
+                put_by[(s, was)] = tuple(np.copy(table[name][s]) for name in names)
+                if len(put_by) > _PUT_BY:
+                    del put_by[next(iter(put_by))]
+            state = put_by.pop((s, r), None)
+            if state is not None:
+                for name, v in zip(names, state):
+                    table[name][s] = v
+                table["held_run"][s] = r
 
     def _held_anew(self, streams: Arr) -> None:
         """The held-back state of ``streams`` from no alert, nothing counted."""
@@ -438,8 +505,10 @@ class LimitDetector(Detector):
     def _held_runs(self) -> dict[int, int]:
         """The batch's held-back frames (by index) numbered by run: the frames of a robot's boot
         whose seq follow one another, and go on from its last held-back frame judged before
-        (:attr:`_held_frame`) with that one's run number. Frames without seq (none the ingestor
-        names) are -1: no run goes on into them from an earlier pass."""
+        (:attr:`_held_frame`) with that one's run number: the one before, or one of the few before
+        it (the backlogs of two gaps trickled interleaved, A0, A1, B0, A2: A2 goes on A's run).
+        Frames without seq (none the ingestor names) are -1: no run goes on into them from an
+        earlier pass."""
         mine: dict[tuple[str, int], list[tuple[int, int]]] = {}
         out: dict[int, int] = {}
         for fi in self.held_back:
@@ -452,16 +521,19 @@ class LimitDetector(Detector):
             mine.setdefault((f.robot_id, -1 if boot is None else boot), []).append((seq, fi))
         for (rid, boot), frames in mine.items():
             frames.sort()
-            was = self._held_frame.get(rid)
-            goes_on = was is not None and was[0] == boot and frames[0][0] == was[1] + 1
-            number = was[2] if goes_on and was is not None else next(self._runs)
-            prev = frames[0][0] - 1
+            ends = self._held_frame.setdefault(rid, {})
+            number, prev = -1, None
             for seq, fi in frames:
-                if seq != prev + 1:
-                    number = next(self._runs)
+                if prev is None or seq != prev + 1:
+                    if prev is not None:
+                        ends[(boot, prev + 1)] = number
+                    was = ends.pop((boot, seq), None)
+                    number = next(self._runs) if was is None else was
                 out[fi] = number
                 prev = seq
-            self._held_frame[rid] = (boot, prev, number)
+            ends[(boot, frames[-1][0] + 1)] = number
+            while len(ends) > _OPEN_RUNS:
+                del ends[next(iter(ends))]
         return out
 
     def _steps(self, stream: Arr, t: Arr, x: Arr, origin: Arr, out: Arr, late: Sequence[bool] | None,

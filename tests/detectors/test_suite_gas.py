@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -685,37 +686,63 @@ def severity_at(events: list[AlertEvent], channel: str, ts: int) -> int:
     return best
 
 
+@pytest.mark.parametrize("interleaved", [False, True], ids=["live_first", "interleaved"])
 @pytest.mark.parametrize("seed", range(40))
-def test_backlogs_raise_what_each_alone_raises_however_they_are_sent(seed: int) -> None:
+def test_backlogs_raise_what_each_alone_raises_however_they_are_sent(seed: int, interleaved: bool) -> None:
     # one or two robots in mf01, methane and CO (each in about three frames of four), several gaps
-    # in their numbering; the live readings are all quiet and sent first, then each backlog whole, in
-    # two pieces, a frame a message, or two gaps' backlogs in one message. Against each backlog run
-    # alone through a fresh suite: every alert it raises is raised late (or stands at that time), no
-    # late alert is raised that it does not raise, and nothing is left up
+    # in their numbering; each backlog is sent whole, in two pieces, a frame a message, two gaps'
+    # backlogs in one message, or two gaps' frames a message each, taken in turn. The live readings
+    # are all quiet, and sent first; or (one robot) a frame a pass with the backlogs' messages
+    # between them, each soon after a newer frame of its robot: a backlog's reading newer than its
+    # channel's newest (the live frames just after a gap seldom carry the channel) is taken by the
+    # live rule, and an excursion may be split between the live and the held-back rule. Against
+    # each backlog run alone through a fresh suite: every alert it raises is raised (late, or
+    # stands at that time). No late alert is raised beyond what it raises; interleaved, beyond what
+    # the robot's whole numbering raises through a fresh suite (live frames without the channel
+    # between two backlogs' readings leave them in a row for the live rule, as for the robot's
+    # sensors). Nothing is left up. (Interleaved with two robots, or two gaps taken in turn, an
+    # alert raised live from one backlog hides another's readings dated before it: a known limit,
+    # docs/detectors.md)
     rng = np.random.default_rng(seed)
     values = {"ch4_t1": [0.3, 0.3, 0.9, 1.1, 1.3, 1.6, 2.1], "co": [3.0, 3.0, 10.0, 20.0, 26.0, 30.0]}
+    if interleaved:  # CO past the alarm level more often: excursions that a split would hide
+        values["co"] = [3.0, 20.0, 26.0, 30.0]
     quiet = {"ch4_t1": 0.3, "co": 3.0}
     suite, live, messages = DetectorSuite(), [], []
     alone: dict[str, list[AlertEvent]] = {}
-    robots = ["r01", "r02"][:int(rng.integers(1, 3))]
+    whole: dict[str, list[AlertEvent]] = {}
+    robots = ["r01", "r02"][:1 if interleaved else int(rng.integers(1, 3))]
     for rid in robots:
         gaps, s = [], 5
         while s < 50:
             gaps.append(range(s, s + int(rng.integers(2, 8))))
             s = gaps[-1].stop + int(rng.integers(1, 6))
         held = {q for g in gaps for q in g}
+        # interleaved, the live frames just after a gap seldom carry a channel (oxygen instead)
+        sparse = {q for g in gaps for q in range(g.stop, g.stop + 3)} - held if interleaved else set()
         frames = {}
         for q in range(60):
-            chans = [c for c in values if q >= 57 or rng.random() < 0.75] or ["co"]
-            frames[q] = frame(rid, "mf01", q, {c: float(rng.choice(values[c])) if q in held else quiet[c]
-                                               for c in chans})
+            chans = [c for c in values if q >= 57 or rng.random() < (0.25 if q in sparse else 0.75)]
+            chans = chans or ([] if q in sparse else ["co"])
+            readings: dict[str, float | None] = {c: float(rng.choice(values[c])) if q in held else quiet[c]
+                                                 for c in chans}
+            frames[q] = frame(rid, "mf01", q, readings or {"o2": 20.9})
         live += [frames[q] for q in range(60) if q not in held]
         for g in gaps:
             alone.setdefault(rid, []).extend(only(DetectorSuite().process([frames[q] for q in g]).events))
+        whole[rid] = only(DetectorSuite().process([frames[q] for q in range(60)]).events)
         j = 0
         while j < len(gaps):
             backlog = [frames[q] for q in gaps[j]]
-            mode = ["whole", "pieces", "trickled", "together"][int(rng.integers(4))]
+            # (zipped, live first only: interleaved, a live alert raised from the later gap's backlog
+            # would hide the earlier one's readings dated before it, a known limit)
+            modes = ["whole", "pieces", "trickled", "together", "trickled" if interleaved else "zipped"]
+            mode = modes[int(rng.integers(len(modes)))]
+            if mode == "zipped" and j + 1 < len(gaps):  # two gaps' frames a message, taken in turn
+                other = [frames[q] for q in gaps[j + 1]]
+                messages += [[f] for pair in itertools.zip_longest(backlog, other) for f in pair if f is not None]
+                j += 2
+                continue
             if mode == "together" and j + 1 < len(gaps):
                 backlog += [frames[q] for q in gaps[j + 1]]
                 j += 1
@@ -724,19 +751,93 @@ def test_backlogs_raise_what_each_alone_raises_however_they_are_sent(seed: int) 
                 mode, [backlog])
             j += 1
     live.sort(key=lambda f: f.ts)
-    for i in range(0, len(live), 4):
-        suite.process(live[i:i + 4])
-    late: list[AlertEvent] = []
-    for m in messages:
-        late += only(suite.process(m, late=[True] * len(m), held_back=list(range(len(m)))).events)
-    assert only(suite.active()) == []
-    assert all(e.timing.value == "late" for e in late)
+    events: list[AlertEvent] = []
+    if interleaved:  # each message after a newer live frame of its robot, in order, before seq 57 on
+        end = min(i for i, f in enumerate(live) if f.seq >= 57)
+        after: dict[str, int] = {}
+        sends: dict[int, list[list[Frame]]] = {}
+        for m in messages:
+            newest = max(f.seq for f in m)
+            first = min(i for i, f in enumerate(live) if f.robot_id == m[0].robot_id and f.seq > newest) + 1
+            at = max(after.get(m[0].robot_id, 0), min(end, first + int(rng.integers(0, 4))))
+            after[m[0].robot_id] = at
+            sends.setdefault(at, []).append(m)
+        for i in range(len(live) + 1):
+            for m in sends.get(i, []):
+                events += only(suite.process(m, late=[True] * len(m), held_back=list(range(len(m)))).events)
+            if i < len(live):
+                events += only(suite.process([live[i]]).events)
+    else:
+        for i in range(0, len(live), 4):
+            suite.process(live[i:i + 4])
+        for m in messages:
+            events += only(suite.process(m, late=[True] * len(m), held_back=list(range(len(m)))).events)
+    raises = [e for e in events if e.state is not AlertState.cleared]
+    assert all(e.timing.value == "late" for e in raises)
     for rid in robots:
+        reference = whole[rid] if interleaved else alone.get(rid, [])
         raised = [e for e in alone.get(rid, []) if e.state is not AlertState.cleared]
-        missed = [e for e in raised if severity_at(late, e.channel or "", e.ts) < RANK[e.severity]]
-        false = [e for e in late if e.robot_id == rid and e.state is not AlertState.cleared
-                 and severity_at(alone.get(rid, []), e.channel or "", e.ts) < RANK[e.severity]]
+        missed = [e for e in raised if severity_at(events, e.channel or "", e.ts) < RANK[e.severity]]
+        false = [e for e in raises if e.robot_id == rid
+                 and severity_at(reference, e.channel or "", e.ts) < RANK[e.severity]]
         assert missed == [] and false == [], rid
+    assert only(suite.active()) == []
+
+
+@pytest.mark.parametrize("order", ["interleaved", "later_first"])
+def test_two_backlogs_trickled_are_each_one_run_in_any_order(order: str) -> None:
+    # the link dropped twice (seq 10-13 and 20-23); the two backlogs come a frame a message, taken
+    # in turn (10, 11, 20, 12, 13, 21, ...) or the later gap's first. CO at 30 ppm at seq 11 and 12
+    # is two readings in a row of the first backlog, whatever of the second is judged between them
+    # or before: raised, late, and cleared at the newest reading
+    suite = DetectorSuite()
+    for start in (0, 14, 24):
+        suite.process(series("r01", "mf01", "co", [3.0] * (6 if start == 14 else 10), start=start))
+    first = series("r01", "mf01", "co", [3.0, 30.0, 30.0, 3.0], start=10)
+    second = series("r01", "mf01", "co", [3.0] * 4, start=20)
+    frames = {"interleaved": [first[0], first[1], second[0], first[2], first[3], *second[1:]],
+              "later_first": second + first}[order]
+    got = []
+    for f in frames:
+        got += suite.process([f], late=[True], held_back=[0]).events
+    assert [(e.state, e.severity, e.ts) for e in only(got)] == [
+        (AlertState.raised, Severity.alarm, T0 + 12 * S), (AlertState.cleared, Severity.alarm, T0 + 33 * S)]
+    assert only(suite.active()) == []
+
+
+def test_a_backlogs_excursion_split_between_the_live_and_the_held_back_rule_is_raised() -> None:
+    # live CO at 3 ppm to seq 9; live 14-15 carry no CO. The backlog's seq 10 (30 ppm) is CO's
+    # newest reading, so the live rule takes it; live 16 reads 3 ppm; then seq 11 (30 ppm), 12, 13
+    # come, older than CO's newest, judged apart. 30 ppm at seq 10 and 11 is two readings in a row
+    # past the alarm level in the robot's numbering: raised (late), and cleared at the newest reading
+    suite = DetectorSuite()
+    suite.process(series("r01", "mf01", "co", [3.0] * 10) + [frame("r01", "mf01", q, {"o2": 20.9}) for q in (14, 15)])
+    got = suite.process([frame("r01", "mf01", 10, {"co": 30.0})], late=[True], held_back=[0]).events
+    got += suite.process([frame("r01", "mf01", 16, {"co": 3.0})]).events
+    for q, v in ((11, 30.0), (12, 3.0), (13, 3.0)):
+        got += suite.process([frame("r01", "mf01", q, {"co": v})], late=[True], held_back=[0]).events
+    assert [(e.state, e.severity, e.ts, e.timing.value) for e in only(got)] == [
+        (AlertState.raised, Severity.alarm, T0 + 11 * S, "late"), (AlertState.cleared, Severity.alarm, T0 + 16 * S, "late")]
+    assert only(suite.active()) == []
+
+
+@pytest.mark.parametrize("channel, low, high, taken", [("co", 3.0, 30.0, 2), ("ch4_t1", 0.3, 1.6, 1)])
+def test_a_backlogs_excursion_raised_live_is_not_raised_again_by_its_held_back_rest(
+        channel: str, low: float, high: float, taken: int) -> None:
+    # live 14-15 carry no reading of the channel; the backlog's first frames (seq 10 on, past the
+    # top level) are the channel's newest readings and raise it live; live 16-20 read low and clear
+    # it. The rest of the excursion (held back, past the top level) is one excursion with what the
+    # live rule raised: no second alarm, late
+    suite = DetectorSuite()
+    suite.process(series("r01", "mf01", channel, [low] * 10) + [frame("r01", "mf01", q, {"o2": 20.9}) for q in (14, 15)])
+    got = suite.process(series("r01", "mf01", channel, [high] * taken, start=10), late=[True] * taken,
+                        held_back=list(range(taken))).events
+    got += suite.process(series("r01", "mf01", channel, [low] * 5, start=16)).events
+    assert [e.state for e in only(got)] == [AlertState.raised, AlertState.cleared]
+    for f in series("r01", "mf01", channel, [high] * (4 - taken), start=10 + taken):
+        got += suite.process([f], late=[True], held_back=[0]).events
+    assert [e.state for e in only(got)] == [AlertState.raised, AlertState.cleared]
+    assert only(suite.active()) == []
 
 
 @pytest.mark.parametrize("trickled", [False, True])
@@ -757,6 +858,21 @@ def test_held_back_readings_skipped_as_older_than_a_standing_alert_break_the_run
             got += suite.process(piece, late=[True] * len(piece), held_back=list(range(len(piece)))).events
     assert [(e.robot_id, e.state, e.severity) for e in only(got)] == [("r02", AlertState.raised, Severity.warning)]
     assert [e.severity for e in only(suite.active())] == [Severity.warning]
+
+
+def test_a_held_back_reading_taken_live_does_not_make_the_next_live_alarm_flap() -> None:
+    # live 14-15 carry no methane; the backlog's seq 10 (1.6 %) is methane's newest reading, so the
+    # live rule takes it: raised, and cleared by live 16-18 at 0.3 %. A live alarm at seq 20, then
+    # methane back to 0.3 %: one live alarm in ten minutes, so its clear is not held as flapping
+    suite = DetectorSuite()
+    suite.process(series("r01", "mf01", "ch4_t1", [0.3] * 10) + [frame("r01", "mf01", q, {"o2": 20.9}) for q in (14, 15)])
+    got = suite.process([frame("r01", "mf01", 10, {"ch4_t1": 1.6})], late=[True], held_back=[0]).events
+    got += suite.process(series("r01", "mf01", "ch4_t1", [0.3] * 3, start=16)).events
+    assert states(got) == [("raised", "critical"), ("cleared", "critical")]
+    d = suite.process(series("r01", "mf01", "ch4_t1", [1.6] + [0.3] * 3, start=20))
+    assert states(d.events) == [("raised", "critical"), ("cleared", "critical")]
+    assert "flapping" not in d.events[-1].evidence
+    assert only(suite.active()) == []
 
 
 def test_a_late_alarm_from_held_back_readings_does_not_make_the_next_live_one_flap() -> None:
