@@ -21,6 +21,7 @@ processes run the commands of :mod:`minewatch.stack`, the same ones docker-compo
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
@@ -29,7 +30,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import IO, Protocol
 from pathlib import Path
 
 import click
@@ -40,7 +41,7 @@ from minewatch.services import Influxd, Mosquitto, free_port, stop_children, wai
 from minewatch.settings import API_ROLES, Settings
 from minewatch.stack import service_commands
 
-__all__ = ["up", "System", "integrator_command", "write_env_file", "local_api_keys", "run_until_stopped"]
+__all__ = ["up", "System", "integrator_command", "write_env_file", "local_api_keys", "run_until_stopped", "hold_home"]
 
 
 def _port_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -53,6 +54,28 @@ def _port_free(port: int, host: str = "127.0.0.1") -> bool:
             return True
         except OSError:
             return False
+
+
+def hold_home(home: Path, command: str = "minewatch up") -> IO[str]:
+    """An exclusive lock on ``home`` for as long as the file it returns stays open (the kernel lets
+    it go when the process ends, however it ends). A second system on the same data would run a
+    second influxd on the same shards, a second broker on the same persistence file, and rewrite
+    the first's env file and logs: refused, with the pid of the one holding it."""
+    home.mkdir(parents=True, exist_ok=True)
+    f = open(home / "up.lock", "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "?"
+        f.close()
+        raise click.ClickException(f"another `{command}` is already running on {home} (pid {holder}): stop it, "
+                                   "or give this one another --home") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return f
 
 
 def local_api_keys(path: Path) -> dict[str, str]:
@@ -88,6 +111,7 @@ class System:
         self.env_file: Path | None = None
         self.auth: BrokerAuth | None = None
         self.influx_passwords: dict[str, str] = {}
+        self.lock: IO[str] | None = None
 
     @property
     def mqtt_url(self) -> str:
@@ -119,7 +143,7 @@ class System:
         self.children.append((name, proc))
 
     def start(self) -> None:
-        self.home.mkdir(parents=True, exist_ok=True)
+        self.lock = self.lock or hold_home(self.home)
         for what, port in (("MQTT", self.mqtt_port), ("MQTT services", self.service_port), ("InfluxDB", self.influx_port),
                            ("API", self.api_port), ("ingest metrics", self.metrics_port)):
             if not _port_free(port):
@@ -143,7 +167,7 @@ class System:
 
     def start_servers(self) -> None:
         """The broker (accounts and ACL on) and InfluxDB (auth on, set up, with its accounts)."""
-        self.home.mkdir(parents=True, exist_ok=True)
+        self.lock = self.lock or hold_home(self.home)
         secrets_dir = self.home / "secrets"
         prefix = Settings().topic_prefix
         # Robot and integrator accounts added with `minewatch secrets .minewatch/secrets
@@ -211,6 +235,9 @@ class System:
             self.influx.stop()
         if self.broker:
             self.broker.stop()
+        if self.lock:
+            self.lock.close()
+            self.lock = None
 
 
 def write_env_file(path: Path, values: dict[str, str]) -> Path:

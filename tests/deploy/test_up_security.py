@@ -13,6 +13,7 @@ from minewatch.security import load_credentials
 from minewatch.services import find_program, free_port
 from minewatch.topics import Topics
 from minewatch.up import System, integrator_command
+from tests.second_run import run_second
 
 from .probe import login, publish_once
 
@@ -91,3 +92,34 @@ def test_the_printed_integrator_command_follows_alerts_and_incidents(tmp_path: P
         assert {ln.split(" ", 1)[0] for ln in lines} == {t.alert("mf01", "gas"), t.incident("mf01", "methane")}, lines
     finally:
         system.stop()
+
+
+def test_a_second_up_on_the_same_home_is_refused_and_leaves_the_first_alone(tmp_path: Path) -> None:
+    """Two systems on one data directory would run two influxd on one set of shards and two
+    brokers on one persistence file; the second would also rewrite the first's env file (its
+    URLs then pointing at ports nobody serves)."""
+    home = tmp_path / "home"
+    first = System(home, free_port(), free_port(), free_port(), simulate=False, log=lambda *a: None)
+    try:
+        first.start_servers()
+        assert first.auth is not None
+        env = home / "env"
+        env.write_text("MINEWATCH_API_URL=http://127.0.0.1:1\n")  # what the first run wrote, as far as this test goes
+        ports = [free_port() for _ in range(5)]
+        rc, out, err = run_second(["up", "--home", str(home), "--no-simulator", "--mqtt-port", str(ports[0]),
+                                   "--service-port", str(ports[1]), "--influx-port", str(ports[2]),
+                                   "--api-port", str(ports[3]), "--metrics-port", str(ports[4])])
+        assert rc == 1, out + err
+        assert "already running" in err and str(home) in err, err
+        assert "minewatch is up" not in out
+        assert env.read_text() == "MINEWATCH_API_URL=http://127.0.0.1:1\n"
+        assert not (home / "ingest.log").exists()
+        assert login(first.auth.url("ingest", port=first.service_port)) == 0
+    finally:
+        first.stop()
+    # once the first has stopped, the home is free again
+    again = System(home, free_port(), free_port(), free_port(), simulate=False, log=lambda *a: None)
+    try:
+        again.start_servers()
+    finally:
+        again.stop()
