@@ -69,8 +69,9 @@ def hold_home(home: Path, command: str = "minewatch up") -> IO[str]:
         f.seek(0)
         holder = f.read().strip() or "?"
         f.close()
-        raise click.ClickException(f"another `{command}` is already running on {home} (pid {holder}): stop it, "
-                                   "or give this one another --home") from None
+        raise click.ClickException(f"another `{command}` is already running on {home} (pid {holder}, or processes "
+                                   "it started, left running if it was killed): stop it, or give this one another "
+                                   "--home") from None
     f.seek(0)
     f.truncate()
     f.write(f"{os.getpid()}\n")
@@ -138,9 +139,14 @@ class System:
         cmd = [sys.executable, "-m", "minewatch", *args]
         self.log(f"  {name:9s} {' '.join(args)}  (log: {self.home / (name + '.log')})")
         proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                start_new_session=True)
+                                start_new_session=True, pass_fds=self._held())
         logf.close()
         self.children.append((name, proc))
+
+    def _held(self) -> tuple[int, ...]:
+        """The lock on the home, for every process started to inherit: a new ``up`` is refused
+        while any of them lives, even when this one was killed outright and left them running."""
+        return (self.lock.fileno(),) if self.lock else ()
 
     def start(self) -> None:
         self.lock = self.lock or hold_home(self.home)
@@ -184,8 +190,10 @@ class System:
         self.broker = Mosquitto(self.home / "mosquitto", self.mqtt_port, password_file=self.auth.password_file,
                                 acl_file=self.auth.acl_file, service_password_file=self.auth.service_password_file,
                                 service_acl_file=self.auth.service_acl_file, service_port=self.service_port)
+        self.broker.keep_open = self._held()
         self.broker.start()
         self.influx = Influxd(self.home / "influxdb", self.influx_port, auth=True)
+        self.influx.keep_open = self._held()
         self.influx.start()
         from minewatch.storage import bootstrap_users_sync
 

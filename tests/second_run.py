@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 
 def run_second(args: list[str], *, refused_within: float = 45.0) -> tuple[int, str, str]:
@@ -19,3 +20,21 @@ def run_second(args: list[str], *, refused_within: float = 45.0) -> tuple[int, s
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=90)
     return proc.returncode, out, err
+
+
+def processes_of(home: Path) -> list[int]:
+    """The processes a ``minewatch up`` on ``home`` started: the servers name their configuration
+    under it, the others have it as their data directory (``home`` is a test's own, so nothing
+    else on the machine matches)."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmdline = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            environ = (d / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if str(home) in cmdline or f"MINEWATCH_DATA_DIR={home}".encode() in environ:
+            found.append(int(d.name))
+    return found
