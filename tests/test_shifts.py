@@ -36,3 +36,21 @@ def test_custom_four_by_six_pattern_crossing_midnight() -> None:
 def test_bad_shift_ids_say_what_is_wrong(bad: str) -> None:
     with pytest.raises(ValueError, match=r"\S"):
         ShiftCalendar().parse(bad)
+
+
+# Some groups have dropped the 00-08 shift (domain §6): between the swing shift and the day
+# shift no shift runs.
+NO_NIGHT = "day@08:00-16:00/maintenance,swing@16:00-24:00/production"
+
+
+def test_a_calendar_without_a_night_shift_has_a_gap_the_calendar_names() -> None:
+    from minewatch.shifts import NoShiftError
+
+    cal = ShiftCalendar(parse_shifts(NO_NIGHT))
+    new_year = datetime(2026, 12, 31, 18, tzinfo=timezone.utc)  # 02:00 local on 1 January 2027
+    with pytest.raises(NoShiftError, match="no shift"):
+        cal.at(new_year)
+    assert cal.gap(new_year) == (cal.parse("2026-12-31:swing").end, cal.parse("2027-01-01:day").start)
+    assert cal.at(cal.parse("2027-01-01:day").start).id == "2027-01-01:day"
+    assert [s.id for s in cal.between(new_year - (new_year - cal.parse("2026-12-31:day").start), new_year)] == [
+        "2026-12-31:day", "2026-12-31:swing"]
