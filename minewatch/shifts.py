@@ -163,6 +163,18 @@ class ShiftCalendar:
 
 
 def calendar_from_env() -> ShiftCalendar:
+    """The calendar of ``MINEWATCH_SHIFTS`` and ``MINEWATCH_TZ_OFFSET``; a bad one is an error
+    naming the variable."""
     spec = os.environ.get("MINEWATCH_SHIFTS")
-    tz = float(os.environ.get("MINEWATCH_TZ_OFFSET", "8"))
-    return ShiftCalendar(parse_shifts(spec) if spec else DEFAULT_SHIFTS, tz)
+    tz_s = os.environ.get("MINEWATCH_TZ_OFFSET", "8")
+    try:
+        tz = float(tz_s)
+        if not -24 < tz < 24:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"MINEWATCH_TZ_OFFSET={tz_s[:40]!r}: give the mine's offset from UTC in hours, "
+                         "between -24 and 24 (8 for China Standard Time)") from None
+    try:
+        return ShiftCalendar(parse_shifts(spec) if spec else DEFAULT_SHIFTS, tz)
+    except ValueError as exc:
+        raise ValueError(f"MINEWATCH_SHIFTS: {exc}") from None
