@@ -11,6 +11,7 @@ import subprocess
 import time
 
 import httpx
+import msgspec
 import pytest
 
 from minewatch.schema import AlertTiming
@@ -222,3 +223,41 @@ def test_a_historical_simulation_through_the_live_stack_stays_off_the_live_pictu
         assert_nothing_stale(stack.obs)
     finally:
         robot.stop()
+
+
+def test_history_of_an_earlier_day_loaded_after_a_later_one_is_judged_on_its_own(stack: Stack) -> None:
+    """An import's last readings at a place were high (robot r05), so its alert stands in the
+    history detectors when the import ends. Another import, of the day before (robot r01), crosses
+    the same limit at that place: its alarm is raised and cleared in its own time, not swallowed
+    by the standing alert of the later day, and the later day's alert gets no event dated before
+    it was raised."""
+    from minewatch.wire import Frame
+
+    stack.ingest()
+    s = 1_000_000_000
+    later = (time.time_ns() // s - 3 * 3600) * s  # older than the live horizon: history
+    earlier = later - 86400 * s
+
+    def frames(robot: str, t0: int, values: list[float]) -> list[Frame]:
+        return [Frame(robot_id=robot, scenario_id="mf01", boot=t0 // s, seq=i, ts=t0 + i * s,
+                      readings={"ch4_t1": v}) for i, v in enumerate(values)]
+
+    def publish(fs: list[Frame]) -> None:
+        stack.pub.publish(stack.topics.history("mf01", fs[0].robot_id), msgspec.json.encode(fs))
+        stack.pub.flush()
+
+    def historical() -> list[dict]:
+        return stack.db.query('SELECT * FROM "alert_events" WHERE "timing" = \'historical\' AND "detector" = '
+                              '\'gas_limit\' AND "channel" = \'ch4_t1\'') or []
+
+    publish(frames("r05", later, [0.3] * 5 + [1.7] * 10))  # ends high: its alert stands
+    wait_until(lambda: any(r["state"] == "raised" for r in historical()), 30, "the later day's alarm")
+    publish(frames("r01", earlier, [0.3] * 5 + [1.7] * 10 + [0.3] * 10))
+    wait_until(lambda: (stack.db.count("telemetry", "seq") or 0) >= 40, 30, "both imports stored")
+
+    def of_earlier_day(state: str) -> list[dict]:
+        return [r for r in historical() if r["state"] == state and earlier <= r["first_ts"] < later]
+
+    wait_until(lambda: bool(of_earlier_day("raised") and of_earlier_day("cleared")), 30,
+               f"the earlier day's alarm raised and cleared: {historical()}")
+    assert [r for r in historical() if r["time"] < r["first_ts"]] == [], historical()
