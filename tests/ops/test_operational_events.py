@@ -130,6 +130,15 @@ def test_a_broker_restart_loses_no_alert_and_leaves_none_stale(own_broker_stack:
         robot.stop()
 
 
+def _clock_told_then_outburst_alerted_live(stack: Stack, robot: Robot, timeout: float) -> None:
+    """The operator is told the robot's clock is off; its outburst is alerted live all the same."""
+    clock = stack.obs.first_alert(lambda e: e["detector"] == "robot_clock" and e["state"] == "raised", 0, timeout)
+    assert clock.payload["robot_id"] == robot.robot_id
+    alert = outburst_alerted_within(robot, stack.obs)
+    assert alert["timing"] == AlertTiming.live.value
+    end_outburst(robot, stack.obs, alert["alert_id"])
+
+
 @pytest.mark.parametrize("jump_s", [3600.0, -3600.0], ids=["an-hour-ahead", "an-hour-back"])
 def test_a_robot_clock_that_jumps_an_hour_and_back(stack: Stack, jump_s: float) -> None:
     stack.ingest()
@@ -139,11 +148,7 @@ def test_a_robot_clock_that_jumps_an_hour_and_back(stack: Stack, jump_s: float) 
         robot.clock_s = jump_s
         warm(robot, 2)
         # its readings are placed when they arrived, and the operator is told its clock is off
-        clock = stack.obs.first_alert(lambda e: e["detector"] == "robot_clock" and e["state"] == "raised", 0, 10)
-        assert clock.payload["robot_id"] == "r15"
-        alert = outburst_alerted_within(robot, stack.obs)
-        assert alert["timing"] == AlertTiming.live.value
-        end_outburst(robot, stack.obs, alert["alert_id"])
+        _clock_told_then_outburst_alerted_live(stack, robot, 10)
         robot.clock_s = 0.0  # set right again
         wait_until(lambda: any(a["detector"] == "robot_clock" and a["state"] == "cleared" for a in stack.obs.alerts()),
                    10, "the clock alert to clear")
@@ -261,3 +266,20 @@ def test_history_of_an_earlier_day_loaded_after_a_later_one_is_judged_on_its_own
     wait_until(lambda: bool(of_earlier_day("raised") and of_earlier_day("cleared")), 30,
                f"the earlier day's alarm raised and cleared: {historical()}")
     assert [r for r in historical() if r["time"] < r["first_ts"]] == [], historical()
+
+
+def test_a_robot_whose_clock_was_reset_weeks_back_is_corrected_and_watched(stack: Stack) -> None:
+    """A robot's real-time clock lost after a battery change starts at a date weeks back, older than
+    the raw retention. Its frames cannot be stored at their own time; before, every one was
+    dead-lettered for ever and its methane never reached the detectors. Now its clock is corrected
+    like any clock steadily behind (after --clock-settle), and its readings are watched."""
+    stack.ingest("--clock-settle", "3")
+    robot = Robot(stack.pub, stack.topics, "r16", "hf04", boot=5, clock_s=-40 * 86400.0).stream()
+    try:
+        warm(robot, 5)
+        _clock_told_then_outburst_alerted_live(stack, robot, 15)
+    finally:
+        robot.stop()
+    # nothing stored weeks back: what came before the correction was refused, with its reason
+    old = stack.db.query('SELECT count("seq") FROM "telemetry" WHERE time < now() - 50m')
+    assert not old or not old[0].get("count"), old
