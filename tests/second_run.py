@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -35,6 +38,26 @@ def processes_of(home: Path) -> list[int]:
             environ = (d / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if str(home) in cmdline or f"MINEWATCH_DATA_DIR={home}".encode() in environ:
+        if str(home) in cmdline or f"MINEWATCH_DATA_DIR={home}".encode() in environ or _holds(d, home / "up.lock"):
             found.append(int(d.name))
     return found
+
+
+def _holds(proc: Path, path: Path) -> bool:
+    try:
+        return any(os.readlink(fd) == str(path) for fd in (proc / "fd").iterdir())
+    except OSError:
+        return False
+
+
+def stop_all(pids: Callable[[], list[int]], timeout: float = 30.0) -> None:
+    """SIGTERM to every process ``pids`` names, SIGKILL to those still there after ``timeout``."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + timeout
+        while pids() and time.monotonic() < deadline:
+            time.sleep(0.2)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,7 +14,7 @@ from minewatch.security import load_credentials
 from minewatch.services import find_program, free_port, wait_http
 from minewatch.topics import Topics
 from minewatch.up import System, integrator_command
-from tests.second_run import processes_of, run_second
+from tests.second_run import processes_of, run_second, stop_all
 
 from .probe import login, publish_once
 
@@ -140,11 +138,7 @@ def test_an_up_killed_outright_leaves_its_home_locked_while_what_it_started_runs
     finally:
         if first.poll() is None:
             first.kill()
-        for pid in processes_of(home):
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 30
-        while processes_of(home) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        stop_all(lambda: processes_of(home))
     _servers_start_on(home)  # what it started has gone: the home is free again
 
 
