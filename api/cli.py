@@ -47,6 +47,7 @@ def api(mqtt_url: str | None, influx_url: str | None, influx_db: str | None, hos
 
     from api.group import create_group_app
     from api.main import create_app
+    from minewatch.shifts import calendar_from_env
     from minewatch.redact import install, redact
 
     install()
@@ -81,7 +82,11 @@ def api(mqtt_url: str | None, influx_url: str | None, influx_db: str | None, hos
     scheme = "https" if settings.api_tls_cert else "http"
     click.echo(redact(f"minewatch api on {scheme}://{settings.api_host}:{settings.api_port} "
                       f"(broker {settings.mqtt_url}, InfluxDB {settings.influx_url}/{settings.influx_db})"), err=True)
-    app = create_group_app(settings, board_url=board_url) if group else create_app(settings)
+    try:
+        calendar = calendar_from_env()
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    app = create_group_app(settings, board_url=board_url) if group else create_app(settings, calendar=calendar)
     uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level=log_level,
                 ssl_certfile=str(settings.api_tls_cert) if settings.api_tls_cert else None,
                 ssl_keyfile=str(settings.api_tls_key) if settings.api_tls_key else None,

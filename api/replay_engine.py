@@ -16,10 +16,13 @@ with data time, optionally paced to a speed, and reports progress and alerts to 
   differ by at most ``tolerance_s`` (default 2 s; the data are the same, so they normally agree
   exactly); each live alert matches at most one replayed alert, earliest first;
 - live alerts left over are *missed*, replayed alerts left over are *new*;
-- only alerts raised inside the window count (an alert already active at its start cannot be
-  raised again by detectors that start with fresh state), and only kinds the stored readings can
+- only alerts raised inside the window count, and only kinds the stored readings can
   reproduce: vibration alerts need the raw waveforms and robot-health alerts the status
-  messages, neither of which is in ``telemetry``; they are counted as ``not_compared``.
+  messages, neither of which is in ``telemetry``; they are counted as ``not_compared``;
+- a live alert standing when the window opens (raised up to :data:`STANDING_LOOKBACK_S` before)
+  is raised again by the replay's detectors, which start fresh, at its first reading: a replayed
+  alert of the same scenario, channel and detector raised before the live one cleared is that
+  alert carried over, counted as ``not_compared``, not ``new``.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ __all__ = ["TelemetrySource", "ReplayResult", "run_replay", "compare", "Comparis
 
 NS = 1_000_000_000
 NOT_REPLAYABLE = frozenset({AlertKind.vibration, AlertKind.robot_health})
+STANDING_LOOKBACK_S = 86400.0  # live alerts raised this long before a window may stand when it opens
 TAIL_S = 120.0  # read on this far past the last frame (a silent robot alerts after 60 s)
 # Fast replays tick the detectors every 15 s of data time: a robot silent for 75 s or more is
 # always seen (the detectors' dead-man time is 60 s, and the alert carries last-seen + 60 s
@@ -321,6 +325,7 @@ def compare(replayed: Iterable[AlertEvent], live: Iterable[AlertEvent], start: i
         liv.append(s)
     rep_open = [s for s in rep if s.kind not in NOT_REPLAYABLE]
     out.not_compared += len(rep) - len(rep_open)
+    standing = _standing(live, start, end)
     for r in rep_open:
         hit = None
         for cand in liv:
@@ -328,7 +333,9 @@ def compare(replayed: Iterable[AlertEvent], live: Iterable[AlertEvent], start: i
                     (r.scenario_id, r.channel, r.detector, r.severity) and abs(cand.first_ts - r.first_ts) <= tol:
                 hit = cand
                 break
-        if hit is None:
+        if hit is None and standing.get((r.scenario_id, r.channel, r.detector), -1) >= r.first_ts:
+            out.not_compared += 1  # a live alert standing at the start, carried over
+        elif hit is None:
             out.new.append(r)
         else:
             liv.remove(hit)
@@ -337,9 +344,25 @@ def compare(replayed: Iterable[AlertEvent], live: Iterable[AlertEvent], start: i
     return out
 
 
+def _standing(live: Iterable[AlertEvent], start: int, end: int) -> dict[tuple[str, str | None, str], int]:
+    """The live alerts standing when the window opens: (scenario, channel, detector) → when the
+    alert cleared (``end`` if not in the window)."""
+    last: dict[str, AlertEvent] = {}  # each alert's last event before the start
+    cleared: dict[str, int] = {}  # and its first clear after it
+    for e in sorted(live, key=lambda e: e.ts):
+        if e.ts < start:
+            last[e.alert_id] = e
+        elif e.state.value == "cleared" and e.alert_id not in cleared:
+            cleared[e.alert_id] = e.ts
+    return {(e.scenario_id, e.channel, e.detector): cleared.get(aid, end)
+            for aid, e in last.items() if e.state.value != "cleared"}
+
+
 async def live_alerts(influx: InfluxClient, start: int, end: int) -> list[AlertEvent]:
     """Alert events recorded in ``[start, end)``, live or from loaded history (what the replay,
-    which stops at ``end``, can be held against)."""
+    which stops at ``end``, can be held against), and those of the day before, for the alerts
+    standing when it opens."""
     book = AlertBook(include_historical=True)
-    book.apply_all(await stored_events(influx, f"time >= {start} AND time < {end}"))
+    since = start - int(STANDING_LOOKBACK_S * NS)
+    book.apply_all(await stored_events(influx, f"time >= {since} AND time < {end}"))
     return [e for a in book for e in a.events]

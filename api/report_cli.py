@@ -37,7 +37,10 @@ def report(shift_id: str, out: Path, influx_url: str | None, influx_db: str | No
     robot's uptime. Reads InfluxDB directly; the API need not be running."""
     import httpx
 
-    calendar: ShiftCalendar = calendar_from_env()
+    try:
+        calendar: ShiftCalendar = calendar_from_env()
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     try:
         shift = calendar.parse(shift_id)
     except ValueError as exc:

@@ -7,7 +7,7 @@ import math
 from minewatch.catalogue import QUANTITIES, Channel, Scenario
 from minewatch.schema import AlertKind, Severity
 
-from detectors.rules import decimals, where_place
+from detectors.rules import decimals, fmt_number, where_place
 
 __all__ = ["HEALTH_DETECTORS", "health_severity", "health_message", "SILENCE_S", "ROBOT_SILENCE_S",
            "ROBOT_LONG_SILENCE_S", "STUCK_S"]
@@ -39,7 +39,7 @@ def _v(value: float | None, channel: Channel | None) -> str:
         return f"{value}"
     unit = channel.unit if channel else ""
     digits = decimals(channel.quantity) if channel else 3
-    return f"{value:.{digits}f} {unit}".rstrip()
+    return f"{fmt_number(value, digits)} {unit}".rstrip()
 
 
 def health_message(col: int, raised: bool, sc: Scenario, channel: Channel | None, channel_name: str, robot: str,

@@ -33,7 +33,7 @@ import numpy.typing as npt
 from detectors._jit import Arr, jit
 from detectors.base import EventOrder, Pending, StreamDetector, register, timing_of
 from detectors.engine import Signal
-from detectors.rules import Rule, fmt_thr, fmt_value, subject
+from detectors.rules import Rule, fmt_number, fmt_thr, fmt_value, subject
 from minewatch.catalogue import QUANTITIES, Channel, Scenario
 from minewatch.schema import AlertEvent, Severity
 
@@ -229,7 +229,7 @@ class RiseDetector(StreamDetector):
             target = float(b["rise_cut"][s]) if code == 2 else float(b["rise_target"][s])
             name = "power-cut level" if code == 2 and rule.power_cut else rule.level_names[0]
             evidence.update(heading_for=target, heading_for_level=name, limit_rule=rule.rule)
-            msg = (f"{what} is rising {per_min:.2f} {unit} (now {now}); at this rate it reaches the {name} "
+            msg = (f"{what} is rising {fmt_number(per_min, 2)} {unit} (now {now}); at this rate it reaches the {name} "
                    f"{fmt_thr(target, c.unit)} within {horizon:g} s: find the cause now (airflow, local fan, outburst "
                    f"signs) and be ready to withdraw people and cut power.")
         is_late, timing = timing_of(self.setup, late, fi)

@@ -34,7 +34,7 @@ from minewatch.schema import AlertKind, Severity
 from detectors.overrides import Overrides
 
 __all__ = ["DEFAULT_DEBOUNCE", "Rule", "channel_rules", "decimals", "ROBOT_RULES", "subject", "where_place",
-           "where_robot", "fmt_value"]
+           "where_robot", "fmt_value", "fmt_number"]
 
 DEFAULT_DEBOUNCE = 2
 NO_BAND_CLEAR = 3
@@ -71,7 +71,13 @@ def fmt_value(value: float | None, unit: str, digits: int) -> str:
         return "no value"
     if unit == "" and digits == 0:
         return "on" if value >= 0.5 else "off"
-    return f"{value:.{digits}f} {unit}".rstrip()
+    return f"{fmt_number(value, digits)} {unit}".rstrip()
+
+
+def fmt_number(value: float, digits: int) -> str:
+    """``value`` with ``digits`` decimals; one beyond any sensor's range (a fault, or a hostile
+    client: 1e308) in three significant digits, not three hundred."""
+    return f"{value:.3g}" if abs(value) >= 1e7 else f"{value:.{digits}f}"
 
 
 def where_place(sc: Scenario) -> str:

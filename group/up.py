@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import IO
 
 import click
 
@@ -28,7 +29,7 @@ from group.servers import Centre, LeafNode
 from group.stack import Endpoints, centre_commands, mine_commands, mine_ids
 from minewatch.group import DEFAULT_PARTITIONS
 from minewatch.services import Influxd, Mosquitto, free_port, stop_children, wait_http
-from minewatch.up import local_api_keys, run_until_stopped
+from minewatch.up import hold_home, local_api_keys, run_until_stopped
 
 __all__ = ["GroupSystem", "up"]
 
@@ -49,6 +50,7 @@ class GroupSystem:
         self.worker_args = list(worker_args)
         self.api_port = api_port if api_port is not None else free_port()
         self.api_keys: dict[str, str] = {}
+        self.lock: IO[str] | None = None
         self.log = log
         self.servers: list[Mosquitto | Influxd | LeafNode | Centre] = []
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
@@ -92,7 +94,7 @@ class GroupSystem:
         self.servers.append(s)
 
     def start(self) -> None:
-        self.home.mkdir(parents=True, exist_ok=True)
+        self.lock = self.lock or hold_home(self.home, "minewatch group up")
         (self.home / "group.json").unlink(missing_ok=True)  # written again once this run is up
         self.log(f"starting the centre (3 NATS nodes, alert broker) and {len(self.mines)} mine(s) in {self.home}")
         self._server(self.influx)
@@ -180,6 +182,9 @@ class GroupSystem:
         for s in reversed(self.servers):
             s.stop()
         self.servers.clear()
+        if self.lock:
+            self.lock.close()
+            self.lock = None
 
 
 def run_group(system: GroupSystem, echo: Callable[[str], object] = click.echo) -> None:

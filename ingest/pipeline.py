@@ -54,6 +54,11 @@ log = logging.getLogger("minewatch.ingest")
 
 _NS = 1_000_000_000
 _scenario_of = operator.attrgetter("scenario_id")
+# History frames this far behind the newest the history detectors have seen (more than an
+# import's robots drift apart), or this far ahead of it (a gap no robot is silent through), start
+# them afresh: another stretch of time.
+HISTORY_BACK_NS = 600 * _NS
+HISTORY_GAP_NS = 3600 * _NS
 WATCH_SILENCE_S = 60.0  # [P] no frame from a scenario for two 30 s polling cycles (domain §3): not watched
 
 # The channels the detectors watch, per scenario: the catalogue's. Other reading names a robot
@@ -141,6 +146,7 @@ class Pipeline:
         self.counters: Counters = metrics.counters
         self.suite = suite
         self.history_suite: Any = None  # made when the first history frame comes
+        self.history_newest = 0  # the newest frame the history detectors have seen
         self.fmt = TelemetryLines()
         self.stats_tags = stats_tags
         self.stopping = stopping
@@ -344,11 +350,21 @@ class Pipeline:
         """Bulk history through detectors of its own, in event time; its alerts are only stored."""
         if not self.opts.detectors:
             return
+        lo, hi = min(f.ts for f in frames), max(f.ts for f in frames)
+        if self.history_suite is not None and not (self.history_newest - HISTORY_BACK_NS <= lo
+                                                   <= self.history_newest + HISTORY_GAP_NS):
+            # another stretch of time (an import of an earlier day after a later one, or after a
+            # gap): judged on its own. Carried over, a later day's standing alert would swallow
+            # this one's raises at its place, and its readings would clear that alert before it
+            # was raised.
+            self.history_suite = None
         if self.history_suite is None:
+            self.history_newest = 0
             self.history_suite = load_suite(self.opts, AlertTiming.historical)
             if self.history_suite is None:
                 return
         hs = self.history_suite
+        self.history_newest = max(self.history_newest, hi)
         try:
             det = hs.process(catalogue_only(frames))
         except Exception:

@@ -93,8 +93,11 @@ class RobotClocks:
         return True
 
     def place(self, robot_id: str, ts: Sequence[int], seq: Sequence[int], boot: int | None,
-              received_ns: int) -> Placement:
-        """Place one message's frames (``ts`` and ``seq`` in message order) that arrived at ``received_ns``."""
+              received_ns: int, floor: int | None = None) -> Placement:
+        """Place one message's frames (``ts`` and ``seq`` in message order) that arrived at
+        ``received_ns``. A clock that jumps back to before ``floor`` (older than anything that may
+        be stored: a reset real-time clock, or garbage) is corrected only once it has stayed that
+        far behind for the settle time, never at once."""
         c = self._clocks.get(robot_id)
         if c is None:
             c = self._clocks[robot_id] = _Clock()
@@ -123,7 +126,7 @@ class RobotClocks:
             c.offset = new
         elif lag > self.late_after:
             continues = c.last_seq >= 0 and boot == c.last_boot and seq[0] > c.last_seq
-            if continues and min(ts) < c.last_ts - tol:
+            if continues and min(ts) < c.last_ts - tol and (floor is None or min(ts) >= floor):
                 c.offset, changed = raw_lag, "jumped back"
                 c.behind_since = -1
             elif c.behind_since < 0 or abs(raw_lag - c.behind_lag) > tol:

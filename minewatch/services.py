@@ -131,6 +131,9 @@ def wait_port(host: str, port: int, timeout: float = 20.0) -> None:
 
 class _Process:
     name = "process"
+    # descriptors the process inherits: ``minewatch up``'s lock on its home, held while any
+    # process it started lives, even one left behind by an ``up`` killed outright
+    keep_open: tuple[int, ...] = ()
 
     def __init__(self, data_dir: Path, log: Path) -> None:
         self.data_dir = Path(data_dir)
@@ -141,7 +144,7 @@ class _Process:
     def _spawn(self, argv: list[str]) -> None:
         logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)
+                                     start_new_session=True, pass_fds=self.keep_open)
         logf.close()
 
     def _check_alive(self) -> None:

@@ -18,10 +18,15 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Literal
 
-__all__ = ["ShiftDef", "Shift", "ShiftCalendar", "DEFAULT_SHIFTS", "calendar_from_env"]
+__all__ = ["ShiftDef", "Shift", "ShiftCalendar", "NoShiftError", "DEFAULT_SHIFTS", "calendar_from_env"]
 
 ShiftKind = Literal["production", "maintenance"]
 _NS = 1_000_000_000
+
+
+class NoShiftError(ValueError):
+    """No shift runs at that time: a calendar need not cover the day (some groups have dropped the
+    00-08 shift, domain §6)."""
 
 
 @dataclass(frozen=True)
@@ -130,7 +135,15 @@ class ShiftCalendar:
                 s = self.occurrence(day, d.name)
                 if s.start <= when < s.end:
                     return s
-        raise ValueError(f"no shift covers {when.isoformat()}")
+        before, after = self.gap(when)
+        raise NoShiftError(f"no shift runs at {when.isoformat()}: the last ended at {before.isoformat()}, the next "
+                      f"starts at {after.isoformat()}")
+
+    def gap(self, when: datetime) -> tuple[datetime, datetime]:
+        """Where no shift runs round ``when``: from the end of the last shift before it to the start of
+        the next (both within a day of it, since every day has a shift)."""
+        near = self.between(when - timedelta(days=1, minutes=1), when + timedelta(days=1, minutes=1))
+        return (max(s.end for s in near if s.end <= when), min(s.start for s in near if s.start > when))
 
     def at_ns(self, ts_ns: int) -> Shift:
         return self.at(datetime.fromtimestamp(ts_ns / _NS, tz=timezone.utc))
@@ -150,6 +163,18 @@ class ShiftCalendar:
 
 
 def calendar_from_env() -> ShiftCalendar:
+    """The calendar of ``MINEWATCH_SHIFTS`` and ``MINEWATCH_TZ_OFFSET``; a bad one is an error
+    naming the variable."""
     spec = os.environ.get("MINEWATCH_SHIFTS")
-    tz = float(os.environ.get("MINEWATCH_TZ_OFFSET", "8"))
-    return ShiftCalendar(parse_shifts(spec) if spec else DEFAULT_SHIFTS, tz)
+    tz_s = os.environ.get("MINEWATCH_TZ_OFFSET", "8")
+    try:
+        tz = float(tz_s)
+        if not -24 < tz < 24:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"MINEWATCH_TZ_OFFSET={tz_s[:40]!r}: give the mine's offset from UTC in hours, "
+                         "between -24 and 24 (8 for China Standard Time)") from None
+    try:
+        return ShiftCalendar(parse_shifts(spec) if spec else DEFAULT_SHIFTS, tz)
+    except ValueError as exc:
+        raise ValueError(f"MINEWATCH_SHIFTS: {exc}") from None

@@ -21,6 +21,7 @@ processes run the commands of :mod:`minewatch.stack`, the same ones docker-compo
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
@@ -29,7 +30,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import IO, Protocol
 from pathlib import Path
 
 import click
@@ -40,7 +41,7 @@ from minewatch.services import Influxd, Mosquitto, free_port, stop_children, wai
 from minewatch.settings import API_ROLES, Settings
 from minewatch.stack import service_commands
 
-__all__ = ["up", "System", "integrator_command", "write_env_file", "local_api_keys", "run_until_stopped"]
+__all__ = ["up", "System", "integrator_command", "write_env_file", "local_api_keys", "run_until_stopped", "hold_home"]
 
 
 def _port_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -53,6 +54,29 @@ def _port_free(port: int, host: str = "127.0.0.1") -> bool:
             return True
         except OSError:
             return False
+
+
+def hold_home(home: Path, command: str = "minewatch up") -> IO[str]:
+    """An exclusive lock on ``home`` for as long as the file it returns stays open (the kernel lets
+    it go when the process ends, however it ends). A second system on the same data would run a
+    second influxd on the same shards, a second broker on the same persistence file, and rewrite
+    the first's env file and logs: refused, with the pid of the one holding it."""
+    home.mkdir(parents=True, exist_ok=True)
+    f = open(home / "up.lock", "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "?"
+        f.close()
+        raise click.ClickException(f"another `{command}` is already running on {home} (pid {holder}, or processes "
+                                   "it started, left running if it was killed): stop it, or give this one another "
+                                   "--home") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return f
 
 
 def local_api_keys(path: Path) -> dict[str, str]:
@@ -88,6 +112,7 @@ class System:
         self.env_file: Path | None = None
         self.auth: BrokerAuth | None = None
         self.influx_passwords: dict[str, str] = {}
+        self.lock: IO[str] | None = None
 
     @property
     def mqtt_url(self) -> str:
@@ -114,12 +139,17 @@ class System:
         cmd = [sys.executable, "-m", "minewatch", *args]
         self.log(f"  {name:9s} {' '.join(args)}  (log: {self.home / (name + '.log')})")
         proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                start_new_session=True)
+                                start_new_session=True, pass_fds=self._held())
         logf.close()
         self.children.append((name, proc))
 
+    def _held(self) -> tuple[int, ...]:
+        """The lock on the home, for every process started to inherit: a new ``up`` is refused
+        while any of them lives, even when this one was killed outright and left them running."""
+        return (self.lock.fileno(),) if self.lock else ()
+
     def start(self) -> None:
-        self.home.mkdir(parents=True, exist_ok=True)
+        self.lock = self.lock or hold_home(self.home)
         for what, port in (("MQTT", self.mqtt_port), ("MQTT services", self.service_port), ("InfluxDB", self.influx_port),
                            ("API", self.api_port), ("ingest metrics", self.metrics_port)):
             if not _port_free(port):
@@ -143,7 +173,7 @@ class System:
 
     def start_servers(self) -> None:
         """The broker (accounts and ACL on) and InfluxDB (auth on, set up, with its accounts)."""
-        self.home.mkdir(parents=True, exist_ok=True)
+        self.lock = self.lock or hold_home(self.home)
         secrets_dir = self.home / "secrets"
         prefix = Settings().topic_prefix
         # Robot and integrator accounts added with `minewatch secrets .minewatch/secrets
@@ -160,8 +190,10 @@ class System:
         self.broker = Mosquitto(self.home / "mosquitto", self.mqtt_port, password_file=self.auth.password_file,
                                 acl_file=self.auth.acl_file, service_password_file=self.auth.service_password_file,
                                 service_acl_file=self.auth.service_acl_file, service_port=self.service_port)
+        self.broker.keep_open = self._held()
         self.broker.start()
         self.influx = Influxd(self.home / "influxdb", self.influx_port, auth=True)
+        self.influx.keep_open = self._held()
         self.influx.start()
         from minewatch.storage import bootstrap_users_sync
 
@@ -211,6 +243,9 @@ class System:
             self.influx.stop()
         if self.broker:
             self.broker.stop()
+        if self.lock:
+            self.lock.close()
+            self.lock = None
 
 
 def write_env_file(path: Path, values: dict[str, str]) -> Path:

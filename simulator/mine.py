@@ -295,9 +295,9 @@ class Mine:
         """Running state of belts by the shift schedule: main belts run in production shifts and the
         first two hours of maintenance (emptying the bunker), district belts only in production [P]."""
         shift = self.calendar.at(t_ns)
-        into = (t_ns - shift.start_ns) / NS
+        into = (t_ns - shift.start_ns) / NS if shift is not None else math.inf  # between shifts: all stand
         run = np.ones(self.S)
-        production = shift.kind == "production"
+        production = shift is not None and shift.kind == "production"
         run[self._district_belts] = 1.0 if production and into >= 300.0 else 0.0
         run[self._main_belts] = 1.0 if production or into < 7200.0 else 0.0
         return run

@@ -2,7 +2,8 @@
 
 Production shifts cut coal: shearers and roadheaders run, face belts carry coal, methane
 emission and dust follow the cutting. The maintenance shift stops cutting and the district
-belts; fans and pumps run regardless. The calendar is the project's one (``MINEWATCH_SHIFTS``,
+belts; fans and pumps run regardless. Between shifts, where a calendar leaves the day uncovered
+(no night shift), nobody cuts and the belts stand. The calendar is the project's one (``MINEWATCH_SHIFTS``,
 ``MINEWATCH_TZ_OFFSET``; default 3x8 in China Standard Time), so the simulated shifts are the
 ones the API replays.
 """
@@ -10,8 +11,9 @@ ones the API replays.
 from __future__ import annotations
 
 import math
+from datetime import datetime, timezone
 
-from minewatch.shifts import Shift, ShiftCalendar, calendar_from_env
+from minewatch.shifts import NoShiftError, Shift, ShiftCalendar, calendar_from_env
 
 __all__ = ["ShiftClock", "RAMP_S", "WIND_DOWN_S", "CUT_CYCLE_S"]
 
@@ -26,25 +28,35 @@ class ShiftClock:
 
     def __init__(self, calendar: ShiftCalendar | None = None) -> None:
         self.calendar = calendar if calendar is not None else calendar_from_env()
-        self._cache: list[tuple[int, int, bool, Shift]] = []  # start_ns, end_ns, production, shift
+        # start_ns, end_ns, production, the shift (None: between shifts)
+        self._cache: list[tuple[int, int, bool, Shift | None]] = []
 
-    def _find(self, t_ns: int) -> tuple[int, int, bool, Shift]:
-        for entry in self._cache:
-            if entry[0] <= t_ns < entry[1]:
-                return entry
-        s = self.calendar.at_ns(t_ns - t_ns % _NS)  # whole seconds: exact as a float, and shifts start on minutes
-        entry = (s.start_ns, s.end_ns, s.kind == "production", s)
+    def _find(self, t_ns: int) -> tuple[int, int, bool, Shift | None]:
+        for cached in self._cache:
+            if cached[0] <= t_ns < cached[1]:
+                return cached
+        whole = t_ns - t_ns % _NS  # whole seconds: exact as a float, and shifts start on minutes
+        try:
+            s = self.calendar.at_ns(whole)
+            entry: tuple[int, int, bool, Shift | None] = (s.start_ns, s.end_ns, s.kind == "production", s)
+        except NoShiftError:
+            before, after = self.calendar.gap(datetime.fromtimestamp(whole / _NS, tz=timezone.utc))
+            entry = (int(before.timestamp()) * _NS, int(after.timestamp()) * _NS, False, None)
         self._cache = (self._cache + [entry])[-4:]
         return entry
 
-    def at(self, t_ns: int) -> Shift:
+    def at(self, t_ns: int) -> Shift | None:
+        """The shift running at ``t_ns``; None between shifts."""
         return self._find(t_ns)[3]
 
     def previous(self, t_ns: int, back: int = 1) -> Shift:
-        """The shift ``back`` shifts before the one running at ``t_ns`` (1 = the last complete one)."""
-        shift = self.at(t_ns)
-        for _ in range(back):
-            shift = self.at(shift.start_ns - _NS)
+        """The shift ``back`` shifts before the one running at ``t_ns`` (1 = the last complete one);
+        the time between shifts is none."""
+        start, _, _, shift = self._find(t_ns)
+        while back > 0:
+            start, _, _, shift = self._find(start - _NS)
+            back -= shift is not None
+        assert shift is not None
         return shift
 
     def production_level(self, t_ns: int) -> float:

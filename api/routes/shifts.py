@@ -12,7 +12,7 @@ from api.deps import Reader, StateDep
 from api.params import SHIFT_PATTERN, time_or_422
 from api.schemas import ShiftPublic, ShiftsPublic, errors
 from api.times import TIME_HELP, TIME_PATTERN, iso
-from minewatch.shifts import Shift
+from minewatch.shifts import NoShiftError, Shift
 
 router = APIRouter(prefix="/shifts", tags=["shifts"])
 _DAY = 86400 * 1_000_000_000
@@ -49,9 +49,13 @@ async def list_shifts(
     return ShiftsPublic(data=data, count=len(data), tz_offset_h=cal.tz.utcoffset(None).total_seconds() / 3600)
 
 
-@router.get("/current", response_model=ShiftPublic, responses=errors(), summary="The shift in progress")
+@router.get("/current", response_model=ShiftPublic, responses=errors(404), summary="The shift in progress")
 async def current_shift(state: StateDep, _: Reader) -> ShiftPublic:
-    return shift_public(state.calendar.at_ns(time.time_ns()))
+    """The shift running now; 404 between shifts, where a calendar leaves the day uncovered."""
+    try:
+        return shift_public(state.calendar.at_ns(time.time_ns()))
+    except NoShiftError as exc:
+        raise HTTPException(404, str(exc)) from None
 
 
 @router.get("/{shift_id}", response_model=ShiftPublic, responses=errors(404), summary="One shift")

@@ -200,6 +200,9 @@ async def ws(websocket: WebSocket) -> None:
         state.live.slots.give()
 
 
+_SEND = 'send {"subscribe": "mf01"} or {"unsubscribe": "mf01"} (a list also works)'
+
+
 async def _read_commands(websocket: WebSocket, sub: Subscriber) -> None:
     while True:
         msg = await websocket.receive()
@@ -210,9 +213,12 @@ async def _read_commands(websocket: WebSocket, sub: Subscriber) -> None:
         try:
             if len(raw) > 4096:
                 raise ValueError("a command is a small JSON object, at most 4 KiB")
-            cmd = orjson.loads(raw)
+            try:
+                cmd = orjson.loads(raw)
+            except orjson.JSONDecodeError:  # its words are the parser's, not the client's
+                raise ValueError(f"a command is JSON: {_SEND}") from None
             if not isinstance(cmd, dict) or not ({"subscribe", "unsubscribe"} & cmd.keys()):
-                raise ValueError('send {"subscribe": "mf01"} or {"unsubscribe": "mf01"} (a list also works)')
+                raise ValueError(_SEND)
             add = _scenarios(_as_list(cmd.get("subscribe")))
             drop = _scenarios(_as_list(cmd.get("unsubscribe")))
         except ValueError as exc:  # orjson.JSONDecodeError is a ValueError

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime, timezone
+
 import pytest
+
+from minewatch.shifts import ShiftCalendar, parse_shifts
 
 from .conftest import Api
 
@@ -27,3 +32,18 @@ def test_shifts_of_a_day_and_one_shift(shared_api: Api) -> None:
         year = c.get("/shifts", params={"from": "2026-01-01", "to": "2036-01-01"}).json()["data"]
         assert 3 * 365 <= len(year) <= 3 * 368  # at most a year's worth, from `from` on
         assert c.get("/shifts/current").json()["id"].count(":") == 1
+
+
+def test_the_current_shift_between_shifts_is_a_404_that_says_so(start_api: Callable[..., Api]) -> None:
+    """A calendar need not cover the day (some groups have dropped the 00-08 shift, domain §6):
+    between shifts there is no current one, which is not a server error."""
+    now = datetime.now(timezone.utc)
+    m = now.hour * 60 + now.minute
+    hhmm = lambda mins: f"{mins % 1440 // 60:02d}:{mins % 60:02d}"  # noqa: E731
+    cal = ShiftCalendar(parse_shifts(f"only@{hhmm(m + 120)}-{hhmm(m + 180)}/production"), tz_offset_h=0)
+    api = start_api(calendar=cal)
+    with api.client("integrator") as c:
+        r = c.get("/shifts/current")
+        assert r.status_code == 404, r.text
+        assert "no shift runs" in r.json()["detail"] and "the next starts at" in r.json()["detail"]
+        assert c.get("/shifts", params={"from": now.isoformat()[:19] + "Z"}).json()["data"][0]["name"] == "only"

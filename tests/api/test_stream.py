@@ -109,6 +109,9 @@ def test_websocket_snapshot_subscribe_and_readings(api: Api, publisher: Publishe
         assert err["type"] == "error" and "unknown scenario" in err["data"]["detail"]
         ws.send(b"\xff\x00 not json")
         assert json.loads(ws.recv(timeout=5))["type"] == "error"
+        ws.send("nul")  # the parser's own words ("invalid literal, expected 'null'") are not the client's
+        assert json.loads(ws.recv(timeout=5))["data"] == {"detail": 'a command is JSON: send {"subscribe": "mf01"} '
+                                                                    'or {"unsubscribe": "mf01"} (a list also works)'}
         ws.send("x" * 10000)
         assert "4 KiB" in json.loads(ws.recv(timeout=5))["data"]["detail"]
         ws.send(json.dumps({"subscribe": ["hf02"]}))

@@ -169,3 +169,15 @@ def test_change_notice_on_a_channel_without_limits() -> None:
     assert 200 <= (notices[0].ts - T0) // (5 * S) < 215
     assert "usual 85" in notices[0].message and "Relative humidity in mf01" in notices[0].message
     assert DetectorSuite().process(series("r01", "mf01", "rh", values[:200], dt_s=5.0)).events == []
+
+
+def test_a_reading_of_absurd_magnitude_is_told_in_a_few_characters() -> None:
+    """A robot sending CO at 1e308 ppm (a broken sensor or a hostile client) got an alarm whose
+    message spelt the value out in 309 digits; every alert about it is short and says 1e+308."""
+    suite = DetectorSuite()
+    events = suite.process(series("r07", "hf04", "co", [3.0, 1e308, 1e308, 1e308, -1e308, 3.0])).events
+    about = [e for e in events if e.channel == "co" and e.state.value == "raised"]
+    assert {e.detector for e in about} >= {"gas_limit", "sensor_range"}, [e.detector for e in about]
+    for e in events:
+        assert len(e.message) < 400, e.message
+    assert any("1e+308 ppm" in e.message for e in about), [e.message for e in about]

@@ -23,6 +23,7 @@ from group.cli import worker_command
 from group.stack import centre_db
 from minewatch.group import GROUP_STREAM, parse_subject
 from tests.group.topo import read_stream, wait_until
+from tests.second_run import run_second
 
 pytestmark = pytest.mark.integration
 
@@ -99,3 +100,19 @@ def test_group_up_runs_two_mines_into_the_centre_and_again_on_the_same_data(tmp_
     assert all(second[m] > first[m] for m in first)
     leftover = subprocess.run(["pgrep", "-f", str(home)], capture_output=True, text=True).stdout.split()
     assert leftover == [], "processes of the group still running"
+
+
+def test_a_second_group_up_on_the_same_home_is_refused(tmp_path: Path) -> None:
+    """While a group runs on ``--home`` (here: its lock held, as a running one holds it), another
+    `group up` there would start a second InfluxDB, NATS cluster and brokers on the same data."""
+    from minewatch.up import hold_home
+
+    home = tmp_path / "group"
+    lock = hold_home(home, "minewatch group up")
+    try:
+        rc, out, err = run_second(["group", "up", "--mines", "1", "--home", str(home), "--no-simulator"])
+        assert rc == 1, out + err
+        assert "already running" in err and str(home) in err, err
+        assert not (home / "logs").exists() and not (home / "influxdb" / "meta").exists()
+    finally:
+        lock.close()

@@ -11,6 +11,7 @@ import subprocess
 import time
 
 import httpx
+import msgspec
 import pytest
 
 from minewatch.schema import AlertTiming
@@ -129,6 +130,15 @@ def test_a_broker_restart_loses_no_alert_and_leaves_none_stale(own_broker_stack:
         robot.stop()
 
 
+def _clock_told_then_outburst_alerted_live(stack: Stack, robot: Robot, timeout: float) -> None:
+    """The operator is told the robot's clock is off; its outburst is alerted live all the same."""
+    clock = stack.obs.first_alert(lambda e: e["detector"] == "robot_clock" and e["state"] == "raised", 0, timeout)
+    assert clock.payload["robot_id"] == robot.robot_id
+    alert = outburst_alerted_within(robot, stack.obs)
+    assert alert["timing"] == AlertTiming.live.value
+    end_outburst(robot, stack.obs, alert["alert_id"])
+
+
 @pytest.mark.parametrize("jump_s", [3600.0, -3600.0], ids=["an-hour-ahead", "an-hour-back"])
 def test_a_robot_clock_that_jumps_an_hour_and_back(stack: Stack, jump_s: float) -> None:
     stack.ingest()
@@ -138,11 +148,7 @@ def test_a_robot_clock_that_jumps_an_hour_and_back(stack: Stack, jump_s: float) 
         robot.clock_s = jump_s
         warm(robot, 2)
         # its readings are placed when they arrived, and the operator is told its clock is off
-        clock = stack.obs.first_alert(lambda e: e["detector"] == "robot_clock" and e["state"] == "raised", 0, 10)
-        assert clock.payload["robot_id"] == "r15"
-        alert = outburst_alerted_within(robot, stack.obs)
-        assert alert["timing"] == AlertTiming.live.value
-        end_outburst(robot, stack.obs, alert["alert_id"])
+        _clock_told_then_outburst_alerted_live(stack, robot, 10)
         robot.clock_s = 0.0  # set right again
         wait_until(lambda: any(a["detector"] == "robot_clock" and a["state"] == "cleared" for a in stack.obs.alerts()),
                    10, "the clock alert to clear")
@@ -222,3 +228,58 @@ def test_a_historical_simulation_through_the_live_stack_stays_off_the_live_pictu
         assert_nothing_stale(stack.obs)
     finally:
         robot.stop()
+
+
+def test_history_of_an_earlier_day_loaded_after_a_later_one_is_judged_on_its_own(stack: Stack) -> None:
+    """An import's last readings at a place were high (robot r05), so its alert stands in the
+    history detectors when the import ends. Another import, of the day before (robot r01), crosses
+    the same limit at that place: its alarm is raised and cleared in its own time, not swallowed
+    by the standing alert of the later day, and the later day's alert gets no event dated before
+    it was raised."""
+    from minewatch.wire import Frame
+
+    stack.ingest()
+    s = 1_000_000_000
+    later = (time.time_ns() // s - 3 * 3600) * s  # older than the live horizon: history
+    earlier = later - 86400 * s
+
+    def frames(robot: str, t0: int, values: list[float]) -> list[Frame]:
+        return [Frame(robot_id=robot, scenario_id="mf01", boot=t0 // s, seq=i, ts=t0 + i * s,
+                      readings={"ch4_t1": v}) for i, v in enumerate(values)]
+
+    def publish(fs: list[Frame]) -> None:
+        stack.pub.publish(stack.topics.history("mf01", fs[0].robot_id), msgspec.json.encode(fs))
+        stack.pub.flush()
+
+    def historical() -> list[dict]:
+        return stack.db.query('SELECT * FROM "alert_events" WHERE "timing" = \'historical\' AND "detector" = '
+                              '\'gas_limit\' AND "channel" = \'ch4_t1\'') or []
+
+    publish(frames("r05", later, [0.3] * 5 + [1.7] * 10))  # ends high: its alert stands
+    wait_until(lambda: any(r["state"] == "raised" for r in historical()), 30, "the later day's alarm")
+    publish(frames("r01", earlier, [0.3] * 5 + [1.7] * 10 + [0.3] * 10))
+    wait_until(lambda: (stack.db.count("telemetry", "seq") or 0) >= 40, 30, "both imports stored")
+
+    def of_earlier_day(state: str) -> list[dict]:
+        return [r for r in historical() if r["state"] == state and earlier <= r["first_ts"] < later]
+
+    wait_until(lambda: bool(of_earlier_day("raised") and of_earlier_day("cleared")), 30,
+               f"the earlier day's alarm raised and cleared: {historical()}")
+    assert [r for r in historical() if r["time"] < r["first_ts"]] == [], historical()
+
+
+def test_a_robot_whose_clock_was_reset_weeks_back_is_corrected_and_watched(stack: Stack) -> None:
+    """A robot's real-time clock lost after a battery change starts at a date weeks back, older than
+    the raw retention. Its frames cannot be stored at their own time; before, every one was
+    dead-lettered for ever and its methane never reached the detectors. Now its clock is corrected
+    like any clock steadily behind (after --clock-settle), and its readings are watched."""
+    stack.ingest("--clock-settle", "3")
+    robot = Robot(stack.pub, stack.topics, "r16", "hf04", boot=5, clock_s=-40 * 86400.0).stream()
+    try:
+        warm(robot, 5)
+        _clock_told_then_outburst_alerted_live(stack, robot, 15)
+    finally:
+        robot.stop()
+    # nothing stored weeks back: what came before the correction was refused, with its reason
+    old = stack.db.query('SELECT count("seq") FROM "telemetry" WHERE time < now() - 50m')
+    assert not old or not old[0].get("count"), old

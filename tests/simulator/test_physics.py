@@ -53,16 +53,22 @@ def test_a_normal_production_shift_of_the_whole_mine_crosses_no_limit() -> None:
     assert hi[face] - lo[face] > 0.2
 
 
+def _kind(cal: ShiftClock, t_ns: int) -> str:
+    shift = cal.at(t_ns)
+    assert shift is not None  # the default calendar covers the day
+    return shift.kind
+
+
 def test_production_raises_methane_dust_and_runs_the_district_belts() -> None:
     cal = ShiftClock()
     day = iso_ns("2026-11-27T00:00:00Z")  # 08:00 local: the maintenance shift starts
-    assert cal.at(day).kind == "maintenance" and cal.at(day - 1).kind == "production"
+    assert _kind(cal, day) == "maintenance" and _kind(cal, day - 1) == "production"
     sim = Simulation(SimConfig(seed=2, start_ns=day - 8 * 3600 * NS, duration_s=16 * 3600, rate_hz=0.05,
                                scenarios=["mf01", "bc04"]))
     by_kind: dict[str, dict[str, list[float]]] = {"production": {}, "maintenance": {}}
     for batch in sim.frames():
         for f in batch:
-            kind = cal.at(f.ts).kind
+            kind = _kind(cal, f.ts)
             # skip the ramps round the handovers
             if abs(f.ts - day) < 3600 * NS:
                 continue
@@ -114,3 +120,22 @@ def test_readings_are_the_numbers_the_frames_carry() -> None:
             assert list(f.readings.values()) == rd.values[rd.offsets[ri]:rd.offsets[ri + 1]].tolist()
             checked += 1
     assert checked == len(frames) == 300 * len(sim.fleet)
+
+
+def test_a_calendar_without_a_night_shift_leaves_the_faces_idle_between_shifts() -> None:
+    """Between the swing and the day shift (no night shift, domain §6) nobody cuts: no
+    production, the belts stand; the last complete shift before the gap is the swing shift."""
+    from minewatch.shifts import ShiftCalendar, parse_shifts
+
+    cal = ShiftClock(ShiftCalendar(parse_shifts("day@08:00-16:00/maintenance,swing@16:00-24:00/production")))
+    gap = iso_ns("2026-12-31T18:00:00Z")  # 02:00 local on 1 January: between shifts
+    assert cal.at(gap) is None and cal.production_level(gap) == 0.0
+    assert cal.previous(gap).id == "2026-12-31:swing" and cal.previous(gap, 2).id == "2026-12-31:day"
+    day = iso_ns("2027-01-01T00:00:00Z")
+    assert cal.previous(day + 60 * NS).id == "2026-12-31:swing"  # the gap is no shift
+    sim = Simulation(SimConfig(seed=3, start_ns=gap - 3 * 3600 * NS, duration_s=6 * 3600, rate_hz=0.01,
+                               scenarios=["mf01", "bc04"], calendar=cal.calendar))
+    frames = [f for batch in sim.frames() for f in batch]
+    assert max(f.ts for f in frames) > gap + 2 * 3600 * NS  # the whole run, through the new year
+    speeds = [_at(f, "speed") for f in frames if "speed" in f.readings and abs(f.ts - gap) < 3600 * NS]
+    assert speeds and max(speeds) < 0.1  # the district belt stands still
