@@ -703,7 +703,8 @@ class LimitDetector(Detector):
         frame says its robot is (a robot rule's alert is placed there). ``over``: the clear, at
         ``ts``, the stream's newest reading, of what late readings raised (:meth:`_behind`).
         ``hold`` False, or ``over``: a clear never held as a flapping alarm's is. ``apart``: of a late
-        alert kept apart from the one standing on its key (:attr:`Signal.apart`)."""
+        alert kept apart from the one standing on its key (:attr:`Signal.apart`), whose id goes into
+        the evidence (``before_alert``)."""
         rule = self.rule[s]
 
         def say(k: int, v: float | None, what: str) -> str:
@@ -730,6 +731,9 @@ class LimitDetector(Detector):
             evidence["late"] = True
         if over:
             evidence["newer_readings_ts"] = ts
+        standing = self.engine.get(self._alert_key(s)) if apart and self.engine is not None else None
+        if standing is not None:  # the alert this late one is kept apart from
+            evidence["before_alert"] = standing.alert_id
         if scenario_id is None:  # a robot rule: the robot is where its frame says
             here = self.setup.scenarios.get(frame_scenario)
             what = f"{rule.what} of {where_robot(robot_id, here)}"

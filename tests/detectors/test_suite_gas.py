@@ -910,9 +910,10 @@ def test_a_late_alarm_from_held_back_readings_does_not_make_the_next_live_one_fl
 
 def late_apart(events: list[AlertEvent], standing: AlertEvent) -> list[tuple[str, Severity, str | None, int]]:
     """``events``' steps on ``standing``'s channel, as (state, severity, robot, seq); each checked late,
-    under an id not ``standing``'s, raised and cleared under one id."""
+    under an id not ``standing``'s (which its evidence names), raised and cleared under one id."""
     mine = [e for e in only(events) if e.channel == standing.channel]
     assert all(e.alert_id != standing.alert_id and e.timing.value == "late" for e in mine), mine
+    assert all(e.evidence["before_alert"] == standing.alert_id for e in mine), mine
     assert len({e.alert_id for e in mine}) <= 1, mine
     return [(e.state.value, e.severity, e.robot_id, (e.ts - T0) // S) for e in mine]
 

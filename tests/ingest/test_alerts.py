@@ -362,6 +362,7 @@ def test_a_late_alarm_dated_before_another_robots_standing_alarm_is_its_own(mosq
         assert [(e["state"], e["severity"], e["robot_id"], e["timing"]) for e in late] == [
             ("raised", "critical", "r01", "late"), ("cleared", "critical", "r01", "late")], late
         assert late[0]["alert_id"] == late[1]["alert_id"] != standing["alert_id"]
+        assert late[0]["evidence"]["before_alert"] == late[1]["evidence"]["before_alert"] == standing["alert_id"]
         assert late[0]["first_ts"] == a[12].ts
         retained = retained_active(mosquitto.url, topics)
         gas = {k: orjson.loads(v) for k, v in retained.items() if ".gas_limit." in k}
