@@ -53,7 +53,7 @@ from detectors.vibration import VibrationFeatures
 from minewatch.schema import AlertEvent, AlertKind, Severity
 from minewatch.wire import Origin
 
-__all__ = ["LIMIT_ARGS", "LIMIT_COLUMNS", "MAX_LEVELS", "LimitDetector", "limit_kernel"]
+__all__ = ["LIMIT_ARGS", "LIMIT_COLUMNS", "MAX_LEVELS", "LimitDetector", "calm_kernel", "limit_kernel"]
 
 MAX_LEVELS = 3
 _SATURATE = 1 << 30
@@ -110,6 +110,28 @@ def limit_kernel(stream: Arr, x: Arr, thr: Arr, above: Arr, restore: Arr, n_rais
                 n_changes += 1
                 break
     return n_changes
+
+
+@jit
+def calm_kernel(stream: Arr, t: Arr, x: Arr, out: Arr, level_before: Arr, restore: Arr, above: Arr,
+                calm_t: Arr) -> None:
+    """``calm_t[s]`` moved to the time ``t`` of each stream's newest reading in the batch (sorted by
+    stream, then time; ``out`` the kernel's steps, ``level_before`` the levels before it) back past
+    its restore level (``x < restore`` above, ``x >= restore`` below) that leaves the stream at no
+    alert: its own step a clear, or no step and the stream at none."""
+    prev = -1
+    cur = 0
+    for i in range(stream.shape[0]):
+        s = stream[i]
+        if s != prev:
+            prev = s
+            cur = level_before[s]
+        if out[i] >= 0:
+            cur = out[i]
+        if cur == 0:
+            v = x[i]
+            if (v < restore[s]) if above[s] else (v >= restore[s]):
+                calm_t[s] = t[i]
 
 
 LIMIT_COLUMNS = {
@@ -310,7 +332,8 @@ class LimitDetector(Detector):
         out, n = self.detect(stream, t, x, check=False)  # the suite's own sorted batch
         if taken is not None and taken.any():
             self._held_taken(stream, t, x, origin, out, level_before, np.flatnonzero(taken))
-        self._calm(stream, t, x, self._levels(stream, out, level_before) if n else level_before[stream])
+        table = self.table
+        calm_kernel(stream, t, x, out, level_before, table["restore"], table["above"], table["calm_t"])
         raisers: dict[tuple[str, str, str], set[str]] = {}  # key -> robots raising it in this batch
         if n:
             for i in np.flatnonzero(out >= 0):
@@ -675,17 +698,6 @@ class LimitDetector(Detector):
         np.maximum.accumulate(pos, out=pos)
         first = np.repeat(starts, np.diff(np.r_[starts, n]))
         return np.where(pos >= first, out[np.maximum(pos, 0)], level_before[stream])
-
-    def _calm(self, stream: Arr, t: Arr, x: Arr, level: Arr) -> None:
-        """``calm_t`` moved to each stream's newest live reading of the batch (sorted by stream,
-        then time) back past its restore level that leaves it at no alert (``level``, per reading)."""
-        table = self.table
-        restore = table["restore"][stream]
-        calm = np.flatnonzero(np.where(table["above"][stream], x < restore, x >= restore) & (level == 0))
-        if calm.size:
-            s = stream[calm]
-            last = np.r_[s[1:] != s[:-1], True]
-            table["calm_t"][s[last]] = t[calm[last]]
 
     def last_report(self, s: int, ts: int, slices: dict[int, tuple[int, int]], t: Arr) -> int:
         """When stream ``s`` last reported at or before ``ts`` (this batch, or earlier)."""
