@@ -70,6 +70,10 @@ class Signal:
     # held-back readings) does not count towards the key's flapping either: it is a record of the
     # past, not an alarm coming and going on the board
     may_hold: bool = True
+    # of a late alert from held-back readings dated before the alert standing on its key was raised
+    # (LimitDetector._behind): kept apart from that one, under an id of its own, raised and cleared
+    # on its own (it happened before the standing alert and is over); neither escalates nor clears it
+    apart: bool = False
 
     @property
     def key(self) -> Key:
@@ -123,6 +127,7 @@ class AlertEngine:
         self._raises: dict[Key, deque[int]] = {}
         self._last_id: dict[Key, str] = {}
         self._held: list[Key] = []
+        self._apart: dict[tuple[Key, str], _Alert] = {}  # late alerts kept apart (Signal.apart), by key and source
         self.id_prefix = id_prefix
         self.incidents = Incidents(group or default_group, upstream, id_prefix)
 
@@ -172,6 +177,9 @@ class AlertEngine:
 
     def update(self, sig: Signal) -> list[AlertEvent]:
         out = self.advance(sig.ts)
+        if sig.apart:
+            self._aside(sig, out)
+            return out
         key = sig.key
         a = self._active.get(key)
         if sig.severity is None:
@@ -194,14 +202,9 @@ class AlertEngine:
         if a is None:
             if sig.may_hold:  # a raise judged apart (held-back readings) is a record, not chattering on the board
                 self._raises.setdefault(key, deque()).append(sig.ts)
-            alert_id = self._new_id(key, sig.scenario_id, sig.ts, sig.robot_id or sig.source)
-            a = _Alert(alert_id, sig.ts, sig.severity, None, {sig.source: sig.severity})  # type: ignore[arg-type]
+            a = self._opened(sig, out)
             self._active[key] = a
-            self._by_id[alert_id] = key
-            ev = self._event(sig, a, AlertState.raised, sig.severity)
-            a.incident_id = ev.incident_id = self.incidents.assign(ev)
-            a.last = ev
-            self._emit(ev, out)
+            self._by_id[a.alert_id] = key
             return out
         a.sources[sig.source] = sig.severity
         if a.clear_at is not None:  # re-raised inside a held clear: the same alert goes on
@@ -209,12 +212,45 @@ class AlertEngine:
             a.clear_event = None
             if sig.may_hold:
                 self._raises.setdefault(key, deque()).append(sig.ts)
+        self._worse(sig, a, out)
+        return out
+
+    def _opened(self, sig: Signal, out: list[AlertEvent]) -> _Alert:
+        """A new alert raised by ``sig``, its ``raised`` event in ``out`` (and in its incident)."""
+        assert sig.severity is not None
+        alert_id = self._new_id(sig.key, sig.scenario_id, sig.ts, sig.robot_id or sig.source, remember=not sig.apart)
+        a = _Alert(alert_id, sig.ts, sig.severity, None, {sig.source: sig.severity})  # type: ignore[arg-type]
+        ev = self._event(sig, a, AlertState.raised, sig.severity)
+        a.incident_id = ev.incident_id = self.incidents.assign(ev)
+        a.last = ev
+        self._emit(ev, out)
+        return a
+
+    def _worse(self, sig: Signal, a: _Alert, out: list[AlertEvent]) -> None:
+        """``a`` escalated where its sources' worst is now more severe than it was."""
         worst = max(a.sources.values(), key=_rank)
         if _rank(worst) > _rank(a.severity):
             a.severity = worst
             a.last = self._event(sig, a, AlertState.escalated, worst)
             self._emit(a.last, out)
-        return out
+
+    def _aside(self, sig: Signal, out: list[AlertEvent]) -> None:
+        """A step of a late alert kept apart from the one standing on its key (:attr:`Signal.apart`):
+        one per key and source, never on the board (:meth:`get`, :meth:`active`), its clear never
+        held; its events go out under its own id, so the standing alert's retained state is not
+        touched."""
+        rk = (sig.key, sig.source)
+        a = self._apart.get(rk)
+        if sig.severity is None:
+            if a is not None:
+                del self._apart[rk]
+                self._emit(self._event(sig, a, AlertState.cleared, a.severity), out)
+            return
+        if a is None:
+            self._apart[rk] = self._opened(sig, out)
+            return
+        a.sources[sig.source] = sig.severity
+        self._worse(sig, a, out)
 
     def acknowledge(self, alert_id: str, operator: str, note: str | None, ts_ns: int) -> AlertEvent:
         ev = self._acknowledge(alert_id, operator, note, ts_ns)
@@ -311,18 +347,21 @@ class AlertEngine:
             raises.popleft()
         return len(raises) >= self.flap_count
 
-    def _new_id(self, key: Key, scenario: str, ts: int, who: str) -> str:
+    def _new_id(self, key: Key, scenario: str, ts: int, who: str, *, remember: bool = True) -> str:
         """The id of an alert raised on ``key`` at ``ts`` by ``who`` (the robot that saw it), made
         from these alone (:mod:`detectors.ids`): one robot cannot raise one key twice at one
         millisecond. The suffix ``-n`` is only a guard within this process (a robot whose clock
-        went back over readings of its own)."""
+        went back over readings of its own). ``remember`` False: not taken as the key's last id (a
+        late alert kept apart, :attr:`Signal.apart`, beside the one standing)."""
         _, detector, subject = key
         base = ids.name(ids.head(self.id_prefix, scenario, subject, detector), ts, who, subject)
         alert_id, n = ids.fit(base), 1
-        while alert_id == self._last_id.get(key) or alert_id in self._by_id:
+        apart = {a.alert_id for a in self._apart.values()} if self._apart else set()
+        while alert_id == self._last_id.get(key) or alert_id in self._by_id or alert_id in apart:
             n += 1
             alert_id = ids.fit(f"{base}-{n}")
-        self._last_id[key] = alert_id
+        if remember:
+            self._last_id[key] = alert_id
         return alert_id
 
     @staticmethod

@@ -53,7 +53,7 @@ from detectors.vibration import VibrationFeatures
 from minewatch.schema import AlertEvent, AlertKind, Severity
 from minewatch.wire import Origin
 
-__all__ = ["LIMIT_ARGS", "LIMIT_COLUMNS", "MAX_LEVELS", "LimitDetector", "limit_kernel"]
+__all__ = ["LIMIT_ARGS", "LIMIT_COLUMNS", "MAX_LEVELS", "LimitDetector", "calm_kernel", "limit_kernel"]
 
 MAX_LEVELS = 3
 _SATURATE = 1 << 30
@@ -112,6 +112,28 @@ def limit_kernel(stream: Arr, x: Arr, thr: Arr, above: Arr, restore: Arr, n_rais
     return n_changes
 
 
+@jit
+def calm_kernel(stream: Arr, t: Arr, x: Arr, out: Arr, level_before: Arr, restore: Arr, above: Arr,
+                calm_t: Arr) -> None:
+    """``calm_t[s]`` moved to the time ``t`` of each stream's newest reading in the batch (sorted by
+    stream, then time; ``out`` the kernel's steps, ``level_before`` the levels before it) back past
+    its restore level (``x < restore`` above, ``x >= restore`` below) that leaves the stream at no
+    alert: its own step a clear, or no step and the stream at none."""
+    prev = -1
+    cur = 0
+    for i in range(stream.shape[0]):
+        s = stream[i]
+        if s != prev:
+            prev = s
+            cur = level_before[s]
+        if out[i] >= 0:
+            cur = out[i]
+        if cur == 0:
+            v = x[i]
+            if (v < restore[s]) if above[s] else (v >= restore[s]):
+                calm_t[s] = t[i]
+
+
 LIMIT_COLUMNS = {
     "thr": (np.float64, (MAX_LEVELS,), np.nan),
     "n_raise": (np.int32, (MAX_LEVELS,), 1),
@@ -130,6 +152,9 @@ LIMIT_COLUMNS = {
     "held_last_t": (np.int64, (), -1),
     "held_live_t": (np.int64, (), -1),  # the stream's newest reading when its held-back state last moved
     "held_run": (np.int64, (), -1),  # the run of the robot's held-back frames its last reading was of
+    # the stream's newest live reading back past its restore level with no alert standing on it (its
+    # live excursion, if one stands, began after it): whether a backlog's excursion runs on into it
+    "calm_t": (np.int64, (), -1),
 }
 
 
@@ -307,6 +332,8 @@ class LimitDetector(Detector):
         out, n = self.detect(stream, t, x, check=False)  # the suite's own sorted batch
         if taken is not None and taken.any():
             self._held_taken(stream, t, x, origin, out, level_before, np.flatnonzero(taken))
+        table = self.table
+        calm_kernel(stream, t, x, out, level_before, table["restore"], table["above"], table["calm_t"])
         raisers: dict[tuple[str, str, str], set[str]] = {}  # key -> robots raising it in this batch
         if n:
             for i in np.flatnonzero(out >= 0):
@@ -336,38 +363,47 @@ class LimitDetector(Detector):
         behind, until the ingestor corrects it) may be the newest there is, and is taken as such. An
         alert standing on the stream goes on standing (a late reading back below the restore level
         does not clear it; one past a more severe level since it was raised escalates it,
-        :meth:`_escalations`, and any other adds nothing to it; of another robot's alert on the
-        key, readings from before it was raised add nothing either). Where none stands, the
-        late readings are run through the rule on their own (:meth:`_held_run`), and what they raise
+        :meth:`_escalations`, and any other adds nothing to it). Where none stands, the late
+        readings are run through the rule on their own (:meth:`_held_run`), and what they raise
         is raised, marked late, and cleared again at the stream's newest reading, which is below
         the limits: the condition happened and is over, and the board says so without leaving an
-        alert up that no newer reading would clear."""
+        alert up that no newer reading would clear. So are readings dated before the alert standing
+        on the key (the robot's own, or another's) was raised: what they raise happened before it,
+        and is a late alert of its own, kept apart from it (:attr:`Signal.apart`): the standing
+        alert is neither escalated nor cleared by it."""
         table = self.table
         quiet = table["level"][stream] == 0
         since = self._raised_at(stream)[stream]  # when the alert standing on each reading's key was raised
         pending: list[Pending] = []
-        before = t < since  # from before the alert standing on the key was raised: they add nothing,
-        if before.any():  # and the readings either side of them are not in a row: held-back state anew
-            self._held_anew(np.unique(stream[before]))
-        if not quiet.all():
-            # its own alert stands on the key; readings from before that was raised add nothing
-            standing = ~quiet & (since >= 0) & (t >= since)
-            if standing.any():
-                pending += self._escalations(stream[standing], t[standing], x[standing], origin[standing], late)
-        # of streams with no alert of their own, where another robot's alert stands on the key,
-        # readings from before it was raised add nothing, as on a stream whose own alert stands
-        quiet &= t >= since
-        if not quiet.any():
-            return pending
-        stream, t, x, origin = stream[quiet], t[quiet], x[quiet], origin[quiet]
-        out, shown, ends = self._held_run(stream, t, x, origin)
-        pending += self._steps(stream, t, x, origin, out, late, shown, hold=False)
-        for last in ends:  # a run that raised and was still raised at its end: over at the newest reading
-            s = int(stream[last])
-            newest = int(table["last_t"][s])
-            pending.append(Pending(newest, self.order, s, self.signal(
-                s, 0, float(x[last]), newest, self.frames[int(origin[last])].scenario_id, late, int(origin[last]),
-                over=True)))
+        # from before the alert standing on the key was raised (its own or another robot's): judged
+        # as where none stands, and what they raise is a late alert of its own, kept apart from it
+        before = t < since
+        # its own alert stands on the key, and the reading is dated since it was raised
+        standing = ~quiet & (since >= 0) & ~before
+        judged = quiet | before
+        if judged.any():
+            s_, t_, x_, o_ = stream[judged], t[judged], x[judged], origin[judged]
+            out, shown, apart, ends = self._held_run(s_, t_, x_, o_, before[judged])
+            over = []
+            for last, aside, first in ends:
+                s = int(s_[last])
+                if aside and t_[last] > table["calm_t"][s] and out[first:last + 1].max() <= table["level"][s]:
+                    # the robot's own excursion, still past the limit where its backlog ends, with no
+                    # live reading back past the restore level since, and no worse than the level its
+                    # live readings stand at: the start of the one standing, raised live already (its
+                    # clear would say it is over, which it is not)
+                    shown[first:last + 1] = False
+                else:
+                    over.append((last, aside))
+            pending += self._steps(s_, t_, x_, o_, out, late, shown, hold=False, apart=apart)
+            for last, aside in over:  # a run still raised at its end: over at the newest reading
+                s = int(s_[last])
+                newest = int(table["last_t"][s])
+                pending.append(Pending(newest, self.order, s, self.signal(
+                    s, 0, float(x_[last]), newest, self.frames[int(o_[last])].scenario_id, late, int(o_[last]),
+                    over=True, apart=aside)))
+        if standing.any():  # after the readings before it: a run's count goes on from them
+            pending += self._escalations(stream[standing], t[standing], x[standing], origin[standing], late)
         return pending
 
     def _held_taken(self, stream: Arr, t: Arr, x: Arr, origin: Arr, out: Arr, level_before: Arr,
@@ -397,7 +433,8 @@ class LimitDetector(Detector):
             if live > level[k]:
                 level[k], clear_count[k] = live, 0
 
-    def _held_run(self, stream: Arr, t: Arr, x: Arr, origin: Arr) -> tuple[Arr, Arr, list[int]]:
+    def _held_run(self, stream: Arr, t: Arr, x: Arr, origin: Arr,
+                  before: Arr) -> tuple[Arr, Arr, Arr, list[tuple[int, bool, int]]]:
         """Held-back readings of streams with no alert standing through the rule on the streams'
         held-back state (``held_*``), not the live one: a robot sending its backlog a frame a
         message between its live frames is judged as one run, as if it came in one message (a rule
@@ -406,31 +443,41 @@ class LimitDetector(Detector):
         to the next (the backlogs of two gaps, with the live readings between them), and where
         :meth:`_held_go_on` says the state does not go on at all. Per reading the new level where
         it changed, else -1; per reading whether its step goes on the board (a clear of what an
-        earlier pass raised does not, as that pass cleared it at once, :meth:`_behind`); and the
-        last reading of each run that left raised what it raised in this pass, to be cleared."""
+        earlier pass raised does not, as that pass cleared it at once, :meth:`_behind`); per reading
+        whether its step is of a late alert kept apart from the one standing on its key (raised by a
+        reading dated ``before`` that one was raised, and every step after it until it clears); and
+        the last reading of each run that left raised what it raised in this pass, to be cleared,
+        with whether that alert is kept apart and the reading that raised it."""
         table = self.table
         level, count, clear_count = table["held_level"], table["held_count"], table["held_clear_count"]
         breaks = self._held_go_on(stream, t, origin)
         out = self._by_run(stream, x, breaks, table["restore"], level, count, clear_count)
         shown = np.ones(stream.shape[0], dtype=np.bool_)
+        apart = np.zeros(stream.shape[0], dtype=np.bool_)
         on_board = np.zeros(len(table), dtype=np.bool_)  # raised in this pass and not cleared since
-        ends: list[int] = []
+        aside = np.zeros(len(table), dtype=np.bool_)  # what is on the board was raised apart
+        opened = np.zeros(len(table), dtype=np.int64)  # where what is on the board was raised
+        ends: list[tuple[int, bool, int]] = []
         new_run = set(breaks)
         for i in sorted(new_run.union(np.flatnonzero(out >= 0).tolist())):
             s = int(stream[i])
             if i in new_run and on_board[s]:  # what the run before left on the board is over
-                ends.append(i - 1)
+                ends.append((i - 1, bool(aside[s]), int(opened[s])))
                 on_board[s] = False
             if out[i] > 0:
+                if not on_board[s]:
+                    aside[s], opened[s] = before[i], i
                 on_board[s] = True
+                apart[i] = aside[s]
             elif out[i] == 0:
                 if on_board[s]:
                     on_board[s] = False
+                    apart[i] = aside[s]
                 else:
                     shown[i] = False  # the clear of a level carried in from an earlier pass
         for s in np.flatnonzero(on_board).tolist():
-            ends.append(int(np.flatnonzero(stream == s)[-1]))
-        return out, shown, ends
+            ends.append((int(np.flatnonzero(stream == s)[-1]), bool(aside[s]), int(opened[s])))
+        return out, shown, apart, ends
 
     def _by_run(self, stream: Arr, x: Arr, breaks: list[int], restore: Arr, level: Arr, count: Arr,
                 clear_count: Arr, *, anew: tuple[str, ...] = ("level", "count", "clear_count")) -> Arr:
@@ -537,16 +584,19 @@ class LimitDetector(Detector):
         return out
 
     def _steps(self, stream: Arr, t: Arr, x: Arr, origin: Arr, out: Arr, late: Sequence[bool] | None,
-               shown: Arr | None = None, *, hold: bool = True) -> list[Pending]:
+               shown: Arr | None = None, *, hold: bool = True, apart: Arr | None = None) -> list[Pending]:
         """The signals of the steps ``out`` (of :meth:`_by_run`) of readings judged apart (those
         ``shown``, where given). ``hold`` False: their clears are never held as a flapping
-        alarm's are (newer readings show the whole run over)."""
+        alarm's are (newer readings show the whole run over). ``apart``: per reading, whether its
+        step is of a late alert kept apart from the one standing on its key (:meth:`_held_run`)."""
         pending: list[Pending] = []
         steps = out >= 0 if shown is None else (out >= 0) & shown
         for i in np.flatnonzero(steps).tolist():
             s, ts, fi = int(stream[i]), int(t[i]), int(origin[i])
+            aside = apart is not None and bool(apart[i])
             pending.append(Pending(ts, self.order, s, self.signal(s, int(out[i]), float(x[i]), ts,
-                                                                  self.frames[fi].scenario_id, late, fi, hold=hold)))
+                                                                  self.frames[fi].scenario_id, late, fi, hold=hold,
+                                                                  apart=aside)))
         return pending
 
     def _escalations(self, stream: Arr, t: Arr, x: Arr, origin: Arr, late: Sequence[bool] | None) -> list[Pending]:
@@ -598,12 +648,7 @@ class LimitDetector(Detector):
         starts = np.flatnonzero(np.r_[True, stream[1:] != stream[:-1]])
         ends = np.r_[starts[1:], n]
         runs = stream[starts]  # each stream's samples are one run (the batch is sorted by stream)
-        # the level each reading leaves its stream at: its own step, else the stream's last step
-        # before it in the batch, else the level before the batch
-        pos = np.where(out >= 0, np.arange(n), -1)
-        np.maximum.accumulate(pos, out=pos)
-        first = np.repeat(starts, ends - starts)
-        level = np.where(pos >= first, out[np.maximum(pos, 0)], level_before[stream])
+        level = self._levels(stream, out, level_before)
         table = self.table
         restore = table["restore"][stream]
         past = np.where(table["above"][stream], x < restore, x >= restore) & np.isfinite(x) & (level == 0)
@@ -643,6 +688,17 @@ class LimitDetector(Detector):
                 pending.append(Pending(ts_i, EventOrder.STALE_EVIDENCE, s,
                                        _Evidence(self, key, s, ts_i, float(x[i]), slices, t)))
 
+    @staticmethod
+    def _levels(stream: Arr, out: Arr, level_before: Arr) -> Arr:
+        """The level each reading of the sorted batch ``stream`` leaves its stream at: its own step
+        (``out``), else the stream's last step before it in the batch, else the level before it."""
+        n = stream.shape[0]
+        starts = np.flatnonzero(np.r_[True, stream[1:] != stream[:-1]])
+        pos = np.where(out >= 0, np.arange(n), -1)
+        np.maximum.accumulate(pos, out=pos)
+        first = np.repeat(starts, np.diff(np.r_[starts, n]))
+        return np.where(pos >= first, out[np.maximum(pos, 0)], level_before[stream])
+
     def last_report(self, s: int, ts: int, slices: dict[int, tuple[int, int]], t: Arr) -> int:
         """When stream ``s`` last reported at or before ``ts`` (this batch, or earlier)."""
         sl = slices.get(s)
@@ -654,16 +710,22 @@ class LimitDetector(Detector):
         return int(self.table["last_t"][s])
 
     def signal(self, s: int, k: int, value: float, ts: int, frame_scenario: str, late: Sequence[bool] | None,
-               fi: int, *, over: bool = False, hold: bool = True) -> Signal:
+               fi: int, *, over: bool = False, hold: bool = True, apart: bool = False) -> Signal:
         """Stream ``s``'s step to level ``k`` (0: cleared) at ``value``; ``frame_scenario``: where the
         frame says its robot is (a robot rule's alert is placed there). ``over``: the clear, at
         ``ts``, the stream's newest reading, of what late readings raised (:meth:`_behind`).
-        ``hold`` False, or ``over``: a clear never held as a flapping alarm's is."""
+        ``hold`` False, or ``over``: a clear never held as a flapping alarm's is. ``apart``: of a late
+        alert kept apart from the one standing on its key (:attr:`Signal.apart`), whose id goes into
+        the evidence (``before_alert``)."""
         rule = self.rule[s]
 
         def say(k: int, v: float | None, what: str) -> str:
             if not over:
                 return rule.message(k, v, what)
+            if apart:
+                return (f"{what}: the readings past the limit came late, dated before the alert standing here was "
+                        f"raised, and the robot's newer readings (the last at {_hms(ts)} UTC) show them over: this "
+                        f"late alert is cleared; the one standing is not changed by it.")
             return (f"{what}: the readings past the limit came late, and the robot's newer readings (the last "
                     f"at {_hms(ts)} UTC) raise no alert: the alert is cleared.")
         scenario_id, robot_id, channel = self.meta[s]
@@ -681,13 +743,17 @@ class LimitDetector(Detector):
             evidence["late"] = True
         if over:
             evidence["newer_readings_ts"] = ts
+        standing = self.engine.get(self._alert_key(s)) if apart and self.engine is not None else None
+        if standing is not None:  # the alert this late one is kept apart from
+            evidence["before_alert"] = standing.alert_id
         if scenario_id is None:  # a robot rule: the robot is where its frame says
             here = self.setup.scenarios.get(frame_scenario)
             what = f"{rule.what} of {where_robot(robot_id, here)}"
             return Signal(scenario_id=frame_scenario, place=ROBOTS, detector=rule.detector, subject=robot_id,
                           kind=rule.kind, source=robot_id, severity=severity, ts=ts,
                           message=say(k, value, what), value=None if over else value, limit=limit, unit=rule.unit,
-                          channel=None, robot_id=robot_id, evidence=evidence, timing=timing, may_hold=hold and not over)
+                          channel=None, robot_id=robot_id, evidence=evidence, timing=timing, may_hold=hold and not over,
+                          apart=apart)
         sc = self.setup.scenarios[scenario_id]
         c = sc.channel_map.get(channel)
         if rule.quantity == "run":
@@ -709,7 +775,7 @@ class LimitDetector(Detector):
         return Signal(scenario_id=scenario_id, detector=rule.detector, subject=channel, kind=rule.kind, source=robot_id,
                       severity=severity, ts=ts, message=message, value=None if over else value, limit=limit,
                       unit=rule.unit, channel=channel, robot_id=robot_id, evidence=evidence, timing=timing,
-                      may_hold=hold and not over)
+                      may_hold=hold and not over, apart=apart)
 
     # -- restore ---------------------------------------------------------------------------------
     def seed(self, ev: AlertEvent) -> None:

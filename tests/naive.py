@@ -55,6 +55,20 @@ def limit_levels(samples, configs):
     return result
 
 
+def calm_times(samples, configs, levels):
+    """Reference for ``detectors.limits.calm_kernel``: per stream, the time of its last sample
+    back past the restore level (``x < restore`` above, ``x >= restore`` below) after which the
+    stream stands at no alert. ``samples``: (stream, t, x) in time order; ``levels``: per sample,
+    the stream's level after it. Streams with none are left out."""
+    out = {}
+    for (s, t, x), lv in zip(samples, levels):
+        cfg = configs[s]
+        back = x < cfg["restore"] if cfg["above"] else x >= cfg["restore"]
+        if back and lv == 0:
+            out[s] = t
+    return out
+
+
 def rise_changes(samples, cfg):
     """Reference for ``detectors.rise.rise_kernel`` on one stream: ``samples`` = [(t_ns, x)].
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detectors.limits import LIMIT_COLUMNS, MAX_LEVELS, limit_kernel
+from detectors.limits import LIMIT_COLUMNS, MAX_LEVELS, calm_kernel, limit_kernel
 from detectors._state import StreamTable
 from tests import naive
 
@@ -68,6 +68,32 @@ def test_limit_kernel_matches_reference(seed: int) -> None:
     want = naive.limit_levels(list(zip(stream.tolist(), x.tolist())), configs)
     assert got.tolist() == want
     assert (got > 0).sum() > 10 and (got == 0).sum() > 10  # the data really exercise raise and clear
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_calm_kernel_matches_reference(seed: int) -> None:
+    # the newest reading back past the restore level that leaves each stream at no alert, in
+    # batches (the levels before each carried from the one before)
+    rng = np.random.default_rng(seed)
+    configs = _random_configs(rng, 12)
+    tab = _table(configs)
+    got = np.full(12, -1, dtype=np.int64)
+    levels: list[int] = []
+    samples: list[tuple[int, int, float]] = []
+    for batch in range(4):
+        stream, x = _data(rng, 12, 800)
+        t = np.arange(stream.shape[0], dtype=np.int64) + 10_000 * batch  # time order within each stream
+        before = tab["level"].copy()
+        out = _run(tab, stream, x)
+        calm_kernel(stream, t, x, out, before, tab["restore"], tab["above"], got)
+        for s, o in zip(stream.tolist(), out.tolist()):
+            before[s] = o if o >= 0 else before[s]
+            levels.append(int(before[s]))
+        samples += zip(stream.tolist(), t.tolist(), x.tolist())
+    order = sorted(range(len(samples)), key=lambda i: samples[i][1])
+    want = naive.calm_times([samples[i] for i in order], configs, [levels[i] for i in order])
+    assert {s: int(v) for s, v in enumerate(got) if v >= 0} == want
+    assert len(want) >= 8 and sum(lv > 0 for lv in levels) > 100  # streams at an alert and back
 
 
 def test_limit_kernel_split_into_batches_matches_one_batch(rng: np.random.Generator) -> None:

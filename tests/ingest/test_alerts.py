@@ -330,3 +330,44 @@ def test_two_robots_late_alarms_at_one_millisecond_reach_an_integrator_as_two(mo
         assert not [k for k in retained_active(mosquitto.url, topics) if ".gas_limit." in k]
     integrator.close()
     pub.close()
+
+
+def test_a_late_alarm_dated_before_another_robots_standing_alarm_is_its_own(mosquitto: Mosquitto, influxd: Influxd,
+                                                                            influx_db: SyncInflux, prefix: str,
+                                                                            tmp_path: Path) -> None:
+    """r02 reads methane at 1.2 % from seq 20 (an alarm, standing and retained); r01 at the same
+    place sends seq 0-9 and 20-29 live at 0.3 % and its held-back 10-19 after, with 1.7 % at 12-13,
+    past the power-cut level, dated before r02's alarm was raised. An integrator sees a late critical
+    alert under its own id, raised and cleared; r02's alarm is neither escalated nor cleared by it,
+    and its retained state is still there, at alarm."""
+    topics = Topics(prefix)
+    settings = ingest_settings(mosquitto.url, influxd.url, influx_db, prefix, tmp_path)
+    integrator = Collector(mosquitto.url, topics.all_alert_events)
+    pub = Publisher(mosquitto.url)
+    a = _held_back_run("mf01", "r01", 30)
+    _methane(a[12:14], 1.7)
+    b = _methane(frames_for("mf01", "r02", 30, t0=a[0].ts, step_ns=200_000_000), 0.3)
+    _methane(b[20:30], 1.2)
+    with ingestor_in_process(settings, client_id=f"ing-{prefix}"):
+        pub.send(topics, a[:10] + b[:20])
+        pub.send(topics, a[20:30] + b[20:30])
+        pub.flush()
+        wait_until(lambda: [e["state"] for e in _gas(integrator, topics)] == ["raised"], 20, "r02's live alarm")
+        [standing] = _gas(integrator, topics)
+        wait_until(lambda: influx_db.count("telemetry", "seq") >= 50, 20, "the live points")
+        pub.send(topics, a[10:20], per_message=10)
+        wait_until(lambda: len(_gas(integrator, topics)) == 3, 20, "r01's late alert, raised and cleared")
+        time.sleep(0.5)
+        late = _gas(integrator, topics)[1:]
+        assert [(e["state"], e["severity"], e["robot_id"], e["timing"]) for e in late] == [
+            ("raised", "critical", "r01", "late"), ("cleared", "critical", "r01", "late")], late
+        assert late[0]["alert_id"] == late[1]["alert_id"] != standing["alert_id"]
+        assert late[0]["evidence"]["before_alert"] == late[1]["evidence"]["before_alert"] == standing["alert_id"]
+        assert late[0]["first_ts"] == a[12].ts
+        retained = retained_active(mosquitto.url, topics)
+        gas = {k: orjson.loads(v) for k, v in retained.items() if ".gas_limit." in k}
+        assert list(gas) == [standing["alert_id"]], gas
+        assert (gas[standing["alert_id"]]["state"], gas[standing["alert_id"]]["severity"]) == ("raised", "alarm")
+    assert_exactly_once(influx_db, {"r01": 30, "r02": 30})
+    integrator.close()
+    pub.close()
