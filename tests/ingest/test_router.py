@@ -124,6 +124,43 @@ def test_a_robot_clock_far_ahead_is_corrected_and_reported() -> None:
     assert all(s.ts < f.ts - ahead // 2 for s, f in zip(out.store, fs))
 
 
+def test_a_robot_clock_days_ahead_is_refused_until_it_stays_that_far_ahead_then_corrected() -> None:
+    router, counters = _router(clock_settle_s=3.0)
+    now, ahead = time.time_ns(), 2 * 86_400 * 10**9  # further ahead than a clock is corrected at once
+    topic = TOPICS.telemetry("mf01", "r01")
+    fs = frames_for("mf01", "r01", 10, t0=now + ahead, step_ns=10**9)
+    out = Routed()
+    for i, f in enumerate(fs):  # one frame a second
+        router.route([Incoming(topic, encode_frame(f), i, 1, False, 1, now + i * 10**9)], out)
+    # refused (with the reason) until it has stayed that far ahead for the settle time
+    assert [d.reason for d in out.dead] == ["ts_out_of_range"] * 3
+    assert "steadily ahead is corrected after --clock-settle" in out.dead[0].detail
+    assert [c.why for c in out.clock] == ["ahead"] and abs(out.clock[0].offset + ahead) < 10 * 10**9
+    # then stored and detected at the time it arrived, with the robot's own time beside it
+    assert [f.seq for f in out.store] == [f.seq for f in out.detect] == [f.seq for f in fs[3:]]
+    assert [out.store_robot_ts[i] for i in range(7)] == [f.ts for f in fs[3:]]
+    assert all(s.ts <= now + (i + 3) * 10**9 + 5 * 10**9 for i, s in enumerate(out.store))
+    assert not any(out.store_late) and counters.deadlettered == {"ts_out_of_range": 3}
+
+
+@pytest.mark.parametrize("kind", ["one-frame-between-good-ones", "history"])
+def test_frames_days_ahead_are_refused_when_no_clock_is_to_be_corrected(kind: str) -> None:
+    router, counters = _router(clock_settle_s=3.0)
+    now, ahead = time.time_ns(), 2 * 86_400 * 10**9
+    history = kind == "history"
+    topic = (TOPICS.history if history else TOPICS.telemetry)("mf01", "r01")
+    fs = frames_for("mf01", "r01", 20, t0=now - 10**9, step_ns=0)
+    out = Routed()
+    for i, f in enumerate(fs):  # every other frame far ahead, or (history) every frame
+        far = history or i % 2
+        f = msgspec.structs.replace(f, ts=f.ts + i * 10**9 + (ahead if far else 0))
+        router.route([Incoming(topic, encode_frame(f), i, 1, False, 1, now + i * 10**9)], out)
+    refused = 20 if history else 10
+    assert counters.deadlettered == {"ts_out_of_range": refused} and not out.clock
+    assert [f.seq for f in out.store] == ([] if history else list(range(0, 20, 2)))
+    assert not out.store_robot_ts and all(s.ts < now + 30 * 10**9 for s in out.store)
+
+
 def test_the_batching_policy() -> None:
     p = BatchPolicy(batch_size=1000, batch_ms=100, detect_ms=10, detect_frames=50, step_points=300)
     assert p.step_end(0) == 300 and p.step_end(900) == 1000 and p.full(1000) and not p.full(999)
