@@ -72,6 +72,9 @@ def test_a_repeat_is_stored_once_and_detected_once() -> None:
     ("rt/v1/telemetry/mf01/r01", "future", "ts_out_of_range"),
     ("rt/v1/status/r01", b'{"robot_id": "r09", "online": true}', "topic_mismatch"),
     ("rt/v1/status/r01", b'{"robot_id": 5}', "bad_status"),
+    ("rt/v1/status/r01", b'{"robot_id": "r01", "online": "yes"}', "bad_status"),
+    ("rt/v1/status/r01", b'{"robot_id": "r01", "online": 1}', "bad_status"),
+    ("rt/v1/status/r01", b'{"robot_id": "r01", "online": true, "charging": "false"}', "bad_status"),
     ("rt/v1/alerts/ack/a1", b'{"alert_id": "a2", "operator": "x"}', "bad_ack"),
 ])
 def test_each_refusal_is_a_dead_letter_with_its_reason(topic: str, payload: bytes | str | None, reason: str) -> None:
