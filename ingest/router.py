@@ -294,6 +294,14 @@ class Router:
             classes: list[int] | None = [HISTORY] * n
         else:
             place = self.clocks.place(robot_id, raw_ts, seqs, boot, received, floor=lo, ceiling=hi)
+            classes = place.classes
+            if min(raw_ts) + place.offset < lo or max(raw_ts) + place.offset > hi:  # outside even as corrected
+                keep = self._in_window_corrected(frames, raw_ts, lo, hi, place.offset, msg, out)
+                if not keep:  # a clock not settled yet says nothing of it (a restored alert stands)
+                    return
+                frames, raw_ts, seqs = [frames[i] for i in keep], [raw_ts[i] for i in keep], [seqs[i] for i in keep]
+                classes = None if classes is None else [classes[i] for i in keep]
+                n = len(frames)
             if place.changed is not None or robot_id in self.clock_alerts:
                 self.clock_alerts.discard(robot_id)
                 out.clock.append(ClockChange(robot_id, scenario_id, place.offset, place.changed, received))
@@ -301,14 +309,6 @@ class Router:
                 off = place.offset
                 frames = [msgspec.structs.replace(f, ts=f.ts + off) for f in frames]
                 corrected = True
-            classes = place.classes
-            if min(raw_ts) + place.offset < lo or max(raw_ts) + place.offset > hi:  # outside even as corrected
-                keep = self._in_window_corrected(frames, raw_ts, lo, hi, place.offset, msg, out)
-                if not keep:
-                    return
-                frames, raw_ts, seqs = [frames[i] for i in keep], [raw_ts[i] for i in keep], [seqs[i] for i in keep]
-                classes = None if classes is None else [classes[i] for i in keep]
-                n = len(frames)
         c = self.seq.counts
         dups0, resets0 = c.duplicates, c.resets
         store = frames

@@ -146,6 +146,24 @@ def test_a_robot_clock_days_ahead_is_refused_until_it_stays_that_far_ahead_then_
     assert not any(out.store_late) and counters.deadlettered == {"ts_out_of_range": 3}
 
 
+@pytest.mark.parametrize("off_s", [2 * 86_400, -40 * 86_400], ids=["days-ahead", "weeks-back"])
+def test_a_restored_clock_alert_is_not_cleared_by_frames_refused_before_the_clock_settles(off_s: int) -> None:
+    """After a restart the robot_clock alert of a robot whose clock is days off is restored; its
+    frames are refused until the clock settles again, and must not be taken as a clock right again."""
+    router, _ = _router(clock_settle_s=3.0)
+    router.clock_alerts = {"r01"}
+    now = time.time_ns()
+    topic = TOPICS.telemetry("mf01", "r01")
+    fs = frames_for("mf01", "r01", 5, t0=now + off_s * 10**9, step_ns=10**9)
+    out = Routed()
+    for i, f in enumerate(fs):
+        router.route([Incoming(topic, encode_frame(f), i, 1, False, 1, now + i * 10**9)], out)
+        if i < 3:  # refused: nothing said of the clock yet
+            assert out.clock == [] and len(out.dead) == i + 1, (i, out.clock)
+    assert [c.why for c in out.clock] == ["ahead" if off_s > 0 else "behind"]
+    assert abs(out.clock[0].offset + off_s * 10**9) < 10 * 10**9 and len(out.store) == 2
+
+
 @pytest.mark.parametrize("kind", ["one-frame-between-good-ones", "history"])
 def test_frames_days_ahead_are_refused_when_no_clock_is_to_be_corrected(kind: str) -> None:
     router, counters = _router(clock_settle_s=3.0)
