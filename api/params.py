@@ -48,8 +48,9 @@ def excerpt(value: object, n: int = EXCERPT) -> str:
 
 def bad(detail: str, param: str = "query") -> RequestValidationError:
     """A 422 shaped like FastAPI's own validation errors (so the OpenAPI schema holds), with
-    ``detail[0].msg`` saying what was wrong."""
-    loc = ["query", param] if param != "query" else ["query"]
+    ``detail[0].msg`` saying what was wrong and ``loc`` where: the query parameter ``param``, the
+    query as a whole (``"query"``) or the request body (``"body"``)."""
+    loc = [param] if param in ("query", "body") else ["query", param]
     return RequestValidationError([{"loc": loc, "msg": detail, "type": "value_error"}])
 
 

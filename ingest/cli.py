@@ -39,8 +39,9 @@ late_after_option = click.option(
          "frames that fill a seq gap are late too. 30 s is the monitoring system's polling cycle (domain §3).")
 clock_settle_option = click.option(
     "--clock-settle", type=click.FloatRange(1.0), default=30.0, show_default=True,
-    help="A robot whose frames stay the same time behind (more than --late-after) for this many seconds "
-         "has its clock corrected (a backlog's lag shrinks as it drains; a wrong clock's does not).")
+    help="A robot whose frames stay the same time behind (more than --late-after), or the same time further "
+         "ahead than --max-clock-ahead, for this many seconds has its clock corrected (a backlog's lag shrinks "
+         "as it drains; a wrong clock's does not).")
 
 
 @click.command("ingest")
@@ -106,7 +107,8 @@ clock_settle_option = click.option(
                    "[default: the raw retention less a day and an hour, which InfluxDB would refuse].")
 @click.option("--max-clock-ahead", type=click.FloatRange(0.0), default=86_400.0, show_default=True,
               help="Seconds a live frame may be ahead of the ingestor's clock by its robot's clock (such a clock is "
-                   "corrected); further ahead is dead-lettered ts_out_of_range.")
+                   "corrected at once); further ahead is dead-lettered ts_out_of_range until the clock has stayed "
+                   "that far ahead for --clock-settle, then corrected.")
 @click.option("--max-ahead", type=click.FloatRange(0.0), default=300.0, show_default=True,
               help="Seconds ahead of the ingestor's clock (or on --clock data, of the newest time seen) that history, "
                    "a status or an acknowledgement may be dated.")

@@ -69,8 +69,9 @@ class IngestOptions:
     max_new_channels: int = 16            # reading names not known before, in one message: too_many_channels
     # ts_out_of_range: a frame (status, acknowledgement) older than the raw retention (InfluxDB would
     # refuse it, and its alerts with it) or further ahead than ``max_clock_ahead_s`` by the robot's own
-    # clock (a clock up to that far ahead is corrected, with a robot_clock alert); what is stored is
-    # never more than ``max_ahead_s`` ahead of the ingestor's clock (no shard out in the future)
+    # clock (a clock up to that far ahead is corrected at once, with a robot_clock alert; one further
+    # ahead, or that far behind, once it stays so for ``clock_settle_s``); what is stored is never
+    # more than ``max_ahead_s`` ahead of the ingestor's clock (no shard out in the future)
     max_age_s: float = (RAW_DAYS - 1) * 86_400.0 - 3_600.0  # less a day: a corrected clock moves frames back
     max_clock_ahead_s: float = 86_400.0
     max_ahead_s: float = 300.0

@@ -272,11 +272,11 @@ class Router:
             return
         raw_ts = list(map(_ts, frames))
         lo, hi = self.ts_window(history)
-        # a live frame's age is judged once its robot's clock is corrected (below): a clock reset to
-        # a date weeks back is corrected like any clock steadily behind, not refused for ever
+        # a live frame's time is judged once its robot's clock is corrected (below): a clock reset to
+        # a date weeks back, or days ahead, is corrected once it stays so, not refused for ever
         clocked = not history and not self.data_clock
-        if (min(raw_ts) < lo and not clocked) or max(raw_ts) > hi:
-            frames = self._in_window(frames, raw_ts, min(raw_ts) if clocked else lo, hi, msg, out)
+        if not clocked and (min(raw_ts) < lo or max(raw_ts) > hi):
+            frames = self._in_window(frames, raw_ts, lo, hi, msg, out)
             if not frames:
                 return
             n = len(frames)
@@ -293,7 +293,15 @@ class Router:
         if history:
             classes: list[int] | None = [HISTORY] * n
         else:
-            place = self.clocks.place(robot_id, raw_ts, seqs, boot, received, floor=lo)
+            place = self.clocks.place(robot_id, raw_ts, seqs, boot, received, floor=lo, ceiling=hi)
+            classes = place.classes
+            if min(raw_ts) + place.offset < lo or max(raw_ts) + place.offset > hi:  # outside even as corrected
+                keep = self._in_window_corrected(frames, raw_ts, lo, hi, place.offset, msg, out)
+                if not keep:  # a clock not settled yet says nothing of it (a restored alert stands)
+                    return
+                frames, raw_ts, seqs = [frames[i] for i in keep], [raw_ts[i] for i in keep], [seqs[i] for i in keep]
+                classes = None if classes is None else [classes[i] for i in keep]
+                n = len(frames)
             if place.changed is not None or robot_id in self.clock_alerts:
                 self.clock_alerts.discard(robot_id)
                 out.clock.append(ClockChange(robot_id, scenario_id, place.offset, place.changed, received))
@@ -301,14 +309,6 @@ class Router:
                 off = place.offset
                 frames = [msgspec.structs.replace(f, ts=f.ts + off) for f in frames]
                 corrected = True
-            classes = place.classes
-            if min(raw_ts) + place.offset < lo:  # older than the retention even as corrected
-                keep = self._not_too_old(frames, raw_ts, lo, place.offset, msg, out)
-                if not keep:
-                    return
-                frames, raw_ts, seqs = [frames[i] for i in keep], [raw_ts[i] for i in keep], [seqs[i] for i in keep]
-                classes = None if classes is None else [classes[i] for i in keep]
-                n = len(frames)
         c = self.seq.counts
         dups0, resets0 = c.duplicates, c.resets
         store = frames
@@ -389,16 +389,17 @@ class Router:
                    f"now, {iso(lo)} to {iso(hi)} (first: {iso(bad[0])}); {len(keep)} taken", msg)
         return keep
 
-    def _not_too_old(self, frames: list[Frame], raw_ts: list[int], lo: int, offset: int, msg: Incoming,
-                     out: Routed) -> list[int]:
-        """The indices of the live frames dated no earlier than ``lo`` with their robot's clock
-        correction ``offset``; the message goes to the dead letters for the rest."""
-        keep = [i for i, t in enumerate(raw_ts) if t + offset >= lo]
-        first = next(t for t in raw_ts if t + offset < lo)
+    def _in_window_corrected(self, frames: list[Frame], raw_ts: list[int], lo: int, hi: int, offset: int,
+                             msg: Incoming, out: Routed) -> list[int]:
+        """The indices of the live frames dated inside [lo, hi] with their robot's clock correction
+        ``offset``; the message goes to the dead letters for the rest."""
+        keep = [i for i, t in enumerate(raw_ts) if lo <= t + offset <= hi]
+        first = next(t for t in raw_ts if not lo <= t + offset <= hi)
         fix = f", corrected by {offset / _NS:+.0f} s," if offset else ""
-        self._dead(out, "ts_out_of_range", f"{len(frames) - len(keep)} of {len(frames)} frames dated before "
-                   f"{iso(lo)}{fix} older than the raw retention (first: {iso(first)} by the robot's clock); "
-                   f"{len(keep)} taken (a robot clock steadily behind is corrected after --clock-settle)", msg)
+        what, side = ("older than the raw retention", "behind") if first + offset < lo else ("too far ahead", "ahead")
+        self._dead(out, "ts_out_of_range", f"{len(frames) - len(keep)} of {len(frames)} frames dated outside "
+                   f"{iso(lo)} to {iso(hi)}{fix} {what} (first: {iso(first)} by the robot's clock); "
+                   f"{len(keep)} taken (a robot clock steadily {side} is corrected after --clock-settle)", msg)
         return keep
 
     def _checked(self, msg: Incoming, scenario_id: str, robot_id: str, out: Routed) -> list[Frame] | None:

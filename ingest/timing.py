@@ -8,7 +8,9 @@ places each frame against the ingestor's own clock (the time its message arrived
 * **ahead**: the newest frame of a message is later than its arrival by more than ``tolerance_s``.
   No reading comes from the future, so the robot's clock is ahead: the correction takes off what
   is beyond the tolerance (the newest frame lands ``tolerance_s`` after its arrival, so frames
-  before and after the correction stay in order; the spacing of the frames is kept).
+  before and after the correction stay in order; the spacing of the frames is kept). A clock
+  further ahead than the caller's ``ceiling`` (days: a GPS week roll-over, or garbage) is
+  corrected only once it has stayed the same amount ahead for ``settle_s`` of arrivals.
 * **jumped back**: the robot's numbering goes on (same boot, ``seq`` rising) but its time went back
   by more than ``tolerance_s``. A backlog never does that (its times rise with its numbers), so
   the clock jumped: the correction puts the newest frame at the arrival time.
@@ -42,9 +44,9 @@ class _Clock:
     last_boot: int | None = None
     last_seq: int = -1
     last_ts: int = -1         # raw ts of the newest frame seen
-    behind_since: int = -1    # arrival of the first message of a run lagging by the same amount
-    behind_lag: int = 0
-    behind_n: int = 0
+    off_since: int = -1       # arrival of the first message of a run off by the same amount
+    off_lag: int = 0          # (behind, or days ahead: a clock corrected once it stays so)
+    off_n: int = 0
 
 
 @dataclass
@@ -87,21 +89,31 @@ class RobotClocks:
             return lag <= self.late_after
         if c.offset or not -self.tolerance <= lag <= self.late_after:
             return False
-        c.behind_since = -1
+        c.off_since = -1
         if ts >= c.last_ts or boot != c.last_boot or seq > c.last_seq:
             c.last_ts, c.last_seq, c.last_boot = ts, seq, boot
         return True
 
     def place(self, robot_id: str, ts: Sequence[int], seq: Sequence[int], boot: int | None,
-              received_ns: int, floor: int | None = None) -> Placement:
+              received_ns: int, floor: int | None = None, ceiling: int | None = None) -> Placement:
         """Place one message's frames (``ts`` and ``seq`` in message order) that arrived at
         ``received_ns``. A clock that jumps back to before ``floor`` (older than anything that may
-        be stored: a reset real-time clock, or garbage) is corrected only once it has stayed that
-        far behind for the settle time, never at once."""
+        be stored: a reset real-time clock, or garbage), or that is after ``ceiling`` even with its
+        correction (days ahead: a GPS week roll-over, a clock set wrong, or garbage), is corrected
+        only once it has stayed that far off for the settle time, never at once; the frames it
+        leaves outside are the caller's to refuse."""
         c = self._clocks.get(robot_id)
         if c is None:
             c = self._clocks[robot_id] = _Clock()
         newest = max(ts)
+        settled = False
+        if ceiling is not None and self.correct and newest + c.offset > ceiling:  # days ahead even as corrected
+            settled = self._steady(c, received_ns - newest, received_ns)
+            if not settled:
+                ts_in = [t for t in ts if t + c.offset <= ceiling]
+                if not ts_in:  # nothing else in the message: left as it is (for the caller to refuse)
+                    return Placement(c.offset, None, None)
+                newest = max(ts_in)  # the rest of the message is placed as usual
         if not self.correct:
             age = received_ns - min(ts)
             if age <= self.late_after:
@@ -112,14 +124,16 @@ class RobotClocks:
         lag = raw_lag - c.offset  # how old the newest frame is, with the correction
         tol = self.tolerance
         changed = None
-        if -tol <= raw_lag <= tol:
-            c.behind_since = -1
+        if settled:
+            c.offset, changed = raw_lag + tol, "ahead"
+        elif -tol <= raw_lag <= tol:
+            c.off_since = -1
             if c.offset:
                 c.offset, changed = 0, "right"
         elif lag < -tol:  # from the future even with the correction: the clock is (further) ahead
             # only what is beyond the tolerance is taken off, so the frames before (up to the
             # tolerance ahead, uncorrected) and after the correction stay in order
-            c.behind_since = -1
+            c.off_since = -1
             new = raw_lag + tol
             if c.offset == 0 or abs(new - c.offset) > tol:
                 changed = "ahead"
@@ -128,16 +142,11 @@ class RobotClocks:
             continues = c.last_seq >= 0 and boot == c.last_boot and seq[0] > c.last_seq
             if continues and min(ts) < c.last_ts - tol and (floor is None or min(ts) >= floor):
                 c.offset, changed = raw_lag, "jumped back"
-                c.behind_since = -1
-            elif c.behind_since < 0 or abs(raw_lag - c.behind_lag) > tol:
-                c.behind_since, c.behind_lag, c.behind_n = received_ns, raw_lag, 1
-            else:
-                c.behind_n += 1
-                if received_ns - c.behind_since >= self.settle and c.behind_n >= 3:
-                    c.offset, changed = raw_lag, "behind"
-                    c.behind_since = -1
+                c.off_since = -1
+            elif self._steady(c, raw_lag, received_ns):
+                c.offset, changed = raw_lag, "behind"
         else:
-            c.behind_since = -1
+            c.off_since = -1
         if newest >= c.last_ts or boot != c.last_boot or seq[-1] > c.last_seq:
             c.last_ts, c.last_seq, c.last_boot = newest, seq[-1], boot
         off = c.offset
@@ -149,3 +158,16 @@ class RobotClocks:
             age = received_ns - (t + off)
             classes.append(HISTORY if age > self.horizon else LATE if age > self.late_after else LIVE)
         return Placement(off, classes, changed)
+
+    def _steady(self, c: _Clock, raw_lag: int, received_ns: int) -> bool:
+        """Count one more message ``raw_lag`` off its arrival: True (and the count starts again)
+        once the clock has been off by the same amount, within the tolerance, for the settle time
+        and at least three messages."""
+        if c.off_since < 0 or abs(raw_lag - c.off_lag) > self.tolerance:
+            c.off_since, c.off_lag, c.off_n = received_ns, raw_lag, 1
+            return False
+        c.off_n += 1
+        if received_ns - c.off_since >= self.settle and c.off_n >= 3:
+            c.off_since = -1
+            return True
+        return False

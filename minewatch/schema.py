@@ -12,7 +12,7 @@ from enum import Enum
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 __all__ = [
     "ID_PATTERN",
@@ -159,13 +159,13 @@ class RobotStatus(BaseModel):
     ]})
 
     robot_id: RobotId
-    online: bool
+    online: StrictBool  # true or false only: "yes", "no", 1 or 0 is refused (bad_status), not guessed at
     ts: Nanos | None = None
     boot: int | None = Field(default=None, ge=0, le=2**63 - 1, description="the boot number its frames carry")
     scenario_id: ScenarioId | None = None
     pos_m: float | None = None
     battery: float | None = Field(default=None, ge=0, le=100)
-    charging: bool = False
+    charging: StrictBool = False
     link: Link | None = None
 
 

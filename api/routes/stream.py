@@ -219,8 +219,8 @@ async def _read_commands(websocket: WebSocket, sub: Subscriber) -> None:
                 raise ValueError(f"a command is JSON: {_SEND}") from None
             if not isinstance(cmd, dict) or not ({"subscribe", "unsubscribe"} & cmd.keys()):
                 raise ValueError(_SEND)
-            add = _scenarios(_as_list(cmd.get("subscribe")))
-            drop = _scenarios(_as_list(cmd.get("unsubscribe")))
+            add = _scenarios(_as_list(cmd, "subscribe"))
+            drop = _scenarios(_as_list(cmd, "unsubscribe"))
         except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
             sub.put({"type": "error", "data": {"detail": str(exc)}})
             continue
@@ -228,11 +228,13 @@ async def _read_commands(websocket: WebSocket, sub: Subscriber) -> None:
         sub.put({"type": "subscribed", "data": {"scenarios": sorted(sub.scenarios)}})
 
 
-def _as_list(v: Any) -> list[str] | None:
-    if v is None:
+def _as_list(cmd: dict[str, Any], key: str) -> list[str] | None:
+    """The scenario ids of a command's ``key`` (None: not in it); null, a blank id or anything but
+    ids is refused (it names no scenario: answered ``subscribed``, it would look obeyed)."""
+    if key not in cmd:
         return None
-    if isinstance(v, str):
-        return [v]
-    if isinstance(v, list) and all(isinstance(x, str) for x in v):
-        return v
-    raise ValueError("subscribe / unsubscribe take a scenario id or a list of them")
+    v = cmd[key]
+    items = [v] if isinstance(v, str) else v
+    if isinstance(items, list) and all(isinstance(x, str) and x.strip() for x in items):
+        return items
+    raise ValueError(f"subscribe / unsubscribe take a scenario id or a list of them, not {orjson.dumps(v).decode()[:64]}")

@@ -71,6 +71,7 @@ def test_bad_replay_requests_are_422_with_a_reason(shared_api: Api, body: dict, 
         r = c.post("/replays", json=body)
         assert r.status_code == 422, r.text
         assert word in r.json()["detail"][0]["msg"]
+        assert r.json()["detail"][0]["loc"][0] == "body", r.json()  # the body was wrong, not the query
         assert c.post("/replays", json={"shift": "x", "speed": 5000}).status_code == 422
         assert c.get("/replays/rp-nope").status_code == 404
 

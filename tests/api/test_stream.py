@@ -114,6 +114,10 @@ def test_websocket_snapshot_subscribe_and_readings(api: Api, publisher: Publishe
                                                                     'or {"unsubscribe": "mf01"} (a list also works)'}
         ws.send("x" * 10000)
         assert "4 KiB" in json.loads(ws.recv(timeout=5))["data"]["detail"]
+        for cmd in ({"unsubscribe": None}, {"subscribe": ""}, {"subscribe": ["mf01", None]}):  # names no scenario
+            ws.send(json.dumps(cmd))
+            err = json.loads(ws.recv(timeout=5))
+            assert err["type"] == "error" and "a scenario id or a list of them" in err["data"]["detail"], (cmd, err)
         ws.send(json.dumps({"subscribe": ["hf02"]}))
         assert json.loads(ws.recv(timeout=5)) == {"type": "subscribed", "data": {"scenarios": ["hf02"]}}
         publisher.publish(publisher.topics.telemetry("hf02", "r04"),

@@ -72,6 +72,9 @@ def test_a_repeat_is_stored_once_and_detected_once() -> None:
     ("rt/v1/telemetry/mf01/r01", "future", "ts_out_of_range"),
     ("rt/v1/status/r01", b'{"robot_id": "r09", "online": true}', "topic_mismatch"),
     ("rt/v1/status/r01", b'{"robot_id": 5}', "bad_status"),
+    ("rt/v1/status/r01", b'{"robot_id": "r01", "online": "yes"}', "bad_status"),
+    ("rt/v1/status/r01", b'{"robot_id": "r01", "online": 1}', "bad_status"),
+    ("rt/v1/status/r01", b'{"robot_id": "r01", "online": true, "charging": "false"}', "bad_status"),
     ("rt/v1/alerts/ack/a1", b'{"alert_id": "a2", "operator": "x"}', "bad_ack"),
 ])
 def test_each_refusal_is_a_dead_letter_with_its_reason(topic: str, payload: bytes | str | None, reason: str) -> None:
@@ -122,6 +125,61 @@ def test_a_robot_clock_far_ahead_is_corrected_and_reported() -> None:
     # stored at the corrected time, with the robot's own time beside it
     assert [out.store_robot_ts[i] for i in range(5)] == [f.ts for f in fs]
     assert all(s.ts < f.ts - ahead // 2 for s, f in zip(out.store, fs))
+
+
+def test_a_robot_clock_days_ahead_is_refused_until_it_stays_that_far_ahead_then_corrected() -> None:
+    router, counters = _router(clock_settle_s=3.0)
+    now, ahead = time.time_ns(), 2 * 86_400 * 10**9  # further ahead than a clock is corrected at once
+    topic = TOPICS.telemetry("mf01", "r01")
+    fs = frames_for("mf01", "r01", 10, t0=now + ahead, step_ns=10**9)
+    out = Routed()
+    for i, f in enumerate(fs):  # one frame a second
+        router.route([Incoming(topic, encode_frame(f), i, 1, False, 1, now + i * 10**9)], out)
+    # refused (with the reason) until it has stayed that far ahead for the settle time
+    assert [d.reason for d in out.dead] == ["ts_out_of_range"] * 3
+    assert "steadily ahead is corrected after --clock-settle" in out.dead[0].detail
+    assert [c.why for c in out.clock] == ["ahead"] and abs(out.clock[0].offset + ahead) < 10 * 10**9
+    # then stored and detected at the time it arrived, with the robot's own time beside it
+    assert [f.seq for f in out.store] == [f.seq for f in out.detect] == [f.seq for f in fs[3:]]
+    assert [out.store_robot_ts[i] for i in range(7)] == [f.ts for f in fs[3:]]
+    assert all(s.ts <= now + (i + 3) * 10**9 + 5 * 10**9 for i, s in enumerate(out.store))
+    assert not any(out.store_late) and counters.deadlettered == {"ts_out_of_range": 3}
+
+
+@pytest.mark.parametrize("off_s", [2 * 86_400, -40 * 86_400], ids=["days-ahead", "weeks-back"])
+def test_a_restored_clock_alert_is_not_cleared_by_frames_refused_before_the_clock_settles(off_s: int) -> None:
+    """After a restart the robot_clock alert of a robot whose clock is days off is restored; its
+    frames are refused until the clock settles again, and must not be taken as a clock right again."""
+    router, _ = _router(clock_settle_s=3.0)
+    router.clock_alerts = {"r01"}
+    now = time.time_ns()
+    topic = TOPICS.telemetry("mf01", "r01")
+    fs = frames_for("mf01", "r01", 5, t0=now + off_s * 10**9, step_ns=10**9)
+    out = Routed()
+    for i, f in enumerate(fs):
+        router.route([Incoming(topic, encode_frame(f), i, 1, False, 1, now + i * 10**9)], out)
+        if i < 3:  # refused: nothing said of the clock yet
+            assert out.clock == [] and len(out.dead) == i + 1, (i, out.clock)
+    assert [c.why for c in out.clock] == ["ahead" if off_s > 0 else "behind"]
+    assert abs(out.clock[0].offset + off_s * 10**9) < 10 * 10**9 and len(out.store) == 2
+
+
+@pytest.mark.parametrize("kind", ["one-frame-between-good-ones", "history"])
+def test_frames_days_ahead_are_refused_when_no_clock_is_to_be_corrected(kind: str) -> None:
+    router, counters = _router(clock_settle_s=3.0)
+    now, ahead = time.time_ns(), 2 * 86_400 * 10**9
+    history = kind == "history"
+    topic = (TOPICS.history if history else TOPICS.telemetry)("mf01", "r01")
+    fs = frames_for("mf01", "r01", 20, t0=now - 10**9, step_ns=0)
+    out = Routed()
+    for i, f in enumerate(fs):  # every other frame far ahead, or (history) every frame
+        far = history or i % 2
+        f = msgspec.structs.replace(f, ts=f.ts + i * 10**9 + (ahead if far else 0))
+        router.route([Incoming(topic, encode_frame(f), i, 1, False, 1, now + i * 10**9)], out)
+    refused = 20 if history else 10
+    assert counters.deadlettered == {"ts_out_of_range": refused} and not out.clock
+    assert [f.seq for f in out.store] == ([] if history else list(range(0, 20, 2)))
+    assert not out.store_robot_ts and all(s.ts < now + 30 * 10**9 for s in out.store)
 
 
 def test_the_batching_policy() -> None:

@@ -16,6 +16,7 @@ class Robot:
         self.seq = 0
         self.t = NOW  # true time
         self.off = 0  # its clock minus true time (s)
+        self.window_s: float | None = None  # how far ahead of its arrival a frame is taken (None: any)
 
     def send(self, n: int = 1, latency_s: float = 0.02):
         out = []
@@ -23,7 +24,9 @@ class Robot:
             self.t += S
             self.seq += 1
             ts = self.t + self.off * S
-            out.append(self.clocks.place(self.name, [ts], [self.seq], None, self.t + int(latency_s * S)))
+            arrival = self.t + int(latency_s * S)
+            ceiling = None if self.window_s is None else arrival + int(self.window_s * S)
+            out.append(self.clocks.place(self.name, [ts], [self.seq], None, arrival, ceiling=ceiling))
         return out
 
 
@@ -92,3 +95,35 @@ def test_a_backlog_is_late_not_a_clock_and_older_than_the_horizon_is_history() -
     # a robot that was out of reach for two hours: the oldest part of its backlog is history
     far = clocks.place("r2", [NOW - 7200 * S, NOW - 1800 * S, NOW - 10 * S], [1, 2, 3], None, NOW)
     assert far.classes == [HISTORY, LATE, LIVE] and far.offset == 0
+
+
+def test_a_clock_days_ahead_is_corrected_only_once_it_stays_that_far_ahead() -> None:
+    r = Robot(RobotClocks(tolerance_s=5.0, settle_s=30.0))
+    r.window_s = 86400.0  # a day ahead is corrected at once; further, only once it stays so
+    r.send(10)
+    r.off = 2 * 86400  # a GPS week roll-over, an RTC set wrong
+    placements = r.send(40)
+    fixed = [i for i, p in enumerate(placements) if p.changed is not None]
+    assert len(fixed) == 1 and placements[fixed[0]].changed == "ahead"
+    assert 29 <= fixed[0] <= 31, fixed  # after 30 s of it, not before
+    assert all(p.offset == 0 for p in placements[:fixed[0]])
+    # the newest frame lands at its arrival plus the tolerance, and the correction stands
+    assert abs(placements[-1].offset + (2 * 86400 - 5) * S) < S
+    assert all(p.offset == placements[-1].offset and p.classes is None for p in placements[fixed[0]:])
+    r.off = 0
+    assert r.send(1)[0].changed == "right"
+
+
+def test_a_single_frame_days_ahead_between_good_ones_is_never_a_correction() -> None:
+    r = Robot(RobotClocks(tolerance_s=5.0, settle_s=30.0))
+    r.window_s = 86400.0
+    r.send(10)
+    for _ in range(40):  # garbage now and then, for longer than the settle time
+        r.off = 30 * 86400
+        bad = r.send(1)[0]
+        r.off = 0
+        good = r.send(1)[0]
+        assert (bad.offset, bad.changed, good.offset, good.changed) == (0, None, 0, None)
+    # an hour ahead is within the window: corrected at its first frame, as ever
+    r.off = 3600
+    assert r.send(1)[0].changed == "ahead"

@@ -283,3 +283,26 @@ def test_a_robot_whose_clock_was_reset_weeks_back_is_corrected_and_watched(stack
     # nothing stored weeks back: what came before the correction was refused, with its reason
     old = stack.db.query('SELECT count("seq") FROM "telemetry" WHERE time < now() - 50m')
     assert not old or not old[0].get("count"), old
+
+
+def test_a_robot_whose_clock_is_two_days_ahead_is_corrected_and_watched(stack: Stack) -> None:
+    """A robot's real-time clock two days ahead (a GPS week roll-over, an RTC set wrong): further
+    ahead than a clock is corrected at once. Before, every frame was dead-lettered for ever, its
+    methane never reached the detectors and the robot was shown offline. Now its clock is corrected
+    once it has stayed that far ahead for --clock-settle, and its readings are watched."""
+    ahead_s = 2 * 86400.0
+    stack.ingest("--clock-settle", "3")
+    robot = Robot(stack.pub, stack.topics, "r17", "hf03", boot=2, clock_s=ahead_s).stream()
+    try:
+        warm(robot, 5)
+        _clock_told_then_outburst_alerted_live(stack, robot, 15)
+        # the operator is told how far ahead the clock is
+        clock = stack.obs.first_alert(lambda e: e["detector"] == "robot_clock" and e["state"] == "raised", 0, 1)
+        assert abs(clock.payload["value"] - ahead_s) < 60, clock.payload
+    finally:
+        robot.stop()
+    # stored at the times they arrived, nothing two days in the future
+    now = stack.db.query('SELECT count("seq") FROM "telemetry" WHERE time > now() - 10m AND time < now() + 1m')
+    assert now and now[0].get("count", 0) > 10, now
+    future = stack.db.query('SELECT count("seq") FROM "telemetry" WHERE time > now() + 10m')
+    assert not future or not future[0].get("count"), future
