@@ -221,5 +221,9 @@ def up(mines: int, home: Path, partitions: int, workers: int, no_simulator: bool
     """Run a whole mining group on this machine until Ctrl-C: the centre's NATS cluster, alert broker,
     workers and group view (the API's /group/mines), and per mine its broker, leaf node, ingestor,
     forwarder and simulated fleet."""
-    run_group(GroupSystem(home.resolve(), mines, partitions=partitions, workers=workers, simulate=not no_simulator,
-                          api_port=api_port, log=click.echo))
+    home = home.resolve()
+    lock = hold_home(home, "minewatch group up")  # before its servers make their directories under it
+    system = GroupSystem(home, mines, partitions=partitions, workers=workers, simulate=not no_simulator,
+                         api_port=api_port, log=click.echo)
+    system.lock = lock
+    run_group(system)

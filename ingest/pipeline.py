@@ -59,6 +59,7 @@ _scenario_of = operator.attrgetter("scenario_id")
 # them afresh: another stretch of time.
 HISTORY_BACK_NS = 600 * _NS
 HISTORY_GAP_NS = 3600 * _NS
+HISTORY_STRETCHES = 4  # stretches judged at once (two robots' imports of two days sent interleaved)
 WATCH_SILENCE_S = 60.0  # [P] no frame from a scenario for two 30 s polling cycles (domain §3): not watched
 
 # The channels the detectors watch, per scenario: the catalogue's. Other reading names a robot
@@ -145,8 +146,9 @@ class Pipeline:
         self.metrics = metrics
         self.counters: Counters = metrics.counters
         self.suite = suite
-        self.history_suite: Any = None  # made when the first history frame comes
-        self.history_newest = 0  # the newest frame the history detectors have seen
+        # history detectors per stretch of time, made when its first frame comes: [suite, the newest
+        # frame it has seen], the one used last at the end
+        self.history_suites: list[list[Any]] = []
         self.fmt = TelemetryLines()
         self.stats_tags = stats_tags
         self.stopping = stopping
@@ -350,21 +352,31 @@ class Pipeline:
         """Bulk history through detectors of its own, in event time; its alerts are only stored."""
         if not self.opts.detectors:
             return
-        lo, hi = min(f.ts for f in frames), max(f.ts for f in frames)
-        if self.history_suite is not None and not (self.history_newest - HISTORY_BACK_NS <= lo
-                                                   <= self.history_newest + HISTORY_GAP_NS):
-            # another stretch of time (an import of an earlier day after a later one, or after a
-            # gap): judged on its own. Carried over, a later day's standing alert would swallow
-            # this one's raises at its place, and its readings would clear that alert before it
-            # was raised.
-            self.history_suite = None
-        if self.history_suite is None:
-            self.history_newest = 0
-            self.history_suite = load_suite(self.opts, AlertTiming.historical)
-            if self.history_suite is None:
-                return
-        hs = self.history_suite
-        self.history_newest = max(self.history_newest, hi)
+        # another stretch of time (an import of an earlier day after a later one, or after a gap) is
+        # judged on its own: carried over, a later day's standing alert would swallow this one's
+        # raises at its place, and its readings would clear that alert before it was raised. Each
+        # stretch keeps its detectors, so two robots' imports of two days sent interleaved are
+        # each judged as one run, not afresh at every message.
+        stretches: dict[int, list[Frame]] = {}
+        for f in frames:
+            st = next((st for st in self.history_suites
+                       if st[1] - HISTORY_BACK_NS <= f.ts <= st[1] + HISTORY_GAP_NS), None)
+            if st is None:
+                suite = load_suite(self.opts, AlertTiming.historical)
+                if suite is None:
+                    return
+                st = [suite, f.ts]
+                self.history_suites.append(st)
+            st[1] = max(st[1], f.ts)
+            stretches.setdefault(id(st), []).append(f)
+        for st in [st for st in self.history_suites if id(st) in stretches]:
+            self.history_suites.remove(st)
+            self.history_suites.append(st)  # used last
+            self._detect_stretch(st[0], stretches[id(st)], batch)
+        del self.history_suites[:-HISTORY_STRETCHES]  # the stretches used longest ago: over
+
+    def _detect_stretch(self, hs: Any, frames: list[Frame], batch: Batch) -> None:
+        """One stretch of history through its detectors."""
         try:
             det = hs.process(catalogue_only(frames))
         except Exception:

@@ -99,7 +99,8 @@ class RobotClocks:
         """Place one message's frames (``ts`` and ``seq`` in message order) that arrived at
         ``received_ns``. A clock that jumps back to before ``floor`` (older than anything that may
         be stored: a reset real-time clock, or garbage), or that is after ``ceiling`` even with its
-        correction (days ahead: a GPS week roll-over, a clock set wrong, or garbage), is corrected
+        correction (days ahead: a GPS week roll-over, a clock set wrong, or garbage; a correction
+        for a clock behind is not added here, so one set right again is right at once), is corrected
         only once it has stayed that far off for the settle time, never at once; the frames it
         leaves outside are the caller's to refuse."""
         c = self._clocks.get(robot_id)
@@ -107,10 +108,13 @@ class RobotClocks:
             c = self._clocks[robot_id] = _Clock()
         newest = max(ts)
         settled = False
-        if ceiling is not None and self.correct and newest + c.offset > ceiling:  # days ahead even as corrected
+        # days ahead even as corrected; a clock corrected as behind is judged by its own time (one
+        # set right again, or less than a day ahead, is not made days ahead by the old correction)
+        ahead = min(c.offset, 0)
+        if ceiling is not None and self.correct and newest + ahead > ceiling:
             settled = self._steady(c, received_ns - newest, received_ns)
             if not settled:
-                ts_in = [t for t in ts if t + c.offset <= ceiling]
+                ts_in = [t for t in ts if t + ahead <= ceiling]
                 if not ts_in:  # nothing else in the message: left as it is (for the caller to refuse)
                     return Placement(c.offset, None, None)
                 newest = max(ts_in)  # the rest of the message is placed as usual

@@ -61,8 +61,12 @@ def hold_home(home: Path, command: str = "minewatch up") -> IO[str]:
     it go when the process ends, however it ends). A second system on the same data would run a
     second influxd on the same shards, a second broker on the same persistence file, and rewrite
     the first's env file and logs: refused, with the pid of the one holding it."""
-    home.mkdir(parents=True, exist_ok=True)
-    f = open(home / "up.lock", "a+")
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        f = open(home / "up.lock", "a+")
+    except OSError as e:  # not a directory, or not this user's to write (another's home, read-only)
+        raise click.ClickException(f"cannot use {home} as --home: {e.strerror or e} ({e.filename}); give "
+                                   "a directory this user may write") from None
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

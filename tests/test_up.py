@@ -5,6 +5,7 @@ alert of the first run standing."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -21,6 +22,7 @@ from minewatch.mqtt import paho_client
 from minewatch.services import free_port
 from minewatch.settings import parse_mqtt_url
 from minewatch.topics import Topics
+from tests.second_run import run_second
 
 pytestmark = pytest.mark.integration
 
@@ -170,3 +172,27 @@ def _wait(fn, timeout: float):
             return got
         time.sleep(0.3)
     raise AssertionError(f"timed out after {timeout} s")
+
+
+@pytest.mark.parametrize("kind", ["a-file", "lock-not-a-file", "read-only"])
+@pytest.mark.parametrize("command", [["up"], ["group", "up", "--mines", "1"]], ids=["up", "group-up"])
+def test_up_on_a_home_it_cannot_use_says_so(tmp_path: Path, kind: str, command: list[str]) -> None:
+    """A --home that is a file, whose lock is not a file, or that this user may not write (another
+    user's, read-only): a usage error naming it, not a traceback from opening the lock."""
+    home = tmp_path / "home"
+    if kind == "a-file":
+        home.write_text("")
+    elif kind == "lock-not-a-file":
+        (home / "up.lock").mkdir(parents=True)
+    else:
+        if os.geteuid() == 0:
+            pytest.skip("root writes a read-only directory")
+        home.mkdir()
+        home.chmod(0o555)
+    try:
+        rc, out, err = run_second([*command, "--home", str(home), "--no-simulator"])
+    finally:
+        if home.is_dir():
+            home.chmod(0o755)
+    assert rc == 1, out + err
+    assert "Traceback" not in err and f"cannot use {home} as --home" in err, err

@@ -164,6 +164,24 @@ def test_a_restored_clock_alert_is_not_cleared_by_frames_refused_before_the_cloc
     assert abs(out.clock[0].offset + off_s * 10**9) < 10 * 10**9 and len(out.store) == 2
 
 
+def test_a_robot_clock_corrected_for_weeks_back_and_set_right_again_is_taken_at_once() -> None:
+    """A clock reset weeks back is corrected after --clock-settle; set right again (its time from
+    the network again), its frames are right as they are and taken at once, not refused as days
+    ahead (the old correction added to them) for the settle time."""
+    router, counters = _router(clock_settle_s=3.0)
+    now, back = time.time_ns(), 40 * 86_400 * 10**9
+    topic = TOPICS.telemetry("mf01", "r01")
+    fs = frames_for("mf01", "r01", 10, t0=now, step_ns=10**9)
+    out = Routed()
+    for i, f in enumerate(fs):  # one frame a second, the first five weeks back
+        f = msgspec.structs.replace(f, ts=f.ts - (back if i < 5 else 0))
+        router.route([Incoming(topic, encode_frame(f), i, 1, False, 1, now + i * 10**9)], out)
+    assert [c.why for c in out.clock] == ["behind", "right"]
+    assert counters.deadlettered == {"ts_out_of_range": 3}  # only while the clock settled
+    assert [f.seq for f in out.store] == [f.seq for f in fs[3:]]
+    assert [s.ts for s in out.store[2:]] == [f.ts for f in fs[5:]]  # set right: stored as sent
+
+
 @pytest.mark.parametrize("kind", ["one-frame-between-good-ones", "history"])
 def test_frames_days_ahead_are_refused_when_no_clock_is_to_be_corrected(kind: str) -> None:
     router, counters = _router(clock_settle_s=3.0)

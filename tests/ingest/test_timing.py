@@ -127,3 +127,20 @@ def test_a_single_frame_days_ahead_between_good_ones_is_never_a_correction() -> 
     # an hour ahead is within the window: corrected at its first frame, as ever
     r.off = 3600
     assert r.send(1)[0].changed == "ahead"
+
+
+def test_a_clock_corrected_for_weeks_back_is_right_at_once_when_set_right_again() -> None:
+    r = Robot(RobotClocks(tolerance_s=5.0, settle_s=30.0))
+    r.window_s = 86400.0
+    r.send(10)
+    r.off = -21 * 86400  # a real-time clock reset weeks back: its numbering goes on
+    assert [p.changed for p in r.send(5) if p.changed] == ["jumped back"]
+    r.off = 0  # its time from the network again: right as it is, not days ahead by the correction
+    first, *rest = r.send(5)
+    assert (first.changed, first.offset, first.classes) == ("right", 0, None)
+    assert all((p.changed, p.offset) == (None, 0) for p in rest)
+    r.off = -21 * 86400
+    r.send(5)
+    r.off = 3600  # or an hour ahead: corrected at once, as any clock within the window
+    p = r.send(1)[0]
+    assert p.changed == "ahead" and abs(p.offset + (3600 - 5) * S) < S

@@ -306,3 +306,36 @@ def test_a_robot_whose_clock_is_two_days_ahead_is_corrected_and_watched(stack: S
     assert now and now[0].get("count", 0) > 10, now
     future = stack.db.query('SELECT count("seq") FROM "telemetry" WHERE time > now() + 10m')
     assert not future or not future[0].get("count"), future
+
+
+def test_two_robots_histories_of_two_days_sent_interleaved_are_each_judged_as_one_run(stack: Stack) -> None:
+    """r01 imports the day before while r05 imports a later stretch, their frames a message each,
+    taken in turn: r01's methane alarm is one alarm, raised and cleared in the earlier day, not
+    one alarm a reading, none cleared (the history detectors started afresh at every message)."""
+    from minewatch.wire import Frame
+
+    stack.ingest()
+    s = 1_000_000_000
+    later = (time.time_ns() // s - 3 * 3600) * s  # older than the live horizon: history
+    earlier = later - 86400 * s
+    days = {"r01": (earlier, [0.3] * 3 + [1.7] * 4 + [0.3] * 4), "r05": (later, [0.3] * 11)}
+    for i in range(11):
+        for robot, (t0, values) in days.items():
+            f = Frame(robot_id=robot, scenario_id="mf01", boot=t0 // s, seq=i, ts=t0 + i * s,
+                      readings={"ch4_t1": values[i]})
+            stack.pub.publish(stack.topics.history("mf01", robot), msgspec.json.encode([f]))
+        stack.pub.flush()
+        time.sleep(0.05)
+
+    def historical() -> list[dict]:
+        return stack.db.query('SELECT * FROM "alert_events" WHERE "timing" = \'historical\' AND "detector" = '
+                              '\'gas_limit\' AND "channel" = \'ch4_t1\'') or []
+
+    wait_until(lambda: (stack.db.count("telemetry", "seq") or 0) >= 22, 30, "both imports stored")
+    wait_until(lambda: any(r["state"] == "cleared" for r in historical()), 30, f"the alarm cleared: {historical()}")
+    time.sleep(1.0)  # any further raise of the same readings stored by now
+    rows = historical()
+    assert sorted(r["state"] for r in rows) == ["cleared", "raised"], rows
+    raised, cleared = (next(r["time"] for r in rows if r["state"] == st) for st in ("raised", "cleared"))
+    assert raised == earlier + 3 * s and earlier + 7 * s <= cleared <= earlier + 10 * s, rows  # in its own day
+    assert len({r["alert_id"] for r in rows}) == 1, rows
