@@ -145,7 +145,7 @@ class Incidents:
         if inc is None:
             # made from what opens it (detectors.ids): the same again after a crash, two robots'
             # alerts at one millisecond two incidents also across a restart that forgot the first
-            base = ids.name(ids.head(self.id_prefix, g.place, g.cause), ev.first_ts, ev.robot_id, g.place)
+            base = self._name(g, ev)
             iid, n = ids.fit(base), 1
             while iid in self._ids:
                 n += 1
@@ -158,6 +158,10 @@ class Incidents:
                 self._ids = {i.incident_id for i in self._open.values()}
         self._by_alert[ev.alert_id] = inc
         return inc.incident_id
+
+    def _name(self, g: Grouping, ev: AlertEvent) -> str:
+        """The id of the incident of ``g`` that ``ev`` opens, before :func:`detectors.ids.fit`."""
+        return ids.name(ids.head(self.id_prefix, g.place, g.cause), ev.first_ts, ev.robot_id, g.place)
 
     def apply(self, ev: AlertEvent, *, operator_ack: bool = False) -> None:
         """One alert step (its ``incident_id`` set by :meth:`assign`): update the incident and emit
@@ -214,8 +218,7 @@ class Incidents:
                 if cur is not None and (iid is None or cur.incident_id != iid):
                     inc = cur  # two restored incidents of one group: keep the older one
                 else:
-                    iid = iid or ids.fit(ids.name(ids.head(self.id_prefix, g.place, g.cause), ev.first_ts, ev.robot_id,
-                                                  g.place))
+                    iid = iid or ids.fit(self._name(g, ev))
                     inc = _Incident(iid, g, ev.scenario_id, prev.first_ts if prev else ev.first_ts)
                     if prev is not None and prev.acknowledged_by is not None:
                         inc.acked_by, inc.acked_ts, inc.note = prev.acknowledged_by, prev.acknowledged_ts, prev.note

@@ -276,11 +276,11 @@ class Router:
         # a date weeks back, or days ahead, is corrected once it stays so, not refused for ever
         clocked = not history and not self.data_clock
         if not clocked and (min(raw_ts) < lo or max(raw_ts) > hi):
-            frames = self._in_window(frames, raw_ts, lo, hi, msg, out)
-            if not frames:
+            keep = self._in_window(frames, raw_ts, lo, hi, msg, out)
+            if not keep:
                 return
+            frames, raw_ts = [frames[i] for i in keep], [raw_ts[i] for i in keep]
             n = len(frames)
-            raw_ts = list(map(_ts, frames))
         seqs = list(map(_seq, frames))
         boot = frames[0].boot
         one_boot = n == 1 or all(f.boot == boot for f in frames)
@@ -296,7 +296,7 @@ class Router:
             place = self.clocks.place(robot_id, raw_ts, seqs, boot, received, floor=lo, ceiling=hi)
             classes = place.classes
             if min(raw_ts) + place.offset < lo or max(raw_ts) + place.offset > hi:  # outside even as corrected
-                keep = self._in_window_corrected(frames, raw_ts, lo, hi, place.offset, msg, out)
+                keep = self._in_window(frames, raw_ts, lo, hi, msg, out, place.offset)
                 if not keep:  # a clock not settled yet says nothing of it (a restored alert stands)
                     return
                 frames, raw_ts, seqs = [frames[i] for i in keep], [raw_ts[i] for i in keep], [seqs[i] for i in keep]
@@ -380,26 +380,24 @@ class Router:
             return lo, max(now, self.data_now) + int(o.max_ahead_s * _NS)
         return lo, now + int((o.max_clock_ahead_s if clock_ahead and not history else o.max_ahead_s) * _NS)
 
-    def _in_window(self, frames: list[Frame], raw_ts: list[int], lo: int, hi: int, msg: Incoming,
-                   out: Routed) -> list[Frame]:
-        """The frames dated inside [lo, hi]; the message goes to the dead letters for the rest."""
-        keep = [f for f, t in zip(frames, raw_ts) if lo <= t <= hi]
-        bad = [t for t in raw_ts if not lo <= t <= hi]
-        self._dead(out, "ts_out_of_range", f"{len(bad)} of {len(frames)} frames dated outside the window taken "
-                   f"now, {iso(lo)} to {iso(hi)} (first: {iso(bad[0])}); {len(keep)} taken", msg)
-        return keep
-
-    def _in_window_corrected(self, frames: list[Frame], raw_ts: list[int], lo: int, hi: int, offset: int,
-                             msg: Incoming, out: Routed) -> list[int]:
-        """The indices of the live frames dated inside [lo, hi] with their robot's clock correction
-        ``offset``; the message goes to the dead letters for the rest."""
-        keep = [i for i, t in enumerate(raw_ts) if lo <= t + offset <= hi]
-        first = next(t for t in raw_ts if not lo <= t + offset <= hi)
-        fix = f", corrected by {offset / _NS:+.0f} s," if offset else ""
-        what, side = ("older than the raw retention", "behind") if first + offset < lo else ("too far ahead", "ahead")
-        self._dead(out, "ts_out_of_range", f"{len(frames) - len(keep)} of {len(frames)} frames dated outside "
-                   f"{iso(lo)} to {iso(hi)}{fix} {what} (first: {iso(first)} by the robot's clock); "
-                   f"{len(keep)} taken (a robot clock steadily {side} is corrected after --clock-settle)", msg)
+    def _in_window(self, frames: list[Frame], raw_ts: list[int], lo: int, hi: int, msg: Incoming, out: Routed,
+                   offset: int | None = None) -> list[int]:
+        """The indices of the frames dated inside [lo, hi], with their robot's clock correction
+        ``offset`` where the frames are live and placed on their robot's clock (None: they are not);
+        the message goes to the dead letters for the rest."""
+        off = offset or 0
+        keep = [i for i, t in enumerate(raw_ts) if lo <= t + off <= hi]
+        first = next(t for t in raw_ts if not lo <= t + off <= hi)
+        if offset is None:
+            detail = (f"{len(frames) - len(keep)} of {len(frames)} frames dated outside the window taken now, "
+                      f"{iso(lo)} to {iso(hi)} (first: {iso(first)}); {len(keep)} taken")
+        else:
+            fix = f", corrected by {off / _NS:+.0f} s," if off else ""
+            what, side = ("older than the raw retention", "behind") if first + off < lo else ("too far ahead", "ahead")
+            detail = (f"{len(frames) - len(keep)} of {len(frames)} frames dated outside {iso(lo)} to {iso(hi)}{fix} "
+                      f"{what} (first: {iso(first)} by the robot's clock); {len(keep)} taken (a robot clock "
+                      f"steadily {side} is corrected after --clock-settle)")
+        self._dead(out, "ts_out_of_range", detail, msg)
         return keep
 
     def _checked(self, msg: Incoming, scenario_id: str, robot_id: str, out: Routed) -> list[Frame] | None:

@@ -97,10 +97,17 @@ def test_a_backlog_is_late_not_a_clock_and_older_than_the_horizon_is_history() -
     assert far.classes == [HISTORY, LATE, LIVE] and far.offset == 0
 
 
-def test_a_clock_days_ahead_is_corrected_only_once_it_stays_that_far_ahead() -> None:
+def _a_day_window() -> Robot:
+    """A robot with its clock right for 10 frames, placed with a window a day ahead: a day ahead is
+    corrected at once; further, only once it stays so."""
     r = Robot(RobotClocks(tolerance_s=5.0, settle_s=30.0))
-    r.window_s = 86400.0  # a day ahead is corrected at once; further, only once it stays so
+    r.window_s = 86400.0
     r.send(10)
+    return r
+
+
+def test_a_clock_days_ahead_is_corrected_only_once_it_stays_that_far_ahead() -> None:
+    r = _a_day_window()
     r.off = 2 * 86400  # a GPS week roll-over, an RTC set wrong
     placements = r.send(40)
     fixed = [i for i, p in enumerate(placements) if p.changed is not None]
@@ -115,9 +122,7 @@ def test_a_clock_days_ahead_is_corrected_only_once_it_stays_that_far_ahead() -> 
 
 
 def test_a_single_frame_days_ahead_between_good_ones_is_never_a_correction() -> None:
-    r = Robot(RobotClocks(tolerance_s=5.0, settle_s=30.0))
-    r.window_s = 86400.0
-    r.send(10)
+    r = _a_day_window()
     for _ in range(40):  # garbage now and then, for longer than the settle time
         r.off = 30 * 86400
         bad = r.send(1)[0]
@@ -130,9 +135,7 @@ def test_a_single_frame_days_ahead_between_good_ones_is_never_a_correction() -> 
 
 
 def test_a_clock_corrected_for_weeks_back_is_right_at_once_when_set_right_again() -> None:
-    r = Robot(RobotClocks(tolerance_s=5.0, settle_s=30.0))
-    r.window_s = 86400.0
-    r.send(10)
+    r = _a_day_window()
     r.off = -21 * 86400  # a real-time clock reset weeks back: its numbering goes on
     assert [p.changed for p in r.send(5) if p.changed] == ["jumped back"]
     r.off = 0  # its time from the network again: right as it is, not days ahead by the correction
